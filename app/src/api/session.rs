@@ -1,0 +1,123 @@
+//! Server functions for signing up, in and out, the caller's own account, and
+//! the system status banner.
+
+use crate::error::AppError;
+use crate::types::{Me, OrgView, SessionState, SystemStatus};
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+use {
+    super::edge::{self, fail},
+    engine::accounts::{self, NewAccount},
+    engine::names::{OrgName, Password, PersonName},
+    engine::orgs,
+};
+
+#[cfg(feature = "ssr")]
+async fn me(ctx: &edge::ServerContext, caller: &engine::accounts::Caller) -> Result<Me, AppError> {
+    let profile = accounts::profile(&ctx.engine, caller).await.map_err(fail)?;
+    let orgs = orgs::list_mine(&ctx.engine, caller).await.map_err(fail)?;
+    Ok(Me {
+        name: profile.name,
+        email: profile.email,
+        org_id: caller.org_id.0,
+        org_name: profile.org_name,
+        role: caller.role.as_str().to_owned(),
+        orgs: orgs
+            .into_iter()
+            .map(|o| OrgView {
+                id: o.id.0,
+                name: o.name,
+                role: o.role.as_str().to_owned(),
+            })
+            .collect(),
+    })
+}
+
+/// Onboarding, signed out, or signed in (with who and where).
+#[server(endpoint = "session")]
+pub async fn get_session_state() -> Result<SessionState, AppError> {
+    let ctx = edge::context()?;
+    if accounts::onboarding_open(&ctx.engine).await.map_err(fail)? {
+        return Ok(SessionState::Onboarding);
+    }
+    let Some(token) = edge::session_token() else {
+        return Ok(SessionState::SignedOut);
+    };
+    match accounts::authenticate(&ctx.engine, token).await {
+        Ok(caller) => Ok(SessionState::SignedIn(me(&ctx, &caller).await?)),
+        Err(accounts::AccountError::NotSignedIn) => Ok(SessionState::SignedOut),
+        Err(e) => Err(fail(e)),
+    }
+}
+
+/// Creates the first owner and their organization; refused once an owner exists.
+#[server(endpoint = "onboard")]
+pub async fn onboard(
+    name: String,
+    email: String,
+    password: String,
+    organization: String,
+) -> Result<(), AppError> {
+    let ctx = edge::context()?;
+    let account = NewAccount::parse(&name, &email, &password).map_err(fail)?;
+    let org = OrgName::parse(&organization).map_err(fail)?;
+    let (caller, _) = accounts::onboard(&ctx.engine, account, org)
+        .await
+        .map_err(fail)?;
+    edge::set_session_cookie(&ctx, &caller.token);
+    Ok(())
+}
+
+#[server(endpoint = "login")]
+pub async fn login(email: String, password: String) -> Result<(), AppError> {
+    let ctx = edge::context()?;
+    let caller = accounts::login(&ctx.engine, &email, &password, &edge::client_ip())
+        .await
+        .map_err(fail)?;
+    edge::set_session_cookie(&ctx, &caller.token);
+    Ok(())
+}
+
+#[server(endpoint = "logout")]
+pub async fn logout() -> Result<(), AppError> {
+    let ctx = edge::context()?;
+    if let Some(token) = edge::session_token() {
+        accounts::logout(&ctx.engine, &token).await.map_err(fail)?;
+    }
+    edge::clear_session_cookie(&ctx);
+    Ok(())
+}
+
+#[server(endpoint = "account/profile")]
+pub async fn update_profile(name: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let name = PersonName::parse(&name).map_err(fail)?;
+    accounts::update_name(&ctx.engine, &caller, name)
+        .await
+        .map_err(fail)
+}
+
+/// Changes the password and signs out every other session.
+#[server(endpoint = "account/password")]
+pub async fn change_password(
+    current_password: String,
+    new_password: String,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let new = Password::parse("new_password", &new_password).map_err(fail)?;
+    accounts::change_password(&ctx.engine, &caller, &current_password, new)
+        .await
+        .map_err(fail)
+}
+
+/// Whether Docker answers, for the banner in the app shell.
+#[server(endpoint = "system/status")]
+pub async fn get_system_status() -> Result<SystemStatus, AppError> {
+    let (ctx, _caller) = edge::caller().await?;
+    let docker_error = ctx.engine.docker.info().await.err().map(|e| e.to_string());
+    Ok(SystemStatus {
+        docker_error,
+        docker_host: ctx.engine.docker.host(),
+    })
+}

@@ -1,0 +1,5 @@
+//! Reusable pieces of the UI: the signed-in shell, form controls, the theme toggle.
+
+pub mod shell;
+pub mod theme;
+pub mod ui;

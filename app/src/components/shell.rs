@@ -1,0 +1,134 @@
+//! The signed-in app shell: sidebar (navigation, organization switcher, theme,
+//! sign-out), the Docker banner, and the page outlet. Visitors who are not
+//! signed in are sent to login (or to onboarding while no owner exists).
+
+use crate::api::orgs::SwitchOrg;
+use crate::api::session::{get_session_state, get_system_status, Logout};
+use crate::components::theme::ThemeToggle;
+use crate::components::ui::{hard_navigate, LoadError, Loading};
+use crate::types::{Me, SessionState};
+use leptos::prelude::*;
+use leptos_router::components::{Outlet, Redirect, A};
+
+/// Everything behind sign-in.
+#[component]
+pub fn Shell() -> impl IntoView {
+    let state = Resource::new(|| (), |_| get_session_state());
+    view! {
+        <Suspense fallback=|| view! { <div class="p-8"><Loading /></div> }>
+            {move || Suspend::new(async move {
+                match state.await {
+                    Ok(SessionState::Onboarding) => view! { <Redirect path="/onboarding" /> }.into_any(),
+                    Ok(SessionState::SignedOut) => view! { <Redirect path="/login" /> }.into_any(),
+                    Ok(SessionState::SignedIn(me)) => {
+                        provide_context(me.clone());
+                        view! { <Frame me /> }.into_any()
+                    }
+                    Err(e) => view! { <div class="p-8"><LoadError error=e /></div> }.into_any(),
+                }
+            })}
+        </Suspense>
+    }
+}
+
+#[component]
+fn Frame(me: Me) -> impl IntoView {
+    let nav = "block rounded-md px-3 py-2 text-sm font-medium hover:bg-slate-100 dark:hover:bg-slate-800 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700 dark:aria-[current=page]:bg-indigo-950 dark:aria-[current=page]:text-indigo-300";
+    view! {
+        <div class="flex min-h-screen flex-col md:flex-row">
+            <aside class="border-b border-slate-200 bg-white p-4 md:w-64 md:shrink-0 md:border-b-0 md:border-r dark:border-slate-800 dark:bg-slate-900">
+                <div class="mb-4 flex items-center justify-between md:block">
+                    <A href="/projects" attr:class="text-xl font-bold tracking-tight text-indigo-600 dark:text-indigo-400">"⚓ Berth"</A>
+                    <p class="text-xs text-slate-500 md:mt-1" id="whoami">{me.email.clone()}</p>
+                </div>
+                <OrgSwitcher me=me.clone() />
+                <nav class="mt-4 flex gap-1 md:flex-col">
+                    <A href="/projects" attr:class=nav>"Projects"</A>
+                    <A href="/settings" attr:class=nav>"Settings"</A>
+                </nav>
+                <div class="mt-4 flex gap-1 border-t border-slate-200 pt-4 md:flex-col dark:border-slate-800">
+                    <ThemeToggle />
+                    <LogoutButton />
+                </div>
+            </aside>
+            <main class="flex-1 p-4 sm:p-8">
+                <DockerBanner />
+                <Outlet />
+            </main>
+        </div>
+    }
+}
+
+#[component]
+fn OrgSwitcher(me: Me) -> impl IntoView {
+    let switch = ServerAction::<SwitchOrg>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = switch.value().get() {
+            hard_navigate("/projects");
+        }
+    });
+    let current = me.org_id;
+    view! {
+        <label class="block text-xs font-medium uppercase tracking-wide text-slate-500">
+            "Organization"
+            <select
+                id="org-switcher"
+                class="mt-1 block w-full rounded-md border border-slate-300 bg-white px-2 py-1.5 text-sm dark:border-slate-700 dark:bg-slate-900"
+                on:change=move |ev| {
+                    switch.dispatch(SwitchOrg { id: event_target_value(&ev) });
+                }
+            >
+                {me.orgs.into_iter().map(|o| {
+                    let selected = o.id == current;
+                    view! { <option value=o.id.to_string() selected=selected>{o.name}</option> }
+                }).collect_view()}
+            </select>
+        </label>
+    }
+}
+
+#[component]
+fn LogoutButton() -> impl IntoView {
+    let logout = ServerAction::<Logout>::new();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = logout.value().get() {
+            hard_navigate("/login");
+        }
+    });
+    view! {
+        <button
+            id="logout"
+            type="button"
+            class="w-full rounded-md px-3 py-2 text-left text-sm hover:bg-slate-100 dark:hover:bg-slate-800"
+            on:click=move |_| { logout.dispatch(Logout {}); }
+        >
+            "Sign out"
+        </button>
+    }
+}
+
+/// Says plainly when Docker is unreachable and how to fix it.
+#[component]
+fn DockerBanner() -> impl IntoView {
+    let status = Resource::new(|| (), |_| get_system_status());
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                match status.await {
+                    Ok(s) => s.docker_error.map(|err| view! {
+                        <div role="status" id="docker-banner" class="mb-6 rounded-md border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
+                            <p class="font-semibold">"Docker is unreachable, so apps cannot be deployed yet."</p>
+                            <p class="mt-1 break-words">"Berth tried " <code>{s.docker_host}</code> ": " {err}</p>
+                            <p class="mt-1">
+                                "Start the Docker engine (" <code>"systemctl start docker"</code>
+                                ", or run " <code>"make run"</code> " as root with docker.io installed), or point "
+                                <code>"DOCKER_HOST"</code> " at a reachable engine, then reload."
+                            </p>
+                        </div>
+                    }),
+                    Err(_) => None,
+                }
+            })}
+        </Suspense>
+    }
+}

@@ -1,0 +1,107 @@
+//! Form controls and shared styles: one design language for every page.
+
+use crate::error::AppError;
+use leptos::prelude::*;
+
+pub const INPUT: &str = "mt-1 block w-full rounded-md border border-slate-300 bg-white px-3 py-2 text-sm shadow-sm focus:border-indigo-500 focus:outline-none focus:ring-1 focus:ring-indigo-500 dark:border-slate-700 dark:bg-slate-900";
+pub const BUTTON: &str = "inline-flex items-center justify-center rounded-md bg-indigo-600 px-4 py-2 text-sm font-semibold text-white shadow-sm hover:bg-indigo-500 disabled:opacity-50";
+pub const BUTTON_QUIET: &str = "inline-flex items-center justify-center rounded-md border border-slate-300 px-3 py-1.5 text-sm font-medium hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800";
+pub const BUTTON_DANGER: &str = "inline-flex items-center justify-center rounded-md border border-red-300 px-3 py-1.5 text-sm font-medium text-red-700 hover:bg-red-50 dark:border-red-800 dark:text-red-400 dark:hover:bg-red-950";
+pub const CARD: &str = "rounded-lg border border-slate-200 bg-white p-4 shadow-sm sm:p-6 dark:border-slate-800 dark:bg-slate-900";
+
+/// The error of the last run of a server action, if it failed.
+pub fn action_error<S>(action: ServerAction<S>) -> Signal<Option<AppError>>
+where
+    S: server_fn::ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    Signal::derive(move || action.value().get().and_then(|r| r.err()))
+}
+
+/// A labelled input with its server-side validation message underneath.
+#[component]
+pub fn Field(
+    label: &'static str,
+    name: &'static str,
+    #[prop(default = "text")] kind: &'static str,
+    #[prop(optional, into)] value: Option<String>,
+    #[prop(optional)] autocomplete: Option<&'static str>,
+    #[prop(into)] error: Signal<Option<AppError>>,
+) -> impl IntoView {
+    let id = format!("field-{name}");
+    let for_id = id.clone();
+    let message = move || error.get().and_then(|e| e.for_field(name));
+    view! {
+        <label class="block text-sm font-medium" for=for_id>
+            {label}
+            <input
+                id=id
+                name=name
+                type=kind
+                class=INPUT
+                value=value
+                autocomplete=autocomplete
+                aria-invalid=move || message().is_some().to_string()
+            />
+        </label>
+        <Show when=move || message().is_some()>
+            <p class="mt-1 text-sm text-red-600 dark:text-red-400" data-error-for=name>
+                {message}
+            </p>
+        </Show>
+    }
+}
+
+/// A message for errors not tied to one field (wrong password, rate limit, 503 ...).
+#[component]
+pub fn FormError(#[prop(into)] error: Signal<Option<AppError>>) -> impl IntoView {
+    let message = move || error.get().and_then(|e| e.general());
+    view! {
+        <Show when=move || message().is_some()>
+            <p role="alert" class="rounded-md bg-red-50 px-3 py-2 text-sm text-red-700 dark:bg-red-950 dark:text-red-300">
+                {message}
+            </p>
+        </Show>
+    }
+}
+
+/// A submit button that says when its action is running.
+#[component]
+pub fn Submit(
+    label: &'static str,
+    #[prop(into)] pending: Signal<bool>,
+    #[prop(optional)] id: Option<&'static str>,
+) -> impl IntoView {
+    view! {
+        <button type="submit" id=id class=BUTTON disabled=move || pending.get()>
+            {move || if pending.get() { "Working…" } else { label }}
+        </button>
+    }
+}
+
+/// Shown while a resource loads.
+#[component]
+pub fn Loading() -> impl IntoView {
+    view! { <p class="text-sm text-slate-500" aria-busy="true">"Loading…"</p> }
+}
+
+/// Shown when a resource failed to load.
+#[component]
+pub fn LoadError(error: AppError) -> impl IntoView {
+    view! {
+        <p role="alert" class="rounded-md bg-red-50 px-3 py-2 text-sm text-red-700 dark:bg-red-950 dark:text-red-300">
+            {error.to_string()}
+        </p>
+    }
+}
+
+/// Sends the browser to `path` with a full load, so every resource starts fresh
+/// (after sign-in, sign-out and organization switches).
+pub fn hard_navigate(path: &str) {
+    #[cfg(feature = "hydrate")]
+    {
+        let _ = window().location().set_href(path);
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = path;
+}

@@ -1,0 +1,66 @@
+//! Berth's user interface: the HTML shell, the routes, the pages and components,
+//! and the `#[server]` functions that are the UI's only door to the engine.
+//! Compiled twice: with `ssr` into the server, with `hydrate` into the WASM bundle.
+#![recursion_limit = "256"]
+
+pub mod api;
+pub mod components;
+pub mod error;
+pub mod pages;
+pub mod types;
+
+use components::shell::Shell;
+use leptos::prelude::*;
+use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
+use leptos_router::components::{ParentRoute, Route, Router, Routes};
+use leptos_router::{path, SsrMode};
+use pages::{
+    invite::InvitePage, login::LoginPage, not_found::NotFound, onboarding::OnboardingPage,
+    project::ProjectPage, projects::ProjectsPage, settings::SettingsPage,
+};
+
+/// Applies the saved or system colour scheme before first paint, so dark mode never flashes.
+const THEME_SCRIPT: &str = "try{var t=localStorage.getItem('berth-theme');if(t==='dark'||(!t&&matchMedia('(prefers-color-scheme: dark)').matches))document.documentElement.classList.add('dark')}catch(e){}";
+
+/// The HTML document the server renders around the app.
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8" />
+                <meta name="viewport" content="width=device-width, initial-scale=1" />
+                <link rel="icon" href="/favicon.svg" type="image/svg+xml" />
+                <script inner_html=THEME_SCRIPT></script>
+                <HydrationScripts options />
+                <MetaTags />
+            </head>
+            <body class="bg-slate-50 text-slate-900 antialiased dark:bg-slate-950 dark:text-slate-100">
+                <App />
+            </body>
+        </html>
+    }
+}
+
+/// The application: routes and the shared page chrome.
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="berth" href="/pkg/berth.css" />
+        <Title text="Berth" />
+        <Router>
+            <Routes fallback=|| view! { <NotFound /> }>
+                <Route path=path!("/onboarding") view=OnboardingPage ssr=SsrMode::Async />
+                <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
+                <Route path=path!("/invite/:token") view=InvitePage ssr=SsrMode::Async />
+                <ParentRoute path=path!("") view=Shell ssr=SsrMode::Async>
+                    <Route path=path!("") view=pages::projects::Home />
+                    <Route path=path!("projects") view=ProjectsPage />
+                    <Route path=path!("projects/:id") view=ProjectPage />
+                    <Route path=path!("settings") view=SettingsPage />
+                </ParentRoute>
+            </Routes>
+        </Router>
+    }
+}

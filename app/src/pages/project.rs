@@ -1,0 +1,182 @@
+//! One project: rename it, manage its environments, delete it.
+
+use crate::api::projects::{
+    get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
+};
+use crate::components::ui::{
+    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD,
+    INPUT,
+};
+use crate::types::{EnvironmentView, Me, ProjectDetail};
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_router::hooks::{use_navigate, use_params_map};
+
+#[component]
+pub fn ProjectPage() -> impl IntoView {
+    let params = use_params_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    let update = ServerAction::<UpdateProject>::new();
+    let add_env = ServerAction::<AddEnvironment>::new();
+    let rename_env = ServerAction::<RenameEnvironment>::new();
+    let delete_env = ServerAction::<DeleteEnvironment>::new();
+    let project = Resource::new(
+        move || {
+            (
+                id(),
+                update.version().get(),
+                add_env.version().get(),
+                rename_env.version().get(),
+                delete_env.version().get(),
+            )
+        },
+        |(id, ..)| get_project(id),
+    );
+    let actions = EnvActions {
+        add: add_env,
+        rename: rename_env,
+        delete: delete_env,
+    };
+    view! {
+        <div class="mx-auto max-w-4xl space-y-6">
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match project.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(p) => view! { <ProjectView project=p update actions /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </div>
+    }
+}
+
+#[derive(Clone, Copy)]
+struct EnvActions {
+    add: ServerAction<AddEnvironment>,
+    rename: ServerAction<RenameEnvironment>,
+    delete: ServerAction<DeleteEnvironment>,
+}
+
+#[component]
+fn ProjectView(
+    project: ProjectDetail,
+    update: ServerAction<UpdateProject>,
+    actions: EnvActions,
+) -> impl IntoView {
+    let error = action_error(update);
+    let me = use_context::<Me>();
+    let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
+    let id = project.id.to_string();
+    let delete_id = id.clone();
+    view! {
+        <h1 class="text-2xl font-semibold" id="project-title">{project.name.clone()}</h1>
+        <p class="text-sm text-slate-500">{project.description.clone()}</p>
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"General"</h2>
+            <ActionForm action=update attr:class="space-y-4" attr:id="rename-project">
+                <input type="hidden" name="id" value=project.id.to_string() />
+                <Field label="Name" name="name" value=project.name.clone() error />
+                <Field label="Description" name="description" value=project.description.clone() error />
+                <FormError error />
+                <Submit label="Save" pending=update.pending() id="rename-project-submit" />
+            </ActionForm>
+        </section>
+        <Environments project_id=id environments=project.environments actions />
+        <Show when=move || can_delete>
+            <DeleteProjectButton id=delete_id.clone() />
+        </Show>
+    }
+}
+
+#[component]
+fn Environments(
+    project_id: String,
+    environments: Vec<EnvironmentView>,
+    actions: EnvActions,
+) -> impl IntoView {
+    let add_error = action_error(actions.add);
+    let row_error = Signal::derive(move || {
+        action_error(actions.rename)
+            .get()
+            .or_else(|| action_error(actions.delete).get())
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Environments"</h2>
+            <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="environments">
+                {environments.into_iter().map(|env| view! { <EnvironmentRow env actions /> }).collect_view()}
+            </ul>
+            <div class="mt-2"><FormError error=row_error /></div>
+            <ActionForm action=actions.add attr:class="mt-4 flex flex-col gap-3 sm:flex-row sm:items-end" attr:id="add-environment">
+                <input type="hidden" name="project_id" value=project_id />
+                <div class="flex-1"><Field label="New environment" name="name" error=add_error /></div>
+                <Submit label="Add" pending=actions.add.pending() />
+            </ActionForm>
+            <FormError error=add_error />
+        </section>
+    }
+}
+
+#[component]
+fn EnvironmentRow(env: EnvironmentView, actions: EnvActions) -> impl IntoView {
+    let id = env.id.to_string();
+    let name = env.name.clone();
+    view! {
+        <li class="flex flex-col gap-2 py-3 sm:flex-row sm:items-center sm:justify-between" data-environment=env.name.clone()>
+            {if env.protected {
+                view! {
+                    <span class="font-medium">{name}</span>
+                    <span class="text-xs text-slate-500">"default · cannot be renamed or deleted"</span>
+                }.into_any()
+            } else {
+                let delete_id = id.clone();
+                view! {
+                    <ActionForm action=actions.rename attr:class="flex gap-2">
+                        <input type="hidden" name="id" value=id />
+                        <input name="name" value=name class=INPUT aria-label="Environment name" />
+                        <button type="submit" class=BUTTON_QUIET>"Rename"</button>
+                    </ActionForm>
+                    <button
+                        type="button"
+                        class=BUTTON_DANGER
+                        on:click=move |_| { actions.delete.dispatch(DeleteEnvironment { id: delete_id.clone() }); }
+                    >
+                        "Delete"
+                    </button>
+                }.into_any()
+            }}
+        </li>
+    }
+}
+
+#[component]
+fn DeleteProjectButton(id: String) -> impl IntoView {
+    let delete = ServerAction::<DeleteProject>::new();
+    let error = action_error(delete);
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = delete.value().get() {
+            navigate("/projects", Default::default());
+        }
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-2 font-semibold text-red-700 dark:text-red-400">"Danger zone"</h2>
+            <p class="mb-3 text-sm text-slate-500">"Deleting a project deletes its environments."</p>
+            <button
+                type="button"
+                class=BUTTON_DANGER
+                id="delete-project"
+                on:click=move |_| {
+                    if window().confirm_with_message("Delete this project and its environments?").unwrap_or(false) {
+                        delete.dispatch(DeleteProject { id: id.clone() });
+                    }
+                }
+            >
+                "Delete project"
+            </button>
+            <FormError error />
+        </section>
+    }
+}

@@ -1,0 +1,229 @@
+//! Settings: the user's profile and password, the organization's members and
+//! invites, and creating another organization.
+
+use crate::api::orgs::{
+    list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember,
+    RevokeInvite,
+};
+use crate::api::session::{ChangePassword, UpdateProfile};
+use crate::components::ui::{
+    action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER,
+    BUTTON_QUIET, CARD, INPUT,
+};
+use crate::types::Me;
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+
+#[component]
+pub fn SettingsPage() -> impl IntoView {
+    let me = use_context::<Me>();
+    let manage = me.as_ref().map(|m| m.can_manage()).unwrap_or(false);
+    let name = me.map(|m| m.name).unwrap_or_default();
+    view! {
+        <div class="mx-auto max-w-4xl space-y-6">
+            <h1 class="text-2xl font-semibold">"Settings"</h1>
+            <Profile name />
+            <PasswordForm />
+            <Members manage />
+            <Show when=move || manage>
+                <Invites />
+            </Show>
+            <NewOrganization />
+        </div>
+    }
+}
+
+#[component]
+fn Profile(name: String) -> impl IntoView {
+    let save = ServerAction::<UpdateProfile>::new();
+    let error = action_error(save);
+    let saved = move || matches!(save.value().get(), Some(Ok(())));
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Profile"</h2>
+            <ActionForm action=save attr:class="space-y-4">
+                <Field label="Name" name="name" value=name error />
+                <FormError error />
+                <div class="flex items-center gap-3">
+                    <Submit label="Save" pending=save.pending() />
+                    <Show when=saved><span class="text-sm text-green-600">"Saved"</span></Show>
+                </div>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn PasswordForm() -> impl IntoView {
+    let change = ServerAction::<ChangePassword>::new();
+    let error = action_error(change);
+    let done = move || matches!(change.value().get(), Some(Ok(())));
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Password"</h2>
+            <ActionForm action=change attr:class="space-y-4" attr:id="password-form">
+                <Field label="Current password" name="current_password" kind="password" autocomplete="current-password" error />
+                <Field label="New password (at least 10 characters)" name="new_password" kind="password" autocomplete="new-password" error />
+                <FormError error />
+                <div class="flex items-center gap-3">
+                    <Submit label="Change password" pending=change.pending() />
+                    <Show when=done><span class="text-sm text-green-600">"Changed; your other sessions were signed out"</span></Show>
+                </div>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn Members(manage: bool) -> impl IntoView {
+    let role = ServerAction::<ChangeMemberRole>::new();
+    let remove = ServerAction::<RemoveMember>::new();
+    let members = Resource::new(
+        move || (role.version().get(), remove.version().get()),
+        |_| list_members(),
+    );
+    let error = Signal::derive(move || {
+        action_error(role)
+            .get()
+            .or_else(|| action_error(remove).get())
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Members"</h2>
+            <FormError error />
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match members.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="members">
+                                {list.into_iter().map(|m| {
+                                    let uid = m.user_id.to_string();
+                                    let uid2 = uid.clone();
+                                    view! {
+                                        <li class="flex flex-col gap-2 py-3 sm:flex-row sm:items-center sm:justify-between">
+                                            <div>
+                                                <p class="font-medium">{m.name}</p>
+                                                <p class="text-sm text-slate-500">{m.email}</p>
+                                            </div>
+                                            {if manage {
+                                                view! {
+                                                    <div class="flex gap-2">
+                                                        <select
+                                                            class=INPUT
+                                                            aria-label="Role"
+                                                            on:change=move |ev| {
+                                                                role.dispatch(ChangeMemberRole { user_id: uid.clone(), role: event_target_value(&ev) });
+                                                            }
+                                                        >
+                                                            {["owner", "admin", "member"].into_iter().map(|r| view! {
+                                                                <option value=r selected=m.role == r>{r}</option>
+                                                            }).collect_view()}
+                                                        </select>
+                                                        <button type="button" class=BUTTON_DANGER on:click=move |_| {
+                                                            remove.dispatch(RemoveMember { user_id: uid2.clone() });
+                                                        }>"Remove"</button>
+                                                    </div>
+                                                }.into_any()
+                                            } else {
+                                                view! { <span class="text-sm text-slate-500">{m.role}</span> }.into_any()
+                                            }}
+                                        </li>
+                                    }
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn Invites() -> impl IntoView {
+    let create = ServerAction::<CreateInvite>::new();
+    let revoke = ServerAction::<RevokeInvite>::new();
+    let error = action_error(create);
+    let invites = Resource::new(
+        move || (create.version().get(), revoke.version().get()),
+        |_| list_invites(),
+    );
+    let link = move || {
+        create.value().get().and_then(|r| r.ok()).map(|i| {
+            // The server knows its public URL only when configured; otherwise use this page's origin.
+            if i.link.starts_with('/') {
+                format!(
+                    "{}{}",
+                    window().location().origin().unwrap_or_default(),
+                    i.link
+                )
+            } else {
+                i.link
+            }
+        })
+    };
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Invites"</h2>
+            <ActionForm action=create attr:class="flex flex-col gap-3 sm:flex-row sm:items-end" attr:id="invite-form">
+                <label class="block text-sm font-medium">
+                    "Role"
+                    <select name="role" class=INPUT>
+                        <option value="member">"member"</option>
+                        <option value="admin">"admin"</option>
+                    </select>
+                </label>
+                <Submit label="Create invite link" pending=create.pending() />
+            </ActionForm>
+            <FormError error />
+            <Show when=move || link().is_some()>
+                <p class="mt-3 text-sm">"Share this link once; it expires in 7 days:"</p>
+                <input readonly class=INPUT id="invite-link" value=link />
+            </Show>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match invites.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="mt-4 divide-y divide-slate-200 text-sm dark:divide-slate-800">
+                                {list.into_iter().map(|i| {
+                                    let id = i.id.to_string();
+                                    view! {
+                                        <li class="flex items-center justify-between py-2">
+                                            <span>{format!("{} · by {} · expires {}", i.role, i.created_by, i.expires_at)}</span>
+                                            <button type="button" class=BUTTON_QUIET on:click=move |_| {
+                                                revoke.dispatch(RevokeInvite { id: id.clone() });
+                                            }>"Revoke"</button>
+                                        </li>
+                                    }
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+#[component]
+fn NewOrganization() -> impl IntoView {
+    let create = ServerAction::<CreateOrg>::new();
+    let error = action_error(create);
+    Effect::new(move |_| {
+        if let Some(Ok(_)) = create.value().get() {
+            hard_navigate("/projects");
+        }
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"New organization"</h2>
+            <ActionForm action=create attr:class="flex flex-col gap-3 sm:flex-row sm:items-end">
+                <div class="flex-1"><Field label="Name" name="organization" error /></div>
+                <Submit label="Create and switch" pending=create.pending() />
+            </ActionForm>
+            <FormError error />
+        </section>
+    }
+}

@@ -1,0 +1,372 @@
+//! Users and their sessions: onboarding of the first owner, login with throttling,
+//! logout, resolving a session to a [`Caller`], profile and password changes, and
+//! the operator's password reset.
+
+use crate::db::schema::{instance, memberships, organizations, users};
+use crate::error::{Classify, ErrorKind, StoreError};
+use crate::ids::{OrgId, UserId};
+use crate::names::{Email, OrgName, Password, PersonName, Role, ValidationError};
+use crate::ratelimit::{self, Limit};
+use crate::sessions::{self, SessionToken};
+use crate::{passwords, Engine};
+use diesel::prelude::*;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AccountError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("onboarding is closed: an owner already exists")]
+    OnboardingClosed,
+    #[error("wrong email or password")]
+    InvalidCredentials,
+    #[error("not signed in")]
+    NotSignedIn,
+    #[error("too many attempts, retry in {0} s")]
+    RateLimited(u64),
+    #[error("an account with this email already exists")]
+    EmailTaken,
+    #[error("no such user")]
+    NotFound,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Hash(#[from] passwords::HashError),
+}
+
+impl From<diesel::result::Error> for AccountError {
+    fn from(e: diesel::result::Error) -> Self {
+        AccountError::Store(e.into())
+    }
+}
+
+impl Classify for AccountError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AccountError::Invalid(v) => v.kind(),
+            AccountError::OnboardingClosed => ErrorKind::Forbidden(self.to_string()),
+            AccountError::InvalidCredentials | AccountError::NotSignedIn => {
+                ErrorKind::Unauthorized(self.to_string())
+            }
+            AccountError::RateLimited(s) => ErrorKind::RateLimited {
+                retry_after_secs: *s,
+            },
+            AccountError::EmailTaken => ErrorKind::Conflict {
+                field: Email::FIELD,
+                message: self.to_string(),
+            },
+            AccountError::NotFound => ErrorKind::NotFound,
+            AccountError::Store(s) => s.kind(),
+            AccountError::Hash(_) => ErrorKind::Internal,
+        }
+    }
+}
+
+/// Who is making a request: a signed-in user acting in one organization with a role.
+/// Every domain call that touches tenant data takes one, and scopes by `org_id`.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub user_id: UserId,
+    pub org_id: OrgId,
+    pub role: Role,
+    pub token: SessionToken,
+}
+
+/// A new user's details, parsed.
+#[derive(Debug)]
+pub struct NewAccount {
+    pub name: PersonName,
+    pub email: Email,
+    pub password: Password,
+}
+
+impl NewAccount {
+    pub fn parse(name: &str, email: &str, password: &str) -> Result<Self, ValidationError> {
+        Ok(Self {
+            name: PersonName::parse(name)?,
+            email: Email::parse(email)?,
+            password: Password::parse("password", password)?,
+        })
+    }
+}
+
+pub(crate) fn is_unique_violation(e: &diesel::result::Error, constraint: &str) -> bool {
+    matches!(e, diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, info)
+        if info.constraint_name() == Some(constraint))
+}
+
+/// Inserts a user; maps a duplicate email to [`AccountError::EmailTaken`].
+pub(crate) async fn insert_user(
+    conn: &mut diesel_async::AsyncPgConnection,
+    account: &NewAccount,
+    password_hash: &str,
+) -> Result<UserId, AccountError> {
+    diesel::insert_into(users::table)
+        .values((
+            users::email.eq(account.email.as_str()),
+            users::name.eq(account.name.as_str()),
+            users::password_hash.eq(password_hash),
+        ))
+        .returning(users::id)
+        .get_result::<Uuid>(conn)
+        .await
+        .map(UserId)
+        .map_err(|e| {
+            if is_unique_violation(&e, "users_email_key") {
+                AccountError::EmailTaken
+            } else {
+                e.into()
+            }
+        })
+}
+
+/// True until the first owner has been created.
+pub async fn onboarding_open(engine: &Engine) -> Result<bool, AccountError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let done: bool = diesel::select(diesel::dsl::exists(
+        instance::table.select(instance::singleton),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    Ok(!done)
+}
+
+/// Creates the owner and their organization, and signs them in. Closing onboarding
+/// is the first write of the transaction: two racing requests cannot both win.
+pub async fn onboard(
+    engine: &Engine,
+    account: NewAccount,
+    org: OrgName,
+) -> Result<(Caller, UserId), AccountError> {
+    let hash = passwords::hash(&account.password).await?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let (user_id, org_id) = conn
+        .transaction::<_, AccountError, _>(|conn| {
+            async move {
+                let claimed = diesel::insert_into(instance::table)
+                    .values(instance::singleton.eq(true))
+                    .on_conflict_do_nothing()
+                    .execute(conn)
+                    .await?;
+                if claimed == 0 {
+                    return Err(AccountError::OnboardingClosed);
+                }
+                let user_id = insert_user(conn, &account, &hash).await?;
+                let org_id = crate::orgs::insert_org(conn, &org, user_id).await?;
+                Ok((user_id, org_id))
+            }
+            .scope_boxed()
+        })
+        .await?;
+    tracing::info!(user.id = %user_id, org.id = %org_id, "onboarding complete: owner created");
+    let token = sessions::create(&engine.kv, engine.policy, user_id, org_id).await?;
+    Ok((
+        Caller {
+            user_id,
+            org_id,
+            role: Role::Owner,
+            token,
+        },
+        user_id,
+    ))
+}
+
+/// At most this many login attempts per client address per window.
+pub const IP_LIMIT: Limit = Limit {
+    max: 30,
+    window_secs: 300,
+};
+/// At most this many failed logins per account per window. The window expires
+/// on its own, so an attacker can delay the real user by minutes, never for good.
+pub const ACCOUNT_LIMIT: Limit = Limit {
+    max: 10,
+    window_secs: 900,
+};
+
+/// Signs in with email and password from the address `client`.
+pub async fn login(
+    engine: &Engine,
+    email: &str,
+    password: &str,
+    client: &str,
+) -> Result<Caller, AccountError> {
+    // A malformed email can never match: treat it as wrong credentials, not a
+    // validation error, so the form does not reveal which half was wrong.
+    let email_key = email.trim().to_ascii_lowercase();
+    let ip_key = format!("login:ip:{client}");
+    // Hashed, so Redis never holds the email in a key name.
+    let acct_key = format!(
+        "login:account:{}",
+        hex::encode(Sha256::digest(email_key.as_bytes()))
+    );
+    for (key, limit) in [(&ip_key, IP_LIMIT), (&acct_key, ACCOUNT_LIMIT)] {
+        if let Some(retry) = ratelimit::check(&engine.kv, key, limit).await? {
+            return Err(AccountError::RateLimited(retry));
+        }
+    }
+    ratelimit::hit(&engine.kv, &ip_key, IP_LIMIT).await?;
+
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let user: Option<(Uuid, String)> = users::table
+        .filter(users::email.eq(&email_key))
+        .select((users::id, users::password_hash))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    let ok = match &user {
+        Some((_, hash)) => passwords::verify(password, hash).await,
+        None => {
+            passwords::verify(password, passwords::dummy_hash()).await;
+            false
+        }
+    };
+    let Some((user_id, _)) = user.filter(|_| ok) else {
+        ratelimit::hit(&engine.kv, &acct_key, ACCOUNT_LIMIT).await?;
+        return Err(AccountError::InvalidCredentials);
+    };
+    ratelimit::reset(&engine.kv, &acct_key).await?;
+    let user_id = UserId(user_id);
+    // Work in the organization joined first; the sidebar switches.
+    let org: Option<(Uuid, String)> = memberships::table
+        .filter(memberships::user_id.eq(user_id.0))
+        .order(memberships::created_at.asc())
+        .select((memberships::organization_id, memberships::role))
+        .first(&mut conn)
+        .await
+        .optional()?;
+    let Some((org_id, role)) = org else {
+        // A user removed from every organization has nothing to sign in to.
+        return Err(AccountError::InvalidCredentials);
+    };
+    let token = sessions::create(&engine.kv, engine.policy, user_id, OrgId(org_id)).await?;
+    Ok(Caller {
+        user_id,
+        org_id: OrgId(org_id),
+        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        token,
+    })
+}
+
+pub async fn logout(engine: &Engine, token: &SessionToken) -> Result<(), AccountError> {
+    Ok(sessions::revoke(&engine.kv, token).await?)
+}
+
+/// Resolves a session cookie to a caller. Membership is read from PostgreSQL on
+/// every request, so removing a member takes effect at once.
+pub async fn authenticate(engine: &Engine, token: SessionToken) -> Result<Caller, AccountError> {
+    let session = sessions::get(&engine.kv, engine.policy, &token)
+        .await?
+        .ok_or(AccountError::NotSignedIn)?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let role: Option<String> = memberships::table
+        .find((session.org_id.0, session.user_id.0))
+        .select(memberships::role)
+        .first(&mut conn)
+        .await
+        .optional()?;
+    let role = role.ok_or(AccountError::NotSignedIn)?;
+    Ok(Caller {
+        user_id: session.user_id,
+        org_id: session.org_id,
+        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        token,
+    })
+}
+
+/// The signed-in user's own details.
+#[derive(Debug, Clone)]
+pub struct Profile {
+    pub name: String,
+    pub email: String,
+    pub org_name: String,
+}
+
+pub async fn profile(engine: &Engine, caller: &Caller) -> Result<Profile, AccountError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let (name, email): (String, String) = users::table
+        .find(caller.user_id.0)
+        .select((users::name, users::email))
+        .first(&mut conn)
+        .await?;
+    let org_name: String = organizations::table
+        .find(caller.org_id.0)
+        .select(organizations::name)
+        .first(&mut conn)
+        .await?;
+    Ok(Profile {
+        name,
+        email,
+        org_name,
+    })
+}
+
+pub async fn update_name(
+    engine: &Engine,
+    caller: &Caller,
+    name: PersonName,
+) -> Result<(), AccountError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    diesel::update(users::table.find(caller.user_id.0))
+        .set((
+            users::name.eq(name.as_str()),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
+/// Changes the password after checking the current one, and signs out every
+/// other session of the user.
+pub async fn change_password(
+    engine: &Engine,
+    caller: &Caller,
+    current: &str,
+    new: Password,
+) -> Result<(), AccountError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let hash: String = users::table
+        .find(caller.user_id.0)
+        .select(users::password_hash)
+        .first(&mut conn)
+        .await?;
+    if !passwords::verify(current, &hash).await {
+        return Err(
+            ValidationError::new("current_password", "is not your current password").into(),
+        );
+    }
+    let new_hash = passwords::hash(&new).await?;
+    diesel::update(users::table.find(caller.user_id.0))
+        .set((
+            users::password_hash.eq(new_hash),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(&mut conn)
+        .await?;
+    sessions::revoke_all(&engine.kv, caller.user_id, Some(&caller.token)).await?;
+    tracing::info!(user.id = %caller.user_id, "password changed; other sessions revoked");
+    Ok(())
+}
+
+/// The operator's reset (`berth admin reset-password`): sets a new random password,
+/// revokes every session, and returns the password to show once.
+pub async fn reset_password(engine: &Engine, email: &Email) -> Result<String, AccountError> {
+    let new = crate::secrets::generate_key_string()[..24].to_owned();
+    let hash = passwords::hash(&Password::parse("password", &new)?).await?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let user: Option<Uuid> = diesel::update(users::table.filter(users::email.eq(email.as_str())))
+        .set((
+            users::password_hash.eq(hash),
+            users::updated_at.eq(diesel::dsl::now),
+        ))
+        .returning(users::id)
+        .get_result(&mut conn)
+        .await
+        .optional()?;
+    let user = UserId(user.ok_or(AccountError::NotFound)?);
+    sessions::revoke_all(&engine.kv, user, None).await?;
+    Ok(new)
+}

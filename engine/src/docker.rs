@@ -1,0 +1,96 @@
+//! The Docker Engine connection. Everything Berth asks of Docker goes through the
+//! [`DockerApi`] trait, so unit tests can use a fake while integration tests use
+//! the real engine through [`BollardDocker`]. This foundation needs only the
+//! engine's identity; the deploy engine extends the trait.
+
+use crate::config::DockerConfig;
+use futures::future::BoxFuture;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, thiserror::Error)]
+pub enum DockerError {
+    #[error("cannot connect to the Docker engine at {host}: {reason}")]
+    Unreachable { host: String, reason: String },
+    #[error("the Docker engine did not answer within {0} s")]
+    Timeout(u64),
+    #[error("docker: {0}")]
+    Api(String),
+}
+
+/// What the engine says about itself.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct DockerInfo {
+    pub version: String,
+    pub api_version: String,
+}
+
+pub trait DockerApi: Send + Sync {
+    /// Pings the engine and reads its version.
+    fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>>;
+    /// Where the engine is expected, for messages.
+    fn host(&self) -> String;
+}
+
+/// The real engine, over `DOCKER_HOST` or the default local socket.
+pub struct BollardDocker {
+    client: Result<bollard::Docker, String>,
+    host: String,
+    timeout: Duration,
+}
+
+impl BollardDocker {
+    /// Never fails: an engine that cannot even be addressed is reported by
+    /// [`DockerApi::info`], so Berth starts and the UI can explain the problem.
+    pub fn new(config: &DockerConfig) -> Self {
+        let host = config
+            .host
+            .clone()
+            .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
+        let client = bollard::Docker::connect_with_defaults()
+            .map(|d| d.with_timeout(Duration::from_secs(config.timeout_secs)))
+            .map_err(|e| e.to_string());
+        Self {
+            client,
+            host,
+            timeout: Duration::from_secs(config.timeout_secs),
+        }
+    }
+
+    /// The bollard client, for the modules that drive containers.
+    pub fn client(&self) -> Result<&bollard::Docker, DockerError> {
+        self.client
+            .as_ref()
+            .map_err(|reason| DockerError::Unreachable {
+                host: self.host.clone(),
+                reason: reason.clone(),
+            })
+    }
+}
+
+impl DockerApi for BollardDocker {
+    fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>> {
+        Box::pin(async move {
+            let client = self.client()?;
+            let call = async {
+                client.ping().await?;
+                client.version().await
+            };
+            let version = tokio::time::timeout(self.timeout, call)
+                .await
+                .map_err(|_| DockerError::Timeout(self.timeout.as_secs()))?
+                .map_err(|e| DockerError::Unreachable {
+                    host: self.host.clone(),
+                    reason: e.to_string(),
+                })?;
+            Ok(DockerInfo {
+                version: version.version.unwrap_or_default(),
+                api_version: version.api_version.unwrap_or_default(),
+            })
+        })
+    }
+
+    fn host(&self) -> String {
+        self.host.clone()
+    }
+}

@@ -1,0 +1,79 @@
+//! The health of Berth's backends, checked concurrently with a short timeout each.
+//! Ready means PostgreSQL and Redis answer; Docker is reported but not required,
+//! so the UI can stay up and explain how to fix it.
+
+use crate::Engine;
+use serde::Serialize;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(tag = "status", rename_all = "lowercase")]
+pub enum Component {
+    Up {
+        #[serde(skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+    },
+    Down {
+        error: String,
+    },
+}
+
+impl Component {
+    pub fn is_up(&self) -> bool {
+        matches!(self, Component::Up { .. })
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct HealthReport {
+    pub db: Component,
+    pub redis: Component,
+    pub docker: Component,
+}
+
+impl HealthReport {
+    /// PostgreSQL and Redis are required to serve; Docker is not.
+    pub fn ready(&self) -> bool {
+        self.db.is_up() && self.redis.is_up()
+    }
+}
+
+const TIMEOUT: Duration = Duration::from_secs(3);
+
+async fn within<F, E: std::fmt::Display>(f: F) -> Component
+where
+    F: std::future::Future<Output = Result<Option<String>, E>>,
+{
+    match tokio::time::timeout(TIMEOUT, f).await {
+        Ok(Ok(version)) => Component::Up { version },
+        Ok(Err(e)) => Component::Down {
+            error: e.to_string(),
+        },
+        Err(_) => Component::Down {
+            error: format!("no answer within {} s", TIMEOUT.as_secs()),
+        },
+    }
+}
+
+pub async fn check(engine: &Engine) -> HealthReport {
+    let db = within(async {
+        use diesel_async::RunQueryDsl;
+        let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
+        diesel::sql_query("SELECT 1")
+            .execute(&mut conn)
+            .await
+            .map(|_| None)
+            .map_err(|e| e.to_string())
+    });
+    let redis = within(async {
+        let mut conn = engine.kv.conn().await.map_err(|e| e.to_string())?;
+        redis::cmd("PING")
+            .query_async::<String>(&mut conn)
+            .await
+            .map(|_| None)
+            .map_err(|e| e.to_string())
+    });
+    let docker = within(async { engine.docker.info().await.map(|i| Some(i.version)) });
+    let (db, redis, docker) = tokio::join!(db, redis, docker);
+    HealthReport { db, redis, docker }
+}

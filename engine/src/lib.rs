@@ -1,0 +1,37 @@
+//! Berth's orchestration domain. It owns the data model (accounts, organizations,
+//! projects), tenancy, sessions, secrets and the Docker connection, and knows nothing
+//! of HTTP: the `app` server functions and the `server` routes are thin edges over it.
+
+pub mod accounts;
+pub mod config;
+pub mod db;
+pub mod docker;
+pub mod error;
+pub mod health;
+pub mod ids;
+pub mod kv;
+pub mod names;
+pub mod orgs;
+pub mod passwords;
+pub mod projects;
+pub mod ratelimit;
+pub mod secrets;
+pub mod sessions;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::sync::Arc;
+
+pub use error::{Classify, ErrorKind};
+
+/// Everything a domain operation needs: cheap to clone, shared by every request
+/// and worker in a process. Each process holds only pools; all state lives in
+/// PostgreSQL and Redis, so any number of replicas can run side by side.
+#[derive(Clone)]
+pub struct Engine {
+    pub db: db::DbPool,
+    pub kv: kv::Kv,
+    pub docker: Arc<dyn docker::DockerApi>,
+    pub secret: secrets::SecretKey,
+    pub policy: sessions::SessionPolicy,
+}

@@ -1,0 +1,329 @@
+//! Projects and their environments. Every query is scoped by the caller's
+//! organization: an ID from another organization behaves exactly like an ID that
+//! does not exist.
+
+use crate::accounts::{is_unique_violation, Caller};
+use crate::db::schema::{environments, projects};
+use crate::error::{Classify, ErrorKind, StoreError};
+use crate::ids::{EnvironmentId, ProjectId};
+use crate::names::{Description, EnvironmentName, ProjectName, ValidationError};
+use crate::Engine;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProjectError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for ProjectError {
+    fn from(e: diesel::result::Error) -> Self {
+        if is_unique_violation(&e, "projects_organization_id_name_key") {
+            return ValidationError::new(
+                ProjectName::FIELD,
+                "a project with this name already exists",
+            )
+            .into();
+        }
+        if is_unique_violation(&e, "environments_project_id_name_key") {
+            return ValidationError::new(
+                EnvironmentName::FIELD,
+                "an environment with this name already exists",
+            )
+            .into();
+        }
+        ProjectError::Store(e.into())
+    }
+}
+
+impl Classify for ProjectError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ProjectError::Invalid(v) => v.kind(),
+            ProjectError::NotFound => ErrorKind::NotFound,
+            ProjectError::Forbidden(m) => ErrorKind::Forbidden((*m).to_owned()),
+            ProjectError::Store(s) => s.kind(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = projects)]
+pub struct Project {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = environments)]
+pub struct Environment {
+    pub id: Uuid,
+    pub name: String,
+    pub protected: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectSummary {
+    pub project: Project,
+    pub environments: i64,
+}
+
+#[derive(Debug, Clone)]
+pub struct ProjectDetail {
+    pub project: Project,
+    pub environments: Vec<Environment>,
+}
+
+fn not_found_if_zero(n: usize) -> Result<(), ProjectError> {
+    if n == 0 {
+        Err(ProjectError::NotFound)
+    } else {
+        Ok(())
+    }
+}
+
+pub async fn list(engine: &Engine, caller: &Caller) -> Result<Vec<ProjectSummary>, ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let envs = environments::table
+        .filter(environments::project_id.eq(projects::id))
+        .count()
+        .single_value();
+    let rows: Vec<(Project, Option<i64>)> = projects::table
+        .filter(projects::organization_id.eq(caller.org_id.0))
+        .order(projects::name.asc())
+        .select((Project::as_select(), envs))
+        .load(&mut conn)
+        .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(project, n)| ProjectSummary {
+            project,
+            environments: n.unwrap_or(0),
+        })
+        .collect())
+}
+
+/// Creates a project and its `production` environment in one transaction.
+pub async fn create(
+    engine: &Engine,
+    caller: &Caller,
+    name: ProjectName,
+    description: Description,
+) -> Result<ProjectId, ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let org = caller.org_id;
+    let id = conn
+        .transaction::<_, ProjectError, _>(|conn| {
+            async move {
+                let id: Uuid = diesel::insert_into(projects::table)
+                    .values((
+                        projects::organization_id.eq(org.0),
+                        projects::name.eq(name.as_str()),
+                        projects::description.eq(description.as_str()),
+                    ))
+                    .returning(projects::id)
+                    .get_result(conn)
+                    .await?;
+                diesel::insert_into(environments::table)
+                    .values((
+                        environments::project_id.eq(id),
+                        environments::organization_id.eq(org.0),
+                        environments::name.eq(EnvironmentName::PRODUCTION),
+                        environments::protected.eq(true),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(id)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    tracing::info!(project.id = %id, org.id = %org, "project created");
+    Ok(ProjectId(id))
+}
+
+pub async fn get(
+    engine: &Engine,
+    caller: &Caller,
+    id: ProjectId,
+) -> Result<ProjectDetail, ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let project: Project = projects::table
+        .filter(projects::id.eq(id.0))
+        .filter(projects::organization_id.eq(caller.org_id.0))
+        .select(Project::as_select())
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or(ProjectError::NotFound)?;
+    let environments = environments::table
+        .filter(environments::project_id.eq(id.0))
+        .filter(environments::organization_id.eq(caller.org_id.0))
+        .order((environments::protected.desc(), environments::name.asc()))
+        .select(Environment::as_select())
+        .load(&mut conn)
+        .await?;
+    Ok(ProjectDetail {
+        project,
+        environments,
+    })
+}
+
+pub async fn update(
+    engine: &Engine,
+    caller: &Caller,
+    id: ProjectId,
+    name: ProjectName,
+    description: Description,
+) -> Result<(), ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let n = diesel::update(
+        projects::table
+            .filter(projects::id.eq(id.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    )
+    .set((
+        projects::name.eq(name.as_str()),
+        projects::description.eq(description.as_str()),
+        projects::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(&mut conn)
+    .await?;
+    not_found_if_zero(n)
+}
+
+/// Deleting a project removes its environments (and, later, everything in them):
+/// admins and owners only.
+pub async fn delete(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<(), ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    // Existence first, so a member probing a foreign ID still gets 404, not 403.
+    let exists: bool = diesel::select(diesel::dsl::exists(
+        projects::table
+            .filter(projects::id.eq(id.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !exists {
+        return Err(ProjectError::NotFound);
+    }
+    if !caller.role.can_manage() {
+        return Err(ProjectError::Forbidden(
+            "only admins and owners can delete projects",
+        ));
+    }
+    let n = diesel::delete(
+        projects::table
+            .filter(projects::id.eq(id.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    )
+    .execute(&mut conn)
+    .await?;
+    not_found_if_zero(n)
+}
+
+pub async fn add_environment(
+    engine: &Engine,
+    caller: &Caller,
+    project: ProjectId,
+    name: EnvironmentName,
+) -> Result<EnvironmentId, ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let owned: bool = diesel::select(diesel::dsl::exists(
+        projects::table
+            .filter(projects::id.eq(project.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !owned {
+        return Err(ProjectError::NotFound);
+    }
+    let id: Uuid = diesel::insert_into(environments::table)
+        .values((
+            environments::project_id.eq(project.0),
+            environments::organization_id.eq(caller.org_id.0),
+            environments::name.eq(name.as_str()),
+        ))
+        .returning(environments::id)
+        .get_result(&mut conn)
+        .await?;
+    Ok(EnvironmentId(id))
+}
+
+/// The environment, scoped and locked; protected ones refuse renames and deletes.
+async fn unprotected_env(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    id: EnvironmentId,
+) -> Result<(), ProjectError> {
+    let protected: Option<bool> = environments::table
+        .filter(environments::id.eq(id.0))
+        .filter(environments::organization_id.eq(caller.org_id.0))
+        .select(environments::protected)
+        .for_update()
+        .first(conn)
+        .await
+        .optional()?;
+    match protected {
+        None => Err(ProjectError::NotFound),
+        Some(true) => Err(ProjectError::Forbidden(
+            "the production environment cannot be renamed or deleted",
+        )),
+        Some(false) => Ok(()),
+    }
+}
+
+pub async fn rename_environment(
+    engine: &Engine,
+    caller: &Caller,
+    id: EnvironmentId,
+    name: EnvironmentName,
+) -> Result<(), ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    conn.transaction::<_, ProjectError, _>(|conn| {
+        async move {
+            unprotected_env(conn, caller, id).await?;
+            diesel::update(environments::table.find(id.0))
+                .set(environments::name.eq(name.as_str()))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+pub async fn delete_environment(
+    engine: &Engine,
+    caller: &Caller,
+    id: EnvironmentId,
+) -> Result<(), ProjectError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    conn.transaction::<_, ProjectError, _>(|conn| {
+        async move {
+            unprotected_env(conn, caller, id).await?;
+            diesel::delete(environments::table.find(id.0))
+                .execute(conn)
+                .await?;
+            Ok(())
+        }
+        .scope_boxed()
+    })
+    .await
+}

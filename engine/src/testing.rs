@@ -1,0 +1,211 @@
+//! Test support shared by engine, server and browser tests (feature `testing`):
+//! a fresh PostgreSQL database per test, cloned from a migrated template, and a
+//! Redis key prefix per test. Both are removed when the guard drops.
+//!
+//! Needs `DATABASE_URL` (a role that may create databases) and `REDIS_URL`; a test
+//! without them fails with a message saying so, never skips.
+
+use crate::config::{DatabaseConfig, DockerConfig, RedisConfig};
+use crate::docker::BollardDocker;
+use crate::kv::Kv;
+use crate::secrets::SecretKey;
+use crate::sessions::SessionPolicy;
+use crate::Engine;
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use std::sync::Arc;
+use tokio::sync::OnceCell;
+
+const TEMPLATE: &str = concat!("berth_test_tpl_", env!("BERTH_MIGRATIONS_HASH"));
+
+fn required(name: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        panic!("{name} must be set for integration tests: run them through `make test`, which starts PostgreSQL and Redis")
+    })
+}
+
+/// `url` with its database name replaced by `db`.
+pub fn with_database(url: &str, db: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((b, q)) => (b, Some(q)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{}", &base[..host_end], db);
+    if let Some(q) = query {
+        out.push('?');
+        out.push_str(q);
+    }
+    out
+}
+
+async fn admin_conn() -> AsyncPgConnection {
+    let url = with_database(&required("DATABASE_URL"), "postgres");
+    AsyncPgConnection::establish(&url)
+        .await
+        .unwrap_or_else(|e| panic!("cannot connect to PostgreSQL for tests: {e}"))
+}
+
+#[derive(QueryableByName)]
+struct Exists {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    exists: bool,
+}
+
+/// Builds the template once per migrations fingerprint, across processes: an
+/// advisory lock serialises parallel test binaries.
+async fn ensure_template() {
+    static DONE: OnceCell<()> = OnceCell::const_new();
+    DONE.get_or_init(|| async {
+        let mut conn = admin_conn().await;
+        diesel::sql_query("SELECT pg_advisory_lock(727274)")
+            .execute(&mut conn)
+            .await
+            .expect("advisory lock");
+        let found: Exists = diesel::sql_query(format!(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = '{TEMPLATE}') AS exists"
+        ))
+        .get_result(&mut conn)
+        .await
+        .expect("query pg_database");
+        if !found.exists {
+            let building = format!("{TEMPLATE}_building");
+            diesel::sql_query(format!("DROP DATABASE IF EXISTS {building}"))
+                .execute(&mut conn)
+                .await
+                .expect("drop stale");
+            diesel::sql_query(format!("CREATE DATABASE {building}"))
+                .execute(&mut conn)
+                .await
+                .expect("create template");
+            crate::db::migrate(&with_database(&required("DATABASE_URL"), &building))
+                .await
+                .expect("migrate template");
+            // Renamed only when complete, so a crashed build is never used.
+            diesel::sql_query(format!("ALTER DATABASE {building} RENAME TO {TEMPLATE}"))
+                .execute(&mut conn)
+                .await
+                .expect("publish template");
+        }
+        diesel::sql_query("SELECT pg_advisory_unlock(727274)")
+            .execute(&mut conn)
+            .await
+            .expect("unlock");
+    })
+    .await;
+}
+
+/// A database of its own for one test; dropped (forcibly) with the guard.
+pub struct TestDb {
+    pub name: String,
+    pub url: String,
+}
+
+impl TestDb {
+    pub async fn new() -> Self {
+        ensure_template().await;
+        let name = format!("berth_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin_conn().await;
+        diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
+        let url = with_database(&required("DATABASE_URL"), &name);
+        Self { name, url }
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        // Drop may run inside or outside a runtime: use a thread with its own.
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(async {
+                let mut conn = admin_conn().await;
+                let _ = diesel::sql_query(format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+                    .execute(&mut conn)
+                    .await;
+            });
+        })
+        .join();
+    }
+}
+
+/// A Redis prefix of its own for one test; its keys are deleted with the guard.
+pub struct TestRedis {
+    pub url: String,
+    pub prefix: String,
+}
+
+impl TestRedis {
+    pub fn new() -> Self {
+        Self {
+            url: required("REDIS_URL"),
+            prefix: format!("berth-test:{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+}
+
+impl Default for TestRedis {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        if let Ok(client) = redis::Client::open(self.url.as_str()) {
+            if let Ok(mut conn) = client.get_connection() {
+                let keys: Vec<String> = redis::cmd("KEYS")
+                    .arg(format!("{}*", self.prefix))
+                    .query(&mut conn)
+                    .unwrap_or_default();
+                if !keys.is_empty() {
+                    let _: redis::RedisResult<()> = redis::cmd("DEL").arg(keys).query(&mut conn);
+                }
+            }
+        }
+    }
+}
+
+/// An engine on a fresh database and Redis prefix, with a random secret key and the
+/// real Docker engine from `DOCKER_HOST`.
+pub struct TestEngine {
+    pub engine: Engine,
+    pub db: TestDb,
+    pub redis: TestRedis,
+}
+
+impl TestEngine {
+    pub async fn new() -> Self {
+        let db = TestDb::new().await;
+        let redis = TestRedis::new();
+        let engine = Engine {
+            db: crate::db::pool(&DatabaseConfig {
+                url: db.url.clone().into(),
+                pool_size: 4,
+            })
+            .expect("pool"),
+            kv: Kv::new(&RedisConfig {
+                url: redis.url.clone().into(),
+                prefix: redis.prefix.clone(),
+                pool_size: 4,
+            })
+            .expect("kv"),
+            docker: Arc::new(BollardDocker::new(
+                &DockerConfig::from_env().expect("docker config"),
+            )),
+            secret: SecretKey::generate(),
+            policy: SessionPolicy::default(),
+        };
+        Self { engine, db, redis }
+    }
+}

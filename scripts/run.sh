@@ -1,0 +1,49 @@
+#!/usr/bin/env bash
+# `make run`: builds Berth and serves it on http://127.0.0.1:3000 (BERTH_LISTEN).
+# When DATABASE_URL is unset, a project-local PostgreSQL cluster runs from
+# .berth/postgres (same data next time); when REDIS_URL is unset, a local
+# redis-server runs from .berth/redis with AOF persistence. When no Docker engine
+# answers and this runs as root with docker.io installed, a dockerd is started
+# with its data in .berth/docker (DOCKER_HOST points at its socket); set
+# BERTH_START_DOCKERD=0 to opt out. Ctrl-C stops Berth and everything started here.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+trap stop_services EXIT
+trap 'exit 130' INT TERM
+
+scripts/build.sh
+mkdir -p .berth
+
+if [ -z "${DATABASE_URL:-}" ]; then
+  echo "DATABASE_URL unset: starting PostgreSQL in .berth/postgres (port 55433)"
+  start_postgres "$PWD/.berth/postgres" 55433
+  # Berth gets a database of its own, not the maintenance db.
+  as_pg "$(pg_bin)/psql" -h 127.0.0.1 -p 55433 -U postgres -tAc "SELECT 1 FROM pg_database WHERE datname='berth'" | grep -q 1 \
+    || as_pg "$(pg_bin)/createdb" -h 127.0.0.1 -p 55433 -U postgres berth
+  export DATABASE_URL="postgres://postgres@127.0.0.1:55433/berth"
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+  echo "REDIS_URL unset: starting redis-server in .berth/redis (port 56380, AOF on)"
+  start_redis "$PWD/.berth/redis" 56380 yes
+fi
+if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null && [ "${BERTH_START_DOCKERD:-1}" = 1 ]; then
+    echo "No Docker engine answers: starting dockerd with data in .berth/docker"
+    start_dockerd "$PWD/.berth/docker" || echo "dockerd did not start: Berth runs without Docker"
+  else
+    echo "No Docker engine answers: Berth runs, and its UI explains how to connect one."
+  fi
+fi
+
+export BERTH_MODE=${BERTH_MODE:-development}
+export BERTH_DATA_DIR=${BERTH_DATA_DIR:-$PWD/.berth}
+export BERTH_SITE_ROOT=${BERTH_SITE_ROOT:-$PWD/target/site}
+export BERTH_LISTEN=${BERTH_LISTEN:-127.0.0.1:3000}
+target/${PROFILE:-debug}/berth migrate
+echo "Berth: http://$BERTH_LISTEN"
+# Not exec: the EXIT trap must still stop the services after Berth exits.
+target/${PROFILE:-debug}/berth serve &
+berth_pid=$!
+trap 'kill -TERM $berth_pid 2>/dev/null; wait $berth_pid; exit 130' INT TERM
+wait $berth_pid

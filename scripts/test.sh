@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# `make test`: every test. Builds the site and the server, then runs unit,
+# integration and browser tests against real PostgreSQL, Redis, Docker and
+# Chromium. Uses DATABASE_URL / REDIS_URL / DOCKER_HOST when set (.ci/run sets
+# them); otherwise starts throwaway ones under target/test-services and stops
+# them afterwards.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+trap stop_services EXIT
+
+scripts/build.sh
+
+svc=$PWD/target/test-services
+if [ -z "${DATABASE_URL:-}" ]; then
+  rm -rf "$svc/postgres"; BERTH_PG_FSYNC=off start_postgres "$svc/postgres" 55442
+fi
+if [ -z "${REDIS_URL:-}" ]; then
+  rm -rf "$svc/redis"; start_redis "$svc/redis" 56392 no
+fi
+if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
+  start_dockerd "$svc/docker"
+fi
+build_test_images
+
+export BERTH_BIN=$PWD/target/debug/berth
+export BERTH_SITE_ROOT=$PWD/target/site
+cargo test --locked --workspace --no-fail-fast -- --test-threads "${BERTH_TEST_THREADS:-4}"

@@ -1,0 +1,71 @@
+//! The server's own configuration (the engine's is in `engine::config`).
+
+use engine::config::ConfigError;
+use std::net::SocketAddr;
+
+#[derive(Debug, Clone)]
+pub struct ServerConfig {
+    /// `BERTH_LISTEN` (default `127.0.0.1:3000`).
+    pub listen: SocketAddr,
+    /// `BERTH_SITE_ROOT` (default `target/site`): the built CSS, WASM and assets.
+    pub site_root: String,
+    /// `BERTH_PUBLIC_URL`, e.g. `https://berth.example.com`: used for invite links,
+    /// accepted as a same-origin `Origin`, and makes cookies `Secure` when https.
+    pub public_url: Option<String>,
+    /// `BERTH_TRUST_PROXY=1`: take the client address from `X-Forwarded-For`
+    /// (only behind a proxy such as Traefik that sets it).
+    pub trust_proxy: bool,
+    /// `BERTH_BODY_LIMIT` in bytes (default 1 MiB): larger request bodies get 413.
+    pub body_limit: usize,
+}
+
+fn var(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+}
+
+impl ServerConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let listen = var("BERTH_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".into());
+        let listen =
+            listen
+                .parse()
+                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                    name: "BERTH_LISTEN",
+                    reason: e.to_string(),
+                })?;
+        let public_url = var("BERTH_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned());
+        if let Some(u) = &public_url {
+            if !(u.starts_with("http://") || u.starts_with("https://")) {
+                return Err(ConfigError::Invalid {
+                    name: "BERTH_PUBLIC_URL",
+                    reason: "must start with http:// or https://".into(),
+                });
+            }
+        }
+        let body_limit = match var("BERTH_BODY_LIMIT") {
+            None => 1024 * 1024,
+            Some(v) => v
+                .parse()
+                .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                    name: "BERTH_BODY_LIMIT",
+                    reason: e.to_string(),
+                })?,
+        };
+        Ok(Self {
+            listen,
+            site_root: var("BERTH_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
+            public_url,
+            trust_proxy: matches!(
+                var("BERTH_TRUST_PROXY").as_deref(),
+                Some("1" | "true" | "yes")
+            ),
+            body_limit,
+        })
+    }
+
+    pub fn secure_cookies(&self) -> bool {
+        self.public_url
+            .as_deref()
+            .is_some_and(|u| u.starts_with("https://"))
+    }
+}

@@ -1,0 +1,12 @@
+//! The `berth` server: configuration, process state, the axum router with its
+//! middleware, and the plain HTTP routes. Pages and server functions come from
+//! the `app` crate; the domain lives in `engine`.
+
+pub mod config;
+pub mod middleware;
+pub mod router;
+pub mod routes;
+pub mod state;
+
+pub use router::router;
+pub use state::AppState;

@@ -1,0 +1,139 @@
+//! The `berth` binary: `serve` (default), `migrate`, `admin reset-password`.
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use engine::config::{self, DatabaseConfig, DockerConfig, Mode, RedisConfig, SecretConfig};
+use engine::docker::BollardDocker;
+use engine::{db, kv::Kv, names::Email, sessions::SessionPolicy, Engine};
+use secrecy::ExposeSecret;
+use server::config::ServerConfig;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+/// Berth: a self-hosted platform-as-a-service. Configuration comes from the
+/// environment (see README.md: DATABASE_URL, REDIS_URL, BERTH_SECRET_KEY, ...).
+#[derive(Parser)]
+#[command(name = "berth", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the web UI and API (the default). Applies pending migrations first.
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Operator tasks.
+    Admin {
+        #[command(subcommand)]
+        command: AdminCommand,
+    },
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Set a new random password for a user, sign out all their sessions, and print it.
+    ResetPassword { email: String },
+}
+
+fn init_tracing() {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| EnvFilter::new("info,tower_http=info"));
+    let builder = tracing_subscriber::fmt().with_env_filter(filter);
+    if std::env::var("BERTH_LOG_FORMAT").as_deref() == Ok("json") {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
+    let mode = Mode::from_env()?;
+    let data_dir = config::data_dir_from_env();
+    Ok(Engine {
+        db: db::pool(db_config)?,
+        kv: Kv::new(&RedisConfig::from_env()?)?,
+        docker: Arc::new(BollardDocker::new(&DockerConfig::from_env()?)),
+        secret: SecretConfig::from_env(mode, &data_dir)?.key,
+        policy: SessionPolicy::default(),
+    })
+}
+
+/// Migrations need PostgreSQL; wait for it briefly (it may be starting beside us).
+async fn migrate(db_config: &DatabaseConfig) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    loop {
+        match db::migrate(db_config.url.expose_secret()).await {
+            Ok(applied) => {
+                for v in &applied {
+                    tracing::info!(migration = %v, "applied migration");
+                }
+                return Ok(());
+            }
+            Err(e) if attempt < 30 => {
+                attempt += 1;
+                tracing::warn!(error = %e, "database not ready; retrying");
+                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+            }
+            Err(e) => return Err(e).context("applying migrations"),
+        }
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    let term = async {
+        if let Ok(mut s) = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        {
+            s.recv().await;
+        }
+    };
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+async fn serve() -> anyhow::Result<()> {
+    let db_config = DatabaseConfig::from_env()?;
+    let server_config = ServerConfig::from_env()?;
+    let engine = build_engine(&db_config)?;
+    migrate(&db_config).await?;
+    let listen = server_config.listen;
+    let state = server::AppState::new(engine, server_config);
+    let app = server::router(state);
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .with_context(|| format!("binding {listen}"))?;
+    tracing::info!("Berth listening on http://{listen}");
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown_signal())
+    .await?;
+    Ok(())
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    init_tracing();
+    match cli.command.unwrap_or(Command::Serve) {
+        Command::Serve => serve().await,
+        Command::Migrate => migrate(&DatabaseConfig::from_env()?).await,
+        Command::Admin {
+            command: AdminCommand::ResetPassword { email },
+        } => {
+            let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
+            let engine = build_engine(&DatabaseConfig::from_env()?)?;
+            let password = engine::accounts::reset_password(&engine, &email).await?;
+            println!("New password for {email}: {password}");
+            println!("All of their sessions were signed out.");
+            Ok(())
+        }
+    }
+}

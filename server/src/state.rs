@@ -1,0 +1,47 @@
+//! What every request handler shares: the Leptos options, the engine (pools) and
+//! the server configuration. Built once in `main` (or by a test).
+
+use crate::config::ServerConfig;
+use app::api::edge::ServerContext;
+use axum::extract::FromRef;
+use engine::Engine;
+use leptos::config::LeptosOptions;
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos_options: LeptosOptions,
+    pub ctx: ServerContext,
+    pub config: Arc<ServerConfig>,
+}
+
+impl AppState {
+    pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        let leptos_options = LeptosOptions::builder()
+            .output_name("berth")
+            .site_root(config.site_root.clone())
+            .site_pkg_dir("pkg")
+            .site_addr(config.listen)
+            .build();
+        let ctx = ServerContext {
+            engine,
+            secure_cookies: config.secure_cookies(),
+            public_url: config.public_url.clone(),
+        };
+        Self {
+            leptos_options,
+            ctx,
+            config: Arc::new(config),
+        }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.ctx.engine
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
+    }
+}
