@@ -15,8 +15,8 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 use pages::{
-    invite::InvitePage, login::LoginPage, not_found::NotFound, onboarding::OnboardingPage,
-    project::ProjectPage, projects::ProjectsPage, settings::SettingsPage,
+    invite::InvitePage, login::LoginPage, not_found::NotFound, onboarding::OnboardingPage, project::ProjectPage,
+    projects::ProjectsPage, settings::SettingsPage,
 };
 
 /// Applies the saved or system colour scheme before first paint, so dark mode never flashes.

@@ -48,12 +48,8 @@ impl Classify for AccountError {
         match self {
             AccountError::Invalid(v) => v.kind(),
             AccountError::OnboardingClosed => ErrorKind::Forbidden(self.to_string()),
-            AccountError::InvalidCredentials | AccountError::NotSignedIn => {
-                ErrorKind::Unauthorized(self.to_string())
-            }
-            AccountError::RateLimited(s) => ErrorKind::RateLimited {
-                retry_after_secs: *s,
-            },
+            AccountError::InvalidCredentials | AccountError::NotSignedIn => ErrorKind::Unauthorized(self.to_string()),
+            AccountError::RateLimited(s) => ErrorKind::RateLimited { retry_after_secs: *s },
             AccountError::EmailTaken => ErrorKind::Conflict {
                 field: Email::FIELD,
                 message: self.to_string(),
@@ -126,21 +122,15 @@ pub(crate) async fn insert_user(
 /// True until the first owner has been created.
 pub async fn onboarding_open(engine: &Engine) -> Result<bool, AccountError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let done: bool = diesel::select(diesel::dsl::exists(
-        instance::table.select(instance::singleton),
-    ))
-    .get_result(&mut conn)
-    .await?;
+    let done: bool = diesel::select(diesel::dsl::exists(instance::table.select(instance::singleton)))
+        .get_result(&mut conn)
+        .await?;
     Ok(!done)
 }
 
 /// Creates the owner and their organization, and signs them in. Closing onboarding
 /// is the first write of the transaction: two racing requests cannot both win.
-pub async fn onboard(
-    engine: &Engine,
-    account: NewAccount,
-    org: OrgName,
-) -> Result<(Caller, UserId), AccountError> {
+pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Result<(Caller, UserId), AccountError> {
     let hash = passwords::hash(&account.password).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (user_id, org_id) = conn
@@ -187,21 +177,13 @@ pub const ACCOUNT_LIMIT: Limit = Limit {
 };
 
 /// Signs in with email and password from the address `client`.
-pub async fn login(
-    engine: &Engine,
-    email: &str,
-    password: &str,
-    client: &str,
-) -> Result<Caller, AccountError> {
+pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -> Result<Caller, AccountError> {
     // A malformed email can never match: treat it as wrong credentials, not a
     // validation error, so the form does not reveal which half was wrong.
     let email_key = email.trim().to_ascii_lowercase();
     let ip_key = format!("login:ip:{client}");
     // Hashed, so Redis never holds the email in a key name.
-    let acct_key = format!(
-        "login:account:{}",
-        hex::encode(Sha256::digest(email_key.as_bytes()))
-    );
+    let acct_key = format!("login:account:{}", hex::encode(Sha256::digest(email_key.as_bytes())));
     for (key, limit) in [(&ip_key, IP_LIMIT), (&acct_key, ACCOUNT_LIMIT)] {
         if let Some(retry) = ratelimit::check(&engine.kv, key, limit).await? {
             return Err(AccountError::RateLimited(retry));
@@ -296,24 +278,13 @@ pub async fn profile(engine: &Engine, caller: &Caller) -> Result<Profile, Accoun
         .select(organizations::name)
         .first(&mut conn)
         .await?;
-    Ok(Profile {
-        name,
-        email,
-        org_name,
-    })
+    Ok(Profile { name, email, org_name })
 }
 
-pub async fn update_name(
-    engine: &Engine,
-    caller: &Caller,
-    name: PersonName,
-) -> Result<(), AccountError> {
+pub async fn update_name(engine: &Engine, caller: &Caller, name: PersonName) -> Result<(), AccountError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     diesel::update(users::table.find(caller.user_id.0))
-        .set((
-            users::name.eq(name.as_str()),
-            users::updated_at.eq(diesel::dsl::now),
-        ))
+        .set((users::name.eq(name.as_str()), users::updated_at.eq(diesel::dsl::now)))
         .execute(&mut conn)
         .await?;
     Ok(())
@@ -334,9 +305,7 @@ pub async fn change_password(
         .first(&mut conn)
         .await?;
     if !passwords::verify(current, &hash).await {
-        return Err(
-            ValidationError::new("current_password", "is not your current password").into(),
-        );
+        return Err(ValidationError::new("current_password", "is not your current password").into());
     }
     let new_hash = passwords::hash(&new).await?;
     diesel::update(users::table.find(caller.user_id.0))
@@ -358,10 +327,7 @@ pub async fn reset_password(engine: &Engine, email: &Email) -> Result<String, Ac
     let hash = passwords::hash(&Password::parse("password", &new)?).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let user: Option<Uuid> = diesel::update(users::table.filter(users::email.eq(email.as_str())))
-        .set((
-            users::password_hash.eq(hash),
-            users::updated_at.eq(diesel::dsl::now),
-        ))
+        .set((users::password_hash.eq(hash), users::updated_at.eq(diesel::dsl::now)))
         .returning(users::id)
         .get_result(&mut conn)
         .await

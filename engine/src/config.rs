@@ -14,10 +14,7 @@ pub enum ConfigError {
     #[error("BERTH_SECRET_KEY: {0}")]
     SecretKey(#[from] SecretKeyError),
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
 }
 
 fn var(name: &'static str) -> Option<String> {
@@ -71,9 +68,7 @@ pub struct DatabaseConfig {
 impl DatabaseConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            url: var("DATABASE_URL")
-                .ok_or(ConfigError::Missing("DATABASE_URL"))?
-                .into(),
+            url: var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?.into(),
             pool_size: parse_var("BERTH_DB_POOL_SIZE", 16)?,
         })
     }
@@ -94,9 +89,7 @@ pub struct RedisConfig {
 impl RedisConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            url: var("REDIS_URL")
-                .ok_or(ConfigError::Missing("REDIS_URL"))?
-                .into(),
+            url: var("REDIS_URL").ok_or(ConfigError::Missing("REDIS_URL"))?.into(),
             prefix: var("BERTH_REDIS_PREFIX").unwrap_or_else(|| "berth:".into()),
             pool_size: parse_var("BERTH_REDIS_POOL_SIZE", 16)?,
         })
@@ -122,11 +115,9 @@ impl SecretConfig {
             Mode::Production => Err(ConfigError::Missing("BERTH_SECRET_KEY")),
             Mode::Development => {
                 let path = data_dir.join("secret.key");
-                let raw = crate::secrets::load_or_create_key_file(&path).map_err(|source| {
-                    ConfigError::Io {
-                        path: path.clone(),
-                        source,
-                    }
+                let raw = crate::secrets::load_or_create_key_file(&path).map_err(|source| ConfigError::Io {
+                    path: path.clone(),
+                    source,
                 })?;
                 Ok(Self {
                     key: SecretKey::from_config(&raw)?,

@@ -47,9 +47,18 @@ impl BollardDocker {
             .host
             .clone()
             .unwrap_or_else(|| "unix:///var/run/docker.sock".to_owned());
-        let client = bollard::Docker::connect_with_defaults()
-            .map(|d| d.with_timeout(Duration::from_secs(config.timeout_secs)))
-            .map_err(|e| e.to_string());
+        let t = config.timeout_secs;
+        let client = match config.host.as_deref() {
+            Some(h) if h.starts_with("unix://") => {
+                bollard::Docker::connect_with_unix(h, t, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) if h.starts_with("tcp://") || h.starts_with("http://") => {
+                bollard::Docker::connect_with_http(h, t, bollard::API_DEFAULT_VERSION)
+            }
+            Some(h) => Err(bollard::errors::Error::UnsupportedURISchemeError { uri: h.to_owned() }),
+            None => bollard::Docker::connect_with_defaults().map(|d| d.with_timeout(Duration::from_secs(t))),
+        }
+        .map_err(|e| e.to_string());
         Self {
             client,
             host,
@@ -59,12 +68,10 @@ impl BollardDocker {
 
     /// The bollard client, for the modules that drive containers.
     pub fn client(&self) -> Result<&bollard::Docker, DockerError> {
-        self.client
-            .as_ref()
-            .map_err(|reason| DockerError::Unreachable {
-                host: self.host.clone(),
-                reason: reason.clone(),
-            })
+        self.client.as_ref().map_err(|reason| DockerError::Unreachable {
+            host: self.host.clone(),
+            reason: reason.clone(),
+        })
     }
 }
 

@@ -10,15 +10,9 @@ pub enum ErrorKind {
     /// The thing does not exist, or belongs to another organization (never say which).
     NotFound,
     /// A field failed validation; `field` names it.
-    Validation {
-        field: &'static str,
-        message: String,
-    },
+    Validation { field: &'static str, message: String },
     /// A unique value is already used; `field` names it.
-    Conflict {
-        field: &'static str,
-        message: String,
-    },
+    Conflict { field: &'static str, message: String },
     /// No valid session, or wrong credentials.
     Unauthorized(String),
     /// Signed in, but the role does not allow this.
@@ -55,9 +49,7 @@ impl Classify for StoreError {
     fn kind(&self) -> ErrorKind {
         match self {
             StoreError::Pool(_) | StoreError::RedisPool(_) => ErrorKind::Unavailable,
-            StoreError::Redis(e) if e.is_io_error() || e.is_connection_dropped() => {
-                ErrorKind::Unavailable
-            }
+            StoreError::Redis(e) if e.is_io_error() || e.is_connection_dropped() => ErrorKind::Unavailable,
             StoreError::Db(diesel::result::Error::NotFound) => ErrorKind::NotFound,
             _ => ErrorKind::Internal,
         }

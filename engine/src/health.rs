@@ -46,9 +46,7 @@ where
 {
     match tokio::time::timeout(TIMEOUT, f).await {
         Ok(Ok(version)) => Component::Up { version },
-        Ok(Err(e)) => Component::Down {
-            error: e.to_string(),
-        },
+        Ok(Err(e)) => Component::Down { error: e.to_string() },
         Err(_) => Component::Down {
             error: format!("no answer within {} s", TIMEOUT.as_secs()),
         },

@@ -33,16 +33,10 @@ fn display_text(field: &'static str, raw: &str, max: usize) -> Result<String, Va
         return Err(ValidationError::new(field, "is required"));
     }
     if s.chars().count() > max {
-        return Err(ValidationError::new(
-            field,
-            format!("must be at most {max} characters"),
-        ));
+        return Err(ValidationError::new(field, format!("must be at most {max} characters")));
     }
     if has_control(s) {
-        return Err(ValidationError::new(
-            field,
-            "must not contain control characters",
-        ));
+        return Err(ValidationError::new(field, "must not contain control characters"));
     }
     Ok(s.to_owned())
 }
@@ -107,18 +101,10 @@ impl Description {
     pub fn parse(raw: &str) -> Result<Self, ValidationError> {
         let s = raw.trim();
         if s.chars().count() > 500 {
-            return Err(ValidationError::new(
-                Self::FIELD,
-                "must be at most 500 characters",
-            ));
+            return Err(ValidationError::new(Self::FIELD, "must be at most 500 characters"));
         }
-        if s.chars()
-            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
-        {
-            return Err(ValidationError::new(
-                Self::FIELD,
-                "must not contain control characters",
-            ));
+        if s.chars().any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t') {
+            return Err(ValidationError::new(Self::FIELD, "must not contain control characters"));
         }
         Ok(Self(s.to_owned()))
     }
@@ -219,10 +205,7 @@ impl Password {
             ));
         }
         if n > 1024 {
-            return Err(ValidationError::new(
-                field,
-                "must be at most 1024 characters",
-            ));
+            return Err(ValidationError::new(field, "must be at most 1024 characters"));
         }
         Ok(Self(raw.to_owned()))
     }
@@ -301,10 +284,7 @@ impl Role {
             "owner" => Ok(Role::Owner),
             "admin" => Ok(Role::Admin),
             "member" => Ok(Role::Member),
-            _ => Err(ValidationError::new(
-                Self::FIELD,
-                "must be owner, admin or member",
-            )),
+            _ => Err(ValidationError::new(Self::FIELD, "must be owner, admin or member")),
         }
     }
     /// Admins and owners manage members, invites and destructive project actions.
@@ -319,10 +299,7 @@ mod tests {
 
     #[test]
     fn emails() {
-        assert_eq!(
-            Email::parse(" Ada@Example.COM ").unwrap().as_str(),
-            "ada@example.com"
-        );
+        assert_eq!(Email::parse(" Ada@Example.COM ").unwrap().as_str(), "ada@example.com");
         for bad in [
             "",
             "ada",
@@ -341,20 +318,14 @@ mod tests {
 
     #[test]
     fn passwords_have_a_minimum_and_hide_in_debug() {
-        assert_eq!(
-            Password::parse("password", "short").unwrap_err().field,
-            "password"
-        );
+        assert_eq!(Password::parse("password", "short").unwrap_err().field, "password");
         let p = Password::parse("password", "long enough pw").unwrap();
         assert_eq!(format!("{p:?}"), "Password(***)");
     }
 
     #[test]
     fn project_names_are_bounded_display_text() {
-        assert_eq!(
-            ProjectName::parse("  My shop ").unwrap().as_str(),
-            "My shop"
-        );
+        assert_eq!(ProjectName::parse("  My shop ").unwrap().as_str(), "My shop");
         assert!(ProjectName::parse("").is_err());
         assert!(ProjectName::parse(&"x".repeat(65)).is_err());
         assert!(ProjectName::parse(&"é".repeat(64)).is_ok());
@@ -364,15 +335,7 @@ mod tests {
     #[test]
     fn environment_names_are_dns_labels() {
         assert!(EnvironmentName::parse("staging-2").is_ok());
-        for bad in [
-            "Staging",
-            "-x",
-            "x-",
-            "a_b",
-            "a.b",
-            "$(rm -rf)",
-            &"a".repeat(33),
-        ] {
+        for bad in ["Staging", "-x", "x-", "a_b", "a.b", "$(rm -rf)", &"a".repeat(33)] {
             assert!(EnvironmentName::parse(bad).is_err(), "{bad:?}");
         }
     }

@@ -60,9 +60,7 @@ fn require_manager(caller: &Caller) -> Result<(), OrgError> {
     if caller.role.can_manage() {
         Ok(())
     } else {
-        Err(OrgError::Forbidden(
-            "only admins and owners can manage members",
-        ))
+        Err(OrgError::Forbidden("only admins and owners can manage members"))
     }
 }
 
@@ -136,11 +134,9 @@ pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<O
 /// Makes `org` the session's organization; a foreign organization is not found.
 pub async fn switch(engine: &Engine, caller: &Caller, org: OrgId) -> Result<(), OrgError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let member: bool = diesel::select(diesel::dsl::exists(
-        memberships::table.find((org.0, caller.user_id.0)),
-    ))
-    .get_result(&mut conn)
-    .await?;
+    let member: bool = diesel::select(diesel::dsl::exists(memberships::table.find((org.0, caller.user_id.0))))
+        .get_result(&mut conn)
+        .await?;
     if !member {
         return Err(OrgError::NotFound);
     }
@@ -179,11 +175,7 @@ pub async fn members(engine: &Engine, caller: &Caller) -> Result<Vec<Member>, Or
 
 /// The target member's role in the caller's organization, locked for the
 /// transaction; not found when they are not a member of it.
-async fn member_role_for_update(
-    conn: &mut AsyncPgConnection,
-    org: OrgId,
-    user: UserId,
-) -> Result<Role, OrgError> {
+async fn member_role_for_update(conn: &mut AsyncPgConnection, org: OrgId, user: UserId) -> Result<Role, OrgError> {
     let role: Option<String> = memberships::table
         .find((org.0, user.0))
         .select(memberships::role)
@@ -211,19 +203,12 @@ fn check_role_change(caller: &Caller, current: Role, next: Option<Role>) -> Resu
     require_manager(caller)?;
     let touches_owner = current == Role::Owner || next == Some(Role::Owner);
     if touches_owner && caller.role != Role::Owner {
-        return Err(OrgError::Forbidden(
-            "only owners can make, change or remove owners",
-        ));
+        return Err(OrgError::Forbidden("only owners can make, change or remove owners"));
     }
     Ok(())
 }
 
-pub async fn change_role(
-    engine: &Engine,
-    caller: &Caller,
-    target: UserId,
-    role: Role,
-) -> Result<(), OrgError> {
+pub async fn change_role(engine: &Engine, caller: &Caller, target: UserId, role: Role) -> Result<(), OrgError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     conn.transaction::<_, OrgError, _>(|conn| {
@@ -231,9 +216,7 @@ pub async fn change_role(
             let current = member_role_for_update(conn, org, target).await?;
             check_role_change(caller, current, Some(role))?;
             if current == Role::Owner && role != Role::Owner && owner_count(conn, org).await? <= 1 {
-                return Err(OrgError::Forbidden(
-                    "an organization needs at least one owner",
-                ));
+                return Err(OrgError::Forbidden("an organization needs at least one owner"));
             }
             diesel::update(memberships::table.find((org.0, target.0)))
                 .set(memberships::role.eq(role.as_str()))
@@ -246,11 +229,7 @@ pub async fn change_role(
     .await
 }
 
-pub async fn remove_member(
-    engine: &Engine,
-    caller: &Caller,
-    target: UserId,
-) -> Result<(), OrgError> {
+pub async fn remove_member(engine: &Engine, caller: &Caller, target: UserId) -> Result<(), OrgError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     conn.transaction::<_, OrgError, _>(|conn| {
@@ -258,9 +237,7 @@ pub async fn remove_member(
             let current = member_role_for_update(conn, org, target).await?;
             check_role_change(caller, current, None)?;
             if current == Role::Owner && owner_count(conn, org).await? <= 1 {
-                return Err(OrgError::Forbidden(
-                    "an organization needs at least one owner",
-                ));
+                return Err(OrgError::Forbidden("an organization needs at least one owner"));
             }
             diesel::delete(memberships::table.find((org.0, target.0)))
                 .execute(conn)
@@ -286,11 +263,7 @@ pub struct Invite {
 }
 
 /// Creates a one-time invite and returns its secret token, which is shown once.
-pub async fn create_invite(
-    engine: &Engine,
-    caller: &Caller,
-    role: Role,
-) -> Result<(InviteId, String), OrgError> {
+pub async fn create_invite(engine: &Engine, caller: &Caller, role: Role) -> Result<(InviteId, String), OrgError> {
     require_manager(caller)?;
     if role == Role::Owner {
         return Err(ValidationError::new(Role::FIELD, "invites are for admins or members").into());
@@ -387,18 +360,10 @@ pub enum Acceptor<'a> {
 
 /// Accepts an invite exactly once (the row is locked and marked in one
 /// transaction), and returns a session working in the invited organization.
-pub async fn accept_invite(
-    engine: &Engine,
-    token: &str,
-    who: Acceptor<'_>,
-) -> Result<SessionToken, OrgError> {
+pub async fn accept_invite(engine: &Engine, token: &str, who: Acceptor<'_>) -> Result<SessionToken, OrgError> {
     let hash = token_hash(token);
     let new_hash = match &who {
-        Acceptor::New(account) => Some(
-            passwords::hash(&account.password)
-                .await
-                .map_err(AccountError::from)?,
-        ),
+        Acceptor::New(account) => Some(passwords::hash(&account.password).await.map_err(AccountError::from)?),
         Acceptor::Existing(_) => None,
     };
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
@@ -419,12 +384,7 @@ pub async fn accept_invite(
                 let user = match who_ref {
                     Acceptor::Existing(caller) => caller.user_id,
                     Acceptor::New(account) => {
-                        accounts::insert_user(
-                            conn,
-                            account,
-                            new_hash.as_deref().unwrap_or_default(),
-                        )
-                        .await?
+                        accounts::insert_user(conn, account, new_hash.as_deref().unwrap_or_default()).await?
                     }
                 };
                 diesel::insert_into(memberships::table)

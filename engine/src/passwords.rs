@@ -2,9 +2,7 @@
 //! t=2, p=1, per OWASP). Hashing is CPU-bound, so it runs on a blocking thread.
 
 use crate::names::Password;
-use argon2::password_hash::{
-    rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString,
-};
+use argon2::password_hash::{rand_core::OsRng, PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 
 #[derive(Debug, thiserror::Error)]

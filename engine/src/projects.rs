@@ -29,18 +29,10 @@ pub enum ProjectError {
 impl From<diesel::result::Error> for ProjectError {
     fn from(e: diesel::result::Error) -> Self {
         if is_unique_violation(&e, "projects_organization_id_name_key") {
-            return ValidationError::new(
-                ProjectName::FIELD,
-                "a project with this name already exists",
-            )
-            .into();
+            return ValidationError::new(ProjectName::FIELD, "a project with this name already exists").into();
         }
         if is_unique_violation(&e, "environments_project_id_name_key") {
-            return ValidationError::new(
-                EnvironmentName::FIELD,
-                "an environment with this name already exists",
-            )
-            .into();
+            return ValidationError::new(EnvironmentName::FIELD, "an environment with this name already exists").into();
         }
         ProjectError::Store(e.into())
     }
@@ -156,11 +148,7 @@ pub async fn create(
     Ok(ProjectId(id))
 }
 
-pub async fn get(
-    engine: &Engine,
-    caller: &Caller,
-    id: ProjectId,
-) -> Result<ProjectDetail, ProjectError> {
+pub async fn get(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<ProjectDetail, ProjectError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let project: Project = projects::table
         .filter(projects::id.eq(id.0))
@@ -177,10 +165,7 @@ pub async fn get(
         .select(Environment::as_select())
         .load(&mut conn)
         .await?;
-    Ok(ProjectDetail {
-        project,
-        environments,
-    })
+    Ok(ProjectDetail { project, environments })
 }
 
 pub async fn update(
@@ -222,9 +207,7 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<(
         return Err(ProjectError::NotFound);
     }
     if !caller.role.can_manage() {
-        return Err(ProjectError::Forbidden(
-            "only admins and owners can delete projects",
-        ));
+        return Err(ProjectError::Forbidden("only admins and owners can delete projects"));
     }
     let n = diesel::delete(
         projects::table
@@ -309,18 +292,12 @@ pub async fn rename_environment(
     .await
 }
 
-pub async fn delete_environment(
-    engine: &Engine,
-    caller: &Caller,
-    id: EnvironmentId,
-) -> Result<(), ProjectError> {
+pub async fn delete_environment(engine: &Engine, caller: &Caller, id: EnvironmentId) -> Result<(), ProjectError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, ProjectError, _>(|conn| {
         async move {
             unprotected_env(conn, caller, id).await?;
-            diesel::delete(environments::table.find(id.0))
-                .execute(conn)
-                .await?;
+            diesel::delete(environments::table.find(id.0)).execute(conn).await?;
             Ok(())
         }
         .scope_boxed()

@@ -15,17 +15,9 @@ pub struct Limit {
 pub async fn check(kv: &Kv, key: &str, limit: Limit) -> Result<Option<u64>, StoreError> {
     let mut conn = kv.conn().await?;
     let full = kv.key(key);
-    let (count, ttl): (Option<u64>, i64) = redis::pipe()
-        .get(&full)
-        .ttl(&full)
-        .query_async(&mut conn)
-        .await?;
+    let (count, ttl): (Option<u64>, i64) = redis::pipe().get(&full).ttl(&full).query_async(&mut conn).await?;
     if count.unwrap_or(0) >= limit.max {
-        Ok(Some(if ttl > 0 {
-            ttl as u64
-        } else {
-            limit.window_secs
-        }))
+        Ok(Some(if ttl > 0 { ttl as u64 } else { limit.window_secs }))
     } else {
         Ok(None)
     }
@@ -51,9 +43,6 @@ pub async fn hit(kv: &Kv, key: &str, limit: Limit) -> Result<(), StoreError> {
 
 pub async fn reset(kv: &Kv, key: &str) -> Result<(), StoreError> {
     let mut conn = kv.conn().await?;
-    let _: () = redis::cmd("DEL")
-        .arg(kv.key(key))
-        .query_async(&mut conn)
-        .await?;
+    let _: () = redis::cmd("DEL").arg(kv.key(key)).query_async(&mut conn).await?;
     Ok(())
 }

@@ -70,8 +70,7 @@ impl SecretKey {
         }
         let hk = Hkdf::<Sha256>::new(Some(b"berth-master-v1"), raw.as_bytes());
         let mut key = [0u8; 32];
-        hk.expand(b"master", &mut key)
-            .expect("32 bytes is a valid HKDF length");
+        hk.expand(b"master", &mut key).expect("32 bytes is a valid HKDF length");
         Ok(Self(Arc::new(key)))
     }
 
@@ -147,9 +146,7 @@ pub fn load_or_create_key_file(path: &Path) -> std::io::Result<String> {
             Ok(key)
         }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-            Ok(std::fs::read_to_string(path)?.trim().to_owned())
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(std::fs::read_to_string(path)?.trim().to_owned()),
         Err(e) => Err(e),
     }
 }
@@ -160,10 +157,7 @@ mod tests {
 
     #[test]
     fn weak_keys_are_refused() {
-        assert!(matches!(
-            SecretKey::from_config("short"),
-            Err(SecretKeyError::TooShort)
-        ));
+        assert!(matches!(SecretKey::from_config("short"), Err(SecretKeyError::TooShort)));
         assert!(matches!(
             SecretKey::from_config("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
             Err(SecretKeyError::LowEntropy)
@@ -182,10 +176,7 @@ mod tests {
         assert!(!sealed.contains("postgres"));
         assert_eq!(k.open(&sealed).unwrap(), b"postgres://u:p@h/db\n\0bytes");
         assert_ne!(k.seal(b"x"), k.seal(b"x"), "nonces are random");
-        assert!(matches!(
-            SecretKey::generate().open(&sealed),
-            Err(SealError::WrongKey)
-        ));
+        assert!(matches!(SecretKey::generate().open(&sealed), Err(SealError::WrongKey)));
         assert!(matches!(k.open("v1:!!"), Err(SealError::Malformed)));
     }
 
@@ -199,10 +190,7 @@ mod tests {
         #[cfg(unix)]
         {
             use std::os::unix::fs::PermissionsExt;
-            assert_eq!(
-                std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
-                0o600
-            );
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
         }
         std::fs::remove_dir_all(dir).unwrap();
     }

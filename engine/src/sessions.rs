@@ -53,11 +53,8 @@ impl std::fmt::Debug for SessionToken {
 impl SessionToken {
     pub fn from_cookie(raw: &str) -> Option<Self> {
         // 32 random bytes, base64url: anything else cannot be ours.
-        (raw.len() == 43
-            && raw
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
-        .then(|| Self(raw.to_owned()))
+        (raw.len() == 43 && raw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'))
+            .then(|| Self(raw.to_owned()))
     }
     pub fn as_str(&self) -> &str {
         &self.0
@@ -112,11 +109,7 @@ pub async fn create(
 
 /// The live session for a token, sliding its idle expiry; `None` if it expired,
 /// was revoked, or passed its absolute lifetime.
-pub async fn get(
-    kv: &Kv,
-    policy: SessionPolicy,
-    token: &SessionToken,
-) -> Result<Option<Session>, StoreError> {
+pub async fn get(kv: &Kv, policy: SessionPolicy, token: &SessionToken) -> Result<Option<Session>, StoreError> {
     let mut conn = kv.conn().await?;
     let key = kv.key(&session_key(&token.digest()));
     let raw: Option<String> = redis::cmd("GETEX")
@@ -126,8 +119,7 @@ pub async fn get(
         .query_async(&mut conn)
         .await?;
     let Some(raw) = raw else { return Ok(None) };
-    let session: Session =
-        serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let session: Session = serde_json::from_str(&raw).map_err(|e| StoreError::Corrupt(e.to_string()))?;
     if now() - session.created_at > policy.absolute_secs as i64 {
         revoke(kv, token).await?;
         return Ok(None);
@@ -136,12 +128,7 @@ pub async fn get(
 }
 
 /// Points the session at another organization (membership is checked by the caller).
-pub async fn switch_org(
-    kv: &Kv,
-    policy: SessionPolicy,
-    token: &SessionToken,
-    org_id: OrgId,
-) -> Result<(), StoreError> {
+pub async fn switch_org(kv: &Kv, policy: SessionPolicy, token: &SessionToken, org_id: OrgId) -> Result<(), StoreError> {
     let Some(mut session) = get(kv, policy, token).await? else {
         return Ok(());
     };
@@ -170,17 +157,10 @@ pub async fn revoke(kv: &Kv, token: &SessionToken) -> Result<(), StoreError> {
 }
 
 /// Revokes every session of a user except `keep` (the one making the change).
-pub async fn revoke_all(
-    kv: &Kv,
-    user: UserId,
-    keep: Option<&SessionToken>,
-) -> Result<(), StoreError> {
+pub async fn revoke_all(kv: &Kv, user: UserId, keep: Option<&SessionToken>) -> Result<(), StoreError> {
     let mut conn = kv.conn().await?;
     let index = kv.key(&user_index_key(user));
-    let digests: Vec<String> = redis::cmd("SMEMBERS")
-        .arg(&index)
-        .query_async(&mut conn)
-        .await?;
+    let digests: Vec<String> = redis::cmd("SMEMBERS").arg(&index).query_async(&mut conn).await?;
     let keep = keep.map(SessionToken::digest);
     let mut pipe = redis::pipe();
     for d in digests.iter().filter(|d| Some(*d) != keep.as_ref()) {

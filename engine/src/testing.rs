@@ -20,7 +20,9 @@ const TEMPLATE: &str = concat!("berth_test_tpl_", env!("BERTH_MIGRATIONS_HASH"))
 
 fn required(name: &str) -> String {
     std::env::var(name).unwrap_or_else(|_| {
-        panic!("{name} must be set for integration tests: run them through `make test`, which starts PostgreSQL and Redis")
+        panic!(
+            "{name} must be set for integration tests: run them through `make test`, which starts PostgreSQL and Redis"
+        )
     })
 }
 
@@ -200,9 +202,7 @@ impl TestEngine {
                 pool_size: 4,
             })
             .expect("kv"),
-            docker: Arc::new(BollardDocker::new(
-                &DockerConfig::from_env().expect("docker config"),
-            )),
+            docker: Arc::new(BollardDocker::new(&DockerConfig::from_env().expect("docker config"))),
             secret: SecretKey::generate(),
             policy: SessionPolicy::default(),
         };

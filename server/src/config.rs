@@ -26,13 +26,12 @@ fn var(name: &str) -> Option<String> {
 impl ServerConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let listen = var("BERTH_LISTEN").unwrap_or_else(|| "127.0.0.1:3000".into());
-        let listen =
-            listen
-                .parse()
-                .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
-                    name: "BERTH_LISTEN",
-                    reason: e.to_string(),
-                })?;
+        let listen = listen
+            .parse()
+            .map_err(|e: std::net::AddrParseError| ConfigError::Invalid {
+                name: "BERTH_LISTEN",
+                reason: e.to_string(),
+            })?;
         let public_url = var("BERTH_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned());
         if let Some(u) = &public_url {
             if !(u.starts_with("http://") || u.starts_with("https://")) {
@@ -44,28 +43,21 @@ impl ServerConfig {
         }
         let body_limit = match var("BERTH_BODY_LIMIT") {
             None => 1024 * 1024,
-            Some(v) => v
-                .parse()
-                .map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
-                    name: "BERTH_BODY_LIMIT",
-                    reason: e.to_string(),
-                })?,
+            Some(v) => v.parse().map_err(|e: std::num::ParseIntError| ConfigError::Invalid {
+                name: "BERTH_BODY_LIMIT",
+                reason: e.to_string(),
+            })?,
         };
         Ok(Self {
             listen,
             site_root: var("BERTH_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             public_url,
-            trust_proxy: matches!(
-                var("BERTH_TRUST_PROXY").as_deref(),
-                Some("1" | "true" | "yes")
-            ),
+            trust_proxy: matches!(var("BERTH_TRUST_PROXY").as_deref(), Some("1" | "true" | "yes")),
             body_limit,
         })
     }
 
     pub fn secure_cookies(&self) -> bool {
-        self.public_url
-            .as_deref()
-            .is_some_and(|u| u.starts_with("https://"))
+        self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
     }
 }

@@ -15,11 +15,7 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
     let forwarded = state
         .config
         .trust_proxy
-        .then(|| {
-            req.headers()
-                .get("x-forwarded-for")
-                .and_then(|v| v.to_str().ok())
-        })
+        .then(|| req.headers().get("x-forwarded-for").and_then(|v| v.to_str().ok()))
         .flatten()
         .and_then(|v| v.rsplit(',').next())
         .map(|s| s.trim().to_owned())
@@ -73,14 +69,8 @@ mod tests {
 
     #[test]
     fn authority_strips_scheme_and_path() {
-        assert_eq!(
-            authority("http://127.0.0.1:3000/projects?x=1"),
-            Some("127.0.0.1:3000")
-        );
-        assert_eq!(
-            authority("https://berth.example.com"),
-            Some("berth.example.com")
-        );
+        assert_eq!(authority("http://127.0.0.1:3000/projects?x=1"), Some("127.0.0.1:3000"));
+        assert_eq!(authority("https://berth.example.com"), Some("berth.example.com"));
         assert_eq!(authority("null"), None);
     }
 }

@@ -21,7 +21,11 @@ pub fn router(state: AppState) -> Router {
     let ctx = state.ctx.clone();
     let options = state.leptos_options.clone();
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
-        let id = req.headers().get(&REQUEST_ID).and_then(|v| v.to_str().ok()).unwrap_or("-");
+        let id = req
+            .headers()
+            .get(&REQUEST_ID)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("-");
         tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request.id = %id)
     });
     Router::new()
@@ -33,14 +37,8 @@ pub fn router(state: AppState) -> Router {
             move || shell(options.clone()),
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            same_origin,
-        ))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            client_ip,
-        ))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), same_origin))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip))
         .layer(RequestBodyLimitLayer::new(state.config.body_limit))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -64,15 +64,9 @@ pub fn fail<E: Classify>(err: E) -> AppError {
         ErrorKind::Forbidden(m) => (StatusCode::FORBIDDEN, AppError::Forbidden(m)),
         ErrorKind::RateLimited { retry_after_secs } => {
             if let Some(res) = use_context::<ResponseOptions>() {
-                res.insert_header(
-                    http::header::RETRY_AFTER,
-                    HeaderValue::from(retry_after_secs),
-                );
+                res.insert_header(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
             }
-            (
-                StatusCode::TOO_MANY_REQUESTS,
-                AppError::RateLimited(retry_after_secs),
-            )
+            (StatusCode::TOO_MANY_REQUESTS, AppError::RateLimited(retry_after_secs))
         }
         ErrorKind::Unavailable => {
             tracing::warn!(error = %err, "backend unavailable");
@@ -124,9 +118,7 @@ pub fn client_ip() -> String {
 pub async fn caller() -> Result<(ServerContext, Caller), AppError> {
     let ctx = context()?;
     let token = session_token().ok_or_else(|| fail(accounts::AccountError::NotSignedIn))?;
-    let caller = accounts::authenticate(&ctx.engine, token)
-        .await
-        .map_err(fail)?;
+    let caller = accounts::authenticate(&ctx.engine, token).await.map_err(fail)?;
     Ok((ctx, caller))
 }
 

@@ -16,19 +16,14 @@ use {
 #[server(endpoint = "orgs/switch")]
 pub async fn switch_org(id: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    orgs::switch(&ctx.engine, &caller, edge::id(&id)?)
-        .await
-        .map_err(fail)
+    orgs::switch(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)
 }
 
 #[server(endpoint = "orgs/create")]
 pub async fn create_org(organization: String) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let name = OrgName::parse(&organization).map_err(fail)?;
-    Ok(orgs::create(&ctx.engine, &caller, name)
-        .await
-        .map_err(fail)?
-        .0)
+    Ok(orgs::create(&ctx.engine, &caller, name).await.map_err(fail)?.0)
 }
 
 #[server(endpoint = "orgs/members")]
@@ -51,9 +46,7 @@ pub async fn change_member_role(user_id: String, role: String) -> Result<(), App
     let (ctx, caller) = edge::caller().await?;
     let user = edge::id(&user_id)?;
     let role = Role::parse(&role).map_err(fail)?;
-    orgs::change_role(&ctx.engine, &caller, user, role)
-        .await
-        .map_err(fail)
+    orgs::change_role(&ctx.engine, &caller, user, role).await.map_err(fail)
 }
 
 #[server(endpoint = "orgs/members/remove")]
@@ -67,9 +60,7 @@ pub async fn remove_member(user_id: String) -> Result<(), AppError> {
 #[server(endpoint = "orgs/invites")]
 pub async fn list_invites() -> Result<Vec<InviteView>, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let invites = orgs::list_invites(&ctx.engine, &caller)
-        .await
-        .map_err(fail)?;
+    let invites = orgs::list_invites(&ctx.engine, &caller).await.map_err(fail)?;
     Ok(invites
         .into_iter()
         .map(|i| InviteView {
@@ -86,9 +77,7 @@ pub async fn list_invites() -> Result<Vec<InviteView>, AppError> {
 pub async fn create_invite(role: String) -> Result<NewInvite, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let role = Role::parse(&role).map_err(fail)?;
-    let (id, token) = orgs::create_invite(&ctx.engine, &caller, role)
-        .await
-        .map_err(fail)?;
+    let (id, token) = orgs::create_invite(&ctx.engine, &caller, role).await.map_err(fail)?;
     let base = ctx.public_url.clone().unwrap_or_default();
     Ok(NewInvite {
         id: id.0,
@@ -107,9 +96,7 @@ pub async fn revoke_invite(id: String) -> Result<(), AppError> {
 #[server(endpoint = "invites/preview")]
 pub async fn preview_invite(token: String) -> Result<InvitePreview, AppError> {
     let ctx = edge::context()?;
-    let p = orgs::preview_invite(&ctx.engine, &token)
-        .await
-        .map_err(fail)?;
+    let p = orgs::preview_invite(&ctx.engine, &token).await.map_err(fail)?;
     let signed_in = match edge::session_token() {
         Some(t) => accounts::authenticate(&ctx.engine, t).await.is_ok(),
         None => false,

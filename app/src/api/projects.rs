@@ -84,12 +84,10 @@ pub async fn add_environment(project_id: String, name: String) -> Result<Uuid, A
     let (ctx, caller) = edge::caller().await?;
     let project = edge::id(&project_id)?;
     let name = EnvironmentName::parse(&name).map_err(fail)?;
-    Ok(
-        projects::add_environment(&ctx.engine, &caller, project, name)
-            .await
-            .map_err(fail)?
-            .0,
-    )
+    Ok(projects::add_environment(&ctx.engine, &caller, project, name)
+        .await
+        .map_err(fail)?
+        .0)
 }
 
 #[server(endpoint = "environments/rename")]

@@ -53,18 +53,11 @@ pub async fn get_session_state() -> Result<SessionState, AppError> {
 
 /// Creates the first owner and their organization; refused once an owner exists.
 #[server(endpoint = "onboard")]
-pub async fn onboard(
-    name: String,
-    email: String,
-    password: String,
-    organization: String,
-) -> Result<(), AppError> {
+pub async fn onboard(name: String, email: String, password: String, organization: String) -> Result<(), AppError> {
     let ctx = edge::context()?;
     let account = NewAccount::parse(&name, &email, &password).map_err(fail)?;
     let org = OrgName::parse(&organization).map_err(fail)?;
-    let (caller, _) = accounts::onboard(&ctx.engine, account, org)
-        .await
-        .map_err(fail)?;
+    let (caller, _) = accounts::onboard(&ctx.engine, account, org).await.map_err(fail)?;
     edge::set_session_cookie(&ctx, &caller.token);
     Ok(())
 }
@@ -93,17 +86,12 @@ pub async fn logout() -> Result<(), AppError> {
 pub async fn update_profile(name: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
     let name = PersonName::parse(&name).map_err(fail)?;
-    accounts::update_name(&ctx.engine, &caller, name)
-        .await
-        .map_err(fail)
+    accounts::update_name(&ctx.engine, &caller, name).await.map_err(fail)
 }
 
 /// Changes the password and signs out every other session.
 #[server(endpoint = "account/password")]
-pub async fn change_password(
-    current_password: String,
-    new_password: String,
-) -> Result<(), AppError> {
+pub async fn change_password(current_password: String, new_password: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
     let new = Password::parse("new_password", &new_password).map_err(fail)?;
     accounts::change_password(&ctx.engine, &caller, &current_password, new)

@@ -2,9 +2,7 @@
 
 use super::login::AuthCard;
 use crate::api::orgs::{preview_invite, AcceptInvite};
-use crate::components::ui::{
-    action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit,
-};
+use crate::components::ui::{action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::use_params_map;

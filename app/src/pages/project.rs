@@ -4,8 +4,7 @@ use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD,
-    INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{EnvironmentView, Me, ProjectDetail};
 use leptos::form::ActionForm;
@@ -59,11 +58,7 @@ struct EnvActions {
 }
 
 #[component]
-fn ProjectView(
-    project: ProjectDetail,
-    update: ServerAction<UpdateProject>,
-    actions: EnvActions,
-) -> impl IntoView {
+fn ProjectView(project: ProjectDetail, update: ServerAction<UpdateProject>, actions: EnvActions) -> impl IntoView {
     let error = action_error(update);
     let me = use_context::<Me>();
     let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
@@ -90,11 +85,7 @@ fn ProjectView(
 }
 
 #[component]
-fn Environments(
-    project_id: String,
-    environments: Vec<EnvironmentView>,
-    actions: EnvActions,
-) -> impl IntoView {
+fn Environments(project_id: String, environments: Vec<EnvironmentView>, actions: EnvActions) -> impl IntoView {
     let add_error = action_error(actions.add);
     let row_error = Signal::derive(move || {
         action_error(actions.rename)

@@ -2,13 +2,11 @@
 //! invites, and creating another organization.
 
 use crate::api::orgs::{
-    list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember,
-    RevokeInvite,
+    list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
 use crate::api::session::{ChangePassword, UpdateProfile};
 use crate::components::ui::{
-    action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER,
-    BUTTON_QUIET, CARD, INPUT,
+    action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::Me;
 use leptos::form::ActionForm;
@@ -82,11 +80,7 @@ fn Members(manage: bool) -> impl IntoView {
         move || (role.version().get(), remove.version().get()),
         |_| list_members(),
     );
-    let error = Signal::derive(move || {
-        action_error(role)
-            .get()
-            .or_else(|| action_error(remove).get())
-    });
+    let error = Signal::derive(move || action_error(role).get().or_else(|| action_error(remove).get()));
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Members"</h2>
@@ -153,11 +147,7 @@ fn Invites() -> impl IntoView {
         create.value().get().and_then(|r| r.ok()).map(|i| {
             // The server knows its public URL only when configured; otherwise use this page's origin.
             if i.link.starts_with('/') {
-                format!(
-                    "{}{}",
-                    window().location().origin().unwrap_or_default(),
-                    i.link
-                )
+                format!("{}{}", window().location().origin().unwrap_or_default(), i.link)
             } else {
                 i.link
             }

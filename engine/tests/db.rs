@@ -1,0 +1,84 @@
+//! The hand-written diesel schema agrees with the migrations, and every migration
+//! reverts cleanly.
+
+use diesel::prelude::*;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use diesel_migrations::MigrationHarness;
+use engine::db::schema::*;
+use engine::testing::TestDb;
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    n: i64,
+}
+
+async fn column_count(conn: &mut AsyncPgConnection, table: &str) -> i64 {
+    diesel::sql_query(
+        "SELECT count(*) AS n FROM information_schema.columns WHERE table_schema = 'public' AND table_name = $1",
+    )
+    .bind::<diesel::sql_types::Text, _>(table)
+    .get_result::<Count>(conn)
+    .await
+    .unwrap()
+    .n
+}
+
+macro_rules! check_table {
+    ($conn:expr, $table:ident) => {{
+        // Fails if a column diesel knows is missing or renamed ...
+        $table::table
+            .select($table::all_columns)
+            .limit(0)
+            .execute($conn)
+            .await
+            .unwrap();
+        // ... and the counts match, so the database has no column diesel does not know.
+        let diesel_columns = <$table::table as diesel::Table>::all_columns().len();
+        assert_eq!(
+            column_count($conn, stringify!($table)).await as usize,
+            diesel_columns,
+            stringify!($table)
+        );
+    }};
+}
+
+trait Len {
+    fn len(&self) -> usize;
+}
+macro_rules! impl_len {
+    ($($n:literal => ($($t:ident),*)),*) => {$(
+        impl<$($t),*> Len for ($($t,)*) { fn len(&self) -> usize { $n } }
+    )*};
+}
+impl_len!(2 => (A, B), 3 => (A, B, C), 4 => (A, B, C, D), 6 => (A, B, C, D, E, F), 9 => (A, B, C, D, E, F, G, H, I));
+
+#[tokio::test]
+async fn schema_matches_the_migrations() {
+    let db = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let c = &mut conn;
+    check_table!(c, instance);
+    check_table!(c, users);
+    check_table!(c, organizations);
+    check_table!(c, memberships);
+    check_table!(c, invites);
+    check_table!(c, projects);
+    check_table!(c, environments);
+}
+
+#[tokio::test]
+async fn migrations_revert_and_reapply() {
+    let db = TestDb::new().await;
+    let url = db.url.clone();
+    tokio::task::spawn_blocking(move || {
+        type Sync = diesel_async::async_connection_wrapper::AsyncConnectionWrapper<AsyncPgConnection>;
+        let mut conn = <Sync as diesel::Connection>::establish(&url).unwrap();
+        conn.revert_all_migrations(engine::db::MIGRATIONS).unwrap();
+        assert!(conn.has_pending_migration(engine::db::MIGRATIONS).unwrap());
+        conn.run_pending_migrations(engine::db::MIGRATIONS).unwrap();
+        assert!(!conn.has_pending_migration(engine::db::MIGRATIONS).unwrap());
+    })
+    .await
+    .unwrap();
+}

@@ -1,0 +1,175 @@
+//! Projects and environments against real PostgreSQL, including tenancy: another
+//! organization's IDs behave exactly like IDs that do not exist.
+
+use engine::accounts::{self, Caller, NewAccount};
+use engine::ids::{EnvironmentId, ProjectId};
+use engine::names::{Description, EnvironmentName, OrgName, ProjectName, Role};
+use engine::orgs::{self, Acceptor};
+use engine::projects::{self, ProjectError};
+use engine::testing::TestEngine;
+use engine::{Classify, Engine, ErrorKind};
+
+async fn owner(e: &Engine) -> Caller {
+    let a = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
+    accounts::onboard(e, a, OrgName::parse("Acme").unwrap())
+        .await
+        .unwrap()
+        .0
+}
+
+fn name(s: &str) -> ProjectName {
+    ProjectName::parse(s).unwrap()
+}
+
+#[tokio::test]
+async fn a_project_comes_with_a_protected_production_environment() {
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let ada = owner(e).await;
+    let id = projects::create(e, &ada, name("Shop"), Description::parse("the shop").unwrap())
+        .await
+        .unwrap();
+    let p = projects::get(e, &ada, id).await.unwrap();
+    assert_eq!(p.project.name, "Shop");
+    assert_eq!(p.environments.len(), 1);
+    assert_eq!(
+        (p.environments[0].name.as_str(), p.environments[0].protected),
+        ("production", true)
+    );
+
+    let prod = EnvironmentId(p.environments[0].id);
+    let rename = projects::rename_environment(e, &ada, prod, EnvironmentName::parse("prod").unwrap()).await;
+    assert!(matches!(rename, Err(ProjectError::Forbidden(_))));
+    assert!(matches!(
+        projects::delete_environment(e, &ada, prod).await,
+        Err(ProjectError::Forbidden(_))
+    ));
+
+    let staging = projects::add_environment(e, &ada, id, EnvironmentName::parse("staging").unwrap())
+        .await
+        .unwrap();
+    projects::rename_environment(e, &ada, staging, EnvironmentName::parse("qa").unwrap())
+        .await
+        .unwrap();
+    let dup = projects::add_environment(e, &ada, id, EnvironmentName::parse("qa").unwrap())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup.kind(), ErrorKind::Validation { field: "name", .. }),
+        "{dup:?}"
+    );
+    projects::delete_environment(e, &ada, staging).await.unwrap();
+    assert_eq!(projects::list(e, &ada).await.unwrap()[0].environments, 1);
+}
+
+#[tokio::test]
+async fn names_are_unique_per_organization_and_updates_are_validated() {
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let ada = owner(e).await;
+    let a = projects::create(e, &ada, name("A"), Description::default())
+        .await
+        .unwrap();
+    projects::create(e, &ada, name("B"), Description::default())
+        .await
+        .unwrap();
+    let err = projects::create(e, &ada, name("A"), Description::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Validation { field: "name", .. }));
+    let err = projects::update(e, &ada, a, name("B"), Description::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Validation { field: "name", .. }));
+    projects::update(e, &ada, a, name("Renamed"), Description::parse("new").unwrap())
+        .await
+        .unwrap();
+    let names: Vec<_> = projects::list(e, &ada)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|p| p.project.name)
+        .collect();
+    assert_eq!(names, ["B", "Renamed"]);
+
+    // The same name in another organization is fine.
+    let other = orgs::create(e, &ada, OrgName::parse("Other").unwrap()).await.unwrap();
+    let in_other = Caller {
+        org_id: other,
+        role: Role::Owner,
+        ..ada.clone()
+    };
+    projects::create(e, &in_other, name("B"), Description::default())
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
+async fn foreign_ids_are_not_found_and_nothing_changes() {
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let ada = owner(e).await;
+    let mine = projects::create(e, &ada, name("Mine"), Description::default())
+        .await
+        .unwrap();
+    let mine_env = projects::add_environment(e, &ada, mine, EnvironmentName::parse("dev").unwrap())
+        .await
+        .unwrap();
+
+    // Mallory owns another organization on the same server.
+    let (_, token) = orgs::create_invite(e, &ada, Role::Member).await.unwrap();
+    let m = NewAccount::parse("Mallory", "m@example.com", "long enough pw").unwrap();
+    let session = orgs::accept_invite(e, &token, Acceptor::New(m)).await.unwrap();
+    let mallory = accounts::authenticate(e, session).await.unwrap();
+    orgs::create(e, &mallory, OrgName::parse("Evil").unwrap())
+        .await
+        .unwrap();
+    let mallory = accounts::authenticate(e, mallory.token.clone()).await.unwrap();
+    assert_ne!(mallory.org_id, ada.org_id);
+
+    let nf = |r: Result<(), ProjectError>| assert!(matches!(r, Err(ProjectError::NotFound)), "{r:?}");
+    assert!(matches!(
+        projects::get(e, &mallory, mine).await,
+        Err(ProjectError::NotFound)
+    ));
+    nf(projects::update(e, &mallory, mine, name("Pwned"), Description::default()).await);
+    nf(projects::delete(e, &mallory, mine).await);
+    nf(
+        projects::add_environment(e, &mallory, mine, EnvironmentName::parse("x").unwrap())
+            .await
+            .map(|_| ()),
+    );
+    nf(projects::rename_environment(e, &mallory, mine_env, EnvironmentName::parse("y").unwrap()).await);
+    nf(projects::delete_environment(e, &mallory, mine_env).await);
+    nf(projects::get(e, &ada, ProjectId(uuid::Uuid::new_v4()))
+        .await
+        .map(|_| ()));
+
+    let p = projects::get(e, &ada, mine).await.unwrap();
+    assert_eq!(p.project.name, "Mine");
+    assert_eq!(
+        p.environments.iter().map(|e| e.name.as_str()).collect::<Vec<_>>(),
+        ["production", "dev"]
+    );
+    assert!(projects::list(e, &mallory).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn only_admins_delete_projects() {
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let ada = owner(e).await;
+    let id = projects::create(e, &ada, name("Keep"), Description::default())
+        .await
+        .unwrap();
+    let member = Caller {
+        role: Role::Member,
+        ..ada.clone()
+    };
+    assert!(matches!(
+        projects::delete(e, &member, id).await,
+        Err(ProjectError::Forbidden(_))
+    ));
+    projects::delete(e, &ada, id).await.unwrap();
+    assert!(matches!(projects::get(e, &ada, id).await, Err(ProjectError::NotFound)));
+}

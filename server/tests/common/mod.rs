@@ -1,0 +1,133 @@
+//! `TestApp`: the real router over a fresh database and Redis prefix, driven
+//! in-process with `tower::ServiceExt::oneshot`.
+
+#![allow(dead_code)]
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, Request, StatusCode};
+use axum::Router;
+use engine::testing::TestEngine;
+use server::config::ServerConfig;
+use tower::ServiceExt;
+
+pub const HOST: &str = "berth.test";
+pub const ORIGIN: &str = "http://berth.test";
+
+pub struct TestApp {
+    pub router: Router,
+    pub t: TestEngine,
+}
+
+pub struct Reply {
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: String,
+}
+
+impl Reply {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
+    }
+    /// The `berth_session=...` pair from Set-Cookie, ready for a Cookie header.
+    pub fn session_cookie(&self) -> String {
+        self.set_cookie().split(';').next().unwrap().to_owned()
+    }
+    pub fn set_cookie(&self) -> String {
+        self.headers
+            .get_all(header::SET_COOKIE)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .find(|c| c.starts_with("berth_session="))
+            .unwrap_or_else(|| panic!("no session cookie; status {} body {}", self.status, self.body))
+    }
+}
+
+pub fn config() -> ServerConfig {
+    ServerConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        site_root: std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "../target/site".into()),
+        public_url: None,
+        trust_proxy: false,
+        body_limit: 1024 * 1024,
+    }
+}
+
+impl TestApp {
+    pub async fn new() -> Self {
+        Self::with_config(config()).await
+    }
+
+    pub async fn with_config(config: ServerConfig) -> Self {
+        let t = TestEngine::new().await;
+        let router = server::router(server::AppState::new(t.engine.clone(), config));
+        Self { router, t }
+    }
+
+    pub async fn send(&self, req: Request<Body>) -> Reply {
+        let res = self.router.clone().oneshot(req).await.unwrap();
+        let status = res.status();
+        let headers = res.headers().clone();
+        let bytes = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024).await.unwrap();
+        Reply {
+            status,
+            headers,
+            body: String::from_utf8_lossy(&bytes).into_owned(),
+        }
+    }
+
+    /// Calls a server function as the browser's form post would, same-origin.
+    pub async fn call(&self, path: &str, form: &[(&str, &str)], cookie: Option<&str>) -> Reply {
+        let body = form
+            .iter()
+            .map(|(k, v)| format!("{}={}", urlencode(k), urlencode(v)))
+            .collect::<Vec<_>>()
+            .join("&");
+        let mut req = Request::post(format!("/api/{path}"))
+            .header(header::HOST, HOST)
+            .header(header::ORIGIN, ORIGIN)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::from(body)).unwrap()).await
+    }
+
+    pub async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
+        let mut req = Request::get(path)
+            .header(header::HOST, HOST)
+            .header(header::ACCEPT, "text/html");
+        if let Some(c) = cookie {
+            req = req.header(header::COOKIE, c);
+        }
+        self.send(req.body(Body::empty()).unwrap()).await
+    }
+
+    /// Onboards Ada (owner of "Acme") and returns her session cookie.
+    pub async fn onboard(&self) -> String {
+        let r = self
+            .call(
+                "onboard",
+                &[
+                    ("name", "Ada"),
+                    ("email", "ada@example.com"),
+                    ("password", "correct horse battery"),
+                    ("organization", "Acme"),
+                ],
+                None,
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.session_cookie()
+    }
+}
+
+pub fn urlencode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}

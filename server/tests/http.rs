@@ -1,0 +1,392 @@
+//! The server through its router: onboarding, sign-in and out, the same-origin
+//! rule, throttling, body limits, health and the 404 page.
+
+mod common;
+
+use axum::body::Body;
+use axum::http::{header, Request, StatusCode};
+use common::{config, TestApp, HOST, ORIGIN};
+
+#[tokio::test]
+async fn onboarding_signs_the_owner_in_and_then_closes() {
+    let app = TestApp::new().await;
+    let bad = app
+        .call(
+            "onboard",
+            &[
+                ("name", "Ada"),
+                ("email", "ada@example.com"),
+                ("password", "short"),
+                ("organization", "Acme"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(bad.json()["Field"]["field"], "password");
+
+    let ok = app
+        .call(
+            "onboard",
+            &[
+                ("name", "Ada"),
+                ("email", "ada@example.com"),
+                ("password", "correct horse battery"),
+                ("organization", "Acme"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let cookie = ok.set_cookie();
+    for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
+        assert!(cookie.contains(attr), "{cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain http must not set Secure: {cookie}");
+
+    let again = app
+        .call(
+            "onboard",
+            &[
+                ("name", "Eve"),
+                ("email", "eve@example.com"),
+                ("password", "another long pw"),
+                ("organization", "Evil"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
+    let eve = app
+        .call(
+            "login",
+            &[("email", "eve@example.com"), ("password", "another long pw")],
+            None,
+        )
+        .await;
+    assert_eq!(eve.status, StatusCode::UNAUTHORIZED);
+
+    // The onboarding page itself now sends visitors to sign in.
+    let page = app.get("/onboarding", None).await;
+    assert_eq!(page.status, StatusCode::FOUND);
+    assert_eq!(page.headers[header::LOCATION], "/login");
+}
+
+#[tokio::test]
+async fn sign_in_session_and_sign_out() {
+    let app = TestApp::new().await;
+    app.onboard().await;
+    let wrong = app
+        .call(
+            "login",
+            &[("email", "ada@example.com"), ("password", "not the password")],
+            None,
+        )
+        .await;
+    assert_eq!(wrong.status, StatusCode::UNAUTHORIZED);
+    assert!(wrong.headers.get(header::SET_COOKIE).is_none());
+
+    let ok = app
+        .call(
+            "login",
+            &[("email", "ada@example.com"), ("password", "correct horse battery")],
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK);
+    let cookie = ok.session_cookie();
+    let state = app.call("session", &[], Some(&cookie)).await;
+    assert_eq!(state.json()["SignedIn"]["email"], "ada@example.com");
+    assert_eq!(app.get("/projects", Some(&cookie)).await.status, StatusCode::OK);
+
+    let out = app.call("logout", &[], Some(&cookie)).await;
+    assert_eq!(out.status, StatusCode::OK);
+    assert!(out.set_cookie().contains("Max-Age=0"));
+    let after = app.call("projects/list", &[], Some(&cookie)).await;
+    assert_eq!(
+        after.status,
+        StatusCode::UNAUTHORIZED,
+        "the old cookie is dead server-side"
+    );
+    let page = app.get("/projects", Some(&cookie)).await;
+    assert_eq!(
+        (page.status, page.headers[header::LOCATION].to_str().unwrap()),
+        (StatusCode::FOUND, "/login")
+    );
+}
+
+#[tokio::test]
+async fn password_change_signs_out_other_sessions() {
+    let app = TestApp::new().await;
+    let first = app.onboard().await;
+    let second = app
+        .call(
+            "login",
+            &[("email", "ada@example.com"), ("password", "correct horse battery")],
+            None,
+        )
+        .await
+        .session_cookie();
+    let short = app
+        .call(
+            "account/password",
+            &[("current_password", "correct horse battery"), ("new_password", "short")],
+            Some(&second),
+        )
+        .await;
+    assert_eq!(
+        (short.status, short.json()["Field"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("new_password"))
+    );
+    let ok = app
+        .call(
+            "account/password",
+            &[
+                ("current_password", "correct horse battery"),
+                ("new_password", "an even longer one"),
+            ],
+            Some(&second),
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(
+        app.call("projects/list", &[], Some(&first)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        app.call("projects/list", &[], Some(&second)).await.status,
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn state_changing_requests_must_be_same_origin() {
+    let app = TestApp::new().await;
+    let cookie = app.onboard().await;
+    let post = |origin: Option<(&'static str, &'static str)>| {
+        let mut req = Request::post("/api/projects/create")
+            .header(header::HOST, HOST)
+            .header(header::COOKIE, cookie.clone())
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
+        if let Some((name, value)) = origin {
+            req = req.header(name, value);
+        }
+        req.body(Body::from("name=Forged&description=")).unwrap()
+    };
+    assert_eq!(app.send(post(None)).await.status, StatusCode::FORBIDDEN);
+    assert_eq!(
+        app.send(post(Some(("origin", "http://evil.example")))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.send(post(Some(("origin", "null")))).await.status,
+        StatusCode::FORBIDDEN
+    );
+    assert_eq!(
+        app.send(post(Some(("referer", "http://evil.example/berth.test"))))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+    let list = app.call("projects/list", &[], Some(&cookie)).await;
+    assert_eq!(
+        list.json().as_array().unwrap().len(),
+        0,
+        "no forged project was created"
+    );
+
+    assert_eq!(
+        app.send(post(Some(("referer", "http://berth.test/projects"))))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    assert_eq!(
+        app.send(post(Some(("origin", ORIGIN)))).await.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "duplicate name"
+    );
+}
+
+#[tokio::test]
+async fn logins_are_rate_limited_per_address() {
+    let app = TestApp::new().await;
+    app.onboard().await;
+    let mut last = StatusCode::OK;
+    for i in 0..=engine::accounts::IP_LIMIT.max {
+        let email = format!("user{i}@example.com");
+        last = app
+            .call("login", &[("email", &email), ("password", "not the password")], None)
+            .await
+            .status;
+        if last == StatusCode::TOO_MANY_REQUESTS {
+            assert_eq!(i, engine::accounts::IP_LIMIT.max, "throttled too early");
+        }
+    }
+    assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+    let r = app
+        .call(
+            "login",
+            &[("email", "ada@example.com"), ("password", "correct horse battery")],
+            None,
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::TOO_MANY_REQUESTS);
+    let retry: u64 = r.headers[header::RETRY_AFTER].to_str().unwrap().parse().unwrap();
+    assert!(retry > 0 && retry <= engine::accounts::IP_LIMIT.window_secs);
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_and_change_nothing() {
+    let app = TestApp::new().await;
+    let cookie = app.onboard().await;
+    let body = format!("name=Big&description={}", "x".repeat(2 * 1024 * 1024));
+    let req = Request::post("/api/projects/create")
+        .header(header::HOST, HOST)
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::COOKIE, cookie.clone())
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .header(header::CONTENT_LENGTH, body.len())
+        .body(Body::from(body))
+        .unwrap();
+    assert_eq!(app.send(req).await.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        app.call("projects/list", &[], Some(&cookie))
+            .await
+            .json()
+            .as_array()
+            .unwrap()
+            .len(),
+        0
+    );
+}
+
+#[tokio::test]
+async fn health_reports_each_backend() {
+    let app = TestApp::new().await;
+    let r = app.get("/health", None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let j = r.json();
+    assert_eq!(j["db"]["status"], "up");
+    assert_eq!(j["redis"]["status"], "up");
+    assert_eq!(j["docker"]["status"], "up", "the test dockerd should answer: {j}");
+    assert!(r.headers.contains_key("x-request-id"));
+}
+
+#[tokio::test]
+async fn health_is_503_when_redis_is_down() {
+    let t = engine::testing::TestEngine::new().await;
+    let mut engine = t.engine.clone();
+    engine.kv = engine::kv::Kv::new(&engine::config::RedisConfig {
+        url: "redis://127.0.0.1:1".to_owned().into(),
+        prefix: "x:".into(),
+        pool_size: 1,
+    })
+    .unwrap();
+    let router = server::router(server::AppState::new(engine, config()));
+    let res = tower::ServiceExt::oneshot(router, Request::get("/health").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
+    let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        (j["db"]["status"].as_str(), j["redis"]["status"].as_str()),
+        (Some("up"), Some("down"))
+    );
+}
+
+#[tokio::test]
+async fn unknown_routes_render_the_404_page() {
+    let app = TestApp::new().await;
+    let r = app.get("/no/such/page", None).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.body.contains("Page not found"), "{}", r.body);
+}
+
+#[tokio::test]
+async fn cookies_are_secure_behind_https() {
+    let mut cfg = config();
+    cfg.public_url = Some("https://berth.example.com".into());
+    let app = TestApp::with_config(cfg).await;
+    let r = app
+        .call(
+            "onboard",
+            &[
+                ("name", "Ada"),
+                ("email", "ada@example.com"),
+                ("password", "correct horse battery"),
+                ("organization", "Acme"),
+            ],
+            None,
+        )
+        .await;
+    assert!(r.set_cookie().contains("; Secure"), "{}", r.set_cookie());
+}
+
+#[tokio::test]
+async fn invites_create_accounts_through_the_api() {
+    let app = TestApp::new().await;
+    let ada = app.onboard().await;
+    let invite = app.call("orgs/invites/create", &[("role", "member")], Some(&ada)).await;
+    assert_eq!(invite.status, StatusCode::OK, "{}", invite.body);
+    let link = invite.json()["link"].as_str().unwrap().to_owned();
+    let token = link.rsplit('/').next().unwrap().to_owned();
+    assert_eq!(app.get(&link, None).await.status, StatusCode::OK);
+
+    let bad = app
+        .call(
+            "invites/accept",
+            &[
+                ("token", &token),
+                ("name", "Bob"),
+                ("email", "nope"),
+                ("password", "long enough pw"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(
+        (bad.status, bad.json()["Field"]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("email"))
+    );
+    let ok = app
+        .call(
+            "invites/accept",
+            &[
+                ("token", &token),
+                ("name", "Bob"),
+                ("email", "bob@example.com"),
+                ("password", "long enough pw"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    let bob = ok.session_cookie();
+    let me = app.call("session", &[], Some(&bob)).await.json();
+    assert_eq!(
+        (me["SignedIn"]["org_name"].as_str(), me["SignedIn"]["role"].as_str()),
+        (Some("Acme"), Some("member"))
+    );
+    let reuse = app
+        .call(
+            "invites/accept",
+            &[
+                ("token", &token),
+                ("name", "Eve"),
+                ("email", "eve@example.com"),
+                ("password", "long enough pw"),
+            ],
+            None,
+        )
+        .await;
+    assert_eq!(reuse.status, StatusCode::NOT_FOUND);
+    // Members cannot invite.
+    assert_eq!(
+        app.call("orgs/invites/create", &[("role", "member")], Some(&bob))
+            .await
+            .status,
+        StatusCode::FORBIDDEN
+    );
+}

@@ -1,0 +1,295 @@
+//! The cross-organization matrix. Every server function and every page route
+//! with a parameter is enumerated from the running router's registries and must
+//! be classified below: a new one that is not fails this test until someone
+//! decides how it is scoped. Each ID-taking one is called by a member of
+//! another organization with this organization's IDs and must answer 404 and
+//! change nothing.
+
+mod common;
+
+use axum::http::StatusCode;
+use common::TestApp;
+use std::collections::BTreeMap;
+
+/// How a server function relates to tenant IDs.
+enum Class {
+    /// Takes no ID: works on the caller's own session or organization.
+    NoId,
+    /// Takes IDs of the victim's organization: form fields to send, given the IDs.
+    Scoped(fn(&Ids) -> Vec<(&'static str, String)>),
+}
+
+struct Ids {
+    project: String,
+    environment: String,
+    member: String,
+    invite: String,
+    org: String,
+}
+
+fn classes() -> BTreeMap<&'static str, Class> {
+    use Class::*;
+    BTreeMap::from([
+        ("/api/session", NoId),
+        ("/api/onboard", NoId),
+        ("/api/login", NoId),
+        ("/api/logout", NoId),
+        ("/api/account/profile", NoId),
+        ("/api/account/password", NoId),
+        ("/api/system/status", NoId),
+        ("/api/projects/list", NoId),
+        ("/api/projects/create", NoId),
+        ("/api/orgs/create", NoId),
+        ("/api/orgs/members", NoId),
+        ("/api/orgs/invites", NoId),
+        ("/api/orgs/invites/create", NoId),
+        // Invite tokens are bearer secrets, not IDs: holding one is the permission.
+        ("/api/invites/preview", NoId),
+        ("/api/invites/accept", NoId),
+        ("/api/projects/get", Scoped(|i| vec![("id", i.project.clone())])),
+        (
+            "/api/projects/update",
+            Scoped(|i| {
+                vec![
+                    ("id", i.project.clone()),
+                    ("name", "Pwned".into()),
+                    ("description", String::new()),
+                ]
+            }),
+        ),
+        ("/api/projects/delete", Scoped(|i| vec![("id", i.project.clone())])),
+        (
+            "/api/environments/create",
+            Scoped(|i| vec![("project_id", i.project.clone()), ("name", "pwned".into())]),
+        ),
+        (
+            "/api/environments/rename",
+            Scoped(|i| vec![("id", i.environment.clone()), ("name", "pwned".into())]),
+        ),
+        (
+            "/api/environments/delete",
+            Scoped(|i| vec![("id", i.environment.clone())]),
+        ),
+        ("/api/orgs/switch", Scoped(|i| vec![("id", i.org.clone())])),
+        (
+            "/api/orgs/members/role",
+            Scoped(|i| vec![("user_id", i.member.clone()), ("role", "member".into())]),
+        ),
+        (
+            "/api/orgs/members/remove",
+            Scoped(|i| vec![("user_id", i.member.clone())]),
+        ),
+        ("/api/orgs/invites/revoke", Scoped(|i| vec![("id", i.invite.clone())])),
+    ])
+}
+
+/// Page routes with parameters, and the URL to try as the intruder.
+fn page_routes() -> BTreeMap<&'static str, fn(&Ids) -> Option<String>> {
+    BTreeMap::from([
+        (
+            "/projects/:id",
+            (|i: &Ids| Some(format!("/projects/{}", i.project))) as fn(&Ids) -> Option<String>,
+        ),
+        // A token route: an unknown token renders "invalid", there is nothing to leak.
+        ("/invite/:token", |_| None),
+    ])
+}
+
+/// The victim's state, read as the victim, to prove nothing changed.
+async fn snapshot(app: &TestApp, cookie: &str, ids: &Ids) -> String {
+    let project = app
+        .call("projects/get", &[("id", &ids.project)], Some(cookie))
+        .await
+        .body;
+    let members = app.call("orgs/members", &[], Some(cookie)).await.body;
+    let invites = app.call("orgs/invites", &[], Some(cookie)).await.body;
+    format!("{project}\n{members}\n{invites}")
+}
+
+#[tokio::test]
+async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
+    let app = TestApp::new().await;
+
+    // Victim: Ada's organization, with a project, an extra environment, a member and an invite.
+    let ada = app.onboard().await;
+    let project = app
+        .call(
+            "projects/create",
+            &[("name", "Secret"), ("description", "")],
+            Some(&ada),
+        )
+        .await
+        .json();
+    let project = project.as_str().unwrap().to_owned();
+    let environment = app
+        .call(
+            "environments/create",
+            &[("project_id", &project), ("name", "staging")],
+            Some(&ada),
+        )
+        .await;
+    let environment = environment.json().as_str().unwrap().to_owned();
+    let invite = |role: &'static str| {
+        let ada = ada.clone();
+        let app = &app;
+        async move {
+            app.call("orgs/invites/create", &[("role", role)], Some(&ada))
+                .await
+                .json()
+        }
+    };
+    let bob_link = invite("member").await["link"].as_str().unwrap().to_owned();
+    let bob_token = bob_link.rsplit('/').next().unwrap();
+    let bob = app
+        .call(
+            "invites/accept",
+            &[
+                ("token", bob_token),
+                ("name", "Bob"),
+                ("email", "bob@example.com"),
+                ("password", "long enough pw"),
+            ],
+            None,
+        )
+        .await;
+    let bob_cookie = bob.session_cookie();
+    let pending_invite = invite("admin").await["id"].as_str().unwrap().to_owned();
+    let me = app.call("session", &[], Some(&ada)).await.json();
+    let org = me["SignedIn"]["org_id"].as_str().unwrap().to_owned();
+    let members = app.call("orgs/members", &[], Some(&ada)).await.json();
+    let member = members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "bob@example.com")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let ids = Ids {
+        project,
+        environment,
+        member,
+        invite: pending_invite,
+        org,
+    };
+
+    // Intruder: Mallory joins through an invite, makes her own organization (where
+    // she is owner, so roles never mask tenancy), and is then removed from Ada's.
+    let m_link = invite("member").await["link"].as_str().unwrap().to_owned();
+    let m_token = m_link.rsplit('/').next().unwrap();
+    let mallory = app
+        .call(
+            "invites/accept",
+            &[
+                ("token", m_token),
+                ("name", "Mallory"),
+                ("email", "m@example.com"),
+                ("password", "long enough pw"),
+            ],
+            None,
+        )
+        .await
+        .session_cookie();
+    assert_eq!(
+        app.call("orgs/create", &[("organization", "Evil")], Some(&mallory))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let m_members = app.call("orgs/members", &[], Some(&ada)).await.json();
+    let m_id = m_members
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["email"] == "m@example.com")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        app.call("orgs/members/remove", &[("user_id", &m_id)], Some(&ada))
+            .await
+            .status,
+        StatusCode::OK
+    );
+    let m_me = app.call("session", &[], Some(&mallory)).await.json();
+    assert_eq!(m_me["SignedIn"]["role"], "owner");
+    assert_ne!(m_me["SignedIn"]["org_id"].as_str(), Some(ids.org.as_str()));
+
+    let before = snapshot(&app, &ada, &ids).await;
+    assert!(
+        before.contains("staging") && before.contains("bob@example.com") && before.contains("admin"),
+        "{before}"
+    );
+
+    // Every registered server function must be classified.
+    let classes = classes();
+    let registered: Vec<String> = server_fn::axum::server_fn_paths().map(|(p, _)| p.to_owned()).collect();
+    assert!(
+        registered.len() >= classes.len(),
+        "server functions not registered: {registered:?}"
+    );
+    let unclassified: Vec<_> = registered
+        .iter()
+        .filter(|p| !classes.contains_key(p.as_str()))
+        .collect();
+    assert!(
+        unclassified.is_empty(),
+        "classify these server functions in tests/tenancy.rs: {unclassified:?}"
+    );
+
+    let mut scoped = 0;
+    for (path, class) in &classes {
+        assert!(
+            registered.iter().any(|r| r == path),
+            "{path} is classified but no longer exists"
+        );
+        let Class::Scoped(args) = class else { continue };
+        scoped += 1;
+        let form = args(&ids);
+        let form: Vec<(&str, &str)> = form.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let r = app.call(path.trim_start_matches("/api/"), &form, Some(&mallory)).await;
+        assert_eq!(
+            r.status,
+            StatusCode::NOT_FOUND,
+            "{path} with a foreign ID: {} {}",
+            r.status,
+            r.body
+        );
+        assert_eq!(
+            r.json(),
+            serde_json::json!("NotFound"),
+            "{path} must not say more than not found"
+        );
+    }
+    assert!(scoped >= 9);
+
+    // Page routes with parameters, from the router's own list.
+    let pages = page_routes();
+    let routes = leptos_axum::generate_route_list(app::App);
+    for route in routes
+        .iter()
+        .map(|r| r.path().to_owned())
+        .filter(|p| p.contains(':') || p.contains('{'))
+    {
+        let normalized = route.replace('{', ":").replace('}', "");
+        let try_url = pages
+            .get(normalized.as_str())
+            .unwrap_or_else(|| panic!("classify page route {route} in tests/tenancy.rs"));
+        if let Some(url) = try_url(&ids) {
+            let r = app.get(&url, Some(&mallory)).await;
+            assert_eq!(r.status, StatusCode::NOT_FOUND, "page {url} as an intruder");
+            assert!(!r.body.contains("Secret"), "page {url} leaked the project name");
+        }
+    }
+
+    assert_eq!(snapshot(&app, &ada, &ids).await, before, "the victim's data changed");
+    // And Bob, still a member, sees the project: the checks are tenancy, not breakage.
+    assert_eq!(
+        app.call("projects/get", &[("id", &ids.project)], Some(&bob_cookie))
+            .await
+            .status,
+        StatusCode::OK
+    );
+}
