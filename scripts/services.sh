@@ -81,6 +81,20 @@ stop_services() {
   BERTH_STARTED=()
 }
 
+# Stops services a killed earlier run left in DIR (its EXIT trap never ran).
+stop_leftovers() {
+  local dir=$1 pidfile pid
+  [ -d "$dir" ] || return 0
+  if [ -f "$dir/postgres/data/postmaster.pid" ]; then
+    as_pg "$(pg_bin)/pg_ctl" -D "$dir/postgres/data" -m immediate -w stop >/dev/null 2>&1 || true
+  fi
+  for pidfile in "$dir"/redis/redis.pid "$dir"/docker/dockerd.pid; do
+    pid=$(cat "$pidfile" 2>/dev/null) || continue
+    kill "$pid" 2>/dev/null || continue
+    for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
+  done
+}
+
 # Local base images for tests: no registry is reachable, so they are made from host files.
 build_test_images() {
   local ctx

@@ -4,4 +4,9 @@
 pub fn hydrate() {
     console_error_panic_hook::set_once();
     leptos::mount::hydrate_body(app::App);
+    // Event handlers are attached now: mark the document so tests and scripts
+    // can tell a hydrated page from server HTML.
+    if let Some(el) = leptos::prelude::document().document_element() {
+        let _ = el.set_attribute("data-hydrated", "true");
+    }
 }

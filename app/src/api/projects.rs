@@ -1,7 +1,9 @@
 //! Server functions for projects and their environments.
 
 use crate::error::AppError;
-use crate::types::{EnvironmentView, ProjectDetail, ProjectSummary};
+#[cfg(feature = "ssr")]
+use crate::types::EnvironmentView;
+use crate::types::{ProjectDetail, ProjectSummary};
 use leptos::prelude::*;
 use uuid::Uuid;
 

@@ -2,7 +2,9 @@
 //! the system status banner.
 
 use crate::error::AppError;
-use crate::types::{Me, OrgView, SessionState, SystemStatus};
+#[cfg(feature = "ssr")]
+use crate::types::{Me, OrgView};
+use crate::types::{SessionState, SystemStatus};
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]

@@ -1,0 +1,299 @@
+//! The browser test: the real `berth` binary on a fresh database, driven through
+//! headless Chromium. Onboarding → sign out → sign in → create a project →
+//! rename it → see it listed → toggle dark mode; it proves hydration (client
+//! state changes without a reload, validation errors appear in place) and saves
+//! screenshots under target/screenshots/.
+
+use engine::testing::{TestDb, TestRedis};
+use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::process::{Child, Command};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn workspace() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// A bare HTTP GET on loopback, returning the status code (0 if unreachable).
+async fn http_status(port: u16, path: &str) -> u16 {
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return 0;
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return 0;
+    }
+    // Read only the status line: some servers keep the connection open regardless.
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+async fn wait_until<F, Fut>(what: &str, mut f: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let start = Instant::now();
+    while !f().await {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+struct Berth {
+    _child: Child,
+    port: u16,
+    _db: TestDb,
+    _redis: TestRedis,
+}
+
+async fn start_berth() -> Berth {
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+    let port = free_port();
+    let bin = std::env::var("BERTH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target/debug/berth"));
+    assert!(
+        bin.exists(),
+        "{} missing: run `make test`, which builds it",
+        bin.display()
+    );
+    let site = std::env::var("BERTH_SITE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target/site"));
+    assert!(
+        site.join("pkg/berth_bg.wasm").exists(),
+        "{} has no WASM bundle: run `make test`",
+        site.display()
+    );
+    let child = Command::new(bin)
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", &redis.url)
+        .env("BERTH_REDIS_PREFIX", &redis.prefix)
+        .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_SITE_ROOT", site)
+        .env("BERTH_SECRET_KEY", engine::secrets::generate_key_string())
+        .env("BERTH_MODE", "production")
+        .stdout(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn berth");
+    wait_until("berth /health", || async { http_status(port, "/health").await == 200 }).await;
+    Berth {
+        _child: child,
+        port,
+        _db: db,
+        _redis: redis,
+    }
+}
+
+async fn start_browser() -> (Child, Client) {
+    let port = free_port();
+    let driver = Command::new("chromedriver")
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("chromedriver (apt-get install chromium-driver)");
+    wait_until("chromedriver", || async { http_status(port, "/status").await == 200 }).await;
+    let profile = std::env::temp_dir().join(format!("berth-chrome-{}", uuid::Uuid::new_v4()));
+    let caps = serde_json::json!({
+        "goog:chromeOptions": {
+            "binary": "/usr/bin/chromium",
+            "args": [
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
+                "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
+            ]
+        }
+    });
+    let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
+        .capabilities(caps.as_object().unwrap().clone())
+        .connect(&format!("http://127.0.0.1:{port}"))
+        .await
+        .expect("WebDriver session");
+    (driver, client)
+}
+
+async fn find(c: &Client, css: &str) -> Element {
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css(css))
+        .await
+        .unwrap_or_else(|e| panic!("element {css} did not appear: {e}"))
+}
+
+async fn fill(c: &Client, css: &str, value: &str) {
+    let el = find(c, css).await;
+    el.clear().await.unwrap();
+    el.send_keys(value).await.unwrap();
+}
+
+async fn wait_path(c: &Client, path: &str) {
+    let start = Instant::now();
+    loop {
+        let url = c.current_url().await.unwrap();
+        if url.path() == path {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "expected {path}, still at {url}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn wait_text(c: &Client, css: &str, text: &str) {
+    let start = Instant::now();
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await {
+            if el.text().await.map(|t| t.contains(text)).unwrap_or(false) {
+                return;
+            }
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{css} never showed {text:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn screenshot(c: &Client, name: &str) {
+    let dir = workspace().join("target/screenshots");
+    std::fs::create_dir_all(&dir).unwrap();
+    let png = c.screenshot().await.unwrap();
+    assert!(png.len() > 1000, "screenshot is empty");
+    std::fs::write(dir.join(name), png).unwrap();
+}
+
+async fn js(c: &Client, script: &str) -> serde_json::Value {
+    c.execute(script, vec![]).await.unwrap()
+}
+
+async fn journey(c: &Client, base: &str) {
+    // A first visit with no users goes to onboarding.
+    c.goto(base).await.unwrap();
+    wait_path(c, "/onboarding").await;
+    // The page hydrates: a marker set now survives everything that follows
+    // until we navigate on purpose, proving no reload happened.
+    find(c, "#onboarding-form").await;
+    fill(c, "#field-name", "Ada Lovelace").await;
+    fill(c, "#field-email", "ada@example.com").await;
+    fill(c, "#field-password", "short").await;
+    fill(c, "#field-organization", "Analytical Engines").await;
+    // The app marks <html> once hydrated; then mark the document ourselves.
+    find(c, "html[data-hydrated=true]").await;
+    js(c, "window.__berthMarker = 42; return null").await;
+    find(c, "#onboarding-submit").await.click().await.unwrap();
+    // The server's validation message appears next to the password field, in place.
+    wait_text(c, "[data-error-for=password]", "at least 10 characters").await;
+    assert_eq!(
+        js(c, "return window.__berthMarker").await,
+        42,
+        "the page reloaded: hydration did not take"
+    );
+    fill(c, "#field-password", "correct horse battery").await;
+    find(c, "#onboarding-submit").await.click().await.unwrap();
+    wait_path(c, "/projects").await;
+    find(c, "#projects-empty").await;
+
+    // Sign out, then back in.
+    find(c, "#logout").await.click().await.unwrap();
+    wait_path(c, "/login").await;
+    fill(c, "#field-email", "ada@example.com").await;
+    fill(c, "#field-password", "correct horse battery").await;
+    find(c, "#login-submit").await.click().await.unwrap();
+    wait_path(c, "/projects").await;
+    wait_text(c, "#whoami", "ada@example.com").await;
+
+    // Create a project and open it.
+    fill(c, "#create-project input[name=name]", "Website").await;
+    fill(c, "#create-project input[name=description]", "The public site").await;
+    find(c, "#create-project-submit").await.click().await.unwrap();
+    wait_text(c, "#project-list", "Website").await;
+    find(c, "#project-list a").await.click().await.unwrap();
+    wait_text(c, "#project-title", "Website").await;
+    wait_text(c, "#environments", "production").await;
+
+    // Rename it.
+    fill(c, "#rename-project input[name=name]", "Website v2").await;
+    find(c, "#rename-project-submit").await.click().await.unwrap();
+    wait_text(c, "#project-title", "Website v2").await;
+
+    // Dark mode: a click flips the theme without a reload and is remembered.
+    js(c, "window.__berthMarker = 7; return null").await;
+    let before = js(c, "return document.documentElement.classList.contains('dark')").await;
+    find(c, "#theme-toggle").await.click().await.unwrap();
+    let after = js(c, "return [document.documentElement.classList.contains('dark'), window.__berthMarker, localStorage.getItem('berth-theme')]").await;
+    assert_eq!(
+        after[0],
+        serde_json::Value::Bool(!before.as_bool().unwrap()),
+        "theme did not toggle"
+    );
+    assert_eq!(after[1], 7, "the page reloaded");
+    assert_eq!(after[2], if before == true { "light" } else { "dark" });
+    screenshot(c, "project-page.png").await;
+
+    // Back to the list: the new name is there.
+    c.find(Locator::LinkText("Projects"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(c, "/projects").await;
+    wait_text(c, "#project-list", "Website v2").await;
+
+    // Phone width: the layout fits without sideways scrolling.
+    c.set_window_size(390, 844).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let overflow = js(c, "return document.documentElement.scrollWidth - window.innerWidth").await;
+    assert!(
+        overflow.as_i64().unwrap() <= 0,
+        "horizontal overflow at phone width: {overflow}"
+    );
+    screenshot(c, "projects-phone.png").await;
+}
+
+#[tokio::test]
+async fn onboarding_login_projects_and_dark_mode_in_a_real_browser() {
+    let berth = start_berth().await;
+    let (_driver, client) = start_browser().await;
+    let base = format!("http://127.0.0.1:{}", berth.port);
+    // Always close the session, even when the journey fails, or Chromium lingers.
+    let outcome = tokio::spawn({
+        let c = client.clone();
+        async move { journey(&c, &base).await }
+    })
+    .await;
+    if outcome.is_err() {
+        let _ = screenshot(&client, "failure.png").await;
+    }
+    client.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
