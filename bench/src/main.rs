@@ -1,1 +1,243 @@
-fn main() {}
+//! `make bench`: measures the foundation's budgets against the release `berth`
+//! binary on real PostgreSQL and Redis, and prints a Markdown table for
+//! docs/BENCHMARKS.md. Every load loop is bounded in count and time and sends
+//! traffic to 127.0.0.1 only.
+//!
+//! Needs DATABASE_URL and REDIS_URL (scripts/bench.sh provides them), BERTH_BIN
+//! (the release binary) and BERTH_SITE_ROOT.
+
+use anyhow::{bail, Context, Result};
+use engine::testing::{TestDb, TestRedis};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use std::io::Write;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn spawn_berth(db: &TestDb, redis: &TestRedis, port: u16) -> Result<Child> {
+    let bin = std::env::var("BERTH_BIN").context("BERTH_BIN")?;
+    Ok(Command::new(bin)
+        .arg("serve")
+        .env("DATABASE_URL", &db.url)
+        .env("REDIS_URL", &redis.url)
+        .env("BERTH_REDIS_PREFIX", &redis.prefix)
+        .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_SECRET_KEY", engine::secrets::generate_key_string())
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()?)
+}
+
+async fn request(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Result<(u16, http::HeaderMap, Bytes)> {
+    let res = client.request(req).await?;
+    let status = res.status().as_u16();
+    let headers = res.headers().clone();
+    let body = res.into_body().collect().await?.to_bytes();
+    Ok((status, headers, body))
+}
+
+async fn get(client: &HttpClient, port: u16, path: &str, cookie: Option<&str>) -> Result<(u16, Bytes)> {
+    let mut req = http::Request::get(format!("http://127.0.0.1:{port}{path}")).header("accept", "text/html");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let (s, _, b) = request(client, req.body(Full::default())?).await?;
+    Ok((s, b))
+}
+
+async fn post(
+    client: &HttpClient,
+    port: u16,
+    path: &str,
+    form: &str,
+    cookie: Option<&str>,
+) -> Result<(u16, http::HeaderMap)> {
+    let mut req = http::Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("origin", format!("http://127.0.0.1:{port}"))
+        .header("content-type", "application/x-www-form-urlencoded");
+    if let Some(c) = cookie {
+        req = req.header("cookie", c);
+    }
+    let (s, h, _) = request(client, req.body(Full::from(form.to_owned()))?).await?;
+    Ok((s, h))
+}
+
+/// Spawn → first 200 from /health, in milliseconds.
+async fn cold_start(client: &HttpClient, db: &TestDb, redis: &TestRedis) -> Result<(f64, Child, u16)> {
+    let port = free_port();
+    let t0 = Instant::now();
+    let child = spawn_berth(db, redis, port)?;
+    loop {
+        if let Ok((200, _)) = get(client, port, "/health", None).await {
+            return Ok((t0.elapsed().as_secs_f64() * 1000.0, child, port));
+        }
+        if t0.elapsed() > Duration::from_secs(30) {
+            bail!("berth did not become healthy");
+        }
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+}
+
+fn rss_kib(pid: u32) -> Result<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
+    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+}
+
+fn gzip_size(path: &std::path::Path) -> Result<usize> {
+    let data = std::fs::read(path).with_context(|| path.display().to_string())?;
+    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    enc.write_all(&data)?;
+    Ok(enc.finish()?.len())
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    let idx = ((p / 100.0) * (sorted.len() as f64 - 1.0)).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
+    let db = TestDb::new().await;
+    let redis = TestRedis::new();
+
+    // Cold start: the database is already migrated (cloned from the template), as
+    // on every start after the first.
+    let mut starts = Vec::new();
+    for _ in 0..5 {
+        let (ms, mut child, _) = cold_start(&client, &db, &redis).await?;
+        starts.push(ms);
+        child.kill().await?;
+    }
+    starts.sort_by(f64::total_cmp);
+
+    let (_, child, port) = cold_start(&client, &db, &redis).await?;
+    let pid = child.id().context("pid")?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let idle_rss = rss_kib(pid)?;
+
+    // UI transfer size.
+    let site = std::path::PathBuf::from(std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "target/site".into()));
+    let wasm = gzip_size(&site.join("pkg/berth_bg.wasm"))?;
+    let js = gzip_size(&site.join("pkg/berth.js"))?;
+    let css = gzip_size(&site.join("pkg/berth.css"))?;
+
+    // SSR of the project list, signed in, with 20 projects, at a fixed 200 req/s
+    // for 15 s (open loop: latency is measured from the scheduled send time).
+    let (s, h) = post(
+        &client,
+        port,
+        "/api/onboard",
+        "name=Bench&email=bench%40example.com&password=benchmark-password&organization=Bench",
+        None,
+    )
+    .await?;
+    if s != 200 {
+        bail!("onboard: {s}");
+    }
+    let cookie = h
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("berth_session="))
+        .context("session cookie")?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    for i in 0..20 {
+        let (s, _) = post(
+            &client,
+            port,
+            "/api/projects/create",
+            &format!("name=Project+{i}&description=Benchmark"),
+            Some(&cookie),
+        )
+        .await?;
+        if s != 200 {
+            bail!("create project: {s}");
+        }
+    }
+    let (s, body) = get(&client, port, "/projects", Some(&cookie)).await?;
+    if s != 200 || !String::from_utf8_lossy(&body).contains("Project 19") {
+        bail!("project list did not render: {s}");
+    }
+    let rate = 200u32;
+    let seconds = 15u32;
+    let total = rate * seconds;
+    let start = Instant::now() + Duration::from_millis(100);
+    let mut tasks = Vec::with_capacity(total as usize);
+    for i in 0..total {
+        let scheduled = start + Duration::from_secs_f64(i as f64 / rate as f64);
+        let client = client.clone();
+        let cookie = cookie.clone();
+        tasks.push(tokio::spawn(async move {
+            tokio::time::sleep_until(scheduled.into()).await;
+            let r = tokio::time::timeout(Duration::from_secs(10), get(&client, port, "/projects", Some(&cookie))).await;
+            let ok = matches!(r, Ok(Ok((200, _))));
+            (scheduled.elapsed().as_secs_f64() * 1000.0, ok)
+        }));
+    }
+    let mut lat = Vec::with_capacity(total as usize);
+    let mut failures = 0;
+    for t in tasks {
+        let (ms, ok) = t.await?;
+        if ok {
+            lat.push(ms);
+        } else {
+            failures += 1;
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    let loaded_rss = rss_kib(pid)?;
+
+    println!("| budget | goal | measured |");
+    println!("|---|---|---|");
+    println!(
+        "| server idle RSS after start | ≤ 25 MiB | {:.1} MiB |",
+        idle_rss as f64 / 1024.0
+    );
+    println!(
+        "| cold start to /health 200 (median of 5; min–max) | ≤ 0.5 s | {:.0} ms ({:.0}–{:.0} ms) |",
+        starts[2], starts[0], starts[4]
+    );
+    println!(
+        "| UI transfer, gzip -9 (wasm + js + css) | ≤ 300 KB | {:.1} KB ({:.1} + {:.1} + {:.1}) |",
+        (wasm + js + css) as f64 / 1000.0,
+        wasm as f64 / 1000.0,
+        js as f64 / 1000.0,
+        css as f64 / 1000.0
+    );
+    println!(
+        "| project list SSR at {rate} req/s for {seconds} s, p99 (p50 / p90 / max) | ≤ 20 ms | {:.1} ms ({:.1} / {:.1} / {:.1} ms), {} of {} failed |",
+        percentile(&lat, 99.0),
+        percentile(&lat, 50.0),
+        percentile(&lat, 90.0),
+        lat.last().copied().unwrap_or(0.0),
+        failures,
+        total
+    );
+    println!(
+        "| RSS after the load | (info) | {:.1} MiB |",
+        loaded_rss as f64 / 1024.0
+    );
+    Ok(())
+}

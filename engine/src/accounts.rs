@@ -121,10 +121,15 @@ pub(crate) async fn insert_user(
 
 /// True until the first owner has been created.
 pub async fn onboarding_open(engine: &Engine) -> Result<bool, AccountError> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    if AtomicBool::load(engine.onboarded(), Ordering::Relaxed) {
+        return Ok(false);
+    }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let done: bool = diesel::select(diesel::dsl::exists(instance::table.select(instance::singleton)))
         .get_result(&mut conn)
         .await?;
+    AtomicBool::store(engine.onboarded(), done, Ordering::Relaxed);
     Ok(!done)
 }
 

@@ -6,7 +6,8 @@
 use crate::config::DockerConfig;
 use futures::future::BoxFuture;
 use serde::Serialize;
-use std::time::Duration;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum DockerError {
@@ -26,17 +27,24 @@ pub struct DockerInfo {
 }
 
 pub trait DockerApi: Send + Sync {
-    /// Pings the engine and reads its version.
+    /// Pings the engine and reads its version (answers may be up to a couple of
+    /// seconds old).
     fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>>;
     /// Where the engine is expected, for messages.
     fn host(&self) -> String;
 }
+
+/// How long an answer about the engine's reachability is reused: every page
+/// shows Docker's state, and asking the engine on each view is waste
+/// (docs/BENCHMARKS.md).
+const STATUS_TTL: Duration = Duration::from_secs(2);
 
 /// The real engine, over `DOCKER_HOST` or the default local socket.
 pub struct BollardDocker {
     client: Result<bollard::Docker, String>,
     host: String,
     timeout: Duration,
+    last: Mutex<Option<(Instant, Result<DockerInfo, String>)>>,
 }
 
 impl BollardDocker {
@@ -62,7 +70,8 @@ impl BollardDocker {
         Self {
             client,
             host,
-            timeout: Duration::from_secs(config.timeout_secs),
+            timeout: Duration::from_secs(t),
+            last: Mutex::new(None),
         }
     }
 
@@ -73,27 +82,46 @@ impl BollardDocker {
             reason: reason.clone(),
         })
     }
+
+    async fn ask(&self) -> Result<DockerInfo, DockerError> {
+        let client = self.client()?;
+        let call = async {
+            client.ping().await?;
+            client.version().await
+        };
+        let version = tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| DockerError::Timeout(self.timeout.as_secs()))?
+            .map_err(|e| DockerError::Unreachable {
+                host: self.host.clone(),
+                reason: e.to_string(),
+            })?;
+        Ok(DockerInfo {
+            version: version.version.unwrap_or_default(),
+            api_version: version.api_version.unwrap_or_default(),
+        })
+    }
 }
 
 impl DockerApi for BollardDocker {
     fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>> {
         Box::pin(async move {
-            let client = self.client()?;
-            let call = async {
-                client.ping().await?;
-                client.version().await
+            if let Some((at, answer)) = self.last.lock().expect("not poisoned").as_ref() {
+                if at.elapsed() < STATUS_TTL {
+                    return answer.clone().map_err(|reason| DockerError::Unreachable {
+                        host: self.host.clone(),
+                        reason,
+                    });
+                }
+            }
+            let answer = self.ask().await;
+            let remembered = match &answer {
+                Ok(info) => Ok(info.clone()),
+                Err(DockerError::Unreachable { reason, .. }) => Err(reason.clone()),
+                Err(other) => Err(other.to_string()),
             };
-            let version = tokio::time::timeout(self.timeout, call)
-                .await
-                .map_err(|_| DockerError::Timeout(self.timeout.as_secs()))?
-                .map_err(|e| DockerError::Unreachable {
-                    host: self.host.clone(),
-                    reason: e.to_string(),
-                })?;
-            Ok(DockerInfo {
-                version: version.version.unwrap_or_default(),
-                api_version: version.api_version.unwrap_or_default(),
-            })
+            *self.last.lock().expect("not poisoned") = Some((Instant::now(), remembered));
+            answer
         })
     }
 

@@ -20,6 +20,7 @@ pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 
 pub use error::{Classify, ErrorKind};
@@ -34,4 +35,24 @@ pub struct Engine {
     pub docker: Arc<dyn docker::DockerApi>,
     pub secret: secrets::SecretKey,
     pub policy: sessions::SessionPolicy,
+    /// Set once onboarding is seen closed. It never reopens, so this process
+    /// stops asking PostgreSQL on every page view.
+    onboarded: Arc<AtomicBool>,
+}
+
+impl Engine {
+    pub fn new(db: db::DbPool, kv: kv::Kv, docker: Arc<dyn docker::DockerApi>, secret: secrets::SecretKey) -> Self {
+        Self {
+            db,
+            kv,
+            docker,
+            secret,
+            policy: sessions::SessionPolicy::default(),
+            onboarded: Arc::new(AtomicBool::new(false)),
+        }
+    }
+
+    pub(crate) fn onboarded(&self) -> &AtomicBool {
+        &self.onboarded
+    }
 }

@@ -80,6 +80,26 @@ pub struct ProjectDetail {
     pub environments: Vec<Environment>,
 }
 
+/// Not found unless the project exists in the caller's organization.
+async fn require_project(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    id: ProjectId,
+) -> Result<(), ProjectError> {
+    let exists: bool = diesel::select(diesel::dsl::exists(
+        projects::table
+            .filter(projects::id.eq(id.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    ))
+    .get_result(conn)
+    .await?;
+    if exists {
+        Ok(())
+    } else {
+        Err(ProjectError::NotFound)
+    }
+}
+
 fn not_found_if_zero(n: usize) -> Result<(), ProjectError> {
     if n == 0 {
         Err(ProjectError::NotFound)
@@ -196,16 +216,7 @@ pub async fn update(
 pub async fn delete(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<(), ProjectError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // Existence first, so a member probing a foreign ID still gets 404, not 403.
-    let exists: bool = diesel::select(diesel::dsl::exists(
-        projects::table
-            .filter(projects::id.eq(id.0))
-            .filter(projects::organization_id.eq(caller.org_id.0)),
-    ))
-    .get_result(&mut conn)
-    .await?;
-    if !exists {
-        return Err(ProjectError::NotFound);
-    }
+    require_project(&mut conn, caller, id).await?;
     if !caller.role.can_manage() {
         return Err(ProjectError::Forbidden("only admins and owners can delete projects"));
     }
@@ -226,16 +237,7 @@ pub async fn add_environment(
     name: EnvironmentName,
 ) -> Result<EnvironmentId, ProjectError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let owned: bool = diesel::select(diesel::dsl::exists(
-        projects::table
-            .filter(projects::id.eq(project.0))
-            .filter(projects::organization_id.eq(caller.org_id.0)),
-    ))
-    .get_result(&mut conn)
-    .await?;
-    if !owned {
-        return Err(ProjectError::NotFound);
-    }
+    require_project(&mut conn, caller, project).await?;
     let id: Uuid = diesel::insert_into(environments::table)
         .values((
             environments::project_id.eq(project.0),

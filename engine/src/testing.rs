@@ -9,7 +9,6 @@ use crate::config::{DatabaseConfig, DockerConfig, RedisConfig};
 use crate::docker::BollardDocker;
 use crate::kv::Kv;
 use crate::secrets::SecretKey;
-use crate::sessions::SessionPolicy;
 use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
@@ -119,6 +118,18 @@ impl TestDb {
         let url = with_database(&required("DATABASE_URL"), &name);
         Self { name, url }
     }
+
+    /// An empty database with no migrations applied, for testing `berth migrate`.
+    pub async fn empty() -> Self {
+        let name = format!("berth_test_{}", uuid::Uuid::new_v4().simple());
+        let mut conn = admin_conn().await;
+        diesel::sql_query(format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .expect("create database");
+        let url = with_database(&required("DATABASE_URL"), &name);
+        Self { name, url }
+    }
 }
 
 impl Drop for TestDb {
@@ -190,22 +201,21 @@ impl TestEngine {
     pub async fn new() -> Self {
         let db = TestDb::new().await;
         let redis = TestRedis::new();
-        let engine = Engine {
-            db: crate::db::pool(&DatabaseConfig {
+        let engine = Engine::new(
+            crate::db::pool(&DatabaseConfig {
                 url: db.url.clone().into(),
                 pool_size: 4,
             })
             .expect("pool"),
-            kv: Kv::new(&RedisConfig {
+            Kv::new(&RedisConfig {
                 url: redis.url.clone().into(),
                 prefix: redis.prefix.clone(),
                 pool_size: 4,
             })
             .expect("kv"),
-            docker: Arc::new(BollardDocker::new(&DockerConfig::from_env().expect("docker config"))),
-            secret: SecretKey::generate(),
-            policy: SessionPolicy::default(),
-        };
+            Arc::new(BollardDocker::new(&DockerConfig::from_env().expect("docker config"))),
+            SecretKey::generate(),
+        );
         Self { engine, db, redis }
     }
 }

@@ -4,7 +4,7 @@ use anyhow::Context;
 use clap::{Parser, Subcommand};
 use engine::config::{self, DatabaseConfig, DockerConfig, Mode, RedisConfig, SecretConfig};
 use engine::docker::BollardDocker;
-use engine::{db, kv::Kv, names::Email, sessions::SessionPolicy, Engine};
+use engine::{db, kv::Kv, names::Email, Engine};
 use secrecy::ExposeSecret;
 use server::config::ServerConfig;
 use std::net::SocketAddr;
@@ -52,13 +52,12 @@ fn init_tracing() {
 fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
     let mode = Mode::from_env()?;
     let data_dir = config::data_dir_from_env();
-    Ok(Engine {
-        db: db::pool(db_config)?,
-        kv: Kv::new(&RedisConfig::from_env()?)?,
-        docker: Arc::new(BollardDocker::new(&DockerConfig::from_env()?)),
-        secret: SecretConfig::from_env(mode, &data_dir)?.key,
-        policy: SessionPolicy::default(),
-    })
+    Ok(Engine::new(
+        db::pool(db_config)?,
+        Kv::new(&RedisConfig::from_env()?)?,
+        Arc::new(BollardDocker::new(&DockerConfig::from_env()?)),
+        SecretConfig::from_env(mode, &data_dir)?.key,
+    ))
 }
 
 /// Migrations need PostgreSQL; wait for it briefly (it may be starting beside us).

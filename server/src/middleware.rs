@@ -2,16 +2,17 @@
 //! same-origin rule for every state-changing request (CSRF defence).
 
 use crate::state::AppState;
-use app::api::edge::ClientIp;
+use app::api::edge::{ClientIp, RequestCaller};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use std::net::SocketAddr;
 
-/// Records the client address as a request extension. Behind a trusted proxy it is
-/// the last `X-Forwarded-For` entry: the address the proxy itself saw.
-pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
+/// Adds what server functions need to know about the request as extensions: the
+/// client address (behind a trusted proxy, the last `X-Forwarded-For` entry, i.e.
+/// the address the proxy itself saw), and an empty per-request caller cache.
+pub async fn request_context(State(state): State<AppState>, mut req: Request, next: Next) -> Response {
     let forwarded = state
         .config
         .trust_proxy
@@ -28,6 +29,7 @@ pub async fn client_ip(State(state): State<AppState>, mut req: Request, next: Ne
         })
         .unwrap_or_else(|| "unknown".to_owned());
     req.extensions_mut().insert(ClientIp(ip));
+    req.extensions_mut().insert(RequestCaller::default());
     next.run(req).await
 }
 

@@ -1,7 +1,7 @@
 //! The router: health, Leptos pages and server functions (with the engine in
 //! context), static files, and the middleware stack around all of it.
 
-use crate::middleware::{client_ip, same_origin};
+use crate::middleware::{request_context, same_origin};
 use crate::routes::health;
 use crate::state::AppState;
 use app::{shell, App};
@@ -38,7 +38,7 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), same_origin))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), client_ip))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
         .layer(RequestBodyLimitLayer::new(state.config.body_limit))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

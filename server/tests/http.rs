@@ -5,7 +5,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use common::{config, TestApp, HOST, ORIGIN};
+use common::{config, TestApp, HOST, ONBOARD, ORIGIN};
 
 #[tokio::test]
 async fn onboarding_signs_the_owner_in_and_then_closes() {
@@ -25,18 +25,7 @@ async fn onboarding_signs_the_owner_in_and_then_closes() {
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.json()["Field"]["field"], "password");
 
-    let ok = app
-        .call(
-            "onboard",
-            &[
-                ("name", "Ada"),
-                ("email", "ada@example.com"),
-                ("password", "correct horse battery"),
-                ("organization", "Acme"),
-            ],
-            None,
-        )
-        .await;
+    let ok = app.call("onboard", ONBOARD, None).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let cookie = ok.set_cookie();
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -309,18 +298,7 @@ async fn cookies_are_secure_behind_https() {
     let mut cfg = config();
     cfg.public_url = Some("https://berth.example.com".into());
     let app = TestApp::with_config(cfg).await;
-    let r = app
-        .call(
-            "onboard",
-            &[
-                ("name", "Ada"),
-                ("email", "ada@example.com"),
-                ("password", "correct horse battery"),
-                ("organization", "Acme"),
-            ],
-            None,
-        )
-        .await;
+    let r = app.call("onboard", ONBOARD, None).await;
     assert!(r.set_cookie().contains("; Secure"), "{}", r.set_cookie());
 }
 

@@ -26,6 +26,12 @@ pub struct ServerContext {
 #[derive(Clone, Debug)]
 pub struct ClientIp(pub String);
 
+/// The caller of one HTTP request, resolved at most once: a page render runs
+/// several server functions in-process, and each would otherwise look the
+/// session up again. The server's middleware puts a fresh one in every request.
+#[derive(Clone, Default)]
+pub struct RequestCaller(std::sync::Arc<tokio::sync::OnceCell<Caller>>);
+
 pub const SESSION_COOKIE: &str = "berth_session";
 
 pub fn context() -> Result<ServerContext, AppError> {
@@ -114,12 +120,32 @@ pub fn client_ip() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
+/// The signed-in caller, if the request carries a live session.
+pub async fn try_caller(ctx: &ServerContext) -> Result<Option<Caller>, AppError> {
+    let Some(token) = session_token() else { return Ok(None) };
+    let cell = request_parts().and_then(|p| p.extensions.get::<RequestCaller>().cloned());
+    let resolved = match cell {
+        Some(cell) => cell
+            .0
+            .get_or_try_init(|| accounts::authenticate(&ctx.engine, token))
+            .await
+            .cloned(),
+        None => accounts::authenticate(&ctx.engine, token).await,
+    };
+    match resolved {
+        Ok(caller) => Ok(Some(caller)),
+        Err(accounts::AccountError::NotSignedIn) => Ok(None),
+        Err(e) => Err(fail(e)),
+    }
+}
+
 /// The signed-in caller, or 401.
 pub async fn caller() -> Result<(ServerContext, Caller), AppError> {
     let ctx = context()?;
-    let token = session_token().ok_or_else(|| fail(accounts::AccountError::NotSignedIn))?;
-    let caller = accounts::authenticate(&ctx.engine, token).await.map_err(fail)?;
-    Ok((ctx, caller))
+    match try_caller(&ctx).await? {
+        Some(caller) => Ok((ctx, caller)),
+        None => Err(fail(accounts::AccountError::NotSignedIn)),
+    }
 }
 
 fn cookie_header(ctx: &ServerContext, value: &str, max_age: u64) -> HeaderValue {

@@ -8,7 +8,7 @@ use uuid::Uuid;
 #[cfg(feature = "ssr")]
 use {
     super::edge::{self, fail},
-    engine::accounts::{self, NewAccount},
+    engine::accounts::NewAccount,
     engine::names::{OrgName, Role},
     engine::orgs::{self, Acceptor},
 };
@@ -97,10 +97,7 @@ pub async fn revoke_invite(id: String) -> Result<(), AppError> {
 pub async fn preview_invite(token: String) -> Result<InvitePreview, AppError> {
     let ctx = edge::context()?;
     let p = orgs::preview_invite(&ctx.engine, &token).await.map_err(fail)?;
-    let signed_in = match edge::session_token() {
-        Some(t) => accounts::authenticate(&ctx.engine, t).await.is_ok(),
-        None => false,
-    };
+    let signed_in = edge::try_caller(&ctx).await?.is_some();
     Ok(InvitePreview {
         org_name: p.org_name,
         role: p.role.as_str().to_owned(),
@@ -118,10 +115,7 @@ pub async fn accept_invite(
     password: Option<String>,
 ) -> Result<(), AppError> {
     let ctx = edge::context()?;
-    let signed_in = match edge::session_token() {
-        Some(t) => accounts::authenticate(&ctx.engine, t).await.ok(),
-        None => None,
-    };
+    let signed_in = edge::try_caller(&ctx).await?;
     let session = match &signed_in {
         Some(caller) => orgs::accept_invite(&ctx.engine, &token, Acceptor::Existing(caller)).await,
         None => {

@@ -43,13 +43,9 @@ pub async fn get_session_state() -> Result<SessionState, AppError> {
     if accounts::onboarding_open(&ctx.engine).await.map_err(fail)? {
         return Ok(SessionState::Onboarding);
     }
-    let Some(token) = edge::session_token() else {
-        return Ok(SessionState::SignedOut);
-    };
-    match accounts::authenticate(&ctx.engine, token).await {
-        Ok(caller) => Ok(SessionState::SignedIn(me(&ctx, &caller).await?)),
-        Err(accounts::AccountError::NotSignedIn) => Ok(SessionState::SignedOut),
-        Err(e) => Err(fail(e)),
+    match edge::try_caller(&ctx).await? {
+        Some(caller) => Ok(SessionState::SignedIn(me(&ctx, &caller).await?)),
+        None => Ok(SessionState::SignedOut),
     }
 }
 

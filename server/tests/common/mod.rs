@@ -13,6 +13,14 @@ use tower::ServiceExt;
 pub const HOST: &str = "berth.test";
 pub const ORIGIN: &str = "http://berth.test";
 
+/// The onboarding form for Ada, owner of "Acme".
+pub const ONBOARD: &[(&str, &str)] = &[
+    ("name", "Ada"),
+    ("email", "ada@example.com"),
+    ("password", "correct horse battery"),
+    ("organization", "Acme"),
+];
+
 pub struct TestApp {
     pub router: Router,
     pub t: TestEngine,
@@ -104,18 +112,7 @@ impl TestApp {
 
     /// Onboards Ada (owner of "Acme") and returns her session cookie.
     pub async fn onboard(&self) -> String {
-        let r = self
-            .call(
-                "onboard",
-                &[
-                    ("name", "Ada"),
-                    ("email", "ada@example.com"),
-                    ("password", "correct horse battery"),
-                    ("organization", "Acme"),
-                ],
-                None,
-            )
-            .await;
+        let r = self.call("onboard", ONBOARD, None).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.session_cookie()
     }

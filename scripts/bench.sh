@@ -1,0 +1,15 @@
+#!/usr/bin/env bash
+# `make bench`: builds Berth in release mode and measures the budgets recorded in
+# docs/BENCHMARKS.md against real PostgreSQL and Redis (started here unless
+# DATABASE_URL / REDIS_URL are set). Prints a Markdown table.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/services.sh
+trap stop_services EXIT
+PROFILE=release scripts/build.sh
+svc=$PWD/target/bench-services
+stop_leftovers "$svc"
+if [ -z "${DATABASE_URL:-}" ]; then rm -rf "$svc/postgres"; start_postgres "$svc/postgres" 55444; fi
+if [ -z "${REDIS_URL:-}" ]; then rm -rf "$svc/redis"; start_redis "$svc/redis" 56394 no; fi
+export BERTH_BIN=$PWD/target/release/berth BERTH_SITE_ROOT=$PWD/target/site
+cargo run --locked --release -q -p bench
