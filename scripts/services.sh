@@ -24,7 +24,17 @@ start_postgres() {
   local dir=$1 port=$2 bin
   bin=$(pg_bin) || return 1
   mkdir -p "$dir"
-  [ "$(id -u)" = 0 ] && chown postgres:postgres "$dir" && chmod 700 "$dir"
+  if [ "$(id -u)" = 0 ]; then
+    chown postgres:postgres "$dir" && chmod 700 "$dir"
+    # The postgres user must be able to reach the directory: add the search (x)
+    # bit, and nothing else, to any ancestor that lacks it (e.g. a clone in /root).
+    local up
+    up=$(dirname "$dir")
+    while [ "$up" != / ]; do
+      runuser -u postgres -- test -x "$up" || { echo "chmod o+x $up (so PostgreSQL can reach its data)"; chmod o+x "$up"; }
+      up=$(dirname "$up")
+    done
+  fi
   if [ ! -f "$dir/data/PG_VERSION" ]; then
     as_pg "$bin/initdb" -D "$dir/data" -U postgres --auth=trust -E UTF8 >"$dir/initdb.log" 2>&1 \
       || { cat "$dir/initdb.log" >&2; return 1; }

@@ -1,6 +1,7 @@
 //! The `berth` binary: `serve` (default), `migrate`, `admin reset-password`.
 
 use anyhow::Context;
+use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
 use engine::config::{self, DatabaseConfig, DockerConfig, Mode, RedisConfig, SecretConfig};
 use engine::docker::BollardDocker;
@@ -102,9 +103,16 @@ async fn serve() -> anyhow::Result<()> {
     let listen = server_config.listen;
     let state = server::AppState::new(engine, server_config);
     let app = server::router(state);
+    // TCP_NODELAY: pages stream in several chunks, and Nagle's algorithm would hold
+    // the later ones for the client's delayed ACK (a ~40 ms stall; docs/BENCHMARKS.md).
     let listener = tokio::net::TcpListener::bind(listen)
         .await
-        .with_context(|| format!("binding {listen}"))?;
+        .with_context(|| format!("binding {listen}"))?
+        .tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::warn!(error = %e, "could not set TCP_NODELAY");
+            }
+        });
     tracing::info!("Berth listening on http://{listen}");
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(shutdown_signal())
