@@ -124,7 +124,10 @@ async fn load(client: &HttpClient, port: u16, cookie: &str, rate: u32, seconds: 
         tasks.push(tokio::spawn(async move {
             tokio::time::sleep_until(scheduled.into()).await;
             let r = tokio::time::timeout(Duration::from_secs(10), get(&client, port, "/projects", Some(&cookie))).await;
-            (scheduled.elapsed().as_secs_f64() * 1000.0, matches!(r, Ok(Ok((200, _)))))
+            (
+                scheduled.elapsed().as_secs_f64() * 1000.0,
+                matches!(r, Ok(Ok((200, _)))),
+            )
         }));
     }
     let mut lat = Vec::with_capacity(total as usize);

@@ -368,3 +368,26 @@ async fn invites_create_accounts_through_the_api() {
         StatusCode::FORBIDDEN
     );
 }
+
+#[tokio::test]
+async fn pages_say_plainly_when_docker_is_unreachable() {
+    let t = engine::testing::TestEngine::new().await;
+    let mut engine = t.engine.clone();
+    engine.docker = std::sync::Arc::new(engine::docker::BollardDocker::new(&engine::config::DockerConfig {
+        host: Some("unix:///nonexistent/docker.sock".into()),
+        timeout_secs: 2,
+    }));
+    let app = TestApp {
+        router: server::router(server::AppState::new(engine, config())),
+        t,
+    };
+    let health = app.get("/health", None).await;
+    assert_eq!(health.status, StatusCode::OK, "Docker is reported, not required");
+    assert_eq!(health.json()["docker"]["status"], "down");
+    let cookie = app.onboard().await;
+    let page = app.get("/projects", Some(&cookie)).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("Docker is unreachable"), "{}", page.body);
+    assert!(page.body.contains("/nonexistent/docker.sock"));
+    assert!(page.body.contains("DOCKER_HOST"), "the banner says how to fix it");
+}
