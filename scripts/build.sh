@@ -31,6 +31,11 @@ step "css (Tailwind v4)"
 "$TOOLS/venv/bin/tailwindcss" -i style/main.css -o "$PKG/berth.css" --minify 2>&1 | grep -v '^≈' || true
 test -s "$PKG/berth.css"
 
+step "precompressed copies (served to clients that accept gzip)"
+for f in "$PKG/berth_bg.wasm" "$PKG/berth.js" "$PKG/berth.css"; do
+  [ "$f.gz" -nt "$f" ] || gzip -9 -k -f "$f"
+done
+
 step "static assets"
 cp -r public/. "$SITE/"
 

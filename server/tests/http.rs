@@ -391,3 +391,26 @@ async fn pages_say_plainly_when_docker_is_unreachable() {
     assert!(page.body.contains("/nonexistent/docker.sock"));
     assert!(page.body.contains("DOCKER_HOST"), "the banner says how to fix it");
 }
+
+#[tokio::test]
+async fn the_bundle_is_served_gzipped_to_browsers_that_accept_it() {
+    let app = TestApp::new().await;
+    let req = |enc: Option<&str>| {
+        let mut r = Request::get("/pkg/berth_bg.wasm");
+        if let Some(e) = enc {
+            r = r.header(header::ACCEPT_ENCODING, e);
+        }
+        r.body(Body::empty()).unwrap()
+    };
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req(Some("gzip, deflate, br")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
+    let gz = axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap();
+    let res = tower::ServiceExt::oneshot(app.router.clone(), req(None)).await.unwrap();
+    assert!(res.headers().get(header::CONTENT_ENCODING).is_none());
+    let raw = axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap();
+    assert!(raw.starts_with(b"\0asm"), "a WebAssembly module");
+    assert!(gz.len() * 2 < raw.len(), "gzip {} vs raw {}", gz.len(), raw.len());
+}
