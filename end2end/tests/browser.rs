@@ -267,6 +267,32 @@ async fn journey(c: &Client, base: &str) {
     wait_path(c, "/projects").await;
     wait_text(c, "#project-list", "Website v2").await;
 
+    // Settings: make an invite link, then accept it as a new user in a fresh session.
+    c.find(Locator::LinkText("Settings"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    wait_path(c, "/settings").await;
+    wait_text(c, "#members", "ada@example.com").await;
+    find(c, "#create-invite").await.click().await.unwrap();
+    find(c, "#invite-link").await;
+    let link = js(c, "return document.getElementById('invite-link').value").await;
+    let link = link.as_str().unwrap().to_owned();
+    assert!(link.starts_with(base) && link.contains("/invite/"), "{link}");
+    find(c, "#logout").await.click().await.unwrap();
+    wait_path(c, "/login").await;
+    c.goto(&link).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    fill(c, "#field-name", "Bob Babbage").await;
+    fill(c, "#field-email", "bob@example.com").await;
+    fill(c, "#field-password", "difference engine").await;
+    find(c, "#accept-invite").await.click().await.unwrap();
+    wait_path(c, "/projects").await;
+    wait_text(c, "#whoami", "bob@example.com").await;
+    wait_text(c, "#project-list", "Website v2").await;
+
     // Phone width: the layout fits without sideways scrolling.
     c.set_window_size(390, 844).await.unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;

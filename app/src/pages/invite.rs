@@ -40,7 +40,7 @@ pub fn InvitePage() -> impl IntoView {
                                     </p>
                                 </Show>
                                 <FormError error />
-                                <Submit label="Accept invite" pending=accept.pending() />
+                                <Submit label="Accept invite" pending=accept.pending() id="accept-invite" />
                             </ActionForm>
                         }.into_any(),
                     }

@@ -164,7 +164,7 @@ fn Invites() -> impl IntoView {
                         <option value="admin">"admin"</option>
                     </select>
                 </label>
-                <Submit label="Create invite link" pending=create.pending() />
+                <Submit label="Create invite link" pending=create.pending() id="create-invite" />
             </ActionForm>
             <FormError error />
             <Show when=move || link().is_some()>
