@@ -7,7 +7,7 @@
 //! (the release binary) and BERTH_SITE_ROOT.
 
 use anyhow::{bail, Context, Result};
-use engine::testing::{TestDb, TestRedis};
+use engine::testing::{free_port, TestDb, TestRedis};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_util::client::legacy::Client;
@@ -18,14 +18,6 @@ use std::time::{Duration, Instant};
 use tokio::process::{Child, Command};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
 
 fn spawn_berth(db: &TestDb, redis: &TestRedis, port: u16) -> Result<Child> {
     let bin = std::env::var("BERTH_BIN").context("BERTH_BIN")?;

@@ -4,61 +4,15 @@
 //! state changes without a reload, validation errors appear in place) and saves
 //! screenshots under target/screenshots/.
 
-use engine::testing::{TestDb, TestRedis};
+use engine::testing::{free_port, wait_for_200, TestDb, TestRedis};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
-use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::process::{Child, Command};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
-}
 
 fn workspace() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
-}
-
-/// A bare HTTP GET on loopback, returning the status code (0 if unreachable).
-async fn http_status(port: u16, path: &str) -> u16 {
-    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
-        return 0;
-    };
-    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
-    if s.write_all(req.as_bytes()).await.is_err() {
-        return 0;
-    }
-    // Read only the status line: some servers keep the connection open regardless.
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 256];
-    while !buf.windows(2).any(|w| w == b"\r\n") {
-        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => break,
-        }
-    }
-    String::from_utf8_lossy(&buf)
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0)
-}
-
-async fn wait_until<F, Fut>(what: &str, mut f: F)
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = bool>,
-{
-    let start = Instant::now();
-    while !f().await {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 struct Berth {
@@ -101,7 +55,7 @@ async fn start_berth() -> Berth {
         .kill_on_drop(true)
         .spawn()
         .expect("spawn berth");
-    wait_until("berth /health", || async { http_status(port, "/health").await == 200 }).await;
+    wait_for_200(port, "/health").await;
     Berth {
         _child: child,
         port,
@@ -119,7 +73,7 @@ async fn start_browser() -> (Child, Client) {
         .kill_on_drop(true)
         .spawn()
         .expect("chromedriver (apt-get install chromium-driver)");
-    wait_until("chromedriver", || async { http_status(port, "/status").await == 200 }).await;
+    wait_for_200(port, "/status").await;
     let profile = std::env::temp_dir().join(format!("berth-chrome-{}", uuid::Uuid::new_v4()));
     let caps = serde_json::json!({
         "goog:chromeOptions": {

@@ -219,3 +219,50 @@ impl TestEngine {
         Self { engine, db, redis }
     }
 }
+
+/// A TCP port on 127.0.0.1 that was free a moment ago, for a server under test.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// The status code of `GET path` on 127.0.0.1:`port`, or 0 when nothing answers.
+/// Reads only the status line: some servers (chromedriver) keep the connection open.
+pub async fn http_status(port: u16, path: &str) -> u16 {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await else {
+        return 0;
+    };
+    let req = format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n");
+    if s.write_all(req.as_bytes()).await.is_err() {
+        return 0;
+    }
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 256];
+    while !buf.windows(2).any(|w| w == b"\r\n") {
+        match tokio::time::timeout(std::time::Duration::from_secs(2), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    String::from_utf8_lossy(&buf)
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Waits up to 30 s for `GET path` on the port to answer 200.
+pub async fn wait_for_200(port: u16, path: &str) {
+    let start = std::time::Instant::now();
+    while http_status(port, path).await != 200 {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(30),
+            "127.0.0.1:{port}{path} never answered 200"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

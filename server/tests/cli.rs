@@ -4,9 +4,8 @@
 
 use engine::accounts::{self, NewAccount};
 use engine::names::OrgName;
-use engine::testing::{TestDb, TestEngine, TestRedis};
+use engine::testing::{free_port, wait_for_200, TestDb, TestEngine, TestRedis};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
@@ -21,14 +20,6 @@ fn berth(args: &[&str], env: &[(&str, &str)]) -> Output {
 
 fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 #[test]
@@ -67,24 +58,6 @@ async fn production_refuses_a_missing_or_weak_secret_key() {
     assert!(text(&out.stderr).contains("entropy"), "{}", text(&out.stderr));
 }
 
-async fn wait_healthy(port: u16) {
-    let start = Instant::now();
-    loop {
-        if let Ok(mut s) = tokio::net::TcpStream::connect(("127.0.0.1", port)).await {
-            use tokio::io::{AsyncReadExt, AsyncWriteExt};
-            let _ = s
-                .write_all(b"GET /health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
-                .await;
-            let mut buf = [0u8; 16];
-            if s.read_exact(&mut buf).await.is_ok() && buf.starts_with(b"HTTP/1.1 200") {
-                return;
-            }
-        }
-        assert!(start.elapsed() < Duration::from_secs(30), "berth never became healthy");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-}
-
 #[tokio::test]
 async fn development_mode_generates_a_private_key_once_and_sigterm_stops_gracefully() {
     let db = TestDb::new().await;
@@ -107,7 +80,7 @@ async fn development_mode_generates_a_private_key_once_and_sigterm_stops_gracefu
             .unwrap()
     };
     let mut child = spawn();
-    wait_healthy(port).await;
+    wait_for_200(port, "/health").await;
     let key_path = data.join("secret.key");
     let key = std::fs::read_to_string(&key_path).unwrap();
     use std::os::unix::fs::PermissionsExt;
@@ -130,7 +103,7 @@ async fn development_mode_generates_a_private_key_once_and_sigterm_stops_gracefu
 
     // The next start reuses the same key.
     let mut child = spawn();
-    wait_healthy(port).await;
+    wait_for_200(port, "/health").await;
     assert_eq!(std::fs::read_to_string(&key_path).unwrap(), key);
     child.kill().unwrap();
     let _ = child.wait();
