@@ -2,7 +2,7 @@
 //! logout, resolving a session to a [`Caller`], profile and password changes, and
 //! the operator's password reset.
 
-use crate::db::schema::{instance, memberships, organizations, users};
+use crate::db::schema::{instance, memberships, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{OrgId, UserId};
 use crate::names::{Email, OrgName, Password, PersonName, Role, ValidationError};
@@ -268,7 +268,6 @@ pub async fn authenticate(engine: &Engine, token: SessionToken) -> Result<Caller
 pub struct Profile {
     pub name: String,
     pub email: String,
-    pub org_name: String,
 }
 
 pub async fn profile(engine: &Engine, caller: &Caller) -> Result<Profile, AccountError> {
@@ -278,12 +277,7 @@ pub async fn profile(engine: &Engine, caller: &Caller) -> Result<Profile, Accoun
         .select((users::name, users::email))
         .first(&mut conn)
         .await?;
-    let org_name: String = organizations::table
-        .find(caller.org_id.0)
-        .select(organizations::name)
-        .first(&mut conn)
-        .await?;
-    Ok(Profile { name, email, org_name })
+    Ok(Profile { name, email })
 }
 
 pub async fn update_name(engine: &Engine, caller: &Caller, name: PersonName) -> Result<(), AccountError> {

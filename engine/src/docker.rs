@@ -15,8 +15,6 @@ pub enum DockerError {
     Unreachable { host: String, reason: String },
     #[error("the Docker engine did not answer within {0} s")]
     Timeout(u64),
-    #[error("docker: {0}")]
-    Api(String),
 }
 
 /// What the engine says about itself.

@@ -107,26 +107,24 @@ pub struct TestDb {
 }
 
 impl TestDb {
+    /// A migrated database, cloned from the template.
     pub async fn new() -> Self {
         ensure_template().await;
-        let name = format!("berth_test_{}", uuid::Uuid::new_v4().simple());
-        let mut conn = admin_conn().await;
-        diesel::sql_query(format!("CREATE DATABASE {name} TEMPLATE {TEMPLATE}"))
-            .execute(&mut conn)
-            .await
-            .expect("create test database");
-        let url = with_database(&required("DATABASE_URL"), &name);
-        Self { name, url }
+        Self::create(&format!("TEMPLATE {TEMPLATE}")).await
     }
 
     /// An empty database with no migrations applied, for testing `berth migrate`.
     pub async fn empty() -> Self {
+        Self::create("").await
+    }
+
+    async fn create(options: &str) -> Self {
         let name = format!("berth_test_{}", uuid::Uuid::new_v4().simple());
         let mut conn = admin_conn().await;
-        diesel::sql_query(format!("CREATE DATABASE {name}"))
+        diesel::sql_query(format!("CREATE DATABASE {name} {options}"))
             .execute(&mut conn)
             .await
-            .expect("create database");
+            .expect("create test database");
         let url = with_database(&required("DATABASE_URL"), &name);
         Self { name, url }
     }

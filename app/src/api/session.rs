@@ -19,11 +19,17 @@ use {
 async fn me(ctx: &edge::ServerContext, caller: &engine::accounts::Caller) -> Result<Me, AppError> {
     let profile = accounts::profile(&ctx.engine, caller).await.map_err(fail)?;
     let orgs = orgs::list_mine(&ctx.engine, caller).await.map_err(fail)?;
+    // The current organization's name is in the list already: no second query.
+    let org_name = orgs
+        .iter()
+        .find(|o| o.id == caller.org_id)
+        .map(|o| o.name.clone())
+        .unwrap_or_default();
     Ok(Me {
         name: profile.name,
         email: profile.email,
         org_id: caller.org_id.0,
-        org_name: profile.org_name,
+        org_name,
         role: caller.role.as_str().to_owned(),
         orgs: orgs
             .into_iter()
