@@ -112,8 +112,15 @@ build_test_images() {
     ctx=$(mktemp -d)
     mkdir -p "$ctx/bin"
     cp /bin/busybox "$ctx/bin/"
-    (cd "$ctx/bin" && for a in sh ls cat echo httpd sleep env; do ln -sf busybox "$a"; done)
+    (cd "$ctx/bin" && for a in sh ls cat echo httpd sleep env false true wget nc; do ln -sf busybox "$a"; done)
     tar -C "$ctx" -c . | docker import - berth-test/busybox:1 >/dev/null
+    rm -rf "$ctx"
+  fi
+  if ! docker image inspect berth-test/traefik:3 >/dev/null 2>&1; then
+    ctx=$(mktemp -d)
+    cp "$(dirname "${BASH_SOURCE[0]}")/../.tools/venv/bin/traefik" "$ctx/traefik"
+    printf 'FROM scratch\nCOPY traefik /traefik\nENTRYPOINT ["/traefik"]\n' >"$ctx/Dockerfile"
+    DOCKER_BUILDKIT=0 docker build -q -t berth-test/traefik:3 "$ctx" >/dev/null
     rm -rf "$ctx"
   fi
 }

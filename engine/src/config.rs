@@ -151,3 +151,130 @@ impl DockerConfig {
         })
     }
 }
+
+/// The deploy engine: where it keeps files, how it names what it runs in Docker,
+/// the Traefik it manages, and the worker's limits.
+#[derive(Debug, Clone)]
+pub struct DeployConfig {
+    /// `BERTH_DATA_DIR`: deployment logs, checkouts, Traefik's dynamic files.
+    pub data_dir: PathBuf,
+    /// `BERTH_INSTANCE` (default `berth`): the `berth.instance` label on everything
+    /// Berth runs, so two installations on one engine never touch each other's containers.
+    pub instance: String,
+    /// `BERTH_NETWORK` (default `berth`): the bridge network apps and Traefik share.
+    pub network: String,
+    pub proxy: ProxyConfig,
+    /// `BERTH_BASE_DOMAIN` (default `localhost`): every app gets `<app>.<base domain>`.
+    pub base_domain: String,
+    /// `BERTH_STATIC_IMAGE` (default `busybox:1.36`): the image static sites are
+    /// served from (its `httpd` applet serves the files).
+    pub static_image: String,
+    /// `BERTH_ALLOW_LOCAL_SOURCES` (default false): allow `file://` git repositories.
+    pub allow_local_sources: bool,
+    /// `BERTH_KEEP_IMAGES` (default 5): images kept per app for rollback.
+    pub keep_images: usize,
+    /// `BERTH_WORKER_CONCURRENCY` (default 2): deployments run at once per process.
+    pub concurrency: usize,
+    /// `BERTH_WORKER_LEASE_SECS` (default 20): a running deployment whose worker has
+    /// not reported for this long is considered abandoned (its worker died).
+    pub lease_secs: u64,
+    /// `BERTH_BUILD_TIMEOUT_SECS` (default 3600): clone + build longer than this fails.
+    pub build_timeout_secs: u64,
+}
+
+/// The managed Traefik container.
+#[derive(Debug, Clone)]
+pub struct ProxyConfig {
+    /// `BERTH_PROXY_MANAGE` (default true): run and update `berth-traefik`. When
+    /// false, Berth only writes the dynamic files for a Traefik run elsewhere.
+    pub manage: bool,
+    /// `BERTH_PROXY_NAME` (default `berth-traefik`).
+    pub container: String,
+    /// `BERTH_TRAEFIK_IMAGE` (default `traefik:v3.3`).
+    pub image: String,
+    /// `BERTH_PROXY_BIND` (default `0.0.0.0`): the host address the ports are published on.
+    pub bind: String,
+    /// `BERTH_HTTP_PORT` (default 80) and `BERTH_HTTPS_PORT` (default 443).
+    pub http_port: u16,
+    pub https_port: u16,
+    /// `BERTH_TRAEFIK_DIR` (default `<data dir>/traefik`): the dynamic configuration
+    /// directory, bind-mounted read-only into Traefik. It must be a path on the
+    /// Docker host (when Berth itself runs in a container, mount it at the same path).
+    pub dynamic_dir: PathBuf,
+    /// `BERTH_DASHBOARD_HOST`: serve the Berth dashboard through Traefik on this host.
+    pub dashboard_host: Option<String>,
+    /// `BERTH_DASHBOARD_UPSTREAM`: where Traefik reaches Berth for that host
+    /// (e.g. `http://172.17.0.1:3000`).
+    pub dashboard_upstream: Option<String>,
+}
+
+impl DeployConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let data_dir = data_dir_from_env();
+        let abs = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
+        let http_port = parse_var("BERTH_HTTP_PORT", 80)?;
+        Ok(Self {
+            instance: var("BERTH_INSTANCE").unwrap_or_else(|| "berth".into()),
+            network: var("BERTH_NETWORK").unwrap_or_else(|| "berth".into()),
+            proxy: ProxyConfig {
+                manage: parse_var("BERTH_PROXY_MANAGE", true)?,
+                container: var("BERTH_PROXY_NAME").unwrap_or_else(|| "berth-traefik".into()),
+                image: var("BERTH_TRAEFIK_IMAGE").unwrap_or_else(|| "traefik:v3.3".into()),
+                bind: var("BERTH_PROXY_BIND").unwrap_or_else(|| "0.0.0.0".into()),
+                http_port,
+                https_port: parse_var("BERTH_HTTPS_PORT", 443)?,
+                dynamic_dir: var("BERTH_TRAEFIK_DIR")
+                    .map(PathBuf::from)
+                    .unwrap_or_else(|| abs.join("traefik")),
+                dashboard_host: var("BERTH_DASHBOARD_HOST"),
+                dashboard_upstream: var("BERTH_DASHBOARD_UPSTREAM"),
+            },
+            base_domain: var("BERTH_BASE_DOMAIN").unwrap_or_else(|| "localhost".into()),
+            static_image: var("BERTH_STATIC_IMAGE").unwrap_or_else(|| "busybox:1.36".into()),
+            allow_local_sources: parse_var("BERTH_ALLOW_LOCAL_SOURCES", false)?,
+            keep_images: parse_var("BERTH_KEEP_IMAGES", 5)?,
+            concurrency: parse_var("BERTH_WORKER_CONCURRENCY", 2)?,
+            lease_secs: parse_var("BERTH_WORKER_LEASE_SECS", 20)?,
+            build_timeout_secs: parse_var("BERTH_BUILD_TIMEOUT_SECS", 3600)?,
+            data_dir: abs,
+        })
+    }
+
+    /// Where a deployment's log lives: derived from IDs only.
+    pub fn deployment_log(&self, app: uuid::Uuid, deployment: uuid::Uuid) -> PathBuf {
+        self.data_dir
+            .join("logs")
+            .join(app.simple().to_string())
+            .join(format!("{}.log", deployment.simple()))
+    }
+}
+
+impl Default for DeployConfig {
+    /// The production defaults, with the data directory `.berth`.
+    fn default() -> Self {
+        let data_dir = std::path::absolute(".berth").unwrap_or_else(|_| PathBuf::from(".berth"));
+        Self {
+            instance: "berth".into(),
+            network: "berth".into(),
+            proxy: ProxyConfig {
+                manage: true,
+                container: "berth-traefik".into(),
+                image: "traefik:v3.3".into(),
+                bind: "0.0.0.0".into(),
+                http_port: 80,
+                https_port: 443,
+                dynamic_dir: data_dir.join("traefik"),
+                dashboard_host: None,
+                dashboard_upstream: None,
+            },
+            base_domain: "localhost".into(),
+            static_image: "busybox:1.36".into(),
+            allow_local_sources: false,
+            keep_images: 5,
+            concurrency: 2,
+            lease_secs: 20,
+            build_timeout_secs: 3600,
+            data_dir,
+        }
+    }
+}

@@ -1,7 +1,6 @@
 //! The Docker Engine connection. Everything Berth asks of Docker goes through the
 //! [`DockerApi`] trait, so unit tests can use a fake while integration tests use
-//! the real engine through [`BollardDocker`]. This foundation needs only the
-//! engine's identity; the deploy engine extends the trait.
+//! the real engine through [`BollardDocker`].
 
 use crate::config::DockerConfig;
 use futures::future::BoxFuture;
@@ -15,6 +14,8 @@ pub enum DockerError {
     Unreachable { host: String, reason: String },
     #[error("the Docker engine did not answer within {0} s")]
     Timeout(u64),
+    #[error("docker: {0}")]
+    Api(#[from] bollard::errors::Error),
 }
 
 /// What the engine says about itself.
@@ -30,6 +31,9 @@ pub trait DockerApi: Send + Sync {
     fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>>;
     /// Where the engine is expected, for messages.
     fn host(&self) -> String;
+    /// The Engine API client for the modules that drive containers, speaking the
+    /// newest API version both sides support.
+    fn client(&self) -> BoxFuture<'_, Result<bollard::Docker, DockerError>>;
 }
 
 /// How long an answer about the engine's reachability is reused: every page
@@ -43,6 +47,7 @@ pub struct BollardDocker {
     host: String,
     timeout: Duration,
     last: Mutex<Option<(Instant, Result<DockerInfo, String>)>>,
+    negotiated: tokio::sync::OnceCell<bollard::Docker>,
 }
 
 impl BollardDocker {
@@ -70,19 +75,38 @@ impl BollardDocker {
             host,
             timeout: Duration::from_secs(t),
             last: Mutex::new(None),
+            negotiated: tokio::sync::OnceCell::new(),
         }
     }
 
-    /// The bollard client, for the modules that drive containers.
-    pub fn client(&self) -> Result<&bollard::Docker, DockerError> {
+    fn unnegotiated(&self) -> Result<&bollard::Docker, DockerError> {
         self.client.as_ref().map_err(|reason| DockerError::Unreachable {
             host: self.host.clone(),
             reason: reason.clone(),
         })
     }
 
+    /// bollard defaults to a newer API than older engines (Debian's 20.10 speaks
+    /// 1.41) accept, and newest engines drop old versions: ask the engine once.
+    async fn negotiated(&self) -> Result<bollard::Docker, DockerError> {
+        let base = self.unnegotiated()?.clone();
+        let docker = self
+            .negotiated
+            .get_or_try_init(|| async {
+                tokio::time::timeout(self.timeout, base.negotiate_version())
+                    .await
+                    .map_err(|_| DockerError::Timeout(self.timeout.as_secs()))?
+                    .map_err(|e| DockerError::Unreachable {
+                        host: self.host.clone(),
+                        reason: e.to_string(),
+                    })
+            })
+            .await?;
+        Ok(docker.clone())
+    }
+
     async fn ask(&self) -> Result<DockerInfo, DockerError> {
-        let client = self.client()?;
+        let client = self.unnegotiated()?;
         let call = async {
             client.ping().await?;
             client.version().await
@@ -125,5 +149,9 @@ impl DockerApi for BollardDocker {
 
     fn host(&self) -> String {
         self.host.clone()
+    }
+
+    fn client(&self) -> BoxFuture<'_, Result<bollard::Docker, DockerError>> {
+        Box::pin(self.negotiated())
     }
 }

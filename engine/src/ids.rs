@@ -36,4 +36,10 @@ id_type!(
     EnvironmentId,
     /// A row of `invites`.
     InviteId,
+    /// A row of `applications`.
+    AppId,
+    /// A row of `deployments`.
+    DeploymentId,
+    /// A row of `domains`.
+    DomainId,
 );

@@ -10,6 +10,8 @@ use secrecy::ExposeSecret;
 pub struct Kv {
     pool: Pool,
     prefix: String,
+    /// For subscriptions, which need a connection of their own (live logs).
+    client: redis::Client,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +34,11 @@ impl Kv {
         let pool = cfg
             .create_pool(Some(Runtime::Tokio1))
             .map_err(|e| KvSetupError(e.to_string()))?;
+        let client = redis::Client::open(config.url.expose_secret()).map_err(|e| KvSetupError(e.to_string()))?;
         Ok(Self {
             pool,
             prefix: config.prefix.clone(),
+            client,
         })
     }
 
@@ -49,5 +53,12 @@ impl Kv {
 
     pub async fn conn(&self) -> Result<Connection, StoreError> {
         Ok(self.pool.get().await?)
+    }
+}
+
+impl Kv {
+    /// A dedicated subscriber connection (pub/sub cannot share pooled connections).
+    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
+        Ok(self.client.get_async_pubsub().await?)
     }
 }

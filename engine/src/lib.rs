@@ -1,22 +1,28 @@
 //! Berth's orchestration domain. It owns the data model (accounts, organizations,
-//! projects), tenancy, sessions, secrets and the Docker connection, and knows nothing
+//! projects, applications, deployments), tenancy, sessions, secrets, the Docker
+//! engine, Traefik, the deploy queue and worker, and live logs, and knows nothing
 //! of HTTP: the `app` server functions and the `server` routes are thin edges over it.
 
 pub mod accounts;
+pub mod apps;
 pub mod config;
 pub mod db;
+pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod health;
 pub mod ids;
 pub mod kv;
+pub mod logs;
 pub mod names;
 pub mod orgs;
 pub mod passwords;
+pub mod proxy;
 pub mod projects;
 pub mod ratelimit;
 pub mod secrets;
 pub mod sessions;
+pub mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
 
@@ -35,6 +41,7 @@ pub struct Engine {
     pub docker: Arc<dyn docker::DockerApi>,
     pub secret: secrets::SecretKey,
     pub policy: sessions::SessionPolicy,
+    pub deploy: Arc<config::DeployConfig>,
     /// Set once onboarding is seen closed. It never reopens, so this process
     /// stops asking PostgreSQL on every page view.
     onboarded: Arc<AtomicBool>,
@@ -48,8 +55,15 @@ impl Engine {
             docker,
             secret,
             policy: sessions::SessionPolicy::default(),
+            deploy: Arc::new(config::DeployConfig::default()),
             onboarded: Arc::new(AtomicBool::new(false)),
         }
+    }
+
+    /// The same engine with this deploy configuration.
+    pub fn with_deploy(mut self, config: config::DeployConfig) -> Self {
+        self.deploy = Arc::new(config);
+        self
     }
 
     pub(crate) fn onboarded(&self) -> &AtomicBool {

@@ -264,3 +264,195 @@ pub async fn wait_for_200(port: u16, path: &str) {
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
 }
+
+/// A deploy environment of its own for one test: an engine whose instance label,
+/// Docker network, Traefik container (on free loopback ports) and data directory
+/// are unique, using the locally built test images. Everything it started in
+/// Docker is removed when it drops.
+pub struct DeployEnv {
+    pub t: TestEngine,
+    pub dir: std::path::PathBuf,
+}
+
+/// The locally built images the tests use instead of registry images.
+pub const TEST_BASE_IMAGE: &str = "berth-test/busybox:1";
+pub fn test_traefik_image() -> String {
+    std::env::var("BERTH_TEST_TRAEFIK_IMAGE").unwrap_or_else(|_| "berth-test/traefik:3".into())
+}
+
+impl DeployEnv {
+    pub async fn new() -> Self {
+        let t = TestEngine::new().await;
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let instance = format!("bt{tag}");
+        let dir = std::env::temp_dir().join(format!("berth-deploy-{instance}"));
+        std::fs::create_dir_all(&dir).expect("test data dir");
+        let config = crate::config::DeployConfig {
+            data_dir: dir.clone(),
+            instance: instance.clone(),
+            network: instance.clone(),
+            proxy: crate::config::ProxyConfig {
+                manage: true,
+                container: format!("{instance}-traefik"),
+                image: test_traefik_image(),
+                bind: "127.0.0.1".into(),
+                http_port: free_port(),
+                https_port: free_port(),
+                dynamic_dir: dir.join("traefik"),
+                dashboard_host: None,
+                dashboard_upstream: None,
+            },
+            base_domain: "localhost".into(),
+            static_image: TEST_BASE_IMAGE.into(),
+            allow_local_sources: true,
+            keep_images: 5,
+            concurrency: 2,
+            lease_secs: 4,
+            build_timeout_secs: 600,
+        };
+        let mut t = t;
+        t.engine = t.engine.clone().with_deploy(config);
+        Self { t, dir }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.t.engine
+    }
+
+    pub fn http_port(&self) -> u16 {
+        self.t.engine.deploy.proxy.http_port
+    }
+
+    /// Starts a worker in this process; cancel the token to stop it.
+    pub fn start_worker(&self) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+        let token = tokio_util::sync::CancellationToken::new();
+        let handle = tokio::spawn(crate::deploy::worker::run(self.t.engine.clone(), token.clone()));
+        (token, handle)
+    }
+}
+
+impl Drop for DeployEnv {
+    fn drop(&mut self) {
+        let instance = self.t.engine.deploy.instance.clone();
+        let dir = self.dir.clone();
+        let _ = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("runtime");
+            rt.block_on(cleanup_instance(&instance));
+            let _ = std::fs::remove_dir_all(dir);
+        })
+        .join();
+    }
+}
+
+/// Removes every container, image and network labelled with a test instance.
+pub async fn cleanup_instance(instance: &str) {
+    use bollard::query_parameters::*;
+    use std::collections::HashMap;
+    let Ok(docker) = bollard::Docker::connect_with_defaults() else { return };
+    let Ok(docker) = docker.negotiate_version().await else { return };
+    let filters = HashMap::from([("label".to_owned(), vec![format!("berth.instance={instance}")])]);
+    if let Ok(list) = docker
+        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .await
+    {
+        for c in list {
+            if let Some(id) = c.id {
+                let _ = docker
+                    .remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+                    .await;
+            }
+        }
+    }
+    if let Ok(images) = docker
+        .list_images(Some(ListImagesOptionsBuilder::new().filters(&filters).build()))
+        .await
+    {
+        for img in images {
+            let _ = docker
+                .remove_image(&img.id, Some(RemoveImageOptionsBuilder::new().force(true).build()), None)
+                .await;
+        }
+    }
+    let _ = docker.remove_network(instance).await;
+}
+
+/// A git repository in a temporary directory, committed to with the `git` program.
+pub struct GitRepo {
+    pub dir: std::path::PathBuf,
+}
+
+impl GitRepo {
+    pub fn new() -> Self {
+        let dir = std::env::temp_dir().join(format!("berth-repo-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).expect("repo dir");
+        let repo = Self { dir };
+        repo.git(&["init", "-q", "-b", "main"]);
+        repo
+    }
+
+    pub fn url(&self) -> String {
+        format!("file://{}", self.dir.display())
+    }
+
+    pub fn git(&self, args: &[&str]) -> String {
+        let out = std::process::Command::new("git")
+            .args(["-c", "user.name=Berth Test", "-c", "user.email=test@berth.invalid", "-c", "commit.gpgsign=false"])
+            .args(args)
+            .current_dir(&self.dir)
+            .output()
+            .expect("git runs");
+        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    /// Writes the files and commits them; returns the commit id.
+    pub fn commit(&self, files: &[(&str, &str)], message: &str) -> String {
+        for (path, contents) in files {
+            let p = self.dir.join(path);
+            if let Some(parent) = p.parent() {
+                std::fs::create_dir_all(parent).expect("dirs");
+            }
+            std::fs::write(p, contents).expect("write file");
+        }
+        self.git(&["add", "-A"]);
+        self.git(&["commit", "-q", "-m", message]);
+        self.git(&["rev-parse", "HEAD"])
+    }
+}
+
+impl Default for GitRepo {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for GitRepo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// A busybox httpd app serving `index.html` on port 8080.
+pub fn httpd_dockerfile() -> String {
+    format!("FROM {TEST_BASE_IMAGE}\nCOPY index.html /www/index.html\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n")
+}
+
+/// `GET path` through the proxy on 127.0.0.1:`port` with `Host: host`: status and body.
+pub async fn get_via(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
+    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+    s.write_all(req.as_bytes()).await.ok()?;
+    let mut buf = Vec::new();
+    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+        .await
+        .ok()?
+        .ok()?;
+    let text = String::from_utf8_lossy(&buf).into_owned();
+    let status = text.split_whitespace().nth(1)?.parse().ok()?;
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    Some((status, body))
+}

@@ -51,7 +51,10 @@ macro_rules! impl_len {
         impl<$($t),*> Len for ($($t,)*) { fn len(&self) -> usize { $n } }
     )*};
 }
-impl_len!(2 => (A, B), 3 => (A, B, C), 4 => (A, B, C, D), 6 => (A, B, C, D, E, F), 9 => (A, B, C, D, E, F, G, H, I));
+impl_len!(2 => (A, B), 3 => (A, B, C), 4 => (A, B, C, D), 6 => (A, B, C, D, E, F), 9 => (A, B, C, D, E, F, G, H, I),
+    10 => (A, B, C, D, E, F, G, H, I, J),
+    15 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O),
+    20 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T));
 
 #[tokio::test]
 async fn schema_matches_the_migrations() {
@@ -65,6 +68,11 @@ async fn schema_matches_the_migrations() {
     check_table!(c, invites);
     check_table!(c, projects);
     check_table!(c, environments);
+    check_table!(c, applications);
+    check_table!(c, app_env_vars);
+    check_table!(c, domains);
+    check_table!(c, deployments);
+    check_table!(c, webhook_deliveries);
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ async fn reaches_the_engine_and_runs_a_container() {
     let info = docker.info().await.expect("Docker engine reachable");
     assert!(!info.version.is_empty());
 
-    let client = docker.client().unwrap();
+    let client = docker.client().await.unwrap();
     let name = format!("berth-smoke-{}", uuid::Uuid::new_v4().simple());
     let marker = uuid::Uuid::new_v4().to_string();
     client

