@@ -97,3 +97,93 @@ pub struct SystemStatus {
     pub docker_error: Option<String>,
     pub docker_host: String,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AppSummaryView {
+    pub id: Uuid,
+    pub name: String,
+    pub environment_id: Uuid,
+    /// `git` or `image`.
+    pub source: String,
+    /// The latest deployment's status, if any.
+    pub status: Option<String>,
+    pub domain: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DomainView {
+    pub id: Uuid,
+    pub host: String,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    pub port: Option<i32>,
+    pub https: bool,
+    pub generated: bool,
+}
+
+/// An application's settings, as the forms show them (secrets never included).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AppView {
+    pub id: Uuid,
+    pub name: String,
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub environment_name: String,
+    pub source: String,
+    pub image: String,
+    pub registry_user: String,
+    pub has_secret: bool,
+    pub repository: String,
+    pub branch: String,
+    pub subdir: String,
+    pub build: String,
+    pub dockerfile: String,
+    pub context: String,
+    pub target: String,
+    pub build_args: String,
+    pub static_dir: String,
+    pub port: u16,
+    pub command: String,
+    pub cpu_millis: String,
+    pub memory_mb: String,
+    pub restart: String,
+    pub health: String,
+    pub health_path: String,
+    pub health_command: String,
+    pub health_interval_ms: u64,
+    pub health_timeout_ms: u64,
+    pub health_retries: u32,
+    pub health_start_period_secs: u64,
+    pub volumes: String,
+    pub drain_secs: u64,
+    pub domains: Vec<DomainView>,
+    pub env_names: Vec<String>,
+    pub live_deployment: Option<Uuid>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeploymentView {
+    pub id: Uuid,
+    pub status: String,
+    pub reason: Option<String>,
+    pub trigger: String,
+    pub commit: Option<String>,
+    pub created_at: String,
+    pub duration_secs: Option<i64>,
+    pub live: bool,
+    pub can_rollback: bool,
+}
+
+impl DeploymentView {
+    pub fn finished(&self) -> bool {
+        matches!(self.status.as_str(), "running" | "failed" | "cancelled")
+    }
+}
+
+/// Webhook settings for GitHub and CI.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HooksView {
+    pub github_url: String,
+    pub github_secret: String,
+    pub deploy_url: String,
+}

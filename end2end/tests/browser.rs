@@ -4,7 +4,7 @@
 //! state changes without a reload, validation errors appear in place) and saves
 //! screenshots under target/screenshots/.
 
-use engine::testing::{free_port, wait_for_200, TestDb, TestRedis};
+use engine::testing::{free_port, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TestDb, TestRedis};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -26,17 +26,13 @@ async fn start_berth() -> Berth {
     let db = TestDb::new().await;
     let redis = TestRedis::new();
     let port = free_port();
-    let bin = std::env::var("BERTH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join("target/debug/berth"));
+    let bin = berth_bin();
     assert!(
         bin.exists(),
         "{} missing: run `make test`, which builds it",
         bin.display()
     );
-    let site = std::env::var("BERTH_SITE_ROOT")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| workspace().join("target/site"));
+    let site = site_root();
     assert!(
         site.join("pkg/berth_bg.wasm").exists(),
         "{} has no WASM bundle: run `make test`",
@@ -51,6 +47,7 @@ async fn start_berth() -> Berth {
         .env("BERTH_SITE_ROOT", site)
         .env("BERTH_SECRET_KEY", engine::secrets::generate_key_string())
         .env("BERTH_MODE", "production")
+        .env("BERTH_WORKER", "off")
         .stdout(Stdio::null())
         .kill_on_drop(true)
         .spawn()
@@ -62,6 +59,36 @@ async fn start_berth() -> Berth {
         _db: db,
         _redis: redis,
     }
+}
+
+fn berth_bin() -> PathBuf {
+    std::env::var("BERTH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target/debug/berth"))
+}
+
+fn site_root() -> PathBuf {
+    std::env::var("BERTH_SITE_ROOT")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| workspace().join("target/site"))
+}
+
+/// `berth serve` as the deploy environment's engine: same database, Redis prefix,
+/// key, Docker network and Traefik.
+async fn start_berth_for(env: &DeployEnv) -> (Child, u16) {
+    let port = free_port();
+    let mut cmd = Command::new(berth_bin());
+    cmd.arg("serve")
+        .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_SITE_ROOT", site_root())
+        .stdout(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in env.berth_env() {
+        cmd.env(k, v);
+    }
+    let child = cmd.spawn().expect("spawn berth");
+    wait_for_200(port, "/health").await;
+    (child, port)
 }
 
 async fn start_browser() -> (Child, Client) {
@@ -271,6 +298,100 @@ async fn onboarding_login_projects_and_dark_mode_in_a_real_browser() {
     .await;
     if outcome.is_err() {
         let _ = screenshot(&client, "failure.png").await;
+    }
+    client.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn wait_text_long(c: &Client, css: &str, text: &str, limit: Duration) {
+    let start = Instant::now();
+    loop {
+        if let Ok(el) = c.find(Locator::Css(css)).await {
+            if el.text().await.map(|t| t.contains(text)).unwrap_or(false) {
+                return;
+            }
+        }
+        assert!(start.elapsed() < limit, "{css} never showed {text:?}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_port: u16) {
+    c.goto(base).await.unwrap();
+    wait_path(c, "/onboarding").await;
+    find(c, "html[data-hydrated=true]").await;
+    fill(c, "#field-name", "Ada Lovelace").await;
+    fill(c, "#field-email", "ada@example.com").await;
+    fill(c, "#field-password", "correct horse battery").await;
+    fill(c, "#field-organization", "Analytical Engines").await;
+    find(c, "#onboarding-submit").await.click().await.unwrap();
+    wait_path(c, "/projects").await;
+    fill(c, "#create-project input[name=name]", "Shop").await;
+    find(c, "#create-project-submit").await.click().await.unwrap();
+    wait_text(c, "#project-list", "Shop").await;
+    find(c, "#project-list a").await.click().await.unwrap();
+    wait_text(c, "#project-title", "Shop").await;
+
+    // A new application from a git repository (a Dockerfile app on port 8080).
+    fill(c, "#create-app input[name=name]", name).await;
+    fill(c, "#create-app input[name=repository]", repo).await;
+    fill(c, "#create-app input[name=branch]", "main").await;
+    find(c, "#create-app-submit").await.click().await.unwrap();
+    wait_text(c, "#app-title", name).await;
+    find(c, "[data-tab=advanced]").await.click().await.unwrap();
+    fill(c, "#runtime-form input[name=port]", "8080").await;
+    find(c, "#runtime-save").await.click().await.unwrap();
+    wait_text(c, "#runtime-form", "Saved").await;
+
+    // Deploy, and watch the live log until the deployment runs.
+    find(c, "#deploy").await.click().await.unwrap();
+    find(c, "#deployments").await;
+    wait_text_long(c, "[data-log]", "==> cloning", Duration::from_secs(30)).await;
+    wait_text_long(c, "[data-log]", "==> deployment running", Duration::from_secs(120)).await;
+    find(c, "[data-log-state=ended]").await;
+    wait_text_long(c, "#deployments", "running", Duration::from_secs(20)).await;
+    screenshot(c, "deployment-log.png").await;
+    // Log text is shown as text: the markup the build printed is visible, and no
+    // element came from it.
+    wait_text(c, "[data-log]", "<b>not bold</b>").await;
+    let injected = js(c, "return document.querySelectorAll('[data-log] b, [data-log] script').length").await;
+    assert_eq!(injected, 0);
+
+    // The app itself, through Traefik, by its generated domain (*.localhost is loopback).
+    c.goto(&format!("http://{name}.localhost:{proxy_port}/")).await.unwrap();
+    wait_text(c, "body", "hello from git").await;
+    screenshot(c, "app-through-domain.png").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_app_from_git_deploys_with_a_live_log_in_a_real_browser() {
+    let env = DeployEnv::new().await;
+    let (_berth, port) = start_berth_for(&env).await;
+    let repo = GitRepo::new();
+    repo.commit(
+        &[
+            (
+                "Dockerfile",
+                &httpd_dockerfile().replacen("\n", "\nRUN echo '<b>not bold</b>'\n", 1),
+            ),
+            ("index.html", "<p>hello from git</p>\n"),
+        ],
+        "first",
+    );
+    let (_driver, client) = start_browser().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let name = format!("shop-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let outcome = tokio::spawn({
+        let c = client.clone();
+        let url = repo.url();
+        let proxy = env.http_port();
+        async move { deploy_journey(&c, &base, &url, &name, proxy).await }
+    })
+    .await;
+    if outcome.is_err() {
+        let _ = screenshot(&client, "deploy-failure.png").await;
     }
     client.close().await.unwrap();
     if let Err(e) = outcome {

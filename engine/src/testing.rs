@@ -272,6 +272,8 @@ pub async fn wait_for_200(port: u16, path: &str) {
 pub struct DeployEnv {
     pub t: TestEngine,
     pub dir: std::path::PathBuf,
+    /// The engine's secret key, for a `berth` process that must share it.
+    pub secret_key: String,
 }
 
 /// The locally built images the tests use instead of registry images.
@@ -310,9 +312,37 @@ impl DeployEnv {
             lease_secs: 4,
             build_timeout_secs: 600,
         };
+        let secret_key = crate::secrets::generate_key_string();
         let mut t = t;
         t.engine = t.engine.clone().with_deploy(config);
-        Self { t, dir }
+        t.engine.secret = SecretKey::from_config(&secret_key).expect("generated key is strong");
+        Self { t, dir, secret_key }
+    }
+
+    /// The environment a `berth` process needs to be this engine (same database,
+    /// Redis prefix, key, instance, network, proxy and data directory).
+    pub fn berth_env(&self) -> Vec<(&'static str, String)> {
+        let d = &self.t.engine.deploy;
+        vec![
+            ("DATABASE_URL", self.t.db.url.clone()),
+            ("REDIS_URL", self.t.redis.url.clone()),
+            ("BERTH_REDIS_PREFIX", self.t.redis.prefix.clone()),
+            ("BERTH_SECRET_KEY", self.secret_key.clone()),
+            ("BERTH_MODE", "production".into()),
+            ("BERTH_DATA_DIR", d.data_dir.display().to_string()),
+            ("BERTH_INSTANCE", d.instance.clone()),
+            ("BERTH_NETWORK", d.network.clone()),
+            ("BERTH_PROXY_NAME", d.proxy.container.clone()),
+            ("BERTH_TRAEFIK_IMAGE", d.proxy.image.clone()),
+            ("BERTH_PROXY_BIND", d.proxy.bind.clone()),
+            ("BERTH_HTTP_PORT", d.proxy.http_port.to_string()),
+            ("BERTH_HTTPS_PORT", d.proxy.https_port.to_string()),
+            ("BERTH_TRAEFIK_DIR", d.proxy.dynamic_dir.display().to_string()),
+            ("BERTH_STATIC_IMAGE", d.static_image.clone()),
+            ("BERTH_ALLOW_LOCAL_SOURCES", "true".into()),
+            ("BERTH_WORKER_LEASE_SECS", d.lease_secs.to_string()),
+            ("BERTH_WORKER", "on".into()),
+        ]
     }
 
     pub fn engine(&self) -> &Engine {

@@ -3,6 +3,8 @@
 //! the `app` crate; the domain lives in `engine`.
 
 pub mod config;
+pub mod hooks;
+pub mod live;
 pub mod middleware;
 pub mod router;
 pub mod routes;

@@ -1,9 +1,9 @@
-//! The `berth` binary: `serve` (default), `migrate`, `admin reset-password`.
+//! The `berth` binary: `serve` (default), `worker`, `migrate`, `admin reset-password`.
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
 use clap::{Parser, Subcommand};
-use engine::config::{self, DatabaseConfig, DockerConfig, Mode, RedisConfig, SecretConfig};
+use engine::config::{self, DatabaseConfig, DeployConfig, DockerConfig, Mode, RedisConfig, SecretConfig};
 use engine::docker::BollardDocker;
 use engine::{db, kv::Kv, names::Email, Engine};
 use secrecy::ExposeSecret;
@@ -22,8 +22,12 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the web UI and API (the default). Applies pending migrations first.
+    /// Serve the web UI and API (the default), with the deploy worker in the same
+    /// process unless BERTH_WORKER=off. Applies pending migrations first.
     Serve,
+    /// Run only the deploy worker (claims queued deployments, runs them, and
+    /// recovers interrupted ones). Any number may run beside `serve`.
+    Worker,
     /// Apply pending database migrations and exit.
     Migrate,
     /// Operator tasks.
@@ -58,7 +62,18 @@ fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
         Kv::new(&RedisConfig::from_env()?)?,
         Arc::new(BollardDocker::new(&DockerConfig::from_env()?)),
         SecretConfig::from_env(mode, &data_dir)?.key,
-    ))
+    )
+    .with_deploy(DeployConfig::from_env()?))
+}
+
+/// Runs the deploy worker until `shutdown`, then gives running deployments up to
+/// 30 s to finish (whatever is left is recovered by the next worker).
+async fn worker(engine: Engine, shutdown: tokio_util::sync::CancellationToken) {
+    let handle = tokio::spawn(engine::deploy::worker::run(engine, shutdown.clone()));
+    shutdown.cancelled().await;
+    if tokio::time::timeout(std::time::Duration::from_secs(30), handle).await.is_err() {
+        tracing::warn!("deployments still running at shutdown; the next worker will recover them");
+    }
 }
 
 /// Migrations need PostgreSQL; wait for it briefly (it may be starting beside us).
@@ -82,6 +97,10 @@ async fn migrate(db_config: &DatabaseConfig) -> anyhow::Result<()> {
     }
 }
 
+fn worker_enabled() -> bool {
+    !matches!(std::env::var("BERTH_WORKER").as_deref(), Ok("off" | "false" | "0"))
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -101,6 +120,8 @@ async fn serve() -> anyhow::Result<()> {
     let engine = build_engine(&db_config)?;
     migrate(&db_config).await?;
     let listen = server_config.listen;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let worker_task = worker_enabled().then(|| tokio::spawn(worker(engine.clone(), stop.clone())));
     let state = server::AppState::new(engine, server_config);
     let app = server::router(state);
     // TCP_NODELAY: pages stream in several chunks, and Nagle's algorithm would hold
@@ -114,9 +135,29 @@ async fn serve() -> anyhow::Result<()> {
             }
         });
     tracing::info!("Berth listening on http://{listen}");
+    let stopping = stop.clone();
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-        .with_graceful_shutdown(shutdown_signal())
+        .with_graceful_shutdown(async move {
+            shutdown_signal().await;
+            stopping.cancel();
+        })
         .await?;
+    stop.cancel();
+    if let Some(w) = worker_task {
+        let _ = w.await;
+    }
+    Ok(())
+}
+
+async fn worker_only() -> anyhow::Result<()> {
+    let db_config = DatabaseConfig::from_env()?;
+    let engine = build_engine(&db_config)?;
+    migrate(&db_config).await?;
+    let stop = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(worker(engine, stop.clone()));
+    shutdown_signal().await;
+    stop.cancel();
+    let _ = task.await;
     Ok(())
 }
 
@@ -126,6 +167,7 @@ async fn main() -> anyhow::Result<()> {
     init_tracing();
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Worker => worker_only().await,
         Command::Migrate => migrate(&DatabaseConfig::from_env()?).await,
         Command::Admin {
             command: AdminCommand::ResetPassword { email },

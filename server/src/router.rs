@@ -6,7 +6,7 @@ use crate::routes::health;
 use crate::state::AppState;
 use app::{shell, App};
 use axum::http::{HeaderName, Request};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::provide_context;
 use leptos_axum::{generate_route_list, LeptosRoutes};
@@ -31,6 +31,11 @@ pub fn router(state: AppState) -> Router {
     });
     Router::new()
         .route("/health", get(health))
+        .route("/api/webhooks/github", post(crate::hooks::github))
+        .route("/api/webhooks/deploy/{token}", post(crate::hooks::deploy))
+        .route("/api/ws/deployments/{id}/log", get(crate::live::deployment_log))
+        .route("/api/ws/apps/{id}/logs", get(crate::live::runtime_log))
+        .route("/api/deployments/{id}/log", get(crate::live::download_log))
         // The bundle, from the gzip copies scripts/build.sh makes: no compression
         // work per request, and a 1.2 MB module travels as 0.4 MB.
         .nest_service(

@@ -11,7 +11,10 @@ const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
 fn berth(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut cmd = Command::new(BIN);
-    cmd.args(args).env_remove("BERTH_SECRET_KEY").env_remove("BERTH_MODE");
+    cmd.args(args)
+        .env_remove("BERTH_SECRET_KEY")
+        .env_remove("BERTH_MODE")
+        .env("BERTH_WORKER", "off");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -67,6 +70,7 @@ async fn development_mode_generates_a_private_key_once_and_sigterm_stops_gracefu
     let spawn = || {
         Command::new(BIN)
             .arg("serve")
+            .env("BERTH_WORKER", "off")
             .env_remove("BERTH_SECRET_KEY")
             .env("BERTH_MODE", "development")
             .env("BERTH_DATA_DIR", &data)

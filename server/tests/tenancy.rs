@@ -25,6 +25,54 @@ struct Ids {
     member: String,
     invite: String,
     org: String,
+    app: String,
+    deployment: String,
+    domain: String,
+}
+
+fn source_form(i: &Ids) -> Vec<(&'static str, String)> {
+    let mut f = vec![("id", i.app.clone())];
+    for (k, v) in [
+        ("source", "image"),
+        ("image", "nginx:1.27"),
+        ("registry_user", ""),
+        ("secret", ""),
+        ("repository", ""),
+        ("branch", "main"),
+        ("subdir", ""),
+        ("build", "dockerfile"),
+        ("dockerfile", "Dockerfile"),
+        ("context", "."),
+        ("target", ""),
+        ("build_args", ""),
+        ("static_dir", ""),
+    ] {
+        f.push((k, v.to_owned()));
+    }
+    f
+}
+
+fn runtime_form(i: &Ids) -> Vec<(&'static str, String)> {
+    let mut f = vec![("id", i.app.clone())];
+    for k in [
+        "port",
+        "command",
+        "cpu_millis",
+        "memory_mb",
+        "restart",
+        "health",
+        "health_path",
+        "health_command",
+        "health_interval_ms",
+        "health_timeout_ms",
+        "health_retries",
+        "health_start_period_secs",
+        "volumes",
+        "drain_secs",
+    ] {
+        f.push((k, String::new()));
+    }
+    f
 }
 
 fn classes() -> BTreeMap<&'static str, Class> {
@@ -80,6 +128,48 @@ fn classes() -> BTreeMap<&'static str, Class> {
             Scoped(|i| vec![("user_id", i.member.clone())]),
         ),
         ("/api/orgs/invites/revoke", Scoped(|i| vec![("id", i.invite.clone())])),
+        ("/api/apps/list", Scoped(|i| vec![("project_id", i.project.clone())])),
+        (
+            "/api/apps/create",
+            Scoped(|i| {
+                vec![
+                    ("environment_id", i.environment.clone()),
+                    ("name", "pwned".into()),
+                    ("source", "image".into()),
+                    ("image", "nginx".into()),
+                    ("repository", String::new()),
+                    ("branch", "main".into()),
+                    ("build", "dockerfile".into()),
+                ]
+            }),
+        ),
+        ("/api/apps/get", Scoped(|i| vec![("id", i.app.clone())])),
+        ("/api/apps/update_source", Scoped(source_form)),
+        ("/api/apps/update_runtime", Scoped(runtime_form)),
+        ("/api/apps/env", Scoped(|i| vec![("id", i.app.clone())])),
+        (
+            "/api/apps/set_env",
+            Scoped(|i| vec![("id", i.app.clone()), ("dotenv", "PWNED=1".into())]),
+        ),
+        (
+            "/api/apps/add_domain",
+            Scoped(|i| {
+                vec![
+                    ("id", i.app.clone()),
+                    ("host", "pwned.example.com".into()),
+                    ("path_prefix", "/".into()),
+                    ("port", String::new()),
+                ]
+            }),
+        ),
+        ("/api/apps/remove_domain", Scoped(|i| vec![("id", i.domain.clone())])),
+        ("/api/apps/hooks", Scoped(|i| vec![("id", i.app.clone())])),
+        ("/api/apps/rotate_hooks", Scoped(|i| vec![("id", i.app.clone())])),
+        ("/api/apps/delete", Scoped(|i| vec![("id", i.app.clone())])),
+        ("/api/deployments/create", Scoped(|i| vec![("app_id", i.app.clone())])),
+        ("/api/deployments/list", Scoped(|i| vec![("app_id", i.app.clone())])),
+        ("/api/deployments/cancel", Scoped(|i| vec![("id", i.deployment.clone())])),
+        ("/api/deployments/rollback", Scoped(|i| vec![("id", i.deployment.clone())])),
     ])
 }
 
@@ -92,6 +182,7 @@ fn page_routes() -> BTreeMap<&'static str, fn(&Ids) -> Option<String>> {
         ),
         // A token route: an unknown token renders "invalid", there is nothing to leak.
         ("/invite/:token", |_| None),
+        ("/apps/:id", |i| Some(format!("/apps/{}", i.app))),
     ])
 }
 
@@ -103,7 +194,14 @@ async fn snapshot(app: &TestApp, cookie: &str, ids: &Ids) -> String {
         .body;
     let members = app.call("orgs/members", &[], Some(cookie)).await.body;
     let invites = app.call("orgs/invites", &[], Some(cookie)).await.body;
-    format!("{project}\n{members}\n{invites}")
+    let application = app.call("apps/get", &[("id", &ids.app)], Some(cookie)).await.body;
+    let env = app.call("apps/env", &[("id", &ids.app)], Some(cookie)).await.body;
+    let hooks = app.call("apps/hooks", &[("id", &ids.app)], Some(cookie)).await.body;
+    let deployments = app
+        .call("deployments/list", &[("app_id", &ids.app)], Some(cookie))
+        .await
+        .body;
+    format!("{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}")
 }
 
 #[tokio::test]
@@ -166,12 +264,60 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
+    let application = app
+        .call(
+            "apps/create",
+            &[
+                ("environment_id", &environment),
+                ("name", &format!("secret-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+                ("source", "image"),
+                ("image", "nginx:1.27"),
+                ("repository", ""),
+                ("branch", "main"),
+                ("build", "dockerfile"),
+            ],
+            Some(&ada),
+        )
+        .await;
+    let application = application.json().as_str().unwrap().to_owned();
+    let r = app
+        .call("apps/set_env", &[("id", &application), ("dotenv", "TOKEN=s3cret")], Some(&ada))
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .call(
+            "apps/add_domain",
+            &[("id", &application), ("host", "secret.example.com"), ("path_prefix", "/"), ("port", "")],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let detail = app.call("apps/get", &[("id", &application)], Some(&ada)).await.json();
+    let domain = detail["domains"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["host"] == "secret.example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let deployment = app
+        .call("deployments/create", &[("app_id", &application)], Some(&ada))
+        .await
+        .json()
+        .as_str()
+        .unwrap()
+        .to_owned();
     let ids = Ids {
         project,
         environment,
         member,
         invite: pending_invite,
         org,
+        app: application,
+        deployment,
+        domain,
     };
 
     // Intruder: Mallory joins through an invite, makes her own organization (where

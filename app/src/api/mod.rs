@@ -5,6 +5,7 @@
 
 #[cfg(feature = "ssr")]
 pub mod edge;
+pub mod apps;
 pub mod orgs;
 pub mod projects;
 pub mod session;

@@ -1,5 +1,6 @@
 //! One module per page. Pages compose components and call server functions.
 
+pub mod app;
 pub mod invite;
 pub mod login;
 pub mod not_found;

@@ -1,5 +1,8 @@
 //! One project: rename it, manage its environments, delete it.
 
+use crate::api::apps::{list_apps, CreateApp};
+use crate::components::status::StatusBadge;
+use leptos_router::components::A;
 use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
@@ -77,6 +80,7 @@ fn ProjectView(project: ProjectDetail, update: ServerAction<UpdateProject>, acti
                 <Submit label="Save" pending=update.pending() id="rename-project-submit" />
             </ActionForm>
         </section>
+        <Applications project_id=id.clone() environments=project.environments.clone() />
         <Environments project_id=id environments=project.environments actions />
         <Show when=move || can_delete>
             <DeleteProjectButton id=delete_id.clone() />
@@ -87,11 +91,8 @@ fn ProjectView(project: ProjectDetail, update: ServerAction<UpdateProject>, acti
 #[component]
 fn Environments(project_id: String, environments: Vec<EnvironmentView>, actions: EnvActions) -> impl IntoView {
     let add_error = action_error(actions.add);
-    let row_error = Signal::derive(move || {
-        action_error(actions.rename)
-            .get()
-            .or_else(|| action_error(actions.delete).get())
-    });
+    let (rename_error, delete_error) = (action_error(actions.rename), action_error(actions.delete));
+    let row_error = Signal::derive(move || rename_error.get().or_else(|| delete_error.get()));
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Environments"</h2>
@@ -168,6 +169,91 @@ fn DeleteProjectButton(id: String) -> impl IntoView {
                 "Delete project"
             </button>
             <FormError error />
+        </section>
+    }
+}
+
+#[component]
+fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl IntoView {
+    let create = ServerAction::<CreateApp>::new();
+    let error = action_error(create);
+    let list = Resource::new(move || create.version().get(), {
+        let project_id = project_id.clone();
+        move |_| list_apps(project_id.clone())
+    });
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = create.value().get() {
+            navigate(&format!("/apps/{id}"), Default::default());
+        }
+    });
+    let envs = environments.clone();
+    let env_options = environments
+        .iter()
+        .map(|e| view! { <option value=e.id.to_string()>{e.name.clone()}</option> })
+        .collect_view();
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Applications"</h2>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || {
+                    let envs = envs.clone();
+                    Suspend::new(async move {
+                        match list.await {
+                            Err(e) => view! { <LoadError error=e /> }.into_any(),
+                            Ok(apps) if apps.is_empty() => view! { <p class="text-sm text-slate-500">"No applications yet."</p> }.into_any(),
+                            Ok(apps) => envs
+                                .into_iter()
+                                .map(|env| {
+                                    let here: Vec<_> = apps.iter().filter(|a| a.environment_id == env.id).cloned().collect();
+                                    (!here.is_empty()).then(|| view! {
+                                        <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
+                                        <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-apps-env=env.name.clone()>
+                                            {here.into_iter().map(|a| { let label = a.name.clone(); view! {
+                                                <li class="flex items-center justify-between py-2" data-app=a.name.clone()>
+                                                    <div>
+                                                        <A href=format!("/apps/{}", a.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
+                                                        <span class="ml-2 text-xs text-slate-500">{a.source.clone()} {a.domain.clone().map(|d| format!(" · {d}"))}</span>
+                                                    </div>
+                                                    {match a.status.clone() {
+                                                        Some(s) => view! { <StatusBadge status=s /> }.into_any(),
+                                                        None => view! { <span class="text-xs text-slate-500">"never deployed"</span> }.into_any(),
+                                                    }}
+                                                </li>
+                                            }}).collect_view()}
+                                        </ul>
+                                    })
+                                })
+                                .collect_view()
+                                .into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+            <h3 class="mb-2 mt-6 font-semibold">"New application"</h3>
+            <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-app">
+                <label class="block text-sm font-medium">"Environment"
+                    <select name="environment_id" id="field-environment_id" class=INPUT>{env_options}</select>
+                </label>
+                <Field label="Name (lower-case, digits, -)" name="name" error />
+                <label class="block text-sm font-medium">"Source"
+                    <select name="source" id="field-source" class=INPUT>
+                        <option value="git">"Git repository"</option>
+                        <option value="image">"Docker image"</option>
+                    </select>
+                </label>
+                <label class="block text-sm font-medium">"Build"
+                    <select name="build" id="field-build" class=INPUT>
+                        <option value="dockerfile">"Dockerfile"</option>
+                        <option value="static">"Static site"</option>
+                    </select>
+                </label>
+                <Field label="Repository URL (git)" name="repository" error />
+                <Field label="Branch (git)" name="branch" value="main".to_string() error />
+                <Field label="Image (docker image source)" name="image" error />
+                <div class="sm:col-span-2"><Submit label="Create application" pending=create.pending() id="create-app-submit" /></div>
+                <div class="sm:col-span-2"><FormError error /></div>
+            </ActionForm>
         </section>
     }
 }

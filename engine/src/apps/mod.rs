@@ -3,6 +3,7 @@
 //! is "not found"); secrets (registry password, deploy key, env values, webhook
 //! secret, deploy token) are sealed with the instance key before they are stored.
 
+pub mod form;
 pub mod spec;
 
 use crate::accounts::{is_unique_violation, Caller};
@@ -298,6 +299,16 @@ pub async fn get(engine: &Engine, caller: &Caller, id: AppId) -> Result<AppDetai
 /// Applications of a project (all its environments), with their latest status.
 pub async fn list_in_project(engine: &Engine, caller: &Caller, project: ProjectId) -> Result<Vec<AppSummary>, AppError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let mine: bool = diesel::select(diesel::dsl::exists(
+        projects::table
+            .filter(projects::id.eq(project.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !mine {
+        return Err(AppError::NotFound);
+    }
     let latest_status = deployments::table
         .filter(deployments::application_id.eq(applications::id))
         .order(deployments::created_at.desc())

@@ -1,0 +1,409 @@
+//! Server functions for applications and their deployments.
+
+use crate::error::AppError;
+use crate::types::{AppSummaryView, AppView, DeploymentView, HooksView};
+use leptos::prelude::*;
+use uuid::Uuid;
+
+#[cfg(feature = "ssr")]
+use {
+    super::edge::{self, fail},
+    crate::types::DomainView,
+    engine::apps::form::{RuntimeForm, SourceForm},
+    engine::apps::spec::{self, AppName, Build, HealthProbe, Source},
+    engine::apps::{self, NewApp, NewDomain},
+    engine::deploy,
+    engine::names::Description,
+};
+
+#[server(endpoint = "apps/list")]
+pub async fn list_apps(project_id: String) -> Result<Vec<AppSummaryView>, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let rows = apps::list_in_project(&ctx.engine, &caller, edge::id(&project_id)?)
+        .await
+        .map_err(fail)?;
+    Ok(rows
+        .into_iter()
+        .map(|a| AppSummaryView {
+            id: a.id.0,
+            name: a.name,
+            environment_id: a.environment_id.0,
+            source: a.source_kind.to_owned(),
+            status: a.status,
+            domain: a.domain,
+        })
+        .collect())
+}
+
+#[allow(clippy::too_many_arguments)]
+#[server(endpoint = "apps/create")]
+pub async fn create_app(
+    environment_id: String,
+    name: String,
+    source: String,
+    image: String,
+    repository: String,
+    branch: String,
+    build: String,
+) -> Result<Uuid, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let environment = edge::id(&environment_id)?;
+    let name = AppName::parse(&name).map_err(fail)?;
+    let form = SourceForm {
+        kind: source,
+        image,
+        repository,
+        branch,
+        build_kind: build,
+        ..Default::default()
+    };
+    let (source, _, build) = form.parse(ctx.engine.deploy.allow_local_sources).map_err(fail)?;
+    let mut runtime = spec::Runtime::default();
+    if matches!(build, Build::Static { .. }) {
+        runtime.port = engine::deploy::build::STATIC_PORT;
+    }
+    let id = apps::create(
+        &ctx.engine,
+        &caller,
+        NewApp {
+            name,
+            description: Description::default(),
+            environment,
+            source,
+            source_secret: None,
+            build,
+            runtime,
+        },
+    )
+    .await
+    .map_err(fail)?;
+    Ok(id.0)
+}
+
+#[server(endpoint = "apps/get")]
+pub async fn get_app(id: String) -> Result<AppView, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let d = apps::get(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
+    let a = d.app;
+    let mut v = AppView {
+        id: a.id.0,
+        name: a.name,
+        project_id: d.project_id.0,
+        project_name: d.project_name,
+        environment_name: d.environment_name,
+        has_secret: a.has_source_secret,
+        domains: d
+            .domains
+            .into_iter()
+            .map(|x| DomainView {
+                id: x.id,
+                host: x.host,
+                path_prefix: x.path_prefix,
+                strip_prefix: x.strip_prefix,
+                port: x.port,
+                https: x.https,
+                generated: x.generated,
+            })
+            .collect(),
+        env_names: d.env_names,
+        live_deployment: a.live_deployment_id.map(|x| x.0),
+        ..Default::default()
+    };
+    match a.source {
+        Source::Image { image, registry_user } => {
+            v.source = "image".into();
+            v.image = image;
+            v.registry_user = registry_user.unwrap_or_default();
+        }
+        Source::Git { url, branch, subdir } => {
+            v.source = "git".into();
+            v.repository = url;
+            v.branch = branch;
+            v.subdir = subdir;
+        }
+    }
+    match a.build {
+        Build::Dockerfile {
+            dockerfile,
+            context,
+            target,
+            args,
+        } => {
+            v.build = "dockerfile".into();
+            v.dockerfile = dockerfile;
+            v.context = context;
+            v.target = target.unwrap_or_default();
+            v.build_args = args.iter().map(|(k, val)| format!("{k}={val}\n")).collect();
+        }
+        Build::Static { directory } => {
+            v.build = "static".into();
+            v.static_dir = directory;
+            v.dockerfile = "Dockerfile".into();
+            v.context = ".".into();
+        }
+    }
+    let rt = a.runtime;
+    v.port = rt.port;
+    v.command = rt.command.map(|c| c.join("\n")).unwrap_or_default();
+    v.cpu_millis = rt.cpu_millis.map(|x| x.to_string()).unwrap_or_default();
+    v.memory_mb = rt.memory_mb.map(|x| x.to_string()).unwrap_or_default();
+    v.restart = rt.restart.as_str().into();
+    match rt.health.probe {
+        HealthProbe::Tcp => v.health = "tcp".into(),
+        HealthProbe::Http { path } => {
+            v.health = "http".into();
+            v.health_path = path;
+        }
+        HealthProbe::Command { argv } => {
+            v.health = "command".into();
+            v.health_command = argv.join("\n");
+        }
+    }
+    v.health_interval_ms = rt.health.interval_ms;
+    v.health_timeout_ms = rt.health.timeout_ms;
+    v.health_retries = rt.health.retries;
+    v.health_start_period_secs = rt.health.start_period_secs;
+    v.volumes = rt
+        .volumes
+        .iter()
+        .map(|x| format!("{}:{}{}\n", x.source, x.target, if x.read_only { ":ro" } else { "" }))
+        .collect();
+    v.drain_secs = rt.drain_secs;
+    Ok(v)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[server(endpoint = "apps/update_source")]
+pub async fn update_source(
+    id: String,
+    source: String,
+    image: String,
+    registry_user: String,
+    secret: String,
+    clear_secret: Option<String>,
+    repository: String,
+    branch: String,
+    subdir: String,
+    build: String,
+    dockerfile: String,
+    context: String,
+    target: String,
+    build_args: String,
+    static_dir: String,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id = edge::id(&id)?;
+    let form = SourceForm {
+        kind: source,
+        image,
+        registry_user,
+        secret,
+        clear_secret: clear_secret.is_some(),
+        repository,
+        branch,
+        subdir,
+        build_kind: build,
+        dockerfile,
+        context,
+        target,
+        build_args,
+        static_dir,
+    };
+    let (source, secret, build) = form.parse(ctx.engine.deploy.allow_local_sources).map_err(fail)?;
+    apps::update_source(&ctx.engine, &caller, id, source, secret, build)
+        .await
+        .map_err(fail)
+}
+
+#[allow(clippy::too_many_arguments)]
+#[server(endpoint = "apps/update_runtime")]
+pub async fn update_runtime(
+    id: String,
+    port: String,
+    command: String,
+    cpu_millis: String,
+    memory_mb: String,
+    restart: String,
+    health: String,
+    health_path: String,
+    health_command: String,
+    health_interval_ms: String,
+    health_timeout_ms: String,
+    health_retries: String,
+    health_start_period_secs: String,
+    volumes: String,
+    drain_secs: String,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id = edge::id(&id)?;
+    let runtime = RuntimeForm {
+        port,
+        command,
+        cpu_millis,
+        memory_mb,
+        restart,
+        health,
+        health_path,
+        health_command,
+        health_interval_ms,
+        health_timeout_ms,
+        health_retries,
+        health_start_period_secs,
+        volumes,
+        drain_secs,
+    }
+    .parse()
+    .map_err(fail)?;
+    apps::update_runtime(&ctx.engine, &caller, id, runtime).await.map_err(fail)
+}
+
+/// The variables as `.env` text, values included (an explicit reveal).
+#[server(endpoint = "apps/env")]
+pub async fn reveal_env(id: String) -> Result<String, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let vars = apps::env_values(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)?;
+    Ok(vars
+        .into_iter()
+        .map(|(k, v)| {
+            if v.contains('\n') || v.starts_with(['"', '\'']) {
+                format!("{k}=\"{v}\"\n")
+            } else {
+                format!("{k}={v}\n")
+            }
+        })
+        .collect())
+}
+
+#[server(endpoint = "apps/set_env")]
+pub async fn set_env(id: String, dotenv: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id = edge::id(&id)?;
+    let vars = spec::parse_dotenv(&dotenv).map_err(fail)?;
+    apps::set_env(&ctx.engine, &caller, id, vars).await.map_err(fail)
+}
+
+#[server(endpoint = "apps/add_domain")]
+pub async fn add_domain(
+    id: String,
+    host: String,
+    path_prefix: String,
+    port: String,
+    strip_prefix: Option<String>,
+    https: Option<String>,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id = edge::id(&id)?;
+    let host = spec::DomainName::parse(&host).map_err(fail)?;
+    let path_prefix = spec::parse_path_prefix(&path_prefix).map_err(fail)?;
+    let port = match port.trim() {
+        "" => None,
+        p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
+            fail(engine::names::ValidationError::new("port", "must be a port number from 1 to 65535"))
+        })?),
+    };
+    apps::add_domain(
+        &ctx.engine,
+        &caller,
+        id,
+        NewDomain {
+            host,
+            path_prefix,
+            strip_prefix: strip_prefix.is_some(),
+            port,
+            https: https.is_some(),
+        },
+    )
+    .await
+    .map_err(fail)?;
+    Ok(())
+}
+
+#[server(endpoint = "apps/remove_domain")]
+pub async fn remove_domain(id: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    apps::remove_domain(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+#[server(endpoint = "apps/hooks")]
+pub async fn get_hooks(id: String) -> Result<HooksView, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let h = apps::hooks(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
+    let base = ctx.public_url.clone().unwrap_or_default();
+    Ok(HooksView {
+        github_url: format!("{base}/api/webhooks/github"),
+        github_secret: h.github_secret,
+        deploy_url: format!("{base}/api/webhooks/deploy/{}", h.deploy_token),
+    })
+}
+
+#[server(endpoint = "apps/rotate_hooks")]
+pub async fn rotate_hooks(id: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    apps::rotate_hooks(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)
+}
+
+#[server(endpoint = "apps/delete")]
+pub async fn delete_app(id: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    apps::delete(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)
+}
+
+#[server(endpoint = "deployments/create")]
+pub async fn deploy_app(app_id: String) -> Result<Uuid, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    Ok(deploy::deploy(&ctx.engine, &caller, edge::id(&app_id)?)
+        .await
+        .map_err(fail)?
+        .0)
+}
+
+#[server(endpoint = "deployments/list")]
+pub async fn list_deployments(app_id: String) -> Result<Vec<DeploymentView>, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let app = edge::id(&app_id)?;
+    let live = apps::get(&ctx.engine, &caller, app)
+        .await
+        .map_err(fail)?
+        .app
+        .live_deployment_id;
+    let rows = deploy::list(&ctx.engine, &caller, app, 50).await.map_err(fail)?;
+    Ok(rows
+        .into_iter()
+        .map(|d| {
+            let live = live.map(|l| l.0) == Some(d.id);
+            DeploymentView {
+                id: d.id,
+                can_rollback: d.status == "running" && !live && !d.image_pruned && d.image.is_some(),
+                live,
+                reason: d.reason,
+                trigger: d.trigger,
+                commit: d.commit_sha,
+                created_at: d.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+                duration_secs: d.finished_at.map(|f| (f - d.created_at).num_seconds()),
+                status: d.status,
+            }
+        })
+        .collect())
+}
+
+#[server(endpoint = "deployments/cancel")]
+pub async fn cancel_deployment(id: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    deploy::cancel(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)
+}
+
+#[server(endpoint = "deployments/rollback")]
+pub async fn rollback_deployment(id: String) -> Result<Uuid, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    Ok(deploy::rollback(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)?
+        .0)
+}

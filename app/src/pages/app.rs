@@ -1,0 +1,550 @@
+//! One application: tabs for its source and build (General), environment
+//! variables, domains, deployments with their live logs, runtime logs, and
+//! container settings (Advanced).
+
+use crate::api::apps::{
+    get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain, RevealEnv,
+    RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
+};
+use crate::components::logview::LogView;
+use crate::components::status::StatusBadge;
+use crate::components::ui::{
+    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+};
+use crate::types::{AppView, DeploymentView, Me};
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+use leptos_router::components::A;
+use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
+
+const TABS: [(&str, &str); 6] = [
+    ("general", "General"),
+    ("environment", "Environment"),
+    ("domains", "Domains"),
+    ("deployments", "Deployments"),
+    ("logs", "Logs"),
+    ("advanced", "Advanced"),
+];
+
+#[derive(Clone, Copy)]
+struct Actions {
+    source: ServerAction<UpdateSource>,
+    runtime: ServerAction<UpdateRuntime>,
+    set_env: ServerAction<SetEnv>,
+    add_domain: ServerAction<AddDomain>,
+    remove_domain: ServerAction<RemoveDomain>,
+    deploy: ServerAction<DeployApp>,
+    cancel: ServerAction<CancelDeployment>,
+    rollback: ServerAction<RollbackDeployment>,
+    rotate: ServerAction<RotateHooks>,
+}
+
+#[component]
+pub fn AppPage() -> impl IntoView {
+    let params = use_params_map();
+    let query = use_query_map();
+    let id = move || params.read().get("id").unwrap_or_default();
+    // Owned by the page, not by the view that re-renders when the app reloads.
+    let tab = Memo::new(move |_| query.read().get("tab").unwrap_or_else(|| "general".into()));
+    let actions = Actions {
+        source: ServerAction::new(),
+        runtime: ServerAction::new(),
+        set_env: ServerAction::new(),
+        add_domain: ServerAction::new(),
+        remove_domain: ServerAction::new(),
+        deploy: ServerAction::new(),
+        cancel: ServerAction::new(),
+        rollback: ServerAction::new(),
+        rotate: ServerAction::new(),
+    };
+    let app = Resource::new(
+        move || {
+            (
+                id(),
+                actions.source.version().get(),
+                actions.runtime.version().get(),
+                actions.set_env.version().get(),
+                actions.add_domain.version().get(),
+                actions.remove_domain.version().get(),
+            )
+        },
+        |(id, ..)| get_app(id),
+    );
+    view! {
+        <div class="mx-auto max-w-5xl space-y-6">
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match app.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(a) => view! { <AppBody app=a tab actions /> }.into_any(),
+                    }
+                })}
+            </Transition>
+        </div>
+    }
+}
+
+#[component]
+fn AppBody(app: AppView, tab: Memo<String>, actions: Actions) -> impl IntoView {
+    let id = app.id.to_string();
+    let navigate = use_navigate();
+    let deploy_error = action_error(actions.deploy);
+    let app_path = format!("/apps/{}", app.id);
+    Effect::new({
+        let app_path = app_path.clone();
+        move |_| {
+            if let Some(Ok(_)) = actions.deploy.value().get() {
+                navigate(&format!("{app_path}?tab=deployments"), Default::default());
+            }
+        }
+    });
+    let deploy_id = id.clone();
+    let host = app.domains.first().map(|d| d.host.clone());
+    let tabs = TABS
+        .iter()
+        .map(|(key, label)| {
+            let href = format!("{app_path}?tab={key}");
+            let key = *key;
+            view! {
+                <A href=href attr:data-tab=key attr:class=move || {
+                    if tab.get() == key {
+                        "border-b-2 border-indigo-600 px-3 py-2 text-sm font-semibold text-indigo-700 dark:text-indigo-300"
+                    } else {
+                        "px-3 py-2 text-sm text-slate-600 hover:text-slate-900 dark:text-slate-400 dark:hover:text-white"
+                    }
+                }>{*label}</A>
+            }
+        })
+        .collect_view();
+    let body = {
+        let app = app.clone();
+        move || match tab.get().as_str() {
+            "environment" => view! { <EnvTab app=app.clone() actions /> }.into_any(),
+            "domains" => view! { <DomainsTab app=app.clone() actions /> }.into_any(),
+            "deployments" => view! { <DeploymentsTab app=app.clone() actions /> }.into_any(),
+            "logs" => view! { <RuntimeLogsTab app=app.clone() /> }.into_any(),
+            "advanced" => view! { <AdvancedTab app=app.clone() actions /> }.into_any(),
+            _ => view! { <GeneralTab app=app.clone() actions /> }.into_any(),
+        }
+    };
+    view! {
+        <div class="flex flex-col gap-3 sm:flex-row sm:items-start sm:justify-between">
+            <div>
+                <p class="text-sm text-slate-500">
+                    <A href=format!("/projects/{}", app.project_id)>{app.project_name.clone()}</A>
+                    " / " {app.environment_name.clone()}
+                </p>
+                <h1 class="text-2xl font-semibold" id="app-title">{app.name.clone()}</h1>
+                {host.map(|h| view! { <p class="text-sm text-slate-500" id="app-domain">{h}</p> })}
+            </div>
+            <div class="flex flex-col items-end gap-1">
+                <button type="button" class=BUTTON id="deploy" disabled=move || actions.deploy.pending().get()
+                    on:click=move |_| { actions.deploy.dispatch(DeployApp { app_id: deploy_id.clone() }); }>
+                    {move || if actions.deploy.pending().get() { "Queuing…" } else { "Deploy" }}
+                </button>
+                <FormError error=deploy_error />
+            </div>
+        </div>
+        <nav class="flex gap-1 overflow-x-auto border-b border-slate-200 dark:border-slate-800" aria-label="Application">
+            {tabs}
+        </nav>
+        {body}
+    }
+}
+
+fn select(name: &'static str, options: &[(&'static str, &'static str)], current: &str) -> impl IntoView {
+    let current = current.to_owned();
+    let opts = options
+        .iter()
+        .map(|(value, label)| view! { <option value=*value selected=current == *value>{*label}</option> })
+        .collect_view();
+    view! { <select name=name id=format!("field-{name}") class=INPUT>{opts}</select> }
+}
+
+#[component]
+fn TextArea(
+    label: &'static str,
+    name: &'static str,
+    #[prop(into)] value: String,
+    #[prop(default = 4)] rows: u32,
+    #[prop(into)] error: Signal<Option<crate::error::AppError>>,
+) -> impl IntoView {
+    let message = move || error.get().and_then(|e| e.for_field(name));
+    view! {
+        <label class="block text-sm font-medium">
+            {label}
+            <textarea name=name id=format!("field-{name}") rows=rows class=format!("{INPUT} font-mono")>{value}</textarea>
+        </label>
+        <Show when=move || message().is_some()>
+            <p class="mt-1 text-sm text-red-600 dark:text-red-400" data-error-for=name>{message}</p>
+        </Show>
+    }
+}
+
+#[component]
+fn GeneralTab(app: AppView, actions: Actions) -> impl IntoView {
+    let error = action_error(actions.source);
+    let saved = move || matches!(actions.source.value().get(), Some(Ok(())));
+    let me = use_context::<Me>();
+    let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
+    let id = app.id.to_string();
+    let hooks = Resource::new(move || actions.rotate.version().get(), {
+        let id = id.clone();
+        move |_| get_hooks(id.clone())
+    });
+    let secret_label = if app.source == "git" { "Deploy key (private, optional)" } else { "Registry password (optional)" };
+    let rotate_id = id.clone();
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Source and build"</h2>
+            <ActionForm action=actions.source attr:class="grid gap-4 sm:grid-cols-2" attr:id="source-form">
+                <input type="hidden" name="id" value=app.id.to_string() />
+                <label class="block text-sm font-medium">"Source" {select("source", &[("git", "Git repository"), ("image", "Docker image")], &app.source)}</label>
+                <label class="block text-sm font-medium">"Build" {select("build", &[("dockerfile", "Dockerfile"), ("static", "Static site")], &app.build)}</label>
+                <Field label="Repository" name="repository" value=app.repository.clone() error />
+                <Field label="Branch" name="branch" value=app.branch.clone() error />
+                <Field label="Subdirectory" name="subdir" value=app.subdir.clone() error />
+                <Field label="Image" name="image" value=app.image.clone() error />
+                <Field label="Registry user" name="registry_user" value=app.registry_user.clone() error />
+                <div>
+                    <TextArea label=secret_label name="secret" value="" rows=2 error />
+                    <p class="mt-1 text-xs text-slate-500">
+                        {if app.has_secret { "A secret is stored (encrypted). Leave empty to keep it." } else { "None stored." }}
+                    </p>
+                    <label class="mt-1 flex items-center gap-2 text-xs"><input type="checkbox" name="clear_secret" />"Remove the stored secret"</label>
+                </div>
+                <Field label="Dockerfile" name="dockerfile" value=app.dockerfile.clone() error />
+                <Field label="Build context" name="context" value=app.context.clone() error />
+                <Field label="Target stage" name="target" value=app.target.clone() error />
+                <Field label="Static directory" name="static_dir" value=app.static_dir.clone() error />
+                <div class="sm:col-span-2"><TextArea label="Build arguments (NAME=value per line; not secret)" name="build_args" value=app.build_args.clone() rows=3 error /></div>
+                <div class="sm:col-span-2 flex items-center gap-3">
+                    <Submit label="Save" pending=actions.source.pending() id="source-save" />
+                    <Show when=saved><span class="text-sm text-emerald-600">"Saved. Deploy to apply."</span></Show>
+                </div>
+                <div class="sm:col-span-2"><FormError error /></div>
+            </ActionForm>
+        </section>
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Webhooks"</h2>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match hooks.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(h) => view! {
+                            <dl class="space-y-2 text-sm">
+                                <div><dt class="font-medium">"GitHub (push events, content type application/json)"</dt>
+                                    <dd class="break-all font-mono text-xs">{h.github_url}</dd></div>
+                                <div><dt class="font-medium">"GitHub secret"</dt>
+                                    <dd class="break-all font-mono text-xs">{h.github_secret}</dd></div>
+                                <div><dt class="font-medium">"Deploy URL (POST; optional Idempotency-Key header)"</dt>
+                                    <dd class="break-all font-mono text-xs" id="deploy-url">{h.deploy_url}</dd></div>
+                            </dl>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+            <button type="button" class=format!("{BUTTON_QUIET} mt-3") on:click=move |_| { actions.rotate.dispatch(RotateHooks { id: rotate_id.clone() }); }>
+                "Rotate secret and token"
+            </button>
+        </section>
+        <Show when=move || can_delete>
+            <DeleteApp id=id.clone() project=app.project_id.to_string() />
+        </Show>
+    }
+}
+
+#[component]
+fn DeleteApp(id: String, project: String) -> impl IntoView {
+    let delete = ServerAction::<DeleteApp>::new();
+    let error = action_error(delete);
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(())) = delete.value().get() {
+            navigate(&format!("/projects/{project}"), Default::default());
+        }
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-2 font-semibold text-red-700 dark:text-red-400">"Danger zone"</h2>
+            <button type="button" class=BUTTON_DANGER id="delete-app" on:click=move |_| {
+                if window().confirm_with_message("Delete this application, its containers, route and images?").unwrap_or(false) {
+                    delete.dispatch(DeleteApp { id: id.clone() });
+                }
+            }>"Delete application"</button>
+            <FormError error />
+        </section>
+    }
+}
+
+#[component]
+fn EnvTab(app: AppView, actions: Actions) -> impl IntoView {
+    let reveal = ServerAction::<RevealEnv>::new();
+    let error = action_error(actions.set_env);
+    let reveal_error = action_error(reveal);
+    let revealed = move || reveal.value().get().and_then(|r| r.ok());
+    let saved = move || matches!(actions.set_env.value().get(), Some(Ok(())));
+    let id = app.id.to_string();
+    let names = app.env_names.clone();
+    view! {
+        <section class=CARD>
+            <h2 class="mb-1 font-semibold">"Environment variables"</h2>
+            <p class="mb-3 text-sm text-slate-500">"Encrypted at rest; values reach the container exactly as written. Changes apply on the next deployment."</p>
+            <ul class="mb-3 space-y-1 font-mono text-sm" id="env-names">
+                {names.into_iter().map(|n| view! { <li>{n}"=••••••"</li> }).collect_view()}
+            </ul>
+            <Show
+                when=move || revealed().is_some()
+                fallback={
+                    let id = id.clone();
+                    move || {
+                        let id = id.clone();
+                        view! {
+                            <button type="button" class=BUTTON_QUIET id="reveal-env" on:click=move |_| { reveal.dispatch(RevealEnv { id: id.clone() }); }>
+                                "Reveal and edit"
+                            </button>
+                            <FormError error=reveal_error />
+                        }
+                    }
+                }
+            >
+                <ActionForm action=actions.set_env attr:class="space-y-3" attr:id="env-form">
+                    <input type="hidden" name="id" value=app.id.to_string() />
+                    <TextArea label=".env (NAME=value per line)" name="dotenv" value=revealed().unwrap_or_default() rows=10 error />
+                    <div class="flex items-center gap-3">
+                        <Submit label="Save variables" pending=actions.set_env.pending() id="env-save" />
+                        <Show when=saved><span class="text-sm text-emerald-600">"Saved."</span></Show>
+                    </div>
+                    <FormError error />
+                </ActionForm>
+            </Show>
+        </section>
+    }
+}
+
+#[component]
+fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
+    let error = action_error(actions.add_domain);
+    let remove_error = action_error(actions.remove_domain);
+    let rows = app
+        .domains
+        .iter()
+        .map(|d| {
+            let did = d.id.to_string();
+            let generated = d.generated;
+            let scheme = if d.https { "https" } else { "http" };
+            let prefix = if d.path_prefix == "/" { String::new() } else { d.path_prefix.clone() };
+            view! {
+                <li class="flex items-center justify-between gap-2 py-2" data-domain=d.host.clone()>
+                    <span class="font-mono text-sm">{format!("{scheme}://{}{}", d.host, prefix)}
+                        {d.port.map(|p| format!(" → :{p}"))}
+                        {if d.strip_prefix { " (prefix stripped)" } else { "" }}
+                        {if generated { " · generated" } else { "" }}
+                    </span>
+                    <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
+                        "Remove"
+                    </button>
+                </li>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Domains"</h2>
+            <p class="mb-2 text-sm text-slate-500">"Routes change on the next deployment."</p>
+            <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="domains">{rows}</ul>
+            <FormError error=remove_error />
+            <ActionForm action=actions.add_domain attr:class="mt-4 grid gap-3 sm:grid-cols-2" attr:id="add-domain">
+                <input type="hidden" name="id" value=app.id.to_string() />
+                <Field label="Host" name="host" error />
+                <Field label="Path prefix" name="path_prefix" value="/".to_string() error />
+                <Field label="Container port (default: the app's)" name="port" error />
+                <div class="flex items-center gap-4 text-sm">
+                    <label class="flex items-center gap-1"><input type="checkbox" name="strip_prefix" />"Strip prefix"</label>
+                    <label class="flex items-center gap-1"><input type="checkbox" name="https" />"HTTPS"</label>
+                </div>
+                <div class="sm:col-span-2"><Submit label="Add domain" pending=actions.add_domain.pending() /></div>
+                <div class="sm:col-span-2"><FormError error /></div>
+            </ActionForm>
+        </section>
+    }
+}
+
+#[component]
+fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
+    let tick = RwSignal::new(0u32);
+    let id = app.id.to_string();
+    let list = Resource::new(
+        move || (tick.get(), actions.deploy.version().get(), actions.cancel.version().get(), actions.rollback.version().get()),
+        move |_| list_deployments(id.clone()),
+    );
+    let selected = RwSignal::new(None::<uuid::Uuid>);
+    // Poll while anything is in progress, so badges follow the pipeline.
+    #[cfg(feature = "hydrate")]
+    {
+        let handle = set_interval_with_handle(
+            move || {
+                let busy = list
+                    .get_untracked()
+                    .and_then(|r| r.ok())
+                    .is_some_and(|l| l.iter().any(|d| !d.finished()));
+                if busy {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            std::time::Duration::from_secs(2),
+        );
+        if let Ok(h) = handle {
+            on_cleanup(move || h.clear());
+        }
+    }
+    let error = Signal::derive(move || {
+        let failed = |v: Option<Result<(), crate::error::AppError>>| v.and_then(|r| r.err());
+        failed(actions.cancel.value().get()).or_else(|| actions.rollback.value().get().and_then(|r| r.err()))
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Deployments"</h2>
+            <FormError error />
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(ds) if ds.is_empty() => view! { <p class="text-sm text-slate-500">"No deployments yet. Press Deploy."</p> }.into_any(),
+                        Ok(ds) => {
+                            if selected.get_untracked().is_none() {
+                                selected.set(ds.first().map(|d| d.id));
+                            }
+                            view! {
+                                <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="deployments">
+                                    {ds.into_iter().map(|d| view! { <DeploymentRow d selected actions /> }).collect_view()}
+                                </ul>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+        </section>
+        {move || selected.get().map(|d| view! {
+            <section class=CARD>
+                <h2 class="mb-3 font-semibold">"Deployment log"</h2>
+                <LogView
+                    ws_path=format!("/api/ws/deployments/{d}/log")
+                    download=format!("/api/deployments/{d}/log")
+                    on_end=Callback::new(move |_| tick.update(|t| *t += 1))
+                />
+            </section>
+        })}
+    }
+}
+
+#[component]
+fn DeploymentRow(d: DeploymentView, selected: RwSignal<Option<uuid::Uuid>>, actions: Actions) -> impl IntoView {
+    let id = d.id;
+    let finished = d.finished();
+    let sid = id.to_string();
+    let rid = id.to_string();
+    view! {
+        <li class="flex flex-col gap-2 py-3 sm:flex-row sm:items-center sm:justify-between" data-deployment=id.to_string()>
+            <div class="space-y-1">
+                <div class="flex items-center gap-2">
+                    <StatusBadge status=d.status.clone() />
+                    {d.live.then(|| view! { <span class="rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-800 dark:bg-indigo-950 dark:text-indigo-300">"live"</span> })}
+                    <span class="text-sm">{d.trigger.clone()}</span>
+                    {d.commit.clone().map(|c| view! { <code class="text-xs">{c.chars().take(8).collect::<String>()}</code> })}
+                </div>
+                <p class="text-xs text-slate-500">{d.created_at.clone()} {d.duration_secs.map(|s| format!(" · {s} s"))}</p>
+                {d.reason.clone().map(|r| view! { <p class="text-sm text-red-700 dark:text-red-400" data-reason="">{r}</p> })}
+            </div>
+            <div class="flex gap-2">
+                <button type="button" class=BUTTON_QUIET on:click=move |_| selected.set(Some(id))>
+                    {move || if selected.get() == Some(id) { "Showing log" } else { "Log" }}
+                </button>
+                {(!finished).then(|| view! {
+                    <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.cancel.dispatch(CancelDeployment { id: sid.clone() }); }>"Cancel"</button>
+                })}
+                {d.can_rollback.then(|| view! {
+                    <button type="button" class=BUTTON_QUIET on:click=move |_| { actions.rollback.dispatch(RollbackDeployment { id: rid.clone() }); }>"Roll back to this"</button>
+                })}
+            </div>
+        </li>
+    }
+}
+
+#[component]
+fn RuntimeLogsTab(app: AppView) -> impl IntoView {
+    let tail = RwSignal::new("200".to_owned());
+    let since = RwSignal::new(String::new());
+    let id = app.id;
+    let path = Signal::derive(move || {
+        let since = since.get();
+        let since = if since.is_empty() { String::new() } else { format!("&since={since}") };
+        format!("/api/ws/apps/{id}/logs?tail={}{since}", tail.get())
+    });
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Runtime logs"</h2>
+            {if app.live_deployment.is_none() {
+                view! { <p class="text-sm text-slate-500">"The application is not running yet."</p> }.into_any()
+            } else {
+                view! {
+                    <div class="mb-3 flex gap-3 text-sm">
+                        <label>"Last lines "
+                            <select class=INPUT on:change=move |ev| tail.set(event_target_value(&ev))>
+                                <option value="100">"100"</option>
+                                <option value="200" selected=true>"200"</option>
+                                <option value="1000">"1000"</option>
+                                <option value="5000">"5000"</option>
+                            </select>
+                        </label>
+                        <label>"Since "
+                            <select class=INPUT on:change=move |ev| {
+                                let secs: i64 = event_target_value(&ev).parse().unwrap_or(0);
+                                since.set(if secs == 0 { String::new() } else { (chrono::Utc::now().timestamp() - secs).to_string() });
+                            }>
+                                <option value="0">"any time"</option>
+                                <option value="300">"5 minutes"</option>
+                                <option value="3600">"1 hour"</option>
+                                <option value="86400">"1 day"</option>
+                            </select>
+                        </label>
+                    </div>
+                    <LogView ws_path=path />
+                }.into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn AdvancedTab(app: AppView, actions: Actions) -> impl IntoView {
+    let error = action_error(actions.runtime);
+    let saved = move || matches!(actions.runtime.value().get(), Some(Ok(())));
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Container"</h2>
+            <ActionForm action=actions.runtime attr:class="grid gap-4 sm:grid-cols-2" attr:id="runtime-form">
+                <input type="hidden" name="id" value=app.id.to_string() />
+                <Field label="Container port" name="port" value=app.port.to_string() error />
+                <label class="block text-sm font-medium">"Restart policy" {select("restart", &[("unless-stopped", "unless stopped"), ("always", "always"), ("on-failure", "on failure"), ("no", "never")], &app.restart)}</label>
+                <Field label="CPU limit (thousandths of a CPU)" name="cpu_millis" value=app.cpu_millis.clone() error />
+                <Field label="Memory limit (MB)" name="memory_mb" value=app.memory_mb.clone() error />
+                <div class="sm:col-span-2"><TextArea label="Command override (one argument per line)" name="command" value=app.command.clone() rows=3 error /></div>
+                <div class="sm:col-span-2"><TextArea label="Volumes (name:/path or /host/path:/path, optional :ro; host paths need admin)" name="volumes" value=app.volumes.clone() rows=3 error /></div>
+                <label class="block text-sm font-medium">"Health check" {select("health", &[("tcp", "TCP port open"), ("http", "HTTP GET"), ("command", "Command")], &app.health)}</label>
+                <Field label="HTTP path" name="health_path" value=app.health_path.clone() error />
+                <div class="sm:col-span-2"><TextArea label="Health command (one argument per line)" name="health_command" value=app.health_command.clone() rows=2 error /></div>
+                <Field label="Interval (ms)" name="health_interval_ms" value=app.health_interval_ms.to_string() error />
+                <Field label="Timeout (ms)" name="health_timeout_ms" value=app.health_timeout_ms.to_string() error />
+                <Field label="Retries" name="health_retries" value=app.health_retries.to_string() error />
+                <Field label="Start period (s)" name="health_start_period_secs" value=app.health_start_period_secs.to_string() error />
+                <Field label="Drain old container (s)" name="drain_secs" value=app.drain_secs.to_string() error />
+                <div class="sm:col-span-2 flex items-center gap-3">
+                    <Submit label="Save" pending=actions.runtime.pending() id="runtime-save" />
+                    <Show when=saved><span class="text-sm text-emerald-600">"Saved. Deploy to apply."</span></Show>
+                </div>
+                <div class="sm:col-span-2"><FormError error /></div>
+            </ActionForm>
+        </section>
+    }
+}

@@ -1,0 +1,71 @@
+//! Deploy webhooks (`/api/webhooks/*`). They are authenticated by signature or
+//! token instead of a session, which is why the same-origin rule exempts them.
+
+use crate::state::AppState;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use engine::deploy::Accepted;
+use engine::webhooks::{self, Outcome, WebhookError};
+use engine::{Classify, ErrorKind};
+use serde_json::json;
+
+fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    h.get(name).and_then(|v| v.to_str().ok())
+}
+
+fn reply(result: Result<Outcome, WebhookError>) -> Response {
+    match result {
+        Ok(Outcome::Deploying(list)) => {
+            let queued = list.iter().any(|(_, a)| matches!(a, Accepted::Queued(_)));
+            let items: Vec<_> = list
+                .iter()
+                .map(|(app, a)| match a {
+                    Accepted::Queued(d) => json!({"app": app.0, "deployment": d.0, "duplicate": false}),
+                    Accepted::Duplicate(d) => json!({"app": app.0, "deployment": d.map(|d| d.0), "duplicate": true}),
+                })
+                .collect();
+            let status = if queued { StatusCode::ACCEPTED } else { StatusCode::OK };
+            (status, Json(json!({ "deployments": items }))).into_response()
+        }
+        Ok(Outcome::Ignored(why)) => (StatusCode::OK, Json(json!({ "ignored": why }))).into_response(),
+        Err(e) => {
+            let status = match e.kind() {
+                ErrorKind::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+                ErrorKind::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+                ErrorKind::NotFound => StatusCode::NOT_FOUND,
+                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+                _ => {
+                    tracing::error!(error = %e, "webhook");
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
+            };
+            let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
+                "internal error".to_owned()
+            } else {
+                e.to_string()
+            };
+            (status, Json(json!({ "error": message }))).into_response()
+        }
+    }
+}
+
+/// `POST /api/webhooks/github`: push events for apps whose repository and branch match.
+pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+    let event = header(&headers, "x-github-event").unwrap_or("");
+    let signature = header(&headers, "x-hub-signature-256").unwrap_or("");
+    let Some(delivery) = webhooks::delivery_id(header(&headers, "x-github-delivery")) else {
+        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "X-GitHub-Delivery is required"})))
+            .into_response();
+    };
+    reply(webhooks::github(state.engine(), event, &delivery, signature, &body).await)
+}
+
+/// `POST /api/webhooks/deploy/<token>`: deploy one app (CI, scripts). An
+/// `Idempotency-Key` (or `X-Delivery-Id`) header makes retries safe.
+pub async fn deploy(State(state): State<AppState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+    let delivery = webhooks::delivery_id(header(&headers, "idempotency-key").or(header(&headers, "x-delivery-id")));
+    reply(webhooks::deploy_token(state.engine(), &token, delivery.as_deref()).await)
+}

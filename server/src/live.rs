@@ -1,0 +1,192 @@
+//! Live logs over WebSockets, and the deployment log download. Each socket
+//! authenticates with the session cookie, checks the organization of what it
+//! follows (a foreign ID is a 404 before the upgrade), refuses other origins,
+//! and pings every 20 s so proxies keep it open.
+
+use crate::state::AppState;
+use app::api::edge::SESSION_COOKIE;
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use engine::accounts::{self, Caller};
+use engine::ids::{AppId, DeploymentId};
+use engine::sessions::SessionToken;
+use futures::StreamExt;
+use serde::Deserialize;
+use std::time::Duration;
+
+const PING_EVERY: Duration = Duration::from_secs(20);
+
+async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
+    let token = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == SESSION_COOKIE)
+        .and_then(|(_, v)| SessionToken::from_cookie(v));
+    let Some(token) = token else {
+        return Err((StatusCode::UNAUTHORIZED, "sign in first").into_response());
+    };
+    accounts::authenticate(state.engine(), token)
+        .await
+        .map_err(|_| (StatusCode::UNAUTHORIZED, "sign in first").into_response())
+}
+
+/// WebSockets are not covered by the same-origin rule for POSTs: check `Origin`.
+fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
+    let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) else {
+        return Ok(()); // Not a browser: the cookie is the credential.
+    };
+    let src = origin.split_once("://").map(|(_, r)| r).unwrap_or(origin);
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let public = state
+        .config
+        .public_url
+        .as_deref()
+        .and_then(|u| u.split_once("://").map(|(_, r)| r.trim_end_matches('/')));
+    if Some(src) == host || Some(src) == public {
+        Ok(())
+    } else {
+        Err((StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response())
+    }
+}
+
+fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found").into_response()
+}
+
+fn parse_id<T: From<uuid::Uuid>>(raw: &str) -> Result<T, Response> {
+    uuid::Uuid::parse_str(raw).map(T::from).map_err(|_| not_found())
+}
+
+/// `GET /api/ws/deployments/<id>/log`: replay from the first line, then live
+/// lines, then an `end` event. Messages are JSON [`engine::logs::LogEvent`]s.
+pub async fn deployment_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let run = async {
+        same_origin(&state, &headers)?;
+        let caller = caller(&state, &headers).await?;
+        let id: DeploymentId = parse_id(&id)?;
+        let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
+            .await
+            .map_err(|_| not_found())?;
+        let stream = engine::logs::follow(state.engine(), app, id).await.map_err(|e| {
+            tracing::warn!(error = %e, "following a deployment log");
+            (StatusCode::SERVICE_UNAVAILABLE, "logs unavailable").into_response()
+        })?;
+        Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json")))))
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+#[derive(Deserialize)]
+pub struct RuntimeQuery {
+    tail: Option<u32>,
+    since: Option<i64>,
+}
+
+/// `GET /api/ws/apps/<id>/logs?tail=N&since=UNIX`: the live container's
+/// stdout/stderr, followed. Messages are JSON `{"stream": "stdout"|"stderr", "text": ...}`.
+pub async fn runtime_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RuntimeQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let run = async {
+        same_origin(&state, &headers)?;
+        let caller = caller(&state, &headers).await?;
+        let id: AppId = parse_id(&id)?;
+        let detail = engine::apps::get(state.engine(), &caller, id).await.map_err(|_| not_found())?;
+        let Some(live) = detail.app.live_deployment_id else {
+            return Err((StatusCode::CONFLICT, "the application is not running").into_response());
+        };
+        let container = engine::deploy::runtime::container_name(state.engine(), &detail.app.name, live.0);
+        let docker = state
+            .engine()
+            .docker
+            .client()
+            .await
+            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "Docker is unreachable").into_response())?;
+        let tail = q.tail.unwrap_or(200).min(10_000).to_string();
+        let mut opts = bollard::query_parameters::LogsOptionsBuilder::new()
+            .follow(true)
+            .stdout(true)
+            .stderr(true)
+            .tail(&tail);
+        if let Some(since) = q.since {
+            opts = opts.since(since.clamp(0, i32::MAX as i64) as i32);
+        }
+        let stream = docker
+            .logs(&container, Some(opts.build()))
+            .filter_map(|chunk| async move {
+                let chunk = chunk.ok()?;
+                let stream = match &chunk {
+                    bollard::container::LogOutput::StdErr { .. } => "stderr",
+                    _ => "stdout",
+                };
+                let text = String::from_utf8_lossy(&chunk.into_bytes()).trim_end_matches('\n').to_owned();
+                Some(serde_json::json!({"stream": stream, "text": text}).to_string())
+            })
+            .boxed();
+        Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+/// Forwards messages to the socket with keep-alive pings, until either side ends.
+async fn pump(mut socket: WebSocket, mut messages: impl futures::Stream<Item = String> + Unpin + Send) {
+    let mut ping = tokio::time::interval(PING_EVERY);
+    ping.tick().await;
+    loop {
+        tokio::select! {
+            m = messages.next() => match m {
+                Some(text) => if socket.send(Message::Text(text.into())).await.is_err() { return },
+                None => {
+                    let _ = socket.send(Message::Close(None)).await;
+                    return;
+                }
+            },
+            _ = ping.tick() => if socket.send(Message::Ping(Default::default())).await.is_err() { return },
+            incoming = socket.recv() => match incoming {
+                Some(Ok(Message::Close(_))) | None | Some(Err(_)) => return,
+                _ => {}
+            },
+        }
+    }
+}
+
+/// `GET /api/deployments/<id>/log`: the whole log as a text download.
+pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
+    let run = async {
+        let caller = caller(&state, &headers).await?;
+        let id: DeploymentId = parse_id(&id)?;
+        let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
+            .await
+            .map_err(|_| not_found())?;
+        let path = engine::logs::log_path(state.engine(), app, id);
+        let body = tokio::fs::read(&path).await.unwrap_or_default();
+        Ok::<_, Response>(
+            (
+                [
+                    (header::CONTENT_TYPE, "text/plain; charset=utf-8".to_owned()),
+                    (
+                        header::CONTENT_DISPOSITION,
+                        format!("attachment; filename=\"deployment-{}.log\"", id.0.simple()),
+                    ),
+                ],
+                body,
+            )
+                .into_response(),
+        )
+    };
+    run.await.unwrap_or_else(|r| r)
+}
