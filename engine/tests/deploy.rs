@@ -244,6 +244,15 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
     assert!(reason.contains("health check failed") && reason.contains("nothing listening on port 8080"), "{reason}");
     assert_eq!(body(env.http_port(), &host).await, "good\n");
 
+    // Answers, but not healthily: the reason has the status and the body's start.
+    repo.commit(
+        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nRUN mkdir /empty\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/empty\"]\n"))],
+        "404",
+    );
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    let reason = d.reason.unwrap();
+    assert!(reason.contains("GET / answered 404") && reason.contains("404 Not Found"), "{reason}");
+
     // Exits at once.
     repo.commit(&[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sh\", \"-c\", \"exit 3\"]\n"))], "exits");
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
@@ -331,4 +340,79 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
 
     stop.cancel();
     worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let repo = GitRepo::new();
+    repo.commit(&[("site/index.html", "static page\n"), ("README", "not served\n")], "site");
+    let name = unique("docs");
+    let app = apps::create(
+        e,
+        &caller,
+        NewApp {
+            name: apps::spec::AppName::parse(&name).unwrap(),
+            description: Description::default(),
+            environment: envid,
+            source: Source::Git {
+                url: repo.url(),
+                branch: "main".into(),
+                subdir: ".".into(),
+            },
+            source_secret: None,
+            build: Build::Static {
+                directory: "site".into(),
+            },
+            runtime: Runtime {
+                port: engine::deploy::build::STATIC_PORT,
+                ..http_runtime(30)
+            },
+        },
+    )
+    .await
+    .unwrap();
+    let (stop, worker) = env.start_worker();
+    let host = format!("{name}.localhost");
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+    assert_eq!(body(env.http_port(), &host).await, "static page\n");
+
+    // A slow Dockerfile build, cancelled while it runs: it stops, the site keeps serving.
+    let slow = Build::Dockerfile {
+        dockerfile: "Dockerfile".into(),
+        context: ".".into(),
+        target: None,
+        args: Default::default(),
+    };
+    repo.commit(&[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nRUN sleep 60\n"))], "slow");
+    let src = Source::Git {
+        url: repo.url(),
+        branch: "main".into(),
+        subdir: ".".into(),
+    };
+    apps::update_source(e, &caller, app, src, apps::SecretChange::Keep, slow).await.unwrap();
+    let id = deploy::deploy(e, &caller, app).await.unwrap();
+    let start = Instant::now();
+    while deploy::get(e, &caller, id).await.unwrap().status() != Status::Building {
+        assert!(start.elapsed() < Duration::from_secs(30));
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let asked = Instant::now();
+    deploy::cancel(e, &caller, id).await.unwrap();
+    let d = settle(e, &caller, id).await;
+    assert_eq!(d.status(), Status::Cancelled, "{:?}", d.reason);
+    assert!(asked.elapsed() < Duration::from_secs(15), "the build did not stop: {:?}", asked.elapsed());
+    assert_eq!(body(env.http_port(), &host).await, "static page\n");
+    // With no worker running, a queued one is cancelled at once and never starts.
+    stop.cancel();
+    worker.await.unwrap();
+    let q = deploy::deploy(e, &caller, app).await.unwrap();
+    deploy::cancel(e, &caller, q).await.unwrap();
+    let dq = deploy::get(e, &caller, q).await.unwrap();
+    assert_eq!((dq.status(), dq.reason.as_deref()), (Status::Cancelled, Some("cancelled before it started")));
+    assert!(dq.cloning_at.is_none());
 }

@@ -30,7 +30,7 @@ fn help_lists_the_commands() {
     let out = berth(&["--help"], &[]);
     assert!(out.status.success());
     let help = text(&out.stdout);
-    for cmd in ["serve", "migrate", "admin"] {
+    for cmd in ["serve", "worker", "migrate", "admin"] {
         assert!(help.contains(cmd), "{help}");
     }
     let admin = text(&berth(&["admin", "--help"], &[]).stdout);
