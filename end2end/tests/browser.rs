@@ -356,7 +356,11 @@ async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_po
     // Log text is shown as text: the markup the build printed is visible, and no
     // element came from it.
     wait_text(c, "[data-log]", "<b>not bold</b>").await;
-    let injected = js(c, "return document.querySelectorAll('[data-log] b, [data-log] script').length").await;
+    let injected = js(
+        c,
+        "return document.querySelectorAll('[data-log] b, [data-log] script').length",
+    )
+    .await;
     assert_eq!(injected, 0);
 
     // The app itself, through Traefik, by its generated domain (*.localhost is loopback).

@@ -17,14 +17,14 @@ pub mod logs;
 pub mod names;
 pub mod orgs;
 pub mod passwords;
-pub mod proxy;
 pub mod projects;
+pub mod proxy;
 pub mod ratelimit;
 pub mod secrets;
 pub mod sessions;
-pub mod webhooks;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod webhooks;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -1,6 +1,6 @@
 //! Deployment logs. Each line of clone, build and start is appended to the
 //! deployment's log file (its path is derived from IDs only) and published on a
-//! Redis channel, numbered. A follower subscribes first, replays the file, then
+//! Redis channel, numbered (one message per batch of lines). A follower subscribes first, replays the file, then
 //! forwards live lines it has not replayed: no gap, no duplicate, and any server
 //! replica can serve any deployment's live log.
 
@@ -34,7 +34,9 @@ fn end_line(status: Status) -> String {
 
 fn parse_end(line: &str) -> Option<String> {
     let s = line.strip_prefix("==> deployment ")?;
-    Status::parse(s).filter(|s| s.is_terminal()).map(|s| s.as_str().to_owned())
+    Status::parse(s)
+        .filter(|s| s.is_terminal())
+        .map(|s| s.as_str().to_owned())
 }
 
 enum Msg {
@@ -61,7 +63,11 @@ impl DeployLog {
             Ok(b) => b.iter().filter(|c| **c == b'\n').count() as u64,
             Err(_) => 0,
         };
-        let file = tokio::fs::OpenOptions::new().create(true).append(true).open(&path).await?;
+        let file = tokio::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .await?;
         let (tx, rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(writer(engine.clone(), channel(engine, id), file, existing, rx));
         Ok(Self { tx, task })
@@ -110,21 +116,15 @@ async fn writer(
     let mut file = tokio::io::BufWriter::new(file);
     let mut batch: Vec<Msg> = Vec::with_capacity(256);
     while rx.recv_many(&mut batch, 1024).await > 0 {
-        let mut pipe = redis::pipe();
         let mut waiters = Vec::new();
-        let mut published = 0;
+        let mut events = Vec::with_capacity(batch.len());
         for m in batch.drain(..) {
             match m {
                 Msg::Line(text) => {
                     seq += 1;
                     let _ = file.write_all(text.as_bytes()).await;
                     let _ = file.write_all(b"\n").await;
-                    let event = LogEvent::Line { seq, text };
-                    pipe.cmd("PUBLISH")
-                        .arg(&channel)
-                        .arg(serde_json::to_string(&event).expect("serializes"))
-                        .ignore();
-                    published += 1;
+                    events.push(LogEvent::Line { seq, text });
                 }
                 Msg::Flush(w) => waiters.push(w),
             }
@@ -132,10 +132,18 @@ async fn writer(
         if let Err(e) = file.flush().await {
             tracing::warn!(error = %e, "writing a deployment log");
         }
-        if published > 0 {
+        // One message per batch: a chatty build costs Redis and every follower a
+        // few messages per tick, not one per line (docs/BENCHMARKS.md).
+        if !events.is_empty() {
+            let payload = serde_json::to_string(&events).expect("serializes");
             match engine.kv.conn().await {
                 Ok(mut c) => {
-                    if let Err(e) = pipe.query_async::<()>(&mut c).await {
+                    if let Err(e) = redis::cmd("PUBLISH")
+                        .arg(&channel)
+                        .arg(payload)
+                        .query_async::<()>(&mut c)
+                        .await
+                    {
                         tracing::debug!(error = %e, "publishing log lines");
                     }
                 }
@@ -215,21 +223,26 @@ pub async fn follow(
             let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
             match next {
                 Ok(Some(msg)) => {
-                    let Ok(payload) = msg.get_payload::<String>() else { continue };
-                    let Ok(LogEvent::Line { seq, text }) = serde_json::from_str::<LogEvent>(&payload) else {
+                    let Ok(payload) = msg.get_payload::<String>() else {
                         continue;
                     };
-                    if seq <= seen {
+                    let Ok(events) = serde_json::from_str::<Vec<LogEvent>>(&payload) else {
                         continue;
-                    }
-                    seen = seq;
-                    let end = parse_end(&text);
-                    if tx.send(LogEvent::Line { seq, text }).await.is_err() {
-                        return;
-                    }
-                    if let Some(status) = end {
-                        let _ = tx.send(LogEvent::End { status }).await;
-                        return;
+                    };
+                    for event in events {
+                        let LogEvent::Line { seq, text } = event else { continue };
+                        if seq <= seen {
+                            continue;
+                        }
+                        seen = seq;
+                        let end = parse_end(&text);
+                        if tx.send(LogEvent::Line { seq, text }).await.is_err() {
+                            return;
+                        }
+                        if let Some(status) = end {
+                            let _ = tx.send(LogEvent::End { status }).await;
+                            return;
+                        }
                     }
                 }
                 Ok(None) => return,
@@ -238,7 +251,11 @@ pub async fn follow(
                     // log had no marker (it never started): stop if it has.
                     if let Ok(Some(s)) = crate::deploy::status_of(&engine, id).await {
                         if s.is_terminal() && seen == 0 {
-                            let _ = tx.send(LogEvent::End { status: s.as_str().to_owned() }).await;
+                            let _ = tx
+                                .send(LogEvent::End {
+                                    status: s.as_str().to_owned(),
+                                })
+                                .await;
                             return;
                         }
                     }
@@ -259,7 +276,10 @@ where
     let (tx, rx) = mpsc::channel(1024);
     let handle = tokio::spawn(producer(tx));
     let guard = AbortOnDrop(handle);
-    futures::stream::unfold((rx, guard), |(mut rx, g)| async move { rx.recv().await.map(|e| (e, (rx, g))) }).boxed()
+    futures::stream::unfold((rx, guard), |(mut rx, g)| async move {
+        rx.recv().await.map(|e| (e, (rx, g)))
+    })
+    .boxed()
 }
 
 struct AbortOnDrop(tokio::task::JoinHandle<()>);

@@ -8,7 +8,9 @@ use crate::apps::Domain;
 use crate::deploy::runtime;
 use crate::docker::DockerError;
 use crate::Engine;
-use bollard::models::{ContainerCreateBody, HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum};
+use bollard::models::{
+    ContainerCreateBody, HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum,
+};
 use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -46,8 +48,9 @@ fn traefik_args() -> Vec<String> {
         "--entrypoints.websecure.address=:443".into(),
         format!("--providers.file.directory={DYNAMIC_IN_CONTAINER}"),
         "--providers.file.watch=true".into(),
-        // Routes switch within ~0.1 s of a file change (default 2 s).
-        "--providers.providersThrottleDuration=100ms".into(),
+        // Routes switch right after a file change (default: 2 s of throttling).
+        // Berth writes one file per deployment step, never bursts.
+        "--providers.providersThrottleDuration=10ms".into(),
         "--api=false".into(),
         "--ping=false".into(),
         "--global.checkNewVersion=false".into(),
@@ -85,7 +88,13 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
         }
         hex::encode(&h.finalize()[..8])
     };
-    if let Ok(existing) = docker.inspect_container(&cfg.container, None::<bollard::query_parameters::InspectContainerOptions>).await {
+    if let Ok(existing) = docker
+        .inspect_container(
+            &cfg.container,
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
         let same = existing
             .config
             .as_ref()
@@ -97,12 +106,17 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
             return Ok(());
         }
         if same {
-            docker.start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>).await?;
+            docker
+                .start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>)
+                .await?;
             return Ok(());
         }
         tracing::info!(container = %cfg.container, "replacing Traefik: its configuration changed");
         docker
-            .remove_container(&cfg.container, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+            .remove_container(
+                &cfg.container,
+                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
+            )
             .await?;
     }
     if !runtime::image_exists(engine, &cfg.image).await? {
@@ -159,9 +173,14 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
         ..Default::default()
     };
     docker
-        .create_container(Some(CreateContainerOptionsBuilder::new().name(&cfg.container).build()), body)
+        .create_container(
+            Some(CreateContainerOptionsBuilder::new().name(&cfg.container).build()),
+            body,
+        )
         .await?;
-    docker.start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>).await?;
+    docker
+        .start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>)
+        .await?;
     tracing::info!(container = %cfg.container, image = %cfg.image, "Traefik started");
     Ok(())
 }
@@ -200,7 +219,10 @@ pub fn app_config(app: &str, domains: &[Domain], up: &Upstream) -> Value {
                 json!({"rule": rule, "entryPoints": ["websecure"], "service": service, "middlewares": mws, "tls": {}}),
             );
             let redirect = format!("{app}-to-https");
-            middlewares.insert(redirect.clone(), json!({"redirectScheme": {"scheme": "https", "permanent": true}}));
+            middlewares.insert(
+                redirect.clone(),
+                json!({"redirectScheme": {"scheme": "https", "permanent": true}}),
+            );
             routers.insert(
                 format!("{app}-{i}"),
                 json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": [redirect]}),
@@ -276,7 +298,7 @@ pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uu
                 return true;
             }
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
 }
@@ -284,9 +306,12 @@ pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uu
 /// One request through the proxy; the deployment header of the answer.
 async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<Option<String>> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(Duration::from_secs(2), tokio::net::TcpStream::connect(("127.0.0.1", port)))
-        .await
-        .map_err(|_| std::io::Error::other("timeout"))??;
+    let mut s = tokio::time::timeout(
+        Duration::from_secs(2),
+        tokio::net::TcpStream::connect(("127.0.0.1", port)),
+    )
+    .await
+    .map_err(|_| std::io::Error::other("timeout"))??;
     let req = format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: berth-probe\r\n\r\n");
     s.write_all(req.as_bytes()).await?;
     let mut buf = Vec::with_capacity(1024);
@@ -300,7 +325,9 @@ async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<Option<Stri
     let head = String::from_utf8_lossy(&buf);
     Ok(head.lines().find_map(|l| {
         let (k, v) = l.split_once(':')?;
-        k.trim().eq_ignore_ascii_case(DEPLOYMENT_HEADER).then(|| v.trim().to_owned())
+        k.trim()
+            .eq_ignore_ascii_case(DEPLOYMENT_HEADER)
+            .then(|| v.trim().to_owned())
     }))
 }
 
@@ -328,16 +355,25 @@ mod tests {
         };
         let c = app_config(
             "web",
-            &[domain("web.localhost", "/", false, false), domain("example.com", "/api", true, true)],
+            &[
+                domain("web.localhost", "/", false, false),
+                domain("example.com", "/api", true, true),
+            ],
             &up,
         );
         let http = &c["http"];
         assert_eq!(http["routers"]["web-0"]["rule"], "Host(`web.localhost`)");
-        assert_eq!(http["routers"]["web-1-tls"]["rule"], "Host(`example.com`) && PathPrefix(`/api`)");
+        assert_eq!(
+            http["routers"]["web-1-tls"]["rule"],
+            "Host(`example.com`) && PathPrefix(`/api`)"
+        );
         assert_eq!(http["routers"]["web-1-tls"]["entryPoints"][0], "websecure");
         assert_eq!(http["routers"]["web-1"]["middlewares"][0], "web-to-https");
         assert_eq!(http["middlewares"]["web-strip-1"]["stripPrefix"]["prefixes"][0], "/api");
-        assert_eq!(http["services"]["web-8080"]["loadBalancer"]["servers"][0]["url"], format!("http://d-{}:8080", uuid::Uuid::nil().simple()));
+        assert_eq!(
+            http["services"]["web-8080"]["loadBalancer"]["servers"][0]["url"],
+            format!("http://d-{}:8080", uuid::Uuid::nil().simple())
+        );
         assert_eq!(
             http["middlewares"]["web-id"]["headers"]["customResponseHeaders"]["X-Berth-Deployment"],
             uuid::Uuid::nil().to_string()

@@ -309,7 +309,7 @@ impl DeployEnv {
             allow_local_sources: true,
             keep_images: 5,
             concurrency: 2,
-            lease_secs: 4,
+            lease_secs: 8,
             build_timeout_secs: 600,
         };
         let secret_key = crate::secrets::generate_key_string();
@@ -365,27 +365,46 @@ impl Drop for DeployEnv {
     fn drop(&mut self) {
         let instance = self.t.engine.deploy.instance.clone();
         let dir = self.dir.clone();
+        let db_url = self.t.db.url.clone();
         let _ = std::thread::spawn(move || {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
-            rt.block_on(cleanup_instance(&instance));
+            rt.block_on(async {
+                // The apps' images are known by their `berth/<app>` tags.
+                let names: Vec<String> = match AsyncPgConnection::establish(&db_url).await {
+                    Ok(mut conn) => crate::db::schema::applications::table
+                        .select(crate::db::schema::applications::name)
+                        .load(&mut conn)
+                        .await
+                        .unwrap_or_default(),
+                    Err(_) => Vec::new(),
+                };
+                cleanup_instance(&instance, &names).await
+            });
             let _ = std::fs::remove_dir_all(dir);
         })
         .join();
     }
 }
 
-/// Removes every container, image and network labelled with a test instance.
-pub async fn cleanup_instance(instance: &str) {
+/// Removes every container and network labelled with a test instance, and the
+/// `berth/<app>` images of its applications.
+pub async fn cleanup_instance(instance: &str, apps: &[String]) {
     use bollard::query_parameters::*;
     use std::collections::HashMap;
-    let Ok(docker) = bollard::Docker::connect_with_defaults() else { return };
-    let Ok(docker) = docker.negotiate_version().await else { return };
+    let Ok(docker) = bollard::Docker::connect_with_defaults() else {
+        return;
+    };
+    let Ok(docker) = docker.negotiate_version().await else {
+        return;
+    };
     let filters = HashMap::from([("label".to_owned(), vec![format!("berth.instance={instance}")])]);
     if let Ok(list) = docker
-        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
+        ))
         .await
     {
         for c in list {
@@ -396,14 +415,19 @@ pub async fn cleanup_instance(instance: &str) {
             }
         }
     }
-    if let Ok(images) = docker
-        .list_images(Some(ListImagesOptionsBuilder::new().filters(&filters).build()))
-        .await
-    {
-        for img in images {
-            let _ = docker
-                .remove_image(&img.id, Some(RemoveImageOptionsBuilder::new().force(true).build()), None)
-                .await;
+    for app in apps {
+        let by_name = HashMap::from([("reference".to_owned(), vec![format!("berth/{app}")])]);
+        if let Ok(images) = docker
+            .list_images(Some(ListImagesOptionsBuilder::new().filters(&by_name).build()))
+            .await
+        {
+            for img in images {
+                for tag in img.repo_tags {
+                    let _ = docker
+                        .remove_image(&tag, Some(RemoveImageOptionsBuilder::new().force(true).build()), None)
+                        .await;
+                }
+            }
         }
     }
     let _ = docker.remove_network(instance).await;
@@ -429,12 +453,23 @@ impl GitRepo {
 
     pub fn git(&self, args: &[&str]) -> String {
         let out = std::process::Command::new("git")
-            .args(["-c", "user.name=Berth Test", "-c", "user.email=test@berth.invalid", "-c", "commit.gpgsign=false"])
+            .args([
+                "-c",
+                "user.name=Berth Test",
+                "-c",
+                "user.email=test@berth.invalid",
+                "-c",
+                "commit.gpgsign=false",
+            ])
             .args(args)
             .current_dir(&self.dir)
             .output()
             .expect("git runs");
-        assert!(out.status.success(), "git {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "git {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 
@@ -483,6 +518,9 @@ pub async fn get_via(port: u16, host: &str, path: &str) -> Option<(u16, String)>
         .ok()?;
     let text = String::from_utf8_lossy(&buf).into_owned();
     let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     Some((status, body))
 }

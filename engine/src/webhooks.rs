@@ -53,7 +53,9 @@ pub enum Outcome {
 
 /// `sha256=<hex>` over the raw body with the app's secret, compared in constant time.
 pub fn verify_github(secret: &[u8], body: &[u8], header: &str) -> bool {
-    let Some(hex_sig) = header.trim().strip_prefix("sha256=") else { return false };
+    let Some(hex_sig) = header.trim().strip_prefix("sha256=") else {
+        return false;
+    };
     let Ok(sig) = hex::decode(hex_sig) else { return false };
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("any key length");
     mac.update(body);
@@ -105,11 +107,15 @@ pub async fn github(
     let mut verified = Vec::new();
     for (row, sealed) in rows {
         let Ok((app, _)) = row.decode() else { continue };
-        let Source::Git { url, branch, .. } = &app.source else { continue };
+        let Source::Git { url, branch, .. } = &app.source else {
+            continue;
+        };
         if !urls.iter().any(|u| same_repo(u, url)) {
             continue;
         }
-        let Ok(secret) = engine.secret.open(&sealed) else { continue };
+        let Ok(secret) = engine.secret.open(&sealed) else {
+            continue;
+        };
         if verify_github(&secret, body, signature) {
             verified.push((app.id, app.organization_id, branch.clone()));
         }
@@ -186,7 +192,10 @@ mod tests {
 
     #[test]
     fn repository_urls_compare_loosely() {
-        assert!(same_repo("https://github.com/Org/Repo.git", "git@github.com:Org/Repo.git"));
+        assert!(same_repo(
+            "https://github.com/Org/Repo.git",
+            "git@github.com:Org/Repo.git"
+        ));
         assert!(same_repo("https://GitHub.com/o/r", "ssh://git@github.com/o/r.git"));
         assert!(!same_repo("https://github.com/o/r", "https://github.com/o/r2"));
         assert!(same_repo("file:///tmp/x/repo", "file:///tmp/x/repo.git"));

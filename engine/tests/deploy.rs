@@ -18,7 +18,10 @@ use std::time::{Duration, Instant};
 
 async fn owner(e: &Engine) -> (Caller, EnvironmentId) {
     let a = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    let caller = accounts::onboard(e, a, OrgName::parse("Acme").unwrap()).await.unwrap().0;
+    let caller = accounts::onboard(e, a, OrgName::parse("Acme").unwrap())
+        .await
+        .unwrap()
+        .0;
     let p = projects::create(e, &caller, ProjectName::parse("Shop").unwrap(), Description::default())
         .await
         .unwrap();
@@ -75,7 +78,11 @@ async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> Deployment {
         if d.status().is_terminal() {
             return d;
         }
-        assert!(start.elapsed() < Duration::from_secs(180), "deployment stuck in {}", d.status);
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "deployment stuck in {}",
+            d.status
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -108,7 +115,10 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
     let e = env.engine();
     let (caller, envid) = owner(e).await;
     let repo = GitRepo::new();
-    let c1 = repo.commit(&[("Dockerfile", &httpd_dockerfile()), ("index.html", "version one\n")], "one");
+    let c1 = repo.commit(
+        &[("Dockerfile", &httpd_dockerfile()), ("index.html", "version one\n")],
+        "one",
+    );
     let name = unique("web");
     let app = git_app(e, &caller, envid, &repo, &name, http_runtime(30)).await;
     let (stop, worker) = env.start_worker();
@@ -118,7 +128,14 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
     let d1 = settle(e, &caller, first).await;
     assert_eq!(d1.status(), Status::Running, "reason: {:?}", d1.reason);
     assert_eq!(d1.commit_sha.as_deref(), Some(c1.as_str()));
-    for step in [d1.cloning_at, d1.building_at, d1.starting_at, d1.health_checking_at, d1.routing_at, d1.finished_at] {
+    for step in [
+        d1.cloning_at,
+        d1.building_at,
+        d1.starting_at,
+        d1.health_checking_at,
+        d1.routing_at,
+        d1.finished_at,
+    ] {
         assert!(step.is_some(), "every step is timestamped: {d1:?}");
     }
     assert_eq!(body(env.http_port(), &host).await, "version one\n");
@@ -136,7 +153,10 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
         }
     }
     let all = lines.join("\n");
-    assert!(all.contains("==> cloning") && all.contains("Step 1/") && all.contains("==> healthy"), "{all}");
+    assert!(
+        all.contains("==> cloning") && all.contains("Step 1/") && all.contains("==> healthy"),
+        "{all}"
+    );
 
     // A new commit, deployed by a signed webhook, under load from 8 clients.
     repo.commit(&[("index.html", "version two\n")], "two");
@@ -167,9 +187,15 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
             }
         }));
     }
-    let outcome = webhooks::github(e, "push", "delivery-1", &signature, &payload).await.unwrap();
-    let Outcome::Deploying(v) = outcome else { panic!("{outcome:?}") };
-    let Accepted::Queued(second) = v[0].1 else { panic!("{v:?}") };
+    let outcome = webhooks::github(e, "push", "delivery-1", &signature, &payload)
+        .await
+        .unwrap();
+    let Outcome::Deploying(v) = outcome else {
+        panic!("{outcome:?}")
+    };
+    let Accepted::Queued(second) = v[0].1 else {
+        panic!("{v:?}")
+    };
     let d2 = settle(e, &caller, second).await;
     assert_eq!(d2.status(), Status::Running, "reason: {:?}", d2.reason);
     assert_eq!(body(env.http_port(), &host).await, "version two\n");
@@ -180,12 +206,22 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
         c.await.unwrap();
     }
     let failures = failed.lock().unwrap().clone();
-    assert!(failures.is_empty(), "{} failed requests: {:?}", failures.len(), &failures[..failures.len().min(5)]);
+    assert!(
+        failures.is_empty(),
+        "{} failed requests: {:?}",
+        failures.len(),
+        &failures[..failures.len().min(5)]
+    );
     assert!(ok.load(Ordering::Relaxed) > 100, "the load loop ran");
 
     // The same delivery again: the same deployment, nothing new queued.
-    let again = webhooks::github(e, "push", "delivery-1", &signature, &payload).await.unwrap();
-    assert_eq!(again, Outcome::Deploying(vec![(app, Accepted::Duplicate(Some(second)))]));
+    let again = webhooks::github(e, "push", "delivery-1", &signature, &payload)
+        .await
+        .unwrap();
+    assert_eq!(
+        again,
+        Outcome::Deploying(vec![(app, Accepted::Duplicate(Some(second)))])
+    );
     // A bad signature: refused, nothing queued.
     let bad = webhooks::github(e, "push", "delivery-2", &sign("wrong", &payload), &payload).await;
     assert!(matches!(bad, Err(WebhookError::BadSignature)), "{bad:?}");
@@ -217,7 +253,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
     let repo = GitRepo::new();
     repo.commit(&[("Dockerfile", &httpd_dockerfile()), ("index.html", "good\n")], "good");
     let name = unique("api");
-    let app = git_app(e, &caller, envid, &repo, &name, http_runtime(4)).await;
+    let app = git_app(e, &caller, envid, &repo, &name, http_runtime(8)).await;
     let (stop, worker) = env.start_worker();
     let host = format!("{name}.localhost");
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
@@ -225,23 +261,36 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
 
     // A build that fails at its third step.
     repo.commit(
-        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCOPY index.html /www/index.html\nRUN false\n"))],
+        &[(
+            "Dockerfile",
+            &format!("FROM {TEST_BASE_IMAGE}\nCOPY index.html /www/index.html\nRUN false\n"),
+        )],
         "broken build",
     );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(d.status(), Status::Failed);
-    assert!(d.reason.as_deref().unwrap().starts_with("build failed at step 3"), "{:?}", d.reason);
+    assert!(
+        d.reason.as_deref().unwrap().starts_with("build failed at step 3"),
+        "{:?}",
+        d.reason
+    );
     assert_eq!(body(env.http_port(), &host).await, "good\n");
 
     // Builds, but nothing ever listens on the port.
     repo.commit(
-        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sleep\", \"3600\"]\n"))],
+        &[(
+            "Dockerfile",
+            &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sleep\", \"3600\"]\n"),
+        )],
         "never listens",
     );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(d.status(), Status::Failed);
     let reason = d.reason.unwrap();
-    assert!(reason.contains("health check failed") && reason.contains("nothing listening on port 8080"), "{reason}");
+    assert!(
+        reason.contains("health check failed") && reason.contains("nothing listening on port 8080"),
+        "{reason}"
+    );
     assert_eq!(body(env.http_port(), &host).await, "good\n");
 
     // Answers, but not healthily: the reason has the status and the body's start.
@@ -251,13 +300,26 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
     );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     let reason = d.reason.unwrap();
-    assert!(reason.contains("GET / answered 404") && reason.contains("404 Not Found"), "{reason}");
+    assert!(
+        reason.contains("GET / answered 404") && reason.contains("404 Not Found"),
+        "{reason}"
+    );
 
     // Exits at once.
-    repo.commit(&[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sh\", \"-c\", \"exit 3\"]\n"))], "exits");
+    repo.commit(
+        &[(
+            "Dockerfile",
+            &format!("FROM {TEST_BASE_IMAGE}\nCMD [\"sh\", \"-c\", \"exit 3\"]\n"),
+        )],
+        "exits",
+    );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(d.status(), Status::Failed);
-    assert!(d.reason.as_deref().unwrap().contains("exited with code 3"), "{:?}", d.reason);
+    assert!(
+        d.reason.as_deref().unwrap().contains("exited with code 3"),
+        "{:?}",
+        d.reason
+    );
 
     // A branch that does not exist.
     let missing = apps::spec::Source::Git {
@@ -269,7 +331,10 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         .await
         .unwrap();
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
-    assert_eq!(d.reason.as_deref(), Some("clone failed: ref not found (no such branch)"));
+    assert_eq!(
+        d.reason.as_deref(),
+        Some("clone failed: ref not found (no such branch)")
+    );
     assert_eq!(body(env.http_port(), &host).await, "good\n");
 
     // Only the live container is left.
@@ -307,7 +372,14 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
             build: Build::default(),
             runtime: Runtime {
                 port: 8080,
-                command: Some(vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into(), "-h".into(), "/etc".into()]),
+                command: Some(vec![
+                    "httpd".into(),
+                    "-f".into(),
+                    "-p".into(),
+                    "8080".into(),
+                    "-h".into(),
+                    "/etc".into(),
+                ]),
                 drain_secs: 1,
                 ..Runtime::default()
             },
@@ -315,16 +387,33 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
     )
     .await
     .unwrap();
-    apps::set_env(e, &caller, app, vec![("GREETING".into(), "a b=c $HOME 'q' \"dq\" ü".into())]).await.unwrap();
+    apps::set_env(
+        e,
+        &caller,
+        app,
+        vec![("GREETING".into(), "a b=c $HOME 'q' \"dq\" ü".into())],
+    )
+    .await
+    .unwrap();
     // Queued with no worker running, then the list is lost (as after FLUSHALL).
     let a = deploy::deploy(e, &caller, app).await.unwrap();
     let b = deploy::deploy(e, &caller, app).await.unwrap();
     let mut kv = e.kv.conn().await.unwrap();
-    redis::cmd("DEL").arg(e.kv.key(deploy::QUEUE)).query_async::<()>(&mut kv).await.unwrap();
+    redis::cmd("DEL")
+        .arg(e.kv.key(deploy::QUEUE))
+        .query_async::<()>(&mut kv)
+        .await
+        .unwrap();
     let (stop, worker) = env.start_worker();
     let da = settle(e, &caller, a).await;
     let db = settle(e, &caller, b).await;
-    assert_eq!((da.status(), db.status()), (Status::Running, Status::Running), "{:?} {:?}", da.reason, db.reason);
+    assert_eq!(
+        (da.status(), db.status()),
+        (Status::Running, Status::Running),
+        "{:?} {:?}",
+        da.reason,
+        db.reason
+    );
     // One at a time, in order: b started only after a finished.
     assert!(db.building_at.unwrap() >= da.finished_at.unwrap(), "{da:?}\n{db:?}");
 
@@ -336,7 +425,10 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
         .await
         .unwrap();
     let envs = info.config.unwrap().env.unwrap();
-    assert!(envs.contains(&"GREETING=a b=c $HOME 'q' \"dq\" ü".to_owned()), "{envs:?}");
+    assert!(
+        envs.contains(&"GREETING=a b=c $HOME 'q' \"dq\" ü".to_owned()),
+        "{envs:?}"
+    );
 
     stop.cancel();
     worker.await.unwrap();
@@ -348,7 +440,10 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     let e = env.engine();
     let (caller, envid) = owner(e).await;
     let repo = GitRepo::new();
-    repo.commit(&[("site/index.html", "static page\n"), ("README", "not served\n")], "site");
+    repo.commit(
+        &[("site/index.html", "static page\n"), ("README", "not served\n")],
+        "site",
+    );
     let name = unique("docs");
     let app = apps::create(
         e,
@@ -387,13 +482,18 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
         target: None,
         args: Default::default(),
     };
-    repo.commit(&[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nRUN sleep 60\n"))], "slow");
+    repo.commit(
+        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nRUN sleep 60\n"))],
+        "slow",
+    );
     let src = Source::Git {
         url: repo.url(),
         branch: "main".into(),
         subdir: ".".into(),
     };
-    apps::update_source(e, &caller, app, src, apps::SecretChange::Keep, slow).await.unwrap();
+    apps::update_source(e, &caller, app, src, apps::SecretChange::Keep, slow)
+        .await
+        .unwrap();
     let id = deploy::deploy(e, &caller, app).await.unwrap();
     let start = Instant::now();
     while deploy::get(e, &caller, id).await.unwrap().status() != Status::Building {
@@ -405,7 +505,11 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     deploy::cancel(e, &caller, id).await.unwrap();
     let d = settle(e, &caller, id).await;
     assert_eq!(d.status(), Status::Cancelled, "{:?}", d.reason);
-    assert!(asked.elapsed() < Duration::from_secs(15), "the build did not stop: {:?}", asked.elapsed());
+    assert!(
+        asked.elapsed() < Duration::from_secs(15),
+        "the build did not stop: {:?}",
+        asked.elapsed()
+    );
     assert_eq!(body(env.http_port(), &host).await, "static page\n");
     // With no worker running, a queued one is cancelled at once and never starts.
     stop.cancel();
@@ -413,6 +517,9 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     let q = deploy::deploy(e, &caller, app).await.unwrap();
     deploy::cancel(e, &caller, q).await.unwrap();
     let dq = deploy::get(e, &caller, q).await.unwrap();
-    assert_eq!((dq.status(), dq.reason.as_deref()), (Status::Cancelled, Some("cancelled before it started")));
+    assert_eq!(
+        (dq.status(), dq.reason.as_deref()),
+        (Status::Cancelled, Some("cancelled before it started"))
+    );
     assert!(dq.cloning_at.is_none());
 }

@@ -57,7 +57,10 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let event = header(&headers, "x-github-event").unwrap_or("");
     let signature = header(&headers, "x-hub-signature-256").unwrap_or("");
     let Some(delivery) = webhooks::delivery_id(header(&headers, "x-github-delivery")) else {
-        return (StatusCode::UNPROCESSABLE_ENTITY, Json(json!({"error": "X-GitHub-Delivery is required"})))
+        return (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Json(json!({"error": "X-GitHub-Delivery is required"})),
+        )
             .into_response();
     };
     reply(webhooks::github(state.engine(), event, &delivery, signature, &body).await)

@@ -62,6 +62,18 @@ fn parse_id<T: From<uuid::Uuid>>(raw: &str) -> Result<T, Response> {
     uuid::Uuid::parse_str(raw).map(T::from).map_err(|_| not_found())
 }
 
+/// What every route here checks first: a same-origin request from a signed-in
+/// caller, about a well-formed ID (whose organization the route checks next).
+async fn admit<T: From<uuid::Uuid>>(
+    state: &AppState,
+    headers: &HeaderMap,
+    raw_id: &str,
+) -> Result<(Caller, T), Response> {
+    same_origin(state, headers)?;
+    let caller = caller(state, headers).await?;
+    Ok((caller, parse_id(raw_id)?))
+}
+
 /// `GET /api/ws/deployments/<id>/log`: replay from the first line, then live
 /// lines, then an `end` event. Messages are JSON [`engine::logs::LogEvent`]s.
 pub async fn deployment_log(
@@ -71,9 +83,7 @@ pub async fn deployment_log(
     ws: WebSocketUpgrade,
 ) -> Response {
     let run = async {
-        same_origin(&state, &headers)?;
-        let caller = caller(&state, &headers).await?;
-        let id: DeploymentId = parse_id(&id)?;
+        let (caller, id): (_, DeploymentId) = admit(&state, &headers, &id).await?;
         let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
             .await
             .map_err(|_| not_found())?;
@@ -81,7 +91,9 @@ pub async fn deployment_log(
             tracing::warn!(error = %e, "following a deployment log");
             (StatusCode::SERVICE_UNAVAILABLE, "logs unavailable").into_response()
         })?;
-        Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json")))))
+        Ok::<_, Response>(
+            ws.on_upgrade(move |socket| pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json")))),
+        )
     };
     run.await.unwrap_or_else(|r| r)
 }
@@ -102,10 +114,10 @@ pub async fn runtime_log(
     ws: WebSocketUpgrade,
 ) -> Response {
     let run = async {
-        same_origin(&state, &headers)?;
-        let caller = caller(&state, &headers).await?;
-        let id: AppId = parse_id(&id)?;
-        let detail = engine::apps::get(state.engine(), &caller, id).await.map_err(|_| not_found())?;
+        let (caller, id): (_, AppId) = admit(&state, &headers, &id).await?;
+        let detail = engine::apps::get(state.engine(), &caller, id)
+            .await
+            .map_err(|_| not_found())?;
         let Some(live) = detail.app.live_deployment_id else {
             return Err((StatusCode::CONFLICT, "the application is not running").into_response());
         };
@@ -133,7 +145,9 @@ pub async fn runtime_log(
                     bollard::container::LogOutput::StdErr { .. } => "stderr",
                     _ => "stdout",
                 };
-                let text = String::from_utf8_lossy(&chunk.into_bytes()).trim_end_matches('\n').to_owned();
+                let text = String::from_utf8_lossy(&chunk.into_bytes())
+                    .trim_end_matches('\n')
+                    .to_owned();
                 Some(serde_json::json!({"stream": stream, "text": text}).to_string())
             })
             .boxed();
@@ -143,13 +157,30 @@ pub async fn runtime_log(
 }
 
 /// Forwards messages to the socket with keep-alive pings, until either side ends.
+/// Messages that are already waiting go out together, with one flush.
 async fn pump(mut socket: WebSocket, mut messages: impl futures::Stream<Item = String> + Unpin + Send) {
+    use futures::{FutureExt, SinkExt};
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
         tokio::select! {
             m = messages.next() => match m {
-                Some(text) => if socket.send(Message::Text(text.into())).await.is_err() { return },
+                Some(text) => {
+                    let mut ended = false;
+                    if socket.feed(Message::Text(text.into())).await.is_err() { return }
+                    for _ in 0..512 {
+                        match messages.next().now_or_never() {
+                            Some(Some(more)) => if socket.feed(Message::Text(more.into())).await.is_err() { return },
+                            Some(None) => { ended = true; break }
+                            None => break,
+                        }
+                    }
+                    if socket.flush().await.is_err() { return }
+                    if ended {
+                        let _ = socket.send(Message::Close(None)).await;
+                        return;
+                    }
+                }
                 None => {
                     let _ = socket.send(Message::Close(None)).await;
                     return;
@@ -167,8 +198,7 @@ async fn pump(mut socket: WebSocket, mut messages: impl futures::Stream<Item = S
 /// `GET /api/deployments/<id>/log`: the whole log as a text download.
 pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>, headers: HeaderMap) -> Response {
     let run = async {
-        let caller = caller(&state, &headers).await?;
-        let id: DeploymentId = parse_id(&id)?;
+        let (caller, id): (_, DeploymentId) = admit(&state, &headers, &id).await?;
         let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
             .await
             .map_err(|_| not_found())?;

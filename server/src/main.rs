@@ -71,7 +71,10 @@ fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
 async fn worker(engine: Engine, shutdown: tokio_util::sync::CancellationToken) {
     let handle = tokio::spawn(engine::deploy::worker::run(engine, shutdown.clone()));
     shutdown.cancelled().await;
-    if tokio::time::timeout(std::time::Duration::from_secs(30), handle).await.is_err() {
+    if tokio::time::timeout(std::time::Duration::from_secs(30), handle)
+        .await
+        .is_err()
+    {
         tracing::warn!("deployments still running at shutdown; the next worker will recover them");
     }
 }

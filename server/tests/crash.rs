@@ -30,14 +30,25 @@ fn spawn(env: &DeployEnv, port: u16) -> Child {
     cmd.spawn().expect("spawn berth")
 }
 
-async fn wait_status(e: &engine::Engine, caller: &accounts::Caller, id: engine::ids::DeploymentId, want: &[Status], limit: Duration) -> deploy::Deployment {
+async fn wait_status(
+    e: &engine::Engine,
+    caller: &accounts::Caller,
+    id: engine::ids::DeploymentId,
+    want: &[Status],
+    limit: Duration,
+) -> deploy::Deployment {
     let start = Instant::now();
     loop {
         let d = deploy::get(e, caller, id).await.unwrap();
         if want.contains(&d.status()) {
             return d;
         }
-        assert!(start.elapsed() < limit, "deployment still {} after {limit:?}: {:?}", d.status, d.reason);
+        assert!(
+            start.elapsed() < limit,
+            "deployment still {} after {limit:?}: {:?}",
+            d.status,
+            d.reason
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -68,12 +79,20 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
             name: apps::spec::AppName::parse(&name).unwrap(),
             description: Description::default(),
             environment: envid,
-            source: Source::Git { url: repo.url(), branch: "main".into(), subdir: ".".into() },
+            source: Source::Git {
+                url: repo.url(),
+                branch: "main".into(),
+                subdir: ".".into(),
+            },
             source_secret: None,
             build: Build::default(),
             runtime: Runtime {
                 port: 8080,
-                health: HealthCheck { probe: HealthProbe::Http { path: "/".into() }, interval_ms: 200, ..HealthCheck::default() },
+                health: HealthCheck {
+                    probe: HealthProbe::Http { path: "/".into() },
+                    interval_ms: 200,
+                    ..HealthCheck::default()
+                },
                 drain_secs: 1,
                 ..Runtime::default()
             },
@@ -87,7 +106,14 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     let mut berth = spawn(&env, port);
     wait_for_200(port, "/health").await;
     let first = deploy::deploy(&e, &caller, app).await.unwrap();
-    let d = wait_status(&e, &caller, first, &[Status::Running, Status::Failed], Duration::from_secs(120)).await;
+    let d = wait_status(
+        &e,
+        &caller,
+        first,
+        &[Status::Running, Status::Failed],
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
 
     // Watch the live version for the rest of the test.
@@ -95,7 +121,13 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     let served = Arc::new(AtomicUsize::new(0));
     let failures = Arc::new(std::sync::Mutex::new(Vec::new()));
     let watcher = tokio::spawn({
-        let (stop, served, failures, host, port) = (stop.clone(), served.clone(), failures.clone(), host.clone(), env.http_port());
+        let (stop, served, failures, host, port) = (
+            stop.clone(),
+            served.clone(),
+            failures.clone(),
+            host.clone(),
+            env.http_port(),
+        );
         async move {
             let start = Instant::now();
             while !stop.load(Ordering::Relaxed) && start.elapsed() < Duration::from_secs(180) {
@@ -125,7 +157,11 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     let mut berth = spawn(&env, port);
     let d = wait_status(&e, &caller, second, &[Status::Failed], Duration::from_secs(60)).await;
     assert!(killed_at.elapsed() < Duration::from_secs(60));
-    assert!(d.reason.as_deref().unwrap_or("").starts_with("interrupted"), "{:?}", d.reason);
+    assert!(
+        d.reason.as_deref().unwrap_or("").starts_with("interrupted"),
+        "{:?}",
+        d.reason
+    );
 
     // No container of the interrupted deployment; the route still names the live one.
     let containers: Vec<_> = deploy::runtime::list_managed(&e)
@@ -137,12 +173,25 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0].deployment, Some(first.0));
     let route = std::fs::read_to_string(e.deploy.proxy.dynamic_dir.join(format!("app-{name}.yml"))).unwrap();
-    assert!(route.contains(&engine::proxy::upstream_host(first.0)) && !route.contains(&second.0.simple().to_string()), "{route}");
+    assert!(
+        route.contains(&engine::proxy::upstream_host(first.0)) && !route.contains(&second.0.simple().to_string()),
+        "{route}"
+    );
 
     // The lock is free: the next deployment runs.
-    repo.commit(&[("Dockerfile", &httpd_dockerfile()), ("index.html", "live\n")], "fixed");
+    repo.commit(
+        &[("Dockerfile", &httpd_dockerfile()), ("index.html", "live\n")],
+        "fixed",
+    );
     let third = deploy::deploy(&e, &caller, app).await.unwrap();
-    let d = wait_status(&e, &caller, third, &[Status::Running, Status::Failed], Duration::from_secs(120)).await;
+    let d = wait_status(
+        &e,
+        &caller,
+        third,
+        &[Status::Running, Status::Failed],
+        Duration::from_secs(120),
+    )
+    .await;
     assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
 
     stop.store(true, Ordering::Relaxed);

@@ -11,7 +11,11 @@ use hmac::Mac;
 
 async fn project_env(app: &TestApp, cookie: &str) -> (String, String) {
     let project = app
-        .call("projects/create", &[("name", "Shop"), ("description", "")], Some(cookie))
+        .call(
+            "projects/create",
+            &[("name", "Shop"), ("description", "")],
+            Some(cookie),
+        )
         .await
         .json()
         .as_str()
@@ -36,15 +40,69 @@ async fn hostile_inputs_are_422_naming_the_field_and_start_nothing() {
     let touch = format!("touch {m}");
     let cases: Vec<(&str, String, &str, String, &str)> = vec![
         // (field under test, repository, branch, image, expected field)
-        ("ext transport", format!("ext::sh -c {touch}"), "main", String::new(), "repository"),
-        ("option as url", format!("--upload-pack={touch}"), "main", String::new(), "repository"),
-        ("metachar url", format!("https://github.com/a/b;{touch}"), "main", String::new(), "repository"),
-        ("subshell url", format!("https://github.com/a/$({touch})"), "main", String::new(), "repository"),
-        ("local file url", "file:///etc".into(), "main", String::new(), "repository"),
-        ("dash branch", "https://github.com/a/b.git".into(), "--upload-pack=touch", String::new(), "branch"),
-        ("metachar branch", "https://github.com/a/b.git".into(), "main;touch", String::new(), "branch"),
-        ("dotdot branch", "https://github.com/a/b.git".into(), "a/../b", String::new(), "branch"),
-        ("backtick branch", "https://github.com/a/b.git".into(), "`touch`", String::new(), "branch"),
+        (
+            "ext transport",
+            format!("ext::sh -c {touch}"),
+            "main",
+            String::new(),
+            "repository",
+        ),
+        (
+            "option as url",
+            format!("--upload-pack={touch}"),
+            "main",
+            String::new(),
+            "repository",
+        ),
+        (
+            "metachar url",
+            format!("https://github.com/a/b;{touch}"),
+            "main",
+            String::new(),
+            "repository",
+        ),
+        (
+            "subshell url",
+            format!("https://github.com/a/$({touch})"),
+            "main",
+            String::new(),
+            "repository",
+        ),
+        (
+            "local file url",
+            "file:///etc".into(),
+            "main",
+            String::new(),
+            "repository",
+        ),
+        (
+            "dash branch",
+            "https://github.com/a/b.git".into(),
+            "--upload-pack=touch",
+            String::new(),
+            "branch",
+        ),
+        (
+            "metachar branch",
+            "https://github.com/a/b.git".into(),
+            "main;touch",
+            String::new(),
+            "branch",
+        ),
+        (
+            "dotdot branch",
+            "https://github.com/a/b.git".into(),
+            "a/../b",
+            String::new(),
+            "branch",
+        ),
+        (
+            "backtick branch",
+            "https://github.com/a/b.git".into(),
+            "`touch`",
+            String::new(),
+            "branch",
+        ),
     ];
     for (what, repository, branch, image, field) in &cases {
         let r = app
@@ -86,7 +144,11 @@ async fn hostile_inputs_are_422_naming_the_field_and_start_nothing() {
                 Some(&ada),
             )
             .await;
-        assert_eq!((r.status, field_of(&r).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, field), "{image}");
+        assert_eq!(
+            (r.status, field_of(&r).as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{image}"
+        );
     }
     for name in ["-web", "web;x", "Web", "a..b", "$(x)"] {
         let r = app
@@ -104,7 +166,11 @@ async fn hostile_inputs_are_422_naming_the_field_and_start_nothing() {
                 Some(&ada),
             )
             .await;
-        assert_eq!((r.status, field_of(&r).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "name"), "{name}");
+        assert_eq!(
+            (r.status, field_of(&r).as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "name"),
+            "{name}"
+        );
     }
 
     // A valid app, then hostile updates of its paths and variables.
@@ -113,7 +179,10 @@ async fn hostile_inputs_are_422_naming_the_field_and_start_nothing() {
             "apps/create",
             &[
                 ("environment_id", &env),
-                ("name", &format!("ok-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])),
+                (
+                    "name",
+                    &format!("ok-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+                ),
                 ("source", "git"),
                 ("image", ""),
                 ("repository", "https://github.com/acme/shop.git"),
@@ -156,29 +225,59 @@ async fn hostile_inputs_are_422_naming_the_field_and_start_nothing() {
         form.retain(|(k, _)| *k != key);
         form.push((key, value));
         let r = app.call("apps/update_source", &form, Some(&ada)).await;
-        assert_eq!((r.status, field_of(&r).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, field), "{key}={value}");
+        assert_eq!(
+            (r.status, field_of(&r).as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{key}={value}"
+        );
     }
     for dotenv in ["1A=x", "A B=x", "A;touch=x", "$(x)=1"] {
-        let r = app.call("apps/set_env", &[("id", &id), ("dotenv", dotenv)], Some(&ada)).await;
-        assert_eq!((r.status, field_of(&r).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, "env"), "{dotenv}");
-    }
-    for (host, field) in [("a;b.example.com", "host"), ("-x.example.com", "host"), ("localhost", "host")] {
         let r = app
-            .call("apps/add_domain", &[("id", &id), ("host", host), ("path_prefix", "/"), ("port", "")], Some(&ada))
+            .call("apps/set_env", &[("id", &id), ("dotenv", dotenv)], Some(&ada))
             .await;
-        assert_eq!((r.status, field_of(&r).as_str()), (StatusCode::UNPROCESSABLE_ENTITY, field), "{host}");
+        assert_eq!(
+            (r.status, field_of(&r).as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, "env"),
+            "{dotenv}"
+        );
+    }
+    for (host, field) in [
+        ("a;b.example.com", "host"),
+        ("-x.example.com", "host"),
+        ("localhost", "host"),
+    ] {
+        let r = app
+            .call(
+                "apps/add_domain",
+                &[("id", &id), ("host", host), ("path_prefix", "/"), ("port", "")],
+                Some(&ada),
+            )
+            .await;
+        assert_eq!(
+            (r.status, field_of(&r).as_str()),
+            (StatusCode::UNPROCESSABLE_ENTITY, field),
+            "{host}"
+        );
     }
     let r = app
         .call(
             "apps/add_domain",
-            &[("id", &id), ("host", "x.example.com"), ("path_prefix", "/a/../b"), ("port", "")],
+            &[
+                ("id", &id),
+                ("host", "x.example.com"),
+                ("path_prefix", "/a/../b"),
+                ("port", ""),
+            ],
             Some(&ada),
         )
         .await;
     assert_eq!(field_of(&r), "path_prefix");
     // Nothing changed, nothing was queued, nothing ran.
     assert_eq!(app.call("apps/get", &[("id", &id)], Some(&ada)).await.body, before);
-    let deployments = app.call("deployments/list", &[("app_id", &id)], Some(&ada)).await.json();
+    let deployments = app
+        .call("deployments/list", &[("app_id", &id)], Some(&ada))
+        .await
+        .json();
     assert_eq!(deployments.as_array().unwrap().len(), 0);
     assert!(!marker.exists(), "a hostile input ran a command");
 }
@@ -214,7 +313,10 @@ async fn webhooks_verify_signatures_and_deliveries_deploy_once() {
             "apps/create",
             &[
                 ("environment_id", &env),
-                ("name", &format!("hook-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])),
+                (
+                    "name",
+                    &format!("hook-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]),
+                ),
                 ("source", "git"),
                 ("image", ""),
                 ("repository", &repo),
@@ -272,7 +374,9 @@ async fn webhooks_verify_signatures_and_deliveries_deploy_once() {
     assert_eq!(app.send(post(url.clone(), "ci-1")).await.status, StatusCode::ACCEPTED);
     assert_eq!(app.send(post(url.clone(), "ci-1")).await.status, StatusCode::OK);
     assert_eq!(count().await, 2);
-    let r = app.send(post(format!("/api/webhooks/deploy/{}", "0".repeat(64)), "x")).await;
+    let r = app
+        .send(post(format!("/api/webhooks/deploy/{}", "0".repeat(64)), "x"))
+        .await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED);
     app.call("apps/rotate_hooks", &[("id", &id)], Some(&ada)).await;
     assert_eq!(app.send(post(url, "ci-2")).await.status, StatusCode::UNAUTHORIZED);

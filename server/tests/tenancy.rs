@@ -168,8 +168,14 @@ fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/apps/delete", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/deployments/create", Scoped(|i| vec![("app_id", i.app.clone())])),
         ("/api/deployments/list", Scoped(|i| vec![("app_id", i.app.clone())])),
-        ("/api/deployments/cancel", Scoped(|i| vec![("id", i.deployment.clone())])),
-        ("/api/deployments/rollback", Scoped(|i| vec![("id", i.deployment.clone())])),
+        (
+            "/api/deployments/cancel",
+            Scoped(|i| vec![("id", i.deployment.clone())]),
+        ),
+        (
+            "/api/deployments/rollback",
+            Scoped(|i| vec![("id", i.deployment.clone())]),
+        ),
     ])
 }
 
@@ -269,7 +275,10 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
             "apps/create",
             &[
                 ("environment_id", &environment),
-                ("name", &format!("secret-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+                (
+                    "name",
+                    &format!("secret-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                ),
                 ("source", "image"),
                 ("image", "nginx:1.27"),
                 ("repository", ""),
@@ -281,13 +290,22 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
         .await;
     let application = application.json().as_str().unwrap().to_owned();
     let r = app
-        .call("apps/set_env", &[("id", &application), ("dotenv", "TOKEN=s3cret")], Some(&ada))
+        .call(
+            "apps/set_env",
+            &[("id", &application), ("dotenv", "TOKEN=s3cret")],
+            Some(&ada),
+        )
         .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let r = app
         .call(
             "apps/add_domain",
-            &[("id", &application), ("host", "secret.example.com"), ("path_prefix", "/"), ("port", "")],
+            &[
+                ("id", &application),
+                ("host", "secret.example.com"),
+                ("path_prefix", "/"),
+                ("port", ""),
+            ],
             Some(&ada),
         )
         .await;

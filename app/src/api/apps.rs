@@ -254,7 +254,9 @@ pub async fn update_runtime(
     }
     .parse()
     .map_err(fail)?;
-    apps::update_runtime(&ctx.engine, &caller, id, runtime).await.map_err(fail)
+    apps::update_runtime(&ctx.engine, &caller, id, runtime)
+        .await
+        .map_err(fail)
 }
 
 /// The variables as `.env` text, values included (an explicit reveal).
@@ -300,7 +302,10 @@ pub async fn add_domain(
     let port = match port.trim() {
         "" => None,
         p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
-            fail(engine::names::ValidationError::new("port", "must be a port number from 1 to 65535"))
+            fail(engine::names::ValidationError::new(
+                "port",
+                "must be a port number from 1 to 65535",
+            ))
         })?),
     };
     apps::add_domain(

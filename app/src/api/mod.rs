@@ -3,9 +3,9 @@
 //! the result. Endpoints are fixed (`/api/<endpoint>`) so tests and scripts can
 //! call them; the cross-organization test enumerates them all.
 
+pub mod apps;
 #[cfg(feature = "ssr")]
 pub mod edge;
-pub mod apps;
 pub mod orgs;
 pub mod projects;
 pub mod session;

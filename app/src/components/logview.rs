@@ -146,14 +146,20 @@ pub fn LogView(
             lines.set(Vec::new());
             ended.set(None);
             let loc = window().location();
-            let scheme = if loc.protocol().unwrap_or_default() == "https:" { "wss" } else { "ws" };
+            let scheme = if loc.protocol().unwrap_or_default() == "https:" {
+                "wss"
+            } else {
+                "ws"
+            };
             let url = format!("{scheme}://{}{}", loc.host().unwrap_or_default(), path);
             let Ok(ws) = web_sys::WebSocket::new(&url) else { return };
             let counter = std::rc::Rc::new(std::cell::Cell::new(0usize));
             let onmessage = Closure::<dyn FnMut(web_sys::MessageEvent)>::new(move |ev: web_sys::MessageEvent| {
                 let Some(text) = ev.data().as_string() else { return };
                 let Ok(v) = js_sys::JSON::parse(&text) else { return };
-                let get = |o: &wasm_bindgen::JsValue, k: &str| js_sys::Reflect::get(o, &k.into()).ok().filter(|x| !x.is_undefined());
+                let get = |o: &wasm_bindgen::JsValue, k: &str| {
+                    js_sys::Reflect::get(o, &k.into()).ok().filter(|x| !x.is_undefined())
+                };
                 let (line, end) = if let Some(l) = get(&v, "line") {
                     (get(&l, "text").and_then(|t| t.as_string()), None)
                 } else if let Some(e) = get(&v, "end") {
@@ -167,7 +173,10 @@ pub fn LogView(
                     // The socket may outlive the view for a moment: never touch a
                     // disposed signal (`try_*` instead of panicking).
                     lines.try_update(|ls| {
-                        ls.push(Line { n, spans: ansi_spans(&text) });
+                        ls.push(Line {
+                            n,
+                            spans: ansi_spans(&text),
+                        });
                         if ls.len() > MAX_LINES {
                             ls.drain(..ls.len() - MAX_LINES);
                         }
@@ -250,8 +259,20 @@ mod tests {
     #[test]
     fn ansi_colours_become_classes_and_markup_stays_text() {
         let spans = ansi_spans("\u{1b}[31merror\u{1b}[0m <b>&amp;</b>");
-        assert_eq!(spans[0], Span { text: "error".into(), class: "text-red-400" });
-        assert_eq!(spans[1], Span { text: " <b>&amp;</b>".into(), class: "" });
+        assert_eq!(
+            spans[0],
+            Span {
+                text: "error".into(),
+                class: "text-red-400"
+            }
+        );
+        assert_eq!(
+            spans[1],
+            Span {
+                text: " <b>&amp;</b>".into(),
+                class: ""
+            }
+        );
         assert_eq!(ansi_spans("\u{1b}[2Kplain")[0].text, "plain");
         assert_eq!(ansi_spans("")[0].text, "");
         assert_eq!(ansi_spans("\u{1b}[1;32mok")[0].class, "font-bold text-emerald-400");

@@ -192,7 +192,11 @@ fn GeneralTab(app: AppView, actions: Actions) -> impl IntoView {
         let id = id.clone();
         move |_| get_hooks(id.clone())
     });
-    let secret_label = if app.source == "git" { "Deploy key (private, optional)" } else { "Registry password (optional)" };
+    let secret_label = if app.source == "git" {
+        "Deploy key (private, optional)"
+    } else {
+        "Registry password (optional)"
+    };
     let rotate_id = id.clone();
     view! {
         <section class=CARD>
@@ -375,7 +379,14 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
     let tick = RwSignal::new(0u32);
     let id = app.id.to_string();
     let list = Resource::new(
-        move || (tick.get(), actions.deploy.version().get(), actions.cancel.version().get(), actions.rollback.version().get()),
+        move || {
+            (
+                tick.get(),
+                actions.deploy.version().get(),
+                actions.cancel.version().get(),
+                actions.rollback.version().get(),
+            )
+        },
         move |_| list_deployments(id.clone()),
     );
     let selected = RwSignal::new(None::<uuid::Uuid>);
@@ -478,7 +489,11 @@ fn RuntimeLogsTab(app: AppView) -> impl IntoView {
     let id = app.id;
     let path = Signal::derive(move || {
         let since = since.get();
-        let since = if since.is_empty() { String::new() } else { format!("&since={since}") };
+        let since = if since.is_empty() {
+            String::new()
+        } else {
+            format!("&since={since}")
+        };
         format!("/api/ws/apps/{id}/logs?tail={}{since}", tail.get())
     });
     view! {

@@ -1,17 +1,17 @@
 //! One project: rename it, manage its environments, delete it.
 
 use crate::api::apps::{list_apps, CreateApp};
-use crate::components::status::StatusBadge;
-use leptos_router::components::A;
 use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
+use crate::components::status::StatusBadge;
 use crate::components::ui::{
     action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{EnvironmentView, Me, ProjectDetail};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
+use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]

@@ -63,7 +63,10 @@ impl SourceForm {
                 return Err(err("secret", "is too long or contains NUL"));
             }
             if matches!(source, Source::Git { .. }) && !self.secret.contains("PRIVATE KEY") {
-                return Err(err("secret", "a deploy key must be a private key in OpenSSH/PEM format"));
+                return Err(err(
+                    "secret",
+                    "a deploy key must be a private key in OpenSSH/PEM format",
+                ));
             }
             SecretChange::Set(self.secret.trim_end().to_owned())
         };
@@ -78,7 +81,8 @@ impl SourceForm {
                     let (k, v) = line
                         .split_once('=')
                         .ok_or_else(|| err("build_args", format!("line {}: expected NAME=value", i + 1)))?;
-                    let k = spec::parse_env_name(k).map_err(|e| err("build_args", format!("line {}: {}", i + 1, e.message)))?;
+                    let k = spec::parse_env_name(k)
+                        .map_err(|e| err("build_args", format!("line {}: {}", i + 1, e.message)))?;
                     args.insert(k, v.to_owned());
                 }
                 Build::Dockerfile {
@@ -149,10 +153,7 @@ impl RuntimeForm {
             "http" => {
                 let p = self.health_path.trim();
                 let p = if p.is_empty() { "/" } else { p };
-                if !p.starts_with('/')
-                    || p.len() > 200
-                    || !p.bytes().all(|c| c.is_ascii_graphic() && c != b'#')
-                {
+                if !p.starts_with('/') || p.len() > 200 || !p.bytes().all(|c| c.is_ascii_graphic() && c != b'#') {
                     return Err(err("health_path", "must be a path starting with / (no spaces)"));
                 }
                 HealthProbe::Http { path: p.to_owned() }
@@ -196,8 +197,10 @@ impl RuntimeForm {
             restart: RestartPolicy::parse(&self.restart)?,
             health: HealthCheck {
                 probe,
-                interval_ms: number("health_interval_ms", &self.health_interval_ms, 100u64, 60_000)?.unwrap_or(hd.interval_ms),
-                timeout_ms: number("health_timeout_ms", &self.health_timeout_ms, 100u64, 60_000)?.unwrap_or(hd.timeout_ms),
+                interval_ms: number("health_interval_ms", &self.health_interval_ms, 100u64, 60_000)?
+                    .unwrap_or(hd.interval_ms),
+                timeout_ms: number("health_timeout_ms", &self.health_timeout_ms, 100u64, 60_000)?
+                    .unwrap_or(hd.timeout_ms),
                 retries: number("health_retries", &self.health_retries, 1u32, 100)?.unwrap_or(hd.retries),
                 start_period_secs: number("health_start_period_secs", &self.health_start_period_secs, 1u64, 3600)?
                     .unwrap_or(hd.start_period_secs),
@@ -226,7 +229,10 @@ mod tests {
     fn hostile_source_fields_name_the_field() {
         let cases = [
             (git("ext::sh -c touch% /tmp/x", "main", ""), "repository"),
-            (git("https://github.com/a/b", "--upload-pack=touch /tmp/x", ""), "branch"),
+            (
+                git("https://github.com/a/b", "--upload-pack=touch /tmp/x", ""),
+                "branch",
+            ),
             (git("https://github.com/a/b", "main", "../../etc"), "subdir"),
             (git("https://github.com/a/b;touch /tmp/x", "main", ""), "repository"),
             (git("-oProxyCommand=touch /tmp/x", "main", ""), "repository"),
@@ -266,9 +272,24 @@ mod tests {
         assert_eq!(rt.command, Some(vec!["node".into(), "server.js".into()]));
         assert_eq!(rt.volumes.len(), 2);
         assert!(rt.volumes[1].bind && rt.volumes[1].read_only);
-        assert_eq!(RuntimeForm { port: "0".into(), ..Default::default() }.parse().unwrap_err().field, "port");
         assert_eq!(
-            RuntimeForm { volumes: "data:../x".into(), ..Default::default() }.parse().unwrap_err().field,
+            RuntimeForm {
+                port: "0".into(),
+                ..Default::default()
+            }
+            .parse()
+            .unwrap_err()
+            .field,
+            "port"
+        );
+        assert_eq!(
+            RuntimeForm {
+                volumes: "data:../x".into(),
+                ..Default::default()
+            }
+            .parse()
+            .unwrap_err()
+            .field,
             "volumes"
         );
     }

@@ -38,12 +38,18 @@ pub enum AppError {
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
         if is_unique_violation(&e, "applications_name_key") {
-            return ValidationError::new(AppName::FIELD, "an application with this name already exists on this server")
-                .into();
+            return ValidationError::new(
+                AppName::FIELD,
+                "an application with this name already exists on this server",
+            )
+            .into();
         }
         if is_unique_violation(&e, "domains_host_path_prefix_key") {
-            return ValidationError::new(DomainName::FIELD, "this host and path are already routed to an application")
-                .into();
+            return ValidationError::new(
+                DomainName::FIELD,
+                "this host and path are already routed to an application",
+            )
+            .into();
         }
         AppError::Store(e.into())
     }
@@ -95,7 +101,8 @@ pub(crate) struct AppRow {
 
 impl AppRow {
     pub(crate) fn decode(self) -> Result<(Application, Option<String>), AppError> {
-        let corrupt = |what: &str, e: serde_json::Error| AppError::Corrupt(format!("application {} {what}: {e}", self.id));
+        let corrupt =
+            |what: &str, e: serde_json::Error| AppError::Corrupt(format!("application {} {what}: {e}", self.id));
         let source = serde_json::from_value(self.source.clone()).map_err(|e| corrupt("source", e))?;
         let build = serde_json::from_value(self.build.clone()).map_err(|e| corrupt("build", e))?;
         let runtime = serde_json::from_value(self.runtime.clone()).map_err(|e| corrupt("runtime", e))?;
@@ -297,7 +304,11 @@ pub async fn get(engine: &Engine, caller: &Caller, id: AppId) -> Result<AppDetai
 }
 
 /// Applications of a project (all its environments), with their latest status.
-pub async fn list_in_project(engine: &Engine, caller: &Caller, project: ProjectId) -> Result<Vec<AppSummary>, AppError> {
+pub async fn list_in_project(
+    engine: &Engine,
+    caller: &Caller,
+    project: ProjectId,
+) -> Result<Vec<AppSummary>, AppError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let mine: bool = diesel::select(diesel::dsl::exists(
         projects::table
@@ -321,23 +332,30 @@ pub async fn list_in_project(engine: &Engine, caller: &Caller, project: ProjectI
         .select(domains::host)
         .limit(1)
         .single_value();
-    let rows: Vec<(Uuid, String, Uuid, serde_json::Value, Option<String>, Option<Uuid>, Option<String>)> =
-        applications::table
-            .inner_join(environments::table)
-            .filter(environments::project_id.eq(project.0))
-            .filter(applications::organization_id.eq(caller.org_id.0))
-            .order(applications::name.asc())
-            .select((
-                applications::id,
-                applications::name,
-                applications::environment_id,
-                applications::source,
-                latest_status,
-                applications::live_deployment_id,
-                first_domain,
-            ))
-            .load(&mut conn)
-            .await?;
+    let rows: Vec<(
+        Uuid,
+        String,
+        Uuid,
+        serde_json::Value,
+        Option<String>,
+        Option<Uuid>,
+        Option<String>,
+    )> = applications::table
+        .inner_join(environments::table)
+        .filter(environments::project_id.eq(project.0))
+        .filter(applications::organization_id.eq(caller.org_id.0))
+        .order(applications::name.asc())
+        .select((
+            applications::id,
+            applications::name,
+            applications::environment_id,
+            applications::source,
+            latest_status,
+            applications::live_deployment_id,
+            first_domain,
+        ))
+        .load(&mut conn)
+        .await?;
     Ok(rows
         .into_iter()
         .map(|(id, name, env, source, status, live, domain)| AppSummary {
@@ -451,7 +469,10 @@ pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(Str
                 })
                 .collect();
             if !rows.is_empty() {
-                diesel::insert_into(app_env_vars::table).values(rows).execute(conn).await?;
+                diesel::insert_into(app_env_vars::table)
+                    .values(rows)
+                    .execute(conn)
+                    .await?;
             }
             Ok(())
         }
@@ -557,7 +578,11 @@ pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Re
 pub(crate) async fn domains_of(conn: &mut AsyncPgConnection, id: AppId) -> Result<Vec<Domain>, AppError> {
     Ok(domains::table
         .filter(domains::application_id.eq(id.0))
-        .order((domains::generated.desc(), domains::host.asc(), domains::path_prefix.asc()))
+        .order((
+            domains::generated.desc(),
+            domains::host.asc(),
+            domains::path_prefix.asc(),
+        ))
         .select(Domain::as_select())
         .load(conn)
         .await?)

@@ -15,7 +15,8 @@ fn is_label(s: &str) -> bool {
     let b = s.as_bytes();
     !b.is_empty()
         && b.len() <= 63
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'-')
         && b[0] != b'-'
         && b[b.len() - 1] != b'-'
 }
@@ -118,7 +119,10 @@ pub fn parse_env_name(raw: &str) -> Result<String, ValidationError> {
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
         && s.len() <= 128;
     if !ok {
-        return Err(err(FIELD, format!("{s:?} is not a valid name: use [A-Za-z_][A-Za-z0-9_]*")));
+        return Err(err(
+            FIELD,
+            format!("{s:?} is not a valid name: use [A-Za-z_][A-Za-z0-9_]*"),
+        ));
     }
     Ok(s.to_owned())
 }
@@ -133,7 +137,12 @@ pub fn parse_image(field: &'static str, raw: &str) -> Result<String, ValidationE
     if s.len() > 255 {
         return Err(err(field, "must be at most 255 characters"));
     }
-    let bad = || err(field, "is not a valid image reference (e.g. nginx:1.27 or ghcr.io/org/app:tag)");
+    let bad = || {
+        err(
+            field,
+            "is not a valid image reference (e.g. nginx:1.27 or ghcr.io/org/app:tag)",
+        )
+    };
     let (name_tag, digest) = match s.split_once('@') {
         Some((n, d)) => (n, Some(d)),
         None => (s, None),
@@ -155,7 +164,9 @@ pub fn parse_image(field: &'static str, raw: &str) -> Result<String, ValidationE
         if b.is_empty()
             || b.len() > 128
             || !(b[0].is_ascii_alphanumeric() || b[0] == b'_')
-            || !b.iter().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
+            || !b
+                .iter()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
         {
             return Err(bad());
         }
@@ -168,9 +179,10 @@ pub fn parse_image(field: &'static str, raw: &str) -> Result<String, ValidationE
             Some((h, p)) => (h, Some(p)),
             None => (host, None),
         };
-        if !h.split('.').all(|l| {
-            !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') && !l.starts_with('-')
-        }) {
+        if !h
+            .split('.')
+            .all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-') && !l.starts_with('-'))
+        {
             return Err(bad());
         }
         if let Some(p) = port {
@@ -221,12 +233,18 @@ pub fn parse_git_url(raw: &str, allow_local: bool) -> Result<String, ValidationE
     let host_ok = |h: &str| {
         !h.is_empty()
             && !h.starts_with('-')
-            && h.split('.').all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
+            && h.split('.')
+                .all(|l| !l.is_empty() && l.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'-'))
     };
     if let Some(rest) = s.strip_prefix("https://") {
-        let (authority, path) = rest.split_once('/').ok_or_else(|| err(FIELD, "needs a repository path"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| err(FIELD, "needs a repository path"))?;
         if authority.contains('@') {
-            return Err(err(FIELD, "must not carry credentials; use a deploy key with an ssh URL"));
+            return Err(err(
+                FIELD,
+                "must not carry credentials; use a deploy key with an ssh URL",
+            ));
         }
         let host = authority.split_once(':').map(|(h, p)| (h, p.parse::<u16>().is_ok()));
         let ok = match host {
@@ -239,7 +257,9 @@ pub fn parse_git_url(raw: &str, allow_local: bool) -> Result<String, ValidationE
         return Ok(s.to_owned());
     }
     if let Some(rest) = s.strip_prefix("ssh://") {
-        let (authority, path) = rest.split_once('/').ok_or_else(|| err(FIELD, "needs a repository path"))?;
+        let (authority, path) = rest
+            .split_once('/')
+            .ok_or_else(|| err(FIELD, "needs a repository path"))?;
         let host = authority.rsplit_once('@').map(|(_, h)| h).unwrap_or(authority);
         let host = host.split_once(':').map(|(h, _)| h).unwrap_or(host);
         if !host_ok(host) || path.is_empty() {
@@ -267,7 +287,10 @@ pub fn parse_git_url(raw: &str, allow_local: bool) -> Result<String, ValidationE
             }
         }
     }
-    Err(err(FIELD, "must be an https or ssh URL (e.g. https://github.com/org/repo.git)"))
+    Err(err(
+        FIELD,
+        "must be an https or ssh URL (e.g. https://github.com/org/repo.git)",
+    ))
 }
 
 /// A branch name under git's ref rules (check-ref-format), with a conservative
@@ -285,7 +308,10 @@ pub fn parse_branch(raw: &str) -> Result<String, ValidationError> {
     if s.starts_with('-') {
         return Err(bad("must not start with '-'"));
     }
-    if !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-' | b'+')) {
+    if !s
+        .bytes()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'/' | b'-' | b'+'))
+    {
         return Err(bad("may only use letters, digits, '.', '_', '/', '-' and '+'"));
     }
     if s.contains("..")
@@ -323,7 +349,9 @@ pub fn parse_rel_path(field: &'static str, raw: &str) -> Result<String, Validati
             || seg == ".."
             || seg == "."
             || seg.starts_with('-')
-            || !seg.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+            || !seg
+                .bytes()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         {
             return Err(err(
                 field,
@@ -342,9 +370,14 @@ pub fn parse_stage(raw: &str) -> Result<Option<String>, ValidationError> {
     }
     if s.len() > 64
         || s.starts_with('-')
-        || !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
     {
-        return Err(err("target", "must be a stage name of letters, digits, '.', '_' and '-'"));
+        return Err(err(
+            "target",
+            "must be a stage name of letters, digits, '.', '_' and '-'",
+        ));
     }
     Ok(Some(s.to_owned()))
 }
@@ -540,10 +573,15 @@ pub fn parse_container_path(field: &'static str, raw: &str) -> Result<String, Va
         || s[1..].split('/').any(|seg| {
             seg.is_empty()
                 || seg == ".."
-                || !seg.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+                || !seg
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         })
     {
-        return Err(err(field, "must be an absolute path of letters, digits, '.', '_' and '-' (no '..')"));
+        return Err(err(
+            field,
+            "must be an absolute path of letters, digits, '.', '_' and '-' (no '..')",
+        ));
     }
     Ok(s.trim_end_matches('/').to_owned())
 }
@@ -560,7 +598,10 @@ pub fn parse_argv(field: &'static str, raw: &str) -> Result<Option<Vec<String>>,
         return Ok(None);
     }
     if argv.len() > 64 || argv.iter().any(|a| a.len() > 1024 || a.chars().any(char::is_control)) {
-        return Err(err(field, "at most 64 arguments of up to 1024 characters, without control characters"));
+        return Err(err(
+            field,
+            "at most 64 arguments of up to 1024 characters, without control characters",
+        ));
     }
     Ok(Some(argv))
 }
@@ -678,8 +719,24 @@ mod tests {
             assert!(parse_branch(ok).is_ok(), "{ok}");
         }
         for bad in [
-            "", "-main", "--upload-pack=x", "a..b", "a b", "a;b", "$(id)", "a/", "/a", "a.lock", ".hidden", "a//b",
-            "a~1", "a^", "a:b", "a@{1}", "HEAD", "`id`",
+            "",
+            "-main",
+            "--upload-pack=x",
+            "a..b",
+            "a b",
+            "a;b",
+            "$(id)",
+            "a/",
+            "/a",
+            "a.lock",
+            ".hidden",
+            "a//b",
+            "a~1",
+            "a^",
+            "a:b",
+            "a@{1}",
+            "HEAD",
+            "`id`",
         ] {
             assert_eq!(parse_branch(bad).unwrap_err().field, "branch", "{bad}");
         }
@@ -697,7 +754,10 @@ mod tests {
 
     #[test]
     fn domains_and_prefixes() {
-        assert_eq!(DomainName::parse("App.Example.com").unwrap().as_str(), "app.example.com");
+        assert_eq!(
+            DomainName::parse("App.Example.com").unwrap().as_str(),
+            "app.example.com"
+        );
         assert!(DomainName::parse("web.localhost").is_ok());
         for bad in ["", "localhost", "a..b", "-a.b", "a_b.c", "*.example.com", "a.b;c"] {
             assert!(DomainName::parse(bad).is_err(), "{bad}");

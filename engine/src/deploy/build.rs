@@ -8,7 +8,6 @@ use crate::docker::DockerError;
 use crate::logs::DeployLog;
 use crate::Engine;
 use futures::StreamExt;
-use std::collections::HashMap;
 use std::path::Path;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +38,9 @@ fn pack(dir: &Path, tar_path: &Path, extra: Option<(&str, &str)>) -> std::io::Re
 }
 
 /// Builds `tag` from the checkout; the error is the reason the deployment fails with.
+/// No labels are added: the legacy builder turns each into an extra step with an
+/// intermediate container (~0.1 s each, docs/BENCHMARKS.md); images are tracked
+/// by their `berth/<app>:<deployment>` tag instead.
 #[allow(clippy::too_many_arguments)]
 pub async fn build(
     engine: &Engine,
@@ -46,7 +48,6 @@ pub async fn build(
     root: &Path,
     work: &Path,
     tag: &str,
-    labels: HashMap<String, String>,
     log: &DeployLog,
     cancel: &CancellationToken,
 ) -> Result<(), String> {
@@ -97,7 +98,6 @@ pub async fn build(
         t: Some(tag.to_owned()),
         target: target.unwrap_or_default(),
         buildargs: Some(args.into_iter().collect()),
-        labels: Some(labels),
         rm: true,
         forcerm: true,
         version: bollard::query_parameters::BuilderVersion::BuilderV1,

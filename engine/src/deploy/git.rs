@@ -37,7 +37,11 @@ pub fn classify_failure(stderr: &str) -> String {
     } else if s.contains("transport") && s.contains("not allowed") {
         "this transport is not allowed"
     } else {
-        let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("git failed");
+        let last = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("git failed");
         return format!("clone failed: {}", last.trim());
     };
     format!("clone failed: {why}")
@@ -64,23 +68,41 @@ pub async fn clone(
     };
     let _cleanup = KeyGuard(key_file.clone());
     let mut cmd = tokio::process::Command::new("git");
-    cmd.args(["-c", "protocol.allow=never", "-c", "protocol.https.allow=always", "-c", "protocol.ssh.allow=always"]);
+    cmd.args([
+        "-c",
+        "protocol.allow=never",
+        "-c",
+        "protocol.https.allow=always",
+        "-c",
+        "protocol.ssh.allow=always",
+    ]);
     if allow_local {
         cmd.args(["-c", "protocol.file.allow=always"]);
     }
-    cmd.args(["clone", "--depth", "1", "--single-branch", "--no-tags", "--progress", "--branch", branch, "--", url])
-        .arg(dest)
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_PROTOCOL_FROM_USER", "0")
-        .env("HOME", work)
-        .env_remove("GIT_SSH")
-        .env_remove("GIT_ASKPASS")
-        .env_remove("SSH_ASKPASS")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .kill_on_drop(true);
+    cmd.args([
+        "clone",
+        "--depth",
+        "1",
+        "--single-branch",
+        "--no-tags",
+        "--progress",
+        "--branch",
+        branch,
+        "--",
+        url,
+    ])
+    .arg(dest)
+    .env("GIT_TERMINAL_PROMPT", "0")
+    .env("GIT_CONFIG_NOSYSTEM", "1")
+    .env("GIT_PROTOCOL_FROM_USER", "0")
+    .env("HOME", work)
+    .env_remove("GIT_SSH")
+    .env_remove("GIT_ASKPASS")
+    .env_remove("SSH_ASKPASS")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped())
+    .kill_on_drop(true);
     if let Some(k) = &key_file {
         // The key path is Berth's own (IDs only); git runs this through a shell,
         // which is why no user input may ever reach it.
@@ -93,7 +115,10 @@ pub async fn clone(
             ),
         );
     } else {
-        cmd.env("GIT_SSH_COMMAND", "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new");
+        cmd.env(
+            "GIT_SSH_COMMAND",
+            "ssh -o BatchMode=yes -o StrictHostKeyChecking=accept-new",
+        );
     }
     let mut child = cmd.spawn().map_err(|e| format!("cannot run git: {e}"))?;
     let stderr = child.stderr.take().expect("piped");
@@ -212,8 +237,12 @@ mod tests {
         std::fs::create_dir_all(dir.join("repo/web")).unwrap();
         std::os::unix::fs::symlink("/etc", dir.join("repo/escape")).unwrap();
         assert!(confined(&dir.join("repo"), "web", "subdir").is_ok());
-        assert!(confined(&dir.join("repo"), "escape", "subdir").unwrap_err().contains("outside"));
-        assert!(confined(&dir.join("repo"), "missing", "subdir").unwrap_err().contains("does not exist"));
+        assert!(confined(&dir.join("repo"), "escape", "subdir")
+            .unwrap_err()
+            .contains("outside"));
+        assert!(confined(&dir.join("repo"), "missing", "subdir")
+            .unwrap_err()
+            .contains("does not exist"));
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

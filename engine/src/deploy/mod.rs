@@ -214,7 +214,9 @@ pub async fn rollback(engine: &Engine, caller: &Caller, to: DeploymentId) -> Res
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let target = get_scoped(&mut conn, caller, to).await?;
     if target.status() != Status::Running {
-        return Err(DeployError::Conflict("only a deployment that reached running can be rolled back to"));
+        return Err(DeployError::Conflict(
+            "only a deployment that reached running can be rolled back to",
+        ));
     }
     let image = match (&target.image, target.image_pruned) {
         (Some(image), false) => image.clone(),
@@ -237,7 +239,11 @@ pub async fn rollback(engine: &Engine, caller: &Caller, to: DeploymentId) -> Res
     }
 }
 
-async fn get_scoped(conn: &mut AsyncPgConnection, caller: &Caller, id: DeploymentId) -> Result<Deployment, DeployError> {
+async fn get_scoped(
+    conn: &mut AsyncPgConnection,
+    caller: &Caller,
+    id: DeploymentId,
+) -> Result<Deployment, DeployError> {
     deployments::table
         .filter(deployments::id.eq(id.0))
         .filter(deployments::organization_id.eq(caller.org_id.0))

@@ -17,7 +17,7 @@ use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -66,7 +66,12 @@ fn step_column(s: Status) -> &'static str {
 
 /// Moves the deployment from `from` to `to` if this worker still holds it.
 async fn advance(engine: &Engine, job: &mut Job, worker: &str, to: Status) -> Result<(), Stop> {
-    assert!(job.status.can_become(to), "illegal transition {:?} -> {:?}", job.status, to);
+    assert!(
+        job.status.can_become(to),
+        "illegal transition {:?} -> {:?}",
+        job.status,
+        to
+    );
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // The column name comes from the fixed match above, never from input.
     let sql = format!(
@@ -89,7 +94,13 @@ async fn advance(engine: &Engine, job: &mut Job, worker: &str, to: Status) -> Re
 }
 
 /// Finishes a deployment as failed or cancelled (if this worker still holds it).
-pub(crate) async fn finish(engine: &Engine, job: &Job, worker: &str, to: Status, reason: &str) -> Result<bool, StoreError> {
+pub(crate) async fn finish(
+    engine: &Engine,
+    job: &Job,
+    worker: &str,
+    to: Status,
+    reason: &str,
+) -> Result<bool, StoreError> {
     let mut conn = engine.db.get().await?;
     let n = diesel::update(
         deployments::table
@@ -128,7 +139,9 @@ fn open_secret(engine: &Engine, sealed: Option<&str>) -> Result<Option<String>, 
                 .open(s)
                 .ok()
                 .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| Stop::Failed("the stored credentials cannot be decrypted (was BERTH_SECRET_KEY changed?)".into()))
+                .ok_or_else(|| {
+                    Stop::Failed("the stored credentials cannot be decrypted (was BERTH_SECRET_KEY changed?)".into())
+                })
         })
         .transpose()
 }
@@ -139,7 +152,14 @@ pub async fn run(engine: &Engine, mut job: Job, worker: &str, cancel: Cancellati
     let log = match DeployLog::open(engine, job.app, job.id).await {
         Ok(l) => l,
         Err(e) => {
-            let _ = finish(engine, &job, worker, Status::Failed, &format!("cannot write the deployment log: {e}")).await;
+            let _ = finish(
+                engine,
+                &job,
+                worker,
+                Status::Failed,
+                &format!("cannot write the deployment log: {e}"),
+            )
+            .await;
             return Status::Failed;
         }
     };
@@ -198,7 +218,12 @@ async fn steps(
 ) -> Result<(), Stop> {
     let (app, sealed) = load_app(engine, job.app).await?;
     let tag = runtime::image_tag(&app.name, job.id.0);
-    log.line(format!("==> deployment {} of {} ({})", job.id, app.name, job.status.as_str()));
+    log.line(format!(
+        "==> deployment {} of {} ({})",
+        job.id,
+        app.name,
+        job.status.as_str()
+    ));
     let check = |c: &CancellationToken| if c.is_cancelled() { Err(Stop::Cancelled) } else { Ok(()) };
 
     let image = if let Some(image) = job.image.clone() {
@@ -214,11 +239,16 @@ async fn steps(
                 let creds = registry_user.as_ref().map(|u| bollard::auth::DockerCredentials {
                     username: Some(u.clone()),
                     password: password.clone(),
-                    serveraddress: image.split('/').next().filter(|h| h.contains('.') || h.contains(':')).map(str::to_owned),
+                    serveraddress: image
+                        .split('/')
+                        .next()
+                        .filter(|h| h.contains('.') || h.contains(':'))
+                        .map(str::to_owned),
                     ..Default::default()
                 });
                 let local = runtime::image_exists(engine, image).await?;
-                let floating = !image.contains('@') && (image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':'));
+                let floating = !image.contains('@')
+                    && (image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':'));
                 if !local || floating {
                     log.line(format!("==> pulling {image}"));
                     if let Err(e) = super::build::pull(engine, image, creds, log, cancel).await {
@@ -236,7 +266,12 @@ async fn steps(
                 docker
                     .tag_image(
                         image,
-                        Some(bollard::query_parameters::TagImageOptionsBuilder::new().repo(repo).tag(t).build()),
+                        Some(
+                            bollard::query_parameters::TagImageOptionsBuilder::new()
+                                .repo(repo)
+                                .tag(t)
+                                .build(),
+                        ),
                     )
                     .await
                     .map_err(|e| Stop::Failed(format!("tagging the image: {e}")))?;
@@ -252,11 +287,25 @@ async fn steps(
                 let limit = Duration::from_secs(engine.deploy.build_timeout_secs);
                 let checkout = tokio::time::timeout(
                     limit,
-                    super::git::clone(url, branch, key.as_deref(), engine.deploy.allow_local_sources, &work.join("src"), log, cancel),
+                    super::git::clone(
+                        url,
+                        branch,
+                        key.as_deref(),
+                        engine.deploy.allow_local_sources,
+                        &work.join("src"),
+                        log,
+                        cancel,
+                    ),
                 )
                 .await
                 .map_err(|_| Stop::Failed(format!("clone timed out after {} s", limit.as_secs())))?
-                .map_err(|e| if cancel.is_cancelled() { Stop::Cancelled } else { Stop::Failed(e) })?;
+                .map_err(|e| {
+                    if cancel.is_cancelled() {
+                        Stop::Cancelled
+                    } else {
+                        Stop::Failed(e)
+                    }
+                })?;
                 log.line(format!("==> commit {}", checkout.commit));
                 record(engine, job.id, |conn, id| {
                     Box::pin(async move {
@@ -271,17 +320,19 @@ async fn steps(
                 advance(engine, job, worker, Status::Building).await?;
                 let root = super::git::confined(&checkout.dir, subdir, "subdir").map_err(Stop::Failed)?;
                 log.line(format!("==> building {tag}"));
-                let labels = HashMap::from([
-                    (runtime::LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone()),
-                    (runtime::LABEL_APP.to_owned(), app.id.0.to_string()),
-                ]);
                 tokio::time::timeout(
                     limit,
-                    super::build::build(engine, &app.build, &root, work, &tag, labels, log, cancel),
+                    super::build::build(engine, &app.build, &root, work, &tag, log, cancel),
                 )
                 .await
                 .map_err(|_| Stop::Failed(format!("build timed out after {} s", limit.as_secs())))?
-                .map_err(|e| if cancel.is_cancelled() { Stop::Cancelled } else { Stop::Failed(e) })?;
+                .map_err(|e| {
+                    if cancel.is_cancelled() {
+                        Stop::Cancelled
+                    } else {
+                        Stop::Failed(e)
+                    }
+                })?;
                 tag.clone()
             }
         }
@@ -315,7 +366,10 @@ async fn steps(
     check(cancel)?;
 
     advance(engine, job, worker, Status::HealthChecking).await?;
-    log.line(format!("==> health check ({:?}) on port {}", app.runtime.health.probe, app.runtime.port));
+    log.line(format!(
+        "==> health check ({:?}) on port {}",
+        app.runtime.health.probe, app.runtime.port
+    ));
     match runtime::wait_healthy(engine, &app.runtime, &container, log, cancel).await? {
         Health::Healthy => log.line("==> healthy"),
         Health::Unhealthy(_) if cancel.is_cancelled() => return Err(Stop::Cancelled),
@@ -341,10 +395,20 @@ async fn steps(
         .await
         .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
     if let Some(d) = domains.iter().next() {
-        log.line(format!("==> routing {}{} to the new container", d.host, if d.path_prefix == "/" { "" } else { &d.path_prefix }));
-        let path = if d.path_prefix == "/" { "/".to_owned() } else { format!("{}/", d.path_prefix) };
+        log.line(format!(
+            "==> routing {}{} to the new container",
+            d.host,
+            if d.path_prefix == "/" { "" } else { &d.path_prefix }
+        ));
+        let path = if d.path_prefix == "/" {
+            "/".to_owned()
+        } else {
+            format!("{}/", d.path_prefix)
+        };
         if !proxy::wait_routed(engine, &d.host, &path, job.id.0, Duration::from_secs(20)).await {
-            return Err(Stop::Failed("the proxy did not route to the new container within 20 s".into()));
+            return Err(Stop::Failed(
+                "the proxy did not route to the new container within 20 s".into(),
+            ));
         }
     }
 
@@ -383,7 +447,10 @@ async fn steps(
     }
     job.status = Status::Running;
     *started = None;
-    log.line(format!("==> running; old containers drain for {} s", app.runtime.drain_secs));
+    log.line(format!(
+        "==> running; old containers drain for {} s",
+        app.runtime.drain_secs
+    ));
     tracing::info!(deployment.id = %job.id, app = %app.name, "deployment running");
     let engine2 = engine.clone();
     let drain = Duration::from_secs(app.runtime.drain_secs);
@@ -395,7 +462,8 @@ async fn steps(
     Ok(())
 }
 
-type Update<'a> = std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, diesel::result::Error>> + Send + 'a>>;
+type Update<'a> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, diesel::result::Error>> + Send + 'a>>;
 
 async fn record<F>(engine: &Engine, id: DeploymentId, f: F) -> Result<(), Stop>
 where
@@ -409,7 +477,9 @@ where
 /// The last lines a failed container printed, for the log.
 async fn tail_container_logs(engine: &Engine, container: &str, log: &DeployLog) {
     use futures::StreamExt;
-    let Ok(docker) = engine.docker.client().await else { return };
+    let Ok(docker) = engine.docker.client().await else {
+        return;
+    };
     let opts = bollard::query_parameters::LogsOptionsBuilder::new()
         .stdout(true)
         .stderr(true)
@@ -429,14 +499,24 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
         let mut conn = engine.db.get().await.map_err(StoreError::from)?;
         let row: Option<(String, serde_json::Value, Option<Uuid>)> = applications::table
             .find(app.0)
-            .select((applications::name, applications::runtime, applications::live_deployment_id))
+            .select((
+                applications::name,
+                applications::runtime,
+                applications::live_deployment_id,
+            ))
             .first(&mut conn)
             .await
             .optional()
             .map_err(StoreError::from)?;
-        let Some((name, rt, live)) = row else { return Ok::<_, Stop>(()) };
-        let port = serde_json::from_value::<crate::apps::spec::Runtime>(rt).map(|r| r.port).unwrap_or(80);
-        let domains = apps::domains_of(&mut conn, app).await.map_err(|e| Stop::Failed(e.to_string()))?;
+        let Some((name, rt, live)) = row else {
+            return Ok::<_, Stop>(());
+        };
+        let port = serde_json::from_value::<crate::apps::spec::Runtime>(rt)
+            .map(|r| r.port)
+            .unwrap_or(80);
+        let domains = apps::domains_of(&mut conn, app)
+            .await
+            .map_err(|e| Stop::Failed(e.to_string()))?;
         let up = live.map(|d| Upstream { deployment: d, port });
         proxy::write_app(engine, &name, &domains, up.as_ref())
             .await
@@ -475,7 +555,9 @@ pub(crate) async fn retire_old(engine: &Engine, app: AppId) {
             return;
         }
     };
-    let Ok(list) = runtime::list_managed(engine).await else { return };
+    let Ok(list) = runtime::list_managed(engine).await else {
+        return;
+    };
     for c in list.into_iter().filter(|c| c.app == Some(app.0)) {
         if c.deployment.is_some_and(|d| keep.contains(&d)) {
             continue;

@@ -26,26 +26,45 @@ pub const LABEL_INSTANCE: &str = "berth.instance";
 pub async fn ensure_network(engine: &Engine) -> Result<(), DockerError> {
     let docker = engine.docker.client().await?;
     let name = &engine.deploy.network;
-    if docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() {
+    if docker
+        .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+        .await
+        .is_ok()
+    {
         return Ok(());
     }
     let req = NetworkCreateRequest {
         name: name.clone(),
         driver: Some("bridge".into()),
-        labels: Some(HashMap::from([(LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone())])),
+        labels: Some(HashMap::from([(
+            LABEL_INSTANCE.to_owned(),
+            engine.deploy.instance.clone(),
+        )])),
         ..Default::default()
     };
     match docker.create_network(req).await {
         Ok(_) => Ok(()),
         // Another replica created it meanwhile.
-        Err(_) if docker.inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>).await.is_ok() => Ok(()),
+        Err(_)
+            if docker
+                .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
+                .await
+                .is_ok() =>
+        {
+            Ok(())
+        }
         Err(e) => Err(e.into()),
     }
 }
 
 /// The container name of a deployment.
 pub fn container_name(engine: &Engine, app: &str, deployment: Uuid) -> String {
-    format!("{}-{}-{}", engine.deploy.instance, app, &deployment.simple().to_string()[..12])
+    format!(
+        "{}-{}-{}",
+        engine.deploy.instance,
+        app,
+        &deployment.simple().to_string()[..12]
+    )
 }
 
 /// The image tag of a deployment: `berth/<app>:<deployment id>`.
@@ -79,7 +98,11 @@ pub async fn start(
             } else {
                 format!("{}-{}-{}", engine.deploy.instance, app.name, v.source)
             }),
-            typ: Some(if v.bind { MountTypeEnum::BIND } else { MountTypeEnum::VOLUME }),
+            typ: Some(if v.bind {
+                MountTypeEnum::BIND
+            } else {
+                MountTypeEnum::VOLUME
+            }),
             read_only: Some(v.read_only),
             ..Default::default()
         })
@@ -125,14 +148,18 @@ pub async fn start(
     docker
         .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body)
         .await?;
-    docker.start_container(&name, None::<bollard::query_parameters::StartContainerOptions>).await?;
+    docker
+        .start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
+        .await?;
     Ok(name)
 }
 
 /// The container's address on the Berth network.
 pub async fn address(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
     let docker = engine.docker.client().await?;
-    let info = docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await?;
+    let info = docker
+        .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await?;
     Ok(info
         .network_settings
         .and_then(|n| n.networks)
@@ -144,7 +171,9 @@ pub async fn address(engine: &Engine, container: &str) -> Result<Option<String>,
 /// Why a container is not (or no longer) running, if it is not.
 pub async fn exited(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
     let docker = engine.docker.client().await?;
-    let info = docker.inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>).await?;
+    let info = docker
+        .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await?;
     let Some(state) = info.state else { return Ok(None) };
     // A crash-looping container shows `running` between restarts: its exit code tells.
     if state.running == Some(true) && state.restarting != Some(true) {
@@ -153,7 +182,10 @@ pub async fn exited(engine: &Engine, container: &str) -> Result<Option<String>, 
     if state.oom_killed == Some(true) {
         return Ok(Some("the container was OOM-killed (raise its memory limit)".into()));
     }
-    Ok(Some(format!("the container exited with code {}", state.exit_code.unwrap_or(-1))))
+    Ok(Some(format!(
+        "the container exited with code {}",
+        state.exit_code.unwrap_or(-1)
+    )))
 }
 
 /// Health-check outcome.
@@ -239,7 +271,9 @@ async fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> Result<
         let mut s = tokio::net::TcpStream::connect((ip, port))
             .await
             .map_err(|_| format!("nothing listening on port {port}"))?;
-        let req = format!("GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: berth-health\r\nConnection: close\r\n\r\n");
+        let req = format!(
+            "GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: berth-health\r\nConnection: close\r\n\r\n"
+        );
         s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
         let mut buf = Vec::new();
         let mut chunk = [0u8; 4096];
@@ -300,7 +334,9 @@ pub async fn exec(engine: &Engine, container: &str, argv: &[String], timeout: Du
 
 /// Stops (after `grace`) and removes a container; missing containers are fine.
 pub async fn stop_and_remove(engine: &Engine, container: &str, grace: Duration) {
-    let Ok(docker) = engine.docker.client().await else { return };
+    let Ok(docker) = engine.docker.client().await else {
+        return;
+    };
     let _ = docker
         .stop_container(
             container,
@@ -308,10 +344,16 @@ pub async fn stop_and_remove(engine: &Engine, container: &str, grace: Duration) 
         )
         .await;
     if let Err(e) = docker
-        .remove_container(container, Some(RemoveContainerOptionsBuilder::new().force(true).v(false).build()))
+        .remove_container(
+            container,
+            Some(RemoveContainerOptionsBuilder::new().force(true).v(false).build()),
+        )
         .await
     {
-        if !matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) {
+        if !matches!(
+            e,
+            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+        ) {
             tracing::warn!(error = %e, container, "removing container");
         }
     }
@@ -330,10 +372,15 @@ pub async fn list_managed(engine: &Engine) -> Result<Vec<Managed>, DockerError> 
     let docker = engine.docker.client().await?;
     let filters = HashMap::from([(
         "label".to_owned(),
-        vec![format!("{LABEL_INSTANCE}={}", engine.deploy.instance), LABEL_APP.to_owned()],
+        vec![
+            format!("{LABEL_INSTANCE}={}", engine.deploy.instance),
+            LABEL_APP.to_owned(),
+        ],
     )]);
     let list = docker
-        .list_containers(Some(ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+        .list_containers(Some(
+            ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
+        ))
         .await?;
     Ok(list
         .into_iter()
@@ -364,7 +411,9 @@ pub async fn remove_app_containers(engine: &Engine, app: AppId) {
 }
 
 pub async fn remove_image(engine: &Engine, image: &str) -> bool {
-    let Ok(docker) = engine.docker.client().await else { return false };
+    let Ok(docker) = engine.docker.client().await else {
+        return false;
+    };
     match docker
         .remove_image(image, Some(RemoveImageOptionsBuilder::new().force(true).build()), None)
         .await
@@ -380,11 +429,15 @@ pub async fn remove_image(engine: &Engine, image: &str) -> bool {
 
 /// Removes every `berth/<app>:*` image.
 pub async fn remove_app_images(engine: &Engine, app: &str) {
-    let Ok(docker) = engine.docker.client().await else { return };
+    let Ok(docker) = engine.docker.client().await else {
+        return;
+    };
     let filters = HashMap::from([("reference".to_owned(), vec![format!("berth/{app}")])]);
     let Ok(images) = docker
         .list_images(Some(
-            bollard::query_parameters::ListImagesOptionsBuilder::new().filters(&filters).build(),
+            bollard::query_parameters::ListImagesOptionsBuilder::new()
+                .filters(&filters)
+                .build(),
         ))
         .await
     else {

@@ -29,7 +29,14 @@ pub enum Status {
 /// The statuses in which a worker holds the deployment (one per app at a time:
 /// a partial unique index enforces it).
 pub const ACTIVE: [&str; 5] = ["cloning", "building", "starting", "health_checking", "routing"];
-pub const ACTIVE_OR_QUEUED: [&str; 6] = ["queued", "cloning", "building", "starting", "health_checking", "routing"];
+pub const ACTIVE_OR_QUEUED: [&str; 6] = [
+    "queued",
+    "cloning",
+    "building",
+    "starting",
+    "health_checking",
+    "routing",
+];
 
 impl Status {
     pub fn as_str(self) -> &'static str {

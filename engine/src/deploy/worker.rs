@@ -53,7 +53,11 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
     let reaper = tokio::spawn(reaper(engine.clone(), shutdown.clone()));
     let mut slots = Vec::new();
     for n in 0..engine.deploy.concurrency.max(1) {
-        slots.push(tokio::spawn(slot(engine.clone(), format!("{id}/{n}"), shutdown.clone())));
+        slots.push(tokio::spawn(slot(
+            engine.clone(),
+            format!("{id}/{n}"),
+            shutdown.clone(),
+        )));
     }
     for s in slots {
         let _ = s.await;
@@ -290,7 +294,10 @@ async fn requeue(engine: &Engine) -> Result<(), StoreError> {
         return Ok(());
     }
     let mut kv = engine.kv.conn().await?;
-    let len: i64 = redis::cmd("LLEN").arg(engine.kv.key(super::QUEUE)).query_async(&mut kv).await?;
+    let len: i64 = redis::cmd("LLEN")
+        .arg(engine.kv.key(super::QUEUE))
+        .query_async(&mut kv)
+        .await?;
     if len == 0 {
         let mut cmd = redis::cmd("LPUSH");
         cmd.arg(engine.kv.key(super::QUEUE));
@@ -306,13 +313,19 @@ async fn requeue(engine: &Engine) -> Result<(), StoreError> {
 /// Removes this instance's containers that no deployment accounts for: not live,
 /// not in progress, and past the drain window of the app's last change.
 pub async fn sweep_orphans(engine: &Engine) -> Result<usize, StoreError> {
-    let Ok(list) = super::runtime::list_managed(engine).await else { return Ok(0) };
+    let Ok(list) = super::runtime::list_managed(engine).await else {
+        return Ok(0);
+    };
     if list.is_empty() {
         return Ok(0);
     }
     let mut conn = engine.db.get().await?;
     let apps: HashMap<Uuid, (Option<Uuid>, serde_json::Value)> = applications::table
-        .select((applications::id, applications::live_deployment_id, applications::runtime))
+        .select((
+            applications::id,
+            applications::live_deployment_id,
+            applications::runtime,
+        ))
         .load::<(Uuid, Option<Uuid>, serde_json::Value)>(&mut conn)
         .await?
         .into_iter()
@@ -336,14 +349,18 @@ pub async fn sweep_orphans(engine: &Engine) -> Result<usize, StoreError> {
     .collect();
     let mut removed = 0;
     for c in list {
-        let (Some(app), Some(dep)) = (c.app, c.deployment) else { continue };
+        let (Some(app), Some(dep)) = (c.app, c.deployment) else {
+            continue;
+        };
         let orphan = match apps.get(&app) {
             None => true,
             Some((live, rt)) => {
                 let drain = rt.get("drain_secs").and_then(|v| v.as_u64()).unwrap_or(10) as f64;
                 Some(dep) != *live
                     && !active.contains(&dep)
-                    && settled.get(&app).is_none_or(|age| *age > drain + engine.deploy.lease_secs as f64)
+                    && settled
+                        .get(&app)
+                        .is_none_or(|age| *age > drain + engine.deploy.lease_secs as f64)
             }
         };
         if orphan {
