@@ -208,29 +208,83 @@ pub struct ProxyConfig {
     pub dashboard_upstream: Option<String>,
 }
 
+/// A Docker object name from configuration: `[a-z0-9][a-z0-9_.-]*`, at most 63.
+fn docker_name(name: &'static str, default: &str) -> Result<String, ConfigError> {
+    let v = var(name).unwrap_or_else(|| default.to_owned());
+    let ok = v.len() <= 63
+        && v.starts_with(|c: char| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && v.bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'_' | b'.' | b'-'));
+    if ok {
+        Ok(v)
+    } else {
+        Err(ConfigError::Invalid {
+            name,
+            reason: format!("{v:?} must be lower-case letters, digits, '_', '.', '-' (at most 63)"),
+        })
+    }
+}
+
+fn image_var(name: &'static str, default: &str) -> Result<String, ConfigError> {
+    let v = var(name).unwrap_or_else(|| default.to_owned());
+    crate::apps::spec::parse_image("image", &v).map_err(|e| ConfigError::Invalid {
+        name,
+        reason: e.message,
+    })
+}
+
 impl DeployConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         let data_dir = data_dir_from_env();
         let abs = std::path::absolute(&data_dir).unwrap_or_else(|_| data_dir.clone());
         let http_port = parse_var("BERTH_HTTP_PORT", 80)?;
         Ok(Self {
-            instance: var("BERTH_INSTANCE").unwrap_or_else(|| "berth".into()),
-            network: var("BERTH_NETWORK").unwrap_or_else(|| "berth".into()),
+            instance: docker_name("BERTH_INSTANCE", "berth")?,
+            network: docker_name("BERTH_NETWORK", "berth")?,
             proxy: ProxyConfig {
                 manage: parse_var("BERTH_PROXY_MANAGE", true)?,
-                container: var("BERTH_PROXY_NAME").unwrap_or_else(|| "berth-traefik".into()),
-                image: var("BERTH_TRAEFIK_IMAGE").unwrap_or_else(|| "traefik:v3.3".into()),
+                container: docker_name("BERTH_PROXY_NAME", "berth-traefik")?,
+                image: image_var("BERTH_TRAEFIK_IMAGE", "traefik:v3.3")?,
                 bind: var("BERTH_PROXY_BIND").unwrap_or_else(|| "0.0.0.0".into()),
                 http_port,
                 https_port: parse_var("BERTH_HTTPS_PORT", 443)?,
                 dynamic_dir: var("BERTH_TRAEFIK_DIR")
                     .map(PathBuf::from)
                     .unwrap_or_else(|| abs.join("traefik")),
-                dashboard_host: var("BERTH_DASHBOARD_HOST"),
-                dashboard_upstream: var("BERTH_DASHBOARD_UPSTREAM"),
+                dashboard_host: var("BERTH_DASHBOARD_HOST")
+                    .map(|h| {
+                        crate::apps::spec::DomainName::parse(&h)
+                            .map(|d| d.as_str().to_owned())
+                            .map_err(|e| ConfigError::Invalid {
+                                name: "BERTH_DASHBOARD_HOST",
+                                reason: e.message,
+                            })
+                    })
+                    .transpose()?,
+                dashboard_upstream: var("BERTH_DASHBOARD_UPSTREAM")
+                    .map(|u| {
+                        let ok = (u.starts_with("http://") || u.starts_with("https://"))
+                            && !u.contains(|c: char| c.is_whitespace() || c == '`' || c.is_control());
+                        if ok {
+                            Ok(u)
+                        } else {
+                            Err(ConfigError::Invalid {
+                                name: "BERTH_DASHBOARD_UPSTREAM",
+                                reason: "must be an http:// or https:// URL".into(),
+                            })
+                        }
+                    })
+                    .transpose()?,
             },
-            base_domain: var("BERTH_BASE_DOMAIN").unwrap_or_else(|| "localhost".into()),
-            static_image: var("BERTH_STATIC_IMAGE").unwrap_or_else(|| "busybox:1.36".into()),
+            base_domain: {
+                let base = var("BERTH_BASE_DOMAIN").unwrap_or_else(|| "localhost".into());
+                crate::apps::spec::DomainName::parse(&format!("app.{base}")).map_err(|e| ConfigError::Invalid {
+                    name: "BERTH_BASE_DOMAIN",
+                    reason: e.message,
+                })?;
+                base.to_ascii_lowercase()
+            },
+            static_image: image_var("BERTH_STATIC_IMAGE", "busybox:1.36")?,
             allow_local_sources: parse_var("BERTH_ALLOW_LOCAL_SOURCES", false)?,
             keep_images: parse_var("BERTH_KEEP_IMAGES", 5)?,
             concurrency: parse_var("BERTH_WORKER_CONCURRENCY", 2)?,

@@ -272,14 +272,19 @@ fn write_dashboard(engine: &Engine) {
         let _ = std::fs::remove_file(path);
         return;
     };
-    let conf = json!({"http": {
-        "routers": {"berth-dashboard": {"rule": format!("Host(`{host}`)"), "entryPoints": ["web"], "service": "berth-dashboard"}},
-        "services": {"berth-dashboard": {"loadBalancer": {"servers": [{"url": upstream}]}}}
-    }});
+    let conf = dashboard_config(host, upstream);
     let tmp = cfg.dynamic_dir.join(".berth-dashboard.yml.tmp");
     if std::fs::write(&tmp, serde_json::to_vec_pretty(&conf).expect("serializes")).is_ok() {
         let _ = std::fs::rename(tmp, path);
     }
+}
+
+/// The route that serves Berth's own UI through Traefik.
+pub fn dashboard_config(host: &str, upstream: &str) -> Value {
+    json!({"http": {
+        "routers": {"berth-dashboard": {"rule": format!("Host(`{host}`)"), "entryPoints": ["web"], "service": "berth-dashboard"}},
+        "services": {"berth-dashboard": {"loadBalancer": {"servers": [{"url": upstream}], "passHostHeader": true}}}
+    }})
 }
 
 /// Waits until a request through Traefik for `host` + `path` is answered by
@@ -334,6 +339,19 @@ async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<Option<Stri
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_dashboard_route_names_its_host_and_upstream() {
+        let c = dashboard_config("berth.example.com", "http://172.17.0.1:3000");
+        assert_eq!(
+            c["http"]["routers"]["berth-dashboard"]["rule"],
+            "Host(`berth.example.com`)"
+        );
+        assert_eq!(
+            c["http"]["services"]["berth-dashboard"]["loadBalancer"]["servers"][0]["url"],
+            "http://172.17.0.1:3000"
+        );
+    }
 
     fn domain(host: &str, prefix: &str, strip: bool, https: bool) -> Domain {
         Domain {

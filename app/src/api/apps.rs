@@ -1,5 +1,8 @@
 //! Server functions for applications and their deployments.
 
+// Server functions mirror their forms field for field.
+#![allow(clippy::too_many_arguments)]
+
 use crate::error::AppError;
 use crate::types::{AppSummaryView, AppView, DeploymentView, HooksView};
 use leptos::prelude::*;

@@ -177,10 +177,35 @@ fn DeleteProjectButton(id: String) -> impl IntoView {
 fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl IntoView {
     let create = ServerAction::<CreateApp>::new();
     let error = action_error(create);
-    let list = Resource::new(move || create.version().get(), {
+    let tick = RwSignal::new(0u32);
+    let list = Resource::new(move || (create.version().get(), tick.get()), {
         let project_id = project_id.clone();
         move |_| list_apps(project_id.clone())
     });
+    // Badges follow deployments in progress (polled every 2 s while any is).
+    #[cfg(feature = "hydrate")]
+    {
+        let busy = |s: &Option<String>| {
+            !matches!(
+                s.as_deref(),
+                None | Some("running") | Some("failed") | Some("cancelled")
+            )
+        };
+        if let Ok(h) = set_interval_with_handle(
+            move || {
+                let active = list
+                    .get_untracked()
+                    .and_then(|r| r.ok())
+                    .is_some_and(|apps| apps.iter().any(|a| busy(&a.status)));
+                if active {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            std::time::Duration::from_secs(2),
+        ) {
+            on_cleanup(move || h.clear());
+        }
+    }
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {

@@ -332,7 +332,8 @@ pub async fn list_in_project(
         .select(domains::host)
         .limit(1)
         .single_value();
-    let rows: Vec<(
+    // id, name, environment, source, latest status, live deployment, first domain
+    type Row = (
         Uuid,
         String,
         Uuid,
@@ -340,7 +341,8 @@ pub async fn list_in_project(
         Option<String>,
         Option<Uuid>,
         Option<String>,
-    )> = applications::table
+    );
+    let rows: Vec<Row> = applications::table
         .inner_join(environments::table)
         .filter(environments::project_id.eq(project.0))
         .filter(applications::organization_id.eq(caller.org_id.0))

@@ -394,7 +394,7 @@ async fn steps(
     proxy::write_app(engine, &app.name, &domains, Some(&up))
         .await
         .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
-    if let Some(d) = domains.iter().next() {
+    if let Some(d) = domains.as_slice().first() {
         log.line(format!(
             "==> routing {}{} to the new container",
             d.host,

@@ -227,7 +227,7 @@ async fn reaper(engine: Engine, shutdown: CancellationToken) {
         if let Err(e) = requeue(&engine).await {
             tracing::debug!(error = %e, "re-enqueueing queued deployments");
         }
-        if n % 5 == 0 {
+        if n.is_multiple_of(5) {
             if let Err(e) = sweep_orphans(&engine).await {
                 tracing::debug!(error = %e, "sweeping orphan containers");
             }
