@@ -15,15 +15,32 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
+    /// Accepted and recorded; waiting for a worker (and for the app's previous deployment).
     Queued,
+    /// A worker is cloning the repository (git sources).
     Cloning,
+    /// Building the image from the checkout, or pulling and tagging an image source.
     Building,
+    /// Creating and starting the new container beside the live one.
     Starting,
+    /// Waiting for the new container's health check.
     HealthChecking,
+    /// Moving the route to the new container and confirming it through Traefik.
     Routing,
+    /// Live (or was): the route reached it. Terminal.
     Running,
+    /// Stopped short with a reason; the previous version kept serving. Terminal.
     Failed,
+    /// Cancelled by a user before it went live. Terminal.
     Cancelled,
+}
+
+/// A transition the state machine does not allow (a bug in the caller).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("a deployment cannot go from {from:?} to {to:?}")]
+pub struct IllegalTransition {
+    pub from: Status,
+    pub to: Status,
 }
 
 /// The statuses in which a worker holds the deployment (one per app at a time:
@@ -74,6 +91,15 @@ impl Status {
 
     pub fn is_active(self) -> bool {
         !self.is_terminal() && self != Status::Queued
+    }
+
+    /// `next`, if the state machine allows going there from here.
+    pub fn transition(self, next: Status) -> Result<Status, IllegalTransition> {
+        if self.can_become(next) {
+            Ok(next)
+        } else {
+            Err(IllegalTransition { from: self, to: next })
+        }
     }
 
     /// The transitions the pipeline may make.
@@ -137,5 +163,13 @@ mod tests {
         assert!(!HealthChecking.can_become(Running));
         assert!(Queued.can_become(Starting), "rollback skips the build");
         assert!(Routing.can_become(Failed));
+        assert_eq!(
+            Running.transition(Failed),
+            Err(IllegalTransition {
+                from: Running,
+                to: Failed
+            })
+        );
+        assert_eq!(Queued.transition(Cloning), Ok(Cloning));
     }
 }
