@@ -258,6 +258,11 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
     let host = format!("{name}.localhost");
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+    // Traefik's API and dashboard are not served on its public entrypoint.
+    for path in ["/api/rawdata", "/api/http/routers", "/dashboard/"] {
+        let r = get_via(env.http_port(), "anything.localhost", path).await;
+        assert_eq!(r.map(|(s, _)| s), Some(404), "{path}");
+    }
 
     // A build that fails at its third step.
     repo.commit(
