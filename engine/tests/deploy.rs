@@ -358,7 +358,11 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_order() {
-    let env = DeployEnv::new().await;
+    let mut env = DeployEnv::new().await;
+    // Keep one image per app, so the older deployment's image is pruned.
+    let mut cfg = (*env.engine().deploy).clone();
+    cfg.keep_images = 1;
+    env.t.engine = env.t.engine.clone().with_deploy(cfg);
     let e = env.engine();
     let (caller, envid) = owner(e).await;
     let name = unique("img");
