@@ -11,6 +11,7 @@ pub mod deploy;
 pub mod docker;
 pub mod error;
 pub mod health;
+pub mod http1;
 pub mod ids;
 pub mod kv;
 pub mod logs;

@@ -156,22 +156,15 @@ async fn writer(
     }
 }
 
-/// Appends the end marker to a log no worker is writing (a deployment cancelled
-/// while queued, or reaped after its worker died).
-pub async fn append_end(engine: &Engine, app: AppId, id: DeploymentId, status: Status) {
-    append_lines(engine, app, id, &[&end_line(status)]).await;
-}
-
-/// Appends lines to a log no worker is writing, and publishes them.
-pub async fn append_lines(engine: &Engine, app: AppId, id: DeploymentId, lines: &[&str]) {
+/// Ends a log no worker is writing (a deployment cancelled while queued, or
+/// reaped after its worker died): an optional explanation, then the end marker.
+pub async fn close(engine: &Engine, app: AppId, id: DeploymentId, why: Option<&str>, status: Status) {
     match DeployLog::open(engine, app, id).await {
         Ok(log) => {
-            for l in lines {
-                log.line(l);
+            if let Some(why) = why {
+                log.line(why);
             }
-            log.flush().await;
-            drop(log.tx);
-            let _ = log.task.await;
+            log.finish(status).await;
         }
         Err(e) => tracing::warn!(error = %e, deployment.id = %id, "cannot open deployment log"),
     }

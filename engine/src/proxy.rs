@@ -298,42 +298,21 @@ pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uu
     let want = deployment.to_string();
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
-        if let Ok(Some(seen)) = probe(engine.deploy.proxy.http_port, host, path).await {
-            if seen == want {
-                return true;
-            }
+        let answer = crate::http1::request(
+            "127.0.0.1",
+            engine.deploy.proxy.http_port,
+            "HEAD",
+            host,
+            path,
+            Duration::from_secs(2),
+        )
+        .await;
+        if answer.is_ok_and(|r| r.header(DEPLOYMENT_HEADER) == Some(want.as_str())) {
+            return true;
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
-}
-
-/// One request through the proxy; the deployment header of the answer.
-async fn probe(port: u16, host: &str, path: &str) -> std::io::Result<Option<String>> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::time::timeout(
-        Duration::from_secs(2),
-        tokio::net::TcpStream::connect(("127.0.0.1", port)),
-    )
-    .await
-    .map_err(|_| std::io::Error::other("timeout"))??;
-    let req = format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nUser-Agent: berth-probe\r\n\r\n");
-    s.write_all(req.as_bytes()).await?;
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 1024];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") && buf.len() < 16 * 1024 {
-        match tokio::time::timeout(Duration::from_secs(2), s.read(&mut chunk)).await {
-            Ok(Ok(n)) if n > 0 => buf.extend_from_slice(&chunk[..n]),
-            _ => break,
-        }
-    }
-    let head = String::from_utf8_lossy(&buf);
-    Ok(head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.trim()
-            .eq_ignore_ascii_case(DEPLOYMENT_HEADER)
-            .then(|| v.trim().to_owned())
-    }))
 }
 
 #[cfg(test)]

@@ -507,20 +507,33 @@ pub fn httpd_dockerfile() -> String {
 
 /// `GET path` through the proxy on 127.0.0.1:`port` with `Host: host`: status and body.
 pub async fn get_via(port: u16, host: &str, path: &str) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    let req = format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
-    s.write_all(req.as_bytes()).await.ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(std::time::Duration::from_secs(10), s.read_to_end(&mut buf))
+    crate::http1::request("127.0.0.1", port, "GET", host, path, std::time::Duration::from_secs(10))
         .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf).into_owned();
-    let status = text.split_whitespace().nth(1)?.parse().ok()?;
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    Some((status, body))
+        .ok()
+        .map(|r| (r.status, r.body))
+}
+
+/// Onboards Ada, owner of "Acme", with a project "Shop": her caller and the
+/// project's `production` environment (where deploy tests put their apps).
+pub async fn owner_with_environment(engine: &Engine) -> (crate::accounts::Caller, crate::ids::EnvironmentId) {
+    use crate::names::{Description, OrgName, ProjectName};
+    let account = crate::accounts::NewAccount::parse("Ada", "ada@example.com", "correct horse battery").expect("valid");
+    let caller = crate::accounts::onboard(engine, account, OrgName::parse("Acme").expect("valid"))
+        .await
+        .expect("onboard")
+        .0;
+    let project = crate::projects::create(
+        engine,
+        &caller,
+        ProjectName::parse("Shop").expect("valid"),
+        Description::default(),
+    )
+    .await
+    .expect("project");
+    let env = crate::projects::get(engine, &caller, project)
+        .await
+        .expect("project")
+        .environments[0]
+        .id;
+    (caller, crate::ids::EnvironmentId(env))
 }

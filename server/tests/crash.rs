@@ -3,12 +3,11 @@
 //! within 60 s, no container or route of it remains, the live version never
 //! stopped serving, and the app deploys again (its lock was released).
 
-use engine::accounts::{self, NewAccount};
+use engine::accounts;
 use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
 use engine::apps::{self, NewApp};
 use engine::deploy::{self, Status};
-use engine::ids::EnvironmentId;
-use engine::names::{Description, OrgName, ProjectName};
+use engine::names::Description;
 use engine::testing::{free_port, get_via, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TEST_BASE_IMAGE};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
@@ -57,18 +56,7 @@ async fn wait_status(
 async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     let env = DeployEnv::new().await;
     let e = env.engine().clone();
-    let caller = accounts::onboard(
-        &e,
-        NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap(),
-        OrgName::parse("Acme").unwrap(),
-    )
-    .await
-    .unwrap()
-    .0;
-    let project = engine::projects::create(&e, &caller, ProjectName::parse("Shop").unwrap(), Description::default())
-        .await
-        .unwrap();
-    let envid = EnvironmentId(engine::projects::get(&e, &caller, project).await.unwrap().environments[0].id);
+    let (caller, envid) = engine::testing::owner_with_environment(&e).await;
     let repo = GitRepo::new();
     repo.commit(&[("Dockerfile", &httpd_dockerfile()), ("index.html", "live\n")], "one");
     let name = format!("crash-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);

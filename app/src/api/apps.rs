@@ -376,13 +376,10 @@ pub async fn deploy_app(app_id: String) -> Result<Uuid, AppError> {
 pub async fn list_deployments(app_id: String) -> Result<Vec<DeploymentView>, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let app = edge::id(&app_id)?;
-    let live = apps::get(&ctx.engine, &caller, app)
-        .await
-        .map_err(fail)?
-        .app
-        .live_deployment_id;
-    let rows = deploy::list(&ctx.engine, &caller, app, 50).await.map_err(fail)?;
-    Ok(rows
+    let history = deploy::list(&ctx.engine, &caller, app, 50).await.map_err(fail)?;
+    let live = history.live;
+    Ok(history
+        .deployments
         .into_iter()
         .map(|d| {
             let live = live.map(|l| l.0) == Some(d.id);

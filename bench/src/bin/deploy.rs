@@ -13,12 +13,12 @@
 //! project's own containers; every loop is bounded.
 
 use anyhow::{bail, Context, Result};
-use engine::accounts::{self, Caller, NewAccount};
+use engine::accounts::Caller;
 use engine::apps::spec::{AppName, Build, HealthCheck, HealthProbe, Runtime, Source};
 use engine::apps::{self, NewApp};
 use engine::deploy::{self, Status};
 use engine::ids::{AppId, DeploymentId, EnvironmentId};
-use engine::names::{Description, OrgName, ProjectName};
+use engine::names::Description;
 use engine::testing::{free_port, get_via, wait_for_200, DeployEnv, GitRepo, TEST_BASE_IMAGE};
 use engine::Engine;
 use futures::StreamExt;
@@ -36,19 +36,6 @@ fn percentile(sorted: &[f64], p: f64) -> f64 {
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     percentile(&v, 0.5)
-}
-
-async fn owner(e: &Engine) -> Result<(Caller, EnvironmentId)> {
-    let caller = accounts::onboard(
-        e,
-        NewAccount::parse("Ada", "ada@example.com", "correct horse battery")?,
-        OrgName::parse("Bench")?,
-    )
-    .await?
-    .0;
-    let p = engine::projects::create(e, &caller, ProjectName::parse("Bench")?, Description::default()).await?;
-    let env = engine::projects::get(e, &caller, p).await?.environments[0].id;
-    Ok((caller, EnvironmentId(env)))
 }
 
 async fn settle(e: &Engine, c: &Caller, id: DeploymentId) -> Result<deploy::Deployment> {
@@ -211,25 +198,10 @@ async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<S
 
 /// The `X-Berth-Deployment` header of `GET /` through the proxy.
 async fn header_via(port: u16, host: &str, path: &str) -> Option<String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect(("127.0.0.1", port)).await.ok()?;
-    s.write_all(format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes())
+    let r = engine::http1::request("127.0.0.1", port, "GET", host, path, Duration::from_secs(5))
         .await
         .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let text = String::from_utf8_lossy(&buf);
-    if !text.starts_with("HTTP/1.1 200") {
-        return None;
-    }
-    text.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case("x-berth-deployment")
-            .then(|| v.trim().to_owned())
-    })
+    (r.status == 200).then(|| r.header("x-berth-deployment").map(str::to_owned))?
 }
 
 fn dockerfile(work: u32) -> String {
@@ -317,18 +289,10 @@ async fn baseline_git(e: &Engine, repo: &GitRepo, marker: &str) -> Result<f64> {
 }
 
 async fn get_plain(ip: &str, port: u16) -> Option<(u16, String)> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut s = tokio::net::TcpStream::connect((ip, port)).await.ok()?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+    let r = engine::http1::request(ip, port, "GET", "x", "/", Duration::from_secs(5))
         .await
         .ok()?;
-    let mut buf = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut buf))
-        .await
-        .ok()?
-        .ok()?;
-    let t = String::from_utf8_lossy(&buf).into_owned();
-    Some((t.split_whitespace().nth(1)?.parse().ok()?, t))
+    Some((r.status, r.body))
 }
 
 async fn git_dockerfile(env: &DeployEnv, c: &Caller, envid: EnvironmentId, work: u32, what: &str) -> Result<String> {
@@ -554,7 +518,7 @@ async fn login_cookie(port: u16) -> Result<String> {
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let env = DeployEnv::new().await;
-    let (caller, envid) = owner(env.engine()).await?;
+    let (caller, envid) = engine::testing::owner_with_environment(env.engine()).await;
     let stop = tokio_util::sync::CancellationToken::new();
     println!("| budget | goal | measured | verdict |\n|---|---|---|---|");
     // The log path first, on a quiet machine: the deploy benchmarks leave Docker

@@ -260,17 +260,28 @@ pub async fn get(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<D
 }
 
 /// The application's deployments, newest first.
-pub async fn list(engine: &Engine, caller: &Caller, app: AppId, limit: i64) -> Result<Vec<Deployment>, DeployError> {
+pub async fn list(engine: &Engine, caller: &Caller, app: AppId, limit: i64) -> Result<History, DeployError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    crate::apps::load(&mut conn, caller.org_id.0, app).await?;
-    Ok(deployments::table
+    let (application, _) = crate::apps::load(&mut conn, caller.org_id.0, app).await?;
+    let deployments = deployments::table
         .filter(deployments::application_id.eq(app.0))
         .filter(deployments::organization_id.eq(caller.org_id.0))
         .order(deployments::created_at.desc())
         .limit(limit)
         .select(Deployment::as_select())
         .load(&mut conn)
-        .await?)
+        .await?;
+    Ok(History {
+        live: application.live_deployment_id,
+        deployments,
+    })
+}
+
+/// An application's deployments, newest first, and which one is live.
+#[derive(Debug, Clone)]
+pub struct History {
+    pub live: Option<DeploymentId>,
+    pub deployments: Vec<Deployment>,
 }
 
 /// Cancels a queued deployment at once; a running one is flagged and its worker
@@ -295,7 +306,7 @@ pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Resul
     .execute(&mut conn)
     .await?;
     if n == 1 {
-        crate::logs::append_end(engine, AppId(d.application_id), id, Status::Cancelled).await;
+        crate::logs::close(engine, AppId(d.application_id), id, None, Status::Cancelled).await;
         return Ok(());
     }
     diesel::update(deployments::table.filter(deployments::id.eq(id.0)))

@@ -154,38 +154,45 @@ pub async fn start(
     Ok(name)
 }
 
-/// The container's address on the Berth network.
-pub async fn address(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
+/// What one inspection says about a started container.
+pub struct Observed {
+    /// Why it is not (or no longer) running, if it is not.
+    pub exited: Option<String>,
+    /// Its address on the Berth network, once it has one.
+    pub ip: Option<String>,
+}
+
+/// Inspects the container once.
+pub async fn observe(engine: &Engine, container: &str) -> Result<Observed, DockerError> {
     let docker = engine.docker.client().await?;
     let info = docker
         .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
         .await?;
-    Ok(info
+    let exited = info.state.and_then(|state| {
+        // A crash-looping container shows `running` between restarts: its exit code tells.
+        if state.running == Some(true) && state.restarting != Some(true) {
+            None
+        } else if state.oom_killed == Some(true) {
+            Some("the container was OOM-killed (raise its memory limit)".to_owned())
+        } else {
+            Some(format!(
+                "the container exited with code {}",
+                state.exit_code.unwrap_or(-1)
+            ))
+        }
+    });
+    let ip = info
         .network_settings
         .and_then(|n| n.networks)
         .and_then(|mut n| n.remove(&engine.deploy.network))
         .and_then(|e| e.ip_address)
-        .filter(|ip| !ip.is_empty()))
+        .filter(|ip| !ip.is_empty());
+    Ok(Observed { exited, ip })
 }
 
-/// Why a container is not (or no longer) running, if it is not.
-pub async fn exited(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
-    let docker = engine.docker.client().await?;
-    let info = docker
-        .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
-        .await?;
-    let Some(state) = info.state else { return Ok(None) };
-    // A crash-looping container shows `running` between restarts: its exit code tells.
-    if state.running == Some(true) && state.restarting != Some(true) {
-        return Ok(None);
-    }
-    if state.oom_killed == Some(true) {
-        return Ok(Some("the container was OOM-killed (raise its memory limit)".into()));
-    }
-    Ok(Some(format!(
-        "the container exited with code {}",
-        state.exit_code.unwrap_or(-1)
-    )))
+/// The container's address on the Berth network.
+pub async fn address(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
+    Ok(observe(engine, container).await?.ip)
 }
 
 /// Health-check outcome.
@@ -213,10 +220,10 @@ pub async fn wait_healthy(
         if cancel.is_cancelled() {
             return Ok(Health::Unhealthy("cancelled".into()));
         }
-        if let Some(why) = exited(engine, container).await? {
+        let Observed { exited, ip } = observe(engine, container).await?;
+        if let Some(why) = exited {
             return Ok(Health::Unhealthy(why));
         }
-        let ip = address(engine, container).await?;
         let outcome = match (&hc.probe, ip) {
             (_, None) => Err("the container has no address on the network yet".to_owned()),
             (HealthProbe::Tcp, Some(ip)) => {
@@ -225,16 +232,21 @@ pub async fn wait_healthy(
                     _ => Err(format!("nothing listening on port {}", rt.port)),
                 }
             }
-            (HealthProbe::Http { path }, Some(ip)) => match http_get(&ip, rt.port, path, timeout).await {
-                Ok((status, body)) => {
-                    if (200..400).contains(&status) {
-                        Ok(())
-                    } else {
-                        Err(format!("GET {path} answered {status}: {body:?}"))
+            (HealthProbe::Http { path }, Some(ip)) => {
+                let host = format!("{ip}:{}", rt.port);
+                match crate::http1::request(&ip, rt.port, "GET", &host, path, timeout).await {
+                    Ok(r) if (200..400).contains(&r.status) => Ok(()),
+                    Ok(r) => {
+                        let body: String = r.body.chars().take(200).collect();
+                        Err(format!("GET {path} answered {}: {body:?}", r.status))
                     }
+                    Err(crate::http1::Http1Error::Refused) => Err(format!("nothing listening on port {}", rt.port)),
+                    Err(crate::http1::Http1Error::Timeout) => {
+                        Err(format!("GET {path} timed out after {} ms", timeout.as_millis()))
+                    }
+                    Err(e) => Err(e.to_string()),
                 }
-                Err(e) => Err(e),
-            },
+            }
             (HealthProbe::Command { argv }, Some(_)) => match exec(engine, container, argv, timeout).await {
                 Ok(0) => Ok(()),
                 Ok(code) => Err(format!("health command exited with {code}")),
@@ -262,45 +274,6 @@ pub async fn wait_healthy(
             _ = cancel.cancelled() => {}
         }
     }
-}
-
-/// A bare HTTP/1.1 GET: status and the first 200 bytes of the body.
-async fn http_get(ip: &str, port: u16, path: &str, timeout: Duration) -> Result<(u16, String), String> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let fut = async {
-        let mut s = tokio::net::TcpStream::connect((ip, port))
-            .await
-            .map_err(|_| format!("nothing listening on port {port}"))?;
-        let req = format!(
-            "GET {path} HTTP/1.1\r\nHost: {ip}:{port}\r\nUser-Agent: berth-health\r\nConnection: close\r\n\r\n"
-        );
-        s.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
-        let mut buf = Vec::new();
-        let mut chunk = [0u8; 4096];
-        loop {
-            match s.read(&mut chunk).await {
-                Ok(0) => break,
-                Ok(n) => {
-                    buf.extend_from_slice(&chunk[..n]);
-                    if buf.len() > 64 * 1024 {
-                        break;
-                    }
-                }
-                Err(_) => break,
-            }
-        }
-        let text = String::from_utf8_lossy(&buf);
-        let status = text
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or_else(|| "the answer was not HTTP".to_owned())?;
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-        Ok((status, body.chars().take(200).collect()))
-    };
-    tokio::time::timeout(timeout, fut)
-        .await
-        .map_err(|_| format!("GET {path} timed out after {} ms", timeout.as_millis()))?
 }
 
 /// Runs an argument vector in the container (no shell) and returns its exit code.

@@ -267,14 +267,15 @@ pub async fn reap_interrupted(engine: &Engine) -> Result<usize, StoreError> {
             }
         }
         pipeline::restore_route(engine, AppId(*app)).await;
-        crate::logs::append_lines(
+        crate::logs::close(
             engine,
             AppId(*app),
             DeploymentId(*id),
-            &["==> interrupted: the worker running this deployment stopped; the live version kept serving"],
+            Some("==> interrupted: the worker running this deployment stopped; the live version kept serving"),
+            Status::Failed,
         )
         .await;
-        crate::logs::append_end(engine, AppId(*app), DeploymentId(*id), Status::Failed).await;
+        // The app's next queued deployment may run now: wake a slot.
         super::wake(engine, DeploymentId(*id)).await;
     }
     Ok(reaped.len())
