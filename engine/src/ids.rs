@@ -42,4 +42,14 @@ id_type!(
     DeploymentId,
     /// A row of `domains`.
     DomainId,
+    /// A row of `database_services`.
+    ServiceId,
+    /// A row of `s3_destinations`.
+    DestinationId,
+    /// A row of `backups`.
+    BackupId,
+    /// A row of `restores`.
+    RestoreId,
+    /// A row of `backup_schedules`.
+    ScheduleId,
 );

@@ -1,10 +1,12 @@
 //! Berth's orchestration domain. It owns the data model (accounts, organizations,
-//! projects, applications, deployments), tenancy, sessions, secrets, the Docker
-//! engine, Traefik, the deploy queue and worker, and live logs, and knows nothing
+//! projects, applications, deployments, database services, backups), tenancy,
+//! sessions, secrets, the Docker engine, Traefik, the deploy and backup workers,
+//! S3, and live logs, and knows nothing
 //! of HTTP: the `app` server functions and the `server` routes are thin edges over it.
 
 pub mod accounts;
 pub mod apps;
+pub mod backups;
 pub mod config;
 pub mod db;
 pub mod deploy;
@@ -22,6 +24,7 @@ pub mod projects;
 pub mod proxy;
 pub mod ratelimit;
 pub mod secrets;
+pub mod services;
 pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -278,6 +278,10 @@ pub struct DeployEnv {
 
 /// The locally built images the tests use instead of registry images.
 pub const TEST_BASE_IMAGE: &str = "berth-test/busybox:1";
+/// PostgreSQL and Redis built from the host's Debian binaries (scripts/services.sh),
+/// with the official images' environment contract.
+pub const TEST_POSTGRES_IMAGE: &str = "berth-test/postgres:15";
+pub const TEST_REDIS_IMAGE: &str = "berth-test/redis:7";
 pub fn test_traefik_image() -> String {
     std::env::var("BERTH_TEST_TRAEFIK_IMAGE").unwrap_or_else(|_| "berth-test/traefik:3".into())
 }
@@ -311,6 +315,15 @@ impl DeployEnv {
             concurrency: 2,
             lease_secs: 8,
             build_timeout_secs: 600,
+            services: crate::config::ServicesConfig {
+                images: crate::config::DbImages {
+                    postgres: TEST_POSTGRES_IMAGE.into(),
+                    redis: TEST_REDIS_IMAGE.into(),
+                    ..crate::config::ServicesConfig::default().images
+                },
+                database_url: Some(t.db.url.clone().into()),
+                ..crate::config::ServicesConfig::default()
+            },
         };
         let secret_key = crate::secrets::generate_key_string();
         let mut t = t;
@@ -342,6 +355,8 @@ impl DeployEnv {
             ("BERTH_ALLOW_LOCAL_SOURCES", "true".into()),
             ("BERTH_WORKER_LEASE_SECS", d.lease_secs.to_string()),
             ("BERTH_WORKER", "on".into()),
+            ("BERTH_IMAGE_POSTGRES", TEST_POSTGRES_IMAGE.into()),
+            ("BERTH_IMAGE_REDIS", TEST_REDIS_IMAGE.into()),
         ]
     }
 
@@ -431,6 +446,120 @@ pub async fn cleanup_instance(instance: &str, apps: &[String]) {
         }
     }
     let _ = docker.remove_network(instance).await;
+    // Database services' volumes carry the instance label too.
+    if let Ok(volumes) = docker
+        .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
+        .await
+    {
+        for v in volumes.volumes.unwrap_or_default() {
+            let _ = docker
+                .remove_volume(&v.name, Some(RemoveVolumeOptionsBuilder::new().force(true).build()))
+                .await;
+        }
+    }
+}
+
+/// The S3-compatible server the tests use (s3s-fs, started by scripts/test.sh
+/// and .ci/run), with a fresh bucket of this test's own.
+pub struct TestS3 {
+    pub url: String,
+    pub access_key: String,
+    pub secret_key: String,
+    pub bucket: String,
+}
+
+impl TestS3 {
+    pub async fn new() -> Self {
+        let s = Self {
+            url: required("BERTH_TEST_S3_URL"),
+            access_key: required("BERTH_TEST_S3_ACCESS_KEY"),
+            secret_key: required("BERTH_TEST_S3_SECRET_KEY"),
+            bucket: format!("berth-test-{}", &uuid::Uuid::new_v4().simple().to_string()[..12]),
+        };
+        let region = s3::Region::Custom {
+            region: "us-east-1".into(),
+            endpoint: s.url.clone(),
+        };
+        let creds = s3::creds::Credentials::new(Some(&s.access_key), Some(&s.secret_key), None, None, None)
+            .expect("credentials");
+        s3::Bucket::create_with_path_style(&s.bucket, region, creds, s3::BucketConfiguration::default())
+            .await
+            .expect("create the test bucket");
+        s
+    }
+
+    pub fn target(&self, prefix: &str) -> crate::backups::s3::Target {
+        crate::backups::s3::Target {
+            endpoint: self.url.clone(),
+            region: "us-east-1".into(),
+            bucket: self.bucket.clone(),
+            prefix: prefix.to_owned(),
+            access_key: self.access_key.clone(),
+            secret_key: self.secret_key.clone(),
+            path_style: true,
+        }
+    }
+
+    /// Adds this bucket as a destination of the caller's organization.
+    pub async fn destination(&self, engine: &Engine, caller: &crate::accounts::Caller, prefix: &str) -> crate::ids::DestinationId {
+        let new = crate::backups::NewDestination::parse(
+            "test bucket",
+            &self.url,
+            "",
+            &self.bucket,
+            prefix,
+            &self.access_key,
+            &self.secret_key,
+            true,
+        )
+        .expect("valid destination");
+        crate::backups::create_destination(engine, caller, new).await.expect("destination")
+    }
+
+    /// Every object key in the bucket, sorted.
+    pub async fn keys(&self) -> Vec<String> {
+        let mut keys: Vec<String> = crate::backups::s3::list(&self.target(""), "")
+            .await
+            .expect("list the bucket")
+            .into_iter()
+            .map(|o| o.key)
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Multipart uploads started and neither completed nor aborted, on the whole
+    /// server. s3s-fs does not implement ListMultipartUploads; it keeps one
+    /// `.upload-<id>.json` per open upload in its root (`BERTH_TEST_S3_DIR`).
+    pub fn pending_uploads(&self) -> usize {
+        let dir = required("BERTH_TEST_S3_DIR");
+        std::fs::read_dir(&dir)
+            .expect("read the S3 server's directory")
+            .filter_map(Result::ok)
+            .filter(|e| {
+                let n = e.file_name();
+                let n = n.to_string_lossy();
+                n.starts_with(".upload-") && n.ends_with(".json")
+            })
+            .count()
+    }
+
+    pub async fn put(&self, key: &str, body: &[u8]) {
+        let bucket = self.target("").bucket().expect("bucket");
+        bucket.put_object(key, body).await.expect("put object");
+    }
+
+    pub async fn get(&self, key: &str) -> Vec<u8> {
+        let bucket = self.target("").bucket().expect("bucket");
+        bucket.get_object(key).await.expect("get object").to_vec()
+    }
+}
+
+/// Starts the backup worker in this process; cancel the token to stop it.
+pub fn start_backup_worker(engine: &Engine) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
+    let token = tokio_util::sync::CancellationToken::new();
+    let handle = tokio::spawn(crate::backups::jobs::run(engine.clone(), token.clone()));
+    (token, handle)
 }
 
 /// A git repository in a temporary directory, committed to with the `git` program.

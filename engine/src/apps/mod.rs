@@ -209,6 +209,16 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<App
     if !env_ok {
         return Err(AppError::NotFound);
     }
+    // Apps and database services share the network's name space (hostnames).
+    let taken: bool = diesel::select(diesel::dsl::exists(
+        crate::db::schema::database_services::table
+            .filter(crate::db::schema::database_services::name.eq(new.name.as_str())),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if taken {
+        return Err(ValidationError::new(AppName::FIELD, "a database service already has this name").into());
+    }
     let default_host = format!("{}.{}", new.name.as_str(), engine.deploy.base_domain);
     let default_host = DomainName::parse(&default_host)?;
     let webhook_secret = random_token();
@@ -481,6 +491,27 @@ pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(Str
         .scope_boxed()
     })
     .await
+}
+
+/// Sets one variable (added, or replaced), keeping the others.
+pub async fn put_env(engine: &Engine, caller: &Caller, id: AppId, name: &str, value: &str) -> Result<(), AppError> {
+    let name = spec::parse_env_name(name)?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    load(&mut conn, caller.org_id.0, id).await?;
+    let sealed = engine.secret.seal(value.as_bytes());
+    diesel::insert_into(app_env_vars::table)
+        .values((
+            app_env_vars::application_id.eq(id.0),
+            app_env_vars::organization_id.eq(caller.org_id.0),
+            app_env_vars::name.eq(&name),
+            app_env_vars::value.eq(&sealed),
+        ))
+        .on_conflict((app_env_vars::application_id, app_env_vars::name))
+        .do_update()
+        .set(app_env_vars::value.eq(&sealed))
+        .execute(&mut conn)
+        .await?;
+    Ok(())
 }
 
 /// The variables with their values (an explicit reveal, or the worker starting a container).

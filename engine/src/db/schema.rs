@@ -5,6 +5,7 @@ diesel::table! {
     instance (singleton) {
         singleton -> Bool,
         onboarded_at -> Timestamptz,
+        admin_organization_id -> Nullable<Uuid>,
     }
 }
 
@@ -150,6 +151,116 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    database_services (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        environment_id -> Uuid,
+        name -> Text,
+        engine -> Text,
+        image -> Text,
+        database_name -> Nullable<Text>,
+        username -> Nullable<Text>,
+        password -> Text,
+        volume -> Text,
+        cpu_millis -> Nullable<Int4>,
+        memory_mb -> Nullable<Int4>,
+        external_bind -> Nullable<Text>,
+        external_port -> Nullable<Int4>,
+        desired -> Text,
+        last_error -> Nullable<Text>,
+        created_at -> Timestamptz,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    s3_destinations (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        name -> Text,
+        endpoint -> Text,
+        region -> Text,
+        bucket -> Text,
+        prefix -> Text,
+        access_key -> Text,
+        secret_key -> Text,
+        path_style -> Bool,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    backup_schedules (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        service_id -> Nullable<Uuid>,
+        destination_id -> Uuid,
+        cron -> Text,
+        timezone -> Text,
+        keep_last -> Int4,
+        drill -> Bool,
+        enabled -> Bool,
+        last_slot -> Timestamptz,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    backups (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        service_id -> Nullable<Uuid>,
+        service_name -> Text,
+        engine -> Text,
+        destination_id -> Uuid,
+        schedule_id -> Nullable<Uuid>,
+        trigger -> Text,
+        status -> Text,
+        object_key -> Nullable<Text>,
+        size_bytes -> Int8,
+        error -> Nullable<Text>,
+        worker_id -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        pruned_at -> Nullable<Timestamptz>,
+        drill_status -> Nullable<Text>,
+        drill_detail -> Nullable<Text>,
+        drill_worker_id -> Nullable<Text>,
+        drill_heartbeat_at -> Nullable<Timestamptz>,
+        drill_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    restores (id) {
+        id -> Uuid,
+        organization_id -> Uuid,
+        backup_id -> Uuid,
+        service_id -> Uuid,
+        status -> Text,
+        bytes -> Int8,
+        error -> Nullable<Text>,
+        worker_id -> Nullable<Text>,
+        heartbeat_at -> Nullable<Timestamptz>,
+        started_at -> Nullable<Timestamptz>,
+        finished_at -> Nullable<Timestamptz>,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    schedule_slots (schedule_id, slot) {
+        schedule_id -> Uuid,
+        slot -> Timestamptz,
+        backup_id -> Nullable<Uuid>,
+        missed -> Int4,
+        taken_at -> Timestamptz,
+    }
+}
+
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(environments -> projects (project_id));
@@ -159,6 +270,9 @@ diesel::joinable!(applications -> environments (environment_id));
 diesel::joinable!(domains -> applications (application_id));
 diesel::joinable!(app_env_vars -> applications (application_id));
 diesel::joinable!(webhook_deliveries -> applications (application_id));
+diesel::joinable!(database_services -> environments (environment_id));
+diesel::joinable!(backups -> s3_destinations (destination_id));
+diesel::joinable!(restores -> backups (backup_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     instance,
@@ -173,4 +287,10 @@ diesel::allow_tables_to_appear_in_same_query!(
     domains,
     deployments,
     webhook_deliveries,
+    database_services,
+    s3_destinations,
+    backup_schedules,
+    backups,
+    restores,
+    schedule_slots,
 );

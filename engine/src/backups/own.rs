@@ -1,0 +1,171 @@
+//! Berth's own PostgreSQL database: dumped by the host's `pg_dump` (custom
+//! format) into the same compressed multipart stream as a service's dump, and
+//! restored by `berth admin restore-database` (docs/OPERATIONS.md), which needs
+//! nothing but the bucket: the destination settings live in the database being
+//! restored. Connection details reach the programs through libpq's environment
+//! variables, never their argument vectors (which other local users can read).
+
+use super::s3;
+use std::process::Stdio;
+use tokio::io::{AsyncReadExt, AsyncWrite};
+
+/// libpq environment variables for a `postgres://` URL.
+pub fn libpq_env(url: &str) -> Result<Vec<(&'static str, String)>, String> {
+    let u = url::Url::parse(url).map_err(|e| format!("DATABASE_URL is not a URL: {e}"))?;
+    if !matches!(u.scheme(), "postgres" | "postgresql") {
+        return Err("DATABASE_URL must be a postgres:// URL".into());
+    }
+    let decode = |s: &str| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned();
+    let mut env = Vec::new();
+    if let Some(h) = u.host_str() {
+        env.push(("PGHOST", h.trim_start_matches('[').trim_end_matches(']').to_owned()));
+    }
+    if let Some(p) = u.port() {
+        env.push(("PGPORT", p.to_string()));
+    }
+    if !u.username().is_empty() {
+        env.push(("PGUSER", decode(u.username())));
+    }
+    if let Some(p) = u.password() {
+        env.push(("PGPASSWORD", decode(p)));
+    }
+    let db = u.path().trim_start_matches('/');
+    if !db.is_empty() {
+        env.push(("PGDATABASE", decode(db)));
+    }
+    for (k, v) in u.query_pairs() {
+        match k.as_ref() {
+            "sslmode" => env.push(("PGSSLMODE", v.into_owned())),
+            "host" => env.push(("PGHOST", v.into_owned())),
+            "port" => env.push(("PGPORT", v.into_owned())),
+            "user" => env.push(("PGUSER", v.into_owned())),
+            "password" => env.push(("PGPASSWORD", v.into_owned())),
+            "dbname" => env.push(("PGDATABASE", v.into_owned())),
+            _ => {}
+        }
+    }
+    Ok(env)
+}
+
+fn command(program: &str, url: &str) -> Result<tokio::process::Command, String> {
+    let mut cmd = tokio::process::Command::new(program);
+    // Only what libpq needs: nothing of Berth's own environment (its secret key).
+    cmd.env_clear();
+    if let Ok(path) = std::env::var("PATH") {
+        cmd.env("PATH", path);
+    }
+    for (k, v) in libpq_env(url)? {
+        cmd.env(k, v);
+    }
+    cmd.kill_on_drop(true);
+    Ok(cmd)
+}
+
+async fn stderr_tail(child: &mut tokio::process::Child) -> String {
+    let mut s = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let mut buf = Vec::new();
+        let _ = e.read_to_end(&mut buf).await;
+        s = String::from_utf8_lossy(&buf).into_owned();
+    }
+    let lines: Vec<&str> = s.trim().lines().rev().take(3).collect();
+    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+}
+
+/// Dumps Berth's database into `sink` (custom format, uncompressed: the stream
+/// is compressed on its way to S3).
+pub async fn dump(pg_dump: &str, url: &str, sink: &mut (dyn AsyncWrite + Unpin + Send)) -> Result<(), String> {
+    let mut cmd = command(pg_dump, url)?;
+    cmd.args(["--format=custom", "--compress=0", "--no-password"])
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {pg_dump}: {e}"))?;
+    let mut out = child.stdout.take().expect("stdout is piped");
+    let stderr = child.stderr.take();
+    let err_task = tokio::spawn(async move {
+        let mut buf = Vec::new();
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_end(&mut buf).await;
+        }
+        buf
+    });
+    let copied = tokio::io::copy(&mut out, sink).await;
+    let status = child.wait().await.map_err(|e| format!("waiting for {pg_dump}: {e}"))?;
+    let err = String::from_utf8_lossy(&err_task.await.unwrap_or_default()).trim().to_owned();
+    if !status.success() {
+        return Err(format!("{pg_dump} failed ({status}): {}", err.lines().last().unwrap_or("")));
+    }
+    copied.map_err(|e| format!("streaming the dump: {e}"))?;
+    tokio::io::AsyncWriteExt::shutdown(sink)
+        .await
+        .map_err(|e| format!("streaming the dump: {e}"))?;
+    Ok(())
+}
+
+/// Restores a backup object into the database at `url` (which should be empty,
+/// or is cleaned object by object): download, decompress, `pg_restore`.
+pub async fn restore(pg_restore: &str, url: &str, target: &s3::Target, key: &str) -> Result<u64, String> {
+    let body = s3::download(target, key).await?;
+    let mut gunzip = async_compression::tokio::bufread::GzipDecoder::new(tokio::io::BufReader::new(body));
+    let mut cmd = command(pg_restore, url)?;
+    let db = libpq_env(url)?
+        .into_iter()
+        .rev()
+        .find(|(k, _)| *k == "PGDATABASE")
+        .map(|(_, v)| v)
+        .unwrap_or_else(|| "postgres".into());
+    cmd.args([
+        "--clean",
+        "--if-exists",
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "--single-transaction",
+        "--no-password",
+        "-d",
+        &db,
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut child = cmd.spawn().map_err(|e| format!("cannot run {pg_restore}: {e}"))?;
+    let mut stdin = child.stdin.take().expect("stdin is piped");
+    let fed = tokio::io::copy(&mut gunzip, &mut stdin).await;
+    drop(stdin);
+    let n = match fed {
+        Ok(n) => n,
+        Err(e) => {
+            let _ = child.kill().await;
+            return Err(format!("reading the backup: {e}"));
+        }
+    };
+    let tail = stderr_tail(&mut child).await;
+    let status = child.wait().await.map_err(|e| format!("waiting for {pg_restore}: {e}"))?;
+    if !status.success() {
+        return Err(format!("{pg_restore} failed ({status}): {tail}"));
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_become_libpq_variables() {
+        let env = libpq_env("postgres://berth:p%40ss@db.internal:6543/berth?sslmode=require").unwrap();
+        assert_eq!(
+            env,
+            vec![
+                ("PGHOST", "db.internal".to_owned()),
+                ("PGPORT", "6543".to_owned()),
+                ("PGUSER", "berth".to_owned()),
+                ("PGPASSWORD", "p@ss".to_owned()),
+                ("PGDATABASE", "berth".to_owned()),
+                ("PGSSLMODE", "require".to_owned()),
+            ]
+        );
+        assert!(libpq_env("mysql://x@y/z").is_err());
+    }
+}

@@ -1,0 +1,628 @@
+//! The database engines Berth runs, one place per engine: the image contract
+//! (environment, data directory, port), the readiness probe, the dump and restore
+//! argument vectors, the restore drill's check and the connection string. Pure
+//! functions over validated values, so every argument vector is unit-tested here,
+//! including those of engines (MySQL, MongoDB) no test machine can run.
+//!
+//! Secrets travel in the exec's environment (`PGPASSWORD`, `MYSQL_PWD`,
+//! `REDISCLI_AUTH`), not in argument vectors, wherever the client allows it.
+
+use crate::config::DbImages;
+use crate::names::ValidationError;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbEngine {
+    Postgres,
+    Mysql,
+    Mariadb,
+    Mongo,
+    Redis,
+}
+
+/// An argument vector and the environment it runs with, inside the container.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Exec {
+    pub argv: Vec<String>,
+    pub env: Vec<String>,
+}
+
+fn exec(argv: &[&str], env: Vec<String>) -> Exec {
+    Exec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        env,
+    }
+}
+
+/// How a dump goes back into a running database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RestorePlan {
+    /// Stream the dump into this program's standard input.
+    Stdin(Exec),
+    /// Redis: write the RDB file beside the data, then swap it in while the server
+    /// is stopped (Redis only reads its RDB file at start).
+    RedisRdb,
+}
+
+/// Where the Redis restore writes the incoming RDB file before the swap.
+pub const REDIS_INCOMING: &str = "/data/berth-restore.rdb";
+pub const REDIS_RDB: &str = "/data/dump.rdb";
+
+/// The validated identity of one service, as the functions below need it.
+#[derive(Debug, Clone)]
+pub struct Identity<'a> {
+    pub database: &'a str,
+    pub user: &'a str,
+    pub password: &'a str,
+}
+
+/// Row counts per table (or key counts per database) that a drill reports.
+pub type Counts = Vec<(String, u64)>;
+
+/// Exact row counts of every user table, from one constant SQL text: each table
+/// is counted with `count(*)` through `query_to_xml`, so no dynamic SQL is built
+/// outside the server.
+const PG_COUNT_SQL: &str = "SELECT table_schema || '.' || table_name, \
+(xpath('/row/c/text()', query_to_xml(format('SELECT count(*) AS c FROM %I.%I', table_schema, table_name), false, true, '')))[1]::text \
+FROM information_schema.tables \
+WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') \
+ORDER BY 1";
+
+impl DbEngine {
+    pub const FIELD: &'static str = "engine";
+    pub const ALL: [DbEngine; 5] = [
+        DbEngine::Postgres,
+        DbEngine::Mysql,
+        DbEngine::Mariadb,
+        DbEngine::Mongo,
+        DbEngine::Redis,
+    ];
+
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        Self::ALL
+            .into_iter()
+            .find(|e| e.as_str() == raw.trim())
+            .ok_or_else(|| ValidationError::new(Self::FIELD, "must be one of postgres, mysql, mariadb, mongo, redis"))
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DbEngine::Postgres => "postgres",
+            DbEngine::Mysql => "mysql",
+            DbEngine::Mariadb => "mariadb",
+            DbEngine::Mongo => "mongo",
+            DbEngine::Redis => "redis",
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            DbEngine::Postgres => "PostgreSQL",
+            DbEngine::Mysql => "MySQL",
+            DbEngine::Mariadb => "MariaDB",
+            DbEngine::Mongo => "MongoDB",
+            DbEngine::Redis => "Redis",
+        }
+    }
+
+    pub fn default_image(self, images: &DbImages) -> &str {
+        match self {
+            DbEngine::Postgres => &images.postgres,
+            DbEngine::Mysql => &images.mysql,
+            DbEngine::Mariadb => &images.mariadb,
+            DbEngine::Mongo => &images.mongo,
+            DbEngine::Redis => &images.redis,
+        }
+    }
+
+    pub fn port(self) -> u16 {
+        match self {
+            DbEngine::Postgres => 5432,
+            DbEngine::Mysql | DbEngine::Mariadb => 3306,
+            DbEngine::Mongo => 27017,
+            DbEngine::Redis => 6379,
+        }
+    }
+
+    /// The data directory the named volume is mounted on.
+    pub fn data_dir(self) -> &'static str {
+        match self {
+            DbEngine::Postgres => "/var/lib/postgresql/data",
+            DbEngine::Mysql | DbEngine::Mariadb => "/var/lib/mysql",
+            DbEngine::Mongo => "/data/db",
+            DbEngine::Redis => "/data",
+        }
+    }
+
+    /// Whether the engine has a database name and a user to create.
+    pub fn has_database(self) -> bool {
+        self != DbEngine::Redis
+    }
+
+    pub fn default_database(self) -> &'static str {
+        match self {
+            DbEngine::Redis => "",
+            _ => "app",
+        }
+    }
+
+    pub fn default_user(self) -> &'static str {
+        match self {
+            DbEngine::Redis => "default",
+            DbEngine::Mongo => "root",
+            _ => "app",
+        }
+    }
+
+    /// The object name's extension: the dump format, gzip-compressed by Berth.
+    pub fn dump_extension(self) -> &'static str {
+        match self {
+            DbEngine::Postgres => "pgdump.gz",
+            DbEngine::Mysql | DbEngine::Mariadb => "sql.gz",
+            DbEngine::Mongo => "archive.gz",
+            DbEngine::Redis => "rdb.gz",
+        }
+    }
+
+    /// The container's environment, in each official image's contract.
+    pub fn container_env(self, id: &Identity) -> Vec<String> {
+        let (db, user, pw) = (id.database, id.user, id.password);
+        match self {
+            DbEngine::Postgres => vec![
+                format!("POSTGRES_USER={user}"),
+                format!("POSTGRES_PASSWORD={pw}"),
+                format!("POSTGRES_DB={db}"),
+                "PGDATA=/var/lib/postgresql/data".into(),
+            ],
+            DbEngine::Mysql => vec![
+                format!("MYSQL_ROOT_PASSWORD={pw}"),
+                format!("MYSQL_DATABASE={db}"),
+                format!("MYSQL_USER={user}"),
+                format!("MYSQL_PASSWORD={pw}"),
+            ],
+            DbEngine::Mariadb => vec![
+                format!("MARIADB_ROOT_PASSWORD={pw}"),
+                format!("MARIADB_DATABASE={db}"),
+                format!("MARIADB_USER={user}"),
+                format!("MARIADB_PASSWORD={pw}"),
+            ],
+            DbEngine::Mongo => vec![
+                format!("MONGO_INITDB_ROOT_USERNAME={user}"),
+                format!("MONGO_INITDB_ROOT_PASSWORD={pw}"),
+                format!("MONGO_INITDB_DATABASE={db}"),
+            ],
+            DbEngine::Redis => Vec::new(),
+        }
+    }
+
+    /// The command, where the image's default one needs arguments. Redis takes its
+    /// password only on the command line (or a config file); the official image
+    /// has no environment variable for it.
+    pub fn command(self, id: &Identity) -> Option<Vec<String>> {
+        match self {
+            DbEngine::Redis => Some(
+                ["redis-server", "--requirepass", id.password, "--dir", "/data"]
+                    .iter()
+                    .map(|s| (*s).to_owned())
+                    .collect(),
+            ),
+            _ => None,
+        }
+    }
+
+    fn client_env(self, id: &Identity) -> Vec<String> {
+        match self {
+            DbEngine::Postgres => vec![format!("PGPASSWORD={}", id.password)],
+            DbEngine::Mysql | DbEngine::Mariadb => vec![format!("MYSQL_PWD={}", id.password)],
+            DbEngine::Redis => vec![format!("REDISCLI_AUTH={}", id.password)],
+            DbEngine::Mongo => Vec::new(),
+        }
+    }
+
+    /// MongoDB's tools take credentials as arguments only.
+    fn mongo_auth<'a>(id: &'a Identity) -> [&'a str; 6] {
+        [
+            "--username",
+            id.user,
+            "--password",
+            id.password,
+            "--authenticationDatabase",
+            "admin",
+        ]
+    }
+
+    /// Exits 0 when the server accepts connections.
+    pub fn readiness(self, id: &Identity) -> Exec {
+        let env = self.client_env(id);
+        match self {
+            DbEngine::Postgres => exec(
+                &["pg_isready", "-h", "127.0.0.1", "-U", id.user, "-d", id.database],
+                env,
+            ),
+            DbEngine::Mysql => exec(&["mysqladmin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"], env),
+            DbEngine::Mariadb => exec(&["mariadb-admin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"], env),
+            DbEngine::Mongo => {
+                let mut argv = vec!["mongosh", "--quiet"];
+                argv.extend(Self::mongo_auth(id));
+                argv.extend(["--eval", "quit(db.adminCommand({ ping: 1 }).ok ? 0 : 1)"]);
+                exec(&argv, env)
+            }
+            DbEngine::Redis => exec(&["redis-cli", "-h", "127.0.0.1", "PING"], env),
+        }
+    }
+
+    /// Writes a dump of the service's data to standard output.
+    pub fn dump(self, id: &Identity) -> Exec {
+        let env = self.client_env(id);
+        match self {
+            // -Z0: Berth compresses the stream itself; compressing twice costs CPU for nothing.
+            DbEngine::Postgres => exec(
+                &["pg_dump", "-h", "127.0.0.1", "-U", id.user, "-d", id.database, "-Fc", "-Z0"],
+                env,
+            ),
+            DbEngine::Mysql => exec(
+                &[
+                    "mysqldump",
+                    "-h",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                    "--single-transaction",
+                    "--routines",
+                    "--triggers",
+                    "--databases",
+                    id.database,
+                ],
+                env,
+            ),
+            DbEngine::Mariadb => exec(
+                &[
+                    "mariadb-dump",
+                    "-h",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                    "--single-transaction",
+                    "--routines",
+                    "--triggers",
+                    "--databases",
+                    id.database,
+                ],
+                env,
+            ),
+            DbEngine::Mongo => {
+                let mut argv = vec!["mongodump", "--archive"];
+                argv.extend(Self::mongo_auth(id));
+                exec(&argv, env)
+            }
+            // BGSAVE first (see `redis_bgsave`), then the file it wrote.
+            DbEngine::Redis => exec(&["cat", REDIS_RDB], env),
+        }
+    }
+
+    /// Redis: asks for a fresh snapshot before the RDB file is read.
+    pub fn redis_bgsave(id: &Identity) -> Exec {
+        exec(&["redis-cli", "-h", "127.0.0.1", "BGSAVE"], DbEngine::Redis.client_env(id))
+    }
+
+    /// Redis: `rdb_bgsave_in_progress` and `rdb_last_bgsave_status` come from here.
+    pub fn redis_persistence_info(id: &Identity) -> Exec {
+        exec(
+            &["redis-cli", "-h", "127.0.0.1", "INFO", "persistence"],
+            DbEngine::Redis.client_env(id),
+        )
+    }
+
+    /// How a dump of this engine is restored into a running server.
+    pub fn restore(self, id: &Identity) -> RestorePlan {
+        let env = self.client_env(id);
+        match self {
+            DbEngine::Postgres => RestorePlan::Stdin(exec(
+                &[
+                    "pg_restore",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    id.user,
+                    "-d",
+                    id.database,
+                    "--clean",
+                    "--if-exists",
+                    "--no-owner",
+                    "--no-privileges",
+                    "--exit-on-error",
+                ],
+                env,
+            )),
+            DbEngine::Mysql => RestorePlan::Stdin(exec(&["mysql", "-h", "127.0.0.1", "-u", "root"], env)),
+            DbEngine::Mariadb => RestorePlan::Stdin(exec(&["mariadb", "-h", "127.0.0.1", "-u", "root"], env)),
+            DbEngine::Mongo => {
+                let mut argv = vec!["mongorestore", "--archive", "--drop"];
+                argv.extend(Self::mongo_auth(id));
+                RestorePlan::Stdin(exec(&argv, env))
+            }
+            DbEngine::Redis => RestorePlan::RedisRdb,
+        }
+    }
+
+    /// Writes standard input to the incoming RDB file (Redis restore, first half).
+    pub fn redis_receive() -> Exec {
+        exec(&["dd", &format!("of={REDIS_INCOMING}"), "bs=65536"], Vec::new())
+    }
+
+    /// Swaps the incoming RDB file in; run in a one-off container on the volume
+    /// while the server is stopped.
+    pub fn redis_swap() -> Vec<String> {
+        ["mv", "-f", REDIS_INCOMING, REDIS_RDB]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect()
+    }
+
+    /// The drill's check: prints counts that [`DbEngine::parse_counts`] reads.
+    pub fn drill_check(self, id: &Identity) -> Exec {
+        let env = self.client_env(id);
+        match self {
+            DbEngine::Postgres => exec(
+                &[
+                    "psql",
+                    "-h",
+                    "127.0.0.1",
+                    "-U",
+                    id.user,
+                    "-d",
+                    id.database,
+                    "-X",
+                    "-A",
+                    "-t",
+                    "-F",
+                    "\t",
+                    "-v",
+                    "ON_ERROR_STOP=1",
+                    "-c",
+                    PG_COUNT_SQL,
+                ],
+                env,
+            ),
+            DbEngine::Mysql | DbEngine::Mariadb => {
+                // The database name passed the identifier grammar (no quotes).
+                let sql = format!(
+                    "SELECT CONCAT(table_schema, '.', table_name), table_rows FROM information_schema.tables \
+                     WHERE table_schema = '{}' AND table_type = 'BASE TABLE' ORDER BY 1",
+                    id.database
+                );
+                let client = if self == DbEngine::Mysql { "mysql" } else { "mariadb" };
+                let mut e = exec(&[client, "-h", "127.0.0.1", "-u", "root", "-N", "-B", "-e"], env);
+                e.argv.push(sql);
+                e
+            }
+            DbEngine::Mongo => {
+                let script = format!(
+                    "const d = db.getSiblingDB('{}'); d.getCollectionNames().sort().forEach(c => print(c + '\\t' + d.getCollection(c).countDocuments()))",
+                    id.database
+                );
+                let mut argv: Vec<String> = ["mongosh", "--quiet"].iter().map(|s| (*s).to_owned()).collect();
+                argv.extend(Self::mongo_auth(id).iter().map(|s| (*s).to_owned()));
+                argv.push("--eval".into());
+                argv.push(script);
+                Exec { argv, env }
+            }
+            DbEngine::Redis => exec(&["redis-cli", "-h", "127.0.0.1", "INFO", "keyspace"], env),
+        }
+    }
+
+    /// Reads what [`DbEngine::drill_check`] printed.
+    pub fn parse_counts(self, out: &str) -> Result<Counts, String> {
+        let mut counts = Vec::new();
+        for line in out.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+            let parsed = if self == DbEngine::Redis {
+                // db0:keys=12,expires=0,avg_ttl=0
+                line.split_once(':').and_then(|(db, rest)| {
+                    let keys = rest.split(',').find_map(|kv| kv.strip_prefix("keys="))?;
+                    Some((db.to_owned(), keys.parse().ok()?))
+                })
+            } else {
+                line.split_once('\t')
+                    .and_then(|(name, n)| Some((name.to_owned(), n.trim().parse().ok()?)))
+            };
+            counts.push(parsed.ok_or_else(|| format!("unexpected line from the check: {line:?}"))?);
+        }
+        Ok(counts)
+    }
+
+    /// The URL a client uses to reach the service at `host:port`.
+    pub fn connection_url(self, host: &str, port: u16, id: &Identity) -> String {
+        let (db, user, pw) = (id.database, id.user, id.password);
+        match self {
+            DbEngine::Postgres => format!("postgres://{user}:{pw}@{host}:{port}/{db}"),
+            DbEngine::Mysql | DbEngine::Mariadb => format!("mysql://{user}:{pw}@{host}:{port}/{db}"),
+            DbEngine::Mongo => format!("mongodb://{user}:{pw}@{host}:{port}/{db}?authSource=admin"),
+            DbEngine::Redis => format!("redis://default:{pw}@{host}:{port}"),
+        }
+    }
+}
+
+/// A database or user name: `[a-z_][a-z0-9_]*`, at most 32 characters (MySQL's
+/// limit for users). It is safe unquoted in URLs and as an SQL literal.
+pub fn parse_identifier(field: &'static str, raw: &str) -> Result<String, ValidationError> {
+    let s = raw.trim();
+    if s.is_empty() {
+        return Err(ValidationError::new(field, "is required"));
+    }
+    let b = s.as_bytes();
+    let ok = b.len() <= 32
+        && (b[0].is_ascii_lowercase() || b[0] == b'_')
+        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
+    if !ok {
+        return Err(ValidationError::new(
+            field,
+            "must be lower-case letters, digits and '_', starting with a letter or '_' (at most 32)",
+        ));
+    }
+    Ok(s.to_owned())
+}
+
+/// A generated password: 32 characters from `[A-Za-z0-9]` (about 190 bits), so it
+/// needs no escaping in any connection string.
+pub fn generate_password() -> String {
+    use rand::Rng;
+    const CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+    let mut rng = rand::rngs::OsRng;
+    (0..32).map(|_| CHARS[rng.gen_range(0..CHARS.len())] as char).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ID: Identity<'static> = Identity {
+        database: "shop",
+        user: "app",
+        password: "Secret123",
+    };
+
+    fn argv(e: &Exec) -> Vec<&str> {
+        e.argv.iter().map(String::as_str).collect()
+    }
+
+    #[test]
+    fn engines_parse_from_their_names_only() {
+        for e in DbEngine::ALL {
+            assert_eq!(DbEngine::parse(e.as_str()).unwrap(), e);
+        }
+        for bad in ["", "postgresql", "redis;ls", "POSTGRES"] {
+            assert_eq!(DbEngine::parse(bad).unwrap_err().field, "engine");
+        }
+    }
+
+    #[test]
+    fn postgres_vectors() {
+        let e = DbEngine::Postgres;
+        assert_eq!(
+            argv(&e.dump(&ID)),
+            ["pg_dump", "-h", "127.0.0.1", "-U", "app", "-d", "shop", "-Fc", "-Z0"]
+        );
+        assert_eq!(e.dump(&ID).env, ["PGPASSWORD=Secret123"]);
+        assert_eq!(
+            argv(&e.readiness(&ID)),
+            ["pg_isready", "-h", "127.0.0.1", "-U", "app", "-d", "shop"]
+        );
+        let RestorePlan::Stdin(r) = e.restore(&ID) else { panic!("postgres restores through stdin") };
+        assert_eq!(&argv(&r)[..7], ["pg_restore", "-h", "127.0.0.1", "-U", "app", "-d", "shop"]);
+        assert!(r.argv.contains(&"--clean".to_owned()) && r.argv.contains(&"--exit-on-error".to_owned()));
+        assert_eq!(e.connection_url("db1", 5432, &ID), "postgres://app:Secret123@db1:5432/shop");
+        assert!(e.container_env(&ID).contains(&"POSTGRES_DB=shop".to_owned()));
+        assert!(!e.dump(&ID).argv.iter().any(|a| a.contains("Secret123")), "no password in argv");
+    }
+
+    #[test]
+    fn mysql_and_mariadb_vectors() {
+        let m = DbEngine::Mysql.dump(&ID);
+        assert_eq!(
+            argv(&m),
+            [
+                "mysqldump",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+                "--single-transaction",
+                "--routines",
+                "--triggers",
+                "--databases",
+                "shop"
+            ]
+        );
+        assert_eq!(m.env, ["MYSQL_PWD=Secret123"]);
+        assert_eq!(argv(&DbEngine::Mariadb.dump(&ID))[0], "mariadb-dump");
+        assert!(DbEngine::Mariadb.dump(&ID).argv.contains(&"--single-transaction".to_owned()));
+        assert_eq!(
+            argv(&DbEngine::Mysql.readiness(&ID)),
+            ["mysqladmin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"]
+        );
+        assert_eq!(argv(&DbEngine::Mariadb.readiness(&ID))[0], "mariadb-admin");
+        assert_eq!(
+            DbEngine::Mysql.restore(&ID),
+            RestorePlan::Stdin(exec(&["mysql", "-h", "127.0.0.1", "-u", "root"], vec!["MYSQL_PWD=Secret123".into()]))
+        );
+        assert!(DbEngine::Mariadb.container_env(&ID).contains(&"MARIADB_DATABASE=shop".to_owned()));
+        let check = DbEngine::Mysql.drill_check(&ID);
+        assert!(check.argv.last().unwrap().contains("table_schema = 'shop'"));
+        assert_eq!(DbEngine::Mysql.connection_url("h", 3306, &ID), "mysql://app:Secret123@h:3306/shop");
+    }
+
+    #[test]
+    fn mongo_vectors() {
+        let e = DbEngine::Mongo;
+        assert_eq!(
+            argv(&e.dump(&ID)),
+            [
+                "mongodump",
+                "--archive",
+                "--username",
+                "app",
+                "--password",
+                "Secret123",
+                "--authenticationDatabase",
+                "admin"
+            ]
+        );
+        let RestorePlan::Stdin(r) = e.restore(&ID) else { panic!() };
+        assert_eq!(&argv(&r)[..3], ["mongorestore", "--archive", "--drop"]);
+        let ready = e.readiness(&ID);
+        assert_eq!(ready.argv[0], "mongosh");
+        assert!(ready.argv.last().unwrap().contains("ping"));
+        assert_eq!(
+            e.connection_url("m", 27017, &ID),
+            "mongodb://app:Secret123@m:27017/shop?authSource=admin"
+        );
+    }
+
+    #[test]
+    fn redis_vectors() {
+        let e = DbEngine::Redis;
+        assert_eq!(argv(&e.readiness(&ID)), ["redis-cli", "-h", "127.0.0.1", "PING"]);
+        assert_eq!(e.readiness(&ID).env, ["REDISCLI_AUTH=Secret123"]);
+        assert_eq!(argv(&DbEngine::redis_bgsave(&ID)), ["redis-cli", "-h", "127.0.0.1", "BGSAVE"]);
+        assert_eq!(argv(&e.dump(&ID)), ["cat", "/data/dump.rdb"]);
+        assert_eq!(e.restore(&ID), RestorePlan::RedisRdb);
+        assert_eq!(argv(&DbEngine::redis_receive()), ["dd", "of=/data/berth-restore.rdb", "bs=65536"]);
+        assert_eq!(DbEngine::redis_swap(), ["mv", "-f", "/data/berth-restore.rdb", "/data/dump.rdb"]);
+        assert_eq!(
+            e.command(&ID).unwrap(),
+            ["redis-server", "--requirepass", "Secret123", "--dir", "/data"]
+        );
+        assert_eq!(e.connection_url("r", 6379, &ID), "redis://default:Secret123@r:6379");
+    }
+
+    #[test]
+    fn counts_are_parsed_or_refused() {
+        assert_eq!(
+            DbEngine::Postgres.parse_counts("public.a\t3\npublic.b\t0\n").unwrap(),
+            vec![("public.a".to_owned(), 3), ("public.b".to_owned(), 0)]
+        );
+        assert_eq!(
+            DbEngine::Redis
+                .parse_counts("# Keyspace\r\ndb0:keys=12,expires=0,avg_ttl=0\r\n")
+                .unwrap(),
+            vec![("db0".to_owned(), 12)]
+        );
+        assert!(DbEngine::Postgres.parse_counts("ERROR: relation").is_err());
+        assert_eq!(DbEngine::Redis.parse_counts("# Keyspace\r\n").unwrap(), vec![]);
+    }
+
+    #[test]
+    fn identifiers_are_allow_listed() {
+        assert_eq!(parse_identifier("database", " shop_1 ").unwrap(), "shop_1");
+        for bad in ["", "1abc", "a-b", "a;drop", "a b", "a\nb", "Shop", "a$(id)", &"a".repeat(33)] {
+            assert_eq!(parse_identifier("database", bad).unwrap_err().field, "database", "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn passwords_are_long_and_url_safe() {
+        let p = generate_password();
+        assert_eq!(p.len(), 32);
+        assert!(p.bytes().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(p, generate_password());
+    }
+}

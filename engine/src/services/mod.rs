@@ -1,0 +1,676 @@
+//! Database services (PostgreSQL, MySQL, MariaDB, MongoDB, Redis): creating them
+//! in a project environment, their lifecycle, connection strings, linking one to
+//! an application, and their status (container state plus the engine's own
+//! readiness probe). Every query is scoped by the caller's organization (a
+//! foreign ID is "not found"); the generated password is sealed at rest and only
+//! an explicit reveal returns it.
+
+pub mod container;
+pub mod kind;
+
+use crate::accounts::{is_unique_violation, Caller};
+use crate::apps::spec::{parse_image, AppName};
+use crate::db::schema::{applications, database_services, environments, projects};
+use crate::docker::DockerError;
+use crate::error::{Classify, ErrorKind, StoreError};
+use crate::ids::{AppId, EnvironmentId, ProjectId, ServiceId};
+use crate::names::ValidationError;
+use crate::Engine;
+use chrono::{DateTime, Utc};
+use container::{ServiceBox, State};
+use diesel::prelude::*;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use kind::{parse_identifier, DbEngine, Identity};
+use std::time::Duration;
+use uuid::Uuid;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error(transparent)]
+    Invalid(#[from] ValidationError),
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Forbidden(&'static str),
+    /// The operation cannot happen in the service's current state.
+    #[error("{0}")]
+    State(String),
+    #[error(transparent)]
+    Docker(#[from] DockerError),
+    #[error("stored data is corrupt: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl From<diesel::result::Error> for ServiceError {
+    fn from(e: diesel::result::Error) -> Self {
+        if is_unique_violation(&e, "database_services_name_key") {
+            return ValidationError::new("name", "a database service with this name already exists on this server")
+                .into();
+        }
+        if is_unique_violation(&e, "database_services_external_bind_external_port_key") {
+            return ValidationError::new("external_port", "another service already uses this address and port")
+                .into();
+        }
+        ServiceError::Store(e.into())
+    }
+}
+
+impl Classify for ServiceError {
+    fn kind(&self) -> ErrorKind {
+        match self {
+            ServiceError::Invalid(v) => v.kind(),
+            ServiceError::NotFound => ErrorKind::NotFound,
+            ServiceError::Forbidden(m) => ErrorKind::Forbidden((*m).to_owned()),
+            ServiceError::State(m) => ErrorKind::Conflict {
+                field: "service",
+                message: m.clone(),
+            },
+            ServiceError::Docker(_) => ErrorKind::Unavailable,
+            ServiceError::Corrupt(_) => ErrorKind::Internal,
+            ServiceError::Store(s) => s.kind(),
+        }
+    }
+}
+
+/// A database service row (password still sealed).
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = database_services)]
+pub struct ServiceRow {
+    pub id: Uuid,
+    pub organization_id: Uuid,
+    pub environment_id: Uuid,
+    pub name: String,
+    pub engine: String,
+    pub image: String,
+    pub database_name: Option<String>,
+    pub username: Option<String>,
+    password: String,
+    pub volume: String,
+    pub cpu_millis: Option<i32>,
+    pub memory_mb: Option<i32>,
+    pub external_bind: Option<String>,
+    pub external_port: Option<i32>,
+    pub desired: String,
+    pub last_error: Option<String>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A service with its password opened: what Docker operations need.
+pub struct Service {
+    pub row: ServiceRow,
+    pub engine: DbEngine,
+    pub password: String,
+}
+
+impl Service {
+    pub fn identity(&self) -> Identity<'_> {
+        Identity {
+            database: self.row.database_name.as_deref().unwrap_or(""),
+            user: self.row.username.as_deref().unwrap_or("default"),
+            password: &self.password,
+        }
+    }
+
+    pub fn boxed(&self) -> ServiceBox<'_> {
+        ServiceBox {
+            id: self.row.id,
+            name: &self.row.name,
+            engine: self.engine,
+            image: &self.row.image,
+            volume: &self.row.volume,
+            identity: self.identity(),
+            cpu_millis: self.row.cpu_millis,
+            memory_mb: self.row.memory_mb,
+            external: self
+                .row
+                .external_bind
+                .as_deref()
+                .zip(self.row.external_port.map(|p| p as u16)),
+        }
+    }
+
+    pub fn container(&self, engine: &Engine) -> String {
+        container::container_name(engine, &self.row.name)
+    }
+
+    /// The connection string for apps on the Berth network (the name is the host).
+    pub fn internal_url(&self) -> String {
+        self.engine
+            .connection_url(&self.row.name, self.engine.port(), &self.identity())
+    }
+
+    /// The connection string through the published port, when there is one.
+    pub fn external_url(&self) -> Option<String> {
+        let (bind, port) = self.boxed().external?;
+        let host = if bind == "0.0.0.0" || bind == "::" { "<server address>" } else { bind };
+        Some(self.engine.connection_url(host, port, &self.identity()))
+    }
+}
+
+fn mask(url: &str, password: &str) -> String {
+    url.replace(password, "********")
+}
+
+/// Opens a row's sealed password.
+pub(crate) fn open(engine: &Engine, row: ServiceRow) -> Result<Service, ServiceError> {
+    let kind = DbEngine::parse(&row.engine).map_err(|_| ServiceError::Corrupt(format!("engine {:?}", row.engine)))?;
+    let password = engine
+        .secret
+        .open(&row.password)
+        .ok()
+        .and_then(|b| String::from_utf8(b).ok())
+        .ok_or_else(|| ServiceError::Corrupt(format!("service {} password cannot be opened", row.id)))?;
+    Ok(Service {
+        row,
+        engine: kind,
+        password,
+    })
+}
+
+/// The service, scoped to the organization.
+pub(crate) async fn load(
+    engine: &Engine,
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    id: ServiceId,
+) -> Result<Service, ServiceError> {
+    let row: ServiceRow = database_services::table
+        .filter(database_services::id.eq(id.0))
+        .filter(database_services::organization_id.eq(org))
+        .select(ServiceRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(ServiceError::NotFound)?;
+    open(engine, row)
+}
+
+/// The service by ID alone: for the worker, which acts for whoever queued the job.
+pub(crate) async fn load_any(engine: &Engine, conn: &mut AsyncPgConnection, id: Uuid) -> Result<Service, ServiceError> {
+    let row: ServiceRow = database_services::table
+        .find(id)
+        .select(ServiceRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(ServiceError::NotFound)?;
+    open(engine, row)
+}
+
+/// An address and port to publish the service on, from the host's side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct External {
+    pub bind: String,
+    pub port: u16,
+}
+
+impl External {
+    /// `bind` is an IP address (IPv4 or IPv6, e.g. `127.0.0.1` or `0.0.0.0`);
+    /// `port` is 1024–65535.
+    pub fn parse(bind: &str, port: &str) -> Result<Self, ValidationError> {
+        let bind = bind.trim();
+        let bind = if bind.is_empty() { "127.0.0.1" } else { bind };
+        bind.parse::<std::net::IpAddr>()
+            .map_err(|_| ValidationError::new("external_bind", "must be an IP address such as 127.0.0.1 or 0.0.0.0"))?;
+        let port: u16 = port
+            .trim()
+            .parse()
+            .ok()
+            .filter(|p| *p >= 1024)
+            .ok_or_else(|| ValidationError::new("external_port", "must be a port number from 1024 to 65535"))?;
+        Ok(Self {
+            bind: bind.to_owned(),
+            port,
+        })
+    }
+}
+
+/// Limits and exposure, shared by creation and the Advanced tab.
+#[derive(Debug, Clone, Default)]
+pub struct Settings {
+    pub image: String,
+    pub cpu_millis: Option<i32>,
+    pub memory_mb: Option<i32>,
+    pub external: Option<External>,
+}
+
+impl Settings {
+    /// Parses the form's strings: empty limits mean none.
+    pub fn parse(image: &str, cpu_millis: &str, memory_mb: &str, external: Option<(&str, &str)>) -> Result<Self, ValidationError> {
+        let limit = |field: &'static str, raw: &str, min: i32, max: i32| -> Result<Option<i32>, ValidationError> {
+            let raw = raw.trim();
+            if raw.is_empty() {
+                return Ok(None);
+            }
+            raw.parse::<i32>()
+                .ok()
+                .filter(|v| (min..=max).contains(v))
+                .map(Some)
+                .ok_or_else(|| ValidationError::new(field, format!("must be a whole number from {min} to {max}")))
+        };
+        Ok(Self {
+            image: parse_image("image", image)?,
+            cpu_millis: limit("cpu_millis", cpu_millis, 10, 256_000)?,
+            memory_mb: limit("memory_mb", memory_mb, 16, 1_048_576)?,
+            external: external.map(|(b, p)| External::parse(b, p)).transpose()?,
+        })
+    }
+}
+
+/// A new service, parsed.
+pub struct NewService {
+    pub name: AppName,
+    pub engine: DbEngine,
+    pub environment: EnvironmentId,
+    /// Empty for Redis.
+    pub database: String,
+    pub user: String,
+    pub settings: Settings,
+}
+
+impl NewService {
+    /// Parses the creation form. An empty image means the engine's default; empty
+    /// database and user names mean the engine's defaults.
+    #[allow(clippy::too_many_arguments)]
+    pub fn parse(
+        engine: &Engine,
+        environment: EnvironmentId,
+        name: &str,
+        kind: &str,
+        image: &str,
+        database: &str,
+        user: &str,
+        cpu_millis: &str,
+        memory_mb: &str,
+        external: Option<(&str, &str)>,
+    ) -> Result<Self, ValidationError> {
+        let name = AppName::parse(name)?;
+        let kind = DbEngine::parse(kind)?;
+        let image = if image.trim().is_empty() {
+            kind.default_image(&engine.deploy.services.images).to_owned()
+        } else {
+            image.to_owned()
+        };
+        let (database, user) = if kind.has_database() {
+            let d = if database.trim().is_empty() { kind.default_database() } else { database };
+            let u = if user.trim().is_empty() { kind.default_user() } else { user };
+            (parse_identifier("database", d)?, parse_identifier("user", u)?)
+        } else {
+            (String::new(), kind.default_user().to_owned())
+        };
+        Ok(Self {
+            name,
+            engine: kind,
+            environment,
+            database,
+            user,
+            settings: Settings::parse(&image, cpu_millis, memory_mb, external)?,
+        })
+    }
+}
+
+pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result<ServiceId, ServiceError> {
+    if new.settings.external.as_ref().is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1")
+        && !caller.role.can_manage()
+    {
+        return Err(ServiceError::Forbidden("only admins and owners can expose a database beyond this host"));
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let env_ok: bool = diesel::select(diesel::dsl::exists(
+        environments::table
+            .filter(environments::id.eq(new.environment.0))
+            .filter(environments::organization_id.eq(caller.org_id.0)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !env_ok {
+        return Err(ServiceError::NotFound);
+    }
+    let app_taken: bool = diesel::select(diesel::dsl::exists(
+        applications::table.filter(applications::name.eq(new.name.as_str())),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if app_taken {
+        return Err(ValidationError::new("name", "an application already has this name").into());
+    }
+    let password = kind::generate_password();
+    let s = &new.settings;
+    let id: Uuid = diesel::insert_into(database_services::table)
+        .values((
+            database_services::organization_id.eq(caller.org_id.0),
+            database_services::environment_id.eq(new.environment.0),
+            database_services::name.eq(new.name.as_str()),
+            database_services::engine.eq(new.engine.as_str()),
+            database_services::image.eq(&s.image),
+            database_services::database_name.eq(new.engine.has_database().then_some(&new.database)),
+            database_services::username.eq(Some(&new.user)),
+            database_services::password.eq(engine.secret.seal(password.as_bytes())),
+            database_services::volume.eq(container::volume_name(engine, new.name.as_str())),
+            database_services::cpu_millis.eq(s.cpu_millis),
+            database_services::memory_mb.eq(s.memory_mb),
+            database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
+            database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
+        ))
+        .returning(database_services::id)
+        .get_result(&mut conn)
+        .await?;
+    tracing::info!(service.id = %id, org.id = %caller.org_id, engine = new.engine.as_str(), "database service created");
+    bring_up(engine, ServiceId(id));
+    Ok(ServiceId(id))
+}
+
+/// Pulls the image and starts the container in the background (a pull can take
+/// minutes); a failure is recorded on the row and shown with the status.
+fn bring_up(engine: &Engine, id: ServiceId) {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        let result = async {
+            let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
+            let svc = load_any(&engine, &mut conn, id.0).await.map_err(|e| e.to_string())?;
+            drop(conn);
+            container::ensure_image(&engine, &svc.row.image).await?;
+            container::ensure_running(&engine, &svc.boxed())
+                .await
+                .map_err(|e| e.to_string())
+        }
+        .await;
+        let error = result.err();
+        if let Some(e) = &error {
+            tracing::warn!(service.id = %id, error = %e, "starting a database service");
+        }
+        if let Ok(mut conn) = engine.db.get().await {
+            let _ = diesel::update(database_services::table.find(id.0))
+                .set(database_services::last_error.eq(error))
+                .execute(&mut conn)
+                .await;
+        }
+    });
+}
+
+/// A service in a list, with what Docker says of it.
+#[derive(Debug, Clone)]
+pub struct ServiceSummary {
+    pub id: ServiceId,
+    pub name: String,
+    pub engine: DbEngine,
+    pub environment_id: EnvironmentId,
+    pub state: String,
+}
+
+fn state_word(state: &State, desired: &str, last_error: Option<&str>) -> String {
+    match state {
+        State::Running => "running".into(),
+        State::Missing if last_error.is_some() => "failed".into(),
+        State::Missing if desired == "running" => "starting".into(),
+        State::Missing => "stopped".into(),
+        State::Down(s) if s == "restarting" => "restarting".into(),
+        State::Down(_) if desired == "stopped" => "stopped".into(),
+        State::Down(s) if s == "created" => "starting".into(),
+        State::Down(s) => s.clone(),
+    }
+}
+
+/// The services of a project (all its environments).
+pub async fn list_in_project(
+    engine: &Engine,
+    caller: &Caller,
+    project: ProjectId,
+) -> Result<Vec<ServiceSummary>, ServiceError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let mine: bool = diesel::select(diesel::dsl::exists(
+        projects::table
+            .filter(projects::id.eq(project.0))
+            .filter(projects::organization_id.eq(caller.org_id.0)),
+    ))
+    .get_result(&mut conn)
+    .await?;
+    if !mine {
+        return Err(ServiceError::NotFound);
+    }
+    let rows: Vec<(Uuid, String, String, Uuid, String, Option<String>)> = database_services::table
+        .inner_join(environments::table)
+        .filter(environments::project_id.eq(project.0))
+        .filter(database_services::organization_id.eq(caller.org_id.0))
+        .order(database_services::name.asc())
+        .select((
+            database_services::id,
+            database_services::name,
+            database_services::engine,
+            database_services::environment_id,
+            database_services::desired,
+            database_services::last_error,
+        ))
+        .load(&mut conn)
+        .await?;
+    drop(conn);
+    let mut out = Vec::with_capacity(rows.len());
+    for (id, name, kind, env, desired, last_error) in rows {
+        let state = container::state(engine, &name).await.unwrap_or(State::Down("unknown".into()));
+        out.push(ServiceSummary {
+            id: ServiceId(id),
+            engine: DbEngine::parse(&kind).map_err(|_| ServiceError::Corrupt(kind.clone()))?,
+            state: state_word(&state, &desired, last_error.as_deref()),
+            name,
+            environment_id: EnvironmentId(env),
+        });
+    }
+    Ok(out)
+}
+
+/// Everything the service page shows (the password masked).
+#[derive(Debug, Clone)]
+pub struct ServiceDetail {
+    pub row: ServiceRow,
+    pub engine: DbEngine,
+    pub project_id: ProjectId,
+    pub project_name: String,
+    pub environment_name: String,
+    /// running / starting / stopped / failed / exited ...
+    pub state: String,
+    /// The engine's readiness probe answered (only asked while running).
+    pub ready: Option<bool>,
+    pub internal_url_masked: String,
+    pub external_url_masked: Option<String>,
+}
+
+pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceDetail, ServiceError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
+    let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
+        .inner_join(projects::table)
+        .filter(environments::id.eq(svc.row.environment_id))
+        .filter(environments::organization_id.eq(caller.org_id.0))
+        .select((projects::id, projects::name, environments::name))
+        .first(&mut conn)
+        .await?;
+    drop(conn);
+    let state = container::state(engine, &svc.row.name).await?;
+    let ready = if state == State::Running {
+        let probe = svc.engine.readiness(&svc.identity());
+        Some(matches!(
+            container::exec_capture(engine, &svc.container(engine), &probe, Duration::from_secs(5)).await,
+            Ok(o) if o.exit_code == 0
+        ))
+    } else {
+        None
+    };
+    Ok(ServiceDetail {
+        state: state_word(&state, &svc.row.desired, svc.row.last_error.as_deref()),
+        ready,
+        internal_url_masked: mask(&svc.internal_url(), &svc.password),
+        external_url_masked: svc.external_url().map(|u| mask(&u, &svc.password)),
+        engine: svc.engine,
+        row: svc.row,
+        project_id: ProjectId(project_id),
+        project_name,
+        environment_name,
+    })
+}
+
+/// The secrets, on an explicit request: password and both connection strings.
+pub struct Revealed {
+    pub password: String,
+    pub internal_url: String,
+    pub external_url: Option<String>,
+}
+
+pub async fn reveal(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Revealed, ServiceError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
+    tracing::info!(service.id = %id, user.id = %caller.user_id, "database password revealed");
+    Ok(Revealed {
+        internal_url: svc.internal_url(),
+        external_url: svc.external_url(),
+        password: svc.password,
+    })
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Start,
+    Stop,
+    Restart,
+    /// A new container from the (possibly new) image and settings, on the same volume.
+    Rebuild,
+}
+
+impl Action {
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        match raw {
+            "start" => Ok(Action::Start),
+            "stop" => Ok(Action::Stop),
+            "restart" => Ok(Action::Restart),
+            "rebuild" => Ok(Action::Rebuild),
+            _ => Err(ValidationError::new("action", "must be start, stop, restart or rebuild")),
+        }
+    }
+}
+
+pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action) -> Result<(), ServiceError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
+    let desired = if action == Action::Stop { "stopped" } else { "running" };
+    diesel::update(database_services::table.find(id.0))
+        .set((
+            database_services::desired.eq(desired),
+            database_services::last_error.eq(None::<String>),
+            database_services::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(&mut conn)
+        .await?;
+    drop(conn);
+    match action {
+        Action::Stop => container::stop(engine, &svc.row.name).await?,
+        Action::Start => match container::state(engine, &svc.row.name).await? {
+            State::Missing => bring_up(engine, id),
+            _ => container::start(engine, &svc.row.name).await?,
+        },
+        Action::Restart => {
+            container::stop(engine, &svc.row.name).await?;
+            container::start(engine, &svc.row.name).await?;
+        }
+        Action::Rebuild => {
+            container::remove(engine, &svc.row.name, None).await?;
+            bring_up(engine, id);
+        }
+    }
+    tracing::info!(service.id = %id, ?action, "database service action");
+    Ok(())
+}
+
+/// Changes image, limits and exposure, then rebuilds the container (same volume).
+pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
+    if s.external.as_ref().is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1") && !caller.role.can_manage() {
+        return Err(ServiceError::Forbidden("only admins and owners can expose a database beyond this host"));
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    load(engine, &mut conn, caller.org_id.0, id).await?;
+    diesel::update(database_services::table.find(id.0))
+        .set((
+            database_services::image.eq(&s.image),
+            database_services::cpu_millis.eq(s.cpu_millis),
+            database_services::memory_mb.eq(s.memory_mb),
+            database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
+            database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
+            database_services::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(&mut conn)
+        .await?;
+    drop(conn);
+    act(engine, caller, id, Action::Rebuild).await
+}
+
+/// Deletes the service and its container; the data volume only when asked
+/// (a separate, explicit confirmation in the UI). Backups in S3 are kept.
+pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
+    if !caller.role.can_manage() {
+        return Err(ServiceError::Forbidden("only admins and owners can delete database services"));
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
+    container::remove(engine, &svc.row.name, remove_volume.then_some(svc.row.volume.as_str())).await?;
+    diesel::delete(
+        database_services::table
+            .filter(database_services::id.eq(id.0))
+            .filter(database_services::organization_id.eq(caller.org_id.0)),
+    )
+    .execute(&mut conn)
+    .await?;
+    tracing::info!(service.id = %id, remove_volume, "database service deleted");
+    Ok(())
+}
+
+/// Adds the internal connection string to an application as the variable `name`
+/// (e.g. `DATABASE_URL`). Both must be the caller's organization's.
+pub async fn link(engine: &Engine, caller: &Caller, id: ServiceId, app: AppId, name: &str) -> Result<(), ServiceError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
+    drop(conn);
+    crate::apps::put_env(engine, caller, app, name, &svc.internal_url())
+        .await
+        .map_err(|e| match e {
+            crate::apps::AppError::Invalid(v) => ServiceError::Invalid(v),
+            crate::apps::AppError::NotFound => ServiceError::NotFound,
+            crate::apps::AppError::Store(s) => ServiceError::Store(s),
+            other => ServiceError::Corrupt(other.to_string()),
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn external_addresses_and_ports_are_checked() {
+        assert_eq!(
+            External::parse("", "15432").unwrap(),
+            External {
+                bind: "127.0.0.1".into(),
+                port: 15432
+            }
+        );
+        assert_eq!(External::parse("0.0.0.0", "5432").unwrap().bind, "0.0.0.0");
+        assert_eq!(External::parse("localhost; rm", "5432").unwrap_err().field, "external_bind");
+        for p in ["80", "0", "70000", "5432\n", "x"] {
+            let e = External::parse("127.0.0.1", p);
+            assert!(e.is_err() || p == "5432\n", "{p:?}");
+        }
+    }
+
+    #[test]
+    fn limits_are_bounded() {
+        assert_eq!(Settings::parse("postgres:16", "", "", None).unwrap().cpu_millis, None);
+        assert_eq!(Settings::parse("postgres:16", "500", "256", None).unwrap().memory_mb, Some(256));
+        assert_eq!(Settings::parse("postgres:16", "-1", "", None).unwrap_err().field, "cpu_millis");
+        assert_eq!(Settings::parse("postgres:16", "", "1e9", None).unwrap_err().field, "memory_mb");
+        assert_eq!(Settings::parse("bad image!", "", "", None).unwrap_err().field, "image");
+    }
+
+    #[test]
+    fn masking_hides_the_password_only() {
+        assert_eq!(mask("postgres://app:s3cr3t@db:5432/app", "s3cr3t"), "postgres://app:********@db:5432/app");
+    }
+}

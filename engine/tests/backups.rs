@@ -1,0 +1,461 @@
+//! Database services and their backups against real parts: Docker running
+//! PostgreSQL and Redis images built from the host's Debian binaries, an
+//! S3-compatible server (s3s-fs) on loopback, PostgreSQL and Redis for Berth.
+
+use diesel::sql_types::{BigInt, Text};
+use diesel::QueryableByName;
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+use engine::accounts::Caller;
+use engine::backups::{self, jobs, schedule, NewSchedule, RestoreInto, Subject};
+use engine::ids::{BackupId, EnvironmentId, RestoreId, ServiceId};
+use engine::services::{self, NewService};
+use engine::testing::{free_port, owner_with_environment, start_backup_worker, DeployEnv, TestS3};
+use engine::Engine;
+use std::time::{Duration, Instant};
+
+/// Polls `check` until it returns Some, for at most `secs` seconds.
+async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+}
+
+async fn create(
+    engine: &Engine,
+    caller: &Caller,
+    env: EnvironmentId,
+    name: &str,
+    kind: &str,
+    port: Option<u16>,
+) -> ServiceId {
+    let port = port.map(|p| p.to_string());
+    let new = NewService::parse(
+        engine,
+        env,
+        name,
+        kind,
+        "",
+        "",
+        "",
+        "",
+        "",
+        port.as_deref().map(|p| ("127.0.0.1", p)),
+    )
+    .expect("valid service");
+    services::create(engine, caller, new).await.expect("create service")
+}
+
+async fn wait_ready(engine: &Engine, caller: &Caller, id: ServiceId) {
+    eventually(120, "the service to be ready", || async {
+        let d = services::get(engine, caller, id).await.expect("get service");
+        assert_ne!(d.state, "failed", "service failed: {:?}", d.row.last_error);
+        (d.ready == Some(true)).then_some(())
+    })
+    .await
+}
+
+async fn wait_backup(engine: &Engine, caller: &Caller, id: BackupId) -> backups::Backup {
+    eventually(180, "the backup to finish", || async {
+        let b = backups::backup_status(engine, caller, id).await.expect("backup");
+        matches!(b.status.as_str(), "succeeded" | "failed").then_some(b)
+    })
+    .await
+}
+
+async fn wait_restore(engine: &Engine, caller: &Caller, id: RestoreId) -> backups::Restore {
+    eventually(180, "the restore to finish", || async {
+        let r = backups::restore_status(engine, caller, id).await.expect("restore");
+        matches!(r.status.as_str(), "succeeded" | "failed").then_some(r)
+    })
+    .await
+}
+
+async fn wait_drill(engine: &Engine, caller: &Caller, id: BackupId) -> (String, String) {
+    eventually(180, "the drill to finish", || async {
+        let b = backups::backup_status(engine, caller, id).await.expect("backup");
+        match b.drill_status.as_deref() {
+            Some("verified" | "failed") => Some((b.drill_status.unwrap(), b.drill_detail.unwrap_or_default())),
+            _ => None,
+        }
+    })
+    .await
+}
+
+#[derive(QueryableByName)]
+struct Sum {
+    #[diesel(sql_type = Text)]
+    sum: String,
+}
+
+#[derive(QueryableByName)]
+struct Count {
+    #[diesel(sql_type = BigInt)]
+    n: i64,
+}
+
+async fn checksum(conn: &mut AsyncPgConnection) -> String {
+    diesel::sql_query("SELECT md5(string_agg(t::text, ',' ORDER BY id)) AS sum FROM items t")
+        .get_result::<Sum>(conn)
+        .await
+        .expect("checksum")
+        .sum
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_backup_restore_drill_and_link_round_trip() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let port = free_port();
+    let svc = create(engine, &caller, env_id, "orders-db", "postgres", Some(port)).await;
+    wait_ready(engine, &caller, svc).await;
+
+    // Rows written through the published port.
+    let secrets = services::reveal(engine, &caller, svc).await.expect("reveal");
+    let url = secrets.external_url.clone().expect("exposed");
+    assert_eq!(url, format!("postgres://app:{}@127.0.0.1:{port}/app", secrets.password));
+    let detail = services::get(engine, &caller, svc).await.unwrap();
+    assert!(!detail.internal_url_masked.contains(&secrets.password), "masked");
+    assert_eq!(detail.internal_url_masked, "postgres://app:********@orders-db:5432/app");
+    let mut conn = AsyncPgConnection::establish(&url).await.expect("connect through the port");
+    diesel::sql_query("CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, qty int NOT NULL)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    diesel::sql_query("INSERT INTO items (name, qty) SELECT 'item ' || g || ' ' || md5(g::text), g % 17 FROM generate_series(1, 1500) g")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let before = checksum(&mut conn).await;
+
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "prod/db").await;
+    backups::test_destination(engine, &caller, dest).await.expect("the bucket works");
+    let (stop, worker) = start_backup_worker(engine);
+
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    let b = wait_backup(engine, &caller, backup).await;
+    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    let key = b.object_key.clone().unwrap();
+    assert!(key.starts_with("prod/db/orders-db/") && key.ends_with(".pgdump.gz"), "{key}");
+    assert_eq!(s3.keys().await, vec![key.clone()]);
+    assert!(b.size_bytes > 1000, "size recorded: {}", b.size_bytes);
+    assert_eq!(s3.get(&key).await.len() as i64, b.size_bytes);
+
+    // Lose the table, restore, and get the same rows back.
+    diesel::sql_query("DROP TABLE items").execute(&mut conn).await.unwrap();
+    drop(conn);
+    let (restore, target) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc)).await.unwrap();
+    assert_eq!(target, svc);
+    let r = wait_restore(engine, &caller, restore).await;
+    assert_eq!(r.status, "succeeded", "{:?}", r.error);
+    assert!(r.bytes > 0, "progress recorded");
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    assert_eq!(checksum(&mut conn).await, before, "identical rows after the restore");
+
+    // The drill restores into a throwaway container and counts rows.
+    backups::drill(engine, &caller, backup).await.unwrap();
+    let (status, detail) = wait_drill(engine, &caller, backup).await;
+    assert_eq!(status, "verified", "{detail}");
+    assert!(detail.contains("public.items 1500"), "{detail}");
+
+    // A corrupted object in the bucket fails its drill, and says why.
+    let bad_key = format!("prod/db/orders-db/20260101T000000.000Z.pgdump.gz");
+    let mut corrupt = s3.get(&key).await;
+    let mid = corrupt.len() / 2;
+    for b in &mut corrupt[mid..mid + 64] {
+        *b ^= 0x5a;
+    }
+    s3.put(&bad_key, &corrupt).await;
+    let listed = backups::bucket_objects(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    assert!(listed.iter().any(|o| o.key == bad_key), "listed from the bucket");
+    let imported = backups::import_object(engine, &caller, Subject::Service(svc), dest, &bad_key).await.unwrap();
+    backups::drill(engine, &caller, imported).await.unwrap();
+    let (status, detail) = wait_drill(engine, &caller, imported).await;
+    assert_eq!(status, "failed", "{detail}");
+    assert!(detail.contains("cannot be read") || detail.contains("restore failed"), "{detail}");
+
+    // Restore into a new service of the same engine.
+    let new = NewService::parse(engine, env_id, "orders-copy", "postgres", "", "", "", "", "", None).unwrap();
+    let (restore, copy) = backups::restore(engine, &caller, backup, RestoreInto::New(new)).await.unwrap();
+    let r = wait_restore(engine, &caller, restore).await;
+    assert_eq!(r.status, "succeeded", "{:?}", r.error);
+    let copy_detail = services::get(engine, &caller, copy).await.unwrap();
+    assert_eq!(copy_detail.row.name, "orders-copy");
+
+    // "Link to app" puts the internal connection string in the app's environment.
+    let app = engine::apps::create(
+        engine,
+        &caller,
+        engine::apps::NewApp {
+            name: engine::apps::spec::AppName::parse("shop").unwrap(),
+            description: Default::default(),
+            environment: env_id,
+            source: engine::apps::spec::Source::Image {
+                image: engine::testing::TEST_BASE_IMAGE.into(),
+                registry_user: None,
+            },
+            source_secret: None,
+            build: Default::default(),
+            runtime: Default::default(),
+        },
+    )
+    .await
+    .unwrap();
+    services::link(engine, &caller, svc, app, "DATABASE_URL").await.unwrap();
+    let vars = engine::apps::env_values(engine, &caller, app).await.unwrap();
+    assert_eq!(vars, vec![("DATABASE_URL".to_owned(), secrets.internal_url.clone())]);
+    assert_eq!(
+        services::link(engine, &caller, svc, app, "BAD NAME").await.unwrap_err().to_string(),
+        engine::apps::spec::parse_env_name("BAD NAME").unwrap_err().to_string()
+    );
+
+    stop.cancel();
+    let _ = worker.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn redis_backup_restore_and_drill_keep_every_key() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let port = free_port();
+    let svc = create(engine, &caller, env_id, "cache", "redis", Some(port)).await;
+    wait_ready(engine, &caller, svc).await;
+    let url = services::reveal(engine, &caller, svc).await.unwrap().external_url.unwrap();
+    let client = redis::Client::open(url.as_str()).unwrap();
+    let mut c = client.get_multiplexed_async_connection().await.expect("connect to the service");
+    for i in 0..500 {
+        let _: () = redis::cmd("SET").arg(format!("key:{i}")).arg(format!("value {i}")).query_async(&mut c).await.unwrap();
+    }
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "").await;
+    let (stop, worker) = start_backup_worker(engine);
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    let b = wait_backup(engine, &caller, backup).await;
+    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    assert!(b.object_key.as_deref().unwrap().starts_with("cache/") && b.object_key.as_deref().unwrap().ends_with(".rdb.gz"));
+
+    let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SET").arg("written-after").arg("x").query_async(&mut c).await.unwrap();
+    drop(c);
+    let (restore, _) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc)).await.unwrap();
+    let r = wait_restore(engine, &caller, restore).await;
+    assert_eq!(r.status, "succeeded", "{:?}", r.error);
+    let mut c = client.get_multiplexed_async_connection().await.unwrap();
+    let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+    assert_eq!(n, 500, "exactly the backed-up keys");
+    let v: String = redis::cmd("GET").arg("key:321").query_async(&mut c).await.unwrap();
+    assert_eq!(v, "value 321");
+
+    backups::drill(engine, &caller, backup).await.unwrap();
+    let (status, detail) = wait_drill(engine, &caller, backup).await;
+    assert_eq!(status, "verified", "{detail}");
+    assert!(detail.contains("500 keys"), "{detail}");
+    stop.cancel();
+    let _ = worker.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_backups_name_their_cause_and_leave_no_object() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let svc = create(engine, &caller, env_id, "billing-db", "postgres", Some(free_port())).await;
+    wait_ready(engine, &caller, svc).await;
+    let s3 = TestS3::new().await;
+    let (stop, worker) = start_backup_worker(engine);
+
+    // Wrong secret key: S3 refuses the signature.
+    let wrong = backups::NewDestination::parse("wrong", &s3.url, "", &s3.bucket, "", &s3.access_key, "not-the-secret", true).unwrap();
+    let wrong = backups::create_destination(engine, &caller, wrong).await.unwrap();
+    let e = backups::test_destination(engine, &caller, wrong).await.unwrap_err().to_string();
+    assert!(e.contains("SignatureDoesNotMatch") || e.contains("AccessDenied") || e.contains("InvalidAccessKeyId"), "{e}");
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), wrong).await.unwrap();
+    let b = wait_backup(engine, &caller, b).await;
+    assert_eq!(b.status, "failed");
+    let err = b.error.unwrap();
+    assert!(err.contains("S3 answered HTTP 403"), "{err}");
+
+    // A bucket that does not exist.
+    let missing = backups::NewDestination::parse("missing", &s3.url, "", "no-such-bucket-here", "", &s3.access_key, &s3.secret_key, true).unwrap();
+    let missing = backups::create_destination(engine, &caller, missing).await.unwrap();
+    let e = backups::test_destination(engine, &caller, missing).await.unwrap_err().to_string();
+    assert!(e.contains("NoSuchBucket"), "{e}");
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), missing).await.unwrap();
+    let b = wait_backup(engine, &caller, b).await;
+    assert_eq!(b.status, "failed");
+    assert!(b.error.as_deref().unwrap().contains("NoSuchBucket"), "{:?}", b.error);
+
+    // A stopped database.
+    let good = s3.destination(engine, &caller, "").await;
+    services::act(engine, &caller, svc, services::Action::Stop).await.unwrap();
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), good).await.unwrap();
+    let b = wait_backup(engine, &caller, b).await;
+    assert_eq!(b.status, "failed");
+    assert!(b.error.as_deref().unwrap().contains("is not running"), "{:?}", b.error);
+    assert_eq!(services::get(engine, &caller, svc).await.unwrap().state, "stopped");
+
+    // A dump that fails inside the container (its database is gone): the error
+    // carries pg_dump's own words, and nothing reaches the bucket.
+    services::act(engine, &caller, svc, services::Action::Start).await.unwrap();
+    wait_ready(engine, &caller, svc).await;
+    let url = services::reveal(engine, &caller, svc).await.unwrap().external_url.unwrap();
+    let mut conn = AsyncPgConnection::establish(&format!("{}/postgres", url.rsplit_once('/').unwrap().0)).await.unwrap();
+    diesel::sql_query("ALTER DATABASE app RENAME TO app_moved").execute(&mut conn).await.unwrap();
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), good).await.unwrap();
+    let b = wait_backup(engine, &caller, b).await;
+    assert_eq!(b.status, "failed");
+    let err = b.error.unwrap();
+    assert!(err.contains("pg_dump exited with code 1") && err.contains("does not exist"), "{err}");
+    assert!(s3.keys().await.is_empty(), "no object left: {:?}", s3.keys().await);
+    assert_eq!(s3.pending_uploads(), 0, "no multipart upload left");
+    stop.cancel();
+    let _ = worker.await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn retention_keeps_the_newest_and_slots_run_once() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let svc = create(engine, &caller, env_id, "ledger", "redis", None).await;
+    wait_ready(engine, &caller, svc).await;
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "keep").await;
+    let sched = backups::create_schedule(
+        engine,
+        &caller,
+        Subject::Service(svc),
+        NewSchedule::parse(dest, "0 3 * * *", "Europe/Paris", "2", false).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (stop, worker) = start_backup_worker(engine);
+    let mut made = Vec::new();
+    for _ in 0..4 {
+        let b = backups::run_schedule_now(engine, &caller, sched).await.unwrap();
+        let b = wait_backup(engine, &caller, b).await;
+        assert_eq!(b.status, "succeeded", "{:?}", b.error);
+        made.push(b);
+    }
+    // Retention ran after each: exactly the two newest remain, the two oldest are gone.
+    let mut newest: Vec<String> = made[2..].iter().map(|b| b.object_key.clone().unwrap()).collect();
+    newest.sort();
+    assert_eq!(s3.keys().await, newest);
+    let history = backups::history(engine, &caller, Subject::Service(svc)).await.unwrap();
+    let pruned: Vec<_> = history.backups.iter().filter(|b| b.pruned_at.is_some()).map(|b| b.id).collect();
+    assert_eq!(pruned.len(), 2);
+    assert!(pruned.contains(&made[0].id) && pruned.contains(&made[1].id));
+    assert_eq!(history.schedules[0].next_runs.len(), 3);
+    stop.cancel();
+    let _ = worker.await;
+
+    // A schedule that was due three times while no worker ran: one backup for
+    // the newest slot, two reported missed, and never again for the same slot,
+    // however many workers tick at once.
+    let every_minute = backups::create_schedule(
+        engine,
+        &caller,
+        Subject::Service(svc),
+        NewSchedule::parse(dest, "* * * * *", "UTC", "5", false).unwrap(),
+    )
+    .await
+    .unwrap();
+    let mut conn = engine.db.get().await.unwrap();
+    diesel::sql_query("UPDATE backup_schedules SET last_slot = date_trunc('minute', now()) - interval '3 minutes' WHERE id = $1")
+        .bind::<diesel::sql_types::Uuid, _>(every_minute.0)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let now = chrono::Utc::now();
+    let ticks = futures::future::join_all((0..4).map(|_| schedule::tick(engine, now))).await;
+    let queued: usize = ticks.into_iter().map(|t| t.unwrap()).sum();
+    assert_eq!(queued, 1, "one backup for the due slot across concurrent ticks");
+    assert_eq!(schedule::tick(engine, now).await.unwrap(), 0, "a slot taken is never taken again");
+    let history = backups::history(engine, &caller, Subject::Service(svc)).await.unwrap();
+    let s = history.schedules.iter().find(|s| s.row.id == every_minute.0).unwrap();
+    let (_, _, missed) = s.last_taken.expect("slot recorded");
+    assert_eq!(missed, 2, "the older slots are reported missed");
+    let _ = jobs::reap(engine).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berths_own_database_backs_up_and_restores_by_the_documented_procedure() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, _) = owner_with_environment(engine).await;
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "berth-self").await;
+    let (stop, worker) = start_backup_worker(engine);
+    let b = backups::backup_now(engine, &caller, Subject::Own, dest).await.unwrap();
+    let b = wait_backup(engine, &caller, b).await;
+    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    let key = b.object_key.unwrap();
+    assert!(key.starts_with("berth-self/berth/") && key.ends_with(".pgdump.gz"), "{key}");
+    stop.cancel();
+    let _ = worker.await;
+
+    // The procedure of docs/OPERATIONS.md: an empty database, then restore-database.
+    let fresh = engine::testing::TestDb::empty().await;
+    backups::own::restore("pg_restore", &fresh.url, &s3.target("berth-self"), &key)
+        .await
+        .expect("restore into an empty database");
+    let mut restored = AsyncPgConnection::establish(&fresh.url).await.unwrap();
+    let mut original = engine.db.get().await.unwrap();
+    for table in ["users", "organizations", "projects", "environments", "s3_destinations", "__diesel_schema_migrations"] {
+        let q = format!("SELECT count(*) AS n FROM {table}");
+        let a = diesel::sql_query(&q).get_result::<Count>(&mut original).await.unwrap().n;
+        let r = diesel::sql_query(&q).get_result::<Count>(&mut restored).await.unwrap().n;
+        assert_eq!(a, r, "{table}");
+        assert!(a > 0, "{table} has rows to compare");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_organization_sees_nothing() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "").await;
+    let svc = create(engine, &caller, env_id, "private-db", "redis", None).await;
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+
+    // Another organization (the same person owns it: roles are no help, only tenancy).
+    let other = engine::orgs::create(engine, &caller, engine::names::OrgName::parse("Other").unwrap())
+        .await
+        .unwrap();
+    let eve = Caller {
+        org_id: other,
+        ..caller.clone()
+    };
+    let nf = |e: &dyn engine::Classify| assert_eq!(e.kind(), engine::ErrorKind::NotFound);
+    assert!(backups::list_destinations(engine, &eve).await.unwrap().is_empty());
+    nf(&backups::test_destination(engine, &eve, dest).await.unwrap_err());
+    nf(&backups::delete_destination(engine, &eve, dest).await.unwrap_err());
+    nf(&backups::history(engine, &eve, Subject::Service(svc)).await.unwrap_err());
+    nf(&backups::backup_now(engine, &eve, Subject::Service(svc), dest).await.unwrap_err());
+    nf(&backups::backup_status(engine, &eve, backup).await.unwrap_err());
+    nf(&backups::drill(engine, &eve, backup).await.unwrap_err());
+    nf(&backups::restore(engine, &eve, backup, RestoreInto::Existing(svc)).await.unwrap_err());
+    nf(&backups::bucket_objects(engine, &eve, Subject::Service(svc), dest).await.unwrap_err());
+    nf(&backups::history(engine, &eve, Subject::Own).await.unwrap_err());
+    nf(&backups::backup_now(engine, &eve, Subject::Own, dest).await.unwrap_err());
+    nf(&services::get(engine, &eve, svc).await.unwrap_err());
+    nf(&services::reveal(engine, &eve, svc).await.err().expect("refused"));
+    nf(&services::act(engine, &eve, svc, services::Action::Stop).await.unwrap_err());
+    nf(&services::delete(engine, &eve, svc, true).await.unwrap_err());
+    // And the owner's things are untouched.
+    assert_eq!(backups::list_destinations(engine, &caller).await.unwrap().len(), 1);
+    assert!(services::get(engine, &caller, svc).await.is_ok());
+}
