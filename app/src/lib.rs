@@ -59,6 +59,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("projects") view=ProjectsPage />
                     <Route path=path!("projects/:id") view=ProjectPage />
                     <Route path=path!("apps/:id") view=pages::app::AppPage />
+                    <Route path=path!("services/:id") view=pages::service::ServicePage />
                     <Route path=path!("settings") view=SettingsPage />
                 </ParentRoute>
             </Routes>

@@ -187,3 +187,140 @@ pub struct HooksView {
     pub github_secret: String,
     pub deploy_url: String,
 }
+
+/// A database service in a list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ServiceSummaryView {
+    pub id: Uuid,
+    pub name: String,
+    /// `postgres`, `mysql`, `mariadb`, `mongo` or `redis`.
+    pub engine: String,
+    pub environment_id: Uuid,
+    /// running / starting / stopped / failed / exited ...
+    pub state: String,
+}
+
+/// A database service's page (the password masked in both connection strings).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct ServiceView {
+    pub id: Uuid,
+    pub name: String,
+    pub engine: String,
+    pub engine_label: String,
+    pub project_id: Uuid,
+    pub project_name: String,
+    pub environment_name: String,
+    pub image: String,
+    pub database: Option<String>,
+    pub user: Option<String>,
+    pub volume: String,
+    pub cpu_millis: Option<i32>,
+    pub memory_mb: Option<i32>,
+    pub external_bind: Option<String>,
+    pub external_port: Option<i32>,
+    pub state: String,
+    /// The engine's readiness probe (pg_isready, PING ...), asked while running.
+    pub ready: Option<bool>,
+    pub internal_url: String,
+    pub external_url: Option<String>,
+    pub last_error: Option<String>,
+}
+
+/// The password and connection strings, on an explicit request.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RevealedView {
+    pub password: String,
+    pub internal_url: String,
+    pub external_url: Option<String>,
+}
+
+/// An S3 destination (never its secret key).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DestinationView {
+    pub id: Uuid,
+    pub name: String,
+    pub endpoint: String,
+    pub region: String,
+    pub bucket: String,
+    pub prefix: String,
+    pub access_key: String,
+    pub path_style: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BackupView {
+    pub id: Uuid,
+    pub destination_id: Uuid,
+    /// `manual`, `schedule` or `bucket` (found in the bucket).
+    pub trigger: String,
+    /// queued / running / succeeded / failed
+    pub status: String,
+    pub key: Option<String>,
+    pub size_bytes: i64,
+    pub error: Option<String>,
+    pub created_at: String,
+    pub duration_secs: Option<i64>,
+    /// Deleted from the bucket by retention.
+    pub pruned: bool,
+    /// queued / running / verified / failed
+    pub drill_status: Option<String>,
+    pub drill_detail: Option<String>,
+    pub drill_at: Option<String>,
+}
+
+impl BackupView {
+    pub fn restorable(&self) -> bool {
+        self.status == "succeeded" && !self.pruned && self.key.is_some()
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreView {
+    pub id: Uuid,
+    pub backup_id: Uuid,
+    pub status: String,
+    pub bytes: i64,
+    pub error: Option<String>,
+    pub created_at: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ScheduleView {
+    pub id: Uuid,
+    pub destination_id: Uuid,
+    pub cron: String,
+    pub timezone: String,
+    pub keep_last: i32,
+    pub drill: bool,
+    pub next_runs: Vec<String>,
+    /// The newest slot taken, when, and how many slots before it were missed.
+    pub last_slot: Option<String>,
+    pub last_taken: Option<String>,
+    pub last_missed: i32,
+}
+
+/// Everything the Backups tab shows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct BackupsView {
+    pub destinations: Vec<DestinationView>,
+    pub backups: Vec<BackupView>,
+    pub restores: Vec<RestoreView>,
+    pub schedules: Vec<ScheduleView>,
+}
+
+impl BackupsView {
+    /// Work is queued or running: the tab polls while this holds.
+    pub fn busy(&self) -> bool {
+        self.backups.iter().any(|b| {
+            matches!(b.status.as_str(), "queued" | "running")
+                || matches!(b.drill_status.as_deref(), Some("queued" | "running"))
+        }) || self.restores.iter().any(|r| matches!(r.status.as_str(), "queued" | "running"))
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketObjectView {
+    pub key: String,
+    pub size: u64,
+    pub last_modified: String,
+}

@@ -4,7 +4,7 @@
 //! state changes without a reload, validation errors appear in place) and saves
 //! screenshots under target/screenshots/.
 
-use engine::testing::{free_port, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TestDb, TestRedis};
+use engine::testing::{free_port, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TestDb, TestRedis, TestS3};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -318,7 +318,8 @@ async fn wait_text_long(c: &Client, css: &str, text: &str, limit: Duration) {
     }
 }
 
-async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_port: u16) {
+/// Onboards Ada and opens a new project "Shop".
+async fn onboard_into_project(c: &Client, base: &str) {
     c.goto(base).await.unwrap();
     wait_path(c, "/onboarding").await;
     find(c, "html[data-hydrated=true]").await;
@@ -333,6 +334,10 @@ async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_po
     wait_text(c, "#project-list", "Shop").await;
     find(c, "#project-list a").await.click().await.unwrap();
     wait_text(c, "#project-title", "Shop").await;
+}
+
+async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_port: u16) {
+    onboard_into_project(c, base).await;
 
     // A new application from a git repository (a Dockerfile app on port 8080).
     fill(c, "#create-app input[name=name]", name).await;
@@ -396,6 +401,67 @@ async fn an_app_from_git_deploys_with_a_live_log_in_a_real_browser() {
     .await;
     if outcome.is_err() {
         let _ = screenshot(&client, "deploy-failure.png").await;
+    }
+    client.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
+    onboard_into_project(c, base).await;
+
+    // A PostgreSQL service (the engine's default image comes from configuration).
+    fill(c, "#create-service input[name=name]", "shop-db").await;
+    find(c, "#create-service-submit").await.click().await.unwrap();
+    wait_text(c, "#service-title", "shop-db").await;
+    wait_text_long(c, "#service-ready", "ready", Duration::from_secs(90)).await;
+    wait_text(c, "#internal-url", "postgres://app:********@shop-db:5432/app").await;
+    find(c, "#reveal-password").await.click().await.unwrap();
+    wait_text(c, "#internal-url", "@shop-db:5432/app").await;
+    let revealed = find(c, "#service-password").await.text().await.unwrap();
+    assert_eq!(revealed.len(), 32, "the generated password is shown on request");
+
+    // An S3 destination, tested, then a backup that shows in the history.
+    find(c, "[data-tab=backups]").await.click().await.unwrap();
+    fill(c, "#add-destination input[name=name]", "Local S3").await;
+    fill(c, "#add-destination input[name=endpoint]", &s3.url).await;
+    fill(c, "#add-destination input[name=bucket]", &s3.bucket).await;
+    fill(c, "#add-destination input[name=prefix]", "berth").await;
+    fill(c, "#add-destination input[name=access_key]", &s3.access_key).await;
+    fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
+    find(c, "#add-destination-submit").await.click().await.unwrap();
+    wait_text(c, "#destinations", "Local S3").await;
+    find(c, "[data-test-destination='Local S3']").await.click().await.unwrap();
+    wait_text_long(c, "#destination-test-ok", "Connected", Duration::from_secs(20)).await;
+    find(c, "#run-backup-submit").await.click().await.unwrap();
+    wait_text_long(c, "#backup-history", "succeeded", Duration::from_secs(90)).await;
+    wait_text(c, "#backup-history", "berth/shop-db/").await;
+    js(c, "document.querySelector('#backup-history').scrollIntoView()").await;
+    screenshot(c, "database-backup.png").await;
+    let keys = s3.keys().await;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert!(keys[0].starts_with("berth/shop-db/") && keys[0].ends_with(".pgdump.gz"), "{keys:?}");
+
+    // The container's own log, live.
+    find(c, "[data-tab=logs]").await.click().await.unwrap();
+    wait_text_long(c, "[data-log]", "ready to accept connections", Duration::from_secs(20)).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_postgres_service_is_backed_up_to_s3_from_a_real_browser() {
+    let env = DeployEnv::new().await;
+    let (_berth, port) = start_berth_for(&env).await;
+    let s3 = TestS3::new().await;
+    let (_driver, client) = start_browser().await;
+    let base = format!("http://127.0.0.1:{port}");
+    let outcome = tokio::spawn({
+        let c = client.clone();
+        async move { database_journey(&c, &base, &s3).await }
+    })
+    .await;
+    if outcome.is_err() {
+        let _ = screenshot(&client, "database-failure.png").await;
     }
     client.close().await.unwrap();
     if let Err(e) = outcome {

@@ -455,7 +455,7 @@ async fn another_organization_sees_nothing() {
     nf(&services::reveal(engine, &eve, svc).await.err().expect("refused"));
     nf(&services::act(engine, &eve, svc, services::Action::Stop).await.unwrap_err());
     nf(&services::delete(engine, &eve, svc, true).await.unwrap_err());
-    // And the owner's things are untouched.
+    // And the owner's things are untouched (and started, so cleanup finds them).
     assert_eq!(backups::list_destinations(engine, &caller).await.unwrap().len(), 1);
-    assert!(services::get(engine, &caller, svc).await.is_ok());
+    wait_ready(engine, &caller, svc).await;
 }

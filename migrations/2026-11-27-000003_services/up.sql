@@ -81,6 +81,8 @@ CREATE TABLE backups (
     trigger TEXT NOT NULL CHECK (trigger IN ('manual', 'schedule', 'bucket')),
     status TEXT NOT NULL DEFAULT 'queued' CHECK (status IN ('queued', 'running', 'succeeded', 'failed')),
     object_key TEXT,
+    -- The open multipart upload, so a reaper can abort it if the worker dies.
+    upload_id TEXT,
     size_bytes BIGINT NOT NULL DEFAULT 0,
     error TEXT,
     worker_id TEXT,

@@ -125,38 +125,68 @@ pub async fn runtime_log(
             return Err((StatusCode::CONFLICT, "the application is not running").into_response());
         };
         let container = engine::deploy::runtime::container_name(state.engine(), &detail.app.name, live.0);
-        let docker = state
-            .engine()
-            .docker
-            .client()
-            .await
-            .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "Docker is unreachable").into_response())?;
-        let tail = q.tail.unwrap_or(200).min(10_000).to_string();
-        let mut opts = bollard::query_parameters::LogsOptionsBuilder::new()
-            .follow(true)
-            .stdout(true)
-            .stderr(true)
-            .tail(&tail);
-        if let Some(since) = q.since {
-            opts = opts.since(since.clamp(0, i32::MAX as i64) as i32);
-        }
-        let stream = docker
-            .logs(&container, Some(opts.build()))
-            .filter_map(|chunk| async move {
-                let chunk = chunk.ok()?;
-                let stream = match &chunk {
-                    bollard::container::LogOutput::StdErr { .. } => "stderr",
-                    _ => "stdout",
-                };
-                let text = String::from_utf8_lossy(&chunk.into_bytes())
-                    .trim_end_matches('\n')
-                    .to_owned();
-                Some(serde_json::json!({"stream": stream, "text": text}).to_string())
-            })
-            .boxed();
+        let stream = container_log(&state, &container, &q).await?;
         Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
     };
     run.await.unwrap_or_else(|r| r)
+}
+
+/// `GET /api/ws/services/<id>/logs?tail=N&since=UNIX`: a database service's
+/// container output, followed (same messages as an application's).
+pub async fn service_log(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Query(q): Query<RuntimeQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let run = async {
+        let (caller, id): (_, engine::ids::ServiceId) = admit(&state, &headers, &id).await?;
+        let detail = engine::services::get(state.engine(), &caller, id)
+            .await
+            .map_err(|_| not_found())?;
+        let container = engine::services::container::container_name(state.engine(), &detail.row.name);
+        let stream = container_log(&state, &container, &q).await?;
+        Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+/// A container's stdout/stderr from Docker, followed, as JSON messages.
+async fn container_log(
+    state: &AppState,
+    container: &str,
+    q: &RuntimeQuery,
+) -> Result<futures::stream::BoxStream<'static, String>, Response> {
+    let docker = state
+        .engine()
+        .docker
+        .client()
+        .await
+        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "Docker is unreachable").into_response())?;
+    let tail = q.tail.unwrap_or(200).min(10_000).to_string();
+    let mut opts = bollard::query_parameters::LogsOptionsBuilder::new()
+        .follow(true)
+        .stdout(true)
+        .stderr(true)
+        .tail(&tail);
+    if let Some(since) = q.since {
+        opts = opts.since(since.clamp(0, i32::MAX as i64) as i32);
+    }
+    Ok(docker
+        .logs(container, Some(opts.build()))
+        .filter_map(|chunk| async move {
+            let chunk = chunk.ok()?;
+            let stream = match &chunk {
+                bollard::container::LogOutput::StdErr { .. } => "stderr",
+                _ => "stdout",
+            };
+            let text = String::from_utf8_lossy(&chunk.into_bytes())
+                .trim_end_matches('\n')
+                .to_owned();
+            Some(serde_json::json!({"stream": stream, "text": text}).to_string())
+        })
+        .boxed())
 }
 
 /// Forwards messages to the socket with keep-alive pings, until either side ends.

@@ -1,4 +1,5 @@
-//! The `berth` binary: `serve` (default), `worker`, `migrate`, `admin reset-password`.
+//! The `berth` binary: `serve` (default), `worker`, `migrate`, `admin reset-password`,
+//! `admin restore-database`.
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -25,8 +26,9 @@ enum Command {
     /// Serve the web UI and API (the default), with the deploy worker in the same
     /// process unless BERTH_WORKER=off. Applies pending migrations first.
     Serve,
-    /// Run only the deploy worker (claims queued deployments, runs them, and
-    /// recovers interrupted ones). Any number may run beside `serve`.
+    /// Run only the workers: deployments, and backups/restores/drills with their
+    /// schedules (each claims queued work and recovers interrupted work). Any
+    /// number may run beside `serve`.
     Worker,
     /// Apply pending database migrations and exit.
     Migrate,
@@ -41,6 +43,24 @@ enum Command {
 enum AdminCommand {
     /// Set a new random password for a user, sign out all their sessions, and print it.
     ResetPassword { email: String },
+    /// Restore Berth's own database (DATABASE_URL, best an empty one) from a
+    /// backup object in S3; see docs/OPERATIONS.md. The S3 credentials are read
+    /// from S3_ACCESS_KEY and S3_SECRET_KEY, never from the command line.
+    RestoreDatabase {
+        /// e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000
+        #[arg(long)]
+        endpoint: String,
+        #[arg(long)]
+        bucket: String,
+        /// The object key, e.g. backups/berth/20261127T030000.000Z.pgdump.gz
+        #[arg(long)]
+        key: String,
+        #[arg(long, default_value = "us-east-1")]
+        region: String,
+        /// Address the bucket in the path (MinIO and most S3-compatible servers).
+        #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+        path_style: bool,
+    },
 }
 
 fn init_tracing() {
@@ -66,17 +86,45 @@ fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
     .with_deploy(DeployConfig::from_env()?))
 }
 
-/// Runs the deploy worker until `shutdown`, then gives running deployments up to
-/// 30 s to finish (whatever is left is recovered by the next worker).
+/// Runs the deploy and backup workers until `shutdown`, then gives running jobs
+/// up to 30 s to finish (whatever is left is recovered by the next worker).
 async fn worker(engine: Engine, shutdown: tokio_util::sync::CancellationToken) {
-    let handle = tokio::spawn(engine::deploy::worker::run(engine, shutdown.clone()));
+    let deploys = tokio::spawn(engine::deploy::worker::run(engine.clone(), shutdown.clone()));
+    let backups = tokio::spawn(engine::backups::jobs::run(engine, shutdown.clone()));
     shutdown.cancelled().await;
-    if tokio::time::timeout(std::time::Duration::from_secs(30), handle)
+    let both = async {
+        let _ = deploys.await;
+        let _ = backups.await;
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(30), both)
         .await
         .is_err()
     {
-        tracing::warn!("deployments still running at shutdown; the next worker will recover them");
+        tracing::warn!("jobs still running at shutdown; the next worker will recover them");
     }
+}
+
+async fn restore_database(endpoint: &str, bucket: &str, key: &str, region: &str, path_style: bool) -> anyhow::Result<()> {
+    use engine::backups::{own, s3};
+    let invalid = |e: engine::names::ValidationError| anyhow::anyhow!("{}: {}", e.field, e.message);
+    let env = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));
+    let target = s3::Target {
+        endpoint: s3::parse_endpoint(endpoint).map_err(invalid)?,
+        region: s3::parse_region(region).map_err(invalid)?,
+        bucket: s3::parse_bucket(bucket).map_err(invalid)?,
+        prefix: String::new(),
+        access_key: s3::parse_access_key(&env("S3_ACCESS_KEY")?).map_err(invalid)?,
+        secret_key: s3::parse_secret_key(&env("S3_SECRET_KEY")?).map_err(invalid)?,
+        path_style,
+    };
+    let url = env("DATABASE_URL")?;
+    let pg_restore = config::ServicesConfig::from_env()?.pg_restore;
+    let bytes = own::restore(&pg_restore, &url, &target, key)
+        .await
+        .map_err(|e| anyhow::anyhow!(e))?;
+    println!("Restored {bytes} bytes of dump from s3://{}/{key}.", target.bucket);
+    println!("Start Berth with the same BERTH_SECRET_KEY: sealed secrets need it.");
+    Ok(())
 }
 
 /// Migrations need PostgreSQL; wait for it briefly (it may be starting beside us).
@@ -182,5 +230,15 @@ async fn main() -> anyhow::Result<()> {
             println!("All of their sessions were signed out.");
             Ok(())
         }
+        Command::Admin {
+            command:
+                AdminCommand::RestoreDatabase {
+                    endpoint,
+                    bucket,
+                    key,
+                    region,
+                    path_style,
+                },
+        } => restore_database(&endpoint, &bucket, &key, &region, path_style).await,
     }
 }

@@ -35,6 +35,7 @@ pub fn router(state: AppState) -> Router {
         .route("/api/webhooks/deploy/{token}", post(crate::hooks::deploy))
         .route("/api/ws/deployments/{id}/log", get(crate::live::deployment_log))
         .route("/api/ws/apps/{id}/logs", get(crate::live::runtime_log))
+        .route("/api/ws/services/{id}/logs", get(crate::live::service_log))
         .route("/api/deployments/{id}/log", get(crate::live::download_log))
         // The bundle, from the gzip copies scripts/build.sh makes: no compression
         // work per request, and a 1.2 MB module travels as 0.4 MB.

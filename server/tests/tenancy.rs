@@ -28,6 +28,10 @@ struct Ids {
     app: String,
     deployment: String,
     domain: String,
+    service: String,
+    destination: String,
+    schedule: String,
+    backup: String,
 }
 
 fn source_form(i: &Ids) -> Vec<(&'static str, String)> {
@@ -167,6 +171,102 @@ fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/apps/rotate_hooks", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/apps/delete", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/deployments/create", Scoped(|i| vec![("app_id", i.app.clone())])),
+        ("/api/services/list", Scoped(|i| vec![("project_id", i.project.clone())])),
+        (
+            "/api/services/create",
+            Scoped(|i| {
+                vec![
+                    ("environment_id", i.environment.clone()),
+                    ("name", "pwned-db".into()),
+                    ("engine", "redis".into()),
+                    ("image", String::new()),
+                    ("database", String::new()),
+                    ("user", String::new()),
+                    ("cpu_millis", String::new()),
+                    ("memory_mb", String::new()),
+                    ("external_bind", String::new()),
+                    ("external_port", String::new()),
+                ]
+            }),
+        ),
+        ("/api/services/get", Scoped(|i| vec![("id", i.service.clone())])),
+        ("/api/services/reveal", Scoped(|i| vec![("id", i.service.clone())])),
+        (
+            "/api/services/action",
+            Scoped(|i| vec![("id", i.service.clone()), ("action", "stop".into())]),
+        ),
+        (
+            "/api/services/update",
+            Scoped(|i| {
+                vec![
+                    ("id", i.service.clone()),
+                    ("image", "redis:7".into()),
+                    ("cpu_millis", String::new()),
+                    ("memory_mb", String::new()),
+                    ("external_bind", "0.0.0.0".into()),
+                    ("external_port", "16379".into()),
+                ]
+            }),
+        ),
+        (
+            "/api/services/delete",
+            Scoped(|i| vec![("id", i.service.clone()), ("confirm", "x".into()), ("remove_volume", "on".into())]),
+        ),
+        (
+            "/api/services/link",
+            Scoped(|i| vec![("id", i.service.clone()), ("app_id", i.app.clone()), ("env_name", "PWNED".into())]),
+        ),
+        // The caller's own organization's destinations, or a new one in it.
+        ("/api/backups/destinations", NoId),
+        ("/api/backups/add_destination", NoId),
+        ("/api/backups/remove_destination", Scoped(|i| vec![("id", i.destination.clone())])),
+        ("/api/backups/test_destination", Scoped(|i| vec![("id", i.destination.clone())])),
+        ("/api/backups/list", Scoped(|i| vec![("subject", i.service.clone())])),
+        (
+            "/api/backups/run",
+            Scoped(|i| vec![("subject", i.service.clone()), ("destination_id", i.destination.clone())]),
+        ),
+        (
+            "/api/backups/restore",
+            Scoped(|i| {
+                vec![
+                    ("backup_id", i.backup.clone()),
+                    ("service_id", i.service.clone()),
+                    ("target", "existing".into()),
+                    ("confirm", "x".into()),
+                    ("new_name", String::new()),
+                ]
+            }),
+        ),
+        ("/api/backups/drill", Scoped(|i| vec![("backup_id", i.backup.clone())])),
+        (
+            "/api/backups/bucket",
+            Scoped(|i| vec![("subject", i.service.clone()), ("destination_id", i.destination.clone())]),
+        ),
+        (
+            "/api/backups/import",
+            Scoped(|i| {
+                vec![
+                    ("subject", i.service.clone()),
+                    ("destination_id", i.destination.clone()),
+                    ("key", "x/y.rdb.gz".into()),
+                ]
+            }),
+        ),
+        (
+            "/api/backups/add_schedule",
+            Scoped(|i| {
+                vec![
+                    ("subject", i.service.clone()),
+                    ("destination_id", i.destination.clone()),
+                    ("cron", "* * * * *".into()),
+                    ("timezone", "UTC".into()),
+                    ("keep_last", "1".into()),
+                ]
+            }),
+        ),
+        ("/api/backups/remove_schedule", Scoped(|i| vec![("id", i.schedule.clone())])),
+        ("/api/backups/run_schedule", Scoped(|i| vec![("id", i.schedule.clone())])),
         ("/api/deployments/list", Scoped(|i| vec![("app_id", i.app.clone())])),
         (
             "/api/deployments/cancel",
@@ -189,6 +289,7 @@ fn page_routes() -> BTreeMap<&'static str, fn(&Ids) -> Option<String>> {
         // A token route: an unknown token renders "invalid", there is nothing to leak.
         ("/invite/:token", |_| None),
         ("/apps/:id", |i| Some(format!("/apps/{}", i.app))),
+        ("/services/:id", |i| Some(format!("/services/{}", i.service))),
     ])
 }
 
@@ -207,7 +308,9 @@ async fn snapshot(app: &TestApp, cookie: &str, ids: &Ids) -> String {
         .call("deployments/list", &[("app_id", &ids.app)], Some(cookie))
         .await
         .body;
-    format!("{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}")
+    let service = app.call("services/reveal", &[("id", &ids.service)], Some(cookie)).await.body;
+    let backups = app.call("backups/list", &[("subject", &ids.service)], Some(cookie)).await.body;
+    format!("{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}\n{service}\n{backups}")
 }
 
 #[tokio::test]
@@ -327,6 +430,65 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
         .as_str()
         .unwrap()
         .to_owned();
+    let service = app
+        .call(
+            "services/create",
+            &[
+                ("environment_id", &environment),
+                ("name", &format!("secret-db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+                ("engine", "redis"),
+                ("image", ""),
+                ("database", ""),
+                ("user", ""),
+                ("cpu_millis", ""),
+                ("memory_mb", ""),
+                ("external_bind", ""),
+                ("external_port", ""),
+            ],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(service.status, StatusCode::OK, "{}", service.body);
+    let service = service.json().as_str().unwrap().to_owned();
+    let destination = app
+        .call(
+            "backups/add_destination",
+            &[
+                ("name", "Secret bucket"),
+                ("endpoint", "http://127.0.0.1:9"),
+                ("region", ""),
+                ("bucket", "secret-bucket"),
+                ("prefix", "secret"),
+                ("access_key", "AKSECRET"),
+                ("secret_key", "very-secret-key"),
+                ("path_style", "on"),
+            ],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(destination.status, StatusCode::OK, "{}", destination.body);
+    let destination = destination.json().as_str().unwrap().to_owned();
+    let schedule = app
+        .call(
+            "backups/add_schedule",
+            &[
+                ("subject", &service),
+                ("destination_id", &destination),
+                ("cron", "0 3 * * *"),
+                ("timezone", "Europe/Paris"),
+                ("keep_last", "3"),
+            ],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(schedule.status, StatusCode::OK, "{}", schedule.body);
+    let schedule = schedule.json().as_str().unwrap().to_owned();
+    // Queued (no worker runs in this test): a backup row to aim at.
+    let backup = app
+        .call("backups/run", &[("subject", &service), ("destination_id", &destination)], Some(&ada))
+        .await;
+    assert_eq!(backup.status, StatusCode::OK, "{}", backup.body);
+    let backup = backup.json().as_str().unwrap().to_owned();
     let ids = Ids {
         project,
         environment,
@@ -336,6 +498,10 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
         app: application,
         deployment,
         domain,
+        service,
+        destination,
+        schedule,
+        backup,
     };
 
     // Intruder: Mallory joins through an invite, makes her own organization (where
@@ -447,6 +613,21 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
             assert!(!r.body.contains("Secret"), "page {url} leaked the project name");
         }
     }
+
+    // The organization-wide lists show the intruder only her own organization's.
+    let theirs = app.call("backups/destinations", &[], Some(&mallory)).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(!theirs.body.contains("secret-bucket") && !theirs.body.contains("AKSECRET"), "{}", theirs.body);
+    // Berth's own database belongs to the onboarding organization's admins only.
+    let own = app.call("backups/list", &[("subject", "berth")], Some(&mallory)).await;
+    assert_eq!(own.status, StatusCode::NOT_FOUND, "{}", own.body);
+    assert_eq!(
+        app.call("backups/list", &[("subject", "berth")], Some(&ada)).await.status,
+        StatusCode::OK
+    );
+    // No secret key ever comes back from the API, even to its owner.
+    let mine = app.call("backups/destinations", &[], Some(&ada)).await.body;
+    assert!(mine.contains("secret-bucket") && !mine.contains("very-secret-key"), "{mine}");
 
     assert_eq!(snapshot(&app, &ada, &ids).await, before, "the victim's data changed");
     // And Bob, still a member, sees the project: the checks are tenancy, not breakage.

@@ -8,4 +8,5 @@ pub mod apps;
 pub mod edge;
 pub mod orgs;
 pub mod projects;
+pub mod services;
 pub mod session;

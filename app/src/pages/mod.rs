@@ -7,4 +7,5 @@ pub mod not_found;
 pub mod onboarding;
 pub mod project;
 pub mod projects;
+pub mod service;
 pub mod settings;

@@ -1,6 +1,7 @@
 //! One project: rename it, manage its environments, delete it.
 
 use crate::api::apps::{list_apps, CreateApp};
+use crate::api::services::{list_services, CreateService};
 use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
@@ -81,6 +82,7 @@ fn ProjectView(project: ProjectDetail, update: ServerAction<UpdateProject>, acti
             </ActionForm>
         </section>
         <Applications project_id=id.clone() environments=project.environments.clone() />
+        <Databases project_id=id.clone() environments=project.environments.clone() />
         <Environments project_id=id environments=project.environments actions />
         <Show when=move || can_delete>
             <DeleteProjectButton id=delete_id.clone() />
@@ -277,6 +279,108 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
                 <Field label="Branch (git)" name="branch" value="main".to_string() error />
                 <Field label="Image (docker image source)" name="image" error />
                 <div class="sm:col-span-2"><Submit label="Create application" pending=create.pending() id="create-app-submit" /></div>
+                <div class="sm:col-span-2"><FormError error /></div>
+            </ActionForm>
+        </section>
+    }
+}
+
+/// Database services, listed per environment beside the applications.
+#[component]
+fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl IntoView {
+    let create = ServerAction::<CreateService>::new();
+    let error = action_error(create);
+    let tick = RwSignal::new(0u32);
+    let list = Resource::new(move || (create.version().get(), tick.get()), {
+        let project_id = project_id.clone();
+        move |_| list_services(project_id.clone())
+    });
+    #[cfg(feature = "hydrate")]
+    {
+        if let Ok(h) = set_interval_with_handle(
+            move || {
+                let starting = list
+                    .get_untracked()
+                    .and_then(|r| r.ok())
+                    .is_some_and(|l| l.iter().any(|s| matches!(s.state.as_str(), "starting" | "restarting")));
+                if starting {
+                    tick.update(|t| *t += 1);
+                }
+            },
+            std::time::Duration::from_secs(2),
+        ) {
+            on_cleanup(move || h.clear());
+        }
+    }
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = create.value().get() {
+            navigate(&format!("/services/{id}"), Default::default());
+        }
+    });
+    let envs = environments.clone();
+    let env_options = environments
+        .iter()
+        .map(|e| view! { <option value=e.id.to_string()>{e.name.clone()}</option> })
+        .collect_view();
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">"Databases"</h2>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || {
+                    let envs = envs.clone();
+                    Suspend::new(async move {
+                        match list.await {
+                            Err(e) => view! { <LoadError error=e /> }.into_any(),
+                            Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No databases yet."</p> }.into_any(),
+                            Ok(list) => envs
+                                .into_iter()
+                                .map(|env| {
+                                    let here: Vec<_> = list.iter().filter(|s| s.environment_id == env.id).cloned().collect();
+                                    (!here.is_empty()).then(|| view! {
+                                        <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
+                                        <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-services-env=env.name.clone()>
+                                            {here.into_iter().map(|s| { let label = s.name.clone(); view! {
+                                                <li class="flex items-center justify-between py-2" data-service=s.name.clone()>
+                                                    <div>
+                                                        <A href=format!("/services/{}", s.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
+                                                        <span class="ml-2 text-xs text-slate-500">{s.engine.clone()}</span>
+                                                    </div>
+                                                    <StatusBadge status=s.state.clone() />
+                                                </li>
+                                            }}).collect_view()}
+                                        </ul>
+                                    })
+                                })
+                                .collect_view()
+                                .into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+            <h3 class="mb-2 mt-6 font-semibold">"New database"</h3>
+            <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-service">
+                <label class="block text-sm font-medium">"Environment"
+                    <select name="environment_id" class=INPUT>{env_options}</select>
+                </label>
+                <Field label="Name (lower-case, digits, -)" name="name" error />
+                <label class="block text-sm font-medium">"Engine"
+                    <select name="engine" id="field-engine" class=INPUT>
+                        <option value="postgres">"PostgreSQL"</option>
+                        <option value="mysql">"MySQL"</option>
+                        <option value="mariadb">"MariaDB"</option>
+                        <option value="mongo">"MongoDB"</option>
+                        <option value="redis">"Redis"</option>
+                    </select>
+                </label>
+                <Field label="Image (empty = the engine's default)" name="image" error />
+                <Field label="Database name (default app)" name="database" error />
+                <Field label="User (default app)" name="user" error />
+                <Field label="CPU (millicores, optional)" name="cpu_millis" error />
+                <Field label="Memory (MiB, optional)" name="memory_mb" error />
+                <Field label="External address" name="external_bind" value="127.0.0.1".to_string() error />
+                <Field label="External port (optional; off by default)" name="external_port" error />
+                <div class="sm:col-span-2"><Submit label="Create database" pending=create.pending() id="create-service-submit" /></div>
                 <div class="sm:col-span-2"><FormError error /></div>
             </ActionForm>
         </section>

@@ -1,5 +1,6 @@
 //! Settings: the user's profile and password, the organization's members and
-//! invites, and creating another organization.
+//! invites, backups of Berth's own database (instance administrators only), and
+//! creating another organization.
 
 use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
@@ -25,6 +26,9 @@ pub fn SettingsPage() -> impl IntoView {
             <Members manage />
             <Show when=move || manage>
                 <Invites />
+            </Show>
+            <Show when=move || manage>
+                <OwnDatabase />
             </Show>
             <NewOrganization />
         </div>
@@ -215,5 +219,23 @@ fn NewOrganization() -> impl IntoView {
             </ActionForm>
             <FormError error />
         </section>
+    }
+}
+
+/// Backups of Berth's own database: shown to owners and admins of the
+/// organization that onboarded the instance (the API answers 404 to others).
+#[component]
+fn OwnDatabase() -> impl IntoView {
+    let allowed = Resource::new(|| (), |_| crate::api::services::list_backups("berth".into()));
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                allowed.await.ok().map(|_| view! {
+                    <h2 class="pt-4 text-xl font-semibold" id="own-database">"Berth's own database"</h2>
+                    <p class="text-sm text-slate-500">"Back up Berth's PostgreSQL to S3. Restoring it is a command-line step: see docs/OPERATIONS.md."</p>
+                    <crate::pages::service::BackupsPanel subject="berth".to_string() service=None />
+                })
+            })}
+        </Suspense>
     }
 }

@@ -159,12 +159,14 @@ pub async fn reap(engine: &Engine) -> Result<usize, StoreError> {
         destination_id: Uuid,
         #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
         object_key: Option<String>,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
+        upload_id: Option<String>,
     }
     let backups_reaped: Vec<Reaped> = diesel::sql_query(
         "UPDATE backups SET status = 'failed', finished_at = now(),
                 error = 'interrupted: the worker running it stopped before it finished'
          WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-         RETURNING organization_id, destination_id, object_key",
+         RETURNING organization_id, destination_id, object_key, upload_id",
     )
     .bind::<diesel::sql_types::Double, _>(lease)
     .load(&mut conn)
@@ -198,9 +200,13 @@ pub async fn reap(engine: &Engine) -> Result<usize, StoreError> {
     .load(&mut conn)
     .await?;
     for r in &backups_reaped {
-        let Some(key) = &r.object_key else { continue };
+        let (Some(key), Some(upload)) = (&r.object_key, &r.upload_id) else { continue };
         if let Ok(t) = super::target(engine, &mut conn, r.organization_id, r.destination_id).await {
-            abort_dangling(&t, key).await;
+            if let Ok(bucket) = t.bucket() {
+                if let Err(e) = bucket.abort_upload(key, upload).await {
+                    tracing::warn!(key, error = %s3::describe(&e), "aborting an interrupted backup's upload");
+                }
+            }
         }
     }
     for d in &drills {
@@ -219,18 +225,6 @@ pub async fn reap(engine: &Engine) -> Result<usize, StoreError> {
         tracing::warn!(backups = backups_reaped.len(), drills = drills.len(), restores = restores_reaped.len(), "failed interrupted backup jobs");
     }
     Ok(n)
-}
-
-/// Aborts multipart uploads left for `key` by a worker that died mid-upload.
-async fn abort_dangling(t: &s3::Target, key: &str) {
-    let Ok(bucket) = t.bucket() else { return };
-    if let Ok(pages) = bucket.list_multiparts_uploads(Some(key), None).await {
-        for u in pages.into_iter().flat_map(|p| p.uploads) {
-            if u.key == key {
-                let _ = bucket.abort_upload(key, &u.id).await;
-            }
-        }
-    }
 }
 
 /// Counts bytes read through it into a shared counter (progress for heartbeats).
@@ -396,6 +390,7 @@ async fn pump<F>(
     bucket: &::s3::Bucket,
     key: &str,
     progress: &AtomicU64,
+    initiated: &(dyn Fn(&str) + Send + Sync),
     reader: tokio::io::DuplexStream,
     produce: F,
 ) -> Result<u64, String>
@@ -407,7 +402,7 @@ where
             tokio::io::BufReader::new(reader),
             async_compression::Level::Fastest,
         );
-        s3::stage(bucket, key, &mut gz, progress).await
+        s3::stage(bucket, key, &mut gz, progress, initiated).await
     };
     let (produced, staged) = tokio::join!(produce, consume);
     match (produced, staged) {
@@ -439,6 +434,20 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
     }
     s3::preflight(&t).await?;
     let bucket = t.bucket()?;
+    let initiated = {
+        let engine = engine.clone();
+        move |upload: &str| {
+            let (engine, upload) = (engine.clone(), upload.to_owned());
+            tokio::spawn(async move {
+                if let Ok(mut conn) = engine.db.get().await {
+                    let _ = diesel::update(backups::table.find(id))
+                        .set(backups::upload_id.eq(Some(upload)))
+                        .execute(&mut conn)
+                        .await;
+                }
+            });
+        }
+    };
     let (mut writer, reader) = tokio::io::duplex(PIPE);
     let size = match job.service {
         None => {
@@ -452,7 +461,7 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
                 .to_owned();
             let pg_dump = engine.deploy.services.pg_dump.clone();
             let produce = async move { super::own::dump(&pg_dump, &url, &mut writer).await };
-            pump(&bucket, &key, progress, reader, produce).await?
+            pump(&bucket, &key, progress, &initiated, reader, produce).await?
         }
         Some(sid) => {
             let svc = {
@@ -485,7 +494,7 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
                     Err(e) => Err(format!("{program}: {e}")),
                 }
             };
-            pump(&bucket, &key, progress, reader, produce).await?
+            pump(&bucket, &key, progress, &initiated, reader, produce).await?
         }
     };
     Ok((key, size))
@@ -883,7 +892,7 @@ mod tests {
             Err::<(), _>("pg_dump exited with code 1: out of disk".to_owned())
         };
         let progress = AtomicU64::new(0);
-        let e = pump(&bucket, key, &progress, reader, produce).await.unwrap_err();
+        let e = pump(&bucket, key, &progress, &|_| {}, reader, produce).await.unwrap_err();
         assert_eq!(e, "pg_dump exited with code 1: out of disk");
         assert!(AtomicU64::load(&progress, Ordering::Relaxed) > 2 * s3::PART_SIZE as u64, "parts were uploaded before the failure");
         assert!(s3.keys().await.is_empty());

@@ -250,12 +250,15 @@ async fn fill(reader: &mut (dyn AsyncRead + Unpin + Send), buf: &mut Vec<u8>) ->
 }
 
 /// Reads `reader` to its end, uploading full parts as they fill. `progress`
-/// counts the bytes read. On any failure the multipart upload is aborted.
+/// counts the bytes read; `initiated` hears the multipart upload's ID as soon as
+/// there is one (so it can be recorded for a reaper). On any failure the
+/// multipart upload is aborted.
 pub async fn stage(
     bucket: &Bucket,
     key: &str,
     reader: &mut (dyn AsyncRead + Unpin + Send),
     progress: &AtomicU64,
+    initiated: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Staged, String> {
     let mut buf = Vec::with_capacity(PART_SIZE);
     let ended = fill(reader, &mut buf).await.map_err(|e| format!("reading the dump: {e}"))?;
@@ -268,6 +271,7 @@ pub async fn stage(
         .await
         .map_err(|e| describe(&e))?;
     let upload_id = init.upload_id;
+    initiated(&upload_id);
     let mut parts = Vec::new();
     let mut total = 0u64;
     let result = async {

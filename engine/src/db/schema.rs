@@ -218,6 +218,7 @@ diesel::table! {
         trigger -> Text,
         status -> Text,
         object_key -> Nullable<Text>,
+        upload_id -> Nullable<Text>,
         size_bytes -> Int8,
         error -> Nullable<Text>,
         worker_id -> Nullable<Text>,

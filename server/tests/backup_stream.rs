@@ -1,0 +1,224 @@
+//! A ~200 MB PostgreSQL dump through the real `berth worker` binary:
+//! - `kill -9` of the worker mid-upload: the next worker fails the backup as
+//!   interrupted and aborts its multipart upload; nothing is left in the bucket;
+//! - a full backup streams while the worker's peak RSS (VmHWM) stays bounded:
+//!   the dump never sits in memory. The figure goes to docs/BENCHMARKS.md.
+
+use engine::backups::{self, Subject};
+use engine::services::container::{exec_capture, container_name};
+use engine::services::kind::Exec;
+use engine::services::{self, NewService};
+use engine::testing::{owner_with_environment, DeployEnv, TestS3};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+/// The bound on the worker's peak memory while it streams the dump. The dump is
+/// ~200 MB; the pipeline holds one 8 MiB part (plus what the HTTP client copies).
+const RSS_BOUND_MIB: u64 = 128;
+
+fn spawn_worker(env: &DeployEnv) -> Child {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("worker")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit());
+    for (k, v) in env.berth_env() {
+        cmd.env(k, v);
+    }
+    cmd.spawn().expect("spawn berth worker")
+}
+
+fn vm_hwm_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("proc status");
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM")
+}
+
+async fn backup(engine: &engine::Engine, caller: &engine::accounts::Caller, id: engine::ids::BackupId) -> backups::Backup {
+    backups::backup_status(engine, caller, id).await.expect("backup")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
+    let env = DeployEnv::new().await;
+    let e = env.engine().clone();
+    let (caller, env_id) = owner_with_environment(&e).await;
+    let new = NewService::parse(&e, env_id, "big-db", "postgres", "", "", "", "", "", None).unwrap();
+    let svc = services::create(&e, &caller, new).await.unwrap();
+    let start = Instant::now();
+    loop {
+        if services::get(&e, &caller, svc).await.unwrap().ready == Some(true) {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(120), "the service never became ready");
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    // ~210 MB of table data: 1.6 M rows of 128 hex characters.
+    let secrets = services::reveal(&e, &caller, svc).await.unwrap();
+    let sql = |q: &str| Exec {
+        argv: ["psql", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-v", "ON_ERROR_STOP=1", "-At", "-c", q]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+        env: vec![format!("PGPASSWORD={}", secrets.password)],
+    };
+    let container = container_name(&e, "big-db");
+    let seeded = exec_capture(
+        &e,
+        &container,
+        &sql("CREATE TABLE blobs AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) || md5((g * 31)::text) AS body FROM generate_series(1, 1600000) g"),
+        Duration::from_secs(600),
+    )
+    .await
+    .unwrap();
+    assert_eq!(seeded.exit_code, 0, "{}", seeded.said());
+    let size = exec_capture(&e, &container, &sql("SELECT pg_total_relation_size('blobs')"), Duration::from_secs(60))
+        .await
+        .unwrap();
+    let table_bytes: u64 = size.stdout.trim().parse().expect("table size");
+    assert!(table_bytes > 190_000_000, "{table_bytes}");
+
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(&e, &caller, "").await;
+    let uploads_before = s3.pending_uploads();
+
+    // 1. kill -9 in the middle of the upload.
+    let mut first = spawn_worker(&env);
+    let b1 = backups::backup_now(&e, &caller, Subject::Service(svc), dest).await.unwrap();
+    let start = Instant::now();
+    loop {
+        let b = backup(&e, &caller, b1).await;
+        assert_ne!(b.status, "succeeded", "the backup finished before it could be interrupted");
+        assert_ne!(b.status, "failed", "{:?}", b.error);
+        // Two parts (16 MiB compressed) are up: the multipart upload is open.
+        if b.status == "running" && b.size_bytes > 16 * 1024 * 1024 {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(180), "the backup never got going");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    first.kill().expect("kill -9");
+    first.wait().unwrap();
+    assert!(s3.pending_uploads() > uploads_before, "an upload was left open by the killed worker");
+
+    // 2. The next worker fails it as interrupted and aborts the upload.
+    let mut second = spawn_worker(&env);
+    let start = Instant::now();
+    let interrupted = loop {
+        let b = backup(&e, &caller, b1).await;
+        if b.status == "failed" {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "not reaped: {}", b.status);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(interrupted.error.as_deref().unwrap().contains("interrupted"), "{:?}", interrupted.error);
+    assert!(s3.keys().await.is_empty(), "no object from the killed backup");
+    assert_eq!(s3.pending_uploads(), uploads_before, "its multipart upload was aborted");
+
+    // 3. A whole backup, with the worker's peak memory measured.
+    let b2 = backups::backup_now(&e, &caller, Subject::Service(svc), dest).await.unwrap();
+    let start = Instant::now();
+    let done = loop {
+        let b = backup(&e, &caller, b2).await;
+        if b.status == "succeeded" || b.status == "failed" {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(600), "the backup did not finish");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let took = start.elapsed();
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    let hwm_mib = vm_hwm_kib(second.id()) / 1024;
+    println!(
+        "backup of a {} MB table: {} MB object in {:.1} s; worker peak RSS {hwm_mib} MiB",
+        table_bytes / 1_000_000,
+        done.size_bytes / 1_000_000,
+        took.as_secs_f64()
+    );
+    second.kill().unwrap();
+    second.wait().unwrap();
+    assert!(done.size_bytes > 100_000_000, "a big object went up: {}", done.size_bytes);
+    assert_eq!(s3.keys().await, vec![done.object_key.clone().unwrap()]);
+    assert!(
+        hwm_mib < RSS_BOUND_MIB,
+        "the worker's peak RSS was {hwm_mib} MiB streaming a {} MB dump (bound {RSS_BOUND_MIB} MiB)",
+        table_bytes / 1_000_000
+    );
+}
+
+/// The documented restore of Berth's own database (docs/OPERATIONS.md), run as
+/// written: `berth admin restore-database` into an empty database.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn berths_own_database_is_restored_by_the_cli() {
+    use diesel::sql_types::BigInt;
+    use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let env = DeployEnv::new().await;
+    let e = env.engine().clone();
+    let (caller, _) = owner_with_environment(&e).await;
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(&e, &caller, "instance").await;
+    let (stop, worker) = engine::testing::start_backup_worker(&e);
+    let b = backups::backup_now(&e, &caller, Subject::Own, dest).await.unwrap();
+    let start = Instant::now();
+    let done = loop {
+        let b = backup(&e, &caller, b).await;
+        if b.status == "succeeded" || b.status == "failed" {
+            break b;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    stop.cancel();
+    let _ = worker.await;
+    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+
+    let fresh = engine::testing::TestDb::empty().await;
+    let out = Command::new(BIN)
+        .args([
+            "admin",
+            "restore-database",
+            "--endpoint",
+            &s3.url,
+            "--bucket",
+            &s3.bucket,
+            "--key",
+            done.object_key.as_deref().unwrap(),
+        ])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("DATABASE_URL", &fresh.url)
+        .env("S3_ACCESS_KEY", &s3.access_key)
+        .env("S3_SECRET_KEY", &s3.secret_key)
+        .output()
+        .expect("run berth admin restore-database");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Restored"));
+    let mut restored = AsyncPgConnection::establish(&fresh.url).await.unwrap();
+    let mut original = e.db.get().await.unwrap();
+    for table in ["users", "organizations", "memberships", "projects", "s3_destinations", "backups"] {
+        let q = format!("SELECT count(*) AS n FROM {table}");
+        let a = diesel::sql_query(&q).get_result::<Count>(&mut original).await.unwrap().n;
+        let r = diesel::sql_query(&q).get_result::<Count>(&mut restored).await.unwrap().n;
+        assert!(a > 0, "{table} has rows");
+        assert_eq!(a, r, "{table}");
+    }
+    // Berth starts on the restored database: its migrations are all there.
+    let status = Command::new(BIN)
+        .arg("migrate")
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap())
+        .env("DATABASE_URL", &fresh.url)
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
