@@ -18,7 +18,7 @@ RUN PROFILE=release scripts/build.sh \
 
 FROM debian:bookworm-slim
 RUN apt-get update \
- && apt-get install -y --no-install-recommends ca-certificates git openssh-client tini \
+ && apt-get install -y --no-install-recommends ca-certificates git openssh-client postgresql-client tini \
  && rm -rf /var/lib/apt/lists/* \
  && useradd --system --uid 10001 --home /var/lib/berth --create-home berth
 COPY --from=build /out/berth /usr/local/bin/berth

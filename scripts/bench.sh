@@ -13,6 +13,8 @@ if [ -z "${DATABASE_URL:-}" ]; then rm -rf "$svc/postgres"; start_postgres "$svc
 if [ -z "${REDIS_URL:-}" ]; then rm -rf "$svc/redis"; start_redis "$svc/redis" 56394 no; fi
 if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then start_dockerd "$svc/docker"; fi
 build_test_images
+if [ -z "${BERTH_TEST_S3_URL:-}" ]; then rm -rf "$svc/s3"; start_s3 "$svc/s3" 56904; fi
 export BERTH_BIN=$PWD/target/release/berth BERTH_SITE_ROOT=$PWD/target/site
 cargo run --locked --release -q -p bench --bin bench
 cargo run --locked --release -q -p bench --bin deploy
+cargo run --locked --release -q -p bench --bin backup

@@ -314,7 +314,10 @@ impl BackupsView {
         self.backups.iter().any(|b| {
             matches!(b.status.as_str(), "queued" | "running")
                 || matches!(b.drill_status.as_deref(), Some("queued" | "running"))
-        }) || self.restores.iter().any(|r| matches!(r.status.as_str(), "queued" | "running"))
+        }) || self
+            .restores
+            .iter()
+            .any(|r| matches!(r.status.as_str(), "queued" | "running"))
     }
 }
 

@@ -418,9 +418,17 @@ async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
     wait_text_long(c, "#service-ready", "ready", Duration::from_secs(90)).await;
     wait_text(c, "#internal-url", "postgres://app:********@shop-db:5432/app").await;
     find(c, "#reveal-password").await.click().await.unwrap();
-    wait_text(c, "#internal-url", "@shop-db:5432/app").await;
-    let revealed = find(c, "#service-password").await.text().await.unwrap();
-    assert_eq!(revealed.len(), 32, "the generated password is shown on request");
+    let start = Instant::now();
+    let revealed = loop {
+        let shown = find(c, "#service-password").await.text().await.unwrap();
+        if shown != "********" {
+            break shown;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "the password was never revealed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(revealed.len(), 32, "the generated password is shown on request: {revealed:?}");
+    wait_text(c, "#internal-url", &format!("postgres://app:{revealed}@shop-db:5432/app")).await;
 
     // An S3 destination, tested, then a backup that shows in the history.
     find(c, "[data-tab=backups]").await.click().await.unwrap();
@@ -432,7 +440,11 @@ async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
     fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
     find(c, "#add-destination-submit").await.click().await.unwrap();
     wait_text(c, "#destinations", "Local S3").await;
-    find(c, "[data-test-destination='Local S3']").await.click().await.unwrap();
+    find(c, "[data-test-destination='Local S3']")
+        .await
+        .click()
+        .await
+        .unwrap();
     wait_text_long(c, "#destination-test-ok", "Connected", Duration::from_secs(20)).await;
     find(c, "#run-backup-submit").await.click().await.unwrap();
     wait_text_long(c, "#backup-history", "succeeded", Duration::from_secs(90)).await;
@@ -441,7 +453,10 @@ async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
     screenshot(c, "database-backup.png").await;
     let keys = s3.keys().await;
     assert_eq!(keys.len(), 1, "{keys:?}");
-    assert!(keys[0].starts_with("berth/shop-db/") && keys[0].ends_with(".pgdump.gz"), "{keys:?}");
+    assert!(
+        keys[0].starts_with("berth/shop-db/") && keys[0].ends_with(".pgdump.gz"),
+        "{keys:?}"
+    );
 
     // The container's own log, live.
     find(c, "[data-tab=logs]").await.click().await.unwrap();

@@ -501,7 +501,12 @@ impl TestS3 {
     }
 
     /// Adds this bucket as a destination of the caller's organization.
-    pub async fn destination(&self, engine: &Engine, caller: &crate::accounts::Caller, prefix: &str) -> crate::ids::DestinationId {
+    pub async fn destination(
+        &self,
+        engine: &Engine,
+        caller: &crate::accounts::Caller,
+        prefix: &str,
+    ) -> crate::ids::DestinationId {
         let new = crate::backups::NewDestination::parse(
             "test bucket",
             &self.url,
@@ -513,7 +518,9 @@ impl TestS3 {
             true,
         )
         .expect("valid destination");
-        crate::backups::create_destination(engine, caller, new).await.expect("destination")
+        crate::backups::create_destination(engine, caller, new)
+            .await
+            .expect("destination")
     }
 
     /// Every object key in the bucket, sorted.

@@ -126,7 +126,9 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
     let detail = services::get(engine, &caller, svc).await.unwrap();
     assert!(!detail.internal_url_masked.contains(&secrets.password), "masked");
     assert_eq!(detail.internal_url_masked, "postgres://app:********@orders-db:5432/app");
-    let mut conn = AsyncPgConnection::establish(&url).await.expect("connect through the port");
+    let mut conn = AsyncPgConnection::establish(&url)
+        .await
+        .expect("connect through the port");
     diesel::sql_query("CREATE TABLE items (id serial PRIMARY KEY, name text NOT NULL, qty int NOT NULL)")
         .execute(&mut conn)
         .await
@@ -139,14 +141,21 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
 
     let s3 = TestS3::new().await;
     let dest = s3.destination(engine, &caller, "prod/db").await;
-    backups::test_destination(engine, &caller, dest).await.expect("the bucket works");
+    backups::test_destination(engine, &caller, dest)
+        .await
+        .expect("the bucket works");
     let (stop, worker) = start_backup_worker(engine);
 
-    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
     let b = wait_backup(engine, &caller, backup).await;
     assert_eq!(b.status, "succeeded", "{:?}", b.error);
     let key = b.object_key.clone().unwrap();
-    assert!(key.starts_with("prod/db/orders-db/") && key.ends_with(".pgdump.gz"), "{key}");
+    assert!(
+        key.starts_with("prod/db/orders-db/") && key.ends_with(".pgdump.gz"),
+        "{key}"
+    );
     assert_eq!(s3.keys().await, vec![key.clone()]);
     assert!(b.size_bytes > 1000, "size recorded: {}", b.size_bytes);
     assert_eq!(s3.get(&key).await.len() as i64, b.size_bytes);
@@ -154,7 +163,9 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
     // Lose the table, restore, and get the same rows back.
     diesel::sql_query("DROP TABLE items").execute(&mut conn).await.unwrap();
     drop(conn);
-    let (restore, target) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc)).await.unwrap();
+    let (restore, target) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc))
+        .await
+        .unwrap();
     assert_eq!(target, svc);
     let r = wait_restore(engine, &caller, restore).await;
     assert_eq!(r.status, "succeeded", "{:?}", r.error);
@@ -169,24 +180,33 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
     assert!(detail.contains("public.items 1500"), "{detail}");
 
     // A corrupted object in the bucket fails its drill, and says why.
-    let bad_key = format!("prod/db/orders-db/20260101T000000.000Z.pgdump.gz");
+    let bad_key = "prod/db/orders-db/20260101T000000.000Z.pgdump.gz".to_owned();
     let mut corrupt = s3.get(&key).await;
     let mid = corrupt.len() / 2;
     for b in &mut corrupt[mid..mid + 64] {
         *b ^= 0x5a;
     }
     s3.put(&bad_key, &corrupt).await;
-    let listed = backups::bucket_objects(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    let listed = backups::bucket_objects(engine, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
     assert!(listed.iter().any(|o| o.key == bad_key), "listed from the bucket");
-    let imported = backups::import_object(engine, &caller, Subject::Service(svc), dest, &bad_key).await.unwrap();
+    let imported = backups::import_object(engine, &caller, Subject::Service(svc), dest, &bad_key)
+        .await
+        .unwrap();
     backups::drill(engine, &caller, imported).await.unwrap();
     let (status, detail) = wait_drill(engine, &caller, imported).await;
     assert_eq!(status, "failed", "{detail}");
-    assert!(detail.contains("cannot be read") || detail.contains("restore failed"), "{detail}");
+    assert!(
+        detail.contains("cannot be read") || detail.contains("restore failed"),
+        "{detail}"
+    );
 
     // Restore into a new service of the same engine.
     let new = NewService::parse(engine, env_id, "orders-copy", "postgres", "", "", "", "", "", None).unwrap();
-    let (restore, copy) = backups::restore(engine, &caller, backup, RestoreInto::New(new)).await.unwrap();
+    let (restore, copy) = backups::restore(engine, &caller, backup, RestoreInto::New(new))
+        .await
+        .unwrap();
     let r = wait_restore(engine, &caller, restore).await;
     assert_eq!(r.status, "succeeded", "{:?}", r.error);
     let copy_detail = services::get(engine, &caller, copy).await.unwrap();
@@ -215,7 +235,10 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
     let vars = engine::apps::env_values(engine, &caller, app).await.unwrap();
     assert_eq!(vars, vec![("DATABASE_URL".to_owned(), secrets.internal_url.clone())]);
     assert_eq!(
-        services::link(engine, &caller, svc, app, "BAD NAME").await.unwrap_err().to_string(),
+        services::link(engine, &caller, svc, app, "BAD NAME")
+            .await
+            .unwrap_err()
+            .to_string(),
         engine::apps::spec::parse_env_name("BAD NAME").unwrap_err().to_string()
     );
 
@@ -231,24 +254,47 @@ async fn redis_backup_restore_and_drill_keep_every_key() {
     let port = free_port();
     let svc = create(engine, &caller, env_id, "cache", "redis", Some(port)).await;
     wait_ready(engine, &caller, svc).await;
-    let url = services::reveal(engine, &caller, svc).await.unwrap().external_url.unwrap();
+    let url = services::reveal(engine, &caller, svc)
+        .await
+        .unwrap()
+        .external_url
+        .unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
-    let mut c = client.get_multiplexed_async_connection().await.expect("connect to the service");
+    let mut c = client
+        .get_multiplexed_async_connection()
+        .await
+        .expect("connect to the service");
     for i in 0..500 {
-        let _: () = redis::cmd("SET").arg(format!("key:{i}")).arg(format!("value {i}")).query_async(&mut c).await.unwrap();
+        let _: () = redis::cmd("SET")
+            .arg(format!("key:{i}"))
+            .arg(format!("value {i}"))
+            .query_async(&mut c)
+            .await
+            .unwrap();
     }
     let s3 = TestS3::new().await;
     let dest = s3.destination(engine, &caller, "").await;
     let (stop, worker) = start_backup_worker(engine);
-    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
     let b = wait_backup(engine, &caller, backup).await;
     assert_eq!(b.status, "succeeded", "{:?}", b.error);
-    assert!(b.object_key.as_deref().unwrap().starts_with("cache/") && b.object_key.as_deref().unwrap().ends_with(".rdb.gz"));
+    assert!(
+        b.object_key.as_deref().unwrap().starts_with("cache/") && b.object_key.as_deref().unwrap().ends_with(".rdb.gz")
+    );
 
     let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
-    let _: () = redis::cmd("SET").arg("written-after").arg("x").query_async(&mut c).await.unwrap();
+    let _: () = redis::cmd("SET")
+        .arg("written-after")
+        .arg("x")
+        .query_async(&mut c)
+        .await
+        .unwrap();
     drop(c);
-    let (restore, _) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc)).await.unwrap();
+    let (restore, _) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc))
+        .await
+        .unwrap();
     let r = wait_restore(engine, &caller, restore).await;
     assert_eq!(r.status, "succeeded", "{:?}", r.error);
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
@@ -273,33 +319,71 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
     let svc = create(engine, &caller, env_id, "billing-db", "postgres", Some(free_port())).await;
     wait_ready(engine, &caller, svc).await;
     let s3 = TestS3::new().await;
+    let uploads_before = s3.pending_uploads();
     let (stop, worker) = start_backup_worker(engine);
 
     // Wrong secret key: S3 refuses the signature.
-    let wrong = backups::NewDestination::parse("wrong", &s3.url, "", &s3.bucket, "", &s3.access_key, "not-the-secret", true).unwrap();
+    let wrong = backups::NewDestination::parse(
+        "wrong",
+        &s3.url,
+        "",
+        &s3.bucket,
+        "",
+        &s3.access_key,
+        "not-the-secret",
+        true,
+    )
+    .unwrap();
     let wrong = backups::create_destination(engine, &caller, wrong).await.unwrap();
-    let e = backups::test_destination(engine, &caller, wrong).await.unwrap_err().to_string();
-    assert!(e.contains("SignatureDoesNotMatch") || e.contains("AccessDenied") || e.contains("InvalidAccessKeyId"), "{e}");
-    let b = backups::backup_now(engine, &caller, Subject::Service(svc), wrong).await.unwrap();
+    let e = backups::test_destination(engine, &caller, wrong)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("SignatureDoesNotMatch") || e.contains("AccessDenied") || e.contains("InvalidAccessKeyId"),
+        "{e}"
+    );
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), wrong)
+        .await
+        .unwrap();
     let b = wait_backup(engine, &caller, b).await;
     assert_eq!(b.status, "failed");
     let err = b.error.unwrap();
     assert!(err.contains("S3 answered HTTP 403"), "{err}");
 
     // A bucket that does not exist.
-    let missing = backups::NewDestination::parse("missing", &s3.url, "", "no-such-bucket-here", "", &s3.access_key, &s3.secret_key, true).unwrap();
+    let missing = backups::NewDestination::parse(
+        "missing",
+        &s3.url,
+        "",
+        "no-such-bucket-here",
+        "",
+        &s3.access_key,
+        &s3.secret_key,
+        true,
+    )
+    .unwrap();
     let missing = backups::create_destination(engine, &caller, missing).await.unwrap();
-    let e = backups::test_destination(engine, &caller, missing).await.unwrap_err().to_string();
+    let e = backups::test_destination(engine, &caller, missing)
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(e.contains("NoSuchBucket"), "{e}");
-    let b = backups::backup_now(engine, &caller, Subject::Service(svc), missing).await.unwrap();
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), missing)
+        .await
+        .unwrap();
     let b = wait_backup(engine, &caller, b).await;
     assert_eq!(b.status, "failed");
     assert!(b.error.as_deref().unwrap().contains("NoSuchBucket"), "{:?}", b.error);
 
     // A stopped database.
     let good = s3.destination(engine, &caller, "").await;
-    services::act(engine, &caller, svc, services::Action::Stop).await.unwrap();
-    let b = backups::backup_now(engine, &caller, Subject::Service(svc), good).await.unwrap();
+    services::act(engine, &caller, svc, services::Action::Stop)
+        .await
+        .unwrap();
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), good)
+        .await
+        .unwrap();
     let b = wait_backup(engine, &caller, b).await;
     assert_eq!(b.status, "failed");
     assert!(b.error.as_deref().unwrap().contains("is not running"), "{:?}", b.error);
@@ -307,18 +391,34 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
 
     // A dump that fails inside the container (its database is gone): the error
     // carries pg_dump's own words, and nothing reaches the bucket.
-    services::act(engine, &caller, svc, services::Action::Start).await.unwrap();
+    services::act(engine, &caller, svc, services::Action::Start)
+        .await
+        .unwrap();
     wait_ready(engine, &caller, svc).await;
-    let url = services::reveal(engine, &caller, svc).await.unwrap().external_url.unwrap();
-    let mut conn = AsyncPgConnection::establish(&format!("{}/postgres", url.rsplit_once('/').unwrap().0)).await.unwrap();
-    diesel::sql_query("ALTER DATABASE app RENAME TO app_moved").execute(&mut conn).await.unwrap();
-    let b = backups::backup_now(engine, &caller, Subject::Service(svc), good).await.unwrap();
+    let url = services::reveal(engine, &caller, svc)
+        .await
+        .unwrap()
+        .external_url
+        .unwrap();
+    let mut conn = AsyncPgConnection::establish(&format!("{}/postgres", url.rsplit_once('/').unwrap().0))
+        .await
+        .unwrap();
+    diesel::sql_query("ALTER DATABASE app RENAME TO app_moved")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let b = backups::backup_now(engine, &caller, Subject::Service(svc), good)
+        .await
+        .unwrap();
     let b = wait_backup(engine, &caller, b).await;
     assert_eq!(b.status, "failed");
     let err = b.error.unwrap();
-    assert!(err.contains("pg_dump exited with code 1") && err.contains("does not exist"), "{err}");
+    assert!(
+        err.contains("pg_dump exited with code 1") && err.contains("does not exist"),
+        "{err}"
+    );
     assert!(s3.keys().await.is_empty(), "no object left: {:?}", s3.keys().await);
-    assert_eq!(s3.pending_uploads(), 0, "no multipart upload left");
+    assert_eq!(s3.pending_uploads(), uploads_before, "no multipart upload left");
     stop.cancel();
     let _ = worker.await;
 }
@@ -353,7 +453,12 @@ async fn retention_keeps_the_newest_and_slots_run_once() {
     newest.sort();
     assert_eq!(s3.keys().await, newest);
     let history = backups::history(engine, &caller, Subject::Service(svc)).await.unwrap();
-    let pruned: Vec<_> = history.backups.iter().filter(|b| b.pruned_at.is_some()).map(|b| b.id).collect();
+    let pruned: Vec<_> = history
+        .backups
+        .iter()
+        .filter(|b| b.pruned_at.is_some())
+        .map(|b| b.id)
+        .collect();
     assert_eq!(pruned.len(), 2);
     assert!(pruned.contains(&made[0].id) && pruned.contains(&made[1].id));
     assert_eq!(history.schedules[0].next_runs.len(), 3);
@@ -371,17 +476,25 @@ async fn retention_keeps_the_newest_and_slots_run_once() {
     )
     .await
     .unwrap();
+    // One clock for both: the slots due are exactly the three minutes after `last`.
+    let now = chrono::Utc::now();
+    let last = chrono::DurationRound::duration_trunc(now, chrono::Duration::minutes(1)).unwrap()
+        - chrono::Duration::minutes(3);
     let mut conn = engine.db.get().await.unwrap();
-    diesel::sql_query("UPDATE backup_schedules SET last_slot = date_trunc('minute', now()) - interval '3 minutes' WHERE id = $1")
+    diesel::sql_query("UPDATE backup_schedules SET last_slot = $1 WHERE id = $2")
+        .bind::<diesel::sql_types::Timestamptz, _>(last)
         .bind::<diesel::sql_types::Uuid, _>(every_minute.0)
         .execute(&mut conn)
         .await
         .unwrap();
-    let now = chrono::Utc::now();
     let ticks = futures::future::join_all((0..4).map(|_| schedule::tick(engine, now))).await;
     let queued: usize = ticks.into_iter().map(|t| t.unwrap()).sum();
     assert_eq!(queued, 1, "one backup for the due slot across concurrent ticks");
-    assert_eq!(schedule::tick(engine, now).await.unwrap(), 0, "a slot taken is never taken again");
+    assert_eq!(
+        schedule::tick(engine, now).await.unwrap(),
+        0,
+        "a slot taken is never taken again"
+    );
     let history = backups::history(engine, &caller, Subject::Service(svc)).await.unwrap();
     let s = history.schedules.iter().find(|s| s.row.id == every_minute.0).unwrap();
     let (_, _, missed) = s.last_taken.expect("slot recorded");
@@ -401,7 +514,10 @@ async fn berths_own_database_backs_up_and_restores_by_the_documented_procedure()
     let b = wait_backup(engine, &caller, b).await;
     assert_eq!(b.status, "succeeded", "{:?}", b.error);
     let key = b.object_key.unwrap();
-    assert!(key.starts_with("berth-self/berth/") && key.ends_with(".pgdump.gz"), "{key}");
+    assert!(
+        key.starts_with("berth-self/berth/") && key.ends_with(".pgdump.gz"),
+        "{key}"
+    );
     stop.cancel();
     let _ = worker.await;
 
@@ -412,10 +528,25 @@ async fn berths_own_database_backs_up_and_restores_by_the_documented_procedure()
         .expect("restore into an empty database");
     let mut restored = AsyncPgConnection::establish(&fresh.url).await.unwrap();
     let mut original = engine.db.get().await.unwrap();
-    for table in ["users", "organizations", "projects", "environments", "s3_destinations", "__diesel_schema_migrations"] {
+    for table in [
+        "users",
+        "organizations",
+        "projects",
+        "environments",
+        "s3_destinations",
+        "__diesel_schema_migrations",
+    ] {
         let q = format!("SELECT count(*) AS n FROM {table}");
-        let a = diesel::sql_query(&q).get_result::<Count>(&mut original).await.unwrap().n;
-        let r = diesel::sql_query(&q).get_result::<Count>(&mut restored).await.unwrap().n;
+        let a = diesel::sql_query(&q)
+            .get_result::<Count>(&mut original)
+            .await
+            .unwrap()
+            .n;
+        let r = diesel::sql_query(&q)
+            .get_result::<Count>(&mut restored)
+            .await
+            .unwrap()
+            .n;
         assert_eq!(a, r, "{table}");
         assert!(a > 0, "{table} has rows to compare");
     }
@@ -429,7 +560,9 @@ async fn another_organization_sees_nothing() {
     let s3 = TestS3::new().await;
     let dest = s3.destination(engine, &caller, "").await;
     let svc = create(engine, &caller, env_id, "private-db", "redis", None).await;
-    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest).await.unwrap();
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
 
     // Another organization (the same person owns it: roles are no help, only tenancy).
     let other = engine::orgs::create(engine, &caller, engine::names::OrgName::parse("Other").unwrap())
@@ -444,16 +577,24 @@ async fn another_organization_sees_nothing() {
     nf(&backups::test_destination(engine, &eve, dest).await.unwrap_err());
     nf(&backups::delete_destination(engine, &eve, dest).await.unwrap_err());
     nf(&backups::history(engine, &eve, Subject::Service(svc)).await.unwrap_err());
-    nf(&backups::backup_now(engine, &eve, Subject::Service(svc), dest).await.unwrap_err());
+    nf(&backups::backup_now(engine, &eve, Subject::Service(svc), dest)
+        .await
+        .unwrap_err());
     nf(&backups::backup_status(engine, &eve, backup).await.unwrap_err());
     nf(&backups::drill(engine, &eve, backup).await.unwrap_err());
-    nf(&backups::restore(engine, &eve, backup, RestoreInto::Existing(svc)).await.unwrap_err());
-    nf(&backups::bucket_objects(engine, &eve, Subject::Service(svc), dest).await.unwrap_err());
+    nf(&backups::restore(engine, &eve, backup, RestoreInto::Existing(svc))
+        .await
+        .unwrap_err());
+    nf(&backups::bucket_objects(engine, &eve, Subject::Service(svc), dest)
+        .await
+        .unwrap_err());
     nf(&backups::history(engine, &eve, Subject::Own).await.unwrap_err());
     nf(&backups::backup_now(engine, &eve, Subject::Own, dest).await.unwrap_err());
     nf(&services::get(engine, &eve, svc).await.unwrap_err());
     nf(&services::reveal(engine, &eve, svc).await.err().expect("refused"));
-    nf(&services::act(engine, &eve, svc, services::Action::Stop).await.unwrap_err());
+    nf(&services::act(engine, &eve, svc, services::Action::Stop)
+        .await
+        .unwrap_err());
     nf(&services::delete(engine, &eve, svc, true).await.unwrap_err());
     // And the owner's things are untouched (and started, so cleanup finds them).
     assert_eq!(backups::list_destinations(engine, &caller).await.unwrap().len(), 1);

@@ -104,7 +104,13 @@ async fn worker(engine: Engine, shutdown: tokio_util::sync::CancellationToken) {
     }
 }
 
-async fn restore_database(endpoint: &str, bucket: &str, key: &str, region: &str, path_style: bool) -> anyhow::Result<()> {
+async fn restore_database(
+    endpoint: &str,
+    bucket: &str,
+    key: &str,
+    region: &str,
+    path_style: bool,
+) -> anyhow::Result<()> {
     use engine::backups::{own, s3};
     let invalid = |e: engine::names::ValidationError| anyhow::anyhow!("{}: {}", e.field, e.message);
     let env = |name: &str| std::env::var(name).with_context(|| format!("{name} is not set"));

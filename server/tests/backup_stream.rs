@@ -5,7 +5,7 @@
 //!   the dump never sits in memory. The figure goes to docs/BENCHMARKS.md.
 
 use engine::backups::{self, Subject};
-use engine::services::container::{exec_capture, container_name};
+use engine::services::container::{container_name, exec_capture};
 use engine::services::kind::Exec;
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
@@ -38,7 +38,11 @@ fn vm_hwm_kib(pid: u32) -> u64 {
         .expect("VmHWM")
 }
 
-async fn backup(engine: &engine::Engine, caller: &engine::accounts::Caller, id: engine::ids::BackupId) -> backups::Backup {
+async fn backup(
+    engine: &engine::Engine,
+    caller: &engine::accounts::Caller,
+    id: engine::ids::BackupId,
+) -> backups::Backup {
     backups::backup_status(engine, caller, id).await.expect("backup")
 }
 
@@ -54,16 +58,32 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
         if services::get(&e, &caller, svc).await.unwrap().ready == Some(true) {
             break;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "the service never became ready");
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "the service never became ready"
+        );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
     // ~210 MB of table data: 1.6 M rows of 128 hex characters.
     let secrets = services::reveal(&e, &caller, svc).await.unwrap();
     let sql = |q: &str| Exec {
-        argv: ["psql", "-h", "127.0.0.1", "-U", "app", "-d", "app", "-v", "ON_ERROR_STOP=1", "-At", "-c", q]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect(),
+        argv: [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            q,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
         env: vec![format!("PGPASSWORD={}", secrets.password)],
     };
     let container = container_name(&e, "big-db");
@@ -76,9 +96,14 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     .await
     .unwrap();
     assert_eq!(seeded.exit_code, 0, "{}", seeded.said());
-    let size = exec_capture(&e, &container, &sql("SELECT pg_total_relation_size('blobs')"), Duration::from_secs(60))
-        .await
-        .unwrap();
+    let size = exec_capture(
+        &e,
+        &container,
+        &sql("SELECT pg_total_relation_size('blobs')"),
+        Duration::from_secs(60),
+    )
+    .await
+    .unwrap();
     let table_bytes: u64 = size.stdout.trim().parse().expect("table size");
     assert!(table_bytes > 190_000_000, "{table_bytes}");
 
@@ -88,11 +113,16 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
 
     // 1. kill -9 in the middle of the upload.
     let mut first = spawn_worker(&env);
-    let b1 = backups::backup_now(&e, &caller, Subject::Service(svc), dest).await.unwrap();
+    let b1 = backups::backup_now(&e, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
     let start = Instant::now();
     loop {
         let b = backup(&e, &caller, b1).await;
-        assert_ne!(b.status, "succeeded", "the backup finished before it could be interrupted");
+        assert_ne!(
+            b.status, "succeeded",
+            "the backup finished before it could be interrupted"
+        );
         assert_ne!(b.status, "failed", "{:?}", b.error);
         // Two parts (16 MiB compressed) are up: the multipart upload is open.
         if b.status == "running" && b.size_bytes > 16 * 1024 * 1024 {
@@ -103,7 +133,10 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     }
     first.kill().expect("kill -9");
     first.wait().unwrap();
-    assert!(s3.pending_uploads() > uploads_before, "an upload was left open by the killed worker");
+    assert!(
+        s3.pending_uploads() > uploads_before,
+        "an upload was left open by the killed worker"
+    );
 
     // 2. The next worker fails it as interrupted and aborts the upload.
     let mut second = spawn_worker(&env);
@@ -116,12 +149,18 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
         assert!(start.elapsed() < Duration::from_secs(60), "not reaped: {}", b.status);
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
-    assert!(interrupted.error.as_deref().unwrap().contains("interrupted"), "{:?}", interrupted.error);
+    assert!(
+        interrupted.error.as_deref().unwrap().contains("interrupted"),
+        "{:?}",
+        interrupted.error
+    );
     assert!(s3.keys().await.is_empty(), "no object from the killed backup");
     assert_eq!(s3.pending_uploads(), uploads_before, "its multipart upload was aborted");
 
     // 3. A whole backup, with the worker's peak memory measured.
-    let b2 = backups::backup_now(&e, &caller, Subject::Service(svc), dest).await.unwrap();
+    let b2 = backups::backup_now(&e, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
     let start = Instant::now();
     let done = loop {
         let b = backup(&e, &caller, b2).await;
@@ -142,7 +181,11 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     );
     second.kill().unwrap();
     second.wait().unwrap();
-    assert!(done.size_bytes > 100_000_000, "a big object went up: {}", done.size_bytes);
+    assert!(
+        done.size_bytes > 100_000_000,
+        "a big object went up: {}",
+        done.size_bytes
+    );
     assert_eq!(s3.keys().await, vec![done.object_key.clone().unwrap()]);
     assert!(
         hwm_mib < RSS_BOUND_MIB,
@@ -205,10 +248,25 @@ async fn berths_own_database_is_restored_by_the_cli() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("Restored"));
     let mut restored = AsyncPgConnection::establish(&fresh.url).await.unwrap();
     let mut original = e.db.get().await.unwrap();
-    for table in ["users", "organizations", "memberships", "projects", "s3_destinations", "backups"] {
+    for table in [
+        "users",
+        "organizations",
+        "memberships",
+        "projects",
+        "s3_destinations",
+        "backups",
+    ] {
         let q = format!("SELECT count(*) AS n FROM {table}");
-        let a = diesel::sql_query(&q).get_result::<Count>(&mut original).await.unwrap().n;
-        let r = diesel::sql_query(&q).get_result::<Count>(&mut restored).await.unwrap().n;
+        let a = diesel::sql_query(&q)
+            .get_result::<Count>(&mut original)
+            .await
+            .unwrap()
+            .n;
+        let r = diesel::sql_query(&q)
+            .get_result::<Count>(&mut restored)
+            .await
+            .unwrap()
+            .n;
         assert!(a > 0, "{table} has rows");
         assert_eq!(a, r, "{table}");
     }

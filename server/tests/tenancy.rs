@@ -171,7 +171,10 @@ fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/apps/rotate_hooks", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/apps/delete", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/deployments/create", Scoped(|i| vec![("app_id", i.app.clone())])),
-        ("/api/services/list", Scoped(|i| vec![("project_id", i.project.clone())])),
+        (
+            "/api/services/list",
+            Scoped(|i| vec![("project_id", i.project.clone())]),
+        ),
         (
             "/api/services/create",
             Scoped(|i| {
@@ -210,21 +213,44 @@ fn classes() -> BTreeMap<&'static str, Class> {
         ),
         (
             "/api/services/delete",
-            Scoped(|i| vec![("id", i.service.clone()), ("confirm", "x".into()), ("remove_volume", "on".into())]),
+            Scoped(|i| {
+                vec![
+                    ("id", i.service.clone()),
+                    ("confirm", "x".into()),
+                    ("remove_volume", "on".into()),
+                ]
+            }),
         ),
         (
             "/api/services/link",
-            Scoped(|i| vec![("id", i.service.clone()), ("app_id", i.app.clone()), ("env_name", "PWNED".into())]),
+            Scoped(|i| {
+                vec![
+                    ("id", i.service.clone()),
+                    ("app_id", i.app.clone()),
+                    ("env_name", "PWNED".into()),
+                ]
+            }),
         ),
         // The caller's own organization's destinations, or a new one in it.
         ("/api/backups/destinations", NoId),
         ("/api/backups/add_destination", NoId),
-        ("/api/backups/remove_destination", Scoped(|i| vec![("id", i.destination.clone())])),
-        ("/api/backups/test_destination", Scoped(|i| vec![("id", i.destination.clone())])),
+        (
+            "/api/backups/remove_destination",
+            Scoped(|i| vec![("id", i.destination.clone())]),
+        ),
+        (
+            "/api/backups/test_destination",
+            Scoped(|i| vec![("id", i.destination.clone())]),
+        ),
         ("/api/backups/list", Scoped(|i| vec![("subject", i.service.clone())])),
         (
             "/api/backups/run",
-            Scoped(|i| vec![("subject", i.service.clone()), ("destination_id", i.destination.clone())]),
+            Scoped(|i| {
+                vec![
+                    ("subject", i.service.clone()),
+                    ("destination_id", i.destination.clone()),
+                ]
+            }),
         ),
         (
             "/api/backups/restore",
@@ -241,7 +267,12 @@ fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/backups/drill", Scoped(|i| vec![("backup_id", i.backup.clone())])),
         (
             "/api/backups/bucket",
-            Scoped(|i| vec![("subject", i.service.clone()), ("destination_id", i.destination.clone())]),
+            Scoped(|i| {
+                vec![
+                    ("subject", i.service.clone()),
+                    ("destination_id", i.destination.clone()),
+                ]
+            }),
         ),
         (
             "/api/backups/import",
@@ -265,8 +296,14 @@ fn classes() -> BTreeMap<&'static str, Class> {
                 ]
             }),
         ),
-        ("/api/backups/remove_schedule", Scoped(|i| vec![("id", i.schedule.clone())])),
-        ("/api/backups/run_schedule", Scoped(|i| vec![("id", i.schedule.clone())])),
+        (
+            "/api/backups/remove_schedule",
+            Scoped(|i| vec![("id", i.schedule.clone())]),
+        ),
+        (
+            "/api/backups/run_schedule",
+            Scoped(|i| vec![("id", i.schedule.clone())]),
+        ),
         ("/api/deployments/list", Scoped(|i| vec![("app_id", i.app.clone())])),
         (
             "/api/deployments/cancel",
@@ -308,8 +345,14 @@ async fn snapshot(app: &TestApp, cookie: &str, ids: &Ids) -> String {
         .call("deployments/list", &[("app_id", &ids.app)], Some(cookie))
         .await
         .body;
-    let service = app.call("services/reveal", &[("id", &ids.service)], Some(cookie)).await.body;
-    let backups = app.call("backups/list", &[("subject", &ids.service)], Some(cookie)).await.body;
+    let service = app
+        .call("services/reveal", &[("id", &ids.service)], Some(cookie))
+        .await
+        .body;
+    let backups = app
+        .call("backups/list", &[("subject", &ids.service)], Some(cookie))
+        .await
+        .body;
     format!("{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}\n{service}\n{backups}")
 }
 
@@ -435,7 +478,10 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
             "services/create",
             &[
                 ("environment_id", &environment),
-                ("name", &format!("secret-db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])),
+                (
+                    "name",
+                    &format!("secret-db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+                ),
                 ("engine", "redis"),
                 ("image", ""),
                 ("database", ""),
@@ -485,7 +531,11 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
     let schedule = schedule.json().as_str().unwrap().to_owned();
     // Queued (no worker runs in this test): a backup row to aim at.
     let backup = app
-        .call("backups/run", &[("subject", &service), ("destination_id", &destination)], Some(&ada))
+        .call(
+            "backups/run",
+            &[("subject", &service), ("destination_id", &destination)],
+            Some(&ada),
+        )
         .await;
     assert_eq!(backup.status, StatusCode::OK, "{}", backup.body);
     let backup = backup.json().as_str().unwrap().to_owned();
@@ -617,17 +667,26 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
     // The organization-wide lists show the intruder only her own organization's.
     let theirs = app.call("backups/destinations", &[], Some(&mallory)).await;
     assert_eq!(theirs.status, StatusCode::OK);
-    assert!(!theirs.body.contains("secret-bucket") && !theirs.body.contains("AKSECRET"), "{}", theirs.body);
+    assert!(
+        !theirs.body.contains("secret-bucket") && !theirs.body.contains("AKSECRET"),
+        "{}",
+        theirs.body
+    );
     // Berth's own database belongs to the onboarding organization's admins only.
     let own = app.call("backups/list", &[("subject", "berth")], Some(&mallory)).await;
     assert_eq!(own.status, StatusCode::NOT_FOUND, "{}", own.body);
     assert_eq!(
-        app.call("backups/list", &[("subject", "berth")], Some(&ada)).await.status,
+        app.call("backups/list", &[("subject", "berth")], Some(&ada))
+            .await
+            .status,
         StatusCode::OK
     );
     // No secret key ever comes back from the API, even to its owner.
     let mine = app.call("backups/destinations", &[], Some(&ada)).await.body;
-    assert!(mine.contains("secret-bucket") && !mine.contains("very-secret-key"), "{mine}");
+    assert!(
+        mine.contains("secret-bucket") && !mine.contains("very-secret-key"),
+        "{mine}"
+    );
 
     assert_eq!(snapshot(&app, &ada, &ids).await, before, "the victim's data changed");
     // And Bob, still a member, sees the project: the checks are tenancy, not breakage.

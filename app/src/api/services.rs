@@ -98,7 +98,9 @@ pub async fn create_service(
 #[server(endpoint = "services/get")]
 pub async fn get_service(id: String) -> Result<ServiceView, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let d = services::get(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
+    let d = services::get(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)?;
     Ok(ServiceView {
         id: d.row.id,
         name: d.row.name,
@@ -126,7 +128,9 @@ pub async fn get_service(id: String) -> Result<ServiceView, AppError> {
 #[server(endpoint = "services/reveal")]
 pub async fn reveal_service(id: String) -> Result<RevealedView, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let r = services::reveal(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
+    let r = services::reveal(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)?;
     Ok(RevealedView {
         password: r.password,
         internal_url: r.internal_url,
@@ -138,7 +142,9 @@ pub async fn reveal_service(id: String) -> Result<RevealedView, AppError> {
 pub async fn service_action(id: String, action: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
     let action = Action::parse(&action).map_err(fail)?;
-    services::act(&ctx.engine, &caller, edge::id(&id)?, action).await.map_err(fail)
+    services::act(&ctx.engine, &caller, edge::id(&id)?, action)
+        .await
+        .map_err(fail)
 }
 
 #[server(endpoint = "services/update")]
@@ -151,9 +157,16 @@ pub async fn update_service(
     external_port: String,
 ) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let settings = Settings::parse(&image, &cpu_millis, &memory_mb, external(&external_bind, &external_port))
-        .map_err(fail)?;
-    services::update(&ctx.engine, &caller, edge::id(&id)?, settings).await.map_err(fail)
+    let settings = Settings::parse(
+        &image,
+        &cpu_millis,
+        &memory_mb,
+        external(&external_bind, &external_port),
+    )
+    .map_err(fail)?;
+    services::update(&ctx.engine, &caller, edge::id(&id)?, settings)
+        .await
+        .map_err(fail)
 }
 
 /// Deletes the service; `confirm` must repeat its name. The data volume is
@@ -164,7 +177,10 @@ pub async fn delete_service(id: String, confirm: String, remove_volume: Option<S
     let sid: ServiceId = edge::id(&id)?;
     let d = services::get(&ctx.engine, &caller, sid).await.map_err(fail)?;
     if confirm.trim() != d.row.name {
-        return Err(fail(ValidationError::new("confirm", "type the service's name to confirm")));
+        return Err(fail(ValidationError::new(
+            "confirm",
+            "type the service's name to confirm",
+        )));
     }
     services::delete(&ctx.engine, &caller, sid, ticked(&remove_volume))
         .await
@@ -224,7 +240,9 @@ pub async fn add_destination(
         ticked(&path_style),
     )
     .map_err(fail)?;
-    let id = backups::create_destination(&ctx.engine, &caller, new).await.map_err(fail)?;
+    let id = backups::create_destination(&ctx.engine, &caller, new)
+        .await
+        .map_err(fail)?;
     Ok(id.0)
 }
 
@@ -308,9 +326,14 @@ pub async fn list_backups(subject: String) -> Result<BackupsView, AppError> {
 #[server(endpoint = "backups/run")]
 pub async fn run_backup(subject: String, destination_id: String) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let id = backups::backup_now(&ctx.engine, &caller, self::subject(&subject)?, edge::id(&destination_id)?)
-        .await
-        .map_err(fail)?;
+    let id = backups::backup_now(
+        &ctx.engine,
+        &caller,
+        self::subject(&subject)?,
+        edge::id(&destination_id)?,
+    )
+    .await
+    .map_err(fail)?;
     Ok(id.0)
 }
 
@@ -380,9 +403,14 @@ pub async fn drill_backup(backup_id: String) -> Result<(), AppError> {
 #[server(endpoint = "backups/bucket")]
 pub async fn bucket_objects(subject: String, destination_id: String) -> Result<Vec<BucketObjectView>, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let list = backups::bucket_objects(&ctx.engine, &caller, self::subject(&subject)?, edge::id(&destination_id)?)
-        .await
-        .map_err(fail)?;
+    let list = backups::bucket_objects(
+        &ctx.engine,
+        &caller,
+        self::subject(&subject)?,
+        edge::id(&destination_id)?,
+    )
+    .await
+    .map_err(fail)?;
     Ok(list
         .into_iter()
         .map(|o| BucketObjectView {
@@ -419,8 +447,8 @@ pub async fn add_schedule(
     drill: Option<String>,
 ) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let new = NewSchedule::parse(edge::id(&destination_id)?, &cron, &timezone, &keep_last, ticked(&drill))
-        .map_err(fail)?;
+    let new =
+        NewSchedule::parse(edge::id(&destination_id)?, &cron, &timezone, &keep_last, ticked(&drill)).map_err(fail)?;
     let id = backups::create_schedule(&ctx.engine, &caller, self::subject(&subject)?, new)
         .await
         .map_err(fail)?;

@@ -28,9 +28,13 @@ pub fn label(status: &str) -> &'static str {
 
 fn classes(status: &str) -> &'static str {
     match status {
-        "running" | "succeeded" | "verified" => "bg-emerald-100 text-emerald-800 dark:bg-emerald-950 dark:text-emerald-300",
+        "running" | "succeeded" | "verified" => {
+            "bg-emerald-100 text-emerald-800 dark:bg-emerald-950 dark:text-emerald-300"
+        }
         "failed" | "dead" | "exited" => "bg-red-100 text-red-800 dark:bg-red-950 dark:text-red-300",
-        "queued" | "cancelled" | "stopped" | "pruned" => "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-300",
+        "queued" | "cancelled" | "stopped" | "pruned" => {
+            "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-300"
+        }
         _ => "animate-pulse bg-amber-100 text-amber-800 dark:bg-amber-950 dark:text-amber-300",
     }
 }

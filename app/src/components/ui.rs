@@ -106,3 +106,26 @@ pub fn hard_navigate(path: &str) {
     #[cfg(not(feature = "hydrate"))]
     let _ = path;
 }
+
+/// A row of tabs, each a link to `<base>?tab=<key>`; the current one underlined.
+#[component]
+pub fn Tabs(base: String, tabs: &'static [(&'static str, &'static str)], current: Memo<String>) -> impl IntoView {
+    use leptos_router::components::A;
+    let links = tabs
+        .iter()
+        .map(|(key, label)| {
+            let href = format!("{base}?tab={key}");
+            let key = *key;
+            view! {
+                <A href=href attr:data-tab=key attr:class=move || {
+                    if current.get() == key {
+                        "border-b-2 border-indigo-600 px-3 py-2 text-sm font-semibold text-indigo-700 dark:text-indigo-300"
+                    } else {
+                        "px-3 py-2 text-sm text-slate-600 hover:text-slate-900 dark:text-slate-400 dark:hover:text-white"
+                    }
+                }>{*label}</A>
+            }
+        })
+        .collect_view();
+    view! { <nav class="flex gap-1 overflow-x-auto border-b border-slate-200 dark:border-slate-800" aria-label="Sections">{links}</nav> }
+}

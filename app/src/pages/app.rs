@@ -9,7 +9,7 @@ use crate::api::apps::{
 use crate::components::logview::LogView;
 use crate::components::status::StatusBadge;
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{AppView, DeploymentView, Me};
 use leptos::form::ActionForm;
@@ -100,22 +100,7 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions) -> impl IntoView {
     });
     let deploy_id = id.clone();
     let host = app.domains.first().map(|d| d.host.clone());
-    let tabs = TABS
-        .iter()
-        .map(|(key, label)| {
-            let href = format!("{app_path}?tab={key}");
-            let key = *key;
-            view! {
-                <A href=href attr:data-tab=key attr:class=move || {
-                    if tab.get() == key {
-                        "border-b-2 border-indigo-600 px-3 py-2 text-sm font-semibold text-indigo-700 dark:text-indigo-300"
-                    } else {
-                        "px-3 py-2 text-sm text-slate-600 hover:text-slate-900 dark:text-slate-400 dark:hover:text-white"
-                    }
-                }>{*label}</A>
-            }
-        })
-        .collect_view();
+    let tabs = view! { <Tabs base=app_path.clone() tabs=&TABS current=tab /> };
     let body = {
         let app = app.clone();
         move || match tab.get().as_str() {
@@ -145,9 +130,7 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions) -> impl IntoView {
                 <FormError error=deploy_error />
             </div>
         </div>
-        <nav class="flex gap-1 overflow-x-auto border-b border-slate-200 dark:border-slate-800" aria-label="Application">
-            {tabs}
-        </nav>
+        {tabs}
         {body}
     }
 }

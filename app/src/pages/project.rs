@@ -1,10 +1,10 @@
 //! One project: rename it, manage its environments, delete it.
 
 use crate::api::apps::{list_apps, CreateApp};
-use crate::api::services::{list_services, CreateService};
 use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
+use crate::api::services::{list_services, CreateService};
 use crate::components::status::StatusBadge;
 use crate::components::ui::{
     action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
@@ -229,30 +229,21 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
                         match list.await {
                             Err(e) => view! { <LoadError error=e /> }.into_any(),
                             Ok(apps) if apps.is_empty() => view! { <p class="text-sm text-slate-500">"No applications yet."</p> }.into_any(),
-                            Ok(apps) => envs
-                                .into_iter()
-                                .map(|env| {
-                                    let here: Vec<_> = apps.iter().filter(|a| a.environment_id == env.id).cloned().collect();
-                                    (!here.is_empty()).then(|| view! {
-                                        <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
-                                        <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-apps-env=env.name.clone()>
-                                            {here.into_iter().map(|a| { let label = a.name.clone(); view! {
-                                                <li class="flex items-center justify-between py-2" data-app=a.name.clone()>
-                                                    <div>
-                                                        <A href=format!("/apps/{}", a.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
-                                                        <span class="ml-2 text-xs text-slate-500">{a.source.clone()} {a.domain.clone().map(|d| format!(" · {d}"))}</span>
-                                                    </div>
-                                                    {match a.status.clone() {
-                                                        Some(s) => view! { <StatusBadge status=s /> }.into_any(),
-                                                        None => view! { <span class="text-xs text-slate-500">"never deployed"</span> }.into_any(),
-                                                    }}
-                                                </li>
-                                            }}).collect_view()}
-                                        </ul>
-                                    })
-                                })
-                                .collect_view()
-                                .into_any(),
+                            Ok(apps) => by_environment(envs, apps, |a| a.environment_id, "data-apps-env", |a| {
+                                let label = a.name.clone();
+                                view! {
+                                    <li class="flex items-center justify-between py-2" data-app=a.name.clone()>
+                                        <div>
+                                            <A href=format!("/apps/{}", a.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
+                                            <span class="ml-2 text-xs text-slate-500">{a.source.clone()} {a.domain.clone().map(|d| format!(" · {d}"))}</span>
+                                        </div>
+                                        {match a.status.clone() {
+                                            Some(s) => view! { <StatusBadge status=s /> }.into_any(),
+                                            None => view! { <span class="text-xs text-slate-500">"never deployed"</span> }.into_any(),
+                                        }}
+                                    </li>
+                                }.into_any()
+                            }).into_any(),
                         }
                     })
                 }}
@@ -333,27 +324,18 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
                         match list.await {
                             Err(e) => view! { <LoadError error=e /> }.into_any(),
                             Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No databases yet."</p> }.into_any(),
-                            Ok(list) => envs
-                                .into_iter()
-                                .map(|env| {
-                                    let here: Vec<_> = list.iter().filter(|s| s.environment_id == env.id).cloned().collect();
-                                    (!here.is_empty()).then(|| view! {
-                                        <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
-                                        <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-services-env=env.name.clone()>
-                                            {here.into_iter().map(|s| { let label = s.name.clone(); view! {
-                                                <li class="flex items-center justify-between py-2" data-service=s.name.clone()>
-                                                    <div>
-                                                        <A href=format!("/services/{}", s.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
-                                                        <span class="ml-2 text-xs text-slate-500">{s.engine.clone()}</span>
-                                                    </div>
-                                                    <StatusBadge status=s.state.clone() />
-                                                </li>
-                                            }}).collect_view()}
-                                        </ul>
-                                    })
-                                })
-                                .collect_view()
-                                .into_any(),
+                            Ok(list) => by_environment(envs, list, |s| s.environment_id, "data-services-env", |s| {
+                                let label = s.name.clone();
+                                view! {
+                                    <li class="flex items-center justify-between py-2" data-service=s.name.clone()>
+                                        <div>
+                                            <A href=format!("/services/{}", s.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
+                                            <span class="ml-2 text-xs text-slate-500">{s.engine.clone()}</span>
+                                        </div>
+                                        <StatusBadge status=s.state.clone() />
+                                    </li>
+                                }.into_any()
+                            }).into_any(),
                         }
                     })
                 }}
@@ -385,4 +367,29 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
             </ActionForm>
         </section>
     }
+}
+
+/// Items grouped under their environment's name, in the environments' order
+/// (environments with none are skipped). `list_attr` marks each list for tests.
+fn by_environment<T>(
+    envs: Vec<EnvironmentView>,
+    items: Vec<T>,
+    env_of: impl Fn(&T) -> uuid::Uuid,
+    list_attr: &'static str,
+    row: impl Fn(&T) -> AnyView,
+) -> impl IntoView {
+    envs.into_iter()
+        .map(|env| {
+            let here: Vec<&T> = items.iter().filter(|i| env_of(i) == env.id).collect();
+            (!here.is_empty()).then(|| {
+                let rows = here.into_iter().map(&row).collect_view();
+                view! {
+                    <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
+                    <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-list=list_attr data-env=env.name.clone()>
+                        {rows}
+                    </ul>
+                }
+            })
+        })
+        .collect_view()
 }

@@ -5,14 +5,14 @@
 
 use crate::api::apps::list_apps;
 use crate::api::services::{
-    get_service, list_backups, AddDestination, AddSchedule, BucketObjects, DeleteService, DrillBackup,
-    ImportBackup, LinkService, RemoveDestination, RemoveSchedule, RestoreBackup, RevealService, RunBackup,
-    RunSchedule, ServiceAction, TestDestination, UpdateService,
+    get_service, list_backups, AddDestination, AddSchedule, BucketObjects, DeleteService, DrillBackup, ImportBackup,
+    LinkService, RemoveDestination, RemoveSchedule, RestoreBackup, RevealService, RunBackup, RunSchedule,
+    ServiceAction, TestDestination, UpdateService,
 };
 use crate::components::logview::LogView;
 use crate::components::status::StatusBadge;
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{BackupView, BackupsView, Me, ServiceView};
 use leptos::form::ActionForm;
@@ -75,13 +75,21 @@ pub fn ServicePage() -> impl IntoView {
     };
     let tick = RwSignal::new(0u32);
     let service = Resource::new(
-        move || (id(), actions.act.version().get(), actions.update.version().get(), tick.get()),
+        move || {
+            (
+                id(),
+                actions.act.version().get(),
+                actions.update.version().get(),
+                tick.get(),
+            )
+        },
         |(id, ..)| get_service(id),
     );
     poll_while(
         move || {
             service.get_untracked().and_then(|r| r.ok()).is_some_and(|s| {
-                matches!(s.state.as_str(), "starting" | "restarting" | "created") || (s.state == "running" && s.ready != Some(true))
+                matches!(s.state.as_str(), "starting" | "restarting" | "created")
+                    || (s.state == "running" && s.ready != Some(true))
             })
         },
         tick,
@@ -103,22 +111,7 @@ pub fn ServicePage() -> impl IntoView {
 #[component]
 fn ServiceBody(service: ServiceView, tab: Memo<String>, actions: Actions) -> impl IntoView {
     let path = format!("/services/{}", service.id);
-    let tabs = TABS
-        .iter()
-        .map(|(key, label)| {
-            let href = format!("{path}?tab={key}");
-            let key = *key;
-            view! {
-                <A href=href attr:data-tab=key attr:class=move || {
-                    if tab.get() == key {
-                        "border-b-2 border-indigo-600 px-3 py-2 text-sm font-semibold text-indigo-700 dark:text-indigo-300"
-                    } else {
-                        "px-3 py-2 text-sm text-slate-600 hover:text-slate-900 dark:text-slate-400 dark:hover:text-white"
-                    }
-                }>{*label}</A>
-            }
-        })
-        .collect_view();
+    let tabs = view! { <Tabs base=path.clone() tabs=&TABS current=tab /> };
     let ready = match service.ready {
         Some(true) => "ready",
         Some(false) => "not ready yet",
@@ -127,7 +120,9 @@ fn ServiceBody(service: ServiceView, tab: Memo<String>, actions: Actions) -> imp
     let body = {
         let service = service.clone();
         move || match tab.get().as_str() {
-            "backups" => view! { <BackupsPanel subject=service.id.to_string() service=Some(service.clone()) /> }.into_any(),
+            "backups" => {
+                view! { <BackupsPanel subject=service.id.to_string() service=Some(service.clone()) /> }.into_any()
+            }
             "logs" => {
                 let ws = format!("/api/ws/services/{}/logs?tail=200", service.id);
                 view! { <section class=CARD><LogView ws_path=ws /></section> }.into_any()
@@ -148,7 +143,7 @@ fn ServiceBody(service: ServiceView, tab: Memo<String>, actions: Actions) -> imp
             <StatusBadge status=service.state.clone() />
             <span class="text-xs text-slate-500" id="service-ready">{ready}</span>
         </div>
-        <nav class="flex gap-1 overflow-x-auto border-b border-slate-200 dark:border-slate-800">{tabs}</nav>
+        {tabs}
         {body}
     }
 }
@@ -379,7 +374,13 @@ fn BackupsBody(data: BackupsView, subject: String, service: Option<ServiceView>,
     let run_subject = subject.clone();
     let dest_name = {
         let dests = data.destinations.clone();
-        move |id: uuid::Uuid| dests.iter().find(|d| d.id == id).map(|d| d.name.clone()).unwrap_or_default()
+        move |id: uuid::Uuid| {
+            dests
+                .iter()
+                .find(|d| d.id == id)
+                .map(|d| d.name.clone())
+                .unwrap_or_default()
+        }
     };
     view! {
         <Destinations data=data.clone() a />
@@ -510,7 +511,12 @@ fn Schedules(data: BackupsView, subject: String, a: BackupActions) -> impl IntoV
 }
 
 #[component]
-fn History(data: BackupsView, service: Option<ServiceView>, a: BackupActions, dest_name: Callback<uuid::Uuid, String>) -> impl IntoView {
+fn History(
+    data: BackupsView,
+    service: Option<ServiceView>,
+    a: BackupActions,
+    dest_name: Callback<uuid::Uuid, String>,
+) -> impl IntoView {
     let restore_error = action_error(a.restore);
     let drill_error = action_error(a.drill);
     let chosen = RwSignal::new(None::<BackupView>);

@@ -103,7 +103,8 @@ fn unique_violation(e: &diesel::result::Error) -> bool {
 async fn claim(engine: &Engine, worker: &str) -> Result<Option<Job>, StoreError> {
     let mut conn = engine.db.get().await?;
     // Restores first: someone is waiting on them.
-    const CLAIMS: [(&str, fn(Uuid) -> Job); 3] = [
+    type Claim = (&'static str, fn(Uuid) -> Job);
+    const CLAIMS: [Claim; 3] = [
         (
             "UPDATE restores SET status = 'running', worker_id = $1, heartbeat_at = now(), started_at = now()
              WHERE id = (SELECT r.id FROM restores r WHERE r.status = 'queued'
@@ -200,7 +201,9 @@ pub async fn reap(engine: &Engine) -> Result<usize, StoreError> {
     .load(&mut conn)
     .await?;
     for r in &backups_reaped {
-        let (Some(key), Some(upload)) = (&r.object_key, &r.upload_id) else { continue };
+        let (Some(key), Some(upload)) = (&r.object_key, &r.upload_id) else {
+            continue;
+        };
         if let Ok(t) = super::target(engine, &mut conn, r.organization_id, r.destination_id).await {
             if let Ok(bucket) = t.bucket() {
                 if let Err(e) = bucket.abort_upload(key, upload).await {
@@ -222,7 +225,12 @@ pub async fn reap(engine: &Engine) -> Result<usize, StoreError> {
     }
     let n = backups_reaped.len() + drills.len() + restores_reaped.len();
     if n > 0 {
-        tracing::warn!(backups = backups_reaped.len(), drills = drills.len(), restores = restores_reaped.len(), "failed interrupted backup jobs");
+        tracing::warn!(
+            backups = backups_reaped.len(),
+            drills = drills.len(),
+            restores = restores_reaped.len(),
+            "failed interrupted backup jobs"
+        );
     }
     Ok(n)
 }
@@ -238,7 +246,8 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
         let before = buf.filled().len();
         let r = Pin::new(&mut self.inner).poll_read(cx, buf);
         if let Poll::Ready(Ok(())) = &r {
-            self.n.fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
+            self.n
+                .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
         }
         r
     }
@@ -266,10 +275,14 @@ fn heartbeat(engine: &Engine, job: Job, worker: &str, progress: Arc<AtomicU64>) 
             let n = AtomicU64::load(&progress, Ordering::Relaxed) as i64;
             let _ = match job {
                 Job::Backup(id) => {
-                    diesel::update(backups::table.filter(backups::id.eq(id)).filter(backups::worker_id.eq(&worker)))
-                        .set((backups::heartbeat_at.eq(diesel::dsl::now), backups::size_bytes.eq(n)))
-                        .execute(&mut conn)
-                        .await
+                    diesel::update(
+                        backups::table
+                            .filter(backups::id.eq(id))
+                            .filter(backups::worker_id.eq(&worker)),
+                    )
+                    .set((backups::heartbeat_at.eq(diesel::dsl::now), backups::size_bytes.eq(n)))
+                    .execute(&mut conn)
+                    .await
                 }
                 Job::Drill(id) => {
                     diesel::update(
@@ -282,10 +295,14 @@ fn heartbeat(engine: &Engine, job: Job, worker: &str, progress: Arc<AtomicU64>) 
                     .await
                 }
                 Job::Restore(id) => {
-                    diesel::update(restores::table.filter(restores::id.eq(id)).filter(restores::worker_id.eq(&worker)))
-                        .set((restores::heartbeat_at.eq(diesel::dsl::now), restores::bytes.eq(n)))
-                        .execute(&mut conn)
-                        .await
+                    diesel::update(
+                        restores::table
+                            .filter(restores::id.eq(id))
+                            .filter(restores::worker_id.eq(&worker)),
+                    )
+                    .set((restores::heartbeat_at.eq(diesel::dsl::now), restores::bytes.eq(n)))
+                    .execute(&mut conn)
+                    .await
                 }
             };
         }
@@ -312,15 +329,19 @@ async fn run_job(engine: &Engine, job: Job, worker: &str) {
                     Ok(()) => ("succeeded", None),
                     Err(e) => ("failed", Some(e.clone())),
                 };
-                let _ = diesel::update(restores::table.filter(restores::id.eq(id)).filter(restores::worker_id.eq(worker)))
-                    .set((
-                        restores::status.eq(status),
-                        restores::error.eq(error),
-                        restores::bytes.eq(AtomicU64::load(&progress, Ordering::Relaxed) as i64),
-                        restores::finished_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(&mut conn)
-                    .await;
+                let _ = diesel::update(
+                    restores::table
+                        .filter(restores::id.eq(id))
+                        .filter(restores::worker_id.eq(worker)),
+                )
+                .set((
+                    restores::status.eq(status),
+                    restores::error.eq(error),
+                    restores::bytes.eq(AtomicU64::load(&progress, Ordering::Relaxed) as i64),
+                    restores::finished_at.eq(diesel::dsl::now),
+                ))
+                .execute(&mut conn)
+                .await;
             }
         }
         Job::Drill(id) => {
@@ -373,7 +394,9 @@ async fn load_backup_job(engine: &Engine, id: Uuid) -> Result<(BackupJob, s3::Ta
         .first(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
-    let t = super::target(engine, &mut conn, r.0, r.4).await.map_err(|e| e.to_string())?;
+    let t = super::target(engine, &mut conn, r.0, r.4)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok((
         BackupJob {
             service: r.1,
@@ -398,10 +421,7 @@ where
     F: std::future::Future<Output = Result<(), String>>,
 {
     let consume = async {
-        let mut gz = GzipEncoder::with_quality(
-            tokio::io::BufReader::new(reader),
-            async_compression::Level::Fastest,
-        );
+        let mut gz = GzipEncoder::with_quality(tokio::io::BufReader::new(reader), async_compression::Level::Fastest);
         s3::stage(bucket, key, &mut gz, progress, initiated).await
     };
     let (produced, staged) = tokio::join!(produce, consume);
@@ -470,9 +490,17 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
                     .await
                     .map_err(|e| format!("the service is gone: {e}"))?
             };
-            match container::state(engine, &svc.row.name).await.map_err(|e| e.to_string())? {
+            match container::state(engine, &svc.row.name)
+                .await
+                .map_err(|e| e.to_string())?
+            {
                 State::Running => {}
-                State::Missing => return Err(format!("the database service {} has no container: start it first", svc.row.name)),
+                State::Missing => {
+                    return Err(format!(
+                        "the database service {} has no container: start it first",
+                        svc.row.name
+                    ))
+                }
                 State::Down(s) => {
                     return Err(format!(
                         "the database service {} is not running ({s}): start it before backing up",
@@ -502,17 +530,27 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
 
 /// Asks Redis for a fresh snapshot and waits until it is written.
 async fn redis_bgsave(engine: &Engine, container_name: &str, id: &Identity<'_>) -> Result<(), String> {
-    let out = container::exec_capture(engine, container_name, &DbEngine::redis_bgsave(id), Duration::from_secs(30))
-        .await
-        .map_err(|e| e.to_string())?;
+    let out = container::exec_capture(
+        engine,
+        container_name,
+        &DbEngine::redis_bgsave(id),
+        Duration::from_secs(30),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
     if out.exit_code != 0 || !(out.stdout.contains("started") || out.stdout.contains("in progress")) {
         return Err(format!("redis BGSAVE failed: {}", out.said()));
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3600);
     loop {
-        let info = container::exec_capture(engine, container_name, &DbEngine::redis_persistence_info(id), Duration::from_secs(30))
-            .await
-            .map_err(|e| e.to_string())?;
+        let info = container::exec_capture(
+            engine,
+            container_name,
+            &DbEngine::redis_persistence_info(id),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
         if info.stdout.contains("rdb_bgsave_in_progress:0") {
             if info.stdout.contains("rdb_last_bgsave_status:ok") {
                 return Ok(());
@@ -599,7 +637,12 @@ pub async fn retention(engine: &Engine, schedule: Uuid, keep: i32) -> Result<usi
         .filter(backups::pruned_at.is_null())
         .order(backups::created_at.desc())
         .offset(i64::from(keep))
-        .select((backups::id, backups::organization_id, backups::destination_id, backups::object_key))
+        .select((
+            backups::id,
+            backups::organization_id,
+            backups::destination_id,
+            backups::object_key,
+        ))
         .load(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
@@ -650,7 +693,15 @@ struct SourceBackup {
 
 async fn source_backup(engine: &Engine, backup: Uuid) -> Result<SourceBackup, String> {
     let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
-    type Row = (Uuid, Uuid, String, String, Option<String>, Option<Uuid>, Option<chrono::DateTime<Utc>>);
+    type Row = (
+        Uuid,
+        Uuid,
+        String,
+        String,
+        Option<String>,
+        Option<Uuid>,
+        Option<chrono::DateTime<Utc>>,
+    );
     let r: Row = backups::table
         .find(backup)
         .select((
@@ -668,7 +719,9 @@ async fn source_backup(engine: &Engine, backup: Uuid) -> Result<SourceBackup, St
     if r.3 != "succeeded" || r.6.is_some() {
         return Err("the backup is not available (failed, or deleted by retention)".into());
     }
-    let target = super::target(engine, &mut conn, r.0, r.1).await.map_err(|e| e.to_string())?;
+    let target = super::target(engine, &mut conn, r.0, r.1)
+        .await
+        .map_err(|e| e.to_string())?;
     Ok(SourceBackup {
         engine: DbEngine::parse(&r.2).map_err(|e| e.message)?,
         key: r.4.ok_or("the backup has no object")?,
@@ -705,7 +758,11 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
     let identity = svc.identity();
     // A service created for this restore may still be pulling or initialising.
     let started = std::time::Instant::now();
-    while container::state(engine, &svc.row.name).await.map_err(|e| e.to_string())? != State::Running {
+    while container::state(engine, &svc.row.name)
+        .await
+        .map_err(|e| e.to_string())?
+        != State::Running
+    {
         if started.elapsed() > READY_TIMEOUT {
             return Err(format!("the database service {} is not running", svc.row.name));
         }
@@ -719,7 +776,12 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
-                return Err(format!("{} exited with code {}: {}", exec.argv[0], out.exit_code, out.said()));
+                return Err(format!(
+                    "{} exited with code {}: {}",
+                    exec.argv[0],
+                    out.exit_code,
+                    out.said()
+                ));
             }
         }
         RestorePlan::RedisRdb => {
@@ -729,11 +791,16 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
             if out.exit_code != 0 {
                 return Err(format!("writing the RDB file failed: {}", out.said()));
             }
-            container::stop(engine, &svc.row.name).await.map_err(|e| e.to_string())?;
-            let swapped = container::run_oneoff(engine, &svc.row.image, &svc.row.volume, "/data", DbEngine::redis_swap())
+            container::stop(engine, &svc.row.name)
                 .await
-                .map_err(|e| e.to_string());
-            container::start(engine, &svc.row.name).await.map_err(|e| e.to_string())?;
+                .map_err(|e| e.to_string())?;
+            let swapped =
+                container::run_oneoff(engine, &svc.row.image, &svc.row.volume, "/data", DbEngine::redis_swap())
+                    .await
+                    .map_err(|e| e.to_string());
+            container::start(engine, &svc.row.name)
+                .await
+                .map_err(|e| e.to_string())?;
             match swapped? {
                 0 => {}
                 code => return Err(format!("swapping the RDB file in failed (exit code {code})")),
@@ -746,7 +813,11 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
 
 /// The drill's throwaway container for a backup.
 fn drill_container(engine: &Engine, backup: Uuid) -> String {
-    format!("{}-drill-{}", engine.deploy.instance, &backup.simple().to_string()[..12])
+    format!(
+        "{}-drill-{}",
+        engine.deploy.instance,
+        &backup.simple().to_string()[..12]
+    )
 }
 
 async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
@@ -892,9 +963,14 @@ mod tests {
             Err::<(), _>("pg_dump exited with code 1: out of disk".to_owned())
         };
         let progress = AtomicU64::new(0);
-        let e = pump(&bucket, key, &progress, &|_| {}, reader, produce).await.unwrap_err();
+        let e = pump(&bucket, key, &progress, &|_| {}, reader, produce)
+            .await
+            .unwrap_err();
         assert_eq!(e, "pg_dump exited with code 1: out of disk");
-        assert!(AtomicU64::load(&progress, Ordering::Relaxed) > 2 * s3::PART_SIZE as u64, "parts were uploaded before the failure");
+        assert!(
+            AtomicU64::load(&progress, Ordering::Relaxed) > 2 * s3::PART_SIZE as u64,
+            "parts were uploaded before the failure"
+        );
         assert!(s3.keys().await.is_empty());
         assert_eq!(s3.pending_uploads(), before, "the multipart upload was aborted");
     }

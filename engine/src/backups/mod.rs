@@ -11,7 +11,9 @@ pub mod s3;
 pub mod schedule;
 
 use crate::accounts::{is_unique_violation, Caller};
-use crate::db::schema::{backup_schedules, backups, database_services, instance, restores, s3_destinations, schedule_slots};
+use crate::db::schema::{
+    backup_schedules, backups, database_services, instance, restores, s3_destinations, schedule_slots,
+};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{BackupId, DestinationId, RestoreId, ScheduleId, ServiceId};
 use crate::names::ValidationError;
@@ -113,7 +115,10 @@ impl NewDestination {
     ) -> Result<Self, ValidationError> {
         let name = name.trim();
         if name.is_empty() || name.chars().count() > 64 || name.chars().any(char::is_control) {
-            return Err(ValidationError::new("name", "must be 1-64 characters, no control characters"));
+            return Err(ValidationError::new(
+                "name",
+                "must be 1-64 characters, no control characters",
+            ));
         }
         Ok(Self {
             name: name.to_owned(),
@@ -146,7 +151,9 @@ pub async fn create_destination(
     new: NewDestination,
 ) -> Result<DestinationId, BackupError> {
     if !caller.role.can_manage() {
-        return Err(BackupError::Forbidden("only admins and owners can add backup destinations"));
+        return Err(BackupError::Forbidden(
+            "only admins and owners can add backup destinations",
+        ));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let t = &new.target;
@@ -171,7 +178,9 @@ pub async fn create_destination(
 
 pub async fn delete_destination(engine: &Engine, caller: &Caller, id: DestinationId) -> Result<(), BackupError> {
     if !caller.role.can_manage() {
-        return Err(BackupError::Forbidden("only admins and owners can remove backup destinations"));
+        return Err(BackupError::Forbidden(
+            "only admins and owners can remove backup destinations",
+        ));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = diesel::delete(
@@ -351,12 +360,23 @@ async fn subject(
     }
 }
 
-type BackupFilter = Box<dyn BoxableExpression<backups::table, diesel::pg::Pg, SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>>>;
+type BackupFilter = Box<
+    dyn BoxableExpression<
+        backups::table,
+        diesel::pg::Pg,
+        SqlType = diesel::sql_types::Nullable<diesel::sql_types::Bool>,
+    >,
+>;
 
 fn service_filter(service: Option<Uuid>) -> BackupFilter {
     match service {
         Some(s) => Box::new(backups::service_id.eq(s)),
-        None => Box::new(backups::service_id.is_null().and(backups::service_name.eq(OWN_NAME)).nullable()),
+        None => Box::new(
+            backups::service_id
+                .is_null()
+                .and(backups::service_name.eq(OWN_NAME))
+                .nullable(),
+        ),
     }
 }
 
@@ -385,26 +405,16 @@ pub async fn history(engine: &Engine, caller: &Caller, s: Subject) -> Result<His
         }
         None => Vec::new(),
     };
-    let rows: Vec<ScheduleRow> = match service {
-        Some(sid) => {
-            backup_schedules::table
-                .filter(backup_schedules::organization_id.eq(org))
-                .filter(backup_schedules::service_id.eq(sid))
-                .order(backup_schedules::created_at.asc())
-                .select(ScheduleRow::as_select())
-                .load(&mut conn)
-                .await?
-        }
-        None => {
-            backup_schedules::table
-                .filter(backup_schedules::organization_id.eq(org))
-                .filter(backup_schedules::service_id.is_null())
-                .order(backup_schedules::created_at.asc())
-                .select(ScheduleRow::as_select())
-                .load(&mut conn)
-                .await?
-        }
+    let mut rows = backup_schedules::table
+        .filter(backup_schedules::organization_id.eq(org))
+        .order(backup_schedules::created_at.asc())
+        .select(ScheduleRow::as_select())
+        .into_boxed();
+    rows = match service {
+        Some(sid) => rows.filter(backup_schedules::service_id.eq(sid)),
+        None => rows.filter(backup_schedules::service_id.is_null()),
     };
+    let rows: Vec<ScheduleRow> = rows.load(&mut conn).await?;
     let now = Utc::now();
     let mut schedules = Vec::with_capacity(rows.len());
     for row in rows {
@@ -490,13 +500,17 @@ pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(),
     if matches!(b.drill_status.as_deref(), Some("queued" | "running")) {
         return Ok(());
     }
-    diesel::update(backups::table.filter(backups::id.eq(id.0)).filter(backups::organization_id.eq(caller.org_id.0)))
-        .set((
-            backups::drill_status.eq(Some("queued")),
-            backups::drill_detail.eq(None::<String>),
-        ))
-        .execute(&mut conn)
-        .await?;
+    diesel::update(
+        backups::table
+            .filter(backups::id.eq(id.0))
+            .filter(backups::organization_id.eq(caller.org_id.0)),
+    )
+    .set((
+        backups::drill_status.eq(Some("queued")),
+        backups::drill_detail.eq(None::<String>),
+    ))
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }
 
@@ -596,10 +610,16 @@ pub async fn import_object(
     let folder = t.key(&format!("{name}/"));
     let rest = key
         .strip_prefix(&folder)
-        .filter(|r| !r.is_empty() && r.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-')))
+        .filter(|r| {
+            !r.is_empty()
+                && r.bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+        })
         .ok_or_else(|| ValidationError::new("key", format!("must be an object under {folder}")))?;
     drop(conn);
-    let listed = s3::list(&t, &format!("{folder}{rest}")).await.map_err(BackupError::S3)?;
+    let listed = s3::list(&t, &format!("{folder}{rest}"))
+        .await
+        .map_err(BackupError::S3)?;
     let found = listed
         .into_iter()
         .find(|o| o.key == key)
@@ -636,7 +656,13 @@ pub struct NewSchedule {
 }
 
 impl NewSchedule {
-    pub fn parse(destination: DestinationId, cron: &str, timezone: &str, keep_last: &str, drill: bool) -> Result<Self, ValidationError> {
+    pub fn parse(
+        destination: DestinationId,
+        cron: &str,
+        timezone: &str,
+        keep_last: &str,
+        drill: bool,
+    ) -> Result<Self, ValidationError> {
         Ok(Self {
             destination,
             cron: schedule::parse_cron(cron)?,

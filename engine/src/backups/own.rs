@@ -92,9 +92,14 @@ pub async fn dump(pg_dump: &str, url: &str, sink: &mut (dyn AsyncWrite + Unpin +
     });
     let copied = tokio::io::copy(&mut out, sink).await;
     let status = child.wait().await.map_err(|e| format!("waiting for {pg_dump}: {e}"))?;
-    let err = String::from_utf8_lossy(&err_task.await.unwrap_or_default()).trim().to_owned();
+    let err = String::from_utf8_lossy(&err_task.await.unwrap_or_default())
+        .trim()
+        .to_owned();
     if !status.success() {
-        return Err(format!("{pg_dump} failed ({status}): {}", err.lines().last().unwrap_or("")));
+        return Err(format!(
+            "{pg_dump} failed ({status}): {}",
+            err.lines().last().unwrap_or("")
+        ));
     }
     copied.map_err(|e| format!("streaming the dump: {e}"))?;
     tokio::io::AsyncWriteExt::shutdown(sink)
@@ -141,7 +146,10 @@ pub async fn restore(pg_restore: &str, url: &str, target: &s3::Target, key: &str
         }
     };
     let tail = stderr_tail(&mut child).await;
-    let status = child.wait().await.map_err(|e| format!("waiting for {pg_restore}: {e}"))?;
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for {pg_restore}: {e}"))?;
     if !status.success() {
         return Err(format!("{pg_restore} failed ({status}): {tail}"));
     }

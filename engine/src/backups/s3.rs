@@ -54,7 +54,10 @@ pub fn parse_endpoint(raw: &str) -> Result<String, ValidationError> {
             .bytes()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'-' | b':' | b'[' | b']'));
     if !ok {
-        return Err(err(FIELD, "must be a URL such as https://s3.example.com or http://127.0.0.1:9000 (no path)"));
+        return Err(err(
+            FIELD,
+            "must be a URL such as https://s3.example.com or http://127.0.0.1:9000 (no path)",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -65,8 +68,15 @@ pub fn parse_region(raw: &str) -> Result<String, ValidationError> {
     if s.is_empty() {
         return Ok("us-east-1".into());
     }
-    if s.len() > 32 || !s.bytes().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-') {
-        return Err(err("region", "must be lower-case letters, digits and '-' (e.g. us-east-1)"));
+    if s.len() > 32
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-')
+    {
+        return Err(err(
+            "region",
+            "must be lower-case letters, digits and '-' (e.g. us-east-1)",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -76,12 +86,16 @@ pub fn parse_bucket(raw: &str) -> Result<String, ValidationError> {
     let s = raw.trim();
     let b = s.as_bytes();
     let ok = (3..=63).contains(&b.len())
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, b'.' | b'-'))
         && b[0].is_ascii_alphanumeric()
         && b[b.len() - 1].is_ascii_alphanumeric()
         && !s.contains("..");
     if !ok {
-        return Err(err("bucket", "must be 3-63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit"));
+        return Err(err(
+            "bucket",
+            "must be 3-63 lower-case letters, digits, '.' and '-', starting and ending with a letter or digit",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -98,10 +112,15 @@ pub fn parse_prefix(raw: &str) -> Result<String, ValidationError> {
             !seg.is_empty()
                 && seg != "."
                 && seg != ".."
-                && seg.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
+                && seg
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'.' | b'_' | b'-'))
         });
     if !ok {
-        return Err(err("prefix", "must be path segments of letters, digits, '.', '_' and '-' separated by '/'"));
+        return Err(err(
+            "prefix",
+            "must be path segments of letters, digits, '.', '_' and '-' separated by '/'",
+        ));
     }
     Ok(s.to_owned())
 }
@@ -111,7 +130,9 @@ pub fn parse_access_key(raw: &str) -> Result<String, ValidationError> {
     let s = raw.trim();
     if s.is_empty()
         || s.len() > 128
-        || !s.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'.' | b'-'))
+        || !s
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'=' | b'_' | b'.' | b'-'))
     {
         return Err(err("access_key", "must be 1-128 letters, digits or + / = _ . -"));
     }
@@ -183,7 +204,14 @@ pub fn describe(e: &S3Error) -> String {
                 _ => "",
             };
             if code.is_empty() {
-                format!("S3 answered HTTP {status}{}", if body.is_empty() { String::new() } else { format!(": {}", body.chars().take(200).collect::<String>()) })
+                format!(
+                    "S3 answered HTTP {status}{}",
+                    if body.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {}", body.chars().take(200).collect::<String>())
+                    }
+                )
             } else {
                 format!("S3 answered HTTP {status} {code}: {message}{hint}")
             }
@@ -241,7 +269,10 @@ pub enum Staged {
 async fn fill(reader: &mut (dyn AsyncRead + Unpin + Send), buf: &mut Vec<u8>) -> std::io::Result<bool> {
     // Reads until the buffer holds a part or the stream ends; true at the end.
     while buf.len() < PART_SIZE {
-        let n = (&mut *reader).take((PART_SIZE - buf.len()) as u64).read_to_end(buf).await?;
+        let n = (&mut *reader)
+            .take((PART_SIZE - buf.len()) as u64)
+            .read_to_end(buf)
+            .await?;
         if n == 0 {
             return Ok(true);
         }
@@ -261,7 +292,9 @@ pub async fn stage(
     initiated: &(dyn Fn(&str) + Send + Sync),
 ) -> Result<Staged, String> {
     let mut buf = Vec::with_capacity(PART_SIZE);
-    let ended = fill(reader, &mut buf).await.map_err(|e| format!("reading the dump: {e}"))?;
+    let ended = fill(reader, &mut buf)
+        .await
+        .map_err(|e| format!("reading the dump: {e}"))?;
     progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
     if ended {
         return Ok(Staged::Small(buf));
@@ -276,29 +309,25 @@ pub async fn stage(
     let mut total = 0u64;
     let result = async {
         loop {
-            let n = buf.len() as u64;
-            let chunk = std::mem::replace(&mut buf, Vec::with_capacity(PART_SIZE));
-            let part = bucket
-                .put_multipart_chunk(chunk, key, parts.len() as u32 + 1, &upload_id, "application/gzip")
-                .await
-                .map_err(|e| describe(&e))?;
-            parts.push(part);
-            total += n;
-            let ended = fill(reader, &mut buf).await.map_err(|e| format!("reading the dump: {e}"))?;
-            progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
+            let ended = buf.len() < PART_SIZE;
+            if !buf.is_empty() {
+                let n = buf.len() as u64;
+                let chunk = std::mem::replace(&mut buf, Vec::with_capacity(PART_SIZE));
+                let part = bucket
+                    .put_multipart_chunk(chunk, key, parts.len() as u32 + 1, &upload_id, "application/gzip")
+                    .await
+                    .map_err(|e| describe(&e))?;
+                parts.push(part);
+                total += n;
+            }
             if ended {
-                if !buf.is_empty() {
-                    let n = buf.len() as u64;
-                    let chunk = std::mem::take(&mut buf);
-                    let part = bucket
-                        .put_multipart_chunk(chunk, key, parts.len() as u32 + 1, &upload_id, "application/gzip")
-                        .await
-                        .map_err(|e| describe(&e))?;
-                    parts.push(part);
-                    total += n;
-                }
                 return Ok::<_, String>(());
             }
+            // A short (or empty) buffer after this read is the last part.
+            fill(reader, &mut buf)
+                .await
+                .map_err(|e| format!("reading the dump: {e}"))?;
+            progress.fetch_add(buf.len() as u64, Ordering::Relaxed);
         }
     }
     .await;
@@ -326,7 +355,11 @@ pub async fn commit(bucket: &Bucket, key: &str, staged: Staged) -> Result<u64, S
                 .map_err(|e| describe(&e))?;
             Ok(n)
         }
-        Staged::Multipart { upload_id, parts, total } => {
+        Staged::Multipart {
+            upload_id,
+            parts,
+            total,
+        } => {
             if let Err(e) = bucket.complete_multipart_upload(key, &upload_id, parts).await {
                 let _ = bucket.abort_upload(key, &upload_id).await;
                 return Err(describe(&e));
@@ -346,19 +379,14 @@ pub async fn abort(bucket: &Bucket, key: &str, staged: Staged) {
 }
 
 /// The object as a byte stream (errors as `io::Error`), for a decompressor.
-pub async fn download(
-    target: &Target,
-    key: &str,
-) -> Result<impl AsyncRead + Unpin + Send + 'static, String> {
+pub async fn download(target: &Target, key: &str) -> Result<impl AsyncRead + Unpin + Send + 'static, String> {
     use futures::StreamExt;
     let bucket = target.streaming_bucket()?;
     let resp = bucket.get_object_stream(key).await.map_err(|e| describe(&e))?;
     if resp.status_code >= 300 {
         return Err(format!("S3 answered HTTP {} for {key}", resp.status_code));
     }
-    let stream = resp
-        .bytes
-        .map(|r| r.map_err(|e| std::io::Error::other(describe(&e))));
+    let stream = resp.bytes.map(|r| r.map_err(|e| std::io::Error::other(describe(&e))));
     Ok(tokio_util::io::StreamReader::new(stream))
 }
 
@@ -398,7 +426,10 @@ mod tests {
 
     #[test]
     fn settings_are_allow_listed() {
-        assert_eq!(parse_endpoint("http://127.0.0.1:9000/").unwrap(), "http://127.0.0.1:9000");
+        assert_eq!(
+            parse_endpoint("http://127.0.0.1:9000/").unwrap(),
+            "http://127.0.0.1:9000"
+        );
         assert_eq!(parse_endpoint("s3.example.com").unwrap_err().field, "endpoint");
         assert_eq!(parse_endpoint("https://x/path").unwrap_err().field, "endpoint");
         assert_eq!(parse_endpoint("https://a b").unwrap_err().field, "endpoint");
@@ -427,7 +458,10 @@ mod tests {
             describe(&e),
             "S3 answered HTTP 404 NoSuchBucket: The specified bucket does not exist (the bucket does not exist)"
         );
-        let e = S3Error::HttpFailWithBody(403, "<Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>".into());
+        let e = S3Error::HttpFailWithBody(
+            403,
+            "<Error><Code>SignatureDoesNotMatch</Code><Message>x</Message></Error>".into(),
+        );
         assert!(describe(&e).contains("check the access key and secret"));
     }
 

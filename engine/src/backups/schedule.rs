@@ -30,11 +30,14 @@ pub fn parse_cron(raw: &str) -> Result<String, ValidationError> {
             "must have 5 fields: minute hour day-of-month month day-of-week (e.g. 0 3 * * *)",
         ));
     }
-    if !fields
-        .iter()
-        .all(|f| f.bytes().all(|c| c.is_ascii_alphanumeric() || matches!(c, b'*' | b',' | b'-' | b'/')))
-    {
-        return Err(ValidationError::new(FIELD, "may only contain digits, names, '*', ',', '-' and '/'"));
+    if !fields.iter().all(|f| {
+        f.bytes()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'*' | b',' | b'-' | b'/'))
+    }) {
+        return Err(ValidationError::new(
+            FIELD,
+            "may only contain digits, names, '*', ',', '-' and '/'",
+        ));
     }
     let normal = fields.join(" ");
     compile(&normal).map_err(|e| ValidationError::new(FIELD, format!("is not a valid cron expression: {e}")))?;

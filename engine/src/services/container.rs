@@ -13,8 +13,7 @@ use bollard::models::{
 };
 use bollard::query_parameters::{
     CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder,
-    WaitContainerOptions,
+    RemoveVolumeOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptions,
 };
 use futures::StreamExt;
 use std::collections::HashMap;
@@ -59,7 +58,10 @@ fn labels(engine: &Engine, service: Uuid) -> HashMap<String, String> {
 }
 
 fn is_404(e: &bollard::errors::Error) -> bool {
-    matches!(e, bollard::errors::Error::DockerResponseServerError { status_code: 404, .. })
+    matches!(
+        e,
+        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
+    )
 }
 
 /// Pulls the image unless it is present.
@@ -71,7 +73,10 @@ pub async fn ensure_image(engine: &Engine, image: &str) -> Result<(), String> {
         return Ok(());
     }
     let docker = engine.docker.client().await.map_err(|e| e.to_string())?;
-    let (from, tag) = match image.rfind(':').filter(|&i| !image[i..].contains('/') && !image.contains('@')) {
+    let (from, tag) = match image
+        .rfind(':')
+        .filter(|&i| !image[i..].contains('/') && !image.contains('@'))
+    {
         Some(i) => (&image[..i], &image[i + 1..]),
         None if image.contains('@') => (image, ""),
         None => (image, "latest"),
@@ -89,7 +94,10 @@ pub async fn ensure_running(engine: &Engine, svc: &ServiceBox<'_>) -> Result<(),
     let docker = engine.docker.client().await?;
     crate::deploy::runtime::ensure_network(engine).await?;
     let name = container_name(engine, svc.name);
-    match docker.inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>).await {
+    match docker
+        .inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>)
+        .await
+    {
         Ok(c) => {
             if c.state.and_then(|s| s.running) == Some(true) {
                 return Ok(());
@@ -231,7 +239,13 @@ pub enum State {
 
 pub async fn state(engine: &Engine, service: &str) -> Result<State, DockerError> {
     let docker = engine.docker.client().await?;
-    match docker.inspect_container(&container_name(engine, service), None::<bollard::query_parameters::InspectContainerOptions>).await {
+    match docker
+        .inspect_container(
+            &container_name(engine, service),
+            None::<bollard::query_parameters::InspectContainerOptions>,
+        )
+        .await
+    {
         Ok(c) => {
             let s = c.state.unwrap_or_default();
             if s.running == Some(true) && s.restarting != Some(true) {
@@ -453,7 +467,10 @@ pub async fn start_throwaway(
     ]);
     labels.insert("berth.throwaway".into(), "true".into());
     let _ = docker
-        .remove_container(name, Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()))
+        .remove_container(
+            name,
+            Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()),
+        )
         .await;
     docker
         .create_container(
@@ -480,7 +497,10 @@ pub async fn start_throwaway(
 pub async fn remove_throwaway(engine: &Engine, name: &str) {
     if let Ok(docker) = engine.docker.client().await {
         let _ = docker
-            .remove_container(name, Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()))
+            .remove_container(
+                name,
+                Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()),
+            )
             .await;
     }
 }
@@ -495,8 +515,15 @@ pub async fn run_oneoff(
     argv: Vec<String>,
 ) -> Result<i64, DockerError> {
     let docker = engine.docker.client().await?;
-    let name = format!("{}-oneoff-{}", engine.deploy.instance, &Uuid::new_v4().simple().to_string()[..12]);
-    let (entry, args) = argv.split_first().map(|(a, b)| (a.clone(), b.to_vec())).unwrap_or_default();
+    let name = format!(
+        "{}-oneoff-{}",
+        engine.deploy.instance,
+        &Uuid::new_v4().simple().to_string()[..12]
+    );
+    let (entry, args) = argv
+        .split_first()
+        .map(|(a, b)| (a.clone(), b.to_vec()))
+        .unwrap_or_default();
     docker
         .create_container(
             Some(CreateContainerOptionsBuilder::new().name(&name).build()),

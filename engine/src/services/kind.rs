@@ -218,6 +218,15 @@ impl DbEngine {
         }
     }
 
+    /// MariaDB 11's images name their clients `mariadb-*` (the MySQL names are gone).
+    fn mysql_program(self, mysql: &'static str, mariadb: &'static str) -> &'static str {
+        if self == DbEngine::Mariadb {
+            mariadb
+        } else {
+            mysql
+        }
+    }
+
     /// MongoDB's tools take credentials as arguments only.
     fn mongo_auth<'a>(id: &'a Identity) -> [&'a str; 6] {
         [
@@ -238,8 +247,18 @@ impl DbEngine {
                 &["pg_isready", "-h", "127.0.0.1", "-U", id.user, "-d", id.database],
                 env,
             ),
-            DbEngine::Mysql => exec(&["mysqladmin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"], env),
-            DbEngine::Mariadb => exec(&["mariadb-admin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"], env),
+            DbEngine::Mysql | DbEngine::Mariadb => exec(
+                &[
+                    self.mysql_program("mysqladmin", "mariadb-admin"),
+                    "ping",
+                    "-h",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                    "--silent",
+                ],
+                env,
+            ),
             DbEngine::Mongo => {
                 let mut argv = vec!["mongosh", "--quiet"];
                 argv.extend(Self::mongo_auth(id));
@@ -256,27 +275,22 @@ impl DbEngine {
         match self {
             // -Z0: Berth compresses the stream itself; compressing twice costs CPU for nothing.
             DbEngine::Postgres => exec(
-                &["pg_dump", "-h", "127.0.0.1", "-U", id.user, "-d", id.database, "-Fc", "-Z0"],
-                env,
-            ),
-            DbEngine::Mysql => exec(
                 &[
-                    "mysqldump",
+                    "pg_dump",
                     "-h",
                     "127.0.0.1",
-                    "-u",
-                    "root",
-                    "--single-transaction",
-                    "--routines",
-                    "--triggers",
-                    "--databases",
+                    "-U",
+                    id.user,
+                    "-d",
                     id.database,
+                    "-Fc",
+                    "-Z0",
                 ],
                 env,
             ),
-            DbEngine::Mariadb => exec(
+            DbEngine::Mysql | DbEngine::Mariadb => exec(
                 &[
-                    "mariadb-dump",
+                    self.mysql_program("mysqldump", "mariadb-dump"),
                     "-h",
                     "127.0.0.1",
                     "-u",
@@ -301,7 +315,10 @@ impl DbEngine {
 
     /// Redis: asks for a fresh snapshot before the RDB file is read.
     pub fn redis_bgsave(id: &Identity) -> Exec {
-        exec(&["redis-cli", "-h", "127.0.0.1", "BGSAVE"], DbEngine::Redis.client_env(id))
+        exec(
+            &["redis-cli", "-h", "127.0.0.1", "BGSAVE"],
+            DbEngine::Redis.client_env(id),
+        )
     }
 
     /// Redis: `rdb_bgsave_in_progress` and `rdb_last_bgsave_status` come from here.
@@ -333,8 +350,10 @@ impl DbEngine {
                 ],
                 env,
             )),
-            DbEngine::Mysql => RestorePlan::Stdin(exec(&["mysql", "-h", "127.0.0.1", "-u", "root"], env)),
-            DbEngine::Mariadb => RestorePlan::Stdin(exec(&["mariadb", "-h", "127.0.0.1", "-u", "root"], env)),
+            DbEngine::Mysql | DbEngine::Mariadb => RestorePlan::Stdin(exec(
+                &[self.mysql_program("mysql", "mariadb"), "-h", "127.0.0.1", "-u", "root"],
+                env,
+            )),
             DbEngine::Mongo => {
                 let mut argv = vec!["mongorestore", "--archive", "--drop"];
                 argv.extend(Self::mongo_auth(id));
@@ -390,8 +409,19 @@ impl DbEngine {
                      WHERE table_schema = '{}' AND table_type = 'BASE TABLE' ORDER BY 1",
                     id.database
                 );
-                let client = if self == DbEngine::Mysql { "mysql" } else { "mariadb" };
-                let mut e = exec(&[client, "-h", "127.0.0.1", "-u", "root", "-N", "-B", "-e"], env);
+                let mut e = exec(
+                    &[
+                        self.mysql_program("mysql", "mariadb"),
+                        "-h",
+                        "127.0.0.1",
+                        "-u",
+                        "root",
+                        "-N",
+                        "-B",
+                        "-e",
+                    ],
+                    env,
+                );
                 e.argv.push(sql);
                 e
             }
@@ -413,7 +443,11 @@ impl DbEngine {
     /// Reads what [`DbEngine::drill_check`] printed.
     pub fn parse_counts(self, out: &str) -> Result<Counts, String> {
         let mut counts = Vec::new();
-        for line in out.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
+        for line in out
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        {
             let parsed = if self == DbEngine::Redis {
                 // db0:keys=12,expires=0,avg_ttl=0
                 line.split_once(':').and_then(|(db, rest)| {
@@ -451,7 +485,8 @@ pub fn parse_identifier(field: &'static str, raw: &str) -> Result<String, Valida
     let b = s.as_bytes();
     let ok = b.len() <= 32
         && (b[0].is_ascii_lowercase() || b[0] == b'_')
-        && b.iter().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
+        && b.iter()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || *c == b'_');
     if !ok {
         return Err(ValidationError::new(
             field,
@@ -506,12 +541,23 @@ mod tests {
             argv(&e.readiness(&ID)),
             ["pg_isready", "-h", "127.0.0.1", "-U", "app", "-d", "shop"]
         );
-        let RestorePlan::Stdin(r) = e.restore(&ID) else { panic!("postgres restores through stdin") };
-        assert_eq!(&argv(&r)[..7], ["pg_restore", "-h", "127.0.0.1", "-U", "app", "-d", "shop"]);
+        let RestorePlan::Stdin(r) = e.restore(&ID) else {
+            panic!("postgres restores through stdin")
+        };
+        assert_eq!(
+            &argv(&r)[..7],
+            ["pg_restore", "-h", "127.0.0.1", "-U", "app", "-d", "shop"]
+        );
         assert!(r.argv.contains(&"--clean".to_owned()) && r.argv.contains(&"--exit-on-error".to_owned()));
-        assert_eq!(e.connection_url("db1", 5432, &ID), "postgres://app:Secret123@db1:5432/shop");
+        assert_eq!(
+            e.connection_url("db1", 5432, &ID),
+            "postgres://app:Secret123@db1:5432/shop"
+        );
         assert!(e.container_env(&ID).contains(&"POSTGRES_DB=shop".to_owned()));
-        assert!(!e.dump(&ID).argv.iter().any(|a| a.contains("Secret123")), "no password in argv");
+        assert!(
+            !e.dump(&ID).argv.iter().any(|a| a.contains("Secret123")),
+            "no password in argv"
+        );
     }
 
     #[test]
@@ -534,7 +580,10 @@ mod tests {
         );
         assert_eq!(m.env, ["MYSQL_PWD=Secret123"]);
         assert_eq!(argv(&DbEngine::Mariadb.dump(&ID))[0], "mariadb-dump");
-        assert!(DbEngine::Mariadb.dump(&ID).argv.contains(&"--single-transaction".to_owned()));
+        assert!(DbEngine::Mariadb
+            .dump(&ID)
+            .argv
+            .contains(&"--single-transaction".to_owned()));
         assert_eq!(
             argv(&DbEngine::Mysql.readiness(&ID)),
             ["mysqladmin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"]
@@ -542,12 +591,20 @@ mod tests {
         assert_eq!(argv(&DbEngine::Mariadb.readiness(&ID))[0], "mariadb-admin");
         assert_eq!(
             DbEngine::Mysql.restore(&ID),
-            RestorePlan::Stdin(exec(&["mysql", "-h", "127.0.0.1", "-u", "root"], vec!["MYSQL_PWD=Secret123".into()]))
+            RestorePlan::Stdin(exec(
+                &["mysql", "-h", "127.0.0.1", "-u", "root"],
+                vec!["MYSQL_PWD=Secret123".into()]
+            ))
         );
-        assert!(DbEngine::Mariadb.container_env(&ID).contains(&"MARIADB_DATABASE=shop".to_owned()));
+        assert!(DbEngine::Mariadb
+            .container_env(&ID)
+            .contains(&"MARIADB_DATABASE=shop".to_owned()));
         let check = DbEngine::Mysql.drill_check(&ID);
         assert!(check.argv.last().unwrap().contains("table_schema = 'shop'"));
-        assert_eq!(DbEngine::Mysql.connection_url("h", 3306, &ID), "mysql://app:Secret123@h:3306/shop");
+        assert_eq!(
+            DbEngine::Mysql.connection_url("h", 3306, &ID),
+            "mysql://app:Secret123@h:3306/shop"
+        );
     }
 
     #[test]
@@ -566,7 +623,9 @@ mod tests {
                 "admin"
             ]
         );
-        let RestorePlan::Stdin(r) = e.restore(&ID) else { panic!() };
+        let RestorePlan::Stdin(r) = e.restore(&ID) else {
+            panic!()
+        };
         assert_eq!(&argv(&r)[..3], ["mongorestore", "--archive", "--drop"]);
         let ready = e.readiness(&ID);
         assert_eq!(ready.argv[0], "mongosh");
@@ -582,11 +641,20 @@ mod tests {
         let e = DbEngine::Redis;
         assert_eq!(argv(&e.readiness(&ID)), ["redis-cli", "-h", "127.0.0.1", "PING"]);
         assert_eq!(e.readiness(&ID).env, ["REDISCLI_AUTH=Secret123"]);
-        assert_eq!(argv(&DbEngine::redis_bgsave(&ID)), ["redis-cli", "-h", "127.0.0.1", "BGSAVE"]);
+        assert_eq!(
+            argv(&DbEngine::redis_bgsave(&ID)),
+            ["redis-cli", "-h", "127.0.0.1", "BGSAVE"]
+        );
         assert_eq!(argv(&e.dump(&ID)), ["cat", "/data/dump.rdb"]);
         assert_eq!(e.restore(&ID), RestorePlan::RedisRdb);
-        assert_eq!(argv(&DbEngine::redis_receive()), ["dd", "of=/data/berth-restore.rdb", "bs=65536"]);
-        assert_eq!(DbEngine::redis_swap(), ["mv", "-f", "/data/berth-restore.rdb", "/data/dump.rdb"]);
+        assert_eq!(
+            argv(&DbEngine::redis_receive()),
+            ["dd", "of=/data/berth-restore.rdb", "bs=65536"]
+        );
+        assert_eq!(
+            DbEngine::redis_swap(),
+            ["mv", "-f", "/data/berth-restore.rdb", "/data/dump.rdb"]
+        );
         assert_eq!(
             e.command(&ID).unwrap(),
             ["redis-server", "--requirepass", "Secret123", "--dir", "/data"]
@@ -613,8 +681,22 @@ mod tests {
     #[test]
     fn identifiers_are_allow_listed() {
         assert_eq!(parse_identifier("database", " shop_1 ").unwrap(), "shop_1");
-        for bad in ["", "1abc", "a-b", "a;drop", "a b", "a\nb", "Shop", "a$(id)", &"a".repeat(33)] {
-            assert_eq!(parse_identifier("database", bad).unwrap_err().field, "database", "{bad:?}");
+        for bad in [
+            "",
+            "1abc",
+            "a-b",
+            "a;drop",
+            "a b",
+            "a\nb",
+            "Shop",
+            "a$(id)",
+            &"a".repeat(33),
+        ] {
+            assert_eq!(
+                parse_identifier("database", bad).unwrap_err().field,
+                "database",
+                "{bad:?}"
+            );
         }
     }
 

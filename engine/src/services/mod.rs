@@ -46,12 +46,14 @@ pub enum ServiceError {
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
         if is_unique_violation(&e, "database_services_name_key") {
-            return ValidationError::new("name", "a database service with this name already exists on this server")
-                .into();
+            return ValidationError::new(
+                "name",
+                "a database service with this name already exists on this server",
+            )
+            .into();
         }
         if is_unique_violation(&e, "database_services_external_bind_external_port_key") {
-            return ValidationError::new("external_port", "another service already uses this address and port")
-                .into();
+            return ValidationError::new("external_port", "another service already uses this address and port").into();
         }
         ServiceError::Store(e.into())
     }
@@ -144,7 +146,11 @@ impl Service {
     /// The connection string through the published port, when there is one.
     pub fn external_url(&self) -> Option<String> {
         let (bind, port) = self.boxed().external?;
-        let host = if bind == "0.0.0.0" || bind == "::" { "<server address>" } else { bind };
+        let host = if bind == "0.0.0.0" || bind == "::" {
+            "<server address>"
+        } else {
+            bind
+        };
         Some(self.engine.connection_url(host, port, &self.identity()))
     }
 }
@@ -238,7 +244,12 @@ pub struct Settings {
 
 impl Settings {
     /// Parses the form's strings: empty limits mean none.
-    pub fn parse(image: &str, cpu_millis: &str, memory_mb: &str, external: Option<(&str, &str)>) -> Result<Self, ValidationError> {
+    pub fn parse(
+        image: &str,
+        cpu_millis: &str,
+        memory_mb: &str,
+        external: Option<(&str, &str)>,
+    ) -> Result<Self, ValidationError> {
         let limit = |field: &'static str, raw: &str, min: i32, max: i32| -> Result<Option<i32>, ValidationError> {
             let raw = raw.trim();
             if raw.is_empty() {
@@ -287,6 +298,13 @@ impl NewService {
         external: Option<(&str, &str)>,
     ) -> Result<Self, ValidationError> {
         let name = AppName::parse(name)?;
+        if name.as_str() == crate::backups::OWN_NAME {
+            // Backups of Berth's own database are filed under this name.
+            return Err(ValidationError::new(
+                "name",
+                "\"berth\" is reserved for Berth's own database",
+            ));
+        }
         let kind = DbEngine::parse(kind)?;
         let image = if image.trim().is_empty() {
             kind.default_image(&engine.deploy.services.images).to_owned()
@@ -294,8 +312,16 @@ impl NewService {
             image.to_owned()
         };
         let (database, user) = if kind.has_database() {
-            let d = if database.trim().is_empty() { kind.default_database() } else { database };
-            let u = if user.trim().is_empty() { kind.default_user() } else { user };
+            let d = if database.trim().is_empty() {
+                kind.default_database()
+            } else {
+                database
+            };
+            let u = if user.trim().is_empty() {
+                kind.default_user()
+            } else {
+                user
+            };
             (parse_identifier("database", d)?, parse_identifier("user", u)?)
         } else {
             (String::new(), kind.default_user().to_owned())
@@ -312,10 +338,16 @@ impl NewService {
 }
 
 pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result<ServiceId, ServiceError> {
-    if new.settings.external.as_ref().is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1")
+    if new
+        .settings
+        .external
+        .as_ref()
+        .is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1")
         && !caller.role.can_manage()
     {
-        return Err(ServiceError::Forbidden("only admins and owners can expose a database beyond this host"));
+        return Err(ServiceError::Forbidden(
+            "only admins and owners can expose a database beyond this host",
+        ));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let env_ok: bool = diesel::select(diesel::dsl::exists(
@@ -403,7 +435,8 @@ pub struct ServiceSummary {
 fn state_word(state: &State, desired: &str, last_error: Option<&str>) -> String {
     match state {
         State::Running => "running".into(),
-        State::Missing if last_error.is_some() => "failed".into(),
+        // The last start or rebuild failed, and nothing runs: say so.
+        _ if last_error.is_some() => "failed".into(),
         State::Missing if desired == "running" => "starting".into(),
         State::Missing => "stopped".into(),
         State::Down(s) if s == "restarting" => "restarting".into(),
@@ -448,7 +481,9 @@ pub async fn list_in_project(
     drop(conn);
     let mut out = Vec::with_capacity(rows.len());
     for (id, name, kind, env, desired, last_error) in rows {
-        let state = container::state(engine, &name).await.unwrap_or(State::Down("unknown".into()));
+        let state = container::state(engine, &name)
+            .await
+            .unwrap_or(State::Down("unknown".into()));
         out.push(ServiceSummary {
             id: ServiceId(id),
             engine: DbEngine::parse(&kind).map_err(|_| ServiceError::Corrupt(kind.clone()))?,
@@ -544,7 +579,10 @@ impl Action {
             "stop" => Ok(Action::Stop),
             "restart" => Ok(Action::Restart),
             "rebuild" => Ok(Action::Rebuild),
-            _ => Err(ValidationError::new("action", "must be start, stop, restart or rebuild")),
+            _ => Err(ValidationError::new(
+                "action",
+                "must be start, stop, restart or rebuild",
+            )),
         }
     }
 }
@@ -583,8 +621,14 @@ pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).
 pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
-    if s.external.as_ref().is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1") && !caller.role.can_manage() {
-        return Err(ServiceError::Forbidden("only admins and owners can expose a database beyond this host"));
+    if s.external
+        .as_ref()
+        .is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1")
+        && !caller.role.can_manage()
+    {
+        return Err(ServiceError::Forbidden(
+            "only admins and owners can expose a database beyond this host",
+        ));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(engine, &mut conn, caller.org_id.0, id).await?;
@@ -607,7 +651,9 @@ pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings
 /// (a separate, explicit confirmation in the UI). Backups in S3 are kept.
 pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
     if !caller.role.can_manage() {
-        return Err(ServiceError::Forbidden("only admins and owners can delete database services"));
+        return Err(ServiceError::Forbidden(
+            "only admins and owners can delete database services",
+        ));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
@@ -653,7 +699,10 @@ mod tests {
             }
         );
         assert_eq!(External::parse("0.0.0.0", "5432").unwrap().bind, "0.0.0.0");
-        assert_eq!(External::parse("localhost; rm", "5432").unwrap_err().field, "external_bind");
+        assert_eq!(
+            External::parse("localhost; rm", "5432").unwrap_err().field,
+            "external_bind"
+        );
         for p in ["80", "0", "70000", "5432\n", "x"] {
             let e = External::parse("127.0.0.1", p);
             assert!(e.is_err() || p == "5432\n", "{p:?}");
@@ -663,14 +712,26 @@ mod tests {
     #[test]
     fn limits_are_bounded() {
         assert_eq!(Settings::parse("postgres:16", "", "", None).unwrap().cpu_millis, None);
-        assert_eq!(Settings::parse("postgres:16", "500", "256", None).unwrap().memory_mb, Some(256));
-        assert_eq!(Settings::parse("postgres:16", "-1", "", None).unwrap_err().field, "cpu_millis");
-        assert_eq!(Settings::parse("postgres:16", "", "1e9", None).unwrap_err().field, "memory_mb");
+        assert_eq!(
+            Settings::parse("postgres:16", "500", "256", None).unwrap().memory_mb,
+            Some(256)
+        );
+        assert_eq!(
+            Settings::parse("postgres:16", "-1", "", None).unwrap_err().field,
+            "cpu_millis"
+        );
+        assert_eq!(
+            Settings::parse("postgres:16", "", "1e9", None).unwrap_err().field,
+            "memory_mb"
+        );
         assert_eq!(Settings::parse("bad image!", "", "", None).unwrap_err().field, "image");
     }
 
     #[test]
     fn masking_hides_the_password_only() {
-        assert_eq!(mask("postgres://app:s3cr3t@db:5432/app", "s3cr3t"), "postgres://app:********@db:5432/app");
+        assert_eq!(
+            mask("postgres://app:s3cr3t@db:5432/app", "s3cr3t"),
+            "postgres://app:********@db:5432/app"
+        );
     }
 }
