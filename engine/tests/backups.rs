@@ -600,3 +600,55 @@ async fn another_organization_sees_nothing() {
     assert_eq!(backups::list_destinations(engine, &caller).await.unwrap().len(), 1);
     wait_ready(engine, &caller, svc).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deleting_keeps_the_volume_unless_asked_and_a_new_service_starts_fresh() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let docker = engine.docker.client().await.unwrap();
+    let port = free_port();
+    let first = create(engine, &caller, env_id, "reborn", "postgres", Some(port)).await;
+    wait_ready(engine, &caller, first).await;
+    let old_volume = services::get(engine, &caller, first).await.unwrap().row.volume;
+    let url = services::reveal(engine, &caller, first)
+        .await
+        .unwrap()
+        .external_url
+        .unwrap();
+    let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
+    diesel::sql_query("CREATE TABLE kept (id int)")
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    drop(conn);
+
+    services::delete(engine, &caller, first, false).await.unwrap();
+    assert!(
+        docker.inspect_volume(&old_volume).await.is_ok(),
+        "the data volume is kept by default"
+    );
+
+    // The same name again: a new volume, a new password that works, no old data.
+    let second = create(engine, &caller, env_id, "reborn", "postgres", Some(port)).await;
+    wait_ready(engine, &caller, second).await;
+    let new_volume = services::get(engine, &caller, second).await.unwrap().row.volume;
+    assert_ne!(new_volume, old_volume);
+    let url = services::reveal(engine, &caller, second)
+        .await
+        .unwrap()
+        .external_url
+        .unwrap();
+    let mut conn = AsyncPgConnection::establish(&url)
+        .await
+        .expect("the new password works");
+    let gone = diesel::sql_query("SELECT count(*) AS n FROM kept")
+        .execute(&mut conn)
+        .await;
+    assert!(gone.is_err(), "a new service does not inherit a kept volume's data");
+    drop(conn);
+
+    services::delete(engine, &caller, second, true).await.unwrap();
+    assert!(docker.inspect_volume(&new_volume).await.is_err(), "removed when asked");
+    assert!(docker.inspect_volume(&old_volume).await.is_ok());
+}

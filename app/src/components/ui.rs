@@ -32,7 +32,9 @@ pub fn Field(
     let id = format!("field-{name}");
     let for_id = id.clone();
     let message = move || error.get().and_then(|e| e.for_field(name));
+    // One element, so a grid of fields keeps each message under its input.
     view! {
+        <div>
         <label class="block text-sm font-medium" for=for_id>
             {label}
             <input
@@ -50,6 +52,7 @@ pub fn Field(
                 {message}
             </p>
         </Show>
+        </div>
     }
 }
 

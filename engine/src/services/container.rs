@@ -42,9 +42,15 @@ pub fn container_name(engine: &Engine, service: &str) -> String {
     format!("{}-db.{service}", engine.deploy.instance)
 }
 
-/// The named volume of a new service.
-pub fn volume_name(engine: &Engine, service: &str) -> String {
-    format!("{}-db.{service}-data", engine.deploy.instance)
+/// The named volume of a new service. The service's ID is part of it: a volume
+/// kept when its service was deleted is never picked up by a new service of the
+/// same name (whose generated password would not match the data's).
+pub fn volume_name(engine: &Engine, service: &str, id: Uuid) -> String {
+    format!(
+        "{}-db.{service}-{}",
+        engine.deploy.instance,
+        &id.simple().to_string()[..8]
+    )
 }
 
 fn labels(engine: &Engine, service: Uuid) -> HashMap<String, String> {

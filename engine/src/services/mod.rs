@@ -370,8 +370,10 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
     }
     let password = kind::generate_password();
     let s = &new.settings;
-    let id: Uuid = diesel::insert_into(database_services::table)
+    let id = Uuid::new_v4();
+    diesel::insert_into(database_services::table)
         .values((
+            database_services::id.eq(id),
             database_services::organization_id.eq(caller.org_id.0),
             database_services::environment_id.eq(new.environment.0),
             database_services::name.eq(new.name.as_str()),
@@ -380,14 +382,13 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
             database_services::database_name.eq(new.engine.has_database().then_some(&new.database)),
             database_services::username.eq(Some(&new.user)),
             database_services::password.eq(engine.secret.seal(password.as_bytes())),
-            database_services::volume.eq(container::volume_name(engine, new.name.as_str())),
+            database_services::volume.eq(container::volume_name(engine, new.name.as_str(), id)),
             database_services::cpu_millis.eq(s.cpu_millis),
             database_services::memory_mb.eq(s.memory_mb),
             database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
             database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
         ))
-        .returning(database_services::id)
-        .get_result(&mut conn)
+        .execute(&mut conn)
         .await?;
     tracing::info!(service.id = %id, org.id = %caller.org_id, engine = new.engine.as_str(), "database service created");
     bring_up(engine, ServiceId(id));
