@@ -145,7 +145,7 @@ build_test_images() {
     ctx=$(mktemp -d)
     mkdir -p "$ctx/bin"
     cp /bin/busybox "$ctx/bin/"
-    (cd "$ctx/bin" && for a in sh ls cat echo httpd sleep env false true wget nc; do ln -sf busybox "$a"; done)
+    (cd "$ctx/bin" && for a in sh ls cat echo httpd sleep env false true wget nc wc dd; do ln -sf busybox "$a"; done)
     tar -C "$ctx" -c . | docker import - berth-test/busybox:1 >/dev/null
     rm -rf "$ctx"
   fi

@@ -472,7 +472,7 @@ async fn retention_keeps_the_newest_and_slots_run_once() {
         engine,
         &caller,
         Subject::Service(svc),
-        NewSchedule::parse(dest, "* * * * *", "UTC", "5", false).unwrap(),
+        NewSchedule::parse(dest, "* * * * *", "UTC", "5", true).unwrap(),
     )
     .await
     .unwrap();
@@ -499,7 +499,22 @@ async fn retention_keeps_the_newest_and_slots_run_once() {
     let s = history.schedules.iter().find(|s| s.row.id == every_minute.0).unwrap();
     let (_, _, missed) = s.last_taken.expect("slot recorded");
     assert_eq!(missed, 2, "the older slots are reported missed");
-    let _ = jobs::reap(engine).await.unwrap();
+
+    // A worker runs the slot's backup, then the drill this schedule asks for.
+    let slot_backup = history
+        .backups
+        .iter()
+        .find(|b| b.schedule_id == Some(every_minute.0) && b.trigger == "schedule")
+        .expect("the slot's backup is in the history")
+        .id;
+    let (stop, worker) = start_backup_worker(engine);
+    let b = wait_backup(engine, &caller, BackupId(slot_backup)).await;
+    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    let (status, detail) = wait_drill(engine, &caller, BackupId(slot_backup)).await;
+    assert_eq!(status, "verified", "{detail}");
+    stop.cancel();
+    let _ = worker.await;
+    assert_eq!(jobs::reap(engine).await.unwrap(), 0, "nothing was left running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -651,4 +666,75 @@ async fn deleting_keeps_the_volume_unless_asked_and_a_new_service_starts_fresh()
     services::delete(engine, &caller, second, true).await.unwrap();
     assert!(docker.inspect_volume(&new_volume).await.is_err(), "removed when asked");
     assert!(docker.inspect_volume(&old_volume).await.is_ok());
+}
+
+/// Feeding standard input: a program that fails early is reported by its exit
+/// code, not as an unreadable backup; one that exits 0 without reading it all
+/// is not taken for a success.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
+    use engine::services::container::{exec_stream, remove_throwaway, start_throwaway, StreamError};
+    use engine::services::kind::Exec;
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let name = format!("{}-stdin-test", engine.deploy.instance);
+    start_throwaway(
+        engine,
+        &name,
+        engine::testing::TEST_BASE_IMAGE,
+        Vec::new(),
+        Some(vec!["sleep".into()]),
+        Some(vec!["60".into()]),
+        uuid::Uuid::new_v4(),
+    )
+    .await
+    .unwrap();
+    let run = |argv: &[&str]| Exec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        env: Vec::new(),
+    };
+    let big = vec![7u8; 8 << 20];
+
+    let mut input: &[u8] = &big;
+    let all = exec_stream(engine, &name, &run(&["wc", "-c"]), Some(&mut input), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        (all.exit_code, all.stdout.trim()),
+        (0, "8388608"),
+        "every byte arrives, then EOF"
+    );
+    assert_eq!(all.fed, 8 << 20);
+
+    let mut input: &[u8] = &big;
+    let missing = exec_stream(engine, &name, &run(&["no-such-program"]), Some(&mut input), None)
+        .await
+        .unwrap();
+    assert_eq!(
+        missing.exit_code,
+        126,
+        "a program that never started fails at once: {}",
+        missing.said()
+    );
+
+    let mut input: &[u8] = &big;
+    let failed = exec_stream(
+        engine,
+        &name,
+        &run(&["sh", "-c", "echo bad input >&2; exit 3"]),
+        Some(&mut input),
+        None,
+    )
+    .await
+    .expect("a failing program is an outcome, not an input error");
+    assert_eq!(failed.exit_code, 3);
+    assert_eq!(failed.said(), "bad input");
+
+    let mut input: &[u8] = &big;
+    let quit = exec_stream(engine, &name, &run(&["true"]), Some(&mut input), None).await;
+    assert!(
+        matches!(quit, Err(StreamError::Input(_))),
+        "exit 0 before the end of the input is not a success: {quit:?}"
+    );
+    remove_throwaway(engine, &name).await;
 }

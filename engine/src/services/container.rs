@@ -18,7 +18,7 @@ use bollard::query_parameters::{
 use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
 
 pub const LABEL_SERVICE: &str = "berth.service";
@@ -338,21 +338,40 @@ pub async fn exec_stream(
     let mut stdout = Vec::new();
     let mut stderr: Vec<u8> = Vec::new();
     let mut fed = 0u64;
+    let mut cut = false;
     let has_stdin = stdin.is_some();
     if let StartExecResults::Attached { mut output, mut input } =
         docker.start_exec(&created.id, None).await.map_err(DockerError::from)?
     {
         let feed = async {
-            if let Some(r) = stdin {
-                // The copy ends at the source's end or on its error; either way standard
-                // input is then closed (an error is reported below and voids the result).
-                let n = tokio::io::copy(r, &mut input).await;
-                let _ = input.shutdown().await;
+            let Some(r) = stdin else {
                 drop(input);
-                n.map_err(StreamError::Input)
-            } else {
-                drop(input);
-                Ok(0)
+                return Ok((0, false));
+            };
+            // A read error is the source's (S3, the decompressor): it voids the
+            // result. A write error means the program stopped reading: its exit
+            // code says why. Either way standard input is closed at the end.
+            let mut buf = vec![0u8; 64 * 1024];
+            let mut n = 0u64;
+            let mut cut = false;
+            let read_error = loop {
+                match r.read(&mut buf).await {
+                    Ok(0) => break None,
+                    Ok(k) => {
+                        if input.write_all(&buf[..k]).await.is_err() {
+                            cut = true;
+                            break None;
+                        }
+                        n += k as u64;
+                    }
+                    Err(e) => break Some(e),
+                }
+            };
+            let _ = input.shutdown().await;
+            drop(input);
+            match read_error {
+                Some(e) => Err(StreamError::Input(e)),
+                None => Ok((n, cut)),
             }
         };
         let drain = async {
@@ -379,15 +398,29 @@ pub async fn exec_stream(
             Ok::<_, StreamError>(())
         };
         let (fed_result, drained) = if has_stdin {
-            tokio::join!(feed, drain)
+            tokio::pin!(feed);
+            tokio::pin!(drain);
+            tokio::select! {
+                f = &mut feed => (f, drain.await),
+                // The output ended first: the program exited (or never started)
+                // while input remained. Stop feeding: nothing reads it any more.
+                d = &mut drain => (Ok((0, true)), d),
+            }
         } else {
             let f = feed.await;
             (f, drain.await)
         };
-        fed = fed_result?;
+        let (n, was_cut) = fed_result?;
+        fed = n;
+        cut = was_cut;
         drained?;
     }
     let exit_code = wait_exit(engine, &created.id).await?;
+    if cut && exit_code == 0 {
+        return Err(StreamError::Input(std::io::Error::other(
+            "the program exited before reading all of its input",
+        )));
+    }
     if stderr.len() > STDERR_KEEP {
         stderr.drain(..stderr.len() - STDERR_KEEP);
     }

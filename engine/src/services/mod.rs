@@ -69,6 +69,15 @@ impl Classify for ServiceError {
                 field: "service",
                 message: m.clone(),
             },
+            // Docker answered and refused (a port already allocated, a bad image):
+            // that is about this service, and its words say how to fix it.
+            ServiceError::Docker(DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+                message,
+                ..
+            })) => ErrorKind::Conflict {
+                field: "service",
+                message: format!("Docker refused: {message}"),
+            },
             ServiceError::Docker(_) => ErrorKind::Unavailable,
             ServiceError::Corrupt(_) => ErrorKind::Internal,
             ServiceError::Store(s) => s.kind(),
@@ -726,6 +735,25 @@ mod tests {
             "memory_mb"
         );
         assert_eq!(Settings::parse("bad image!", "", "", None).unwrap_err().field, "image");
+    }
+
+    #[test]
+    fn docker_refusals_are_shown_unreachable_docker_is_unavailable() {
+        let refused = ServiceError::Docker(DockerError::Api(bollard::errors::Error::DockerResponseServerError {
+            status_code: 500,
+            message: "port is already allocated".into(),
+        }));
+        assert_eq!(
+            refused.kind(),
+            ErrorKind::Conflict {
+                field: "service",
+                message: "Docker refused: port is already allocated".into()
+            }
+        );
+        assert_eq!(
+            ServiceError::Docker(DockerError::Timeout(10)).kind(),
+            ErrorKind::Unavailable
+        );
     }
 
     #[test]
