@@ -673,3 +673,60 @@ pub async fn owner_with_environment(engine: &Engine) -> (crate::accounts::Caller
         .id;
     (caller, crate::ids::EnvironmentId(env))
 }
+
+/// Runs one SQL statement with `psql` inside a PostgreSQL service's container,
+/// as its user, and returns what it printed (unaligned, tuples only). Panics
+/// when psql fails: tests and benchmarks seed data with it.
+pub async fn psql(
+    engine: &Engine,
+    caller: &crate::accounts::Caller,
+    service: crate::ids::ServiceId,
+    sql: &str,
+) -> String {
+    let svc = crate::services::get(engine, caller, service).await.expect("service");
+    let secrets = crate::services::reveal(engine, caller, service).await.expect("reveal");
+    let exec = crate::services::kind::Exec {
+        argv: [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            svc.row.username.as_deref().unwrap_or("app"),
+            "-d",
+            svc.row.database_name.as_deref().unwrap_or("app"),
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-At",
+            "-c",
+            sql,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        env: vec![format!("PGPASSWORD={}", secrets.password)],
+    };
+    let container = crate::services::container::container_name(engine, &svc.row.name);
+    let out = crate::services::container::exec_capture(engine, &container, &exec, std::time::Duration::from_secs(900))
+        .await
+        .expect("exec psql");
+    assert_eq!(out.exit_code, 0, "psql: {}", out.said());
+    out.stdout
+}
+
+/// ~210 MB of table data (1.6 M rows of 128 hex characters) in `blobs`; returns
+/// the table's size in bytes.
+pub async fn seed_blobs(engine: &Engine, caller: &crate::accounts::Caller, service: crate::ids::ServiceId) -> u64 {
+    psql(
+        engine,
+        caller,
+        service,
+        "CREATE TABLE blobs AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) \
+         || md5((g * 31)::text) AS body FROM generate_series(1, 1600000) g",
+    )
+    .await;
+    psql(engine, caller, service, "SELECT pg_total_relation_size('blobs')")
+        .await
+        .trim()
+        .parse()
+        .expect("table size")
+}

@@ -5,8 +5,6 @@
 //!   the dump never sits in memory. The figure goes to docs/BENCHMARKS.md.
 
 use engine::backups::{self, Subject};
-use engine::services::container::{container_name, exec_capture};
-use engine::services::kind::Exec;
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
 use std::process::{Child, Command, Stdio};
@@ -64,47 +62,7 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
         );
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    // ~210 MB of table data: 1.6 M rows of 128 hex characters.
-    let secrets = services::reveal(&e, &caller, svc).await.unwrap();
-    let sql = |q: &str| Exec {
-        argv: [
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "app",
-            "-d",
-            "app",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-At",
-            "-c",
-            q,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        env: vec![format!("PGPASSWORD={}", secrets.password)],
-    };
-    let container = container_name(&e, "big-db");
-    let seeded = exec_capture(
-        &e,
-        &container,
-        &sql("CREATE TABLE blobs AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) || md5((g * 31)::text) AS body FROM generate_series(1, 1600000) g"),
-        Duration::from_secs(600),
-    )
-    .await
-    .unwrap();
-    assert_eq!(seeded.exit_code, 0, "{}", seeded.said());
-    let size = exec_capture(
-        &e,
-        &container,
-        &sql("SELECT pg_total_relation_size('blobs')"),
-        Duration::from_secs(60),
-    )
-    .await
-    .unwrap();
-    let table_bytes: u64 = size.stdout.trim().parse().expect("table size");
+    let table_bytes = engine::testing::seed_blobs(&e, &caller, svc).await;
     assert!(table_bytes > 190_000_000, "{table_bytes}");
 
     let s3 = TestS3::new().await;

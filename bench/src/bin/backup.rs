@@ -4,8 +4,6 @@
 //! restore into the running service and a restore drill. Run by `make bench`.
 
 use engine::backups::{self, RestoreInto, Subject};
-use engine::services::container::{container_name, exec_capture};
-use engine::services::kind::Exec;
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
 use std::process::{Command, Stdio};
@@ -34,46 +32,7 @@ async fn main() -> anyhow::Result<()> {
         anyhow::ensure!(start.elapsed() < Duration::from_secs(120), "service never ready");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let password = services::reveal(&e, &caller, svc).await?.password;
-    let sql = |q: &str| Exec {
-        argv: [
-            "psql",
-            "-h",
-            "127.0.0.1",
-            "-U",
-            "app",
-            "-d",
-            "app",
-            "-v",
-            "ON_ERROR_STOP=1",
-            "-At",
-            "-c",
-            q,
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
-        env: vec![format!("PGPASSWORD={password}")],
-    };
-    let container = container_name(&e, "bench-db");
-    let seed = exec_capture(
-        &e,
-        &container,
-        &sql("CREATE TABLE blobs AS SELECT g AS id, md5(g::text) || md5((g * 7)::text) || md5((g * 13)::text) || md5((g * 31)::text) AS body FROM generate_series(1, 1600000) g"),
-        Duration::from_secs(600),
-    )
-    .await?;
-    anyhow::ensure!(seed.exit_code == 0, "seeding: {}", seed.said());
-    let table: u64 = exec_capture(
-        &e,
-        &container,
-        &sql("SELECT pg_total_relation_size('blobs')"),
-        Duration::from_secs(60),
-    )
-    .await?
-    .stdout
-    .trim()
-    .parse()?;
+    let table = engine::testing::seed_blobs(&e, &caller, svc).await;
     let s3 = TestS3::new().await;
     let dest = s3.destination(&e, &caller, "bench").await;
 

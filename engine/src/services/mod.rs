@@ -562,6 +562,13 @@ pub struct Revealed {
     pub external_url: Option<String>,
 }
 
+impl std::fmt::Debug for Revealed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the secrets, even in a panic message.
+        f.write_str("Revealed { .. }")
+    }
+}
+
 pub async fn reveal(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Revealed, ServiceError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
