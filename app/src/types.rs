@@ -279,7 +279,9 @@ pub struct RestoreView {
     pub id: Uuid,
     pub backup_id: Uuid,
     pub status: String,
+    /// Compressed bytes read so far, of `total` (the backup object's size).
     pub bytes: i64,
+    pub total: i64,
     pub error: Option<String>,
     pub created_at: String,
 }

@@ -270,6 +270,26 @@ pub async fn list_backups(subject: String) -> Result<BackupsView, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let s = self::subject(&subject)?;
     let h = backups::history(&ctx.engine, &caller, s).await.map_err(fail)?;
+    let size_of = |backup: Uuid| {
+        h.backups
+            .iter()
+            .find(|b| b.id == backup)
+            .map(|b| b.size_bytes)
+            .unwrap_or(0)
+    };
+    let restores = h
+        .restores
+        .iter()
+        .map(|r| RestoreView {
+            id: r.id,
+            backup_id: r.backup_id,
+            status: r.status.clone(),
+            bytes: r.bytes,
+            total: size_of(r.backup_id),
+            error: r.error.clone(),
+            created_at: time(r.created_at),
+        })
+        .collect();
     let destinations = backups::list_destinations(&ctx.engine, &caller).await.map_err(fail)?;
     Ok(BackupsView {
         destinations: destinations.into_iter().map(destination_view).collect(),
@@ -292,18 +312,7 @@ pub async fn list_backups(subject: String) -> Result<BackupsView, AppError> {
                 drill_at: b.drill_at.map(time),
             })
             .collect(),
-        restores: h
-            .restores
-            .into_iter()
-            .map(|r| RestoreView {
-                id: r.id,
-                backup_id: r.backup_id,
-                status: r.status,
-                bytes: r.bytes,
-                error: r.error,
-                created_at: time(r.created_at),
-            })
-            .collect(),
+        restores,
         schedules: h
             .schedules
             .into_iter()

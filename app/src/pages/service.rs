@@ -606,7 +606,11 @@ fn HistorySection(
                                 {h.restores.into_iter().map(|r| view! {
                                     <li class="py-1" data-restore-status=r.status.clone()>
                                         {format!("{} · ", r.created_at)}<StatusBadge status=r.status.clone() />
-                                        {format!(" · {} read", size(r.bytes))}
+                                        {if r.total > 0 {
+                                            format!(" · {} % ({} of {})", (r.bytes * 100 / r.total).min(100), size(r.bytes), size(r.total))
+                                        } else {
+                                            format!(" · {} read", size(r.bytes))
+                                        }}
                                         {r.error.map(|e| view! { <span class="block text-xs text-red-700 dark:text-red-400">{e}</span> })}
                                     </li>
                                 }).collect_view()}

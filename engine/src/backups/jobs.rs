@@ -664,17 +664,18 @@ pub async fn retention(engine: &Engine, schedule: Uuid, keep: i32) -> Result<usi
     Ok(pruned)
 }
 
-/// The backup's object as decompressed bytes, counted into `progress`.
+/// The backup's object as decompressed bytes. `progress` counts the compressed
+/// bytes read from S3, so against the object's size it is a true percentage.
 async fn open_backup(
     t: &s3::Target,
     key: &str,
     progress: Arc<AtomicU64>,
-) -> Result<Counting<GzipDecoder<tokio::io::BufReader<impl AsyncRead + Unpin + Send + 'static>>>, String> {
+) -> Result<GzipDecoder<tokio::io::BufReader<Counting<impl AsyncRead + Unpin + Send + 'static>>>, String> {
     let body = s3::download(t, key).await?;
-    Ok(Counting {
-        inner: GzipDecoder::new(tokio::io::BufReader::new(body)),
+    Ok(GzipDecoder::new(tokio::io::BufReader::new(Counting {
+        inner: body,
         n: progress,
-    })
+    })))
 }
 
 fn feed_error(e: &container::StreamError) -> String {
