@@ -175,8 +175,8 @@ pub async fn update_service(
 pub async fn delete_service(id: String, confirm: String, remove_volume: Option<String>) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
     let sid: ServiceId = edge::id(&id)?;
-    let d = services::get(&ctx.engine, &caller, sid).await.map_err(fail)?;
-    if confirm.trim() != d.row.name {
+    let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
+    if confirm.trim() != row.name {
         return Err(fail(ValidationError::new(
             "confirm",
             "type the service's name to confirm",
@@ -360,8 +360,8 @@ pub async fn restore_backup(
     let sid: ServiceId = edge::id(&service_id)?;
     let into = match target.as_str() {
         "existing" => {
-            let d = services::get(&ctx.engine, &caller, sid).await.map_err(fail)?;
-            if confirm.trim() != d.row.name {
+            let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
+            if confirm.trim() != row.name {
                 return Err(fail(ValidationError::new(
                     "confirm",
                     "type the service's name to confirm: its data will be replaced",
@@ -370,15 +370,15 @@ pub async fn restore_backup(
             RestoreInto::Existing(sid)
         }
         "new" => {
-            let d = services::get(&ctx.engine, &caller, sid).await.map_err(fail)?;
+            let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
             let new = NewService::parse(
                 &ctx.engine,
-                engine::ids::EnvironmentId(d.row.environment_id),
+                engine::ids::EnvironmentId(row.environment_id),
                 &new_name,
-                d.engine.as_str(),
-                &d.row.image,
-                d.row.database_name.as_deref().unwrap_or(""),
-                d.row.username.as_deref().unwrap_or(""),
+                &row.engine,
+                &row.image,
+                row.database_name.as_deref().unwrap_or(""),
+                row.username.as_deref().unwrap_or(""),
                 "",
                 "",
                 None,

@@ -9,7 +9,8 @@ use crate::api::apps::{
 use crate::components::logview::LogView;
 use crate::components::status::StatusBadge;
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
+    CARD, INPUT,
 };
 use crate::types::{AppView, DeploymentView, Me};
 use leptos::form::ActionForm;
@@ -374,24 +375,14 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
     );
     let selected = RwSignal::new(None::<uuid::Uuid>);
     // Poll while anything is in progress, so badges follow the pipeline.
-    #[cfg(feature = "hydrate")]
-    {
-        let handle = set_interval_with_handle(
-            move || {
-                let busy = list
-                    .get_untracked()
-                    .and_then(|r| r.ok())
-                    .is_some_and(|l| l.iter().any(|d| !d.finished()));
-                if busy {
-                    tick.update(|t| *t += 1);
-                }
-            },
-            std::time::Duration::from_secs(2),
-        );
-        if let Ok(h) = handle {
-            on_cleanup(move || h.clear());
-        }
-    }
+    poll_while(
+        move || {
+            list.get_untracked()
+                .and_then(|r| r.ok())
+                .is_some_and(|l| l.iter().any(|d| !d.finished()))
+        },
+        tick,
+    );
     let error = Signal::derive(move || {
         let failed = |v: Option<Result<(), crate::error::AppError>>| v.and_then(|r| r.err());
         failed(actions.cancel.value().get()).or_else(|| actions.rollback.value().get().and_then(|r| r.err()))

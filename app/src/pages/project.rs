@@ -7,7 +7,7 @@ use crate::api::projects::{
 use crate::api::services::{list_services, CreateService};
 use crate::components::status::StatusBadge;
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{EnvironmentView, Me, ProjectDetail};
 use leptos::form::ActionForm;
@@ -185,29 +185,20 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
         move |_| list_apps(project_id.clone())
     });
     // Badges follow deployments in progress (polled every 2 s while any is).
-    #[cfg(feature = "hydrate")]
-    {
-        let busy = |s: &Option<String>| {
-            !matches!(
-                s.as_deref(),
-                None | Some("running") | Some("failed") | Some("cancelled")
-            )
-        };
-        if let Ok(h) = set_interval_with_handle(
-            move || {
-                let active = list
-                    .get_untracked()
-                    .and_then(|r| r.ok())
-                    .is_some_and(|apps| apps.iter().any(|a| busy(&a.status)));
-                if active {
-                    tick.update(|t| *t += 1);
-                }
-            },
-            std::time::Duration::from_secs(2),
-        ) {
-            on_cleanup(move || h.clear());
-        }
-    }
+    let busy = |s: &Option<String>| {
+        !matches!(
+            s.as_deref(),
+            None | Some("running") | Some("failed") | Some("cancelled")
+        )
+    };
+    poll_while(
+        move || {
+            list.get_untracked()
+                .and_then(|r| r.ok())
+                .is_some_and(|apps| apps.iter().any(|a| busy(&a.status)))
+        },
+        tick,
+    );
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {
@@ -286,23 +277,14 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
         let project_id = project_id.clone();
         move |_| list_services(project_id.clone())
     });
-    #[cfg(feature = "hydrate")]
-    {
-        if let Ok(h) = set_interval_with_handle(
-            move || {
-                let starting = list
-                    .get_untracked()
-                    .and_then(|r| r.ok())
-                    .is_some_and(|l| l.iter().any(|s| matches!(s.state.as_str(), "starting" | "restarting")));
-                if starting {
-                    tick.update(|t| *t += 1);
-                }
-            },
-            std::time::Duration::from_secs(2),
-        ) {
-            on_cleanup(move || h.clear());
-        }
-    }
+    poll_while(
+        move || {
+            list.get_untracked()
+                .and_then(|r| r.ok())
+                .is_some_and(|l| l.iter().any(|s| matches!(s.state.as_str(), "starting" | "restarting")))
+        },
+        tick,
+    );
     let navigate = use_navigate();
     Effect::new(move |_| {
         if let Some(Ok(id)) = create.value().get() {

@@ -12,7 +12,8 @@ use crate::api::services::{
 use crate::components::logview::LogView;
 use crate::components::status::StatusBadge;
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD,
+    INPUT,
 };
 use crate::error::AppError;
 use crate::types::{BackupView, BackupsView, DestinationView, Me, ServiceView};
@@ -42,22 +43,6 @@ pub fn size(n: i64) -> String {
     }
 }
 
-/// Calls `tick` every 2 s while `busy` says there is work in progress.
-#[allow(unused_variables)]
-fn poll_while(busy: impl Fn() -> bool + 'static, tick: RwSignal<u32>) {
-    #[cfg(feature = "hydrate")]
-    if let Ok(h) = set_interval_with_handle(
-        move || {
-            if busy() {
-                tick.update(|t| *t += 1);
-            }
-        },
-        std::time::Duration::from_secs(2),
-    ) {
-        on_cleanup(move || h.clear());
-    }
-}
-
 #[derive(Clone, Copy)]
 struct Actions {
     act: ServerAction<ServiceAction>,
@@ -81,23 +66,33 @@ pub fn ServicePage() -> impl IntoView {
         move || (id(), actions.act.version().get(), actions.update.version().get()),
         |(id, ..)| get_service(id),
     );
+    // The first render has the status already; later ones come from the polls,
+    // and an action asks for one at once.
     let status = Resource::new(
-        move || {
-            (
-                id(),
-                actions.act.version().get(),
-                actions.update.version().get(),
-                tick.get(),
-            )
+        move || (id(), tick.get()),
+        |(id, tick)| async move {
+            if tick == 0 {
+                None
+            } else {
+                get_service(id).await.ok()
+            }
         },
-        |(id, ..)| get_service(id),
+    );
+    Effect::watch(
+        move || (actions.act.version().get(), actions.update.version().get()),
+        move |_, _, _| tick.update(|t| *t += 1),
+        false,
     );
     poll_while(
         move || {
-            status.get_untracked().and_then(|r| r.ok()).is_some_and(|s| {
-                matches!(s.state.as_str(), "starting" | "restarting" | "created")
-                    || (s.state == "running" && s.ready != Some(true))
-            })
+            status
+                .get_untracked()
+                .flatten()
+                .or_else(|| service.get_untracked().and_then(|r| r.ok()))
+                .is_some_and(|s| {
+                    matches!(s.state.as_str(), "starting" | "restarting" | "created")
+                        || (s.state == "running" && s.ready != Some(true))
+                })
         },
         tick,
     );
@@ -118,13 +113,13 @@ pub fn ServicePage() -> impl IntoView {
 #[component]
 fn ServiceBody(
     service: ServiceView,
-    status: Resource<Result<ServiceView, AppError>>,
+    status: Resource<Option<ServiceView>>,
     tab: Memo<String>,
     actions: Actions,
 ) -> impl IntoView {
     let path = format!("/services/{}", service.id);
     let tabs = view! { <Tabs base=path.clone() tabs=&TABS current=tab /> };
-    let latest = move || status.get().and_then(|r| r.ok());
+    let latest = move || status.get().flatten();
     let first = (service.state.clone(), service.ready, service.last_error.clone());
     let state = Signal::derive({
         let first = first.0.clone();

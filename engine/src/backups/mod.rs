@@ -271,6 +271,13 @@ pub struct Backup {
     pub created_at: DateTime<Utc>,
 }
 
+impl Backup {
+    /// A backup of Berth's own database (no service, filed under its name).
+    pub fn is_own(&self) -> bool {
+        self.service_id.is_none() && self.service_name == OWN_NAME
+    }
+}
+
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = restores)]
 pub struct Restore {
@@ -327,7 +334,6 @@ pub enum Subject {
 
 /// Checks the caller may act on the subject; returns (service id, name, engine).
 async fn subject(
-    engine: &Engine,
     conn: &mut AsyncPgConnection,
     caller: &Caller,
     s: Subject,
@@ -342,7 +348,6 @@ async fn subject(
                 .await
                 .optional()?
                 .ok_or(BackupError::NotFound)?;
-            let _ = engine;
             Ok((Some(id.0), name, kind))
         }
         Subject::Own => {
@@ -382,7 +387,7 @@ fn service_filter(service: Option<Uuid>) -> BackupFilter {
 
 pub async fn history(engine: &Engine, caller: &Caller, s: Subject) -> Result<History, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (service, _, _) = subject(engine, &mut conn, caller, s).await?;
+    let (service, _, _) = subject(&mut conn, caller, s).await?;
     let org = caller.org_id.0;
     let backups_list = backups::table
         .filter(backups::organization_id.eq(org))
@@ -449,7 +454,7 @@ pub async fn backup_now(
     destination: DestinationId,
 ) -> Result<BackupId, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (service, name, kind) = subject(engine, &mut conn, caller, s).await?;
+    let (service, name, kind) = subject(&mut conn, caller, s).await?;
     target(engine, &mut conn, caller.org_id.0, destination.0).await?;
     let id: Uuid = diesel::insert_into(backups::table)
         .values((
@@ -493,8 +498,8 @@ fn restorable(b: &Backup) -> Result<(), BackupError> {
 pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(), BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let b = load_backup(&mut conn, caller.org_id.0, id).await?;
-    if b.service_id.is_none() && b.service_name == OWN_NAME {
-        subject(engine, &mut conn, caller, Subject::Own).await?;
+    if b.is_own() {
+        subject(&mut conn, caller, Subject::Own).await?;
     }
     restorable(&b)?;
     if matches!(b.drill_status.as_deref(), Some("queued" | "running")) {
@@ -532,7 +537,7 @@ pub async fn restore(
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let b = load_backup(&mut conn, caller.org_id.0, id).await?;
     restorable(&b)?;
-    if b.service_id.is_none() && b.service_name == OWN_NAME {
+    if b.is_own() {
         return Err(BackupError::State(
             "Berth's own database is restored with `berth admin restore-database` (docs/OPERATIONS.md)".into(),
         ));
@@ -589,7 +594,7 @@ pub async fn bucket_objects(
     destination: DestinationId,
 ) -> Result<Vec<s3::Listed>, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (_, name, _) = subject(engine, &mut conn, caller, s).await?;
+    let (_, name, _) = subject(&mut conn, caller, s).await?;
     let t = target(engine, &mut conn, caller.org_id.0, destination.0).await?;
     drop(conn);
     s3::list(&t, &t.key(&format!("{name}/"))).await.map_err(BackupError::S3)
@@ -605,7 +610,7 @@ pub async fn import_object(
     key: &str,
 ) -> Result<BackupId, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (service, name, kind) = subject(engine, &mut conn, caller, s).await?;
+    let (service, name, kind) = subject(&mut conn, caller, s).await?;
     let t = target(engine, &mut conn, caller.org_id.0, destination.0).await?;
     let folder = t.key(&format!("{name}/"));
     let rest = key
@@ -680,7 +685,7 @@ pub async fn create_schedule(
     new: NewSchedule,
 ) -> Result<ScheduleId, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (service, _, _) = subject(engine, &mut conn, caller, s).await?;
+    let (service, _, _) = subject(&mut conn, caller, s).await?;
     target(engine, &mut conn, caller.org_id.0, new.destination.0).await?;
     let id: Uuid = diesel::insert_into(backup_schedules::table)
         .values((
@@ -699,7 +704,6 @@ pub async fn create_schedule(
 }
 
 async fn load_schedule(
-    engine: &Engine,
     conn: &mut AsyncPgConnection,
     caller: &Caller,
     id: ScheduleId,
@@ -713,14 +717,14 @@ async fn load_schedule(
         .optional()?
         .ok_or(BackupError::NotFound)?;
     if row.service_id.is_none() {
-        subject(engine, conn, caller, Subject::Own).await?;
+        subject(conn, caller, Subject::Own).await?;
     }
     Ok(row)
 }
 
 pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -> Result<(), BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    load_schedule(engine, &mut conn, caller, id).await?;
+    load_schedule(&mut conn, caller, id).await?;
     diesel::delete(
         backup_schedules::table
             .filter(backup_schedules::id.eq(id.0))
@@ -734,12 +738,12 @@ pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -
 /// Runs a schedule's backup now (its retention and drill apply).
 pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) -> Result<BackupId, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let row = load_schedule(engine, &mut conn, caller, id).await?;
+    let row = load_schedule(&mut conn, caller, id).await?;
     let s = match row.service_id {
         Some(sid) => Subject::Service(ServiceId(sid)),
         None => Subject::Own,
     };
-    let (service, name, kind) = subject(engine, &mut conn, caller, s).await?;
+    let (service, name, kind) = subject(&mut conn, caller, s).await?;
     let bid: Uuid = diesel::insert_into(backups::table)
         .values((
             backups::organization_id.eq(caller.org_id.0),

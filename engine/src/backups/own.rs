@@ -61,15 +61,20 @@ fn command(program: &str, url: &str) -> Result<tokio::process::Command, String> 
     Ok(cmd)
 }
 
-async fn stderr_tail(child: &mut tokio::process::Child) -> String {
-    let mut s = String::new();
-    if let Some(mut e) = child.stderr.take() {
+/// Reads the child's standard error to its end, beside whatever else runs (a
+/// pipe left unread would block the program once full), and gives back its last
+/// three lines.
+fn stderr_tail(child: &mut tokio::process::Child) -> tokio::task::JoinHandle<String> {
+    let stderr = child.stderr.take();
+    tokio::spawn(async move {
         let mut buf = Vec::new();
-        let _ = e.read_to_end(&mut buf).await;
-        s = String::from_utf8_lossy(&buf).into_owned();
-    }
-    let lines: Vec<&str> = s.trim().lines().rev().take(3).collect();
-    lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+        if let Some(mut e) = stderr {
+            let _ = e.read_to_end(&mut buf).await;
+        }
+        let s = String::from_utf8_lossy(&buf);
+        let lines: Vec<&str> = s.trim().lines().rev().take(3).collect();
+        lines.into_iter().rev().collect::<Vec<_>>().join(" | ")
+    })
 }
 
 /// Dumps Berth's database into `sink` (custom format, uncompressed: the stream
@@ -82,24 +87,12 @@ pub async fn dump(pg_dump: &str, url: &str, sink: &mut (dyn AsyncWrite + Unpin +
         .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {pg_dump}: {e}"))?;
     let mut out = child.stdout.take().expect("stdout is piped");
-    let stderr = child.stderr.take();
-    let err_task = tokio::spawn(async move {
-        let mut buf = Vec::new();
-        if let Some(mut e) = stderr {
-            let _ = e.read_to_end(&mut buf).await;
-        }
-        buf
-    });
+    let tail = stderr_tail(&mut child);
     let copied = tokio::io::copy(&mut out, sink).await;
     let status = child.wait().await.map_err(|e| format!("waiting for {pg_dump}: {e}"))?;
-    let err = String::from_utf8_lossy(&err_task.await.unwrap_or_default())
-        .trim()
-        .to_owned();
+    let tail = tail.await.unwrap_or_default();
     if !status.success() {
-        return Err(format!(
-            "{pg_dump} failed ({status}): {}",
-            err.lines().last().unwrap_or("")
-        ));
+        return Err(format!("{pg_dump} failed ({status}): {tail}"));
     }
     copied.map_err(|e| format!("streaming the dump: {e}"))?;
     tokio::io::AsyncWriteExt::shutdown(sink)
@@ -136,24 +129,26 @@ pub async fn restore(pg_restore: &str, url: &str, target: &s3::Target, key: &str
     .stderr(Stdio::piped());
     let mut child = cmd.spawn().map_err(|e| format!("cannot run {pg_restore}: {e}"))?;
     let mut stdin = child.stdin.take().expect("stdin is piped");
+    let tail = stderr_tail(&mut child);
     let fed = tokio::io::copy(&mut gunzip, &mut stdin).await;
-    drop(stdin);
-    let n = match fed {
-        Ok(n) => n,
-        Err(e) => {
+    if let Err(e) = &fed {
+        // Still running: the backup's side failed (S3, gunzip). Kill it before
+        // it sees a clean end of input, so its transaction never commits.
+        if matches!(child.try_wait(), Ok(None)) {
             let _ = child.kill().await;
             return Err(format!("reading the backup: {e}"));
         }
-    };
-    let tail = stderr_tail(&mut child).await;
+    }
+    drop(stdin);
     let status = child
         .wait()
         .await
         .map_err(|e| format!("waiting for {pg_restore}: {e}"))?;
+    let tail = tail.await.unwrap_or_default();
     if !status.success() {
         return Err(format!("{pg_restore} failed ({status}): {tail}"));
     }
-    Ok(n)
+    fed.map_err(|e| format!("{pg_restore} stopped reading the backup: {e}"))
 }
 
 #[cfg(test)]

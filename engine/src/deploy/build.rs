@@ -179,7 +179,7 @@ pub async fn pull(
 }
 
 /// `repo[:tag]` → (`repo`, `tag`); a digest reference keeps its digest in `repo`.
-fn split_tag(image: &str) -> (&str, &str) {
+pub(crate) fn split_tag(image: &str) -> (&str, &str) {
     if image.contains('@') {
         return (image, "");
     }

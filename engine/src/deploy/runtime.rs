@@ -278,31 +278,15 @@ pub async fn wait_healthy(
 
 /// Runs an argument vector in the container (no shell) and returns its exit code.
 pub async fn exec(engine: &Engine, container: &str, argv: &[String], timeout: Duration) -> Result<i64, DockerError> {
-    use bollard::exec::{CreateExecOptions, StartExecResults};
-    use futures::StreamExt;
-    let docker = engine.docker.client().await?;
-    let exec = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(argv.to_vec()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await?;
-    let run = async {
-        if let StartExecResults::Attached { mut output, .. } = docker.start_exec(&exec.id, None).await? {
-            while output.next().await.is_some() {}
-        }
-        Ok::<_, DockerError>(())
+    let exec = crate::services::kind::Exec {
+        argv: argv.to_vec(),
+        env: Vec::new(),
     };
-    tokio::time::timeout(timeout, run)
-        .await
-        .map_err(|_| DockerError::Timeout(timeout.as_secs()))??;
-    let info = docker.inspect_exec(&exec.id).await?;
-    Ok(info.exit_code.unwrap_or(-1))
+    Ok(
+        crate::services::container::exec_capture(engine, container, &exec, timeout)
+            .await?
+            .exit_code,
+    )
 }
 
 /// Stops (after `grace`) and removes a container; missing containers are fine.

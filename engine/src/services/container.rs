@@ -79,14 +79,7 @@ pub async fn ensure_image(engine: &Engine, image: &str) -> Result<(), String> {
         return Ok(());
     }
     let docker = engine.docker.client().await.map_err(|e| e.to_string())?;
-    let (from, tag) = match image
-        .rfind(':')
-        .filter(|&i| !image[i..].contains('/') && !image.contains('@'))
-    {
-        Some(i) => (&image[..i], &image[i + 1..]),
-        None if image.contains('@') => (image, ""),
-        None => (image, "latest"),
-    };
+    let (from, tag) = crate::deploy::build::split_tag(image);
     let options = CreateImageOptionsBuilder::new().from_image(from).tag(tag).build();
     let mut stream = docker.create_image(Some(options), None, None);
     while let Some(item) = stream.next().await {

@@ -202,6 +202,13 @@ pub(crate) async fn load(
     open(engine, row)
 }
 
+/// The service's row (password still sealed), scoped to the caller's
+/// organization: what a form needs to check against, without asking Docker.
+pub async fn row(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceRow, ServiceError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    Ok(load(engine, &mut conn, caller.org_id.0, id).await?.row)
+}
+
 /// The service by ID alone: for the worker, which acts for whoever queued the job.
 pub(crate) async fn load_any(engine: &Engine, conn: &mut AsyncPgConnection, id: Uuid) -> Result<Service, ServiceError> {
     let row: ServiceRow = database_services::table
@@ -346,18 +353,22 @@ impl NewService {
     }
 }
 
-pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result<ServiceId, ServiceError> {
-    if new
-        .settings
+/// Publishing a port beyond loopback is for admins and owners.
+fn check_exposure(caller: &Caller, s: &Settings) -> Result<(), ServiceError> {
+    let beyond_loopback = s
         .external
         .as_ref()
-        .is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1")
-        && !caller.role.can_manage()
-    {
+        .is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1");
+    if beyond_loopback && !caller.role.can_manage() {
         return Err(ServiceError::Forbidden(
             "only admins and owners can expose a database beyond this host",
         ));
     }
+    Ok(())
+}
+
+pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result<ServiceId, ServiceError> {
+    check_exposure(caller, &new.settings)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let env_ok: bool = diesel::select(diesel::dsl::exists(
         environments::table
@@ -638,15 +649,7 @@ pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).
 pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
-    if s.external
-        .as_ref()
-        .is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1")
-        && !caller.role.can_manage()
-    {
-        return Err(ServiceError::Forbidden(
-            "only admins and owners can expose a database beyond this host",
-        ));
-    }
+    check_exposure(caller, &s)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(engine, &mut conn, caller.org_id.0, id).await?;
     diesel::update(database_services::table.find(id.0))
@@ -720,10 +723,15 @@ mod tests {
             External::parse("localhost; rm", "5432").unwrap_err().field,
             "external_bind"
         );
-        for p in ["80", "0", "70000", "5432\n", "x"] {
-            let e = External::parse("127.0.0.1", p);
-            assert!(e.is_err() || p == "5432\n", "{p:?}");
+        for p in ["80", "0", "70000", "x", "5432; rm", "54\n32"] {
+            assert_eq!(
+                External::parse("127.0.0.1", p).unwrap_err().field,
+                "external_port",
+                "{p:?}"
+            );
         }
+        // Surrounding whitespace is trimmed, as everywhere in forms.
+        assert_eq!(External::parse("127.0.0.1", " 5432\n").unwrap().port, 5432);
     }
 
     #[test]
