@@ -4,44 +4,50 @@
 #   PROFILE=release scripts/build.sh   builds the server in release mode (default: debug)
 # Output: target/site/ (served as the site root) and target/<profile>/berth.
 # Every step is incremental: a second run with no changes takes seconds.
-set -euo pipefail
-cd "$(dirname "$0")/.."
-scripts/tools.sh
-TOOLS=$PWD/.tools
-SITE=target/site
-PKG=$SITE/pkg
-mkdir -p "$PKG"
+# scripts/run.sh and scripts/test.sh source this file and call build_berth.
 
-step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
+build_berth() {
+  local tools=$PWD/.tools site=target/site pkg=target/site/pkg
+  local wasm=target/wasm32-unknown-unknown/wasm-release/frontend.wasm
+  mkdir -p "$pkg"
+  step() { printf '\033[1m==> %s\033[0m\n' "$*"; }
 
-step "wasm (frontend, profile wasm-release)"
-cargo build --locked -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
-WASM=target/wasm32-unknown-unknown/wasm-release/frontend.wasm
-if [ ! -f "$PKG/berth_bg.wasm" ] || [ "$WASM" -nt "$PKG/berth_bg.wasm" ]; then
-  step "wasm-bindgen + wasm-opt"
-  wasm-bindgen --target web --no-typescript --out-dir "$PKG" --out-name berth "$WASM"
-  # The features the Rust wasm32 target enables by default; wasm-opt must accept them.
-  "$TOOLS/npm/node_modules/.bin/wasm-opt" -Oz \
-    --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-    --enable-mutable-globals --enable-reference-types --enable-multivalue \
-    "$PKG/berth_bg.wasm" -o "$PKG/berth_bg.wasm"
-fi
+  phase "building the browser bundle (WASM, CSS)" "first time about 3 min, then seconds"
+  cargo build --locked --quiet -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
+  if [ ! -f "$pkg/berth_bg.wasm" ] || [ "$wasm" -nt "$pkg/berth_bg.wasm" ]; then
+    step "wasm-bindgen + wasm-opt"
+    wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name berth "$wasm"
+    # The features the Rust wasm32 target enables by default; wasm-opt must accept them.
+    "$tools/npm/node_modules/.bin/wasm-opt" -Oz \
+      --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
+      --enable-mutable-globals --enable-reference-types --enable-multivalue \
+      "$pkg/berth_bg.wasm" -o "$pkg/berth_bg.wasm"
+  fi
+  step "css (Tailwind v4)"
+  "$tools/venv/bin/tailwindcss" -i style/main.css -o "$pkg/berth.css" --minify 2>&1 | grep -v '^≈' || true
+  test -s "$pkg/berth.css"
+  # Served to clients that accept gzip.
+  for f in "$pkg/berth_bg.wasm" "$pkg/berth.js" "$pkg/berth.css"; do
+    [ "$f.gz" -nt "$f" ] || gzip -9 -k -f "$f"
+  done
+  cp -r public/. "$site/"
 
-step "css (Tailwind v4)"
-"$TOOLS/venv/bin/tailwindcss" -i style/main.css -o "$PKG/berth.css" --minify 2>&1 | grep -v '^≈' || true
-test -s "$PKG/berth.css"
+  phase "building the server (${PROFILE:-debug})" "first time about 4 min, then seconds"
+  if [ "${PROFILE:-debug}" = release ]; then
+    cargo build --locked --quiet -p server --release
+  else
+    cargo build --locked --quiet -p server
+  fi
+}
 
-step "precompressed copies (served to clients that accept gzip)"
-for f in "$PKG/berth_bg.wasm" "$PKG/berth.js" "$PKG/berth.css"; do
-  [ "$f.gz" -nt "$f" ] || gzip -9 -k -f "$f"
-done
-
-step "static assets"
-cp -r public/. "$SITE/"
-
-step "server (${PROFILE:-debug})"
-if [ "${PROFILE:-debug}" = release ]; then
-  cargo build --locked -p server --release
-else
-  cargo build --locked -p server
+if [ "${BASH_SOURCE[0]}" = "$0" ]; then
+  set -euo pipefail
+  cd "$(dirname "$0")/.."
+  . scripts/phase.sh
+  . scripts/deps.sh
+  ensure_machine run
+  phase "installing build tools" "first time about 3 min, then instant"
+  scripts/tools.sh
+  build_berth
+  phase_summary
 fi

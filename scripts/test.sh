@@ -1,16 +1,25 @@
 #!/usr/bin/env bash
-# `make test`: every test. Builds the site and the server, then runs unit,
-# integration and browser tests against real PostgreSQL, Redis, Docker and
-# Chromium. Uses DATABASE_URL / REDIS_URL / DOCKER_HOST when set (.ci/run sets
-# them); otherwise starts throwaway ones under target/test-services and stops
-# them afterwards.
+# `make test`: every test, on a fresh Debian 12/13 machine too. Installs the
+# Debian packages it lacks (as root; otherwise prints the apt-get line and stops)
+# and the build tools, builds the site and the server, then runs unit,
+# integration and browser tests against real PostgreSQL, Redis, Docker, an
+# S3-compatible server and Chromium. Uses DATABASE_URL / REDIS_URL / DOCKER_HOST
+# when set; otherwise starts throwaway ones under target/test-services and stops
+# them afterwards. Prints how long each phase took.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. scripts/phase.sh
+. scripts/deps.sh
 . scripts/services.sh
-trap stop_services EXIT
+. scripts/build.sh
+trap 'stop_services; phase_summary' EXIT
 
-scripts/build.sh
+ensure_machine test
+phase "installing build and test tools" "first time about 5 min, then instant"
+scripts/tools.sh test
+build_berth
 
+phase "starting PostgreSQL, Redis, Docker and S3 for the tests" "seconds"
 svc=$PWD/target/test-services
 stop_leftovers "$svc"
 if [ -z "${DATABASE_URL:-}" ]; then
@@ -22,11 +31,13 @@ fi
 if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
   start_dockerd "$svc/docker"
 fi
-build_test_images
 if [ -z "${BERTH_TEST_S3_URL:-}" ]; then
   rm -rf "$svc/s3"; start_s3 "$svc/s3" 56900
 fi
+phase "building local test images (busybox, Traefik, PostgreSQL, Redis)" "first time about 20 s"
+build_test_images
 
+phase "compiling and running the tests" "first time about 8 min"
 export BERTH_BIN=$PWD/target/debug/berth
 export BERTH_SITE_ROOT=$PWD/target/site
 # `frontend` is the WASM entry: built for the host it would unify `leptos/hydrate` into
