@@ -1,6 +1,7 @@
 //! Wire types: what server functions return to the browser. Plain data, shared
 //! by both builds; the engine's rows never cross the wire directly.
 
+pub use lifecycle::{BackupTrigger, DeploymentStatus, DrillStatus, JobStatus, Lifecycle, ServiceState, Trigger};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -106,7 +107,7 @@ pub struct AppSummaryView {
     /// `git` or `image`.
     pub source: String,
     /// The latest deployment's status, if any.
-    pub status: Option<String>,
+    pub status: Option<DeploymentStatus>,
     pub domain: Option<String>,
 }
 
@@ -164,20 +165,35 @@ pub struct AppView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeploymentView {
     pub id: Uuid,
-    pub status: String,
+    pub status: DeploymentStatus,
     pub reason: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
+    /// For webhook deploys: which webhook.
+    pub trigger_detail: Option<String>,
     pub commit: Option<String>,
     pub created_at: String,
     pub duration_secs: Option<i64>,
+    /// The deployment serving traffic now.
     pub live: bool,
     pub can_rollback: bool,
+    /// A rollback: the deployment whose image it runs again.
+    pub rollback_of: Option<Uuid>,
+    /// When it stopped serving, and which deployment replaced it.
+    pub superseded: Option<(String, Option<Uuid>)>,
 }
 
 impl DeploymentView {
     pub fn finished(&self) -> bool {
-        matches!(self.status.as_str(), "running" | "failed" | "cancelled")
+        self.status.is_finished()
     }
+}
+
+/// A page of an application's deployment history, newest first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DeploymentPage {
+    pub deployments: Vec<DeploymentView>,
+    /// Pass back to get the next (older) page; `None` on the last one.
+    pub next: Option<String>,
 }
 
 /// Webhook settings for GitHub and CI.
@@ -196,8 +212,7 @@ pub struct ServiceSummaryView {
     /// `postgres`, `mysql`, `mariadb`, `mongo` or `redis`.
     pub engine: String,
     pub environment_id: Uuid,
-    /// running / starting / stopped / failed / exited ...
-    pub state: String,
+    pub state: ServiceState,
 }
 
 /// A database service's page (the password masked in both connection strings).
@@ -218,7 +233,7 @@ pub struct ServiceView {
     pub memory_mb: Option<i32>,
     pub external_bind: Option<String>,
     pub external_port: Option<i32>,
-    pub state: String,
+    pub state: ServiceState,
     /// The engine's readiness probe (pg_isready, PING ...), asked while running.
     pub ready: Option<bool>,
     pub internal_url: String,
@@ -251,10 +266,8 @@ pub struct DestinationView {
 pub struct BackupView {
     pub id: Uuid,
     pub destination_id: Uuid,
-    /// `manual`, `schedule` or `bucket` (found in the bucket).
-    pub trigger: String,
-    /// queued / running / succeeded / failed
-    pub status: String,
+    pub trigger: BackupTrigger,
+    pub status: JobStatus,
     pub key: Option<String>,
     pub size_bytes: i64,
     pub error: Option<String>,
@@ -262,15 +275,14 @@ pub struct BackupView {
     pub duration_secs: Option<i64>,
     /// Deleted from the bucket by retention.
     pub pruned: bool,
-    /// queued / running / verified / failed
-    pub drill_status: Option<String>,
+    pub drill_status: Option<DrillStatus>,
     pub drill_detail: Option<String>,
     pub drill_at: Option<String>,
 }
 
 impl BackupView {
     pub fn restorable(&self) -> bool {
-        self.status == "succeeded" && !self.pruned && self.key.is_some()
+        self.status == JobStatus::Succeeded && !self.pruned && self.key.is_some()
     }
 }
 
@@ -278,7 +290,7 @@ impl BackupView {
 pub struct RestoreView {
     pub id: Uuid,
     pub backup_id: Uuid,
-    pub status: String,
+    pub status: JobStatus,
     /// Compressed bytes read so far, of `total` (the backup object's size).
     pub bytes: i64,
     pub total: i64,
@@ -313,13 +325,10 @@ pub struct BackupsView {
 impl BackupsView {
     /// Work is queued or running: the tab polls while this holds.
     pub fn busy(&self) -> bool {
-        self.backups.iter().any(|b| {
-            matches!(b.status.as_str(), "queued" | "running")
-                || matches!(b.drill_status.as_deref(), Some("queued" | "running"))
-        }) || self
-            .restores
+        self.backups
             .iter()
-            .any(|r| matches!(r.status.as_str(), "queued" | "running"))
+            .any(|b| b.status.in_progress() || b.drill_status.is_some_and(DrillStatus::in_progress))
+            || self.restores.iter().any(|r| r.status.in_progress())
     }
 }
 

@@ -10,7 +10,6 @@ use crate::ratelimit::{self, Limit};
 use crate::sessions::{self, SessionToken};
 use crate::{passwords, Engine};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -139,25 +138,22 @@ pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Resu
     let hash = passwords::hash(&account.password).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (user_id, org_id) = conn
-        .transaction::<_, AccountError, _>(|conn| {
-            async move {
-                let claimed = diesel::insert_into(instance::table)
-                    .values(instance::singleton.eq(true))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if claimed == 0 {
-                    return Err(AccountError::OnboardingClosed);
-                }
-                let user_id = insert_user(conn, &account, &hash).await?;
-                let org_id = crate::orgs::insert_org(conn, &org, user_id).await?;
-                diesel::update(instance::table)
-                    .set(instance::admin_organization_id.eq(org_id.0))
-                    .execute(conn)
-                    .await?;
-                Ok((user_id, org_id))
+        .transaction::<_, AccountError, _>(async |conn| {
+            let claimed = diesel::insert_into(instance::table)
+                .values(instance::singleton.eq(true))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if claimed == 0 {
+                return Err(AccountError::OnboardingClosed);
             }
-            .scope_boxed()
+            let user_id = insert_user(conn, &account, &hash).await?;
+            let org_id = crate::orgs::insert_org(conn, &org, user_id).await?;
+            diesel::update(instance::table)
+                .set(instance::admin_organization_id.eq(org_id.0))
+                .execute(conn)
+                .await?;
+            Ok((user_id, org_id))
         })
         .await?;
     tracing::info!(user.id = %user_id, org.id = %org_id, "onboarding complete: owner created");

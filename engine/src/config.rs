@@ -283,6 +283,10 @@ pub struct ProxyConfig {
     /// `BERTH_DASHBOARD_UPSTREAM`: where Traefik reaches Berth for that host
     /// (e.g. `http://172.17.0.1:3000`).
     pub dashboard_upstream: Option<String>,
+    /// With an unmanaged Traefik there is nothing to ask whether a route moved:
+    /// the pipeline waits this long for it to reload its files (3 s; tests that
+    /// run no proxy set 0).
+    pub unmanaged_settle: std::time::Duration,
 }
 
 /// A Docker object name from configuration: `[a-z0-9][a-z0-9_.-]*`, at most 63.
@@ -352,6 +356,7 @@ impl DeployConfig {
                         }
                     })
                     .transpose()?,
+                unmanaged_settle: std::time::Duration::from_secs(3),
             },
             base_domain: {
                 let base = var("BERTH_BASE_DOMAIN").unwrap_or_else(|| "localhost".into());
@@ -398,6 +403,7 @@ impl Default for DeployConfig {
                 dynamic_dir: data_dir.join("traefik"),
                 dashboard_host: None,
                 dashboard_upstream: None,
+                unmanaged_settle: std::time::Duration::from_secs(3),
             },
             base_domain: "localhost".into(),
             static_image: "busybox:1.36".into(),

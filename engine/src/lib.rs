@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod http1;
 pub mod ids;
+pub mod jobs;
 pub mod kv;
 pub mod logs;
 pub mod names;
@@ -29,6 +30,7 @@ pub mod sessions;
 #[cfg(feature = "testing")]
 pub mod testing;
 pub mod webhooks;
+pub mod worker;
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;

@@ -4,10 +4,13 @@
 //! forwards live lines it has not replayed: no gap, no duplicate, and any server
 //! replica can serve any deployment's live log.
 
-use crate::deploy::Status;
+use crate::db::schema::deployments;
 use crate::ids::{AppId, DeploymentId};
 use crate::Engine;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
 use futures::StreamExt;
+use lifecycle::{DeploymentStatus as Status, Lifecycle};
 use serde::{Deserialize, Serialize};
 use std::path::PathBuf;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
@@ -19,8 +22,8 @@ use tokio::sync::mpsc;
 pub enum LogEvent {
     /// Line number `seq` (1-based) of the log.
     Line { seq: u64, text: String },
-    /// The deployment reached a terminal status; nothing follows.
-    End { status: String },
+    /// The deployment's work is over (it went live, failed or was cancelled); nothing follows.
+    End { status: Status },
 }
 
 fn channel(engine: &Engine, id: DeploymentId) -> String {
@@ -32,11 +35,20 @@ fn end_line(status: Status) -> String {
     format!("==> deployment {}", status.as_str())
 }
 
-fn parse_end(line: &str) -> Option<String> {
+fn parse_end(line: &str) -> Option<Status> {
     let s = line.strip_prefix("==> deployment ")?;
-    Status::parse(s)
-        .filter(|s| s.is_terminal())
-        .map(|s| s.as_str().to_owned())
+    Status::parse(s).filter(|s| s.is_finished())
+}
+
+/// The deployment's status, unscoped (the caller has checked access).
+async fn status_of(engine: &Engine, id: DeploymentId) -> Result<Option<Status>, crate::error::StoreError> {
+    let mut conn = engine.db.get().await?;
+    Ok(deployments::table
+        .find(id)
+        .select(deployments::status)
+        .first(&mut conn)
+        .await
+        .optional()?)
 }
 
 enum Msg {
@@ -180,6 +192,14 @@ pub enum FollowError {
     Store(#[from] crate::error::StoreError),
 }
 
+impl crate::Classify for FollowError {
+    fn kind(&self) -> crate::ErrorKind {
+        match self {
+            FollowError::Store(e) => e.kind(),
+        }
+    }
+}
+
 /// Follows a deployment's log from the first line: replay, then live lines, then
 /// [`LogEvent::End`] once the deployment is finished. The caller has checked access.
 pub async fn follow(
@@ -242,13 +262,9 @@ pub async fn follow(
                 Err(_) => {
                     // Quiet for a while: the deployment may have ended while the
                     // log had no marker (it never started): stop if it has.
-                    if let Ok(Some(s)) = crate::deploy::status_of(&engine, id).await {
-                        if s.is_terminal() && seen == 0 {
-                            let _ = tx
-                                .send(LogEvent::End {
-                                    status: s.as_str().to_owned(),
-                                })
-                                .await;
+                    if let Ok(Some(status)) = status_of(&engine, id).await {
+                        if status.is_finished() && seen == 0 {
+                            let _ = tx.send(LogEvent::End { status }).await;
                             return;
                         }
                     }
@@ -289,8 +305,8 @@ mod tests {
 
     #[test]
     fn end_marker_round_trips_only_for_terminal_states() {
-        assert_eq!(parse_end(&end_line(Status::Running)).as_deref(), Some("running"));
-        assert_eq!(parse_end(&end_line(Status::Failed)).as_deref(), Some("failed"));
+        assert_eq!(parse_end(&end_line(Status::Running)), Some(Status::Running));
+        assert_eq!(parse_end(&end_line(Status::Failed)), Some(Status::Failed));
         assert_eq!(parse_end("==> deployment building"), None);
         assert_eq!(parse_end("deployment running"), None);
     }

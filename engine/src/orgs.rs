@@ -13,7 +13,6 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
 use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -123,9 +122,7 @@ pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<O
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let user = caller.user_id;
     let org = conn
-        .transaction::<_, diesel::result::Error, _>(|conn| {
-            async move { insert_org(conn, &name, user).await }.scope_boxed()
-        })
+        .transaction::<_, diesel::result::Error, _>(async |conn| { insert_org(conn, &name, user).await })
         .await?;
     sessions::switch_org(&engine.kv, engine.policy, &caller.token, org).await?;
     Ok(org)
@@ -211,20 +208,17 @@ fn check_role_change(caller: &Caller, current: Role, next: Option<Role>) -> Resu
 pub async fn change_role(engine: &Engine, caller: &Caller, target: UserId, role: Role) -> Result<(), OrgError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
-    conn.transaction::<_, OrgError, _>(|conn| {
-        async move {
-            let current = member_role_for_update(conn, org, target).await?;
-            check_role_change(caller, current, Some(role))?;
-            if current == Role::Owner && role != Role::Owner && owner_count(conn, org).await? <= 1 {
-                return Err(OrgError::Forbidden("an organization needs at least one owner"));
-            }
-            diesel::update(memberships::table.find((org.0, target.0)))
-                .set(memberships::role.eq(role.as_str()))
-                .execute(conn)
-                .await?;
-            Ok(())
+    conn.transaction::<_, OrgError, _>(async |conn| {
+        let current = member_role_for_update(conn, org, target).await?;
+        check_role_change(caller, current, Some(role))?;
+        if current == Role::Owner && role != Role::Owner && owner_count(conn, org).await? <= 1 {
+            return Err(OrgError::Forbidden("an organization needs at least one owner"));
         }
-        .scope_boxed()
+        diesel::update(memberships::table.find((org.0, target.0)))
+            .set(memberships::role.eq(role.as_str()))
+            .execute(conn)
+            .await?;
+        Ok(())
     })
     .await
 }
@@ -232,19 +226,16 @@ pub async fn change_role(engine: &Engine, caller: &Caller, target: UserId, role:
 pub async fn remove_member(engine: &Engine, caller: &Caller, target: UserId) -> Result<(), OrgError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
-    conn.transaction::<_, OrgError, _>(|conn| {
-        async move {
-            let current = member_role_for_update(conn, org, target).await?;
-            check_role_change(caller, current, None)?;
-            if current == Role::Owner && owner_count(conn, org).await? <= 1 {
-                return Err(OrgError::Forbidden("an organization needs at least one owner"));
-            }
-            diesel::delete(memberships::table.find((org.0, target.0)))
-                .execute(conn)
-                .await?;
-            Ok(())
+    conn.transaction::<_, OrgError, _>(async |conn| {
+        let current = member_role_for_update(conn, org, target).await?;
+        check_role_change(caller, current, None)?;
+        if current == Role::Owner && owner_count(conn, org).await? <= 1 {
+            return Err(OrgError::Forbidden("an organization needs at least one owner"));
         }
-        .scope_boxed()
+        diesel::delete(memberships::table.find((org.0, target.0)))
+            .execute(conn)
+            .await?;
+        Ok(())
     })
     .await
 }
@@ -369,43 +360,40 @@ pub async fn accept_invite(engine: &Engine, token: &str, who: Acceptor<'_>) -> R
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let who_ref = &who;
     let (user, org) = conn
-        .transaction::<_, OrgError, _>(|conn| {
-            async move {
-                let invite: Option<(Uuid, Uuid, String)> = invites::table
-                    .filter(invites::token_hash.eq(&hash))
-                    .filter(invites::accepted_at.is_null())
-                    .filter(invites::expires_at.gt(diesel::dsl::now))
-                    .select((invites::id, invites::organization_id, invites::role))
-                    .for_update()
-                    .first(conn)
-                    .await
-                    .optional()?;
-                let (invite_id, org, role) = invite.ok_or(OrgError::InviteInvalid)?;
-                let user = match who_ref {
-                    Acceptor::Existing(caller) => caller.user_id,
-                    Acceptor::New(account) => {
-                        accounts::insert_user(conn, account, new_hash.as_deref().unwrap_or_default()).await?
-                    }
-                };
-                diesel::insert_into(memberships::table)
-                    .values((
-                        memberships::organization_id.eq(org),
-                        memberships::user_id.eq(user.0),
-                        memberships::role.eq(&role),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                diesel::update(invites::table.find(invite_id))
-                    .set((
-                        invites::accepted_by.eq(user.0),
-                        invites::accepted_at.eq(diesel::dsl::now),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok((user, OrgId(org)))
-            }
-            .scope_boxed()
+        .transaction::<_, OrgError, _>(async |conn| {
+            let invite: Option<(Uuid, Uuid, String)> = invites::table
+                .filter(invites::token_hash.eq(&hash))
+                .filter(invites::accepted_at.is_null())
+                .filter(invites::expires_at.gt(diesel::dsl::now))
+                .select((invites::id, invites::organization_id, invites::role))
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            let (invite_id, org, role) = invite.ok_or(OrgError::InviteInvalid)?;
+            let user = match who_ref {
+                Acceptor::Existing(caller) => caller.user_id,
+                Acceptor::New(account) => {
+                    accounts::insert_user(conn, account, new_hash.as_deref().unwrap_or_default()).await?
+                }
+            };
+            diesel::insert_into(memberships::table)
+                .values((
+                    memberships::organization_id.eq(org),
+                    memberships::user_id.eq(user.0),
+                    memberships::role.eq(&role),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            diesel::update(invites::table.find(invite_id))
+                .set((
+                    invites::accepted_by.eq(user.0),
+                    invites::accepted_at.eq(diesel::dsl::now),
+                ))
+                .execute(conn)
+                .await?;
+            Ok((user, OrgId(org)))
         })
         .await?;
     let token = match who {

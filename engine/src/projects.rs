@@ -10,7 +10,6 @@ use crate::names::{Description, EnvironmentName, ProjectName, ValidationError};
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -139,29 +138,26 @@ pub async fn create(
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     let id = conn
-        .transaction::<_, ProjectError, _>(|conn| {
-            async move {
-                let id: Uuid = diesel::insert_into(projects::table)
-                    .values((
-                        projects::organization_id.eq(org.0),
-                        projects::name.eq(name.as_str()),
-                        projects::description.eq(description.as_str()),
-                    ))
-                    .returning(projects::id)
-                    .get_result(conn)
-                    .await?;
-                diesel::insert_into(environments::table)
-                    .values((
-                        environments::project_id.eq(id),
-                        environments::organization_id.eq(org.0),
-                        environments::name.eq(EnvironmentName::PRODUCTION),
-                        environments::protected.eq(true),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(id)
-            }
-            .scope_boxed()
+        .transaction::<_, ProjectError, _>(async |conn| {
+            let id: Uuid = diesel::insert_into(projects::table)
+                .values((
+                    projects::organization_id.eq(org.0),
+                    projects::name.eq(name.as_str()),
+                    projects::description.eq(description.as_str()),
+                ))
+                .returning(projects::id)
+                .get_result(conn)
+                .await?;
+            diesel::insert_into(environments::table)
+                .values((
+                    environments::project_id.eq(id),
+                    environments::organization_id.eq(org.0),
+                    environments::name.eq(EnvironmentName::PRODUCTION),
+                    environments::protected.eq(true),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(id)
         })
         .await?;
     tracing::info!(project.id = %id, org.id = %org, "project created");
@@ -280,29 +276,23 @@ pub async fn rename_environment(
     name: EnvironmentName,
 ) -> Result<(), ProjectError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    conn.transaction::<_, ProjectError, _>(|conn| {
-        async move {
-            unprotected_env(conn, caller, id).await?;
-            diesel::update(environments::table.find(id.0))
-                .set(environments::name.eq(name.as_str()))
-                .execute(conn)
-                .await?;
-            Ok(())
-        }
-        .scope_boxed()
+    conn.transaction::<_, ProjectError, _>(async |conn| {
+        unprotected_env(conn, caller, id).await?;
+        diesel::update(environments::table.find(id.0))
+            .set(environments::name.eq(name.as_str()))
+            .execute(conn)
+            .await?;
+        Ok(())
     })
     .await
 }
 
 pub async fn delete_environment(engine: &Engine, caller: &Caller, id: EnvironmentId) -> Result<(), ProjectError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    conn.transaction::<_, ProjectError, _>(|conn| {
-        async move {
-            unprotected_env(conn, caller, id).await?;
-            diesel::delete(environments::table.find(id.0)).execute(conn).await?;
-            Ok(())
-        }
-        .scope_boxed()
+    conn.transaction::<_, ProjectError, _>(async |conn| {
+        unprotected_env(conn, caller, id).await?;
+        diesel::delete(environments::table.find(id.0)).execute(conn).await?;
+        Ok(())
     })
     .await
 }

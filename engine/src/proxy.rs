@@ -4,14 +4,8 @@
 //! the live container's address. Why files and not labels: docs/decisions/0002.
 //! Traefik's API and dashboard are never enabled.
 
-use crate::apps::Domain;
-use crate::deploy::runtime;
-use crate::docker::DockerError;
+use crate::docker::{self, ContainerSpec, DockerError, Mount, MountSource, Network, Proto, Publish, Restart};
 use crate::Engine;
-use bollard::models::{
-    ContainerCreateBody, HostConfig, Mount, MountTypeEnum, PortBinding, RestartPolicy, RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -22,6 +16,17 @@ const DYNAMIC_IN_CONTAINER: &str = "/etc/berth/dynamic";
 /// The response header Traefik adds for each app: the deploy pipeline reads it
 /// through the proxy to know when traffic has really moved to a new container.
 pub const DEPLOYMENT_HEADER: &str = "x-berth-deployment";
+
+/// One host (and path) routed to an application.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub host: String,
+    pub path_prefix: String,
+    pub strip_prefix: bool,
+    /// The container port, when not the application's.
+    pub port: Option<u16>,
+    pub https: bool,
+}
 
 /// What a route points at: the deployment and the container's address.
 #[derive(Debug, Clone)]
@@ -59,134 +64,94 @@ fn traefik_args() -> Vec<String> {
     ]
 }
 
-/// Starts (or replaces, when its configuration changed) the managed Traefik, and
-/// makes sure the network and dynamic directory exist.
+/// The labels on everything this instance creates that is not an app's or a service's.
+fn instance_labels(engine: &Engine) -> HashMap<String, String> {
+    HashMap::from([(docker::LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone())])
+}
+
+/// The managed Traefik container, as configured. Its fingerprint label changes
+/// whenever anything here does, which is how a changed configuration is noticed.
+fn traefik_spec(engine: &Engine) -> ContainerSpec {
+    use sha2::{Digest, Sha256};
+    let cfg = &engine.deploy.proxy;
+    let mut spec = ContainerSpec::new(&cfg.container, &cfg.image);
+    spec.cmd = Some(traefik_args());
+    spec.exposed = vec![(80, Proto::Tcp), (443, Proto::Tcp)];
+    spec.publish = [(80, cfg.http_port), (443, cfg.https_port)]
+        .into_iter()
+        .map(|(container_port, host_port)| Publish {
+            container_port,
+            proto: Proto::Tcp,
+            host_ip: cfg.bind.clone(),
+            host_port,
+        })
+        .collect();
+    spec.network = Network::Bridge {
+        name: engine.deploy.network.clone(),
+        aliases: Vec::new(),
+    };
+    spec.restart = Restart::UnlessStopped;
+    spec.mounts = vec![Mount {
+        source: MountSource::Bind(cfg.dynamic_dir.to_string_lossy().into_owned()),
+        target: DYNAMIC_IN_CONTAINER.into(),
+        read_only: true,
+    }];
+    let mut labels = instance_labels(engine);
+    labels.insert(docker::LABEL_ROLE.to_owned(), "proxy".to_owned());
+    spec.labels = labels;
+    // Everything but the labels' HashMap (whose order varies) plus the labels sorted.
+    let mut h = Sha256::new();
+    let sorted: std::collections::BTreeMap<_, _> = spec.labels.iter().collect();
+    h.update(
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{sorted:?}",
+            spec.image, spec.cmd, spec.exposed, spec.publish, spec.network, spec.restart, spec.mounts
+        )
+        .as_bytes(),
+    );
+    spec.labels
+        .insert(FINGERPRINT.to_owned(), hex::encode(&h.finalize()[..8]));
+    spec
+}
+
+const FINGERPRINT: &str = "berth.proxy-config";
+
+/// Makes sure the network and dynamic directory exist, and that the managed
+/// Traefik runs with the configured settings (replaced when they changed).
 pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     let cfg = &engine.deploy.proxy;
     std::fs::create_dir_all(&cfg.dynamic_dir).map_err(|e| DockerError::Unreachable {
         host: cfg.dynamic_dir.display().to_string(),
         reason: e.to_string(),
     })?;
-    runtime::ensure_network(engine).await?;
+    engine
+        .docker
+        .ensure_network(&engine.deploy.network, &instance_labels(engine))
+        .await?;
     write_dashboard(engine);
     if !cfg.manage {
         return Ok(());
     }
-    let docker = engine.docker.client().await?;
-    let args = traefik_args();
-    let fingerprint = {
-        use sha2::{Digest, Sha256};
-        let mut h = Sha256::new();
-        h.update(cfg.image.as_bytes());
-        h.update(cfg.bind.as_bytes());
-        h.update(cfg.http_port.to_le_bytes());
-        h.update(cfg.https_port.to_le_bytes());
-        h.update(cfg.dynamic_dir.to_string_lossy().as_bytes());
-        h.update(engine.deploy.network.as_bytes());
-        for a in &args {
-            h.update(a.as_bytes());
-        }
-        hex::encode(&h.finalize()[..8])
-    };
-    if let Ok(existing) = docker
-        .inspect_container(
-            &cfg.container,
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-    {
-        let same = existing
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get("berth.proxy-config"))
-            .is_some_and(|f| *f == fingerprint);
-        let running = existing.state.as_ref().and_then(|s| s.running).unwrap_or(false);
-        if same && running {
-            return Ok(());
-        }
-        if same {
-            docker
-                .start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>)
-                .await?;
+    let spec = traefik_spec(engine);
+    if let Some(existing) = engine.docker.inspect_container(&cfg.container).await? {
+        if existing.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT) {
+            if !existing.state.is_up() {
+                engine.docker.start_container(&cfg.container).await?;
+            }
             return Ok(());
         }
         tracing::info!(container = %cfg.container, "replacing Traefik: its configuration changed");
-        docker
-            .remove_container(
-                &cfg.container,
-                Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-            )
-            .await?;
+        engine.docker.remove_container(&cfg.container, false).await?;
     }
-    if !runtime::image_exists(engine, &cfg.image).await? {
-        tracing::info!(image = %cfg.image, "pulling the Traefik image");
-        use futures::StreamExt;
-        let (from, tag) = cfg.image.rsplit_once(':').unwrap_or((cfg.image.as_str(), "latest"));
-        let opts = bollard::query_parameters::CreateImageOptionsBuilder::new()
-            .from_image(from)
-            .tag(tag)
-            .build();
-        let mut pull = docker.create_image(Some(opts), None, None);
-        while let Some(step) = pull.next().await {
-            step?;
-        }
-    }
-    let binding = |port: u16| {
-        Some(vec![PortBinding {
-            host_ip: Some(cfg.bind.clone()),
-            host_port: Some(port.to_string()),
-        }])
-    };
-    let mut ports = HashMap::new();
-    ports.insert("80/tcp".to_owned(), binding(cfg.http_port));
-    ports.insert("443/tcp".to_owned(), binding(cfg.https_port));
-    let labels = HashMap::from([
-        ("berth.instance".to_owned(), engine.deploy.instance.clone()),
-        ("berth.role".to_owned(), "proxy".to_owned()),
-        ("berth.proxy-config".to_owned(), fingerprint),
-    ]);
-    let body = ContainerCreateBody {
-        image: Some(cfg.image.clone()),
-        cmd: Some(args),
-        labels: Some(labels),
-        exposed_ports: Some(HashMap::from([
-            ("80/tcp".to_owned(), HashMap::new()),
-            ("443/tcp".to_owned(), HashMap::new()),
-        ])),
-        host_config: Some(HostConfig {
-            network_mode: Some(engine.deploy.network.clone()),
-            port_bindings: Some(ports),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            mounts: Some(vec![Mount {
-                target: Some(DYNAMIC_IN_CONTAINER.into()),
-                source: Some(cfg.dynamic_dir.to_string_lossy().into_owned()),
-                typ: Some(MountTypeEnum::BIND),
-                read_only: Some(true),
-                ..Default::default()
-            }]),
-            ..Default::default()
-        }),
-        ..Default::default()
-    };
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&cfg.container).build()),
-            body,
-        )
-        .await?;
-    docker
-        .start_container(&cfg.container, None::<bollard::query_parameters::StartContainerOptions>)
-        .await?;
+    docker::ensure_image(&*engine.docker, &cfg.image, None, |_| {}).await?;
+    engine.docker.create_container(&spec).await?;
+    engine.docker.start_container(&cfg.container).await?;
     tracing::info!(container = %cfg.container, image = %cfg.image, "Traefik started");
     Ok(())
 }
 
 /// The dynamic configuration for one application.
-pub fn app_config(app: &str, domains: &[Domain], up: &Upstream) -> Value {
+pub fn app_config(app: &str, routes: &[Route], up: &Upstream) -> Value {
     let mut routers = Map::new();
     let mut services = Map::new();
     let mut middlewares = Map::new();
@@ -195,8 +160,8 @@ pub fn app_config(app: &str, domains: &[Domain], up: &Upstream) -> Value {
         id_mw.clone(),
         json!({"headers": {"customResponseHeaders": {"X-Berth-Deployment": up.deployment.to_string()}}}),
     );
-    for (i, d) in domains.iter().enumerate() {
-        let port = d.port.map(|p| p as u16).unwrap_or(up.port);
+    for (i, d) in routes.iter().enumerate() {
+        let port = d.port.unwrap_or(up.port);
         let service = format!("{app}-{port}");
         services.entry(service.clone()).or_insert_with(|| {
             json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{}", upstream_host(up.deployment), port)}], "passHostHeader": true}})
@@ -241,7 +206,7 @@ pub fn app_config(app: &str, domains: &[Domain], up: &Upstream) -> Value {
 /// so the file is serde_json output: every value is quoted correctly by
 /// construction. Written to a temporary file and renamed: Traefik never reads a
 /// half-written file.
-pub async fn write_app(engine: &Engine, app: &str, domains: &[Domain], up: Option<&Upstream>) -> std::io::Result<()> {
+pub async fn write_app(engine: &Engine, app: &str, routes: &[Route], up: Option<&Upstream>) -> std::io::Result<()> {
     let path = file_for(engine, app);
     match up {
         None => match tokio::fs::remove_file(&path).await {
@@ -250,7 +215,7 @@ pub async fn write_app(engine: &Engine, app: &str, domains: &[Domain], up: Optio
         },
         Some(up) => {
             tokio::fs::create_dir_all(&engine.deploy.proxy.dynamic_dir).await?;
-            let body = serde_json::to_vec_pretty(&app_config(app, domains, up)).expect("serializes");
+            let body = serde_json::to_vec_pretty(&app_config(app, routes, up)).expect("serializes");
             let tmp = engine.deploy.proxy.dynamic_dir.join(format!(".app-{app}.yml.tmp"));
             tokio::fs::write(&tmp, body).await?;
             tokio::fs::rename(&tmp, &path).await
@@ -289,10 +254,11 @@ pub fn dashboard_config(host: &str, upstream: &str) -> Value {
 
 /// Waits until a request through Traefik for `host` + `path` is answered by
 /// `deployment` (Traefik adds [`DEPLOYMENT_HEADER`]). Returns whether it was seen.
-/// With an unmanaged proxy there is nothing to ask: wait out the reload instead.
+/// With an unmanaged proxy there is nothing to ask: wait out its reload instead
+/// (`ProxyConfig::unmanaged_settle`).
 pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uuid::Uuid, limit: Duration) -> bool {
     if !engine.deploy.proxy.manage {
-        tokio::time::sleep(Duration::from_secs(3)).await;
+        tokio::time::sleep(engine.deploy.proxy.unmanaged_settle).await;
         return true;
     }
     let want = deployment.to_string();
@@ -332,15 +298,13 @@ mod tests {
         );
     }
 
-    fn domain(host: &str, prefix: &str, strip: bool, https: bool) -> Domain {
-        Domain {
-            id: uuid::Uuid::nil(),
+    fn domain(host: &str, prefix: &str, strip: bool, https: bool) -> Route {
+        Route {
             host: host.into(),
             path_prefix: prefix.into(),
             strip_prefix: strip,
             port: None,
             https,
-            generated: false,
         }
     }
 

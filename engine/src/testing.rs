@@ -197,6 +197,13 @@ pub struct TestEngine {
 
 impl TestEngine {
     pub async fn new() -> Self {
+        let docker = Arc::new(BollardDocker::new(&DockerConfig::from_env().expect("docker config")));
+        Self::with_docker(docker).await
+    }
+
+    /// The same on this Docker engine (a [`crate::docker::fake::FakeDocker`] in
+    /// tests that need no real one).
+    pub async fn with_docker(docker: Arc<dyn crate::docker::DockerApi>) -> Self {
         let db = TestDb::new().await;
         let redis = TestRedis::new();
         let engine = Engine::new(
@@ -211,10 +218,54 @@ impl TestEngine {
                 pool_size: 4,
             })
             .expect("kv"),
-            Arc::new(BollardDocker::new(&DockerConfig::from_env().expect("docker config"))),
+            docker,
             SecretKey::generate(),
         );
         Self { engine, db, redis }
+    }
+}
+
+/// An engine on the fake Docker engine, for fast tests of what drives Docker (the
+/// deploy pipeline): a fresh database and Redis prefix, a data directory of its
+/// own, an unmanaged proxy (its files are written, nothing is asked) that needs
+/// no settling time.
+pub struct FakeEnv {
+    pub t: TestEngine,
+    pub docker: Arc<crate::docker::fake::FakeDocker>,
+    pub dir: std::path::PathBuf,
+}
+
+impl FakeEnv {
+    pub async fn new() -> Self {
+        let docker = crate::docker::fake::FakeDocker::new();
+        let mut t = TestEngine::with_docker(docker.clone()).await;
+        let tag = &uuid::Uuid::new_v4().simple().to_string()[..10];
+        let dir = std::env::temp_dir().join(format!("berth-fake-{tag}"));
+        std::fs::create_dir_all(&dir).expect("test data dir");
+        let mut config = crate::config::DeployConfig {
+            data_dir: dir.clone(),
+            instance: format!("bf{tag}"),
+            network: format!("bf{tag}"),
+            allow_local_sources: true,
+            lease_secs: 5,
+            build_timeout_secs: 60,
+            ..crate::config::DeployConfig::default()
+        };
+        config.proxy.manage = false;
+        config.proxy.dynamic_dir = dir.join("traefik");
+        config.proxy.unmanaged_settle = std::time::Duration::ZERO;
+        t.engine = t.engine.clone().with_deploy(config);
+        Self { t, docker, dir }
+    }
+
+    pub fn engine(&self) -> &Engine {
+        &self.t.engine
+    }
+}
+
+impl Drop for FakeEnv {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -307,6 +358,7 @@ impl DeployEnv {
                 dynamic_dir: dir.join("traefik"),
                 dashboard_host: None,
                 dashboard_upstream: None,
+                unmanaged_settle: std::time::Duration::from_secs(3),
             },
             base_domain: "localhost".into(),
             static_image: TEST_BASE_IMAGE.into(),
@@ -371,7 +423,7 @@ impl DeployEnv {
     /// Starts a worker in this process; cancel the token to stop it.
     pub fn start_worker(&self) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
         let token = tokio_util::sync::CancellationToken::new();
-        let handle = tokio::spawn(crate::deploy::worker::run(self.t.engine.clone(), token.clone()));
+        let handle = tokio::spawn(crate::worker::run(self.t.engine.clone(), token.clone()));
         (token, handle)
     }
 }
@@ -404,57 +456,30 @@ impl Drop for DeployEnv {
     }
 }
 
-/// Removes every container and network labelled with a test instance, and the
-/// `berth/<app>` images of its applications.
+/// Removes every container and network labelled with a test instance, its
+/// volumes, and the `berth/<app>` images of its applications.
 pub async fn cleanup_instance(instance: &str, apps: &[String]) {
-    use bollard::query_parameters::*;
-    use std::collections::HashMap;
-    let Ok(docker) = bollard::Docker::connect_with_defaults() else {
-        return;
-    };
-    let Ok(docker) = docker.negotiate_version().await else {
-        return;
-    };
-    let filters = HashMap::from([("label".to_owned(), vec![format!("berth.instance={instance}")])]);
-    if let Ok(list) = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
-        ))
-        .await
-    {
+    use crate::docker::DockerApi;
+    let Ok(config) = DockerConfig::from_env() else { return };
+    let docker = BollardDocker::new(&config);
+    let filter = [(crate::docker::LABEL_INSTANCE, Some(instance))];
+    if let Ok(list) = docker.list_containers(&filter).await {
         for c in list {
-            if let Some(id) = c.id {
-                let _ = docker
-                    .remove_container(&id, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-                    .await;
-            }
+            let _ = docker.remove_container(&c.name, true).await;
         }
     }
     for app in apps {
-        let by_name = HashMap::from([("reference".to_owned(), vec![format!("berth/{app}")])]);
-        if let Ok(images) = docker
-            .list_images(Some(ListImagesOptionsBuilder::new().filters(&by_name).build()))
-            .await
-        {
-            for img in images {
-                for tag in img.repo_tags {
-                    let _ = docker
-                        .remove_image(&tag, Some(RemoveImageOptionsBuilder::new().force(true).build()), None)
-                        .await;
-                }
+        if let Ok(tags) = docker.image_tags(&format!("berth/{app}")).await {
+            for tag in tags {
+                let _ = docker.remove_image(&tag).await;
             }
         }
     }
     let _ = docker.remove_network(instance).await;
     // Database services' volumes carry the instance label too.
-    if let Ok(volumes) = docker
-        .list_volumes(Some(ListVolumesOptionsBuilder::new().filters(&filters).build()))
-        .await
-    {
-        for v in volumes.volumes.unwrap_or_default() {
-            let _ = docker
-                .remove_volume(&v.name, Some(RemoveVolumeOptionsBuilder::new().force(true).build()))
-                .await;
+    if let Ok(volumes) = docker.list_volumes(&filter).await {
+        for v in volumes {
+            let _ = docker.remove_volume(&v).await;
         }
     }
 }
@@ -565,7 +590,12 @@ impl TestS3 {
 /// Starts the backup worker in this process; cancel the token to stop it.
 pub fn start_backup_worker(engine: &Engine) -> (tokio_util::sync::CancellationToken, tokio::task::JoinHandle<()>) {
     let token = tokio_util::sync::CancellationToken::new();
-    let handle = tokio::spawn(crate::backups::jobs::run(engine.clone(), token.clone()));
+    use crate::backups::kinds::{BackupKind, DrillKind, RestoreKind};
+    let runner = crate::jobs::Runner::new(engine.clone(), token.clone())
+        .kind(RestoreKind)
+        .kind(BackupKind)
+        .kind(DrillKind);
+    let handle = tokio::spawn(runner.run());
     (token, handle)
 }
 
@@ -706,7 +736,7 @@ pub async fn psql(
         env: vec![format!("PGPASSWORD={}", secrets.password)],
     };
     let container = crate::services::container::container_name(engine, &svc.row.name);
-    let out = crate::services::container::exec_capture(engine, &container, &exec, std::time::Duration::from_secs(900))
+    let out = crate::docker::exec_capture(&*engine.docker, &container, &exec, std::time::Duration::from_secs(900))
         .await
         .expect("exec psql");
     assert_eq!(out.exit_code, 0, "psql: {}", out.said());

@@ -138,7 +138,15 @@ pub async fn github(
         if pushed != format!("refs/heads/{branch}") {
             continue;
         }
-        let accepted = deploy::enqueue(engine, &mut conn, app, org, Trigger::Webhook, None, Some(delivery)).await?;
+        let req = deploy::Request {
+            app,
+            org: crate::ids::OrgId(org),
+            trigger: Trigger::Webhook,
+            trigger_detail: Some("github push"),
+            rollback_of: None,
+            delivery: Some(delivery),
+        };
+        let accepted = deploy::enqueue(engine, &mut conn, req).await?;
         out.push((app, accepted));
     }
     if out.is_empty() {
@@ -162,7 +170,15 @@ pub async fn deploy_token(engine: &Engine, token: &str, delivery: Option<&str>) 
         .optional()
         .map_err(StoreError::from)?;
     let (app, org) = found.ok_or(WebhookError::UnknownToken)?;
-    let accepted = deploy::enqueue(engine, &mut conn, AppId(app), org, Trigger::Api, None, delivery).await?;
+    let req = deploy::Request {
+        app: AppId(app),
+        org: crate::ids::OrgId(org),
+        trigger: Trigger::Webhook,
+        trigger_detail: Some("deploy token"),
+        rollback_of: None,
+        delivery,
+    };
+    let accepted = deploy::enqueue(engine, &mut conn, req).await?;
     Ok(Outcome::Deploying(vec![(AppId(app), accepted)]))
 }
 

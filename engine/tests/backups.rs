@@ -6,7 +6,8 @@ use diesel::sql_types::Text;
 use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use engine::accounts::Caller;
-use engine::backups::{self, jobs, schedule, NewSchedule, RestoreInto, Subject};
+use engine::backups::{self, kinds, schedule, NewSchedule, RestoreInto, Subject};
+use lifecycle::{BackupTrigger, DrillStatus, JobStatus, ServiceState};
 use engine::ids::{BackupId, EnvironmentId, RestoreId, ServiceId};
 use engine::services::{self, NewService};
 use engine::testing::{free_port, owner_with_environment, start_backup_worker, DeployEnv, TestS3};
@@ -57,7 +58,7 @@ async fn create(
 async fn wait_ready(engine: &Engine, caller: &Caller, id: ServiceId) {
     eventually(120, "the service to be ready", || async {
         let d = services::get(engine, caller, id).await.expect("get service");
-        assert_ne!(d.state, "failed", "service failed: {:?}", d.row.last_error);
+        assert_ne!(d.state, ServiceState::Failed, "service failed: {:?}", d.row.last_error);
         (d.ready == Some(true)).then_some(())
     })
     .await
@@ -66,7 +67,7 @@ async fn wait_ready(engine: &Engine, caller: &Caller, id: ServiceId) {
 async fn wait_backup(engine: &Engine, caller: &Caller, id: BackupId) -> backups::Backup {
     eventually(180, "the backup to finish", || async {
         let b = backups::backup_status(engine, caller, id).await.expect("backup");
-        matches!(b.status.as_str(), "succeeded" | "failed").then_some(b)
+        (!b.status.in_progress()).then_some(b)
     })
     .await
 }
@@ -74,16 +75,16 @@ async fn wait_backup(engine: &Engine, caller: &Caller, id: BackupId) -> backups:
 async fn wait_restore(engine: &Engine, caller: &Caller, id: RestoreId) -> backups::Restore {
     eventually(180, "the restore to finish", || async {
         let r = backups::restore_status(engine, caller, id).await.expect("restore");
-        matches!(r.status.as_str(), "succeeded" | "failed").then_some(r)
+        (!r.status.in_progress()).then_some(r)
     })
     .await
 }
 
-async fn wait_drill(engine: &Engine, caller: &Caller, id: BackupId) -> (String, String) {
+async fn wait_drill(engine: &Engine, caller: &Caller, id: BackupId) -> (DrillStatus, String) {
     eventually(180, "the drill to finish", || async {
         let b = backups::backup_status(engine, caller, id).await.expect("backup");
-        match b.drill_status.as_deref() {
-            Some("verified" | "failed") => Some((b.drill_status.unwrap(), b.drill_detail.unwrap_or_default())),
+        match b.drill_status {
+            Some(s) if !s.in_progress() => Some((s, b.drill_detail.unwrap_or_default())),
             _ => None,
         }
     })
@@ -144,7 +145,7 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
         .await
         .unwrap();
     let b = wait_backup(engine, &caller, backup).await;
-    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    assert_eq!(b.status, JobStatus::Succeeded, "{:?}", b.error);
     let key = b.object_key.clone().unwrap();
     assert!(
         key.starts_with("prod/db/orders-db/") && key.ends_with(".pgdump.gz"),
@@ -162,7 +163,7 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
         .unwrap();
     assert_eq!(target, svc);
     let r = wait_restore(engine, &caller, restore).await;
-    assert_eq!(r.status, "succeeded", "{:?}", r.error);
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
     assert!(r.bytes > 0, "progress recorded");
     let mut conn = AsyncPgConnection::establish(&url).await.unwrap();
     assert_eq!(checksum(&mut conn).await, before, "identical rows after the restore");
@@ -170,7 +171,7 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
     // The drill restores into a throwaway container and counts rows.
     backups::drill(engine, &caller, backup).await.unwrap();
     let (status, detail) = wait_drill(engine, &caller, backup).await;
-    assert_eq!(status, "verified", "{detail}");
+    assert_eq!(status, DrillStatus::Verified, "{detail}");
     assert!(detail.contains("public.items 1500"), "{detail}");
 
     // A corrupted object in the bucket fails its drill, and says why.
@@ -190,7 +191,7 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
         .unwrap();
     backups::drill(engine, &caller, imported).await.unwrap();
     let (status, detail) = wait_drill(engine, &caller, imported).await;
-    assert_eq!(status, "failed", "{detail}");
+    assert_eq!(status, DrillStatus::Failed, "{detail}");
     assert!(
         detail.contains("cannot be read") || detail.contains("restore failed"),
         "{detail}"
@@ -202,7 +203,7 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
         .await
         .unwrap();
     let r = wait_restore(engine, &caller, restore).await;
-    assert_eq!(r.status, "succeeded", "{:?}", r.error);
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
     let copy_detail = services::get(engine, &caller, copy).await.unwrap();
     assert_eq!(copy_detail.row.name, "orders-copy");
 
@@ -273,7 +274,7 @@ async fn redis_backup_restore_and_drill_keep_every_key() {
         .await
         .unwrap();
     let b = wait_backup(engine, &caller, backup).await;
-    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    assert_eq!(b.status, JobStatus::Succeeded, "{:?}", b.error);
     assert!(
         b.object_key.as_deref().unwrap().starts_with("cache/") && b.object_key.as_deref().unwrap().ends_with(".rdb.gz")
     );
@@ -290,7 +291,7 @@ async fn redis_backup_restore_and_drill_keep_every_key() {
         .await
         .unwrap();
     let r = wait_restore(engine, &caller, restore).await;
-    assert_eq!(r.status, "succeeded", "{:?}", r.error);
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
     let mut c = client.get_multiplexed_async_connection().await.unwrap();
     let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
     assert_eq!(n, 500, "exactly the backed-up keys");
@@ -299,7 +300,7 @@ async fn redis_backup_restore_and_drill_keep_every_key() {
 
     backups::drill(engine, &caller, backup).await.unwrap();
     let (status, detail) = wait_drill(engine, &caller, backup).await;
-    assert_eq!(status, "verified", "{detail}");
+    assert_eq!(status, DrillStatus::Verified, "{detail}");
     assert!(detail.contains("500 keys"), "{detail}");
     stop.cancel();
     let _ = worker.await;
@@ -341,7 +342,7 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
         .await
         .unwrap();
     let b = wait_backup(engine, &caller, b).await;
-    assert_eq!(b.status, "failed");
+    assert_eq!(b.status, JobStatus::Failed);
     let err = b.error.unwrap();
     assert!(err.contains("S3 answered HTTP 403"), "{err}");
 
@@ -367,7 +368,7 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
         .await
         .unwrap();
     let b = wait_backup(engine, &caller, b).await;
-    assert_eq!(b.status, "failed");
+    assert_eq!(b.status, JobStatus::Failed);
     assert!(b.error.as_deref().unwrap().contains("NoSuchBucket"), "{:?}", b.error);
 
     // A stopped database.
@@ -379,9 +380,9 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
         .await
         .unwrap();
     let b = wait_backup(engine, &caller, b).await;
-    assert_eq!(b.status, "failed");
+    assert_eq!(b.status, JobStatus::Failed);
     assert!(b.error.as_deref().unwrap().contains("is not running"), "{:?}", b.error);
-    assert_eq!(services::get(engine, &caller, svc).await.unwrap().state, "stopped");
+    assert_eq!(services::get(engine, &caller, svc).await.unwrap().state, ServiceState::Stopped);
 
     // A dump that fails inside the container (its database is gone): the error
     // carries pg_dump's own words, and nothing reaches the bucket.
@@ -405,7 +406,7 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
         .await
         .unwrap();
     let b = wait_backup(engine, &caller, b).await;
-    assert_eq!(b.status, "failed");
+    assert_eq!(b.status, JobStatus::Failed);
     let err = b.error.unwrap();
     assert!(
         err.contains("pg_dump exited with code 1") && err.contains("does not exist"),
@@ -439,7 +440,7 @@ async fn retention_keeps_the_newest_and_slots_run_once() {
     for _ in 0..4 {
         let b = backups::run_schedule_now(engine, &caller, sched).await.unwrap();
         let b = wait_backup(engine, &caller, b).await;
-        assert_eq!(b.status, "succeeded", "{:?}", b.error);
+        assert_eq!(b.status, JobStatus::Succeeded, "{:?}", b.error);
         made.push(b);
     }
     // Retention ran after each: exactly the two newest remain, the two oldest are gone.
@@ -498,17 +499,17 @@ async fn retention_keeps_the_newest_and_slots_run_once() {
     let slot_backup = history
         .backups
         .iter()
-        .find(|b| b.schedule_id == Some(every_minute.0) && b.trigger == "schedule")
+        .find(|b| b.schedule_id == Some(every_minute.0) && b.trigger == BackupTrigger::Schedule)
         .expect("the slot's backup is in the history")
         .id;
     let (stop, worker) = start_backup_worker(engine);
     let b = wait_backup(engine, &caller, BackupId(slot_backup)).await;
-    assert_eq!(b.status, "succeeded", "{:?}", b.error);
+    assert_eq!(b.status, JobStatus::Succeeded, "{:?}", b.error);
     let (status, detail) = wait_drill(engine, &caller, BackupId(slot_backup)).await;
-    assert_eq!(status, "verified", "{detail}");
+    assert_eq!(status, DrillStatus::Verified, "{detail}");
     stop.cancel();
     let _ = worker.await;
-    assert_eq!(jobs::reap(engine).await.unwrap(), 0, "nothing was left running");
+    assert_eq!(kinds::reap_all(engine).await.unwrap(), 0, "nothing was left running");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -565,7 +566,13 @@ async fn deleting_keeps_the_volume_unless_asked_and_a_new_service_starts_fresh()
     let env = DeployEnv::new().await;
     let engine = env.engine();
     let (caller, env_id) = owner_with_environment(engine).await;
-    let docker = engine.docker.client().await.unwrap();
+    let volumes = || async {
+        engine
+            .docker
+            .list_volumes(&[("berth.instance", Some(engine.deploy.instance.as_str()))])
+            .await
+            .unwrap()
+    };
     let port = free_port();
     let first = create(engine, &caller, env_id, "reborn", "postgres", Some(port)).await;
     wait_ready(engine, &caller, first).await;
@@ -584,7 +591,7 @@ async fn deleting_keeps_the_volume_unless_asked_and_a_new_service_starts_fresh()
 
     services::delete(engine, &caller, first, false).await.unwrap();
     assert!(
-        docker.inspect_volume(&old_volume).await.is_ok(),
+        volumes().await.contains(&old_volume),
         "the data volume is kept by default"
     );
 
@@ -608,8 +615,8 @@ async fn deleting_keeps_the_volume_unless_asked_and_a_new_service_starts_fresh()
     drop(conn);
 
     services::delete(engine, &caller, second, true).await.unwrap();
-    assert!(docker.inspect_volume(&new_volume).await.is_err(), "removed when asked");
-    assert!(docker.inspect_volume(&old_volume).await.is_ok());
+    assert!(!volumes().await.contains(&new_volume), "removed when asked");
+    assert!(volumes().await.contains(&old_volume));
 }
 
 /// Feeding standard input: a program that fails early is reported by its exit
@@ -617,8 +624,8 @@ async fn deleting_keeps_the_volume_unless_asked_and_a_new_service_starts_fresh()
 /// is not taken for a success.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
-    use engine::services::container::{exec_stream, remove_throwaway, start_throwaway, StreamError};
-    use engine::services::kind::Exec;
+    use engine::docker::{Exec, StreamError};
+    use engine::services::container::start_throwaway;
     let env = DeployEnv::new().await;
     let engine = env.engine();
     let name = format!("{}-stdin-test", engine.deploy.instance);
@@ -640,7 +647,7 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     let big = vec![7u8; 8 << 20];
 
     let mut input: &[u8] = &big;
-    let all = exec_stream(engine, &name, &run(&["wc", "-c"]), Some(&mut input), None)
+    let all = engine.docker.exec(&name, &run(&["wc", "-c"]), Some(&mut input), None)
         .await
         .unwrap();
     assert_eq!(
@@ -651,7 +658,7 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     assert_eq!(all.fed, 8 << 20);
 
     let mut input: &[u8] = &big;
-    let missing = exec_stream(engine, &name, &run(&["no-such-program"]), Some(&mut input), None)
+    let missing = engine.docker.exec(&name, &run(&["no-such-program"]), Some(&mut input), None)
         .await
         .unwrap();
     assert_eq!(
@@ -662,9 +669,7 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     );
 
     let mut input: &[u8] = &big;
-    let failed = exec_stream(
-        engine,
-        &name,
+    let failed = engine.docker.exec(&name,
         &run(&["sh", "-c", "echo bad input >&2; exit 3"]),
         Some(&mut input),
         None,
@@ -675,10 +680,10 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     assert_eq!(failed.said(), "bad input");
 
     let mut input: &[u8] = &big;
-    let quit = exec_stream(engine, &name, &run(&["true"]), Some(&mut input), None).await;
+    let quit = engine.docker.exec(&name, &run(&["true"]), Some(&mut input), None).await;
     assert!(
         matches!(quit, Err(StreamError::Input(_))),
         "exit 0 before the end of the input is not a success: {quit:?}"
     );
-    remove_throwaway(engine, &name).await;
+    engine.docker.remove_container(&name, true).await.unwrap();
 }

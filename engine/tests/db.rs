@@ -54,7 +54,8 @@ macro_rules! impl_len {
 impl_len!(2 => (A, B), 3 => (A, B, C), 4 => (A, B, C, D), 6 => (A, B, C, D, E, F), 9 => (A, B, C, D, E, F, G, H, I),
     10 => (A, B, C, D, E, F, G, H, I, J),
     15 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O),
-    20 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T));
+    20 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T),
+    23 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T, U, V, W));
 
 #[tokio::test]
 async fn schema_matches_the_migrations() {
@@ -73,6 +74,47 @@ async fn schema_matches_the_migrations() {
     check_table!(c, domains);
     check_table!(c, deployments);
     check_table!(c, webhook_deliveries);
+}
+
+#[derive(QueryableByName, Debug)]
+#[allow(dead_code)] // Read through Debug, in the failure message.
+struct Unindexed {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    table_name: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    constraint_name: String,
+}
+
+/// Every foreign key has an index whose leading columns are the key's columns:
+/// without one, deleting a parent row scans the child table once per row (an
+/// app's 20,000 deployments took 5.5 s to delete; indexed, 0.14 s).
+#[tokio::test]
+async fn every_foreign_key_has_an_index() {
+    let db = TestDb::new().await;
+    let mut conn = AsyncPgConnection::establish(&db.url).await.unwrap();
+    let missing: Vec<Unindexed> = diesel::sql_query(
+        "SELECT c.conrelid::regclass::text AS table_name, c.conname::text AS constraint_name
+         FROM pg_constraint c
+         WHERE c.contype = 'f' AND c.connamespace = 'public'::regnamespace
+           AND NOT EXISTS (
+             SELECT 1 FROM pg_index i
+             WHERE i.indrelid = c.conrelid
+               AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] @> c.conkey
+               AND (i.indkey::int2[])[0:cardinality(c.conkey) - 1] <@ c.conkey)
+         ORDER BY 1, 2",
+    )
+    .load(&mut conn)
+    .await
+    .unwrap();
+    let found: i64 = diesel::sql_query(
+        "SELECT count(*) AS n FROM pg_constraint WHERE contype = 'f' AND connamespace = 'public'::regnamespace",
+    )
+    .get_result::<Count>(&mut conn)
+    .await
+    .unwrap()
+    .n;
+    assert!(found > 20, "the catalog query sees the foreign keys ({found})");
+    assert!(missing.is_empty(), "foreign keys without an index: {missing:#?}");
 }
 
 #[tokio::test]

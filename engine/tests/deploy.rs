@@ -66,7 +66,7 @@ async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> Deployment {
     let start = Instant::now();
     loop {
         let d = deploy::get(e, caller, id).await.unwrap();
-        if d.status().is_terminal() {
+        if d.status.is_finished() {
             return d;
         }
         assert!(
@@ -117,7 +117,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
 
     let first = deploy::deploy(e, &caller, app).await.unwrap();
     let d1 = settle(e, &caller, first).await;
-    assert_eq!(d1.status(), Status::Running, "reason: {:?}", d1.reason);
+    assert_eq!(d1.status, Status::Running, "reason: {:?}", d1.reason);
     assert_eq!(d1.commit_sha.as_deref(), Some(c1.as_str()));
     for step in [
         d1.cloning_at,
@@ -138,7 +138,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
         match ev {
             engine::logs::LogEvent::Line { text, .. } => lines.push(text),
             engine::logs::LogEvent::End { status } => {
-                assert_eq!(status, "running");
+                assert_eq!(status, Status::Running);
                 break;
             }
         }
@@ -188,7 +188,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
         panic!("{v:?}")
     };
     let d2 = settle(e, &caller, second).await;
-    assert_eq!(d2.status(), Status::Running, "reason: {:?}", d2.reason);
+    assert_eq!(d2.status, Status::Running, "reason: {:?}", d2.reason);
     assert_eq!(body(env.http_port(), &host).await, "version two\n");
     // Past the drain (2 s) and the old container's removal.
     tokio::time::sleep(Duration::from_secs(5)).await;
@@ -227,7 +227,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
     // Rollback: the first image again, no clone and no build.
     let third = deploy::rollback(e, &caller, first).await.unwrap();
     let d3 = settle(e, &caller, third).await;
-    assert_eq!(d3.status(), Status::Running, "reason: {:?}", d3.reason);
+    assert_eq!(d3.status, Status::Running, "reason: {:?}", d3.reason);
     assert!(d3.cloning_at.is_none() && d3.building_at.is_none(), "{d3:?}");
     assert_eq!(d3.image, d1.image);
     assert_eq!(body(env.http_port(), &host).await, "version one\n");
@@ -248,7 +248,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
     let (stop, worker) = env.start_worker();
     let host = format!("{name}.localhost");
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
-    assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
     // Traefik's API and dashboard are not served on its public entrypoint.
     for path in ["/api/rawdata", "/api/http/routers", "/dashboard/"] {
         let r = get_via(env.http_port(), "anything.localhost", path).await;
@@ -264,7 +264,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         "broken build",
     );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
-    assert_eq!(d.status(), Status::Failed);
+    assert_eq!(d.status, Status::Failed);
     assert!(
         d.reason.as_deref().unwrap().starts_with("build failed at step 3"),
         "{:?}",
@@ -281,7 +281,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         "never listens",
     );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
-    assert_eq!(d.status(), Status::Failed);
+    assert_eq!(d.status, Status::Failed);
     let reason = d.reason.unwrap();
     assert!(
         reason.contains("health check failed") && reason.contains("nothing listening on port 8080"),
@@ -310,7 +310,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         "exits",
     );
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
-    assert_eq!(d.status(), Status::Failed);
+    assert_eq!(d.status, Status::Failed);
     assert!(
         d.reason.as_deref().unwrap().contains("exited with code 3"),
         "{:?}",
@@ -339,7 +339,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|c| c.app == Some(app.0))
+        .filter(|c| c.app == Some(app))
         .collect();
     assert_eq!(running.len(), 1, "{running:?}");
 
@@ -408,7 +408,7 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
     let da = settle(e, &caller, a).await;
     let db = settle(e, &caller, b).await;
     assert_eq!(
-        (da.status(), db.status()),
+        (da.status, db.status),
         (Status::Running, Status::Running),
         "{:?} {:?}",
         da.reason,
@@ -418,13 +418,9 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
     assert!(db.building_at.unwrap() >= da.finished_at.unwrap(), "{da:?}\n{db:?}");
 
     // Environment values reach the container byte for byte.
-    let container = engine::deploy::runtime::container_name(e, &name, b.0);
-    let docker = e.docker.client().await.unwrap();
-    let info = docker
-        .inspect_container(&container, None::<bollard::query_parameters::InspectContainerOptions>)
-        .await
-        .unwrap();
-    let envs = info.config.unwrap().env.unwrap();
+    let container = engine::deploy::runtime::container_name(e, &name, b);
+    let info = e.docker.inspect_container(&container).await.unwrap().expect("the live container");
+    let envs = info.env;
     assert!(
         envs.contains(&"GREETING=a b=c $HOME 'q' \"dq\" ü".to_owned()),
         "{envs:?}"
@@ -472,7 +468,7 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     let (stop, worker) = env.start_worker();
     let host = format!("{name}.localhost");
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
-    assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
     assert_eq!(body(env.http_port(), &host).await, "static page\n");
 
     // A slow Dockerfile build, cancelled while it runs: it stops, the site keeps serving.
@@ -496,7 +492,7 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
         .unwrap();
     let id = deploy::deploy(e, &caller, app).await.unwrap();
     let start = Instant::now();
-    while deploy::get(e, &caller, id).await.unwrap().status() != Status::Building {
+    while deploy::get(e, &caller, id).await.unwrap().status != Status::Building {
         assert!(start.elapsed() < Duration::from_secs(30));
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
@@ -504,7 +500,7 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     let asked = Instant::now();
     deploy::cancel(e, &caller, id).await.unwrap();
     let d = settle(e, &caller, id).await;
-    assert_eq!(d.status(), Status::Cancelled, "{:?}", d.reason);
+    assert_eq!(d.status, Status::Cancelled, "{:?}", d.reason);
     assert!(
         asked.elapsed() < Duration::from_secs(15),
         "the build did not stop: {:?}",
@@ -518,7 +514,7 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     deploy::cancel(e, &caller, q).await.unwrap();
     let dq = deploy::get(e, &caller, q).await.unwrap();
     assert_eq!(
-        (dq.status(), dq.reason.as_deref()),
+        (dq.status, dq.reason.as_deref()),
         (Status::Cancelled, Some("cancelled before it started"))
     );
     assert!(dq.cloning_at.is_none());

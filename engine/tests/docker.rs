@@ -1,12 +1,10 @@
-//! Smoke test: the test setup reaches a real Docker engine (started by `.ci/run`
-//! or `make test`) and can run a container from the locally built base image.
+//! The real engine through Berth's Docker seam: the test setup reaches the
+//! Docker engine (started by `make test`), and `BollardDocker` creates, starts,
+//! waits for, reads the logs of, and removes a container from the locally
+//! built base image, answering "already so" calls as successes.
 
-use bollard::models::ContainerCreateBody;
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, LogsOptionsBuilder, RemoveContainerOptionsBuilder, WaitContainerOptions,
-};
 use engine::config::DockerConfig;
-use engine::docker::{BollardDocker, DockerApi};
+use engine::docker::{BollardDocker, ContainerSpec, DockerApi, LogOptions};
 use futures::StreamExt;
 
 #[tokio::test]
@@ -19,42 +17,38 @@ async fn reaches_the_engine_and_runs_a_container() {
     let info = docker.info().await.expect("Docker engine reachable");
     assert!(!info.version.is_empty());
 
-    let client = docker.client().await.unwrap();
     let name = format!("berth-smoke-{}", uuid::Uuid::new_v4().simple());
     let marker = uuid::Uuid::new_v4().to_string();
-    client
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-            ContainerCreateBody {
-                image: Some("berth-test/busybox:1".to_owned()),
-                cmd: Some(vec!["echo".to_owned(), marker.clone()]),
-                labels: Some([("berth.test".to_owned(), "smoke".to_owned())].into()),
-                ..Default::default()
-            },
-        )
+    let mut spec = ContainerSpec::new(&name, "berth-test/busybox:1");
+    spec.cmd = Some(vec!["echo".to_owned(), marker.clone()]);
+    spec.labels = [("berth.test".to_owned(), "smoke".to_owned())].into();
+    docker
+        .create_container(&spec)
         .await
         .expect("create container (is berth-test/busybox:1 built? make test builds it)");
-    client
-        .start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
-        .await
-        .unwrap();
-    let exit = client
-        .wait_container(&name, None::<WaitContainerOptions>)
-        .next()
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(exit.status_code, 0);
-    let mut logs = client.logs(&name, Some(LogsOptionsBuilder::new().stdout(true).build()));
-    let mut out = String::new();
+    docker.start_container(&name).await.unwrap();
+    assert_eq!(docker.wait_container(&name).await.unwrap(), 0);
+    let info = docker.inspect_container(&name).await.unwrap().expect("exists");
+    assert_eq!(info.state.exit_code, Some(0));
+    assert!(!info.state.is_up());
+    let listed = docker.list_containers(&[("berth.test", Some("smoke"))]).await.unwrap();
+    assert!(listed.iter().any(|c| c.name == name), "{listed:?}");
+    let mut logs = docker.logs(&name, LogOptions::default());
+    let mut out = Vec::new();
     while let Some(chunk) = logs.next().await {
-        out.push_str(&chunk.unwrap().to_string());
+        out.extend(chunk.unwrap().bytes);
     }
-    client
-        .remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
+    assert_eq!(String::from_utf8_lossy(&out).trim(), marker);
+    docker.remove_container(&name, true).await.unwrap();
+    assert!(docker.inspect_container(&name).await.unwrap().is_none());
+    // Gone is gone: removing or stopping it again is not an error.
+    docker.remove_container(&name, true).await.unwrap();
+    docker
+        .stop_container(&name, std::time::Duration::from_secs(1))
         .await
         .unwrap();
-    assert_eq!(out.trim(), marker);
+    assert!(!docker.image_exists("berth-test/no-such-image:0").await.unwrap());
+    assert!(docker.image_exists("berth-test/busybox:1").await.unwrap());
 }
 
 #[tokio::test]
@@ -63,6 +57,7 @@ async fn an_unreachable_engine_is_reported_with_its_address() {
         host: Some("unix:///nonexistent/docker.sock".into()),
         timeout_secs: 2,
     });
-    let err = docker.info().await.unwrap_err().to_string();
-    assert!(err.contains("/nonexistent/docker.sock"), "{err}");
+    let err = docker.info().await.unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/docker.sock"), "{err}");
+    assert!(err.engine_gone());
 }

@@ -1,6 +1,7 @@
 //! Deploy webhooks (`/api/webhooks/*`). They are authenticated by signature or
 //! token instead of a session, which is why the same-origin rule exempts them.
 
+use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::{Path, State};
@@ -9,7 +10,6 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 use engine::deploy::Accepted;
 use engine::webhooks::{self, Outcome, WebhookError};
-use engine::{Classify, ErrorKind};
 use serde_json::json;
 
 fn header<'a>(h: &'a HeaderMap, name: &str) -> Option<&'a str> {
@@ -31,24 +31,7 @@ fn reply(result: Result<Outcome, WebhookError>) -> Response {
             (status, Json(json!({ "deployments": items }))).into_response()
         }
         Ok(Outcome::Ignored(why)) => (StatusCode::OK, Json(json!({ "ignored": why }))).into_response(),
-        Err(e) => {
-            let status = match e.kind() {
-                ErrorKind::Unauthorized(_) => StatusCode::UNAUTHORIZED,
-                ErrorKind::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
-                ErrorKind::NotFound => StatusCode::NOT_FOUND,
-                ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
-                _ => {
-                    tracing::error!(error = %e, "webhook");
-                    StatusCode::INTERNAL_SERVER_ERROR
-                }
-            };
-            let message = if status == StatusCode::INTERNAL_SERVER_ERROR {
-                "internal error".to_owned()
-            } else {
-                e.to_string()
-            };
-            (status, Json(json!({ "error": message }))).into_response()
-        }
+        Err(e) => ApiError::from_engine(e).into_response(),
     }
 }
 
@@ -57,11 +40,11 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
     let event = header(&headers, "x-github-event").unwrap_or("");
     let signature = header(&headers, "x-hub-signature-256").unwrap_or("");
     let Some(delivery) = webhooks::delivery_id(header(&headers, "x-github-delivery")) else {
-        return (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Json(json!({"error": "X-GitHub-Delivery is required"})),
-        )
-            .into_response();
+        return ApiError::from_engine(engine::names::ValidationError::new(
+            "X-GitHub-Delivery",
+            "is required",
+        ))
+        .into_response();
     };
     reply(webhooks::github(state.engine(), event, &delivery, signature, &body).await)
 }

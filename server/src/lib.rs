@@ -3,6 +3,7 @@
 //! the `app` crate; the domain lives in `engine`.
 
 pub mod config;
+pub mod error;
 pub mod hooks;
 pub mod live;
 pub mod middleware;

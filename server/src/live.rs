@@ -6,36 +6,34 @@
 // A ready-made response is the natural error of an axum handler step.
 #![allow(clippy::result_large_err)]
 
+use crate::error::ApiError;
 use crate::state::AppState;
-use app::api::edge::SESSION_COOKIE;
+use app::api::edge;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use engine::accounts::{self, Caller};
+use engine::accounts::Caller;
+use engine::docker::{LogOptions, Output};
 use engine::ids::{AppId, DeploymentId};
-use engine::sessions::SessionToken;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// The signed-in caller, resolved as server functions resolve theirs.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
-    let token = headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
-        .and_then(|(_, v)| SessionToken::from_cookie(v));
-    let Some(token) = token else {
-        return Err((StatusCode::UNAUTHORIZED, "sign in first").into_response());
-    };
-    accounts::authenticate(state.engine(), token)
-        .await
-        .map_err(|_| (StatusCode::UNAUTHORIZED, "sign in first").into_response())
+    match edge::caller_from(state.engine(), headers).await {
+        Ok(Some(caller)) => Ok(caller),
+        Ok(None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign in first").into_response()),
+        Err(e) => Err(ApiError::from_engine(e).into_response()),
+    }
+}
+
+/// An engine error as the socket's (or download's) answer before the upgrade.
+fn engine_error<E: engine::Classify>(e: E) -> Response {
+    ApiError::from_engine(e).into_response()
 }
 
 /// WebSockets are not covered by the same-origin rule for POSTs: check `Origin`.
@@ -53,16 +51,14 @@ fn same_origin(state: &AppState, headers: &HeaderMap) -> Result<(), Response> {
     if Some(src) == host || Some(src) == public {
         Ok(())
     } else {
-        Err((StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response())
+        Err(ApiError::new(StatusCode::FORBIDDEN, "cross-origin WebSocket refused").into_response())
     }
 }
 
-fn not_found() -> Response {
-    (StatusCode::NOT_FOUND, "not found").into_response()
-}
-
 fn parse_id<T: From<uuid::Uuid>>(raw: &str) -> Result<T, Response> {
-    uuid::Uuid::parse_str(raw).map(T::from).map_err(|_| not_found())
+    uuid::Uuid::parse_str(raw)
+        .map(T::from)
+        .map_err(|_| ApiError::not_found().into_response())
 }
 
 /// What every route here checks first: a same-origin request from a signed-in
@@ -89,11 +85,10 @@ pub async fn deployment_log(
         let (caller, id): (_, DeploymentId) = admit(&state, &headers, &id).await?;
         let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
             .await
-            .map_err(|_| not_found())?;
-        let stream = engine::logs::follow(state.engine(), app, id).await.map_err(|e| {
-            tracing::warn!(error = %e, "following a deployment log");
-            (StatusCode::SERVICE_UNAVAILABLE, "logs unavailable").into_response()
-        })?;
+            .map_err(engine_error)?;
+        let stream = engine::logs::follow(state.engine(), app, id)
+            .await
+            .map_err(engine_error)?;
         Ok::<_, Response>(
             ws.on_upgrade(move |socket| pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json")))),
         )
@@ -120,11 +115,11 @@ pub async fn runtime_log(
         let (caller, id): (_, AppId) = admit(&state, &headers, &id).await?;
         let detail = engine::apps::get(state.engine(), &caller, id)
             .await
-            .map_err(|_| not_found())?;
+            .map_err(engine_error)?;
         let Some(live) = detail.app.live_deployment_id else {
-            return Err((StatusCode::CONFLICT, "the application is not running").into_response());
+            return Err(ApiError::new(StatusCode::CONFLICT, "the application is not running").into_response());
         };
-        let container = engine::deploy::runtime::container_name(state.engine(), &detail.app.name, live.0);
+        let container = engine::deploy::runtime::container_name(state.engine(), &detail.app.name, live);
         let stream = container_log(&state, &container, &q).await?;
         Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
     };
@@ -144,7 +139,7 @@ pub async fn service_log(
         let (caller, id): (_, engine::ids::ServiceId) = admit(&state, &headers, &id).await?;
         let detail = engine::services::get(state.engine(), &caller, id)
             .await
-            .map_err(|_| not_found())?;
+            .map_err(engine_error)?;
         let container = engine::services::container::container_name(state.engine(), &detail.row.name);
         let stream = container_log(&state, &container, &q).await?;
         Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
@@ -158,32 +153,23 @@ async fn container_log(
     container: &str,
     q: &RuntimeQuery,
 ) -> Result<futures::stream::BoxStream<'static, String>, Response> {
-    let docker = state
+    state.engine().docker.info().await.map_err(engine_error)?;
+    let options = LogOptions {
+        follow: true,
+        tail: Some(q.tail.unwrap_or(200).min(10_000)),
+        since: q.since,
+    };
+    Ok(state
         .engine()
         .docker
-        .client()
-        .await
-        .map_err(|_| (StatusCode::SERVICE_UNAVAILABLE, "Docker is unreachable").into_response())?;
-    let tail = q.tail.unwrap_or(200).min(10_000).to_string();
-    let mut opts = bollard::query_parameters::LogsOptionsBuilder::new()
-        .follow(true)
-        .stdout(true)
-        .stderr(true)
-        .tail(&tail);
-    if let Some(since) = q.since {
-        opts = opts.since(since.clamp(0, i32::MAX as i64) as i32);
-    }
-    Ok(docker
-        .logs(container, Some(opts.build()))
+        .logs(container, options)
         .filter_map(|chunk| async move {
             let chunk = chunk.ok()?;
-            let stream = match &chunk {
-                bollard::container::LogOutput::StdErr { .. } => "stderr",
-                _ => "stdout",
+            let stream = match chunk.output {
+                Output::Stderr => "stderr",
+                Output::Stdout => "stdout",
             };
-            let text = String::from_utf8_lossy(&chunk.into_bytes())
-                .trim_end_matches('\n')
-                .to_owned();
+            let text = String::from_utf8_lossy(&chunk.bytes).trim_end_matches('\n').to_owned();
             Some(serde_json::json!({"stream": stream, "text": text}).to_string())
         })
         .boxed())
@@ -234,7 +220,7 @@ pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>,
         let (caller, id): (_, DeploymentId) = admit(&state, &headers, &id).await?;
         let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
             .await
-            .map_err(|_| not_found())?;
+            .map_err(engine_error)?;
         let path = engine::logs::log_path(state.engine(), app, id);
         let body = tokio::fs::read(&path).await.unwrap_or_default();
         Ok::<_, Response>(

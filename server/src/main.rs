@@ -86,17 +86,13 @@ fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
     .with_deploy(DeployConfig::from_env()?))
 }
 
-/// Runs the deploy and backup workers until `shutdown`, then gives running jobs
-/// up to 30 s to finish (whatever is left is recovered by the next worker).
+/// Runs the job runner (deployments, backups, restores, drills) until
+/// `shutdown`, then gives running jobs up to 30 s to finish (whatever is left
+/// is recovered by the next worker's reaper).
 async fn worker(engine: Engine, shutdown: tokio_util::sync::CancellationToken) {
-    let deploys = tokio::spawn(engine::deploy::worker::run(engine.clone(), shutdown.clone()));
-    let backups = tokio::spawn(engine::backups::jobs::run(engine, shutdown.clone()));
+    let jobs = tokio::spawn(engine::worker::run(engine, shutdown.clone()));
     shutdown.cancelled().await;
-    let both = async {
-        let _ = deploys.await;
-        let _ = backups.await;
-    };
-    if tokio::time::timeout(std::time::Duration::from_secs(30), both)
+    if tokio::time::timeout(std::time::Duration::from_secs(30), jobs)
         .await
         .is_err()
     {

@@ -4,6 +4,7 @@
 //! - a full backup streams while the worker's peak RSS (VmHWM) stays bounded:
 //!   the dump never sits in memory. The figure goes to docs/BENCHMARKS.md.
 
+use lifecycle::JobStatus;
 use engine::backups::{self, Subject};
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
@@ -78,12 +79,12 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     loop {
         let b = backup(&e, &caller, b1).await;
         assert_ne!(
-            b.status, "succeeded",
+            b.status, JobStatus::Succeeded,
             "the backup finished before it could be interrupted"
         );
-        assert_ne!(b.status, "failed", "{:?}", b.error);
+        assert_ne!(b.status, JobStatus::Failed, "{:?}", b.error);
         // Two parts (16 MiB compressed) are up: the multipart upload is open.
-        if b.status == "running" && b.size_bytes > 16 * 1024 * 1024 {
+        if b.status == JobStatus::Running && b.size_bytes > 16 * 1024 * 1024 {
             break;
         }
         assert!(start.elapsed() < Duration::from_secs(180), "the backup never got going");
@@ -101,7 +102,7 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     let start = Instant::now();
     let interrupted = loop {
         let b = backup(&e, &caller, b1).await;
-        if b.status == "failed" {
+        if b.status == JobStatus::Failed {
             break b;
         }
         assert!(start.elapsed() < Duration::from_secs(60), "not reaped: {}", b.status);
@@ -122,14 +123,14 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     let start = Instant::now();
     let done = loop {
         let b = backup(&e, &caller, b2).await;
-        if b.status == "succeeded" || b.status == "failed" {
+        if b.status == JobStatus::Succeeded || b.status == JobStatus::Failed {
             break b;
         }
         assert!(start.elapsed() < Duration::from_secs(600), "the backup did not finish");
         tokio::time::sleep(Duration::from_millis(200)).await;
     };
     let took = start.elapsed();
-    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
     let hwm_mib = vm_hwm_kib(second.id()) / 1024;
     println!(
         "backup of a {} MB table: {} MB object in {:.1} s; worker peak RSS {hwm_mib} MiB",
@@ -173,7 +174,7 @@ async fn berths_own_database_is_restored_by_the_cli() {
     let start = Instant::now();
     let done = loop {
         let b = backup(&e, &caller, b).await;
-        if b.status == "succeeded" || b.status == "failed" {
+        if b.status == JobStatus::Succeeded || b.status == JobStatus::Failed {
             break b;
         }
         assert!(start.elapsed() < Duration::from_secs(60));
@@ -181,7 +182,7 @@ async fn berths_own_database_is_restored_by_the_cli() {
     };
     stop.cancel();
     let _ = worker.await;
-    assert_eq!(done.status, "succeeded", "{:?}", done.error);
+    assert_eq!(done.status, JobStatus::Succeeded, "{:?}", done.error);
 
     let fresh = engine::testing::TestDb::empty().await;
     let out = Command::new(BIN)

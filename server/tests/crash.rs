@@ -39,7 +39,7 @@ async fn wait_status(
     let start = Instant::now();
     loop {
         let d = deploy::get(e, caller, id).await.unwrap();
-        if want.contains(&d.status()) {
+        if want.contains(&d.status) {
             return d;
         }
         assert!(
@@ -102,7 +102,7 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         Duration::from_secs(120),
     )
     .await;
-    assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
 
     // Watch the live version for the rest of the test.
     let stop = Arc::new(AtomicBool::new(false));
@@ -156,10 +156,10 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         .await
         .unwrap()
         .into_iter()
-        .filter(|c| c.app == Some(app.0))
+        .filter(|c| c.app == Some(app))
         .collect();
     assert_eq!(containers.len(), 1, "{containers:?}");
-    assert_eq!(containers[0].deployment, Some(first.0));
+    assert_eq!(containers[0].deployment, Some(first));
     let route = std::fs::read_to_string(e.deploy.proxy.dynamic_dir.join(format!("app-{name}.yml"))).unwrap();
     assert!(
         route.contains(&engine::proxy::upstream_host(first.0)) && !route.contains(&second.0.simple().to_string()),
@@ -180,7 +180,7 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         Duration::from_secs(120),
     )
     .await;
-    assert_eq!(d.status(), Status::Running, "{:?}", d.reason);
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
 
     stop.store(true, Ordering::Relaxed);
     watcher.await.unwrap();

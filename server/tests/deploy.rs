@@ -278,7 +278,7 @@ async fn hostile_inputs_are_422_naming_the_field_and_start_nothing() {
         .call("deployments/list", &[("app_id", &id)], Some(&ada))
         .await
         .json();
-    assert_eq!(deployments.as_array().unwrap().len(), 0);
+    assert_eq!(deployments["deployments"].as_array().unwrap().len(), 0);
     assert!(!marker.exists(), "a hostile input ran a command");
 }
 
@@ -340,7 +340,7 @@ async fn webhooks_verify_signatures_and_deliveries_deploy_once() {
     let count = || async {
         app.call("deployments/list", &[("app_id", &id)], Some(&ada))
             .await
-            .json()
+            .json()["deployments"]
             .as_array()
             .unwrap()
             .len()

@@ -4,14 +4,14 @@
 #![allow(clippy::too_many_arguments)]
 
 use crate::error::AppError;
-use crate::types::{AppSummaryView, AppView, DeploymentView, HooksView};
+use crate::types::{AppSummaryView, AppView, DeploymentPage, HooksView};
 use leptos::prelude::*;
 use uuid::Uuid;
 
 #[cfg(feature = "ssr")]
 use {
     super::edge::{self, fail},
-    crate::types::DomainView,
+    crate::types::{DeploymentView, DomainView},
     engine::apps::form::{RuntimeForm, SourceForm},
     engine::apps::spec::{self, AppName, Build, HealthProbe, Source},
     engine::apps::{self, NewApp, NewDomain},
@@ -372,30 +372,42 @@ pub async fn deploy_app(app_id: String) -> Result<Uuid, AppError> {
         .0)
 }
 
+/// A page of the deployment history (`after`: the `next` of the previous page).
 #[server(endpoint = "deployments/list")]
-pub async fn list_deployments(app_id: String) -> Result<Vec<DeploymentView>, AppError> {
+pub async fn list_deployments(app_id: String, after: Option<String>) -> Result<DeploymentPage, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let app = edge::id(&app_id)?;
-    let history = deploy::list(&ctx.engine, &caller, app, 50).await.map_err(fail)?;
+    // A cursor that does not parse is a bad request for the first page's sake, not an error.
+    let after = after.as_deref().and_then(deploy::Cursor::decode);
+    let history = deploy::list_page(&ctx.engine, &caller, app, after, 30)
+        .await
+        .map_err(fail)?;
     let live = history.live;
-    Ok(history
-        .deployments
-        .into_iter()
-        .map(|d| {
-            let live = live.map(|l| l.0) == Some(d.id);
-            DeploymentView {
-                id: d.id,
-                can_rollback: d.status == "running" && !live && !d.image_pruned && d.image.is_some(),
-                live,
-                reason: d.reason,
-                trigger: d.trigger,
-                commit: d.commit_sha,
-                created_at: d.created_at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
-                duration_secs: d.finished_at.map(|f| (f - d.created_at).num_seconds()),
-                status: d.status,
-            }
-        })
-        .collect())
+    let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    Ok(DeploymentPage {
+        next: history.next.map(|c| c.encode()),
+        deployments: history
+            .deployments
+            .into_iter()
+            .map(|d| {
+                let live = live == Some(d.id);
+                DeploymentView {
+                    id: d.id.0,
+                    can_rollback: d.status.went_live() && !live && !d.image_pruned && d.image.is_some(),
+                    live,
+                    reason: d.reason,
+                    trigger: d.trigger,
+                    trigger_detail: d.trigger_detail,
+                    commit: d.commit_sha,
+                    created_at: stamp(d.created_at),
+                    duration_secs: d.finished_at.map(|f| (f - d.created_at).num_seconds()),
+                    rollback_of: d.rollback_of.map(|r| r.0),
+                    superseded: d.superseded_at.map(|at| (stamp(at), d.superseded_by.map(|b| b.0))),
+                    status: d.status,
+                }
+            })
+            .collect(),
+    })
 }
 
 #[server(endpoint = "deployments/cancel")]

@@ -1,6 +1,8 @@
-//! The seam between server functions and the engine (server build only): who is
-//! calling (session cookie -> [`Caller`]), how engine errors become HTTP statuses
-//! (mapped once, here), and the session cookie itself.
+//! The seam between the web and the engine (server build only): who is calling
+//! (session cookie -> [`Caller`]), how an engine error becomes an HTTP status
+//! and a wire error ([`status_of`] and [`wire`]: the one mapping, used by server
+//! functions here and by the server's webhooks and WebSockets), and the session
+//! cookie itself.
 
 use crate::error::AppError;
 use engine::accounts::{self, Caller};
@@ -30,7 +32,7 @@ pub struct ClientIp(pub String);
 /// several server functions in-process, and each would otherwise look the
 /// session up again. The server's middleware puts a fresh one in every request.
 #[derive(Clone, Default)]
-pub struct RequestCaller(std::sync::Arc<tokio::sync::OnceCell<Caller>>);
+pub struct RequestCaller(std::sync::Arc<tokio::sync::OnceCell<Option<Caller>>>);
 
 pub const SESSION_COOKIE: &str = "berth_session";
 
@@ -47,42 +49,54 @@ fn set_status(status: StatusCode) {
     }
 }
 
-/// Maps an engine error to the wire error and the response status. Internal and
-/// backend failures are logged here, once; their details never reach the client.
-pub fn fail<E: Classify>(err: E) -> AppError {
-    let (status, out) = match err.kind() {
-        ErrorKind::NotFound => (StatusCode::NOT_FOUND, AppError::NotFound),
-        ErrorKind::Validation { field, message } => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            AppError::Field {
-                field: field.to_owned(),
-                message,
-            },
-        ),
-        ErrorKind::Conflict { field, message } => (
-            StatusCode::CONFLICT,
-            AppError::Field {
-                field: field.to_owned(),
-                message,
-            },
-        ),
-        ErrorKind::Unauthorized(m) => (StatusCode::UNAUTHORIZED, AppError::Unauthorized(m)),
-        ErrorKind::Forbidden(m) => (StatusCode::FORBIDDEN, AppError::Forbidden(m)),
-        ErrorKind::RateLimited { retry_after_secs } => {
-            if let Some(res) = use_context::<ResponseOptions>() {
-                res.insert_header(http::header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            }
-            (StatusCode::TOO_MANY_REQUESTS, AppError::RateLimited(retry_after_secs))
-        }
+/// The HTTP status for a kind of engine error: the one mapping every edge uses.
+/// An unreachable database or Redis is 503 everywhere, never 404.
+pub fn status_of(kind: &ErrorKind) -> StatusCode {
+    match kind {
+        ErrorKind::NotFound => StatusCode::NOT_FOUND,
+        ErrorKind::Validation { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+        ErrorKind::Conflict { .. } => StatusCode::CONFLICT,
+        ErrorKind::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+        ErrorKind::Forbidden(_) => StatusCode::FORBIDDEN,
+        ErrorKind::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+        ErrorKind::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorKind::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The engine error as the wire error and its status. Internal and backend
+/// failures are logged here, once; their details never reach the client.
+pub fn wire<E: Classify>(err: &E) -> (StatusCode, AppError) {
+    let kind = err.kind();
+    let status = status_of(&kind);
+    let out = match kind {
+        ErrorKind::NotFound => AppError::NotFound,
+        ErrorKind::Validation { field, message } | ErrorKind::Conflict { field, message } => AppError::Field {
+            field: field.to_owned(),
+            message,
+        },
+        ErrorKind::Unauthorized(m) => AppError::Unauthorized(m),
+        ErrorKind::Forbidden(m) => AppError::Forbidden(m),
+        ErrorKind::RateLimited { retry_after_secs } => AppError::RateLimited(retry_after_secs),
         ErrorKind::Unavailable => {
             tracing::warn!(error = %err, "backend unavailable");
-            (StatusCode::SERVICE_UNAVAILABLE, AppError::Unavailable)
+            AppError::Unavailable
         }
         ErrorKind::Internal => {
             tracing::error!(error = %err, "internal error");
-            (StatusCode::INTERNAL_SERVER_ERROR, AppError::Internal)
+            AppError::Internal
         }
     };
+    (status, out)
+}
+
+/// For server functions: the wire error, with the response's status (and
+/// `Retry-After`) set.
+pub fn fail<E: Classify>(err: E) -> AppError {
+    let (status, out) = wire(&err);
+    if let (AppError::RateLimited(secs), Some(res)) = (&out, use_context::<ResponseOptions>()) {
+        res.insert_header(http::header::RETRY_AFTER, HeaderValue::from(*secs));
+    }
     set_status(status);
     out
 }
@@ -100,10 +114,9 @@ fn request_parts() -> Option<http::request::Parts> {
     use_context::<http::request::Parts>()
 }
 
-pub fn session_token() -> Option<SessionToken> {
-    let parts = request_parts()?;
-    parts
-        .headers
+/// The session token in a request's cookies.
+pub fn token_in(headers: &http::HeaderMap) -> Option<SessionToken> {
+    headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
@@ -113,6 +126,22 @@ pub fn session_token() -> Option<SessionToken> {
         .and_then(|(_, v)| SessionToken::from_cookie(v))
 }
 
+pub fn session_token() -> Option<SessionToken> {
+    token_in(&request_parts()?.headers)
+}
+
+/// Who is calling, from a request's headers: `None` without a live session.
+/// Server functions ([`try_caller`]) and the server's WebSockets resolve callers
+/// through this one function.
+pub async fn caller_from(engine: &Engine, headers: &http::HeaderMap) -> Result<Option<Caller>, accounts::AccountError> {
+    let Some(token) = token_in(headers) else { return Ok(None) };
+    match accounts::authenticate(engine, token).await {
+        Ok(caller) => Ok(Some(caller)),
+        Err(accounts::AccountError::NotSignedIn) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
 pub fn client_ip() -> String {
     request_parts()
         .and_then(|p| p.extensions.get::<ClientIp>().cloned())
@@ -120,23 +149,19 @@ pub fn client_ip() -> String {
         .unwrap_or_else(|| "unknown".to_owned())
 }
 
-/// The signed-in caller, if the request carries a live session.
+/// The signed-in caller, if the request carries a live session (resolved once
+/// per request: a page render runs several server functions in-process).
 pub async fn try_caller(ctx: &ServerContext) -> Result<Option<Caller>, AppError> {
-    let Some(token) = session_token() else { return Ok(None) };
-    let cell = request_parts().and_then(|p| p.extensions.get::<RequestCaller>().cloned());
-    let resolved = match cell {
+    let Some(parts) = request_parts() else { return Ok(None) };
+    let resolved = match parts.extensions.get::<RequestCaller>().cloned() {
         Some(cell) => cell
             .0
-            .get_or_try_init(|| accounts::authenticate(&ctx.engine, token))
+            .get_or_try_init(|| caller_from(&ctx.engine, &parts.headers))
             .await
             .cloned(),
-        None => accounts::authenticate(&ctx.engine, token).await,
+        None => caller_from(&ctx.engine, &parts.headers).await,
     };
-    match resolved {
-        Ok(caller) => Ok(Some(caller)),
-        Err(accounts::AccountError::NotSignedIn) => Ok(None),
-        Err(e) => Err(fail(e)),
-    }
+    resolved.map_err(fail)
 }
 
 /// The signed-in caller, or 401.

@@ -1,6 +1,9 @@
-//! Reusable pieces of the UI: the signed-in shell, form controls, the theme toggle.
+//! Reusable pieces of the UI: the signed-in shell, form controls, the theme
+//! toggle, status badges, environment-grouped lists, live logs and the backups panel.
 
+pub mod backups;
 pub mod logview;
+pub mod resources;
 pub mod shell;
 pub mod status;
 pub mod theme;

@@ -1,52 +1,56 @@
 //! Status badges for deployments, database services, backups and drills: one
-//! colour per phase, a pulse while work is in progress.
+//! colour per tone of the lifecycle state (shared with the engine), a pulse
+//! while work is in progress. The stored name is on `data-status` for tests.
 
+use crate::types::Lifecycle;
 use leptos::prelude::*;
+use lifecycle::Tone;
 
-pub fn label(status: &str) -> &'static str {
-    match status {
-        "queued" => "queued",
-        "cloning" => "cloning",
-        "building" => "building",
-        "starting" => "starting",
-        "health_checking" => "health check",
-        "routing" => "routing",
-        "running" => "running",
-        "failed" => "failed",
-        "cancelled" => "cancelled",
-        "stopped" => "stopped",
-        "exited" => "exited",
-        "restarting" => "restarting",
-        "created" => "created",
-        "dead" => "dead",
-        "succeeded" => "succeeded",
-        "verified" => "verified",
-        "pruned" => "pruned",
-        _ => "unknown",
+/// What a badge shows: the state's stored name, its words and its tone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Badge {
+    pub name: &'static str,
+    pub label: &'static str,
+    pub tone: Tone,
+}
+
+impl Badge {
+    /// A backup whose object retention deleted.
+    pub const PRUNED: Badge = Badge {
+        name: "pruned",
+        label: "pruned",
+        tone: Tone::Idle,
+    };
+}
+
+impl<S: Lifecycle> From<S> for Badge {
+    fn from(s: S) -> Self {
+        Badge {
+            name: s.as_str(),
+            label: s.label(),
+            tone: s.tone(),
+        }
     }
 }
 
-fn classes(status: &str) -> &'static str {
-    match status {
-        "running" | "succeeded" | "verified" => {
-            "bg-emerald-100 text-emerald-800 dark:bg-emerald-950 dark:text-emerald-300"
-        }
-        "failed" | "dead" | "exited" => "bg-red-100 text-red-800 dark:bg-red-950 dark:text-red-300",
-        "queued" | "cancelled" | "stopped" | "pruned" => {
-            "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-300"
-        }
-        _ => "animate-pulse bg-amber-100 text-amber-800 dark:bg-amber-950 dark:text-amber-300",
+fn classes(tone: Tone) -> &'static str {
+    match tone {
+        Tone::Good => "bg-emerald-100 text-emerald-800 dark:bg-emerald-950 dark:text-emerald-300",
+        Tone::Bad => "bg-red-100 text-red-800 dark:bg-red-950 dark:text-red-300",
+        Tone::Idle => "bg-slate-100 text-slate-700 dark:bg-slate-800 dark:text-slate-300",
+        Tone::Busy => "animate-pulse bg-amber-100 text-amber-800 dark:bg-amber-950 dark:text-amber-300",
     }
 }
 
+/// A state as a coloured pill (it follows the signal when given one).
 #[component]
-pub fn StatusBadge(#[prop(into)] status: Signal<String>) -> impl IntoView {
+pub fn StatusBadge(#[prop(into)] status: Signal<Badge>) -> impl IntoView {
     view! {
         <span
-            class=move || format!("inline-flex rounded-full px-2 py-0.5 text-xs font-medium {}", classes(&status.get()))
-            data-status=move || status.get()
+            class=move || format!("inline-flex rounded-full px-2 py-0.5 text-xs font-medium {}", classes(status.get().tone))
+            data-status=move || status.get().name
         >
-            {move || label(&status.get())}
+            {move || status.get().label}
         </span>
     }
 }

@@ -7,7 +7,7 @@ use crate::api::apps::{
     RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
 };
 use crate::components::logview::LogView;
-use crate::components::status::StatusBadge;
+use crate::components::status::{Badge, StatusBadge};
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
     CARD, INPUT,
@@ -371,15 +371,28 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
                 actions.rollback.version().get(),
             )
         },
-        move |_| list_deployments(id.clone()),
+        move |_| list_deployments(id.clone(), None),
     );
     let selected = RwSignal::new(None::<uuid::Uuid>);
+    // Older pages, appended by "Show older" (finished deployments: they do not change).
+    let older = RwSignal::new(Vec::<DeploymentView>::new());
+    let next = RwSignal::new(None::<String>);
+    let more_id = app.id.to_string();
+    let show_older = move |_| {
+        let (app_id, after) = (more_id.clone(), next.get_untracked());
+        leptos::task::spawn_local(async move {
+            if let Ok(page) = list_deployments(app_id, after).await {
+                older.update(|o| o.extend(page.deployments));
+                next.set(page.next);
+            }
+        });
+    };
     // Poll while anything is in progress, so badges follow the pipeline.
     poll_while(
         move || {
             list.get_untracked()
                 .and_then(|r| r.ok())
-                .is_some_and(|l| l.iter().any(|d| !d.finished()))
+                .is_some_and(|p| p.deployments.iter().any(|d| !d.finished()))
         },
         tick,
     );
@@ -395,20 +408,27 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
                 {move || Suspend::new(async move {
                     match list.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(ds) if ds.is_empty() => view! { <p class="text-sm text-slate-500">"No deployments yet. Press Deploy."</p> }.into_any(),
-                        Ok(ds) => {
+                        Ok(page) if page.deployments.is_empty() => view! { <p class="text-sm text-slate-500">"No deployments yet. Press Deploy."</p> }.into_any(),
+                        Ok(page) => {
                             if selected.get_untracked().is_none() {
-                                selected.set(ds.first().map(|d| d.id));
+                                selected.set(page.deployments.first().map(|d| d.id));
+                            }
+                            if older.get_untracked().is_empty() {
+                                next.set(page.next.clone());
                             }
                             view! {
                                 <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="deployments">
-                                    {ds.into_iter().map(|d| view! { <DeploymentRow d selected actions /> }).collect_view()}
+                                    {page.deployments.into_iter().map(|d| view! { <DeploymentRow d selected actions /> }).collect_view()}
+                                    {move || older.get().into_iter().map(|d| view! { <DeploymentRow d selected actions /> }).collect_view()}
                                 </ul>
                             }.into_any()
                         }
                     }
                 })}
             </Transition>
+            {move || next.get().is_some().then(|| view! {
+                <button type="button" class=BUTTON_QUIET id="older-deployments" on:click=show_older.clone()>"Show older"</button>
+            })}
         </section>
         {move || selected.get().map(|d| view! {
             <section class=CARD>
@@ -433,12 +453,24 @@ fn DeploymentRow(d: DeploymentView, selected: RwSignal<Option<uuid::Uuid>>, acti
         <li class="flex flex-col gap-2 py-3 sm:flex-row sm:items-center sm:justify-between" data-deployment=id.to_string()>
             <div class="space-y-1">
                 <div class="flex items-center gap-2">
-                    <StatusBadge status=d.status.clone() />
-                    {d.live.then(|| view! { <span class="rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-800 dark:bg-indigo-950 dark:text-indigo-300">"live"</span> })}
-                    <span class="text-sm">{d.trigger.clone()}</span>
+                    <StatusBadge status=Badge::from(d.status) />
+                    {d.live.then(|| view! { <span class="rounded-full bg-indigo-100 px-2 py-0.5 text-xs font-medium text-indigo-800 dark:bg-indigo-950 dark:text-indigo-300" data-live="">"live"</span> })}
+                    <span class="text-sm">{match &d.trigger_detail {
+                        Some(detail) => format!("{} ({detail})", d.trigger),
+                        None => d.trigger.to_string(),
+                    }}</span>
                     {d.commit.clone().map(|c| view! { <code class="text-xs">{c.chars().take(8).collect::<String>()}</code> })}
                 </div>
                 <p class="text-xs text-slate-500">{d.created_at.clone()} {d.duration_secs.map(|s| format!(" · {s} s"))}</p>
+                {d.rollback_of.map(|r| view! {
+                    <p class="text-xs text-slate-500" data-rollback-of=r.to_string()>{format!("restores deployment {}", &r.simple().to_string()[..8])}</p>
+                })}
+                {d.superseded.clone().map(|(at, by)| view! {
+                    <p class="text-xs text-slate-500" data-superseded="">{match by {
+                        Some(by) => format!("replaced by {} at {at}", &by.simple().to_string()[..8]),
+                        None => format!("replaced at {at}"),
+                    }}</p>
+                })}
                 {d.reason.clone().map(|r| view! { <p class="text-sm text-red-700 dark:text-red-400" data-reason="">{r}</p> })}
             </div>
             <div class="flex gap-2">

@@ -5,14 +5,14 @@ use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
 use crate::api::services::{list_services, CreateService};
-use crate::components::status::StatusBadge;
+use crate::components::resources::{EnvironmentGroups, ResourceRow};
+use crate::components::status::Badge;
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
-use crate::types::{EnvironmentView, Me, ProjectDetail};
+use crate::types::{EnvironmentView, Me, ProjectDetail, ServiceState};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]
@@ -185,17 +185,11 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
         move |_| list_apps(project_id.clone())
     });
     // Badges follow deployments in progress (polled every 2 s while any is).
-    let busy = |s: &Option<String>| {
-        !matches!(
-            s.as_deref(),
-            None | Some("running") | Some("failed") | Some("cancelled")
-        )
-    };
     poll_while(
         move || {
             list.get_untracked()
                 .and_then(|r| r.ok())
-                .is_some_and(|apps| apps.iter().any(|a| busy(&a.status)))
+                .is_some_and(|apps| apps.iter().any(|a| a.status.is_some_and(|s| s.in_progress())))
         },
         tick,
     );
@@ -219,22 +213,23 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
                     Suspend::new(async move {
                         match list.await {
                             Err(e) => view! { <LoadError error=e /> }.into_any(),
-                            Ok(apps) if apps.is_empty() => view! { <p class="text-sm text-slate-500">"No applications yet."</p> }.into_any(),
-                            Ok(apps) => by_environment(envs, apps, |a| a.environment_id, "data-apps-env", |a| {
-                                let label = a.name.clone();
-                                view! {
-                                    <li class="flex items-center justify-between py-2" data-app=a.name.clone()>
-                                        <div>
-                                            <A href=format!("/apps/{}", a.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
-                                            <span class="ml-2 text-xs text-slate-500">{a.source.clone()} {a.domain.clone().map(|d| format!(" · {d}"))}</span>
-                                        </div>
-                                        {match a.status.clone() {
-                                            Some(s) => view! { <StatusBadge status=s /> }.into_any(),
-                                            None => view! { <span class="text-xs text-slate-500">"never deployed"</span> }.into_any(),
-                                        }}
-                                    </li>
-                                }.into_any()
-                            }).into_any(),
+                            Ok(apps) => {
+                                let rows = apps
+                                    .into_iter()
+                                    .map(|a| ResourceRow {
+                                        environment_id: a.environment_id,
+                                        href: format!("/apps/{}", a.id),
+                                        detail: match a.domain {
+                                            Some(d) => format!("{} · {d}", a.source),
+                                            None => a.source,
+                                        },
+                                        badge: a.status.map(Badge::from),
+                                        name: a.name,
+                                        marker: "app",
+                                    })
+                                    .collect();
+                                view! { <EnvironmentGroups envs rows list_attr="data-apps-env" empty="No applications yet." none_label="never deployed" /> }.into_any()
+                            }
                         }
                     })
                 }}
@@ -281,7 +276,7 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
         move || {
             list.get_untracked()
                 .and_then(|r| r.ok())
-                .is_some_and(|l| l.iter().any(|s| matches!(s.state.as_str(), "starting" | "restarting")))
+                .is_some_and(|l| l.iter().any(|s| matches!(s.state, ServiceState::Starting | ServiceState::Restarting)))
         },
         tick,
     );
@@ -305,19 +300,20 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
                     Suspend::new(async move {
                         match list.await {
                             Err(e) => view! { <LoadError error=e /> }.into_any(),
-                            Ok(list) if list.is_empty() => view! { <p class="text-sm text-slate-500">"No databases yet."</p> }.into_any(),
-                            Ok(list) => by_environment(envs, list, |s| s.environment_id, "data-services-env", |s| {
-                                let label = s.name.clone();
-                                view! {
-                                    <li class="flex items-center justify-between py-2" data-service=s.name.clone()>
-                                        <div>
-                                            <A href=format!("/services/{}", s.id) attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{label}</A>
-                                            <span class="ml-2 text-xs text-slate-500">{s.engine.clone()}</span>
-                                        </div>
-                                        <StatusBadge status=s.state.clone() />
-                                    </li>
-                                }.into_any()
-                            }).into_any(),
+                            Ok(list) => {
+                                let rows = list
+                                    .into_iter()
+                                    .map(|s| ResourceRow {
+                                        environment_id: s.environment_id,
+                                        href: format!("/services/{}", s.id),
+                                        detail: s.engine,
+                                        badge: Some(Badge::from(s.state)),
+                                        name: s.name,
+                                        marker: "service",
+                                    })
+                                    .collect();
+                                view! { <EnvironmentGroups envs rows list_attr="data-services-env" empty="No databases yet." none_label="" /> }.into_any()
+                            }
                         }
                     })
                 }}
@@ -349,29 +345,4 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
             </ActionForm>
         </section>
     }
-}
-
-/// Items grouped under their environment's name, in the environments' order
-/// (environments with none are skipped). `list_attr` marks each list for tests.
-fn by_environment<T>(
-    envs: Vec<EnvironmentView>,
-    items: Vec<T>,
-    env_of: impl Fn(&T) -> uuid::Uuid,
-    list_attr: &'static str,
-    row: impl Fn(&T) -> AnyView,
-) -> impl IntoView {
-    envs.into_iter()
-        .map(|env| {
-            let here: Vec<&T> = items.iter().filter(|i| env_of(i) == env.id).collect();
-            (!here.is_empty()).then(|| {
-                let rows = here.into_iter().map(&row).collect_view();
-                view! {
-                    <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
-                    <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-list=list_attr data-env=env.name.clone()>
-                        {rows}
-                    </ul>
-                }
-            })
-        })
-        .collect_view()
 }

@@ -6,6 +6,7 @@ use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
 use crate::api::session::{ChangePassword, UpdateProfile};
+use crate::components::backups::BackupsPanel;
 use crate::components::ui::{
     action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
@@ -233,7 +234,7 @@ fn OwnDatabase() -> impl IntoView {
                 allowed.await.ok().map(|_| view! {
                     <h2 class="pt-4 text-xl font-semibold" id="own-database">"Berth's own database"</h2>
                     <p class="text-sm text-slate-500">"Back up Berth's PostgreSQL to S3. Restoring it is a command-line step: see docs/OPERATIONS.md."</p>
-                    <crate::pages::service::BackupsPanel subject="berth".to_string() service=None />
+                    <BackupsPanel subject="berth".to_string() service=None />
                 })
             })}
         </Suspense>

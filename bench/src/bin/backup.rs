@@ -3,6 +3,7 @@
 //! the duration, throughput and the worker's peak RSS (VmHWM) for a backup, a
 //! restore into the running service and a restore drill. Run by `make bench`.
 
+use lifecycle::{DrillStatus, JobStatus};
 use engine::backups::{self, RestoreInto, Subject};
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
@@ -59,21 +60,21 @@ async fn main() -> anyhow::Result<()> {
         let id = backups::backup_now(&e, &caller, Subject::Service(svc), dest).await?;
         let b = loop {
             let b = backups::backup_status(&e, &caller, id).await?;
-            if b.status == "succeeded" || b.status == "failed" {
+            if b.status == JobStatus::Succeeded || b.status == JobStatus::Failed {
                 break b;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let backup_secs = t.elapsed().as_secs_f64();
-        anyhow::ensure!(b.status == "succeeded", "backup failed: {:?}", b.error);
+        anyhow::ensure!(b.status == JobStatus::Succeeded, "backup failed: {:?}", b.error);
         let t = Instant::now();
         let (rid, _) = backups::restore(&e, &caller, id, RestoreInto::Existing(svc)).await?;
         loop {
             let r = backups::restore_status(&e, &caller, rid).await?;
-            if r.status == "succeeded" {
+            if r.status == JobStatus::Succeeded {
                 break;
             }
-            anyhow::ensure!(r.status != "failed", "restore failed: {:?}", r.error);
+            anyhow::ensure!(r.status != JobStatus::Failed, "restore failed: {:?}", r.error);
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         let restore_secs = t.elapsed().as_secs_f64();
@@ -81,14 +82,14 @@ async fn main() -> anyhow::Result<()> {
         backups::drill(&e, &caller, id).await?;
         let drill = loop {
             let b = backups::backup_status(&e, &caller, id).await?;
-            if matches!(b.drill_status.as_deref(), Some("verified" | "failed")) {
+            if b.drill_status.is_some_and(|d| !d.in_progress()) {
                 break b;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
         let drill_secs = t.elapsed().as_secs_f64();
         anyhow::ensure!(
-            drill.drill_status.as_deref() == Some("verified"),
+            drill.drill_status == Some(DrillStatus::Verified),
             "{:?}",
             drill.drill_detail
         );

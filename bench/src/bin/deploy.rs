@@ -42,8 +42,8 @@ async fn settle(e: &Engine, c: &Caller, id: DeploymentId) -> Result<deploy::Depl
     let start = Instant::now();
     loop {
         let d = deploy::get(e, c, id).await?;
-        if d.status().is_terminal() {
-            if d.status() != Status::Running {
+        if d.status.is_finished() {
+            if d.status != Status::Running {
                 bail!("deployment {}: {:?}", d.status, d.reason);
             }
             return Ok(d);
@@ -89,33 +89,22 @@ fn runtime(port: u16, command: Option<Vec<String>>) -> Runtime {
 /// The raw cost: create + start on the same network, then the same probe (TCP
 /// connect every 100 ms) until the port answers.
 async fn raw_run(e: &Engine, image: &str, cmd: Vec<String>, port: u16) -> Result<f64> {
-    use bollard::models::{ContainerCreateBody, HostConfig};
-    use bollard::query_parameters::{CreateContainerOptionsBuilder, RemoveContainerOptionsBuilder};
-    let docker = e.docker.client().await?;
+    use engine::docker::{ContainerSpec, Network};
     let name = format!(
         "{}-raw-{}",
         e.deploy.instance,
         &uuid::Uuid::new_v4().simple().to_string()[..8]
     );
+    let mut spec = ContainerSpec::new(&name, image);
+    spec.cmd = Some(cmd);
+    spec.labels = [("berth.instance".to_owned(), e.deploy.instance.clone())].into();
+    spec.network = Network::Bridge {
+        name: e.deploy.network.clone(),
+        aliases: Vec::new(),
+    };
     let t0 = Instant::now();
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-            ContainerCreateBody {
-                image: Some(image.into()),
-                cmd: Some(cmd),
-                labels: Some([("berth.instance".to_owned(), e.deploy.instance.clone())].into()),
-                host_config: Some(HostConfig {
-                    network_mode: Some(e.deploy.network.clone()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await?;
-    docker
-        .start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
-        .await?;
+    e.docker.create_container(&spec).await?;
+    e.docker.start_container(&name).await?;
     let ip = loop {
         if let Some(ip) = engine::deploy::runtime::address(e, &name).await? {
             break ip;
@@ -128,9 +117,7 @@ async fn raw_run(e: &Engine, image: &str, cmd: Vec<String>, port: u16) -> Result
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let took = t0.elapsed().as_secs_f64();
-    docker
-        .remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-        .await?;
+    e.docker.remove_container(&name, false).await?;
     Ok(took)
 }
 
@@ -526,7 +513,7 @@ async fn main() -> Result<()> {
     // a one-off ~150 ms stall in the log path (docs/BENCHMARKS.md).
     // (No worker yet: the log benchmark's deployment must stay queued.)
     print!("{}", log_latency(&env, &caller, envid).await?);
-    let worker = tokio::spawn(engine::deploy::worker::run(env.engine().clone(), stop.clone()));
+    let worker = tokio::spawn(engine::worker::run(env.engine().clone(), stop.clone()));
     print!("{}", prebuilt(&env, &caller, envid).await?);
     print!(
         "{}",

@@ -14,7 +14,6 @@ use crate::names::{Description, ValidationError};
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -144,7 +143,7 @@ pub struct AppSummary {
     pub name: String,
     pub environment_id: EnvironmentId,
     pub source_kind: &'static str,
-    pub status: Option<String>,
+    pub status: Option<lifecycle::DeploymentStatus>,
     pub live: bool,
     pub domain: Option<String>,
 }
@@ -225,37 +224,34 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<App
     let deploy_token = random_token();
     let sealed_source_secret = new.source_secret.as_deref().map(|s| engine.secret.seal(s.as_bytes()));
     let id = conn
-        .transaction::<_, AppError, _>(|conn| {
-            async move {
-                let id: Uuid = diesel::insert_into(applications::table)
-                    .values((
-                        applications::organization_id.eq(org),
-                        applications::environment_id.eq(new.environment.0),
-                        applications::name.eq(new.name.as_str()),
-                        applications::description.eq(new.description.as_str()),
-                        applications::source.eq(json(&new.source)),
-                        applications::source_secret.eq(sealed_source_secret),
-                        applications::build.eq(json(&new.build)),
-                        applications::runtime.eq(json(&new.runtime)),
-                        applications::webhook_secret.eq(engine.secret.seal(webhook_secret.as_bytes())),
-                        applications::deploy_token_hash.eq(token_hash(&deploy_token)),
-                        applications::deploy_token.eq(engine.secret.seal(deploy_token.as_bytes())),
-                    ))
-                    .returning(applications::id)
-                    .get_result(conn)
-                    .await?;
-                diesel::insert_into(domains::table)
-                    .values((
-                        domains::application_id.eq(id),
-                        domains::organization_id.eq(org),
-                        domains::host.eq(default_host.as_str()),
-                        domains::generated.eq(true),
-                    ))
-                    .execute(conn)
-                    .await?;
-                Ok(id)
-            }
-            .scope_boxed()
+        .transaction::<_, AppError, _>(async |conn| {
+            let id: Uuid = diesel::insert_into(applications::table)
+                .values((
+                    applications::organization_id.eq(org),
+                    applications::environment_id.eq(new.environment.0),
+                    applications::name.eq(new.name.as_str()),
+                    applications::description.eq(new.description.as_str()),
+                    applications::source.eq(json(&new.source)),
+                    applications::source_secret.eq(sealed_source_secret),
+                    applications::build.eq(json(&new.build)),
+                    applications::runtime.eq(json(&new.runtime)),
+                    applications::webhook_secret.eq(engine.secret.seal(webhook_secret.as_bytes())),
+                    applications::deploy_token_hash.eq(token_hash(&deploy_token)),
+                    applications::deploy_token.eq(engine.secret.seal(deploy_token.as_bytes())),
+                ))
+                .returning(applications::id)
+                .get_result(conn)
+                .await?;
+            diesel::insert_into(domains::table)
+                .values((
+                    domains::application_id.eq(id),
+                    domains::organization_id.eq(org),
+                    domains::host.eq(default_host.as_str()),
+                    domains::generated.eq(true),
+                ))
+                .execute(conn)
+                .await?;
+            Ok(id)
         })
         .await?;
     tracing::info!(app.id = %id, org.id = %caller.org_id, "application created");
@@ -271,6 +267,18 @@ pub(crate) async fn load(
     let row: AppRow = applications::table
         .filter(applications::id.eq(id.0))
         .filter(applications::organization_id.eq(org))
+        .select(AppRow::as_select())
+        .first(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)?;
+    row.decode()
+}
+
+/// The application with its sealed source secret, unscoped (worker use).
+pub(crate) async fn load_any(conn: &mut AsyncPgConnection, id: AppId) -> Result<(Application, Option<String>), AppError> {
+    let row: AppRow = applications::table
+        .find(id.0)
         .select(AppRow::as_select())
         .first(conn)
         .await
@@ -348,7 +356,7 @@ pub async fn list_in_project(
         String,
         Uuid,
         serde_json::Value,
-        Option<String>,
+        Option<lifecycle::DeploymentStatus>,
         Option<Uuid>,
         Option<String>,
     );
@@ -463,32 +471,29 @@ pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime
 pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(String, String)>) -> Result<(), AppError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
-    conn.transaction::<_, AppError, _>(|conn| {
-        async move {
-            load(conn, org, id).await?;
-            diesel::delete(app_env_vars::table.filter(app_env_vars::application_id.eq(id.0)))
+    conn.transaction::<_, AppError, _>(async |conn| {
+        load(conn, org, id).await?;
+        diesel::delete(app_env_vars::table.filter(app_env_vars::application_id.eq(id.0)))
+            .execute(conn)
+            .await?;
+        let rows: Vec<_> = vars
+            .iter()
+            .map(|(n, v)| {
+                (
+                    app_env_vars::application_id.eq(id.0),
+                    app_env_vars::organization_id.eq(org),
+                    app_env_vars::name.eq(n.as_str()),
+                    app_env_vars::value.eq(engine.secret.seal(v.as_bytes())),
+                )
+            })
+            .collect();
+        if !rows.is_empty() {
+            diesel::insert_into(app_env_vars::table)
+                .values(rows)
                 .execute(conn)
                 .await?;
-            let rows: Vec<_> = vars
-                .iter()
-                .map(|(n, v)| {
-                    (
-                        app_env_vars::application_id.eq(id.0),
-                        app_env_vars::organization_id.eq(org),
-                        app_env_vars::name.eq(n.as_str()),
-                        app_env_vars::value.eq(engine.secret.seal(v.as_bytes())),
-                    )
-                })
-                .collect();
-            if !rows.is_empty() {
-                diesel::insert_into(app_env_vars::table)
-                    .values(rows)
-                    .execute(conn)
-                    .await?;
-            }
-            Ok(())
         }
-        .scope_boxed()
+        Ok(())
     })
     .await
 }
@@ -607,9 +612,9 @@ pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Re
     Ok(AppId(app))
 }
 
-/// The domains the proxy routes for an application (no tenancy: worker use).
-pub(crate) async fn domains_of(conn: &mut AsyncPgConnection, id: AppId) -> Result<Vec<Domain>, AppError> {
-    Ok(domains::table
+/// The routes the proxy serves for an application (no tenancy: worker use).
+pub(crate) async fn routes_of(conn: &mut AsyncPgConnection, id: AppId) -> Result<Vec<crate::proxy::Route>, AppError> {
+    let domains: Vec<Domain> = domains::table
         .filter(domains::application_id.eq(id.0))
         .order((
             domains::generated.desc(),
@@ -618,7 +623,20 @@ pub(crate) async fn domains_of(conn: &mut AsyncPgConnection, id: AppId) -> Resul
         ))
         .select(Domain::as_select())
         .load(conn)
-        .await?)
+        .await?;
+    Ok(domains.into_iter().map(Domain::into_route).collect())
+}
+
+impl Domain {
+    pub fn into_route(self) -> crate::proxy::Route {
+        crate::proxy::Route {
+            host: self.host,
+            path_prefix: self.path_prefix,
+            strip_prefix: self.strip_prefix,
+            port: self.port.and_then(|p| u16::try_from(p).ok()),
+            https: self.https,
+        }
+    }
 }
 
 /// The webhook secret and the generic deploy token, for the settings the user
@@ -684,10 +702,15 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), A
         return Err(AppError::Forbidden("only admins and owners can delete applications"));
     }
     // Stop new deployments from starting, then remove what runs.
+    let in_progress: Vec<_> = <lifecycle::DeploymentStatus as lifecycle::Lifecycle>::ALL
+        .iter()
+        .copied()
+        .filter(|s| s.in_progress())
+        .collect();
     diesel::update(
         deployments::table
             .filter(deployments::application_id.eq(id.0))
-            .filter(deployments::status.eq_any(crate::deploy::status::ACTIVE_OR_QUEUED)),
+            .filter(deployments::status.eq_any(in_progress)),
     )
     .set(deployments::cancel_requested.eq(true))
     .execute(&mut conn)

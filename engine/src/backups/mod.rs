@@ -5,7 +5,9 @@
 //! scopes each query by their organization (a foreign ID is "not found"). The
 //! work itself runs in the worker (`jobs`), from rows queued here.
 
-pub mod jobs;
+pub mod kinds;
+pub mod transition;
+pub mod work;
 pub mod own;
 pub mod s3;
 pub mod schedule;
@@ -22,10 +24,10 @@ use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use lifecycle::{BackupTrigger, DrillStatus, JobStatus};
 use uuid::Uuid;
 
-/// The name backups of Berth's own database carry in place of a service name.
-pub const OWN_NAME: &str = "berth";
+pub use crate::services::OWN_NAME;
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -257,15 +259,15 @@ pub struct Backup {
     pub engine: String,
     pub destination_id: Uuid,
     pub schedule_id: Option<Uuid>,
-    pub trigger: String,
-    pub status: String,
+    pub trigger: BackupTrigger,
+    pub status: JobStatus,
     pub object_key: Option<String>,
     pub size_bytes: i64,
     pub error: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
     pub pruned_at: Option<DateTime<Utc>>,
-    pub drill_status: Option<String>,
+    pub drill_status: Option<DrillStatus>,
     pub drill_detail: Option<String>,
     pub drill_at: Option<DateTime<Utc>>,
     pub created_at: DateTime<Utc>,
@@ -284,7 +286,7 @@ pub struct Restore {
     pub id: Uuid,
     pub backup_id: Uuid,
     pub service_id: Uuid,
-    pub status: String,
+    pub status: JobStatus,
     pub bytes: i64,
     pub error: Option<String>,
     pub started_at: Option<DateTime<Utc>>,
@@ -463,7 +465,7 @@ pub async fn backup_now(
             backups::service_name.eq(&name),
             backups::engine.eq(&kind),
             backups::destination_id.eq(destination.0),
-            backups::trigger.eq("manual"),
+            backups::trigger.eq(BackupTrigger::Manual),
         ))
         .returning(backups::id)
         .get_result(&mut conn)
@@ -485,7 +487,7 @@ async fn load_backup(conn: &mut AsyncPgConnection, org: Uuid, id: BackupId) -> R
 }
 
 fn restorable(b: &Backup) -> Result<(), BackupError> {
-    if b.status != "succeeded" || b.object_key.is_none() {
+    if b.status != JobStatus::Succeeded || b.object_key.is_none() {
         return Err(BackupError::State("only a successful backup can be restored".into()));
     }
     if b.pruned_at.is_some() {
@@ -502,21 +504,16 @@ pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(),
         subject(&mut conn, caller, Subject::Own).await?;
     }
     restorable(&b)?;
-    if matches!(b.drill_status.as_deref(), Some("queued" | "running")) {
+    if b.drill_status.is_some_and(DrillStatus::in_progress) {
         return Ok(());
     }
-    diesel::update(
-        backups::table
-            .filter(backups::id.eq(id.0))
-            .filter(backups::organization_id.eq(caller.org_id.0)),
-    )
-    .set((
-        backups::drill_status.eq(Some("queued")),
-        backups::drill_detail.eq(None::<String>),
-    ))
-    .execute(&mut conn)
-    .await?;
-    Ok(())
+    let m = transition::DrillMove::new(id.0, b.drill_status, DrillStatus::Queued, crate::jobs::Holder::Anyone);
+    match transition::drill_transition(&mut conn, m).await {
+        // Queued by someone else in between: the same outcome.
+        Ok(()) | Err(crate::jobs::TransitionError::Lost) => Ok(()),
+        Err(crate::jobs::TransitionError::Store(e)) => Err(e.into()),
+        Err(e @ crate::jobs::TransitionError::Illegal(_)) => Err(BackupError::State(e.to_string())),
+    }
 }
 
 /// Where a restore goes.
@@ -637,8 +634,8 @@ pub async fn import_object(
             backups::service_name.eq(&name),
             backups::engine.eq(&kind),
             backups::destination_id.eq(destination.0),
-            backups::trigger.eq("bucket"),
-            backups::status.eq("succeeded"),
+            backups::trigger.eq(BackupTrigger::Bucket),
+            backups::status.eq(JobStatus::Succeeded),
             backups::object_key.eq(Some(key)),
             backups::size_bytes.eq(found.size as i64),
             backups::finished_at.eq(Some(Utc::now())),
@@ -752,7 +749,7 @@ pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) 
             backups::engine.eq(&kind),
             backups::destination_id.eq(row.destination_id),
             backups::schedule_id.eq(Some(row.id)),
-            backups::trigger.eq("manual"),
+            backups::trigger.eq(BackupTrigger::Manual),
         ))
         .returning(backups::id)
         .get_result(&mut conn)

@@ -14,7 +14,6 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
 use uuid::Uuid;
 
@@ -166,52 +165,49 @@ pub async fn tick(engine: &Engine, now: DateTime<Utc>) -> Result<usize, StoreErr
             None => (super::OWN_NAME.to_owned(), "postgres".to_owned()),
         };
         let took = conn
-            .transaction::<_, StoreError, _>(|conn| {
-                async move {
-                    let inserted = diesel::insert_into(schedule_slots::table)
-                        .values((
-                            schedule_slots::schedule_id.eq(id),
-                            schedule_slots::slot.eq(slot),
-                            schedule_slots::missed.eq(missed as i32),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
-                    if inserted == 0 {
-                        return Ok(false);
-                    }
-                    diesel::update(
-                        backup_schedules::table
-                            .filter(backup_schedules::id.eq(id))
-                            .filter(backup_schedules::last_slot.lt(slot)),
-                    )
-                    .set(backup_schedules::last_slot.eq(slot))
+            .transaction::<_, StoreError, _>(async |conn| {
+                let inserted = diesel::insert_into(schedule_slots::table)
+                    .values((
+                        schedule_slots::schedule_id.eq(id),
+                        schedule_slots::slot.eq(slot),
+                        schedule_slots::missed.eq(missed as i32),
+                    ))
+                    .on_conflict_do_nothing()
                     .execute(conn)
                     .await?;
-                    let backup: Uuid = diesel::insert_into(backups::table)
-                        .values((
-                            backups::organization_id.eq(org),
-                            backups::service_id.eq(service),
-                            backups::service_name.eq(&name),
-                            backups::engine.eq(&engine_kind),
-                            backups::destination_id.eq(destination),
-                            backups::schedule_id.eq(Some(id)),
-                            backups::trigger.eq("schedule"),
-                        ))
-                        .returning(backups::id)
-                        .get_result(conn)
-                        .await?;
-                    diesel::update(
-                        schedule_slots::table
-                            .filter(schedule_slots::schedule_id.eq(id))
-                            .filter(schedule_slots::slot.eq(slot)),
-                    )
-                    .set(schedule_slots::backup_id.eq(backup))
-                    .execute(conn)
-                    .await?;
-                    Ok(true)
+                if inserted == 0 {
+                    return Ok(false);
                 }
-                .scope_boxed()
+                diesel::update(
+                    backup_schedules::table
+                        .filter(backup_schedules::id.eq(id))
+                        .filter(backup_schedules::last_slot.lt(slot)),
+                )
+                .set(backup_schedules::last_slot.eq(slot))
+                .execute(conn)
+                .await?;
+                let backup: Uuid = diesel::insert_into(backups::table)
+                    .values((
+                        backups::organization_id.eq(org),
+                        backups::service_id.eq(service),
+                        backups::service_name.eq(&name),
+                        backups::engine.eq(&engine_kind),
+                        backups::destination_id.eq(destination),
+                        backups::schedule_id.eq(Some(id)),
+                        backups::trigger.eq(lifecycle::BackupTrigger::Schedule),
+                    ))
+                    .returning(backups::id)
+                    .get_result(conn)
+                    .await?;
+                diesel::update(
+                    schedule_slots::table
+                        .filter(schedule_slots::schedule_id.eq(id))
+                        .filter(schedule_slots::slot.eq(slot)),
+                )
+                .set(schedule_slots::backup_id.eq(backup))
+                .execute(conn)
+                .await?;
+                Ok(true)
             })
             .await?;
         if took {

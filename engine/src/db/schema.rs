@@ -139,6 +139,9 @@ diesel::table! {
         health_checking_at -> Nullable<Timestamptz>,
         routing_at -> Nullable<Timestamptz>,
         finished_at -> Nullable<Timestamptz>,
+        superseded_at -> Nullable<Timestamptz>,
+        superseded_by -> Nullable<Uuid>,
+        trigger_detail -> Nullable<Text>,
     }
 }
 

@@ -1,15 +1,13 @@
-//! Building an image through the Engine API: the context directory is packed into
-//! a tar file on disk, streamed to `POST /build`, and the build's output goes to
-//! the deployment log. Static sites get a generated Dockerfile on top of Berth's
-//! static-server base image.
+//! What an image is built from: the context directory packed into a tar file on
+//! disk (streamed to the engine by [`crate::docker`]), the Dockerfile inside it,
+//! target and arguments. Static sites get a generated Dockerfile on top of
+//! Berth's static-server base image.
 
 use crate::apps::spec::Build;
-use crate::docker::DockerError;
+use crate::docker::BuildSpec;
 use crate::logs::DeployLog;
 use crate::Engine;
-use futures::StreamExt;
 use std::path::Path;
-use tokio_util::sync::CancellationToken;
 
 /// The Dockerfile Berth writes for static sites (busybox httpd serves /srv/www).
 pub const STATIC_DOCKERFILE: &str = "Dockerfile.berth-static";
@@ -37,20 +35,16 @@ fn pack(dir: &Path, tar_path: &Path, extra: Option<(&str, &str)>) -> std::io::Re
     tar.into_inner()?.into_inner().map_err(|e| e.into_error())?.sync_all()
 }
 
-/// Builds `tag` from the checkout; the error is the reason the deployment fails with.
-/// No labels are added: the legacy builder turns each into an extra step with an
-/// intermediate container (~0.1 s each, docs/BENCHMARKS.md); images are tracked
-/// by their `berth/<app>:<deployment>` tag instead.
-#[allow(clippy::too_many_arguments)]
-pub async fn build(
+/// Packs the build context into a tar file in the work directory and says how
+/// to build it; the error is the reason the deployment fails with.
+pub async fn prepare(
     engine: &Engine,
     build: &Build,
     root: &Path,
     work: &Path,
     tag: &str,
     log: &DeployLog,
-    cancel: &CancellationToken,
-) -> Result<(), String> {
+) -> Result<BuildSpec, String> {
     let tar_path = work.join("context.tar");
     let (context, dockerfile, target, args, extra) = match build {
         Build::Dockerfile {
@@ -89,117 +83,18 @@ pub async fn build(
         .map_err(|e| format!("packing the build context: {e}"))?;
     let size = std::fs::metadata(&tar_path).map(|m| m.len()).unwrap_or(0);
     log.line(format!("==> build context {:.1} MB", size as f64 / 1e6));
-
-    let docker = engine.docker.client().await.map_err(|e| e.to_string())?;
-    let file = tokio::fs::File::open(&tar_path).await.map_err(|e| e.to_string())?;
-    let body = bollard::body_try_stream(tokio_util::io::ReaderStream::new(file));
-    let options = bollard::query_parameters::BuildImageOptions {
+    Ok(BuildSpec {
+        context: tar_path,
         dockerfile,
-        t: Some(tag.to_owned()),
-        target: target.unwrap_or_default(),
-        buildargs: Some(args.into_iter().collect()),
-        rm: true,
-        forcerm: true,
-        version: bollard::query_parameters::BuilderVersion::BuilderV1,
-        ..Default::default()
-    };
-    let mut stream = docker.build_image(options, None, Some(body));
-    let mut step = String::from("0");
-    loop {
-        let item = tokio::select! {
-            i = stream.next() => i,
-            // Dropping the stream closes the request; the engine stops the build.
-            _ = cancel.cancelled() => return Err("cancelled".into()),
-        };
-        let Some(item) = item else { break };
-        match item {
-            Ok(info) => {
-                if let Some(text) = info.stream {
-                    for l in text.lines() {
-                        if let Some(rest) = l.strip_prefix("Step ") {
-                            step = rest.split(' ').next().unwrap_or("?").to_owned();
-                        }
-                        if !l.is_empty() {
-                            log.output(l);
-                        }
-                    }
-                }
-                if let Some(s) = info.status {
-                    log.output(s);
-                }
-                if let Some(e) = info.error.or(info.error_detail.and_then(|d| d.message)) {
-                    log.output(&e);
-                    return Err(format!("build failed at step {step}: {}", e.trim()));
-                }
-            }
-            Err(bollard::errors::Error::DockerStreamError { error }) => {
-                return Err(format!("build failed at step {step}: {error}"));
-            }
-            Err(e) => return Err(format!("build failed at step {step}: {e}")),
-        }
-    }
-    Ok(())
-}
-
-/// Pulls `image` (with registry credentials when given), logging progress.
-pub async fn pull(
-    engine: &Engine,
-    image: &str,
-    credentials: Option<bollard::auth::DockerCredentials>,
-    log: &DeployLog,
-    cancel: &CancellationToken,
-) -> Result<(), String> {
-    let docker = engine.docker.client().await.map_err(|e: DockerError| e.to_string())?;
-    let (from, tag) = split_tag(image);
-    let options = bollard::query_parameters::CreateImageOptionsBuilder::new()
-        .from_image(from)
-        .tag(tag)
-        .build();
-    let mut stream = docker.create_image(Some(options), None, credentials);
-    let mut last = String::new();
-    loop {
-        let item = tokio::select! {
-            i = stream.next() => i,
-            _ = cancel.cancelled() => return Err("cancelled".into()),
-        };
-        let Some(item) = item else { break };
-        match item {
-            Ok(info) => {
-                if let Some(s) = info.status {
-                    if s != last {
-                        log.output(&s);
-                        last = s;
-                    }
-                }
-            }
-            Err(e) => return Err(format!("pulling {image} failed: {e}")),
-        }
-    }
-    Ok(())
-}
-
-/// `repo[:tag]` → (`repo`, `tag`); a digest reference keeps its digest in `repo`.
-pub(crate) fn split_tag(image: &str) -> (&str, &str) {
-    if image.contains('@') {
-        return (image, "");
-    }
-    let slash = image.rfind('/').map(|i| i + 1).unwrap_or(0);
-    match image[slash..].rfind(':') {
-        Some(i) => (&image[..slash + i], &image[slash + i + 1..]),
-        None => (image, "latest"),
-    }
+        tag: tag.to_owned(),
+        target,
+        args: args.into_iter().collect(),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tags_split_after_the_last_slash() {
-        assert_eq!(split_tag("nginx"), ("nginx", "latest"));
-        assert_eq!(split_tag("localhost:5000/app:v1"), ("localhost:5000/app", "v1"));
-        assert_eq!(split_tag("localhost:5000/app"), ("localhost:5000/app", "latest"));
-    }
 
     #[test]
     fn static_dockerfile_serves_the_directory() {

@@ -1,27 +1,29 @@
-//! Deployments: accepting one (a `queued` row, then a wake-up on the Redis queue),
-//! listing, cancelling and rolling back. The worker ([`worker`]) claims rows from
-//! PostgreSQL, which stays the source of truth: the Redis list only wakes workers
-//! up, and a lost list is rebuilt from the `queued` rows.
+//! Deployments: accepting one (a `queued` row, then a wake-up on the Redis
+//! queue), the history, cancelling and rolling back. Workers claim rows from
+//! PostgreSQL through the common job runner ([`job::DeployKind`]); PostgreSQL
+//! stays the source of truth: the Redis list only wakes workers up, and a lost
+//! list is rebuilt from the `queued` rows.
 
 pub mod build;
 pub mod git;
+pub mod job;
 pub mod pipeline;
+pub mod retire;
 pub mod runtime;
-pub mod status;
-pub mod worker;
+pub mod transition;
 
 use crate::accounts::Caller;
 use crate::apps::AppError;
 use crate::db::schema::{applications, deployments, webhook_deliveries};
 use crate::error::{Classify, ErrorKind, StoreError};
-use crate::ids::{AppId, DeploymentId};
+use crate::ids::{AppId, DeploymentId, OrgId};
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-pub use status::Status;
-use uuid::Uuid;
+pub use lifecycle::{DeploymentStatus as Status, Trigger};
+use lifecycle::Lifecycle;
+use transition::{transition, Holder, Move, TransitionError};
 
 /// The Redis list workers wait on (under the configured prefix).
 pub const QUEUE: &str = "deployments:queue";
@@ -31,7 +33,7 @@ pub enum DeployError {
     #[error("not found")]
     NotFound,
     #[error("{0}")]
-    Conflict(&'static str),
+    Conflict(String),
     #[error(transparent)]
     App(#[from] AppError),
     #[error(transparent)]
@@ -50,7 +52,7 @@ impl Classify for DeployError {
             DeployError::NotFound => ErrorKind::NotFound,
             DeployError::Conflict(m) => ErrorKind::Conflict {
                 field: "deployment",
-                message: (*m).to_owned(),
+                message: m.clone(),
             },
             DeployError::App(e) => e.kind(),
             DeployError::Store(e) => e.kind(),
@@ -58,38 +60,32 @@ impl Classify for DeployError {
     }
 }
 
-/// What started a deployment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Trigger {
-    Manual,
-    Webhook,
-    Rollback,
-    Api,
-}
-
-impl Trigger {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Trigger::Manual => "manual",
-            Trigger::Webhook => "webhook",
-            Trigger::Rollback => "rollback",
-            Trigger::Api => "api",
-        }
-    }
+/// A claimed deployment: what the pipeline needs to start.
+#[derive(Debug, Clone)]
+pub struct DeployJob {
+    pub id: DeploymentId,
+    pub app: AppId,
+    /// The state it was claimed into.
+    pub status: Status,
+    /// Set for rollbacks: the image to run again.
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = deployments)]
 pub struct Deployment {
-    pub id: Uuid,
-    pub application_id: Uuid,
-    pub organization_id: Uuid,
-    pub status: String,
+    pub id: DeploymentId,
+    pub application_id: AppId,
+    pub organization_id: OrgId,
+    pub status: Status,
     pub reason: Option<String>,
-    pub trigger: String,
+    pub trigger: Trigger,
+    /// For webhook deliveries: which webhook (`github`, `deploy token`).
+    pub trigger_detail: Option<String>,
     pub commit_sha: Option<String>,
     pub image: Option<String>,
-    pub rollback_of: Option<Uuid>,
+    /// A rollback: the deployment whose image it runs again.
+    pub rollback_of: Option<DeploymentId>,
     pub cancel_requested: bool,
     pub image_pruned: bool,
     pub created_at: DateTime<Utc>,
@@ -99,12 +95,8 @@ pub struct Deployment {
     pub health_checking_at: Option<DateTime<Utc>>,
     pub routing_at: Option<DateTime<Utc>>,
     pub finished_at: Option<DateTime<Utc>>,
-}
-
-impl Deployment {
-    pub fn status(&self) -> Status {
-        Status::parse(&self.status).unwrap_or(Status::Failed)
-    }
+    pub superseded_at: Option<DateTime<Utc>>,
+    pub superseded_by: Option<DeploymentId>,
 }
 
 /// The outcome of accepting a deployment request.
@@ -115,128 +107,143 @@ pub enum Accepted {
     Duplicate(Option<DeploymentId>),
 }
 
+/// What a new deployment is asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct Request<'a> {
+    pub app: AppId,
+    pub org: OrgId,
+    pub trigger: Trigger,
+    pub trigger_detail: Option<&'a str>,
+    /// A rollback: the deployment to run again (its image and commit).
+    pub rollback_of: Option<&'a Deployment>,
+    /// A webhook delivery id: the same delivery is accepted once.
+    pub delivery: Option<&'a str>,
+}
+
 /// Inserts the `queued` row (and, for webhooks, the delivery record in the same
 /// transaction), then wakes a worker. The row is the promise: if the wake-up is
-/// lost, the worker's reconciler finds the row anyway.
+/// lost, the reaper re-pushes it.
 pub(crate) async fn enqueue(
     engine: &Engine,
     conn: &mut AsyncPgConnection,
-    app: AppId,
-    org: Uuid,
-    trigger: Trigger,
-    rollback_of: Option<(Uuid, String)>,
-    delivery: Option<&str>,
+    req: Request<'_>,
 ) -> Result<Accepted, DeployError> {
-    let delivery = delivery.map(str::to_owned);
     let accepted = conn
-        .transaction::<_, DeployError, _>(|conn| {
-            async move {
-                if let Some(d) = &delivery {
-                    let fresh = diesel::insert_into(webhook_deliveries::table)
-                        .values((
-                            webhook_deliveries::application_id.eq(app.0),
-                            webhook_deliveries::delivery_id.eq(d),
-                        ))
-                        .on_conflict_do_nothing()
-                        .execute(conn)
-                        .await?;
-                    if fresh == 0 {
-                        let prior: Option<Uuid> = webhook_deliveries::table
-                            .find((app.0, d))
-                            .select(webhook_deliveries::deployment_id)
-                            .first(conn)
-                            .await?;
-                        return Ok(Accepted::Duplicate(prior.map(DeploymentId)));
-                    }
-                }
-                let (rollback_id, image) = match rollback_of {
-                    Some((id, image)) => (Some(id), Some(image)),
-                    None => (None, None),
-                };
-                let id: Uuid = diesel::insert_into(deployments::table)
+        .transaction::<_, DeployError, _>(async |conn| {
+            if let Some(d) = req.delivery {
+                let fresh = diesel::insert_into(webhook_deliveries::table)
                     .values((
-                        deployments::application_id.eq(app.0),
-                        deployments::organization_id.eq(org),
-                        deployments::trigger.eq(trigger.as_str()),
-                        deployments::rollback_of.eq(rollback_id),
-                        deployments::image.eq(image),
+                        webhook_deliveries::application_id.eq(req.app),
+                        webhook_deliveries::delivery_id.eq(d),
                     ))
-                    .returning(deployments::id)
-                    .get_result(conn)
+                    .on_conflict_do_nothing()
+                    .execute(conn)
                     .await?;
-                if let Some(d) = &delivery {
-                    diesel::update(webhook_deliveries::table.find((app.0, d)))
-                        .set(webhook_deliveries::deployment_id.eq(id))
-                        .execute(conn)
+                if fresh == 0 {
+                    let prior: Option<DeploymentId> = webhook_deliveries::table
+                        .find((req.app, d))
+                        .select(webhook_deliveries::deployment_id)
+                        .first(conn)
                         .await?;
+                    return Ok(Accepted::Duplicate(prior));
                 }
-                Ok(Accepted::Queued(DeploymentId(id)))
             }
-            .scope_boxed()
+            let id: DeploymentId = diesel::insert_into(deployments::table)
+                .values((
+                    deployments::application_id.eq(req.app),
+                    deployments::organization_id.eq(req.org),
+                    deployments::trigger.eq(req.trigger),
+                    deployments::trigger_detail.eq(req.trigger_detail),
+                    deployments::rollback_of.eq(req.rollback_of.map(|d| d.id)),
+                    deployments::image.eq(req.rollback_of.and_then(|d| d.image.clone())),
+                    deployments::commit_sha.eq(req.rollback_of.and_then(|d| d.commit_sha.clone())),
+                ))
+                .returning(deployments::id)
+                .get_result(conn)
+                .await?;
+            if let Some(d) = req.delivery {
+                diesel::update(webhook_deliveries::table.find((req.app, d)))
+                    .set(webhook_deliveries::deployment_id.eq(id))
+                    .execute(conn)
+                    .await?;
+            }
+            Ok(Accepted::Queued(id))
         })
         .await?;
     if let Accepted::Queued(id) = accepted {
-        tracing::info!(deployment.id = %id, app.id = %app, trigger = trigger.as_str(), "deployment queued");
+        tracing::info!(deployment.id = %id, app.id = %req.app, trigger = %req.trigger, "deployment queued");
         wake(engine, id).await;
     }
     Ok(accepted)
 }
 
 /// Pushes a wake-up for the workers. Failure is only logged: the row is queued,
-/// and the reconciler re-enqueues it.
+/// and the reaper re-pushes it.
 pub(crate) async fn wake(engine: &Engine, id: DeploymentId) {
     let push = async {
         let mut kv = engine.kv.conn().await?;
         redis::cmd("LPUSH")
             .arg(engine.kv.key(QUEUE))
-            .arg(id.0.to_string())
+            .arg(id.to_string())
             .query_async::<()>(&mut kv)
             .await?;
         Ok::<_, StoreError>(())
     };
     if let Err(e) = push.await {
-        tracing::warn!(error = %e, deployment.id = %id, "could not push the queue wake-up; the reconciler will");
+        tracing::warn!(error = %e, deployment.id = %id, "could not push the queue wake-up; the reaper will");
     }
 }
 
-/// Queues a deployment of the application's current settings.
+fn queued(a: Accepted) -> DeploymentId {
+    match a {
+        Accepted::Queued(id) => id,
+        // Only webhook deliveries can be duplicates, and these callers have none.
+        Accepted::Duplicate(id) => id.expect("a request without a delivery id is never a duplicate"),
+    }
+}
+
+/// Queues a deployment of the application's current settings (the Deploy button).
 pub async fn deploy(engine: &Engine, caller: &Caller, app: AppId) -> Result<DeploymentId, DeployError> {
+    deploy_as(engine, caller, app, Trigger::Manual).await
+}
+
+/// Queues a deployment, recording what started it.
+pub async fn deploy_as(engine: &Engine, caller: &Caller, app: AppId, trigger: Trigger) -> Result<DeploymentId, DeployError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     crate::apps::load(&mut conn, caller.org_id.0, app).await?;
-    match enqueue(engine, &mut conn, app, caller.org_id.0, Trigger::Manual, None, None).await? {
-        Accepted::Queued(id) => Ok(id),
-        Accepted::Duplicate(_) => unreachable!("no delivery id"),
-    }
+    let req = Request {
+        app,
+        org: caller.org_id,
+        trigger,
+        trigger_detail: None,
+        rollback_of: None,
+        delivery: None,
+    };
+    Ok(queued(enqueue(engine, &mut conn, req).await?))
 }
 
-/// Redeploys an earlier successful deployment's image: no clone, no build.
+/// Redeploys an earlier deployment's image (one that went live): no clone, no
+/// build. The new row records which deployment and commit it restores.
 pub async fn rollback(engine: &Engine, caller: &Caller, to: DeploymentId) -> Result<DeploymentId, DeployError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let target = get_scoped(&mut conn, caller, to).await?;
-    if target.status() != Status::Running {
+    if !target.status.went_live() {
         return Err(DeployError::Conflict(
-            "only a deployment that reached running can be rolled back to",
+            "only a deployment that went live can be rolled back to".into(),
         ));
     }
-    let image = match (&target.image, target.image_pruned) {
-        (Some(image), false) => image.clone(),
-        _ => return Err(DeployError::Conflict("this deployment's image has been pruned")),
-    };
-    let app = AppId(target.application_id);
-    match enqueue(
-        engine,
-        &mut conn,
-        app,
-        caller.org_id.0,
-        Trigger::Rollback,
-        Some((target.id, image)),
-        None,
-    )
-    .await?
-    {
-        Accepted::Queued(id) => Ok(id),
-        Accepted::Duplicate(_) => unreachable!("no delivery id"),
+    if target.image.is_none() || target.image_pruned {
+        return Err(DeployError::Conflict("this deployment's image has been pruned".into()));
     }
+    let req = Request {
+        app: target.application_id,
+        org: caller.org_id,
+        trigger: Trigger::Rollback,
+        trigger_detail: None,
+        rollback_of: Some(&target),
+        delivery: None,
+    };
+    Ok(queued(enqueue(engine, &mut conn, req).await?))
 }
 
 async fn get_scoped(
@@ -245,8 +252,8 @@ async fn get_scoped(
     id: DeploymentId,
 ) -> Result<Deployment, DeployError> {
     deployments::table
-        .filter(deployments::id.eq(id.0))
-        .filter(deployments::organization_id.eq(caller.org_id.0))
+        .filter(deployments::id.eq(id))
+        .filter(deployments::organization_id.eq(caller.org_id))
         .select(Deployment::as_select())
         .first(conn)
         .await
@@ -259,87 +266,133 @@ pub async fn get(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<D
     get_scoped(&mut conn, caller, id).await
 }
 
-/// The application's deployments, newest first.
-pub async fn list(engine: &Engine, caller: &Caller, app: AppId, limit: i64) -> Result<History, DeployError> {
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (application, _) = crate::apps::load(&mut conn, caller.org_id.0, app).await?;
-    let deployments = deployments::table
-        .filter(deployments::application_id.eq(app.0))
-        .filter(deployments::organization_id.eq(caller.org_id.0))
-        .order(deployments::created_at.desc())
-        .limit(limit)
-        .select(Deployment::as_select())
-        .load(&mut conn)
-        .await?;
-    Ok(History {
-        live: application.live_deployment_id,
-        deployments,
-    })
+/// Where a page of the history starts: the last row of the previous page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cursor {
+    pub created_at: DateTime<Utc>,
+    pub id: DeploymentId,
 }
 
-/// An application's deployments, newest first, and which one is live.
+impl Cursor {
+    /// `<unix micros>.<id>`: opaque to clients, parsed back exactly.
+    pub fn encode(&self) -> String {
+        format!("{}.{}", self.created_at.timestamp_micros(), self.id)
+    }
+
+    pub fn decode(raw: &str) -> Option<Self> {
+        let (micros, id) = raw.split_once('.')?;
+        Some(Self {
+            created_at: DateTime::from_timestamp_micros(micros.parse().ok()?)?,
+            id: DeploymentId(id.parse().ok()?),
+        })
+    }
+}
+
+/// A page of an application's deployments, newest first, and which one is live.
 #[derive(Debug, Clone)]
 pub struct History {
     pub live: Option<DeploymentId>,
     pub deployments: Vec<Deployment>,
+    /// Where the next (older) page starts, when there is one.
+    pub next: Option<Cursor>,
 }
 
-/// Cancels a queued deployment at once; a running one is flagged and its worker
-/// stops the clone/build/start and cleans up (the live version keeps serving).
+/// The most rows one page of history returns.
+pub const PAGE_MAX: i64 = 100;
+
+/// The newest page of the application's deployments.
+pub async fn list(engine: &Engine, caller: &Caller, app: AppId, limit: i64) -> Result<History, DeployError> {
+    list_page(engine, caller, app, None, limit).await
+}
+
+/// One page of the application's deployments, newest first, older than `after`.
+pub async fn list_page(
+    engine: &Engine,
+    caller: &Caller,
+    app: AppId,
+    after: Option<Cursor>,
+    limit: i64,
+) -> Result<History, DeployError> {
+    let limit = limit.clamp(1, PAGE_MAX);
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let (application, _) = crate::apps::load(&mut conn, caller.org_id.0, app).await?;
+    let mut q = deployments::table
+        .filter(deployments::application_id.eq(app))
+        .filter(deployments::organization_id.eq(caller.org_id))
+        .into_boxed();
+    if let Some(c) = after {
+        // (created_at, id) < cursor: the index on (application_id, created_at DESC, id DESC) serves it.
+        q = q.filter(
+            deployments::created_at
+                .lt(c.created_at)
+                .or(deployments::created_at.eq(c.created_at).and(deployments::id.lt(c.id))),
+        );
+    }
+    let mut deployments = q
+        .order((deployments::created_at.desc(), deployments::id.desc()))
+        .limit(limit + 1)
+        .select(Deployment::as_select())
+        .load(&mut conn)
+        .await?;
+    let next = if deployments.len() as i64 > limit {
+        deployments.truncate(limit as usize);
+        deployments.last().map(|d| Cursor {
+            created_at: d.created_at,
+            id: d.id,
+        })
+    } else {
+        None
+    };
+    Ok(History {
+        live: application.live_deployment_id,
+        deployments,
+        next,
+    })
+}
+
+/// Cancels a deployment: a queued one at once; a running one is flagged and its
+/// worker stops the clone/build/start and cleans up (the live version keeps
+/// serving). One that already finished cannot be cancelled (the state machine says so).
 pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<(), DeployError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let d = get_scoped(&mut conn, caller, id).await?;
-    if d.status().is_terminal() {
-        return Err(DeployError::Conflict("this deployment has already finished"));
+    let m = Move::new(id, d.status, Status::Cancelled, Holder::Anyone).reason("cancelled before it started");
+    if d.status == Status::Queued {
+        match transition(&mut conn, m).await {
+            Ok(()) => {
+                crate::logs::close(engine, d.application_id, id, None, Status::Cancelled).await;
+                return Ok(());
+            }
+            // Claimed in between: flag it for its worker below.
+            Err(TransitionError::Lost) => {}
+            Err(TransitionError::Illegal(_)) => unreachable!("queued can always be cancelled"),
+            Err(TransitionError::Store(e)) => return Err(e.into()),
+        }
+    } else if let Err(e) = d.status.transition(Status::Cancelled) {
+        return Err(DeployError::Conflict(format!(
+            "this deployment has already finished ({}): it {e}",
+            d.status
+        )));
     }
-    let n = diesel::update(
-        deployments::table
-            .filter(deployments::id.eq(id.0))
-            .filter(deployments::status.eq("queued")),
-    )
-    .set((
-        deployments::status.eq("cancelled"),
-        deployments::reason.eq("cancelled before it started"),
-        deployments::cancel_requested.eq(true),
-        deployments::finished_at.eq(diesel::dsl::now),
-    ))
-    .execute(&mut conn)
-    .await?;
-    if n == 1 {
-        crate::logs::close(engine, AppId(d.application_id), id, None, Status::Cancelled).await;
-        return Ok(());
-    }
-    diesel::update(deployments::table.filter(deployments::id.eq(id.0)))
+    diesel::update(deployments::table.filter(deployments::id.eq(id)))
         .set(deployments::cancel_requested.eq(true))
         .execute(&mut conn)
         .await?;
     Ok(())
 }
 
-/// The org a deployment belongs to, for edges (WebSockets) that check access.
+/// The application a deployment belongs to, for edges (WebSockets) that check access.
 pub async fn app_of(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<(AppId, Status), DeployError> {
     let d = get(engine, caller, id).await?;
-    Ok((AppId(d.application_id), d.status()))
-}
-
-/// Unscoped status read for the worker and log followers.
-pub(crate) async fn status_of(engine: &Engine, id: DeploymentId) -> Result<Option<Status>, StoreError> {
-    let mut conn = engine.db.get().await?;
-    let s: Option<String> = deployments::table
-        .find(id.0)
-        .select(deployments::status)
-        .first(&mut conn)
-        .await
-        .optional()?;
-    Ok(s.and_then(|s| Status::parse(&s)))
+    Ok((d.application_id, d.status))
 }
 
 /// The live deployment of an application, unscoped (worker use).
-pub(crate) async fn live_of(conn: &mut AsyncPgConnection, app: AppId) -> Result<Option<Uuid>, StoreError> {
+pub(crate) async fn live_of(conn: &mut AsyncPgConnection, app: AppId) -> Result<Option<DeploymentId>, StoreError> {
     Ok(applications::table
-        .find(app.0)
+        .find(app)
         .select(applications::live_deployment_id)
-        .first::<Option<Uuid>>(conn)
+        .first::<Option<DeploymentId>>(conn)
         .await
         .optional()?
         .flatten())

@@ -1,36 +1,29 @@
-//! One deployment, step by step: clone → build (or pull) → start beside the live
-//! container → health check → move the route → drain the old container. Each step
-//! is a checked transition of the state machine ([`super::status`]), conditional
-//! on this worker still holding the deployment. A failure anywhere leaves the
+//! One deployment, state by state: clone → build (or pull) → start beside the live
+//! container → health check → move the route and go live. There is one function
+//! per state; each does that state's work and returns the state to move to, and
+//! [`run`] makes each move through [`super::transition`], so a deployment this
+//! worker no longer holds stops at the next step. A failure anywhere leaves the
 //! live version serving: the new container is removed and the route restored.
 
 use super::runtime::{self, Health};
-use super::status::Status;
+use super::transition::{transition, Holder, Move, TransitionError};
+use super::DeployJob;
 use crate::apps::spec::Source;
-use crate::apps::{self, AppRow, Application};
+use crate::apps::{self, Application};
 use crate::db::schema::{applications, deployments};
+use crate::docker::{self, BuildEvent, DockerError, RegistryAuth};
 use crate::error::StoreError;
 use crate::ids::{AppId, DeploymentId};
+use crate::jobs::JobContext;
 use crate::logs::DeployLog;
 use crate::proxy::{self, Upstream};
 use crate::Engine;
 use diesel::prelude::*;
-use diesel_async::scoped_futures::ScopedFutureExt;
 use diesel_async::{AsyncConnection, RunQueryDsl};
-use std::collections::HashSet;
+use futures::StreamExt;
+use lifecycle::DeploymentStatus as Status;
+use std::path::PathBuf;
 use std::time::Duration;
-use tokio_util::sync::CancellationToken;
-use uuid::Uuid;
-
-/// A deployment a worker has claimed.
-#[derive(Debug, Clone)]
-pub struct Job {
-    pub id: DeploymentId,
-    pub app: AppId,
-    pub status: Status,
-    /// Set for rollbacks: the image to run again.
-    pub image: Option<String>,
-}
 
 /// Why a deployment stopped short of `running`.
 #[derive(Debug)]
@@ -47,88 +40,383 @@ impl From<StoreError> for Stop {
     }
 }
 
-impl From<crate::docker::DockerError> for Stop {
-    fn from(e: crate::docker::DockerError) -> Self {
-        Stop::Failed(e.to_string())
+impl From<diesel::result::Error> for Stop {
+    fn from(e: diesel::result::Error) -> Self {
+        StoreError::from(e).into()
     }
 }
 
-fn step_column(s: Status) -> &'static str {
-    match s {
-        Status::Cloning => "cloning_at",
-        Status::Building => "building_at",
-        Status::Starting => "starting_at",
-        Status::HealthChecking => "health_checking_at",
-        Status::Routing => "routing_at",
-        _ => "finished_at",
+impl From<TransitionError> for Stop {
+    fn from(e: TransitionError) -> Self {
+        match e {
+            TransitionError::Lost => Stop::Lost,
+            other => Stop::Failed(format!("internal error: {other}")),
+        }
     }
 }
 
-/// Moves the deployment from `from` to `to` if this worker still holds it.
-async fn advance(engine: &Engine, job: &mut Job, worker: &str, to: Status) -> Result<(), Stop> {
-    assert!(
-        job.status.can_become(to),
-        "illegal transition {:?} -> {:?}",
-        job.status,
-        to
-    );
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    // The column name comes from the fixed match above, never from input.
-    let sql = format!(
-        "UPDATE deployments SET status = $1, {} = now(), heartbeat_at = now() WHERE id = $2 AND status = $3 AND worker_id = $4",
-        step_column(to)
-    );
-    let n = diesel::sql_query(sql)
-        .bind::<diesel::sql_types::Text, _>(to.as_str())
-        .bind::<diesel::sql_types::Uuid, _>(job.id.0)
-        .bind::<diesel::sql_types::Text, _>(job.status.as_str())
-        .bind::<diesel::sql_types::Text, _>(worker)
-        .execute(&mut conn)
-        .await
-        .map_err(StoreError::from)?;
-    if n == 0 {
-        return Err(Stop::Lost);
+/// A Docker failure as the deployment's reason: when the engine itself went
+/// away, say so (the request's own error is then only a symptom).
+fn docker_reason(during: &str, e: &DockerError) -> String {
+    if e.engine_gone() {
+        format!("the Docker engine stopped {during}: {e}")
+    } else {
+        format!("{during}: {e}")
     }
-    job.status = to;
+}
+
+/// A deployment in the hands of this worker.
+struct Deployment<'a> {
+    engine: &'a Engine,
+    job: DeployJob,
+    ctx: &'a JobContext,
+    log: &'a DeployLog,
+    app: Application,
+    /// Registry password or deploy key, opened.
+    secret: Option<String>,
+    status: Status,
+    work: PathBuf,
+    tag: String,
+    /// The image the new container runs, once built or pulled.
+    image: Option<String>,
+    /// The new container, once created (removed again unless it goes live).
+    container: Option<String>,
+}
+
+impl Deployment<'_> {
+    fn worker(&self) -> &str {
+        &self.ctx.worker
+    }
+
+    /// Stops when the job was cancelled or taken away.
+    fn check(&self) -> Result<(), Stop> {
+        if self.ctx.lost() {
+            Err(Stop::Lost)
+        } else if self.ctx.cancel.is_cancelled() {
+            Err(Stop::Cancelled)
+        } else {
+            Ok(())
+        }
+    }
+
+    /// Runs `work` within the build time limit; a cancel or a lost lease wins over
+    /// whatever error the interrupted work reports.
+    async fn bounded<T>(
+        &self,
+        what: &str,
+        work: impl std::future::Future<Output = Result<T, String>>,
+    ) -> Result<T, Stop> {
+        let limit = Duration::from_secs(self.engine.deploy.build_timeout_secs);
+        let outcome = tokio::select! {
+            r = tokio::time::timeout(limit, work) => r,
+            _ = self.ctx.cancel.cancelled() => return Err(self.check().err().unwrap_or(Stop::Cancelled)),
+        };
+        match outcome {
+            Err(_) => Err(Stop::Failed(format!("{what} timed out after {} s", limit.as_secs()))),
+            Ok(Err(e)) => {
+                self.check()?;
+                Err(Stop::Failed(e))
+            }
+            Ok(Ok(v)) => Ok(v),
+        }
+    }
+
+    async fn record(&self, column: Recorded) -> Result<(), Stop> {
+        let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
+        let row = deployments::table.find(self.job.id);
+        match column {
+            Recorded::Commit(c) => diesel::update(row).set(deployments::commit_sha.eq(c)).execute(&mut conn).await?,
+            Recorded::Image(i) => diesel::update(row).set(deployments::image.eq(i)).execute(&mut conn).await?,
+        };
+        Ok(())
+    }
+
+    /// The work of the current state; returns the state to move to.
+    async fn step(&mut self) -> Result<Status, Stop> {
+        self.check()?;
+        match self.status {
+            Status::Cloning => self.cloning().await,
+            Status::Building => self.building().await,
+            Status::Starting => self.starting().await,
+            Status::HealthChecking => self.health_checking().await,
+            Status::Routing => self.routing().await,
+            other => Err(Stop::Failed(format!("internal error: no work for a deployment in {other}"))),
+        }
+    }
+
+    /// `cloning`: a shallow clone of the branch; the commit is recorded.
+    async fn cloning(&mut self) -> Result<Status, Stop> {
+        let Source::Git { url, branch, .. } = &self.app.source else {
+            return Err(Stop::Failed("internal error: only git sources are cloned".into()));
+        };
+        let _ = tokio::fs::remove_dir_all(&self.work).await;
+        tokio::fs::create_dir_all(&self.work)
+            .await
+            .map_err(|e| Stop::Failed(format!("work directory: {e}")))?;
+        self.log.line(format!("==> cloning {url} ({branch})"));
+        let checkout = self
+            .bounded(
+                "clone",
+                super::git::clone(
+                    url,
+                    branch,
+                    self.secret.as_deref(),
+                    self.engine.deploy.allow_local_sources,
+                    &self.work.join("src"),
+                    self.log,
+                    &self.ctx.cancel,
+                ),
+            )
+            .await?;
+        self.log.line(format!("==> commit {}", checkout.commit));
+        self.record(Recorded::Commit(checkout.commit)).await?;
+        Ok(Status::Building)
+    }
+
+    /// `building`: the image from the checkout (git), or pulled and tagged (image).
+    async fn building(&mut self) -> Result<Status, Stop> {
+        let image = match self.app.source.clone() {
+            Source::Git { subdir, .. } => {
+                let root = super::git::confined(&self.work.join("src"), &subdir, "subdir").map_err(Stop::Failed)?;
+                self.log.line(format!("==> building {}", self.tag));
+                let spec = super::build::prepare(self.engine, &self.app.build, &root, &self.work, &self.tag, self.log)
+                    .await
+                    .map_err(Stop::Failed)?;
+                let stream = self.engine.docker.build(spec);
+                self.bounded("build", follow_build(stream, self.log)).await?;
+                self.tag.clone()
+            }
+            Source::Image { image, registry_user } => {
+                self.pull(&image, registry_user).await?;
+                self.engine
+                    .docker
+                    .tag_image(&image, &self.tag)
+                    .await
+                    .map_err(|e| Stop::Failed(docker_reason("tagging the image", &e)))?;
+                self.tag.clone()
+            }
+        };
+        self.record(Recorded::Image(image.clone())).await?;
+        self.image = Some(image);
+        Ok(Status::Starting)
+    }
+
+    /// An image source: pulled when missing or floating (`latest`, no tag).
+    async fn pull(&mut self, image: &str, user: Option<String>) -> Result<(), Stop> {
+        let auth = user.map(|username| RegistryAuth {
+            username,
+            password: self.secret.clone(),
+            server: image
+                .split('/')
+                .next()
+                .filter(|h| image.contains('/') && (h.contains('.') || h.contains(':')))
+                .map(str::to_owned),
+        });
+        let local = self
+            .engine
+            .docker
+            .image_exists(image)
+            .await
+            .map_err(|e| Stop::Failed(docker_reason("inspecting the image", &e)))?;
+        let floating = !image.contains('@')
+            && (image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':'));
+        if local && !floating {
+            self.log.line(format!("==> using local image {image}"));
+            return Ok(());
+        }
+        self.log.line(format!("==> pulling {image}"));
+        let log = self.log;
+        let pulled = self
+            .bounded("pull", async {
+                docker::pull(&*self.engine.docker, image, auth, &mut |l| log.output(l))
+                    .await
+                    .map_err(|e| docker_reason("pulling the image", &e))
+            })
+            .await;
+        match pulled {
+            Err(Stop::Failed(e)) if local => {
+                self.log.line(format!("==> {e}; using the local copy"));
+                Ok(())
+            }
+            other => other,
+        }
+    }
+
+    /// `starting`: the new container beside the live one.
+    async fn starting(&mut self) -> Result<Status, Stop> {
+        let image = match (&self.image, &self.job.image) {
+            (Some(i), _) => i.clone(),
+            (None, Some(rollback)) => {
+                self.log.line(format!("==> rollback: reusing image {rollback} (no build)"));
+                let exists = self
+                    .engine
+                    .docker
+                    .image_exists(rollback)
+                    .await
+                    .map_err(|e| Stop::Failed(docker_reason("inspecting the image", &e)))?;
+                if !exists {
+                    return Err(Stop::Failed(format!("the image {rollback} no longer exists")));
+                }
+                rollback.clone()
+            }
+            (None, None) => return Err(Stop::Failed("internal error: no image to start".into())),
+        };
+        let env = {
+            let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
+            apps::decrypt_env(self.engine, &mut conn, self.app.id)
+                .await
+                .map_err(|e| Stop::Failed(e.to_string()))?
+        };
+        self.log.line(format!("==> starting a container from {image}"));
+        let app = runtime::AppRef {
+            id: self.app.id,
+            name: &self.app.name,
+            runtime: &self.app.runtime,
+        };
+        let spec = runtime::container_spec(self.engine, app, self.job.id, &image, &env);
+        self.container = Some(spec.name.clone());
+        runtime::start(self.engine, &spec)
+            .await
+            .map_err(|e| Stop::Failed(docker_reason("starting the container", &e)))?;
+        Ok(Status::HealthChecking)
+    }
+
+    /// `health_checking`: until healthy, exited, or out of time.
+    async fn health_checking(&mut self) -> Result<Status, Stop> {
+        let container = self.container.clone().expect("started before the health check");
+        let rt = &self.app.runtime;
+        self.log
+            .line(format!("==> health check ({:?}) on port {}", rt.health.probe, rt.port));
+        match runtime::wait_healthy(self.engine, rt, &container, self.log, &self.ctx.cancel)
+            .await
+            .map_err(|e| Stop::Failed(docker_reason("checking the container's health", &e)))?
+        {
+            Health::Healthy => {
+                self.log.line("==> healthy");
+                Ok(Status::Routing)
+            }
+            Health::Unhealthy(_) if self.ctx.cancel.is_cancelled() => Err(self.check().err().unwrap_or(Stop::Cancelled)),
+            Health::Unhealthy(why) => {
+                runtime::tail_logs(self.engine, &container, self.log).await;
+                Err(Stop::Failed(why))
+            }
+        }
+    }
+
+    /// `routing`: the route moves to the new container, Berth confirms through the
+    /// proxy that it answers, then the deployment goes live in one transaction
+    /// with the app's pointer and the end of the one it replaces.
+    async fn routing(&mut self) -> Result<Status, Stop> {
+        let routes = {
+            let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
+            apps::routes_of(&mut conn, self.app.id)
+                .await
+                .map_err(|e| Stop::Failed(e.to_string()))?
+        };
+        let up = Upstream {
+            deployment: self.job.id.0,
+            port: self.app.runtime.port,
+        };
+        proxy::write_app(self.engine, &self.app.name, &routes, Some(&up))
+            .await
+            .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
+        if let Some(r) = routes.iter().next() {
+            self.log.line(format!(
+                "==> routing {}{} to the new container",
+                r.host,
+                if r.path_prefix == "/" { "" } else { &r.path_prefix }
+            ));
+            let path = if r.path_prefix == "/" {
+                "/".to_owned()
+            } else {
+                format!("{}/", r.path_prefix)
+            };
+            if !proxy::wait_routed(self.engine, &r.host, &path, self.job.id.0, Duration::from_secs(20)).await {
+                return Err(Stop::Failed(
+                    "the proxy did not route to the new container within 20 s".into(),
+                ));
+            }
+        }
+        self.go_live().await?;
+        Ok(Status::Running)
+    }
+
+    async fn go_live(&mut self) -> Result<(), Stop> {
+        let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
+        let (id, app, worker) = (self.job.id, self.app.id, self.worker().to_owned());
+        conn.transaction::<_, TransitionError, _>(async |conn| {
+            transition(conn, Move::new(id, Status::Routing, Status::Running, Holder::Worker(&worker))).await?;
+            let previous: Option<DeploymentId> = applications::table
+                .find(app)
+                .select(applications::live_deployment_id)
+                .for_update()
+                .first(conn)
+                .await?;
+            if let Some(prev) = previous.filter(|p| *p != id) {
+                let superseded = Move::new(prev, Status::Running, Status::Superseded, Holder::Anyone).superseded_by(id);
+                match transition(conn, superseded).await {
+                    // It was not running any more (its row tells why): nothing to supersede.
+                    Ok(()) | Err(TransitionError::Lost) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            diesel::update(applications::table.find(app))
+                .set(applications::live_deployment_id.eq(id))
+                .execute(conn)
+                .await?;
+            Ok(())
+        })
+        .await?;
+        self.status = Status::Running;
+        self.container = None;
+        Ok(())
+    }
+
+    /// Undoes what a failed attempt left: its container, its route, its image.
+    async fn clean_up(&self, stop: &Stop) {
+        if let Some(c) = &self.container {
+            docker::stop_and_remove(&*self.engine.docker, c, Duration::from_secs(2)).await;
+        }
+        if self.status == Status::Routing {
+            restore_route(self.engine, self.app.id).await;
+        }
+        // A build that never went live is garbage (rollbacks share an older image: keep it).
+        if self.job.image.is_none() && !matches!(stop, Stop::Lost) {
+            let _ = self.engine.docker.remove_image(&self.tag).await;
+        }
+    }
+}
+
+enum Recorded {
+    Commit(String),
+    Image(String),
+}
+
+/// Follows a build to its end: output to the log, `Step N` tracked for the reason.
+async fn follow_build(
+    mut stream: futures::stream::BoxStream<'static, Result<BuildEvent, DockerError>>,
+    log: &DeployLog,
+) -> Result<(), String> {
+    let mut step = String::from("0");
+    while let Some(event) = stream.next().await {
+        match event {
+            Ok(BuildEvent::Output(line)) => {
+                if let Some(rest) = line.strip_prefix("Step ") {
+                    step = rest.split(' ').next().unwrap_or("?").to_owned();
+                }
+                log.output(&line);
+            }
+            Ok(BuildEvent::Failed(e)) => {
+                log.output(&e);
+                return Err(format!("build failed at step {step}: {e}"));
+            }
+            Err(e) if e.engine_gone() => {
+                return Err(format!("the Docker engine stopped during the build (at step {step}): {e}"))
+            }
+            Err(e) => return Err(format!("build failed at step {step}: {e}")),
+        }
+    }
     Ok(())
-}
-
-/// Finishes a deployment as failed or cancelled (if this worker still holds it).
-pub(crate) async fn finish(
-    engine: &Engine,
-    job: &Job,
-    worker: &str,
-    to: Status,
-    reason: &str,
-) -> Result<bool, StoreError> {
-    let mut conn = engine.db.get().await?;
-    let n = diesel::update(
-        deployments::table
-            .filter(deployments::id.eq(job.id.0))
-            .filter(deployments::status.eq(job.status.as_str()))
-            .filter(deployments::worker_id.eq(worker)),
-    )
-    .set((
-        deployments::status.eq(to.as_str()),
-        deployments::reason.eq(reason),
-        deployments::finished_at.eq(diesel::dsl::now),
-    ))
-    .execute(&mut conn)
-    .await?;
-    Ok(n == 1)
-}
-
-async fn load_app(engine: &Engine, id: AppId) -> Result<(Application, Option<String>), Stop> {
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let row: AppRow = applications::table
-        .find(id.0)
-        .select(AppRow::as_select())
-        .first(&mut conn)
-        .await
-        .optional()
-        .map_err(StoreError::from)?
-        .ok_or_else(|| Stop::Failed("the application was deleted".into()))?;
-    row.decode().map_err(|e| Stop::Failed(e.to_string()))
 }
 
 fn open_secret(engine: &Engine, sealed: Option<&str>) -> Result<Option<String>, Stop> {
@@ -147,43 +435,92 @@ fn open_secret(engine: &Engine, sealed: Option<&str>) -> Result<Option<String>, 
 }
 
 /// Runs a claimed deployment to its end. Never panics on the way out: every
-/// outcome is recorded on the row and at the end of the log.
-pub async fn run(engine: &Engine, mut job: Job, worker: &str, cancel: CancellationToken) -> Status {
+/// outcome is recorded on the row (through the transition function) and at the
+/// end of the log.
+pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
+    let worker = ctx.worker.clone();
+    let fail = |reason: String, from: Status| {
+        let worker = worker.clone();
+        async move {
+            if let Ok(mut conn) = engine.db.get().await {
+                let m = Move::new(job.id, from, Status::Failed, Holder::Worker(&worker)).reason(&reason);
+                if let Err(e) = transition(&mut conn, m).await {
+                    tracing::warn!(deployment.id = %job.id, error = %e, "recording a failure");
+                }
+            }
+        }
+    };
     let log = match DeployLog::open(engine, job.app, job.id).await {
         Ok(l) => l,
         Err(e) => {
-            let _ = finish(
-                engine,
-                &job,
-                worker,
-                Status::Failed,
-                &format!("cannot write the deployment log: {e}"),
-            )
-            .await;
+            fail(format!("cannot write the deployment log: {e}"), job.status).await;
             return Status::Failed;
         }
     };
-    let work = engine.deploy.data_dir.join("work").join(job.id.0.simple().to_string());
-    let mut started: Option<String> = None;
-    let outcome = steps(engine, &mut job, worker, &log, &cancel, &work, &mut started).await;
-    let _ = tokio::fs::remove_dir_all(&work).await;
+    let loaded = async {
+        let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+        let (app, sealed) = apps::load_any(&mut conn, job.app)
+            .await
+            .map_err(|e| Stop::Failed(format!("the application cannot be loaded: {e}")))?;
+        let secret = open_secret(engine, sealed.as_deref())?;
+        Ok::<_, Stop>((app, secret))
+    }
+    .await;
+    let (app, secret) = match loaded {
+        Ok(x) => x,
+        Err(Stop::Failed(reason)) => {
+            log.line(format!("==> failed: {reason}"));
+            fail(reason, job.status).await;
+            log.finish(Status::Failed).await;
+            return Status::Failed;
+        }
+        Err(_) => return Status::Failed,
+    };
+    log.line(format!("==> deployment {} of {} ({})", job.id, app.name, job.status));
+    let mut d = Deployment {
+        engine,
+        tag: runtime::image_tag(&app.name, job.id),
+        work: engine.deploy.data_dir.join("work").join(job.id.0.simple().to_string()),
+        status: job.status,
+        job: job.clone(),
+        ctx,
+        log: &log,
+        app,
+        secret,
+        image: None,
+        container: None,
+    };
+    let outcome = loop {
+        let next = match d.step().await {
+            Ok(Status::Running) => break Ok(()),
+            Ok(next) => next,
+            Err(stop) => break Err(stop),
+        };
+        let m = Move::new(job.id, d.status, next, Holder::Worker(&worker));
+        let mut conn = match engine.db.get().await {
+            Ok(c) => c,
+            Err(e) => break Err(StoreError::from(e).into()),
+        };
+        if let Err(e) = transition(&mut conn, m).await {
+            break Err(e.into());
+        }
+        d.status = next;
+    };
+    let _ = tokio::fs::remove_dir_all(&d.work).await;
     let end = match outcome {
-        Ok(()) => Status::Running,
+        Ok(()) => {
+            log.line(format!(
+                "==> running; old containers drain for {} s",
+                d.app.runtime.drain_secs
+            ));
+            tracing::info!(deployment.id = %job.id, app = %d.app.name, "deployment running");
+            super::retire::after_go_live(engine, d.app.id, Duration::from_secs(d.app.runtime.drain_secs));
+            super::retire::prune_images(engine, d.app.id).await;
+            Status::Running
+        }
         Err(stop) => {
-            // The new container never serves: remove it and put the route back.
-            if let Some(c) = &started {
-                runtime::stop_and_remove(engine, c, Duration::from_secs(2)).await;
-            }
-            if job.status == Status::Routing {
-                restore_route(engine, job.app).await;
-            }
-            // A build that never ran is garbage (rollbacks share an older image: keep it).
-            if job.image.is_none() && !matches!(stop, Stop::Lost) {
-                if let Ok((app, _)) = load_app(engine, job.app).await {
-                    runtime::remove_image(engine, &runtime::image_tag(&app.name, job.id.0)).await;
-                }
-            }
-            match stop {
+            d.clean_up(&stop).await;
+            let (to, reason) = match stop {
                 Stop::Lost => {
                     log.line("==> this worker lost the deployment (it was taken over); stopping");
                     log.flush().await;
@@ -191,334 +528,43 @@ pub async fn run(engine: &Engine, mut job: Job, worker: &str, cancel: Cancellati
                 }
                 Stop::Cancelled => {
                     log.line("==> cancelled; the live version keeps serving");
-                    let _ = finish(engine, &job, worker, Status::Cancelled, "cancelled").await;
-                    Status::Cancelled
+                    (Status::Cancelled, "cancelled".to_owned())
                 }
                 Stop::Failed(reason) => {
                     log.line(format!("==> failed: {reason}"));
-                    let _ = finish(engine, &job, worker, Status::Failed, &reason).await;
                     tracing::info!(deployment.id = %job.id, reason, "deployment failed");
-                    Status::Failed
+                    (Status::Failed, reason)
+                }
+            };
+            if let Ok(mut conn) = engine.db.get().await {
+                let m = Move::new(job.id, d.status, to, Holder::Worker(&worker)).reason(&reason);
+                if let Err(e) = transition(&mut conn, m).await {
+                    tracing::warn!(deployment.id = %job.id, error = %e, "recording the end");
                 }
             }
+            to
         }
     };
     log.finish(end).await;
     end
 }
 
-async fn steps(
-    engine: &Engine,
-    job: &mut Job,
-    worker: &str,
-    log: &DeployLog,
-    cancel: &CancellationToken,
-    work: &std::path::Path,
-    started: &mut Option<String>,
-) -> Result<(), Stop> {
-    let (app, sealed) = load_app(engine, job.app).await?;
-    let tag = runtime::image_tag(&app.name, job.id.0);
-    log.line(format!(
-        "==> deployment {} of {} ({})",
-        job.id,
-        app.name,
-        job.status.as_str()
-    ));
-    let check = |c: &CancellationToken| if c.is_cancelled() { Err(Stop::Cancelled) } else { Ok(()) };
-
-    let image = if let Some(image) = job.image.clone() {
-        log.line(format!("==> rollback: reusing image {image} (no build)"));
-        if !runtime::image_exists(engine, &image).await? {
-            return Err(Stop::Failed(format!("the image {image} no longer exists")));
-        }
-        image
-    } else {
-        match &app.source {
-            Source::Image { image, registry_user } => {
-                let password = open_secret(engine, sealed.as_deref())?;
-                let creds = registry_user.as_ref().map(|u| bollard::auth::DockerCredentials {
-                    username: Some(u.clone()),
-                    password: password.clone(),
-                    serveraddress: image
-                        .split('/')
-                        .next()
-                        .filter(|h| h.contains('.') || h.contains(':'))
-                        .map(str::to_owned),
-                    ..Default::default()
-                });
-                let local = runtime::image_exists(engine, image).await?;
-                let floating = !image.contains('@')
-                    && (image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':'));
-                if !local || floating {
-                    log.line(format!("==> pulling {image}"));
-                    if let Err(e) = super::build::pull(engine, image, creds, log, cancel).await {
-                        check(cancel)?;
-                        if !local {
-                            return Err(Stop::Failed(e));
-                        }
-                        log.line(format!("==> {e}; using the local copy"));
-                    }
-                } else {
-                    log.line(format!("==> using local image {image}"));
-                }
-                let docker = engine.docker.client().await?;
-                let (repo, t) = tag.split_once(':').expect("tag has a colon");
-                docker
-                    .tag_image(
-                        image,
-                        Some(
-                            bollard::query_parameters::TagImageOptionsBuilder::new()
-                                .repo(repo)
-                                .tag(t)
-                                .build(),
-                        ),
-                    )
-                    .await
-                    .map_err(|e| Stop::Failed(format!("tagging the image: {e}")))?;
-                tag.clone()
-            }
-            Source::Git { url, branch, subdir } => {
-                let key = open_secret(engine, sealed.as_deref())?;
-                let _ = tokio::fs::remove_dir_all(work).await;
-                tokio::fs::create_dir_all(work)
-                    .await
-                    .map_err(|e| Stop::Failed(format!("work directory: {e}")))?;
-                log.line(format!("==> cloning {url} ({branch})"));
-                let limit = Duration::from_secs(engine.deploy.build_timeout_secs);
-                let checkout = tokio::time::timeout(
-                    limit,
-                    super::git::clone(
-                        url,
-                        branch,
-                        key.as_deref(),
-                        engine.deploy.allow_local_sources,
-                        &work.join("src"),
-                        log,
-                        cancel,
-                    ),
-                )
-                .await
-                .map_err(|_| Stop::Failed(format!("clone timed out after {} s", limit.as_secs())))?
-                .map_err(|e| {
-                    if cancel.is_cancelled() {
-                        Stop::Cancelled
-                    } else {
-                        Stop::Failed(e)
-                    }
-                })?;
-                log.line(format!("==> commit {}", checkout.commit));
-                record(engine, job.id, |conn, id| {
-                    Box::pin(async move {
-                        diesel::update(deployments::table.find(id))
-                            .set(deployments::commit_sha.eq(checkout.commit))
-                            .execute(conn)
-                            .await
-                    })
-                })
-                .await?;
-                check(cancel)?;
-                advance(engine, job, worker, Status::Building).await?;
-                let root = super::git::confined(&checkout.dir, subdir, "subdir").map_err(Stop::Failed)?;
-                log.line(format!("==> building {tag}"));
-                tokio::time::timeout(
-                    limit,
-                    super::build::build(engine, &app.build, &root, work, &tag, log, cancel),
-                )
-                .await
-                .map_err(|_| Stop::Failed(format!("build timed out after {} s", limit.as_secs())))?
-                .map_err(|e| {
-                    if cancel.is_cancelled() {
-                        Stop::Cancelled
-                    } else {
-                        Stop::Failed(e)
-                    }
-                })?;
-                tag.clone()
-            }
-        }
-    };
-    check(cancel)?;
-    let img = image.clone();
-    record(engine, job.id, |conn, id| {
-        Box::pin(async move {
-            diesel::update(deployments::table.find(id))
-                .set(deployments::image.eq(img))
-                .execute(conn)
-                .await
-        })
-    })
-    .await?;
-    if job.status != Status::Starting {
-        advance(engine, job, worker, Status::Starting).await?;
-    }
-
-    let env = {
-        let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-        apps::decrypt_env(engine, &mut conn, app.id)
-            .await
-            .map_err(|e| Stop::Failed(e.to_string()))?
-    };
-    log.line(format!("==> starting a container from {image}"));
-    let container = runtime::start(engine, &app, job.id.0, &image, &env)
-        .await
-        .map_err(|e| Stop::Failed(format!("starting the container: {e}")))?;
-    *started = Some(container.clone());
-    check(cancel)?;
-
-    advance(engine, job, worker, Status::HealthChecking).await?;
-    log.line(format!(
-        "==> health check ({:?}) on port {}",
-        app.runtime.health.probe, app.runtime.port
-    ));
-    match runtime::wait_healthy(engine, &app.runtime, &container, log, cancel).await? {
-        Health::Healthy => log.line("==> healthy"),
-        Health::Unhealthy(_) if cancel.is_cancelled() => return Err(Stop::Cancelled),
-        Health::Unhealthy(why) => {
-            tail_container_logs(engine, &container, log).await;
-            return Err(Stop::Failed(why));
-        }
-    }
-    check(cancel)?;
-
-    advance(engine, job, worker, Status::Routing).await?;
-    let domains = {
-        let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-        apps::domains_of(&mut conn, app.id)
-            .await
-            .map_err(|e| Stop::Failed(e.to_string()))?
-    };
-    let up = Upstream {
-        deployment: job.id.0,
-        port: app.runtime.port,
-    };
-    proxy::write_app(engine, &app.name, &domains, Some(&up))
-        .await
-        .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
-    if let Some(d) = domains.as_slice().first() {
-        log.line(format!(
-            "==> routing {}{} to the new container",
-            d.host,
-            if d.path_prefix == "/" { "" } else { &d.path_prefix }
-        ));
-        let path = if d.path_prefix == "/" {
-            "/".to_owned()
-        } else {
-            format!("{}/", d.path_prefix)
-        };
-        if !proxy::wait_routed(engine, &d.host, &path, job.id.0, Duration::from_secs(20)).await {
-            return Err(Stop::Failed(
-                "the proxy did not route to the new container within 20 s".into(),
-            ));
-        }
-    }
-
-    // Live: the row, the app's pointer, in one transaction, still conditional on holding it.
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (id, app_id, w) = (job.id.0, app.id.0, worker.to_owned());
-    let went_live = conn
-        .transaction::<_, diesel::result::Error, _>(|conn| {
-            async move {
-                let n = diesel::update(
-                    deployments::table
-                        .filter(deployments::id.eq(id))
-                        .filter(deployments::status.eq(Status::Routing.as_str()))
-                        .filter(deployments::worker_id.eq(&w)),
-                )
-                .set((
-                    deployments::status.eq(Status::Running.as_str()),
-                    deployments::finished_at.eq(diesel::dsl::now),
-                ))
-                .execute(conn)
-                .await?;
-                if n == 1 {
-                    diesel::update(applications::table.find(app_id))
-                        .set(applications::live_deployment_id.eq(id))
-                        .execute(conn)
-                        .await?;
-                }
-                Ok(n == 1)
-            }
-            .scope_boxed()
-        })
-        .await
-        .map_err(StoreError::from)?;
-    if !went_live {
-        return Err(Stop::Lost);
-    }
-    job.status = Status::Running;
-    *started = None;
-    log.line(format!(
-        "==> running; old containers drain for {} s",
-        app.runtime.drain_secs
-    ));
-    tracing::info!(deployment.id = %job.id, app = %app.name, "deployment running");
-    let engine2 = engine.clone();
-    let drain = Duration::from_secs(app.runtime.drain_secs);
-    tokio::spawn(async move {
-        tokio::time::sleep(drain).await;
-        retire_old(&engine2, app.id).await;
-    });
-    prune_images(engine, app.id).await;
-    Ok(())
-}
-
-type Update<'a> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<usize, diesel::result::Error>> + Send + 'a>>;
-
-async fn record<F>(engine: &Engine, id: DeploymentId, f: F) -> Result<(), Stop>
-where
-    F: for<'a> FnOnce(&'a mut diesel_async::AsyncPgConnection, Uuid) -> Update<'a>,
-{
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    f(&mut conn, id.0).await.map_err(StoreError::from)?;
-    Ok(())
-}
-
-/// The last lines a failed container printed, for the log.
-async fn tail_container_logs(engine: &Engine, container: &str, log: &DeployLog) {
-    use futures::StreamExt;
-    let Ok(docker) = engine.docker.client().await else {
-        return;
-    };
-    let opts = bollard::query_parameters::LogsOptionsBuilder::new()
-        .stdout(true)
-        .stderr(true)
-        .tail("30")
-        .build();
-    let mut s = docker.logs(container, Some(opts));
-    log.line("==> the container's last output:");
-    while let Some(Ok(chunk)) = s.next().await {
-        log.output(String::from_utf8_lossy(&chunk.into_bytes()).trim_end());
-    }
-}
-
 /// Points the app's route at its live deployment again (or removes it when there
-/// is none): used after a failure in `routing` and by the reaper.
+/// is none): after a failure in `routing`, by the reaper, and at worker start.
 pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
     let result = async {
         let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-        let row: Option<(String, serde_json::Value, Option<Uuid>)> = applications::table
-            .find(app.0)
-            .select((
-                applications::name,
-                applications::runtime,
-                applications::live_deployment_id,
-            ))
-            .first(&mut conn)
-            .await
-            .optional()
-            .map_err(StoreError::from)?;
-        let Some((name, rt, live)) = row else {
+        let Some((app_row, _)) = apps::load_any(&mut conn, app).await.ok() else {
             return Ok::<_, Stop>(());
         };
-        let port = serde_json::from_value::<crate::apps::spec::Runtime>(rt)
-            .map(|r| r.port)
-            .unwrap_or(80);
-        let domains = apps::domains_of(&mut conn, app)
+        let routes = apps::routes_of(&mut conn, app)
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        let up = live.map(|d| Upstream { deployment: d, port });
-        proxy::write_app(engine, &name, &domains, up.as_ref())
+        let up = app_row.live_deployment_id.map(|d| Upstream {
+            deployment: d.0,
+            port: app_row.runtime.port,
+        });
+        proxy::write_app(engine, &app_row.name, &routes, up.as_ref())
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
         Ok(())
@@ -532,7 +578,7 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
 /// Rewrites every application's route from the database (at worker start: the
 /// files are derived state and may be stale or lost).
 pub(crate) async fn sync_routes(engine: &Engine) {
-    let ids: Vec<Uuid> = match engine.db.get().await {
+    let ids: Vec<AppId> = match engine.db.get().await {
         Ok(mut conn) => applications::table
             .select(applications::id)
             .load(&mut conn)
@@ -541,99 +587,6 @@ pub(crate) async fn sync_routes(engine: &Engine) {
         Err(_) => return,
     };
     for id in ids {
-        restore_route(engine, AppId(id)).await;
-    }
-}
-
-/// Stops the app's containers that neither serve (live) nor belong to a
-/// deployment in progress.
-pub(crate) async fn retire_old(engine: &Engine, app: AppId) {
-    let keep: HashSet<Uuid> = match keepers(engine, app).await {
-        Ok(k) => k,
-        Err(e) => {
-            tracing::warn!(error = %e, "reading live deployments");
-            return;
-        }
-    };
-    let Ok(list) = runtime::list_managed(engine).await else {
-        return;
-    };
-    for c in list.into_iter().filter(|c| c.app == Some(app.0)) {
-        if c.deployment.is_some_and(|d| keep.contains(&d)) {
-            continue;
-        }
-        tracing::info!(container = %c.name, "retiring old container");
-        runtime::stop_and_remove(engine, &c.name, Duration::from_secs(10)).await;
-    }
-}
-
-async fn keepers(engine: &Engine, app: AppId) -> Result<HashSet<Uuid>, StoreError> {
-    let mut conn = engine.db.get().await?;
-    let mut keep: HashSet<Uuid> = deployments::table
-        .filter(deployments::application_id.eq(app.0))
-        .filter(deployments::status.eq_any(super::status::ACTIVE))
-        .select(deployments::id)
-        .load::<Uuid>(&mut conn)
-        .await?
-        .into_iter()
-        .collect();
-    if let Some(live) = super::live_of(&mut conn, app).await? {
-        keep.insert(live);
-    }
-    Ok(keep)
-}
-
-/// Keeps the images of the newest `keep_images` successful deployments (and the
-/// live one); removes older `berth/<app>:*` images and marks them pruned.
-async fn prune_images(engine: &Engine, app: AppId) {
-    let result = async {
-        let mut conn = engine.db.get().await?;
-        let live = super::live_of(&mut conn, app).await?;
-        let rows: Vec<(Uuid, Option<String>)> = deployments::table
-            .filter(deployments::application_id.eq(app.0))
-            .filter(deployments::status.eq(Status::Running.as_str()))
-            .filter(deployments::image_pruned.eq(false))
-            .filter(deployments::image.is_not_null())
-            .order(deployments::created_at.desc())
-            .select((deployments::id, deployments::image))
-            .load(&mut conn)
-            .await?;
-        let mut kept: Vec<String> = Vec::new();
-        let mut doomed: Vec<String> = Vec::new();
-        for (id, image) in rows {
-            let Some(image) = image else { continue };
-            if !image.starts_with("berth/") {
-                continue;
-            }
-            if kept.contains(&image) || Some(id) == live {
-                if !kept.contains(&image) {
-                    kept.push(image);
-                }
-                continue;
-            }
-            if kept.len() < engine.deploy.keep_images {
-                kept.push(image);
-            } else if !doomed.contains(&image) {
-                doomed.push(image);
-            }
-        }
-        doomed.retain(|d| !kept.contains(d));
-        for image in doomed {
-            if runtime::remove_image(engine, &image).await {
-                diesel::update(
-                    deployments::table
-                        .filter(deployments::application_id.eq(app.0))
-                        .filter(deployments::image.eq(&image)),
-                )
-                .set(deployments::image_pruned.eq(true))
-                .execute(&mut conn)
-                .await?;
-            }
-        }
-        Ok::<_, StoreError>(())
-    }
-    .await;
-    if let Err(e) = result {
-        tracing::warn!(error = %e, "pruning images");
+        restore_route(engine, id).await;
     }
 }

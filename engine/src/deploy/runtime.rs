@@ -1,198 +1,104 @@
-//! Containers through the Docker Engine API: the `berth` network, creating and
-//! starting an application's container (labelled: labels are the truth about what
-//! runs), health checks, draining and removal, and image housekeeping.
+//! An application's containers: what one is made of (a [`ContainerSpec`] from the
+//! app's runtime settings: labels are the truth about what runs), starting it,
+//! health checks, and the housekeeping of containers and images when an app
+//! goes away. Docker itself is reached only through [`crate::docker`].
 
-use crate::apps::spec::{HealthProbe, Runtime};
-use crate::apps::Application;
-use crate::docker::DockerError;
-use crate::ids::AppId;
+use crate::apps::spec::{HealthProbe, RestartPolicy, Runtime};
+use crate::docker::{
+    self, ContainerSpec, DockerError, Exec, LogOptions, Mount, MountSource, Network, Proto, Restart, LABEL_APP,
+    LABEL_DEPLOYMENT, LABEL_INSTANCE,
+};
+use crate::ids::{AppId, DeploymentId};
+use crate::logs::DeployLog;
 use crate::Engine;
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountTypeEnum, NetworkCreateRequest, NetworkingConfig,
-    RestartPolicy, RestartPolicyNameEnum,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, ListContainersOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveImageOptionsBuilder, StopContainerOptionsBuilder,
-};
+use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use uuid::Uuid;
-
-pub const LABEL_APP: &str = "berth.app";
-pub const LABEL_DEPLOYMENT: &str = "berth.deployment";
-pub const LABEL_INSTANCE: &str = "berth.instance";
-
-pub async fn ensure_network(engine: &Engine) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    let name = &engine.deploy.network;
-    if docker
-        .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
-        .await
-        .is_ok()
-    {
-        return Ok(());
-    }
-    let req = NetworkCreateRequest {
-        name: name.clone(),
-        driver: Some("bridge".into()),
-        labels: Some(HashMap::from([(
-            LABEL_INSTANCE.to_owned(),
-            engine.deploy.instance.clone(),
-        )])),
-        ..Default::default()
-    };
-    match docker.create_network(req).await {
-        Ok(_) => Ok(()),
-        // Another replica created it meanwhile.
-        Err(_)
-            if docker
-                .inspect_network(name, None::<bollard::query_parameters::InspectNetworkOptions>)
-                .await
-                .is_ok() =>
-        {
-            Ok(())
-        }
-        Err(e) => Err(e.into()),
-    }
-}
 
 /// The container name of a deployment.
-pub fn container_name(engine: &Engine, app: &str, deployment: Uuid) -> String {
+pub fn container_name(engine: &Engine, app: &str, deployment: DeploymentId) -> String {
     format!(
         "{}-{}-{}",
         engine.deploy.instance,
         app,
-        &deployment.simple().to_string()[..12]
+        &deployment.0.simple().to_string()[..12]
     )
 }
 
 /// The image tag of a deployment: `berth/<app>:<deployment id>`.
-pub fn image_tag(app: &str, deployment: Uuid) -> String {
-    format!("berth/{app}:{}", deployment.simple())
+pub fn image_tag(app: &str, deployment: DeploymentId) -> String {
+    format!("berth/{app}:{}", deployment.0.simple())
 }
 
-/// Creates and starts the container for a deployment; returns its name.
-pub async fn start(
+/// The application a container runs, as its container needs to know it.
+#[derive(Debug, Clone, Copy)]
+pub struct AppRef<'a> {
+    pub id: AppId,
+    pub name: &'a str,
+    pub runtime: &'a Runtime,
+}
+
+/// What a deployment's container is made of.
+pub fn container_spec(
     engine: &Engine,
-    app: &Application,
-    deployment: Uuid,
+    app: AppRef<'_>,
+    deployment: DeploymentId,
     image: &str,
     env: &[(String, String)],
-) -> Result<String, DockerError> {
-    let docker = engine.docker.client().await?;
-    let name = container_name(engine, &app.name, deployment);
-    let rt: &Runtime = &app.runtime;
-    let labels = HashMap::from([
+) -> ContainerSpec {
+    let rt = app.runtime;
+    let mut spec = ContainerSpec::new(container_name(engine, app.name, deployment), image);
+    spec.labels = HashMap::from([
         (LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone()),
-        (LABEL_APP.to_owned(), app.id.0.to_string()),
+        (LABEL_APP.to_owned(), app.id.to_string()),
         (LABEL_DEPLOYMENT.to_owned(), deployment.to_string()),
     ]);
-    let mounts: Vec<Mount> = rt
+    spec.env = env.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    spec.cmd = rt.command.clone();
+    spec.exposed = vec![(rt.port, Proto::Tcp)];
+    spec.network = Network::Bridge {
+        name: engine.deploy.network.clone(),
+        aliases: vec![app.name.to_owned(), crate::proxy::upstream_host(deployment.0)],
+    };
+    spec.restart = match rt.restart {
+        RestartPolicy::No => Restart::No,
+        RestartPolicy::Always => Restart::Always,
+        RestartPolicy::UnlessStopped => Restart::UnlessStopped,
+        RestartPolicy::OnFailure => Restart::OnFailure,
+    };
+    spec.memory_bytes = rt.memory_mb.map(|m| i64::from(m) * 1024 * 1024);
+    spec.nano_cpus = rt.cpu_millis.map(|m| i64::from(m) * 1_000_000);
+    spec.mounts = rt
         .volumes
         .iter()
         .map(|v| Mount {
-            target: Some(v.target.clone()),
-            source: Some(if v.bind {
-                v.source.clone()
+            source: if v.bind {
+                MountSource::Bind(v.source.clone())
             } else {
-                format!("{}-{}-{}", engine.deploy.instance, app.name, v.source)
-            }),
-            typ: Some(if v.bind {
-                MountTypeEnum::BIND
-            } else {
-                MountTypeEnum::VOLUME
-            }),
-            read_only: Some(v.read_only),
-            ..Default::default()
+                MountSource::Volume(format!("{}-{}-{}", engine.deploy.instance, app.name, v.source))
+            },
+            target: v.target.clone(),
+            read_only: v.read_only,
         })
         .collect();
-    let restart = match rt.restart {
-        crate::apps::spec::RestartPolicy::No => RestartPolicyNameEnum::NO,
-        crate::apps::spec::RestartPolicy::Always => RestartPolicyNameEnum::ALWAYS,
-        crate::apps::spec::RestartPolicy::UnlessStopped => RestartPolicyNameEnum::UNLESS_STOPPED,
-        crate::apps::spec::RestartPolicy::OnFailure => RestartPolicyNameEnum::ON_FAILURE,
-    };
-    let body = ContainerCreateBody {
-        image: Some(image.to_owned()),
-        env: Some(env.iter().map(|(k, v)| format!("{k}={v}")).collect()),
-        cmd: rt.command.clone(),
-        labels: Some(labels),
-        exposed_ports: Some(HashMap::from([(format!("{}/tcp", rt.port), HashMap::new())])),
-        host_config: Some(HostConfig {
-            network_mode: Some(engine.deploy.network.clone()),
-            restart_policy: Some(RestartPolicy {
-                name: Some(restart),
-                maximum_retry_count: None,
-            }),
-            memory: rt.memory_mb.map(|m| i64::from(m) * 1024 * 1024),
-            nano_cpus: rt.cpu_millis.map(|m| i64::from(m) * 1_000_000),
-            mounts: (!mounts.is_empty()).then_some(mounts),
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                engine.deploy.network.clone(),
-                EndpointSettings {
-                    aliases: Some(vec![app.name.clone(), crate::proxy::upstream_host(deployment)]),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    // A leftover from an interrupted attempt of this same deployment goes first.
-    let _ = docker
-        .remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-        .await;
-    docker
-        .create_container(Some(CreateContainerOptionsBuilder::new().name(&name).build()), body)
-        .await?;
-    docker
-        .start_container(&name, None::<bollard::query_parameters::StartContainerOptions>)
-        .await?;
-    Ok(name)
+    spec
 }
 
-/// What one inspection says about a started container.
-pub struct Observed {
-    /// Why it is not (or no longer) running, if it is not.
-    pub exited: Option<String>,
-    /// Its address on the Berth network, once it has one.
-    pub ip: Option<String>,
+/// Creates and starts the container (a leftover of an interrupted attempt of the
+/// same deployment goes first).
+pub async fn start(engine: &Engine, spec: &ContainerSpec) -> Result<(), DockerError> {
+    engine.docker.remove_container(&spec.name, false).await?;
+    engine.docker.create_container(spec).await?;
+    engine.docker.start_container(&spec.name).await
 }
 
-/// Inspects the container once.
-pub async fn observe(engine: &Engine, container: &str) -> Result<Observed, DockerError> {
-    let docker = engine.docker.client().await?;
-    let info = docker
-        .inspect_container(container, None::<bollard::query_parameters::InspectContainerOptions>)
-        .await?;
-    let exited = info.state.and_then(|state| {
-        // A crash-looping container shows `running` between restarts: its exit code tells.
-        if state.running == Some(true) && state.restarting != Some(true) {
-            None
-        } else if state.oom_killed == Some(true) {
-            Some("the container was OOM-killed (raise its memory limit)".to_owned())
-        } else {
-            Some(format!(
-                "the container exited with code {}",
-                state.exit_code.unwrap_or(-1)
-            ))
-        }
-    });
-    let ip = info
-        .network_settings
-        .and_then(|n| n.networks)
-        .and_then(|mut n| n.remove(&engine.deploy.network))
-        .and_then(|e| e.ip_address)
-        .filter(|ip| !ip.is_empty());
-    Ok(Observed { exited, ip })
-}
-
-/// The container's address on the Berth network.
+/// The container's address on the Berth network, once it has one.
 pub async fn address(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
-    Ok(observe(engine, container).await?.ip)
+    Ok(engine
+        .docker
+        .inspect_container(container)
+        .await?
+        .and_then(|mut c| c.addresses.remove(&engine.deploy.network)))
 }
 
 /// Health-check outcome.
@@ -206,7 +112,7 @@ pub async fn wait_healthy(
     engine: &Engine,
     rt: &Runtime,
     container: &str,
-    log: &crate::logs::DeployLog,
+    log: &DeployLog,
     cancel: &tokio_util::sync::CancellationToken,
 ) -> Result<Health, DockerError> {
     let hc = &rt.health;
@@ -220,21 +126,25 @@ pub async fn wait_healthy(
         if cancel.is_cancelled() {
             return Ok(Health::Unhealthy("cancelled".into()));
         }
-        let Observed { exited, ip } = observe(engine, container).await?;
-        if let Some(why) = exited {
-            return Ok(Health::Unhealthy(why));
+        let Some(info) = engine.docker.inspect_container(container).await? else {
+            return Ok(Health::Unhealthy("the container disappeared".into()));
+        };
+        if !info.state.is_up() {
+            return Ok(Health::Unhealthy(info.state.down_reason()));
         }
-        let outcome = match (&hc.probe, ip) {
+        let endpoint = engine.docker.endpoint(&info, &engine.deploy.network, rt.port);
+        let outcome = match (&hc.probe, endpoint) {
             (_, None) => Err("the container has no address on the network yet".to_owned()),
-            (HealthProbe::Tcp, Some(ip)) => {
-                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect((ip.as_str(), rt.port))).await {
+            (HealthProbe::Tcp, Some(addr)) => {
+                match tokio::time::timeout(timeout, tokio::net::TcpStream::connect(addr)).await {
                     Ok(Ok(_)) => Ok(()),
                     _ => Err(format!("nothing listening on port {}", rt.port)),
                 }
             }
-            (HealthProbe::Http { path }, Some(ip)) => {
+            (HealthProbe::Http { path }, Some(addr)) => {
+                let ip = addr.ip().to_string();
                 let host = format!("{ip}:{}", rt.port);
-                match crate::http1::request(&ip, rt.port, "GET", &host, path, timeout).await {
+                match crate::http1::request(&ip, addr.port(), "GET", &host, path, timeout).await {
                     Ok(r) if (200..400).contains(&r.status) => Ok(()),
                     Ok(r) => {
                         let body: String = r.body.chars().take(200).collect();
@@ -247,11 +157,13 @@ pub async fn wait_healthy(
                     Err(e) => Err(e.to_string()),
                 }
             }
-            (HealthProbe::Command { argv }, Some(_)) => match exec(engine, container, argv, timeout).await {
-                Ok(0) => Ok(()),
-                Ok(code) => Err(format!("health command exited with {code}")),
-                Err(e) => Err(format!("health command: {e}")),
-            },
+            (HealthProbe::Command { argv }, Some(_)) => {
+                match docker::exec_capture(&*engine.docker, container, &Exec::argv(argv.clone()), timeout).await {
+                    Ok(o) if o.exit_code == 0 => Ok(()),
+                    Ok(o) => Err(format!("health command exited with {}", o.exit_code)),
+                    Err(e) => Err(format!("health command: {e}")),
+                }
+            }
         };
         match outcome {
             Ok(()) => return Ok(Health::Healthy),
@@ -276,142 +188,69 @@ pub async fn wait_healthy(
     }
 }
 
-/// Runs an argument vector in the container (no shell) and returns its exit code.
-pub async fn exec(engine: &Engine, container: &str, argv: &[String], timeout: Duration) -> Result<i64, DockerError> {
-    let exec = crate::services::kind::Exec {
-        argv: argv.to_vec(),
-        env: Vec::new(),
-    };
-    Ok(
-        crate::services::container::exec_capture(engine, container, &exec, timeout)
-            .await?
-            .exit_code,
-    )
-}
-
-/// Stops (after `grace`) and removes a container; missing containers are fine.
-pub async fn stop_and_remove(engine: &Engine, container: &str, grace: Duration) {
-    let Ok(docker) = engine.docker.client().await else {
-        return;
-    };
-    let _ = docker
-        .stop_container(
-            container,
-            Some(StopContainerOptionsBuilder::new().t(grace.as_secs() as i32).build()),
-        )
-        .await;
-    if let Err(e) = docker
-        .remove_container(
-            container,
-            Some(RemoveContainerOptionsBuilder::new().force(true).v(false).build()),
-        )
-        .await
-    {
-        if !matches!(
-            e,
-            bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
-        ) {
-            tracing::warn!(error = %e, container, "removing container");
-        }
+/// The last lines a failed container printed, into the deployment log.
+pub async fn tail_logs(engine: &Engine, container: &str, log: &DeployLog) {
+    let mut s = engine.docker.logs(
+        container,
+        LogOptions {
+            follow: false,
+            tail: Some(30),
+            since: None,
+        },
+    );
+    log.line("==> the container's last output:");
+    while let Some(Ok(chunk)) = s.next().await {
+        log.output(String::from_utf8_lossy(&chunk.bytes).trim_end());
     }
 }
 
-/// A container Berth started, as its labels describe it.
-#[derive(Debug, Clone)]
+/// A container Berth started for an application, as its labels describe it.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Managed {
     pub name: String,
-    pub app: Option<Uuid>,
-    pub deployment: Option<Uuid>,
+    pub app: Option<AppId>,
+    pub deployment: Option<DeploymentId>,
+    /// Docker's status word (`running`, `exited` ...).
+    pub state: String,
 }
 
 /// Every container of this instance that belongs to an application.
 pub async fn list_managed(engine: &Engine) -> Result<Vec<Managed>, DockerError> {
-    let docker = engine.docker.client().await?;
-    let filters = HashMap::from([(
-        "label".to_owned(),
-        vec![
-            format!("{LABEL_INSTANCE}={}", engine.deploy.instance),
-            LABEL_APP.to_owned(),
-        ],
-    )]);
-    let list = docker
-        .list_containers(Some(
-            ListContainersOptionsBuilder::new().all(true).filters(&filters).build(),
-        ))
-        .await?;
-    Ok(list
+    let filter = [(LABEL_INSTANCE, Some(engine.deploy.instance.as_str())), (LABEL_APP, None)];
+    Ok(engine
+        .docker
+        .list_containers(&filter)
+        .await?
         .into_iter()
-        .map(|c| {
-            let labels = c.labels.unwrap_or_default();
-            Managed {
-                name: c
-                    .names
-                    .and_then(|n| n.into_iter().next())
-                    .map(|n| n.trim_start_matches('/').to_owned())
-                    .unwrap_or_default(),
-                app: labels.get(LABEL_APP).and_then(|s| s.parse().ok()),
-                deployment: labels.get(LABEL_DEPLOYMENT).and_then(|s| s.parse().ok()),
-            }
+        .map(|c| Managed {
+            app: c.label(LABEL_APP).and_then(|s| s.parse().ok()),
+            deployment: c.label(LABEL_DEPLOYMENT).and_then(|s| s.parse().ok()),
+            name: c.name,
+            state: c.state,
         })
         .collect())
 }
 
+/// Removes every container of the application (any deployment).
 pub async fn remove_app_containers(engine: &Engine, app: AppId) {
     match list_managed(engine).await {
         Ok(list) => {
-            for c in list.into_iter().filter(|c| c.app == Some(app.0)) {
-                stop_and_remove(engine, &c.name, Duration::from_secs(5)).await;
+            for c in list.into_iter().filter(|c| c.app == Some(app)) {
+                docker::stop_and_remove(&*engine.docker, &c.name, Duration::from_secs(5)).await;
             }
         }
         Err(e) => tracing::warn!(error = %e, "listing containers to remove"),
     }
 }
 
-pub async fn remove_image(engine: &Engine, image: &str) -> bool {
-    let Ok(docker) = engine.docker.client().await else {
-        return false;
-    };
-    match docker
-        .remove_image(image, Some(RemoveImageOptionsBuilder::new().force(true).build()), None)
-        .await
-    {
-        Ok(_) => true,
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => true,
-        Err(e) => {
-            tracing::warn!(error = %e, image, "removing image");
-            false
-        }
-    }
-}
-
 /// Removes every `berth/<app>:*` image.
 pub async fn remove_app_images(engine: &Engine, app: &str) {
-    let Ok(docker) = engine.docker.client().await else {
+    let Ok(tags) = engine.docker.image_tags(&format!("berth/{app}")).await else {
         return;
     };
-    let filters = HashMap::from([("reference".to_owned(), vec![format!("berth/{app}")])]);
-    let Ok(images) = docker
-        .list_images(Some(
-            bollard::query_parameters::ListImagesOptionsBuilder::new()
-                .filters(&filters)
-                .build(),
-        ))
-        .await
-    else {
-        return;
-    };
-    for img in images {
-        for tag in img.repo_tags {
-            remove_image(engine, &tag).await;
+    for tag in tags {
+        if let Err(e) = engine.docker.remove_image(&tag).await {
+            tracing::warn!(error = %e, image = tag, "removing image");
         }
-    }
-}
-
-pub async fn image_exists(engine: &Engine, image: &str) -> Result<bool, DockerError> {
-    let docker = engine.docker.client().await?;
-    match docker.inspect_image(image).await {
-        Ok(_) => Ok(true),
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }) => Ok(false),
-        Err(e) => Err(e.into()),
     }
 }

@@ -1,28 +1,17 @@
 //! A database service's Docker side: its volume, its container on the `berth`
-//! network (the service name is its hostname there), lifecycle, throwaway
-//! containers for restore drills and one-off helpers, and `exec` with streamed
-//! standard input and output, all through the Engine API: no shell, no CLI.
+//! network (the service name is its hostname there), lifecycle, readiness, and
+//! the throwaway containers of restore drills and one-off helpers. Docker itself
+//! is reached only through [`crate::docker`].
 
-use super::kind::{DbEngine, Exec, Identity};
-use crate::docker::DockerError;
+use super::kind::{DbEngine, Identity};
+use crate::docker::{
+    self, ContainerSpec, DockerError, Exec, Mount, MountSource, Network, Proto, Publish, Restart, LABEL_DRILL,
+    LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE,
+};
 use crate::Engine;
-use bollard::container::LogOutput;
-use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, Mount, MountTypeEnum, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum, VolumeCreateOptions,
-};
-use bollard::query_parameters::{
-    CreateContainerOptionsBuilder, CreateImageOptionsBuilder, RemoveContainerOptionsBuilder,
-    RemoveVolumeOptionsBuilder, StartContainerOptions, StopContainerOptionsBuilder, WaitContainerOptions,
-};
-use futures::StreamExt;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use uuid::Uuid;
-
-pub const LABEL_SERVICE: &str = "berth.service";
-pub const LABEL_DRILL: &str = "berth.drill";
 
 /// What the container needs to know about a service.
 pub struct ServiceBox<'a> {
@@ -55,174 +44,84 @@ pub fn volume_name(engine: &Engine, service: &str, id: Uuid) -> String {
 
 fn labels(engine: &Engine, service: Uuid) -> HashMap<String, String> {
     HashMap::from([
-        (
-            crate::deploy::runtime::LABEL_INSTANCE.to_owned(),
-            engine.deploy.instance.clone(),
-        ),
+        (LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone()),
         (LABEL_SERVICE.to_owned(), service.to_string()),
     ])
 }
 
-fn is_404(e: &bollard::errors::Error) -> bool {
-    matches!(
-        e,
-        bollard::errors::Error::DockerResponseServerError { status_code: 404, .. }
-    )
+/// What a service's container is made of.
+pub fn container_spec(engine: &Engine, svc: &ServiceBox<'_>) -> ContainerSpec {
+    let port = svc.engine.port();
+    let mut spec = ContainerSpec::new(container_name(engine, svc.name), svc.image);
+    spec.env = svc.engine.container_env(&svc.identity);
+    spec.cmd = svc.engine.command(&svc.identity);
+    spec.labels = labels(engine, svc.id);
+    spec.exposed = vec![(port, Proto::Tcp)];
+    spec.publish = svc
+        .external
+        .map(|(bind, host_port)| Publish {
+            container_port: port,
+            proto: Proto::Tcp,
+            host_ip: bind.to_owned(),
+            host_port,
+        })
+        .into_iter()
+        .collect();
+    spec.network = Network::Bridge {
+        name: engine.deploy.network.clone(),
+        aliases: vec![svc.name.to_owned()],
+    };
+    spec.restart = Restart::UnlessStopped;
+    spec.memory_bytes = svc.memory_mb.map(|m| i64::from(m) * 1024 * 1024);
+    spec.nano_cpus = svc.cpu_millis.map(|m| i64::from(m) * 1_000_000);
+    spec.mounts = vec![Mount {
+        source: MountSource::Volume(svc.volume.to_owned()),
+        target: svc.engine.data_dir().to_owned(),
+        read_only: false,
+    }];
+    spec
 }
 
 /// Pulls the image unless it is present.
 pub async fn ensure_image(engine: &Engine, image: &str) -> Result<(), String> {
-    if crate::deploy::runtime::image_exists(engine, image)
+    docker::ensure_image(&*engine.docker, image, None, |_| {})
         .await
-        .map_err(|e| e.to_string())?
-    {
-        return Ok(());
-    }
-    let docker = engine.docker.client().await.map_err(|e| e.to_string())?;
-    let (from, tag) = crate::deploy::build::split_tag(image);
-    let options = CreateImageOptionsBuilder::new().from_image(from).tag(tag).build();
-    let mut stream = docker.create_image(Some(options), None, None);
-    while let Some(item) = stream.next().await {
-        item.map_err(|e| format!("pulling {image} failed: {e}"))?;
-    }
-    Ok(())
+        .map_err(|e| e.to_string())
 }
 
 /// Creates the volume (if missing) and the container (if missing), and starts it.
 pub async fn ensure_running(engine: &Engine, svc: &ServiceBox<'_>) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    crate::deploy::runtime::ensure_network(engine).await?;
+    let d = &*engine.docker;
+    let labels = HashMap::from([(LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone())]);
+    d.ensure_network(&engine.deploy.network, &labels).await?;
     let name = container_name(engine, svc.name);
-    match docker
-        .inspect_container(&name, None::<bollard::query_parameters::InspectContainerOptions>)
-        .await
-    {
-        Ok(c) => {
-            if c.state.and_then(|s| s.running) == Some(true) {
-                return Ok(());
-            }
+    match d.inspect_container(&name).await? {
+        Some(c) if c.state.is_up() => return Ok(()),
+        Some(_) => {}
+        None => {
+            d.ensure_volume(svc.volume, &self::labels(engine, svc.id)).await?;
+            d.create_container(&container_spec(engine, svc)).await?;
         }
-        Err(e) if is_404(&e) => {
-            if docker.inspect_volume(svc.volume).await.is_err() {
-                docker
-                    .create_volume(VolumeCreateOptions {
-                        name: Some(svc.volume.to_owned()),
-                        labels: Some(labels(engine, svc.id)),
-                        ..Default::default()
-                    })
-                    .await?;
-            }
-            create(engine, svc, &name).await?;
-        }
-        Err(e) => return Err(e.into()),
     }
-    docker.start_container(&name, None::<StartContainerOptions>).await?;
-    Ok(())
-}
-
-async fn create(engine: &Engine, svc: &ServiceBox<'_>, name: &str) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    let port = format!("{}/tcp", svc.engine.port());
-    let port_bindings = svc.external.map(|(bind, p)| {
-        HashMap::from([(
-            port.clone(),
-            Some(vec![PortBinding {
-                host_ip: Some(bind.to_owned()),
-                host_port: Some(p.to_string()),
-            }]),
-        )])
-    });
-    let body = ContainerCreateBody {
-        image: Some(svc.image.to_owned()),
-        env: Some(svc.engine.container_env(&svc.identity)),
-        cmd: svc.engine.command(&svc.identity),
-        labels: Some(labels(engine, svc.id)),
-        exposed_ports: Some(HashMap::from([(port.clone(), HashMap::new())])),
-        host_config: Some(HostConfig {
-            network_mode: Some(engine.deploy.network.clone()),
-            restart_policy: Some(RestartPolicy {
-                name: Some(RestartPolicyNameEnum::UNLESS_STOPPED),
-                maximum_retry_count: None,
-            }),
-            memory: svc.memory_mb.map(|m| i64::from(m) * 1024 * 1024),
-            nano_cpus: svc.cpu_millis.map(|m| i64::from(m) * 1_000_000),
-            mounts: Some(vec![Mount {
-                target: Some(svc.engine.data_dir().to_owned()),
-                source: Some(svc.volume.to_owned()),
-                typ: Some(MountTypeEnum::VOLUME),
-                ..Default::default()
-            }]),
-            port_bindings,
-            ..Default::default()
-        }),
-        networking_config: Some(NetworkingConfig {
-            endpoints_config: Some(HashMap::from([(
-                engine.deploy.network.clone(),
-                EndpointSettings {
-                    aliases: Some(vec![svc.name.to_owned()]),
-                    ..Default::default()
-                },
-            )])),
-        }),
-        ..Default::default()
-    };
-    docker
-        .create_container(Some(CreateContainerOptionsBuilder::new().name(name).build()), body)
-        .await?;
-    Ok(())
+    d.start_container(&name).await
 }
 
 pub async fn stop(engine: &Engine, service: &str) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    match docker
-        .stop_container(
-            &container_name(engine, service),
-            Some(StopContainerOptionsBuilder::new().t(30).build()),
-        )
+    engine
+        .docker
+        .stop_container(&container_name(engine, service), Duration::from_secs(30))
         .await
-    {
-        Ok(()) => Ok(()),
-        Err(e) if is_404(&e) => Ok(()),
-        // 304: already stopped.
-        Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
 }
 
 pub async fn start(engine: &Engine, service: &str) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    match docker
-        .start_container(&container_name(engine, service), None::<StartContainerOptions>)
-        .await
-    {
-        Ok(()) | Err(bollard::errors::Error::DockerResponseServerError { status_code: 304, .. }) => Ok(()),
-        Err(e) => Err(e.into()),
-    }
+    engine.docker.start_container(&container_name(engine, service)).await
 }
 
 /// Removes the container (and the volume when asked). Missing things are fine.
 pub async fn remove(engine: &Engine, service: &str, volume: Option<&str>) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    match docker
-        .remove_container(
-            &container_name(engine, service),
-            Some(RemoveContainerOptionsBuilder::new().force(true).build()),
-        )
-        .await
-    {
-        Ok(()) => {}
-        Err(e) if is_404(&e) => {}
-        Err(e) => return Err(e.into()),
-    }
+    engine.docker.remove_container(&container_name(engine, service), false).await?;
     if let Some(v) = volume {
-        match docker
-            .remove_volume(v, Some(RemoveVolumeOptionsBuilder::new().force(true).build()))
-            .await
-        {
-            Ok(()) => {}
-            Err(e) if is_404(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
+        engine.docker.remove_volume(v).await?;
     }
     Ok(())
 }
@@ -237,224 +136,12 @@ pub enum State {
 }
 
 pub async fn state(engine: &Engine, service: &str) -> Result<State, DockerError> {
-    let docker = engine.docker.client().await?;
-    match docker
-        .inspect_container(
-            &container_name(engine, service),
-            None::<bollard::query_parameters::InspectContainerOptions>,
-        )
-        .await
-    {
-        Ok(c) => {
-            let s = c.state.unwrap_or_default();
-            if s.running == Some(true) && s.restarting != Some(true) {
-                Ok(State::Running)
-            } else {
-                Ok(State::Down(
-                    s.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
-                ))
-            }
-        }
-        Err(e) if is_404(&e) => Ok(State::Missing),
-        Err(e) => Err(e.into()),
-    }
-}
-
-/// How an exec ended.
-#[derive(Debug)]
-pub struct ExecOutcome {
-    pub exit_code: i64,
-    /// Standard output when it was not streamed to a sink (at most 1 MiB kept).
-    pub stdout: String,
-    /// The last 4 KiB of standard error.
-    pub stderr_tail: String,
-    /// Bytes fed to standard input.
-    pub fed: u64,
-}
-
-impl ExecOutcome {
-    /// The most useful line(s) of what the program said, for an error message.
-    pub fn said(&self) -> String {
-        let s = if self.stderr_tail.trim().is_empty() {
-            &self.stdout
-        } else {
-            &self.stderr_tail
-        };
-        let s = s.trim();
-        let tail: Vec<&str> = s.lines().rev().take(3).collect();
-        tail.into_iter().rev().collect::<Vec<_>>().join(" | ")
-    }
-}
-
-/// Why an exec with streams did not complete.
-#[derive(Debug, thiserror::Error)]
-pub enum StreamError {
-    #[error(transparent)]
-    Docker(#[from] DockerError),
-    /// Reading what was fed to standard input failed (the source, e.g. S3 or the
-    /// decompressor): the program saw its input cut, so its result is void.
-    #[error("{0}")]
-    Input(std::io::Error),
-    /// Writing standard output to the sink failed.
-    #[error("{0}")]
-    Output(std::io::Error),
-}
-
-const STDOUT_KEEP: usize = 1 << 20;
-const STDERR_KEEP: usize = 4096;
-
-/// Runs `exec` in the container: feeds `stdin` (then closes it), writes standard
-/// output to `sink` (or keeps it), and returns the exit code.
-pub async fn exec_stream(
-    engine: &Engine,
-    container: &str,
-    exec: &Exec,
-    stdin: Option<&mut (dyn AsyncRead + Unpin + Send)>,
-    mut sink: Option<&mut (dyn AsyncWrite + Unpin + Send)>,
-) -> Result<ExecOutcome, StreamError> {
-    use bollard::exec::{CreateExecOptions, StartExecResults};
-    let docker = engine.docker.client().await?;
-    let created = docker
-        .create_exec(
-            container,
-            CreateExecOptions {
-                cmd: Some(exec.argv.clone()),
-                env: Some(exec.env.clone()),
-                attach_stdin: Some(stdin.is_some()),
-                attach_stdout: Some(true),
-                attach_stderr: Some(true),
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(DockerError::from)?;
-    let mut stdout = Vec::new();
-    let mut stderr: Vec<u8> = Vec::new();
-    let mut fed = 0u64;
-    let mut cut = false;
-    let has_stdin = stdin.is_some();
-    if let StartExecResults::Attached { mut output, mut input } =
-        docker.start_exec(&created.id, None).await.map_err(DockerError::from)?
-    {
-        let feed = async {
-            let Some(r) = stdin else {
-                drop(input);
-                return Ok((0, false));
-            };
-            // A read error is the source's (S3, the decompressor): it voids the
-            // result. A write error means the program stopped reading: its exit
-            // code says why. Either way standard input is closed at the end.
-            let mut buf = vec![0u8; 64 * 1024];
-            let mut n = 0u64;
-            let mut cut = false;
-            let read_error = loop {
-                match r.read(&mut buf).await {
-                    Ok(0) => break None,
-                    Ok(k) => {
-                        if input.write_all(&buf[..k]).await.is_err() {
-                            cut = true;
-                            break None;
-                        }
-                        n += k as u64;
-                    }
-                    Err(e) => break Some(e),
-                }
-            };
-            let _ = input.shutdown().await;
-            drop(input);
-            match read_error {
-                Some(e) => Err(StreamError::Input(e)),
-                None => Ok((n, cut)),
-            }
-        };
-        let drain = async {
-            while let Some(item) = output.next().await {
-                match item.map_err(DockerError::from)? {
-                    LogOutput::StdOut { message } => match sink.as_mut() {
-                        Some(w) => w.write_all(&message).await.map_err(StreamError::Output)?,
-                        None if stdout.len() < STDOUT_KEEP => stdout.extend_from_slice(&message),
-                        None => {}
-                    },
-                    LogOutput::StdErr { message } => {
-                        stderr.extend_from_slice(&message);
-                        if stderr.len() > 2 * STDERR_KEEP {
-                            stderr.drain(..stderr.len() - STDERR_KEEP);
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            if let Some(w) = sink.as_mut() {
-                w.flush().await.map_err(StreamError::Output)?;
-                w.shutdown().await.map_err(StreamError::Output)?;
-            }
-            Ok::<_, StreamError>(())
-        };
-        let (fed_result, drained) = if has_stdin {
-            tokio::pin!(feed);
-            tokio::pin!(drain);
-            tokio::select! {
-                f = &mut feed => (f, drain.await),
-                // The output ended first: the program exited (or never started)
-                // while input remained. Stop feeding: nothing reads it any more.
-                d = &mut drain => (Ok((0, true)), d),
-            }
-        } else {
-            let f = feed.await;
-            (f, drain.await)
-        };
-        let (n, was_cut) = fed_result?;
-        fed = n;
-        cut = was_cut;
-        drained?;
-    }
-    let exit_code = wait_exit(engine, &created.id).await?;
-    if cut && exit_code == 0 {
-        return Err(StreamError::Input(std::io::Error::other(
-            "the program exited before reading all of its input",
-        )));
-    }
-    if stderr.len() > STDERR_KEEP {
-        stderr.drain(..stderr.len() - STDERR_KEEP);
-    }
-    Ok(ExecOutcome {
-        exit_code,
-        stdout: String::from_utf8_lossy(&stdout).into_owned(),
-        stderr_tail: String::from_utf8_lossy(&stderr).into_owned(),
-        fed,
+    Ok(match engine.docker.inspect_container(&container_name(engine, service)).await? {
+        None => State::Missing,
+        Some(c) if c.state.is_up() => State::Running,
+        Some(c) if c.state.restarting => State::Down("restarting".into()),
+        Some(c) => State::Down(c.state.status),
     })
-}
-
-/// The exit code of a finished exec (the stream can end a moment before Docker
-/// records the code).
-async fn wait_exit(engine: &Engine, exec_id: &str) -> Result<i64, DockerError> {
-    let docker = engine.docker.client().await?;
-    for _ in 0..50 {
-        let info = docker.inspect_exec(exec_id).await?;
-        if info.running != Some(true) {
-            return Ok(info.exit_code.unwrap_or(-1));
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    Ok(-1)
-}
-
-/// Runs `exec` with no input and keeps its output, bounded by `timeout`.
-pub async fn exec_capture(
-    engine: &Engine,
-    container: &str,
-    exec: &Exec,
-    timeout: Duration,
-) -> Result<ExecOutcome, DockerError> {
-    match tokio::time::timeout(timeout, exec_stream(engine, container, exec, None, None)).await {
-        Err(_) => Err(DockerError::Timeout(timeout.as_secs())),
-        Ok(Ok(o)) => Ok(o),
-        Ok(Err(StreamError::Docker(e))) => Err(e),
-        Ok(Err(StreamError::Input(e) | StreamError::Output(e))) => Err(DockerError::Unreachable {
-            host: container.to_owned(),
-            reason: e.to_string(),
-        }),
-    }
 }
 
 /// Polls the engine's readiness probe until it succeeds or `timeout` passes.
@@ -462,7 +149,7 @@ pub async fn wait_ready(engine: &Engine, container: &str, probe: &Exec, timeout:
     let started = Instant::now();
     let mut last;
     loop {
-        match exec_capture(engine, container, probe, Duration::from_secs(10)).await {
+        match docker::exec_capture(&*engine.docker, container, probe, Duration::from_secs(10)).await {
             Ok(o) if o.exit_code == 0 => return Ok(()),
             Ok(o) => last = o.said(),
             Err(e) => last = e.to_string(),
@@ -489,52 +176,18 @@ pub async fn start_throwaway(
     cmd: Option<Vec<String>>,
     drill_of: Uuid,
 ) -> Result<(), DockerError> {
-    let docker = engine.docker.client().await?;
-    let mut labels = HashMap::from([
-        (
-            crate::deploy::runtime::LABEL_INSTANCE.to_owned(),
-            engine.deploy.instance.clone(),
-        ),
+    let mut spec = ContainerSpec::new(name, image);
+    spec.env = env;
+    spec.entrypoint = entrypoint;
+    spec.cmd = cmd;
+    spec.labels = HashMap::from([
+        (LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone()),
         (LABEL_DRILL.to_owned(), drill_of.to_string()),
+        (LABEL_ROLE.to_owned(), "drill".to_owned()),
     ]);
-    labels.insert("berth.throwaway".into(), "true".into());
-    let _ = docker
-        .remove_container(
-            name,
-            Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()),
-        )
-        .await;
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(name).build()),
-            ContainerCreateBody {
-                image: Some(image.to_owned()),
-                env: Some(env),
-                entrypoint,
-                cmd,
-                labels: Some(labels),
-                host_config: Some(HostConfig {
-                    network_mode: Some("none".into()),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await?;
-    docker.start_container(name, None::<StartContainerOptions>).await?;
-    Ok(())
-}
-
-/// Removes a throwaway container with its anonymous volumes.
-pub async fn remove_throwaway(engine: &Engine, name: &str) {
-    if let Ok(docker) = engine.docker.client().await {
-        let _ = docker
-            .remove_container(
-                name,
-                Some(RemoveContainerOptionsBuilder::new().force(true).v(true).build()),
-            )
-            .await;
-    }
+    engine.docker.remove_container(name, true).await?;
+    engine.docker.create_container(&spec).await?;
+    engine.docker.start_container(name).await
 }
 
 /// Runs `argv` once in a container from `image` with `volume` at `mount`, waits
@@ -546,7 +199,6 @@ pub async fn run_oneoff(
     mount: &str,
     argv: Vec<String>,
 ) -> Result<i64, DockerError> {
-    let docker = engine.docker.client().await?;
     let name = format!(
         "{}-oneoff-{}",
         engine.deploy.instance,
@@ -556,48 +208,24 @@ pub async fn run_oneoff(
         .split_first()
         .map(|(a, b)| (a.clone(), b.to_vec()))
         .unwrap_or_default();
-    docker
-        .create_container(
-            Some(CreateContainerOptionsBuilder::new().name(&name).build()),
-            ContainerCreateBody {
-                image: Some(image.to_owned()),
-                entrypoint: Some(vec![entry]),
-                cmd: Some(args),
-                labels: Some(HashMap::from([(
-                    crate::deploy::runtime::LABEL_INSTANCE.to_owned(),
-                    engine.deploy.instance.clone(),
-                )])),
-                host_config: Some(HostConfig {
-                    network_mode: Some("none".into()),
-                    mounts: Some(vec![Mount {
-                        target: Some(mount.to_owned()),
-                        source: Some(volume.to_owned()),
-                        typ: Some(MountTypeEnum::VOLUME),
-                        ..Default::default()
-                    }]),
-                    ..Default::default()
-                }),
-                ..Default::default()
-            },
-        )
-        .await?;
+    let mut spec = ContainerSpec::new(&name, image);
+    spec.entrypoint = Some(vec![entry]);
+    spec.cmd = Some(args);
+    spec.labels = HashMap::from([
+        (LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone()),
+        (LABEL_ROLE.to_owned(), "oneoff".to_owned()),
+    ]);
+    spec.mounts = vec![Mount {
+        source: MountSource::Volume(volume.to_owned()),
+        target: mount.to_owned(),
+        read_only: false,
+    }];
+    engine.docker.create_container(&spec).await?;
     let result = async {
-        docker.start_container(&name, None::<StartContainerOptions>).await?;
-        let mut wait = docker.wait_container(&name, None::<WaitContainerOptions>);
-        let mut code = -1;
-        while let Some(r) = wait.next().await {
-            match r {
-                Ok(w) => code = w.status_code,
-                // bollard reports a non-zero exit as an error carrying the code.
-                Err(bollard::errors::Error::DockerContainerWaitError { code: c, .. }) => code = c,
-                Err(e) => return Err(DockerError::from(e)),
-            }
-        }
-        Ok(code)
+        engine.docker.start_container(&name).await?;
+        engine.docker.wait_container(&name).await
     }
     .await;
-    let _ = docker
-        .remove_container(&name, Some(RemoveContainerOptionsBuilder::new().force(true).build()))
-        .await;
+    let _ = engine.docker.remove_container(&name, false).await;
     result
 }

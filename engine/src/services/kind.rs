@@ -20,11 +20,7 @@ pub enum DbEngine {
 }
 
 /// An argument vector and the environment it runs with, inside the container.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Exec {
-    pub argv: Vec<String>,
-    pub env: Vec<String>,
-}
+pub use crate::docker::Exec;
 
 fn exec(argv: &[&str], env: Vec<String>) -> Exec {
     Exec {

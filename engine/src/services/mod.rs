@@ -21,8 +21,12 @@ use container::{ServiceBox, State};
 use diesel::prelude::*;
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use kind::{parse_identifier, DbEngine, Identity};
+pub use lifecycle::ServiceState;
 use std::time::Duration;
 use uuid::Uuid;
+
+/// The name Berth's own database goes by in backups: no service may take it.
+pub const OWN_NAME: &str = "berth";
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -71,10 +75,7 @@ impl Classify for ServiceError {
             },
             // Docker answered and refused (a port already allocated, a bad image):
             // that is about this service, and its words say how to fix it.
-            ServiceError::Docker(DockerError::Api(bollard::errors::Error::DockerResponseServerError {
-                message,
-                ..
-            })) => ErrorKind::Conflict {
+            ServiceError::Docker(DockerError::Refused { message, .. }) => ErrorKind::Conflict {
                 field: "service",
                 message: format!("Docker refused: {message}"),
             },
@@ -314,7 +315,7 @@ impl NewService {
         external: Option<(&str, &str)>,
     ) -> Result<Self, ValidationError> {
         let name = AppName::parse(name)?;
-        if name.as_str() == crate::backups::OWN_NAME {
+        if name.as_str() == OWN_NAME {
             // Backups of Berth's own database are filed under this name.
             return Err(ValidationError::new(
                 "name",
@@ -450,20 +451,21 @@ pub struct ServiceSummary {
     pub name: String,
     pub engine: DbEngine,
     pub environment_id: EnvironmentId,
-    pub state: String,
+    pub state: ServiceState,
 }
 
-fn state_word(state: &State, desired: &str, last_error: Option<&str>) -> String {
+/// What Docker reports, read against what the operator asked for.
+fn service_state(state: &State, desired: &str, last_error: Option<&str>) -> ServiceState {
     match state {
-        State::Running => "running".into(),
+        State::Running => ServiceState::Running,
         // The last start or rebuild failed, and nothing runs: say so.
-        _ if last_error.is_some() => "failed".into(),
-        State::Missing if desired == "running" => "starting".into(),
-        State::Missing => "stopped".into(),
-        State::Down(s) if s == "restarting" => "restarting".into(),
-        State::Down(_) if desired == "stopped" => "stopped".into(),
-        State::Down(s) if s == "created" => "starting".into(),
-        State::Down(s) => s.clone(),
+        _ if last_error.is_some() => ServiceState::Failed,
+        State::Missing if desired == "running" => ServiceState::Starting,
+        State::Missing => ServiceState::Stopped,
+        State::Down(s) if s == "restarting" => ServiceState::Restarting,
+        State::Down(_) if desired == "stopped" => ServiceState::Stopped,
+        State::Down(s) if s == "created" => ServiceState::Starting,
+        State::Down(_) => ServiceState::Failed,
     }
 }
 
@@ -502,13 +504,14 @@ pub async fn list_in_project(
     drop(conn);
     let mut out = Vec::with_capacity(rows.len());
     for (id, name, kind, env, desired, last_error) in rows {
-        let state = container::state(engine, &name)
-            .await
-            .unwrap_or(State::Down("unknown".into()));
+        let state = match container::state(engine, &name).await {
+            Ok(state) => service_state(&state, &desired, last_error.as_deref()),
+            Err(_) => ServiceState::Unknown,
+        };
         out.push(ServiceSummary {
             id: ServiceId(id),
             engine: DbEngine::parse(&kind).map_err(|_| ServiceError::Corrupt(kind.clone()))?,
-            state: state_word(&state, &desired, last_error.as_deref()),
+            state,
             name,
             environment_id: EnvironmentId(env),
         });
@@ -524,8 +527,7 @@ pub struct ServiceDetail {
     pub project_id: ProjectId,
     pub project_name: String,
     pub environment_name: String,
-    /// running / starting / stopped / failed / exited ...
-    pub state: String,
+    pub state: ServiceState,
     /// The engine's readiness probe answered (only asked while running).
     pub ready: Option<bool>,
     pub internal_url_masked: String,
@@ -547,14 +549,14 @@ pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Serv
     let ready = if state == State::Running {
         let probe = svc.engine.readiness(&svc.identity());
         Some(matches!(
-            container::exec_capture(engine, &svc.container(engine), &probe, Duration::from_secs(5)).await,
+            crate::docker::exec_capture(&*engine.docker, &svc.container(engine), &probe, Duration::from_secs(5)).await,
             Ok(o) if o.exit_code == 0
         ))
     } else {
         None
     };
     Ok(ServiceDetail {
-        state: state_word(&state, &svc.row.desired, svc.row.last_error.as_deref()),
+        state: service_state(&state, &svc.row.desired, svc.row.last_error.as_deref()),
         ready,
         internal_url_masked: mask(&svc.internal_url(), &svc.password),
         external_url_masked: svc.external_url().map(|u| mask(&u, &svc.password)),
@@ -754,10 +756,10 @@ mod tests {
 
     #[test]
     fn docker_refusals_are_shown_unreachable_docker_is_unavailable() {
-        let refused = ServiceError::Docker(DockerError::Api(bollard::errors::Error::DockerResponseServerError {
-            status_code: 500,
+        let refused = ServiceError::Docker(DockerError::Refused {
+            status: 500,
             message: "port is already allocated".into(),
-        }));
+        });
         assert_eq!(
             refused.kind(),
             ErrorKind::Conflict {

@@ -1,23 +1,22 @@
-//! The backup worker: runs in every worker process beside the deploy worker. Each
-//! second it queues due schedule slots (exactly once, see `schedule`), claims
-//! queued backups, restores and drills from PostgreSQL with `FOR UPDATE SKIP
-//! LOCKED`, and runs them with a heartbeat. A job whose worker stops reporting
-//! is failed as interrupted by any worker's reaper (and its half-done multipart
-//! upload aborted), never silently run twice.
-//!
-//! A backup streams: `exec` of the engine's dump → a bounded pipe → gzip → S3
-//! parts of 8 MiB. Nothing is committed until the dump program has exited 0.
+//! The work of backup jobs, once claimed ([`super::kinds`]): a backup streams
+//! `exec` of the engine's dump → a bounded pipe → gzip → S3 parts of 8 MiB and
+//! commits nothing until the dump program exited 0; a restore streams the
+//! object back into the service; a drill restores into a throwaway container
+//! and counts what came back.
 
 use super::s3;
+use super::transition::{drill_transition, transition, DrillMove, JobMove, JobTable};
 use crate::db::schema::{backup_schedules, backups, restores};
-use crate::error::StoreError;
+use crate::docker::{self, StreamError};
+use crate::jobs::Holder;
 use crate::services::container::{self, State};
 use crate::services::kind::{generate_password, DbEngine, Identity, RestorePlan};
 use crate::Engine;
 use async_compression::tokio::bufread::{GzipDecoder, GzipEncoder};
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncConnection, RunQueryDsl};
+use lifecycle::{DrillStatus, JobStatus};
 use secrecy::ExposeSecret;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -25,215 +24,9 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, ReadBuf};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-const TICK: Duration = Duration::from_secs(1);
-const HEARTBEAT: Duration = Duration::from_secs(2);
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
-
-#[derive(Debug, Clone, Copy)]
-enum Job {
-    Backup(Uuid),
-    Restore(Uuid),
-    Drill(Uuid),
-}
-
-/// Runs until `shutdown`; then waits for the jobs in hand.
-pub async fn run(engine: Engine, shutdown: CancellationToken) {
-    let worker = format!(
-        "{}-{}-{}",
-        std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into()),
-        std::process::id(),
-        &crate::apps::random_token()[..8]
-    );
-    let slots = engine.deploy.services.concurrency.max(1);
-    let permits = Arc::new(tokio::sync::Semaphore::new(slots));
-    tracing::info!(worker = %worker, slots, "backup worker starting");
-    let mut reaped_at = std::time::Instant::now() - Duration::from_secs(60);
-    loop {
-        if let Err(e) = super::schedule::tick(&engine, Utc::now()).await {
-            tracing::warn!(error = %e, "queueing scheduled backups");
-        }
-        if reaped_at.elapsed() >= Duration::from_secs(3) {
-            reaped_at = std::time::Instant::now();
-            if let Err(e) = reap(&engine).await {
-                tracing::warn!(error = %e, "reaping interrupted backup jobs");
-            }
-        }
-        while let Ok(permit) = permits.clone().try_acquire_owned() {
-            match claim(&engine, &worker).await {
-                Ok(Some(job)) => {
-                    let engine = engine.clone();
-                    let worker = worker.clone();
-                    tokio::spawn(async move {
-                        run_job(&engine, job, &worker).await;
-                        drop(permit);
-                    });
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::warn!(error = %e, "claiming a backup job");
-                    break;
-                }
-            }
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(TICK) => {}
-            _ = shutdown.cancelled() => break,
-        }
-    }
-    // Jobs in hand finish (the caller bounds how long it waits).
-    let _ = permits.acquire_many(slots as u32).await;
-}
-
-#[derive(QueryableByName)]
-struct Claimed {
-    #[diesel(sql_type = diesel::sql_types::Uuid)]
-    id: Uuid,
-}
-
-fn unique_violation(e: &diesel::result::Error) -> bool {
-    matches!(
-        e,
-        diesel::result::Error::DatabaseError(diesel::result::DatabaseErrorKind::UniqueViolation, _)
-    )
-}
-
-async fn claim(engine: &Engine, worker: &str) -> Result<Option<Job>, StoreError> {
-    let mut conn = engine.db.get().await?;
-    // Restores first: someone is waiting on them.
-    type Claim = (&'static str, fn(Uuid) -> Job);
-    const CLAIMS: [Claim; 3] = [
-        (
-            "UPDATE restores SET status = 'running', worker_id = $1, heartbeat_at = now(), started_at = now()
-             WHERE id = (SELECT r.id FROM restores r WHERE r.status = 'queued'
-                         AND NOT EXISTS (SELECT 1 FROM restores o WHERE o.status = 'running' AND o.service_id = r.service_id)
-                         AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.status = 'running' AND b.service_id = r.service_id)
-                         ORDER BY r.created_at FOR UPDATE SKIP LOCKED LIMIT 1)
-             RETURNING id",
-            Job::Restore,
-        ),
-        (
-            "UPDATE backups SET status = 'running', worker_id = $1, heartbeat_at = now(), started_at = now()
-             WHERE id = (SELECT b.id FROM backups b WHERE b.status = 'queued'
-                         AND NOT EXISTS (SELECT 1 FROM backups o WHERE o.status = 'running' AND o.service_id = b.service_id)
-                         AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.status = 'running' AND r.service_id = b.service_id)
-                         ORDER BY b.created_at FOR UPDATE SKIP LOCKED LIMIT 1)
-             RETURNING id",
-            Job::Backup,
-        ),
-        (
-            "UPDATE backups SET drill_status = 'running', drill_worker_id = $1, drill_heartbeat_at = now()
-             WHERE id = (SELECT id FROM backups WHERE drill_status = 'queued'
-                         ORDER BY created_at FOR UPDATE SKIP LOCKED LIMIT 1)
-             RETURNING id",
-            Job::Drill,
-        ),
-    ];
-    for (sql, job) in CLAIMS {
-        let got = diesel::sql_query(sql)
-            .bind::<diesel::sql_types::Text, _>(worker)
-            .get_result::<Claimed>(&mut conn)
-            .await
-            .optional();
-        match got {
-            Ok(Some(c)) => return Ok(Some(job(c.id))),
-            Ok(None) => {}
-            // Another worker started a job on the same service in between.
-            Err(e) if unique_violation(&e) => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    Ok(None)
-}
-
-/// Marks jobs whose worker stopped reporting as failed, and cleans after them.
-pub async fn reap(engine: &Engine) -> Result<usize, StoreError> {
-    let mut conn = engine.db.get().await?;
-    let lease = engine.deploy.lease_secs as f64;
-    #[derive(QueryableByName)]
-    struct Reaped {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        organization_id: Uuid,
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        destination_id: Uuid,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        object_key: Option<String>,
-        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Text>)]
-        upload_id: Option<String>,
-    }
-    let backups_reaped: Vec<Reaped> = diesel::sql_query(
-        "UPDATE backups SET status = 'failed', finished_at = now(),
-                error = 'interrupted: the worker running it stopped before it finished'
-         WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-         RETURNING organization_id, destination_id, object_key, upload_id",
-    )
-    .bind::<diesel::sql_types::Double, _>(lease)
-    .load(&mut conn)
-    .await?;
-    #[derive(QueryableByName)]
-    struct Id {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        id: Uuid,
-    }
-    let drills: Vec<Id> = diesel::sql_query(
-        "UPDATE backups SET drill_status = 'failed', drill_at = now(),
-                drill_detail = 'interrupted: the worker running it stopped before it finished'
-         WHERE drill_status = 'running' AND drill_heartbeat_at < now() - make_interval(secs => $1)
-         RETURNING id",
-    )
-    .bind::<diesel::sql_types::Double, _>(lease)
-    .load(&mut conn)
-    .await?;
-    #[derive(QueryableByName)]
-    struct ReapedRestore {
-        #[diesel(sql_type = diesel::sql_types::Uuid)]
-        service_id: Uuid,
-    }
-    let restores_reaped: Vec<ReapedRestore> = diesel::sql_query(
-        "UPDATE restores SET status = 'failed', finished_at = now(),
-                error = 'interrupted: the worker running it stopped before it finished'
-         WHERE status = 'running' AND heartbeat_at < now() - make_interval(secs => $1)
-         RETURNING service_id",
-    )
-    .bind::<diesel::sql_types::Double, _>(lease)
-    .load(&mut conn)
-    .await?;
-    for r in &backups_reaped {
-        let (Some(key), Some(upload)) = (&r.object_key, &r.upload_id) else {
-            continue;
-        };
-        if let Ok(t) = super::target(engine, &mut conn, r.organization_id, r.destination_id).await {
-            if let Ok(bucket) = t.bucket() {
-                if let Err(e) = bucket.abort_upload(key, upload).await {
-                    tracing::warn!(key, error = %s3::describe(&e), "aborting an interrupted backup's upload");
-                }
-            }
-        }
-    }
-    for d in &drills {
-        container::remove_throwaway(engine, &drill_container(engine, d.id)).await;
-    }
-    for r in &restores_reaped {
-        // A Redis restore stops the server for its swap: bring it back.
-        if let Ok(svc) = crate::services::load_any(engine, &mut conn, r.service_id).await {
-            if svc.row.desired == "running" {
-                let _ = container::start(engine, &svc.row.name).await;
-            }
-        }
-    }
-    let n = backups_reaped.len() + drills.len() + restores_reaped.len();
-    if n > 0 {
-        tracing::warn!(
-            backups = backups_reaped.len(),
-            drills = drills.len(),
-            restores = restores_reaped.len(),
-            "failed interrupted backup jobs"
-        );
-    }
-    Ok(n)
-}
 
 /// Counts bytes read through it into a shared counter (progress for heartbeats).
 struct Counting<R> {
@@ -250,125 +43,6 @@ impl<R: AsyncRead + Unpin> AsyncRead for Counting<R> {
                 .fetch_add((buf.filled().len() - before) as u64, Ordering::Relaxed);
         }
         r
-    }
-}
-
-/// Reports the job alive (with its progress) until dropped.
-struct Heartbeat(CancellationToken);
-
-impl Drop for Heartbeat {
-    fn drop(&mut self) {
-        self.0.cancel();
-    }
-}
-
-fn heartbeat(engine: &Engine, job: Job, worker: &str, progress: Arc<AtomicU64>) -> Heartbeat {
-    let token = CancellationToken::new();
-    let (engine, worker, stop) = (engine.clone(), worker.to_owned(), token.clone());
-    tokio::spawn(async move {
-        loop {
-            tokio::select! {
-                _ = tokio::time::sleep(HEARTBEAT) => {}
-                _ = stop.cancelled() => return,
-            }
-            let Ok(mut conn) = engine.db.get().await else { continue };
-            let n = AtomicU64::load(&progress, Ordering::Relaxed) as i64;
-            let _ = match job {
-                Job::Backup(id) => {
-                    diesel::update(
-                        backups::table
-                            .filter(backups::id.eq(id))
-                            .filter(backups::worker_id.eq(&worker)),
-                    )
-                    .set((backups::heartbeat_at.eq(diesel::dsl::now), backups::size_bytes.eq(n)))
-                    .execute(&mut conn)
-                    .await
-                }
-                Job::Drill(id) => {
-                    diesel::update(
-                        backups::table
-                            .filter(backups::id.eq(id))
-                            .filter(backups::drill_worker_id.eq(&worker)),
-                    )
-                    .set(backups::drill_heartbeat_at.eq(diesel::dsl::now))
-                    .execute(&mut conn)
-                    .await
-                }
-                Job::Restore(id) => {
-                    diesel::update(
-                        restores::table
-                            .filter(restores::id.eq(id))
-                            .filter(restores::worker_id.eq(&worker)),
-                    )
-                    .set((restores::heartbeat_at.eq(diesel::dsl::now), restores::bytes.eq(n)))
-                    .execute(&mut conn)
-                    .await
-                }
-            };
-        }
-    });
-    Heartbeat(token)
-}
-
-async fn run_job(engine: &Engine, job: Job, worker: &str) {
-    let progress = Arc::new(AtomicU64::new(0));
-    let _beat = heartbeat(engine, job, worker, progress.clone());
-    tracing::info!(?job, "backup job started");
-    match job {
-        Job::Backup(id) => {
-            let result = run_backup(engine, id, &progress).await;
-            finish_backup(engine, id, worker, result).await;
-        }
-        Job::Restore(id) => {
-            let result = run_restore(engine, id, &progress).await;
-            if let Err(e) = &result {
-                tracing::warn!(restore.id = %id, error = %e, "restore failed");
-            }
-            if let Ok(mut conn) = engine.db.get().await {
-                let (status, error) = match &result {
-                    Ok(()) => ("succeeded", None),
-                    Err(e) => ("failed", Some(e.clone())),
-                };
-                let _ = diesel::update(
-                    restores::table
-                        .filter(restores::id.eq(id))
-                        .filter(restores::worker_id.eq(worker)),
-                )
-                .set((
-                    restores::status.eq(status),
-                    restores::error.eq(error),
-                    restores::bytes.eq(AtomicU64::load(&progress, Ordering::Relaxed) as i64),
-                    restores::finished_at.eq(diesel::dsl::now),
-                ))
-                .execute(&mut conn)
-                .await;
-            }
-        }
-        Job::Drill(id) => {
-            let result = run_drill(engine, id).await;
-            container::remove_throwaway(engine, &drill_container(engine, id)).await;
-            if let Err(e) = &result {
-                tracing::warn!(backup.id = %id, error = %e, "restore drill failed");
-            }
-            if let Ok(mut conn) = engine.db.get().await {
-                let (status, detail) = match result {
-                    Ok(d) => ("verified", d),
-                    Err(e) => ("failed", e),
-                };
-                let _ = diesel::update(
-                    backups::table
-                        .filter(backups::id.eq(id))
-                        .filter(backups::drill_worker_id.eq(worker)),
-                )
-                .set((
-                    backups::drill_status.eq(Some(status)),
-                    backups::drill_detail.eq(Some(detail)),
-                    backups::drill_at.eq(Some(Utc::now())),
-                ))
-                .execute(&mut conn)
-                .await;
-            }
-        }
     }
 }
 
@@ -439,7 +113,7 @@ where
 /// Pipe capacity between the dump and the compressor.
 const PIPE: usize = 256 * 1024;
 
-async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(String, u64), String> {
+pub(super) async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(String, u64), String> {
     let (job, t) = load_backup_job(engine, id).await?;
     let stamp = Utc::now().format("%Y%m%dT%H%M%S%.3fZ");
     let key = t.key(&format!("{}/{stamp}.{}", job.name, job.engine.dump_extension()));
@@ -516,7 +190,7 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
             let dump = svc.engine.dump(&identity);
             let program = dump.argv[0].clone();
             let produce = async move {
-                match container::exec_stream(engine, &name, &dump, None, Some(&mut writer)).await {
+                match engine.docker.exec(&name, &dump, None, Some(&mut writer)).await {
                     Ok(o) if o.exit_code == 0 => Ok(()),
                     Ok(o) => Err(format!("{program} exited with code {}: {}", o.exit_code, o.said())),
                     Err(e) => Err(format!("{program}: {e}")),
@@ -530,8 +204,8 @@ async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) -> Result<(
 
 /// Asks Redis for a fresh snapshot and waits until it is written.
 async fn redis_bgsave(engine: &Engine, container_name: &str, id: &Identity<'_>) -> Result<(), String> {
-    let out = container::exec_capture(
-        engine,
+    let out = docker::exec_capture(
+        &*engine.docker,
         container_name,
         &DbEngine::redis_bgsave(id),
         Duration::from_secs(30),
@@ -543,8 +217,8 @@ async fn redis_bgsave(engine: &Engine, container_name: &str, id: &Identity<'_>) 
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3600);
     loop {
-        let info = container::exec_capture(
-            engine,
+        let info = docker::exec_capture(
+            &*engine.docker,
             container_name,
             &DbEngine::redis_persistence_info(id),
             Duration::from_secs(30),
@@ -564,66 +238,53 @@ async fn redis_bgsave(engine: &Engine, container_name: &str, id: &Identity<'_>) 
     }
 }
 
-async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, result: Result<(String, u64), String>) {
+pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, result: Result<(String, u64), String>) {
     let Ok(mut conn) = engine.db.get().await else { return };
-    let scoped = backups::table
-        .filter(backups::id.eq(id))
-        .filter(backups::worker_id.eq(worker))
-        .filter(backups::status.eq("running"));
-    match result {
+    let held = Holder::Worker(worker);
+    let (key, size) = match result {
         Err(e) => {
             tracing::warn!(backup.id = %id, error = %e, "backup failed");
-            let _ = diesel::update(scoped)
-                .set((
-                    backups::status.eq("failed"),
-                    backups::error.eq(Some(e)),
-                    backups::finished_at.eq(Some(Utc::now())),
-                ))
-                .execute(&mut conn)
-                .await;
+            let m = JobMove::new(JobTable::Backups, id, JobStatus::Running, JobStatus::Failed, held).error(&e);
+            if let Err(e) = transition(&mut conn, m).await {
+                tracing::warn!(backup.id = %id, error = %e, "recording a backup's end");
+            }
+            return;
         }
-        Ok((key, size)) => {
-            tracing::info!(backup.id = %id, key, size, "backup succeeded");
-            let updated = diesel::update(scoped)
-                .set((
-                    backups::status.eq("succeeded"),
-                    backups::object_key.eq(Some(&key)),
-                    backups::size_bytes.eq(size as i64),
-                    backups::finished_at.eq(Some(Utc::now())),
-                ))
-                .execute(&mut conn)
+        Ok(done) => done,
+    };
+    tracing::info!(backup.id = %id, key, size, "backup succeeded");
+    // The object and the status change together; a drill the schedule asks for
+    // is queued in the same transaction.
+    let recorded = conn
+        .transaction::<_, crate::jobs::TransitionError, _>(async |conn| {
+            let m = JobMove::new(JobTable::Backups, id, JobStatus::Running, JobStatus::Succeeded, held);
+            transition(conn, m).await?;
+            diesel::update(backups::table.find(id))
+                .set((backups::object_key.eq(Some(&key)), backups::size_bytes.eq(size as i64)))
+                .execute(conn)
+                .await?;
+            let schedule: Option<(Uuid, i32, bool)> = backups::table
+                .inner_join(backup_schedules::table.on(backup_schedules::id.nullable().eq(backups::schedule_id)))
+                .filter(backups::id.eq(id))
+                .select((backup_schedules::id, backup_schedules::keep_last, backup_schedules::drill))
+                .first(conn)
                 .await
-                .unwrap_or(0);
-            if updated == 0 {
-                return;
+                .optional()?;
+            if let Some((_, _, true)) = schedule {
+                drill_transition(conn, DrillMove::new(id, None, DrillStatus::Queued, Holder::Anyone)).await?;
             }
-            let Ok(Some(schedule)) = backups::table
-                .find(id)
-                .select(backups::schedule_id)
-                .first::<Option<Uuid>>(&mut conn)
-                .await
-            else {
-                return;
-            };
-            let Ok((keep, drill)) = backup_schedules::table
-                .find(schedule)
-                .select((backup_schedules::keep_last, backup_schedules::drill))
-                .first::<(i32, bool)>(&mut conn)
-                .await
-            else {
-                return;
-            };
-            if drill {
-                let _ = diesel::update(backups::table.find(id))
-                    .set(backups::drill_status.eq(Some("queued")))
-                    .execute(&mut conn)
-                    .await;
-            }
-            drop(conn);
+            Ok(schedule)
+        })
+        .await;
+    drop(conn);
+    match recorded {
+        Ok(Some((schedule, keep, _))) => {
             if let Err(e) = retention(engine, schedule, keep).await {
                 tracing::warn!(schedule.id = %schedule, error = %e, "retention");
             }
         }
+        Ok(None) => {}
+        Err(e) => tracing::warn!(backup.id = %id, error = %e, "recording a backup's end"),
     }
 }
 
@@ -633,7 +294,7 @@ pub async fn retention(engine: &Engine, schedule: Uuid, keep: i32) -> Result<usi
     let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
     let old: Vec<(Uuid, Uuid, Uuid, Option<String>)> = backups::table
         .filter(backups::schedule_id.eq(schedule))
-        .filter(backups::status.eq("succeeded"))
+        .filter(backups::status.eq(JobStatus::Succeeded))
         .filter(backups::pruned_at.is_null())
         .order(backups::created_at.desc())
         .offset(i64::from(keep))
@@ -678,9 +339,9 @@ async fn open_backup(
     })))
 }
 
-fn feed_error(e: &container::StreamError) -> String {
+fn feed_error(e: &StreamError) -> String {
     match e {
-        container::StreamError::Input(io) => format!("the backup cannot be read: {io}"),
+        StreamError::Input(io) => format!("the backup cannot be read: {io}"),
         other => other.to_string(),
     }
 }
@@ -698,7 +359,7 @@ async fn source_backup(engine: &Engine, backup: Uuid) -> Result<SourceBackup, St
         Uuid,
         Uuid,
         String,
-        String,
+        JobStatus,
         Option<String>,
         Option<Uuid>,
         Option<chrono::DateTime<Utc>>,
@@ -717,7 +378,7 @@ async fn source_backup(engine: &Engine, backup: Uuid) -> Result<SourceBackup, St
         .first(&mut conn)
         .await
         .map_err(|e| e.to_string())?;
-    if r.3 != "succeeded" || r.6.is_some() {
+    if r.3 != JobStatus::Succeeded || r.6.is_some() {
         return Err("the backup is not available (failed, or deleted by retention)".into());
     }
     let target = super::target(engine, &mut conn, r.0, r.1)
@@ -731,7 +392,7 @@ async fn source_backup(engine: &Engine, backup: Uuid) -> Result<SourceBackup, St
     })
 }
 
-async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Result<(), String> {
+pub(super) async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Result<(), String> {
     let (backup, service): (Uuid, Uuid) = {
         let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
         restores::table
@@ -773,7 +434,7 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
     let mut input = open_backup(&src.target, &src.key, progress.clone()).await?;
     match svc.engine.restore(&identity) {
         RestorePlan::Stdin(exec) => {
-            let out = container::exec_stream(engine, &name, &exec, Some(&mut input), None)
+            let out = engine.docker.exec(&name, &exec, Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -786,7 +447,7 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
             }
         }
         RestorePlan::RedisRdb => {
-            let out = container::exec_stream(engine, &name, &DbEngine::redis_receive(), Some(&mut input), None)
+            let out = engine.docker.exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -813,7 +474,7 @@ async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<AtomicU64>) -> Re
 }
 
 /// The drill's throwaway container for a backup.
-fn drill_container(engine: &Engine, backup: Uuid) -> String {
+pub(super) fn drill_container(engine: &Engine, backup: Uuid) -> String {
     format!(
         "{}-drill-{}",
         engine.deploy.instance,
@@ -821,7 +482,7 @@ fn drill_container(engine: &Engine, backup: Uuid) -> String {
     )
 }
 
-async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
+pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
     let src = source_backup(engine, backup).await?;
     let image = match src.service {
         Some(sid) => {
@@ -857,7 +518,7 @@ async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
             .map_err(|e| e.to_string())?;
             container::wait_ready(engine, &name, &src.engine.readiness(&identity), READY_TIMEOUT).await?;
             let mut input = open_backup(&src.target, &src.key, progress.clone()).await?;
-            let out = container::exec_stream(engine, &name, &exec, Some(&mut input), None)
+            let out = engine.docker.exec(&name, &exec, Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -883,13 +544,13 @@ async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
             .await
             .map_err(|e| e.to_string())?;
             let mut input = open_backup(&src.target, &src.key, progress.clone()).await?;
-            let out = container::exec_stream(engine, &name, &DbEngine::redis_receive(), Some(&mut input), None)
+            let out = engine.docker.exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
                 return Err(format!("writing the RDB file failed: {}", out.said()));
             }
-            let serve = crate::services::kind::Exec {
+            let serve = docker::Exec {
                 argv: [
                     "redis-server",
                     "--dir",
@@ -906,7 +567,7 @@ async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
                 .collect(),
                 env: Vec::new(),
             };
-            let started = container::exec_capture(engine, &name, &serve, Duration::from_secs(30))
+            let started = docker::exec_capture(&*engine.docker, &name, &serve, Duration::from_secs(30))
                 .await
                 .map_err(|e| e.to_string())?;
             if started.exit_code != 0 {
@@ -918,7 +579,7 @@ async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, String> {
         }
     }
     let check = src.engine.drill_check(&identity);
-    let out = container::exec_capture(engine, &name, &check, Duration::from_secs(600))
+    let out = docker::exec_capture(&*engine.docker, &name, &check, Duration::from_secs(600))
         .await
         .map_err(|e| e.to_string())?;
     if out.exit_code != 0 {

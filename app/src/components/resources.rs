@@ -1,0 +1,71 @@
+//! The applications and databases of a project, grouped under their
+//! environments: one list shape for both.
+
+use crate::components::status::{Badge, StatusBadge};
+use crate::types::EnvironmentView;
+use leptos::prelude::*;
+use leptos_router::components::A;
+
+/// One application or database in a project's lists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResourceRow {
+    pub environment_id: uuid::Uuid,
+    pub name: String,
+    /// Its page.
+    pub href: String,
+    /// A short line beside the name (source and domain, engine).
+    pub detail: String,
+    /// Its state; `None` shows `none_label` instead.
+    pub badge: Option<Badge>,
+    /// What it is, on `data-kind` (`app`, `service`).
+    pub marker: &'static str,
+}
+
+/// Rows grouped under their environment's name, in the environments' order
+/// (environments with none are skipped); `empty` when there are no rows at all.
+/// `list_attr` marks each list for tests.
+#[component]
+pub fn EnvironmentGroups(
+    envs: Vec<EnvironmentView>,
+    rows: Vec<ResourceRow>,
+    list_attr: &'static str,
+    empty: &'static str,
+    none_label: &'static str,
+) -> impl IntoView {
+    if rows.is_empty() {
+        return view! { <p class="text-sm text-slate-500">{empty}</p> }.into_any();
+    }
+    envs.into_iter()
+        .map(|env| {
+            let here: Vec<&ResourceRow> = rows.iter().filter(|r| r.environment_id == env.id).collect();
+            (!here.is_empty()).then(|| {
+                let items = here
+                    .into_iter()
+                    .map(|r| {
+                        let row = r.clone();
+                        let name = row.name.clone();
+                        view! {
+                            <li class="flex items-center justify-between py-2" data-name=name data-kind=row.marker>
+                                <div>
+                                    <A href=row.href.clone() attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{row.name.clone()}</A>
+                                    <span class="ml-2 text-xs text-slate-500">{row.detail.clone()}</span>
+                                </div>
+                                {match row.badge {
+                                    Some(b) => view! { <StatusBadge status=b /> }.into_any(),
+                                    None => view! { <span class="text-xs text-slate-500">{none_label}</span> }.into_any(),
+                                }}
+                            </li>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
+                    <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-list=list_attr data-env=env.name.clone()>
+                        {items}
+                    </ul>
+                }
+            })
+        })
+        .collect_view()
+        .into_any()
+}

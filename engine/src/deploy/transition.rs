@@ -1,0 +1,113 @@
+//! The one writer of `deployments.status`. Every move of a deployment (the
+//! claim, each pipeline step, go-live, superseding the previous live one, a
+//! cancel, a failure, the reaper) is one call of [`transition`]: the state
+//! machine ([`Status::can_become`]) is asked first, and the UPDATE is conditional
+//! on the row still being where the caller believes it is and held by whom the
+//! caller says. Two processes can never both move the same deployment.
+
+use crate::ids::DeploymentId;
+pub use crate::jobs::{Holder, TransitionError};
+use diesel::sql_types::{Bool, Double, Nullable, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
+use lifecycle::{DeploymentStatus as Status, Lifecycle};
+use uuid::Uuid;
+
+/// One move of one deployment.
+#[derive(Debug, Clone, Copy)]
+pub struct Move<'a> {
+    pub id: DeploymentId,
+    pub from: Status,
+    pub to: Status,
+    pub holder: Holder<'a>,
+    /// Set on the claim: the worker that takes it.
+    pub claim_for: Option<&'a str>,
+    /// Why it failed or was cancelled.
+    pub reason: Option<&'a str>,
+    /// The deployment that replaced it (to `superseded`).
+    pub superseded_by: Option<DeploymentId>,
+}
+
+impl<'a> Move<'a> {
+    pub fn new(id: DeploymentId, from: Status, to: Status, holder: Holder<'a>) -> Self {
+        Self {
+            id,
+            from,
+            to,
+            holder,
+            claim_for: None,
+            reason: None,
+            superseded_by: None,
+        }
+    }
+
+    pub fn reason(mut self, reason: &'a str) -> Self {
+        self.reason = Some(reason);
+        self
+    }
+
+    pub fn claim_for(mut self, worker: &'a str) -> Self {
+        self.claim_for = Some(worker);
+        self
+    }
+
+    pub fn superseded_by(mut self, by: DeploymentId) -> Self {
+        self.superseded_by = Some(by);
+        self
+    }
+}
+
+/// Makes the move, or says why not. Stamps the step's column, the worker, the
+/// heartbeat, the reason and the end time as the target state requires.
+pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(), TransitionError> {
+    m.from.transition(m.to)?;
+    let (holder, worker, lease) = m.holder.binds();
+    let n = diesel::sql_query(
+        "UPDATE deployments SET
+            status = $1,
+            worker_id = COALESCE($4, worker_id),
+            heartbeat_at = CASE WHEN $5 THEN now() ELSE heartbeat_at END,
+            cloning_at = CASE WHEN $1 = 'cloning' THEN now() ELSE cloning_at END,
+            building_at = CASE WHEN $1 = 'building' THEN now() ELSE building_at END,
+            starting_at = CASE WHEN $1 = 'starting' THEN now() ELSE starting_at END,
+            health_checking_at = CASE WHEN $1 = 'health_checking' THEN now() ELSE health_checking_at END,
+            routing_at = CASE WHEN $1 = 'routing' THEN now() ELSE routing_at END,
+            finished_at = CASE WHEN $1 IN ('running', 'failed', 'cancelled') THEN now() ELSE finished_at END,
+            superseded_at = CASE WHEN $1 = 'superseded' THEN now() ELSE superseded_at END,
+            superseded_by = COALESCE($6, superseded_by),
+            reason = COALESCE($7, reason),
+            cancel_requested = cancel_requested OR $1 = 'cancelled'
+         WHERE id = $2 AND status = $3
+           AND CASE $8 WHEN 'worker' THEN worker_id = $9
+                       WHEN 'stale' THEN heartbeat_at < now() - make_interval(secs => $10)
+                       ELSE TRUE END",
+    )
+    .bind::<Text, _>(m.to)
+    .bind::<SqlUuid, _>(m.id)
+    .bind::<Text, _>(m.from)
+    .bind::<Nullable<Text>, _>(m.claim_for)
+    .bind::<Bool, _>(m.to.is_active())
+    .bind::<Nullable<SqlUuid>, _>(m.superseded_by)
+    .bind::<Nullable<Text>, _>(m.reason)
+    .bind::<Text, _>(holder)
+    .bind::<Nullable<Text>, _>(worker)
+    .bind::<Double, _>(lease)
+    .execute(conn)
+    .await?;
+    if n == 1 {
+        Ok(())
+    } else {
+        Err(TransitionError::Lost)
+    }
+}
+
+/// A deployment held by a worker whose heartbeat is older than the lease, for
+/// the reaper (which moves each through [`transition`]).
+#[derive(diesel::QueryableByName, Debug)]
+pub struct StaleRow {
+    #[diesel(sql_type = SqlUuid)]
+    pub id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    pub application_id: Uuid,
+    #[diesel(sql_type = Text)]
+    pub status: Status,
+}
