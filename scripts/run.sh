@@ -39,7 +39,7 @@ if [ -z "${REDIS_URL:-}" ]; then
   start_redis "$PWD/.berth/redis" 56380 yes
 fi
 if [ -z "${DOCKER_HOST:-}" ] && ! docker version >/dev/null 2>&1; then
-  if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null && [ "${BERTH_START_DOCKERD:-1}" = 1 ]; then
+  if [ "$(id -u)" = 0 ] && command -v dockerd >/dev/null && is_on BERTH_START_DOCKERD on; then
     echo "No Docker engine answers: dockerd with data in .berth/docker"
     start_dockerd "$PWD/.berth/docker" || echo "dockerd did not start: Berth runs without Docker"
   else

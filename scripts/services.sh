@@ -8,6 +8,17 @@
 
 BERTH_STARTED=()
 
+# The on/off grammar of Berth's own variables: 1/0, true/false, on/off, yes/no.
+#   is_on NAME DEFAULT   -> status 0 when on; a bad value stops with one line
+is_on() {
+  local v=${!1:-$2}
+  case "${v,,}" in
+    1 | true | on | yes) return 0 ;;
+    0 | false | off | no) return 1 ;;
+    *) echo "$1: \"$v\" is not one of 1/0, true/false, on/off or yes/no" >&2; exit 2 ;;
+  esac
+}
+
 pg_bin() {
   local v
   v=$(ls /usr/lib/postgresql 2>/dev/null | sort -n | tail -1)

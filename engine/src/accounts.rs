@@ -2,7 +2,7 @@
 //! logout, resolving a session to a [`Caller`], profile and password changes, and
 //! the operator's password reset.
 
-use crate::db::schema::{instance, memberships, users};
+use crate::db::schema::{instance, memberships, organizations, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{OrgId, UserId};
 use crate::names::{Email, OrgName, Password, PersonName, Role, ValidationError};
@@ -10,7 +10,7 @@ use crate::ratelimit::{self, Limit};
 use crate::sessions::{self, SessionToken};
 use crate::{passwords, Engine};
 use diesel::prelude::*;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -148,7 +148,7 @@ pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Resu
                 return Err(AccountError::OnboardingClosed);
             }
             let user_id = insert_user(conn, &account, &hash).await?;
-            let org_id = crate::orgs::insert_org(conn, &org, user_id).await?;
+            let org_id = insert_org(conn, &org, user_id).await?;
             diesel::update(instance::table)
                 .set(instance::admin_organization_id.eq(org_id.0))
                 .execute(conn)
@@ -335,3 +335,29 @@ pub async fn reset_password(engine: &Engine, email: &Email) -> Result<String, Ac
     sessions::revoke_all(&engine.kv, user, None).await?;
     Ok(new)
 }
+
+/// Creates an organization with `owner` as its owner (inside the caller's
+/// transaction). An organization is born with its owner: onboarding makes the
+/// first one here, and `orgs::create` every later one.
+pub(crate) async fn insert_org(
+    conn: &mut AsyncPgConnection,
+    name: &OrgName,
+    owner: UserId,
+) -> Result<OrgId, diesel::result::Error> {
+    let org: Uuid = diesel::insert_into(organizations::table)
+        .values(organizations::name.eq(name.as_str()))
+        .returning(organizations::id)
+        .get_result(conn)
+        .await?;
+    diesel::insert_into(memberships::table)
+        .values((
+            memberships::organization_id.eq(org),
+            memberships::user_id.eq(owner.0),
+            memberships::role.eq(Role::Owner.as_str()),
+        ))
+        .execute(conn)
+        .await?;
+    Ok(OrgId(org))
+}
+
+

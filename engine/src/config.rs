@@ -5,6 +5,7 @@ use crate::secrets::{SecretKey, SecretKeyError};
 use secrecy::SecretString;
 use std::path::{Path, PathBuf};
 
+/// What is wrong with the configuration: one line that names the variable.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("{0} is not set")]
@@ -17,11 +18,13 @@ pub enum ConfigError {
     Io { path: PathBuf, source: std::io::Error },
 }
 
-fn var(name: &'static str) -> Option<String> {
+/// A variable's value, `None` when unset or blank.
+pub fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
-fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
+/// A number (or anything `FromStr`), or `default` when unset.
+pub fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
 where
     T::Err: std::fmt::Display,
 {
@@ -29,7 +32,30 @@ where
         None => Ok(default),
         Some(v) => v.trim().parse().map_err(|e: T::Err| ConfigError::Invalid {
             name,
-            reason: e.to_string(),
+            reason: format!("{:?}: {e}", v.trim()),
+        }),
+    }
+}
+
+/// The words every on/off variable takes, in either case.
+pub const FLAG_WORDS: &str = "1/0, true/false, on/off or yes/no";
+
+/// An on/off value in the one grammar every boolean variable shares.
+pub fn parse_flag(raw: &str) -> Option<bool> {
+    match raw.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "on" | "yes" => Some(true),
+        "0" | "false" | "off" | "no" => Some(false),
+        _ => None,
+    }
+}
+
+/// An on/off variable, or `default` when unset.
+pub fn flag(name: &'static str, default: bool) -> Result<bool, ConfigError> {
+    match var(name) {
+        None => Ok(default),
+        Some(v) => parse_flag(&v).ok_or_else(|| ConfigError::Invalid {
+            name,
+            reason: format!("{:?} is not one of {FLAG_WORDS}", v.trim()),
         }),
     }
 }
@@ -323,7 +349,7 @@ impl DeployConfig {
             instance: docker_name("BERTH_INSTANCE", "berth")?,
             network: docker_name("BERTH_NETWORK", "berth")?,
             proxy: ProxyConfig {
-                manage: parse_var("BERTH_PROXY_MANAGE", true)?,
+                manage: flag("BERTH_PROXY_MANAGE", true)?,
                 container: docker_name("BERTH_PROXY_NAME", "berth-traefik")?,
                 image: image_var("BERTH_TRAEFIK_IMAGE", "traefik:v3.3")?,
                 bind: var("BERTH_PROXY_BIND").unwrap_or_else(|| "0.0.0.0".into()),
@@ -367,7 +393,7 @@ impl DeployConfig {
                 base.to_ascii_lowercase()
             },
             static_image: image_var("BERTH_STATIC_IMAGE", "busybox:1.36")?,
-            allow_local_sources: parse_var("BERTH_ALLOW_LOCAL_SOURCES", false)?,
+            allow_local_sources: flag("BERTH_ALLOW_LOCAL_SOURCES", false)?,
             keep_images: parse_var("BERTH_KEEP_IMAGES", 5)?,
             concurrency: parse_var("BERTH_WORKER_CONCURRENCY", 2)?,
             lease_secs: parse_var("BERTH_WORKER_LEASE_SECS", 20)?,
@@ -414,6 +440,24 @@ impl Default for DeployConfig {
             build_timeout_secs: 3600,
             services: ServicesConfig::default(),
             data_dir,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_flag_takes_the_same_words() {
+        for yes in ["1", "true", "on", "yes", "TRUE", " On "] {
+            assert_eq!(parse_flag(yes), Some(true), "{yes:?}");
+        }
+        for no in ["0", "false", "off", "no", "No"] {
+            assert_eq!(parse_flag(no), Some(false), "{no:?}");
+        }
+        for bad in ["", "2", "enabled", "y"] {
+            assert_eq!(parse_flag(bad), None, "{bad:?}");
         }
     }
 }

@@ -2,7 +2,7 @@
 //! invite links. Only admins and owners manage members; only owners make or
 //! unmake owners; an organization never loses its last owner.
 
-use crate::accounts::{self, AccountError, Caller, NewAccount};
+use crate::accounts::{self, insert_org, AccountError, Caller, NewAccount};
 use crate::db::schema::{invites, memberships, organizations, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{InviteId, OrgId, UserId};
@@ -61,28 +61,6 @@ fn require_manager(caller: &Caller) -> Result<(), OrgError> {
     } else {
         Err(OrgError::Forbidden("only admins and owners can manage members"))
     }
-}
-
-/// Creates an organization with `owner` as its owner (inside the caller's transaction).
-pub(crate) async fn insert_org(
-    conn: &mut AsyncPgConnection,
-    name: &OrgName,
-    owner: UserId,
-) -> Result<OrgId, diesel::result::Error> {
-    let org: Uuid = diesel::insert_into(organizations::table)
-        .values(organizations::name.eq(name.as_str()))
-        .returning(organizations::id)
-        .get_result(conn)
-        .await?;
-    diesel::insert_into(memberships::table)
-        .values((
-            memberships::organization_id.eq(org),
-            memberships::user_id.eq(owner.0),
-            memberships::role.eq(Role::Owner.as_str()),
-        ))
-        .execute(conn)
-        .await?;
-    Ok(OrgId(org))
 }
 
 #[derive(Debug, Clone)]

@@ -286,7 +286,7 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
     let mut conn = e.db.get().await.unwrap();
     let direct = transition(
         &mut conn,
-        Move::new(live.id, Status::Running, Status::Cancelled, Holder::Anyone).reason("nope"),
+        Move::new(live.id, Status::Running, Status::Cancelled, Holder::Anyone).note("nope"),
     )
     .await;
     assert!(matches!(direct, Err(TransitionError::Illegal(_))), "{direct:?}");

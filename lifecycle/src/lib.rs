@@ -63,10 +63,43 @@ impl std::fmt::Display for IllegalTransition {
 
 impl std::error::Error for IllegalTransition {}
 
-/// Declares a lifecycle enum stored as TEXT: the variants with their stored
-/// names, serde as those names, `Display`, and (feature `diesel`) the column mapping.
-macro_rules! lifecycle_enum {
-    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+/// Declares an enum stored as TEXT: the variants with their stored names (and
+/// words for a person when they differ), serde as those names, `Display`,
+/// `FromStr` and (feature `diesel`) the column mapping. Given `tone` and `moves`
+/// rules it is a lifecycle: it implements [`Lifecycle`] with them.
+macro_rules! stored_enum {
+    (
+        $(#[$doc:meta])* $name:ident {
+            $($(#[$vdoc:meta])* $variant:ident = $text:literal $(as $label:literal)?),+ $(,)?
+        }
+        tone($t:ident) $tone:block
+        moves($from:ident, $to:ident) $moves:block
+    ) => {
+        stored_enum! { $(#[$doc])* $name { $($(#[$vdoc])* $variant = $text $(as $label)?),+ } }
+
+        impl Lifecycle for $name {
+            const ALL: &'static [Self] = &[$($name::$variant),+];
+
+            fn as_str(self) -> &'static str {
+                self.name()
+            }
+
+            fn label(self) -> &'static str {
+                self.words()
+            }
+
+            fn tone(self) -> Tone {
+                let $t = self;
+                $tone
+            }
+
+            fn can_become(self, next: Self) -> bool {
+                let ($from, $to) = (self, next);
+                $moves
+            }
+        }
+    };
+    ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal $(as $label:literal)?),+ $(,)? }) => {
         $(#[$doc])*
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
         #[cfg_attr(feature = "diesel", derive(diesel::expression::AsExpression, diesel::deserialize::FromSqlRow))]
@@ -76,8 +109,14 @@ macro_rules! lifecycle_enum {
         }
 
         impl $name {
+            /// The name stored in the database and sent on the wire.
             pub const fn name(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
+            }
+
+            /// Words for a person.
+            pub const fn words(self) -> &'static str {
+                match self { $($name::$variant => stored_enum!(@label $text $($label)?)),+ }
             }
         }
 
@@ -114,9 +153,11 @@ macro_rules! lifecycle_enum {
             }
         }
     };
+    (@label $text:literal) => { $text };
+    (@label $text:literal $label:literal) => { $label };
 }
 
-lifecycle_enum! {
+stored_enum! {
     /// A deployment, from the request to its end.
     ///
     /// ```text
@@ -135,7 +176,7 @@ lifecycle_enum! {
         /// Creating and starting the new container beside the live one.
         Starting = "starting",
         /// Waiting for the new container's health check.
-        HealthChecking = "health_checking",
+        HealthChecking = "health_checking" as "health check",
         /// Moving the route to the new container and confirming it through Traefik.
         Routing = "routing",
         /// Live: the route reached it, and no later deployment has replaced it.
@@ -146,6 +187,29 @@ lifecycle_enum! {
         Failed = "failed",
         /// Cancelled by a user before it went live. Final.
         Cancelled = "cancelled",
+    }
+    tone(s) {
+        use DeploymentStatus::*;
+        match s {
+            Running => Tone::Good,
+            Failed => Tone::Bad,
+            Queued | Superseded | Cancelled => Tone::Idle,
+            Cloning | Building | Starting | HealthChecking | Routing => Tone::Busy,
+        }
+    }
+    moves(from, to) {
+        use DeploymentStatus::*;
+        match (from, to) {
+            (from, Failed | Cancelled) => from.in_progress(),
+            (Queued, Cloning | Building | Starting) => true,
+            (Cloning, Building) => true,
+            (Building, Starting) => true,
+            (Starting, HealthChecking) => true,
+            (HealthChecking, Routing) => true,
+            (Routing, Running) => true,
+            (Running, Superseded) => true,
+            _ => false,
+        }
     }
 }
 
@@ -180,58 +244,7 @@ impl DeploymentStatus {
     }
 }
 
-impl Lifecycle for DeploymentStatus {
-    const ALL: &'static [Self] = &[
-        DeploymentStatus::Queued,
-        DeploymentStatus::Cloning,
-        DeploymentStatus::Building,
-        DeploymentStatus::Starting,
-        DeploymentStatus::HealthChecking,
-        DeploymentStatus::Routing,
-        DeploymentStatus::Running,
-        DeploymentStatus::Superseded,
-        DeploymentStatus::Failed,
-        DeploymentStatus::Cancelled,
-    ];
-
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-
-    fn label(self) -> &'static str {
-        match self {
-            DeploymentStatus::HealthChecking => "health check",
-            other => other.name(),
-        }
-    }
-
-    fn tone(self) -> Tone {
-        use DeploymentStatus::*;
-        match self {
-            Running => Tone::Good,
-            Failed => Tone::Bad,
-            Queued | Superseded | Cancelled => Tone::Idle,
-            Cloning | Building | Starting | HealthChecking | Routing => Tone::Busy,
-        }
-    }
-
-    fn can_become(self, next: Self) -> bool {
-        use DeploymentStatus::*;
-        match (self, next) {
-            (from, Failed | Cancelled) => from.in_progress(),
-            (Queued, Cloning | Building | Starting) => true,
-            (Cloning, Building) => true,
-            (Building, Starting) => true,
-            (Starting, HealthChecking) => true,
-            (HealthChecking, Routing) => true,
-            (Routing, Running) => true,
-            (Running, Superseded) => true,
-            _ => false,
-        }
-    }
-}
-
-lifecycle_enum! {
+stored_enum! {
     /// A backup or a restore: a job that runs once.
     JobStatus {
         /// Recorded; waiting for a worker (and for other work on the same service).
@@ -243,6 +256,18 @@ lifecycle_enum! {
         /// Stopped short with the reason recorded beside it. Final.
         Failed = "failed",
     }
+    tone(s) {
+        match s {
+            JobStatus::Succeeded => Tone::Good,
+            JobStatus::Failed => Tone::Bad,
+            JobStatus::Queued => Tone::Idle,
+            JobStatus::Running => Tone::Busy,
+        }
+    }
+    moves(from, to) {
+        use JobStatus::*;
+        matches!((from, to), (Queued, Running | Failed) | (Running, Succeeded | Failed))
+    }
 }
 
 impl JobStatus {
@@ -251,44 +276,31 @@ impl JobStatus {
     }
 }
 
-impl Lifecycle for JobStatus {
-    const ALL: &'static [Self] = &[JobStatus::Queued, JobStatus::Running, JobStatus::Succeeded, JobStatus::Failed];
-
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-
-    fn label(self) -> &'static str {
-        self.name()
-    }
-
-    fn tone(self) -> Tone {
-        match self {
-            JobStatus::Succeeded => Tone::Good,
-            JobStatus::Failed => Tone::Bad,
-            JobStatus::Queued => Tone::Idle,
-            JobStatus::Running => Tone::Busy,
-        }
-    }
-
-    fn can_become(self, next: Self) -> bool {
-        use JobStatus::*;
-        matches!(
-            (self, next),
-            (Queued, Running) | (Queued, Failed) | (Running, Succeeded) | (Running, Failed)
-        )
-    }
-}
-
-lifecycle_enum! {
+stored_enum! {
     /// A restore drill of one backup: restored into a throwaway container and counted.
     DrillStatus {
         Queued = "queued",
         Running = "running",
-        /// What came back was counted (the detail says what). Final.
+        /// What came back was counted (the detail says what). Final until drilled again.
         Verified = "verified",
-        /// The restore or the count failed (the detail says why). Final.
+        /// The restore or the count failed (the detail says why). Final until drilled again.
         Failed = "failed",
+    }
+    tone(s) {
+        match s {
+            DrillStatus::Verified => Tone::Good,
+            DrillStatus::Failed => Tone::Bad,
+            DrillStatus::Queued => Tone::Idle,
+            DrillStatus::Running => Tone::Busy,
+        }
+    }
+    moves(from, to) {
+        use DrillStatus::*;
+        // A finished drill may be queued again (drill the same backup later).
+        matches!(
+            (from, to),
+            (Queued, Running | Failed) | (Running, Verified | Failed) | (Verified | Failed, Queued)
+        )
     }
 }
 
@@ -298,49 +310,10 @@ impl DrillStatus {
     }
 }
 
-impl Lifecycle for DrillStatus {
-    const ALL: &'static [Self] = &[
-        DrillStatus::Queued,
-        DrillStatus::Running,
-        DrillStatus::Verified,
-        DrillStatus::Failed,
-    ];
-
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-
-    fn label(self) -> &'static str {
-        self.name()
-    }
-
-    fn tone(self) -> Tone {
-        match self {
-            DrillStatus::Verified => Tone::Good,
-            DrillStatus::Failed => Tone::Bad,
-            DrillStatus::Queued => Tone::Idle,
-            DrillStatus::Running => Tone::Busy,
-        }
-    }
-
-    fn can_become(self, next: Self) -> bool {
-        use DrillStatus::*;
-        // A finished drill may be queued again (drill the same backup later).
-        matches!(
-            (self, next),
-            (Queued, Running)
-                | (Queued, Failed)
-                | (Running, Verified)
-                | (Running, Failed)
-                | (Verified, Queued)
-                | (Failed, Queued)
-        )
-    }
-}
-
-lifecycle_enum! {
+stored_enum! {
     /// What a database service is doing, as the UI shows it: Docker's report read
-    /// against what the operator asked for. Not stored: derived on each read.
+    /// against what the operator asked for. Not stored: derived on each read, so
+    /// any state may follow any other.
     ServiceState {
         /// Up, as asked.
         Running = "running",
@@ -355,6 +328,17 @@ lifecycle_enum! {
         /// Docker cannot be asked.
         Unknown = "unknown",
     }
+    tone(s) {
+        match s {
+            ServiceState::Running => Tone::Good,
+            ServiceState::Failed | ServiceState::Restarting => Tone::Bad,
+            ServiceState::Stopped | ServiceState::Unknown => Tone::Idle,
+            ServiceState::Starting => Tone::Busy,
+        }
+    }
+    moves(_from, _to) {
+        true
+    }
 }
 
 impl Default for ServiceState {
@@ -364,40 +348,7 @@ impl Default for ServiceState {
     }
 }
 
-impl Lifecycle for ServiceState {
-    const ALL: &'static [Self] = &[
-        ServiceState::Running,
-        ServiceState::Starting,
-        ServiceState::Stopped,
-        ServiceState::Failed,
-        ServiceState::Restarting,
-        ServiceState::Unknown,
-    ];
-
-    fn as_str(self) -> &'static str {
-        self.name()
-    }
-
-    fn label(self) -> &'static str {
-        self.name()
-    }
-
-    fn tone(self) -> Tone {
-        match self {
-            ServiceState::Running => Tone::Good,
-            ServiceState::Failed | ServiceState::Restarting => Tone::Bad,
-            ServiceState::Stopped | ServiceState::Unknown => Tone::Idle,
-            ServiceState::Starting => Tone::Busy,
-        }
-    }
-
-    /// Derived from Docker, never moved by a writer: any state may follow any other.
-    fn can_become(self, _next: Self) -> bool {
-        true
-    }
-}
-
-lifecycle_enum! {
+stored_enum! {
     /// What started a deployment.
     Trigger {
         /// The Deploy button (or its server function).
@@ -413,7 +364,7 @@ lifecycle_enum! {
     }
 }
 
-lifecycle_enum! {
+stored_enum! {
     /// What started a backup.
     BackupTrigger {
         Manual = "manual",

@@ -1,6 +1,6 @@
 //! The server's own configuration (the engine's is in `engine::config`).
 
-use engine::config::ConfigError;
+use engine::config::{flag, var, ConfigError};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone)]
@@ -17,10 +17,8 @@ pub struct ServerConfig {
     pub trust_proxy: bool,
     /// `BERTH_BODY_LIMIT` in bytes (default 1 MiB): larger request bodies get 413.
     pub body_limit: usize,
-}
-
-fn var(name: &str) -> Option<String> {
-    std::env::var(name).ok().filter(|v| !v.trim().is_empty())
+    /// `BERTH_WORKER` (default on): run the job runner inside `berth serve`.
+    pub worker: bool,
 }
 
 impl ServerConfig {
@@ -52,12 +50,42 @@ impl ServerConfig {
             listen,
             site_root: var("BERTH_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             public_url,
-            trust_proxy: matches!(var("BERTH_TRUST_PROXY").as_deref(), Some("1" | "true" | "yes")),
+            trust_proxy: flag("BERTH_TRUST_PROXY", false)?,
             body_limit,
+            worker: flag("BERTH_WORKER", true)?,
         })
     }
 
     pub fn secure_cookies(&self) -> bool {
         self.public_url.as_deref().is_some_and(|u| u.starts_with("https://"))
+    }
+}
+
+/// How the process logs. `RUST_LOG` (default `info`) is the filter;
+/// `BERTH_LOG_FORMAT` is `text` (default) or `json`.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    pub filter: String,
+    pub json: bool,
+}
+
+impl LogConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let filter = var("RUST_LOG").unwrap_or_else(|| "info,tokio_postgres=warn".into());
+        tracing_subscriber::EnvFilter::try_new(&filter).map_err(|e| ConfigError::Invalid {
+            name: "RUST_LOG",
+            reason: e.to_string(),
+        })?;
+        let json = match var("BERTH_LOG_FORMAT").as_deref().map(str::trim) {
+            None | Some("text") => false,
+            Some("json") => true,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    name: "BERTH_LOG_FORMAT",
+                    reason: format!("{other:?} is not text or json"),
+                })
+            }
+        };
+        Ok(Self { filter, json })
     }
 }

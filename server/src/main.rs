@@ -8,7 +8,7 @@ use engine::config::{self, DatabaseConfig, DeployConfig, DockerConfig, Mode, Red
 use engine::docker::BollardDocker;
 use engine::{db, kv::Kv, names::Email, Engine};
 use secrecy::ExposeSecret;
-use server::config::ServerConfig;
+use server::config::{LogConfig, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
@@ -63,11 +63,10 @@ enum AdminCommand {
     },
 }
 
-fn init_tracing() {
-    use tracing_subscriber::EnvFilter;
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info,tokio_postgres=warn"));
+fn init_tracing(log: &LogConfig) {
+    let filter = tracing_subscriber::EnvFilter::new(&log.filter);
     let builder = tracing_subscriber::fmt().with_env_filter(filter);
-    if std::env::var("BERTH_LOG_FORMAT").as_deref() == Ok("json") {
+    if log.json {
         builder.json().init();
     } else {
         builder.init();
@@ -150,10 +149,6 @@ async fn migrate(db_config: &DatabaseConfig) -> anyhow::Result<()> {
     }
 }
 
-fn worker_enabled() -> bool {
-    !matches!(std::env::var("BERTH_WORKER").as_deref(), Ok("off" | "false" | "0"))
-}
-
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -174,7 +169,9 @@ async fn serve() -> anyhow::Result<()> {
     migrate(&db_config).await?;
     let listen = server_config.listen;
     let stop = tokio_util::sync::CancellationToken::new();
-    let worker_task = worker_enabled().then(|| tokio::spawn(worker(engine.clone(), stop.clone())));
+    let worker_task = server_config
+        .worker
+        .then(|| tokio::spawn(worker(engine.clone(), stop.clone())));
     let state = server::AppState::new(engine, server_config);
     let app = server::router(state);
     // TCP_NODELAY: pages stream in several chunks, and Nagle's algorithm would hold
@@ -214,10 +211,39 @@ async fn worker_only() -> anyhow::Result<()> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+/// Errors end the process with one line on standard error (the variable or step
+/// at fault, never a backtrace) and a non-zero status: 2 for configuration.
+fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
-    init_tracing();
+    let log = match LogConfig::from_env() {
+        Ok(l) => l,
+        Err(e) => {
+            eprintln!("berth: {e}");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    init_tracing(&log);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("berth: cannot start the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("berth: {e:#}");
+            if e.downcast_ref::<config::ConfigError>().is_some() {
+                std::process::ExitCode::from(2)
+            } else {
+                std::process::ExitCode::FAILURE
+            }
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Worker => worker_only().await,

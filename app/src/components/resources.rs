@@ -2,12 +2,29 @@
 //! environments: one list shape for both.
 
 use crate::components::status::{Badge, StatusBadge};
-use crate::types::EnvironmentView;
+use crate::types::{DeploymentStatus, EnvironmentView, ServiceState};
 use leptos::prelude::*;
 use leptos_router::components::A;
+use serde::{Deserialize, Serialize};
+
+/// The state a row shows: an application's latest deployment or a database's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RowState {
+    Deployment(DeploymentStatus),
+    Service(ServiceState),
+}
+
+impl From<RowState> for Badge {
+    fn from(s: RowState) -> Badge {
+        match s {
+            RowState::Deployment(d) => d.into(),
+            RowState::Service(v) => v.into(),
+        }
+    }
+}
 
 /// One application or database in a project's lists.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ResourceRow {
     pub environment_id: uuid::Uuid,
     pub name: String,
@@ -16,9 +33,9 @@ pub struct ResourceRow {
     /// A short line beside the name (source and domain, engine).
     pub detail: String,
     /// Its state; `None` shows `none_label` instead.
-    pub badge: Option<Badge>,
+    pub state: Option<RowState>,
     /// What it is, on `data-kind` (`app`, `service`).
-    pub marker: &'static str,
+    pub marker: String,
 }
 
 /// Rows grouped under their environment's name, in the environments' order
@@ -44,14 +61,15 @@ pub fn EnvironmentGroups(
                     .map(|r| {
                         let row = r.clone();
                         let name = row.name.clone();
+                        let marker = row.marker.clone();
                         view! {
-                            <li class="flex items-center justify-between py-2" data-name=name data-kind=row.marker>
+                            <li class="flex items-center justify-between py-2" data-name=name data-kind=marker>
                                 <div>
                                     <A href=row.href.clone() attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{row.name.clone()}</A>
                                     <span class="ml-2 text-xs text-slate-500">{row.detail.clone()}</span>
                                 </div>
-                                {match row.badge {
-                                    Some(b) => view! { <StatusBadge status=b /> }.into_any(),
+                                {match row.state {
+                                    Some(s) => view! { <StatusBadge status=Badge::from(s) /> }.into_any(),
                                     None => view! { <span class="text-xs text-slate-500">{none_label}</span> }.into_any(),
                                 }}
                             </li>

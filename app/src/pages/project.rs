@@ -5,12 +5,12 @@ use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
 use crate::api::services::{list_services, CreateService};
-use crate::components::resources::{EnvironmentGroups, ResourceRow};
+use crate::components::resources::{EnvironmentGroups, ResourceRow, RowState};
 use crate::components::status::Badge;
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
-use crate::types::{EnvironmentView, Me, ProjectDetail, ServiceState};
+use crate::types::{EnvironmentView, Me, ProjectDetail};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map};
@@ -175,65 +175,96 @@ fn DeleteProjectButton(id: String) -> impl IntoView {
     }
 }
 
+/// Opens the page of what `action` just created (`prefix` + its id).
+fn open_created<A>(action: ServerAction<A>, prefix: &'static str)
+where
+    A: leptos::server_fn::ServerFn<Output = uuid::Uuid, Error = crate::error::AppError> + Clone + Send + Sync + 'static,
+{
+    let navigate = use_navigate();
+    Effect::new(move |_| {
+        if let Some(Ok(id)) = action.value().get() {
+            navigate(&format!("{prefix}{id}"), Default::default());
+        }
+    });
+}
+
+fn env_options(environments: &[EnvironmentView]) -> impl IntoView {
+    environments
+        .iter()
+        .map(|e| view! { <option value=e.id.to_string()>{e.name.clone()}</option> })
+        .collect_view()
+}
+
+/// A project's applications or databases, grouped by environment; the list
+/// follows work in progress (polled every 2 s while any row is busy), and the
+/// form that adds one sits below, outside what the polling re-renders.
+#[component]
+fn ResourceSection(
+    title: &'static str,
+    environments: Vec<EnvironmentView>,
+    rows: Resource<Result<Vec<ResourceRow>, crate::error::AppError>>,
+    tick: RwSignal<u32>,
+    list_attr: &'static str,
+    empty: &'static str,
+    none_label: &'static str,
+    children: Children,
+) -> impl IntoView {
+    poll_while(
+        move || {
+            rows.get_untracked()
+                .and_then(|r| r.ok())
+                .is_some_and(|rows| rows.iter().any(|r| r.state.is_some_and(|s| Badge::from(s).tone == lifecycle::Tone::Busy)))
+        },
+        tick,
+    );
+    view! {
+        <section class=CARD>
+            <h2 class="mb-3 font-semibold">{title}</h2>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || {
+                    let envs = environments.clone();
+                    Suspend::new(async move {
+                        match rows.await {
+                            Err(e) => view! { <LoadError error=e /> }.into_any(),
+                            Ok(rows) => view! { <EnvironmentGroups envs rows list_attr empty none_label /> }.into_any(),
+                        }
+                    })
+                }}
+            </Transition>
+            {children()}
+        </section>
+    }
+}
+
 #[component]
 fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl IntoView {
     let create = ServerAction::<CreateApp>::new();
     let error = action_error(create);
     let tick = RwSignal::new(0u32);
-    let list = Resource::new(move || (create.version().get(), tick.get()), {
+    let rows = Resource::new(move || (create.version().get(), tick.get()), move |_| {
         let project_id = project_id.clone();
-        move |_| list_apps(project_id.clone())
-    });
-    // Badges follow deployments in progress (polled every 2 s while any is).
-    poll_while(
-        move || {
-            list.get_untracked()
-                .and_then(|r| r.ok())
-                .is_some_and(|apps| apps.iter().any(|a| a.status.is_some_and(|s| s.in_progress())))
-        },
-        tick,
-    );
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = create.value().get() {
-            navigate(&format!("/apps/{id}"), Default::default());
+        async move {
+            let apps = list_apps(project_id).await?;
+            Ok(apps
+                .into_iter()
+                .map(|a| ResourceRow {
+                    environment_id: a.environment_id,
+                    href: format!("/apps/{}", a.id),
+                    detail: match a.domain {
+                        Some(d) => format!("{} · {d}", a.source),
+                        None => a.source,
+                    },
+                    state: a.status.map(RowState::Deployment),
+                    name: a.name,
+                    marker: "app".into(),
+                })
+                .collect())
         }
     });
-    let envs = environments.clone();
-    let env_options = environments
-        .iter()
-        .map(|e| view! { <option value=e.id.to_string()>{e.name.clone()}</option> })
-        .collect_view();
+    open_created(create, "/apps/");
+    let env_options = env_options(&environments);
     view! {
-        <section class=CARD>
-            <h2 class="mb-3 font-semibold">"Applications"</h2>
-            <Transition fallback=|| view! { <Loading /> }>
-                {move || {
-                    let envs = envs.clone();
-                    Suspend::new(async move {
-                        match list.await {
-                            Err(e) => view! { <LoadError error=e /> }.into_any(),
-                            Ok(apps) => {
-                                let rows = apps
-                                    .into_iter()
-                                    .map(|a| ResourceRow {
-                                        environment_id: a.environment_id,
-                                        href: format!("/apps/{}", a.id),
-                                        detail: match a.domain {
-                                            Some(d) => format!("{} · {d}", a.source),
-                                            None => a.source,
-                                        },
-                                        badge: a.status.map(Badge::from),
-                                        name: a.name,
-                                        marker: "app",
-                                    })
-                                    .collect();
-                                view! { <EnvironmentGroups envs rows list_attr="data-apps-env" empty="No applications yet." none_label="never deployed" /> }.into_any()
-                            }
-                        }
-                    })
-                }}
-            </Transition>
+        <ResourceSection title="Applications" environments rows tick list_attr="data-apps-env" empty="No applications yet." none_label="never deployed">
             <h3 class="mb-2 mt-6 font-semibold">"New application"</h3>
             <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-app">
                 <label class="block text-sm font-medium">"Environment"
@@ -256,9 +287,9 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
                 <Field label="Branch (git)" name="branch" value="main".to_string() error />
                 <Field label="Image (docker image source)" name="image" error />
                 <div class="sm:col-span-2"><Submit label="Create application" pending=create.pending() id="create-app-submit" /></div>
-                <div class="sm:col-span-2"><FormError error /></div>
             </ActionForm>
-        </section>
+            <FormError error />
+        </ResourceSection>
     }
 }
 
@@ -268,56 +299,27 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
     let create = ServerAction::<CreateService>::new();
     let error = action_error(create);
     let tick = RwSignal::new(0u32);
-    let list = Resource::new(move || (create.version().get(), tick.get()), {
+    let rows = Resource::new(move || (create.version().get(), tick.get()), move |_| {
         let project_id = project_id.clone();
-        move |_| list_services(project_id.clone())
-    });
-    poll_while(
-        move || {
-            list.get_untracked()
-                .and_then(|r| r.ok())
-                .is_some_and(|l| l.iter().any(|s| matches!(s.state, ServiceState::Starting | ServiceState::Restarting)))
-        },
-        tick,
-    );
-    let navigate = use_navigate();
-    Effect::new(move |_| {
-        if let Some(Ok(id)) = create.value().get() {
-            navigate(&format!("/services/{id}"), Default::default());
+        async move {
+            let services = list_services(project_id).await?;
+            Ok(services
+                .into_iter()
+                .map(|s| ResourceRow {
+                    environment_id: s.environment_id,
+                    href: format!("/services/{}", s.id),
+                    detail: s.engine,
+                    state: Some(RowState::Service(s.state)),
+                    name: s.name,
+                    marker: "service".into(),
+                })
+                .collect())
         }
     });
-    let envs = environments.clone();
-    let env_options = environments
-        .iter()
-        .map(|e| view! { <option value=e.id.to_string()>{e.name.clone()}</option> })
-        .collect_view();
+    open_created(create, "/services/");
+    let env_options = env_options(&environments);
     view! {
-        <section class=CARD>
-            <h2 class="mb-3 font-semibold">"Databases"</h2>
-            <Transition fallback=|| view! { <Loading /> }>
-                {move || {
-                    let envs = envs.clone();
-                    Suspend::new(async move {
-                        match list.await {
-                            Err(e) => view! { <LoadError error=e /> }.into_any(),
-                            Ok(list) => {
-                                let rows = list
-                                    .into_iter()
-                                    .map(|s| ResourceRow {
-                                        environment_id: s.environment_id,
-                                        href: format!("/services/{}", s.id),
-                                        detail: s.engine,
-                                        badge: Some(Badge::from(s.state)),
-                                        name: s.name,
-                                        marker: "service",
-                                    })
-                                    .collect();
-                                view! { <EnvironmentGroups envs rows list_attr="data-services-env" empty="No databases yet." none_label="" /> }.into_any()
-                            }
-                        }
-                    })
-                }}
-            </Transition>
+        <ResourceSection title="Databases" environments rows tick list_attr="data-services-env" empty="No databases yet." none_label="">
             <h3 class="mb-2 mt-6 font-semibold">"New database"</h3>
             <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-service">
                 <label class="block text-sm font-medium">"Environment"
@@ -341,8 +343,8 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
                 <Field label="External address" name="external_bind" value="127.0.0.1".to_string() error />
                 <Field label="External port (optional; off by default)" name="external_port" error />
                 <div class="sm:col-span-2"><Submit label="Create database" pending=create.pending() id="create-service-submit" /></div>
-                <div class="sm:col-span-2"><FormError error /></div>
             </ActionForm>
-        </section>
+            <FormError error />
+        </ResourceSection>
     }
 }

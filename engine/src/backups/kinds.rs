@@ -4,7 +4,7 @@
 //! worker stops beating is failed as interrupted by any worker's reaper, and
 //! what it left is cleaned up (its multipart upload aborted, a drill's container
 //! removed, a Redis service stopped for its swap started again); nothing reruns
-//! on its own.
+//! on its own. The three differ only in their rows, described by [`Rows`].
 
 use super::transition::{drill_transition, transition, DrillMove, JobMove, JobTable};
 use super::{s3, work};
@@ -14,8 +14,8 @@ use crate::jobs::{Beat, Holder, JobContext, JobKind, TransitionError};
 use crate::Engine;
 use chrono::Utc;
 use diesel::prelude::*;
-use diesel::sql_types::Uuid as SqlUuid;
-use diesel_async::{AsyncConnection, RunQueryDsl};
+use diesel::sql_types::{BigInt, Double, Text, Uuid as SqlUuid};
+use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use futures::future::BoxFuture;
 use lifecycle::{DrillStatus, JobStatus};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -23,6 +23,127 @@ use uuid::Uuid;
 
 const POOL: &str = "backup";
 const INTERRUPTED: &str = "interrupted: the worker running it stopped before it finished";
+
+/// Where a kind's jobs live: which rows are due, held, and stale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Rows {
+    Backups,
+    Restores,
+    Drills,
+}
+
+impl Rows {
+    /// The next due job, locked (`SKIP LOCKED`); one job per service at a time.
+    fn due(self) -> &'static str {
+        match self {
+            Rows::Backups => {
+                "SELECT b.id FROM backups b WHERE b.status = 'queued'
+                   AND NOT EXISTS (SELECT 1 FROM backups o WHERE o.status = 'running' AND o.service_id = b.service_id)
+                   AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.status = 'running' AND r.service_id = b.service_id)
+                 ORDER BY b.created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+            }
+            Rows::Restores => {
+                "SELECT r.id FROM restores r WHERE r.status = 'queued'
+                   AND NOT EXISTS (SELECT 1 FROM restores o WHERE o.status = 'running' AND o.service_id = r.service_id)
+                   AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.status = 'running' AND b.service_id = r.service_id)
+                 ORDER BY r.created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+            }
+            Rows::Drills => {
+                "SELECT id FROM backups WHERE drill_status = 'queued'
+                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+            }
+        }
+    }
+
+    /// Proves a held job alive ($1 id, $2 worker) with its progress ($3, where
+    /// the row keeps one).
+    fn beat(self) -> &'static str {
+        match self {
+            Rows::Backups => {
+                "UPDATE backups SET heartbeat_at = now(), size_bytes = $3
+                 WHERE id = $1 AND worker_id = $2 AND status = 'running'"
+            }
+            Rows::Restores => {
+                "UPDATE restores SET heartbeat_at = now(), bytes = $3
+                 WHERE id = $1 AND worker_id = $2 AND status = 'running'"
+            }
+            Rows::Drills => {
+                "UPDATE backups SET drill_heartbeat_at = now()
+                 WHERE id = $1 AND drill_worker_id = $2 AND drill_status = 'running'"
+            }
+        }
+    }
+
+    /// The running jobs whose heartbeat is older than the lease ($1 seconds).
+    fn stale(self) -> &'static str {
+        match self {
+            Rows::Backups => {
+                "SELECT id FROM backups WHERE status = 'running'
+                   AND heartbeat_at < now() - make_interval(secs => $1)"
+            }
+            Rows::Restores => {
+                "SELECT id FROM restores WHERE status = 'running'
+                   AND heartbeat_at < now() - make_interval(secs => $1)"
+            }
+            Rows::Drills => {
+                "SELECT id FROM backups WHERE drill_status = 'running'
+                   AND drill_heartbeat_at < now() - make_interval(secs => $1)"
+            }
+        }
+    }
+
+    /// The one transition of this kind of row, from running (or queued) to `to`.
+    async fn moves(
+        self,
+        conn: &mut AsyncPgConnection,
+        id: Uuid,
+        outcome: Outcome<'_>,
+        holder: Holder<'_>,
+    ) -> Result<(), TransitionError> {
+        let table = match self {
+            Rows::Drills => {
+                let (from, to, detail) = match outcome {
+                    Outcome::Claimed(_) => (DrillStatus::Queued, DrillStatus::Running, None),
+                    Outcome::Done(d) => (DrillStatus::Running, DrillStatus::Verified, Some(d)),
+                    Outcome::Failed(d) => (DrillStatus::Running, DrillStatus::Failed, Some(d)),
+                };
+                let mut m = DrillMove::new(id, from, to, holder);
+                m.note = detail;
+                m.claim_for = outcome.claimed_by();
+                return drill_transition(conn, m).await;
+            }
+            Rows::Backups => JobTable::Backups,
+            Rows::Restores => JobTable::Restores,
+        };
+        let from = JobStatus::Running;
+        let m = match outcome {
+            Outcome::Claimed(w) => JobMove::new(id, JobStatus::Queued, JobStatus::Running, holder).claim_for(w),
+            Outcome::Done(_) => JobMove::new(id, from, JobStatus::Succeeded, holder),
+            Outcome::Failed(e) => JobMove::new(id, from, JobStatus::Failed, holder).note(e),
+        };
+        transition(conn, table, m).await
+    }
+}
+
+/// Where a move takes a job.
+#[derive(Debug, Clone, Copy)]
+enum Outcome<'a> {
+    /// Claimed by this worker.
+    Claimed(&'a str),
+    /// Finished well (a drill's counts).
+    Done(&'a str),
+    /// Finished badly, with the reason.
+    Failed(&'a str),
+}
+
+impl<'a> Outcome<'a> {
+    fn claimed_by(self) -> Option<&'a str> {
+        match self {
+            Outcome::Claimed(w) => Some(w),
+            _ => None,
+        }
+    }
+}
 
 #[derive(QueryableByName)]
 struct Id {
@@ -40,37 +161,16 @@ fn unique_violation(e: &TransitionError) -> bool {
     )
 }
 
-/// Which kind of job a claim takes.
-#[derive(Clone, Copy)]
-enum Claim {
-    Backup,
-    Restore,
-    Drill,
-}
-
-/// Selects one candidate (`select` locks it with `SKIP LOCKED`) and moves it to
-/// running for `worker`, in one transaction. Losing a race is "nothing to claim".
-async fn claim_one(engine: &Engine, select: &'static str, kind: Claim, worker: &str) -> Result<Option<Uuid>, StoreError> {
+/// Selects one due job and moves it to running for `worker`, in one
+/// transaction. Losing a race is "nothing to claim".
+async fn claim(engine: &Engine, rows: Rows, worker: &str) -> Result<Option<Uuid>, StoreError> {
     let mut conn = engine.db.get().await?;
     let claimed = conn
         .transaction::<_, TransitionError, _>(async |conn| {
-            let Some(Id { id }) = diesel::sql_query(select).get_result::<Id>(conn).await.optional()? else {
+            let Some(Id { id }) = diesel::sql_query(rows.due()).get_result::<Id>(conn).await.optional()? else {
                 return Ok(None);
             };
-            match kind {
-                Claim::Backup => {
-                    let m = JobMove::new(JobTable::Backups, id, JobStatus::Queued, JobStatus::Running, Holder::Anyone);
-                    transition(conn, m.claim_for(worker)).await?
-                }
-                Claim::Restore => {
-                    let m = JobMove::new(JobTable::Restores, id, JobStatus::Queued, JobStatus::Running, Holder::Anyone);
-                    transition(conn, m.claim_for(worker)).await?
-                }
-                Claim::Drill => {
-                    let m = DrillMove::new(id, Some(DrillStatus::Queued), DrillStatus::Running, Holder::Anyone);
-                    drill_transition(conn, m.claim_for(worker)).await?
-                }
-            }
+            rows.moves(conn, id, Outcome::Claimed(worker), Holder::Anyone).await?;
             Ok(Some(id))
         })
         .await;
@@ -84,11 +184,44 @@ async fn claim_one(engine: &Engine, select: &'static str, kind: Claim, worker: &
     }
 }
 
-/// A job's end, recorded through the transition (logged when someone else moved it).
-async fn finish(engine: &Engine, m: JobMove<'_>) {
+async fn beat(engine: &Engine, rows: Rows, id: Uuid, worker: &str, progress: u64) -> Result<Beat, StoreError> {
+    let mut conn = engine.db.get().await?;
+    let mut q = diesel::sql_query(rows.beat())
+        .into_boxed()
+        .bind::<SqlUuid, _>(id)
+        .bind::<Text, _>(worker);
+    if rows != Rows::Drills {
+        q = q.bind::<BigInt, _>(progress as i64);
+    }
+    let n = q.execute(&mut conn).await?;
+    Ok(if n == 1 { Beat::Held { cancel: false } } else { Beat::Lost })
+}
+
+/// Fails the jobs whose worker stopped beating; their ids, for the clean-up.
+async fn reap(engine: &Engine, rows: Rows) -> Result<Vec<Uuid>, StoreError> {
+    let lease = engine.deploy.lease_secs;
+    let mut conn = engine.db.get().await?;
+    let stale: Vec<Id> = diesel::sql_query(rows.stale())
+        .bind::<Double, _>(lease as f64)
+        .load(&mut conn)
+        .await?;
+    let mut reaped = Vec::new();
+    for Id { id } in stale {
+        let holder = Holder::Stale { lease_secs: lease };
+        // It beat (or finished) in between: alive after all.
+        if rows.moves(&mut conn, id, Outcome::Failed(INTERRUPTED), holder).await.is_ok() {
+            tracing::warn!(?rows, id = %id, "job interrupted (its worker stopped)");
+            reaped.push(id);
+        }
+    }
+    Ok(reaped)
+}
+
+/// Records a job's end (logged when someone else moved it meanwhile).
+async fn finish(engine: &Engine, rows: Rows, id: Uuid, worker: &str, to: Outcome<'_>) {
     let Ok(mut conn) = engine.db.get().await else { return };
-    if let Err(e) = transition(&mut conn, m).await {
-        tracing::warn!(id = %m.id, error = %e, "recording a backup job's end");
+    if let Err(e) = rows.moves(&mut conn, id, to, Holder::Worker(worker)).await {
+        tracing::warn!(?rows, id = %id, error = %e, "recording a job's end");
     }
 }
 
@@ -104,34 +237,11 @@ impl JobKind for BackupKind {
     }
 
     fn claim<'a>(&'a self, engine: &'a Engine, worker: &'a str) -> BoxFuture<'a, Result<Option<Uuid>, StoreError>> {
-        Box::pin(claim_one(
-            engine,
-            "SELECT b.id FROM backups b WHERE b.status = 'queued'
-               AND NOT EXISTS (SELECT 1 FROM backups o WHERE o.status = 'running' AND o.service_id = b.service_id)
-               AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.status = 'running' AND r.service_id = b.service_id)
-             ORDER BY b.created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-            Claim::Backup,
-            worker,
-        ))
+        Box::pin(claim(engine, Rows::Backups, worker))
     }
 
     fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
-        Box::pin(async move {
-            let mut conn = engine.db.get().await?;
-            let n = diesel::update(
-                backups::table
-                    .filter(backups::id.eq(job))
-                    .filter(backups::worker_id.eq(worker))
-                    .filter(backups::status.eq(JobStatus::Running)),
-            )
-            .set((
-                backups::heartbeat_at.eq(diesel::dsl::now),
-                backups::size_bytes.eq(progress as i64),
-            ))
-            .execute(&mut conn)
-            .await?;
-            Ok(if n == 1 { Beat::Held { cancel: false } } else { Beat::Lost })
-        })
+        Box::pin(beat(engine, Rows::Backups, *job, worker, progress))
     }
 
     fn run<'a>(&'a self, engine: &'a Engine, id: Uuid, ctx: JobContext) -> BoxFuture<'a, ()> {
@@ -141,28 +251,15 @@ impl JobKind for BackupKind {
         })
     }
 
+    /// Interrupted backups' multipart uploads are aborted by the upload id
+    /// recorded when they opened.
     fn reap<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(async move {
-            let lease = engine.deploy.lease_secs;
+            let reaped = reap(engine, Rows::Backups).await?;
             let mut conn = engine.db.get().await?;
-            let stale: Vec<Id> = diesel::sql_query(
-                "SELECT id FROM backups WHERE status = 'running'
-                   AND heartbeat_at < now() - make_interval(secs => $1)",
-            )
-            .bind::<diesel::sql_types::Double, _>(lease as f64)
-            .load(&mut conn)
-            .await?;
-            let mut n = 0;
-            for Id { id } in stale {
-                let m = JobMove::new(JobTable::Backups, id, JobStatus::Running, JobStatus::Failed, Holder::Stale { lease_secs: lease })
-                    .error(INTERRUPTED);
-                if transition(&mut conn, m).await.is_err() {
-                    continue;
-                }
-                n += 1;
-                tracing::warn!(backup.id = %id, "backup interrupted (its worker stopped)");
+            for id in &reaped {
                 type Row = (Uuid, Uuid, Option<String>, Option<String>);
-                let Ok((org, destination, key, upload)) = backups::table
+                let Ok((org, destination, Some(key), Some(upload))) = backups::table
                     .find(id)
                     .select((backups::organization_id, backups::destination_id, backups::object_key, backups::upload_id))
                     .first::<Row>(&mut conn)
@@ -170,16 +267,14 @@ impl JobKind for BackupKind {
                 else {
                     continue;
                 };
-                let (Some(key), Some(upload)) = (key, upload) else { continue };
-                if let Ok(t) = super::target(engine, &mut conn, org, destination).await {
-                    if let Ok(bucket) = t.bucket() {
-                        if let Err(e) = bucket.abort_upload(&key, &upload).await {
-                            tracing::warn!(key, error = %s3::describe(&e), "aborting an interrupted backup's upload");
-                        }
+                let Ok(target) = super::target(engine, &mut conn, org, destination).await else { continue };
+                if let Ok(bucket) = target.bucket() {
+                    if let Err(e) = bucket.abort_upload(&key, &upload).await {
+                        tracing::warn!(key, error = %s3::describe(&e), "aborting an interrupted backup's upload");
                     }
                 }
             }
-            Ok(n)
+            Ok(reaped.len())
         })
     }
 
@@ -204,76 +299,40 @@ impl JobKind for RestoreKind {
     }
 
     fn claim<'a>(&'a self, engine: &'a Engine, worker: &'a str) -> BoxFuture<'a, Result<Option<Uuid>, StoreError>> {
-        Box::pin(claim_one(
-            engine,
-            "SELECT r.id FROM restores r WHERE r.status = 'queued'
-               AND NOT EXISTS (SELECT 1 FROM restores o WHERE o.status = 'running' AND o.service_id = r.service_id)
-               AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.status = 'running' AND b.service_id = r.service_id)
-             ORDER BY r.created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-            Claim::Restore,
-            worker,
-        ))
+        Box::pin(claim(engine, Rows::Restores, worker))
     }
 
     fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
-        Box::pin(async move {
-            let mut conn = engine.db.get().await?;
-            let n = diesel::update(
-                restores::table
-                    .filter(restores::id.eq(job))
-                    .filter(restores::worker_id.eq(worker))
-                    .filter(restores::status.eq(JobStatus::Running)),
-            )
-            .set((restores::heartbeat_at.eq(diesel::dsl::now), restores::bytes.eq(progress as i64)))
-            .execute(&mut conn)
-            .await?;
-            Ok(if n == 1 { Beat::Held { cancel: false } } else { Beat::Lost })
-        })
+        Box::pin(beat(engine, Rows::Restores, *job, worker, progress))
     }
 
     fn run<'a>(&'a self, engine: &'a Engine, id: Uuid, ctx: JobContext) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let result = work::run_restore(engine, id, &ctx.progress).await;
-            if let Err(e) = &result {
-                tracing::warn!(restore.id = %id, error = %e, "restore failed");
-            }
             if let Ok(mut conn) = engine.db.get().await {
                 let _ = diesel::update(restores::table.find(id))
                     .set(restores::bytes.eq(AtomicU64::load(&ctx.progress, Ordering::Relaxed) as i64))
                     .execute(&mut conn)
                     .await;
             }
-            let (to, error) = match &result {
-                Ok(()) => (JobStatus::Succeeded, None),
-                Err(e) => (JobStatus::Failed, Some(e.as_str())),
+            let to = match &result {
+                Ok(()) => Outcome::Done(""),
+                Err(e) => {
+                    tracing::warn!(restore.id = %id, error = %e, "restore failed");
+                    Outcome::Failed(e)
+                }
             };
-            let mut m = JobMove::new(JobTable::Restores, id, JobStatus::Running, to, Holder::Worker(&ctx.worker));
-            m.error = error;
-            finish(engine, m).await;
+            finish(engine, Rows::Restores, id, &ctx.worker, to).await;
         })
     }
 
+    /// A Redis restore stops the server for its swap: an interrupted one's
+    /// service is started again.
     fn reap<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(async move {
-            let lease = engine.deploy.lease_secs;
+            let reaped = reap(engine, Rows::Restores).await?;
             let mut conn = engine.db.get().await?;
-            let stale: Vec<Id> = diesel::sql_query(
-                "SELECT id FROM restores WHERE status = 'running'
-                   AND heartbeat_at < now() - make_interval(secs => $1)",
-            )
-            .bind::<diesel::sql_types::Double, _>(lease as f64)
-            .load(&mut conn)
-            .await?;
-            let mut n = 0;
-            for Id { id } in stale {
-                let m = JobMove::new(JobTable::Restores, id, JobStatus::Running, JobStatus::Failed, Holder::Stale { lease_secs: lease })
-                    .error(INTERRUPTED);
-                if transition(&mut conn, m).await.is_err() {
-                    continue;
-                }
-                n += 1;
-                tracing::warn!(restore.id = %id, "restore interrupted (its worker stopped)");
-                // A Redis restore stops the server for its swap: bring it back.
+            for id in &reaped {
                 let Ok(service) = restores::table.find(id).select(restores::service_id).first::<Uuid>(&mut conn).await else {
                     continue;
                 };
@@ -283,7 +342,7 @@ impl JobKind for RestoreKind {
                     }
                 }
             }
-            Ok(n)
+            Ok(reaped.len())
         })
     }
 }
@@ -300,74 +359,36 @@ impl JobKind for DrillKind {
     }
 
     fn claim<'a>(&'a self, engine: &'a Engine, worker: &'a str) -> BoxFuture<'a, Result<Option<Uuid>, StoreError>> {
-        Box::pin(claim_one(
-            engine,
-            "SELECT id FROM backups WHERE drill_status = 'queued'
-             ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED",
-            Claim::Drill,
-            worker,
-        ))
+        Box::pin(claim(engine, Rows::Drills, worker))
     }
 
-    fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, _progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
-        Box::pin(async move {
-            let mut conn = engine.db.get().await?;
-            let n = diesel::update(
-                backups::table
-                    .filter(backups::id.eq(job))
-                    .filter(backups::drill_worker_id.eq(worker))
-                    .filter(backups::drill_status.eq(DrillStatus::Running)),
-            )
-            .set(backups::drill_heartbeat_at.eq(diesel::dsl::now))
-            .execute(&mut conn)
-            .await?;
-            Ok(if n == 1 { Beat::Held { cancel: false } } else { Beat::Lost })
-        })
+    fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
+        Box::pin(beat(engine, Rows::Drills, *job, worker, progress))
     }
 
     fn run<'a>(&'a self, engine: &'a Engine, id: Uuid, ctx: JobContext) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let result = work::run_drill(engine, id).await;
             let _ = engine.docker.remove_container(&work::drill_container(engine, id), true).await;
-            if let Err(e) = &result {
-                tracing::warn!(backup.id = %id, error = %e, "restore drill failed");
-            }
-            let (to, detail) = match &result {
-                Ok(d) => (DrillStatus::Verified, d.as_str()),
-                Err(e) => (DrillStatus::Failed, e.as_str()),
-            };
-            let m = DrillMove::new(id, Some(DrillStatus::Running), to, Holder::Worker(&ctx.worker)).detail(detail);
-            if let Ok(mut conn) = engine.db.get().await {
-                if let Err(e) = drill_transition(&mut conn, m).await {
-                    tracing::warn!(backup.id = %id, error = %e, "recording a drill's end");
+            let to = match &result {
+                Ok(counts) => Outcome::Done(counts),
+                Err(e) => {
+                    tracing::warn!(backup.id = %id, error = %e, "restore drill failed");
+                    Outcome::Failed(e)
                 }
-            }
+            };
+            finish(engine, Rows::Drills, id, &ctx.worker, to).await;
         })
     }
 
+    /// An interrupted drill's throwaway container is removed.
     fn reap<'a>(&'a self, engine: &'a Engine) -> BoxFuture<'a, Result<usize, StoreError>> {
         Box::pin(async move {
-            let lease = engine.deploy.lease_secs;
-            let mut conn = engine.db.get().await?;
-            let stale: Vec<Id> = diesel::sql_query(
-                "SELECT id FROM backups WHERE drill_status = 'running'
-                   AND drill_heartbeat_at < now() - make_interval(secs => $1)",
-            )
-            .bind::<diesel::sql_types::Double, _>(lease as f64)
-            .load(&mut conn)
-            .await?;
-            let mut n = 0;
-            for Id { id } in stale {
-                let m = DrillMove::new(id, Some(DrillStatus::Running), DrillStatus::Failed, Holder::Stale { lease_secs: lease })
-                    .detail(INTERRUPTED);
-                if drill_transition(&mut conn, m).await.is_err() {
-                    continue;
-                }
-                n += 1;
-                tracing::warn!(backup.id = %id, "restore drill interrupted (its worker stopped)");
-                let _ = engine.docker.remove_container(&work::drill_container(engine, id), true).await;
+            let reaped = reap(engine, Rows::Drills).await?;
+            for id in &reaped {
+                let _ = engine.docker.remove_container(&work::drill_container(engine, *id), true).await;
             }
-            Ok(n)
+            Ok(reaped.len())
         })
     }
 }

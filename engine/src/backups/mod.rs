@@ -507,7 +507,11 @@ pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(),
     if b.drill_status.is_some_and(DrillStatus::in_progress) {
         return Ok(());
     }
-    let m = transition::DrillMove::new(id.0, b.drill_status, DrillStatus::Queued, crate::jobs::Holder::Anyone);
+    let holder = crate::jobs::Holder::Anyone;
+    let m = match b.drill_status {
+        Some(from) => transition::DrillMove::new(id, from, DrillStatus::Queued, holder),
+        None => transition::DrillMove::first(id, DrillStatus::Queued, holder),
+    };
     match transition::drill_transition(&mut conn, m).await {
         // Queued by someone else in between: the same outcome.
         Ok(()) | Err(crate::jobs::TransitionError::Lost) => Ok(()),

@@ -4,11 +4,10 @@
 //! current state and holder; the claim, the end of a job, queueing a drill and
 //! the reaper all go through here.
 
-use crate::jobs::{Holder, TransitionError};
+use crate::jobs::TransitionError;
 use diesel::sql_types::{Double, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use lifecycle::{DrillStatus, JobStatus, Lifecycle};
-use uuid::Uuid;
+use lifecycle::{DrillStatus, JobStatus};
 
 /// The tables whose rows are jobs with a [`JobStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -17,82 +16,44 @@ pub enum JobTable {
     Restores,
 }
 
-/// One move of a backup or a restore.
-#[derive(Debug, Clone, Copy)]
-pub struct JobMove<'a> {
-    pub table: JobTable,
-    pub id: Uuid,
-    pub from: JobStatus,
-    pub to: JobStatus,
-    pub holder: Holder<'a>,
-    /// Set on the claim: the worker that takes it.
-    pub claim_for: Option<&'a str>,
-    /// Why it failed.
-    pub error: Option<&'a str>,
+/// One move of a backup or a restore (`note`: why it failed).
+pub type JobMove<'a> = crate::jobs::Move<'a, JobStatus>;
+
+/// The one UPDATE of a job table's status (the table name cannot be a bind value).
+macro_rules! job_update {
+    ($table:literal) => {
+        concat!(
+            "UPDATE ",
+            $table,
+            " SET
+                status = $1,
+                worker_id = COALESCE($4, worker_id),
+                heartbeat_at = CASE WHEN $1 = 'running' THEN now() ELSE heartbeat_at END,
+                started_at = CASE WHEN $1 = 'running' THEN now() ELSE started_at END,
+                finished_at = CASE WHEN $1 IN ('succeeded', 'failed') THEN now() ELSE finished_at END,
+                error = COALESCE($5, error)
+             WHERE id = $2 AND status = $3
+               AND CASE $6 WHEN 'worker' THEN worker_id = $7
+                           WHEN 'stale' THEN heartbeat_at < now() - make_interval(secs => $8)
+                           ELSE TRUE END"
+        )
+    };
 }
-
-impl<'a> JobMove<'a> {
-    pub fn new(table: JobTable, id: Uuid, from: JobStatus, to: JobStatus, holder: Holder<'a>) -> Self {
-        Self {
-            table,
-            id,
-            from,
-            to,
-            holder,
-            claim_for: None,
-            error: None,
-        }
-    }
-
-    pub fn claim_for(mut self, worker: &'a str) -> Self {
-        self.claim_for = Some(worker);
-        self
-    }
-
-    pub fn error(mut self, error: &'a str) -> Self {
-        self.error = Some(error);
-        self
-    }
-}
-
-// Two statements with the same shape: the table name cannot be a bind value.
-const BACKUPS: &str = "UPDATE backups SET
-        status = $1,
-        worker_id = COALESCE($4, worker_id),
-        heartbeat_at = CASE WHEN $1 = 'running' THEN now() ELSE heartbeat_at END,
-        started_at = CASE WHEN $1 = 'running' THEN now() ELSE started_at END,
-        finished_at = CASE WHEN $1 IN ('succeeded', 'failed') THEN now() ELSE finished_at END,
-        error = COALESCE($5, error)
-     WHERE id = $2 AND status = $3
-       AND CASE $6 WHEN 'worker' THEN worker_id = $7
-                   WHEN 'stale' THEN heartbeat_at < now() - make_interval(secs => $8)
-                   ELSE TRUE END";
-const RESTORES: &str = "UPDATE restores SET
-        status = $1,
-        worker_id = COALESCE($4, worker_id),
-        heartbeat_at = CASE WHEN $1 = 'running' THEN now() ELSE heartbeat_at END,
-        started_at = CASE WHEN $1 = 'running' THEN now() ELSE started_at END,
-        finished_at = CASE WHEN $1 IN ('succeeded', 'failed') THEN now() ELSE finished_at END,
-        error = COALESCE($5, error)
-     WHERE id = $2 AND status = $3
-       AND CASE $6 WHEN 'worker' THEN worker_id = $7
-                   WHEN 'stale' THEN heartbeat_at < now() - make_interval(secs => $8)
-                   ELSE TRUE END";
 
 /// Moves a backup or a restore, or says why not.
-pub async fn transition(conn: &mut AsyncPgConnection, m: JobMove<'_>) -> Result<(), TransitionError> {
-    m.from.transition(m.to)?;
+pub async fn transition(conn: &mut AsyncPgConnection, table: JobTable, m: JobMove<'_>) -> Result<(), TransitionError> {
+    m.check(JobStatus::Queued)?;
     let (holder, worker, lease) = m.holder.binds();
-    let sql = match m.table {
-        JobTable::Backups => BACKUPS,
-        JobTable::Restores => RESTORES,
+    let sql = match table {
+        JobTable::Backups => job_update!("backups"),
+        JobTable::Restores => job_update!("restores"),
     };
     let n = diesel::sql_query(sql)
         .bind::<Text, _>(m.to)
         .bind::<SqlUuid, _>(m.id)
-        .bind::<Text, _>(m.from)
+        .bind::<Nullable<Text>, _>(m.from)
         .bind::<Nullable<Text>, _>(m.claim_for)
-        .bind::<Nullable<Text>, _>(m.error)
+        .bind::<Nullable<Text>, _>(m.note)
         .bind::<Text, _>(holder)
         .bind::<Nullable<Text>, _>(worker)
         .bind::<Double, _>(lease)
@@ -105,57 +66,13 @@ pub async fn transition(conn: &mut AsyncPgConnection, m: JobMove<'_>) -> Result<
     }
 }
 
-/// One move of a backup's restore drill. `from` is `None` for a backup never
-/// drilled (only queueing starts there).
-#[derive(Debug, Clone, Copy)]
-pub struct DrillMove<'a> {
-    pub backup: Uuid,
-    pub from: Option<DrillStatus>,
-    pub to: DrillStatus,
-    pub holder: Holder<'a>,
-    pub claim_for: Option<&'a str>,
-    /// What the drill found (counts), or why it failed.
-    pub detail: Option<&'a str>,
-}
-
-impl<'a> DrillMove<'a> {
-    pub fn new(backup: Uuid, from: Option<DrillStatus>, to: DrillStatus, holder: Holder<'a>) -> Self {
-        Self {
-            backup,
-            from,
-            to,
-            holder,
-            claim_for: None,
-            detail: None,
-        }
-    }
-
-    pub fn claim_for(mut self, worker: &'a str) -> Self {
-        self.claim_for = Some(worker);
-        self
-    }
-
-    pub fn detail(mut self, detail: &'a str) -> Self {
-        self.detail = Some(detail);
-        self
-    }
-}
+/// One move of a backup's restore drill (`id` is the backup's; `note`: what it
+/// found or why it failed). `from` is `None` for a backup never drilled.
+pub type DrillMove<'a> = crate::jobs::Move<'a, DrillStatus>;
 
 /// Moves a drill, or says why not.
 pub async fn drill_transition(conn: &mut AsyncPgConnection, m: DrillMove<'_>) -> Result<(), TransitionError> {
-    match m.from {
-        Some(from) => {
-            from.transition(m.to)?;
-        }
-        None if m.to == DrillStatus::Queued => {}
-        None => {
-            return Err(lifecycle::IllegalTransition {
-                from: "none",
-                to: m.to.as_str(),
-            }
-            .into())
-        }
-    }
+    m.check(DrillStatus::Queued)?;
     let (holder, worker, lease) = m.holder.binds();
     let n = diesel::sql_query(
         "UPDATE backups SET
@@ -170,10 +87,10 @@ pub async fn drill_transition(conn: &mut AsyncPgConnection, m: DrillMove<'_>) ->
                        ELSE TRUE END",
     )
     .bind::<Text, _>(m.to)
-    .bind::<SqlUuid, _>(m.backup)
+    .bind::<SqlUuid, _>(m.id)
     .bind::<Nullable<Text>, _>(m.from)
     .bind::<Nullable<Text>, _>(m.claim_for)
-    .bind::<Nullable<Text>, _>(m.detail)
+    .bind::<Nullable<Text>, _>(m.note)
     .bind::<Text, _>(holder)
     .bind::<Nullable<Text>, _>(worker)
     .bind::<Double, _>(lease)

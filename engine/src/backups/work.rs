@@ -244,8 +244,8 @@ pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, resul
     let (key, size) = match result {
         Err(e) => {
             tracing::warn!(backup.id = %id, error = %e, "backup failed");
-            let m = JobMove::new(JobTable::Backups, id, JobStatus::Running, JobStatus::Failed, held).error(&e);
-            if let Err(e) = transition(&mut conn, m).await {
+            let m = JobMove::new(id, JobStatus::Running, JobStatus::Failed, held).note(&e);
+            if let Err(e) = transition(&mut conn, JobTable::Backups, m).await {
                 tracing::warn!(backup.id = %id, error = %e, "recording a backup's end");
             }
             return;
@@ -257,8 +257,8 @@ pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, resul
     // is queued in the same transaction.
     let recorded = conn
         .transaction::<_, crate::jobs::TransitionError, _>(async |conn| {
-            let m = JobMove::new(JobTable::Backups, id, JobStatus::Running, JobStatus::Succeeded, held);
-            transition(conn, m).await?;
+            let m = JobMove::new(id, JobStatus::Running, JobStatus::Succeeded, held);
+            transition(conn, JobTable::Backups, m).await?;
             diesel::update(backups::table.find(id))
                 .set((backups::object_key.eq(Some(&key)), backups::size_bytes.eq(size as i64)))
                 .execute(conn)
@@ -271,7 +271,7 @@ pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, resul
                 .await
                 .optional()?;
             if let Some((_, _, true)) = schedule {
-                drill_transition(conn, DrillMove::new(id, None, DrillStatus::Queued, Holder::Anyone)).await?;
+                drill_transition(conn, DrillMove::first(id, DrillStatus::Queued, Holder::Anyone)).await?;
             }
             Ok(schedule)
         })

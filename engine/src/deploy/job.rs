@@ -218,7 +218,7 @@ pub async fn reap_interrupted(engine: &Engine) -> Result<usize, StoreError> {
     let mut reaped = 0;
     for row in stale {
         let id = DeploymentId(row.id);
-        let m = Move::new(id, row.status, Status::Failed, Holder::Stale { lease_secs: lease }).reason(INTERRUPTED);
+        let m = Move::new(id, row.status, Status::Failed, Holder::Stale { lease_secs: lease }).note(INTERRUPTED);
         match transition(&mut conn, m).await {
             Ok(()) => {}
             // It beat (or finished) in between: alive after all.

@@ -356,7 +356,7 @@ pub async fn list_page(
 pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<(), DeployError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let d = get_scoped(&mut conn, caller, id).await?;
-    let m = Move::new(id, d.status, Status::Cancelled, Holder::Anyone).reason("cancelled before it started");
+    let m = Move::new(id, d.status, Status::Cancelled, Holder::Anyone).note("cancelled before it started");
     if d.status == Status::Queued {
         match transition(&mut conn, m).await {
             Ok(()) => {

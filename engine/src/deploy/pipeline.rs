@@ -353,7 +353,7 @@ impl Deployment<'_> {
                 .first(conn)
                 .await?;
             if let Some(prev) = previous.filter(|p| *p != id) {
-                let superseded = Move::new(prev, Status::Running, Status::Superseded, Holder::Anyone).superseded_by(id);
+                let superseded = Move::new(prev, Status::Running, Status::Superseded, Holder::Anyone).by(id);
                 match transition(conn, superseded).await {
                     // It was not running any more (its row tells why): nothing to supersede.
                     Ok(()) | Err(TransitionError::Lost) => {}
@@ -443,7 +443,7 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
         let worker = worker.clone();
         async move {
             if let Ok(mut conn) = engine.db.get().await {
-                let m = Move::new(job.id, from, Status::Failed, Holder::Worker(&worker)).reason(&reason);
+                let m = Move::new(job.id, from, Status::Failed, Holder::Worker(&worker)).note(&reason);
                 if let Err(e) = transition(&mut conn, m).await {
                     tracing::warn!(deployment.id = %job.id, error = %e, "recording a failure");
                 }
@@ -537,7 +537,7 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
                 }
             };
             if let Ok(mut conn) = engine.db.get().await {
-                let m = Move::new(job.id, d.status, to, Holder::Worker(&worker)).reason(&reason);
+                let m = Move::new(job.id, d.status, to, Holder::Worker(&worker)).note(&reason);
                 if let Err(e) = transition(&mut conn, m).await {
                     tracing::warn!(deployment.id = %job.id, error = %e, "recording the end");
                 }

@@ -5,61 +5,20 @@
 //! on the row still being where the caller believes it is and held by whom the
 //! caller says. Two processes can never both move the same deployment.
 
-use crate::ids::DeploymentId;
 pub use crate::jobs::{Holder, TransitionError};
 use diesel::sql_types::{Bool, Double, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use lifecycle::{DeploymentStatus as Status, Lifecycle};
+use lifecycle::DeploymentStatus as Status;
 use uuid::Uuid;
 
-/// One move of one deployment.
-#[derive(Debug, Clone, Copy)]
-pub struct Move<'a> {
-    pub id: DeploymentId,
-    pub from: Status,
-    pub to: Status,
-    pub holder: Holder<'a>,
-    /// Set on the claim: the worker that takes it.
-    pub claim_for: Option<&'a str>,
-    /// Why it failed or was cancelled.
-    pub reason: Option<&'a str>,
-    /// The deployment that replaced it (to `superseded`).
-    pub superseded_by: Option<DeploymentId>,
-}
-
-impl<'a> Move<'a> {
-    pub fn new(id: DeploymentId, from: Status, to: Status, holder: Holder<'a>) -> Self {
-        Self {
-            id,
-            from,
-            to,
-            holder,
-            claim_for: None,
-            reason: None,
-            superseded_by: None,
-        }
-    }
-
-    pub fn reason(mut self, reason: &'a str) -> Self {
-        self.reason = Some(reason);
-        self
-    }
-
-    pub fn claim_for(mut self, worker: &'a str) -> Self {
-        self.claim_for = Some(worker);
-        self
-    }
-
-    pub fn superseded_by(mut self, by: DeploymentId) -> Self {
-        self.superseded_by = Some(by);
-        self
-    }
-}
+/// One move of one deployment: its `note` is the reason, `by` the deployment
+/// that replaced it.
+pub type Move<'a> = crate::jobs::Move<'a, Status>;
 
 /// Makes the move, or says why not. Stamps the step's column, the worker, the
 /// heartbeat, the reason and the end time as the target state requires.
 pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(), TransitionError> {
-    m.from.transition(m.to)?;
+    m.check(Status::Queued)?;
     let (holder, worker, lease) = m.holder.binds();
     let n = diesel::sql_query(
         "UPDATE deployments SET
@@ -83,11 +42,11 @@ pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(),
     )
     .bind::<Text, _>(m.to)
     .bind::<SqlUuid, _>(m.id)
-    .bind::<Text, _>(m.from)
+    .bind::<Nullable<Text>, _>(m.from)
     .bind::<Nullable<Text>, _>(m.claim_for)
     .bind::<Bool, _>(m.to.is_active())
-    .bind::<Nullable<SqlUuid>, _>(m.superseded_by)
-    .bind::<Nullable<Text>, _>(m.reason)
+    .bind::<Nullable<SqlUuid>, _>(m.by)
+    .bind::<Nullable<Text>, _>(m.note)
     .bind::<Text, _>(holder)
     .bind::<Nullable<Text>, _>(worker)
     .bind::<Double, _>(lease)

@@ -11,6 +11,7 @@
 
 use crate::error::StoreError;
 use crate::Engine;
+use lifecycle::Lifecycle;
 use futures::future::BoxFuture;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
 
 /// How often a running job proves it is alive.
 pub const HEARTBEAT_EVERY: Duration = Duration::from_secs(1);
@@ -48,6 +50,71 @@ impl Holder<'_> {
             Holder::Worker(w) => ("worker", Some(w.to_owned()), 0.0),
             Holder::Anyone => ("anyone", None, 0.0),
             Holder::Stale { lease_secs } => ("stale", None, lease_secs as f64),
+        }
+    }
+}
+
+/// One move of one job: the input of each kind's one transition function.
+#[derive(Debug, Clone, Copy)]
+pub struct Move<'a, S> {
+    pub id: Uuid,
+    /// Where the row is believed to be (`None`: a drill never run, for queueing it).
+    pub from: Option<S>,
+    pub to: S,
+    pub holder: Holder<'a>,
+    /// Set on the claim: the worker that takes it.
+    pub claim_for: Option<&'a str>,
+    /// Why it failed or was cancelled, or what it found.
+    pub note: Option<&'a str>,
+    /// The deployment that replaced this one (to `superseded`).
+    pub by: Option<Uuid>,
+}
+
+impl<'a, S: Lifecycle> Move<'a, S> {
+    pub fn new(id: impl Into<Uuid>, from: S, to: S, holder: Holder<'a>) -> Self {
+        Self {
+            id: id.into(),
+            from: Some(from),
+            to,
+            holder,
+            claim_for: None,
+            note: None,
+            by: None,
+        }
+    }
+
+    /// A move from no state at all (a drill's first queueing).
+    pub fn first(id: impl Into<Uuid>, to: S, holder: Holder<'a>) -> Self {
+        Self {
+            from: None,
+            ..Self::new(id, to, to, holder)
+        }
+    }
+
+    pub fn claim_for(mut self, worker: &'a str) -> Self {
+        self.claim_for = Some(worker);
+        self
+    }
+
+    pub fn note(mut self, note: &'a str) -> Self {
+        self.note = Some(note);
+        self
+    }
+
+    pub fn by(mut self, id: impl Into<Uuid>) -> Self {
+        self.by = Some(id.into());
+        self
+    }
+
+    /// The state machine's word on the move; `first` moves may only queue.
+    pub fn check(&self, queued: S) -> Result<(), lifecycle::IllegalTransition> {
+        match self.from {
+            Some(from) => from.transition(self.to).map(|_| ()),
+            None if self.to == queued => Ok(()),
+            None => Err(lifecycle::IllegalTransition {
+                from: "none",
+                to: self.to.as_str(),
+            }),
         }
     }
 }
