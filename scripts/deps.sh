@@ -32,6 +32,9 @@ missing_packages() {
   if [ "$purpose" = test ]; then
     have chromium || echo chromium
     have chromedriver || echo chromium-driver
+    # sshd on loopback for the ssh clone tests (host key pinning).
+    [ -x /usr/sbin/sshd ] || echo openssh-server
+    have ssh-keygen || echo openssh-client
   fi
 }
 

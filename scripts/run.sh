@@ -67,6 +67,10 @@ if docker version >/dev/null 2>&1; then
   fi
 fi
 export BERTH_MODE=${BERTH_MODE:-development}
+# A development machine: images built here (no registry needed) and services
+# on 127.0.0.1 (a local MinIO, a git server) are fine. Production leaves both off.
+export BERTH_ALLOW_LOCAL_IMAGES=${BERTH_ALLOW_LOCAL_IMAGES:-on}
+export BERTH_ALLOW_PRIVATE_TARGETS=${BERTH_ALLOW_PRIVATE_TARGETS:-on}
 export BERTH_DATA_DIR=${BERTH_DATA_DIR:-$PWD/.berth}
 export BERTH_SITE_ROOT=${BERTH_SITE_ROOT:-$PWD/target/site}
 export BERTH_LISTEN=${BERTH_LISTEN:-127.0.0.1:3000}
@@ -86,6 +90,6 @@ for _ in $(seq 300); do
 done
 phase_summary
 if kill -0 $berth_pid 2>/dev/null; then
-  printf '\n\033[1mBerth is listening on http://%s. Open it in a browser: the first visit creates the owner account; later visits sign in. Ctrl-C stops it.\033[0m\n\n' "$BERTH_LISTEN"
+  printf '\n\033[1mBerth is listening on http://%s. Open it in a browser: the first visit creates the owner account with the setup token printed above; later visits sign in. Ctrl-C stops it.\033[0m\n\n' "$BERTH_LISTEN"
 fi
 wait $berth_pid

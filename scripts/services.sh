@@ -75,7 +75,10 @@ start_dockerd() {
   mkdir -p "$dir"
   # Unix socket paths are limited to ~100 bytes: keep the exec root short.
   exec_root=$(mktemp -d /tmp/bd.XXXXXX)
+  # Berth gives each organization a network; Docker's default pools hold only 31
+  # (docs/decisions/0003-one-network-per-organization.md), so this one has 256.
   dockerd --host "unix://$dir/docker.sock" --data-root "$dir/root" --exec-root "$exec_root" \
+    --default-address-pool base=10.213.0.0/16,size=24 \
     --pidfile "$dir/dockerd.pid" >"$dir/dockerd.log" 2>&1 &
   BERTH_STARTED+=("pidfile:$dir/dockerd.pid")
   export DOCKER_HOST="unix://$dir/docker.sock"

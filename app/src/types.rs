@@ -20,6 +20,11 @@ pub struct Me {
     pub org_id: Uuid,
     pub org_name: String,
     pub role: String,
+    /// Holds the powers over the host (bind mounts, public ports, Berth's own
+    /// database, instance settings).
+    pub instance_admin: bool,
+    /// The instance lets this user create organizations.
+    pub can_create_org: bool,
     pub orgs: Vec<OrgView>,
 }
 
@@ -27,6 +32,26 @@ impl Me {
     pub fn can_manage(&self) -> bool {
         self.role == "owner" || self.role == "admin"
     }
+}
+
+/// What instance administrators see and change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct InstanceView {
+    /// `admins` or `anyone`: who may create organizations.
+    pub org_creation: String,
+    pub users: Vec<InstanceUserView>,
+    /// Set by the operator in the environment (read-only here).
+    pub bind_roots: Vec<String>,
+    pub allow_private_targets: bool,
+    pub allow_local_images: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct InstanceUserView {
+    pub id: Uuid,
+    pub name: String,
+    pub email: String,
+    pub instance_admin: bool,
 }
 
 /// Where the visitor stands before any page renders.
@@ -134,6 +159,8 @@ pub struct AppView {
     pub image: String,
     pub registry_user: String,
     pub has_secret: bool,
+    /// An ssh host key was pinned at the first clone.
+    pub host_key_pinned: bool,
     pub repository: String,
     pub branch: String,
     pub subdir: String,

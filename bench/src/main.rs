@@ -29,10 +29,26 @@ fn spawn_berth(db: &TestDb, redis: &TestRedis, port: u16) -> Result<Child> {
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
         .env("BERTH_SECRET_KEY", engine::secrets::generate_key_string())
         .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(log_of(port))?)
         .stderr(Stdio::null())
         .kill_on_drop(true)
         .spawn()?)
+}
+
+/// Where the `berth` on `port` writes its log.
+fn log_of(port: u16) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("berth-bench-{port}.log"))
+}
+
+/// The setup token the `berth` on `port` printed (onboarding needs it).
+fn printed_setup_token(port: u16) -> Result<String> {
+    let text = std::fs::read_to_string(log_of(port))?;
+    Ok(text
+        .split("setup token: ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .context("berth printed no setup token")?
+        .to_owned())
 }
 
 async fn request(client: &HttpClient, req: http::Request<Full<Bytes>>) -> Result<(u16, http::HeaderMap, Bytes)> {
@@ -170,7 +186,10 @@ async fn main() -> Result<()> {
         &client,
         port,
         "/api/onboard",
-        "name=Bench&email=bench%40example.com&password=benchmark-password&organization=Bench",
+        &format!(
+            "name=Bench&email=bench%40example.com&password=benchmark-password&organization=Bench&setup_token={}",
+            printed_setup_token(port)?
+        ),
         None,
     )
     .await?;

@@ -18,6 +18,8 @@ fn workspace() -> PathBuf {
 struct Berth {
     _child: Child,
     port: u16,
+    /// The one-time setup token it printed (onboarding needs it).
+    token: String,
     _db: TestDb,
     _redis: TestRedis,
 }
@@ -38,6 +40,7 @@ async fn start_berth() -> Berth {
         "{} has no WASM bundle: run `make test`",
         site.display()
     );
+    let log = std::env::temp_dir().join(format!("berth-e2e-{}.log", uuid::Uuid::new_v4().simple()));
     let child = Command::new(bin)
         .arg("serve")
         .env("DATABASE_URL", &db.url)
@@ -48,7 +51,7 @@ async fn start_berth() -> Berth {
         .env("BERTH_SECRET_KEY", engine::secrets::generate_key_string())
         .env("BERTH_MODE", "production")
         .env("BERTH_WORKER", "off")
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true)
         .spawn()
         .expect("spawn berth");
@@ -56,6 +59,7 @@ async fn start_berth() -> Berth {
     Berth {
         _child: child,
         port,
+        token: printed_setup_token(&log).await,
         _db: db,
         _redis: redis,
     }
@@ -75,20 +79,34 @@ fn site_root() -> PathBuf {
 
 /// `berth serve` as the deploy environment's engine: same database, Redis prefix,
 /// key, Docker network and Traefik.
-async fn start_berth_for(env: &DeployEnv) -> (Child, u16) {
+async fn start_berth_for(env: &DeployEnv) -> (Child, u16, String) {
     let port = free_port();
+    let log = env.dir.join("berth-e2e.log");
     let mut cmd = Command::new(berth_bin());
     cmd.arg("serve")
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
         .env("BERTH_SITE_ROOT", site_root())
-        .stdout(Stdio::null())
+        .stdout(std::fs::File::create(&log).unwrap())
         .kill_on_drop(true);
     for (k, v) in env.berth_env() {
         cmd.env(k, v);
     }
     let child = cmd.spawn().expect("spawn berth");
     wait_for_200(port, "/health").await;
-    (child, port)
+    (child, port, printed_setup_token(&log).await)
+}
+
+/// The setup token a fresh `berth` prints to its log (as an operator reads it).
+async fn printed_setup_token(log: &std::path::Path) -> String {
+    let start = Instant::now();
+    loop {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if let Some(rest) = text.split("setup token: ").nth(1) {
+            return rest.split_whitespace().next().unwrap().to_owned();
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "berth printed no setup token: {text}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 async fn start_browser() -> (Child, Client) {
@@ -174,13 +192,14 @@ async fn js(c: &Client, script: &str) -> serde_json::Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
-async fn journey(c: &Client, base: &str) {
+async fn journey(c: &Client, base: &str, token: &str) {
     // A first visit with no users goes to onboarding.
     c.goto(base).await.unwrap();
     wait_path(c, "/onboarding").await;
     // The page hydrates: a marker set now survives everything that follows
     // until we navigate on purpose, proving no reload happened.
     find(c, "#onboarding-form").await;
+    fill(c, "#field-setup_token", token).await;
     fill(c, "#field-name", "Ada Lovelace").await;
     fill(c, "#field-email", "ada@example.com").await;
     fill(c, "#field-password", "short").await;
@@ -293,7 +312,8 @@ async fn onboarding_login_projects_and_dark_mode_in_a_real_browser() {
     // Always close the session, even when the journey fails, or Chromium lingers.
     let outcome = tokio::spawn({
         let c = client.clone();
-        async move { journey(&c, &base).await }
+        let token = berth.token.clone();
+        async move { journey(&c, &base, &token).await }
     })
     .await;
     if outcome.is_err() {
@@ -319,8 +339,9 @@ async fn wait_text_long(c: &Client, css: &str, text: &str, limit: Duration) {
 }
 
 /// Onboards Ada and opens a new project "Shop".
-async fn onboard_into_project(c: &Client, base: &str) {
-    c.goto(base).await.unwrap();
+async fn onboard_into_project(c: &Client, base: &str, token: &str) {
+    // The link berth printed, as an operator would open it: the token is filled in.
+    c.goto(&format!("{base}/onboarding?token={token}")).await.unwrap();
     wait_path(c, "/onboarding").await;
     find(c, "html[data-hydrated=true]").await;
     fill(c, "#field-name", "Ada Lovelace").await;
@@ -336,8 +357,8 @@ async fn onboard_into_project(c: &Client, base: &str) {
     wait_text(c, "#project-title", "Shop").await;
 }
 
-async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_port: u16) {
-    onboard_into_project(c, base).await;
+async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &str, proxy_port: u16) {
+    onboard_into_project(c, base, token).await;
 
     // A new application from a git repository (a Dockerfile app on port 8080).
     fill(c, "#create-app input[name=name]", name).await;
@@ -368,8 +389,12 @@ async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_po
     .await;
     assert_eq!(injected, 0);
 
-    // The app itself, through Traefik, by its generated domain (*.localhost is loopback).
-    c.goto(&format!("http://{name}.localhost:{proxy_port}/")).await.unwrap();
+    // The app itself, through Traefik, by its generated domain (*.localhost is
+    // loopback), as the Domains tab shows it.
+    find(c, "[data-tab=domains]").await.click().await.unwrap();
+    let host = find(c, "#domains li[data-generated]").await.attr("data-domain").await.unwrap().unwrap();
+    assert!(host.starts_with(&format!("{name}-")) && host.ends_with(".localhost"), "{host}");
+    c.goto(&format!("http://{host}:{proxy_port}/")).await.unwrap();
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;
 }
@@ -377,7 +402,7 @@ async fn deploy_journey(c: &Client, base: &str, repo: &str, name: &str, proxy_po
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_app_from_git_deploys_with_a_live_log_in_a_real_browser() {
     let env = DeployEnv::new().await;
-    let (_berth, port) = start_berth_for(&env).await;
+    let (_berth, port, token) = start_berth_for(&env).await;
     let repo = GitRepo::new();
     repo.commit(
         &[
@@ -396,7 +421,7 @@ async fn an_app_from_git_deploys_with_a_live_log_in_a_real_browser() {
         let c = client.clone();
         let url = repo.url();
         let proxy = env.http_port();
-        async move { deploy_journey(&c, &base, &url, &name, proxy).await }
+        async move { deploy_journey(&c, &base, &token, &url, &name, proxy).await }
     })
     .await;
     if outcome.is_err() {
@@ -408,8 +433,8 @@ async fn an_app_from_git_deploys_with_a_live_log_in_a_real_browser() {
     }
 }
 
-async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
-    onboard_into_project(c, base).await;
+async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
+    onboard_into_project(c, base, token).await;
 
     // A PostgreSQL service (the engine's default image comes from configuration).
     fill(c, "#create-service input[name=name]", "shop-db").await;
@@ -482,13 +507,13 @@ async fn database_journey(c: &Client, base: &str, s3: &TestS3) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_postgres_service_is_backed_up_to_s3_from_a_real_browser() {
     let env = DeployEnv::new().await;
-    let (_berth, port) = start_berth_for(&env).await;
+    let (_berth, port, token) = start_berth_for(&env).await;
     let s3 = TestS3::new().await;
     let (_driver, client) = start_browser().await;
     let base = format!("http://127.0.0.1:{port}");
     let outcome = tokio::spawn({
         let c = client.clone();
-        async move { database_journey(&c, &base, &s3).await }
+        async move { database_journey(&c, &base, &token, &s3).await }
     })
     .await;
     if outcome.is_err() {

@@ -2,7 +2,7 @@
 //! logout, resolving a session to a [`Caller`], profile and password changes, and
 //! the operator's password reset.
 
-use crate::db::schema::{instance, memberships, organizations, users};
+use crate::db::schema::{instance, memberships, organizations, setup_tokens, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{OrgId, UserId};
 use crate::names::{Email, OrgName, Password, PersonName, Role, ValidationError};
@@ -20,6 +20,8 @@ pub enum AccountError {
     Invalid(#[from] ValidationError),
     #[error("onboarding is closed: an owner already exists")]
     OnboardingClosed,
+    #[error("the setup token is missing or wrong (Berth printed it to its log when it started)")]
+    BadSetupToken,
     #[error("wrong email or password")]
     InvalidCredentials,
     #[error("not signed in")]
@@ -47,6 +49,10 @@ impl Classify for AccountError {
         match self {
             AccountError::Invalid(v) => v.kind(),
             AccountError::OnboardingClosed => ErrorKind::Forbidden(self.to_string()),
+            AccountError::BadSetupToken => ErrorKind::Validation {
+                field: "setup_token",
+                message: self.to_string(),
+            },
             AccountError::InvalidCredentials | AccountError::NotSignedIn => ErrorKind::Unauthorized(self.to_string()),
             AccountError::RateLimited(s) => ErrorKind::RateLimited { retry_after_secs: *s },
             AccountError::EmailTaken => ErrorKind::Conflict {
@@ -67,6 +73,9 @@ pub struct Caller {
     pub user_id: UserId,
     pub org_id: OrgId,
     pub role: Role,
+    /// An instance administrator: the powers over the host itself (bind mounts,
+    /// ports beyond loopback, Berth's own database, instance settings).
+    pub instance_admin: bool,
     pub token: SessionToken,
 }
 
@@ -132,13 +141,52 @@ pub async fn onboarding_open(engine: &Engine) -> Result<bool, AccountError> {
     Ok(!done)
 }
 
-/// Creates the owner and their organization, and signs them in. Closing onboarding
-/// is the first write of the transaction: two racing requests cannot both win.
-pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Result<(Caller, UserId), AccountError> {
+/// A new one-time setup token, while onboarding is open: every process that
+/// starts before onboarding makes one and prints it to its log, and onboarding
+/// needs one of them (so the first stranger to reach a fresh instance cannot
+/// claim it). `None` once onboarding is done.
+pub async fn setup_token(engine: &Engine) -> Result<Option<String>, AccountError> {
+    if !onboarding_open(engine).await? {
+        return Ok(None);
+    }
+    let token = crate::secrets::random_token();
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    diesel::insert_into(setup_tokens::table)
+        .values(setup_tokens::token_hash.eq(crate::secrets::token_hash(&token)))
+        .execute(&mut conn)
+        .await?;
+    Ok(Some(token))
+}
+
+/// Creates the owner (an instance administrator) and their organization, and
+/// signs them in. Closing onboarding is the first write of the transaction: two
+/// racing requests cannot both win; the setup tokens go with it.
+pub async fn onboard(
+    engine: &Engine,
+    setup_token: &str,
+    account: NewAccount,
+    org: OrgName,
+) -> Result<(Caller, UserId), AccountError> {
+    let token_hash = crate::secrets::token_hash(setup_token.trim());
     let hash = passwords::hash(&account.password).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (user_id, org_id) = conn
         .transaction::<_, AccountError, _>(async |conn| {
+            let known: bool = diesel::select(diesel::dsl::exists(
+                setup_tokens::table.filter(setup_tokens::token_hash.eq(&token_hash)),
+            ))
+            .get_result(conn)
+            .await?;
+            if !known {
+                return Err(if diesel::select(diesel::dsl::exists(instance::table.select(instance::singleton)))
+                    .get_result::<bool>(conn)
+                    .await?
+                {
+                    AccountError::OnboardingClosed
+                } else {
+                    AccountError::BadSetupToken
+                });
+            }
             let claimed = diesel::insert_into(instance::table)
                 .values(instance::singleton.eq(true))
                 .on_conflict_do_nothing()
@@ -148,11 +196,16 @@ pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Resu
                 return Err(AccountError::OnboardingClosed);
             }
             let user_id = insert_user(conn, &account, &hash).await?;
+            diesel::update(users::table.find(user_id.0))
+                .set(users::instance_admin.eq(true))
+                .execute(conn)
+                .await?;
             let org_id = insert_org(conn, &org, user_id).await?;
             diesel::update(instance::table)
                 .set(instance::admin_organization_id.eq(org_id.0))
                 .execute(conn)
                 .await?;
+            diesel::delete(setup_tokens::table).execute(conn).await?;
             Ok((user_id, org_id))
         })
         .await?;
@@ -163,58 +216,80 @@ pub async fn onboard(engine: &Engine, account: NewAccount, org: OrgName) -> Resu
             user_id,
             org_id,
             role: Role::Owner,
+            instance_admin: true,
             token,
         },
         user_id,
     ))
 }
 
-/// At most this many login attempts per client address per window.
+/// At most this many login attempts per client address (an IPv6 /64) per window.
 pub const IP_LIMIT: Limit = Limit {
     max: 30,
     window_secs: 300,
 };
-/// At most this many failed logins per account per window. The window expires
-/// on its own, so an attacker can delay the real user by minutes, never for good.
-pub const ACCOUNT_LIMIT: Limit = Limit {
+/// At most this many attempts on one account from one address per window (a
+/// success resets it). A stranger's failures never count against the real user
+/// at their own address.
+pub const PAIR_LIMIT: Limit = Limit {
     max: 10,
     window_secs: 900,
 };
+/// Failures on one account from all addresses per window: past this, the
+/// account is under attack, and each address that has already failed gets
+/// only [`PAIR_LIMIT_UNDER_ATTACK`] attempts. An address with no recent
+/// failures is never slowed: the owner's correct password always works.
+pub const ACCOUNT_LIMIT: Limit = Limit {
+    max: 30,
+    window_secs: 3600,
+};
+pub const PAIR_LIMIT_UNDER_ATTACK: u64 = 3;
 
 /// Signs in with email and password from the address `client`.
 pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -> Result<Caller, AccountError> {
     // A malformed email can never match: treat it as wrong credentials, not a
     // validation error, so the form does not reveal which half was wrong.
     let email_key = email.trim().to_ascii_lowercase();
-    let ip_key = format!("login:ip:{client}");
+    let client = ratelimit::client_key(client);
     // Hashed, so Redis never holds the email in a key name.
-    let acct_key = format!("login:account:{}", hex::encode(Sha256::digest(email_key.as_bytes())));
-    for (key, limit) in [(&ip_key, IP_LIMIT), (&acct_key, ACCOUNT_LIMIT)] {
-        if let Some(retry) = ratelimit::check(&engine.kv, key, limit).await? {
-            return Err(AccountError::RateLimited(retry));
-        }
+    let account = hex::encode(Sha256::digest(email_key.as_bytes()));
+    let ip_key = format!("login:ip:{client}");
+    let pair_key = format!("login:pair:{account}:{client}");
+    let acct_key = format!("login:account:{account}");
+    // Every attempt is counted before it is tried (atomically), so parallel
+    // attempts cannot exceed a limit.
+    if let Some(retry) = ratelimit::take(&engine.kv, &ip_key, IP_LIMIT).await? {
+        return Err(AccountError::RateLimited(retry));
     }
-    ratelimit::hit(&engine.kv, &ip_key, IP_LIMIT).await?;
+    if let Some(retry) = ratelimit::take(&engine.kv, &pair_key, PAIR_LIMIT).await? {
+        return Err(AccountError::RateLimited(retry));
+    }
+    // Under attack, addresses that have failed before get fewer attempts; one
+    // with no recent failures (the owner, elsewhere) is not slowed at all.
+    let tried_here = ratelimit::count(&engine.kv, &pair_key).await?;
+    if tried_here > PAIR_LIMIT_UNDER_ATTACK && ratelimit::count(&engine.kv, &acct_key).await? >= ACCOUNT_LIMIT.max {
+        return Err(AccountError::RateLimited(PAIR_LIMIT.window_secs));
+    }
 
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let user: Option<(Uuid, String)> = users::table
+    let user: Option<(Uuid, String, bool)> = users::table
         .filter(users::email.eq(&email_key))
-        .select((users::id, users::password_hash))
+        .select((users::id, users::password_hash, users::instance_admin))
         .first(&mut conn)
         .await
         .optional()?;
     let ok = match &user {
-        Some((_, hash)) => passwords::verify(password, hash).await,
+        Some((_, hash, _)) => passwords::verify(password, hash).await,
         None => {
             passwords::verify(password, passwords::dummy_hash()).await;
             false
         }
     };
-    let Some((user_id, _)) = user.filter(|_| ok) else {
+    let Some((user_id, _, instance_admin)) = user.filter(|_| ok) else {
         ratelimit::hit(&engine.kv, &acct_key, ACCOUNT_LIMIT).await?;
         return Err(AccountError::InvalidCredentials);
     };
-    ratelimit::reset(&engine.kv, &acct_key).await?;
+    ratelimit::reset(&engine.kv, &pair_key).await?;
     let user_id = UserId(user_id);
     // Work in the organization joined first; the sidebar switches.
     let org: Option<(Uuid, String)> = memberships::table
@@ -233,6 +308,7 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
         user_id,
         org_id: OrgId(org_id),
         role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        instance_admin,
         token,
     })
 }
@@ -248,17 +324,20 @@ pub async fn authenticate(engine: &Engine, token: SessionToken) -> Result<Caller
         .await?
         .ok_or(AccountError::NotSignedIn)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let role: Option<String> = memberships::table
-        .find((session.org_id.0, session.user_id.0))
-        .select(memberships::role)
+    let found: Option<(String, bool)> = memberships::table
+        .inner_join(users::table)
+        .filter(memberships::organization_id.eq(session.org_id.0))
+        .filter(memberships::user_id.eq(session.user_id.0))
+        .select((memberships::role, users::instance_admin))
         .first(&mut conn)
         .await
         .optional()?;
-    let role = role.ok_or(AccountError::NotSignedIn)?;
+    let (role, instance_admin) = found.ok_or(AccountError::NotSignedIn)?;
     Ok(Caller {
         user_id: session.user_id,
         org_id: session.org_id,
         role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        instance_admin,
         token,
     })
 }

@@ -12,10 +12,18 @@ pub enum ConfigError {
     Missing(&'static str),
     #[error("{name} is invalid: {reason}")]
     Invalid { name: &'static str, reason: String },
+    // Not a `source`: the message already says it all, and printing the chain
+    // would say it twice.
     #[error("BERTH_SECRET_KEY: {0}")]
-    SecretKey(#[from] SecretKeyError),
+    SecretKey(SecretKeyError),
     #[error("{path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+}
+
+impl From<SecretKeyError> for ConfigError {
+    fn from(e: SecretKeyError) -> Self {
+        ConfigError::SecretKey(e)
+    }
 }
 
 /// A variable's value, `None` when unset or blank.
@@ -125,6 +133,10 @@ impl RedisConfig {
 /// The master key that seals secrets at rest.
 pub struct SecretConfig {
     pub key: SecretKey,
+    /// `BERTH_PREVIOUS_SECRET_KEY` (default unset): the key values were sealed
+    /// with before `BERTH_SECRET_KEY` changed. At start every value still under
+    /// it is re-sealed under the current key; then it can be removed.
+    pub previous: Option<SecretKey>,
 }
 
 impl SecretConfig {
@@ -132,9 +144,17 @@ impl SecretConfig {
     /// (e.g. `openssl rand -hex 32`). In development, when unset, a key is generated
     /// once and kept 0600 in `<data dir>/secret.key`. There is no built-in fallback.
     pub fn from_env(mode: Mode, data_dir: &Path) -> Result<Self, ConfigError> {
+        let previous = match var("BERTH_PREVIOUS_SECRET_KEY") {
+            Some(raw) => Some(SecretKey::from_previous_config(&raw).map_err(|e| ConfigError::Invalid {
+                name: "BERTH_PREVIOUS_SECRET_KEY",
+                reason: e.to_string(),
+            })?),
+            None => None,
+        };
         if let Some(raw) = var("BERTH_SECRET_KEY") {
             return Ok(Self {
                 key: SecretKey::from_config(&raw)?,
+                previous,
             });
         }
         match mode {
@@ -147,6 +167,7 @@ impl SecretConfig {
                 })?;
                 Ok(Self {
                     key: SecretKey::from_config(&raw)?,
+                    previous,
                 })
             }
         }
@@ -206,7 +227,63 @@ pub struct DeployConfig {
     pub lease_secs: u64,
     /// `BERTH_BUILD_TIMEOUT_SECS` (default 3600): clone + build longer than this fails.
     pub build_timeout_secs: u64,
+    /// `BERTH_LOG_CAP_MB` (default 50): a deployment's log keeps this much; past
+    /// it a note says so and only Berth's own lines are added.
+    pub log_cap_bytes: u64,
     pub services: ServicesConfig,
+    pub host: HostPolicy,
+}
+
+/// What the operator allows of the host itself, beyond what any tenant may do.
+#[derive(Debug, Clone, Default)]
+pub struct HostPolicy {
+    /// `BERTH_BIND_ROOTS` (default none): host paths under which instance
+    /// administrators may bind-mount, comma-separated absolute paths. The Docker
+    /// socket and `/` itself are never mountable unless named here exactly.
+    pub bind_roots: Vec<PathBuf>,
+    /// `BERTH_ALLOW_PRIVATE_TARGETS` (default off): let S3 endpoints, git URLs and
+    /// other user-given addresses be loopback, private, link-local or metadata
+    /// addresses (development and tests; `make run` turns it on).
+    pub allow_private_targets: bool,
+    /// `BERTH_ALLOW_LOCAL_IMAGES` (default off): run an app image that exists
+    /// only on this Docker engine when its pull fails (development and tests;
+    /// `make run` turns it on). Otherwise every deploy pulls with the app's own
+    /// credentials, and a failed pull fails the deploy.
+    pub allow_local_images: bool,
+}
+
+impl HostPolicy {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let bind_roots = var("BERTH_BIND_ROOTS")
+            .map(|v| {
+                v.split(',')
+                    .map(str::trim)
+                    .filter(|p| !p.is_empty())
+                    .map(|p| {
+                        let path = PathBuf::from(p);
+                        let clean = path.is_absolute()
+                            && path
+                                .components()
+                                .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+                        if clean {
+                            Ok(path)
+                        } else {
+                            Err(ConfigError::Invalid {
+                                name: "BERTH_BIND_ROOTS",
+                                reason: format!("{p:?} must be an absolute path without . or .."),
+                            })
+                        }
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            })
+            .transpose()?
+            .unwrap_or_default();
+        Ok(Self {
+            bind_roots,
+            allow_private_targets: flag("BERTH_ALLOW_PRIVATE_TARGETS", false)?,
+            allow_local_images: flag("BERTH_ALLOW_LOCAL_IMAGES", false)?,
+        })
+    }
 }
 
 /// Database services and their backups.
@@ -225,6 +302,10 @@ pub struct ServicesConfig {
     /// `BERTH_BACKUP_CONCURRENCY` (default 1): backups, restores and drills run at
     /// once per process (each is a dump streaming through this process).
     pub concurrency: usize,
+    /// `BERTH_BACKUP_TIMEOUT_SECS` (default 21600, six hours): a backup, restore
+    /// or drill still running after this long fails and frees its slot (one
+    /// custom image cannot hold the backup worker for every organization).
+    pub job_timeout_secs: u64,
     /// `DATABASE_URL`: Berth's own database, for its scheduled backups.
     pub database_url: Option<SecretString>,
 }
@@ -251,6 +332,7 @@ impl Default for ServicesConfig {
             pg_dump: "pg_dump".into(),
             pg_restore: "pg_restore".into(),
             concurrency: 1,
+            job_timeout_secs: 6 * 3600,
             database_url: None,
         }
     }
@@ -280,6 +362,7 @@ impl ServicesConfig {
             pg_dump: program("BERTH_PG_DUMP", &d.pg_dump)?,
             pg_restore: program("BERTH_PG_RESTORE", &d.pg_restore)?,
             concurrency: parse_var("BERTH_BACKUP_CONCURRENCY", d.concurrency)?.max(1),
+            job_timeout_secs: parse_var("BERTH_BACKUP_TIMEOUT_SECS", d.job_timeout_secs)?.max(1),
             database_url: var("DATABASE_URL").map(SecretString::from),
         })
     }
@@ -398,7 +481,9 @@ impl DeployConfig {
             concurrency: parse_var("BERTH_WORKER_CONCURRENCY", 2)?,
             lease_secs: parse_var("BERTH_WORKER_LEASE_SECS", 20)?,
             build_timeout_secs: parse_var("BERTH_BUILD_TIMEOUT_SECS", 3600)?,
+            log_cap_bytes: parse_var::<u64>("BERTH_LOG_CAP_MB", 50)?.max(1) * 1024 * 1024,
             services: ServicesConfig::from_env()?,
+            host: HostPolicy::from_env()?,
             data_dir: abs,
         })
     }
@@ -438,7 +523,9 @@ impl Default for DeployConfig {
             concurrency: 2,
             lease_secs: 20,
             build_timeout_secs: 3600,
+            log_cap_bytes: 50 * 1024 * 1024,
             services: ServicesConfig::default(),
+            host: HostPolicy::default(),
             data_dir,
         }
     }

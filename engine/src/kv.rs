@@ -10,8 +10,8 @@ use secrecy::ExposeSecret;
 pub struct Kv {
     pool: Pool,
     prefix: String,
-    /// For subscriptions, which need a connection of their own (live logs).
-    client: redis::Client,
+    /// The process's one subscription connection, shared by live-log followers.
+    hub: crate::fanout::Hub,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -38,7 +38,7 @@ impl Kv {
         Ok(Self {
             pool,
             prefix: config.prefix.clone(),
-            client,
+            hub: crate::fanout::Hub::new(client),
         })
     }
 
@@ -57,8 +57,8 @@ impl Kv {
 }
 
 impl Kv {
-    /// A dedicated subscriber connection (pub/sub cannot share pooled connections).
-    pub async fn pubsub(&self) -> Result<redis::aio::PubSub, StoreError> {
-        Ok(self.client.get_async_pubsub().await?)
+    /// The shared subscriber ([`crate::fanout`]).
+    pub fn hub(&self) -> &crate::fanout::Hub {
+        &self.hub
     }
 }

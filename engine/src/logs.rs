@@ -70,26 +70,30 @@ impl DeployLog {
         if let Some(dir) = path.parent() {
             tokio::fs::create_dir_all(dir).await?;
         }
-        // Resuming appends: count the lines already there so numbering continues.
-        let existing = match tokio::fs::read(&path).await {
-            Ok(b) => b.iter().filter(|c| **c == b'\n').count() as u64,
-            Err(_) => 0,
-        };
+        // Resuming appends: count the lines already there so numbering continues
+        // (streamed: the file can be as big as the cap).
+        let (existing, size) = count_lines(&path).await;
         let file = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .await?;
         let (tx, rx) = mpsc::unbounded_channel();
-        let task = tokio::spawn(writer(engine.clone(), channel(engine, id), file, existing, rx));
+        let cap = Cap {
+            limit: engine.deploy.log_cap_bytes,
+            written: size,
+            noted: size > engine.deploy.log_cap_bytes,
+        };
+        let task = tokio::spawn(writer(engine.clone(), channel(engine, id), file, existing, cap, rx));
         Ok(Self { tx, task })
     }
 
-    /// Appends a line (or several, split on newlines).
+    /// Appends a line (or several, split on newlines), each cut at
+    /// [`crate::lines::MAX_LINE`].
     pub fn line(&self, text: impl AsRef<str>) {
         for l in text.as_ref().split('\n') {
             let l = l.strip_suffix('\r').unwrap_or(l);
-            let _ = self.tx.send(Msg::Line(l.to_owned()));
+            let _ = self.tx.send(Msg::Line(crate::lines::capped(l).into_owned()));
         }
     }
 
@@ -98,7 +102,7 @@ impl DeployLog {
     pub fn output(&self, text: impl AsRef<str>) {
         for l in text.as_ref().split('\n') {
             let l = l.strip_suffix('\r').unwrap_or(l);
-            let _ = self.tx.send(Msg::Line(format!("  {l}")));
+            let _ = self.tx.send(Msg::Line(format!("  {}", crate::lines::capped(l))));
         }
     }
 
@@ -118,28 +122,77 @@ impl DeployLog {
     }
 }
 
+/// Lines and bytes already in a log file, read in pieces.
+async fn count_lines(path: &std::path::Path) -> (u64, u64) {
+    use tokio::io::AsyncReadExt;
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return (0, 0);
+    };
+    let (mut lines, mut bytes) = (0u64, 0u64);
+    let mut buf = vec![0u8; 64 * 1024];
+    while let Ok(n) = f.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+        bytes += n as u64;
+        lines += buf[..n].iter().filter(|c| **c == b'\n').count() as u64;
+    }
+    (lines, bytes)
+}
+
+/// The per-deployment size cap (`BERTH_LOG_CAP_MB`).
+struct Cap {
+    limit: u64,
+    written: u64,
+    noted: bool,
+}
+
+impl Cap {
+    /// Whether `line` is kept; past the limit only Berth's own lines are (the
+    /// end marker among them), after one note.
+    fn admit(&mut self, line: &str, out: &mut Vec<String>) {
+        if self.written + (line.len() as u64) < self.limit || line.starts_with("==> ") {
+            self.written += line.len() as u64 + 1;
+            out.push(line.to_owned());
+        } else if !self.noted {
+            self.noted = true;
+            let note = format!(
+                "==> the log reached its cap of {} MB (BERTH_LOG_CAP_MB); further output is not kept",
+                self.limit / (1024 * 1024)
+            );
+            self.written += note.len() as u64 + 1;
+            out.push(note);
+        }
+    }
+}
+
 async fn writer(
     engine: Engine,
     channel: String,
     file: tokio::fs::File,
     mut seq: u64,
+    mut cap: Cap,
     mut rx: mpsc::UnboundedReceiver<Msg>,
 ) {
     let mut file = tokio::io::BufWriter::new(file);
     let mut batch: Vec<Msg> = Vec::with_capacity(256);
+    let mut kept = Vec::new();
     while rx.recv_many(&mut batch, 1024).await > 0 {
         let mut waiters = Vec::new();
         let mut events = Vec::with_capacity(batch.len());
         for m in batch.drain(..) {
             match m {
                 Msg::Line(text) => {
-                    seq += 1;
-                    let _ = file.write_all(text.as_bytes()).await;
-                    let _ = file.write_all(b"\n").await;
-                    events.push(LogEvent::Line { seq, text });
+                    cap.admit(&text, &mut kept);
                 }
                 Msg::Flush(w) => waiters.push(w),
             }
+        }
+        for text in kept.drain(..) {
+            seq += 1;
+            let _ = file.write_all(text.as_bytes()).await;
+            let _ = file.write_all(b"\n").await;
+            events.push(LogEvent::Line { seq, text });
         }
         if let Err(e) = file.flush().await {
             tracing::warn!(error = %e, "writing a deployment log");
@@ -208,46 +261,38 @@ pub async fn follow(
     id: DeploymentId,
 ) -> Result<futures::stream::BoxStream<'static, LogEvent>, FollowError> {
     // Subscribe before reading the file, so no line falls between the two.
-    let mut pubsub = engine.kv.pubsub().await?;
-    pubsub
-        .subscribe(channel(engine, id))
-        .await
-        .map_err(crate::error::StoreError::from)?;
+    let mut sub = engine.kv.hub().subscribe(&channel(engine, id)).await?;
     let path = log_path(engine, app, id);
     let engine = engine.clone();
     let stream = async_stream(move |tx: mpsc::Sender<LogEvent>| async move {
-        let mut seen = 0u64;
-        if let Ok(f) = tokio::fs::File::open(&path).await {
-            let mut lines = tokio::io::BufReader::new(f).lines();
-            while let Ok(Some(text)) = lines.next_line().await {
-                seen += 1;
-                if let Some(status) = parse_end(&text) {
-                    let _ = tx.send(LogEvent::Line { seq: seen, text }).await;
-                    let _ = tx.send(LogEvent::End { status }).await;
-                    return;
-                }
-                if tx.send(LogEvent::Line { seq: seen, text }).await.is_err() {
-                    return;
-                }
-            }
+        let mut at = Position::default();
+        if replay(&path, &mut at, &tx).await.is_break() {
+            return;
         }
-        let mut messages = pubsub.into_on_message();
         loop {
-            let next = tokio::time::timeout(std::time::Duration::from_secs(5), messages.next()).await;
+            let next = tokio::time::timeout(std::time::Duration::from_secs(5), sub.rx.recv()).await;
             match next {
-                Ok(Some(msg)) => {
-                    let Ok(payload) = msg.get_payload::<String>() else {
-                        continue;
-                    };
+                Ok(Ok(payload)) => {
                     let Ok(events) = serde_json::from_str::<Vec<LogEvent>>(&payload) else {
                         continue;
                     };
                     for event in events {
                         let LogEvent::Line { seq, text } = event else { continue };
-                        if seq <= seen {
+                        if seq <= at.seen {
                             continue;
                         }
-                        seen = seq;
+                        if seq > at.seen + 1 {
+                            // A gap (this follower lagged): the file has it.
+                            if replay(&path, &mut at, &tx).await.is_break() {
+                                return;
+                            }
+                            if seq <= at.seen {
+                                continue;
+                            }
+                        }
+                        // Sent live: the file offset moves past it too.
+                        at.seen = seq;
+                        at.offset += text.len() as u64 + 1;
                         let end = parse_end(&text);
                         if tx.send(LogEvent::Line { seq, text }).await.is_err() {
                             return;
@@ -258,12 +303,22 @@ pub async fn follow(
                         }
                     }
                 }
-                Ok(None) => return,
+                // Fell behind the shared backlog: catch up from the file.
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Lagged(_))) => {
+                    if replay(&path, &mut at, &tx).await.is_break() {
+                        return;
+                    }
+                }
+                Ok(Err(tokio::sync::broadcast::error::RecvError::Closed)) => return,
                 Err(_) => {
                     // Quiet for a while: the deployment may have ended while the
-                    // log had no marker (it never started): stop if it has.
+                    // log had no marker (it never started), or its last lines
+                    // went by during a reconnect: the file and the row say.
+                    if replay(&path, &mut at, &tx).await.is_break() {
+                        return;
+                    }
                     if let Ok(Some(status)) = status_of(&engine, id).await {
-                        if status.is_finished() && seen == 0 {
+                        if status.is_finished() && at.seen == 0 {
                             let _ = tx.send(LogEvent::End { status }).await;
                             return;
                         }
@@ -273,6 +328,94 @@ pub async fn follow(
         }
     });
     Ok(stream)
+}
+
+/// Where a follower is in the log file: lines sent, and the bytes they took.
+#[derive(Default)]
+struct Position {
+    seen: u64,
+    offset: u64,
+}
+
+/// Sends the file's complete lines after the position (and moves it); `Break`
+/// when the follower is gone or the end marker was sent. Reads from the byte
+/// offset already sent, so catching up costs what is new, not the whole file.
+async fn replay(path: &std::path::Path, at: &mut Position, tx: &mpsc::Sender<LogEvent>) -> std::ops::ControlFlow<()> {
+    use std::ops::ControlFlow::{Break, Continue};
+    use tokio::io::AsyncSeekExt;
+    let Ok(mut f) = tokio::fs::File::open(path).await else {
+        return Continue(());
+    };
+    if f.seek(std::io::SeekFrom::Start(at.offset)).await.is_err() {
+        return Continue(());
+    }
+    let mut reader = tokio::io::BufReader::new(f);
+    let mut buf = Vec::new();
+    while let Ok(Some((text, used, complete))) = capped_line(&mut reader, &mut buf).await {
+        if !complete {
+            // Still being written: it comes live, or at the next catch-up.
+            break;
+        }
+        at.seen += 1;
+        at.offset += used;
+        let end = parse_end(&text);
+        if tx.send(LogEvent::Line { seq: at.seen, text }).await.is_err() {
+            return Break(());
+        }
+        if let Some(status) = end {
+            let _ = tx.send(LogEvent::End { status }).await;
+            return Break(());
+        }
+    }
+    Continue(())
+}
+
+/// The next line of `r` without its `\n`, at most [`crate::lines::MAX_LINE`]
+/// bytes of it kept (a log written before lines were capped may hold a huge one:
+/// replaying it costs the cap, not the line); with the bytes it took and
+/// whether it was complete (the writer may be in the middle of one).
+async fn capped_line<R: tokio::io::AsyncBufRead + Unpin>(
+    r: &mut R,
+    buf: &mut Vec<u8>,
+) -> std::io::Result<Option<(String, u64, bool)>> {
+    buf.clear();
+    let mut cut = 0usize;
+    let mut used = 0u64;
+    let mut complete = false;
+    let mut take = |buf: &mut Vec<u8>, bytes: &[u8]| {
+        let keep = bytes.len().min(crate::lines::MAX_LINE.saturating_sub(buf.len()));
+        buf.extend_from_slice(&bytes[..keep]);
+        cut += bytes.len() - keep;
+    };
+    loop {
+        let chunk = r.fill_buf().await?;
+        if chunk.is_empty() {
+            if used == 0 {
+                return Ok(None);
+            }
+            break;
+        }
+        match chunk.iter().position(|b| *b == b'\n') {
+            Some(i) => {
+                take(buf, &chunk[..i]);
+                r.consume(i + 1);
+                used += i as u64 + 1;
+                complete = true;
+                break;
+            }
+            None => {
+                let n = chunk.len();
+                take(buf, chunk);
+                r.consume(n);
+                used += n as u64;
+            }
+        }
+    }
+    let mut text = String::from_utf8_lossy(buf).into_owned();
+    if cut > 0 {
+        text.push_str(&format!(" … [{cut} bytes cut]"));
+    }
+    Ok(Some((text, used, complete)))
 }
 
 /// A stream fed by a spawned producer (ends when the producer returns or the

@@ -15,7 +15,6 @@ use chrono::{DateTime, Duration, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -96,7 +95,18 @@ pub async fn list_mine(engine: &Engine, caller: &Caller) -> Result<Vec<OrgSummar
 }
 
 /// Creates a new organization owned by the caller and switches the session to it.
+/// Creates an organization owned by the caller, when the instance lets them
+/// (its administrators always; anyone signed in when the setting says so).
 pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<OrgId, OrgError> {
+    let allowed = crate::instance::may_create_org(engine, caller).await.map_err(|e| match e {
+        crate::instance::InstanceError::Store(s) => OrgError::Store(s),
+        other => OrgError::Store(StoreError::Corrupt(other.to_string())),
+    })?;
+    if !allowed {
+        return Err(OrgError::Forbidden(
+            "only instance administrators can create organizations on this instance",
+        ));
+    }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let user = caller.user_id;
     let org = conn
@@ -218,10 +228,6 @@ pub async fn remove_member(engine: &Engine, caller: &Caller, target: UserId) -> 
     .await
 }
 
-fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
-}
-
 /// A pending invite, as listed to admins.
 #[derive(Debug, Clone)]
 pub struct Invite {
@@ -244,7 +250,7 @@ pub async fn create_invite(engine: &Engine, caller: &Caller, role: Role) -> Resu
     let id: Uuid = diesel::insert_into(invites::table)
         .values((
             invites::organization_id.eq(caller.org_id.0),
-            invites::token_hash.eq(token_hash(&token)),
+            invites::token_hash.eq(crate::secrets::token_hash(&token)),
             invites::role.eq(role.as_str()),
             invites::created_by.eq(caller.user_id.0),
             invites::expires_at.eq(Utc::now() + Duration::days(INVITE_TTL_DAYS)),
@@ -307,7 +313,7 @@ pub async fn preview_invite(engine: &Engine, token: &str) -> Result<InvitePrevie
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let row: Option<(String, String)> = invites::table
         .inner_join(organizations::table)
-        .filter(invites::token_hash.eq(token_hash(token)))
+        .filter(invites::token_hash.eq(crate::secrets::token_hash(token)))
         .filter(invites::accepted_at.is_null())
         .filter(invites::expires_at.gt(diesel::dsl::now))
         .select((organizations::name, invites::role))
@@ -330,7 +336,7 @@ pub enum Acceptor<'a> {
 /// Accepts an invite exactly once (the row is locked and marked in one
 /// transaction), and returns a session working in the invited organization.
 pub async fn accept_invite(engine: &Engine, token: &str, who: Acceptor<'_>) -> Result<SessionToken, OrgError> {
-    let hash = token_hash(token);
+    let hash = crate::secrets::token_hash(token);
     let new_hash = match &who {
         Acceptor::New(account) => Some(passwords::hash(&account.password).await.map_err(AccountError::from)?),
         Acceptor::Existing(_) => None,

@@ -207,21 +207,20 @@ pub async fn update(
     not_found_if_zero(n)
 }
 
-/// Deleting a project removes its environments (and, later, everything in them):
-/// admins and owners only.
-pub async fn delete(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<(), ProjectError> {
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    // Existence first, so a member probing a foreign ID still gets 404, not 403.
-    require_project(&mut conn, caller, id).await?;
-    if !caller.role.can_manage() {
-        return Err(ProjectError::Forbidden("only admins and owners can delete projects"));
-    }
+/// Deletes the project's row (its environments cascade). Only
+/// [`crate::teardown`] calls this, after emptying every environment: the
+/// database refuses while an app or database is left.
+pub(crate) async fn delete_project_row(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    id: ProjectId,
+) -> Result<(), ProjectError> {
     let n = diesel::delete(
         projects::table
             .filter(projects::id.eq(id.0))
             .filter(projects::organization_id.eq(caller.org_id.0)),
     )
-    .execute(&mut conn)
+    .execute(conn)
     .await?;
     not_found_if_zero(n)
 }
@@ -287,8 +286,13 @@ pub async fn rename_environment(
     .await
 }
 
-pub async fn delete_environment(engine: &Engine, caller: &Caller, id: EnvironmentId) -> Result<(), ProjectError> {
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+/// Deletes the environment's row (not the protected one). Only
+/// [`crate::teardown`] calls this, after emptying it.
+pub(crate) async fn delete_environment_row(
+    conn: &mut diesel_async::AsyncPgConnection,
+    caller: &Caller,
+    id: EnvironmentId,
+) -> Result<(), ProjectError> {
     conn.transaction::<_, ProjectError, _>(async |conn| {
         unprotected_env(conn, caller, id).await?;
         diesel::delete(environments::table.find(id.0)).execute(conn).await?;

@@ -15,7 +15,23 @@ use std::time::Duration;
 const DYNAMIC_IN_CONTAINER: &str = "/etc/berth/dynamic";
 /// The response header Traefik adds for each app: the deploy pipeline reads it
 /// through the proxy to know when traffic has really moved to a new container.
+/// Its value is a [`route_token`], never the deployment's ID (IDs stay internal).
 pub const DEPLOYMENT_HEADER: &str = "x-berth-deployment";
+
+/// An opaque token for a deployment's route: an HMAC of its ID under the
+/// instance key, so it says nothing about the ID and cannot be forged.
+pub fn route_token(engine: &Engine, deployment: uuid::Uuid) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&engine.secret.derive("route-token-v1")).expect("any key length");
+    mac.update(deployment.as_bytes());
+    hex::encode(&mac.finalize().into_bytes()[..12])
+}
+
+/// An application's key in Traefik's configuration (its file and router names):
+/// from its ID, since names are unique per organization only.
+pub fn app_key(app: crate::ids::AppId) -> String {
+    format!("a{}", app.0.simple())
+}
 
 /// One host (and path) routed to an application.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -43,6 +59,7 @@ pub fn upstream_host(deployment: uuid::Uuid) -> String {
 }
 
 fn file_for(engine: &Engine, app: &str) -> PathBuf {
+    // `app` is an [`app_key`]: IDs only.
     engine.deploy.proxy.dynamic_dir.join(format!("app-{app}.yml"))
 }
 
@@ -124,10 +141,7 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
         host: cfg.dynamic_dir.display().to_string(),
         reason: e.to_string(),
     })?;
-    engine
-        .docker
-        .ensure_network(&engine.deploy.network, &instance_labels(engine))
-        .await?;
+    crate::network::ensure_named(engine, &engine.deploy.network, &instance_labels(engine)).await?;
     write_dashboard(engine);
     if !cfg.manage {
         return Ok(());
@@ -146,19 +160,21 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     docker::ensure_image(&*engine.docker, &cfg.image, None, |_| {}).await?;
     engine.docker.create_container(&spec).await?;
     engine.docker.start_container(&cfg.container).await?;
+    // A new container is on no organization's network yet.
+    crate::network::attach_proxy_everywhere(engine).await?;
     tracing::info!(container = %cfg.container, image = %cfg.image, "Traefik started");
     Ok(())
 }
 
 /// The dynamic configuration for one application.
-pub fn app_config(app: &str, routes: &[Route], up: &Upstream) -> Value {
+pub fn app_config(app: &str, routes: &[Route], up: &Upstream, token: &str) -> Value {
     let mut routers = Map::new();
     let mut services = Map::new();
     let mut middlewares = Map::new();
     let id_mw = format!("{app}-id");
     middlewares.insert(
         id_mw.clone(),
-        json!({"headers": {"customResponseHeaders": {"X-Berth-Deployment": up.deployment.to_string()}}}),
+        json!({"headers": {"customResponseHeaders": {"X-Berth-Deployment": token}}}),
     );
     for (i, d) in routes.iter().enumerate() {
         let port = d.port.unwrap_or(up.port);
@@ -206,7 +222,13 @@ pub fn app_config(app: &str, routes: &[Route], up: &Upstream) -> Value {
 /// so the file is serde_json output: every value is quoted correctly by
 /// construction. Written to a temporary file and renamed: Traefik never reads a
 /// half-written file.
-pub async fn write_app(engine: &Engine, app: &str, routes: &[Route], up: Option<&Upstream>) -> std::io::Result<()> {
+pub async fn write_app(
+    engine: &Engine,
+    app: crate::ids::AppId,
+    routes: &[Route],
+    up: Option<&Upstream>,
+) -> std::io::Result<()> {
+    let app = &app_key(app);
     let path = file_for(engine, app);
     match up {
         None => match tokio::fs::remove_file(&path).await {
@@ -215,7 +237,8 @@ pub async fn write_app(engine: &Engine, app: &str, routes: &[Route], up: Option<
         },
         Some(up) => {
             tokio::fs::create_dir_all(&engine.deploy.proxy.dynamic_dir).await?;
-            let body = serde_json::to_vec_pretty(&app_config(app, routes, up)).expect("serializes");
+            let token = route_token(engine, up.deployment);
+            let body = serde_json::to_vec_pretty(&app_config(app, routes, up, &token)).expect("serializes");
             let tmp = engine.deploy.proxy.dynamic_dir.join(format!(".app-{app}.yml.tmp"));
             tokio::fs::write(&tmp, body).await?;
             tokio::fs::rename(&tmp, &path).await
@@ -223,9 +246,9 @@ pub async fn write_app(engine: &Engine, app: &str, routes: &[Route], up: Option<
     }
 }
 
-pub async fn remove_app(engine: &Engine, app: &str) {
+pub async fn remove_app(engine: &Engine, app: crate::ids::AppId) {
     if let Err(e) = write_app(engine, app, &[], None).await {
-        tracing::warn!(error = %e, app, "removing routes");
+        tracing::warn!(error = %e, app.id = %app, "removing routes");
     }
 }
 
@@ -261,7 +284,7 @@ pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uu
         tokio::time::sleep(engine.deploy.proxy.unmanaged_settle).await;
         return true;
     }
-    let want = deployment.to_string();
+    let want = route_token(engine, deployment);
     let start = std::time::Instant::now();
     while start.elapsed() < limit {
         let answer = crate::http1::request(
@@ -321,6 +344,7 @@ mod tests {
                 domain("example.com", "/api", true, true),
             ],
             &up,
+            "0f1e2d3c4b5a69788796a5b4",
         );
         let http = &c["http"];
         assert_eq!(http["routers"]["web-0"]["rule"], "Host(`web.localhost`)");
@@ -337,7 +361,8 @@ mod tests {
         );
         assert_eq!(
             http["middlewares"]["web-id"]["headers"]["customResponseHeaders"]["X-Berth-Deployment"],
-            uuid::Uuid::nil().to_string()
+            "0f1e2d3c4b5a69788796a5b4",
+            "the public header carries the opaque token, not the deployment id"
         );
     }
 }

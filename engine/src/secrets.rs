@@ -1,8 +1,11 @@
-//! Secrets at rest: the master key from `BERTH_SECRET_KEY`, sub-keys derived from
-//! it with HKDF per purpose, and AES-256-GCM sealing of values (env values, DB
-//! passwords, S3 keys, deploy keys) before they are written to PostgreSQL.
+//! Secrets at rest: the master key from `BERTH_SECRET_KEY` (32 random bytes),
+//! sub-keys derived from it with HKDF per purpose, and AES-256-GCM sealing of
+//! values (env values, DB passwords, S3 keys, deploy keys, webhook secrets)
+//! before they are written to PostgreSQL. Each sealed value is bound to where it
+//! lives (table, column, row) as associated data: moved to another row or
+//! column, it no longer opens.
 
-use aes_gcm::aead::{Aead, KeyInit};
+use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
@@ -15,9 +18,15 @@ use std::sync::Arc;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SecretKeyError {
-    #[error("must be at least 32 characters (generate one with `openssl rand -hex 32`)")]
-    TooShort,
-    #[error("has too little entropy (generate one with `openssl rand -hex 32`)")]
+    #[error(
+        "must be 32 random bytes written as 64 hex digits or in base64 (generate one with `openssl rand -hex 32`); \
+         an installation set up with an older, longer key: move it to BERTH_PREVIOUS_SECRET_KEY and Berth re-seals \
+         everything under the new one at start"
+    )]
+    NotThirtyTwoBytes,
+    #[error("is shorter than 32 characters, so no Berth ever accepted it")]
+    NotAPreviousKey,
+    #[error("is not random (a repeated pattern); generate one with `openssl rand -hex 32`")]
     LowEntropy,
 }
 
@@ -25,8 +34,28 @@ pub enum SecretKeyError {
 pub enum SealError {
     #[error("sealed value is malformed")]
     Malformed,
-    #[error("sealed value does not decrypt with this key")]
+    #[error("sealed value does not decrypt with this key here (another key, or it was moved from another row)")]
     WrongKey,
+}
+
+/// Where a sealed value is stored. It is sealed for that place and opens only
+/// there: a ciphertext copied to another row, column or table fails to open.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Slot<'a> {
+    pub table: &'static str,
+    pub column: &'static str,
+    /// The row's key (its id; for env vars, app id and name).
+    pub row: &'a str,
+}
+
+impl<'a> Slot<'a> {
+    pub fn new(table: &'static str, column: &'static str, row: &'a str) -> Self {
+        Self { table, column, row }
+    }
+
+    fn aad(&self) -> Vec<u8> {
+        format!("berth:{}.{}:{}", self.table, self.column, self.row).into_bytes()
+    }
 }
 
 /// The master key. Debug output never shows it.
@@ -39,34 +68,51 @@ impl std::fmt::Debug for SecretKey {
     }
 }
 
-/// Estimated entropy in bits of a string, from its character frequencies: a cheap
-/// guard against `changeme-changeme-changeme-changeme`, not a proof of randomness.
-fn entropy_bits(s: &str) -> f64 {
-    let mut counts = std::collections::HashMap::new();
-    for c in s.chars() {
-        *counts.entry(c).or_insert(0usize) += 1;
-    }
-    let n = s.chars().count() as f64;
-    let per_char: f64 = counts
-        .values()
-        .map(|&c| {
-            let p = c as f64 / n;
-            -p * p.log2()
-        })
-        .sum();
-    per_char * n
+/// The 32 bytes a key string encodes: 64 hex digits, or base64 (standard or
+/// URL-safe, padded or not).
+fn key_bytes(raw: &str) -> Option<Vec<u8>> {
+    use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE, URL_SAFE_NO_PAD};
+    let bytes = if raw.len() == 64 && raw.bytes().all(|c| c.is_ascii_hexdigit()) {
+        hex::decode(raw).ok()?
+    } else {
+        [&B64, &STANDARD_NO_PAD, &URL_SAFE, &URL_SAFE_NO_PAD]
+            .iter()
+            .find_map(|e| e.decode(raw).ok())?
+    };
+    (bytes.len() == 32).then_some(bytes)
+}
+
+/// A key whose bytes repeat a short pattern (all zeros, `abab…`) was typed, not
+/// drawn: 32 random bytes have at least 20 distinct values with overwhelming
+/// probability (fewer than 16 happens with probability below 10^-11).
+fn looks_random(bytes: &[u8]) -> bool {
+    let distinct: std::collections::HashSet<u8> = bytes.iter().copied().collect();
+    distinct.len() >= 16
 }
 
 impl SecretKey {
-    /// Accepts any string of at least 32 characters whose estimated entropy is at
-    /// least 128 bits; the 256-bit key is derived from it with HKDF.
+    /// Accepts exactly 32 bytes, written as 64 hex digits or in base64; the key
+    /// actually used is derived from the string with HKDF (as it always was, so
+    /// data sealed under an earlier Berth still opens).
     pub fn from_config(raw: &str) -> Result<Self, SecretKeyError> {
         let raw = raw.trim();
-        if raw.len() < 32 {
-            return Err(SecretKeyError::TooShort);
-        }
-        if entropy_bits(raw) < 128.0 {
+        let bytes = key_bytes(raw).ok_or(SecretKeyError::NotThirtyTwoBytes)?;
+        if !looks_random(&bytes) {
             return Err(SecretKeyError::LowEntropy);
+        }
+        let hk = Hkdf::<Sha256>::new(Some(b"berth-master-v1"), raw.as_bytes());
+        let mut key = [0u8; 32];
+        hk.expand(b"master", &mut key).expect("32 bytes is a valid HKDF length");
+        Ok(Self(Arc::new(key)))
+    }
+
+    /// A key an earlier Berth accepted (at least 32 characters), derived exactly
+    /// as it was then: only for `BERTH_PREVIOUS_SECRET_KEY`, to re-seal what it
+    /// sealed under the current key.
+    pub fn from_previous_config(raw: &str) -> Result<Self, SecretKeyError> {
+        let raw = raw.trim();
+        if raw.len() < 32 {
+            return Err(SecretKeyError::NotAPreviousKey);
         }
         let hk = Hkdf::<Sha256>::new(Some(b"berth-master-v1"), raw.as_bytes());
         let mut key = [0u8; 32];
@@ -88,35 +134,84 @@ impl SecretKey {
         out
     }
 
-    /// Encrypts `plaintext` for storage: `v1:` + base64(nonce ‖ ciphertext+tag).
-    pub fn seal(&self, plaintext: &[u8]) -> String {
-        let cipher = Aes256Gcm::new_from_slice(&self.derive("seal-v1")).expect("32-byte key");
+    /// Encrypts `plaintext` for storage in `slot`: `v2:` + base64(nonce ‖
+    /// ciphertext+tag), the slot as associated data.
+    pub fn seal(&self, slot: Slot<'_>, plaintext: &[u8]) -> String {
+        let cipher = Aes256Gcm::new_from_slice(&self.derive("seal-v2")).expect("32-byte key");
         let mut nonce = [0u8; 12];
         rand::thread_rng().fill_bytes(&mut nonce);
+        let aad = slot.aad();
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), plaintext)
+            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
             .expect("AES-GCM encryption cannot fail for in-memory data");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
-        format!("v1:{}", B64.encode(out))
+        format!("v2:{}", B64.encode(out))
     }
 
-    /// Decrypts a value made by [`SecretKey::seal`].
-    pub fn open(&self, sealed: &str) -> Result<Vec<u8>, SealError> {
-        let body = sealed.strip_prefix("v1:").ok_or(SealError::Malformed)?;
-        let raw = B64.decode(body).map_err(|_| SealError::Malformed)?;
-        if raw.len() < 12 + 16 {
-            return Err(SealError::Malformed);
-        }
+    /// Decrypts a value made by [`SecretKey::seal`] for this very slot.
+    pub fn open(&self, slot: Slot<'_>, sealed: &str) -> Result<Vec<u8>, SealError> {
+        let raw = decode(sealed.strip_prefix("v2:").ok_or(SealError::Malformed)?)?;
+        let (nonce, ct) = raw.split_at(12);
+        let cipher = Aes256Gcm::new_from_slice(&self.derive("seal-v2")).expect("32-byte key");
+        let aad = slot.aad();
+        cipher
+            .decrypt(Nonce::from_slice(nonce), Payload { msg: ct, aad: &aad })
+            .map_err(|_| SealError::WrongKey)
+    }
+
+    /// As [`SecretKey::open`], into text.
+    pub fn open_text(&self, slot: Slot<'_>, sealed: &str) -> Result<String, SealError> {
+        String::from_utf8(self.open(slot, sealed)?).map_err(|_| SealError::Malformed)
+    }
+
+    /// Decrypts a value sealed by Berth before values were bound to their slot
+    /// (`v1:`): only [`crate::reseal`] uses this, once, to move them to `v2`.
+    pub(crate) fn open_unbound(&self, sealed: &str) -> Result<Vec<u8>, SealError> {
+        let raw = decode(sealed.strip_prefix("v1:").ok_or(SealError::Malformed)?)?;
         let (nonce, ct) = raw.split_at(12);
         let cipher = Aes256Gcm::new_from_slice(&self.derive("seal-v1")).expect("32-byte key");
         cipher
             .decrypt(Nonce::from_slice(nonce), ct)
             .map_err(|_| SealError::WrongKey)
     }
+
+    /// A `v1:` value as the earlier Berth sealed it (tests of the upgrade).
+    #[cfg(any(test, feature = "testing"))]
+    pub fn seal_unbound(&self, plaintext: &[u8]) -> String {
+        let cipher = Aes256Gcm::new_from_slice(&self.derive("seal-v1")).expect("32-byte key");
+        let nonce = [7u8; 12];
+        let ct = cipher.encrypt(Nonce::from_slice(&nonce), plaintext).expect("encrypts");
+        let mut out = nonce.to_vec();
+        out.extend_from_slice(&ct);
+        format!("v1:{}", B64.encode(out))
+    }
+}
+
+/// The nonce ‖ ciphertext bytes of a sealed value's body (split at 12 by callers).
+fn decode(body: &str) -> Result<Vec<u8>, SealError> {
+    let raw = B64.decode(body).map_err(|_| SealError::Malformed)?;
+    if raw.len() < 12 + 16 {
+        return Err(SealError::Malformed);
+    }
+    Ok(raw)
 }
 
 /// 32 random bytes, hex-encoded.
+/// A bearer token (deploy tokens, invites, setup tokens): 32 random bytes, hex.
+pub fn random_token() -> String {
+    let mut b = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut b);
+    hex::encode(b)
+}
+
+/// How a bearer token is stored and looked up: its SHA-256, hex (the token
+/// itself is never stored).
+pub fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
 pub fn generate_key_string() -> String {
     let mut bytes = [0u8; 32];
     rand::thread_rng().fill_bytes(&mut bytes);
@@ -156,28 +251,47 @@ mod tests {
     use super::*;
 
     #[test]
-    fn weak_keys_are_refused() {
-        assert!(matches!(SecretKey::from_config("short"), Err(SecretKeyError::TooShort)));
+    fn keys_are_32_random_bytes_in_hex_or_base64() {
+        let not32 = |raw: &str| matches!(SecretKey::from_config(raw), Err(SecretKeyError::NotThirtyTwoBytes));
+        assert!(not32("short"));
+        // 32 characters of "entropy" by letter counts, but not 32 bytes of key.
+        assert!(not32("abcdefghijklmnopqrstuvwxyz012345"));
+        assert!(not32("changeme-changeme-changeme-changeme"));
+        assert!(not32(&"ab".repeat(31)), "62 hex digits");
         assert!(matches!(
-            SecretKey::from_config("aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa"),
+            SecretKey::from_config(&"00".repeat(32)),
             Err(SecretKeyError::LowEntropy)
         ));
         assert!(matches!(
-            SecretKey::from_config("changeme-changeme-changeme-changeme"),
+            SecretKey::from_config(&"abcd".repeat(16)),
             Err(SecretKeyError::LowEntropy)
         ));
         assert!(SecretKey::from_config(&generate_key_string()).is_ok());
+        let mut b = [0u8; 32];
+        rand::thread_rng().fill_bytes(&mut b);
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        assert!(SecretKey::from_config(&B64.encode(b)).is_ok(), "base64 (openssl rand -base64 32)");
+        assert!(SecretKey::from_config(&URL_SAFE_NO_PAD.encode(b)).is_ok());
     }
 
     #[test]
-    fn seal_round_trips_and_binds_to_the_key() {
+    fn seal_round_trips_and_binds_to_the_key_and_the_slot() {
         let k = SecretKey::generate();
-        let sealed = k.seal(b"postgres://u:p@h/db\n\0bytes");
+        let here = Slot::new("app_env_vars", "value", "app1/DATABASE_URL");
+        let sealed = k.seal(here, b"postgres://u:p@h/db\n\0bytes");
         assert!(!sealed.contains("postgres"));
-        assert_eq!(k.open(&sealed).unwrap(), b"postgres://u:p@h/db\n\0bytes");
-        assert_ne!(k.seal(b"x"), k.seal(b"x"), "nonces are random");
-        assert!(matches!(SecretKey::generate().open(&sealed), Err(SealError::WrongKey)));
-        assert!(matches!(k.open("v1:!!"), Err(SealError::Malformed)));
+        assert_eq!(k.open(here, &sealed).unwrap(), b"postgres://u:p@h/db\n\0bytes");
+        assert_ne!(k.seal(here, b"x"), k.seal(here, b"x"), "nonces are random");
+        assert!(matches!(SecretKey::generate().open(here, &sealed), Err(SealError::WrongKey)));
+        let elsewhere = Slot::new("app_env_vars", "value", "app2/DATABASE_URL");
+        assert!(matches!(k.open(elsewhere, &sealed), Err(SealError::WrongKey)), "moved to another row");
+        let other_column = Slot::new("applications", "deploy_token", "app1/DATABASE_URL");
+        assert!(matches!(k.open(other_column, &sealed), Err(SealError::WrongKey)));
+        assert!(matches!(k.open(here, "v2:!!"), Err(SealError::Malformed)));
+        // The unbound format of earlier Berths opens only for resealing.
+        let old = k.seal_unbound(b"legacy");
+        assert!(matches!(k.open(here, &old), Err(SealError::Malformed)));
+        assert_eq!(k.open_unbound(&old).unwrap(), b"legacy");
     }
 
     #[test]

@@ -249,6 +249,7 @@ impl FakeEnv {
             allow_local_sources: true,
             lease_secs: 5,
             build_timeout_secs: 60,
+            host: test_host_policy(),
             ..crate::config::DeployConfig::default()
         };
         config.proxy.manage = false;
@@ -267,6 +268,19 @@ impl Drop for FakeEnv {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// Onboards with a setup token minted for the purpose (as the one a starting
+/// Berth prints).
+pub async fn onboard(
+    engine: &Engine,
+    account: crate::accounts::NewAccount,
+    org: crate::names::OrgName,
+) -> Result<(crate::accounts::Caller, crate::ids::UserId), crate::accounts::AccountError> {
+    let token = crate::accounts::setup_token(engine)
+        .await?
+        .ok_or(crate::accounts::AccountError::OnboardingClosed)?;
+    crate::accounts::onboard(engine, &token, account, org).await
 }
 
 /// A TCP port on 127.0.0.1 that was free a moment ago, for a server under test.
@@ -337,6 +351,12 @@ pub fn test_traefik_image() -> String {
     std::env::var("BERTH_TEST_TRAEFIK_IMAGE").unwrap_or_else(|_| "berth-test/traefik:3".into())
 }
 
+/// Tests use images built on this machine and servers on 127.0.0.1, which a
+/// production instance refuses (see [`crate::config::HostPolicy`]).
+pub fn test_host_policy() -> crate::config::HostPolicy {
+    crate::config::HostPolicy { allow_local_images: true, allow_private_targets: true, bind_roots: Vec::new() }
+}
+
 impl DeployEnv {
     pub async fn new() -> Self {
         let t = TestEngine::new().await;
@@ -367,6 +387,7 @@ impl DeployEnv {
             concurrency: 2,
             lease_secs: 8,
             build_timeout_secs: 600,
+            log_cap_bytes: 50 * 1024 * 1024,
             services: crate::config::ServicesConfig {
                 images: crate::config::DbImages {
                     postgres: TEST_POSTGRES_IMAGE.into(),
@@ -376,6 +397,7 @@ impl DeployEnv {
                 database_url: Some(t.db.url.clone().into()),
                 ..crate::config::ServicesConfig::default()
             },
+            host: test_host_policy(),
         };
         let secret_key = crate::secrets::generate_key_string();
         let mut t = t;
@@ -405,6 +427,9 @@ impl DeployEnv {
             ("BERTH_TRAEFIK_DIR", d.proxy.dynamic_dir.display().to_string()),
             ("BERTH_STATIC_IMAGE", d.static_image.clone()),
             ("BERTH_ALLOW_LOCAL_SOURCES", "true".into()),
+            // As [`test_host_policy`]: local images, servers on 127.0.0.1.
+            ("BERTH_ALLOW_LOCAL_IMAGES", "on".into()),
+            ("BERTH_ALLOW_PRIVATE_TARGETS", "on".into()),
             ("BERTH_WORKER_LEASE_SECS", d.lease_secs.to_string()),
             ("BERTH_WORKER", "on".into()),
             ("BERTH_IMAGE_POSTGRES", TEST_POSTGRES_IMAGE.into()),
@@ -456,6 +481,38 @@ impl Drop for DeployEnv {
     }
 }
 
+/// The host Berth generated for an app (`<name>-<id prefix>.<base domain>`).
+pub async fn generated_host(e: &Engine, caller: &crate::accounts::Caller, app: crate::ids::AppId) -> String {
+    let d = crate::apps::get(e, caller, app).await.expect("the app");
+    let host = d.domains.iter().find(|d| d.generated).expect("a generated domain").host.clone();
+    assert!(host.starts_with(d.app.name.as_str()), "{host}");
+    host
+}
+
+/// A child process killed when the test that spawned it ends, also by a panic:
+/// a failed assertion must not leave a `berth` running against the next test.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl std::ops::Deref for KillOnDrop {
+    type Target = std::process::Child;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for KillOnDrop {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// Removes every container and network labelled with a test instance, its
 /// volumes, and the `berth/<app>` images of its applications.
 pub async fn cleanup_instance(instance: &str, apps: &[String]) {
@@ -475,7 +532,13 @@ pub async fn cleanup_instance(instance: &str, apps: &[String]) {
             }
         }
     }
+    // The shared network and every organization's (all carry the label).
     let _ = docker.remove_network(instance).await;
+    if let Ok(networks) = docker.list_networks(&filter).await {
+        for n in networks {
+            let _ = docker.remove_network(&n).await;
+        }
+    }
     // Database services' volumes carry the instance label too.
     if let Ok(volumes) = docker.list_volumes(&filter).await {
         for v in volumes {
@@ -522,6 +585,7 @@ impl TestS3 {
             access_key: self.access_key.clone(),
             secret_key: self.secret_key.clone(),
             path_style: true,
+            pinned: false,
         }
     }
 
@@ -684,7 +748,7 @@ pub async fn get_via(port: u16, host: &str, path: &str) -> Option<(u16, String)>
 pub async fn owner_with_environment(engine: &Engine) -> (crate::accounts::Caller, crate::ids::EnvironmentId) {
     use crate::names::{Description, OrgName, ProjectName};
     let account = crate::accounts::NewAccount::parse("Ada", "ada@example.com", "correct horse battery").expect("valid");
-    let caller = crate::accounts::onboard(engine, account, OrgName::parse("Acme").expect("valid"))
+    let caller = onboard(engine, account, OrgName::parse("Acme").expect("valid"))
         .await
         .expect("onboard")
         .0;
@@ -735,7 +799,7 @@ pub async fn psql(
         .collect(),
         env: vec![format!("PGPASSWORD={}", secrets.password)],
     };
-    let container = crate::services::container::container_name(engine, &svc.row.name);
+    let container = crate::services::container::container_name(engine, svc.row.id, &svc.row.name, svc.row.legacy_names);
     let out = crate::docker::exec_capture(&*engine.docker, &container, &exec, std::time::Duration::from_secs(900))
         .await
         .expect("exec psql");

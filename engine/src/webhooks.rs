@@ -26,6 +26,37 @@ pub enum WebhookError {
     Deploy(#[from] DeployError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// Too many failed calls from this address lately.
+    #[error("too many failed webhook calls from this address; try again later")]
+    Throttled(u64),
+}
+
+/// Failed (unsigned, unknown-token, malformed) webhook calls one client address
+/// may make per window before every call from it is refused for the rest of
+/// the window. Valid deliveries never count, so a busy GitHub is not slowed.
+pub const FAILURE_LIMIT: crate::ratelimit::Limit = crate::ratelimit::Limit {
+    max: 30,
+    window_secs: 600,
+};
+
+/// Runs `call` unless `client` has failed too often lately; counts its failure.
+pub async fn throttled(
+    engine: &Engine,
+    client: &str,
+    call: impl std::future::Future<Output = Result<Outcome, WebhookError>>,
+) -> Result<Outcome, WebhookError> {
+    let key = format!("webhook:fail:{}", crate::ratelimit::client_key(client));
+    if let Some(retry) = crate::ratelimit::check(&engine.kv, &key, FAILURE_LIMIT).await? {
+        return Err(WebhookError::Throttled(retry));
+    }
+    let result = call.await;
+    if matches!(
+        result,
+        Err(WebhookError::BadSignature | WebhookError::UnknownToken | WebhookError::Malformed(_))
+    ) {
+        crate::ratelimit::hit(&engine.kv, &key, FAILURE_LIMIT).await?;
+    }
+    result
 }
 
 impl Classify for WebhookError {
@@ -38,6 +69,9 @@ impl Classify for WebhookError {
             },
             WebhookError::Deploy(e) => e.kind(),
             WebhookError::Store(e) => e.kind(),
+            WebhookError::Throttled(retry) => ErrorKind::RateLimited {
+                retry_after_secs: *retry,
+            },
         }
     }
 }
@@ -62,23 +96,9 @@ pub fn verify_github(secret: &[u8], body: &[u8], header: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-/// Compares repository URLs the way a person would: scheme, credentials, `.git`
-/// and case of the host aside (`git@github.com:o/r.git` = `https://github.com/o/r`).
+/// Whether two repository URLs name the same repository ([`crate::apps::spec::repo_key`]).
 pub fn same_repo(a: &str, b: &str) -> bool {
-    fn norm(u: &str) -> String {
-        let u = u.trim().trim_end_matches('/');
-        let u = u.strip_suffix(".git").unwrap_or(u);
-        let rest = match u.split_once("://") {
-            Some((_, r)) => r.to_owned(),
-            // scp-like user@host:path
-            None => u.replacen(':', "/", 1),
-        };
-        let rest = rest.rsplit_once('@').map(|(_, r)| r.to_owned()).unwrap_or(rest);
-        let (host, path) = rest.split_once('/').unwrap_or((&rest, ""));
-        let host = host.split(':').next().unwrap_or(host);
-        format!("{}/{}", host.to_ascii_lowercase(), path)
-    }
-    norm(a) == norm(b)
+    crate::apps::spec::repo_key(a) == crate::apps::spec::repo_key(b)
 }
 
 /// Handles `POST /api/webhooks/github`. The body is parsed only to find candidate
@@ -97,10 +117,14 @@ pub async fn github(
         .iter()
         .filter_map(|k| repo[*k].as_str())
         .collect();
+    // Only the apps of this repository are loaded (an indexed key), so an
+    // anonymous caller costs one index lookup, not a scan of every git app.
+    let keys: Vec<String> = urls.iter().map(|u| crate::apps::spec::repo_key(u)).collect();
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let rows: Vec<(AppRow, String)> = applications::table
-        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("source->>'type' = 'git'"))
+        .filter(applications::repo_key.eq_any(&keys))
         .select((AppRow::as_select(), applications::webhook_secret))
+        .limit(100)
         .load(&mut conn)
         .await
         .map_err(StoreError::from)?;
@@ -113,7 +137,10 @@ pub async fn github(
         if !urls.iter().any(|u| same_repo(u, url)) {
             continue;
         }
-        let Ok(secret) = engine.secret.open(&sealed) else {
+        let Ok(secret) = engine
+            .secret
+            .open(crate::apps::slot::webhook_secret(&app.id.to_string()), &sealed)
+        else {
             continue;
         };
         if verify_github(&secret, body, signature) {
@@ -163,7 +190,7 @@ pub async fn deploy_token(engine: &Engine, token: &str, delivery: Option<&str>) 
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let found: Option<(uuid::Uuid, uuid::Uuid)> = applications::table
-        .filter(applications::deploy_token_hash.eq(crate::apps::token_hash(token)))
+        .filter(applications::deploy_token_hash.eq(crate::secrets::token_hash(token)))
         .select((applications::id, applications::organization_id))
         .first(&mut conn)
         .await

@@ -16,14 +16,14 @@ async fn onboarding_creates_the_owner_once_and_then_closes_for_good() {
     let t = TestEngine::new().await;
     let e = &t.engine;
     assert!(accounts::onboarding_open(e).await.unwrap());
-    let (caller, _) = accounts::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+    let (caller, _) = engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
     assert_eq!(caller.role, engine::names::Role::Owner);
     assert!(!accounts::onboarding_open(e).await.unwrap());
 
     let again = NewAccount::parse("Mallory", "mallory@example.com", "another long pw").unwrap();
-    let err = accounts::onboard(e, again, OrgName::parse("Evil").unwrap())
+    let err = engine::testing::onboard(e, again, OrgName::parse("Evil").unwrap())
         .await
         .unwrap_err();
     assert!(matches!(err, AccountError::OnboardingClosed), "{err:?}");
@@ -41,7 +41,7 @@ async fn concurrent_onboarding_has_exactly_one_winner() {
         let e = t.engine.clone();
         tasks.push(tokio::spawn(async move {
             let a = NewAccount::parse("Racer", &format!("r{i}@example.com"), "long enough pw").unwrap();
-            accounts::onboard(&e, a, OrgName::parse("Race").unwrap()).await.is_ok()
+            engine::testing::onboard(&e, a, OrgName::parse("Race").unwrap()).await.is_ok()
         }));
     }
     let mut wins = 0;
@@ -55,7 +55,7 @@ async fn concurrent_onboarding_has_exactly_one_winner() {
 async fn login_logout_and_session_lookup() {
     let t = TestEngine::new().await;
     let e = &t.engine;
-    accounts::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+    engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
     let caller = accounts::login(e, " ADA@example.com ", "correct horse battery", "10.0.0.1")
@@ -84,7 +84,7 @@ async fn login_logout_and_session_lookup() {
 async fn sessions_are_stored_hashed_and_expire_absolutely() {
     let t = TestEngine::new().await;
     let e = &t.engine;
-    let (caller, _) = accounts::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+    let (caller, _) = engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
     let mut conn = e.kv.conn().await.unwrap();
@@ -116,49 +116,62 @@ async fn sessions_are_stored_hashed_and_expire_absolutely() {
 async fn failed_logins_are_throttled_per_account_and_per_address() {
     let t = TestEngine::new().await;
     let e = &t.engine;
-    accounts::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+    engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
-    for i in 0..accounts::ACCOUNT_LIMIT.max {
-        // From different addresses, so only the account limit applies.
-        let r = accounts::login(e, "ada@example.com", "wrong password!", &format!("10.1.0.{i}")).await;
+    const RIGHT: &str = "correct horse battery";
+
+    // One address guessing one account: PAIR_LIMIT attempts, then refused even
+    // with the right password (so guessing cannot continue by getting lucky).
+    for i in 0..accounts::PAIR_LIMIT.max {
+        let r = accounts::login(e, "ada@example.com", "wrong password!", "10.3.0.1").await;
         assert!(matches!(r, Err(AccountError::InvalidCredentials)), "attempt {i}: {r:?}");
     }
-    let r = accounts::login(e, "ada@example.com", "correct horse battery", "10.2.0.1").await;
+    let r = accounts::login(e, "ada@example.com", RIGHT, "10.3.0.1").await;
     let Err(AccountError::RateLimited(retry)) = r else {
         panic!("expected throttling, got {r:?}")
     };
-    assert!(retry > 0 && retry <= accounts::ACCOUNT_LIMIT.window_secs);
+    assert!(retry > 0 && retry <= accounts::PAIR_LIMIT.window_secs);
+    // ... while the owner, at their own address, is not slowed by it.
+    accounts::login(e, "ada@example.com", RIGHT, "10.4.0.1").await.unwrap();
 
-    // The lock is a window, not a ban: when it lapses the real user gets in.
+    // Many addresses guessing one account put it under attack: an address that
+    // has failed PAIR_LIMIT_UNDER_ATTACK times is stopped sooner, a fresh one is not.
+    for i in 0..accounts::ACCOUNT_LIMIT.max {
+        let r = accounts::login(e, "ada@example.com", "wrong password!", &format!("10.1.0.{i}")).await;
+        assert!(matches!(r, Err(AccountError::InvalidCredentials)), "attempt {i}: {r:?}");
+    }
+    for _ in 0..accounts::PAIR_LIMIT_UNDER_ATTACK {
+        let r = accounts::login(e, "ada@example.com", "wrong password!", "10.5.0.1").await;
+        assert!(matches!(r, Err(AccountError::InvalidCredentials)), "{r:?}");
+    }
+    let r = accounts::login(e, "ada@example.com", RIGHT, "10.5.0.1").await;
+    assert!(matches!(r, Err(AccountError::RateLimited(_))), "under attack: {r:?}");
+    accounts::login(e, "ada@example.com", RIGHT, "10.6.0.1").await.unwrap();
+
+    // The limit is a window, not a ban: when it lapses the address gets in again.
     let mut conn = e.kv.conn().await.unwrap();
     let keys: Vec<String> = redis::cmd("KEYS")
-        .arg(format!("{}login:account:*", e.kv.prefix()))
+        .arg(format!("{}login:pair:*:10.3.0.1", e.kv.prefix()))
         .query_async(&mut conn)
         .await
         .unwrap();
-    assert_eq!(keys.len(), 1);
+    assert_eq!(keys.len(), 1, "{keys:?}");
     let ttl: i64 = redis::cmd("TTL").arg(&keys[0]).query_async(&mut conn).await.unwrap();
     assert!(
-        ttl > 0 && ttl <= accounts::ACCOUNT_LIMIT.window_secs as i64,
+        ttl > 0 && ttl <= accounts::PAIR_LIMIT.window_secs as i64,
         "window expires: ttl {ttl}"
     );
-    let _: () = redis::cmd("EXPIRE")
-        .arg(&keys[0])
-        .arg(1)
-        .query_async(&mut conn)
-        .await
-        .unwrap();
+    let _: () = redis::cmd("EXPIRE").arg(&keys[0]).arg(1).query_async(&mut conn).await.unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
-    accounts::login(e, "ada@example.com", "correct horse battery", "10.2.0.1")
-        .await
-        .unwrap();
+    accounts::login(e, "ada@example.com", RIGHT, "10.3.0.1").await.unwrap();
 
-    // Per address: one client hammering many accounts is stopped too.
+    // Per address: one client trying many accounts is stopped too, and an IPv6
+    // client is one client across its whole /64.
     for i in 0..accounts::IP_LIMIT.max {
-        let _ = accounts::login(e, &format!("x{i}@example.com"), "whatever pw", "10.9.9.9").await;
+        let _ = accounts::login(e, &format!("x{i}@example.com"), "whatever pw", &format!("2001:db8::{i:x}")).await;
     }
-    let r = accounts::login(e, "ada@example.com", "correct horse battery", "10.9.9.9").await;
+    let r = accounts::login(e, "ada@example.com", RIGHT, "2001:db8::ffff").await;
     assert!(matches!(r, Err(AccountError::RateLimited(_))), "{r:?}");
     assert!(ratelimit::check(&e.kv, "login:ip:10.9.9.10", accounts::IP_LIMIT)
         .await
@@ -166,11 +179,37 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         .is_none());
 }
 
+/// Attempts in flight at once are each counted before they are tried, so a
+/// burst cannot slip more guesses past the limit than it allows.
+#[tokio::test]
+async fn parallel_wrong_logins_are_all_counted() {
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+        .await
+        .unwrap();
+    let attempts = (0..20).map(|_| accounts::login(e, "ada@example.com", "wrong password!", "10.7.0.1"));
+    let results = futures::future::join_all(attempts).await;
+    let tried = results
+        .iter()
+        .filter(|r| matches!(r, Err(AccountError::InvalidCredentials)))
+        .count();
+    let refused = results
+        .iter()
+        .filter(|r| matches!(r, Err(AccountError::RateLimited(_))))
+        .count();
+    assert_eq!(
+        (tried, refused),
+        (accounts::PAIR_LIMIT.max as usize, 20 - accounts::PAIR_LIMIT.max as usize),
+        "{results:?}"
+    );
+}
+
 #[tokio::test]
 async fn password_change_revokes_other_sessions_and_checks_the_current_one() {
     let t = TestEngine::new().await;
     let e = &t.engine;
-    let (first, _) = accounts::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+    let (first, _) = engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
     let second = accounts::login(e, "ada@example.com", "correct horse battery", "10.0.0.1")
@@ -214,7 +253,7 @@ async fn password_change_revokes_other_sessions_and_checks_the_current_one() {
 async fn operator_reset_sets_a_new_password_and_signs_everyone_out() {
     let t = TestEngine::new().await;
     let e = &t.engine;
-    let (caller, _) = accounts::onboard(e, owner(), OrgName::parse("Acme").unwrap())
+    let (caller, _) = engine::testing::onboard(e, owner(), OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
     let new = accounts::reset_password(e, &Email::parse("ada@example.com").unwrap())

@@ -1,5 +1,6 @@
-//! Applications against real PostgreSQL: roles (host bind mounts and deletion are
-//! for admins), server-wide unique names and hosts, and secrets sealed at rest.
+//! Applications against real PostgreSQL: roles (host bind mounts are for instance
+//! administrators, deletion for organization admins), names unique per
+//! organization and hosts per server, and secrets sealed at rest.
 
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -13,7 +14,7 @@ use engine::testing::TestEngine;
 use engine::{projects, Classify, Engine, ErrorKind};
 
 async fn setup(e: &Engine) -> (Caller, Caller, EnvironmentId) {
-    let owner = accounts::onboard(
+    let owner = engine::testing::onboard(
         e,
         NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap(),
         OrgName::parse("Acme").unwrap(),
@@ -47,44 +48,91 @@ fn new_app(name: &str, env: EnvironmentId, runtime: Runtime) -> NewApp {
     }
 }
 
-#[tokio::test]
-async fn members_cannot_mount_host_paths_or_delete_apps() {
-    let t = TestEngine::new().await;
-    let e = &t.engine;
-    let (owner, member, env) = setup(e).await;
-    let bind = Runtime {
+fn bind(source: &str) -> Runtime {
+    Runtime {
         volumes: vec![Volume {
-            source: "/var/run/docker.sock".into(),
-            target: "/var/run/docker.sock".into(),
+            source: source.into(),
+            target: "/mnt/host".into(),
             bind: true,
             read_only: false,
         }],
         ..Runtime::default()
-    };
-    let err = apps::create(e, &member, new_app("web", env, bind.clone()))
+    }
+}
+
+/// Host bind mounts are a power over the host: only instance administrators
+/// have it, only under BERTH_BIND_ROOTS, and the Docker socket never comes with
+/// a parent directory. Owning an organization one made oneself is not enough.
+#[tokio::test]
+async fn only_instance_admins_mount_host_paths_and_members_cannot_delete_apps() {
+    let t = TestEngine::new().await;
+    let root = std::env::temp_dir().join(format!("berth-binds-{}", uuid::Uuid::new_v4().simple()));
+    let mut deploy = (*t.engine.deploy).clone();
+    deploy.host.bind_roots = vec![root.clone(), "/var/run".into()];
+    let e = &t.engine.clone().with_deploy(deploy);
+    let (admin, member, env) = setup(e).await;
+    let inside = root.join("data");
+    let inside = inside.to_str().unwrap();
+
+    // A stranger signs up, and (the operator allowing it) makes an organization.
+    engine::instance::update_settings(
+        e,
+        &admin,
+        engine::instance::Settings { org_creation: engine::instance::OrgCreation::Anyone },
+    )
+    .await
+    .unwrap();
+    let (_, token) = orgs::create_invite(e, &admin, Role::Member).await.unwrap();
+    let session = orgs::accept_invite(
+        e,
+        &token,
+        Acceptor::New(NewAccount::parse("Eve", "eve@example.com", "long enough pw").unwrap()),
+    )
+    .await
+    .unwrap();
+    let eve = accounts::authenticate(e, session).await.unwrap();
+    let own = orgs::create(e, &eve, OrgName::parse("Eve Inc").unwrap()).await.unwrap();
+    orgs::switch(e, &eve, own).await.unwrap();
+    let eve = accounts::authenticate(e, eve.token.clone()).await.unwrap();
+    assert_eq!((eve.role, eve.instance_admin), (Role::Owner, false));
+    let p = projects::create(e, &eve, ProjectName::parse("Mine").unwrap(), Description::default())
         .await
-        .unwrap_err();
+        .unwrap();
+    let eve_env = EnvironmentId(projects::get(e, &eve, p).await.unwrap().environments[0].id);
+    for path in ["/var/run/docker.sock", inside] {
+        let err = apps::create(e, &eve, new_app("web", eve_env, bind(path))).await.unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{path}: {err:?}");
+    }
+
+    // A member of the admin's organization: neither.
+    let err = apps::create(e, &member, new_app("web", env, bind(inside))).await.unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{err:?}");
     let id = apps::create(e, &member, new_app("web", env, Runtime::default()))
         .await
         .unwrap();
     assert!(matches!(
-        apps::update_runtime(e, &member, id, bind.clone())
-            .await
-            .unwrap_err()
-            .kind(),
+        apps::update_runtime(e, &member, id, bind(inside)).await.unwrap_err().kind(),
         ErrorKind::Forbidden(_)
     ));
     assert!(matches!(
-        apps::delete(e, &member, id).await.unwrap_err().kind(),
+        apps::delete(e, &member, id, false).await.unwrap_err().kind(),
         ErrorKind::Forbidden(_)
     ));
-    // An admin may.
-    apps::update_runtime(e, &owner, id, bind).await.unwrap();
+
+    // The instance administrator: under a root, yes; the socket or outside, no.
+    for path in ["/var/run/docker.sock", "/etc", "/", "/var/run/../etc"] {
+        let err = apps::update_runtime(e, &admin, id, bind(path)).await.unwrap_err();
+        assert!(
+            matches!(err.kind(), ErrorKind::Validation { field: "volumes", .. }),
+            "{path}: {err:?}"
+        );
+    }
+    apps::update_runtime(e, &admin, id, bind(inside)).await.unwrap();
+    apps::update_runtime(e, &admin, id, bind("/var/run/postgresql")).await.unwrap();
 }
 
 #[tokio::test]
-async fn names_and_hosts_are_unique_on_the_server_and_secrets_are_sealed() {
+async fn names_are_unique_per_organization_hosts_per_server_and_secrets_are_sealed() {
     let t = TestEngine::new().await;
     let e = &t.engine;
     let (owner, _, env) = setup(e).await;
@@ -98,13 +146,31 @@ async fn names_and_hosts_are_unique_on_the_server_and_secrets_are_sealed() {
         dup.kind(),
         ErrorKind::Validation {
             field: "name",
-            message: "an application with this name already exists on this server".into()
+            message: "an application with this name already exists in this organization".into()
         }
     );
 
+    // Another organization may use the same name: nothing on the server is
+    // named by it alone (containers, volumes and images go by the app's ID).
+    let other_org = orgs::create(e, &owner, OrgName::parse("Other").unwrap()).await.unwrap();
+    orgs::switch(e, &owner, other_org).await.unwrap();
+    let there = accounts::authenticate(e, owner.token.clone()).await.unwrap();
+    let p = projects::create(e, &there, ProjectName::parse("Shop").unwrap(), Description::default())
+        .await
+        .unwrap();
+    let there_env = EnvironmentId(projects::get(e, &there, p).await.unwrap().environments[0].id);
+    let twin = apps::create(e, &there, new_app("web", there_env, Runtime::default()))
+        .await
+        .unwrap();
+    let twin_host = apps::get(e, &there, twin).await.unwrap().domains[0].host.clone();
+    orgs::switch(e, &owner, owner.org_id).await.unwrap();
+
     // The generated domain exists; another app cannot take a used host.
     let detail = apps::get(e, &owner, id).await.unwrap();
-    assert_eq!(detail.domains[0].host, "web.localhost");
+    let host = detail.domains[0].host.clone();
+    let suffix = &id.0.simple().to_string()[..8];
+    assert_eq!(host, format!("web-{suffix}.localhost"));
+    assert_ne!(host, twin_host);
     let other = apps::create(e, &owner, new_app("api", env, Runtime::default()))
         .await
         .unwrap();
@@ -113,7 +179,7 @@ async fn names_and_hosts_are_unique_on_the_server_and_secrets_are_sealed() {
         &owner,
         other,
         NewDomain {
-            host: DomainName::parse("web.localhost").unwrap(),
+            host: DomainName::parse(&twin_host).unwrap(),
             path_prefix: "/api".into(),
             strip_prefix: true,
             port: None,
@@ -150,11 +216,60 @@ async fn names_and_hosts_are_unique_on_the_server_and_secrets_are_sealed() {
         !all.contains("very-secret-value") && !all.contains("registry-password-123"),
         "{all}"
     );
-    assert!(values[0].starts_with("v1:"));
+    assert!(values[0].starts_with("v2:"));
     let hooks = apps::hooks(e, &owner, id).await.unwrap();
     assert!(!all.contains(&hooks.github_secret) && !all.contains(&hooks.deploy_token));
     assert_eq!(
         apps::env_values(e, &owner, id).await.unwrap(),
         vec![("API_TOKEN".to_owned(), "very-secret-value".to_owned())]
     );
+}
+
+/// A stored registry password is for one registry: moving the image to another
+/// registry drops it (Docker would send it there), unless a new one is given;
+/// a new tag on the same registry keeps it.
+#[tokio::test]
+async fn moving_to_another_registry_drops_the_stored_password() {
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let (owner, _, env) = setup(e).await;
+    let mut app = new_app("web", env, Runtime::default());
+    app.source = Source::Image {
+        image: "registry.test/team/web:1".into(),
+        registry_user: Some("robot".into()),
+    };
+    let id = apps::create(e, &owner, app).await.unwrap();
+    let stored = |e: &Engine, id| {
+        let owner = owner.clone();
+        let e = e.clone();
+        async move { apps::get(&e, &owner, id).await.unwrap().app.has_source_secret }
+    };
+    assert!(stored(e, id).await);
+    let image = |image: &str| Source::Image {
+        image: image.into(),
+        registry_user: Some("robot".into()),
+    };
+    apps::update_source(e, &owner, id, image("registry.test/team/web:2"), apps::SecretChange::Keep, Build::default())
+        .await
+        .unwrap();
+    assert!(stored(e, id).await, "same registry, new tag: kept");
+    apps::update_source(e, &owner, id, image("evil.example/team/web:2"), apps::SecretChange::Keep, Build::default())
+        .await
+        .unwrap();
+    assert!(!stored(e, id).await, "another registry: dropped");
+    apps::update_source(
+        e,
+        &owner,
+        id,
+        image("evil.example/team/web:3"),
+        apps::SecretChange::Set("its-own-password".into()),
+        Build::default(),
+    )
+    .await
+    .unwrap();
+    assert!(stored(e, id).await, "a new one given with the move is stored");
+    apps::update_source(e, &owner, id, image("nginx:1.27"), apps::SecretChange::Keep, Build::default())
+        .await
+        .unwrap();
+    assert!(!stored(e, id).await, "Docker Hub is another registry too");
 }

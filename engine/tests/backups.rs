@@ -548,7 +548,16 @@ async fn another_organization_sees_nothing() {
     nf(&backups::bucket_objects(engine, &eve, Subject::Service(svc), dest)
         .await
         .unwrap_err());
-    nf(&backups::history(engine, &eve, Subject::Own).await.unwrap_err());
+    // Berth's own database: Eve is an instance administrator, but its backups
+    // made in the first organization are not listed in hers ...
+    assert!(backups::history(engine, &eve, Subject::Own).await.unwrap().backups.is_empty());
+    // ... and to anyone who is not an administrator it does not exist.
+    let plain = Caller {
+        instance_admin: false,
+        ..caller.clone()
+    };
+    nf(&backups::history(engine, &plain, Subject::Own).await.unwrap_err());
+    nf(&backups::backup_now(engine, &plain, Subject::Own, dest).await.unwrap_err());
     nf(&backups::backup_now(engine, &eve, Subject::Own, dest).await.unwrap_err());
     nf(&services::get(engine, &eve, svc).await.unwrap_err());
     nf(&services::reveal(engine, &eve, svc).await.unwrap_err());
@@ -686,4 +695,55 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
         "exit 0 before the end of the input is not a success: {quit:?}"
     );
     engine.docker.remove_container(&name, true).await.unwrap();
+}
+
+/// With private targets refused (the production default), a destination on
+/// loopback, a metadata address or any numeric spelling of them is a 422 on
+/// `endpoint` and nothing is stored; one stored while they were allowed cannot
+/// be reached afterwards either (the connection goes through the pinning proxy).
+#[tokio::test]
+async fn private_s3_endpoints_are_refused_unless_the_instance_allows_them() {
+    let t = engine::testing::TestEngine::new().await;
+    let mut open = (*t.engine.deploy).clone();
+    open.host.allow_private_targets = true;
+    let strict = t.engine.clone();
+    assert!(!strict.deploy.host.allow_private_targets, "the default refuses");
+    let (caller, _) = owner_with_environment(&strict).await;
+    let s3 = TestS3::new().await;
+    let port = s3.url.rsplit(':').next().unwrap().to_owned();
+    for endpoint in [
+        s3.url.clone(),
+        format!("https://127.0.0.1:{port}"),
+        "https://169.254.169.254".into(),
+        "https://2130706433".into(),
+        "https://localhost".into(),
+        "https://[::1]:9000".into(),
+    ] {
+        let new = backups::NewDestination::parse("evil", &endpoint, "", "bucket", "", "key", "secret", true).unwrap();
+        let err = backups::create_destination(&strict, &caller, new).await.unwrap_err();
+        assert!(
+            matches!(engine::Classify::kind(&err), engine::ErrorKind::Validation { field: "endpoint", .. }),
+            "{endpoint}: {err:?}"
+        );
+    }
+    assert!(backups::list_destinations(&strict, &caller).await.unwrap().is_empty());
+
+    // Allowed (development and tests), the same endpoint works; once the
+    // operator turns it off, the stored destination is refused when used.
+    let relaxed = strict.clone().with_deploy(open);
+    let dest = s3.destination(&relaxed, &caller, "").await;
+    backups::test_destination(&relaxed, &caller, dest).await.unwrap();
+    let err = backups::test_destination(&strict, &caller, dest).await.unwrap_err();
+    assert!(
+        matches!(engine::Classify::kind(&err), engine::ErrorKind::Validation { field: "endpoint", .. }),
+        "{err:?}"
+    );
+    // Even past the form check, a pinned connection to loopback is refused by
+    // the proxy (a name that resolved publicly once may not later).
+    let mut pinned = s3.target("");
+    pinned.endpoint = format!("https://localhost:{port}");
+    pinned.pinned = true;
+    let refused = backups::s3::preflight(&pinned).await.unwrap_err();
+    // "tunnel error": the proxy said no (a direct attempt would fail at TLS).
+    assert!(refused.contains("tunnel error"), "{refused}");
 }

@@ -46,16 +46,19 @@ macro_rules! check_table {
 trait Len {
     fn len(&self) -> usize;
 }
-macro_rules! impl_len {
-    ($($n:literal => ($($t:ident),*)),*) => {$(
-        impl<$($t),*> Len for ($($t,)*) { fn len(&self) -> usize { $n } }
-    )*};
+macro_rules! count {
+    () => { 0usize };
+    ($h:ident $($t:ident)*) => { 1usize + count!($($t)*) };
 }
-impl_len!(2 => (A, B), 3 => (A, B, C), 4 => (A, B, C, D), 6 => (A, B, C, D, E, F), 9 => (A, B, C, D, E, F, G, H, I),
-    10 => (A, B, C, D, E, F, G, H, I, J),
-    15 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O),
-    20 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T),
-    23 => (A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T, U, V, W));
+/// `Len` for every tuple up to 32 elements (diesel's widest table feature).
+macro_rules! impl_len {
+    () => {};
+    ($h:ident $(, $t:ident)*) => {
+        impl<$h $(, $t)*> Len for ($h, $($t,)*) { fn len(&self) -> usize { count!($h $($t)*) } }
+        impl_len!($($t),*);
+    };
+}
+impl_len!(A, B, C, D, E, F, G, H, I, J, K, L, M, N, O, P, Q, R, S, T, U, V, W, X, Y, Z, A1, B1, C1, D1, E1, F1);
 
 #[tokio::test]
 async fn schema_matches_the_migrations() {
@@ -74,6 +77,9 @@ async fn schema_matches_the_migrations() {
     check_table!(c, domains);
     check_table!(c, deployments);
     check_table!(c, webhook_deliveries);
+    check_table!(c, database_services);
+    check_table!(c, instance_settings);
+    check_table!(c, setup_tokens);
 }
 
 #[derive(QueryableByName, Debug)]

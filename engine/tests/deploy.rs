@@ -113,7 +113,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
     let name = unique("web");
     let app = git_app(e, &caller, envid, &repo, &name, http_runtime(30)).await;
     let (stop, worker) = env.start_worker();
-    let host = format!("{name}.localhost");
+    let host = engine::testing::generated_host(e, &caller, app).await;
 
     let first = deploy::deploy(e, &caller, app).await.unwrap();
     let d1 = settle(e, &caller, first).await;
@@ -246,7 +246,7 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
     let name = unique("api");
     let app = git_app(e, &caller, envid, &repo, &name, http_runtime(8)).await;
     let (stop, worker) = env.start_worker();
-    let host = format!("{name}.localhost");
+    let host = engine::testing::generated_host(e, &caller, app).await;
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(d.status, Status::Running, "{:?}", d.reason);
     // Traefik's API and dashboard are not served on its public entrypoint.
@@ -466,7 +466,7 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
     .await
     .unwrap();
     let (stop, worker) = env.start_worker();
-    let host = format!("{name}.localhost");
+    let host = engine::testing::generated_host(e, &caller, app).await;
     let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(d.status, Status::Running, "{:?}", d.reason);
     assert_eq!(body(env.http_port(), &host).await, "static page\n");

@@ -8,7 +8,7 @@ use engine::Engine;
 
 async fn setup(e: &Engine) -> Caller {
     let owner = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    accounts::onboard(e, owner, OrgName::parse("Acme").unwrap())
+    engine::testing::onboard(e, owner, OrgName::parse("Acme").unwrap())
         .await
         .unwrap()
         .0
@@ -147,6 +147,18 @@ async fn a_user_switches_between_their_organizations_only() {
 
     // Someone else's organization is "not found", and the session is unchanged.
     let stranger = join(e, &owner, "s@example.com", Role::Member).await;
+    // By default only instance administrators make organizations; the
+    // operator can open it to anyone signed in.
+    let refused = orgs::create(e, &stranger, OrgName::parse("Theirs").unwrap()).await;
+    assert!(matches!(refused, Err(OrgError::Forbidden(_))), "{refused:?}");
+    assert_eq!(orgs::list_mine(e, &stranger).await.unwrap().len(), 1, "nothing was made");
+    engine::instance::update_settings(
+        e,
+        &owner,
+        engine::instance::Settings { org_creation: engine::instance::OrgCreation::Anyone },
+    )
+    .await
+    .unwrap();
     let theirs = orgs::create(e, &stranger, OrgName::parse("Theirs").unwrap())
         .await
         .unwrap();

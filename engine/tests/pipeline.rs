@@ -323,3 +323,71 @@ async fn take_over(e: &Engine, id: DeploymentId, worker: &str) {
         .await
         .unwrap();
 }
+
+/// One organization queueing many deployments does not starve another: with
+/// one of its deployments running, the next claim goes to the other
+/// organization's newer deployment before its own older ones.
+#[tokio::test]
+async fn claiming_is_fair_across_organizations() {
+    let env = FakeEnv::new().await;
+    let e = env.engine();
+    let (busy, busy_env) = owner_with_environment(e).await;
+    let org = engine::orgs::create(e, &busy, engine::names::OrgName::parse("Quiet").unwrap())
+        .await
+        .unwrap();
+    let quiet = Caller {
+        org_id: org,
+        ..busy.clone()
+    };
+    let p = engine::projects::create(e, &quiet, engine::names::ProjectName::parse("Q").unwrap(), Description::default())
+        .await
+        .unwrap();
+    let quiet_env = EnvironmentId(engine::projects::get(e, &quiet, p).await.unwrap().environments[0].id);
+    env.docker.add_pullable("registry.test/web:1", engine::docker::fake::Behaviour::ok());
+    let mut queued = Vec::new();
+    for _ in 0..3 {
+        let app = image_app(e, &busy, busy_env, "registry.test/web:1", runtime(HealthProbe::Tcp)).await;
+        queued.push(deploy::deploy(e, &busy, app).await.unwrap());
+    }
+    let other = image_app(e, &quiet, quiet_env, "registry.test/web:1", runtime(HealthProbe::Tcp)).await;
+    let late = deploy::deploy(e, &quiet, other).await.unwrap();
+
+    let first = job::claim(e, "w1").await.unwrap().unwrap();
+    assert_eq!(first.id, queued[0], "the oldest goes first when nothing runs");
+    let second = job::claim(e, "w2").await.unwrap().unwrap();
+    assert_eq!(second.id, late, "the organization with nothing running is next");
+    let third = job::claim(e, "w3").await.unwrap().unwrap();
+    assert_eq!(third.id, queued[1]);
+}
+
+/// A host bind mount saved while its directory was allowed is not mounted once
+/// the operator's allow-list no longer covers it: the deploy fails, naming it.
+#[tokio::test]
+async fn a_bind_mount_outside_the_allowed_roots_is_never_mounted() {
+    let env = FakeEnv::new().await;
+    env.docker.add_pullable("registry.test/web:1", engine::docker::fake::Behaviour::ok());
+    let mut open = (*env.engine().deploy).clone();
+    open.host.bind_roots = vec!["/srv/shared".into()];
+    let allowed = env.engine().clone().with_deploy(open);
+    let (caller, env_id) = owner_with_environment(&allowed).await;
+    let mut rt = runtime(HealthProbe::Tcp);
+    rt.volumes = vec![engine::apps::spec::Volume {
+        source: "/srv/shared/uploads".into(),
+        target: "/uploads".into(),
+        bind: true,
+        read_only: false,
+    }];
+    let app = image_app(&allowed, &caller, env_id, "registry.test/web:1", rt).await;
+    let d = deploy_now(&allowed, &caller, app).await;
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+
+    // The operator narrows BERTH_BIND_ROOTS (here: to nothing).
+    let narrowed = env.engine();
+    let d = deploy_now(narrowed, &caller, app).await;
+    assert_eq!(d.status, Status::Failed);
+    assert!(
+        d.reason.as_deref().unwrap_or("").contains("/srv/shared/uploads is not under BERTH_BIND_ROOTS"),
+        "{:?}",
+        d.reason
+    );
+}

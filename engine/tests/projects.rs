@@ -7,11 +7,12 @@ use engine::names::{Description, EnvironmentName, OrgName, ProjectName, Role};
 use engine::orgs::{self, Acceptor};
 use engine::projects::{self, ProjectError};
 use engine::testing::TestEngine;
+use engine::teardown::{self, TeardownError};
 use engine::{Classify, Engine, ErrorKind};
 
 async fn owner(e: &Engine) -> Caller {
     let a = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    accounts::onboard(e, a, OrgName::parse("Acme").unwrap())
+    engine::testing::onboard(e, a, OrgName::parse("Acme").unwrap())
         .await
         .unwrap()
         .0
@@ -41,8 +42,8 @@ async fn a_project_comes_with_a_protected_production_environment() {
     let rename = projects::rename_environment(e, &ada, prod, EnvironmentName::parse("prod").unwrap()).await;
     assert!(matches!(rename, Err(ProjectError::Forbidden(_))));
     assert!(matches!(
-        projects::delete_environment(e, &ada, prod).await,
-        Err(ProjectError::Forbidden(_))
+        teardown::delete_environment(e, &ada, prod, false).await,
+        Err(TeardownError::Project(ProjectError::Forbidden(_)))
     ));
 
     let staging = projects::add_environment(e, &ada, id, EnvironmentName::parse("staging").unwrap())
@@ -58,7 +59,14 @@ async fn a_project_comes_with_a_protected_production_environment() {
         matches!(dup.kind(), ErrorKind::Validation { field: "name", .. }),
         "{dup:?}"
     );
-    projects::delete_environment(e, &ada, staging).await.unwrap();
+    // A member may not delete an environment (its apps and databases go with it).
+    let member = Caller {
+        role: Role::Member,
+        ..ada.clone()
+    };
+    let refused = teardown::delete_environment(e, &member, staging, false).await.unwrap_err();
+    assert!(matches!(refused.kind(), ErrorKind::Forbidden(_)), "{refused:?}");
+    teardown::delete_environment(e, &ada, staging, false).await.unwrap();
     assert_eq!(projects::list(e, &ada).await.unwrap()[0].environments, 1);
 }
 
@@ -121,6 +129,13 @@ async fn foreign_ids_are_not_found_and_nothing_changes() {
     let m = NewAccount::parse("Mallory", "m@example.com", "long enough pw").unwrap();
     let session = orgs::accept_invite(e, &token, Acceptor::New(m)).await.unwrap();
     let mallory = accounts::authenticate(e, session).await.unwrap();
+    engine::instance::update_settings(
+        e,
+        &ada,
+        engine::instance::Settings { org_creation: engine::instance::OrgCreation::Anyone },
+    )
+    .await
+    .unwrap();
     orgs::create(e, &mallory, OrgName::parse("Evil").unwrap())
         .await
         .unwrap();
@@ -133,14 +148,15 @@ async fn foreign_ids_are_not_found_and_nothing_changes() {
         Err(ProjectError::NotFound)
     ));
     nf(projects::update(e, &mallory, mine, name("Pwned"), Description::default()).await);
-    nf(projects::delete(e, &mallory, mine).await);
+    let nf_teardown = |r: Result<(), TeardownError>| assert!(matches!(r, Err(TeardownError::Project(ProjectError::NotFound))), "{r:?}");
+    nf_teardown(teardown::delete_project(e, &mallory, mine, true).await);
     nf(
         projects::add_environment(e, &mallory, mine, EnvironmentName::parse("x").unwrap())
             .await
             .map(|_| ()),
     );
     nf(projects::rename_environment(e, &mallory, mine_env, EnvironmentName::parse("y").unwrap()).await);
-    nf(projects::delete_environment(e, &mallory, mine_env).await);
+    nf_teardown(teardown::delete_environment(e, &mallory, mine_env, true).await);
     nf(projects::get(e, &ada, ProjectId(uuid::Uuid::new_v4()))
         .await
         .map(|_| ()));
@@ -167,9 +183,9 @@ async fn only_admins_delete_projects() {
         ..ada.clone()
     };
     assert!(matches!(
-        projects::delete(e, &member, id).await,
-        Err(ProjectError::Forbidden(_))
+        teardown::delete_project(e, &member, id, false).await,
+        Err(TeardownError::Project(ProjectError::Forbidden(_)))
     ));
-    projects::delete(e, &ada, id).await.unwrap();
+    teardown::delete_project(e, &ada, id, false).await.unwrap();
     assert!(matches!(projects::get(e, &ada, id).await, Err(ProjectError::NotFound)));
 }

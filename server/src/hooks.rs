@@ -4,7 +4,8 @@
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::body::Bytes;
-use axum::extract::{Path, State};
+use app::api::edge::ClientIp;
+use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
@@ -35,8 +36,14 @@ fn reply(result: Result<Outcome, WebhookError>) -> Response {
     }
 }
 
-/// `POST /api/webhooks/github`: push events for apps whose repository and branch match.
-pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Bytes) -> Response {
+/// `POST /api/webhooks/github`: push events for apps whose repository and branch
+/// match. An address whose calls keep failing is throttled.
+pub async fn github(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientIp>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let event = header(&headers, "x-github-event").unwrap_or("");
     let signature = header(&headers, "x-hub-signature-256").unwrap_or("");
     let Some(delivery) = webhooks::delivery_id(header(&headers, "x-github-delivery")) else {
@@ -46,12 +53,19 @@ pub async fn github(State(state): State<AppState>, headers: HeaderMap, body: Byt
         ))
         .into_response();
     };
-    reply(webhooks::github(state.engine(), event, &delivery, signature, &body).await)
+    let call = webhooks::github(state.engine(), event, &delivery, signature, &body);
+    reply(webhooks::throttled(state.engine(), &client.0, call).await)
 }
 
 /// `POST /api/webhooks/deploy/<token>`: deploy one app (CI, scripts). An
 /// `Idempotency-Key` (or `X-Delivery-Id`) header makes retries safe.
-pub async fn deploy(State(state): State<AppState>, Path(token): Path<String>, headers: HeaderMap) -> Response {
+pub async fn deploy(
+    State(state): State<AppState>,
+    Extension(client): Extension<ClientIp>,
+    Path(token): Path<String>,
+    headers: HeaderMap,
+) -> Response {
     let delivery = webhooks::delivery_id(header(&headers, "idempotency-key").or(header(&headers, "x-delivery-id")));
-    reply(webhooks::deploy_token(state.engine(), &token, delivery.as_deref()).await)
+    let call = webhooks::deploy_token(state.engine(), &token, delivery.as_deref());
+    reply(webhooks::throttled(state.engine(), &client.0, call).await)
 }

@@ -5,10 +5,12 @@
 pub mod config;
 pub mod error;
 pub mod hooks;
+pub mod hosts;
 pub mod live;
 pub mod middleware;
 pub mod router;
 pub mod routes;
+pub mod sockets;
 pub mod state;
 
 pub use router::router;

@@ -18,13 +18,25 @@ use engine::docker::{LogOptions, Output};
 use engine::ids::{AppId, DeploymentId};
 use futures::StreamExt;
 use serde::Deserialize;
+use crate::sockets::{Slot, SOCKETS_PER_USER};
 use std::time::Duration;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// A place for one more socket of the caller, or 429.
+fn slot(state: &AppState, caller: &Caller) -> Result<Slot, Response> {
+    state.sockets.take(caller.user_id.0).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("at most {SOCKETS_PER_USER} log views may be open at once; close one"),
+        )
+        .into_response()
+    })
+}
+
 /// The signed-in caller, resolved as server functions resolve theirs.
 async fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, Response> {
-    match edge::caller_from(state.engine(), headers).await {
+    match edge::caller_from(&state.ctx, headers).await {
         Ok(Some(caller)) => Ok(caller),
         Ok(None) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "sign in first").into_response()),
         Err(e) => Err(ApiError::from_engine(e).into_response()),
@@ -86,12 +98,14 @@ pub async fn deployment_log(
         let (app, _) = engine::deploy::app_of(state.engine(), &caller, id)
             .await
             .map_err(engine_error)?;
+        let slot = slot(&state, &caller)?;
         let stream = engine::logs::follow(state.engine(), app, id)
             .await
             .map_err(engine_error)?;
-        Ok::<_, Response>(
-            ws.on_upgrade(move |socket| pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json")))),
-        )
+        Ok::<_, Response>(ws.on_upgrade(move |socket| async move {
+            pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json"))).await;
+            drop(slot);
+        }))
     };
     run.await.unwrap_or_else(|r| r)
 }
@@ -120,8 +134,12 @@ pub async fn runtime_log(
             return Err(ApiError::new(StatusCode::CONFLICT, "the application is not running").into_response());
         };
         let container = engine::deploy::runtime::container_name(state.engine(), &detail.app.name, live);
+        let slot = slot(&state, &caller)?;
         let stream = container_log(&state, &container, &q).await?;
-        Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
+        Ok::<_, Response>(ws.on_upgrade(move |socket| async move {
+            pump(socket, stream).await;
+            drop(slot);
+        }))
     };
     run.await.unwrap_or_else(|r| r)
 }
@@ -140,9 +158,18 @@ pub async fn service_log(
         let detail = engine::services::get(state.engine(), &caller, id)
             .await
             .map_err(engine_error)?;
-        let container = engine::services::container::container_name(state.engine(), &detail.row.name);
+        let container = engine::services::container::container_name(
+            state.engine(),
+            detail.row.id,
+            &detail.row.name,
+            detail.row.legacy_names,
+        );
+        let slot = slot(&state, &caller)?;
         let stream = container_log(&state, &container, &q).await?;
-        Ok::<_, Response>(ws.on_upgrade(move |socket| pump(socket, stream)))
+        Ok::<_, Response>(ws.on_upgrade(move |socket| async move {
+            pump(socket, stream).await;
+            drop(slot);
+        }))
     };
     run.await.unwrap_or_else(|r| r)
 }
@@ -169,7 +196,8 @@ async fn container_log(
                 Output::Stderr => "stderr",
                 Output::Stdout => "stdout",
             };
-            let text = String::from_utf8_lossy(&chunk.bytes).trim_end_matches('\n').to_owned();
+            let text = String::from_utf8_lossy(&chunk.bytes);
+            let text = engine::lines::capped(text.trim_end_matches('\n')).into_owned();
             Some(serde_json::json!({"stream": stream, "text": text}).to_string())
         })
         .boxed())
@@ -222,7 +250,16 @@ pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>,
             .await
             .map_err(engine_error)?;
         let path = engine::logs::log_path(state.engine(), app, id);
-        let body = tokio::fs::read(&path).await.unwrap_or_default();
+        // Streamed from the file: the server holds one buffer, whatever the
+        // log's size (up to BERTH_LOG_CAP_MB).
+        let (body, length) = match tokio::fs::File::open(&path).await {
+            Ok(f) => {
+                let length = f.metadata().await.map(|m| m.len()).unwrap_or(0);
+                let body = axum::body::Body::from_stream(tokio_util::io::ReaderStream::with_capacity(f, 64 * 1024));
+                (body, length)
+            }
+            Err(_) => (axum::body::Body::empty(), 0),
+        };
         Ok::<_, Response>(
             (
                 [
@@ -231,6 +268,8 @@ pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>,
                         header::CONTENT_DISPOSITION,
                         format!("attachment; filename=\"deployment-{}.log\"", id.0.simple()),
                     ),
+                    // Read once: a log still being written sends what was there.
+                    (header::CONTENT_LENGTH, length.to_string()),
                 ],
                 body,
             )

@@ -73,16 +73,19 @@ fn init_tracing(log: &LogConfig) {
     }
 }
 
-fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<Engine> {
+/// The engine, and the previous secret key when the operator is rotating it.
+fn build_engine(db_config: &DatabaseConfig) -> anyhow::Result<(Engine, Option<engine::secrets::SecretKey>)> {
     let mode = Mode::from_env()?;
     let data_dir = config::data_dir_from_env();
-    Ok(Engine::new(
+    let secrets = SecretConfig::from_env(mode, &data_dir)?;
+    let engine = Engine::new(
         db::pool(db_config)?,
         Kv::new(&RedisConfig::from_env()?)?,
         Arc::new(BollardDocker::new(&DockerConfig::from_env()?)),
-        SecretConfig::from_env(mode, &data_dir)?.key,
+        secrets.key,
     )
-    .with_deploy(DeployConfig::from_env()?))
+    .with_deploy(DeployConfig::from_env()?);
+    Ok((engine, secrets.previous))
 }
 
 /// Runs the job runner (deployments, backups, restores, drills) until
@@ -117,6 +120,8 @@ async fn restore_database(
         access_key: s3::parse_access_key(&env("S3_ACCESS_KEY")?).map_err(invalid)?,
         secret_key: s3::parse_secret_key(&env("S3_SECRET_KEY")?).map_err(invalid)?,
         path_style,
+        // The operator's own command line: any endpoint they name.
+        pinned: false,
     };
     let url = env("DATABASE_URL")?;
     let pg_restore = config::ServicesConfig::from_env()?.pg_restore;
@@ -149,6 +154,20 @@ async fn migrate(db_config: &DatabaseConfig) -> anyhow::Result<()> {
     }
 }
 
+/// What every long-running process does after the migrations: reseal values an
+/// earlier Berth sealed unbound, or under the previous key (once; a later start
+/// finds none).
+async fn prepare(engine: &Engine, previous: Option<&engine::secrets::SecretKey>) -> anyhow::Result<()> {
+    let mut conn = engine.db.get().await.context("connecting to PostgreSQL")?;
+    engine::reseal::reseal(&mut conn, &engine.secret, previous)
+        .await
+        .context("resealing secrets")?;
+    engine::apps::backfill_repo_keys(&mut conn)
+        .await
+        .context("indexing git repositories for webhooks")?;
+    Ok(())
+}
+
 async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
@@ -165,13 +184,16 @@ async fn shutdown_signal() {
 async fn serve() -> anyhow::Result<()> {
     let db_config = DatabaseConfig::from_env()?;
     let server_config = ServerConfig::from_env()?;
-    let engine = build_engine(&db_config)?;
+    let (engine, previous) = build_engine(&db_config)?;
     migrate(&db_config).await?;
+    prepare(&engine, previous.as_ref()).await?;
     let listen = server_config.listen;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker_task = server_config
         .worker
         .then(|| tokio::spawn(worker(engine.clone(), stop.clone())));
+    let state_engine = engine.clone();
+    let server_config_public = server_config.public_url.clone();
     let state = server::AppState::new(engine, server_config);
     let app = server::router(state);
     // TCP_NODELAY: pages stream in several chunks, and Nagle's algorithm would hold
@@ -185,6 +207,11 @@ async fn serve() -> anyhow::Result<()> {
             }
         });
     tracing::info!("Berth listening on http://{listen}");
+    // A fresh instance is claimed with a token only whoever reads this log has.
+    if let Some(token) = engine::accounts::setup_token(&state_engine).await? {
+        let base = server_config_public.unwrap_or_else(|| format!("http://{listen}"));
+        tracing::warn!("setup token: {token} (onboarding needs it: {base}/onboarding?token={token})");
+    }
     let stopping = stop.clone();
     axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
         .with_graceful_shutdown(async move {
@@ -201,8 +228,9 @@ async fn serve() -> anyhow::Result<()> {
 
 async fn worker_only() -> anyhow::Result<()> {
     let db_config = DatabaseConfig::from_env()?;
-    let engine = build_engine(&db_config)?;
+    let (engine, previous) = build_engine(&db_config)?;
     migrate(&db_config).await?;
+    prepare(&engine, previous.as_ref()).await?;
     let stop = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(worker(engine, stop.clone()));
     shutdown_signal().await;
@@ -252,7 +280,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             command: AdminCommand::ResetPassword { email },
         } => {
             let email = Email::parse(&email).map_err(|e| anyhow::anyhow!("{e}"))?;
-            let engine = build_engine(&DatabaseConfig::from_env()?)?;
+            let (engine, _) = build_engine(&DatabaseConfig::from_env()?)?;
             let password = engine::accounts::reset_password(&engine, &email).await?;
             println!("New password for {email}: {password}");
             println!("All of their sessions were signed out.");

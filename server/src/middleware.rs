@@ -1,5 +1,6 @@
-//! Request middleware: the client address (for login throttling) and the
-//! same-origin rule for every state-changing request (CSRF defence).
+//! Request middleware: the Host allow-list (DNS rebinding defence), security
+//! headers on every response, the client address (for login throttling), and
+//! the same-origin rule for every state-changing request (CSRF defence).
 
 use crate::state::AppState;
 use app::api::edge::{ClientIp, RequestCaller};
@@ -7,6 +8,7 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use crate::hosts::authority;
 use std::net::SocketAddr;
 
 /// Adds what server functions need to know about the request as extensions: the
@@ -33,10 +35,79 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
     next.run(req).await
 }
 
-/// `scheme://host[:port]` → `host[:port]`.
-fn authority(url: &str) -> Option<&str> {
-    let rest = url.split_once("://")?.1;
-    Some(rest.split(['/', '?', '#']).next().unwrap_or(rest))
+/// Refuses requests whose `Host` Berth does not answer to (421), so a web page
+/// on another name that resolves to Berth (DNS rebinding) cannot drive it.
+/// `/health` answers whatever the name: load balancers use addresses.
+pub async fn allowed_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    if req.uri().path() == "/health" || state.hosts.allows(host) {
+        return next.run(req).await;
+    }
+    tracing::warn!(host, path = %req.uri().path(), "request for a host Berth does not serve");
+    (StatusCode::MISDIRECTED_REQUEST, "this server does not answer to that host name").into_response()
+}
+
+/// Reads a state-changing request's body up front, within `BERTH_BODY_LIMIT`:
+/// a chunked body over the limit is a 413 here (it has no length for the limit
+/// layer to check, and would otherwise fail deep inside a handler as a 500), and
+/// a form field holding a NUL character (which PostgreSQL cannot store) is a 422
+/// naming the field, before anything runs.
+pub async fn bounded_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
+        return next.run(req).await;
+    }
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, state.config.body_limit).await else {
+        return (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            axum::Json(app::error::AppError::Transport(format!(
+                "the request body is larger than {} bytes (BERTH_BODY_LIMIT)",
+                state.config.body_limit
+            ))),
+        )
+            .into_response();
+    };
+    let form = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/x-www-form-urlencoded"));
+    if form {
+        let nul = url::form_urlencoded::parse(&bytes).find(|(k, v)| k.contains('\0') || v.contains('\0'));
+        if let Some((field, _)) = nul {
+            let field: String = field.chars().filter(|c| !c.is_control()).take(64).collect();
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(app::error::AppError::Field {
+                    field,
+                    message: "must not contain NUL characters".into(),
+                }),
+            )
+                .into_response();
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+}
+
+/// Headers every response carries: no sniffing, no referrer beyond the origin,
+/// never framed. Pages set their own Content-Security-Policy (with the
+/// per-request nonce of their inline scripts); everything else gets a strict one.
+pub async fn security_headers(req: Request, next: Next) -> Response {
+    let mut res = next.run(req).await;
+    let h = res.headers_mut();
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::REFERRER_POLICY,
+        header::HeaderValue::from_static("strict-origin-when-cross-origin"),
+    );
+    h.insert(header::X_FRAME_OPTIONS, header::HeaderValue::from_static("DENY"));
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            header::HeaderValue::from_static("default-src 'none'; frame-ancestors 'none'; base-uri 'none'"),
+        );
+    }
+    res
 }
 
 /// Refuses state-changing requests whose `Origin` (or, failing that, `Referer`)
@@ -68,16 +139,4 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
         return (StatusCode::FORBIDDEN, "cross-origin request refused").into_response();
     }
     next.run(req).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::authority;
-
-    #[test]
-    fn authority_strips_scheme_and_path() {
-        assert_eq!(authority("http://127.0.0.1:3000/projects?x=1"), Some("127.0.0.1:3000"));
-        assert_eq!(authority("https://berth.example.com"), Some("berth.example.com"));
-        assert_eq!(authority("null"), None);
-    }
 }

@@ -1,8 +1,8 @@
 //! The router: health, Leptos pages and server functions (with the engine in
 //! context), static files, and the middleware stack around all of it.
 
-use crate::middleware::{request_context, same_origin};
-use crate::routes::health;
+use crate::middleware::{allowed_host, bounded_body, request_context, same_origin, security_headers};
+use crate::routes::{health, health_details};
 use crate::state::AppState;
 use app::{shell, App};
 use axum::http::{HeaderName, Request};
@@ -17,6 +17,30 @@ use tower_http::trace::TraceLayer;
 
 const REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
+/// A request path as logs show it: bearer secrets that travel in paths (deploy
+/// tokens, invite tokens) replaced, so no log line can be replayed as one.
+pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
+    for prefix in ["/api/webhooks/deploy/", "/invite/"] {
+        if path.starts_with(prefix) && path.len() > prefix.len() {
+            return format!("{prefix}<redacted>").into();
+        }
+    }
+    path.into()
+}
+
+/// The routes outside Leptos (server functions and pages are listed by their
+/// own registries): each is in docs/ROLES.md, which `tests/roles.rs` holds.
+pub const ROUTES: [&str; 8] = [
+    "/health",
+    "/api/admin/health",
+    "/api/webhooks/github",
+    "/api/webhooks/deploy/{token}",
+    "/api/ws/deployments/{id}/log",
+    "/api/ws/apps/{id}/logs",
+    "/api/ws/services/{id}/logs",
+    "/api/deployments/{id}/log",
+];
+
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let ctx = state.ctx.clone();
@@ -27,16 +51,17 @@ pub fn router(state: AppState) -> Router {
             .get(&REQUEST_ID)
             .and_then(|v| v.to_str().ok())
             .unwrap_or("-");
-        tracing::info_span!("request", method = %req.method(), path = %req.uri().path(), request.id = %id)
+        tracing::info_span!("request", method = %req.method(), path = %logged_path(req.uri().path()), request.id = %id)
     });
     Router::new()
-        .route("/health", get(health))
-        .route("/api/webhooks/github", post(crate::hooks::github))
-        .route("/api/webhooks/deploy/{token}", post(crate::hooks::deploy))
-        .route("/api/ws/deployments/{id}/log", get(crate::live::deployment_log))
-        .route("/api/ws/apps/{id}/logs", get(crate::live::runtime_log))
-        .route("/api/ws/services/{id}/logs", get(crate::live::service_log))
-        .route("/api/deployments/{id}/log", get(crate::live::download_log))
+        .route(ROUTES[0], get(health))
+        .route(ROUTES[1], get(health_details))
+        .route(ROUTES[2], post(crate::hooks::github))
+        .route(ROUTES[3], post(crate::hooks::deploy))
+        .route(ROUTES[4], get(crate::live::deployment_log))
+        .route(ROUTES[5], get(crate::live::runtime_log))
+        .route(ROUTES[6], get(crate::live::service_log))
+        .route(ROUTES[7], get(crate::live::download_log))
         // The bundle, from the gzip copies scripts/build.sh makes: no compression
         // work per request, and a 1.2 MB module travels as 0.4 MB.
         .nest_service(
@@ -52,6 +77,9 @@ pub fn router(state: AppState) -> Router {
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), same_origin))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), allowed_host))
+        .layer(axum::middleware::from_fn(security_headers))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), bounded_body))
         .layer(RequestBodyLimitLayer::new(state.config.body_limit))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))

@@ -13,6 +13,10 @@ pub struct AppState {
     pub leptos_options: LeptosOptions,
     pub ctx: ServerContext,
     pub config: Arc<ServerConfig>,
+    /// The `Host` names Berth answers to.
+    pub hosts: Arc<crate::hosts::AllowedHosts>,
+    /// Open log sockets per user.
+    pub sockets: crate::sockets::SocketSlots,
 }
 
 impl AppState {
@@ -28,10 +32,13 @@ impl AppState {
             secure_cookies: config.secure_cookies(),
             public_url: config.public_url.clone(),
         };
+        let hosts = crate::hosts::AllowedHosts::new(&config, ctx.engine.deploy.proxy.dashboard_host.as_deref());
         Self {
             leptos_options,
             ctx,
             config: Arc::new(config),
+            hosts: Arc::new(hosts),
+            sockets: Default::default(),
         }
     }
 

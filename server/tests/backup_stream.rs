@@ -8,7 +8,7 @@ use lifecycle::JobStatus;
 use engine::backups::{self, Subject};
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
@@ -16,7 +16,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_berth");
 /// ~200 MB; the pipeline holds one 8 MiB part (plus what the HTTP client copies).
 const RSS_BOUND_MIB: u64 = 128;
 
-fn spawn_worker(env: &DeployEnv) -> Child {
+fn spawn_worker(env: &DeployEnv) -> engine::testing::KillOnDrop {
     let mut cmd = Command::new(BIN);
     cmd.arg("worker")
         .env("RUST_LOG", "warn")
@@ -25,7 +25,7 @@ fn spawn_worker(env: &DeployEnv) -> Child {
     for (k, v) in env.berth_env() {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn berth worker")
+    engine::testing::KillOnDrop(cmd.spawn().expect("spawn berth worker"))
 }
 
 fn vm_hwm_kib(pid: u32) -> u64 {

@@ -54,11 +54,21 @@ async fn production_refuses_a_missing_or_weak_secret_key() {
         text(&out.stderr)
     );
 
-    let mut weak = base.to_vec();
-    weak.push(("BERTH_SECRET_KEY", "changeme-changeme-changeme-changeme"));
-    let out = berth(&["serve"], &weak);
-    assert!(!out.status.success());
-    assert!(text(&out.stderr).contains("entropy"), "{}", text(&out.stderr));
+    // A passphrase is not a key; a key of the right length must still be random.
+    let pattern = "ab".repeat(32);
+    for (key, says) in [
+        ("changeme-changeme-changeme-changeme", "must be 32 random bytes"),
+        (pattern.as_str(), "is not random"),
+    ] {
+        let mut weak = base.to_vec();
+        weak.push(("BERTH_SECRET_KEY", key));
+        let out = berth(&["serve"], &weak);
+        assert!(!out.status.success());
+        let err = text(&out.stderr);
+        assert!(err.contains(says), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert_eq!(err.matches(says).count(), 1, "said once: {err}");
+    }
 }
 
 #[tokio::test]
@@ -81,6 +91,7 @@ async fn development_mode_generates_a_private_key_once_and_sigterm_stops_gracefu
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(engine::testing::KillOnDrop)
             .unwrap()
     };
     let mut child = spawn();
@@ -130,7 +141,7 @@ async fn admin_reset_password_prints_a_working_password_and_signs_out_sessions()
     let t = TestEngine::new().await;
     let e = &t.engine;
     let owner = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    let (caller, _) = accounts::onboard(e, owner, OrgName::parse("Acme").unwrap())
+    let (caller, _) = engine::testing::onboard(e, owner, OrgName::parse("Acme").unwrap())
         .await
         .unwrap();
     let env = [

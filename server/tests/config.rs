@@ -95,8 +95,18 @@ fn the_readme_table_parses_and_every_variable_is_read() {
     ];
     let dir = std::env::temp_dir().join(format!("berth-config-{}", std::process::id()));
 
+    // Every variable a loader reads is documented ...
+    for src in LOADER_SOURCES {
+        let is_name = |s: &&str| s.starts_with("BERTH_") && s.bytes().all(|b| b.is_ascii_uppercase() || b == b'_');
+        for read in src.split('"').skip(1).step_by(2).filter(is_name) {
+            assert!(
+                examples.iter().any(|(n, _)| n == read),
+                "{read} is read but not in the README's configuration table"
+            );
+        }
+    }
     for (name, example) in &examples {
-        // Read by a loader, not only documented.
+        // ... and every documented one is read by a loader.
         assert!(
             LOADER_SOURCES.iter().any(|src| src.contains(&format!("\"{name}\""))),
             "{name} is in the README but no configuration loader reads it"
@@ -124,6 +134,11 @@ fn the_readme_table_parses_and_every_variable_is_read() {
     assert!(!server.worker && server.trust_proxy);
     let deploy = DeployConfig::from_env().unwrap();
     assert!(!deploy.proxy.manage && deploy.allow_local_sources);
+    assert!(deploy.host.allow_private_targets && deploy.host.allow_local_images);
+    assert_eq!(
+        deploy.host.bind_roots,
+        vec![std::path::PathBuf::from("/srv/berth-mounts"), "/mnt/data".into()]
+    );
     assert_eq!(deploy.proxy.http_port, 8000);
     assert!(LogConfig::from_env().unwrap().json);
     let _ = std::fs::remove_dir_all(&dir);
@@ -134,7 +149,14 @@ fn the_readme_table_parses_and_every_variable_is_read() {
         std::env::set_var(k, v);
     }
     std::env::set_var("BERTH_DATA_DIR", &dir);
-    for flag in ["BERTH_WORKER", "BERTH_TRUST_PROXY", "BERTH_PROXY_MANAGE", "BERTH_ALLOW_LOCAL_SOURCES"] {
+    for flag in [
+        "BERTH_WORKER",
+        "BERTH_TRUST_PROXY",
+        "BERTH_PROXY_MANAGE",
+        "BERTH_ALLOW_LOCAL_SOURCES",
+        "BERTH_ALLOW_PRIVATE_TARGETS",
+        "BERTH_ALLOW_LOCAL_IMAGES",
+    ] {
         for word in ["1", "0", "true", "false", "on", "off", "yes", "no"] {
             std::env::set_var(flag, word);
             load_everything().unwrap_or_else(|e| panic!("{flag}={word}: {e}"));
@@ -144,6 +166,13 @@ fn the_readme_table_parses_and_every_variable_is_read() {
         assert!(e.contains(flag) && e.contains("on/off"), "{e}");
         std::env::remove_var(flag);
     }
+    // Host paths: absolute and plain, or refused naming the variable.
+    for bad in ["relative/dir", "/srv/../etc"] {
+        std::env::set_var("BERTH_BIND_ROOTS", bad);
+        let e = load_everything().unwrap_err();
+        assert!(e.contains("BERTH_BIND_ROOTS"), "{e}");
+    }
+    std::env::remove_var("BERTH_BIND_ROOTS");
     let _ = std::fs::remove_dir_all(&dir);
 }
 

@@ -9,14 +9,14 @@ use engine::apps::{self, NewApp};
 use engine::deploy::{self, Status};
 use engine::names::Description;
 use engine::testing::{free_port, get_via, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TEST_BASE_IMAGE};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
 
-fn spawn(env: &DeployEnv, port: u16) -> Child {
+fn spawn(env: &DeployEnv, port: u16) -> engine::testing::KillOnDrop {
     let mut cmd = Command::new(BIN);
     cmd.arg("serve")
         .env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
@@ -26,7 +26,7 @@ fn spawn(env: &DeployEnv, port: u16) -> Child {
     for (k, v) in env.berth_env() {
         cmd.env(k, v);
     }
-    cmd.spawn().expect("spawn berth")
+    engine::testing::KillOnDrop(cmd.spawn().expect("spawn berth"))
 }
 
 async fn wait_status(
@@ -88,7 +88,7 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     )
     .await
     .unwrap();
-    let host = format!("{name}.localhost");
+    let host = engine::testing::generated_host(&e, &caller, app).await;
 
     let port = free_port();
     let mut berth = spawn(&env, port);
@@ -151,6 +151,8 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         d.reason
     );
 
+    // Its work directory (checkout, and a deploy key had it one) is gone.
+    assert!(!e.deploy.data_dir.join("work").join(second.0.simple().to_string()).exists());
     // No container of the interrupted deployment; the route still names the live one.
     let containers: Vec<_> = deploy::runtime::list_managed(&e)
         .await
@@ -160,7 +162,7 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         .collect();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0].deployment, Some(first));
-    let route = std::fs::read_to_string(e.deploy.proxy.dynamic_dir.join(format!("app-{name}.yml"))).unwrap();
+    let route = std::fs::read_to_string(e.deploy.proxy.dynamic_dir.join(format!("app-{}.yml", engine::proxy::app_key(app)))).unwrap();
     assert!(
         route.contains(&engine::proxy::upstream_host(first.0)) && !route.contains(&second.0.simple().to_string()),
         "{route}"

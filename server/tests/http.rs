@@ -11,21 +11,19 @@ use common::{config, TestApp, HOST, ONBOARD, ORIGIN};
 async fn onboarding_signs_the_owner_in_and_then_closes() {
     let app = TestApp::new().await;
     let bad = app
-        .call(
-            "onboard",
+        .onboard_with(
             &[
                 ("name", "Ada"),
                 ("email", "ada@example.com"),
                 ("password", "short"),
                 ("organization", "Acme"),
             ],
-            None,
         )
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.json()["Field"]["field"], "password");
 
-    let ok = app.call("onboard", ONBOARD, None).await;
+    let ok = app.onboard_with(ONBOARD).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
     let cookie = ok.set_cookie();
     for attr in ["HttpOnly", "SameSite=Lax", "Path=/"] {
@@ -34,15 +32,13 @@ async fn onboarding_signs_the_owner_in_and_then_closes() {
     assert!(!cookie.contains("Secure"), "plain http must not set Secure: {cookie}");
 
     let again = app
-        .call(
-            "onboard",
+        .onboard_with(
             &[
                 ("name", "Eve"),
                 ("email", "eve@example.com"),
                 ("password", "another long pw"),
                 ("organization", "Evil"),
             ],
-            None,
         )
         .await;
     assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
@@ -251,15 +247,27 @@ async fn oversized_bodies_get_413_and_change_nothing() {
 }
 
 #[tokio::test]
-async fn health_reports_each_backend() {
+async fn health_tells_anyone_the_status_and_administrators_the_details() {
     let app = TestApp::new().await;
     let r = app.get("/health", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let j = r.json();
+    assert_eq!(r.json(), serde_json::json!({"status": "ok"}), "no versions, no backend errors");
+    assert!(r.headers.contains_key("x-request-id"));
+    // Any host name: load balancers ask by address.
+    let by_ip = app
+        .send(Request::get("/health").header(header::HOST, "10.1.2.3:3000").body(Body::empty()).unwrap())
+        .await;
+    assert_eq!(by_ip.status, StatusCode::OK);
+
+    assert_eq!(app.get("/api/admin/health", None).await.status, StatusCode::UNAUTHORIZED);
+    let ada = app.onboard().await;
+    let d = app.get("/api/admin/health", Some(&ada)).await;
+    assert_eq!(d.status, StatusCode::OK, "{}", d.body);
+    let j = d.json();
     assert_eq!(j["db"]["status"], "up");
     assert_eq!(j["redis"]["status"], "up");
     assert_eq!(j["docker"]["status"], "up", "the test dockerd should answer: {j}");
-    assert!(r.headers.contains_key("x-request-id"));
+    assert!(j["docker"]["version"].is_string());
 }
 
 #[tokio::test]
@@ -279,10 +287,7 @@ async fn health_is_503_when_redis_is_down() {
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     let body = axum::body::to_bytes(res.into_body(), 1 << 20).await.unwrap();
     let j: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        (j["db"]["status"].as_str(), j["redis"]["status"].as_str()),
-        (Some("up"), Some("down"))
-    );
+    assert_eq!(j, serde_json::json!({"status": "unavailable"}));
 }
 
 #[tokio::test]
@@ -298,7 +303,7 @@ async fn cookies_are_secure_behind_https() {
     let mut cfg = config();
     cfg.public_url = Some("https://berth.example.com".into());
     let app = TestApp::with_config(cfg).await;
-    let r = app.call("onboard", ONBOARD, None).await;
+    let r = app.onboard_with(ONBOARD).await;
     assert!(r.set_cookie().contains("; Secure"), "{}", r.set_cookie());
 }
 
@@ -377,13 +382,10 @@ async fn pages_say_plainly_when_docker_is_unreachable() {
         host: Some("unix:///nonexistent/docker.sock".into()),
         timeout_secs: 2,
     }));
-    let app = TestApp {
-        router: server::router(server::AppState::new(engine, config())),
-        t,
-    };
+    let app = TestApp::on(t, engine, config());
     let health = app.get("/health", None).await;
     assert_eq!(health.status, StatusCode::OK, "Docker is reported, not required");
-    assert_eq!(health.json()["docker"]["status"], "down");
+    assert_eq!(health.json()["status"], "degraded");
     let cookie = app.onboard().await;
     let page = app.get("/projects", Some(&cookie)).await;
     assert_eq!(page.status, StatusCode::OK);
@@ -396,7 +398,7 @@ async fn pages_say_plainly_when_docker_is_unreachable() {
 async fn the_bundle_is_served_gzipped_to_browsers_that_accept_it() {
     let app = TestApp::new().await;
     let req = |enc: Option<&str>| {
-        let mut r = Request::get("/pkg/berth_bg.wasm");
+        let mut r = Request::get("/pkg/berth_bg.wasm").header(header::HOST, &app.host);
         if let Some(e) = enc {
             r = r.header(header::ACCEPT_ENCODING, e);
         }
@@ -413,4 +415,105 @@ async fn the_bundle_is_served_gzipped_to_browsers_that_accept_it() {
     let raw = axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap();
     assert!(raw.starts_with(b"\0asm"), "a WebAssembly module");
     assert!(gz.len() * 2 < raw.len(), "gzip {} vs raw {}", gz.len(), raw.len());
+}
+
+/// A fresh instance is claimed with the setup token it printed, not by the
+/// first visitor: without it (or with another) onboarding is a 422 on
+/// `setup_token` and makes nothing.
+#[tokio::test]
+async fn onboarding_needs_the_setup_token() {
+    let app = TestApp::new().await;
+    for token in ["", "not-the-token"] {
+        let mut form = ONBOARD.to_vec();
+        form.push(("setup_token", token));
+        let r = app.call("onboard", &form, None).await;
+        assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{token:?}: {}", r.body);
+        assert_eq!(r.json()["Field"]["field"], "setup_token");
+    }
+    let login = app
+        .call("login", &[("email", "ada@example.com"), ("password", "correct horse battery")], None)
+        .await;
+    assert_eq!(login.status, StatusCode::UNAUTHORIZED, "no account was made");
+    let ok = app.onboard_with(ONBOARD).await;
+    assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
+    assert_eq!(engine::accounts::setup_token(&app.t.engine).await.unwrap(), None, "used up");
+}
+
+/// Behind https the session cookie is `__Host-` prefixed, so an app on a
+/// sibling subdomain cannot plant one Berth reads: a planted `berth_session`
+/// (another user's, scoped to `/api`) does not change where a write lands.
+#[tokio::test]
+async fn a_sibling_subdomains_cookie_does_not_steer_writes() {
+    let mut cfg = config();
+    cfg.public_url = Some("https://berth.example.com".into());
+    let app = TestApp::with_config(cfg).await;
+    let r = app.onboard_with(ONBOARD).await;
+    let set = r.set_cookie();
+    assert!(set.starts_with("__Host-berth_session=") && set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    assert!(!set.contains("Domain="), "{set}");
+    let ada = r.session_cookie();
+    // Mallory, with an organization of her own (the session an attacker plants).
+    let mallory_caller = {
+        let e = &app.t.engine;
+        let admin = engine::accounts::authenticate(
+            e,
+            engine::sessions::SessionToken::from_cookie(ada.split_once('=').unwrap().1).unwrap(),
+        )
+        .await
+        .unwrap();
+        let (_, token) = engine::orgs::create_invite(e, &admin, engine::names::Role::Member).await.unwrap();
+        let account = engine::accounts::NewAccount::parse("Mallory", "m@example.com", "long enough pw").unwrap();
+        let session = engine::orgs::accept_invite(e, &token, engine::orgs::Acceptor::New(account)).await.unwrap();
+        let m = engine::accounts::authenticate(e, session).await.unwrap();
+        engine::orgs::create(e, &admin, engine::names::OrgName::parse("Mallory Inc").unwrap()).await.unwrap();
+        m
+    };
+    let planted = format!("berth_session={}", mallory_caller.token.as_str());
+    let both = format!("{planted}; {ada}");
+    let r = app.call("projects/create", &[("name", "Landed"), ("description", "")], Some(&both)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let mine = app.call("projects/list", &[], Some(&ada)).await;
+    assert!(mine.body.contains("Landed"), "the write landed in the cookie owner's organization: {}", mine.body);
+    // The planted cookie alone is no session at all here.
+    let alone = app.call("projects/list", &[], Some(&planted)).await;
+    assert_eq!(alone.status, StatusCode::UNAUTHORIZED);
+}
+
+/// DNS rebinding: a request whose Host is none of Berth's names is refused
+/// (421) before anything runs; `/health` answers any Host (probes use IPs).
+/// Every response carries the security headers; pages a nonce-based CSP.
+#[tokio::test]
+async fn foreign_hosts_are_refused_and_responses_carry_security_headers() {
+    let app = TestApp::new().await;
+    let evil = Request::get("/login")
+        .header(header::HOST, "rebound.attacker.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(app.send(evil).await.status, StatusCode::MISDIRECTED_REQUEST);
+    let form = Request::post("/api/onboard")
+        .header(header::HOST, "rebound.attacker.example:3000")
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from("name=E&email=e%40x.io&password=long+enough+pw&organization=E&setup_token=x"))
+        .unwrap();
+    assert_eq!(app.send(form).await.status, StatusCode::MISDIRECTED_REQUEST);
+    let health = Request::get("/health").header(header::HOST, "10.0.0.7:3000").body(Body::empty()).unwrap();
+    assert_eq!(app.send(health).await.status, StatusCode::OK);
+
+    app.onboard().await;
+    let page = app.get("/login", None).await;
+    assert_eq!(page.status, StatusCode::OK);
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
+    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"), "{csp}");
+    let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
+    assert!(page.body.contains(&format!("nonce=\"{nonce}\"")), "inline scripts carry the nonce");
+    for (name, want) in [
+        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        (header::X_FRAME_OPTIONS, "DENY"),
+        (header::REFERRER_POLICY, "strict-origin-when-cross-origin"),
+    ] {
+        assert_eq!(page.headers[&name], want, "{name}");
+    }
+    let api = app.call("session", &[], None).await;
+    let csp = api.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap();
+    assert!(csp.starts_with("default-src 'none'"), "{csp}");
 }

@@ -86,7 +86,9 @@ pub async fn create_app(
 #[server(endpoint = "apps/get")]
 pub async fn get_app(id: String) -> Result<AppView, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let d = apps::get(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
+    let app_id = edge::id(&id)?;
+    let d = apps::get(&ctx.engine, &caller, app_id).await.map_err(fail)?;
+    let host_key_pinned = apps::host_key_pinned(&ctx.engine, &caller, app_id).await.map_err(fail)?;
     let a = d.app;
     let mut v = AppView {
         id: a.id.0,
@@ -95,6 +97,7 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
         project_name: d.project_name,
         environment_name: d.environment_name,
         has_secret: a.has_source_secret,
+        host_key_pinned,
         domains: d
             .domains
             .into_iter()
@@ -357,10 +360,22 @@ pub async fn rotate_hooks(id: String) -> Result<(), AppError> {
         .map_err(fail)
 }
 
-#[server(endpoint = "apps/delete")]
-pub async fn delete_app(id: String) -> Result<(), AppError> {
+/// Forgets the ssh host key pinned at the first clone (admins and owners).
+#[server(endpoint = "apps/reset_host_key")]
+pub async fn reset_host_key(id: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    apps::delete(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)
+    apps::reset_host_key(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)
+}
+
+/// Deletes the app; its named volumes too when `remove_volumes` is checked.
+#[server(endpoint = "apps/delete")]
+pub async fn delete_app(id: String, remove_volumes: Option<String>) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    apps::delete(&ctx.engine, &caller, edge::id(&id)?, edge::checked(&remove_volumes))
+        .await
+        .map_err(fail)
 }
 
 #[server(endpoint = "deployments/create")]

@@ -34,7 +34,21 @@ pub struct ClientIp(pub String);
 #[derive(Clone, Default)]
 pub struct RequestCaller(std::sync::Arc<tokio::sync::OnceCell<Option<Caller>>>);
 
+/// The session cookie's name over plain HTTP (development).
 pub const SESSION_COOKIE: &str = "berth_session";
+/// Its name behind https: the `__Host-` prefix makes browsers refuse it from any
+/// other host (a sibling subdomain, where apps run, cannot plant or shadow it)
+/// and demands `Secure`, `Path=/` and no `Domain`.
+pub const SECURE_SESSION_COOKIE: &str = "__Host-berth_session";
+
+/// The session cookie's name for this server.
+pub fn cookie_name(secure: bool) -> &'static str {
+    if secure {
+        SECURE_SESSION_COOKIE
+    } else {
+        SESSION_COOKIE
+    }
+}
 
 pub fn context() -> Result<ServerContext, AppError> {
     use_context::<ServerContext>().ok_or_else(|| {
@@ -103,6 +117,11 @@ pub fn fail<E: Classify>(err: E) -> AppError {
 
 /// A 404 for anything that is not a well-formed ID: a foreign ID and a garbled
 /// one look the same to the caller.
+/// A checkbox: present (`on`, as browsers send it, or `true`) means checked.
+pub fn checked(v: &Option<String>) -> bool {
+    matches!(v.as_deref(), Some("on" | "true"))
+}
+
 pub fn id<T: From<uuid::Uuid>>(raw: &str) -> Result<T, AppError> {
     uuid::Uuid::parse_str(raw.trim()).map(T::from).map_err(|_| {
         set_status(StatusCode::NOT_FOUND);
@@ -114,28 +133,31 @@ fn request_parts() -> Option<http::request::Parts> {
     use_context::<http::request::Parts>()
 }
 
-/// The session token in a request's cookies.
-pub fn token_in(headers: &http::HeaderMap) -> Option<SessionToken> {
+/// The session token in a request's cookies: only the cookie of this server's
+/// name counts (behind https, only the `__Host-` one).
+pub fn token_in(headers: &http::HeaderMap, secure: bool) -> Option<SessionToken> {
+    let name = cookie_name(secure);
     headers
         .get_all(COOKIE)
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|kv| kv.trim().split_once('='))
-        .find(|(k, _)| *k == SESSION_COOKIE)
+        .find(|(k, _)| *k == name)
         .and_then(|(_, v)| SessionToken::from_cookie(v))
 }
 
 pub fn session_token() -> Option<SessionToken> {
-    token_in(&request_parts()?.headers)
+    let secure = use_context::<ServerContext>().is_some_and(|c| c.secure_cookies);
+    token_in(&request_parts()?.headers, secure)
 }
 
 /// Who is calling, from a request's headers: `None` without a live session.
 /// Server functions ([`try_caller`]) and the server's WebSockets resolve callers
 /// through this one function.
-pub async fn caller_from(engine: &Engine, headers: &http::HeaderMap) -> Result<Option<Caller>, accounts::AccountError> {
-    let Some(token) = token_in(headers) else { return Ok(None) };
-    match accounts::authenticate(engine, token).await {
+pub async fn caller_from(ctx: &ServerContext, headers: &http::HeaderMap) -> Result<Option<Caller>, accounts::AccountError> {
+    let Some(token) = token_in(headers, ctx.secure_cookies) else { return Ok(None) };
+    match accounts::authenticate(&ctx.engine, token).await {
         Ok(caller) => Ok(Some(caller)),
         Err(accounts::AccountError::NotSignedIn) => Ok(None),
         Err(e) => Err(e),
@@ -156,10 +178,10 @@ pub async fn try_caller(ctx: &ServerContext) -> Result<Option<Caller>, AppError>
     let resolved = match parts.extensions.get::<RequestCaller>().cloned() {
         Some(cell) => cell
             .0
-            .get_or_try_init(|| caller_from(&ctx.engine, &parts.headers))
+            .get_or_try_init(|| caller_from(ctx, &parts.headers))
             .await
             .cloned(),
-        None => caller_from(&ctx.engine, &parts.headers).await,
+        None => caller_from(ctx, &parts.headers).await,
     };
     resolved.map_err(fail)
 }
@@ -175,8 +197,9 @@ pub async fn caller() -> Result<(ServerContext, Caller), AppError> {
 
 fn cookie_header(ctx: &ServerContext, value: &str, max_age: u64) -> HeaderValue {
     let secure = if ctx.secure_cookies { "; Secure" } else { "" };
+    let name = cookie_name(ctx.secure_cookies);
     HeaderValue::from_str(&format!(
-        "{SESSION_COOKIE}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
+        "{name}={value}; Path=/; HttpOnly; SameSite=Lax; Max-Age={max_age}{secure}"
     ))
     .expect("cookie is ASCII")
 }

@@ -6,6 +6,7 @@
 pub mod apps;
 #[cfg(feature = "ssr")]
 pub mod edge;
+pub mod instance;
 pub mod orgs;
 pub mod projects;
 pub mod services;

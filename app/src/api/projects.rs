@@ -73,10 +73,12 @@ pub async fn update_project(id: String, name: String, description: String) -> Re
         .map_err(fail)
 }
 
+/// Deletes the project with every app and database in it; their volumes too
+/// when `remove_volumes` is checked.
 #[server(endpoint = "projects/delete")]
-pub async fn delete_project(id: String) -> Result<(), AppError> {
+pub async fn delete_project(id: String, remove_volumes: Option<String>) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    projects::delete(&ctx.engine, &caller, edge::id(&id)?)
+    engine::teardown::delete_project(&ctx.engine, &caller, edge::id(&id)?, edge::checked(&remove_volumes))
         .await
         .map_err(fail)
 }
@@ -102,10 +104,12 @@ pub async fn rename_environment(id: String, name: String) -> Result<(), AppError
         .map_err(fail)
 }
 
+/// Deletes the environment with every app and database in it; their volumes
+/// too when `remove_volumes` is checked.
 #[server(endpoint = "environments/delete")]
-pub async fn delete_environment(id: String) -> Result<(), AppError> {
+pub async fn delete_environment(id: String, remove_volumes: Option<String>) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    projects::delete_environment(&ctx.engine, &caller, edge::id(&id)?)
+    engine::teardown::delete_environment(&ctx.engine, &caller, edge::id(&id)?, edge::checked(&remove_volumes))
         .await
         .map_err(fail)
 }

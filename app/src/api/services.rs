@@ -24,12 +24,6 @@ fn time(t: chrono::DateTime<chrono::Utc>) -> String {
     t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
 }
 
-/// A checkbox: present ("on") when ticked.
-#[cfg(feature = "ssr")]
-fn ticked(v: &Option<String>) -> bool {
-    matches!(v.as_deref(), Some("on" | "true"))
-}
-
 /// An external port from the form: none when the port is empty.
 #[cfg(feature = "ssr")]
 fn external<'a>(bind: &'a str, port: &'a str) -> Option<(&'a str, &'a str)> {
@@ -176,13 +170,15 @@ pub async fn delete_service(id: String, confirm: String, remove_volume: Option<S
     let (ctx, caller) = edge::caller().await?;
     let sid: ServiceId = edge::id(&id)?;
     let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
+    // The role before the confirmation: a member learns nothing by typing.
+    services::may_delete(&caller).map_err(fail)?;
     if confirm.trim() != row.name {
         return Err(fail(ValidationError::new(
             "confirm",
             "type the service's name to confirm",
         )));
     }
-    services::delete(&ctx.engine, &caller, sid, ticked(&remove_volume))
+    services::delete(&ctx.engine, &caller, sid, edge::checked(&remove_volume))
         .await
         .map_err(fail)
 }
@@ -237,7 +233,7 @@ pub async fn add_destination(
         &prefix,
         &access_key,
         &secret_key,
-        ticked(&path_style),
+        edge::checked(&path_style),
     )
     .map_err(fail)?;
     let id = backups::create_destination(&ctx.engine, &caller, new)
@@ -283,7 +279,7 @@ pub async fn list_backups(subject: String) -> Result<BackupsView, AppError> {
         .map(|r| RestoreView {
             id: r.id,
             backup_id: r.backup_id,
-            status: r.status.clone(),
+            status: r.status,
             bytes: r.bytes,
             total: size_of(r.backup_id),
             error: r.error.clone(),
@@ -457,7 +453,7 @@ pub async fn add_schedule(
 ) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let new =
-        NewSchedule::parse(edge::id(&destination_id)?, &cron, &timezone, &keep_last, ticked(&drill)).map_err(fail)?;
+        NewSchedule::parse(edge::id(&destination_id)?, &cron, &timezone, &keep_last, edge::checked(&drill)).map_err(fail)?;
     let id = backups::create_schedule(&ctx.engine, &caller, self::subject(&subject)?, new)
         .await
         .map_err(fail)?;

@@ -31,6 +31,10 @@ async fn me(ctx: &edge::ServerContext, caller: &engine::accounts::Caller) -> Res
         org_id: caller.org_id.0,
         org_name,
         role: caller.role.as_str().to_owned(),
+        instance_admin: caller.instance_admin,
+        can_create_org: engine::instance::may_create_org(&ctx.engine, caller)
+            .await
+            .map_err(fail)?,
         orgs: orgs
             .into_iter()
             .map(|o| OrgView {
@@ -55,13 +59,22 @@ pub async fn get_session_state() -> Result<SessionState, AppError> {
     }
 }
 
-/// Creates the first owner and their organization; refused once an owner exists.
+/// Creates the first owner (an instance administrator) and their organization,
+/// with the setup token Berth printed at start; refused once an owner exists.
 #[server(endpoint = "onboard")]
-pub async fn onboard(name: String, email: String, password: String, organization: String) -> Result<(), AppError> {
+pub async fn onboard(
+    setup_token: String,
+    name: String,
+    email: String,
+    password: String,
+    organization: String,
+) -> Result<(), AppError> {
     let ctx = edge::context()?;
     let account = NewAccount::parse(&name, &email, &password).map_err(fail)?;
     let org = OrgName::parse(&organization).map_err(fail)?;
-    let (caller, _) = accounts::onboard(&ctx.engine, account, org).await.map_err(fail)?;
+    let (caller, _) = accounts::onboard(&ctx.engine, &setup_token, account, org)
+        .await
+        .map_err(fail)?;
     edge::set_session_cookie(&ctx, &caller.token);
     Ok(())
 }
@@ -106,10 +119,20 @@ pub async fn change_password(current_password: String, new_password: String) -> 
 /// Whether Docker answers, for the banner in the app shell.
 #[server(endpoint = "system/status")]
 pub async fn get_system_status() -> Result<SystemStatus, AppError> {
-    let (ctx, _caller) = edge::caller().await?;
-    let docker_error = ctx.engine.docker.info().await.err().map(|e| e.to_string());
-    Ok(SystemStatus {
-        docker_error,
-        docker_host: ctx.engine.docker.host(),
+    let (ctx, caller) = edge::caller().await?;
+    let docker_error = ctx.engine.docker.info().await.err();
+    // Where Docker is and what it said are the host's business: the
+    // operator's. Everyone else learns only that deploys cannot run.
+    Ok(if caller.instance_admin {
+        SystemStatus {
+            docker_error: docker_error.map(|e| e.to_string()),
+            docker_host: ctx.engine.docker.host(),
+        }
+    } else {
+        SystemStatus {
+            docker_error: docker_error
+                .map(|_| "the Docker engine does not answer; tell this instance's administrator".to_owned()),
+            docker_host: String::new(),
+        }
     })
 }

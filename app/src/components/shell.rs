@@ -118,12 +118,18 @@ fn DockerBanner() -> impl IntoView {
                     Ok(s) => s.docker_error.map(|err| view! {
                         <div role="status" id="docker-banner" class="mb-6 rounded-md border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
                             <p class="font-semibold">"Docker is unreachable, so apps cannot be deployed yet."</p>
-                            <p class="mt-1 break-words">"Berth tried " <code>{s.docker_host}</code> ": " {err}</p>
-                            <p class="mt-1">
-                                "Start the Docker engine (" <code>"systemctl start docker"</code>
-                                ", or run " <code>"make run"</code> " as root with docker.io installed), or point "
-                                <code>"DOCKER_HOST"</code> " at a reachable engine, then reload."
-                            </p>
+                            {if s.docker_host.is_empty() {
+                                view! { <p class="mt-1 break-words">{err}</p> }.into_any()
+                            } else {
+                                view! {
+                                    <p class="mt-1 break-words">"Berth tried " <code>{s.docker_host}</code> ": " {err}</p>
+                                    <p class="mt-1">
+                                        "Start the Docker engine (" <code>"systemctl start docker"</code>
+                                        ", or run " <code>"make run"</code> " as root with docker.io installed), or point "
+                                        <code>"DOCKER_HOST"</code> " at a reachable engine, then reload."
+                                    </p>
+                                }.into_any()
+                            }}
                         </div>
                     }),
                     Err(_) => None,

@@ -3,6 +3,7 @@
 //! container settings (Advanced).
 
 use crate::api::apps::{
+    ResetHostKey,
     get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain, RevealEnv,
     RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
 };
@@ -182,6 +183,7 @@ fn GeneralTab(app: AppView, actions: Actions) -> impl IntoView {
         "Registry password (optional)"
     };
     let rotate_id = id.clone();
+    let pin_id = id.clone();
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Source and build"</h2>
@@ -200,6 +202,7 @@ fn GeneralTab(app: AppView, actions: Actions) -> impl IntoView {
                         {if app.has_secret { "A secret is stored (encrypted). Leave empty to keep it." } else { "None stored." }}
                     </p>
                     <label class="mt-1 flex items-center gap-2 text-xs"><input type="checkbox" name="clear_secret" />"Remove the stored secret"</label>
+                    <p class="mt-1 text-xs text-slate-500">"Moving to another registry or git host removes a stored secret unless you enter one."</p>
                 </div>
                 <Field label="Dockerfile" name="dockerfile" value=app.dockerfile.clone() error />
                 <Field label="Build context" name="context" value=app.context.clone() error />
@@ -236,15 +239,42 @@ fn GeneralTab(app: AppView, actions: Actions) -> impl IntoView {
                 "Rotate secret and token"
             </button>
         </section>
+        {app.host_key_pinned.then(|| view! { <HostKeyPin id=pin_id can_reset=can_delete /> })}
         <Show when=move || can_delete>
             <DeleteApp id=id.clone() project=app.project_id.to_string() />
         </Show>
     }
 }
 
+/// The ssh host key pinned at the first clone, and (for admins) its reset.
+#[component]
+fn HostKeyPin(id: String, can_reset: bool) -> impl IntoView {
+    let reset = ServerAction::<ResetHostKey>::new();
+    let error = action_error(reset);
+    let done = move || matches!(reset.value().get(), Some(Ok(())));
+    view! {
+        <section class=CARD id="host-key">
+            <h2 class="mb-2 font-semibold">"ssh host key"</h2>
+            <p class="mb-3 text-sm text-slate-500">
+                "The repository server's host key was pinned at the first clone; a clone that meets another key fails. \
+                 Reset only if you know the server's key changed."
+            </p>
+            <Show when=move || can_reset>
+                <button type="button" class=BUTTON_QUIET id="reset-host-key" on:click={
+                    let id = id.clone();
+                    move |_| { reset.dispatch(ResetHostKey { id: id.clone() }); }
+                }>"Reset the pinned key"</button>
+            </Show>
+            <Show when=done><span class="ml-3 text-sm text-emerald-600">"Reset: the next clone pins the current key."</span></Show>
+            <FormError error />
+        </section>
+    }
+}
+
 #[component]
 fn DeleteApp(id: String, project: String) -> impl IntoView {
     let delete = ServerAction::<DeleteApp>::new();
+    let volumes = RwSignal::new(false);
     let error = action_error(delete);
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -255,9 +285,14 @@ fn DeleteApp(id: String, project: String) -> impl IntoView {
     view! {
         <section class=CARD>
             <h2 class="mb-2 font-semibold text-red-700 dark:text-red-400">"Danger zone"</h2>
+            <label class="mb-3 flex items-center gap-2 text-sm">
+                <input type="checkbox" id="delete-app-volumes" on:change=move |ev| volumes.set(event_target_checked(&ev)) />
+                "Also delete its named volumes (their data is gone for good)"
+            </label>
             <button type="button" class=BUTTON_DANGER id="delete-app" on:click=move |_| {
                 if window().confirm_with_message("Delete this application, its containers, route and images?").unwrap_or(false) {
-                    delete.dispatch(DeleteApp { id: id.clone() });
+                    let remove_volumes = volumes.get_untracked().then(|| "on".to_owned());
+                    delete.dispatch(DeleteApp { id: id.clone(), remove_volumes });
                 }
             }>"Delete application"</button>
             <FormError error />
@@ -323,7 +358,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
             let scheme = if d.https { "https" } else { "http" };
             let prefix = if d.path_prefix == "/" { String::new() } else { d.path_prefix.clone() };
             view! {
-                <li class="flex items-center justify-between gap-2 py-2" data-domain=d.host.clone()>
+                <li class="flex items-center justify-between gap-2 py-2" data-domain=d.host.clone() data-generated=generated.then_some("true")>
                     <span class="font-mono text-sm">{format!("{scheme}://{}{}", d.host, prefix)}
                         {d.port.map(|p| format!(" → :{p}"))}
                         {if d.strip_prefix { " (prefix stripped)" } else { "" }}

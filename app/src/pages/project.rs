@@ -134,7 +134,16 @@ fn EnvironmentRow(env: EnvironmentView, actions: EnvActions) -> impl IntoView {
                     <button
                         type="button"
                         class=BUTTON_DANGER
-                        on:click=move |_| { actions.delete.dispatch(DeleteEnvironment { id: delete_id.clone() }); }
+                        on:click=move |_| {
+                            let w = window();
+                            if w.confirm_with_message("Delete this environment with its applications and databases?").unwrap_or(false) {
+                                let remove_volumes = w
+                                    .confirm_with_message("Also delete their data volumes? Cancel keeps them.")
+                                    .unwrap_or(false)
+                                    .then(|| "on".to_owned());
+                                actions.delete.dispatch(DeleteEnvironment { id: delete_id.clone(), remove_volumes });
+                            }
+                        }
                     >
                         "Delete"
                     </button>
@@ -147,6 +156,7 @@ fn EnvironmentRow(env: EnvironmentView, actions: EnvActions) -> impl IntoView {
 #[component]
 fn DeleteProjectButton(id: String) -> impl IntoView {
     let delete = ServerAction::<DeleteProject>::new();
+    let volumes = RwSignal::new(false);
     let error = action_error(delete);
     let navigate = use_navigate();
     Effect::new(move |_| {
@@ -157,14 +167,19 @@ fn DeleteProjectButton(id: String) -> impl IntoView {
     view! {
         <section class=CARD>
             <h2 class="mb-2 font-semibold text-red-700 dark:text-red-400">"Danger zone"</h2>
-            <p class="mb-3 text-sm text-slate-500">"Deleting a project deletes its environments."</p>
+            <p class="mb-3 text-sm text-slate-500">"Deleting a project deletes its environments, with their applications and databases."</p>
+            <label class="mb-3 flex items-center gap-2 text-sm">
+                <input type="checkbox" id="delete-project-volumes" on:change=move |ev| volumes.set(event_target_checked(&ev)) />
+                "Also delete their data volumes (gone for good)"
+            </label>
             <button
                 type="button"
                 class=BUTTON_DANGER
                 id="delete-project"
                 on:click=move |_| {
-                    if window().confirm_with_message("Delete this project and its environments?").unwrap_or(false) {
-                        delete.dispatch(DeleteProject { id: id.clone() });
+                    if window().confirm_with_message("Delete this project, its environments, applications and databases?").unwrap_or(false) {
+                        let remove_volumes = volumes.get_untracked().then(|| "on".to_owned());
+                        delete.dispatch(DeleteProject { id: id.clone(), remove_volumes });
                     }
                 }
             >

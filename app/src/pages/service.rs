@@ -102,10 +102,10 @@ fn ServiceBody(
     let path = format!("/services/{}", service.id);
     let tabs = view! { <Tabs base=path.clone() tabs=&TABS current=tab /> };
     let latest = move || status.get().flatten();
-    let first = (service.state.clone(), service.ready, service.last_error.clone());
+    let first = (service.state, service.ready, service.last_error.clone());
     let state = Signal::derive({
-        let first = first.0.clone();
-        move || latest().map(|s| s.state).unwrap_or_else(|| first.clone())
+        let first = first.0;
+        move || latest().map(|s| s.state).unwrap_or_else(|| first)
     });
     let ready = Signal::derive(move || latest().map(|s| s.ready).unwrap_or(first.1));
     let last_error = Signal::derive(move || latest().map(|s| s.last_error).unwrap_or_else(|| first.2.clone()));

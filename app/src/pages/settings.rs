@@ -5,6 +5,7 @@
 use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
+use crate::api::instance::{get_instance, SetInstanceAdmin, SetOrgCreation};
 use crate::api::session::{ChangePassword, UpdateProfile};
 use crate::components::backups::BackupsPanel;
 use crate::components::ui::{
@@ -18,6 +19,8 @@ use leptos::prelude::*;
 pub fn SettingsPage() -> impl IntoView {
     let me = use_context::<Me>();
     let manage = me.as_ref().map(|m| m.can_manage()).unwrap_or(false);
+    let admin = me.as_ref().map(|m| m.instance_admin).unwrap_or(false);
+    let create_org = me.as_ref().map(|m| m.can_create_org).unwrap_or(false);
     let name = me.map(|m| m.name).unwrap_or_default();
     view! {
         <div class="mx-auto max-w-4xl space-y-6">
@@ -28,10 +31,13 @@ pub fn SettingsPage() -> impl IntoView {
             <Show when=move || manage>
                 <Invites />
             </Show>
-            <Show when=move || manage>
+            <Show when=move || create_org>
+                <NewOrganization />
+            </Show>
+            <Show when=move || admin>
+                <Instance />
                 <OwnDatabase />
             </Show>
-            <NewOrganization />
         </div>
     }
 }
@@ -223,8 +229,78 @@ fn NewOrganization() -> impl IntoView {
     }
 }
 
-/// Backups of Berth's own database: shown to owners and admins of the
-/// organization that onboarded the instance (the API answers 404 to others).
+/// The instance itself, for its administrators: who may create organizations,
+/// who else administers it, and what the operator allows of the host.
+#[component]
+fn Instance() -> impl IntoView {
+    let org_creation = ServerAction::<SetOrgCreation>::new();
+    let set_admin = ServerAction::<SetInstanceAdmin>::new();
+    let error = Signal::derive(move || {
+        org_creation
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .or_else(|| set_admin.value().get().and_then(|r| r.err()))
+    });
+    let view_ = Resource::new(
+        move || (org_creation.version().get(), set_admin.version().get()),
+        |_| get_instance(),
+    );
+    view! {
+        <section class=CARD id="instance">
+            <h2 class="mb-3 font-semibold">"This instance"</h2>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match view_.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(i) => {
+                            let anyone = i.org_creation == "anyone";
+                            let roots = if i.bind_roots.is_empty() { "none".to_owned() } else { i.bind_roots.join(", ") };
+                            view! {
+                                <ActionForm action=org_creation attr:class="mb-4 flex flex-col gap-3 sm:flex-row sm:items-end">
+                                    <label class="block flex-1 text-sm font-medium">"Who may create organizations"
+                                        <select name="org_creation" class=INPUT id="field-org_creation">
+                                            <option value="admins" selected=!anyone>"Instance administrators"</option>
+                                            <option value="anyone" selected=anyone>"Anyone signed in"</option>
+                                        </select>
+                                    </label>
+                                    <Submit label="Save" pending=org_creation.pending() />
+                                </ActionForm>
+                                <h3 class="mb-2 text-sm font-semibold">"Administrators"</h3>
+                                <ul class="mb-4 divide-y divide-slate-200 dark:divide-slate-800">
+                                    {i.users.into_iter().map(|u| {
+                                        let id = u.id.to_string();
+                                        let next = if u.instance_admin { "false" } else { "true" };
+                                        let email = u.email.clone();
+                                        view! {
+                                            <li class="flex items-center justify-between py-2 text-sm" data-user=email>
+                                                <span>{u.name} " · " {u.email}
+                                                    {u.instance_admin.then(|| view! { <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs text-indigo-800 dark:bg-indigo-950 dark:text-indigo-300">"administrator"</span> })}
+                                                </span>
+                                                <button type="button" class=BUTTON_QUIET on:click=move |_| {
+                                                    set_admin.dispatch(SetInstanceAdmin { user_id: id.clone(), admin: next.to_owned() });
+                                                }>{if u.instance_admin { "Remove administrator" } else { "Make administrator" }}</button>
+                                            </li>
+                                        }
+                                    }).collect_view()}
+                                </ul>
+                                <p class="text-xs text-slate-500">
+                                    "Set by the operator: host paths that may be mounted (BERTH_BIND_ROOTS): " {roots}
+                                    "; private network targets: " {if i.allow_private_targets { "allowed" } else { "refused" }}
+                                    "; images only on this host: " {if i.allow_local_images { "allowed" } else { "refused" }} "."
+                                </p>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+            <FormError error />
+        </section>
+    }
+}
+
+/// Backups of Berth's own database: for instance administrators (the API
+/// answers 404 to everyone else).
 #[component]
 fn OwnDatabase() -> impl IntoView {
     let allowed = Resource::new(|| (), |_| crate::api::services::list_backups("berth".into()));

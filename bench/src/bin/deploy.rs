@@ -145,7 +145,7 @@ async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<S
         },
     )
     .await?;
-    let host = format!("{name}.localhost");
+    let host = engine::testing::generated_host(e, c, app).await;
     // Warm-up: the first deployment creates the network route and Traefik's state.
     settle(e, c, deploy::deploy(e, c, app).await?).await?;
     let (mut berth, mut raw) = (Vec::new(), Vec::new());
@@ -305,7 +305,7 @@ async fn git_dockerfile(env: &DeployEnv, c: &Caller, envid: EnvironmentId, work:
         },
     )
     .await?;
-    let host = format!("{name}.localhost");
+    let host = engine::testing::generated_host(e, c, app).await;
     settle(e, c, deploy::deploy(e, c, app).await?).await?;
     let (mut berth, mut raw) = (Vec::new(), Vec::new());
     for i in 0..4 {

@@ -15,8 +15,6 @@ use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-use rand::RngCore;
-use sha2::{Digest, Sha256};
 use spec::{AppName, Build, DomainName, Runtime, Source};
 use uuid::Uuid;
 
@@ -36,10 +34,10 @@ pub enum AppError {
 
 impl From<diesel::result::Error> for AppError {
     fn from(e: diesel::result::Error) -> Self {
-        if is_unique_violation(&e, "applications_name_key") {
+        if is_unique_violation(&e, "applications_org_name_key") {
             return ValidationError::new(
                 AppName::FIELD,
-                "an application with this name already exists on this server",
+                "an application with this name already exists in this organization",
             )
             .into();
         }
@@ -80,6 +78,9 @@ pub struct Application {
     pub runtime: Runtime,
     pub live_deployment_id: Option<DeploymentId>,
     pub created_at: DateTime<Utc>,
+    /// Made before resources were named from IDs: its volumes keep their old
+    /// names (the data lives there).
+    pub legacy_names: bool,
 }
 
 #[derive(Queryable, Selectable)]
@@ -96,6 +97,7 @@ pub(crate) struct AppRow {
     runtime: serde_json::Value,
     live_deployment_id: Option<Uuid>,
     created_at: DateTime<Utc>,
+    legacy_names: bool,
 }
 
 impl AppRow {
@@ -118,6 +120,7 @@ impl AppRow {
                 runtime,
                 live_deployment_id: self.live_deployment_id.map(DeploymentId),
                 created_at: self.created_at,
+                legacy_names: self.legacy_names,
             },
             self.source_secret,
         ))
@@ -171,15 +174,26 @@ pub struct NewApp {
     pub runtime: Runtime,
 }
 
-/// A token of 32 random bytes, URL-safe.
-pub(crate) fn random_token() -> String {
-    let mut b = [0u8; 32];
-    rand::rngs::OsRng.fill_bytes(&mut b);
-    hex::encode(b)
-}
+/// Where an application's sealed values live (each opens only in its own slot).
+pub(crate) mod slot {
+    use crate::secrets::Slot;
 
-pub(crate) fn token_hash(token: &str) -> String {
-    hex::encode(Sha256::digest(token.as_bytes()))
+    pub fn source_secret(app: &str) -> Slot<'_> {
+        Slot::new("applications", "source_secret", app)
+    }
+
+    pub fn webhook_secret(app: &str) -> Slot<'_> {
+        Slot::new("applications", "webhook_secret", app)
+    }
+
+    pub fn deploy_token(app: &str) -> Slot<'_> {
+        Slot::new("applications", "deploy_token", app)
+    }
+
+    /// `row` is `<app id>/<NAME>`.
+    pub fn env(row: &str) -> Slot<'_> {
+        Slot::new("app_env_vars", "value", row)
+    }
 }
 
 fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
@@ -187,15 +201,49 @@ fn json<T: serde::Serialize>(v: &T) -> serde_json::Value {
 }
 
 /// Checks what depends on the caller's role: host bind mounts are admin-only.
-fn check_runtime(caller: &Caller, runtime: &Runtime) -> Result<(), AppError> {
-    if runtime.volumes.iter().any(|v| v.bind) && !caller.role.can_manage() {
-        return Err(AppError::Forbidden("only admins and owners can mount host paths"));
+/// Host bind mounts are a power over the host: instance administrators only, and
+/// only under the host paths the operator allows (`BERTH_BIND_ROOTS`).
+fn check_runtime(engine: &Engine, caller: &Caller, runtime: &Runtime) -> Result<(), AppError> {
+    for v in runtime.volumes.iter().filter(|v| v.bind) {
+        if !caller.instance_admin {
+            return Err(AppError::Forbidden("only instance administrators can mount host paths"));
+        }
+        if !bind_allowed(&engine.deploy.host.bind_roots, std::path::Path::new(&v.source)) {
+            return Err(ValidationError::new(
+                "volumes",
+                format!(
+                    "{} is not under a host path this instance allows mounting (BERTH_BIND_ROOTS)",
+                    v.source
+                ),
+            )
+            .into());
+        }
     }
     Ok(())
 }
 
+/// Whether `path` may be bind-mounted under `roots`: it must lie under one of
+/// them (by whole path components). The Docker socket and `/` are allowed only
+/// when a root names them exactly: mounting either hands over the host.
+pub fn bind_allowed(roots: &[std::path::PathBuf], path: &std::path::Path) -> bool {
+    let clean = path.is_absolute()
+        && path
+            .components()
+            .all(|c| matches!(c, std::path::Component::RootDir | std::path::Component::Normal(_)));
+    if !clean {
+        return false;
+    }
+    let named = roots.iter().any(|r| r == path);
+    let dangerous = path == std::path::Path::new("/") || path.file_name().is_some_and(|n| n == "docker.sock");
+    if dangerous {
+        return named;
+    }
+    roots.iter().any(|r| path.starts_with(r) && !(r == std::path::Path::new("/") && path.ends_with("docker.sock")))
+}
+
 pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<AppId, AppError> {
-    check_runtime(caller, &new.runtime)?;
+    check_runtime(engine, caller, &new.runtime)?;
+    check_source(engine, &new.source)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
     let env_ok: bool = diesel::select(diesel::dsl::exists(
@@ -208,36 +256,62 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<App
     if !env_ok {
         return Err(AppError::NotFound);
     }
-    // Apps and database services share the network's name space (hostnames).
+    if crate::network::is_reserved_alias(new.name.as_str()) {
+        return Err(ValidationError::new(AppName::FIELD, "names of the form d-<32 hex digits> are reserved").into());
+    }
+    // Apps and database services share their organization's network's names.
     let taken: bool = diesel::select(diesel::dsl::exists(
         crate::db::schema::database_services::table
+            .filter(crate::db::schema::database_services::organization_id.eq(org))
             .filter(crate::db::schema::database_services::name.eq(new.name.as_str())),
     ))
     .get_result(&mut conn)
     .await?;
     if taken {
-        return Err(ValidationError::new(AppName::FIELD, "a database service already has this name").into());
+        return Err(ValidationError::new(
+            AppName::FIELD,
+            "a database service in this organization already has this name",
+        )
+        .into());
     }
-    let default_host = format!("{}.{}", new.name.as_str(), engine.deploy.base_domain);
+    // The id is made here: the secrets are sealed for this row, and the
+    // generated domain carries part of it (names are unique per organization
+    // only; generated hosts stay unique on the server).
+    let id = Uuid::new_v4();
+    // A DNS label is at most 63 characters: the name's part is cut to fit.
+    let name_part = new.name.as_str();
+    let name_part = name_part[..name_part.len().min(54)].trim_end_matches('-');
+    let default_host = format!(
+        "{name_part}-{}.{}",
+        &id.simple().to_string()[..8],
+        engine.deploy.base_domain
+    );
     let default_host = DomainName::parse(&default_host)?;
-    let webhook_secret = random_token();
-    let deploy_token = random_token();
-    let sealed_source_secret = new.source_secret.as_deref().map(|s| engine.secret.seal(s.as_bytes()));
+    let webhook_secret = crate::secrets::random_token();
+    let deploy_token = crate::secrets::random_token();
+    let row = id.to_string();
+    let sealed_source_secret = new
+        .source_secret
+        .as_deref()
+        .map(|s| engine.secret.seal(slot::source_secret(&row), s.as_bytes()));
     let id = conn
         .transaction::<_, AppError, _>(async |conn| {
             let id: Uuid = diesel::insert_into(applications::table)
                 .values((
+                    applications::id.eq(id),
                     applications::organization_id.eq(org),
                     applications::environment_id.eq(new.environment.0),
                     applications::name.eq(new.name.as_str()),
                     applications::description.eq(new.description.as_str()),
                     applications::source.eq(json(&new.source)),
+                    applications::repo_key.eq(new.source.repo_key()),
                     applications::source_secret.eq(sealed_source_secret),
                     applications::build.eq(json(&new.build)),
                     applications::runtime.eq(json(&new.runtime)),
-                    applications::webhook_secret.eq(engine.secret.seal(webhook_secret.as_bytes())),
-                    applications::deploy_token_hash.eq(token_hash(&deploy_token)),
-                    applications::deploy_token.eq(engine.secret.seal(deploy_token.as_bytes())),
+                    applications::webhook_secret
+                        .eq(engine.secret.seal(slot::webhook_secret(&row), webhook_secret.as_bytes())),
+                    applications::deploy_token_hash.eq(crate::secrets::token_hash(&deploy_token)),
+                    applications::deploy_token.eq(engine.secret.seal(slot::deploy_token(&row), deploy_token.as_bytes())),
                 ))
                 .returning(applications::id)
                 .get_result(conn)
@@ -401,6 +475,10 @@ pub enum SecretChange {
     Set(String),
 }
 
+/// Changes where the app comes from. Moving to another registry or git host
+/// drops the stored password or key unless a new one is given (it must never be
+/// sent to a host it was not meant for), and a new git host drops the pinned
+/// ssh host key.
 pub async fn update_source(
     engine: &Engine,
     caller: &Caller,
@@ -409,45 +487,137 @@ pub async fn update_source(
     secret: SecretChange,
     build: Build,
 ) -> Result<(), AppError> {
+    check_source(engine, &source)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let scoped = applications::table
-        .filter(applications::id.eq(id.0))
-        .filter(applications::organization_id.eq(caller.org_id.0));
-    let n = match secret {
-        SecretChange::Keep => {
-            diesel::update(scoped)
-                .set((
-                    applications::source.eq(json(&source)),
-                    applications::build.eq(json(&build)),
-                    applications::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(&mut conn)
-                .await?
+    let org = caller.org_id.0;
+    conn.transaction::<_, AppError, _>(async |conn| {
+        let current: Option<serde_json::Value> = applications::table
+            .filter(applications::id.eq(id.0))
+            .filter(applications::organization_id.eq(org))
+            .select(applications::source)
+            .for_update()
+            .first(conn)
+            .await
+            .optional()?;
+        let current: Source = serde_json::from_value(current.ok_or(AppError::NotFound)?)
+            .map_err(|e| AppError::Corrupt(format!("source: {e}")))?;
+        let moved = current.credential_host() != source.credential_host();
+        let secret = match secret {
+            SecretChange::Keep if moved => SecretChange::Clear,
+            other => other,
+        };
+        let scoped = applications::table.filter(applications::id.eq(id.0));
+        diesel::update(scoped)
+            .set((
+                applications::source.eq(json(&source)),
+                applications::repo_key.eq(source.repo_key()),
+                applications::build.eq(json(&build)),
+                applications::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?;
+        match secret {
+            SecretChange::Keep => {}
+            SecretChange::Clear => {
+                diesel::update(scoped)
+                    .set(applications::source_secret.eq(None::<String>))
+                    .execute(conn)
+                    .await?;
+            }
+            SecretChange::Set(s) => {
+                let sealed = engine.secret.seal(slot::source_secret(&id.to_string()), s.as_bytes());
+                diesel::update(scoped)
+                    .set(applications::source_secret.eq(sealed))
+                    .execute(conn)
+                    .await?;
+            }
         }
-        SecretChange::Clear | SecretChange::Set(_) => {
-            let sealed = match secret {
-                SecretChange::Set(s) => Some(engine.secret.seal(s.as_bytes())),
-                _ => None,
-            };
+        if moved {
             diesel::update(scoped)
-                .set((
-                    applications::source.eq(json(&source)),
-                    applications::source_secret.eq(sealed),
-                    applications::build.eq(json(&build)),
-                    applications::updated_at.eq(diesel::dsl::now),
-                ))
-                .execute(&mut conn)
-                .await?
+                .set(applications::ssh_known_hosts.eq(None::<String>))
+                .execute(conn)
+                .await?;
         }
-    };
-    if n == 0 {
-        return Err(AppError::NotFound);
+        Ok(())
+    })
+    .await
+}
+
+/// Forgets the ssh host key pinned at the app's first clone, so the next clone
+/// accepts (and pins) the server's current one. Admins and owners only: a
+/// changed host key is also what an attacker in the middle looks like.
+pub async fn reset_host_key(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    load(&mut conn, caller.org_id.0, id).await?;
+    if !caller.role.can_manage() {
+        return Err(AppError::Forbidden("only admins and owners can reset a pinned host key"));
     }
+    diesel::update(
+        applications::table
+            .filter(applications::id.eq(id.0))
+            .filter(applications::organization_id.eq(caller.org_id.0)),
+    )
+    .set(applications::ssh_known_hosts.eq(None::<String>))
+    .execute(&mut conn)
+    .await?;
+    tracing::info!(app.id = %id, "pinned ssh host key reset");
     Ok(())
 }
 
+/// Whether an ssh host key is pinned for the app.
+pub async fn host_key_pinned(engine: &Engine, caller: &Caller, id: AppId) -> Result<bool, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let pinned: Option<Option<String>> = applications::table
+        .filter(applications::id.eq(id.0))
+        .filter(applications::organization_id.eq(caller.org_id.0))
+        .select(applications::ssh_known_hosts)
+        .first(&mut conn)
+        .await
+        .optional()?;
+    Ok(pinned.ok_or(AppError::NotFound)?.is_some())
+}
+
+/// What a source may name: not another app's build or a bare image ID (they
+/// name whatever is on this host), and not a repository host that is an
+/// address this instance may not reach (names are checked when cloning: they
+/// can change). The deploy checks again: rows made before stay safe.
+fn check_source(engine: &Engine, source: &Source) -> Result<(), AppError> {
+    match source {
+        Source::Image { image, .. } => crate::deploy::build::refuse_app_image(image)
+            .map_err(|why| ValidationError::new("image", why).into()),
+        Source::Git { url, .. } => {
+            if let Some(ep) = crate::deploy::git::endpoint(url) {
+                crate::outbound::Policy::of(engine)
+                    .check_literal(&ep.host)
+                    .map_err(|e| ValidationError::new("repository", e.to_string()))?;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// Sets `repo_key` where an earlier Berth left it empty (git apps made before
+/// webhooks looked apps up by it); returns how many. Run at start.
+pub async fn backfill_repo_keys(conn: &mut AsyncPgConnection) -> Result<usize, StoreError> {
+    let rows: Vec<(Uuid, serde_json::Value)> = applications::table
+        .filter(applications::repo_key.is_null())
+        .filter(diesel::dsl::sql::<diesel::sql_types::Bool>("source->>'type' = 'git'"))
+        .select((applications::id, applications::source))
+        .load(conn)
+        .await?;
+    let mut n = 0;
+    for (id, source) in rows {
+        let Ok(source) = serde_json::from_value::<Source>(source) else { continue };
+        n += diesel::update(applications::table.find(id).filter(applications::repo_key.is_null()))
+            .set(applications::repo_key.eq(source.repo_key()))
+            .execute(conn)
+            .await?;
+    }
+    Ok(n)
+}
+
 pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime: Runtime) -> Result<(), AppError> {
-    check_runtime(caller, &runtime)?;
+    check_runtime(engine, caller, &runtime)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = diesel::update(
         applications::table
@@ -483,7 +653,7 @@ pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(Str
                     app_env_vars::application_id.eq(id.0),
                     app_env_vars::organization_id.eq(org),
                     app_env_vars::name.eq(n.as_str()),
-                    app_env_vars::value.eq(engine.secret.seal(v.as_bytes())),
+                    app_env_vars::value.eq(engine.secret.seal(slot::env(&format!("{id}/{n}")), v.as_bytes())),
                 )
             })
             .collect();
@@ -503,7 +673,7 @@ pub async fn put_env(engine: &Engine, caller: &Caller, id: AppId, name: &str, va
     let name = spec::parse_env_name(name)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
-    let sealed = engine.secret.seal(value.as_bytes());
+    let sealed = engine.secret.seal(slot::env(&format!("{id}/{name}")), value.as_bytes());
     diesel::insert_into(app_env_vars::table)
         .values((
             app_env_vars::application_id.eq(id.0),
@@ -541,9 +711,8 @@ pub(crate) async fn decrypt_env(
         .map(|(n, sealed)| {
             let v = engine
                 .secret
-                .open(&sealed)
+                .open_text(slot::env(&format!("{id}/{n}")), &sealed)
                 .map_err(|e| AppError::Corrupt(format!("env {n}: {e}")))?;
-            let v = String::from_utf8(v).map_err(|_| AppError::Corrupt(format!("env {n}: not UTF-8")))?;
             Ok((n, v))
         })
         .collect()
@@ -656,34 +825,33 @@ pub async fn hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<Hooks,
         .await
         .optional()?
         .ok_or(AppError::NotFound)?;
-    let open = |s: &str| {
+    let row = id.to_string();
+    let open = |slot, s: &str| {
         engine
             .secret
-            .open(s)
-            .ok()
-            .and_then(|b| String::from_utf8(b).ok())
-            .ok_or_else(|| AppError::Corrupt("webhook secret".into()))
+            .open_text(slot, s)
+            .map_err(|e| AppError::Corrupt(format!("webhook settings: {e}")))
     };
     Ok(Hooks {
-        github_secret: open(&secret)?,
-        deploy_token: open(&token)?,
+        github_secret: open(slot::webhook_secret(&row), &secret)?,
+        deploy_token: open(slot::deploy_token(&row), &token)?,
     })
 }
 
 /// New webhook secret and deploy token; the old ones stop working at once.
 pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let secret = random_token();
-    let token = random_token();
+    let secret = crate::secrets::random_token();
+    let token = crate::secrets::random_token();
     let n = diesel::update(
         applications::table
             .filter(applications::id.eq(id.0))
             .filter(applications::organization_id.eq(caller.org_id.0)),
     )
     .set((
-        applications::webhook_secret.eq(engine.secret.seal(secret.as_bytes())),
-        applications::deploy_token_hash.eq(token_hash(&token)),
-        applications::deploy_token.eq(engine.secret.seal(token.as_bytes())),
+        applications::webhook_secret.eq(engine.secret.seal(slot::webhook_secret(&id.to_string()), secret.as_bytes())),
+        applications::deploy_token_hash.eq(crate::secrets::token_hash(&token)),
+        applications::deploy_token.eq(engine.secret.seal(slot::deploy_token(&id.to_string()), token.as_bytes())),
     ))
     .execute(&mut conn)
     .await?;
@@ -694,8 +862,9 @@ pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result
 }
 
 /// Deletes the application: its containers, route and images go first (best
-/// effort, logged), then the rows. Admins and owners only.
-pub async fn delete(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
+/// effort, logged), then the rows; its named volumes only when asked. Admins
+/// and owners only.
+pub async fn delete(engine: &Engine, caller: &Caller, id: AppId, remove_volumes: bool) -> Result<(), AppError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (app, _) = load(&mut conn, caller.org_id.0, id).await?;
     if !caller.role.can_manage() {
@@ -715,12 +884,60 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), A
     .set(deployments::cancel_requested.eq(true))
     .execute(&mut conn)
     .await?;
-    crate::proxy::remove_app(engine, &app.name).await;
+    crate::proxy::remove_app(engine, id).await;
     crate::deploy::runtime::remove_app_containers(engine, id).await;
+    let images: Vec<String> = deployments::table
+        .filter(deployments::application_id.eq(id.0))
+        .filter(deployments::image.is_not_null())
+        .select(deployments::image.assume_not_null())
+        .distinct()
+        .load(&mut conn)
+        .await?;
     diesel::delete(applications::table.filter(applications::id.eq(id.0)))
         .execute(&mut conn)
         .await?;
-    crate::deploy::runtime::remove_app_images(engine, &app.name).await;
-    tracing::info!(app.id = %id, "application deleted");
+    crate::deploy::runtime::remove_app_images(engine, id, &images).await;
+    if remove_volumes {
+        let app_ref = crate::deploy::runtime::AppRef {
+            id,
+            org: caller.org_id,
+            name: &app.name,
+            runtime: &app.runtime,
+            legacy_names: app.legacy_names,
+        };
+        for v in app.runtime.volumes.iter().filter(|v| !v.bind) {
+            let name = crate::deploy::runtime::volume_name(engine, app_ref, &v.source);
+            if let Err(e) = engine.docker.remove_volume(&name).await {
+                tracing::warn!(error = %e, volume = %name, "removing an application volume");
+            }
+        }
+    }
+    tracing::info!(app.id = %id, remove_volumes, "application deleted");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bind_allowed;
+    use std::path::{Path, PathBuf};
+
+    #[test]
+    fn bind_mounts_stay_under_the_allowed_roots_and_never_reach_the_socket_or_root() {
+        let roots = vec![PathBuf::from("/srv/data"), PathBuf::from("/")];
+        assert!(!bind_allowed(&[], Path::new("/srv/data/x")), "nothing is allowed by default");
+        let srv = vec![PathBuf::from("/srv/data")];
+        assert!(bind_allowed(&srv, Path::new("/srv/data")));
+        assert!(bind_allowed(&srv, Path::new("/srv/data/app/uploads")));
+        assert!(!bind_allowed(&srv, Path::new("/srv/database")), "whole components only");
+        assert!(!bind_allowed(&srv, Path::new("/srv/data/../../etc")), "no ..");
+        assert!(!bind_allowed(&srv, Path::new("srv/data")), "absolute only");
+        assert!(!bind_allowed(&srv, Path::new("/srv/data/docker.sock")));
+        // `/` as a root opens everything but the socket; `/` itself must be named.
+        assert!(bind_allowed(&roots, Path::new("/etc")));
+        assert!(bind_allowed(&roots, Path::new("/")));
+        assert!(!bind_allowed(&roots, Path::new("/var/run/docker.sock")));
+        assert!(!bind_allowed(&[PathBuf::from("/var/run")], Path::new("/var/run/docker.sock")));
+        assert!(bind_allowed(&[PathBuf::from("/var/run/docker.sock")], Path::new("/var/run/docker.sock")));
+        assert!(!bind_allowed(&srv, Path::new("/")));
+    }
 }

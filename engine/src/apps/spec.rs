@@ -405,6 +405,54 @@ fn dot() -> String {
     ".".into()
 }
 
+impl Source {
+    /// The host a stored registry password or deploy key is sent to: the
+    /// image's registry (`docker.io` when the reference names none), or the git
+    /// remote's host and port.
+    pub fn credential_host(&self) -> String {
+        match self {
+            Source::Image { image, .. } => {
+                let first = image.split('/').next().unwrap_or("");
+                if image.contains('/') && (first.contains('.') || first.contains(':') || first == "localhost") {
+                    first.to_ascii_lowercase()
+                } else {
+                    "docker.io".into()
+                }
+            }
+            Source::Git { url, .. } => match crate::deploy::git::endpoint(url) {
+                Some(ep) => format!("{}:{}", ep.host, ep.port),
+                None => url.clone(),
+            },
+        }
+    }
+
+    /// A git source's repository as webhooks name it (host and path, lower-case
+    /// host, no scheme, user, port, `.git` or trailing slash); `None` for images.
+    pub fn repo_key(&self) -> Option<String> {
+        match self {
+            Source::Git { url, .. } => Some(repo_key(url)),
+            Source::Image { .. } => None,
+        }
+    }
+}
+
+/// Repository URLs the way a person compares them: scheme, credentials, port,
+/// `.git` and the case of the host aside (`git@github.com:o/r.git` =
+/// `https://github.com/o/r`).
+pub fn repo_key(url: &str) -> String {
+    let u = url.trim().trim_end_matches('/');
+    let u = u.strip_suffix(".git").unwrap_or(u);
+    let rest = match u.split_once("://") {
+        Some((_, r)) => r.to_owned(),
+        // scp-like user@host:path
+        None => u.replacen(':', "/", 1),
+    };
+    let rest = rest.rsplit_once('@').map(|(_, r)| r.to_owned()).unwrap_or(rest);
+    let (host, path) = rest.split_once('/').unwrap_or((&rest, ""));
+    let host = host.split(':').next().unwrap_or(host);
+    format!("{}/{}", host.to_ascii_lowercase(), path)
+}
+
 /// How a git source becomes an image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

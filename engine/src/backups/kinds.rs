@@ -34,23 +34,31 @@ enum Rows {
 
 impl Rows {
     /// The next due job, locked (`SKIP LOCKED`); one job per service at a time.
+    /// The next job to claim: of the organization with the fewest running now
+    /// (one organization's long queue does not starve another's), oldest first.
     fn due(self) -> &'static str {
         match self {
             Rows::Backups => {
                 "SELECT b.id FROM backups b WHERE b.status = 'queued'
                    AND NOT EXISTS (SELECT 1 FROM backups o WHERE o.status = 'running' AND o.service_id = b.service_id)
                    AND NOT EXISTS (SELECT 1 FROM restores r WHERE r.status = 'running' AND r.service_id = b.service_id)
-                 ORDER BY b.created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                 ORDER BY (SELECT count(*) FROM backups a WHERE a.status = 'running'
+                            AND a.organization_id = b.organization_id), b.created_at
+                 LIMIT 1 FOR UPDATE SKIP LOCKED"
             }
             Rows::Restores => {
                 "SELECT r.id FROM restores r WHERE r.status = 'queued'
                    AND NOT EXISTS (SELECT 1 FROM restores o WHERE o.status = 'running' AND o.service_id = r.service_id)
                    AND NOT EXISTS (SELECT 1 FROM backups b WHERE b.status = 'running' AND b.service_id = r.service_id)
-                 ORDER BY r.created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                 ORDER BY (SELECT count(*) FROM restores a WHERE a.status = 'running'
+                            AND a.organization_id = r.organization_id), r.created_at
+                 LIMIT 1 FOR UPDATE SKIP LOCKED"
             }
             Rows::Drills => {
-                "SELECT id FROM backups WHERE drill_status = 'queued'
-                 ORDER BY created_at LIMIT 1 FOR UPDATE SKIP LOCKED"
+                "SELECT d.id FROM backups d WHERE d.drill_status = 'queued'
+                 ORDER BY (SELECT count(*) FROM backups a WHERE a.drill_status = 'running'
+                            AND a.organization_id = d.organization_id), d.created_at
+                 LIMIT 1 FOR UPDATE SKIP LOCKED"
             }
         }
     }
@@ -308,7 +316,7 @@ impl JobKind for RestoreKind {
 
     fn run<'a>(&'a self, engine: &'a Engine, id: Uuid, ctx: JobContext) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let result = work::run_restore(engine, id, &ctx.progress).await;
+            let result = work::bounded(engine, "the restore", work::run_restore(engine, id, &ctx.progress)).await;
             if let Ok(mut conn) = engine.db.get().await {
                 let _ = diesel::update(restores::table.find(id))
                     .set(restores::bytes.eq(AtomicU64::load(&ctx.progress, Ordering::Relaxed) as i64))
@@ -368,7 +376,7 @@ impl JobKind for DrillKind {
 
     fn run<'a>(&'a self, engine: &'a Engine, id: Uuid, ctx: JobContext) -> BoxFuture<'a, ()> {
         Box::pin(async move {
-            let result = work::run_drill(engine, id).await;
+            let result = work::bounded(engine, "the drill", work::run_drill(engine, id)).await;
             let _ = engine.docker.remove_container(&work::drill_container(engine, id), true).await;
             let to = match &result {
                 Ok(counts) => Outcome::Done(counts),

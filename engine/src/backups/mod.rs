@@ -14,7 +14,7 @@ pub mod schedule;
 
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{
-    backup_schedules, backups, database_services, instance, restores, s3_destinations, schedule_slots,
+    backup_schedules, backups, database_services, restores, s3_destinations, schedule_slots,
 };
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{BackupId, DestinationId, RestoreId, ScheduleId, ServiceId};
@@ -28,6 +28,11 @@ use lifecycle::{BackupTrigger, DrillStatus, JobStatus};
 use uuid::Uuid;
 
 pub use crate::services::OWN_NAME;
+
+/// Where a destination's sealed secret key lives.
+pub(crate) fn secret_slot(destination: &str) -> crate::secrets::Slot<'_> {
+    crate::secrets::Slot::new("s3_destinations", "secret_key", destination)
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum BackupError {
@@ -132,6 +137,8 @@ impl NewDestination {
                 access_key: s3::parse_access_key(access_key)?,
                 secret_key: s3::parse_secret_key(secret_key)?,
                 path_style,
+                // Decided where it is used, by the instance's policy.
+                pinned: false,
             },
         })
     }
@@ -157,10 +164,14 @@ pub async fn create_destination(
             "only admins and owners can add backup destinations",
         ));
     }
+    check_endpoint(engine, &new.target.endpoint).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let t = &new.target;
+    // The id is made here: the secret key is sealed for this row.
+    let id = Uuid::new_v4();
     let id: Uuid = diesel::insert_into(s3_destinations::table)
         .values((
+            s3_destinations::id.eq(id),
             s3_destinations::organization_id.eq(caller.org_id.0),
             s3_destinations::name.eq(&new.name),
             s3_destinations::endpoint.eq(&t.endpoint),
@@ -168,7 +179,7 @@ pub async fn create_destination(
             s3_destinations::bucket.eq(&t.bucket),
             s3_destinations::prefix.eq(&t.prefix),
             s3_destinations::access_key.eq(&t.access_key),
-            s3_destinations::secret_key.eq(engine.secret.seal(t.secret_key.as_bytes())),
+            s3_destinations::secret_key.eq(engine.secret.seal(secret_slot(&id.to_string()), t.secret_key.as_bytes())),
             s3_destinations::path_style.eq(t.path_style),
         ))
         .returning(s3_destinations::id)
@@ -224,10 +235,8 @@ pub(crate) async fn target(
         .ok_or(BackupError::NotFound)?;
     let secret = engine
         .secret
-        .open(&row.5)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| BackupError::Corrupt(format!("destination {id} secret cannot be opened")))?;
+        .open_text(secret_slot(&id.to_string()), &row.5)
+        .map_err(|e| BackupError::Corrupt(format!("destination {id} secret: {e}")))?;
     Ok(s3::Target {
         endpoint: row.0,
         region: row.1,
@@ -236,6 +245,7 @@ pub(crate) async fn target(
         access_key: row.4,
         secret_key: secret,
         path_style: row.6,
+        pinned: !engine.deploy.host.allow_private_targets,
     })
 }
 
@@ -244,7 +254,27 @@ pub async fn test_destination(engine: &Engine, caller: &Caller, id: DestinationI
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let t = target(engine, &mut conn, caller.org_id.0, id.0).await?;
     drop(conn);
+    check_endpoint(engine, &t.endpoint).await?;
     s3::test_connection(&t).await.map_err(BackupError::S3)
+}
+
+/// A user-given endpoint must be one this instance may reach: https, on a
+/// public address, unless private targets are allowed (then anything). Checked
+/// at the form for a clear 422; the connection itself is pinned as well
+/// ([`crate::outbound::Pinning`]), so a name that changes later cannot get in.
+async fn check_endpoint(engine: &Engine, endpoint: &str) -> Result<(), BackupError> {
+    let policy = crate::outbound::Policy::of(engine);
+    let invalid = |m: String| BackupError::Invalid(ValidationError::new("endpoint", m));
+    let url = url::Url::parse(endpoint).map_err(|e| invalid(e.to_string()))?;
+    if !policy.allow_private && url.scheme() != "https" {
+        return Err(invalid(
+            "must be https:// (plain http only where BERTH_ALLOW_PRIVATE_TARGETS allows private targets)".into(),
+        ));
+    }
+    let host = url.host_str().ok_or_else(|| invalid("has no host".into()))?;
+    let port = url.port_or_known_default().unwrap_or(443);
+    policy.resolve(host, port).await.map_err(|e| invalid(e.to_string()))?;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------- backups
@@ -353,13 +383,9 @@ async fn subject(
             Ok((Some(id.0), name, kind))
         }
         Subject::Own => {
-            let admin_org: Option<Option<Uuid>> = instance::table
-                .select(instance::admin_organization_id)
-                .first(conn)
-                .await
-                .optional()?;
-            if admin_org.flatten() != Some(caller.org_id.0) || !caller.role.can_manage() {
-                // Not "forbidden": other organizations must not learn it exists.
+            // Berth's own database holds every organization's data: an instance
+            // administrator's power. Not "forbidden": to anyone else it does not exist.
+            if !caller.instance_admin {
                 return Err(BackupError::NotFound);
             }
             Ok((None, OWN_NAME.to_owned(), "postgres".to_owned()))

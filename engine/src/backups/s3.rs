@@ -24,6 +24,10 @@ pub struct Target {
     pub access_key: String,
     pub secret_key: String,
     pub path_style: bool,
+    /// Connections go through [`crate::outbound::Pinning`] (a user-given
+    /// endpoint with private targets refused); `false` for the operator's own
+    /// command line and with `BERTH_ALLOW_PRIVATE_TARGETS`.
+    pub pinned: bool,
 }
 
 impl std::fmt::Debug for Target {
@@ -160,6 +164,14 @@ impl Target {
         if self.path_style {
             b = b.with_path_style();
         }
+        if self.pinned {
+            if !self.endpoint.starts_with("https://") {
+                return Err("a plain http:// endpoint needs BERTH_ALLOW_PRIVATE_TARGETS; use https://".into());
+            }
+            let proxy = crate::outbound::Pinning::get().map_err(|e| format!("starting the outbound proxy: {e}"))?;
+            let proxy = reqwest::Proxy::https(proxy.url()).map_err(|e| format!("outbound proxy: {e}"))?;
+            b = Box::new(b.set_proxy(proxy).map_err(|e| describe(&e))?);
+        }
         b.set_request_timeout(timeout);
         Ok(b)
     }
@@ -204,14 +216,9 @@ pub fn describe(e: &S3Error) -> String {
                 _ => "",
             };
             if code.is_empty() {
-                format!(
-                    "S3 answered HTTP {status}{}",
-                    if body.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {}", body.chars().take(200).collect::<String>())
-                    }
-                )
+                // Not S3's error document: whatever answered is not echoed
+                // (the endpoint is user-given; its body is not ours to show).
+                format!("S3 answered HTTP {status} without an S3 error code")
             } else {
                 format!("S3 answered HTTP {status} {code}: {message}{hint}")
             }
@@ -474,6 +481,7 @@ mod tests {
             prefix: "p/q".into(),
             access_key: "a".into(),
             secret_key: "s".into(),
+            pinned: false,
             path_style: true,
         };
         assert_eq!(t.key("db/1.gz"), "p/q/db/1.gz");

@@ -154,7 +154,7 @@ pub(super) async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) 
                 .expose_secret()
                 .to_owned();
             let pg_dump = engine.deploy.services.pg_dump.clone();
-            let produce = async move { super::own::dump(&pg_dump, &url, &mut writer).await };
+            let produce = bounded(engine, "the backup", async move { super::own::dump(&pg_dump, &url, &mut writer).await });
             pump(&bucket, &key, progress, &initiated, reader, produce).await?
         }
         Some(sid) => {
@@ -164,7 +164,7 @@ pub(super) async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) 
                     .await
                     .map_err(|e| format!("the service is gone: {e}"))?
             };
-            match container::state(engine, &svc.row.name)
+            match container::state(engine, &svc.container(engine))
                 .await
                 .map_err(|e| e.to_string())?
             {
@@ -189,17 +189,42 @@ pub(super) async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) 
             }
             let dump = svc.engine.dump(&identity);
             let program = dump.argv[0].clone();
-            let produce = async move {
+            // Bounded: a dump that never ends (a custom image, a stuck server)
+            // fails, its upload is aborted, and the slot is free again.
+            let produce = bounded(engine, "the backup", async move {
                 match engine.docker.exec(&name, &dump, None, Some(&mut writer)).await {
                     Ok(o) if o.exit_code == 0 => Ok(()),
                     Ok(o) => Err(format!("{program} exited with code {}: {}", o.exit_code, o.said())),
                     Err(e) => Err(format!("{program}: {e}")),
                 }
-            };
+            });
             pump(&bucket, &key, progress, &initiated, reader, produce).await?
         }
     };
     Ok((key, size))
+}
+
+/// `work` with the backup time limit (`BERTH_BACKUP_TIMEOUT_SECS`): past it,
+/// an error naming the limit (and `work` is dropped, which stops its exec).
+pub(super) async fn bounded<T>(
+    engine: &Engine,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    bounded_for(engine.deploy.services.job_timeout_secs, what, work).await
+}
+
+async fn bounded_for<T>(
+    secs: u64,
+    what: &str,
+    work: impl std::future::Future<Output = Result<T, String>>,
+) -> Result<T, String> {
+    match tokio::time::timeout(Duration::from_secs(secs), work).await {
+        Ok(r) => r,
+        Err(_) => Err(format!(
+            "{what} was still running after {secs} s (BERTH_BACKUP_TIMEOUT_SECS) and was stopped"
+        )),
+    }
 }
 
 /// Asks Redis for a fresh snapshot and waits until it is written.
@@ -420,7 +445,7 @@ pub(super) async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<Atomic
     let identity = svc.identity();
     // A service created for this restore may still be pulling or initialising.
     let started = std::time::Instant::now();
-    while container::state(engine, &svc.row.name)
+    while container::state(engine, &svc.container(engine))
         .await
         .map_err(|e| e.to_string())?
         != State::Running
@@ -453,14 +478,14 @@ pub(super) async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<Atomic
             if out.exit_code != 0 {
                 return Err(format!("writing the RDB file failed: {}", out.said()));
             }
-            container::stop(engine, &svc.row.name)
+            container::stop(engine, &svc.container(engine))
                 .await
                 .map_err(|e| e.to_string())?;
             let swapped =
                 container::run_oneoff(engine, &svc.row.image, &svc.row.volume, "/data", DbEngine::redis_swap())
                     .await
                     .map_err(|e| e.to_string());
-            container::start(engine, &svc.row.name)
+            container::start(engine, &svc.container(engine))
                 .await
                 .map_err(|e| e.to_string())?;
             match swapped? {
@@ -635,5 +660,27 @@ mod tests {
         );
         assert!(s3.keys().await.is_empty());
         assert_eq!(s3.pending_uploads(), before, "the multipart upload was aborted");
+    }
+
+    /// A dump that stops producing (a custom image that never exits) fails at
+    /// the time limit, naming it, and leaves nothing in the bucket.
+    #[tokio::test]
+    async fn a_dump_that_never_ends_fails_at_the_limit_and_leaves_nothing() {
+        let s3 = TestS3::new().await;
+        let before = s3.pending_uploads();
+        let bucket = s3.target("").bucket().unwrap();
+        let key = "svc/20260101T000000.000Z.pgdump.gz";
+        let (mut writer, reader) = tokio::io::duplex(PIPE);
+        let produce = bounded_for(1, "the backup", async move {
+            writer.write_all(b"a few bytes, then nothing").await.map_err(|e| e.to_string())?;
+            std::future::pending::<()>().await;
+            Ok(())
+        });
+        let e = pump(&bucket, key, &AtomicU64::new(0), &|_| {}, reader, produce)
+            .await
+            .unwrap_err();
+        assert_eq!(e, "the backup was still running after 1 s (BERTH_BACKUP_TIMEOUT_SECS) and was stopped");
+        assert!(s3.keys().await.is_empty());
+        assert_eq!(s3.pending_uploads(), before);
     }
 }

@@ -17,6 +17,22 @@ diesel::table! {
         password_hash -> Text,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        instance_admin -> Bool,
+    }
+}
+
+diesel::table! {
+    instance_settings (singleton) {
+        singleton -> Bool,
+        org_creation -> Text,
+        updated_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
+    setup_tokens (token_hash) {
+        token_hash -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -90,6 +106,9 @@ diesel::table! {
         live_deployment_id -> Nullable<Uuid>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        legacy_names -> Bool,
+        ssh_known_hosts -> Nullable<Text>,
+        repo_key -> Nullable<Text>,
     }
 }
 
@@ -174,6 +193,7 @@ diesel::table! {
         last_error -> Nullable<Text>,
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
+        legacy_names -> Bool,
     }
 }
 
@@ -288,6 +308,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     environments,
     applications,
     app_env_vars,
+    instance_settings,
+    setup_tokens,
     domains,
     deployments,
     webhook_deliveries,

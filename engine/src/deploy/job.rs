@@ -71,9 +71,10 @@ struct Candidate {
     image: Option<String>,
 }
 
-/// Claims the oldest queued deployment of an application that has nothing in
-/// progress (and no older queued one): one deployment per app at a time, in
-/// order. `SKIP LOCKED` lets workers in several processes claim side by side;
+/// Claims a queued deployment of an application that has nothing in progress
+/// (and no older queued one): one deployment per app at a time, in order. Of
+/// those, the organization with the fewest deployments running goes first, so
+/// one organization's long queue does not starve another's; then the oldest. `SKIP LOCKED` lets workers in several processes claim side by side;
 /// the partial unique index is the last word if two ever raced.
 pub async fn claim(engine: &Engine, worker: &str) -> Result<Option<DeployJob>, StoreError> {
     let mut conn = engine.db.get().await?;
@@ -87,7 +88,9 @@ pub async fn claim(engine: &Engine, worker: &str) -> Result<Option<DeployJob>, S
                                    AND x.status IN ('cloning','building','starting','health_checking','routing'))
                    AND NOT EXISTS (SELECT 1 FROM deployments y WHERE y.application_id = d.application_id
                                    AND y.status = 'queued' AND y.created_at < d.created_at)
-                 ORDER BY d.created_at
+                 ORDER BY (SELECT count(*) FROM deployments z WHERE z.organization_id = d.organization_id
+                           AND z.status IN ('cloning','building','starting','health_checking','routing')),
+                          d.created_at
                  LIMIT 1
                  FOR UPDATE OF d SKIP LOCKED",
             )
@@ -190,7 +193,7 @@ impl JobKind for DeployKind {
             if let Err(e) = requeue(engine).await {
                 tracing::debug!(error = %e, "re-enqueueing queued deployments");
             }
-            if self.reaps.fetch_add(1, Ordering::Relaxed) % 5 == 0 {
+            if self.reaps.fetch_add(1, Ordering::Relaxed).is_multiple_of(5) {
                 if let Err(e) = sweep_orphans(engine).await {
                     tracing::debug!(error = %e, "sweeping orphan containers");
                 }

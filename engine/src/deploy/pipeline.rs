@@ -13,7 +13,7 @@ use crate::apps::{self, Application};
 use crate::db::schema::{applications, deployments};
 use crate::docker::{self, BuildEvent, DockerError, RegistryAuth};
 use crate::error::StoreError;
-use crate::ids::{AppId, DeploymentId};
+use crate::ids::{AppId, DeploymentId, OrgId};
 use crate::jobs::JobContext;
 use crate::logs::DeployLog;
 use crate::proxy::{self, Upstream};
@@ -154,20 +154,58 @@ impl Deployment<'_> {
             .await
             .map_err(|e| Stop::Failed(format!("work directory: {e}")))?;
         self.log.line(format!("==> cloning {url} ({branch})"));
+        // The remote's host is resolved and checked here, and git connects to
+        // that address only (crate::outbound): never loopback, a private network
+        // or a metadata service, unless the operator allows private targets.
+        let ep = super::git::endpoint(url).ok_or_else(|| Stop::Failed(format!("clone failed: {url} is not a repository URL")))?;
+        let pin = match ep.transport {
+            super::git::Transport::File => None,
+            _ => {
+                let addrs = crate::outbound::Policy::of(self.engine)
+                    .resolve(&ep.host, ep.port)
+                    .await
+                    .map_err(|e| Stop::Failed(format!("clone refused: {e}")))?;
+                Some((ep.clone(), addrs[0].ip()))
+            }
+        };
+        let known_hosts: Option<String> = match ep.transport {
+            super::git::Transport::Ssh => {
+                let mut conn = self.engine.db.get().await.map_err(|e| Stop::Failed(format!("database: {e}")))?;
+                applications::table
+                    .find(self.app.id.0)
+                    .select(applications::ssh_known_hosts)
+                    .first(&mut conn)
+                    .await
+                    .map_err(|e| Stop::Failed(format!("database: {e}")))?
+            }
+            _ => None,
+        };
+        let remote = super::git::Remote {
+            url,
+            branch,
+            deploy_key: self.secret.as_deref(),
+            allow_local: self.engine.deploy.allow_local_sources,
+            pin,
+            known_hosts: known_hosts.as_deref(),
+        };
         let checkout = self
-            .bounded(
-                "clone",
-                super::git::clone(
-                    url,
-                    branch,
-                    self.secret.as_deref(),
-                    self.engine.deploy.allow_local_sources,
-                    &self.work.join("src"),
-                    self.log,
-                    &self.ctx.cancel,
-                ),
-            )
+            .bounded("clone", super::git::clone(remote, &self.work.join("src"), self.log, &self.ctx.cancel))
             .await?;
+        if let Some(keys) = &checkout.learned_host_keys {
+            // First clone over ssh: the host keys seen now are the ones accepted
+            // from here on (unless an admin resets the pin).
+            let mut conn = self.engine.db.get().await.map_err(|e| Stop::Failed(format!("database: {e}")))?;
+            diesel::update(
+                applications::table
+                    .find(self.app.id.0)
+                    .filter(applications::ssh_known_hosts.is_null()),
+            )
+            .set(applications::ssh_known_hosts.eq(keys))
+            .execute(&mut conn)
+            .await
+            .map_err(|e| Stop::Failed(format!("database: {e}")))?;
+            self.log.line(format!("==> pinned the ssh host key of {} (first clone)", ep.host));
+        }
         self.log.line(format!("==> commit {}", checkout.commit));
         self.record(Recorded::Commit(checkout.commit)).await?;
         Ok(Status::Building)
@@ -201,8 +239,14 @@ impl Deployment<'_> {
         Ok(Status::Starting)
     }
 
-    /// An image source: pulled when missing or floating (`latest`, no tag).
+    /// An image source: pulled before every deploy, with the app's own
+    /// credentials (an image on this host may be another tenant's private one).
+    /// A copy that is only on this host is used only where the operator allows
+    /// it (`BERTH_ALLOW_LOCAL_IMAGES`: development and tests).
     async fn pull(&mut self, image: &str, user: Option<String>) -> Result<(), Stop> {
+        if let Err(why) = super::build::refuse_app_image(image) {
+            return Err(Stop::Failed(format!("image {image}: {why}")));
+        }
         let auth = user.map(|username| RegistryAuth {
             username,
             password: self.secret.clone(),
@@ -212,18 +256,6 @@ impl Deployment<'_> {
                 .filter(|h| image.contains('/') && (h.contains('.') || h.contains(':')))
                 .map(str::to_owned),
         });
-        let local = self
-            .engine
-            .docker
-            .image_exists(image)
-            .await
-            .map_err(|e| Stop::Failed(docker_reason("inspecting the image", &e)))?;
-        let floating = !image.contains('@')
-            && (image.ends_with(":latest") || !image.rsplit('/').next().unwrap_or("").contains(':'));
-        if local && !floating {
-            self.log.line(format!("==> using local image {image}"));
-            return Ok(());
-        }
         self.log.line(format!("==> pulling {image}"));
         let log = self.log;
         let pulled = self
@@ -234,8 +266,17 @@ impl Deployment<'_> {
             })
             .await;
         match pulled {
-            Err(Stop::Failed(e)) if local => {
-                self.log.line(format!("==> {e}; using the local copy"));
+            Err(Stop::Failed(e)) if self.engine.deploy.host.allow_local_images => {
+                let local = self
+                    .engine
+                    .docker
+                    .image_exists(image)
+                    .await
+                    .map_err(|e| Stop::Failed(docker_reason("inspecting the image", &e)))?;
+                if !local {
+                    return Err(Stop::Failed(e));
+                }
+                self.log.line(format!("==> {e}; using the copy on this host (BERTH_ALLOW_LOCAL_IMAGES)"));
                 Ok(())
             }
             other => other,
@@ -267,12 +308,28 @@ impl Deployment<'_> {
                 .await
                 .map_err(|e| Stop::Failed(e.to_string()))?
         };
+        // Saved before the operator's allow-list existed, or before it shrank:
+        // a host path outside it is never mounted, whoever saved it.
+        for v in self.app.runtime.volumes.iter().filter(|v| v.bind) {
+            if !apps::bind_allowed(&self.engine.deploy.host.bind_roots, std::path::Path::new(&v.source)) {
+                return Err(Stop::Failed(format!(
+                    "the host path {} is not under BERTH_BIND_ROOTS; an instance administrator can allow its \
+                     directory or remove the mount",
+                    v.source
+                )));
+            }
+        }
         self.log.line(format!("==> starting a container from {image}"));
         let app = runtime::AppRef {
             id: self.app.id,
+            org: OrgId(self.app.organization_id),
             name: &self.app.name,
             runtime: &self.app.runtime,
+            legacy_names: self.app.legacy_names,
         };
+        crate::network::ensure_routable(self.engine, app.org)
+            .await
+            .map_err(|e| Stop::Failed(docker_reason("preparing the organization's network", &e)))?;
         let spec = runtime::container_spec(self.engine, app, self.job.id, &image, &env);
         self.container = Some(spec.name.clone());
         runtime::start(self.engine, &spec)
@@ -317,10 +374,10 @@ impl Deployment<'_> {
             deployment: self.job.id.0,
             port: self.app.runtime.port,
         };
-        proxy::write_app(self.engine, &self.app.name, &routes, Some(&up))
+        proxy::write_app(self.engine, self.app.id, &routes, Some(&up))
             .await
             .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
-        if let Some(r) = routes.iter().next() {
+        if let Some(r) = <[_]>::first(&routes) {
             self.log.line(format!(
                 "==> routing {}{} to the new container",
                 r.host,
@@ -419,16 +476,16 @@ async fn follow_build(
     Ok(())
 }
 
-fn open_secret(engine: &Engine, sealed: Option<&str>) -> Result<Option<String>, Stop> {
+fn open_secret(engine: &Engine, app: AppId, sealed: Option<&str>) -> Result<Option<String>, Stop> {
     sealed
         .map(|s| {
             engine
                 .secret
-                .open(s)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    Stop::Failed("the stored credentials cannot be decrypted (was BERTH_SECRET_KEY changed?)".into())
+                .open_text(apps::slot::source_secret(&app.to_string()), s)
+                .map_err(|e| {
+                    Stop::Failed(format!(
+                        "the stored credentials cannot be decrypted (was BERTH_SECRET_KEY changed?): {e}"
+                    ))
                 })
         })
         .transpose()
@@ -462,7 +519,7 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
         let (app, sealed) = apps::load_any(&mut conn, job.app)
             .await
             .map_err(|e| Stop::Failed(format!("the application cannot be loaded: {e}")))?;
-        let secret = open_secret(engine, sealed.as_deref())?;
+        let secret = open_secret(engine, job.app, sealed.as_deref())?;
         Ok::<_, Stop>((app, secret))
     }
     .await;
@@ -479,7 +536,7 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
     log.line(format!("==> deployment {} of {} ({})", job.id, app.name, job.status));
     let mut d = Deployment {
         engine,
-        tag: runtime::image_tag(&app.name, job.id),
+        tag: runtime::image_tag(job.app, job.id),
         work: engine.deploy.data_dir.join("work").join(job.id.0.simple().to_string()),
         status: job.status,
         job: job.clone(),
@@ -564,7 +621,7 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
             deployment: d.0,
             port: app_row.runtime.port,
         });
-        proxy::write_app(engine, &app_row.name, &routes, up.as_ref())
+        proxy::write_app(engine, app, &routes, up.as_ref())
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
         Ok(())
@@ -576,17 +633,28 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
 }
 
 /// Rewrites every application's route from the database (at worker start: the
-/// files are derived state and may be stale or lost).
+/// files are derived state and may be stale or lost), and removes the files of
+/// apps that no longer exist (or that an earlier Berth named otherwise).
 pub(crate) async fn sync_routes(engine: &Engine) {
     let ids: Vec<AppId> = match engine.db.get().await {
-        Ok(mut conn) => applications::table
-            .select(applications::id)
-            .load(&mut conn)
-            .await
-            .unwrap_or_default(),
+        Ok(mut conn) => match applications::table.select(applications::id).load(&mut conn).await {
+            Ok(ids) => ids,
+            Err(_) => return,
+        },
         Err(_) => return,
     };
-    for id in ids {
-        restore_route(engine, id).await;
+    for id in &ids {
+        restore_route(engine, *id).await;
+    }
+    let current: std::collections::HashSet<String> =
+        ids.iter().map(|id| format!("app-{}.yml", proxy::app_key(*id))).collect();
+    if let Ok(mut dir) = tokio::fs::read_dir(&engine.deploy.proxy.dynamic_dir).await {
+        while let Ok(Some(entry)) = dir.next_entry().await {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with("app-") && name.ends_with(".yml") && !current.contains(&name) {
+                tracing::info!(file = %name, "removing a stale route file");
+                let _ = tokio::fs::remove_file(entry.path()).await;
+            }
+        }
     }
 }

@@ -8,7 +8,7 @@ use crate::docker::{
     self, ContainerSpec, DockerError, Exec, LogOptions, Mount, MountSource, Network, Proto, Restart, LABEL_APP,
     LABEL_DEPLOYMENT, LABEL_INSTANCE,
 };
-use crate::ids::{AppId, DeploymentId};
+use crate::ids::{AppId, DeploymentId, OrgId};
 use crate::logs::DeployLog;
 use crate::Engine;
 use futures::StreamExt;
@@ -25,17 +25,36 @@ pub fn container_name(engine: &Engine, app: &str, deployment: DeploymentId) -> S
     )
 }
 
-/// The image tag of a deployment: `berth/<app>:<deployment id>`.
-pub fn image_tag(app: &str, deployment: DeploymentId) -> String {
-    format!("berth/{app}:{}", deployment.0.simple())
+/// The image repository of an application's builds: `berth/<app id>`. From the
+/// ID, never the name: names are unique per organization only.
+pub fn image_repo(app: AppId) -> String {
+    format!("berth/{}", app.0.simple())
+}
+
+/// The image tag of a deployment: `berth/<app id>:<deployment id>`.
+pub fn image_tag(app: AppId, deployment: DeploymentId) -> String {
+    format!("{}:{}", image_repo(app), deployment.0.simple())
+}
+
+/// The Docker name of an application's named volume. From the app's ID, with a
+/// separator (`_`) no name can contain, so no two apps ever share a volume;
+/// apps made before keep their volumes' old names (their data is there).
+pub fn volume_name(engine: &Engine, app: AppRef<'_>, volume: &str) -> String {
+    if app.legacy_names {
+        format!("{}-{}-{}", engine.deploy.instance, app.name, volume)
+    } else {
+        format!("{}_{}_{volume}", engine.deploy.instance, app.id.0.simple())
+    }
 }
 
 /// The application a container runs, as its container needs to know it.
 #[derive(Debug, Clone, Copy)]
 pub struct AppRef<'a> {
     pub id: AppId,
+    pub org: OrgId,
     pub name: &'a str,
     pub runtime: &'a Runtime,
+    pub legacy_names: bool,
 }
 
 /// What a deployment's container is made of.
@@ -57,7 +76,7 @@ pub fn container_spec(
     spec.cmd = rt.command.clone();
     spec.exposed = vec![(rt.port, Proto::Tcp)];
     spec.network = Network::Bridge {
-        name: engine.deploy.network.clone(),
+        name: crate::network::of(engine, app.org),
         aliases: vec![app.name.to_owned(), crate::proxy::upstream_host(deployment.0)],
     };
     spec.restart = match rt.restart {
@@ -75,7 +94,7 @@ pub fn container_spec(
             source: if v.bind {
                 MountSource::Bind(v.source.clone())
             } else {
-                MountSource::Volume(format!("{}-{}-{}", engine.deploy.instance, app.name, v.source))
+                MountSource::Volume(volume_name(engine, app, &v.source))
             },
             target: v.target.clone(),
             read_only: v.read_only,
@@ -92,13 +111,13 @@ pub async fn start(engine: &Engine, spec: &ContainerSpec) -> Result<(), DockerEr
     engine.docker.start_container(&spec.name).await
 }
 
-/// The container's address on the Berth network, once it has one.
+/// The container's address on its network, once it has one.
 pub async fn address(engine: &Engine, container: &str) -> Result<Option<String>, DockerError> {
     Ok(engine
         .docker
         .inspect_container(container)
         .await?
-        .and_then(|mut c| c.addresses.remove(&engine.deploy.network)))
+        .and_then(|c| c.addresses.into_values().next()))
 }
 
 /// Health-check outcome.
@@ -132,7 +151,14 @@ pub async fn wait_healthy(
         if !info.state.is_up() {
             return Ok(Health::Unhealthy(info.state.down_reason()));
         }
-        let endpoint = engine.docker.endpoint(&info, &engine.deploy.network, rt.port);
+        // Its organization's network (containers made before: the shared one).
+        let network = info
+            .addresses
+            .keys()
+            .find(|n| n.starts_with(&format!("{}-o", engine.deploy.instance)))
+            .cloned()
+            .unwrap_or_else(|| engine.deploy.network.clone());
+        let endpoint = engine.docker.endpoint(&info, &network, rt.port);
         let outcome = match (&hc.probe, endpoint) {
             (_, None) => Err("the container has no address on the network yet".to_owned()),
             (HealthProbe::Tcp, Some(addr)) => {
@@ -243,11 +269,13 @@ pub async fn remove_app_containers(engine: &Engine, app: AppId) {
     }
 }
 
-/// Removes every `berth/<app>:*` image.
-pub async fn remove_app_images(engine: &Engine, app: &str) {
-    let Ok(tags) = engine.docker.image_tags(&format!("berth/{app}")).await else {
-        return;
-    };
+/// Removes the application's images: its `berth/<app id>:*` builds, and the
+/// images its deployments ran that Berth built (older builds were tagged by name).
+pub async fn remove_app_images(engine: &Engine, app: AppId, deployed: &[String]) {
+    let mut tags = engine.docker.image_tags(&image_repo(app)).await.unwrap_or_default();
+    tags.extend(deployed.iter().filter(|i| i.starts_with("berth/")).cloned());
+    tags.sort();
+    tags.dedup();
     for tag in tags {
         if let Err(e) = engine.docker.remove_image(&tag).await {
             tracing::warn!(error = %e, image = tag, "removing image");

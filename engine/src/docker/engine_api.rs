@@ -545,6 +545,7 @@ impl DockerApi for BollardDocker {
                 t: Some(spec.tag),
                 target: spec.target.unwrap_or_default(),
                 buildargs: Some(spec.args.into_iter().collect()),
+                pull: spec.pull.then(|| "1".to_owned()),
                 rm: true,
                 forcerm: true,
                 // No labels: the legacy builder turns each into an extra step with
@@ -552,12 +553,20 @@ impl DockerApi for BollardDocker {
                 version: q::BuilderVersion::BuilderV1,
                 ..Default::default()
             };
-            let stream = docker.build_image(options, None, Some(body)).flat_map(|item| {
+            // The engine sends output in chunks that need not end at a line: the
+            // splitter joins them, ends lines at \n or \r and caps each, so a
+            // step printing one endless line costs bounded memory.
+            let mut splitter = crate::lines::Splitter::default();
+            let stream = docker.build_image(options, None, Some(body)).flat_map(move |item| {
                 let events: Vec<Result<BuildEvent, DockerError>> = match item {
                     Ok(info) => {
                         let mut out = Vec::new();
                         if let Some(text) = info.stream {
-                            out.extend(text.lines().filter(|l| !l.is_empty()).map(|l| Ok(BuildEvent::Output(l.to_owned()))));
+                            splitter.push(text.as_bytes(), &mut |p: crate::lines::Piece| {
+                                if !p.repaint && !p.text.is_empty() {
+                                    out.push(Ok(BuildEvent::Output(p.text)));
+                                }
+                            });
                         }
                         if let Some(s) = info.status {
                             out.push(Ok(BuildEvent::Output(s)));
@@ -831,6 +840,19 @@ impl DockerApi for BollardDocker {
         Box::pin(async move {
             let r = self.docker().await?.remove_network(name).await;
             gone_is_fine(r).map_err(|e| self.fix(e))
+        })
+    }
+
+    fn list_networks<'a>(&'a self, labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<String>, DockerError>> {
+        Box::pin(async move {
+            let filters = label_filters(labels);
+            let list = self
+                .docker()
+                .await?
+                .list_networks(Some(q::ListNetworksOptionsBuilder::new().filters(&filters).build()))
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(list.into_iter().filter_map(|n| n.name).collect())
         })
     }
 

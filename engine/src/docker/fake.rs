@@ -583,6 +583,13 @@ impl DockerApi for FakeDocker {
         })
     }
 
+    fn list_networks<'a>(&'a self, _labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<String>, DockerError>> {
+        Box::pin(async move {
+            self.check("list networks".into())?;
+            Ok(self.with(|s| s.networks.iter().cloned().collect()))
+        })
+    }
+
     fn ensure_volume<'a>(
         &'a self,
         name: &'a str,

@@ -346,6 +346,9 @@ pub struct BuildSpec {
     pub tag: String,
     pub target: Option<String>,
     pub args: Vec<(String, String)>,
+    /// Pull every base image afresh rather than use a copy on this host (which
+    /// may be another tenant's private image).
+    pub pull: bool,
 }
 
 /// What a build says as it goes.
@@ -459,6 +462,8 @@ pub trait DockerApi: Send + Sync {
         aliases: &'a [String],
     ) -> BoxFuture<'a, Result<(), DockerError>>;
     fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+    /// The names of the networks carrying these labels.
+    fn list_networks<'a>(&'a self, labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<String>, DockerError>>;
     /// Creates a named volume unless it exists.
     fn ensure_volume<'a>(
         &'a self,

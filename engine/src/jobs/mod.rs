@@ -229,7 +229,7 @@ pub fn worker_id() -> String {
         "{}-{}-{}",
         std::env::var("HOSTNAME").unwrap_or_else(|_| "berth".into()),
         std::process::id(),
-        &crate::apps::random_token()[..8]
+        &crate::secrets::random_token()[..8]
     )
 }
 

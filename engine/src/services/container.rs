@@ -8,6 +8,7 @@ use crate::docker::{
     self, ContainerSpec, DockerError, Exec, Mount, MountSource, Network, Proto, Publish, Restart, LABEL_DRILL,
     LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE,
 };
+use crate::ids::OrgId;
 use crate::Engine;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ use uuid::Uuid;
 /// What the container needs to know about a service.
 pub struct ServiceBox<'a> {
     pub id: Uuid,
+    pub org: OrgId,
+    /// Its container's name ([`container_name`]).
+    pub container: String,
     pub name: &'a str,
     pub engine: DbEngine,
     pub image: &'a str,
@@ -26,20 +30,23 @@ pub struct ServiceBox<'a> {
     pub external: Option<(&'a str, u16)>,
 }
 
-/// The container of a service: `<instance>-db.<name>` (a `.` no app container has).
-pub fn container_name(engine: &Engine, service: &str) -> String {
-    format!("{}-db.{service}", engine.deploy.instance)
+/// The container of a service: `<instance>-db_<service id>`, from the ID with a
+/// separator no name contains (names are unique per organization only).
+/// Services made before are `<instance>-db.<name>` (their names were unique on
+/// the server then).
+pub fn container_name(engine: &Engine, id: Uuid, name: &str, legacy: bool) -> String {
+    if legacy {
+        format!("{}-db.{name}", engine.deploy.instance)
+    } else {
+        format!("{}-db_{}", engine.deploy.instance, id.simple())
+    }
 }
 
-/// The named volume of a new service. The service's ID is part of it: a volume
-/// kept when its service was deleted is never picked up by a new service of the
-/// same name (whose generated password would not match the data's).
-pub fn volume_name(engine: &Engine, service: &str, id: Uuid) -> String {
-    format!(
-        "{}-db.{service}-{}",
-        engine.deploy.instance,
-        &id.simple().to_string()[..8]
-    )
+/// The named volume of a new service, from its ID: a volume kept when its
+/// service was deleted is never picked up by a new service (whose generated
+/// password would not match the data's), and no two tenants share one.
+pub fn volume_name(engine: &Engine, id: Uuid) -> String {
+    format!("{}-dbv_{}", engine.deploy.instance, id.simple())
 }
 
 fn labels(engine: &Engine, service: Uuid) -> HashMap<String, String> {
@@ -52,7 +59,7 @@ fn labels(engine: &Engine, service: Uuid) -> HashMap<String, String> {
 /// What a service's container is made of.
 pub fn container_spec(engine: &Engine, svc: &ServiceBox<'_>) -> ContainerSpec {
     let port = svc.engine.port();
-    let mut spec = ContainerSpec::new(container_name(engine, svc.name), svc.image);
+    let mut spec = ContainerSpec::new(&svc.container, svc.image);
     spec.env = svc.engine.container_env(&svc.identity);
     spec.cmd = svc.engine.command(&svc.identity);
     spec.labels = labels(engine, svc.id);
@@ -68,7 +75,7 @@ pub fn container_spec(engine: &Engine, svc: &ServiceBox<'_>) -> ContainerSpec {
         .into_iter()
         .collect();
     spec.network = Network::Bridge {
-        name: engine.deploy.network.clone(),
+        name: crate::network::of(engine, svc.org),
         aliases: vec![svc.name.to_owned()],
     };
     spec.restart = Restart::UnlessStopped;
@@ -89,37 +96,40 @@ pub async fn ensure_image(engine: &Engine, image: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
-/// Creates the volume (if missing) and the container (if missing), and starts it.
+/// Creates the volume (if missing) and the container (if missing), and starts
+/// it, on its organization's network (a container made before, on the shared
+/// network, is attached to it too, under its name).
 pub async fn ensure_running(engine: &Engine, svc: &ServiceBox<'_>) -> Result<(), DockerError> {
     let d = &*engine.docker;
-    let labels = HashMap::from([(LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone())]);
-    d.ensure_network(&engine.deploy.network, &labels).await?;
-    let name = container_name(engine, svc.name);
-    match d.inspect_container(&name).await? {
-        Some(c) if c.state.is_up() => return Ok(()),
-        Some(_) => {}
+    let network = crate::network::ensure_org(engine, svc.org).await?;
+    match d.inspect_container(&svc.container).await? {
+        Some(c) => {
+            if !c.addresses.contains_key(&network) && !c.state.restarting {
+                d.connect_network(&network, &svc.container, &[svc.name.to_owned()]).await?;
+            }
+            if c.state.is_up() {
+                return Ok(());
+            }
+        }
         None => {
             d.ensure_volume(svc.volume, &self::labels(engine, svc.id)).await?;
             d.create_container(&container_spec(engine, svc)).await?;
         }
     }
-    d.start_container(&name).await
+    d.start_container(&svc.container).await
 }
 
-pub async fn stop(engine: &Engine, service: &str) -> Result<(), DockerError> {
-    engine
-        .docker
-        .stop_container(&container_name(engine, service), Duration::from_secs(30))
-        .await
+pub async fn stop(engine: &Engine, container: &str) -> Result<(), DockerError> {
+    engine.docker.stop_container(container, Duration::from_secs(30)).await
 }
 
-pub async fn start(engine: &Engine, service: &str) -> Result<(), DockerError> {
-    engine.docker.start_container(&container_name(engine, service)).await
+pub async fn start(engine: &Engine, container: &str) -> Result<(), DockerError> {
+    engine.docker.start_container(container).await
 }
 
 /// Removes the container (and the volume when asked). Missing things are fine.
-pub async fn remove(engine: &Engine, service: &str, volume: Option<&str>) -> Result<(), DockerError> {
-    engine.docker.remove_container(&container_name(engine, service), false).await?;
+pub async fn remove(engine: &Engine, container: &str, volume: Option<&str>) -> Result<(), DockerError> {
+    engine.docker.remove_container(container, false).await?;
     if let Some(v) = volume {
         engine.docker.remove_volume(v).await?;
     }
@@ -135,8 +145,8 @@ pub enum State {
     Down(String),
 }
 
-pub async fn state(engine: &Engine, service: &str) -> Result<State, DockerError> {
-    Ok(match engine.docker.inspect_container(&container_name(engine, service)).await? {
+pub async fn state(engine: &Engine, container: &str) -> Result<State, DockerError> {
+    Ok(match engine.docker.inspect_container(container).await? {
         None => State::Missing,
         Some(c) if c.state.is_up() => State::Running,
         Some(c) if c.state.restarting => State::Down("restarting".into()),

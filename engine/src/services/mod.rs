@@ -49,10 +49,10 @@ pub enum ServiceError {
 
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
-        if is_unique_violation(&e, "database_services_name_key") {
+        if is_unique_violation(&e, "database_services_org_name_key") {
             return ValidationError::new(
                 "name",
-                "a database service with this name already exists on this server",
+                "a database service with this name already exists in this organization",
             )
             .into();
         }
@@ -107,6 +107,8 @@ pub struct ServiceRow {
     pub desired: String,
     pub last_error: Option<String>,
     pub created_at: DateTime<Utc>,
+    /// Made before containers were named from IDs (its container keeps its name).
+    pub legacy_names: bool,
 }
 
 /// A service with its password opened: what Docker operations need.
@@ -125,9 +127,11 @@ impl Service {
         }
     }
 
-    pub fn boxed(&self) -> ServiceBox<'_> {
+    pub fn boxed(&self, engine: &Engine) -> ServiceBox<'_> {
         ServiceBox {
             id: self.row.id,
+            org: crate::ids::OrgId(self.row.organization_id),
+            container: self.container(engine),
             name: &self.row.name,
             engine: self.engine,
             image: &self.row.image,
@@ -135,16 +139,20 @@ impl Service {
             identity: self.identity(),
             cpu_millis: self.row.cpu_millis,
             memory_mb: self.row.memory_mb,
-            external: self
-                .row
-                .external_bind
-                .as_deref()
-                .zip(self.row.external_port.map(|p| p as u16)),
+            external: self.external(),
         }
     }
 
+    /// Where the port is published, when it is.
+    fn external(&self) -> Option<(&str, u16)> {
+        self.row
+            .external_bind
+            .as_deref()
+            .zip(self.row.external_port.map(|p| p as u16))
+    }
+
     pub fn container(&self, engine: &Engine) -> String {
-        container::container_name(engine, &self.row.name)
+        container::container_name(engine, self.row.id, &self.row.name, self.row.legacy_names)
     }
 
     /// The connection string for apps on the Berth network (the name is the host).
@@ -155,7 +163,7 @@ impl Service {
 
     /// The connection string through the published port, when there is one.
     pub fn external_url(&self) -> Option<String> {
-        let (bind, port) = self.boxed().external?;
+        let (bind, port) = self.external()?;
         let host = if bind == "0.0.0.0" || bind == "::" {
             "<server address>"
         } else {
@@ -169,15 +177,18 @@ fn mask(url: &str, password: &str) -> String {
     url.replace(password, "********")
 }
 
+/// Where a service's sealed password lives.
+pub(crate) fn password_slot(service: &str) -> crate::secrets::Slot<'_> {
+    crate::secrets::Slot::new("database_services", "password", service)
+}
+
 /// Opens a row's sealed password.
 pub(crate) fn open(engine: &Engine, row: ServiceRow) -> Result<Service, ServiceError> {
     let kind = DbEngine::parse(&row.engine).map_err(|_| ServiceError::Corrupt(format!("engine {:?}", row.engine)))?;
     let password = engine
         .secret
-        .open(&row.password)
-        .ok()
-        .and_then(|b| String::from_utf8(b).ok())
-        .ok_or_else(|| ServiceError::Corrupt(format!("service {} password cannot be opened", row.id)))?;
+        .open_text(password_slot(&row.id.to_string()), &row.password)
+        .map_err(|e| ServiceError::Corrupt(format!("service {} password: {e}", row.id)))?;
     Ok(Service {
         row,
         engine: kind,
@@ -354,15 +365,16 @@ impl NewService {
     }
 }
 
-/// Publishing a port beyond loopback is for admins and owners.
+/// Publishing a port beyond loopback opens the host to the network: it is an
+/// instance administrator's power.
 fn check_exposure(caller: &Caller, s: &Settings) -> Result<(), ServiceError> {
     let beyond_loopback = s
         .external
         .as_ref()
         .is_some_and(|e| e.bind != "127.0.0.1" && e.bind != "::1");
-    if beyond_loopback && !caller.role.can_manage() {
+    if beyond_loopback && !caller.instance_admin {
         return Err(ServiceError::Forbidden(
-            "only admins and owners can expose a database beyond this host",
+            "only instance administrators can expose a database beyond this host",
         ));
     }
     Ok(())
@@ -381,13 +393,19 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
     if !env_ok {
         return Err(ServiceError::NotFound);
     }
+    if crate::network::is_reserved_alias(new.name.as_str()) {
+        return Err(ValidationError::new("name", "names of the form d-<32 hex digits> are reserved").into());
+    }
+    // Apps and services share their organization's network's names (hostnames).
     let app_taken: bool = diesel::select(diesel::dsl::exists(
-        applications::table.filter(applications::name.eq(new.name.as_str())),
+        applications::table
+            .filter(applications::organization_id.eq(caller.org_id.0))
+            .filter(applications::name.eq(new.name.as_str())),
     ))
     .get_result(&mut conn)
     .await?;
     if app_taken {
-        return Err(ValidationError::new("name", "an application already has this name").into());
+        return Err(ValidationError::new("name", "an application in this organization already has this name").into());
     }
     let password = kind::generate_password();
     let s = &new.settings;
@@ -402,8 +420,8 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
             database_services::image.eq(&s.image),
             database_services::database_name.eq(new.engine.has_database().then_some(&new.database)),
             database_services::username.eq(Some(&new.user)),
-            database_services::password.eq(engine.secret.seal(password.as_bytes())),
-            database_services::volume.eq(container::volume_name(engine, new.name.as_str(), id)),
+            database_services::password.eq(engine.secret.seal(password_slot(&id.to_string()), password.as_bytes())),
+            database_services::volume.eq(container::volume_name(engine, id)),
             database_services::cpu_millis.eq(s.cpu_millis),
             database_services::memory_mb.eq(s.memory_mb),
             database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
@@ -426,7 +444,7 @@ fn bring_up(engine: &Engine, id: ServiceId) {
             let svc = load_any(&engine, &mut conn, id.0).await.map_err(|e| e.to_string())?;
             drop(conn);
             container::ensure_image(&engine, &svc.row.image).await?;
-            container::ensure_running(&engine, &svc.boxed())
+            container::ensure_running(&engine, &svc.boxed(&engine))
                 .await
                 .map_err(|e| e.to_string())
         }
@@ -486,7 +504,8 @@ pub async fn list_in_project(
     if !mine {
         return Err(ServiceError::NotFound);
     }
-    let rows: Vec<(Uuid, String, String, Uuid, String, Option<String>)> = database_services::table
+    #[allow(clippy::type_complexity)] // One row of a seven-column select, read once below.
+    let rows: Vec<(Uuid, String, String, Uuid, String, Option<String>, bool)> = database_services::table
         .inner_join(environments::table)
         .filter(environments::project_id.eq(project.0))
         .filter(database_services::organization_id.eq(caller.org_id.0))
@@ -498,13 +517,15 @@ pub async fn list_in_project(
             database_services::environment_id,
             database_services::desired,
             database_services::last_error,
+            database_services::legacy_names,
         ))
         .load(&mut conn)
         .await?;
     drop(conn);
     let mut out = Vec::with_capacity(rows.len());
-    for (id, name, kind, env, desired, last_error) in rows {
-        let state = match container::state(engine, &name).await {
+    for (id, name, kind, env, desired, last_error, legacy) in rows {
+        let container = container::container_name(engine, id, &name, legacy);
+        let state = match container::state(engine, &container).await {
             Ok(state) => service_state(&state, &desired, last_error.as_deref()),
             Err(_) => ServiceState::Unknown,
         };
@@ -545,7 +566,7 @@ pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Serv
         .first(&mut conn)
         .await?;
     drop(conn);
-    let state = container::state(engine, &svc.row.name).await?;
+    let state = container::state(engine, &svc.container(engine)).await?;
     let ready = if state == State::Running {
         let probe = svc.engine.readiness(&svc.identity());
         Some(matches!(
@@ -631,17 +652,17 @@ pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action
         .await?;
     drop(conn);
     match action {
-        Action::Stop => container::stop(engine, &svc.row.name).await?,
-        Action::Start => match container::state(engine, &svc.row.name).await? {
+        Action::Stop => container::stop(engine, &svc.container(engine)).await?,
+        Action::Start => match container::state(engine, &svc.container(engine)).await? {
             State::Missing => bring_up(engine, id),
-            _ => container::start(engine, &svc.row.name).await?,
+            _ => container::start(engine, &svc.container(engine)).await?,
         },
         Action::Restart => {
-            container::stop(engine, &svc.row.name).await?;
-            container::start(engine, &svc.row.name).await?;
+            container::stop(engine, &svc.container(engine)).await?;
+            container::start(engine, &svc.container(engine)).await?;
         }
         Action::Rebuild => {
-            container::remove(engine, &svc.row.name, None).await?;
+            container::remove(engine, &svc.container(engine), None).await?;
             bring_up(engine, id);
         }
     }
@@ -651,9 +672,10 @@ pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).
 pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
-    check_exposure(caller, &s)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    // Existence first: a foreign ID is "not found", whatever the request asks.
     load(engine, &mut conn, caller.org_id.0, id).await?;
+    check_exposure(caller, &s)?;
     diesel::update(database_services::table.find(id.0))
         .set((
             database_services::image.eq(&s.image),
@@ -671,15 +693,20 @@ pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings
 
 /// Deletes the service and its container; the data volume only when asked
 /// (a separate, explicit confirmation in the UI). Backups in S3 are kept.
-pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
-    if !caller.role.can_manage() {
-        return Err(ServiceError::Forbidden(
-            "only admins and owners can delete database services",
-        ));
+/// Deleting a service is for admins and owners.
+pub fn may_delete(caller: &Caller) -> Result<(), ServiceError> {
+    if caller.role.can_manage() {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden("only admins and owners can delete database services"))
     }
+}
+
+pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
+    may_delete(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
-    container::remove(engine, &svc.row.name, remove_volume.then_some(svc.row.volume.as_str())).await?;
+    container::remove(engine, &svc.container(engine), remove_volume.then_some(svc.row.volume.as_str())).await?;
     diesel::delete(
         database_services::table
             .filter(database_services::id.eq(id.0))

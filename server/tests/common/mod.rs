@@ -3,6 +3,8 @@
 
 #![allow(dead_code)]
 
+pub mod matrix;
+
 use axum::body::Body;
 use axum::http::{header, HeaderMap, Request, StatusCode};
 use axum::Router;
@@ -24,6 +26,8 @@ pub const ONBOARD: &[(&str, &str)] = &[
 pub struct TestApp {
     pub router: Router,
     pub t: TestEngine,
+    /// The `Host` (and `Origin`) requests carry: the public URL's.
+    pub host: String,
 }
 
 pub struct Reply {
@@ -36,7 +40,7 @@ impl Reply {
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("not JSON ({e}): {}", self.body))
     }
-    /// The `berth_session=...` pair from Set-Cookie, ready for a Cookie header.
+    /// The session's `name=value` pair from Set-Cookie, ready for a Cookie header.
     pub fn session_cookie(&self) -> String {
         self.set_cookie().split(';').next().unwrap().to_owned()
     }
@@ -45,7 +49,7 @@ impl Reply {
             .get_all(header::SET_COOKIE)
             .iter()
             .map(|v| v.to_str().unwrap().to_owned())
-            .find(|c| c.starts_with("berth_session="))
+            .find(|c| c.starts_with("berth_session=") || c.starts_with("__Host-berth_session="))
             .unwrap_or_else(|| panic!("no session cookie; status {} body {}", self.status, self.body))
     }
 }
@@ -54,9 +58,10 @@ pub fn config() -> ServerConfig {
     ServerConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         site_root: std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "../target/site".into()),
-        public_url: None,
+        public_url: Some(ORIGIN.into()),
         trust_proxy: false,
         body_limit: 1024 * 1024,
+        worker: false,
     }
 }
 
@@ -65,10 +70,35 @@ impl TestApp {
         Self::with_config(config()).await
     }
 
+    /// On an engine with the tests' host policy (servers on 127.0.0.1 and local
+    /// images allowed, as `make run` has it); perimeter tests that need the
+    /// production policy build theirs with [`TestApp::on`].
     pub async fn with_config(config: ServerConfig) -> Self {
         let t = TestEngine::new().await;
-        let router = server::router(server::AppState::new(t.engine.clone(), config));
-        Self { router, t }
+        let mut deploy = (*t.engine.deploy).clone();
+        deploy.host = engine::testing::test_host_policy();
+        let engine = t.engine.clone().with_deploy(deploy);
+        Self::on(t, engine, config)
+    }
+
+    /// The router of `engine` (usually `t`'s, perhaps changed) with this configuration.
+    pub fn on(t: TestEngine, engine: engine::Engine, config: ServerConfig) -> Self {
+        let host = config
+            .public_url
+            .as_deref()
+            .and_then(|u| u.split_once("://"))
+            .map(|(_, h)| h.to_owned())
+            .unwrap_or_else(|| HOST.to_owned());
+        let router = server::router(server::AppState::new(engine, config));
+        Self { router, t, host }
+    }
+
+    fn origin(&self) -> String {
+        if self.host == HOST {
+            ORIGIN.to_owned()
+        } else {
+            format!("https://{}", self.host)
+        }
     }
 
     pub async fn send(&self, req: Request<Body>) -> Reply {
@@ -91,8 +121,8 @@ impl TestApp {
             .collect::<Vec<_>>()
             .join("&");
         let mut req = Request::post(format!("/api/{path}"))
-            .header(header::HOST, HOST)
-            .header(header::ORIGIN, ORIGIN)
+            .header(header::HOST, &self.host)
+            .header(header::ORIGIN, self.origin())
             .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded");
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, c);
@@ -102,7 +132,7 @@ impl TestApp {
 
     pub async fn get(&self, path: &str, cookie: Option<&str>) -> Reply {
         let mut req = Request::get(path)
-            .header(header::HOST, HOST)
+            .header(header::HOST, &self.host)
             .header(header::ACCEPT, "text/html");
         if let Some(c) = cookie {
             req = req.header(header::COOKIE, c);
@@ -112,9 +142,39 @@ impl TestApp {
 
     /// Onboards Ada (owner of "Acme") and returns her session cookie.
     pub async fn onboard(&self) -> String {
-        let r = self.call("onboard", ONBOARD, None).await;
+        let r = self.onboard_with(ONBOARD).await;
         assert_eq!(r.status, StatusCode::OK, "{}", r.body);
         r.session_cookie()
+    }
+
+    /// Calls onboarding with this form and a setup token (as the one a
+    /// starting Berth prints).
+    pub async fn onboard_with(&self, form: &[(&str, &str)]) -> Reply {
+        let token = engine::accounts::setup_token(&self.t.engine)
+            .await
+            .unwrap()
+            .unwrap_or_default();
+        let mut form = form.to_vec();
+        form.push(("setup_token", &token));
+        self.call("onboard", &form, None).await
+    }
+}
+
+impl TestApp {
+    /// `by` invites someone with `role`; they accept as a new account. The
+    /// invite's reply (for its id) and the newcomer's session cookie.
+    pub async fn join(&self, by: &str, role: &str, name: &str, email: &str) -> (serde_json::Value, String) {
+        let invite = self.call("orgs/invites/create", &[("role", role)], Some(by)).await.json();
+        let link = invite["link"].as_str().expect("an invite link").to_owned();
+        let token = link.rsplit('/').next().unwrap();
+        let accepted = self
+            .call(
+                "invites/accept",
+                &[("token", token), ("name", name), ("email", email), ("password", "long enough pw")],
+                None,
+            )
+            .await;
+        (invite, accepted.session_cookie())
     }
 }
 

@@ -1,0 +1,59 @@
+//! Server functions for instance administrators: the instance's settings and
+//! who else administers it.
+
+use crate::error::AppError;
+use crate::types::InstanceView;
+use leptos::prelude::*;
+
+#[cfg(feature = "ssr")]
+use {
+    super::edge::{self, fail},
+    crate::types::InstanceUserView,
+    engine::instance::{self, OrgCreation},
+};
+
+#[server(endpoint = "instance/get")]
+pub async fn get_instance() -> Result<InstanceView, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let users = instance::users(&ctx.engine, &caller).await.map_err(fail)?;
+    let settings = instance::settings(&ctx.engine).await.map_err(fail)?;
+    let host = &ctx.engine.deploy.host;
+    Ok(InstanceView {
+        org_creation: settings.org_creation.as_str().to_owned(),
+        users: users
+            .into_iter()
+            .map(|u| InstanceUserView {
+                id: u.id.0,
+                name: u.name,
+                email: u.email,
+                instance_admin: u.instance_admin,
+            })
+            .collect(),
+        bind_roots: host.bind_roots.iter().map(|p| p.display().to_string()).collect(),
+        allow_private_targets: host.allow_private_targets,
+        allow_local_images: host.allow_local_images,
+    })
+}
+
+#[server(endpoint = "instance/settings")]
+pub async fn set_org_creation(org_creation: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let org_creation = OrgCreation::parse(&org_creation).map_err(fail)?;
+    instance::update_settings(&ctx.engine, &caller, instance::Settings { org_creation })
+        .await
+        .map_err(fail)
+}
+
+#[server(endpoint = "instance/admin")]
+pub async fn set_instance_admin(user_id: String, admin: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let admin = engine::config::parse_flag(&admin).ok_or_else(|| {
+        fail(engine::names::ValidationError::new(
+            "admin",
+            "must be one of 1/0, true/false, on/off or yes/no",
+        ))
+    })?;
+    instance::set_admin(&ctx.engine, &caller, edge::id(&user_id)?, admin)
+        .await
+        .map_err(fail)
+}
