@@ -122,6 +122,8 @@ pub struct SystemStatus {
     /// `None` when Docker answers; otherwise what went wrong.
     pub docker_error: Option<String>,
     pub docker_host: String,
+    /// For instance administrators: everything that should run and does not.
+    pub problems: Vec<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -187,6 +189,18 @@ pub struct AppView {
     pub domains: Vec<DomainView>,
     pub env_names: Vec<String>,
     pub live_deployment: Option<Uuid>,
+    /// What is wrong with the running app now, as the reconciler sees it.
+    pub problem: Option<String>,
+    pub repairs: Vec<RepairView>,
+}
+
+/// A repair the reconciler made: what it found and what it did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct RepairView {
+    pub problem: String,
+    pub action: String,
+    /// RFC 3339.
+    pub at: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -266,6 +280,8 @@ pub struct ServiceView {
     pub internal_url: String,
     pub external_url: Option<String>,
     pub last_error: Option<String>,
+    pub problem: Option<String>,
+    pub repairs: Vec<RepairView>,
 }
 
 /// The password and connection strings, on an explicit request.

@@ -19,10 +19,31 @@ use tokio::process::{Child, Command};
 
 type HttpClient = Client<hyper_util::client::legacy::connect::HttpConnector, Full<Bytes>>;
 
+/// This run's installation name: its managed Traefik (on free loopback ports,
+/// from the locally built image) and network, removed at the end.
+fn instance() -> &'static str {
+    static NAME: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    NAME.get_or_init(|| format!("bb{}", &uuid::Uuid::new_v4().simple().to_string()[..10]))
+}
+
+/// `berth serve` as an operator runs it: the worker on (its job runner and
+/// reconciler), Docker connected through DOCKER_HOST, Traefik managed.
 fn spawn_berth(db: &TestDb, redis: &TestRedis, port: u16) -> Result<Child> {
     let bin = std::env::var("BERTH_BIN").context("BERTH_BIN")?;
+    let data = std::env::temp_dir().join(format!("berth-bench-{}", instance()));
     Ok(Command::new(bin)
         .arg("serve")
+        .env("BERTH_WORKER", "on")
+        .env("BERTH_INSTANCE", instance())
+        .env("BERTH_NETWORK", instance())
+        .env("BERTH_PROXY_NAME", format!("{}-traefik", instance()))
+        .env("BERTH_TRAEFIK_IMAGE", engine::testing::test_traefik_image())
+        .env("BERTH_ALLOW_LOCAL_IMAGES", "on")
+        .env("BERTH_PROXY_BIND", "127.0.0.1")
+        .env("BERTH_HTTP_PORT", free_port().to_string())
+        .env("BERTH_HTTPS_PORT", free_port().to_string())
+        .env("BERTH_DATA_DIR", &data)
+        .env("BERTH_TRAEFIK_DIR", data.join("traefik"))
         .env("DATABASE_URL", &db.url)
         .env("REDIS_URL", &redis.url)
         .env("BERTH_REDIS_PREFIX", &redis.prefix)
@@ -102,9 +123,14 @@ async fn cold_start(client: &HttpClient, db: &TestDb, redis: &TestRedis) -> Resu
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// A `/proc/<pid>/status` figure in KiB (`VmRSS:` now, `VmHWM:` the peak).
+fn status_kib(pid: u32, field: &str) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:")).context("VmRSS")?;
-    Ok(line.split_whitespace().nth(1).context("VmRSS value")?.parse()?)
+    let line = status.lines().find(|l| l.starts_with(field)).context("status field")?;
+    Ok(line.split_whitespace().nth(1).context("status value")?.parse()?)
 }
 
 fn gzip_size(path: &std::path::Path) -> Result<usize> {
@@ -233,6 +259,13 @@ async fn main() -> Result<()> {
     let total = rate * seconds;
     lat.sort_by(f64::total_cmp);
     let loaded_rss = rss_kib(pid)?;
+    let peak_rss = status_kib(pid, "VmHWM:")?;
+    // Quiet again: what stays resident once the load is over.
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    let after_rss = rss_kib(pid)?;
+    drop(child);
+    engine::testing::cleanup_instance(instance(), &[]).await;
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("berth-bench-{}", instance())));
 
     println!("| budget | goal | measured |");
     println!("|---|---|---|");
@@ -267,8 +300,11 @@ async fn main() -> Result<()> {
         warm_failures
     );
     println!(
-        "| RSS after the load | (info) | {:.1} MiB |",
-        loaded_rss as f64 / 1024.0
+        "| RSS (worker on, Docker connected): idle / peak / at the end of the load / 15 s after | (info) | {:.1} / {:.1} / {:.1} / {:.1} MiB |",
+        idle_rss as f64 / 1024.0,
+        peak_rss as f64 / 1024.0,
+        loaded_rss as f64 / 1024.0,
+        after_rss as f64 / 1024.0
     );
     Ok(())
 }

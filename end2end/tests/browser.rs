@@ -104,7 +104,10 @@ async fn printed_setup_token(log: &std::path::Path) -> String {
         if let Some(rest) = text.split("setup token: ").nth(1) {
             return rest.split_whitespace().next().unwrap().to_owned();
         }
-        assert!(start.elapsed() < Duration::from_secs(10), "berth printed no setup token: {text}");
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "berth printed no setup token: {text}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -392,8 +395,16 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     // The app itself, through Traefik, by its generated domain (*.localhost is
     // loopback), as the Domains tab shows it.
     find(c, "[data-tab=domains]").await.click().await.unwrap();
-    let host = find(c, "#domains li[data-generated]").await.attr("data-domain").await.unwrap().unwrap();
-    assert!(host.starts_with(&format!("{name}-")) && host.ends_with(".localhost"), "{host}");
+    let host = find(c, "#domains li[data-generated]")
+        .await
+        .attr("data-domain")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        host.starts_with(&format!("{name}-")) && host.ends_with(".localhost"),
+        "{host}"
+    );
     c.goto(&format!("http://{host}:{proxy_port}/")).await.unwrap();
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;

@@ -178,14 +178,16 @@ pub async fn onboard(
             .get_result(conn)
             .await?;
             if !known {
-                return Err(if diesel::select(diesel::dsl::exists(instance::table.select(instance::singleton)))
-                    .get_result::<bool>(conn)
-                    .await?
-                {
-                    AccountError::OnboardingClosed
-                } else {
-                    AccountError::BadSetupToken
-                });
+                return Err(
+                    if diesel::select(diesel::dsl::exists(instance::table.select(instance::singleton)))
+                        .get_result::<bool>(conn)
+                        .await?
+                    {
+                        AccountError::OnboardingClosed
+                    } else {
+                        AccountError::BadSetupToken
+                    },
+                );
             }
             let claimed = diesel::insert_into(instance::table)
                 .values(instance::singleton.eq(true))
@@ -438,5 +440,3 @@ pub(crate) async fn insert_org(
         .await?;
     Ok(OrgId(org))
 }
-
-

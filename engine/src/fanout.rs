@@ -102,10 +102,11 @@ impl Hub {
             None => self.reconnect().await?,
         };
         let (tx, rx) = broadcast::channel(BACKLOG);
-        self.state.lock().expect("hub state").channels.insert(
-            channel.to_owned(),
-            Channel { tx, holders: 1 },
-        );
+        self.state
+            .lock()
+            .expect("hub state")
+            .channels
+            .insert(channel.to_owned(), Channel { tx, holders: 1 });
         if let Err(e) = sink.subscribe(channel).await {
             let mut st = self.state.lock().expect("hub state");
             st.channels.remove(channel);
@@ -135,7 +136,9 @@ impl Hub {
         let state = self.state.clone();
         tokio::spawn(async move {
             while let Some(msg) = stream.next().await {
-                let Ok(payload) = msg.get_payload::<String>() else { continue };
+                let Ok(payload) = msg.get_payload::<String>() else {
+                    continue;
+                };
                 let st = state.lock().expect("hub state");
                 if let Some(c) = st.channels.get(msg.get_channel_name()) {
                     let _ = c.tx.send(payload);

@@ -29,12 +29,20 @@ pub struct HealthReport {
     pub db: Component,
     pub redis: Component,
     pub docker: Component,
+    /// What should run and does not, as the reconciler last saw it
+    /// ("Traefik not running: restarting", "app shop: …, restarted 3 times").
+    pub problems: Vec<crate::reconcile::Problem>,
 }
 
 impl HealthReport {
     /// PostgreSQL and Redis are required to serve; Docker is not.
     pub fn ready(&self) -> bool {
         self.db.is_up() && self.redis.is_up()
+    }
+
+    /// Serving, but something Berth runs is down.
+    pub fn degraded(&self) -> bool {
+        !self.docker.is_up() || !self.problems.is_empty()
     }
 }
 
@@ -72,6 +80,12 @@ pub async fn check(engine: &Engine) -> HealthReport {
             .map_err(|e| e.to_string())
     });
     let docker = within(async { engine.docker.info().await.map(|i| Some(i.version)) });
-    let (db, redis, docker) = tokio::join!(db, redis, docker);
-    HealthReport { db, redis, docker }
+    let problems = tokio::time::timeout(TIMEOUT, crate::reconcile::problems(engine));
+    let (db, redis, docker, problems) = tokio::join!(db, redis, docker, problems);
+    HealthReport {
+        db,
+        redis,
+        docker,
+        problems: problems.unwrap_or_default(),
+    }
 }

@@ -71,7 +71,10 @@ impl OrgCreation {
         match raw.trim() {
             "admins" => Ok(OrgCreation::Admins),
             "anyone" => Ok(OrgCreation::Anyone),
-            _ => Err(crate::names::ValidationError::new("org_creation", "must be admins or anyone")),
+            _ => Err(crate::names::ValidationError::new(
+                "org_creation",
+                "must be admins or anyone",
+            )),
         }
     }
 }

@@ -29,6 +29,7 @@ pub mod passwords;
 pub mod projects;
 pub mod proxy;
 pub mod ratelimit;
+pub mod reconcile;
 pub mod reseal;
 pub mod secrets;
 pub mod services;

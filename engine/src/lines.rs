@@ -135,7 +135,10 @@ mod tests {
     #[test]
     fn lines_end_at_newlines_and_carriage_returns_across_chunks() {
         assert_eq!(
-            split(&[b"one\ntw", b"o\r\nthree 1%\rthree 50%\r", b"three 100%\n", b"last"], 100),
+            split(
+                &[b"one\ntw", b"o\r\nthree 1%\rthree 50%\r", b"three 100%\n", b"last"],
+                100
+            ),
             vec![
                 ("one".into(), false),
                 ("two".into(), false),
@@ -146,8 +149,14 @@ mod tests {
             ]
         );
         // `\r\n` split between two chunks is one line end, not an empty line.
-        assert_eq!(split(&[b"a\r", b"\nb\n"], 100), vec![("a".into(), false), ("b".into(), false)]);
-        assert_eq!(split(&[b"a\r", b"b\r"], 100), vec![("a".into(), true), ("b".into(), false)]);
+        assert_eq!(
+            split(&[b"a\r", b"\nb\n"], 100),
+            vec![("a".into(), false), ("b".into(), false)]
+        );
+        assert_eq!(
+            split(&[b"a\r", b"b\r"], 100),
+            vec![("a".into(), true), ("b".into(), false)]
+        );
     }
 
     #[test]
@@ -159,7 +168,10 @@ mod tests {
             assert!(s.buf.len() <= 16);
         }
         s.push(b"\nnext\n", &mut |p| out.push(p.text));
-        assert_eq!(out, vec![format!("{} … [999984 bytes cut]", "x".repeat(16)), "next".into()]);
+        assert_eq!(
+            out,
+            vec![format!("{} … [999984 bytes cut]", "x".repeat(16)), "next".into()]
+        );
     }
 
     #[test]

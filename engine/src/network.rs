@@ -56,7 +56,11 @@ pub async fn ensure_named(engine: &Engine, name: &str, labels: &HashMap<String, 
                 .bind::<diesel::sql_types::Text, _>(format!("network:{name}"))
                 .execute(conn)
                 .await?;
-            engine.docker.ensure_network(name, labels).await.map_err(LockedError::Docker)
+            engine
+                .docker
+                .ensure_network(name, labels)
+                .await
+                .map_err(LockedError::Docker)
         })
         .await;
     match created {

@@ -98,10 +98,12 @@ pub async fn list_mine(engine: &Engine, caller: &Caller) -> Result<Vec<OrgSummar
 /// Creates an organization owned by the caller, when the instance lets them
 /// (its administrators always; anyone signed in when the setting says so).
 pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<OrgId, OrgError> {
-    let allowed = crate::instance::may_create_org(engine, caller).await.map_err(|e| match e {
-        crate::instance::InstanceError::Store(s) => OrgError::Store(s),
-        other => OrgError::Store(StoreError::Corrupt(other.to_string())),
-    })?;
+    let allowed = crate::instance::may_create_org(engine, caller)
+        .await
+        .map_err(|e| match e {
+            crate::instance::InstanceError::Store(s) => OrgError::Store(s),
+            other => OrgError::Store(StoreError::Corrupt(other.to_string())),
+        })?;
     if !allowed {
         return Err(OrgError::Forbidden(
             "only instance administrators can create organizations on this instance",
@@ -110,7 +112,7 @@ pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<O
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let user = caller.user_id;
     let org = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| { insert_org(conn, &name, user).await })
+        .transaction::<_, diesel::result::Error, _>(async |conn| insert_org(conn, &name, user).await)
         .await?;
     sessions::switch_org(&engine.kv, engine.policy, &caller.token, org).await?;
     Ok(org)

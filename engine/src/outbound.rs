@@ -233,11 +233,14 @@ async fn tunnel(stream: tokio::net::TcpStream, expected: &str, policy: Policy) -
     let stream = reader.get_mut();
     let refuse = |code: &str| format!("HTTP/1.1 {code}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
     let authorized = head.iter().skip(1).any(|h| {
-        h.split_once(':')
-            .is_some_and(|(k, v)| k.eq_ignore_ascii_case("proxy-authorization") && v.trim().eq_ignore_ascii_case(expected))
+        h.split_once(':').is_some_and(|(k, v)| {
+            k.eq_ignore_ascii_case("proxy-authorization") && v.trim().eq_ignore_ascii_case(expected)
+        })
     });
     if !authorized {
-        stream.write_all(refuse("407 Proxy Authentication Required").as_bytes()).await?;
+        stream
+            .write_all(refuse("407 Proxy Authentication Required").as_bytes())
+            .await?;
         return Ok(());
     }
     let target = head
@@ -282,7 +285,6 @@ async fn tunnel(stream: tokio::net::TcpStream, expected: &str, policy: Policy) -
     Ok(())
 }
 
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -313,7 +315,15 @@ mod tests {
     #[test]
     fn numeric_host_forms_are_recognised() {
         let strict = Policy { allow_private: false };
-        for h in ["127.0.0.1", "2130706433", "0x7f000001", "0177.0.0.1", "127.1", "169.254.169.254", "[::1]"] {
+        for h in [
+            "127.0.0.1",
+            "2130706433",
+            "0x7f000001",
+            "0177.0.0.1",
+            "127.1",
+            "169.254.169.254",
+            "[::1]",
+        ] {
             assert!(strict.check_literal(h).is_err(), "{h}");
         }
         for h in ["github.com", "1.1.1.1", "gitlab.example.com"] {

@@ -22,7 +22,8 @@ pub const DEPLOYMENT_HEADER: &str = "x-berth-deployment";
 /// instance key, so it says nothing about the ID and cannot be forged.
 pub fn route_token(engine: &Engine, deployment: uuid::Uuid) -> String {
     use hmac::{Hmac, Mac};
-    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(&engine.secret.derive("route-token-v1")).expect("any key length");
+    let mut mac =
+        Hmac::<sha2::Sha256>::new_from_slice(&engine.secret.derive("route-token-v1")).expect("any key length");
     mac.update(deployment.as_bytes());
     hex::encode(&mac.finalize().into_bytes()[..12])
 }

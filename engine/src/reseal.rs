@@ -19,12 +19,36 @@ struct Column {
 }
 
 const COLUMNS: [Column; 6] = [
-    Column { table: "applications", column: "source_secret", row_key: "id::text" },
-    Column { table: "applications", column: "webhook_secret", row_key: "id::text" },
-    Column { table: "applications", column: "deploy_token", row_key: "id::text" },
-    Column { table: "app_env_vars", column: "value", row_key: "application_id::text || '/' || name" },
-    Column { table: "database_services", column: "password", row_key: "id::text" },
-    Column { table: "s3_destinations", column: "secret_key", row_key: "id::text" },
+    Column {
+        table: "applications",
+        column: "source_secret",
+        row_key: "id::text",
+    },
+    Column {
+        table: "applications",
+        column: "webhook_secret",
+        row_key: "id::text",
+    },
+    Column {
+        table: "applications",
+        column: "deploy_token",
+        row_key: "id::text",
+    },
+    Column {
+        table: "app_env_vars",
+        column: "value",
+        row_key: "application_id::text || '/' || name",
+    },
+    Column {
+        table: "database_services",
+        column: "password",
+        row_key: "id::text",
+    },
+    Column {
+        table: "s3_destinations",
+        column: "secret_key",
+        row_key: "id::text",
+    },
 ];
 
 #[derive(diesel::QueryableByName)]
@@ -59,7 +83,11 @@ pub async fn reseal(
     let mut moved = 0;
     // Without a rotation only the old format needs reading: no full scan on
     // every start.
-    let which = if previous.is_some() { "IS NOT NULL" } else { "LIKE 'v1:%'" };
+    let which = if previous.is_some() {
+        "IS NOT NULL"
+    } else {
+        "LIKE 'v1:%'"
+    };
     for c in &COLUMNS {
         // Table, column and key expressions are the constants above, never input.
         let rows: Vec<Sealed> = diesel::sql_query(format!(
@@ -105,7 +133,10 @@ pub async fn reseal(
         }
     }
     if moved > 0 {
-        tracing::info!(values = moved, "resealed secrets under the current key, bound to their rows");
+        tracing::info!(
+            values = moved,
+            "resealed secrets under the current key, bound to their rows"
+        );
     }
     Ok(moved)
 }

@@ -142,7 +142,13 @@ impl SecretKey {
         rand::thread_rng().fill_bytes(&mut nonce);
         let aad = slot.aad();
         let ct = cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: plaintext, aad: &aad })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: plaintext,
+                    aad: &aad,
+                },
+            )
             .expect("AES-GCM encryption cannot fail for in-memory data");
         let mut out = nonce.to_vec();
         out.extend_from_slice(&ct);
@@ -270,7 +276,10 @@ mod tests {
         let mut b = [0u8; 32];
         rand::thread_rng().fill_bytes(&mut b);
         use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-        assert!(SecretKey::from_config(&B64.encode(b)).is_ok(), "base64 (openssl rand -base64 32)");
+        assert!(
+            SecretKey::from_config(&B64.encode(b)).is_ok(),
+            "base64 (openssl rand -base64 32)"
+        );
         assert!(SecretKey::from_config(&URL_SAFE_NO_PAD.encode(b)).is_ok());
     }
 
@@ -282,9 +291,15 @@ mod tests {
         assert!(!sealed.contains("postgres"));
         assert_eq!(k.open(here, &sealed).unwrap(), b"postgres://u:p@h/db\n\0bytes");
         assert_ne!(k.seal(here, b"x"), k.seal(here, b"x"), "nonces are random");
-        assert!(matches!(SecretKey::generate().open(here, &sealed), Err(SealError::WrongKey)));
+        assert!(matches!(
+            SecretKey::generate().open(here, &sealed),
+            Err(SealError::WrongKey)
+        ));
         let elsewhere = Slot::new("app_env_vars", "value", "app2/DATABASE_URL");
-        assert!(matches!(k.open(elsewhere, &sealed), Err(SealError::WrongKey)), "moved to another row");
+        assert!(
+            matches!(k.open(elsewhere, &sealed), Err(SealError::WrongKey)),
+            "moved to another row"
+        );
         let other_column = Slot::new("applications", "deploy_token", "app1/DATABASE_URL");
         assert!(matches!(k.open(other_column, &sealed), Err(SealError::WrongKey)));
         assert!(matches!(k.open(here, "v2:!!"), Err(SealError::Malformed)));

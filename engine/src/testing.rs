@@ -354,7 +354,11 @@ pub fn test_traefik_image() -> String {
 /// Tests use images built on this machine and servers on 127.0.0.1, which a
 /// production instance refuses (see [`crate::config::HostPolicy`]).
 pub fn test_host_policy() -> crate::config::HostPolicy {
-    crate::config::HostPolicy { allow_local_images: true, allow_private_targets: true, bind_roots: Vec::new() }
+    crate::config::HostPolicy {
+        allow_local_images: true,
+        allow_private_targets: true,
+        bind_roots: Vec::new(),
+    }
 }
 
 impl DeployEnv {
@@ -484,7 +488,13 @@ impl Drop for DeployEnv {
 /// The host Berth generated for an app (`<name>-<id prefix>.<base domain>`).
 pub async fn generated_host(e: &Engine, caller: &crate::accounts::Caller, app: crate::ids::AppId) -> String {
     let d = crate::apps::get(e, caller, app).await.expect("the app");
-    let host = d.domains.iter().find(|d| d.generated).expect("a generated domain").host.clone();
+    let host = d
+        .domains
+        .iter()
+        .find(|d| d.generated)
+        .expect("a generated domain")
+        .host
+        .clone();
     assert!(host.starts_with(d.app.name.as_str()), "{host}");
     host
 }

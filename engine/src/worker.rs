@@ -1,5 +1,5 @@
 //! The worker: what `berth worker` runs, and `berth serve` beside its web server:
-//! every kind of job on one runner until shutdown. (Deployments wait for the
+//! every kind of job on one runner, and the reconciler, until shutdown. (Deployments wait for the
 //! network and the managed proxy, which their kind sets up first.)
 
 use crate::jobs::Runner;
@@ -9,6 +9,8 @@ use tokio_util::sync::CancellationToken;
 /// Runs until `shutdown`, then waits for the jobs in hand (the caller bounds how
 /// long; whatever is left is recovered by the next worker's reaper).
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
+    // Beside the jobs: bringing back what should run (one worker at a time).
+    let reconciler = tokio::spawn(crate::reconcile::run(engine.clone(), shutdown.clone()));
     Runner::new(engine, shutdown)
         .kind(crate::deploy::job::DeployKind::default())
         .kind(crate::backups::kinds::RestoreKind)
@@ -16,4 +18,5 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         .kind(crate::backups::kinds::DrillKind)
         .run()
         .await;
+    let _ = reconciler.await;
 }

@@ -41,7 +41,9 @@ async fn concurrent_onboarding_has_exactly_one_winner() {
         let e = t.engine.clone();
         tasks.push(tokio::spawn(async move {
             let a = NewAccount::parse("Racer", &format!("r{i}@example.com"), "long enough pw").unwrap();
-            engine::testing::onboard(&e, a, OrgName::parse("Race").unwrap()).await.is_ok()
+            engine::testing::onboard(&e, a, OrgName::parse("Race").unwrap())
+                .await
+                .is_ok()
         }));
     }
     let mut wins = 0;
@@ -162,14 +164,25 @@ async fn failed_logins_are_throttled_per_account_and_per_address() {
         ttl > 0 && ttl <= accounts::PAIR_LIMIT.window_secs as i64,
         "window expires: ttl {ttl}"
     );
-    let _: () = redis::cmd("EXPIRE").arg(&keys[0]).arg(1).query_async(&mut conn).await.unwrap();
+    let _: () = redis::cmd("EXPIRE")
+        .arg(&keys[0])
+        .arg(1)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
     accounts::login(e, "ada@example.com", RIGHT, "10.3.0.1").await.unwrap();
 
     // Per address: one client trying many accounts is stopped too, and an IPv6
     // client is one client across its whole /64.
     for i in 0..accounts::IP_LIMIT.max {
-        let _ = accounts::login(e, &format!("x{i}@example.com"), "whatever pw", &format!("2001:db8::{i:x}")).await;
+        let _ = accounts::login(
+            e,
+            &format!("x{i}@example.com"),
+            "whatever pw",
+            &format!("2001:db8::{i:x}"),
+        )
+        .await;
     }
     let r = accounts::login(e, "ada@example.com", RIGHT, "2001:db8::ffff").await;
     assert!(matches!(r, Err(AccountError::RateLimited(_))), "{r:?}");
@@ -200,7 +213,10 @@ async fn parallel_wrong_logins_are_all_counted() {
         .count();
     assert_eq!(
         (tried, refused),
-        (accounts::PAIR_LIMIT.max as usize, 20 - accounts::PAIR_LIMIT.max as usize),
+        (
+            accounts::PAIR_LIMIT.max as usize,
+            20 - accounts::PAIR_LIMIT.max as usize
+        ),
         "{results:?}"
     );
 }

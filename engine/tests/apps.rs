@@ -78,7 +78,9 @@ async fn only_instance_admins_mount_host_paths_and_members_cannot_delete_apps() 
     engine::instance::update_settings(
         e,
         &admin,
-        engine::instance::Settings { org_creation: engine::instance::OrgCreation::Anyone },
+        engine::instance::Settings {
+            org_creation: engine::instance::OrgCreation::Anyone,
+        },
     )
     .await
     .unwrap();
@@ -100,18 +102,25 @@ async fn only_instance_admins_mount_host_paths_and_members_cannot_delete_apps() 
         .unwrap();
     let eve_env = EnvironmentId(projects::get(e, &eve, p).await.unwrap().environments[0].id);
     for path in ["/var/run/docker.sock", inside] {
-        let err = apps::create(e, &eve, new_app("web", eve_env, bind(path))).await.unwrap_err();
+        let err = apps::create(e, &eve, new_app("web", eve_env, bind(path)))
+            .await
+            .unwrap_err();
         assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{path}: {err:?}");
     }
 
     // A member of the admin's organization: neither.
-    let err = apps::create(e, &member, new_app("web", env, bind(inside))).await.unwrap_err();
+    let err = apps::create(e, &member, new_app("web", env, bind(inside)))
+        .await
+        .unwrap_err();
     assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{err:?}");
     let id = apps::create(e, &member, new_app("web", env, Runtime::default()))
         .await
         .unwrap();
     assert!(matches!(
-        apps::update_runtime(e, &member, id, bind(inside)).await.unwrap_err().kind(),
+        apps::update_runtime(e, &member, id, bind(inside))
+            .await
+            .unwrap_err()
+            .kind(),
         ErrorKind::Forbidden(_)
     ));
     assert!(matches!(
@@ -128,7 +137,9 @@ async fn only_instance_admins_mount_host_paths_and_members_cannot_delete_apps() 
         );
     }
     apps::update_runtime(e, &admin, id, bind(inside)).await.unwrap();
-    apps::update_runtime(e, &admin, id, bind("/var/run/postgresql")).await.unwrap();
+    apps::update_runtime(e, &admin, id, bind("/var/run/postgresql"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -249,13 +260,27 @@ async fn moving_to_another_registry_drops_the_stored_password() {
         image: image.into(),
         registry_user: Some("robot".into()),
     };
-    apps::update_source(e, &owner, id, image("registry.test/team/web:2"), apps::SecretChange::Keep, Build::default())
-        .await
-        .unwrap();
+    apps::update_source(
+        e,
+        &owner,
+        id,
+        image("registry.test/team/web:2"),
+        apps::SecretChange::Keep,
+        Build::default(),
+    )
+    .await
+    .unwrap();
     assert!(stored(e, id).await, "same registry, new tag: kept");
-    apps::update_source(e, &owner, id, image("evil.example/team/web:2"), apps::SecretChange::Keep, Build::default())
-        .await
-        .unwrap();
+    apps::update_source(
+        e,
+        &owner,
+        id,
+        image("evil.example/team/web:2"),
+        apps::SecretChange::Keep,
+        Build::default(),
+    )
+    .await
+    .unwrap();
     assert!(!stored(e, id).await, "another registry: dropped");
     apps::update_source(
         e,
@@ -268,8 +293,15 @@ async fn moving_to_another_registry_drops_the_stored_password() {
     .await
     .unwrap();
     assert!(stored(e, id).await, "a new one given with the move is stored");
-    apps::update_source(e, &owner, id, image("nginx:1.27"), apps::SecretChange::Keep, Build::default())
-        .await
-        .unwrap();
+    apps::update_source(
+        e,
+        &owner,
+        id,
+        image("nginx:1.27"),
+        apps::SecretChange::Keep,
+        Build::default(),
+    )
+    .await
+    .unwrap();
     assert!(!stored(e, id).await, "Docker Hub is another registry too");
 }

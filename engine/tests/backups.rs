@@ -7,11 +7,11 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use engine::accounts::Caller;
 use engine::backups::{self, kinds, schedule, NewSchedule, RestoreInto, Subject};
-use lifecycle::{BackupTrigger, DrillStatus, JobStatus, ServiceState};
 use engine::ids::{BackupId, EnvironmentId, RestoreId, ServiceId};
 use engine::services::{self, NewService};
 use engine::testing::{free_port, owner_with_environment, start_backup_worker, DeployEnv, TestS3};
 use engine::Engine;
+use lifecycle::{BackupTrigger, DrillStatus, JobStatus, ServiceState};
 use std::time::{Duration, Instant};
 
 /// Polls `check` until it returns Some, for at most `secs` seconds.
@@ -382,7 +382,10 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
     let b = wait_backup(engine, &caller, b).await;
     assert_eq!(b.status, JobStatus::Failed);
     assert!(b.error.as_deref().unwrap().contains("is not running"), "{:?}", b.error);
-    assert_eq!(services::get(engine, &caller, svc).await.unwrap().state, ServiceState::Stopped);
+    assert_eq!(
+        services::get(engine, &caller, svc).await.unwrap().state,
+        ServiceState::Stopped
+    );
 
     // A dump that fails inside the container (its database is gone): the error
     // carries pg_dump's own words, and nothing reaches the bucket.
@@ -550,14 +553,20 @@ async fn another_organization_sees_nothing() {
         .unwrap_err());
     // Berth's own database: Eve is an instance administrator, but its backups
     // made in the first organization are not listed in hers ...
-    assert!(backups::history(engine, &eve, Subject::Own).await.unwrap().backups.is_empty());
+    assert!(backups::history(engine, &eve, Subject::Own)
+        .await
+        .unwrap()
+        .backups
+        .is_empty());
     // ... and to anyone who is not an administrator it does not exist.
     let plain = Caller {
         instance_admin: false,
         ..caller.clone()
     };
     nf(&backups::history(engine, &plain, Subject::Own).await.unwrap_err());
-    nf(&backups::backup_now(engine, &plain, Subject::Own, dest).await.unwrap_err());
+    nf(&backups::backup_now(engine, &plain, Subject::Own, dest)
+        .await
+        .unwrap_err());
     nf(&backups::backup_now(engine, &eve, Subject::Own, dest).await.unwrap_err());
     nf(&services::get(engine, &eve, svc).await.unwrap_err());
     nf(&services::reveal(engine, &eve, svc).await.unwrap_err());
@@ -656,7 +665,9 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     let big = vec![7u8; 8 << 20];
 
     let mut input: &[u8] = &big;
-    let all = engine.docker.exec(&name, &run(&["wc", "-c"]), Some(&mut input), None)
+    let all = engine
+        .docker
+        .exec(&name, &run(&["wc", "-c"]), Some(&mut input), None)
         .await
         .unwrap();
     assert_eq!(
@@ -667,7 +678,9 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     assert_eq!(all.fed, 8 << 20);
 
     let mut input: &[u8] = &big;
-    let missing = engine.docker.exec(&name, &run(&["no-such-program"]), Some(&mut input), None)
+    let missing = engine
+        .docker
+        .exec(&name, &run(&["no-such-program"]), Some(&mut input), None)
         .await
         .unwrap();
     assert_eq!(
@@ -678,13 +691,16 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
     );
 
     let mut input: &[u8] = &big;
-    let failed = engine.docker.exec(&name,
-        &run(&["sh", "-c", "echo bad input >&2; exit 3"]),
-        Some(&mut input),
-        None,
-    )
-    .await
-    .expect("a failing program is an outcome, not an input error");
+    let failed = engine
+        .docker
+        .exec(
+            &name,
+            &run(&["sh", "-c", "echo bad input >&2; exit 3"]),
+            Some(&mut input),
+            None,
+        )
+        .await
+        .expect("a failing program is an outcome, not an input error");
     assert_eq!(failed.exit_code, 3);
     assert_eq!(failed.said(), "bad input");
 
@@ -722,7 +738,10 @@ async fn private_s3_endpoints_are_refused_unless_the_instance_allows_them() {
         let new = backups::NewDestination::parse("evil", &endpoint, "", "bucket", "", "key", "secret", true).unwrap();
         let err = backups::create_destination(&strict, &caller, new).await.unwrap_err();
         assert!(
-            matches!(engine::Classify::kind(&err), engine::ErrorKind::Validation { field: "endpoint", .. }),
+            matches!(
+                engine::Classify::kind(&err),
+                engine::ErrorKind::Validation { field: "endpoint", .. }
+            ),
             "{endpoint}: {err:?}"
         );
     }
@@ -735,7 +754,10 @@ async fn private_s3_endpoints_are_refused_unless_the_instance_allows_them() {
     backups::test_destination(&relaxed, &caller, dest).await.unwrap();
     let err = backups::test_destination(&strict, &caller, dest).await.unwrap_err();
     assert!(
-        matches!(engine::Classify::kind(&err), engine::ErrorKind::Validation { field: "endpoint", .. }),
+        matches!(
+            engine::Classify::kind(&err),
+            engine::ErrorKind::Validation { field: "endpoint", .. }
+        ),
         "{err:?}"
     );
     // Even past the form check, a pinned connection to loopback is refused by

@@ -80,6 +80,7 @@ async fn schema_matches_the_migrations() {
     check_table!(c, database_services);
     check_table!(c, instance_settings);
     check_table!(c, setup_tokens);
+    check_table!(c, repairs);
 }
 
 #[derive(QueryableByName, Debug)]

@@ -419,7 +419,12 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
 
     // Environment values reach the container byte for byte.
     let container = engine::deploy::runtime::container_name(e, &name, b);
-    let info = e.docker.inspect_container(&container).await.unwrap().expect("the live container");
+    let info = e
+        .docker
+        .inspect_container(&container)
+        .await
+        .unwrap()
+        .expect("the live container");
     let envs = info.env;
     assert!(
         envs.contains(&"GREETING=a b=c $HOME 'q' \"dq\" ü".to_owned()),

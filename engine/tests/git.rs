@@ -73,7 +73,13 @@ async fn repositories_inside_are_refused_in_every_spelling_and_by_name() {
     ] {
         let err = apps::create(&e, &caller, new_app(env_id, url, None)).await.unwrap_err();
         assert!(
-            matches!(err.kind(), ErrorKind::Validation { field: "repository", .. }),
+            matches!(
+                err.kind(),
+                ErrorKind::Validation {
+                    field: "repository",
+                    ..
+                }
+            ),
             "{url}: {err:?}"
         );
     }
@@ -176,7 +182,13 @@ async fn an_ssh_host_key_is_pinned_at_the_first_clone_and_a_change_fails_until_a
     let log = std::fs::read_to_string(engine::logs::log_path(e, app, d.id)).unwrap();
     assert!(log.contains("==> pinned the ssh host key of 127.0.0.1"), "{log}");
     // The deploy key never outlives the clone.
-    assert!(!e.deploy.data_dir.join("work").join(d.id.0.simple().to_string()).join("deploy_key").exists());
+    assert!(!e
+        .deploy
+        .data_dir
+        .join("work")
+        .join(d.id.0.simple().to_string())
+        .join("deploy_key")
+        .exists());
 
     // The same server again: fine.
     let d = deploy_now(e, &owner, app).await;
@@ -189,7 +201,10 @@ async fn an_ssh_host_key_is_pinned_at_the_first_clone_and_a_change_fails_until_a
     let d = deploy_now(e, &owner, app).await;
     assert_eq!(d.status, Status::Failed);
     assert!(
-        d.reason.as_deref().unwrap_or("").contains("not the one pinned at the first clone"),
+        d.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("not the one pinned at the first clone"),
         "{:?}",
         d.reason
     );

@@ -61,7 +61,11 @@ async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> Deployment {
         if d.status.is_finished() {
             return d;
         }
-        assert!(start.elapsed() < Duration::from_secs(180), "deployment stuck in {}", d.status);
+        assert!(
+            start.elapsed() < Duration::from_secs(180),
+            "deployment stuck in {}",
+            d.status
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
@@ -88,7 +92,9 @@ async fn exec(e: &Engine, container: &str, argv: &[&str]) -> (i64, String) {
 
 /// A second organization owned by the same (instance administrator) person.
 async fn other_org(e: &Engine, owner: &Caller, name: &str) -> (Caller, EnvironmentId) {
-    let org = engine::orgs::create(e, owner, OrgName::parse(name).unwrap()).await.unwrap();
+    let org = engine::orgs::create(e, owner, OrgName::parse(name).unwrap())
+        .await
+        .unwrap();
     let caller = Caller {
         org_id: org,
         role: Role::Owner,
@@ -110,7 +116,11 @@ async fn postgres(e: &Engine, caller: &Caller, env: EnvironmentId, name: &str) -
         if d.ready == Some(true) {
             return id;
         }
-        assert!(start.elapsed() < Duration::from_secs(120), "{name} never became ready: {:?}", d.row.last_error);
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "{name} never became ready: {:?}",
+            d.row.last_error
+        );
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 }
@@ -126,8 +136,12 @@ async fn organizations_cannot_reach_each_others_containers_or_volumes() {
     let a_db = postgres(e, &a, a_env, "shared-name").await;
     let b_db = postgres(e, &b, b_env, "shared-name").await;
     // `blog` + `api-uploads` and `blog-api` + `uploads`: once the same volume.
-    let a_app = apps::create(e, &a, web(a_env, "blog", vec![volume("api-uploads")])).await.unwrap();
-    let b_app = apps::create(e, &b, web(b_env, "blog-api", vec![volume("uploads")])).await.unwrap();
+    let a_app = apps::create(e, &a, web(a_env, "blog", vec![volume("api-uploads")]))
+        .await
+        .unwrap();
+    let b_app = apps::create(e, &b, web(b_env, "blog-api", vec![volume("uploads")]))
+        .await
+        .unwrap();
     let (_, a_box) = deployed(e, &a, a_app).await;
     let (_, b_box) = deployed(e, &b, b_app).await;
 
@@ -137,9 +151,18 @@ async fn organizations_cannot_reach_each_others_containers_or_volumes() {
     // ... and not B's: the same name is A's own, and B's address is unroutable.
     let b_container = services::get(e, &b, b_db).await.unwrap();
     let b_name = services::container::container_name(e, b_container.row.id, &b_container.row.name, false);
-    let info = e.docker.inspect_container(&b_name).await.unwrap().expect("B's database container");
+    let info = e
+        .docker
+        .inspect_container(&b_name)
+        .await
+        .unwrap()
+        .expect("B's database container");
     let b_network = engine::network::of(e, b.org_id);
-    let b_ip = info.addresses.get(&b_network).expect("B's database is on B's network").clone();
+    let b_ip = info
+        .addresses
+        .get(&b_network)
+        .expect("B's database is on B's network")
+        .clone();
     let (code, said) = exec(e, &a_box, &["sh", "-c", &format!("echo | nc -w 3 {b_ip} 5432")]).await;
     assert_ne!(code, 0, "A's app connected to B's database at {b_ip}: {said}");
     // B's app reaches B's own at that address (the check above is not vacuous).
@@ -155,7 +178,10 @@ async fn organizations_cannot_reach_each_others_containers_or_volumes() {
 
     // Containers are on their organization's network only.
     let a_info = e.docker.inspect_container(&a_box).await.unwrap().unwrap();
-    assert_eq!(a_info.addresses.keys().collect::<Vec<_>>(), vec![&engine::network::of(e, a.org_id)]);
+    assert_eq!(
+        a_info.addresses.keys().collect::<Vec<_>>(),
+        vec![&engine::network::of(e, a.org_id)]
+    );
 
     stop.cancel();
     let _ = worker.await;
@@ -167,11 +193,18 @@ async fn an_environment_goes_through_the_delete_paths_and_only_admins_may() {
     let e = env.engine();
     let (owner, _) = owner_with_environment(e).await;
     let project = engine::projects::list(e, &owner).await.unwrap()[0].project.id;
-    let staging = engine::projects::add_environment(e, &owner, engine::ids::ProjectId(project), EnvironmentName::parse("staging").unwrap())
+    let staging = engine::projects::add_environment(
+        e,
+        &owner,
+        engine::ids::ProjectId(project),
+        EnvironmentName::parse("staging").unwrap(),
+    )
+    .await
+    .unwrap();
+    let (stop, worker) = env.start_worker();
+    let app = apps::create(e, &owner, web(staging, "stage-web", vec![volume("cache")]))
         .await
         .unwrap();
-    let (stop, worker) = env.start_worker();
-    let app = apps::create(e, &owner, web(staging, "stage-web", vec![volume("cache")])).await.unwrap();
     let (_, app_box) = deployed(e, &owner, app).await;
     let db = postgres(e, &owner, staging, "stage-db").await;
     let db_row = services::get(e, &owner, db).await.unwrap().row;
@@ -181,14 +214,31 @@ async fn an_environment_goes_through_the_delete_paths_and_only_admins_may() {
         role: Role::Member,
         ..owner.clone()
     };
-    let refused = engine::teardown::delete_environment(e, &member, staging, true).await.unwrap_err();
+    let refused = engine::teardown::delete_environment(e, &member, staging, true)
+        .await
+        .unwrap_err();
     assert!(matches!(refused.kind(), ErrorKind::Forbidden(_)), "{refused:?}");
-    assert!(e.docker.inspect_container(&app_box).await.unwrap().is_some(), "nothing changed");
+    assert!(
+        e.docker.inspect_container(&app_box).await.unwrap().is_some(),
+        "nothing changed"
+    );
 
-    engine::teardown::delete_environment(e, &owner, staging, false).await.unwrap();
-    assert!(e.docker.inspect_container(&app_box).await.unwrap().is_none(), "the app's container is gone");
-    assert!(e.docker.inspect_container(&db_box).await.unwrap().is_none(), "the database's container is gone");
-    let route = e.deploy.proxy.dynamic_dir.join(format!("app-{}.yml", engine::proxy::app_key(app)));
+    engine::teardown::delete_environment(e, &owner, staging, false)
+        .await
+        .unwrap();
+    assert!(
+        e.docker.inspect_container(&app_box).await.unwrap().is_none(),
+        "the app's container is gone"
+    );
+    assert!(
+        e.docker.inspect_container(&db_box).await.unwrap().is_none(),
+        "the database's container is gone"
+    );
+    let route = e
+        .deploy
+        .proxy
+        .dynamic_dir
+        .join(format!("app-{}.yml", engine::proxy::app_key(app)));
     assert!(!route.exists(), "the route is gone");
     assert!(matches!(apps::get(e, &owner, app).await, Err(apps::AppError::NotFound)));
     // Volumes stay unless asked (the database's data is there).
@@ -215,21 +265,31 @@ async fn another_apps_build_and_images_only_on_this_host_are_refused() {
     let a_image = deploy::runtime::image_tag(a_app, a_dep.id);
 
     // As B's app image: refused at the form, in every spelling.
-    for image in [a_image.clone(), format!("docker.io/{a_image}"), deploy::runtime::image_repo(a_app)] {
+    for image in [
+        a_image.clone(),
+        format!("docker.io/{a_image}"),
+        deploy::runtime::image_repo(a_app),
+    ] {
         let mut new = web(b_env, "thief", Vec::new());
         new.source = Source::Image {
             image: image.clone(),
             registry_user: None,
         };
         let err = apps::create(e, &b, new).await.unwrap_err();
-        assert!(matches!(err.kind(), ErrorKind::Validation { field: "image", .. }), "{image}: {err:?}");
+        assert!(
+            matches!(err.kind(), ErrorKind::Validation { field: "image", .. }),
+            "{image}: {err:?}"
+        );
     }
 
     // As the base of B's Dockerfile (an ARG default spelling it): the build is
     // refused with the reason, before anything is built.
     let repo = GitRepo::new();
     repo.commit(
-        &[("Dockerfile", &format!("ARG BASE={a_image}\nFROM busybox AS first\nFROM ${{BASE}}\n"))],
+        &[(
+            "Dockerfile",
+            &format!("ARG BASE={a_image}\nFROM busybox AS first\nFROM ${{BASE}}\n"),
+        )],
         "steal",
     );
     let mut new = web(b_env, "thief-git", Vec::new());
@@ -254,7 +314,9 @@ async fn another_apps_build_and_images_only_on_this_host_are_refused() {
         let token = tokio_util::sync::CancellationToken::new();
         (token.clone(), tokio::spawn(engine::worker::run(strict.clone(), token)))
     };
-    let local = apps::create(&strict, &b, web(b_env, "local-only", Vec::new())).await.unwrap();
+    let local = apps::create(&strict, &b, web(b_env, "local-only", Vec::new()))
+        .await
+        .unwrap();
     let d = settle(&strict, &b, deploy::deploy(&strict, &b, local).await.unwrap()).await;
     assert_eq!(d.status, Status::Failed, "a local-only image ran");
     assert!(d.reason.as_deref().unwrap_or("").contains("pull"), "{:?}", d.reason);

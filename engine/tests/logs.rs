@@ -43,9 +43,15 @@ async fn a_log_stops_at_its_cap_and_lines_are_cut() {
     assert!(size <= 1024 * 1024 + 1024, "the file stays at the cap: {size} bytes");
     let text = std::fs::read_to_string(&path).unwrap();
     let lines: Vec<&str> = text.lines().collect();
-    assert!(lines[1].len() < MAX_LINE + 64 && lines[1].ends_with("bytes cut]"), "{}", &lines[1][..80]);
     assert!(
-        lines.iter().any(|l| l.starts_with("==> the log reached its cap of 1 MB")),
+        lines[1].len() < MAX_LINE + 64 && lines[1].ends_with("bytes cut]"),
+        "{}",
+        &lines[1][..80]
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("==> the log reached its cap of 1 MB")),
         "one note says so"
     );
     assert_eq!(lines.iter().filter(|l| l.contains("reached its cap")).count(), 1);
@@ -56,7 +62,12 @@ async fn a_log_stops_at_its_cap_and_lines_are_cut() {
     while let Some(ev) = follow.next().await {
         last = Some(ev);
     }
-    assert_eq!(last, Some(LogEvent::End { status: Status::Running }));
+    assert_eq!(
+        last,
+        Some(LogEvent::End {
+            status: Status::Running
+        })
+    );
     let _ = std::fs::remove_dir_all(&e.deploy.data_dir);
 }
 

@@ -151,11 +151,17 @@ async fn a_user_switches_between_their_organizations_only() {
     // operator can open it to anyone signed in.
     let refused = orgs::create(e, &stranger, OrgName::parse("Theirs").unwrap()).await;
     assert!(matches!(refused, Err(OrgError::Forbidden(_))), "{refused:?}");
-    assert_eq!(orgs::list_mine(e, &stranger).await.unwrap().len(), 1, "nothing was made");
+    assert_eq!(
+        orgs::list_mine(e, &stranger).await.unwrap().len(),
+        1,
+        "nothing was made"
+    );
     engine::instance::update_settings(
         e,
         &owner,
-        engine::instance::Settings { org_creation: engine::instance::OrgCreation::Anyone },
+        engine::instance::Settings {
+            org_creation: engine::instance::OrgCreation::Anyone,
+        },
     )
     .await
     .unwrap();

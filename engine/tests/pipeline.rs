@@ -93,7 +93,10 @@ async fn deploy_now(e: &Engine, caller: &Caller, app: AppId) -> deploy::Deployme
 }
 
 async fn run_queued(e: &Engine, caller: &Caller, id: DeploymentId, worker: &str) -> deploy::Deployment {
-    let claimed = job::claim(e, worker).await.unwrap().expect("the queued deployment is claimed");
+    let claimed = job::claim(e, worker)
+        .await
+        .unwrap()
+        .expect("the queued deployment is claimed");
     assert_eq!(claimed.id, id);
     run_one(&job::DeployKind::default(), e, claimed, worker.into()).await;
     deploy::get(e, caller, id).await.unwrap()
@@ -110,7 +113,13 @@ async fn an_image_deploys_goes_live_and_the_previous_one_is_superseded() {
     let first = deploy_now(e, &caller, app).await;
     assert_eq!(first.status, Status::Running, "{:?}", first.reason);
     assert_eq!(first.trigger, Trigger::Manual);
-    for step in [first.building_at, first.starting_at, first.health_checking_at, first.routing_at, first.finished_at] {
+    for step in [
+        first.building_at,
+        first.starting_at,
+        first.health_checking_at,
+        first.routing_at,
+        first.finished_at,
+    ] {
         assert!(step.is_some(), "every step is stamped: {first:?}");
     }
     assert!(env.docker.calls().iter().any(|c| c == "pull registry.test/web:1"));
@@ -158,7 +167,12 @@ async fn a_build_failing_at_step_n_says_so_and_leaves_nothing() {
     );
     assert!(d.commit_sha.is_some(), "the clone recorded its commit");
     assert!(env.docker.container_names().is_empty());
-    assert!(!e.deploy.data_dir.join("work").join(d.id.0.simple().to_string()).exists());
+    assert!(!e
+        .deploy
+        .data_dir
+        .join("work")
+        .join(d.id.0.simple().to_string())
+        .exists());
 }
 
 #[tokio::test]
@@ -195,7 +209,9 @@ async fn health_checks_fail_with_the_body_or_with_nothing_listening() {
         },
     );
     env.docker.add_image("local/silent:1", Behaviour::Silent);
-    let http = runtime(HealthProbe::Http { path: "/healthz".into() });
+    let http = runtime(HealthProbe::Http {
+        path: "/healthz".into(),
+    });
     let app = image_app(e, &caller, env_id, "local/notfound:1", http).await;
     let d = deploy_now(e, &caller, app).await;
     assert_eq!(d.status, Status::Failed);
@@ -207,7 +223,10 @@ async fn health_checks_fail_with_the_body_or_with_nothing_listening() {
     let d = deploy_now(e, &caller, app).await;
     assert_eq!(
         (d.status, d.reason.as_deref()),
-        (Status::Failed, Some("health check failed after 1 s: nothing listening on port 8080"))
+        (
+            Status::Failed,
+            Some("health check failed after 1 s: nothing listening on port 8080")
+        )
     );
 }
 
@@ -229,7 +248,10 @@ async fn a_build_can_be_cancelled_and_a_lost_lease_stops_the_worker() {
     });
     wait_for(e, &caller, id, Status::Building).await;
     deploy::cancel(e, &caller, id).await.unwrap();
-    tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
     let d = deploy::get(e, &caller, id).await.unwrap();
     assert_eq!((d.status, d.reason.as_deref()), (Status::Cancelled, Some("cancelled")));
 
@@ -245,7 +267,10 @@ async fn a_build_can_be_cancelled_and_a_lost_lease_stops_the_worker() {
     });
     wait_for(e, &caller, id, Status::Building).await;
     take_over(e, id, "worker-z").await;
-    tokio::time::timeout(Duration::from_secs(10), run).await.unwrap().unwrap();
+    tokio::time::timeout(Duration::from_secs(10), run)
+        .await
+        .unwrap()
+        .unwrap();
     let d = deploy::get(e, &caller, id).await.unwrap();
     assert_eq!(d.status, Status::Building, "the new holder's deployment is left alone");
     assert_eq!(d.reason, None);
@@ -291,7 +316,10 @@ async fn illegal_transitions_are_refused_and_change_nothing() {
     .await;
     assert!(matches!(direct, Err(TransitionError::Illegal(_))), "{direct:?}");
     let after = deploy::get(e, &caller, live.id).await.unwrap();
-    assert_eq!((after.status, after.reason, after.cancel_requested), (Status::Running, None, false));
+    assert_eq!(
+        (after.status, after.reason, after.cancel_requested),
+        (Status::Running, None, false)
+    );
 
     // A move from a state the row is not in is refused by the database's check.
     let stale = transition(
@@ -339,11 +367,17 @@ async fn claiming_is_fair_across_organizations() {
         org_id: org,
         ..busy.clone()
     };
-    let p = engine::projects::create(e, &quiet, engine::names::ProjectName::parse("Q").unwrap(), Description::default())
-        .await
-        .unwrap();
+    let p = engine::projects::create(
+        e,
+        &quiet,
+        engine::names::ProjectName::parse("Q").unwrap(),
+        Description::default(),
+    )
+    .await
+    .unwrap();
     let quiet_env = EnvironmentId(engine::projects::get(e, &quiet, p).await.unwrap().environments[0].id);
-    env.docker.add_pullable("registry.test/web:1", engine::docker::fake::Behaviour::ok());
+    env.docker
+        .add_pullable("registry.test/web:1", engine::docker::fake::Behaviour::ok());
     let mut queued = Vec::new();
     for _ in 0..3 {
         let app = image_app(e, &busy, busy_env, "registry.test/web:1", runtime(HealthProbe::Tcp)).await;
@@ -365,7 +399,8 @@ async fn claiming_is_fair_across_organizations() {
 #[tokio::test]
 async fn a_bind_mount_outside_the_allowed_roots_is_never_mounted() {
     let env = FakeEnv::new().await;
-    env.docker.add_pullable("registry.test/web:1", engine::docker::fake::Behaviour::ok());
+    env.docker
+        .add_pullable("registry.test/web:1", engine::docker::fake::Behaviour::ok());
     let mut open = (*env.engine().deploy).clone();
     open.host.bind_roots = vec!["/srv/shared".into()];
     let allowed = env.engine().clone().with_deploy(open);
@@ -386,7 +421,10 @@ async fn a_bind_mount_outside_the_allowed_roots_is_never_mounted() {
     let d = deploy_now(narrowed, &caller, app).await;
     assert_eq!(d.status, Status::Failed);
     assert!(
-        d.reason.as_deref().unwrap_or("").contains("/srv/shared/uploads is not under BERTH_BIND_ROOTS"),
+        d.reason
+            .as_deref()
+            .unwrap_or("")
+            .contains("/srv/shared/uploads is not under BERTH_BIND_ROOTS"),
         "{:?}",
         d.reason
     );

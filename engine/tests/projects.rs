@@ -6,8 +6,8 @@ use engine::ids::{EnvironmentId, ProjectId};
 use engine::names::{Description, EnvironmentName, OrgName, ProjectName, Role};
 use engine::orgs::{self, Acceptor};
 use engine::projects::{self, ProjectError};
-use engine::testing::TestEngine;
 use engine::teardown::{self, TeardownError};
+use engine::testing::TestEngine;
 use engine::{Classify, Engine, ErrorKind};
 
 async fn owner(e: &Engine) -> Caller {
@@ -64,7 +64,9 @@ async fn a_project_comes_with_a_protected_production_environment() {
         role: Role::Member,
         ..ada.clone()
     };
-    let refused = teardown::delete_environment(e, &member, staging, false).await.unwrap_err();
+    let refused = teardown::delete_environment(e, &member, staging, false)
+        .await
+        .unwrap_err();
     assert!(matches!(refused.kind(), ErrorKind::Forbidden(_)), "{refused:?}");
     teardown::delete_environment(e, &ada, staging, false).await.unwrap();
     assert_eq!(projects::list(e, &ada).await.unwrap()[0].environments, 1);
@@ -132,7 +134,9 @@ async fn foreign_ids_are_not_found_and_nothing_changes() {
     engine::instance::update_settings(
         e,
         &ada,
-        engine::instance::Settings { org_creation: engine::instance::OrgCreation::Anyone },
+        engine::instance::Settings {
+            org_creation: engine::instance::OrgCreation::Anyone,
+        },
     )
     .await
     .unwrap();
@@ -148,7 +152,12 @@ async fn foreign_ids_are_not_found_and_nothing_changes() {
         Err(ProjectError::NotFound)
     ));
     nf(projects::update(e, &mallory, mine, name("Pwned"), Description::default()).await);
-    let nf_teardown = |r: Result<(), TeardownError>| assert!(matches!(r, Err(TeardownError::Project(ProjectError::NotFound))), "{r:?}");
+    let nf_teardown = |r: Result<(), TeardownError>| {
+        assert!(
+            matches!(r, Err(TeardownError::Project(ProjectError::NotFound))),
+            "{r:?}"
+        )
+    };
     nf_teardown(teardown::delete_project(e, &mallory, mine, true).await);
     nf(
         projects::add_environment(e, &mallory, mine, EnvironmentName::parse("x").unwrap())

@@ -16,7 +16,8 @@ async fn app(t: &TestEngine, caller: &engine::accounts::Caller, env: engine::ids
         &t.engine,
         caller,
         NewApp {
-            name: apps::spec::AppName::parse(&format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6])).unwrap(),
+            name: apps::spec::AppName::parse(&format!("{name}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]))
+                .unwrap(),
             description: Description::default(),
             environment: env,
             source: Source::Image {
@@ -84,7 +85,9 @@ async fn a_database_sealed_by_an_earlier_berth_is_resealed_and_keeps_working() {
     let e = &t.engine;
     let (caller, env) = owner_with_environment(e).await;
     let a = app(&t, &caller, env, "old").await;
-    apps::put_env(e, &caller, a, "DATABASE_URL", "postgres://u:p@db/app").await.unwrap();
+    apps::put_env(e, &caller, a, "DATABASE_URL", "postgres://u:p@db/app")
+        .await
+        .unwrap();
     let hooks = apps::hooks(e, &caller, a).await.unwrap();
 
     // Rewrite every sealed value as an earlier Berth stored it (unbound `v1:`).
@@ -104,11 +107,18 @@ async fn a_database_sealed_by_an_earlier_berth_is_resealed_and_keeps_working() {
         .execute(&mut conn)
         .await
         .unwrap();
-    assert!(apps::env_values(e, &caller, a).await.is_err(), "unbound values are not opened in use");
+    assert!(
+        apps::env_values(e, &caller, a).await.is_err(),
+        "unbound values are not opened in use"
+    );
 
     let moved = engine::reseal::reseal(&mut conn, &e.secret, None).await.unwrap();
     assert_eq!(moved, 4);
-    assert_eq!(engine::reseal::reseal(&mut conn, &e.secret, None).await.unwrap(), 0, "once");
+    assert_eq!(
+        engine::reseal::reseal(&mut conn, &e.secret, None).await.unwrap(),
+        0,
+        "once"
+    );
     assert_eq!(
         apps::env_values(e, &caller, a).await.unwrap(),
         vec![("DATABASE_URL".to_owned(), "postgres://u:p@db/app".to_owned())]
@@ -161,17 +171,30 @@ async fn a_rotated_key_reseals_everything_under_the_new_one() {
     let new = engine::secrets::SecretKey::generate();
     let mut e = t.engine.clone();
     e.secret = new.clone();
-    assert!(apps::env_values(&e, &caller, a).await.is_err(), "the new key alone cannot open them yet");
+    assert!(
+        apps::env_values(&e, &caller, a).await.is_err(),
+        "the new key alone cannot open them yet"
+    );
 
     let mut conn = AsyncPgConnection::establish(&t.db.url).await.unwrap();
     let moved = engine::reseal::reseal(&mut conn, &new, Some(&old)).await.unwrap();
-    assert_eq!(moved, 4, "registry password, webhook secret, deploy token, one variable");
-    assert_eq!(engine::reseal::reseal(&mut conn, &new, Some(&old)).await.unwrap(), 0, "once");
+    assert_eq!(
+        moved, 4,
+        "registry password, webhook secret, deploy token, one variable"
+    );
+    assert_eq!(
+        engine::reseal::reseal(&mut conn, &new, Some(&old)).await.unwrap(),
+        0,
+        "once"
+    );
     assert_eq!(engine::reseal::reseal(&mut conn, &new, None).await.unwrap(), 0);
     assert_eq!(
         apps::env_values(&e, &caller, a).await.unwrap(),
         vec![("TOKEN".to_owned(), "s3cr3t".to_owned())]
     );
     let after = apps::hooks(&e, &caller, a).await.unwrap();
-    assert_eq!((after.github_secret, after.deploy_token), (hooks.github_secret, hooks.deploy_token));
+    assert_eq!(
+        (after.github_secret, after.deploy_token),
+        (hooks.github_secret, hooks.deploy_token)
+    );
 }

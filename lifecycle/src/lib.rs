@@ -408,7 +408,16 @@ mod tests {
     #[test]
     fn the_happy_path_is_allowed_and_skipping_is_not() {
         use DeploymentStatus::*;
-        let path = [Queued, Cloning, Building, Starting, HealthChecking, Routing, Running, Superseded];
+        let path = [
+            Queued,
+            Cloning,
+            Building,
+            Starting,
+            HealthChecking,
+            Routing,
+            Running,
+            Superseded,
+        ];
         for w in path.windows(2) {
             assert!(w[0].can_become(w[1]), "{:?} -> {:?}", w[0], w[1]);
         }
@@ -425,10 +434,7 @@ mod tests {
 
     #[test]
     fn serde_uses_the_stored_names() {
-        assert_eq!(
-            serde_json_like(DeploymentStatus::HealthChecking),
-            "health_checking"
-        );
+        assert_eq!(serde_json_like(DeploymentStatus::HealthChecking), "health_checking");
         assert_eq!(DeploymentStatus::HealthChecking.label(), "health check");
     }
 

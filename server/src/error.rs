@@ -49,8 +49,7 @@ impl IntoResponse for ApiError {
         };
         let mut res = (self.status, Json(body)).into_response();
         if let AppError::RateLimited(secs) = self.error {
-            res.headers_mut()
-                .insert(axum::http::header::RETRY_AFTER, secs.into());
+            res.headers_mut().insert(axum::http::header::RETRY_AFTER, secs.into());
         }
         res
     }

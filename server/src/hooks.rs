@@ -3,8 +3,8 @@
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use axum::body::Bytes;
 use app::api::edge::ClientIp;
+use axum::body::Bytes;
 use axum::extract::{Extension, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -47,11 +47,8 @@ pub async fn github(
     let event = header(&headers, "x-github-event").unwrap_or("");
     let signature = header(&headers, "x-hub-signature-256").unwrap_or("");
     let Some(delivery) = webhooks::delivery_id(header(&headers, "x-github-delivery")) else {
-        return ApiError::from_engine(engine::names::ValidationError::new(
-            "X-GitHub-Delivery",
-            "is required",
-        ))
-        .into_response();
+        return ApiError::from_engine(engine::names::ValidationError::new("X-GitHub-Delivery", "is required"))
+            .into_response();
     };
     let call = webhooks::github(state.engine(), event, &delivery, signature, &body);
     reply(webhooks::throttled(state.engine(), &client.0, call).await)

@@ -41,7 +41,11 @@ impl AllowedHosts {
         }
         // A name with the default port elided (public URL or dashboard host).
         let bare = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(&host);
-        if self.names.iter().any(|n| n == bare || n.rsplit_once(':').map(|(h, _)| h) == Some(&host)) {
+        if self
+            .names
+            .iter()
+            .any(|n| n == bare || n.rsplit_once(':').map(|(h, _)| h) == Some(&host))
+        {
             return true;
         }
         if self.any_ip_literal {
@@ -73,10 +77,23 @@ mod tests {
             worker: false,
         };
         let hosts = AllowedHosts::new(&config, Some("dash.example.com"));
-        for ok in ["berth.example.com", "BERTH.example.com", "berth.example.com:443", "127.0.0.1:3000", "localhost:3000", "dash.example.com"] {
+        for ok in [
+            "berth.example.com",
+            "BERTH.example.com",
+            "berth.example.com:443",
+            "127.0.0.1:3000",
+            "localhost:3000",
+            "dash.example.com",
+        ] {
             assert!(hosts.allows(ok), "{ok}");
         }
-        for bad in ["evil.example", "127.0.0.1:3001", "10.0.0.5:3000", "", "rebind.attacker.test:3000"] {
+        for bad in [
+            "evil.example",
+            "127.0.0.1:3001",
+            "10.0.0.5:3000",
+            "",
+            "rebind.attacker.test:3000",
+        ] {
             assert!(!hosts.allows(bad), "{bad}");
         }
         config.listen = "0.0.0.0:3000".parse().unwrap();

@@ -7,6 +7,7 @@
 #![allow(clippy::result_large_err)]
 
 use crate::error::ApiError;
+use crate::sockets::{Slot, SOCKETS_PER_USER};
 use crate::state::AppState;
 use app::api::edge;
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
@@ -18,7 +19,6 @@ use engine::docker::{LogOptions, Output};
 use engine::ids::{AppId, DeploymentId};
 use futures::StreamExt;
 use serde::Deserialize;
-use crate::sockets::{Slot, SOCKETS_PER_USER};
 use std::time::Duration;
 
 const PING_EVERY: Duration = Duration::from_secs(20);

@@ -2,13 +2,13 @@
 //! headers on every response, the client address (for login throttling), and
 //! the same-origin rule for every state-changing request (CSRF defence).
 
+use crate::hosts::authority;
 use crate::state::AppState;
 use app::api::edge::{ClientIp, RequestCaller};
 use axum::extract::{ConnectInfo, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use crate::hosts::authority;
 use std::net::SocketAddr;
 
 /// Adds what server functions need to know about the request as extensions: the
@@ -39,12 +39,20 @@ pub async fn request_context(State(state): State<AppState>, mut req: Request, ne
 /// on another name that resolves to Berth (DNS rebinding) cannot drive it.
 /// `/health` answers whatever the name: load balancers use addresses.
 pub async fn allowed_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let host = req.headers().get(header::HOST).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if req.uri().path() == "/health" || state.hosts.allows(host) {
         return next.run(req).await;
     }
     tracing::warn!(host, path = %req.uri().path(), "request for a host Berth does not serve");
-    (StatusCode::MISDIRECTED_REQUEST, "this server does not answer to that host name").into_response()
+    (
+        StatusCode::MISDIRECTED_REQUEST,
+        "this server does not answer to that host name",
+    )
+        .into_response()
 }
 
 /// Reads a state-changing request's body up front, within `BERTH_BODY_LIMIT`:
@@ -86,7 +94,8 @@ pub async fn bounded_body(State(state): State<AppState>, req: Request, next: Nex
                 .into_response();
         }
     }
-    next.run(Request::from_parts(parts, axum::body::Body::from(bytes))).await
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
 }
 
 /// Headers every response carries: no sniffing, no referrer beyond the origin,
@@ -95,7 +104,10 @@ pub async fn bounded_body(State(state): State<AppState>, req: Request, next: Nex
 pub async fn security_headers(req: Request, next: Next) -> Response {
     let mut res = next.run(req).await;
     let h = res.headers_mut();
-    h.insert(header::X_CONTENT_TYPE_OPTIONS, header::HeaderValue::from_static("nosniff"));
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
     h.insert(
         header::REFERRER_POLICY,
         header::HeaderValue::from_static("strict-origin-when-cross-origin"),

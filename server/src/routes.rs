@@ -12,13 +12,14 @@ use engine::health::HealthReport;
 use serde_json::json;
 
 /// `GET /health`: whether Berth can serve (PostgreSQL and Redis answer) and
-/// whether anything it runs is degraded (Docker unreachable), as one word. No
+/// whether anything it runs is degraded (Docker unreachable, or something that
+/// should run is down and being repaired), as one word. No
 /// versions, no backend errors: anyone can ask, so nothing here helps an attacker.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
     let report = engine::health::check(state.engine()).await;
     let (status, word) = if !report.ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
-    } else if !report.docker.is_up() {
+    } else if report.degraded() {
         (StatusCode::OK, "degraded")
     } else {
         (StatusCode::OK, "ok")

@@ -4,10 +4,10 @@
 //! - a full backup streams while the worker's peak RSS (VmHWM) stays bounded:
 //!   the dump never sits in memory. The figure goes to docs/BENCHMARKS.md.
 
-use lifecycle::JobStatus;
 use engine::backups::{self, Subject};
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
+use lifecycle::JobStatus;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -79,7 +79,8 @@ async fn a_200_mb_dump_streams_in_bounded_memory_and_survives_kill_9() {
     loop {
         let b = backup(&e, &caller, b1).await;
         assert_ne!(
-            b.status, JobStatus::Succeeded,
+            b.status,
+            JobStatus::Succeeded,
             "the backup finished before it could be interrupted"
         );
         assert_ne!(b.status, JobStatus::Failed, "{:?}", b.error);

@@ -3,9 +3,7 @@
 //! parses (alone and all together). Booleans share one grammar, and a bad value
 //! stops `berth` with one line naming the variable, exit status 2, no backtrace.
 
-use engine::config::{
-    data_dir_from_env, DatabaseConfig, DeployConfig, DockerConfig, Mode, RedisConfig, SecretConfig,
-};
+use engine::config::{data_dir_from_env, DatabaseConfig, DeployConfig, DockerConfig, Mode, RedisConfig, SecretConfig};
 use server::config::{LogConfig, ServerConfig};
 
 /// (variable, example) for every row of the README's configuration table.
@@ -195,14 +193,20 @@ fn a_bad_value_stops_berth_with_one_line() {
             .envs(vars.iter().copied())
             .output()
             .unwrap();
-        (out.status.code(), String::from_utf8_lossy(&out.stderr).trim().to_owned())
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        )
     };
     for (name, value) in [("BERTH_ALLOW_LOCAL_SOURCES", "sometimes"), ("BERTH_LOG_FORMAT", "xml")] {
         let (code, stderr) = run(&[(name, value)]);
         assert_eq!(code, Some(2), "{name}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");
         assert!(stderr.starts_with("berth: ") && stderr.contains(name), "{stderr}");
-        assert!(!stderr.contains("backtrace") && !stderr.contains("panicked"), "{stderr}");
+        assert!(
+            !stderr.contains("backtrace") && !stderr.contains("panicked"),
+            "{stderr}"
+        );
     }
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -152,7 +152,12 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     );
 
     // Its work directory (checkout, and a deploy key had it one) is gone.
-    assert!(!e.deploy.data_dir.join("work").join(second.0.simple().to_string()).exists());
+    assert!(!e
+        .deploy
+        .data_dir
+        .join("work")
+        .join(second.0.simple().to_string())
+        .exists());
     // No container of the interrupted deployment; the route still names the live one.
     let containers: Vec<_> = deploy::runtime::list_managed(&e)
         .await
@@ -162,7 +167,13 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         .collect();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0].deployment, Some(first));
-    let route = std::fs::read_to_string(e.deploy.proxy.dynamic_dir.join(format!("app-{}.yml", engine::proxy::app_key(app)))).unwrap();
+    let route = std::fs::read_to_string(
+        e.deploy
+            .proxy
+            .dynamic_dir
+            .join(format!("app-{}.yml", engine::proxy::app_key(app))),
+    )
+    .unwrap();
     assert!(
         route.contains(&engine::proxy::upstream_host(first.0)) && !route.contains(&second.0.simple().to_string()),
         "{route}"

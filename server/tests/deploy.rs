@@ -374,6 +374,30 @@ async fn webhooks_verify_signatures_and_deliveries_deploy_once() {
     assert_eq!(app.send(post(url.clone(), "ci-1")).await.status, StatusCode::ACCEPTED);
     assert_eq!(app.send(post(url.clone(), "ci-1")).await.status, StatusCode::OK);
     assert_eq!(count().await, 2);
+    // The history says who started each: a webhook, and which one.
+    let listed = app
+        .call("deployments/list", &[("app_id", &id)], Some(&ada))
+        .await
+        .json();
+    let triggers: Vec<(String, String)> = listed["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| {
+            (
+                d["trigger"].as_str().unwrap().to_owned(),
+                d["trigger_detail"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        triggers,
+        [
+            ("webhook".to_owned(), "deploy token".to_owned()),
+            ("webhook".to_owned(), "github push".to_owned())
+        ],
+        "{listed}"
+    );
     let r = app
         .send(post(format!("/api/webhooks/deploy/{}", "0".repeat(64)), "x"))
         .await;

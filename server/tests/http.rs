@@ -11,14 +11,12 @@ use common::{config, TestApp, HOST, ONBOARD, ORIGIN};
 async fn onboarding_signs_the_owner_in_and_then_closes() {
     let app = TestApp::new().await;
     let bad = app
-        .onboard_with(
-            &[
-                ("name", "Ada"),
-                ("email", "ada@example.com"),
-                ("password", "short"),
-                ("organization", "Acme"),
-            ],
-        )
+        .onboard_with(&[
+            ("name", "Ada"),
+            ("email", "ada@example.com"),
+            ("password", "short"),
+            ("organization", "Acme"),
+        ])
         .await;
     assert_eq!(bad.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(bad.json()["Field"]["field"], "password");
@@ -32,14 +30,12 @@ async fn onboarding_signs_the_owner_in_and_then_closes() {
     assert!(!cookie.contains("Secure"), "plain http must not set Secure: {cookie}");
 
     let again = app
-        .onboard_with(
-            &[
-                ("name", "Eve"),
-                ("email", "eve@example.com"),
-                ("password", "another long pw"),
-                ("organization", "Evil"),
-            ],
-        )
+        .onboard_with(&[
+            ("name", "Eve"),
+            ("email", "eve@example.com"),
+            ("password", "another long pw"),
+            ("organization", "Evil"),
+        ])
         .await;
     assert_eq!(again.status, StatusCode::FORBIDDEN, "{}", again.body);
     let eve = app
@@ -251,15 +247,27 @@ async fn health_tells_anyone_the_status_and_administrators_the_details() {
     let app = TestApp::new().await;
     let r = app.get("/health", None).await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    assert_eq!(r.json(), serde_json::json!({"status": "ok"}), "no versions, no backend errors");
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"status": "ok"}),
+        "no versions, no backend errors"
+    );
     assert!(r.headers.contains_key("x-request-id"));
     // Any host name: load balancers ask by address.
     let by_ip = app
-        .send(Request::get("/health").header(header::HOST, "10.1.2.3:3000").body(Body::empty()).unwrap())
+        .send(
+            Request::get("/health")
+                .header(header::HOST, "10.1.2.3:3000")
+                .body(Body::empty())
+                .unwrap(),
+        )
         .await;
     assert_eq!(by_ip.status, StatusCode::OK);
 
-    assert_eq!(app.get("/api/admin/health", None).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.get("/api/admin/health", None).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     let ada = app.onboard().await;
     let d = app.get("/api/admin/health", Some(&ada)).await;
     assert_eq!(d.status, StatusCode::OK, "{}", d.body);
@@ -431,12 +439,20 @@ async fn onboarding_needs_the_setup_token() {
         assert_eq!(r.json()["Field"]["field"], "setup_token");
     }
     let login = app
-        .call("login", &[("email", "ada@example.com"), ("password", "correct horse battery")], None)
+        .call(
+            "login",
+            &[("email", "ada@example.com"), ("password", "correct horse battery")],
+            None,
+        )
         .await;
     assert_eq!(login.status, StatusCode::UNAUTHORIZED, "no account was made");
     let ok = app.onboard_with(ONBOARD).await;
     assert_eq!(ok.status, StatusCode::OK, "{}", ok.body);
-    assert_eq!(engine::accounts::setup_token(&app.t.engine).await.unwrap(), None, "used up");
+    assert_eq!(
+        engine::accounts::setup_token(&app.t.engine).await.unwrap(),
+        None,
+        "used up"
+    );
 }
 
 /// Behind https the session cookie is `__Host-` prefixed, so an app on a
@@ -449,7 +465,10 @@ async fn a_sibling_subdomains_cookie_does_not_steer_writes() {
     let app = TestApp::with_config(cfg).await;
     let r = app.onboard_with(ONBOARD).await;
     let set = r.set_cookie();
-    assert!(set.starts_with("__Host-berth_session=") && set.contains("; Secure") && set.contains("Path=/"), "{set}");
+    assert!(
+        set.starts_with("__Host-berth_session=") && set.contains("; Secure") && set.contains("Path=/"),
+        "{set}"
+    );
     assert!(!set.contains("Domain="), "{set}");
     let ada = r.session_cookie();
     // Mallory, with an organization of her own (the session an attacker plants).
@@ -461,19 +480,35 @@ async fn a_sibling_subdomains_cookie_does_not_steer_writes() {
         )
         .await
         .unwrap();
-        let (_, token) = engine::orgs::create_invite(e, &admin, engine::names::Role::Member).await.unwrap();
+        let (_, token) = engine::orgs::create_invite(e, &admin, engine::names::Role::Member)
+            .await
+            .unwrap();
         let account = engine::accounts::NewAccount::parse("Mallory", "m@example.com", "long enough pw").unwrap();
-        let session = engine::orgs::accept_invite(e, &token, engine::orgs::Acceptor::New(account)).await.unwrap();
+        let session = engine::orgs::accept_invite(e, &token, engine::orgs::Acceptor::New(account))
+            .await
+            .unwrap();
         let m = engine::accounts::authenticate(e, session).await.unwrap();
-        engine::orgs::create(e, &admin, engine::names::OrgName::parse("Mallory Inc").unwrap()).await.unwrap();
+        engine::orgs::create(e, &admin, engine::names::OrgName::parse("Mallory Inc").unwrap())
+            .await
+            .unwrap();
         m
     };
     let planted = format!("berth_session={}", mallory_caller.token.as_str());
     let both = format!("{planted}; {ada}");
-    let r = app.call("projects/create", &[("name", "Landed"), ("description", "")], Some(&both)).await;
+    let r = app
+        .call(
+            "projects/create",
+            &[("name", "Landed"), ("description", "")],
+            Some(&both),
+        )
+        .await;
     assert_eq!(r.status, StatusCode::OK, "{}", r.body);
     let mine = app.call("projects/list", &[], Some(&ada)).await;
-    assert!(mine.body.contains("Landed"), "the write landed in the cookie owner's organization: {}", mine.body);
+    assert!(
+        mine.body.contains("Landed"),
+        "the write landed in the cookie owner's organization: {}",
+        mine.body
+    );
     // The planted cookie alone is no session at all here.
     let alone = app.call("projects/list", &[], Some(&planted)).await;
     assert_eq!(alone.status, StatusCode::UNAUTHORIZED);
@@ -493,19 +528,33 @@ async fn foreign_hosts_are_refused_and_responses_carry_security_headers() {
     let form = Request::post("/api/onboard")
         .header(header::HOST, "rebound.attacker.example:3000")
         .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
-        .body(Body::from("name=E&email=e%40x.io&password=long+enough+pw&organization=E&setup_token=x"))
+        .body(Body::from(
+            "name=E&email=e%40x.io&password=long+enough+pw&organization=E&setup_token=x",
+        ))
         .unwrap();
     assert_eq!(app.send(form).await.status, StatusCode::MISDIRECTED_REQUEST);
-    let health = Request::get("/health").header(header::HOST, "10.0.0.7:3000").body(Body::empty()).unwrap();
+    let health = Request::get("/health")
+        .header(header::HOST, "10.0.0.7:3000")
+        .body(Body::empty())
+        .unwrap();
     assert_eq!(app.send(health).await.status, StatusCode::OK);
 
     app.onboard().await;
     let page = app.get("/login", None).await;
     assert_eq!(page.status, StatusCode::OK);
-    let csp = page.headers[header::CONTENT_SECURITY_POLICY].to_str().unwrap().to_owned();
-    assert!(csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"), "{csp}");
+    let csp = page.headers[header::CONTENT_SECURITY_POLICY]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"),
+        "{csp}"
+    );
     let nonce = csp.split("'nonce-").nth(1).unwrap().split('\'').next().unwrap();
-    assert!(page.body.contains(&format!("nonce=\"{nonce}\"")), "inline scripts carry the nonce");
+    assert!(
+        page.body.contains(&format!("nonce=\"{nonce}\"")),
+        "inline scripts carry the nonce"
+    );
     for (name, want) in [
         (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
         (header::X_FRAME_OPTIONS, "DENY"),

@@ -63,7 +63,13 @@ async fn oversized_chunked_bodies_are_413_and_nul_fields_are_422() {
     )
     .await
     .unwrap();
-    let env = engine::ids::EnvironmentId(engine::projects::get(&app.t.engine, &caller, p).await.unwrap().environments[0].id);
+    let env = engine::ids::EnvironmentId(
+        engine::projects::get(&app.t.engine, &caller, p)
+            .await
+            .unwrap()
+            .environments[0]
+            .id,
+    );
     let id = apps::create(&app.t.engine, &caller, image_app(env)).await.unwrap();
     let before = apps::get(&app.t.engine, &caller, id).await.unwrap().app.build;
     let form: Vec<(&str, String)> = vec![
@@ -101,7 +107,9 @@ async fn an_address_whose_webhook_calls_keep_failing_is_throttled() {
             .header("x-github-event", "push")
             .header("x-github-delivery", uuid::Uuid::new_v4().to_string())
             .header("x-hub-signature-256", sig.to_owned())
-            .body(Body::from(r#"{"repository":{"clone_url":"https://github.com/o/r.git"},"ref":"refs/heads/main"}"#))
+            .body(Body::from(
+                r#"{"repository":{"clone_url":"https://github.com/o/r.git"},"ref":"refs/heads/main"}"#,
+            ))
             .unwrap()
     };
     for i in 0..engine::webhooks::FAILURE_LIMIT.max {
@@ -197,9 +205,17 @@ async fn tokens_stay_out_of_logs_downloads_stream_and_sockets_are_capped() {
     let cookie = format!("berth_session={}", caller.token.as_str());
 
     // Tokens in paths: used, then looked for in the log.
-    let (status, _) = fetch(port, "POST", &format!("/api/webhooks/deploy/{}", hooks.deploy_token), None).await;
+    let (status, _) = fetch(
+        port,
+        "POST",
+        &format!("/api/webhooks/deploy/{}", hooks.deploy_token),
+        None,
+    )
+    .await;
     assert!(status == 200 || status == 202, "deploy webhook: {status}");
-    let (_, invite) = engine::orgs::create_invite(&e, &caller, engine::names::Role::Member).await.unwrap();
+    let (_, invite) = engine::orgs::create_invite(&e, &caller, engine::names::Role::Member)
+        .await
+        .unwrap();
     fetch(port, "GET", &format!("/invite/{invite}"), None).await;
 
     // The download streams: the server's peak memory does not grow with the file.
@@ -208,7 +224,10 @@ async fn tokens_stay_out_of_logs_downloads_stream_and_sockets_are_capped() {
     let (status, got) = fetch(port, "GET", &format!("/api/deployments/{}/log", dep.0), Some(&cookie)).await;
     assert_eq!((status, got), (200, size));
     let grew = vm_hwm_kib(berth.id()).saturating_sub(before);
-    assert!(grew < 16 * 1024, "peak memory grew {grew} KiB for a {size} byte download");
+    assert!(
+        grew < 16 * 1024,
+        "peak memory grew {grew} KiB for a {size} byte download"
+    );
 
     // Log sockets: SOCKETS_PER_USER at once, then 429 until one closes.
     let open = |n: usize| {
@@ -249,7 +268,11 @@ async fn tokens_stay_out_of_logs_downloads_stream_and_sockets_are_capped() {
     drop(berth);
 
     let text = std::fs::read_to_string(&log).unwrap();
-    assert!(text.contains("/api/webhooks/deploy/<redacted>"), "the request was logged: {}", &text[..text.len().min(2000)]);
+    assert!(
+        text.contains("/api/webhooks/deploy/<redacted>"),
+        "the request was logged: {}",
+        &text[..text.len().min(2000)]
+    );
     assert!(!text.contains(&hooks.deploy_token), "the deploy token is in the log");
     assert!(!text.contains(&invite), "the invite token is in the log");
 }

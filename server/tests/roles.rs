@@ -71,7 +71,10 @@ fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
         "/api/login" => s(&[("email", "nobody@example.com"), ("password", "wrong password")]),
         "/api/invites/preview" | "/api/invites/accept" => s(&[("token", "not-a-token")]),
         "/api/account/profile" => s(&[("name", "Renamed")]),
-        "/api/account/password" => s(&[("current_password", "not it"), ("new_password", "a brand new passphrase")]),
+        "/api/account/password" => s(&[
+            ("current_password", "not it"),
+            ("new_password", "a brand new passphrase"),
+        ]),
         "/api/instance/settings" => s(&[("org_creation", "anyone")]),
         "/api/instance/admin" => vec![("user_id", bob_user.to_owned()), ("admin", "true".into())],
         "/api/orgs/create" => s(&[("organization", "Another")]),
@@ -94,9 +97,18 @@ fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
 /// Rows whose success would take apart what later rows need (or the caller's
 /// own session): held from below only.
 fn destroys(path: &str) -> bool {
-    ["delete", "remove", "revoke", "logout", "switch", "members/role", "instance/", "orgs/create"]
-        .iter()
-        .any(|w| path.contains(w))
+    [
+        "delete",
+        "remove",
+        "revoke",
+        "logout",
+        "switch",
+        "members/role",
+        "instance/",
+        "orgs/create",
+    ]
+    .iter()
+    .any(|w| path.contains(w))
 }
 
 #[tokio::test]
@@ -151,14 +163,27 @@ async fn every_function_and_route_is_listed_with_its_least_role_and_held() {
     for (path, least) in &functions {
         let Some(who) = below(**least) else { continue };
         let r = call(path, who).await;
-        let want = if who.is_none() { StatusCode::UNAUTHORIZED } else { StatusCode::FORBIDDEN };
+        let want = if who.is_none() {
+            StatusCode::UNAUTHORIZED
+        } else {
+            StatusCode::FORBIDDEN
+        };
         // Berth's own database is hidden, not forbidden, from non-administrators.
         let hidden = r.status == StatusCode::NOT_FOUND && path.starts_with("/api/backups/");
-        assert!(r.status == want || hidden, "{path} as the role below {least:?}: {} {}", r.status, r.body);
+        assert!(
+            r.status == want || hidden,
+            "{path} as the role below {least:?}: {} {}",
+            r.status,
+            r.body
+        );
         held += 1;
     }
     assert!(held > 50, "{held}");
-    assert_eq!(before, snapshot(&app, &ada, &ids).await, "a refused call changed something");
+    assert_eq!(
+        before,
+        snapshot(&app, &ada, &ids).await,
+        "a refused call changed something"
+    );
     assert!(before.contains("bob@example.com"), "Bob is still a member");
 
     // At the role named: not refused.
@@ -183,21 +208,31 @@ async fn every_function_and_route_is_listed_with_its_least_role_and_held() {
         req.body(Body::empty()).unwrap()
     };
     assert_eq!(app.send(get("/health".into(), None)).await.status, StatusCode::OK);
-    for (who, want) in [(None, StatusCode::UNAUTHORIZED), (Some(carl.as_str()), StatusCode::FORBIDDEN), (Some(ada.as_str()), StatusCode::OK)] {
+    for (who, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(carl.as_str()), StatusCode::FORBIDDEN),
+        (Some(ada.as_str()), StatusCode::OK),
+    ] {
         let r = app.send(get("/api/admin/health".into(), who)).await;
         assert_eq!(r.status, want, "/api/admin/health: {}", r.body);
     }
     let download = format!("/api/deployments/{}/log", ids.deployment);
-    assert_eq!(app.send(get(download.clone(), None)).await.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        app.send(get(download.clone(), None)).await.status,
+        StatusCode::UNAUTHORIZED
+    );
     assert_eq!(app.send(get(download, Some(&bob))).await.status, StatusCode::OK);
     // Sockets, over a real connection (an upgrade needs one).
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let router = app.router.clone();
     tokio::spawn(async move {
-        axum::serve(listener, router.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .await
-            .unwrap()
+        axum::serve(
+            listener,
+            router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .await
+        .unwrap()
     });
     let socket = |path: String, cookie: Option<String>| async move {
         let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
@@ -218,14 +253,23 @@ async fn every_function_and_route_is_listed_with_its_least_role_and_held() {
     let deployment_log = format!("/api/ws/deployments/{}/log", ids.deployment);
     assert_eq!(socket(deployment_log.clone(), None).await, 401);
     assert_eq!(socket(deployment_log, Some(bob.clone())).await, 101);
-    for path in [format!("/api/ws/apps/{}/logs", ids.app), format!("/api/ws/services/{}/logs", ids.service)] {
+    for path in [
+        format!("/api/ws/apps/{}/logs", ids.app),
+        format!("/api/ws/services/{}/logs", ids.service),
+    ] {
         assert_eq!(socket(path.clone(), None).await, 401, "{path}");
         let as_member = socket(path.clone(), Some(bob.clone())).await;
         assert!(as_member != 401 && as_member != 403, "{path} as a member: {as_member}");
     }
     // Webhooks need no session: their own credential.
     let hooks = app.call("apps/hooks", &[("id", &ids.app)], Some(&ada)).await.json();
-    let token = hooks["deploy_url"].as_str().unwrap().rsplit('/').next().unwrap().to_owned();
+    let token = hooks["deploy_url"]
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
     let r = app
         .send(
             Request::post(format!("/api/webhooks/deploy/{token}"))
@@ -234,5 +278,10 @@ async fn every_function_and_route_is_listed_with_its_least_role_and_held() {
                 .unwrap(),
         )
         .await;
-    assert!(r.status.is_success(), "deploy token without a session: {} {}", r.status, r.body);
+    assert!(
+        r.status.is_success(),
+        "deploy token without a session: {} {}",
+        r.status,
+        r.body
+    );
 }

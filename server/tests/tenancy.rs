@@ -16,7 +16,11 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
     let app = TestApp::new().await;
 
     // Victim: Ada's organization, with one of everything (common/matrix.rs).
-    let Fixture { ada, bob: bob_cookie, ids } = fixture(&app).await;
+    let Fixture {
+        ada,
+        bob: bob_cookie,
+        ids,
+    } = fixture(&app).await;
 
     // Intruder: Mallory joins through an invite, makes her own organization (where
     // she is owner, so roles never mask tenancy), and is then removed from Ada's.

@@ -88,7 +88,9 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let app_id = edge::id(&id)?;
     let d = apps::get(&ctx.engine, &caller, app_id).await.map_err(fail)?;
-    let host_key_pinned = apps::host_key_pinned(&ctx.engine, &caller, app_id).await.map_err(fail)?;
+    let host_key_pinned = apps::host_key_pinned(&ctx.engine, &caller, app_id)
+        .await
+        .map_err(fail)?;
     let a = d.app;
     let mut v = AppView {
         id: a.id.0,
@@ -175,6 +177,7 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
         .map(|x| format!("{}:{}{}\n", x.source, x.target, if x.read_only { ":ro" } else { "" }))
         .collect();
     v.drain_secs = rt.drain_secs;
+    (v.problem, v.repairs) = super::repairs(&ctx.engine, &caller, Some(app_id.0), None).await?;
     Ok(v)
 }
 

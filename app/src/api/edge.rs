@@ -155,8 +155,13 @@ pub fn session_token() -> Option<SessionToken> {
 /// Who is calling, from a request's headers: `None` without a live session.
 /// Server functions ([`try_caller`]) and the server's WebSockets resolve callers
 /// through this one function.
-pub async fn caller_from(ctx: &ServerContext, headers: &http::HeaderMap) -> Result<Option<Caller>, accounts::AccountError> {
-    let Some(token) = token_in(headers, ctx.secure_cookies) else { return Ok(None) };
+pub async fn caller_from(
+    ctx: &ServerContext,
+    headers: &http::HeaderMap,
+) -> Result<Option<Caller>, accounts::AccountError> {
+    let Some(token) = token_in(headers, ctx.secure_cookies) else {
+        return Ok(None);
+    };
     match accounts::authenticate(&ctx.engine, token).await {
         Ok(caller) => Ok(Some(caller)),
         Err(accounts::AccountError::NotSignedIn) => Ok(None),

@@ -11,3 +11,27 @@ pub mod orgs;
 pub mod projects;
 pub mod services;
 pub mod session;
+
+/// What an app's or a service's page says about its running state: what is
+/// wrong now and the reconciler's latest repairs (access already checked).
+#[cfg(feature = "ssr")]
+pub(crate) async fn repairs(
+    engine: &engine::Engine,
+    caller: &engine::accounts::Caller,
+    app: Option<uuid::Uuid>,
+    service: Option<uuid::Uuid>,
+) -> Result<(Option<String>, Vec<crate::types::RepairView>), crate::error::AppError> {
+    let (now, list) = engine::reconcile::of(engine, caller.org_id, app, service)
+        .await
+        .map_err(edge::fail)?;
+    Ok((
+        now,
+        list.into_iter()
+            .map(|r| crate::types::RepairView {
+                problem: r.problem,
+                action: r.action,
+                at: r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            })
+            .collect(),
+    ))
+}

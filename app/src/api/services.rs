@@ -95,7 +95,10 @@ pub async fn get_service(id: String) -> Result<ServiceView, AppError> {
     let d = services::get(&ctx.engine, &caller, edge::id(&id)?)
         .await
         .map_err(fail)?;
+    let (problem, repairs) = super::repairs(&ctx.engine, &caller, None, Some(d.row.id)).await?;
     Ok(ServiceView {
+        problem,
+        repairs,
         id: d.row.id,
         name: d.row.name,
         engine: d.engine.as_str().to_owned(),
@@ -452,8 +455,14 @@ pub async fn add_schedule(
     drill: Option<String>,
 ) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let new =
-        NewSchedule::parse(edge::id(&destination_id)?, &cron, &timezone, &keep_last, edge::checked(&drill)).map_err(fail)?;
+    let new = NewSchedule::parse(
+        edge::id(&destination_id)?,
+        &cron,
+        &timezone,
+        &keep_last,
+        edge::checked(&drill),
+    )
+    .map_err(fail)?;
     let id = backups::create_schedule(&ctx.engine, &caller, self::subject(&subject)?, new)
         .await
         .map_err(fail)?;

@@ -127,12 +127,19 @@ pub async fn get_system_status() -> Result<SystemStatus, AppError> {
         SystemStatus {
             docker_error: docker_error.map(|e| e.to_string()),
             docker_host: ctx.engine.docker.host(),
+            problems: engine::reconcile::problems(&ctx.engine)
+                .await
+                .into_iter()
+                .map(|p| p.text)
+                .filter(|t| !t.starts_with("Docker unreachable"))
+                .collect(),
         }
     } else {
         SystemStatus {
             docker_error: docker_error
                 .map(|_| "the Docker engine does not answer; tell this instance's administrator".to_owned()),
             docker_host: String::new(),
+            problems: Vec::new(),
         }
     })
 }

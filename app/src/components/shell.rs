@@ -107,7 +107,8 @@ fn LogoutButton() -> impl IntoView {
     }
 }
 
-/// Says plainly when Docker is unreachable and how to fix it.
+/// Says plainly when Docker is unreachable and how to fix it, and (to
+/// instance administrators) what the reconciler is repairing.
 #[component]
 fn DockerBanner() -> impl IntoView {
     let status = Resource::new(|| (), |_| get_system_status());
@@ -115,6 +116,12 @@ fn DockerBanner() -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match status.await {
+                    Ok(s) if s.docker_error.is_none() => (!s.problems.is_empty()).then(|| view! {
+                        <div role="status" id="runtime-banner" class="mb-6 rounded-md border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
+                            <p class="font-semibold">"Something that should run is down; Berth is repairing it."</p>
+                            <ul class="mt-1 list-disc pl-5">{s.problems.into_iter().map(|p| view! { <li class="break-words">{p}</li> }).collect_view()}</ul>
+                        </div>
+                    }.into_any()),
                     Ok(s) => s.docker_error.map(|err| view! {
                         <div role="status" id="docker-banner" class="mb-6 rounded-md border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
                             <p class="font-semibold">"Docker is unreachable, so apps cannot be deployed yet."</p>
@@ -131,7 +138,7 @@ fn DockerBanner() -> impl IntoView {
                                 }.into_any()
                             }}
                         </div>
-                    }),
+                    }.into_any()),
                     Err(_) => None,
                 }
             })}

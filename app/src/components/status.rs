@@ -54,3 +54,24 @@ pub fn StatusBadge(#[prop(into)] status: Signal<Badge>) -> impl IntoView {
         </span>
     }
 }
+
+/// What the reconciler found wrong with a running app or service now, and
+/// what it repaired lately (nothing at all when both are empty).
+#[component]
+pub fn Repairs(problem: Option<String>, repairs: Vec<crate::types::RepairView>) -> impl IntoView {
+    (problem.is_some() || !repairs.is_empty()).then(|| {
+        view! {
+            <section class="mt-4 rounded-lg border border-amber-300 bg-amber-50 p-4 text-sm text-amber-950 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-100" id="repairs">
+                <h2 class="mb-2 font-semibold">"Runtime"</h2>
+                {problem.map(|p| view! { <p role="status" class="font-medium" id="runtime-problem">{p}</p> })}
+                {(!repairs.is_empty()).then(|| view! {
+                    <ul class="mt-2 space-y-1" id="repair-history">
+                        {repairs.into_iter().map(|r| view! {
+                            <li><time class="text-xs opacity-80">{r.at}</time> " " {r.problem} ": " {r.action}</li>
+                        }).collect_view()}
+                    </ul>
+                })}
+            </section>
+        }
+    })
+}

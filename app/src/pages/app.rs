@@ -3,12 +3,11 @@
 //! container settings (Advanced).
 
 use crate::api::apps::{
-    ResetHostKey,
-    get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain, RevealEnv,
-    RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
+    get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain,
+    ResetHostKey, RevealEnv, RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
 };
 use crate::components::logview::LogView;
-use crate::components::status::{Badge, StatusBadge};
+use crate::components::status::{Badge, Repairs, StatusBadge};
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
     CARD, INPUT,
@@ -132,6 +131,7 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions) -> impl IntoView {
                 <FormError error=deploy_error />
             </div>
         </div>
+        <Repairs problem=app.problem.clone() repairs=app.repairs.clone() />
         {tabs}
         {body}
     }
@@ -409,6 +409,7 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
         move |_| list_deployments(id.clone(), None),
     );
     let selected = RwSignal::new(None::<uuid::Uuid>);
+    let app_id = app.id;
     // Older pages, appended by "Show older" (finished deployments: they do not change).
     let older = RwSignal::new(Vec::<DeploymentView>::new());
     let next = RwSignal::new(None::<String>);
@@ -453,8 +454,8 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
                             }
                             view! {
                                 <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="deployments">
-                                    {page.deployments.into_iter().map(|d| view! { <DeploymentRow d selected actions /> }).collect_view()}
-                                    {move || older.get().into_iter().map(|d| view! { <DeploymentRow d selected actions /> }).collect_view()}
+                                    {page.deployments.into_iter().map(|d| view! { <DeploymentRow d app_id selected actions /> }).collect_view()}
+                                    {move || older.get().into_iter().map(|d| view! { <DeploymentRow d app_id selected actions /> }).collect_view()}
                                 </ul>
                             }.into_any()
                         }
@@ -479,7 +480,12 @@ fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
 }
 
 #[component]
-fn DeploymentRow(d: DeploymentView, selected: RwSignal<Option<uuid::Uuid>>, actions: Actions) -> impl IntoView {
+fn DeploymentRow(
+    d: DeploymentView,
+    app_id: uuid::Uuid,
+    selected: RwSignal<Option<uuid::Uuid>>,
+    actions: Actions,
+) -> impl IntoView {
     let id = d.id;
     let finished = d.finished();
     let sid = id.to_string();
@@ -514,6 +520,12 @@ fn DeploymentRow(d: DeploymentView, selected: RwSignal<Option<uuid::Uuid>>, acti
                 </button>
                 {(!finished).then(|| view! {
                     <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.cancel.dispatch(CancelDeployment { id: sid.clone() }); }>"Cancel"</button>
+                })}
+                {(d.status == lifecycle::DeploymentStatus::Failed).then(|| {
+                    let app_id = app_id.to_string();
+                    view! {
+                        <button type="button" class=BUTTON_QUIET data-retry="" on:click=move |_| { actions.deploy.dispatch(DeployApp { app_id: app_id.clone() }); }>"Retry"</button>
+                    }
                 })}
                 {d.can_rollback.then(|| view! {
                     <button type="button" class=BUTTON_QUIET on:click=move |_| { actions.rollback.dispatch(RollbackDeployment { id: rid.clone() }); }>"Roll back to this"</button>

@@ -226,9 +226,10 @@ fn ResourceSection(
 ) -> impl IntoView {
     poll_while(
         move || {
-            rows.get_untracked()
-                .and_then(|r| r.ok())
-                .is_some_and(|rows| rows.iter().any(|r| r.state.is_some_and(|s| Badge::from(s).tone == lifecycle::Tone::Busy)))
+            rows.get_untracked().and_then(|r| r.ok()).is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r.state.is_some_and(|s| Badge::from(s).tone == lifecycle::Tone::Busy))
+            })
         },
         tick,
     );
@@ -256,26 +257,29 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
     let create = ServerAction::<CreateApp>::new();
     let error = action_error(create);
     let tick = RwSignal::new(0u32);
-    let rows = Resource::new(move || (create.version().get(), tick.get()), move |_| {
-        let project_id = project_id.clone();
-        async move {
-            let apps = list_apps(project_id).await?;
-            Ok(apps
-                .into_iter()
-                .map(|a| ResourceRow {
-                    environment_id: a.environment_id,
-                    href: format!("/apps/{}", a.id),
-                    detail: match a.domain {
-                        Some(d) => format!("{} · {d}", a.source),
-                        None => a.source,
-                    },
-                    state: a.status.map(RowState::Deployment),
-                    name: a.name,
-                    marker: "app".into(),
-                })
-                .collect())
-        }
-    });
+    let rows = Resource::new(
+        move || (create.version().get(), tick.get()),
+        move |_| {
+            let project_id = project_id.clone();
+            async move {
+                let apps = list_apps(project_id).await?;
+                Ok(apps
+                    .into_iter()
+                    .map(|a| ResourceRow {
+                        environment_id: a.environment_id,
+                        href: format!("/apps/{}", a.id),
+                        detail: match a.domain {
+                            Some(d) => format!("{} · {d}", a.source),
+                            None => a.source,
+                        },
+                        state: a.status.map(RowState::Deployment),
+                        name: a.name,
+                        marker: "app".into(),
+                    })
+                    .collect())
+            }
+        },
+    );
     open_created(create, "/apps/");
     let env_options = env_options(&environments);
     view! {
@@ -314,23 +318,26 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
     let create = ServerAction::<CreateService>::new();
     let error = action_error(create);
     let tick = RwSignal::new(0u32);
-    let rows = Resource::new(move || (create.version().get(), tick.get()), move |_| {
-        let project_id = project_id.clone();
-        async move {
-            let services = list_services(project_id).await?;
-            Ok(services
-                .into_iter()
-                .map(|s| ResourceRow {
-                    environment_id: s.environment_id,
-                    href: format!("/services/{}", s.id),
-                    detail: s.engine,
-                    state: Some(RowState::Service(s.state)),
-                    name: s.name,
-                    marker: "service".into(),
-                })
-                .collect())
-        }
-    });
+    let rows = Resource::new(
+        move || (create.version().get(), tick.get()),
+        move |_| {
+            let project_id = project_id.clone();
+            async move {
+                let services = list_services(project_id).await?;
+                Ok(services
+                    .into_iter()
+                    .map(|s| ResourceRow {
+                        environment_id: s.environment_id,
+                        href: format!("/services/{}", s.id),
+                        detail: s.engine,
+                        state: Some(RowState::Service(s.state)),
+                        name: s.name,
+                        marker: "service".into(),
+                    })
+                    .collect())
+            }
+        },
+    );
     open_created(create, "/services/");
     let env_options = env_options(&environments);
     view! {

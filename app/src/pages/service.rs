@@ -198,6 +198,7 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
             <p class="mt-2 text-xs text-slate-500">"Rebuild makes a new container from the image and settings, on the same volume."</p>
             <FormError error=act_error />
         </section>
+        <crate::components::status::Repairs problem=service.problem.clone() repairs=service.repairs.clone() />
         <LinkToApp service_id=id.clone() project_id=service.project_id.to_string() engine=service.engine.clone() />
         <Show when=move || can_delete>
             <DeleteService id=id.clone() name=service.name.clone() />
@@ -285,4 +286,3 @@ fn Advanced(service: ServiceView, actions: Actions) -> impl IntoView {
         </section>
     }
 }
-

@@ -2,10 +2,10 @@
 //! invites, backups of Berth's own database (instance administrators only), and
 //! creating another organization.
 
+use crate::api::instance::{get_instance, SetInstanceAdmin, SetOrgCreation};
 use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
-use crate::api::instance::{get_instance, SetInstanceAdmin, SetOrgCreation};
 use crate::api::session::{ChangePassword, UpdateProfile};
 use crate::components::backups::BackupsPanel;
 use crate::components::ui::{

@@ -3,10 +3,10 @@
 //! the duration, throughput and the worker's peak RSS (VmHWM) for a backup, a
 //! restore into the running service and a restore drill. Run by `make bench`.
 
-use lifecycle::{DrillStatus, JobStatus};
 use engine::backups::{self, RestoreInto, Subject};
 use engine::services::{self, NewService};
 use engine::testing::{owner_with_environment, DeployEnv, TestS3};
+use lifecycle::{DrillStatus, JobStatus};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 

@@ -183,6 +183,118 @@ async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<S
     ))
 }
 
+/// Open-loop GETs through Traefik at `rate`/s until `stop`, each timed from
+/// its scheduled send (a stall counts against every request it delays); at
+/// most `cap` requests. Returns latencies (ms) of 200s and the count of others.
+async fn open_loop(
+    port: u16,
+    host: String,
+    rate: u32,
+    cap: u32,
+    stop: tokio_util::sync::CancellationToken,
+) -> (Vec<f64>, u32) {
+    let start = Instant::now() + Duration::from_millis(50);
+    let mut tasks = Vec::new();
+    for i in 0..cap {
+        let scheduled = start + Duration::from_secs_f64(f64::from(i) / f64::from(rate));
+        tokio::select! {
+            _ = stop.cancelled() => break,
+            _ = tokio::time::sleep_until(scheduled.into()) => {}
+        }
+        let host = host.clone();
+        tasks.push(tokio::spawn(async move {
+            let r = engine::http1::request("127.0.0.1", port, "GET", &host, "/hostname", Duration::from_secs(10)).await;
+            (
+                scheduled.elapsed().as_secs_f64() * 1000.0,
+                matches!(r, Ok(ref r) if r.status == 200),
+            )
+        }));
+    }
+    let (mut lat, mut bad) = (Vec::new(), 0);
+    for t in tasks {
+        match t.await {
+            Ok((ms, true)) => lat.push(ms),
+            _ => bad += 1,
+        }
+    }
+    lat.sort_by(f64::total_cmp);
+    (lat, bad)
+}
+
+/// p99 of requests through Traefik at 200 req/s: with nothing happening, and
+/// across 20 redeploys of the same app (each waits for the previous to go
+/// live; the replaced containers drain 1 s, then stop).
+async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
+    let e = env.engine();
+    let cmd: Vec<String> = ["httpd", "-f", "-p", "8080", "-h", "/etc"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    let name = format!("tail-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let app = apps::create(
+        e,
+        c,
+        NewApp {
+            name: AppName::parse(&name)?,
+            description: Description::default(),
+            environment: envid,
+            source: Source::Image {
+                image: TEST_BASE_IMAGE.into(),
+                registry_user: None,
+            },
+            source_secret: None,
+            build: Build::default(),
+            runtime: runtime(8080, Some(cmd)),
+        },
+    )
+    .await?;
+    let host = engine::testing::generated_host(e, c, app).await;
+    settle(e, c, deploy::deploy(e, c, app).await?).await?;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let rate = 200;
+    // Baseline: 15 s of load, nothing deploying.
+    // The load runs on a runtime of its own, so the engine's work in this
+    // process (the worker, Docker calls) does not delay its sends.
+    let port = env.http_port();
+    let on_own_runtime = move |host: String, cap: u32, stop: tokio_util::sync::CancellationToken| {
+        std::thread::spawn(move || {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("load runtime")
+                .block_on(open_loop(port, host, rate, cap, stop))
+        })
+    };
+    let quiet = tokio_util::sync::CancellationToken::new();
+    let (base, base_bad) = on_own_runtime(host.clone(), rate * 15, quiet)
+        .join()
+        .expect("baseline load");
+    // The same load across 20 redeploys and the last one's drain and retirement.
+    let done = tokio_util::sync::CancellationToken::new();
+    let load = on_own_runtime(host.clone(), rate * 300, done.clone());
+    let t0 = Instant::now();
+    for _ in 0..20 {
+        settle(e, c, deploy::deploy(e, c, app).await?).await?;
+    }
+    let took = t0.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    done.cancel();
+    let (during, bad) = load.join().expect("load during redeploys");
+    let (b99, d99) = (percentile(&base, 0.99), percentile(&during, 0.99));
+    Ok(format!(
+        "| 200 req/s through Traefik during 20 redeploys ({took:.0} s): p99, vs the same load with no deploys | ≤ 2× | {d99:.1} ms vs {b99:.1} ms = {:.1}× (p50 {:.1} / {:.1} ms, max {:.1} / {:.1} ms); {} of {} failed during, {base_bad} of {} before | {} |\n",
+        d99 / b99,
+        percentile(&during, 0.5),
+        percentile(&base, 0.5),
+        during.last().copied().unwrap_or(0.0),
+        base.last().copied().unwrap_or(0.0),
+        bad,
+        during.len() as u32 + bad,
+        base.len() as u32 + base_bad,
+        if d99 <= 2.0 * b99 && bad == 0 { "met" } else { "**missed**" }
+    ))
+}
+
 /// The `X-Berth-Deployment` header of `GET /` through the proxy.
 async fn header_via(port: u16, host: &str, path: &str) -> Option<String> {
     let r = engine::http1::request("127.0.0.1", port, "GET", host, path, Duration::from_secs(5))
@@ -515,6 +627,7 @@ async fn main() -> Result<()> {
     print!("{}", log_latency(&env, &caller, envid).await?);
     let worker = tokio::spawn(engine::worker::run(env.engine().clone(), stop.clone()));
     print!("{}", prebuilt(&env, &caller, envid).await?);
+    print!("{}", rollout_tail(&env, &caller, envid).await?);
     print!(
         "{}",
         git_dockerfile(

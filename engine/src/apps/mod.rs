@@ -238,7 +238,9 @@ pub fn bind_allowed(roots: &[std::path::PathBuf], path: &std::path::Path) -> boo
     if dangerous {
         return named;
     }
-    roots.iter().any(|r| path.starts_with(r) && !(r == std::path::Path::new("/") && path.ends_with("docker.sock")))
+    roots
+        .iter()
+        .any(|r| path.starts_with(r) && !(r == std::path::Path::new("/") && path.ends_with("docker.sock")))
 }
 
 pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<AppId, AppError> {
@@ -308,10 +310,12 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<App
                     applications::source_secret.eq(sealed_source_secret),
                     applications::build.eq(json(&new.build)),
                     applications::runtime.eq(json(&new.runtime)),
-                    applications::webhook_secret
-                        .eq(engine.secret.seal(slot::webhook_secret(&row), webhook_secret.as_bytes())),
+                    applications::webhook_secret.eq(engine
+                        .secret
+                        .seal(slot::webhook_secret(&row), webhook_secret.as_bytes())),
                     applications::deploy_token_hash.eq(crate::secrets::token_hash(&deploy_token)),
-                    applications::deploy_token.eq(engine.secret.seal(slot::deploy_token(&row), deploy_token.as_bytes())),
+                    applications::deploy_token
+                        .eq(engine.secret.seal(slot::deploy_token(&row), deploy_token.as_bytes())),
                 ))
                 .returning(applications::id)
                 .get_result(conn)
@@ -350,7 +354,10 @@ pub(crate) async fn load(
 }
 
 /// The application with its sealed source secret, unscoped (worker use).
-pub(crate) async fn load_any(conn: &mut AsyncPgConnection, id: AppId) -> Result<(Application, Option<String>), AppError> {
+pub(crate) async fn load_any(
+    conn: &mut AsyncPgConnection,
+    id: AppId,
+) -> Result<(Application, Option<String>), AppError> {
     let row: AppRow = applications::table
         .find(id.0)
         .select(AppRow::as_select())
@@ -550,7 +557,9 @@ pub async fn reset_host_key(engine: &Engine, caller: &Caller, id: AppId) -> Resu
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
     if !caller.role.can_manage() {
-        return Err(AppError::Forbidden("only admins and owners can reset a pinned host key"));
+        return Err(AppError::Forbidden(
+            "only admins and owners can reset a pinned host key",
+        ));
     }
     diesel::update(
         applications::table
@@ -583,8 +592,9 @@ pub async fn host_key_pinned(engine: &Engine, caller: &Caller, id: AppId) -> Res
 /// can change). The deploy checks again: rows made before stay safe.
 fn check_source(engine: &Engine, source: &Source) -> Result<(), AppError> {
     match source {
-        Source::Image { image, .. } => crate::deploy::build::refuse_app_image(image)
-            .map_err(|why| ValidationError::new("image", why).into()),
+        Source::Image { image, .. } => {
+            crate::deploy::build::refuse_app_image(image).map_err(|why| ValidationError::new("image", why).into())
+        }
         Source::Git { url, .. } => {
             if let Some(ep) = crate::deploy::git::endpoint(url) {
                 crate::outbound::Policy::of(engine)
@@ -607,7 +617,9 @@ pub async fn backfill_repo_keys(conn: &mut AsyncPgConnection) -> Result<usize, S
         .await?;
     let mut n = 0;
     for (id, source) in rows {
-        let Ok(source) = serde_json::from_value::<Source>(source) else { continue };
+        let Ok(source) = serde_json::from_value::<Source>(source) else {
+            continue;
+        };
         n += diesel::update(applications::table.find(id).filter(applications::repo_key.is_null()))
             .set(applications::repo_key.eq(source.repo_key()))
             .execute(conn)
@@ -849,9 +861,13 @@ pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result
             .filter(applications::organization_id.eq(caller.org_id.0)),
     )
     .set((
-        applications::webhook_secret.eq(engine.secret.seal(slot::webhook_secret(&id.to_string()), secret.as_bytes())),
+        applications::webhook_secret.eq(engine
+            .secret
+            .seal(slot::webhook_secret(&id.to_string()), secret.as_bytes())),
         applications::deploy_token_hash.eq(crate::secrets::token_hash(&token)),
-        applications::deploy_token.eq(engine.secret.seal(slot::deploy_token(&id.to_string()), token.as_bytes())),
+        applications::deploy_token.eq(engine
+            .secret
+            .seal(slot::deploy_token(&id.to_string()), token.as_bytes())),
     ))
     .execute(&mut conn)
     .await?;
@@ -924,7 +940,10 @@ mod tests {
     #[test]
     fn bind_mounts_stay_under_the_allowed_roots_and_never_reach_the_socket_or_root() {
         let roots = vec![PathBuf::from("/srv/data"), PathBuf::from("/")];
-        assert!(!bind_allowed(&[], Path::new("/srv/data/x")), "nothing is allowed by default");
+        assert!(
+            !bind_allowed(&[], Path::new("/srv/data/x")),
+            "nothing is allowed by default"
+        );
         let srv = vec![PathBuf::from("/srv/data")];
         assert!(bind_allowed(&srv, Path::new("/srv/data")));
         assert!(bind_allowed(&srv, Path::new("/srv/data/app/uploads")));
@@ -936,8 +955,14 @@ mod tests {
         assert!(bind_allowed(&roots, Path::new("/etc")));
         assert!(bind_allowed(&roots, Path::new("/")));
         assert!(!bind_allowed(&roots, Path::new("/var/run/docker.sock")));
-        assert!(!bind_allowed(&[PathBuf::from("/var/run")], Path::new("/var/run/docker.sock")));
-        assert!(bind_allowed(&[PathBuf::from("/var/run/docker.sock")], Path::new("/var/run/docker.sock")));
+        assert!(!bind_allowed(
+            &[PathBuf::from("/var/run")],
+            Path::new("/var/run/docker.sock")
+        ));
+        assert!(bind_allowed(
+            &[PathBuf::from("/var/run/docker.sock")],
+            Path::new("/var/run/docker.sock")
+        ));
         assert!(!bind_allowed(&srv, Path::new("/")));
     }
 }

@@ -202,7 +202,11 @@ async fn beat(engine: &Engine, rows: Rows, id: Uuid, worker: &str, progress: u64
         q = q.bind::<BigInt, _>(progress as i64);
     }
     let n = q.execute(&mut conn).await?;
-    Ok(if n == 1 { Beat::Held { cancel: false } } else { Beat::Lost })
+    Ok(if n == 1 {
+        Beat::Held { cancel: false }
+    } else {
+        Beat::Lost
+    })
 }
 
 /// Fails the jobs whose worker stopped beating; their ids, for the clean-up.
@@ -217,7 +221,11 @@ async fn reap(engine: &Engine, rows: Rows) -> Result<Vec<Uuid>, StoreError> {
     for Id { id } in stale {
         let holder = Holder::Stale { lease_secs: lease };
         // It beat (or finished) in between: alive after all.
-        if rows.moves(&mut conn, id, Outcome::Failed(INTERRUPTED), holder).await.is_ok() {
+        if rows
+            .moves(&mut conn, id, Outcome::Failed(INTERRUPTED), holder)
+            .await
+            .is_ok()
+        {
             tracing::warn!(?rows, id = %id, "job interrupted (its worker stopped)");
             reaped.push(id);
         }
@@ -248,7 +256,13 @@ impl JobKind for BackupKind {
         Box::pin(claim(engine, Rows::Backups, worker))
     }
 
-    fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
+    fn beat<'a>(
+        &'a self,
+        engine: &'a Engine,
+        job: &'a Uuid,
+        worker: &'a str,
+        progress: u64,
+    ) -> BoxFuture<'a, Result<Beat, StoreError>> {
         Box::pin(beat(engine, Rows::Backups, *job, worker, progress))
     }
 
@@ -269,13 +283,20 @@ impl JobKind for BackupKind {
                 type Row = (Uuid, Uuid, Option<String>, Option<String>);
                 let Ok((org, destination, Some(key), Some(upload))) = backups::table
                     .find(id)
-                    .select((backups::organization_id, backups::destination_id, backups::object_key, backups::upload_id))
+                    .select((
+                        backups::organization_id,
+                        backups::destination_id,
+                        backups::object_key,
+                        backups::upload_id,
+                    ))
                     .first::<Row>(&mut conn)
                     .await
                 else {
                     continue;
                 };
-                let Ok(target) = super::target(engine, &mut conn, org, destination).await else { continue };
+                let Ok(target) = super::target(engine, &mut conn, org, destination).await else {
+                    continue;
+                };
                 if let Ok(bucket) = target.bucket() {
                     if let Err(e) = bucket.abort_upload(&key, &upload).await {
                         tracing::warn!(key, error = %s3::describe(&e), "aborting an interrupted backup's upload");
@@ -310,7 +331,13 @@ impl JobKind for RestoreKind {
         Box::pin(claim(engine, Rows::Restores, worker))
     }
 
-    fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
+    fn beat<'a>(
+        &'a self,
+        engine: &'a Engine,
+        job: &'a Uuid,
+        worker: &'a str,
+        progress: u64,
+    ) -> BoxFuture<'a, Result<Beat, StoreError>> {
         Box::pin(beat(engine, Rows::Restores, *job, worker, progress))
     }
 
@@ -341,7 +368,12 @@ impl JobKind for RestoreKind {
             let reaped = reap(engine, Rows::Restores).await?;
             let mut conn = engine.db.get().await?;
             for id in &reaped {
-                let Ok(service) = restores::table.find(id).select(restores::service_id).first::<Uuid>(&mut conn).await else {
+                let Ok(service) = restores::table
+                    .find(id)
+                    .select(restores::service_id)
+                    .first::<Uuid>(&mut conn)
+                    .await
+                else {
                     continue;
                 };
                 if let Ok(svc) = crate::services::load_any(engine, &mut conn, service).await {
@@ -370,14 +402,23 @@ impl JobKind for DrillKind {
         Box::pin(claim(engine, Rows::Drills, worker))
     }
 
-    fn beat<'a>(&'a self, engine: &'a Engine, job: &'a Uuid, worker: &'a str, progress: u64) -> BoxFuture<'a, Result<Beat, StoreError>> {
+    fn beat<'a>(
+        &'a self,
+        engine: &'a Engine,
+        job: &'a Uuid,
+        worker: &'a str,
+        progress: u64,
+    ) -> BoxFuture<'a, Result<Beat, StoreError>> {
         Box::pin(beat(engine, Rows::Drills, *job, worker, progress))
     }
 
     fn run<'a>(&'a self, engine: &'a Engine, id: Uuid, ctx: JobContext) -> BoxFuture<'a, ()> {
         Box::pin(async move {
             let result = work::bounded(engine, "the drill", work::run_drill(engine, id)).await;
-            let _ = engine.docker.remove_container(&work::drill_container(engine, id), true).await;
+            let _ = engine
+                .docker
+                .remove_container(&work::drill_container(engine, id), true)
+                .await;
             let to = match &result {
                 Ok(counts) => Outcome::Done(counts),
                 Err(e) => {
@@ -394,7 +435,10 @@ impl JobKind for DrillKind {
         Box::pin(async move {
             let reaped = reap(engine, Rows::Drills).await?;
             for id in &reaped {
-                let _ = engine.docker.remove_container(&work::drill_container(engine, *id), true).await;
+                let _ = engine
+                    .docker
+                    .remove_container(&work::drill_container(engine, *id), true)
+                    .await;
             }
             Ok(reaped.len())
         })

@@ -6,16 +6,14 @@
 //! work itself runs in the worker (`jobs`), from rows queued here.
 
 pub mod kinds;
-pub mod transition;
-pub mod work;
 pub mod own;
 pub mod s3;
 pub mod schedule;
+pub mod transition;
+pub mod work;
 
 use crate::accounts::{is_unique_violation, Caller};
-use crate::db::schema::{
-    backup_schedules, backups, database_services, restores, s3_destinations, schedule_slots,
-};
+use crate::db::schema::{backup_schedules, backups, database_services, restores, s3_destinations, schedule_slots};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{BackupId, DestinationId, RestoreId, ScheduleId, ServiceId};
 use crate::names::ValidationError;
@@ -179,7 +177,9 @@ pub async fn create_destination(
             s3_destinations::bucket.eq(&t.bucket),
             s3_destinations::prefix.eq(&t.prefix),
             s3_destinations::access_key.eq(&t.access_key),
-            s3_destinations::secret_key.eq(engine.secret.seal(secret_slot(&id.to_string()), t.secret_key.as_bytes())),
+            s3_destinations::secret_key.eq(engine
+                .secret
+                .seal(secret_slot(&id.to_string()), t.secret_key.as_bytes())),
             s3_destinations::path_style.eq(t.path_style),
         ))
         .returning(s3_destinations::id)

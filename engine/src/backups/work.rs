@@ -154,7 +154,9 @@ pub(super) async fn run_backup(engine: &Engine, id: Uuid, progress: &AtomicU64) 
                 .expose_secret()
                 .to_owned();
             let pg_dump = engine.deploy.services.pg_dump.clone();
-            let produce = bounded(engine, "the backup", async move { super::own::dump(&pg_dump, &url, &mut writer).await });
+            let produce = bounded(engine, "the backup", async move {
+                super::own::dump(&pg_dump, &url, &mut writer).await
+            });
             pump(&bucket, &key, progress, &initiated, reader, produce).await?
         }
         Some(sid) => {
@@ -291,7 +293,11 @@ pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, resul
             let schedule: Option<(Uuid, i32, bool)> = backups::table
                 .inner_join(backup_schedules::table.on(backup_schedules::id.nullable().eq(backups::schedule_id)))
                 .filter(backups::id.eq(id))
-                .select((backup_schedules::id, backup_schedules::keep_last, backup_schedules::drill))
+                .select((
+                    backup_schedules::id,
+                    backup_schedules::keep_last,
+                    backup_schedules::drill,
+                ))
                 .first(conn)
                 .await
                 .optional()?;
@@ -459,7 +465,9 @@ pub(super) async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<Atomic
     let mut input = open_backup(&src.target, &src.key, progress.clone()).await?;
     match svc.engine.restore(&identity) {
         RestorePlan::Stdin(exec) => {
-            let out = engine.docker.exec(&name, &exec, Some(&mut input), None)
+            let out = engine
+                .docker
+                .exec(&name, &exec, Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -472,7 +480,9 @@ pub(super) async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<Atomic
             }
         }
         RestorePlan::RedisRdb => {
-            let out = engine.docker.exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
+            let out = engine
+                .docker
+                .exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -543,7 +553,9 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
             .map_err(|e| e.to_string())?;
             container::wait_ready(engine, &name, &src.engine.readiness(&identity), READY_TIMEOUT).await?;
             let mut input = open_backup(&src.target, &src.key, progress.clone()).await?;
-            let out = engine.docker.exec(&name, &exec, Some(&mut input), None)
+            let out = engine
+                .docker
+                .exec(&name, &exec, Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -569,7 +581,9 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
             .await
             .map_err(|e| e.to_string())?;
             let mut input = open_backup(&src.target, &src.key, progress.clone()).await?;
-            let out = engine.docker.exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
+            let out = engine
+                .docker
+                .exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
                 .await
                 .map_err(|e| feed_error(&e))?;
             if out.exit_code != 0 {
@@ -672,14 +686,20 @@ mod tests {
         let key = "svc/20260101T000000.000Z.pgdump.gz";
         let (mut writer, reader) = tokio::io::duplex(PIPE);
         let produce = bounded_for(1, "the backup", async move {
-            writer.write_all(b"a few bytes, then nothing").await.map_err(|e| e.to_string())?;
+            writer
+                .write_all(b"a few bytes, then nothing")
+                .await
+                .map_err(|e| e.to_string())?;
             std::future::pending::<()>().await;
             Ok(())
         });
         let e = pump(&bucket, key, &AtomicU64::new(0), &|_| {}, reader, produce)
             .await
             .unwrap_err();
-        assert_eq!(e, "the backup was still running after 1 s (BERTH_BACKUP_TIMEOUT_SECS) and was stopped");
+        assert_eq!(
+            e,
+            "the backup was still running after 1 s (BERTH_BACKUP_TIMEOUT_SECS) and was stopped"
+        );
         assert!(s3.keys().await.is_empty());
         assert_eq!(s3.pending_uploads(), before);
     }

@@ -30,6 +30,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    repairs (id) {
+        id -> Uuid,
+        organization_id -> Nullable<Uuid>,
+        application_id -> Nullable<Uuid>,
+        service_id -> Nullable<Uuid>,
+        problem -> Text,
+        action -> Text,
+        created_at -> Timestamptz,
+    }
+}
+
+diesel::table! {
     setup_tokens (token_hash) {
         token_hash -> Text,
         created_at -> Timestamptz,
@@ -319,4 +331,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     backups,
     restores,
     schedule_slots,
+    repairs,
 );

@@ -122,8 +122,7 @@ mod tests {
 /// reason the deployment fails with.
 pub fn check_base_images(dockerfile: &str, args: &[(String, String)]) -> Result<(), String> {
     let mut vars: std::collections::HashMap<String, String> = std::collections::HashMap::new();
-    let overrides: std::collections::HashMap<&str, &str> =
-        args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let overrides: std::collections::HashMap<&str, &str> = args.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let mut stages: Vec<String> = Vec::new();
     let mut seen_from = false;
     for (n, line) in instructions(dockerfile).into_iter().enumerate() {
@@ -135,7 +134,10 @@ pub fn check_base_images(dockerfile: &str, args: &[(String, String)]) -> Result<
             "ARG" if !seen_from => {
                 for decl in &rest {
                     let (name, default) = decl.split_once('=').unwrap_or((decl, ""));
-                    let value = overrides.get(name).map(|v| (*v).to_owned()).unwrap_or_else(|| unquote(default));
+                    let value = overrides
+                        .get(name)
+                        .map(|v| (*v).to_owned())
+                        .unwrap_or_else(|| unquote(default));
                     vars.insert(name.to_owned(), value);
                 }
             }
@@ -218,7 +220,8 @@ fn substitute(raw: &str, vars: &std::collections::HashMap<String, String>) -> St
                 _ => out.push_str(value.map(String::as_str).unwrap_or("")),
             }
         } else {
-            let name: String = std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_')).collect();
+            let name: String =
+                std::iter::from_fn(|| chars.next_if(|c| c.is_ascii_alphanumeric() || *c == '_')).collect();
             out.push_str(vars.get(&name).map(String::as_str).unwrap_or(""));
         }
     }

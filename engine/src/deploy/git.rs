@@ -4,9 +4,9 @@
 //! key written 0600 to a temporary file that is removed when the clone ends.
 
 use crate::logs::DeployLog;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
-use std::net::IpAddr;
 use tokio::io::AsyncReadExt;
 use tokio_util::sync::CancellationToken;
 
@@ -61,7 +61,9 @@ pub fn endpoint(url: &str) -> Option<Endpoint> {
     };
     let ok = !host.is_empty()
         && !host.starts_with('-')
-        && host.bytes().all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
+        && host
+            .bytes()
+            .all(|c| c.is_ascii_alphanumeric() || c == b'.' || c == b'-');
     ok.then(|| Endpoint {
         transport,
         host: host.to_ascii_lowercase(),
@@ -139,7 +141,12 @@ async fn read_lines(mut from: impl tokio::io::AsyncRead + Unpin, keep: &mut impl
 }
 
 /// Clones `branch` of the remote (shallow) into `dest`.
-pub async fn clone(remote: Remote<'_>, dest: &Path, log: &DeployLog, cancel: &CancellationToken) -> Result<Checkout, String> {
+pub async fn clone(
+    remote: Remote<'_>,
+    dest: &Path,
+    log: &DeployLog,
+    cancel: &CancellationToken,
+) -> Result<Checkout, String> {
     let work = dest.parent().ok_or("bad checkout path")?;
     let key_file = match remote.deploy_key {
         Some(key) => {
@@ -178,7 +185,8 @@ pub async fn clone(remote: Remote<'_>, dest: &Path, log: &DeployLog, cancel: &Ca
                     IpAddr::V6(v6) => format!("[{v6}]"),
                     IpAddr::V4(v4) => v4.to_string(),
                 };
-                cmd.arg("-c").arg(format!("http.curloptResolve={}:{}:{addr}", ep.host, ep.port));
+                cmd.arg("-c")
+                    .arg(format!("http.curloptResolve={}:{}:{addr}", ep.host, ep.port));
             }
             // The host is letters, digits, dots and dashes ([`endpoint`]) and the
             // address an IP address: safe on the command line git hands a shell.
@@ -191,7 +199,11 @@ pub async fn clone(remote: Remote<'_>, dest: &Path, log: &DeployLog, cancel: &Ca
     if let Some(k) = &key_file {
         ssh.push_str(&format!(" -i '{}'", k.display()));
     }
-    let strict = if remote.known_hosts.is_some() { "yes" } else { "accept-new" };
+    let strict = if remote.known_hosts.is_some() {
+        "yes"
+    } else {
+        "accept-new"
+    };
     ssh.push_str(&format!(
         " -o StrictHostKeyChecking={strict} -o UserKnownHostsFile='{}' -o GlobalKnownHostsFile=/dev/null",
         known_hosts.display()
@@ -339,7 +351,10 @@ mod tests {
             "clone failed: ref not found (no such branch)"
         );
         assert_eq!(
-            classify_failure("fatal: could not read Username for 'https://github.com': terminal prompts disabled", false),
+            classify_failure(
+                "fatal: could not read Username for 'https://github.com': terminal prompts disabled",
+                false
+            ),
             "clone failed: authentication failed"
         );
         assert_eq!(
@@ -351,17 +366,38 @@ mod tests {
     #[test]
     fn endpoints_of_every_url_form() {
         let ep = |u: &str| endpoint(u).map(|e| (e.transport, e.host, e.port));
-        assert_eq!(ep("https://GitHub.com/o/r.git"), Some((Transport::Https, "github.com".into(), 443)));
-        assert_eq!(ep("https://git.example.com:8443/o/r"), Some((Transport::Https, "git.example.com".into(), 8443)));
-        assert_eq!(ep("ssh://git@github.com/o/r.git"), Some((Transport::Ssh, "github.com".into(), 22)));
-        assert_eq!(ep("ssh://git@127.0.0.1:2222/srv/r.git"), Some((Transport::Ssh, "127.0.0.1".into(), 2222)));
-        assert_eq!(ep("git@github.com:o/r.git"), Some((Transport::Ssh, "github.com".into(), 22)));
+        assert_eq!(
+            ep("https://GitHub.com/o/r.git"),
+            Some((Transport::Https, "github.com".into(), 443))
+        );
+        assert_eq!(
+            ep("https://git.example.com:8443/o/r"),
+            Some((Transport::Https, "git.example.com".into(), 8443))
+        );
+        assert_eq!(
+            ep("ssh://git@github.com/o/r.git"),
+            Some((Transport::Ssh, "github.com".into(), 22))
+        );
+        assert_eq!(
+            ep("ssh://git@127.0.0.1:2222/srv/r.git"),
+            Some((Transport::Ssh, "127.0.0.1".into(), 2222))
+        );
+        assert_eq!(
+            ep("git@github.com:o/r.git"),
+            Some((Transport::Ssh, "github.com".into(), 22))
+        );
         assert_eq!(ep("file:///tmp/r").map(|e| e.0), Some(Transport::File));
         assert_eq!(ep("git@-oProxyCommand=x:o/r"), None);
-        assert!(classify_failure("Host key verification failed.\nfatal: Could not read from remote repository.", true)
-            .contains("not the one pinned at the first clone"));
+        assert!(classify_failure(
+            "Host key verification failed.\nfatal: Could not read from remote repository.",
+            true
+        )
+        .contains("not the one pinned at the first clone"));
         assert_eq!(
-            classify_failure("Host key verification failed.\nfatal: Could not read from remote repository.", false),
+            classify_failure(
+                "Host key verification failed.\nfatal: Could not read from remote repository.",
+                false
+            ),
             "clone failed: authentication failed"
         );
     }

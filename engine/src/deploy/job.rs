@@ -105,7 +105,11 @@ pub async fn claim(engine: &Engine, worker: &str) -> Result<Option<DeployJob>, S
                 (None, Some("git")) => Status::Cloning,
                 (None, _) => Status::Building,
             };
-            transition(conn, Move::new(c.id, Status::Queued, first, Holder::Anyone).claim_for(worker)).await?;
+            transition(
+                conn,
+                Move::new(c.id, Status::Queued, first, Holder::Anyone).claim_for(worker),
+            )
+            .await?;
             Ok(Some(DeployJob {
                 id: c.id,
                 app: c.application_id,
@@ -141,7 +145,11 @@ impl JobKind for DeployKind {
         Some(super::QUEUE)
     }
 
-    fn claim<'a>(&'a self, engine: &'a Engine, worker: &'a str) -> BoxFuture<'a, Result<Option<DeployJob>, StoreError>> {
+    fn claim<'a>(
+        &'a self,
+        engine: &'a Engine,
+        worker: &'a str,
+    ) -> BoxFuture<'a, Result<Option<DeployJob>, StoreError>> {
         Box::pin(async move {
             if !AtomicBool::load(&self.ready, Ordering::Relaxed) {
                 return Ok(None);
@@ -299,7 +307,10 @@ struct Age {
 /// Removes this instance's app containers that no deployment accounts for: not
 /// live, not in progress, and past the drain window of the app's last change.
 pub async fn sweep_orphans(engine: &Engine) -> Result<usize, StoreError> {
-    let filter = [(LABEL_INSTANCE, Some(engine.deploy.instance.as_str())), (LABEL_APP, None)];
+    let filter = [
+        (LABEL_INSTANCE, Some(engine.deploy.instance.as_str())),
+        (LABEL_APP, None),
+    ];
     let Ok(list) = engine.docker.list_containers(&filter).await else {
         return Ok(0);
     };

@@ -21,8 +21,8 @@ use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
-pub use lifecycle::{DeploymentStatus as Status, Trigger};
 use lifecycle::Lifecycle;
+pub use lifecycle::{DeploymentStatus as Status, Trigger};
 use transition::{transition, Holder, Move, TransitionError};
 
 /// The Redis list workers wait on (under the configured prefix).
@@ -208,7 +208,12 @@ pub async fn deploy(engine: &Engine, caller: &Caller, app: AppId) -> Result<Depl
 }
 
 /// Queues a deployment, recording what started it.
-pub async fn deploy_as(engine: &Engine, caller: &Caller, app: AppId, trigger: Trigger) -> Result<DeploymentId, DeployError> {
+pub async fn deploy_as(
+    engine: &Engine,
+    caller: &Caller,
+    app: AppId,
+    trigger: Trigger,
+) -> Result<DeploymentId, DeployError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     crate::apps::load(&mut conn, caller.org_id.0, app).await?;
     let req = Request {

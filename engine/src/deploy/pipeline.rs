@@ -121,12 +121,39 @@ impl Deployment<'_> {
         }
     }
 
+    /// A build step that failed because Docker was stopping (its container
+    /// killed, code 137) reads like the app's own failure: when the engine no
+    /// longer answers, the reason says what happened.
+    async fn engine_stopped(&self, reason: String) -> String {
+        if reason.starts_with("the Docker engine stopped") {
+            return reason;
+        }
+        if reason.contains("code: 137") {
+            // Docker kills the step's container first, then stops answering.
+            tokio::time::sleep(Duration::from_secs(2)).await;
+        }
+        match tokio::time::timeout(Duration::from_secs(5), self.engine.docker.info()).await {
+            Ok(Ok(_)) => reason,
+            _ => format!("the Docker engine stopped during the build ({reason})"),
+        }
+    }
+
     async fn record(&self, column: Recorded) -> Result<(), Stop> {
         let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
         let row = deployments::table.find(self.job.id);
         match column {
-            Recorded::Commit(c) => diesel::update(row).set(deployments::commit_sha.eq(c)).execute(&mut conn).await?,
-            Recorded::Image(i) => diesel::update(row).set(deployments::image.eq(i)).execute(&mut conn).await?,
+            Recorded::Commit(c) => {
+                diesel::update(row)
+                    .set(deployments::commit_sha.eq(c))
+                    .execute(&mut conn)
+                    .await?
+            }
+            Recorded::Image(i) => {
+                diesel::update(row)
+                    .set(deployments::image.eq(i))
+                    .execute(&mut conn)
+                    .await?
+            }
         };
         Ok(())
     }
@@ -140,7 +167,9 @@ impl Deployment<'_> {
             Status::Starting => self.starting().await,
             Status::HealthChecking => self.health_checking().await,
             Status::Routing => self.routing().await,
-            other => Err(Stop::Failed(format!("internal error: no work for a deployment in {other}"))),
+            other => Err(Stop::Failed(format!(
+                "internal error: no work for a deployment in {other}"
+            ))),
         }
     }
 
@@ -157,7 +186,8 @@ impl Deployment<'_> {
         // The remote's host is resolved and checked here, and git connects to
         // that address only (crate::outbound): never loopback, a private network
         // or a metadata service, unless the operator allows private targets.
-        let ep = super::git::endpoint(url).ok_or_else(|| Stop::Failed(format!("clone failed: {url} is not a repository URL")))?;
+        let ep = super::git::endpoint(url)
+            .ok_or_else(|| Stop::Failed(format!("clone failed: {url} is not a repository URL")))?;
         let pin = match ep.transport {
             super::git::Transport::File => None,
             _ => {
@@ -170,7 +200,12 @@ impl Deployment<'_> {
         };
         let known_hosts: Option<String> = match ep.transport {
             super::git::Transport::Ssh => {
-                let mut conn = self.engine.db.get().await.map_err(|e| Stop::Failed(format!("database: {e}")))?;
+                let mut conn = self
+                    .engine
+                    .db
+                    .get()
+                    .await
+                    .map_err(|e| Stop::Failed(format!("database: {e}")))?;
                 applications::table
                     .find(self.app.id.0)
                     .select(applications::ssh_known_hosts)
@@ -189,12 +224,20 @@ impl Deployment<'_> {
             known_hosts: known_hosts.as_deref(),
         };
         let checkout = self
-            .bounded("clone", super::git::clone(remote, &self.work.join("src"), self.log, &self.ctx.cancel))
+            .bounded(
+                "clone",
+                super::git::clone(remote, &self.work.join("src"), self.log, &self.ctx.cancel),
+            )
             .await?;
         if let Some(keys) = &checkout.learned_host_keys {
             // First clone over ssh: the host keys seen now are the ones accepted
             // from here on (unless an admin resets the pin).
-            let mut conn = self.engine.db.get().await.map_err(|e| Stop::Failed(format!("database: {e}")))?;
+            let mut conn = self
+                .engine
+                .db
+                .get()
+                .await
+                .map_err(|e| Stop::Failed(format!("database: {e}")))?;
             diesel::update(
                 applications::table
                     .find(self.app.id.0)
@@ -204,7 +247,8 @@ impl Deployment<'_> {
             .execute(&mut conn)
             .await
             .map_err(|e| Stop::Failed(format!("database: {e}")))?;
-            self.log.line(format!("==> pinned the ssh host key of {} (first clone)", ep.host));
+            self.log
+                .line(format!("==> pinned the ssh host key of {} (first clone)", ep.host));
         }
         self.log.line(format!("==> commit {}", checkout.commit));
         self.record(Recorded::Commit(checkout.commit)).await?;
@@ -221,7 +265,10 @@ impl Deployment<'_> {
                     .await
                     .map_err(Stop::Failed)?;
                 let stream = self.engine.docker.build(spec);
-                self.bounded("build", follow_build(stream, self.log)).await?;
+                match self.bounded("build", follow_build(stream, self.log)).await {
+                    Err(Stop::Failed(reason)) => return Err(Stop::Failed(self.engine_stopped(reason).await)),
+                    other => other?,
+                }
                 self.tag.clone()
             }
             Source::Image { image, registry_user } => {
@@ -276,7 +323,9 @@ impl Deployment<'_> {
                 if !local {
                     return Err(Stop::Failed(e));
                 }
-                self.log.line(format!("==> {e}; using the copy on this host (BERTH_ALLOW_LOCAL_IMAGES)"));
+                self.log.line(format!(
+                    "==> {e}; using the copy on this host (BERTH_ALLOW_LOCAL_IMAGES)"
+                ));
                 Ok(())
             }
             other => other,
@@ -288,7 +337,8 @@ impl Deployment<'_> {
         let image = match (&self.image, &self.job.image) {
             (Some(i), _) => i.clone(),
             (None, Some(rollback)) => {
-                self.log.line(format!("==> rollback: reusing image {rollback} (no build)"));
+                self.log
+                    .line(format!("==> rollback: reusing image {rollback} (no build)"));
                 let exists = self
                     .engine
                     .docker
@@ -352,7 +402,9 @@ impl Deployment<'_> {
                 self.log.line("==> healthy");
                 Ok(Status::Routing)
             }
-            Health::Unhealthy(_) if self.ctx.cancel.is_cancelled() => Err(self.check().err().unwrap_or(Stop::Cancelled)),
+            Health::Unhealthy(_) if self.ctx.cancel.is_cancelled() => {
+                Err(self.check().err().unwrap_or(Stop::Cancelled))
+            }
             Health::Unhealthy(why) => {
                 runtime::tail_logs(self.engine, &container, self.log).await;
                 Err(Stop::Failed(why))
@@ -402,7 +454,11 @@ impl Deployment<'_> {
         let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
         let (id, app, worker) = (self.job.id, self.app.id, self.worker().to_owned());
         conn.transaction::<_, TransitionError, _>(async |conn| {
-            transition(conn, Move::new(id, Status::Routing, Status::Running, Holder::Worker(&worker))).await?;
+            transition(
+                conn,
+                Move::new(id, Status::Routing, Status::Running, Holder::Worker(&worker)),
+            )
+            .await?;
             let previous: Option<DeploymentId> = applications::table
                 .find(app)
                 .select(applications::live_deployment_id)
@@ -468,7 +524,9 @@ async fn follow_build(
                 return Err(format!("build failed at step {step}: {e}"));
             }
             Err(e) if e.engine_gone() => {
-                return Err(format!("the Docker engine stopped during the build (at step {step}): {e}"))
+                return Err(format!(
+                    "the Docker engine stopped during the build (at step {step}): {e}"
+                ))
             }
             Err(e) => return Err(format!("build failed at step {step}: {e}")),
         }
@@ -646,8 +704,10 @@ pub(crate) async fn sync_routes(engine: &Engine) {
     for id in &ids {
         restore_route(engine, *id).await;
     }
-    let current: std::collections::HashSet<String> =
-        ids.iter().map(|id| format!("app-{}.yml", proxy::app_key(*id))).collect();
+    let current: std::collections::HashSet<String> = ids
+        .iter()
+        .map(|id| format!("app-{}.yml", proxy::app_key(*id)))
+        .collect();
     if let Ok(mut dir) = tokio::fs::read_dir(&engine.deploy.proxy.dynamic_dir).await {
         while let Ok(Some(entry)) = dir.next_entry().await {
             let name = entry.file_name().to_string_lossy().into_owned();

@@ -9,7 +9,8 @@ use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use lifecycle::DeploymentStatus as Status;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// After the drain time, retires the app's containers that neither serve nor
@@ -18,12 +19,62 @@ pub(crate) fn after_go_live(engine: &Engine, app: AppId, drain: Duration) {
     let engine = engine.clone();
     tokio::spawn(async move {
         tokio::time::sleep(drain).await;
-        retire_old(&engine, app).await;
+        retire(&engine, app, drain).await;
     });
 }
 
-/// Stops and removes the app's containers that are not live and not in progress.
-pub(crate) async fn retire_old(engine: &Engine, app: AppId) {
+/// Apps with a retirement running in this process, and whether another was
+/// asked for meanwhile. Twenty redeploys in a row ask twenty times; one
+/// retirement runs, and once more if asked while it ran, so no two work the
+/// same list (each would stop, and then fail to remove, what the other has).
+static RETIRING: std::sync::LazyLock<Mutex<HashMap<AppId, bool>>> = std::sync::LazyLock::new(Default::default);
+
+/// One retirement per app at a time: in this process through [`RETIRING`],
+/// across replicas through a PostgreSQL advisory lock on the app.
+pub(crate) async fn retire(engine: &Engine, app: AppId, grace: Duration) {
+    {
+        let mut busy = RETIRING.lock().expect("retirement registry");
+        if let Some(again) = busy.get_mut(&app) {
+            *again = true;
+            return;
+        }
+        busy.insert(app, false);
+    }
+    loop {
+        retire_once(engine, app, grace).await;
+        let mut busy = RETIRING.lock().expect("retirement registry");
+        if busy.get(&app) == Some(&true) {
+            busy.insert(app, false);
+            continue;
+        }
+        busy.remove(&app);
+        return;
+    }
+}
+
+async fn retire_once(engine: &Engine, app: AppId, grace: Duration) {
+    // Across replicas: a lock held on one connection for the retirement (it
+    // is released when the connection returns, or closes with a crash).
+    let Ok(mut lock) = engine.db.get().await else { return };
+    let key = format!("retire:{app}");
+    if diesel::sql_query("SELECT pg_advisory_lock(hashtextextended($1, 7274))")
+        .bind::<diesel::sql_types::Text, _>(&key)
+        .execute(&mut lock)
+        .await
+        .is_err()
+    {
+        return;
+    }
+    retire_old(engine, app, grace).await;
+    let _ = diesel::sql_query("SELECT pg_advisory_unlock(hashtextextended($1, 7274))")
+        .bind::<diesel::sql_types::Text, _>(&key)
+        .execute(&mut lock)
+        .await;
+}
+
+/// Stops (SIGTERM, then SIGKILL after `grace`) and removes, all at once, the
+/// app's containers that are not live and not in progress.
+pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
     let keep = match keepers(engine, app).await {
         Ok(k) => k,
         Err(e) => {
@@ -39,14 +90,25 @@ pub(crate) async fn retire_old(engine: &Engine, app: AppId) {
     let Ok(list) = engine.docker.list_containers(&filter).await else {
         return;
     };
-    for c in list {
-        let dep = c.label(LABEL_DEPLOYMENT).and_then(|d| d.parse().ok());
-        if dep.is_some_and(|d| keep.contains(&d)) {
-            continue;
-        }
-        tracing::info!(container = %c.name, "retiring old container");
-        docker::stop_and_remove(&*engine.docker, &c.name, Duration::from_secs(10)).await;
+    let doomed: Vec<String> = list
+        .into_iter()
+        .filter(|c| {
+            !c.label(LABEL_DEPLOYMENT)
+                .and_then(|d| d.parse().ok())
+                .is_some_and(|d| keep.contains(&d))
+        })
+        .map(|c| c.name)
+        .collect();
+    if doomed.is_empty() {
+        return;
     }
+    tracing::info!(app.id = %app, containers = ?doomed, "retiring replaced containers");
+    futures::future::join_all(
+        doomed
+            .iter()
+            .map(|name| docker::stop_and_remove(&*engine.docker, name, grace.max(Duration::from_secs(1)))),
+    )
+    .await;
 }
 
 async fn keepers(engine: &Engine, app: AppId) -> Result<HashSet<DeploymentId>, StoreError> {

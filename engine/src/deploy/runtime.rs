@@ -242,7 +242,10 @@ pub struct Managed {
 
 /// Every container of this instance that belongs to an application.
 pub async fn list_managed(engine: &Engine) -> Result<Vec<Managed>, DockerError> {
-    let filter = [(LABEL_INSTANCE, Some(engine.deploy.instance.as_str())), (LABEL_APP, None)];
+    let filter = [
+        (LABEL_INSTANCE, Some(engine.deploy.instance.as_str())),
+        (LABEL_APP, None),
+    ];
     Ok(engine
         .docker
         .list_containers(&filter)

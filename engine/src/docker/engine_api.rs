@@ -36,7 +36,10 @@ pub struct BollardDocker {
 /// The one place a bollard error becomes Berth's.
 fn map(e: BollardError) -> DockerError {
     match e {
-        BollardError::DockerResponseServerError { status_code: 404, message } => DockerError::NotFound(message),
+        BollardError::DockerResponseServerError {
+            status_code: 404,
+            message,
+        } => DockerError::NotFound(message),
         BollardError::DockerResponseServerError { status_code, message } => DockerError::Refused {
             status: status_code,
             message,
@@ -60,6 +63,8 @@ fn gone_is_fine(r: Result<(), BollardError>) -> Result<(), DockerError> {
         Err(DockerError::NotFound(_)) => Ok(()),
         // 304: already in the asked state.
         Err(DockerError::Refused { status: 304, .. }) => Ok(()),
+        // Someone else is removing it already: the outcome asked for is coming.
+        Err(DockerError::Refused { status: 409, message }) if message.contains("already in progress") => Ok(()),
         other => other,
     }
 }
@@ -194,11 +199,17 @@ impl BollardDocker {
             if let Some(d) = ready {
                 return Ok(d);
             }
-            let base = base.map_err(|reason| DockerError::Unreachable { host: host.clone(), reason })?;
+            let base = base.map_err(|reason| DockerError::Unreachable {
+                host: host.clone(),
+                reason,
+            })?;
             tokio::time::timeout(timeout, base.negotiate_version())
                 .await
                 .map_err(|_| DockerError::Timeout(timeout.as_secs()))?
-                .map_err(|e| DockerError::Unreachable { host, reason: e.to_string() })
+                .map_err(|e| DockerError::Unreachable {
+                    host,
+                    reason: e.to_string(),
+                })
         }
         .boxed()
     }
@@ -497,7 +508,10 @@ impl DockerApi for BollardDocker {
             let (repo, tag) = split_tag(target);
             self.docker()
                 .await?
-                .tag_image(source, Some(q::TagImageOptionsBuilder::new().repo(repo).tag(tag).build()))
+                .tag_image(
+                    source,
+                    Some(q::TagImageOptionsBuilder::new().repo(repo).tag(tag).build()),
+                )
                 .await
                 .map_err(|e| self.err(e))
         })
@@ -508,7 +522,11 @@ impl DockerApi for BollardDocker {
             let r = self
                 .docker()
                 .await?
-                .remove_image(image, Some(q::RemoveImageOptionsBuilder::new().force(true).build()), None)
+                .remove_image(
+                    image,
+                    Some(q::RemoveImageOptionsBuilder::new().force(true).build()),
+                    None,
+                )
                 .await
                 .map(|_| ());
             gone_is_fine(r).map_err(|e| self.fix(e))
@@ -681,13 +699,21 @@ impl DockerApi for BollardDocker {
         })
     }
 
-    fn list_containers<'a>(&'a self, labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<ContainerSummary>, DockerError>> {
+    fn list_containers<'a>(
+        &'a self,
+        labels: LabelFilter<'a>,
+    ) -> BoxFuture<'a, Result<Vec<ContainerSummary>, DockerError>> {
         Box::pin(async move {
             let filters = label_filters(labels);
             let list = self
                 .docker()
                 .await?
-                .list_containers(Some(q::ListContainersOptionsBuilder::new().all(true).filters(&filters).build()))
+                .list_containers(Some(
+                    q::ListContainersOptionsBuilder::new()
+                        .all(true)
+                        .filters(&filters)
+                        .build(),
+                ))
                 .await
                 .map_err(|e| self.err(e))?;
             Ok(list
@@ -701,6 +727,8 @@ impl DockerApi for BollardDocker {
                         .unwrap_or_default(),
                     labels: c.labels.unwrap_or_default(),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                    image: c.image.unwrap_or_default(),
+                    created: c.created.unwrap_or_default(),
                 })
                 .collect())
         })
@@ -828,7 +856,13 @@ impl DockerApi for BollardDocker {
                     ..Default::default()
                 }),
             };
-            match self.docker().await?.connect_network(network, req).await.map_err(|e| self.err(e)) {
+            match self
+                .docker()
+                .await?
+                .connect_network(network, req)
+                .await
+                .map_err(|e| self.err(e))
+            {
                 // "endpoint with name … already exists in network": attached already.
                 Err(DockerError::Refused { message, .. }) if message.contains("already exists") => Ok(()),
                 other => other,

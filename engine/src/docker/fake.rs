@@ -227,7 +227,9 @@ async fn serve(listeners: Vec<std::net::TcpListener>, answer: String) {
     for l in listeners {
         let answer = answer.clone();
         tasks.push(tokio::spawn(async move {
-            let Ok(l) = tokio::net::TcpListener::from_std(l) else { return };
+            let Ok(l) = tokio::net::TcpListener::from_std(l) else {
+                return;
+            };
             while let Ok((mut conn, _)) = l.accept().await {
                 let answer = answer.clone();
                 tokio::spawn(async move {
@@ -320,13 +322,7 @@ impl DockerApi for FakeDocker {
     fn image_tags<'a>(&'a self, repo: &'a str) -> BoxFuture<'a, Result<Vec<String>, DockerError>> {
         Box::pin(async move {
             self.check(format!("list images {repo}"))?;
-            Ok(self.with(|s| {
-                s.images
-                    .keys()
-                    .filter(|i| split_tag(i).0 == repo)
-                    .cloned()
-                    .collect()
-            }))
+            Ok(self.with(|s| s.images.keys().filter(|i| split_tag(i).0 == repo).cloned().collect()))
         })
     }
 
@@ -467,7 +463,10 @@ impl DockerApi for FakeDocker {
         })
     }
 
-    fn list_containers<'a>(&'a self, labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<ContainerSummary>, DockerError>> {
+    fn list_containers<'a>(
+        &'a self,
+        labels: LabelFilter<'a>,
+    ) -> BoxFuture<'a, Result<Vec<ContainerSummary>, DockerError>> {
         Box::pin(async move {
             self.check("list containers".into())?;
             Ok(self.with(|s| {
@@ -479,6 +478,8 @@ impl DockerApi for FakeDocker {
                         name: name.clone(),
                         labels: c.spec.labels.clone(),
                         state: c.state.status.clone(),
+                        image: c.spec.image.clone(),
+                        created: 0,
                     })
                     .collect()
             }))
@@ -521,7 +522,9 @@ impl DockerApi for FakeDocker {
             }
             let mut fed = 0;
             if let Some(r) = stdin {
-                fed = tokio::io::copy(r, &mut tokio::io::sink()).await.map_err(StreamError::Input)?;
+                fed = tokio::io::copy(r, &mut tokio::io::sink())
+                    .await
+                    .map_err(StreamError::Input)?;
             }
             let script = self.with(|s| s.exec.clone());
             let mut out = script.map(|f| f(container, exec)).unwrap_or_default();

@@ -254,6 +254,11 @@ pub struct ContainerSummary {
     pub labels: HashMap<String, String>,
     /// Docker's status word (`running`, `exited` ...).
     pub state: String,
+    /// The image as Docker lists it: a name, or an ID when untagged (the
+    /// legacy builder's step containers).
+    pub image: String,
+    /// When it was created (Unix seconds).
+    pub created: i64,
 }
 
 impl ContainerSummary {
@@ -426,7 +431,10 @@ pub trait DockerApi: Send + Sync {
     /// `None` when there is no such container.
     fn inspect_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<ContainerInfo>, DockerError>>;
     /// Every container (running or not) carrying these labels.
-    fn list_containers<'a>(&'a self, labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<ContainerSummary>, DockerError>>;
+    fn list_containers<'a>(
+        &'a self,
+        labels: LabelFilter<'a>,
+    ) -> BoxFuture<'a, Result<Vec<ContainerSummary>, DockerError>>;
     /// Waits for the container to stop; its exit code.
     fn wait_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<i64, DockerError>>;
     /// Runs `exec` in the container: feeds `stdin` (then closes it), writes standard

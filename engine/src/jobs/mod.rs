@@ -11,8 +11,8 @@
 
 use crate::error::StoreError;
 use crate::Engine;
-use lifecycle::Lifecycle;
 use futures::future::BoxFuture;
+use lifecycle::Lifecycle;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
@@ -200,7 +200,8 @@ pub trait JobKind: Send + Sync + 'static {
     }
 
     /// Claims the next job for `worker`, or `None` when nothing is due.
-    fn claim<'a>(&'a self, engine: &'a Engine, worker: &'a str) -> BoxFuture<'a, Result<Option<Self::Job>, StoreError>>;
+    fn claim<'a>(&'a self, engine: &'a Engine, worker: &'a str)
+        -> BoxFuture<'a, Result<Option<Self::Job>, StoreError>>;
 
     /// Proves the job alive (with its progress) while `worker` holds it.
     fn beat<'a>(
@@ -363,7 +364,10 @@ pub async fn run_one<K: JobKind>(kind: &K, engine: &Engine, job: K::Job, worker:
                 _ = tokio::time::sleep(HEARTBEAT_EVERY) => {}
                 _ = beating.cancelled() => return,
             }
-            match kind.beat(engine, &job, &worker, ctx.progress.load(Ordering::Relaxed)).await {
+            match kind
+                .beat(engine, &job, &worker, ctx.progress.load(Ordering::Relaxed))
+                .await
+            {
                 Ok(Beat::Held { cancel: false }) => {}
                 Ok(Beat::Held { cancel: true }) => ctx.cancel.cancel(),
                 Ok(Beat::Lost) => {

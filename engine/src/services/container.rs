@@ -105,7 +105,8 @@ pub async fn ensure_running(engine: &Engine, svc: &ServiceBox<'_>) -> Result<(),
     match d.inspect_container(&svc.container).await? {
         Some(c) => {
             if !c.addresses.contains_key(&network) && !c.state.restarting {
-                d.connect_network(&network, &svc.container, &[svc.name.to_owned()]).await?;
+                d.connect_network(&network, &svc.container, &[svc.name.to_owned()])
+                    .await?;
             }
             if c.state.is_up() {
                 return Ok(());

@@ -698,7 +698,9 @@ pub fn may_delete(caller: &Caller) -> Result<(), ServiceError> {
     if caller.role.can_manage() {
         Ok(())
     } else {
-        Err(ServiceError::Forbidden("only admins and owners can delete database services"))
+        Err(ServiceError::Forbidden(
+            "only admins and owners can delete database services",
+        ))
     }
 }
 
@@ -706,7 +708,12 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volu
     may_delete(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
-    container::remove(engine, &svc.container(engine), remove_volume.then_some(svc.row.volume.as_str())).await?;
+    container::remove(
+        engine,
+        &svc.container(engine),
+        remove_volume.then_some(svc.row.volume.as_str()),
+    )
+    .await?;
     diesel::delete(
         database_services::table
             .filter(database_services::id.eq(id.0))

@@ -164,13 +164,21 @@ impl TestApp {
     /// `by` invites someone with `role`; they accept as a new account. The
     /// invite's reply (for its id) and the newcomer's session cookie.
     pub async fn join(&self, by: &str, role: &str, name: &str, email: &str) -> (serde_json::Value, String) {
-        let invite = self.call("orgs/invites/create", &[("role", role)], Some(by)).await.json();
+        let invite = self
+            .call("orgs/invites/create", &[("role", role)], Some(by))
+            .await
+            .json();
         let link = invite["link"].as_str().expect("an invite link").to_owned();
         let token = link.rsplit('/').next().unwrap();
         let accepted = self
             .call(
                 "invites/accept",
-                &[("token", token), ("name", name), ("email", email), ("password", "long enough pw")],
+                &[
+                    ("token", token),
+                    ("name", name),
+                    ("email", email),
+                    ("password", "long enough pw"),
+                ],
                 None,
             )
             .await;

@@ -1,0 +1,721 @@
+//! The reconciler: what should run is running. One worker at a time across
+//! every replica (a PostgreSQL advisory lock held on a connection of its own)
+//! compares what should run (the managed Traefik, each app's live deployment,
+//! each database service that was started) with what Docker reports, every few
+//! seconds and whenever Docker says a container died or went away. It starts
+//! what stopped, recreates what is missing (an app through a `repair`
+//! deployment of its live image, so the history says so), and records each
+//! repair with its reason. Repairs that keep failing back off, and what is down
+//! is published for `/health` and the UI.
+
+use crate::db::schema::{applications, database_services, deployments, repairs};
+use crate::deploy::{self, Deployment};
+use crate::docker::{ContainerInfo, LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE};
+use crate::error::StoreError;
+use crate::ids::{AppId, OrgId};
+use crate::Engine;
+use diesel::prelude::*;
+use diesel_async::RunQueryDsl;
+use futures::StreamExt;
+use lifecycle::{DeploymentStatus as Status, Trigger};
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+/// How often a pass runs when Docker says nothing.
+const EVERY: Duration = Duration::from_secs(5);
+/// The first wait before trying again to repair something that did not stay
+/// repaired; doubled each time up to [`BACKOFF_MAX`].
+const BACKOFF_MIN: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(300);
+/// Running this long counts as repaired: the back-off starts over.
+const STABLE: Duration = Duration::from_secs(60);
+
+/// Runs until `shutdown`: waits to be the leader, then reconciles.
+pub async fn run(engine: Engine, shutdown: CancellationToken) {
+    loop {
+        match Leadership::take(&engine).await {
+            Ok(Some(lease)) => {
+                tracing::info!("this worker reconciles Docker with what should run");
+                lead(&engine, &shutdown, lease).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, "reconciler: cannot ask for leadership"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
+        }
+    }
+}
+
+/// The advisory lock that makes one worker the reconciler, held on a pooled
+/// connection kept out of the pool for as long as it leads. A crashed worker's
+/// connection closes, and with it the lock.
+struct Leadership {
+    conn: diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>,
+    key: i64,
+}
+
+#[derive(QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ok: bool,
+}
+
+impl Leadership {
+    async fn take(engine: &Engine) -> Result<Option<Self>, StoreError> {
+        let mut conn = engine.db.get().await?;
+        let key = lock_key(&engine.deploy.instance);
+        let got: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
+            .bind::<diesel::sql_types::BigInt, _>(key)
+            .get_result(&mut conn)
+            .await?;
+        Ok(got.ok.then_some(Self { conn, key }))
+    }
+
+    /// Still the leader (the connection, and so the lock, survived).
+    async fn held(&mut self) -> bool {
+        diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1) AS ok",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(self.key)
+        .get_result::<Flag>(&mut self.conn)
+        .await
+        .is_ok_and(|f| f.ok)
+    }
+
+    async fn give_up(mut self) {
+        let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(self.key)
+            .execute(&mut self.conn)
+            .await;
+    }
+}
+
+/// A lock key per installation (several may share one PostgreSQL server).
+fn lock_key(instance: &str) -> i64 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("berth-reconciler:{instance}").as_bytes());
+    i64::from_be_bytes(h[..8].try_into().expect("8 bytes")) & 0x7fff_ffff_ffff_ffff
+}
+
+async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadership) {
+    let mut memory = Memory::default();
+    let mut events = engine.docker.events(&engine.deploy.instance);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => break,
+            _ = tick.tick() => {}
+            ev = events.next() => match ev {
+                // A container of this instance stopped or went away: look now.
+                Some(Ok(e)) if matches!(e.action.as_str(), "die" | "destroy" | "stop" | "oom") => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                }
+                Some(Ok(_)) => continue,
+                // The stream ended (Docker went away): poll until it is back.
+                Some(Err(_)) | None => {
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    events = engine.docker.events(&engine.deploy.instance);
+                }
+            },
+        }
+        if !lease.held().await {
+            tracing::warn!("reconciler: lost the leadership lock (database connection gone)");
+            return;
+        }
+        pass(engine, &mut memory).await;
+    }
+    lease.give_up().await;
+}
+
+/// What the leader remembers between passes: back-offs per thing repaired.
+#[derive(Default)]
+struct Memory {
+    backoff: HashMap<String, Backoff>,
+    /// Docker was unreachable at the last pass.
+    docker_was_down: bool,
+    /// The proxy was seen running (before that, a missing one is being made
+    /// for the first time, not repaired).
+    proxy_seen: bool,
+    /// Docker came back since the last pass: sweep what its crash left.
+    just_back: bool,
+    passes: u32,
+}
+
+/// Leftovers are swept every this many passes (and whenever Docker returns).
+const SWEEP_EVERY: u32 = 6;
+
+struct Backoff {
+    tries: u32,
+    next: Instant,
+    last: Instant,
+}
+
+impl Memory {
+    /// Whether `what` may be repaired now; counts the attempt when it may.
+    fn may_try(&mut self, what: &str) -> Result<u32, Duration> {
+        let now = Instant::now();
+        let b = self.backoff.entry(what.to_owned()).or_insert(Backoff {
+            tries: 0,
+            next: now,
+            last: now,
+        });
+        if now.duration_since(b.last) > STABLE + BACKOFF_MAX {
+            b.tries = 0;
+        }
+        if now < b.next {
+            return Err(b.next - now);
+        }
+        b.tries += 1;
+        b.last = now;
+        let wait = BACKOFF_MIN.saturating_mul(1 << (b.tries - 1).min(6)).min(BACKOFF_MAX);
+        b.next = now + wait;
+        Ok(b.tries)
+    }
+
+    /// `what` has been up for a while: forget its failures.
+    fn settled(&mut self, what: &str) {
+        if let Some(b) = self.backoff.get(what) {
+            if b.last.elapsed() > STABLE {
+                self.backoff.remove(what);
+            }
+        }
+    }
+}
+
+/// One thing that should run and does not, and whose it is.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Problem {
+    pub app: Option<Uuid>,
+    pub service: Option<Uuid>,
+    pub text: String,
+}
+
+/// A pass's findings.
+#[derive(Default)]
+struct Problems(Vec<Problem>);
+
+impl Problems {
+    fn system(&mut self, text: String) {
+        self.0.push(Problem {
+            app: None,
+            service: None,
+            text,
+        });
+    }
+    fn app(&mut self, app: Uuid, text: String) {
+        self.0.push(Problem {
+            app: Some(app),
+            service: None,
+            text,
+        });
+    }
+    fn service(&mut self, service: Uuid, text: String) {
+        self.0.push(Problem {
+            app: None,
+            service: Some(service),
+            text,
+        });
+    }
+}
+
+/// What is wrong right now, for `/health` and the UI: kept in Redis by the
+/// leader (and expiring on its own if the leader stops).
+pub const PROBLEMS_KEY: &str = "runtime:problems";
+const PROBLEMS_TTL: u64 = 30;
+
+/// One pass: Docker, the proxy, every app's live container, every started
+/// database service. Never panics; each part's failure is logged and published.
+async fn pass(engine: &Engine, memory: &mut Memory) {
+    let mut problems = Problems::default();
+    if let Err(e) = engine.docker.info().await {
+        if !memory.docker_was_down {
+            tracing::warn!(error = %e, "Docker is unreachable; waiting for it to come back");
+        }
+        memory.docker_was_down = true;
+        problems.system(format!("Docker unreachable: {e}"));
+        publish(engine, &problems).await;
+        return;
+    }
+    if memory.docker_was_down {
+        tracing::info!("Docker is back; reconciling");
+        memory.docker_was_down = false;
+        memory.just_back = true;
+    }
+    let back = std::mem::take(&mut memory.just_back);
+    memory.passes = memory.passes.wrapping_add(1);
+    if back || memory.passes % SWEEP_EVERY == 1 {
+        if let Err(e) = sweep(engine).await {
+            tracing::debug!(error = %e, "sweeping leftovers");
+        }
+    }
+    proxy(engine, memory, &mut problems).await;
+    if let Err(e) = apps(engine, memory, &mut problems).await {
+        tracing::warn!(error = %e, "reconciling apps");
+    }
+    if let Err(e) = services(engine, memory, &mut problems).await {
+        tracing::warn!(error = %e, "reconciling database services");
+    }
+    publish(engine, &problems).await;
+}
+
+async fn publish(engine: &Engine, problems: &Problems) {
+    let Ok(mut conn) = engine.kv.conn().await else { return };
+    let body = serde_json::to_string(&problems.0).expect("problems serialize");
+    let _: Result<(), _> = redis::cmd("SET")
+        .arg(engine.kv.key(PROBLEMS_KEY))
+        .arg(body)
+        .arg("EX")
+        .arg(PROBLEMS_TTL)
+        .query_async(&mut conn)
+        .await;
+}
+
+/// What is wrong right now, as the reconciler last saw it (empty when nothing,
+/// or when no reconciler has run for half a minute).
+pub async fn problems(engine: &Engine) -> Vec<Problem> {
+    let Ok(mut conn) = engine.kv.conn().await else {
+        return Vec::new();
+    };
+    let raw: Option<String> = redis::cmd("GET")
+        .arg(engine.kv.key(PROBLEMS_KEY))
+        .query_async(&mut conn)
+        .await
+        .unwrap_or(None);
+    raw.and_then(|r| serde_json::from_str(&r).ok()).unwrap_or_default()
+}
+
+/// Records a repair (best effort: the repair itself matters more).
+async fn record(
+    engine: &Engine,
+    org: Option<Uuid>,
+    app: Option<Uuid>,
+    service: Option<Uuid>,
+    problem: &str,
+    action: &str,
+) {
+    tracing::warn!(app.id = ?app, service.id = ?service, problem, action, "repair");
+    if let Ok(mut conn) = engine.db.get().await {
+        let _ = diesel::insert_into(repairs::table)
+            .values((
+                repairs::organization_id.eq(org),
+                repairs::application_id.eq(app),
+                repairs::service_id.eq(service),
+                repairs::problem.eq(problem),
+                repairs::action.eq(action),
+            ))
+            .execute(&mut conn)
+            .await;
+    }
+}
+
+/// Why a container is not up, in words.
+fn why_down(c: Option<&ContainerInfo>) -> String {
+    match c {
+        None => "the container was missing".into(),
+        Some(c) if c.state.oom_killed => "the container was OOM-killed".into(),
+        Some(c) => match c.state.exit_code {
+            Some(code) => format!("the container exited with code {code}"),
+            None => format!("the container was {}", c.state.status),
+        },
+    }
+}
+
+async fn proxy(engine: &Engine, memory: &mut Memory, problems: &mut Problems) {
+    if !engine.deploy.proxy.manage {
+        return;
+    }
+    let name = &engine.deploy.proxy.container;
+    let current = match engine.docker.inspect_container(name).await {
+        Ok(c) => c,
+        Err(e) => {
+            problems.system(format!("Traefik: {e}"));
+            return;
+        }
+    };
+    if current.as_ref().is_some_and(|c| c.state.is_up()) {
+        memory.proxy_seen = true;
+        memory.settled("proxy");
+        return;
+    }
+    if current.is_none() && !memory.proxy_seen {
+        // Never seen: this is its first start (the deploy worker may be making
+        // it too; whichever loses tries again next pass), not a repair.
+        if crate::proxy::ensure(engine).await.is_ok() {
+            crate::deploy::pipeline::sync_routes(engine).await;
+        }
+        return;
+    }
+    let problem = why_down(current.as_ref());
+    match memory.may_try("proxy") {
+        Ok(_) => {
+            problems.system(format!("Traefik not running ({problem}): restarting"));
+            match crate::proxy::ensure(engine).await {
+                Ok(()) => {
+                    crate::deploy::pipeline::sync_routes(engine).await;
+                    record(
+                        engine,
+                        None,
+                        None,
+                        None,
+                        &format!("Traefik: {problem}"),
+                        "started it again",
+                    )
+                    .await;
+                }
+                Err(e) => problems.system(format!("Traefik could not be started: {e}")),
+            }
+        }
+        Err(wait) => problems.system(format!(
+            "Traefik not running ({problem}); next try in {} s",
+            wait.as_secs()
+        )),
+    }
+}
+
+#[derive(QueryableByName)]
+struct Window {
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    since: i64,
+    #[diesel(sql_type = diesel::sql_types::BigInt)]
+    until: i64,
+}
+
+/// Removes containers nothing accounts for: those of database services that
+/// were deleted, and the legacy builder's step containers left by a build
+/// Docker cut short (they carry no label: they are known by an untagged image
+/// and a creation time inside a failed build of this installation). App
+/// containers past their drain are the deploy reaper's
+/// ([`crate::deploy::job::sweep_orphans`]).
+async fn sweep(engine: &Engine) -> Result<(), StoreError> {
+    let Ok(all) = engine.docker.list_containers(&[]).await else {
+        return Ok(());
+    };
+    let mut conn = engine.db.get().await?;
+    let services: std::collections::HashSet<Uuid> = database_services::table
+        .select(database_services::id)
+        .load::<Uuid>(&mut conn)
+        .await?
+        .into_iter()
+        .collect();
+    let windows: Vec<Window> = diesel::sql_query(
+        "SELECT EXTRACT(EPOCH FROM building_at)::bigint AS since, EXTRACT(EPOCH FROM finished_at)::bigint AS until
+         FROM deployments WHERE status = 'failed' AND building_at IS NOT NULL
+           AND finished_at > now() - interval '1 day'",
+    )
+    .load(&mut conn)
+    .await?;
+    drop(conn);
+    let ours = |c: &crate::docker::ContainerSummary| c.label(LABEL_INSTANCE) == Some(engine.deploy.instance.as_str());
+    for c in &all {
+        let deleted_service = ours(c)
+            && c.label(LABEL_ROLE).is_none()
+            && c.label(LABEL_SERVICE)
+                .and_then(|s| s.parse::<Uuid>().ok())
+                .is_some_and(|s| !services.contains(&s));
+        let build_leftover = c.state != "running"
+            && !c.labels.keys().any(|k| k.starts_with("berth."))
+            && untagged(&c.image)
+            && windows
+                .iter()
+                .any(|w| c.created >= w.since - 1 && c.created <= w.until + 1);
+        if deleted_service || build_leftover {
+            let what = if deleted_service {
+                "a deleted database service's container"
+            } else {
+                "a build step's container left by a build Docker cut short"
+            };
+            tracing::info!(container = %c.name, "removing {what}");
+            crate::docker::stop_and_remove(&*engine.docker, &c.name, Duration::from_secs(5)).await;
+        }
+    }
+    Ok(())
+}
+
+/// An image listed by ID (`sha256:…` or bare hex), as step containers are.
+fn untagged(image: &str) -> bool {
+    let hex = image.strip_prefix("sha256:").unwrap_or(image);
+    hex.len() >= 12 && hex.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+#[derive(Queryable)]
+struct LiveApp {
+    id: Uuid,
+    org: Uuid,
+    name: String,
+    live: Uuid,
+}
+
+async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> Result<(), StoreError> {
+    let mut conn = engine.db.get().await?;
+    let live: Vec<LiveApp> = applications::table
+        .filter(applications::live_deployment_id.is_not_null())
+        .select((
+            applications::id,
+            applications::organization_id,
+            applications::name,
+            applications::live_deployment_id.assume_not_null(),
+        ))
+        .load(&mut conn)
+        .await?;
+    // Apps with a deployment in flight are left to it (it may be replacing the
+    // live container right now).
+    let busy: Vec<Uuid> = deployments::table
+        .filter(deployments::status.eq_any(Status::ACTIVE.iter().copied().chain([Status::Queued])))
+        .select(deployments::application_id)
+        .load(&mut conn)
+        .await?;
+    drop(conn);
+    for app in live.into_iter().filter(|a| !busy.contains(&a.id)) {
+        let container = crate::deploy::runtime::container_name(engine, &app.name, crate::ids::DeploymentId(app.live));
+        let info = match engine.docker.inspect_container(&container).await {
+            Ok(i) => i,
+            Err(e) => {
+                problems.app(app.id, format!("app {}: {e}", app.name));
+                continue;
+            }
+        };
+        let key = format!("app:{}", app.id);
+        match &info {
+            Some(c) if c.state.is_up() => {
+                memory.settled(&key);
+                continue;
+            }
+            // Docker's own restart policy is at it (a crash loop, backing off).
+            Some(c) if c.state.restarting => {
+                problems.app(
+                    app.id,
+                    format!(
+                        "app {}: {}, restarted {} times; Docker keeps trying",
+                        app.name,
+                        why_down(Some(c)),
+                        c.restart_count
+                    ),
+                );
+                continue;
+            }
+            _ => {}
+        }
+        let problem = why_down(info.as_ref());
+        let tries = match memory.may_try(&key) {
+            Ok(n) => n,
+            Err(wait) => {
+                problems.app(
+                    app.id,
+                    format!("app {}: {problem}; next repair in {} s", app.name, wait.as_secs()),
+                );
+                continue;
+            }
+        };
+        problems.app(
+            app.id,
+            format!("app {}: {problem}: repairing (attempt {tries})", app.name),
+        );
+        // Stopped but there: start it again. Missing, or refusing to start:
+        // run the live image again through the pipeline (health check, route).
+        let started = match &info {
+            Some(_) => engine.docker.start_container(&container).await.is_ok(),
+            None => false,
+        };
+        if started {
+            record(
+                engine,
+                Some(app.org),
+                Some(app.id),
+                None,
+                &problem,
+                "started the container again",
+            )
+            .await;
+        } else {
+            repair_deploy(engine, &app, &problem).await?;
+        }
+    }
+    Ok(())
+}
+
+/// Queues a deployment of the live image (`trigger = repair`).
+async fn repair_deploy(engine: &Engine, app: &LiveApp, problem: &str) -> Result<(), StoreError> {
+    let mut conn = engine.db.get().await?;
+    let live: Deployment = deployments::table
+        .find(app.live)
+        .select(Deployment::as_select())
+        .first(&mut conn)
+        .await?;
+    let req = deploy::Request {
+        app: AppId(app.id),
+        org: OrgId(app.org),
+        trigger: Trigger::Repair,
+        trigger_detail: Some(problem),
+        rollback_of: Some(&live),
+        delivery: None,
+    };
+    match deploy::enqueue(engine, &mut conn, req).await {
+        Ok(_) => {
+            record(
+                engine,
+                Some(app.org),
+                Some(app.id),
+                None,
+                problem,
+                "redeploying the live version (a repair deployment)",
+            )
+            .await
+        }
+        Err(e) => tracing::warn!(error = %e, app.id = %app.id, "queueing a repair deployment"),
+    }
+    Ok(())
+}
+
+async fn services(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> Result<(), StoreError> {
+    let ids: Vec<Uuid> = {
+        let mut conn = engine.db.get().await?;
+        database_services::table
+            .filter(database_services::desired.eq("running"))
+            .select(database_services::id)
+            .load(&mut conn)
+            .await?
+    };
+    for id in ids {
+        let svc = {
+            let mut conn = engine.db.get().await?;
+            match crate::services::load_any(engine, &mut conn, id).await {
+                Ok(s) => s,
+                Err(_) => continue,
+            }
+        };
+        let boxed = svc.boxed(engine);
+        let info = match engine.docker.inspect_container(&boxed.container).await {
+            Ok(i) => i,
+            Err(e) => {
+                problems.service(id, format!("database {}: {e}", svc.row.name));
+                continue;
+            }
+        };
+        let key = format!("service:{id}");
+        // A service made or changed a moment ago may still be pulling its image
+        // or creating its container: that is not for the reconciler to repeat.
+        let settling = (chrono::Utc::now() - svc.row.created_at) < chrono::Duration::minutes(2);
+        if info.is_none() && settling {
+            continue;
+        }
+        match &info {
+            Some(c) if c.state.is_up() => {
+                memory.settled(&key);
+                continue;
+            }
+            Some(c) if c.state.restarting => {
+                problems.service(
+                    id,
+                    format!(
+                        "database {}: {}, restarted {} times; Docker keeps trying",
+                        svc.row.name,
+                        why_down(Some(c)),
+                        c.restart_count
+                    ),
+                );
+                continue;
+            }
+            _ => {}
+        }
+        let problem = why_down(info.as_ref());
+        match memory.may_try(&key) {
+            Ok(tries) => {
+                problems.service(
+                    id,
+                    format!("database {}: {problem}: repairing (attempt {tries})", svc.row.name),
+                );
+                let action = match crate::services::container::ensure_running(engine, &boxed).await {
+                    Ok(()) if info.is_none() => "created its container again (its data volume kept)".to_owned(),
+                    Ok(()) => "started the container again".to_owned(),
+                    Err(e) => format!("could not start it: {e}"),
+                };
+                record(engine, Some(svc.row.organization_id), None, Some(id), &problem, &action).await;
+            }
+            Err(wait) => problems.service(
+                id,
+                format!(
+                    "database {}: {problem}; next repair in {} s",
+                    svc.row.name,
+                    wait.as_secs()
+                ),
+            ),
+        }
+    }
+    Ok(())
+}
+
+/// One repair, as the history shows it.
+#[derive(Debug, Clone, Queryable)]
+pub struct Repair {
+    pub problem: String,
+    pub action: String,
+    pub at: chrono::DateTime<chrono::Utc>,
+}
+
+/// What the app or service page shows: what is wrong now and the latest
+/// repairs (the caller has checked access; the history is scoped by the
+/// caller's organization).
+pub async fn of(
+    engine: &Engine,
+    org: OrgId,
+    app: Option<Uuid>,
+    service: Option<Uuid>,
+) -> Result<(Option<String>, Vec<Repair>), StoreError> {
+    let now = problems(engine)
+        .await
+        .into_iter()
+        .find(|p| (app.is_some() && p.app == app) || (service.is_some() && p.service == service))
+        .map(|p| p.text);
+    Ok((now, history(engine, org, app, service).await?))
+}
+
+/// The latest repairs of an app or a service, newest first (the caller has
+/// checked access; both IDs are scoped by the organization).
+pub async fn history(
+    engine: &Engine,
+    org: OrgId,
+    app: Option<Uuid>,
+    service: Option<Uuid>,
+) -> Result<Vec<Repair>, StoreError> {
+    let mut conn = engine.db.get().await?;
+    let mut q = repairs::table
+        .filter(repairs::organization_id.eq(org.0))
+        .order(repairs::created_at.desc())
+        .limit(10)
+        .select((repairs::problem, repairs::action, repairs::created_at))
+        .into_boxed();
+    if let Some(a) = app {
+        q = q.filter(repairs::application_id.eq(a));
+    }
+    if let Some(s) = service {
+        q = q.filter(repairs::service_id.eq(s));
+    }
+    Ok(q.load(&mut conn).await?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn repairs_back_off_and_start_over_once_stable() {
+        let mut m = Memory::default();
+        assert_eq!(m.may_try("x"), Ok(1));
+        assert!(m.may_try("x").is_err(), "the second try waits");
+        m.backoff.get_mut("x").unwrap().next = Instant::now();
+        assert_eq!(m.may_try("x"), Ok(2));
+        let wait = m.backoff["x"].next - Instant::now();
+        assert!(wait > BACKOFF_MIN && wait <= BACKOFF_MIN * 2, "{wait:?}");
+        m.backoff.get_mut("x").unwrap().last = Instant::now() - STABLE - Duration::from_secs(1);
+        m.settled("x");
+        assert!(!m.backoff.contains_key("x"));
+        assert_eq!(lock_key("berth"), lock_key("berth"));
+        assert_ne!(lock_key("berth"), lock_key("other"));
+    }
+}

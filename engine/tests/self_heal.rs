@@ -1,0 +1,211 @@
+//! The reconciler and retirement against a real Docker engine and Traefik: a
+//! container removed by hand comes back (and the history says so), and ten
+//! redeploys in a row leave exactly one container once the drain has passed,
+//! with no overlapping retirements (no "already in progress" warnings).
+
+use engine::accounts::Caller;
+use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
+use engine::apps::{self, NewApp};
+use engine::deploy::{self, Status};
+use engine::docker::{LABEL_APP, LABEL_INSTANCE};
+use engine::ids::{AppId, DeploymentId, EnvironmentId};
+use engine::names::Description;
+use engine::testing::{get_via, DeployEnv, TEST_BASE_IMAGE};
+use engine::Engine;
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// Everything this test binary logs, kept for the assertions on warnings.
+#[derive(Clone, Default)]
+struct Captured(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+fn capture() -> Captured {
+    static LOGS: std::sync::OnceLock<Captured> = std::sync::OnceLock::new();
+    LOGS.get_or_init(|| {
+        let logs = Captured::default();
+        let w = logs.clone();
+        tracing_subscriber::fmt()
+            .with_env_filter("info")
+            .with_ansi(false)
+            .with_writer(move || w.clone())
+            .init();
+        logs
+    })
+    .clone()
+}
+
+fn unique(prefix: &str) -> String {
+    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// busybox httpd serving `/` on 8080, restarted by Docker only if it fails.
+fn runtime(drain_secs: u64) -> Runtime {
+    Runtime {
+        port: 8080,
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo up > /index.html && exec httpd -f -p 8080 -h /".into(),
+        ]),
+        health: HealthCheck {
+            probe: HealthProbe::Http { path: "/".into() },
+            interval_ms: 200,
+            timeout_ms: 1000,
+            retries: 3,
+            start_period_secs: 20,
+        },
+        drain_secs,
+        ..Runtime::default()
+    }
+}
+
+async fn image_app(e: &Engine, caller: &Caller, env: EnvironmentId, rt: Runtime) -> AppId {
+    apps::create(
+        e,
+        caller,
+        NewApp {
+            name: apps::spec::AppName::parse(&unique("heal")).unwrap(),
+            description: Description::default(),
+            environment: env,
+            source: Source::Image {
+                image: TEST_BASE_IMAGE.into(),
+                registry_user: None,
+            },
+            source_secret: None,
+            build: Build::default(),
+            runtime: rt,
+        },
+    )
+    .await
+    .unwrap()
+}
+
+async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> deploy::Deployment {
+    let start = Instant::now();
+    loop {
+        let d = deploy::get(e, caller, id).await.unwrap();
+        if d.status.is_finished() {
+            return d;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(120),
+            "deployment stuck in {}",
+            d.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn containers_of(e: &Engine, app: AppId) -> Vec<String> {
+    let label = app.to_string();
+    e.docker
+        .list_containers(&[
+            (LABEL_INSTANCE, Some(e.deploy.instance.as_str())),
+            (LABEL_APP, Some(label.as_str())),
+        ])
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|c| c.name)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_container_removed_by_hand_comes_back_and_the_history_says_so() {
+    let _logs = capture();
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = engine::testing::owner_with_environment(e).await;
+    let app = image_app(e, &caller, envid, runtime(1)).await;
+    let (stop, worker) = env.start_worker();
+    let host = engine::testing::generated_host(e, &caller, app).await;
+    let first = deploy::deploy(e, &caller, app).await.unwrap();
+    assert_eq!(settle(e, &caller, first).await.status, Status::Running);
+    assert_eq!(get_via(env.http_port(), &host, "/").await.map(|r| r.0), Some(200));
+
+    let [container] = containers_of(e, app).await.try_into().expect("one container");
+    e.docker.remove_container(&container, false).await.unwrap();
+
+    // Back through Traefik, with no user action.
+    let start = Instant::now();
+    loop {
+        if get_via(env.http_port(), &host, "/").await.map(|r| r.0) == Some(200)
+            && !containers_of(e, app).await.is_empty()
+        {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(60), "the app did not come back");
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let (_, history) = engine::reconcile::of(e, caller.org_id, Some(app.0), None)
+        .await
+        .unwrap();
+    let repair = history.first().expect("the repair is in the app's history");
+    assert_eq!(repair.problem, "the container was missing");
+    assert!(
+        repair.action.contains("redeploying the live version"),
+        "{}",
+        repair.action
+    );
+    let list = deploy::list(e, &caller, app, 5).await.unwrap();
+    let newest = &list.deployments[0];
+    assert_eq!(newest.trigger, lifecycle::Trigger::Repair);
+    assert_eq!(newest.status, Status::Running, "{:?}", newest.reason);
+    assert_eq!(newest.trigger_detail.as_deref(), Some("the container was missing"));
+    // Asked as another organization, the app's history is empty.
+    let other = engine::ids::OrgId(uuid::Uuid::new_v4());
+    let (_, theirs) = engine::reconcile::of(e, other, Some(app.0), None).await.unwrap();
+    assert!(theirs.is_empty());
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn ten_redeploys_leave_one_container_and_retire_each_once() {
+    let logs = capture();
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = engine::testing::owner_with_environment(e).await;
+    let drain = 2;
+    let app = image_app(e, &caller, envid, runtime(drain)).await;
+    let (stop, worker) = env.start_worker();
+    let mut last = None;
+    for _ in 0..10 {
+        let id = deploy::deploy(e, &caller, app).await.unwrap();
+        let d = settle(e, &caller, id).await;
+        assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+        last = Some(id);
+    }
+    // Drain, then SIGTERM and SIGKILL after the drain time (httpd as PID 1
+    // ignores SIGTERM: this waits for the kill), plus a margin for removal.
+    let deadline = Instant::now() + Duration::from_secs(2 * drain + 20);
+    let left = loop {
+        let left = containers_of(e, app).await;
+        if left.len() == 1 || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    assert_eq!(left.len(), 1, "exactly the live container remains: {left:?}");
+    let live = &last.unwrap().0.simple().to_string()[..12];
+    assert!(left[0].ends_with(live), "the live deployment's container: {left:?}");
+    let text = String::from_utf8_lossy(&logs.0.lock().unwrap()).into_owned();
+    assert!(
+        !text.contains("already in progress"),
+        "overlapping removals were logged"
+    );
+    assert!(!text.contains("removing container"), "a removal failed: {text}");
+    stop.cancel();
+    worker.await.unwrap();
+}
