@@ -9,6 +9,8 @@ use secrecy::ExposeSecret;
 #[derive(Clone)]
 pub struct Kv {
     pool: Pool,
+    /// For connections of their own (blocking commands, below).
+    client: redis::Client,
     prefix: String,
     /// The process's one subscription connection, shared by live-log followers.
     hub: crate::fanout::Hub,
@@ -37,6 +39,7 @@ impl Kv {
         let client = redis::Client::open(config.url.expose_secret()).map_err(|e| KvSetupError(e.to_string()))?;
         Ok(Self {
             pool,
+            client: client.clone(),
             prefix: config.prefix.clone(),
             hub: crate::fanout::Hub::new(client),
         })
@@ -53,6 +56,23 @@ impl Kv {
 
     pub async fn conn(&self) -> Result<Connection, StoreError> {
         Ok(self.pool.get().await?)
+    }
+
+    /// A connection outside the pool, for a blocking command (`BRPOP`) that
+    /// waits up to `longest`. Never a pooled one: the client gives up on a reply
+    /// after 500 ms by default, but Redis keeps the command blocking the
+    /// connection, so the next borrower of a pooled connection would wait
+    /// behind it (docs/BENCHMARKS.md: the 500 ms stalls every 1.5 s).
+    pub async fn dedicated(
+        &self,
+        longest: std::time::Duration,
+    ) -> Result<redis::aio::MultiplexedConnection, StoreError> {
+        let config =
+            redis::AsyncConnectionConfig::new().set_response_timeout(Some(longest + std::time::Duration::from_secs(5)));
+        Ok(self
+            .client
+            .get_multiplexed_async_connection_with_config(&config)
+            .await?)
     }
 }
 

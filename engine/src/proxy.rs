@@ -50,6 +50,13 @@ pub struct Route {
 pub struct Upstream {
     pub deployment: uuid::Uuid,
     pub port: u16,
+    /// The container's IP on its organization's network, when known. Traefik
+    /// then connects without asking Docker's DNS, which is served by dockerd
+    /// itself and answers late while dockerd is busy starting and stopping
+    /// containers (a rollout): the main source of the rollout tail
+    /// (docs/BENCHMARKS.md). A container that comes back with another address
+    /// is routed again by the reconciler. Without it, the DNS alias.
+    pub address: Option<String>,
 }
 
 /// The DNS name a deployment's container answers to on the Berth network. Traefik
@@ -181,7 +188,8 @@ pub fn app_config(app: &str, routes: &[Route], up: &Upstream, token: &str) -> Va
         let port = d.port.unwrap_or(up.port);
         let service = format!("{app}-{port}");
         services.entry(service.clone()).or_insert_with(|| {
-            json!({"loadBalancer": {"servers": [{"url": format!("http://{}:{}", upstream_host(up.deployment), port)}], "passHostHeader": true}})
+            let host = up.address.clone().unwrap_or_else(|| upstream_host(up.deployment));
+            json!({"loadBalancer": {"servers": [{"url": format!("http://{host}:{port}")}], "passHostHeader": true}})
         });
         let rule = if d.path_prefix == "/" {
             format!("Host(`{}`)", d.host)
@@ -240,6 +248,10 @@ pub async fn write_app(
             tokio::fs::create_dir_all(&engine.deploy.proxy.dynamic_dir).await?;
             let token = route_token(engine, up.deployment);
             let body = serde_json::to_vec_pretty(&app_config(app, routes, up, &token)).expect("serializes");
+            // Unchanged: no write, so Traefik does not reload for nothing.
+            if tokio::fs::read(&path).await.is_ok_and(|old| old == body) {
+                return Ok(());
+            }
             let tmp = engine.deploy.proxy.dynamic_dir.join(format!(".app-{app}.yml.tmp"));
             tokio::fs::write(&tmp, body).await?;
             tokio::fs::rename(&tmp, &path).await
@@ -334,9 +346,10 @@ mod tests {
 
     #[test]
     fn routes_name_the_upstream_and_mark_the_deployment() {
-        let up = Upstream {
+        let mut up = Upstream {
             deployment: uuid::Uuid::nil(),
             port: 8080,
+            address: None,
         };
         let c = app_config(
             "web",
@@ -364,6 +377,13 @@ mod tests {
             http["middlewares"]["web-id"]["headers"]["customResponseHeaders"]["X-Berth-Deployment"],
             "0f1e2d3c4b5a69788796a5b4",
             "the public header carries the opaque token, not the deployment id"
+        );
+        // With the container's address known, Traefik skips Docker's DNS.
+        up.address = Some("10.213.4.7".into());
+        let c = app_config("web", &[domain("web.localhost", "/", false, false)], &up, "t");
+        assert_eq!(
+            c["http"]["services"]["web-8080"]["loadBalancer"]["servers"][0]["url"],
+            "http://10.213.4.7:8080"
         );
     }
 }

@@ -144,6 +144,8 @@ struct Memory {
     proxy_seen: bool,
     /// Docker came back since the last pass: sweep what its crash left.
     just_back: bool,
+    /// The address each app's route was last written with by this leader.
+    routed: HashMap<Uuid, String>,
     passes: u32,
 }
 
@@ -484,6 +486,14 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
         match &info {
             Some(c) if c.state.is_up() => {
                 memory.settled(&key);
+                // Routes name the container's address: one that came back
+                // with another (or a route never written by this leader) is
+                // routed again. Unchanged files are not rewritten.
+                let address = c.addresses.values().next().cloned();
+                if address.is_some() && memory.routed.get(&app.id) != address.as_ref() {
+                    crate::deploy::pipeline::restore_route(engine, AppId(app.id)).await;
+                    memory.routed.insert(app.id, address.unwrap_or_default());
+                }
                 continue;
             }
             // Docker's own restart policy is at it (a crash loop, backing off).

@@ -834,3 +834,36 @@ pub async fn seed_blobs(engine: &Engine, caller: &crate::accounts::Caller, servi
         .parse()
         .expect("table size")
 }
+
+/// Polls `check` until it returns `Some`, for at most `secs` seconds (a test
+/// that waits on something asynchronous: a service, a backup, Docker).
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        if let Some(v) = check().await {
+            return v;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out ({secs} s) waiting for {what}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+}
+
+/// Waits (up to 3 minutes) for the deployment to finish; returns its row.
+pub async fn settle(
+    e: &Engine,
+    caller: &crate::accounts::Caller,
+    id: crate::ids::DeploymentId,
+) -> crate::deploy::Deployment {
+    eventually(180, "the deployment to finish", || async {
+        let d = crate::deploy::get(e, caller, id).await.expect("the deployment");
+        d.status.is_finished().then_some(d)
+    })
+    .await
+}

@@ -9,26 +9,9 @@ use engine::accounts::Caller;
 use engine::backups::{self, kinds, schedule, NewSchedule, RestoreInto, Subject};
 use engine::ids::{BackupId, EnvironmentId, RestoreId, ServiceId};
 use engine::services::{self, NewService};
-use engine::testing::{free_port, owner_with_environment, start_backup_worker, DeployEnv, TestS3};
+use engine::testing::{eventually, free_port, owner_with_environment, start_backup_worker, DeployEnv, TestS3};
 use engine::Engine;
 use lifecycle::{BackupTrigger, DrillStatus, JobStatus, ServiceState};
-use std::time::{Duration, Instant};
-
-/// Polls `check` until it returns Some, for at most `secs` seconds.
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
-}
 
 async fn create(
     engine: &Engine,

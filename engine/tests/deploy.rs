@@ -4,10 +4,10 @@
 use engine::accounts::Caller;
 use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
 use engine::apps::{self, NewApp};
-use engine::deploy::{self, Accepted, Deployment, Status};
-use engine::ids::{AppId, DeploymentId, EnvironmentId};
+use engine::deploy::{self, Accepted, Status};
+use engine::ids::{AppId, EnvironmentId};
 use engine::names::Description;
-use engine::testing::{get_via, httpd_dockerfile, DeployEnv, GitRepo, TEST_BASE_IMAGE};
+use engine::testing::{get_via, httpd_dockerfile, settle, DeployEnv, GitRepo, TEST_BASE_IMAGE};
 use engine::webhooks::{self, Outcome, WebhookError};
 use engine::Engine;
 use futures::StreamExt;
@@ -59,23 +59,6 @@ async fn git_app(e: &Engine, caller: &Caller, env: EnvironmentId, repo: &GitRepo
     )
     .await
     .unwrap()
-}
-
-/// Waits for the deployment to finish; returns its row.
-async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> Deployment {
-    let start = Instant::now();
-    loop {
-        let d = deploy::get(e, caller, id).await.unwrap();
-        if d.status.is_finished() {
-            return d;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(180),
-            "deployment stuck in {}",
-            d.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
 }
 
 async fn body(port: u16, host: &str) -> String {

@@ -16,7 +16,7 @@ use engine::deploy::{self, Status};
 use engine::docker::LABEL_APP;
 use engine::names::Description;
 use engine::services::{self, NewService};
-use engine::testing::{get_via, httpd_dockerfile, DeployEnv, GitRepo, TEST_BASE_IMAGE};
+use engine::testing::{eventually, get_via, httpd_dockerfile, DeployEnv, GitRepo, TEST_BASE_IMAGE};
 use engine::Engine;
 use lifecycle::ServiceState;
 use std::path::PathBuf;
@@ -51,21 +51,6 @@ fn our_dockerd() -> (i32, Vec<String>) {
 
 fn unique(prefix: &str) -> String {
     format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
-
-async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(v) = check().await {
-            return v;
-        }
-        assert!(Instant::now() < deadline, "timed out ({secs} s) waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    }
 }
 
 fn health(drain_secs: u64) -> (HealthCheck, u64) {
@@ -224,13 +209,17 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
         .create(true)
         .open(PathBuf::from(&std::env::var("DOCKER_HOST").unwrap()[7..]).with_file_name("dockerd.log"))
         .unwrap();
-    std::process::Command::new("setsid")
+    // `setsid --fork`: dockerd runs on in a session of its own (it outlives
+    // this test, as the first one did); setsid itself returns at once.
+    let started = std::process::Command::new("setsid")
+        .arg("--fork")
         .args(&args)
         .stdin(std::process::Stdio::null())
         .stdout(log.try_clone().unwrap())
         .stderr(log)
-        .spawn()
+        .status()
         .expect("starting dockerd again");
+    assert!(started.success());
     eventually(60, "dockerd to answer again", || async {
         e.docker.info().await.ok().map(|_| ())
     })

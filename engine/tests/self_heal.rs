@@ -8,9 +8,9 @@ use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
 use engine::apps::{self, NewApp};
 use engine::deploy::{self, Status};
 use engine::docker::{LABEL_APP, LABEL_INSTANCE};
-use engine::ids::{AppId, DeploymentId, EnvironmentId};
+use engine::ids::{AppId, EnvironmentId};
 use engine::names::Description;
-use engine::testing::{get_via, DeployEnv, TEST_BASE_IMAGE};
+use engine::testing::{get_via, settle, DeployEnv, TEST_BASE_IMAGE};
 use engine::Engine;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -91,22 +91,6 @@ async fn image_app(e: &Engine, caller: &Caller, env: EnvironmentId, rt: Runtime)
     .unwrap()
 }
 
-async fn settle(e: &Engine, caller: &Caller, id: DeploymentId) -> deploy::Deployment {
-    let start = Instant::now();
-    loop {
-        let d = deploy::get(e, caller, id).await.unwrap();
-        if d.status.is_finished() {
-            return d;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(120),
-            "deployment stuck in {}",
-            d.status
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
 async fn containers_of(e: &Engine, app: AppId) -> Vec<String> {
     let label = app.to_string();
     e.docker
@@ -137,11 +121,13 @@ async fn a_container_removed_by_hand_comes_back_and_the_history_says_so() {
     let [container] = containers_of(e, app).await.try_into().expect("one container");
     e.docker.remove_container(&container, false).await.unwrap();
 
-    // Back through Traefik, with no user action.
+    // Back through Traefik, with no user action: a repair deployment went live.
     let start = Instant::now();
     loop {
-        if get_via(env.http_port(), &host, "/").await.map(|r| r.0) == Some(200)
-            && !containers_of(e, app).await.is_empty()
+        let newest = deploy::list(e, &caller, app, 1).await.unwrap().deployments.remove(0);
+        if newest.id != first
+            && newest.status == Status::Running
+            && get_via(env.http_port(), &host, "/").await.map(|r| r.0) == Some(200)
         {
             break;
         }

@@ -175,7 +175,8 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
     )
     .unwrap();
     assert!(
-        route.contains(&engine::proxy::upstream_host(first.0)) && !route.contains(&second.0.simple().to_string()),
+        route.contains(&engine::proxy::route_token(&e, first.0))
+            && !route.contains(&engine::proxy::route_token(&e, second.0)),
         "{route}"
     );
 

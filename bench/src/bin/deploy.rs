@@ -121,13 +121,15 @@ async fn raw_run(e: &Engine, image: &str, cmd: Vec<String>, port: u16) -> Result
     Ok(took)
 }
 
-async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
-    let e = env.engine();
+/// An app running busybox httpd (serving /etc) from the local image, deployed
+/// once (the first deployment creates the network, the route and Traefik's
+/// state); its id, host and command.
+async fn httpd_app(e: &Engine, c: &Caller, envid: EnvironmentId, prefix: &str) -> Result<(AppId, String, Vec<String>)> {
     let cmd: Vec<String> = ["httpd", "-f", "-p", "8080", "-h", "/etc"]
         .iter()
         .map(|s| s.to_string())
         .collect();
-    let name = format!("pre-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
+    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let app = apps::create(
         e,
         c,
@@ -146,15 +148,21 @@ async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<S
     )
     .await?;
     let host = engine::testing::generated_host(e, c, app).await;
-    // Warm-up: the first deployment creates the network route and Traefik's state.
     settle(e, c, deploy::deploy(e, c, app).await?).await?;
+    Ok((app, host, cmd))
+}
+
+async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
+    let e = env.engine();
+    let (app, host, cmd) = httpd_app(e, c, envid, "pre").await?;
     let (mut berth, mut raw) = (Vec::new(), Vec::new());
     for _ in 0..7 {
         raw.push(raw_run(e, TEST_BASE_IMAGE, cmd.clone(), 8080).await?);
         let t0 = Instant::now();
         let id = deploy::deploy(e, c, app).await?;
         // First 200 through the proxy from the *new* deployment.
-        let want = id.0.to_string();
+        // The header carries a keyed token of the deployment, not its ID.
+        let want = engine::proxy::route_token(e, id.0);
         loop {
             // /etc/hostname: a file every container has, so the answer is a 200.
             if let Some(h) = header_via(env.http_port(), &host, "/hostname").await {
@@ -163,7 +171,8 @@ async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<S
                 }
             }
             if t0.elapsed() > Duration::from_secs(60) {
-                bail!("never routed");
+                let d = deploy::get(e, c, id).await?;
+                bail!("never routed: the deployment is {} ({:?})", d.status, d.reason);
             }
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
@@ -226,30 +235,7 @@ async fn open_loop(
 /// live; the replaced containers drain 1 s, then stop).
 async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
     let e = env.engine();
-    let cmd: Vec<String> = ["httpd", "-f", "-p", "8080", "-h", "/etc"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    let name = format!("tail-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
-    let app = apps::create(
-        e,
-        c,
-        NewApp {
-            name: AppName::parse(&name)?,
-            description: Description::default(),
-            environment: envid,
-            source: Source::Image {
-                image: TEST_BASE_IMAGE.into(),
-                registry_user: None,
-            },
-            source_secret: None,
-            build: Build::default(),
-            runtime: runtime(8080, Some(cmd)),
-        },
-    )
-    .await?;
-    let host = engine::testing::generated_host(e, c, app).await;
-    settle(e, c, deploy::deploy(e, c, app).await?).await?;
+    let (app, host, _) = httpd_app(e, c, envid, "tail").await?;
     tokio::time::sleep(Duration::from_secs(3)).await;
     let rate = 200;
     // Baseline: 15 s of load, nothing deploying.
@@ -269,18 +255,58 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
     let (base, base_bad) = on_own_runtime(host.clone(), rate * 15, quiet)
         .join()
         .expect("baseline load");
-    // The same load across 20 redeploys and the last one's drain and retirement.
-    let done = tokio_util::sync::CancellationToken::new();
-    let load = on_own_runtime(host.clone(), rate * 300, done.clone());
+    // Where a rollout's tail comes from, one cause at a time under the same
+    // load, 20 times each at the redeploys' pace (~0.75 s):
+    // (a) Traefik reloading its configuration (another file rewritten);
+    let pace = Duration::from_millis(750);
+    let (reload, _) = under_load(&on_own_runtime, &host, rate, async {
+        for i in 0..20 {
+            let file = e.deploy.proxy.dynamic_dir.join("bench-reload.yml");
+            let body = format!("http:\n  routers:\n    bench-{i}:\n      rule: Host(`reload-{i}.invalid`)\n      service: bench-{i}\n  services:\n    bench-{i}:\n      loadBalancer:\n        servers:\n          - url: http://192.0.2.1:80\n");
+            std::fs::write(&file, body).expect("dynamic file");
+            tokio::time::sleep(pace).await;
+        }
+        let _ = std::fs::remove_file(e.deploy.proxy.dynamic_dir.join("bench-reload.yml"));
+        Ok(())
+    })
+    .await?;
+    // (b) containers created, started, stopped and removed beside the app (what
+    // a rollout asks of Docker and the kernel), with no route change;
+    let (churn, _) = under_load(&on_own_runtime, &host, rate, async {
+        for _ in 0..20 {
+            let t = Instant::now();
+            raw_run(
+                e,
+                TEST_BASE_IMAGE,
+                vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into()],
+                8080,
+            )
+            .await?;
+            tokio::time::sleep(pace.saturating_sub(t.elapsed())).await;
+        }
+        Ok(())
+    })
+    .await?;
+    // (c) the real thing: 20 redeploys and the last one's drain and retirement.
     let t0 = Instant::now();
-    for _ in 0..20 {
-        settle(e, c, deploy::deploy(e, c, app).await?).await?;
-    }
-    let took = t0.elapsed().as_secs_f64();
-    tokio::time::sleep(Duration::from_secs(4)).await;
-    done.cancel();
-    let (during, bad) = load.join().expect("load during redeploys");
+    let (during, bad) = under_load(&on_own_runtime, &host, rate, async {
+        for _ in 0..20 {
+            settle(e, c, deploy::deploy(e, c, app).await?).await?;
+        }
+        Ok(())
+    })
+    .await?;
+    let took = t0.elapsed().as_secs_f64() - 4.0;
     let (b99, d99) = (percentile(&base, 0.99), percentile(&during, 0.99));
+    eprintln!(
+        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · redeploys {d99:.1} / {:.1}",
+        base.last().copied().unwrap_or(0.0),
+        percentile(&reload, 0.99),
+        reload.last().copied().unwrap_or(0.0),
+        percentile(&churn, 0.99),
+        churn.last().copied().unwrap_or(0.0),
+        during.last().copied().unwrap_or(0.0),
+    );
     Ok(format!(
         "| 200 req/s through Traefik during 20 redeploys ({took:.0} s): p99, vs the same load with no deploys | ≤ 2× | {d99:.1} ms vs {b99:.1} ms = {:.1}× (p50 {:.1} / {:.1} ms, max {:.1} / {:.1} ms); {} of {} failed during, {base_bad} of {} before | {} |\n",
         d99 / b99,
@@ -293,6 +319,26 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
         base.len() as u32 + base_bad,
         if d99 <= 2.0 * b99 && bad == 0 { "met" } else { "**missed**" }
     ))
+}
+
+/// Runs `work` while `load` sends `rate` req/s to `host` (and 4 s more, for
+/// what the work leaves to settle); returns the latencies and failures.
+async fn under_load<L>(
+    load: &L,
+    host: &str,
+    rate: u32,
+    work: impl std::future::Future<Output = Result<()>>,
+) -> Result<(Vec<f64>, u32)>
+where
+    L: Fn(String, u32, tokio_util::sync::CancellationToken) -> std::thread::JoinHandle<(Vec<f64>, u32)>,
+{
+    let done = tokio_util::sync::CancellationToken::new();
+    let running = load(host.to_owned(), rate * 300, done.clone());
+    let outcome = work.await;
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    done.cancel();
+    let measured = running.join().expect("load thread");
+    outcome.map(|()| measured)
 }
 
 /// The `X-Berth-Deployment` header of `GET /` through the proxy.

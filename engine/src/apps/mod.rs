@@ -900,6 +900,12 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: AppId, remove_volumes:
     .set(deployments::cancel_requested.eq(true))
     .execute(&mut conn)
     .await?;
+    // Nothing live any more: the reconciler must not bring back the container
+    // about to be removed.
+    diesel::update(applications::table.filter(applications::id.eq(id.0)))
+        .set(applications::live_deployment_id.eq(None::<uuid::Uuid>))
+        .execute(&mut conn)
+        .await?;
     crate::proxy::remove_app(engine, id).await;
     crate::deploy::runtime::remove_app_containers(engine, id).await;
     let images: Vec<String> = deployments::table

@@ -422,9 +422,11 @@ impl Deployment<'_> {
                 .await
                 .map_err(|e| Stop::Failed(e.to_string()))?
         };
+        let container = runtime::container_name(self.engine, &self.app.name, self.job.id);
         let up = Upstream {
             deployment: self.job.id.0,
             port: self.app.runtime.port,
+            address: runtime::address(self.engine, &container).await.ok().flatten(),
         };
         proxy::write_app(self.engine, self.app.id, &routes, Some(&up))
             .await
@@ -675,10 +677,17 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
         let routes = apps::routes_of(&mut conn, app)
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        let up = app_row.live_deployment_id.map(|d| Upstream {
-            deployment: d.0,
-            port: app_row.runtime.port,
-        });
+        let up = match app_row.live_deployment_id {
+            Some(d) => {
+                let container = runtime::container_name(engine, &app_row.name, d);
+                Some(Upstream {
+                    deployment: d.0,
+                    port: app_row.runtime.port,
+                    address: runtime::address(engine, &container).await.ok().flatten(),
+                })
+            }
+            None => None,
+        };
         proxy::write_app(engine, app, &routes, up.as_ref())
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;

@@ -818,13 +818,37 @@ impl DockerApi for BollardDocker {
     ) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
             let docker = self.docker().await?;
-            let exists = |docker: bollard::Docker| async move {
+            // By exact name, through the list: inspecting by name fails once two
+            // share it (Docker before API 1.44 lets that happen), and a failed
+            // check would then make a third, and so on.
+            let same_name = |docker: bollard::Docker| async move {
+                let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
                 docker
-                    .inspect_network(name, None::<q::InspectNetworkOptions>)
+                    .list_networks(Some(q::ListNetworksOptionsBuilder::new().filters(&filters).build()))
                     .await
-                    .is_ok()
+                    .map(|l| {
+                        l.into_iter()
+                            .filter(|n| n.name.as_deref() == Some(name))
+                            .collect::<Vec<_>>()
+                    })
             };
-            if exists(docker.clone()).await {
+            let found = same_name(docker.clone()).await.map_err(|e| self.err(e))?;
+            if !found.is_empty() {
+                // Heal an earlier race: keep the oldest, remove empty extras.
+                let mut found = found;
+                found.sort_by(|a, b| a.created.cmp(&b.created));
+                for extra in found.iter().skip(1) {
+                    if let Some(id) = &extra.id {
+                        let idle = docker
+                            .inspect_network(id, None::<q::InspectNetworkOptions>)
+                            .await
+                            .is_ok_and(|n| n.containers.is_none_or(|c| c.is_empty()));
+                        if idle {
+                            tracing::warn!(network = name, id, "removing a duplicate network");
+                            let _ = docker.remove_network(id).await;
+                        }
+                    }
+                }
                 return Ok(());
             }
             let req = NetworkCreateRequest {
@@ -836,7 +860,7 @@ impl DockerApi for BollardDocker {
             match docker.create_network(req).await {
                 Ok(_) => Ok(()),
                 // Another replica created it meanwhile.
-                Err(_) if exists(docker.clone()).await => Ok(()),
+                Err(_) if same_name(docker.clone()).await.is_ok_and(|l| !l.is_empty()) => Ok(()),
                 Err(e) => Err(self.err(e)),
             }
         })

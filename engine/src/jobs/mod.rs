@@ -298,6 +298,7 @@ async fn kind_loop<K: JobKind>(
     shutdown: CancellationToken,
 ) {
     let mut reaped_at = tokio::time::Instant::now() - REAP_EVERY;
+    let mut waiter = None;
     loop {
         if shutdown.is_cancelled() {
             return;
@@ -326,29 +327,39 @@ async fn kind_loop<K: JobKind>(
             }
         }
         tokio::select! {
-            _ = wait_for_work(&engine, kind.wake_list()) => {}
+            _ = wait_for_work(&engine, kind.wake_list(), &mut waiter) => {}
             _ = shutdown.cancelled() => return,
         }
     }
 }
 
 /// Blocks on the kind's Redis list for up to [`POLL_EVERY`] (the list is only a
-/// wake-up; claims read PostgreSQL, so a lost wake-up costs at most that long).
-async fn wait_for_work(engine: &Engine, list: Option<&'static str>) {
+/// wake-up; claims read PostgreSQL, so a lost wake-up costs at most that long),
+/// on this runner's own connection ([`crate::kv::Kv::dedicated`]), made again
+/// after an error.
+async fn wait_for_work(
+    engine: &Engine,
+    list: Option<&'static str>,
+    conn: &mut Option<redis::aio::MultiplexedConnection>,
+) {
     let Some(list) = list else {
         tokio::time::sleep(POLL_EVERY).await;
         return;
     };
     let popped = async {
-        let mut c = engine.kv.conn().await?;
+        if conn.is_none() {
+            *conn = Some(engine.kv.dedicated(POLL_EVERY).await?);
+        }
+        let c = conn.as_mut().expect("just made");
         redis::cmd("BRPOP")
             .arg(engine.kv.key(list))
             .arg(POLL_EVERY.as_secs().max(1))
-            .query_async::<Option<(String, String)>>(&mut c)
+            .query_async::<Option<(String, String)>>(c)
             .await?;
         Ok::<_, StoreError>(())
     };
     if popped.await.is_err() {
+        *conn = None;
         tokio::time::sleep(POLL_EVERY).await;
     }
 }

@@ -708,12 +708,23 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volu
     may_delete(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
-    container::remove(
+    // Not wanted running any more: the reconciler must not bring back the
+    // container about to be removed (put back if the removal fails).
+    let set_desired = |desired: &str| {
+        diesel::update(database_services::table.filter(database_services::id.eq(id.0)))
+            .set(database_services::desired.eq(desired.to_owned()))
+    };
+    set_desired("stopped").execute(&mut conn).await?;
+    if let Err(e) = container::remove(
         engine,
         &svc.container(engine),
         remove_volume.then_some(svc.row.volume.as_str()),
     )
-    .await?;
+    .await
+    {
+        set_desired(&svc.row.desired).execute(&mut conn).await?;
+        return Err(e.into());
+    }
     diesel::delete(
         database_services::table
             .filter(database_services::id.eq(id.0))
