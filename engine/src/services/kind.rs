@@ -63,6 +63,14 @@ FROM information_schema.tables \
 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') \
 ORDER BY 1";
 
+/// MySQL's and MariaDB's drill counts (see [`DbEngine::drill_check`]).
+const MYSQL_COUNT_SQL: &str = "SET SESSION group_concat_max_len = 1048576; \
+SELECT COALESCE(GROUP_CONCAT(CONCAT('SELECT ', QUOTE(CONCAT(table_schema, '.', table_name)), ', COUNT(*) FROM `', \
+REPLACE(table_schema, '`', '``'), '`.`', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL '), \
+'SELECT NULL, NULL FROM DUAL WHERE FALSE') INTO @berth_counts \
+FROM information_schema.tables WHERE table_schema = '{database}' AND table_type = 'BASE TABLE'; \
+PREPARE berth_counts FROM @berth_counts; EXECUTE berth_counts; DEALLOCATE PREPARE berth_counts";
+
 impl DbEngine {
     pub const FIELD: &'static str = "engine";
     pub const ALL: [DbEngine; 5] = [
@@ -399,12 +407,12 @@ impl DbEngine {
                 env,
             ),
             DbEngine::Mysql | DbEngine::Mariadb => {
-                // The database name passed the identifier grammar (no quotes).
-                let sql = format!(
-                    "SELECT CONCAT(table_schema, '.', table_name), table_rows FROM information_schema.tables \
-                     WHERE table_schema = '{}' AND table_type = 'BASE TABLE' ORDER BY 1",
-                    id.database
-                );
+                // Exact counts (`information_schema.tables.table_rows` is an
+                // InnoDB estimate): the server builds one `COUNT(*)` per table,
+                // identifiers quoted with backticks doubled inside, and runs it
+                // as a prepared statement. The database name passed the
+                // identifier grammar (no quotes).
+                let sql = MYSQL_COUNT_SQL.replace("{database}", id.database);
                 let mut e = exec(
                     &[
                         self.mysql_program("mysql", "mariadb"),
@@ -596,7 +604,15 @@ mod tests {
             .container_env(&ID)
             .contains(&"MARIADB_DATABASE=shop".to_owned()));
         let check = DbEngine::Mysql.drill_check(&ID);
-        assert!(check.argv.last().unwrap().contains("table_schema = 'shop'"));
+        let sql = check.argv.last().unwrap();
+        assert!(sql.contains("table_schema = 'shop'"));
+        // Exact counts, not InnoDB's estimate; identifiers backtick-quoted.
+        assert!(
+            sql.contains("COUNT(*) FROM `") && sql.contains("REPLACE(table_name, '`', '``')"),
+            "{sql}"
+        );
+        assert!(!sql.contains("table_rows"), "{sql}");
+        assert_eq!(DbEngine::Mariadb.drill_check(&ID).argv[0], "mariadb");
         assert_eq!(
             DbEngine::Mysql.connection_url("h", 3306, &ID),
             "mysql://app:Secret123@h:3306/shop"
