@@ -102,10 +102,20 @@ fn explain_pool(e: DockerError) -> DockerError {
 pub async fn ensure_routable(engine: &Engine, org: OrgId) -> Result<String, DockerError> {
     let name = ensure_org(engine, org).await?;
     if engine.deploy.proxy.manage {
-        engine
+        // Attached already (every deploy after an organization's first): no
+        // connect call, which dockerd would otherwise work through (and refuse)
+        // in the middle of a rollout.
+        let attached = engine
             .docker
-            .connect_network(&name, &engine.deploy.proxy.container, &[])
-            .await?;
+            .inspect_container(&engine.deploy.proxy.container)
+            .await?
+            .is_some_and(|c| c.addresses.contains_key(&name));
+        if !attached {
+            engine
+                .docker
+                .connect_network(&name, &engine.deploy.proxy.container, &[])
+                .await?;
+        }
     }
     Ok(name)
 }

@@ -202,6 +202,12 @@ async fn open_loop(
     cap: u32,
     stop: tokio_util::sync::CancellationToken,
 ) -> (Vec<f64>, u32) {
+    // Keep-alive connections, as browsers and upstream proxies use: opening a
+    // TCP connection per request through Docker's port proxy showed 1 s
+    // outliers in every phase, quiet ones included (docs/BENCHMARKS.md).
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
     let start = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::new();
     for i in 0..cap {
@@ -210,13 +216,20 @@ async fn open_loop(
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep_until(scheduled.into()) => {}
         }
-        let host = host.clone();
+        let (host, client) = (host.clone(), client.clone());
         tasks.push(tokio::spawn(async move {
-            let r = engine::http1::request("127.0.0.1", port, "GET", &host, "/hostname", Duration::from_secs(10)).await;
-            (
-                scheduled.elapsed().as_secs_f64() * 1000.0,
-                matches!(r, Ok(ref r) if r.status == 200),
-            )
+            let req = http::Request::get(format!("http://127.0.0.1:{port}/hostname"))
+                .header(http::header::HOST, host)
+                .body(http_body_util::Empty::new())
+                .expect("request");
+            let r = tokio::time::timeout(Duration::from_secs(10), async {
+                let res = client.request(req).await.ok()?;
+                let ok = res.status() == 200;
+                http_body_util::BodyExt::collect(res.into_body()).await.ok()?;
+                Some(ok)
+            })
+            .await;
+            (scheduled.elapsed().as_secs_f64() * 1000.0, matches!(r, Ok(Some(true))))
         }));
     }
     let (mut lat, mut bad) = (Vec::new(), 0);
@@ -236,7 +249,8 @@ async fn open_loop(
 async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
     let e = env.engine();
     let (app, host, _) = httpd_app(e, c, envid, "tail").await?;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Let the previous benchmark's retired containers go before the quiet baseline.
+    tokio::time::sleep(Duration::from_secs(10)).await;
     let rate = 200;
     // Baseline: 15 s of load, nothing deploying.
     // The load runs on a runtime of its own, so the engine's work in this
