@@ -867,3 +867,53 @@ pub async fn settle(
     })
     .await
 }
+
+/// busybox httpd (the test base image) answering `up` on `/` at 8080, with an
+/// HTTP health check; Docker's restart policy as the default (`unless-stopped`).
+pub fn httpd_runtime(drain_secs: u64) -> crate::apps::spec::Runtime {
+    use crate::apps::spec::{HealthCheck, HealthProbe, Runtime};
+    Runtime {
+        port: 8080,
+        command: Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo up > /index.html && exec httpd -f -p 8080 -h /".into(),
+        ]),
+        health: HealthCheck {
+            probe: HealthProbe::Http { path: "/".into() },
+            interval_ms: 200,
+            timeout_ms: 1000,
+            retries: 3,
+            start_period_secs: 20,
+        },
+        drain_secs,
+        ..Runtime::default()
+    }
+}
+
+/// An application named `<prefix>-<random>` from `source` with `runtime`.
+pub async fn create_app(
+    e: &Engine,
+    caller: &crate::accounts::Caller,
+    env: crate::ids::EnvironmentId,
+    prefix: &str,
+    source: crate::apps::spec::Source,
+    runtime: crate::apps::spec::Runtime,
+) -> crate::ids::AppId {
+    let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    crate::apps::create(
+        e,
+        caller,
+        crate::apps::NewApp {
+            name: crate::apps::spec::AppName::parse(&name).expect("a valid name"),
+            description: crate::names::Description::default(),
+            environment: env,
+            source,
+            source_secret: None,
+            build: crate::apps::spec::Build::default(),
+            runtime,
+        },
+    )
+    .await
+    .expect("create the app")
+}

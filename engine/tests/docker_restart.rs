@@ -10,14 +10,13 @@
 //! `scripts/services.sh` started (its pidfile beside the socket in
 //! `DOCKER_HOST`), never a system daemon.
 
-use engine::apps::spec::{Build, HealthCheck, HealthProbe, RestartPolicy, Runtime, Source};
-use engine::apps::{self, NewApp};
+use engine::apps::spec::{RestartPolicy, Runtime, Source};
 use engine::deploy::{self, Status};
 use engine::docker::LABEL_APP;
-use engine::names::Description;
 use engine::services::{self, NewService};
-use engine::testing::{eventually, get_via, httpd_dockerfile, DeployEnv, GitRepo, TEST_BASE_IMAGE};
-use engine::Engine;
+use engine::testing::{
+    create_app, eventually, get_via, httpd_dockerfile, httpd_runtime, DeployEnv, GitRepo, TEST_BASE_IMAGE,
+};
 use lifecycle::ServiceState;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -49,47 +48,6 @@ fn our_dockerd() -> (i32, Vec<String>) {
     (pid, args)
 }
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
-
-fn health(drain_secs: u64) -> (HealthCheck, u64) {
-    (
-        HealthCheck {
-            probe: HealthProbe::Http { path: "/".into() },
-            interval_ms: 200,
-            timeout_ms: 1000,
-            retries: 3,
-            start_period_secs: 20,
-        },
-        drain_secs,
-    )
-}
-
-async fn create_app(
-    e: &Engine,
-    caller: &engine::accounts::Caller,
-    env: engine::ids::EnvironmentId,
-    source: Source,
-    rt: Runtime,
-) -> engine::ids::AppId {
-    apps::create(
-        e,
-        caller,
-        NewApp {
-            name: apps::spec::AppName::parse(&unique("crash")).unwrap(),
-            description: Description::default(),
-            environment: env,
-            source,
-            source_secret: None,
-            build: Build::default(),
-            runtime: rt,
-        },
-    )
-    .await
-    .unwrap()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
     let (pid, args) = our_dockerd();
@@ -100,24 +58,15 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
 
     // An app Docker will not restart on its own (restart policy "no"): the
     // reconciler has to.
-    let (check, drain_secs) = health(1);
     let rt = Runtime {
-        port: 8080,
-        command: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            "echo up > /index.html && exec httpd -f -p 8080 -h /".into(),
-        ]),
-        health: check.clone(),
-        drain_secs,
         restart: RestartPolicy::No,
-        ..Runtime::default()
+        ..httpd_runtime(1)
     };
     let image = Source::Image {
         image: TEST_BASE_IMAGE.into(),
         registry_user: None,
     };
-    let app = create_app(e, &caller, envid, image, rt).await;
+    let app = create_app(e, &caller, envid, "crash", image, rt).await;
     let host = engine::testing::generated_host(e, &caller, app).await;
     let first = deploy::deploy(e, &caller, app).await.unwrap();
     eventually(120, "the app to go live", || async {
@@ -127,7 +76,19 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
     })
     .await;
 
-    let new = NewService::parse(e, envid, &unique("db"), "postgres", "", "", "", "", "", None).expect("valid service");
+    let new = NewService::parse(
+        e,
+        envid,
+        &format!("db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
+        "postgres",
+        "",
+        "",
+        "",
+        "",
+        "",
+        None,
+    )
+    .expect("valid service");
     let db = services::create(e, &caller, new).await.expect("create service");
     let ready = || async {
         let d = services::get(e, &caller, db).await.expect("get service");
@@ -139,25 +100,17 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
     let repo = GitRepo::new();
     let dockerfile = format!("{}RUN sleep 120\n", httpd_dockerfile());
     repo.commit(&[("Dockerfile", &dockerfile), ("index.html", "built\n")], "slow");
-    let (check, drain_secs) = health(1);
     let git = Source::Git {
         url: repo.url(),
         branch: "main".into(),
         subdir: ".".into(),
     };
-    let builder = create_app(
-        e,
-        &caller,
-        envid,
-        git,
-        Runtime {
-            port: 8080,
-            health: check,
-            drain_secs,
-            ..Runtime::default()
-        },
-    )
-    .await;
+    // The image's own CMD serves /www; the same health check and drain.
+    let rt = Runtime {
+        command: None,
+        ..httpd_runtime(1)
+    };
+    let builder = create_app(e, &caller, envid, "build", git, rt).await;
     let build_started = chrono::Utc::now().timestamp();
     let building = deploy::deploy(e, &caller, builder).await.unwrap();
     eventually(120, "the build to reach its sleeping step", || async {
@@ -179,6 +132,38 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
         (!std::path::Path::new(&format!("/proc/{pid}")).exists()).then_some(())
     })
     .await;
+    // Its containerd dies with it (parent-death signal), but not always at
+    // once; a dockerd started while the old one's pid file still names a
+    // live process waits for it and gives up. As after a real crash, wait for
+    // it to be gone.
+    let exec_root = args
+        .iter()
+        .position(|a| a == "--exec-root")
+        .map(|i| args[i + 1].clone());
+    if let Some(pid) = exec_root
+        .and_then(|root| std::fs::read_to_string(format!("{root}/containerd/containerd.pid")).ok())
+        .and_then(|p| p.trim().parse::<u32>().ok())
+    {
+        let gone = || async {
+            let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+            // Gone, or a zombie nobody reaps yet (it no longer holds anything).
+            (status.is_empty() || status.contains("State:\tZ")).then_some(())
+        };
+        for _ in 0..40 {
+            if gone().await.is_some() {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
+        }
+        // Still there after 10 s: this test's own daemon's containerd, ended
+        // the way the crash would have.
+        if gone().await.is_none() {
+            let _ = std::process::Command::new("kill")
+                .args(["-KILL", &pid.to_string()])
+                .status();
+        }
+        eventually(10, "the old containerd to exit", gone).await;
+    }
     let report = eventually(20, "health to say Docker is down", || async {
         let r = engine::health::check(e).await;
         (!r.docker.is_up()).then_some(r)

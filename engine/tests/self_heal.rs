@@ -4,13 +4,11 @@
 //! with no overlapping retirements (no "already in progress" warnings).
 
 use engine::accounts::Caller;
-use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
-use engine::apps::{self, NewApp};
+use engine::apps::spec::{Runtime, Source};
 use engine::deploy::{self, Status};
 use engine::docker::{LABEL_APP, LABEL_INSTANCE};
 use engine::ids::{AppId, EnvironmentId};
-use engine::names::Description;
-use engine::testing::{get_via, settle, DeployEnv, TEST_BASE_IMAGE};
+use engine::testing::{create_app, get_via, httpd_runtime, settle, DeployEnv, TEST_BASE_IMAGE};
 use engine::Engine;
 use std::io::Write;
 use std::sync::{Arc, Mutex};
@@ -45,50 +43,13 @@ fn capture() -> Captured {
     .clone()
 }
 
-fn unique(prefix: &str) -> String {
-    format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])
-}
-
-/// busybox httpd serving `/` on 8080, restarted by Docker only if it fails.
-fn runtime(drain_secs: u64) -> Runtime {
-    Runtime {
-        port: 8080,
-        command: Some(vec![
-            "sh".into(),
-            "-c".into(),
-            "echo up > /index.html && exec httpd -f -p 8080 -h /".into(),
-        ]),
-        health: HealthCheck {
-            probe: HealthProbe::Http { path: "/".into() },
-            interval_ms: 200,
-            timeout_ms: 1000,
-            retries: 3,
-            start_period_secs: 20,
-        },
-        drain_secs,
-        ..Runtime::default()
-    }
-}
-
+/// The busybox app from the local image.
 async fn image_app(e: &Engine, caller: &Caller, env: EnvironmentId, rt: Runtime) -> AppId {
-    apps::create(
-        e,
-        caller,
-        NewApp {
-            name: apps::spec::AppName::parse(&unique("heal")).unwrap(),
-            description: Description::default(),
-            environment: env,
-            source: Source::Image {
-                image: TEST_BASE_IMAGE.into(),
-                registry_user: None,
-            },
-            source_secret: None,
-            build: Build::default(),
-            runtime: rt,
-        },
-    )
-    .await
-    .unwrap()
+    let image = Source::Image {
+        image: TEST_BASE_IMAGE.into(),
+        registry_user: None,
+    };
+    create_app(e, caller, env, "heal", image, rt).await
 }
 
 async fn containers_of(e: &Engine, app: AppId) -> Vec<String> {
@@ -111,7 +72,7 @@ async fn a_container_removed_by_hand_comes_back_and_the_history_says_so() {
     let env = DeployEnv::new().await;
     let e = env.engine();
     let (caller, envid) = engine::testing::owner_with_environment(e).await;
-    let app = image_app(e, &caller, envid, runtime(1)).await;
+    let app = image_app(e, &caller, envid, httpd_runtime(1)).await;
     let (stop, worker) = env.start_worker();
     let host = engine::testing::generated_host(e, &caller, app).await;
     let first = deploy::deploy(e, &caller, app).await.unwrap();
@@ -164,7 +125,7 @@ async fn ten_redeploys_leave_one_container_and_retire_each_once() {
     let e = env.engine();
     let (caller, envid) = engine::testing::owner_with_environment(e).await;
     let drain = 2;
-    let app = image_app(e, &caller, envid, runtime(drain)).await;
+    let app = image_app(e, &caller, envid, httpd_runtime(drain)).await;
     let (stop, worker) = env.start_worker();
     let mut last = None;
     for _ in 0..10 {
