@@ -30,6 +30,10 @@ missing_packages() {
   have cc || echo gcc
   [ -e /usr/include/stdio.h ] || echo libc6-dev
   if [ "$purpose" = test ]; then
+    # MariaDB's server and client tools make the local MariaDB image the
+    # service tests run (the -core package starts no server on install).
+    [ -x /usr/sbin/mariadbd ] || echo mariadb-server-core
+    have mariadb-dump || echo mariadb-client
     have chromium || echo chromium
     have chromedriver || echo chromium-driver
     # sshd on loopback for the ssh clone tests (host key pinning).

@@ -166,6 +166,7 @@ build_test_images() {
   build_traefik_image berth-test/traefik:3
   build_db_image berth-test/postgres:15 postgres
   build_db_image berth-test/redis:7 redis
+  build_db_image berth-test/mariadb:10 mariadb
 }
 
 # Copies FILES and the shared libraries they load into the root ROOT.
@@ -181,7 +182,7 @@ copy_with_libs() {
   done
 }
 
-# PostgreSQL 15 or Redis 7 as an image made from this host's Debian binaries
+# PostgreSQL 15, Redis 7 or MariaDB 10.11 as an image made from this host's Debian binaries
 # (no registry is reachable), keeping the official images' contract: the same
 # environment variables, data directories, uid 999 and program names on PATH.
 build_db_image() {
@@ -225,6 +226,26 @@ build_db_image() {
       tar -C "$root" --numeric-owner -c . | docker import \
         -c 'ENV PATH=/usr/bin:/usr/local/bin:/bin' -c 'USER 999:999' -c 'WORKDIR /data' \
         -c 'CMD ["redis-server"]' -c 'EXPOSE 6379' -c 'VOLUME /data' - "$tag" >/dev/null
+      ;;
+    mariadb)
+      # The server, the client tools Berth runs (mariadb, mariadb-dump,
+      # mariadb-admin) and mariadb-install-db (a shell script), with the SQL,
+      # character sets and messages it needs; every busybox applet, for the scripts.
+      for a in $(busybox --list); do [ -e "$root/bin/$a" ] || ln -s busybox "$root/bin/$a"; done
+      copy_with_libs "$root" /usr/sbin/mariadbd /usr/bin/{mariadb,mariadb-dump,mariadb-admin,my_print_defaults}
+      cp /usr/bin/mariadb-install-db "$root/usr/bin/"
+      mkdir -p "$root/usr/share" "$root/usr/lib/mysql"
+      cp -a /usr/share/mysql "$root/usr/share/"
+      [ ! -d /usr/lib/mysql/plugin ] || cp -a /usr/lib/mysql/plugin "$root/usr/lib/mysql/"
+      printf 'root:x:0:0:root:/root:/bin/sh\nmysql:x:999:999::/var/lib/mysql:/bin/sh\n' >"$root/etc/passwd"
+      printf 'root:x:0:\nmysql:x:999:\n' >"$root/etc/group"
+      cp "$(dirname "${BASH_SOURCE[0]}")/images/mariadb-entrypoint.sh" "$root/usr/local/bin/docker-entrypoint.sh"
+      mkdir -p "$root/var/lib/mysql" "$root/run/mysqld"
+      chown -R 999:999 "$root/var/lib/mysql" "$root/run/mysqld"
+      tar -C "$root" --numeric-owner -c . | docker import \
+        -c 'ENV PATH=/usr/sbin:/usr/bin:/usr/local/bin:/bin' -c 'USER 999:999' \
+        -c 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' -c 'CMD ["mariadbd"]' \
+        -c 'EXPOSE 3306' -c 'VOLUME /var/lib/mysql' - "$tag" >/dev/null
       ;;
   esac
   local rc=$?

@@ -34,7 +34,7 @@ fi
 if [ -z "${BERTH_TEST_S3_URL:-}" ]; then
   rm -rf "$svc/s3"; start_s3 "$svc/s3" 56900
 fi
-phase "building local test images (busybox, Traefik, PostgreSQL, Redis)" "first time about 20 s"
+phase "building local test images (busybox, Traefik, PostgreSQL, Redis, MariaDB)" "first time about 20 s"
 build_test_images
 
 phase "compiling and running the tests" "first time about 8 min"

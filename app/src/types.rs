@@ -274,6 +274,8 @@ pub struct ServiceView {
     pub memory_mb: Option<i32>,
     pub external_bind: Option<String>,
     pub external_port: Option<i32>,
+    /// Redis: "AOF and RDB snapshots" or "RDB snapshots"; none for the others.
+    pub persistence: Option<String>,
     pub state: ServiceState,
     /// The engine's readiness probe (pg_isready, PING ...), asked while running.
     pub ready: Option<bool>,
@@ -288,6 +290,8 @@ pub struct ServiceView {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RevealedView {
     pub password: String,
+    /// MySQL/MariaDB services made with a root password of their own.
+    pub root_password: Option<String>,
     pub internal_url: String,
     pub external_url: Option<String>,
 }

@@ -18,7 +18,7 @@ struct Column {
     row_key: &'static str,
 }
 
-const COLUMNS: [Column; 6] = [
+const COLUMNS: [Column; 7] = [
     Column {
         table: "applications",
         column: "source_secret",
@@ -42,6 +42,11 @@ const COLUMNS: [Column; 6] = [
     Column {
         table: "database_services",
         column: "password",
+        row_key: "id::text",
+    },
+    Column {
+        table: "database_services",
+        column: "root_password",
         row_key: "id::text",
     },
     Column {

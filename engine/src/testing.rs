@@ -343,10 +343,11 @@ pub struct DeployEnv {
 
 /// The locally built images the tests use instead of registry images.
 pub const TEST_BASE_IMAGE: &str = "berth-test/busybox:1";
-/// PostgreSQL and Redis built from the host's Debian binaries (scripts/services.sh),
-/// with the official images' environment contract.
+/// PostgreSQL, Redis and MariaDB built from the host's Debian binaries
+/// (scripts/services.sh), with the official images' environment contract.
 pub const TEST_POSTGRES_IMAGE: &str = "berth-test/postgres:15";
 pub const TEST_REDIS_IMAGE: &str = "berth-test/redis:7";
+pub const TEST_MARIADB_IMAGE: &str = "berth-test/mariadb:10";
 pub fn test_traefik_image() -> String {
     std::env::var("BERTH_TEST_TRAEFIK_IMAGE").unwrap_or_else(|_| "berth-test/traefik:3".into())
 }
@@ -396,6 +397,7 @@ impl DeployEnv {
                 images: crate::config::DbImages {
                     postgres: TEST_POSTGRES_IMAGE.into(),
                     redis: TEST_REDIS_IMAGE.into(),
+                    mariadb: TEST_MARIADB_IMAGE.into(),
                     ..crate::config::ServicesConfig::default().images
                 },
                 database_url: Some(t.db.url.clone().into()),
@@ -438,6 +440,7 @@ impl DeployEnv {
             ("BERTH_WORKER", "on".into()),
             ("BERTH_IMAGE_POSTGRES", TEST_POSTGRES_IMAGE.into()),
             ("BERTH_IMAGE_REDIS", TEST_REDIS_IMAGE.into()),
+            ("BERTH_IMAGE_MARIADB", TEST_MARIADB_IMAGE.into()),
         ]
     }
 

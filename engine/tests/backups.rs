@@ -1,5 +1,5 @@
 //! Database services and their backups against real parts: Docker running
-//! PostgreSQL and Redis images built from the host's Debian binaries, an
+//! PostgreSQL, Redis and MariaDB images built from the host's Debian binaries, an
 //! S3-compatible server (s3s-fs) on loopback, PostgreSQL and Redis for Berth.
 
 use diesel::sql_types::Text;
@@ -7,6 +7,7 @@ use diesel::QueryableByName;
 use diesel_async::{AsyncConnection, AsyncPgConnection, RunQueryDsl};
 use engine::accounts::Caller;
 use engine::backups::{self, kinds, schedule, NewSchedule, RestoreInto, Subject};
+use engine::ids::DestinationId;
 use engine::ids::{BackupId, EnvironmentId, RestoreId, ServiceId};
 use engine::services::{self, NewService};
 use engine::testing::{eventually, free_port, owner_with_environment, start_backup_worker, DeployEnv, TestS3};
@@ -224,19 +225,78 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
     let _ = worker.await;
 }
 
+/// Both persistence modes: AOF (the default for new services: Redis then
+/// loads only its append-only directory at start, so a restored RDB file must
+/// become that directory's base) and RDB snapshots only. Each restore is
+/// checked again after a restart, which reads what is on the volume.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn redis_backup_restore_and_drill_keep_every_key() {
+async fn redis_backup_restore_and_drill_keep_every_key_with_and_without_aof() {
     let env = DeployEnv::new().await;
     let engine = env.engine();
     let (caller, env_id) = owner_with_environment(engine).await;
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "").await;
+    let (stop, worker) = start_backup_worker(engine);
+    for (name, persistence) in [("cache-aof", ""), ("cache-rdb", "rdb")] {
+        redis_round_trip(engine, &caller, env_id, dest, name, persistence).await;
+    }
+    stop.cancel();
+    let _ = worker.await;
+}
+
+async fn redis_round_trip(
+    engine: &Engine,
+    caller: &Caller,
+    env_id: EnvironmentId,
+    dest: DestinationId,
+    name: &str,
+    persistence: &str,
+) {
+    let aof = persistence != "rdb";
     let port = free_port();
-    let svc = create(engine, &caller, env_id, "cache", "redis", Some(port)).await;
-    wait_ready(engine, &caller, svc).await;
-    let url = services::reveal(engine, &caller, svc)
-        .await
-        .unwrap()
-        .external_url
-        .unwrap();
+    let new = NewService::parse(
+        engine,
+        env_id,
+        name,
+        "redis",
+        "",
+        "",
+        "",
+        "",
+        "",
+        Some(("127.0.0.1", &port.to_string())),
+    )
+    .and_then(|n| n.with_persistence(persistence))
+    .unwrap();
+    let svc = services::create(engine, caller, new).await.unwrap();
+    wait_ready(engine, caller, svc).await;
+    let detail = services::get(engine, caller, svc).await.unwrap();
+    assert_eq!(detail.row.redis_aof, aof);
+    // The password is in the configuration file on the volume: not in the
+    // container's environment or command line.
+    let secrets = services::reveal(engine, caller, svc).await.unwrap();
+    let container = engine::services::container::container_name(engine, detail.row.id, name, false);
+    let inspected = docker_inspect(
+        engine,
+        &container,
+        "{{json .Config.Cmd}} {{json .Config.Env}} {{json .Args}}",
+    );
+    assert!(!inspected.contains(&secrets.password), "{name}: {inspected}");
+    let conf = exec_out(engine, &container, &["cat", "/data/berth-redis.conf"]).await;
+    assert!(
+        conf.contains(&format!("appendonly {}", if aof { "yes" } else { "no" })),
+        "{conf}"
+    );
+    let listing = exec_out(engine, &container, &["ls", "-ln", "/data"]).await;
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.starts_with("-rw-------") && l.contains(" 999 ") && l.ends_with("berth-redis.conf")),
+        "{listing}"
+    );
+    assert_eq!(listing.contains("appendonlydir"), aof, "{listing}");
+
+    let url = secrets.external_url.unwrap();
     let client = redis::Client::open(url.as_str()).unwrap();
     let mut c = client
         .get_multiplexed_async_connection()
@@ -250,16 +310,15 @@ async fn redis_backup_restore_and_drill_keep_every_key() {
             .await
             .unwrap();
     }
-    let s3 = TestS3::new().await;
-    let dest = s3.destination(engine, &caller, "").await;
-    let (stop, worker) = start_backup_worker(engine);
-    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest)
+    let backup = backups::backup_now(engine, caller, Subject::Service(svc), dest)
         .await
         .unwrap();
-    let b = wait_backup(engine, &caller, backup).await;
-    assert_eq!(b.status, JobStatus::Succeeded, "{:?}", b.error);
+    let b = wait_backup(engine, caller, backup).await;
+    assert_eq!(b.status, JobStatus::Succeeded, "{name}: {:?}", b.error);
+    let key = b.object_key.as_deref().unwrap();
     assert!(
-        b.object_key.as_deref().unwrap().starts_with("cache/") && b.object_key.as_deref().unwrap().ends_with(".rdb.gz")
+        key.starts_with(&format!("{name}/")) && key.ends_with(".rdb.gz"),
+        "{key}"
     );
 
     let _: () = redis::cmd("FLUSHALL").query_async(&mut c).await.unwrap();
@@ -270,23 +329,66 @@ async fn redis_backup_restore_and_drill_keep_every_key() {
         .await
         .unwrap();
     drop(c);
-    let (restore, _) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc))
+    let (restore, _) = backups::restore(engine, caller, backup, RestoreInto::Existing(svc))
         .await
         .unwrap();
-    let r = wait_restore(engine, &caller, restore).await;
-    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
-    let mut c = client.get_multiplexed_async_connection().await.unwrap();
-    let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
-    assert_eq!(n, 500, "exactly the backed-up keys");
-    let v: String = redis::cmd("GET").arg("key:321").query_async(&mut c).await.unwrap();
-    assert_eq!(v, "value 321");
+    let r = wait_restore(engine, caller, restore).await;
+    assert_eq!(r.status, JobStatus::Succeeded, "{name}: {:?}", r.error);
+    let check = |when: &'static str| {
+        let client = client.clone();
+        async move {
+            let mut c = client.get_multiplexed_async_connection().await.unwrap();
+            let n: i64 = redis::cmd("DBSIZE").query_async(&mut c).await.unwrap();
+            assert_eq!(n, 500, "{name} {when}: exactly the backed-up keys");
+            let v: String = redis::cmd("GET").arg("key:321").query_async(&mut c).await.unwrap();
+            assert_eq!(v, "value 321");
+        }
+    };
+    check("after the restore").await;
+    if aof {
+        let dir = exec_out(
+            engine,
+            &container,
+            &["cat", "/data/appendonlydir/appendonly.aof.manifest"],
+        )
+        .await;
+        assert!(dir.contains("appendonly.aof.1.base.rdb seq 1 type b"), "{dir}");
+    }
+    // What the server reads at start is the restored data, and stays so.
+    services::act(engine, caller, svc, services::Action::Restart)
+        .await
+        .unwrap();
+    wait_ready(engine, caller, svc).await;
+    check("after a restart").await;
 
-    backups::drill(engine, &caller, backup).await.unwrap();
-    let (status, detail) = wait_drill(engine, &caller, backup).await;
+    backups::drill(engine, caller, backup).await.unwrap();
+    let (status, detail) = wait_drill(engine, caller, backup).await;
     assert_eq!(status, DrillStatus::Verified, "{detail}");
     assert!(detail.contains("500 keys"), "{detail}");
-    stop.cancel();
-    let _ = worker.await;
+}
+
+/// Standard output of `argv` run in the container.
+async fn exec_out(engine: &Engine, container: &str, argv: &[&str]) -> String {
+    let exec = engine::docker::Exec {
+        argv: argv.iter().map(|s| (*s).to_owned()).collect(),
+        env: Vec::new(),
+    };
+    let out = engine::docker::exec_capture(&*engine.docker, container, &exec, std::time::Duration::from_secs(30))
+        .await
+        .unwrap();
+    assert_eq!(out.exit_code, 0, "{argv:?}: {}", out.said());
+    out.stdout
+}
+
+/// What `docker inspect` shows anyone with access to the Docker API.
+fn docker_inspect(engine: &Engine, container: &str, format: &str) -> String {
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", engine.docker.host())
+        .args(["inspect", "--format", format, container])
+        .output()
+        .expect("docker CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -634,9 +736,12 @@ async fn exec_input_that_the_program_stops_reading_is_never_a_success() {
         engine,
         &name,
         engine::testing::TEST_BASE_IMAGE,
-        Vec::new(),
-        Some(vec!["sleep".into()]),
-        Some(vec!["60".into()]),
+        engine::services::container::Throwaway {
+            env: Vec::new(),
+            entrypoint: Some(vec!["sleep".into()]),
+            cmd: Some(vec!["60".into()]),
+            files: Vec::new(),
+        },
         uuid::Uuid::new_v4(),
     )
     .await
@@ -751,4 +856,250 @@ async fn private_s3_endpoints_are_refused_unless_the_instance_allows_them() {
     let refused = backups::s3::preflight(&pinned).await.unwrap_err();
     // "tunnel error": the proxy said no (a direct attempt would fail at TLS).
     assert!(refused.contains("tunnel error"), "{refused}");
+}
+
+/// `sql` through the host's `mariadb` client, over TCP to the published port
+/// (tab-separated rows, no column names). Fails the test on an error.
+fn mariadb_sql(port: u16, user: &str, password: &str, database: &str, sql: &str) -> String {
+    let out = std::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            user,
+            "-N",
+            "-B",
+        ])
+        .args([database, "-e", sql])
+        .env("MYSQL_PWD", password)
+        .output()
+        .expect("the mariadb client (Debian's mariadb-client)");
+    assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// An md5 over every row in id order: equal only for identical rows.
+const MARIADB_CHECKSUM: &str = "SET SESSION group_concat_max_len = 16777216; \
+SELECT MD5(GROUP_CONCAT(CONCAT_WS(',', id, name, qty) ORDER BY id SEPARATOR ';')) FROM items";
+
+/// MariaDB through everything Berth does with a database, against a real
+/// server (an image of Debian's MariaDB 10.11 with the official image's
+/// environment contract): create, readiness, rows through the published port,
+/// backup to S3, drop, restore, identical rows, a drill with exact counts,
+/// restore into a new service, link, live logs, rebuild on the same volume,
+/// delete with and without the volume.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn mariadb_through_everything() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let port = free_port();
+    let svc = create(engine, &caller, env_id, "shop-db", "mariadb", Some(port)).await;
+    wait_ready(engine, &caller, svc).await;
+
+    // The app user and root have passwords of their own.
+    let secrets = services::reveal(engine, &caller, svc).await.unwrap();
+    let root = secrets.root_password.clone().expect("root has its own password");
+    assert_ne!(root, secrets.password);
+    assert_eq!(
+        secrets.external_url.as_deref(),
+        Some(format!("mysql://app:{}@127.0.0.1:{port}/app", secrets.password).as_str())
+    );
+    let detail = services::get(engine, &caller, svc).await.unwrap();
+    assert_eq!(detail.internal_url_masked, "mysql://app:********@shop-db:3306/app");
+    let container = engine::services::container::container_name(engine, detail.row.id, "shop-db", false);
+    let volume = detail.row.volume.clone();
+
+    // 1,500 rows (and a table whose name needs quoting) through the published port.
+    let pw = secrets.password.clone();
+    let app_sql = |sql: &str| mariadb_sql(port, "app", &pw, "app", sql);
+    app_sql(
+        "CREATE TABLE items (id INT AUTO_INCREMENT PRIMARY KEY, name VARCHAR(100) NOT NULL, qty INT NOT NULL); \
+         SET SESSION max_recursive_iterations = 10000; \
+         INSERT INTO items (name, qty) SELECT CONCAT('item ', n, ' ', MD5(n)), n % 17 \
+         FROM (WITH RECURSIVE g(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM g WHERE n < 1500) SELECT n FROM g) AS s; \
+         CREATE TABLE `order-lines` (id INT PRIMARY KEY); \
+         INSERT INTO `order-lines` VALUES (1), (2), (3), (4), (5), (6), (7)",
+    );
+    assert_eq!(app_sql("SELECT COUNT(*) FROM items"), "1500");
+    let before = app_sql(MARIADB_CHECKSUM);
+    assert_eq!(before.len(), 32, "{before}");
+    // The app user is not root: it cannot reach the server's own tables.
+    assert!(std::process::Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            "app",
+            "mysql",
+            "-e",
+            "SELECT 1"
+        ])
+        .env("MYSQL_PWD", &pw)
+        .output()
+        .map(|o| !o.status.success())
+        .unwrap());
+
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(engine, &caller, "maria").await;
+    let (stop, worker) = start_backup_worker(engine);
+    let backup = backups::backup_now(engine, &caller, Subject::Service(svc), dest)
+        .await
+        .unwrap();
+    let b = wait_backup(engine, &caller, backup).await;
+    assert_eq!(b.status, JobStatus::Succeeded, "{:?}", b.error);
+    let key = b.object_key.clone().unwrap();
+    assert!(key.starts_with("maria/shop-db/") && key.ends_with(".sql.gz"), "{key}");
+    assert_eq!(s3.get(&key).await.len() as i64, b.size_bytes);
+
+    // Lose the table, restore, and get the same rows back.
+    app_sql("DROP TABLE items");
+    let (restore, _) = backups::restore(engine, &caller, backup, RestoreInto::Existing(svc))
+        .await
+        .unwrap();
+    let r = wait_restore(engine, &caller, restore).await;
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
+    assert_eq!(app_sql(MARIADB_CHECKSUM), before, "identical rows after the restore");
+
+    // The drill restores into a throwaway server and counts every row.
+    backups::drill(engine, &caller, backup).await.unwrap();
+    let (status, detail) = wait_drill(engine, &caller, backup).await;
+    assert_eq!(status, DrillStatus::Verified, "{detail}");
+    assert_eq!(
+        detail, "verified: 2 tables, 1507 rows (items 1500, order-lines 7)",
+        "exact counts"
+    );
+
+    // Restore into a new service: the rows arrive in its own database.
+    let new = NewService::parse(engine, env_id, "shop-copy", "mariadb", "", "", "", "", "", None).unwrap();
+    let (restore, copy) = backups::restore(engine, &caller, backup, RestoreInto::New(new))
+        .await
+        .unwrap();
+    let r = wait_restore(engine, &caller, restore).await;
+    assert_eq!(r.status, JobStatus::Succeeded, "{:?}", r.error);
+    let copy_root = services::reveal(engine, &caller, copy)
+        .await
+        .unwrap()
+        .root_password
+        .unwrap();
+    assert_ne!(copy_root, root);
+    let copy_row = services::get(engine, &caller, copy).await.unwrap().row;
+    let copy_container = engine::services::container::container_name(engine, copy_row.id, "shop-copy", false);
+    let counted = engine::docker::exec_capture(
+        &*engine.docker,
+        &copy_container,
+        &engine::docker::Exec {
+            argv: [
+                "mariadb",
+                "-h",
+                "127.0.0.1",
+                "-u",
+                "root",
+                "-N",
+                "-B",
+                "app",
+                "-e",
+                "SELECT COUNT(*) FROM items",
+            ]
+            .iter()
+            .map(|s| (*s).to_owned())
+            .collect(),
+            env: vec![format!("MYSQL_PWD={copy_root}")],
+        },
+        std::time::Duration::from_secs(30),
+    )
+    .await
+    .unwrap();
+    assert_eq!(counted.stdout.trim(), "1500", "{}", counted.said());
+
+    // "Link to app" puts the internal connection string in the app's environment.
+    let app = engine::testing::create_app(
+        engine,
+        &caller,
+        env_id,
+        "storefront",
+        engine::apps::spec::Source::Image {
+            image: engine::testing::TEST_BASE_IMAGE.into(),
+            registry_user: None,
+        },
+        Default::default(),
+    )
+    .await;
+    services::link(engine, &caller, svc, app, "DATABASE_URL").await.unwrap();
+    let vars = engine::apps::env_values(engine, &caller, app).await.unwrap();
+    assert_eq!(vars, vec![("DATABASE_URL".to_owned(), secrets.internal_url.clone())]);
+
+    // Live logs: the server's start from the tail, then its shutdown as it happens.
+    let mut logs = engine.docker.logs(
+        &container,
+        engine::docker::LogOptions {
+            follow: true,
+            tail: Some(200),
+            since: None,
+        },
+    );
+    let mut seen = String::new();
+    read_until(&mut logs, &mut seen, "ready for connections").await;
+    services::act(engine, &caller, svc, services::Action::Stop)
+        .await
+        .unwrap();
+    read_until(&mut logs, &mut seen, "Shutdown complete").await;
+    drop(logs);
+    services::act(engine, &caller, svc, services::Action::Start)
+        .await
+        .unwrap();
+    wait_ready(engine, &caller, svc).await;
+
+    // Rebuild: a new container on the same volume keeps the data and passwords.
+    let old_id = engine.docker.inspect_container(&container).await.unwrap().unwrap().id;
+    services::act(engine, &caller, svc, services::Action::Rebuild)
+        .await
+        .unwrap();
+    wait_ready(engine, &caller, svc).await;
+    let new_id = engine.docker.inspect_container(&container).await.unwrap().unwrap().id;
+    assert_ne!(new_id, old_id, "a new container");
+    assert_eq!(app_sql(MARIADB_CHECKSUM), before, "the data survived the rebuild");
+
+    // Delete: the volume stays unless asked.
+    let volumes = || async {
+        engine
+            .docker
+            .list_volumes(&[("berth.instance", Some(engine.deploy.instance.as_str()))])
+            .await
+            .unwrap()
+    };
+    services::delete(engine, &caller, svc, false).await.unwrap();
+    assert!(engine.docker.inspect_container(&container).await.unwrap().is_none());
+    assert!(volumes().await.contains(&volume), "kept by default");
+    services::delete(engine, &caller, copy, true).await.unwrap();
+    assert!(!volumes().await.contains(&copy_row.volume), "removed when asked");
+    stop.cancel();
+    let _ = worker.await;
+}
+
+/// Reads a followed log into `seen` until it holds `needle` (at most 60 s).
+async fn read_until(
+    logs: &mut (impl futures::Stream<Item = Result<engine::docker::LogChunk, engine::docker::DockerError>> + Unpin),
+    seen: &mut String,
+    needle: &str,
+) {
+    use futures::StreamExt;
+    let read = async {
+        while !seen.contains(needle) {
+            let chunk = logs.next().await.expect("the log goes on").expect("a log chunk");
+            seen.push_str(&String::from_utf8_lossy(&chunk.bytes));
+        }
+    };
+    if tokio::time::timeout(std::time::Duration::from_secs(60), read)
+        .await
+        .is_err()
+    {
+        panic!("{needle:?} never came: {seen}");
+    }
 }

@@ -70,6 +70,7 @@ pub async fn create_service(
     memory_mb: String,
     external_bind: String,
     external_port: String,
+    #[server(default)] persistence: String,
 ) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let new = NewService::parse(
@@ -84,6 +85,7 @@ pub async fn create_service(
         &memory_mb,
         external(&external_bind, &external_port),
     )
+    .and_then(|n| n.with_persistence(&persistence))
     .map_err(fail)?;
     let id = services::create(&ctx.engine, &caller, new).await.map_err(fail)?;
     Ok(id.0)
@@ -114,6 +116,14 @@ pub async fn get_service(id: String) -> Result<ServiceView, AppError> {
         memory_mb: d.row.memory_mb,
         external_bind: d.row.external_bind,
         external_port: d.row.external_port,
+        persistence: (d.engine == engine::services::kind::DbEngine::Redis).then(|| {
+            if d.row.redis_aof {
+                "AOF and RDB snapshots"
+            } else {
+                "RDB snapshots"
+            }
+            .to_owned()
+        }),
         state: d.state,
         ready: d.ready,
         internal_url: d.internal_url_masked,
@@ -130,6 +140,7 @@ pub async fn reveal_service(id: String) -> Result<RevealedView, AppError> {
         .map_err(fail)?;
     Ok(RevealedView {
         password: r.password,
+        root_password: r.root_password,
         internal_url: r.internal_url,
         external_url: r.external_url,
     })
@@ -382,6 +393,7 @@ pub async fn restore_backup(
                 "",
                 None,
             )
+            .and_then(|n| n.with_persistence(if row.redis_aof { "aof" } else { "rdb" }))
             .map_err(|e| {
                 fail(if e.field == "name" {
                     ValidationError::new("new_name", e.message)

@@ -357,6 +357,12 @@ fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl Int
                         <option value="redis">"Redis"</option>
                     </select>
                 </label>
+                <label class="block text-sm font-medium">"Redis persistence"
+                    <select name="persistence" id="field-persistence" class=INPUT>
+                        <option value="aof">"Append-only file and RDB snapshots"</option>
+                        <option value="rdb">"RDB snapshots only"</option>
+                    </select>
+                </label>
                 <Field label="Image (empty = the engine's default)" name="image" error />
                 <Field label="Database name (default app)" name="database" error />
                 <Field label="User (default app)" name="user" error />

@@ -185,6 +185,14 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
                     <button type="button" class="ml-3 text-xs text-indigo-700 hover:underline dark:text-indigo-300" id="reveal-password"
                         on:click=move |_| { reveal.dispatch(RevealService { id: reveal_id.clone() }); }>"Reveal"</button>
                 </dd>
+                {move || revealed().and_then(|r| r.root_password).map(|p| view! {
+                    <dt class="text-slate-500">"Root password"</dt>
+                    <dd><code id="service-root-password">{p}</code></dd>
+                })}
+                {service.persistence.clone().map(|p| view! {
+                    <dt class="text-slate-500">"Persistence"</dt>
+                    <dd id="service-persistence">{p}</dd>
+                })}
                 <dt class="text-slate-500">"Volume"</dt>
                 <dd><code>{service.volume.clone()}</code></dd>
             </dl>

@@ -229,18 +229,29 @@ async fn bounded_for<T>(
     }
 }
 
-/// Asks Redis for a fresh snapshot and waits until it is written.
+/// Asks Redis for a fresh snapshot and waits until it is written. With AOF on,
+/// Redis refuses a BGSAVE while it rewrites the append-only file ("another
+/// child process is active"): it is asked again until the rewrite is over.
 async fn redis_bgsave(engine: &Engine, container_name: &str, id: &Identity<'_>) -> Result<(), String> {
-    let out = docker::exec_capture(
-        &*engine.docker,
-        container_name,
-        &DbEngine::redis_bgsave(id),
-        Duration::from_secs(30),
-    )
-    .await
-    .map_err(|e| e.to_string())?;
-    if out.exit_code != 0 || !(out.stdout.contains("started") || out.stdout.contains("in progress")) {
-        return Err(format!("redis BGSAVE failed: {}", out.said()));
+    let refused_until = std::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        let out = docker::exec_capture(
+            &*engine.docker,
+            container_name,
+            &DbEngine::redis_bgsave(id),
+            Duration::from_secs(30),
+        )
+        .await
+        .map_err(|e| e.to_string())?;
+        if out.exit_code == 0 && (out.stdout.contains("started") || out.stdout.contains("in progress")) {
+            break;
+        }
+        let said = out.said();
+        let busy = said.contains("child process") || said.contains("AOF");
+        if !busy || std::time::Instant::now() > refused_until {
+            return Err(format!("redis BGSAVE failed: {}", out.said()));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(3600);
     loop {
@@ -480,28 +491,49 @@ pub(super) async fn run_restore(engine: &Engine, id: Uuid, progress: &Arc<Atomic
             }
         }
         RestorePlan::RedisRdb => {
-            let out = engine
-                .docker
-                .exec(&name, &DbEngine::redis_receive(), Some(&mut input), None)
-                .await
+            let aof = svc.row.redis_aof;
+            for (step, fixed) in DbEngine::redis_stage(aof) {
+                let out = match fixed {
+                    None => engine.docker.exec(&name, &step, Some(&mut input), None).await,
+                    Some(bytes) => {
+                        let mut bytes = bytes.as_slice();
+                        engine.docker.exec(&name, &step, Some(&mut bytes), None).await
+                    }
+                }
                 .map_err(|e| feed_error(&e))?;
-            if out.exit_code != 0 {
-                return Err(format!("writing the RDB file failed: {}", out.said()));
+                if out.exit_code != 0 {
+                    return Err(format!(
+                        "staging the RDB file failed ({}): {}",
+                        step.argv[0],
+                        out.said()
+                    ));
+                }
             }
             container::stop(engine, &svc.container(engine))
                 .await
                 .map_err(|e| e.to_string())?;
-            let swapped =
-                container::run_oneoff(engine, &svc.row.image, &svc.row.volume, "/data", DbEngine::redis_swap())
-                    .await
-                    .map_err(|e| e.to_string());
+            // Whatever happens, the server starts again afterwards.
+            let mut swapped = Ok(());
+            for argv in DbEngine::redis_swap(aof) {
+                let program = argv[0].clone();
+                match container::run_oneoff(engine, &svc.row.image, &svc.row.volume, "/data", argv).await {
+                    Ok(0) => {}
+                    Ok(code) => {
+                        swapped = Err(format!(
+                            "swapping the backup in failed ({program} exited with code {code})"
+                        ));
+                        break;
+                    }
+                    Err(e) => {
+                        swapped = Err(e.to_string());
+                        break;
+                    }
+                }
+            }
             container::start(engine, &svc.container(engine))
                 .await
                 .map_err(|e| e.to_string())?;
-            match swapped? {
-                0 => {}
-                code => return Err(format!("swapping the RDB file in failed (exit code {code})")),
-            }
+            swapped?;
             container::wait_ready(engine, &name, &svc.engine.readiness(&identity), READY_TIMEOUT).await?;
         }
     }
@@ -532,10 +564,13 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
     container::ensure_image(engine, &image).await?;
     let name = drill_container(engine, backup);
     let password = generate_password();
+    let root_password = generate_password();
     let identity = Identity {
         database: if src.engine.has_database() { "drill" } else { "" },
         user: if src.engine.has_database() { "drill" } else { "default" },
         password: &password,
+        root_password: &root_password,
+        redis_aof: false,
     };
     let progress = Arc::new(AtomicU64::new(0));
     match src.engine.restore(&identity) {
@@ -544,9 +579,12 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
                 engine,
                 &name,
                 &image,
-                src.engine.container_env(&identity),
-                None,
-                src.engine.command(&identity),
+                container::Throwaway {
+                    env: src.engine.container_env(&identity),
+                    entrypoint: None,
+                    cmd: src.engine.command(&identity),
+                    files: src.engine.container_files(&identity),
+                },
                 backup,
             )
             .await
@@ -573,9 +611,12 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
                 engine,
                 &name,
                 &image,
-                Vec::new(),
-                Some(vec!["sleep".into()]),
-                Some(vec!["86400".into()]),
+                container::Throwaway {
+                    env: Vec::new(),
+                    entrypoint: Some(vec!["sleep".into()]),
+                    cmd: Some(vec!["86400".into()]),
+                    files: Vec::new(),
+                },
                 backup,
             )
             .await

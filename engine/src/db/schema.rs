@@ -206,6 +206,8 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         legacy_names -> Bool,
+        root_password -> Nullable<Text>,
+        redis_aof -> Bool,
     }
 }
 

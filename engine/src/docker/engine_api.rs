@@ -605,15 +605,42 @@ impl DockerApi for BollardDocker {
 
     fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
-            self.docker()
-                .await?
+            let docker = self.docker().await?;
+            docker
                 .create_container(
                     Some(q::CreateContainerOptionsBuilder::new().name(&spec.name).build()),
                     create_body(spec),
                 )
                 .await
-                .map(|_| ())
-                .map_err(|e| self.err(e))
+                .map_err(|e| self.err(e))?;
+            // Its files before anything starts it; a container without them
+            // would start without its configuration, so it goes again.
+            for file in &spec.files {
+                let written = match file.archive() {
+                    None => Err(DockerError::Refused {
+                        status: 400,
+                        message: format!("{:?} is not an absolute file path", file.path),
+                    }),
+                    Some((dir, tar)) => docker
+                        .upload_to_container(
+                            &spec.name,
+                            Some(q::UploadToContainerOptionsBuilder::new().path(&dir).build()),
+                            bollard::body_full(tar.into()),
+                        )
+                        .await
+                        .map_err(|e| self.err(e)),
+                };
+                if let Err(e) = written {
+                    let _ = docker
+                        .remove_container(
+                            &spec.name,
+                            Some(q::RemoveContainerOptionsBuilder::new().force(true).build()),
+                        )
+                        .await;
+                    return Err(e);
+                }
+            }
+            Ok(())
         })
     }
 

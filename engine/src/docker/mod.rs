@@ -163,6 +163,54 @@ pub struct ContainerSpec {
     pub memory_bytes: Option<i64>,
     pub nano_cpus: Option<i64>,
     pub mounts: Vec<Mount>,
+    /// Written into the container after it is created and before it starts
+    /// (through Docker's archive API, so into its volumes too).
+    pub files: Vec<FileSpec>,
+}
+
+/// A file a container is created with: configuration that carries a secret,
+/// kept off the command line and out of the environment `docker inspect` shows.
+#[derive(Clone, PartialEq, Eq)]
+pub struct FileSpec {
+    /// Absolute path inside the container; its directory exists in the image
+    /// (or is a mount point).
+    pub path: String,
+    pub contents: Vec<u8>,
+    pub mode: u32,
+    pub uid: u64,
+    pub gid: u64,
+}
+
+impl std::fmt::Debug for FileSpec {
+    /// The contents are secret: only their size is shown.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSpec")
+            .field("path", &self.path)
+            .field("bytes", &self.contents.len())
+            .field("mode", &format_args!("{:o}", self.mode))
+            .finish()
+    }
+}
+
+impl FileSpec {
+    /// A tar archive holding this file alone, by its base name, to extract in
+    /// its directory; `None` for a path that is not absolute or has no name.
+    pub fn archive(&self) -> Option<(String, Vec<u8>)> {
+        let (dir, name) = self.path.rsplit_once('/')?;
+        if !self.path.starts_with('/') || name.is_empty() {
+            return None;
+        }
+        let mut header = tar::Header::new_gnu();
+        header.set_size(self.contents.len() as u64);
+        header.set_mode(self.mode);
+        header.set_uid(self.uid);
+        header.set_gid(self.gid);
+        header.set_mtime(0);
+        let mut b = tar::Builder::new(Vec::new());
+        b.append_data(&mut header, name, self.contents.as_slice()).ok()?;
+        let bytes = b.into_inner().ok()?;
+        Some((if dir.is_empty() { "/".into() } else { dir.into() }, bytes))
+    }
 }
 
 impl ContainerSpec {
@@ -182,6 +230,7 @@ impl ContainerSpec {
             memory_bytes: None,
             nano_cpus: None,
             mounts: Vec::new(),
+            files: Vec::new(),
         }
     }
 }

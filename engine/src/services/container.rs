@@ -5,8 +5,8 @@
 
 use super::kind::{DbEngine, Identity};
 use crate::docker::{
-    self, ContainerSpec, DockerError, Exec, Mount, MountSource, Network, Proto, Publish, Restart, LABEL_DRILL,
-    LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE,
+    self, ContainerSpec, DockerError, Exec, FileSpec, Mount, MountSource, Network, Proto, Publish, Restart,
+    LABEL_DRILL, LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE,
 };
 use crate::ids::OrgId;
 use crate::Engine;
@@ -62,6 +62,7 @@ pub fn container_spec(engine: &Engine, svc: &ServiceBox<'_>) -> ContainerSpec {
     let mut spec = ContainerSpec::new(&svc.container, svc.image);
     spec.env = svc.engine.container_env(&svc.identity);
     spec.cmd = svc.engine.command(&svc.identity);
+    spec.files = svc.engine.container_files(&svc.identity);
     spec.labels = labels(engine, svc.id);
     spec.exposed = vec![(port, Proto::Tcp)];
     spec.publish = svc
@@ -176,19 +177,33 @@ pub async fn wait_ready(engine: &Engine, container: &str, probe: &Exec, timeout:
     }
 }
 
+/// What a drill's throwaway container runs: the engine's environment, command
+/// and files for a random identity, or another program (Redis idles first).
+pub struct Throwaway {
+    pub env: Vec<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub files: Vec<FileSpec>,
+}
+
 /// A throwaway container for a restore drill: the service's image, a random
 /// password, no volume (anonymous, removed with it), no network (exec only).
 pub async fn start_throwaway(
     engine: &Engine,
     name: &str,
     image: &str,
-    env: Vec<String>,
-    entrypoint: Option<Vec<String>>,
-    cmd: Option<Vec<String>>,
+    run: Throwaway,
     drill_of: Uuid,
 ) -> Result<(), DockerError> {
+    let Throwaway {
+        env,
+        entrypoint,
+        cmd,
+        files,
+    } = run;
     let mut spec = ContainerSpec::new(name, image);
     spec.env = env;
+    spec.files = files;
     spec.entrypoint = entrypoint;
     spec.cmd = cmd;
     spec.labels = HashMap::from([

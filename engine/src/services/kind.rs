@@ -4,8 +4,11 @@
 //! functions over validated values, so every argument vector is unit-tested here,
 //! including those of engines (MySQL, MongoDB) no test machine can run.
 //!
-//! Secrets travel in the exec's environment (`PGPASSWORD`, `MYSQL_PWD`,
-//! `REDISCLI_AUTH`), not in argument vectors, wherever the client allows it.
+//! Secrets stay off command lines (which `docker inspect` and `ps` show): they
+//! travel in the exec's environment (`PGPASSWORD`, `MYSQL_PWD`, `REDISCLI_AUTH`,
+//! mongosh's `process.env`), or in files Berth writes into the container with
+//! mode 0600 when it creates it (Redis's `requirepass`, the MongoDB tools'
+//! `--config`).
 
 use crate::config::DbImages;
 use crate::names::ValidationError;
@@ -21,6 +24,8 @@ pub enum DbEngine {
 
 /// An argument vector and the environment it runs with, inside the container.
 pub use crate::docker::Exec;
+/// A file written into a container when it is created.
+pub use crate::docker::FileSpec;
 
 fn exec(argv: &[&str], env: Vec<String>) -> Exec {
     Exec {
@@ -42,6 +47,23 @@ pub enum RestorePlan {
 /// Where the Redis restore writes the incoming RDB file before the swap.
 pub const REDIS_INCOMING: &str = "/data/berth-restore.rdb";
 pub const REDIS_RDB: &str = "/data/dump.rdb";
+/// Redis's configuration, on the volume: the password is here rather than on
+/// the command line.
+pub const REDIS_CONF: &str = "/data/berth-redis.conf";
+/// Redis 7's multi-part append-only file lives in this directory (a manifest, a
+/// base file and incremental files); with AOF on, Redis loads only this at start.
+pub const REDIS_AOF_DIR: &str = "/data/appendonlydir";
+/// Where a restore stages the AOF directory it swaps in.
+pub const REDIS_AOF_INCOMING: &str = "/data/berth-restore.aof";
+/// The staged directory's base file (an RDB file is a valid AOF base in Redis 7)
+/// and its manifest, named as Redis names them for `appendfilename appendonly.aof`.
+pub const REDIS_AOF_BASE: &str = "appendonly.aof.1.base.rdb";
+pub const REDIS_AOF_MANIFEST: &str = "appendonly.aof.manifest";
+/// The MongoDB tools' `--config` file (YAML with the password), written when the
+/// container is created, readable by root only (execs run as root).
+pub const MONGO_TOOLS_CONF: &str = "/etc/berth-mongo-tools.yaml";
+/// The container user of the official images that run as a fixed uid (Redis).
+const IMAGE_UID: u64 = 999;
 
 /// The validated identity of one service, as the functions below need it.
 #[derive(Debug, Clone)]
@@ -49,6 +71,12 @@ pub struct Identity<'a> {
     pub database: &'a str,
     pub user: &'a str,
     pub password: &'a str,
+    /// MySQL's and MariaDB's root password (Berth's tools run as root), apart
+    /// from the app user's; the same as `password` for the other engines and
+    /// for services made before they had one.
+    pub root_password: &'a str,
+    /// Redis: persist with an append-only file as well as RDB snapshots.
+    pub redis_aof: bool,
 }
 
 /// Row counts per table (or key counts per database) that a drill reports.
@@ -63,9 +91,11 @@ FROM information_schema.tables \
 WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('pg_catalog', 'information_schema') \
 ORDER BY 1";
 
-/// MySQL's and MariaDB's drill counts (see [`DbEngine::drill_check`]).
+/// MySQL's and MariaDB's drill counts (see [`DbEngine::drill_check`]), by
+/// table name: one database is dumped, and restored under another name in a
+/// drill, so the schema would only say "drill".
 const MYSQL_COUNT_SQL: &str = "SET SESSION group_concat_max_len = 1048576; \
-SELECT COALESCE(GROUP_CONCAT(CONCAT('SELECT ', QUOTE(CONCAT(table_schema, '.', table_name)), ', COUNT(*) FROM `', \
+SELECT COALESCE(GROUP_CONCAT(CONCAT('SELECT ', QUOTE(table_name), ', COUNT(*) FROM `', \
 REPLACE(table_schema, '`', '``'), '`.`', REPLACE(table_name, '`', '``'), '`') ORDER BY table_name SEPARATOR ' UNION ALL '), \
 'SELECT NULL, NULL FROM DUAL WHERE FALSE') INTO @berth_counts \
 FROM information_schema.tables WHERE table_schema = '{database}' AND table_type = 'BASE TABLE'; \
@@ -178,13 +208,13 @@ impl DbEngine {
                 "PGDATA=/var/lib/postgresql/data".into(),
             ],
             DbEngine::Mysql => vec![
-                format!("MYSQL_ROOT_PASSWORD={pw}"),
+                format!("MYSQL_ROOT_PASSWORD={}", id.root_password),
                 format!("MYSQL_DATABASE={db}"),
                 format!("MYSQL_USER={user}"),
                 format!("MYSQL_PASSWORD={pw}"),
             ],
             DbEngine::Mariadb => vec![
-                format!("MARIADB_ROOT_PASSWORD={pw}"),
+                format!("MARIADB_ROOT_PASSWORD={}", id.root_password),
                 format!("MARIADB_DATABASE={db}"),
                 format!("MARIADB_USER={user}"),
                 format!("MARIADB_PASSWORD={pw}"),
@@ -198,27 +228,46 @@ impl DbEngine {
         }
     }
 
-    /// The command, where the image's default one needs arguments. Redis takes its
-    /// password only on the command line (or a config file); the official image
-    /// has no environment variable for it.
-    pub fn command(self, id: &Identity) -> Option<Vec<String>> {
+    /// The command, where the image's default one needs arguments: Redis reads
+    /// its configuration file (the official image has no environment variable
+    /// for the password, and a `--requirepass` argument shows in `docker inspect`).
+    pub fn command(self, _id: &Identity) -> Option<Vec<String>> {
         match self {
-            DbEngine::Redis => Some(
-                ["redis-server", "--requirepass", id.password, "--dir", "/data"]
-                    .iter()
-                    .map(|s| (*s).to_owned())
-                    .collect(),
-            ),
+            DbEngine::Redis => Some(vec!["redis-server".into(), REDIS_CONF.into()]),
             _ => None,
+        }
+    }
+
+    /// Files written into the container when it is created, before it starts.
+    pub fn container_files(self, id: &Identity) -> Vec<FileSpec> {
+        match self {
+            DbEngine::Redis => vec![FileSpec {
+                path: REDIS_CONF.into(),
+                contents: redis_conf(id).into_bytes(),
+                mode: 0o600,
+                uid: IMAGE_UID,
+                gid: IMAGE_UID,
+            }],
+            DbEngine::Mongo => vec![FileSpec {
+                path: MONGO_TOOLS_CONF.into(),
+                // A YAML scalar in single quotes: the generated password is
+                // alphanumeric, and a quote would be doubled.
+                contents: format!("password: '{}'\n", id.password.replace('\'', "''")).into_bytes(),
+                mode: 0o600,
+                uid: 0,
+                gid: 0,
+            }],
+            _ => Vec::new(),
         }
     }
 
     fn client_env(self, id: &Identity) -> Vec<String> {
         match self {
             DbEngine::Postgres => vec![format!("PGPASSWORD={}", id.password)],
-            DbEngine::Mysql | DbEngine::Mariadb => vec![format!("MYSQL_PWD={}", id.password)],
+            DbEngine::Mysql | DbEngine::Mariadb => vec![format!("MYSQL_PWD={}", id.root_password)],
             DbEngine::Redis => vec![format!("REDISCLI_AUTH={}", id.password)],
-            DbEngine::Mongo => Vec::new(),
+            // Read by the drill's mongosh script (`process.env`).
+            DbEngine::Mongo => vec![format!("BERTH_MONGO_PASSWORD={}", id.password)],
         }
     }
 
@@ -231,15 +280,16 @@ impl DbEngine {
         }
     }
 
-    /// MongoDB's tools take credentials as arguments only.
+    /// MongoDB's tools: the user on the command line, the password from the
+    /// `--config` file written into the container ([`MONGO_TOOLS_CONF`]).
     fn mongo_auth<'a>(id: &'a Identity) -> [&'a str; 6] {
         [
             "--username",
             id.user,
-            "--password",
-            id.password,
             "--authenticationDatabase",
             "admin",
+            "--config",
+            MONGO_TOOLS_CONF,
         ]
     }
 
@@ -263,12 +313,17 @@ impl DbEngine {
                 ],
                 env,
             ),
-            DbEngine::Mongo => {
-                let mut argv = vec!["mongosh", "--quiet"];
-                argv.extend(Self::mongo_auth(id));
-                argv.extend(["--eval", "quit(db.adminCommand({ ping: 1 }).ok ? 0 : 1)"]);
-                exec(&argv, env)
-            }
+            // `ping` needs no authentication, so no credentials at all.
+            DbEngine::Mongo => exec(
+                &[
+                    "mongosh",
+                    "--quiet",
+                    "--norc",
+                    "--eval",
+                    "quit(db.adminCommand({ ping: 1 }).ok ? 0 : 1)",
+                ],
+                env,
+            ),
             DbEngine::Redis => exec(&["redis-cli", "-h", "127.0.0.1", "PING"], env),
         }
     }
@@ -302,7 +357,9 @@ impl DbEngine {
                     "--single-transaction",
                     "--routines",
                     "--triggers",
-                    "--databases",
+                    // The database as a plain argument (not `--databases`): the
+                    // dump then names no database, so it restores into whichever
+                    // the target service has (a drill's, a new service's).
                     id.database,
                 ],
                 env,
@@ -355,7 +412,14 @@ impl DbEngine {
                 env,
             )),
             DbEngine::Mysql | DbEngine::Mariadb => RestorePlan::Stdin(exec(
-                &[self.mysql_program("mysql", "mariadb"), "-h", "127.0.0.1", "-u", "root"],
+                &[
+                    self.mysql_program("mysql", "mariadb"),
+                    "-h",
+                    "127.0.0.1",
+                    "-u",
+                    "root",
+                    id.database,
+                ],
                 env,
             )),
             DbEngine::Mongo => {
@@ -372,13 +436,45 @@ impl DbEngine {
         exec(&["dd", &format!("of={REDIS_INCOMING}"), "bs=65536"], Vec::new())
     }
 
-    /// Swaps the incoming RDB file in; run in a one-off container on the volume
-    /// while the server is stopped.
-    pub fn redis_swap() -> Vec<String> {
-        ["mv", "-f", REDIS_INCOMING, REDIS_RDB]
-            .iter()
-            .map(|s| (*s).to_owned())
-            .collect()
+    /// Redis restore, first half, in the running container: the programs that
+    /// stage what is swapped in, each with what it reads on standard input
+    /// (`None`: the backup's RDB stream). With AOF on, Redis reads only the AOF
+    /// directory at start, so the RDB file is staged as the base of a new one
+    /// with a manifest naming it; with AOF off, as the incoming RDB file.
+    pub fn redis_stage(aof: bool) -> Vec<(Exec, Option<Vec<u8>>)> {
+        if !aof {
+            return vec![(Self::redis_receive(), None)];
+        }
+        let base = format!("{REDIS_AOF_INCOMING}/{REDIS_AOF_BASE}");
+        let manifest = format!("{REDIS_AOF_INCOMING}/{REDIS_AOF_MANIFEST}");
+        vec![
+            (exec(&["rm", "-rf", REDIS_AOF_INCOMING], Vec::new()), Some(Vec::new())),
+            (exec(&["mkdir", REDIS_AOF_INCOMING], Vec::new()), Some(Vec::new())),
+            (exec(&["dd", &format!("of={base}"), "bs=65536"], Vec::new()), None),
+            (
+                exec(&["dd", &format!("of={manifest}")], Vec::new()),
+                Some(format!("file {REDIS_AOF_BASE} seq 1 type b\n").into_bytes()),
+            ),
+        ]
+    }
+
+    /// Redis restore, second half: argument vectors run one after the other in
+    /// one-off containers on the volume while the server is stopped. The old
+    /// AOF directory goes either way: in RDB mode it is stale, and a server
+    /// switched to AOF later would load it instead of the restored data.
+    pub fn redis_swap(aof: bool) -> Vec<Vec<String>> {
+        let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        if aof {
+            vec![
+                v(&["rm", "-rf", REDIS_AOF_DIR]),
+                v(&["mv", REDIS_AOF_INCOMING, REDIS_AOF_DIR]),
+            ]
+        } else {
+            vec![
+                v(&["rm", "-rf", REDIS_AOF_DIR]),
+                v(&["mv", "-f", REDIS_INCOMING, REDIS_RDB]),
+            ]
+        }
     }
 
     /// The drill's check: prints counts that [`DbEngine::parse_counts`] reads.
@@ -430,15 +526,15 @@ impl DbEngine {
                 e
             }
             DbEngine::Mongo => {
+                // mongosh takes no password file: the script authenticates with
+                // the password from its environment.
                 let script = format!(
-                    "const d = db.getSiblingDB('{}'); d.getCollectionNames().sort().forEach(c => print(c + '\\t' + d.getCollection(c).countDocuments()))",
-                    id.database
+                    "db.getSiblingDB('admin').auth('{}', process.env.BERTH_MONGO_PASSWORD); const d = db.getSiblingDB('{}'); d.getCollectionNames().sort().forEach(c => print(c + '\\t' + d.getCollection(c).countDocuments()))",
+                    id.user, id.database
                 );
-                let mut argv: Vec<String> = ["mongosh", "--quiet"].iter().map(|s| (*s).to_owned()).collect();
-                argv.extend(Self::mongo_auth(id).iter().map(|s| (*s).to_owned()));
-                argv.push("--eval".into());
-                argv.push(script);
-                Exec { argv, env }
+                let mut e = exec(&["mongosh", "--quiet", "--norc", "--eval"], env);
+                e.argv.push(script);
+                e
             }
             DbEngine::Redis => exec(&["redis-cli", "-h", "127.0.0.1", "INFO", "keyspace"], env),
         }
@@ -479,6 +575,22 @@ impl DbEngine {
     }
 }
 
+/// Redis's configuration file: the password, the data directory and the
+/// persistence mode. RDB snapshots stay on in both modes (the image's default
+/// save points): backups are RDB files.
+fn redis_conf(id: &Identity) -> String {
+    format!(
+        "# Written by Berth when the container is created.\n\
+         dir /data\n\
+         requirepass {}\n\
+         appendonly {}\n\
+         appendfsync everysec\n",
+        // Generated (`generate_password`): letters and digits, no quoting needed.
+        id.password,
+        if id.redis_aof { "yes" } else { "no" }
+    )
+}
+
 /// A database or user name: `[a-z_][a-z0-9_]*`, at most 32 characters (MySQL's
 /// limit for users). It is safe unquoted in URLs and as an SQL literal.
 pub fn parse_identifier(field: &'static str, raw: &str) -> Result<String, ValidationError> {
@@ -517,7 +629,19 @@ mod tests {
         database: "shop",
         user: "app",
         password: "Secret123",
+        root_password: "RootSecret456",
+        redis_aof: true,
     };
+
+    /// No secret of the identity anywhere in an argument vector.
+    fn no_secret_in(argv: &[String]) {
+        for a in argv {
+            assert!(
+                !a.contains(ID.password) && !a.contains(ID.root_password),
+                "a secret on the command line: {argv:?}"
+            );
+        }
+    }
 
     fn argv(e: &Exec) -> Vec<&str> {
         e.argv.iter().map(String::as_str).collect()
@@ -564,6 +688,10 @@ mod tests {
         );
     }
 
+    /// MySQL and MariaDB share every vector but the programs' names: the
+    /// MySQL names for MySQL, the `mariadb-*` names for MariaDB (MariaDB 11's
+    /// images have no MySQL names). The MariaDB vectors run against a real
+    /// server in `engine/tests/mariadb.rs`; MySQL's only here.
     #[test]
     fn mysql_and_mariadb_vectors() {
         let m = DbEngine::Mysql.dump(&ID);
@@ -578,31 +706,59 @@ mod tests {
                 "--single-transaction",
                 "--routines",
                 "--triggers",
-                "--databases",
                 "shop"
             ]
         );
-        assert_eq!(m.env, ["MYSQL_PWD=Secret123"]);
-        assert_eq!(argv(&DbEngine::Mariadb.dump(&ID))[0], "mariadb-dump");
-        assert!(DbEngine::Mariadb
-            .dump(&ID)
-            .argv
-            .contains(&"--single-transaction".to_owned()));
+        // The tools run as root, with root's own password, in the environment.
+        assert_eq!(m.env, ["MYSQL_PWD=RootSecret456"]);
+        let programs = |e: DbEngine| {
+            let RestorePlan::Stdin(r) = e.restore(&ID) else {
+                panic!("restores through stdin")
+            };
+            [
+                e.dump(&ID).argv[0].clone(),
+                e.readiness(&ID).argv[0].clone(),
+                r.argv[0].clone(),
+                e.drill_check(&ID).argv[0].clone(),
+            ]
+        };
+        assert_eq!(programs(DbEngine::Mysql), ["mysqldump", "mysqladmin", "mysql", "mysql"]);
+        assert_eq!(
+            programs(DbEngine::Mariadb),
+            ["mariadb-dump", "mariadb-admin", "mariadb", "mariadb"]
+        );
+        for (my, maria) in [
+            (DbEngine::Mysql.dump(&ID), DbEngine::Mariadb.dump(&ID)),
+            (DbEngine::Mysql.readiness(&ID), DbEngine::Mariadb.readiness(&ID)),
+            (DbEngine::Mysql.drill_check(&ID), DbEngine::Mariadb.drill_check(&ID)),
+        ] {
+            assert_eq!(my.argv[1..], maria.argv[1..], "only the program differs");
+            assert_eq!(my.env, maria.env);
+        }
         assert_eq!(
             argv(&DbEngine::Mysql.readiness(&ID)),
             ["mysqladmin", "ping", "-h", "127.0.0.1", "-u", "root", "--silent"]
         );
-        assert_eq!(argv(&DbEngine::Mariadb.readiness(&ID))[0], "mariadb-admin");
         assert_eq!(
             DbEngine::Mysql.restore(&ID),
             RestorePlan::Stdin(exec(
-                &["mysql", "-h", "127.0.0.1", "-u", "root"],
-                vec!["MYSQL_PWD=Secret123".into()]
+                &["mysql", "-h", "127.0.0.1", "-u", "root", "shop"],
+                vec!["MYSQL_PWD=RootSecret456".into()]
             ))
         );
-        assert!(DbEngine::Mariadb
+        let env = DbEngine::Mariadb.container_env(&ID);
+        assert!(env.contains(&"MARIADB_DATABASE=shop".to_owned()));
+        assert!(env.contains(&"MARIADB_ROOT_PASSWORD=RootSecret456".to_owned()));
+        assert!(env.contains(&"MARIADB_PASSWORD=Secret123".to_owned()));
+        assert!(DbEngine::Mysql
             .container_env(&ID)
-            .contains(&"MARIADB_DATABASE=shop".to_owned()));
+            .contains(&"MYSQL_ROOT_PASSWORD=RootSecret456".to_owned()));
+        for e in [DbEngine::Mysql, DbEngine::Mariadb] {
+            no_secret_in(&e.dump(&ID).argv);
+            no_secret_in(&e.readiness(&ID).argv);
+            no_secret_in(&e.drill_check(&ID).argv);
+            assert!(e.container_files(&ID).is_empty());
+        }
         let check = DbEngine::Mysql.drill_check(&ID);
         let sql = check.argv.last().unwrap();
         assert!(sql.contains("table_schema = 'shop'"));
@@ -629,19 +785,33 @@ mod tests {
                 "--archive",
                 "--username",
                 "app",
-                "--password",
-                "Secret123",
                 "--authenticationDatabase",
-                "admin"
+                "admin",
+                "--config",
+                "/etc/berth-mongo-tools.yaml"
             ]
         );
+        // The tools read the password from the file the container is made with.
+        let files = e.container_files(&ID);
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].path, MONGO_TOOLS_CONF);
+        assert_eq!(files[0].mode, 0o600);
+        assert_eq!(String::from_utf8_lossy(&files[0].contents), "password: 'Secret123'\n");
         let RestorePlan::Stdin(r) = e.restore(&ID) else {
             panic!()
         };
         assert_eq!(&argv(&r)[..3], ["mongorestore", "--archive", "--drop"]);
+        assert!(r.argv.ends_with(&["--config".to_owned(), MONGO_TOOLS_CONF.to_owned()]));
         let ready = e.readiness(&ID);
         assert_eq!(ready.argv[0], "mongosh");
         assert!(ready.argv.last().unwrap().contains("ping"));
+        // mongosh authenticates from its environment.
+        let check = e.drill_check(&ID);
+        assert!(check.argv.last().unwrap().contains("process.env.BERTH_MONGO_PASSWORD"));
+        assert_eq!(check.env, ["BERTH_MONGO_PASSWORD=Secret123"]);
+        for x in [e.dump(&ID), r, ready, check] {
+            no_secret_in(&x.argv);
+        }
         assert_eq!(
             e.connection_url("m", 27017, &ID),
             "mongodb://app:Secret123@m:27017/shop?authSource=admin"
@@ -664,13 +834,54 @@ mod tests {
             ["dd", "of=/data/berth-restore.rdb", "bs=65536"]
         );
         assert_eq!(
-            DbEngine::redis_swap(),
-            ["mv", "-f", "/data/berth-restore.rdb", "/data/dump.rdb"]
+            DbEngine::redis_swap(false),
+            [
+                vec!["rm", "-rf", "/data/appendonlydir"],
+                vec!["mv", "-f", "/data/berth-restore.rdb", "/data/dump.rdb"]
+            ]
         );
         assert_eq!(
-            e.command(&ID).unwrap(),
-            ["redis-server", "--requirepass", "Secret123", "--dir", "/data"]
+            DbEngine::redis_swap(true),
+            [
+                vec!["rm", "-rf", "/data/appendonlydir"],
+                vec!["mv", "/data/berth-restore.aof", "/data/appendonlydir"]
+            ]
         );
+        // With AOF on, the RDB file is staged as the base of a new AOF directory.
+        let staged = DbEngine::redis_stage(true);
+        let steps: Vec<Vec<&str>> = staged.iter().map(|(e, _)| argv(e)).collect();
+        assert_eq!(
+            steps,
+            [
+                vec!["rm", "-rf", "/data/berth-restore.aof"],
+                vec!["mkdir", "/data/berth-restore.aof"],
+                vec!["dd", "of=/data/berth-restore.aof/appendonly.aof.1.base.rdb", "bs=65536"],
+                vec!["dd", "of=/data/berth-restore.aof/appendonly.aof.manifest"],
+            ]
+        );
+        assert!(staged[2].1.is_none(), "the backup streams into the base file");
+        assert_eq!(
+            staged[3].1.as_deref(),
+            Some(&b"file appendonly.aof.1.base.rdb seq 1 type b\n"[..])
+        );
+        assert_eq!(DbEngine::redis_stage(false).len(), 1);
+        // The password is in the configuration file on the volume, not the command.
+        assert_eq!(e.command(&ID).unwrap(), ["redis-server", "/data/berth-redis.conf"]);
+        let files = e.container_files(&ID);
+        assert_eq!(files.len(), 1);
+        assert_eq!(
+            (files[0].path.as_str(), files[0].mode, files[0].uid),
+            (REDIS_CONF, 0o600, 999)
+        );
+        let conf = String::from_utf8(files[0].contents.clone()).unwrap();
+        assert!(
+            conf.contains("requirepass Secret123\n") && conf.contains("appendonly yes\n"),
+            "{conf}"
+        );
+        let rdb_only = Identity { redis_aof: false, ..ID };
+        let conf = String::from_utf8(e.container_files(&rdb_only)[0].contents.clone()).unwrap();
+        assert!(conf.contains("appendonly no\n"), "{conf}");
+        no_secret_in(&e.command(&ID).unwrap());
         assert_eq!(e.connection_url("r", 6379, &ID), "redis://default:Secret123@r:6379");
     }
 

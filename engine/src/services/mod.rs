@@ -109,13 +109,20 @@ pub struct ServiceRow {
     pub created_at: DateTime<Utc>,
     /// Made before containers were named from IDs (its container keeps its name).
     pub legacy_names: bool,
+    /// MySQL/MariaDB: root's own password, sealed (NULL: made before, root has
+    /// the app user's).
+    root_password: Option<String>,
+    /// Redis: an append-only file as well as RDB snapshots.
+    pub redis_aof: bool,
 }
 
-/// A service with its password opened: what Docker operations need.
+/// A service with its passwords opened: what Docker operations need.
 pub struct Service {
     pub row: ServiceRow,
     pub engine: DbEngine,
     pub password: String,
+    /// MySQL/MariaDB root's; the app user's password otherwise.
+    pub root_password: String,
 }
 
 impl Service {
@@ -124,6 +131,8 @@ impl Service {
             database: self.row.database_name.as_deref().unwrap_or(""),
             user: self.row.username.as_deref().unwrap_or("default"),
             password: &self.password,
+            root_password: &self.root_password,
+            redis_aof: self.row.redis_aof,
         }
     }
 
@@ -182,6 +191,11 @@ pub(crate) fn password_slot(service: &str) -> crate::secrets::Slot<'_> {
     crate::secrets::Slot::new("database_services", "password", service)
 }
 
+/// Where a MySQL/MariaDB service's sealed root password lives.
+pub(crate) fn root_password_slot(service: &str) -> crate::secrets::Slot<'_> {
+    crate::secrets::Slot::new("database_services", "root_password", service)
+}
+
 /// Opens a row's sealed password.
 pub(crate) fn open(engine: &Engine, row: ServiceRow) -> Result<Service, ServiceError> {
     let kind = DbEngine::parse(&row.engine).map_err(|_| ServiceError::Corrupt(format!("engine {:?}", row.engine)))?;
@@ -189,10 +203,18 @@ pub(crate) fn open(engine: &Engine, row: ServiceRow) -> Result<Service, ServiceE
         .secret
         .open_text(password_slot(&row.id.to_string()), &row.password)
         .map_err(|e| ServiceError::Corrupt(format!("service {} password: {e}", row.id)))?;
+    let root_password = match &row.root_password {
+        Some(sealed) => engine
+            .secret
+            .open_text(root_password_slot(&row.id.to_string()), sealed)
+            .map_err(|e| ServiceError::Corrupt(format!("service {} root password: {e}", row.id)))?,
+        None => password.clone(),
+    };
     Ok(Service {
         row,
         engine: kind,
         password,
+        root_password,
     })
 }
 
@@ -307,6 +329,8 @@ pub struct NewService {
     pub database: String,
     pub user: String,
     pub settings: Settings,
+    /// Redis: persist with an append-only file too (the default).
+    pub redis_aof: bool,
 }
 
 impl NewService {
@@ -361,7 +385,21 @@ impl NewService {
             database,
             user,
             settings: Settings::parse(&image, cpu_millis, memory_mb, external)?,
+            redis_aof: true,
         })
+    }
+
+    /// Redis's persistence, from the form's `persistence` field: `aof` (an
+    /// append-only file and RDB snapshots; the default when empty) or `rdb`
+    /// (snapshots only). Chosen at creation: switching a server with data
+    /// would start it from the other, empty kind of file.
+    pub fn with_persistence(mut self, raw: &str) -> Result<Self, ValidationError> {
+        self.redis_aof = match raw.trim() {
+            "" | "aof" => true,
+            "rdb" => false,
+            _ => return Err(ValidationError::new("persistence", "must be aof or rdb")),
+        };
+        Ok(self)
     }
 }
 
@@ -410,6 +448,14 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
     let password = kind::generate_password();
     let s = &new.settings;
     let id = Uuid::new_v4();
+    // Root gets a password of its own: the app user's connection string (which
+    // apps are linked with) then does not carry the server's root password.
+    let root_password = matches!(new.engine, DbEngine::Mysql | DbEngine::Mariadb).then(|| {
+        engine.secret.seal(
+            root_password_slot(&id.to_string()),
+            kind::generate_password().as_bytes(),
+        )
+    });
     diesel::insert_into(database_services::table)
         .values((
             database_services::id.eq(id),
@@ -426,6 +472,8 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
             database_services::memory_mb.eq(s.memory_mb),
             database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
             database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
+            database_services::root_password.eq(root_password),
+            database_services::redis_aof.eq(new.engine == DbEngine::Redis && new.redis_aof),
         ))
         .execute(&mut conn)
         .await?;
@@ -592,6 +640,8 @@ pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Serv
 /// The secrets, on an explicit request: password and both connection strings.
 pub struct Revealed {
     pub password: String,
+    /// MySQL/MariaDB root's, when it has its own.
+    pub root_password: Option<String>,
     pub internal_url: String,
     pub external_url: Option<String>,
 }
@@ -610,6 +660,7 @@ pub async fn reveal(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<R
     Ok(Revealed {
         internal_url: svc.internal_url(),
         external_url: svc.external_url(),
+        root_password: svc.row.root_password.is_some().then_some(svc.root_password),
         password: svc.password,
     })
 }

@@ -1,0 +1,2 @@
+ALTER TABLE database_services DROP COLUMN redis_aof;
+ALTER TABLE database_services DROP COLUMN root_password;
