@@ -274,6 +274,8 @@ pub struct ServiceView {
     pub memory_mb: Option<i32>,
     pub external_bind: Option<String>,
     pub external_port: Option<i32>,
+    /// The project's applications (ID, name), to link the service to.
+    pub project_apps: Vec<(Uuid, String)>,
     /// Redis: "AOF and RDB snapshots" or "RDB snapshots"; none for the others.
     pub persistence: Option<String>,
     pub state: ServiceState,

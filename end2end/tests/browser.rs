@@ -131,7 +131,9 @@ async fn start_browser() -> (Child, Client) {
                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-dev-shm-usage",
                 "--window-size=1280,900", format!("--user-data-dir={}", profile.display()),
             ]
-        }
+        },
+        // Every console message, so a hard load can be checked for errors and panics.
+        "goog:loggingPrefs": { "browser": "ALL" }
     });
     let client = ClientBuilder::new(hyper_util::client::legacy::connect::HttpConnector::new())
         .capabilities(caps.as_object().unwrap().clone())
@@ -193,6 +195,100 @@ async fn screenshot(c: &Client, name: &str) {
 
 async fn js(c: &Client, script: &str) -> serde_json::Value {
     c.execute(script, vec![]).await.unwrap()
+}
+
+/// ChromeDriver's browser log (an extension it serves beside W3C WebDriver):
+/// the console messages since the last read.
+#[derive(Debug)]
+struct BrowserLog;
+
+impl fantoccini::wd::WebDriverCompatibleCommand for BrowserLog {
+    fn endpoint(&self, base: &url::Url, session: Option<&str>) -> Result<url::Url, url::ParseError> {
+        base.join(&format!("session/{}/se/log", session.unwrap_or_default()))
+    }
+
+    fn method_and_body(&self, _: &url::Url) -> (http::Method, Option<String>) {
+        (http::Method::POST, Some(r#"{"type":"browser"}"#.into()))
+    }
+}
+
+/// The console's errors since the last call (a WASM panic is one: the panic
+/// hook writes it with `console.error`), and any message naming a panic.
+async fn console_errors(c: &Client) -> Vec<String> {
+    let log = c.issue_cmd(BrowserLog).await.expect("the browser log");
+    log.as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| {
+            let message = e["message"].as_str().unwrap_or_default();
+            e["level"] == "SEVERE" || message.contains("panicked")
+        })
+        .map(|e| e["message"].as_str().unwrap_or_default().to_owned())
+        .collect()
+}
+
+/// A hard load, as typing the address or pressing F5 does, in the given theme:
+/// the server's page hydrates without a console error or panic, shows `ready`,
+/// and then reacts to a click without a reload (the theme toggle, when the page
+/// has the app's shell; a dead page, whose hydration broke, would not).
+async fn hard_load(c: &Client, url: &str, ready: &str, dark: bool) {
+    js(
+        c,
+        &format!(
+            "localStorage.setItem('berth-theme', '{}'); return null",
+            if dark { "dark" } else { "light" }
+        ),
+    )
+    .await;
+    console_errors(c).await;
+    c.goto(url).await.unwrap();
+    // The browser reports the document's own status when it is 404 (the
+    // not-found page is served as one); `ready` then tells the pages apart.
+    let own_404 = format!("{url} - Failed to load resource: the server responded with a status of 404 (Not Found)");
+    let start = Instant::now();
+    loop {
+        let mut errors = console_errors(c).await;
+        errors.retain(|e| *e != own_404);
+        assert!(errors.is_empty(), "{url}: console errors on a hard load: {errors:#?}");
+        if c.find(Locator::Css("html[data-hydrated=true]")).await.is_ok() {
+            break;
+        }
+        assert!(start.elapsed() < Duration::from_secs(20), "{url} never hydrated");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    find(c, ready).await;
+    // Resources that resolve after hydration, and their effects.
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "{url}: console errors after hydrating: {errors:#?}");
+    assert_eq!(
+        js(c, "return document.documentElement.classList.contains('dark')").await,
+        dark,
+        "{url}: the theme"
+    );
+    if c.find(Locator::Css("#theme-toggle")).await.is_ok() {
+        js(c, "window.__berthMarker = 11; return null").await;
+        find(c, "#theme-toggle").await.click().await.unwrap();
+        let after = js(
+            c,
+            "return [document.documentElement.classList.contains('dark'), window.__berthMarker]",
+        )
+        .await;
+        assert_eq!(after[0], !dark, "{url}: the page did not react after a hard load");
+        assert_eq!(after[1], 11, "{url}: the page reloaded");
+        find(c, "#theme-toggle").await.click().await.unwrap();
+    }
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "{url}: console errors after a click: {errors:#?}");
+}
+
+/// Hard-loads each `(path, ready)` in both themes.
+async fn hard_load_all(c: &Client, base: &str, routes: &[(String, &str)]) {
+    for (path, ready) in routes {
+        for dark in [false, true] {
+            hard_load(c, &format!("{base}{path}"), ready, dark).await;
+        }
+    }
 }
 
 async fn journey(c: &Client, base: &str, token: &str) {
@@ -260,6 +356,26 @@ async fn journey(c: &Client, base: &str, token: &str) {
     assert_eq!(after[2], if before == true { "light" } else { "dark" });
     screenshot(c, "project-page.png").await;
 
+    // Every page of the shell, hard-loaded (typed address or F5), in both themes.
+    let project_path = c.current_url().await.unwrap().path().to_owned();
+    hard_load_all(
+        c,
+        base,
+        &[
+            ("/projects".into(), "#project-list"),
+            (project_path.clone(), "#project-title"),
+            ("/settings".into(), "#members"),
+            ("/".into(), "#project-list"),
+            ("/no-such-page".into(), "h1"),
+            (format!("/apps/{}", uuid::Uuid::new_v4()), "[role=alert]"),
+            (format!("/projects/{}", uuid::Uuid::new_v4()), "[role=alert]"),
+            (format!("/services/{}", uuid::Uuid::new_v4()), "[role=alert]"),
+        ],
+    )
+    .await;
+    c.goto(&format!("{base}{project_path}")).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+
     // Back to the list: the new name is there.
     c.find(Locator::LinkText("Projects"))
         .await
@@ -286,6 +402,16 @@ async fn journey(c: &Client, base: &str, token: &str) {
     assert!(link.starts_with(base) && link.contains("/invite/"), "{link}");
     find(c, "#logout").await.click().await.unwrap();
     wait_path(c, "/login").await;
+    // The signed-out pages, hard-loaded.
+    hard_load_all(
+        c,
+        base,
+        &[
+            ("/login".into(), "#login-submit"),
+            (link.trim_start_matches(base).to_owned(), "#accept-invite"),
+        ],
+    )
+    .await;
     c.goto(&link).await.unwrap();
     find(c, "html[data-hydrated=true]").await;
     fill(c, "#field-name", "Bob Babbage").await;
@@ -377,6 +503,7 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     // Deploy, and watch the live log until the deployment runs.
     find(c, "#deploy").await.click().await.unwrap();
     find(c, "#deployments").await;
+    let app_path = c.current_url().await.unwrap().path().to_owned();
     wait_text_long(c, "[data-log]", "==> cloning", Duration::from_secs(30)).await;
     wait_text_long(c, "[data-log]", "==> deployment running", Duration::from_secs(120)).await;
     find(c, "[data-log-state=ended]").await;
@@ -391,6 +518,28 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     )
     .await;
     assert_eq!(injected, 0);
+
+    // Every tab of the app's page, and the project with an app, hard-loaded.
+    let project_path = find(c, "#app-project-link").await.attr("href").await.unwrap().unwrap();
+    let mut routes: Vec<(String, &str)> = ["general", "environment", "domains", "deployments", "logs", "advanced"]
+        .iter()
+        .map(|t| (format!("{app_path}?tab={t}"), "#app-title"))
+        .collect();
+    routes.push((project_path, "#project-title"));
+    hard_load_all(c, base, &routes).await;
+    // The Deployments tab, loaded fresh, is alive: its log opens on a click.
+    c.goto(&format!("{base}{app_path}?tab=deployments")).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    find(c, "#deployments [data-show-log]").await.click().await.unwrap();
+    wait_text_long(c, "[data-log]", "==> deployment running", Duration::from_secs(20)).await;
+    // The runtime log's "Since" filter works in the browser (time comes from JavaScript).
+    c.goto(&format!("{base}{app_path}?tab=logs")).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    find(c, "#log-since option[value='300']").await.click().await.unwrap();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "choosing \"Since\": {errors:#?}");
+    find(c, "[data-log]").await;
 
     // The app itself, through Traefik, by its generated domain (*.localhost is
     // loopback), as the Domains tab shows it.
@@ -513,6 +662,14 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     // The container's own log, live.
     find(c, "[data-tab=logs]").await.click().await.unwrap();
     wait_text_long(c, "[data-log]", "ready to accept connections", Duration::from_secs(20)).await;
+
+    // Every tab of the service's page, hard-loaded.
+    let service_path = c.current_url().await.unwrap().path().to_owned();
+    let routes: Vec<(String, &str)> = ["general", "backups", "logs", "advanced"]
+        .iter()
+        .map(|t| (format!("{service_path}?tab={t}"), "#service-title"))
+        .collect();
+    hard_load_all(c, base, &routes).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -151,13 +151,14 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         d.reason
     );
 
-    // Its work directory (checkout, and a deploy key had it one) is gone.
-    assert!(!e
-        .deploy
-        .data_dir
-        .join("work")
-        .join(second.0.simple().to_string())
-        .exists());
+    // Its work directory (checkout, and a deploy key had it one) is gone. The
+    // reaper claims the row (Failed) first, then stops its containers and
+    // removes the directory: wait for that, bounded.
+    let work = e.deploy.data_dir.join("work").join(second.0.simple().to_string());
+    engine::testing::eventually(30, "the interrupted deployment's work directory to go", || async {
+        (!work.exists()).then_some(())
+    })
+    .await;
     // No container of the interrupted deployment; the route still names the live one.
     let containers: Vec<_> = deploy::runtime::list_managed(&e)
         .await

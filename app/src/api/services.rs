@@ -98,7 +98,14 @@ pub async fn get_service(id: String) -> Result<ServiceView, AppError> {
         .await
         .map_err(fail)?;
     let (problem, repairs) = super::repairs(&ctx.engine, &caller, None, Some(d.row.id)).await?;
+    let project_apps = engine::apps::list_in_project(&ctx.engine, &caller, d.project_id)
+        .await
+        .map_err(fail)?
+        .into_iter()
+        .map(|a| (a.id.0, a.name))
+        .collect();
     Ok(ServiceView {
+        project_apps,
         problem,
         repairs,
         id: d.row.id,

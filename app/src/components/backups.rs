@@ -48,34 +48,37 @@ struct BackupActions {
 type Destinations = Resource<Result<Vec<DestinationView>, AppError>>;
 type History = Resource<Result<BackupsView, AppError>>;
 
-/// Destinations, schedules, history, restores and drills for `subject` (a
-/// service ID, or `berth` for Berth's own database, then `service` is None).
-///
-/// The lists poll while work is in progress; the forms sit outside what the
-/// polling re-renders (they depend only on the destinations), so typing into
-/// one is never wiped by a refresh.
-#[component]
-pub fn BackupsPanel(subject: String, service: Option<ServiceView>) -> impl IntoView {
-    let a = BackupActions {
-        add_destination: ServerAction::new(),
-        remove_destination: ServerAction::new(),
-        test_destination: ServerAction::new(),
-        run: ServerAction::new(),
-        add_schedule: ServerAction::new(),
-        remove_schedule: ServerAction::new(),
-        run_schedule: ServerAction::new(),
-        restore: ServerAction::new(),
-        drill: ServerAction::new(),
-        import: ServerAction::new(),
-        bucket: ServerAction::new(),
-    };
-    let tick = RwSignal::new(0u32);
-    let history: History = Resource::new(
-        {
-            let subject = subject.clone();
+/// The panel's actions and resources, made by the page that shows it, in its
+/// body rather than inside a `Suspense` (see `Shell`).
+#[derive(Clone, Copy)]
+pub struct Backups {
+    a: BackupActions,
+    pub history: History,
+    destinations: Destinations,
+    tick: RwSignal<u32>,
+}
+
+impl Backups {
+    /// For `subject`: a service ID, or `berth`.
+    pub fn new(subject: Signal<String>) -> Self {
+        let a = BackupActions {
+            add_destination: ServerAction::new(),
+            remove_destination: ServerAction::new(),
+            test_destination: ServerAction::new(),
+            run: ServerAction::new(),
+            add_schedule: ServerAction::new(),
+            remove_schedule: ServerAction::new(),
+            run_schedule: ServerAction::new(),
+            restore: ServerAction::new(),
+            drill: ServerAction::new(),
+            import: ServerAction::new(),
+            bucket: ServerAction::new(),
+        };
+        let tick = RwSignal::new(0u32);
+        let history: History = Resource::new(
             move || {
                 (
-                    subject.clone(),
+                    subject.get(),
                     a.remove_destination.version().get(),
                     a.run.version().get(),
                     a.add_schedule.version().get(),
@@ -86,14 +89,36 @@ pub fn BackupsPanel(subject: String, service: Option<ServiceView>) -> impl IntoV
                     a.import.version().get(),
                     tick.get(),
                 )
-            }
-        },
-        |(s, ..)| list_backups(s),
-    );
-    let destinations: Destinations = Resource::new(
-        move || (a.add_destination.version().get(), a.remove_destination.version().get()),
-        |_| list_destinations(),
-    );
+            },
+            |(s, ..)| list_backups(s),
+        );
+        let destinations: Destinations = Resource::new(
+            move || (a.add_destination.version().get(), a.remove_destination.version().get()),
+            |_| list_destinations(),
+        );
+        Self {
+            a,
+            history,
+            destinations,
+            tick,
+        }
+    }
+}
+
+/// Destinations, schedules, history, restores and drills for `subject` (a
+/// service ID, or `berth` for Berth's own database, then `service` is None).
+///
+/// The lists poll while work is in progress; the forms sit outside what the
+/// polling re-renders (they depend only on the destinations), so typing into
+/// one is never wiped by a refresh.
+#[component]
+pub fn BackupsPanel(state: Backups, subject: String, service: Option<ServiceView>) -> impl IntoView {
+    let Backups {
+        a,
+        history,
+        destinations,
+        tick,
+    } = state;
     poll_while(
         move || history.get_untracked().and_then(|r| r.ok()).is_some_and(|d| d.busy()),
         tick,

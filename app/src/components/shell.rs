@@ -5,43 +5,90 @@
 use crate::api::orgs::SwitchOrg;
 use crate::api::session::{get_session_state, get_system_status, Logout};
 use crate::components::theme::ThemeToggle;
-use crate::components::ui::{hard_navigate, LoadError, Loading};
+use crate::components::ui::{hard_navigate, LoadError};
 use crate::types::{Me, SessionState};
 use leptos::prelude::*;
 use leptos_router::components::{Outlet, Redirect, A};
 
+/// The signed-in session, for pages: await it inside their `Suspend` (see
+/// [`Session::provide_me`]).
+#[derive(Clone, Copy)]
+pub struct Session(pub Resource<Result<SessionState, crate::error::AppError>>);
+
+impl Session {
+    /// The session from the shell's context.
+    pub fn get() -> Self {
+        expect_context::<Session>()
+    }
+
+    /// Waits for the session and provides its [`Me`] to what is built next (the
+    /// components that show owner-only controls read it with `use_context`).
+    pub async fn provide_me(self) {
+        if let Ok(SessionState::SignedIn(me)) = self.0.await {
+            provide_context(me);
+        }
+    }
+}
+
 /// Everything behind sign-in.
+///
+/// Why the page is not inside a `Suspense` here: on the server, a `Suspense`
+/// walks its children again (`dry_resolve`) until no resource is pending, and
+/// each walk re-runs their closures. A resource created in there is created
+/// once per walk, so the server's resource IDs drift from the browser's (which
+/// builds each once) and hydration finds the wrong data, or none, and panics.
+/// So every resource is created in a component's body, outside any
+/// `Suspense`/`Transition` closure: the pages' own, and the shell's here.
 #[component]
 pub fn Shell() -> impl IntoView {
     let state = Resource::new(|| (), |_| get_session_state());
+    let status = Resource::new(|| (), |_| get_system_status());
+    provide_context(Session(state));
     view! {
-        <Suspense fallback=|| view! { <div class="p-8"><Loading /></div> }>
+        <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match state.await {
-                    Ok(SessionState::Onboarding) => view! { <Redirect path="/onboarding" /> }.into_any(),
-                    Ok(SessionState::SignedOut) => view! { <Redirect path="/login" /> }.into_any(),
-                    Ok(SessionState::SignedIn(me)) => {
-                        provide_context(me.clone());
-                        view! { <Frame me /> }.into_any()
-                    }
-                    Err(e) => view! { <div class="p-8"><LoadError error=e /></div> }.into_any(),
+                    Ok(SessionState::Onboarding) => Some(view! { <Redirect path="/onboarding" /> }.into_any()),
+                    Ok(SessionState::SignedOut) => Some(view! { <Redirect path="/login" /> }.into_any()),
+                    Ok(SessionState::SignedIn(_)) => None,
+                    Err(e) => Some(view! { <div class="p-8"><LoadError error=e /></div> }.into_any()),
                 }
             })}
         </Suspense>
+        <Frame state status />
     }
 }
 
 #[component]
-fn Frame(me: Me) -> impl IntoView {
+fn Frame(
+    state: Resource<Result<SessionState, crate::error::AppError>>,
+    status: Resource<Result<crate::types::SystemStatus, crate::error::AppError>>,
+) -> impl IntoView {
     let nav = "block rounded-md px-3 py-2 text-sm font-medium hover:bg-slate-100 dark:hover:bg-slate-800 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700 dark:aria-[current=page]:bg-indigo-950 dark:aria-[current=page]:text-indigo-300";
     view! {
         <div class="flex min-h-screen flex-col md:flex-row">
             <aside class="border-b border-slate-200 bg-white p-4 md:w-64 md:shrink-0 md:border-b-0 md:border-r dark:border-slate-800 dark:bg-slate-900">
                 <div class="mb-4 flex items-center justify-between md:block">
                     <A href="/projects" attr:class="text-xl font-bold tracking-tight text-indigo-600 dark:text-indigo-400">"⚓ Berth"</A>
-                    <p class="text-xs text-slate-500 md:mt-1" id="whoami">{me.email.clone()}</p>
+                    <Suspense fallback=|| ()>
+                        {move || Suspend::new(async move {
+                            match state.await {
+                                Ok(SessionState::SignedIn(me)) => Some(view! {
+                                    <p class="text-xs text-slate-500 md:mt-1" id="whoami">{me.email.clone()}</p>
+                                }),
+                                _ => None,
+                            }
+                        })}
+                    </Suspense>
                 </div>
-                <OrgSwitcher me=me.clone() />
+                <Suspense fallback=|| ()>
+                    {move || Suspend::new(async move {
+                        match state.await {
+                            Ok(SessionState::SignedIn(me)) => Some(view! { <OrgSwitcher me /> }),
+                            _ => None,
+                        }
+                    })}
+                </Suspense>
                 <nav class="mt-4 flex gap-1 md:flex-col">
                     <A href="/projects" attr:class=nav>"Projects"</A>
                     <A href="/settings" attr:class=nav>"Settings"</A>
@@ -52,7 +99,7 @@ fn Frame(me: Me) -> impl IntoView {
                 </div>
             </aside>
             <main class="flex-1 p-4 sm:p-8">
-                <DockerBanner />
+                <DockerBanner status />
                 <Outlet />
             </main>
         </div>
@@ -110,8 +157,7 @@ fn LogoutButton() -> impl IntoView {
 /// Says plainly when Docker is unreachable and how to fix it, and (to
 /// instance administrators) what the reconciler is repairing.
 #[component]
-fn DockerBanner() -> impl IntoView {
-    let status = Resource::new(|| (), |_| get_system_status());
+fn DockerBanner(status: Resource<Result<crate::types::SystemStatus, crate::error::AppError>>) -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {

@@ -99,6 +99,19 @@ pub fn LoadError(error: AppError) -> impl IntoView {
     }
 }
 
+/// Seconds since the UNIX epoch: in the browser from JavaScript's clock
+/// (`wasm32-unknown-unknown` has no system time: chrono's `Utc::now` panics there).
+pub fn now_unix() -> i64 {
+    #[cfg(feature = "hydrate")]
+    {
+        (js_sys::Date::now() / 1000.0) as i64
+    }
+    #[cfg(not(feature = "hydrate"))]
+    {
+        chrono::Utc::now().timestamp()
+    }
+}
+
 /// Sends the browser to `path` with a full load, so every resource starts fresh
 /// (after sign-in, sign-out and organization switches).
 pub fn hard_navigate(path: &str) {

@@ -7,12 +7,13 @@ use crate::api::apps::{
     ResetHostKey, RevealEnv, RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
 };
 use crate::components::logview::LogView;
+use crate::components::shell::Session;
 use crate::components::status::{Badge, Repairs, StatusBadge};
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
     CARD, INPUT,
 };
-use crate::types::{AppView, DeploymentView, Me};
+use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView, Me};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -71,13 +72,43 @@ pub fn AppPage() -> impl IntoView {
         },
         |(id, ..)| get_app(id),
     );
+    // Every resource of the page is made here, outside the `Transition` (see
+    // `Shell`): the tabs only read them.
+    let hooks = Resource::new(move || (id(), actions.rotate.version().get()), |(id, _)| get_hooks(id));
+    let tick = RwSignal::new(0u32);
+    let deployments = Resource::new(
+        move || {
+            (
+                id(),
+                tab.get() == "deployments",
+                tick.get(),
+                actions.deploy.version().get(),
+                actions.cancel.version().get(),
+                actions.rollback.version().get(),
+            )
+        },
+        |(id, shown, ..)| async move {
+            if shown {
+                list_deployments(id, None).await
+            } else {
+                Ok(DeploymentPage::default())
+            }
+        },
+    );
+    let data = TabData {
+        hooks,
+        deployments,
+        tick,
+    };
+    let session = Session::get();
     view! {
         <div class="mx-auto max-w-5xl space-y-6">
             <Transition fallback=|| view! { <Loading /> }>
                 {move || Suspend::new(async move {
+                    session.provide_me().await;
                     match app.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(a) => view! { <AppBody app=a tab actions /> }.into_any(),
+                        Ok(a) => view! { <AppBody app=a tab actions data /> }.into_any(),
                     }
                 })}
             </Transition>
@@ -85,8 +116,18 @@ pub fn AppPage() -> impl IntoView {
     }
 }
 
+/// What the tabs show besides the app itself.
+#[derive(Clone, Copy)]
+struct TabData {
+    hooks: Resource<Result<HooksView, crate::error::AppError>>,
+    /// The first page of the history (empty unless the Deployments tab is open).
+    deployments: Resource<Result<DeploymentPage, crate::error::AppError>>,
+    /// Bumped by polling while a deployment is in progress, and when a log ends.
+    tick: RwSignal<u32>,
+}
+
 #[component]
-fn AppBody(app: AppView, tab: Memo<String>, actions: Actions) -> impl IntoView {
+fn AppBody(app: AppView, tab: Memo<String>, actions: Actions, data: TabData) -> impl IntoView {
     let id = app.id.to_string();
     let navigate = use_navigate();
     let deploy_error = action_error(actions.deploy);
@@ -107,17 +148,17 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions) -> impl IntoView {
         move || match tab.get().as_str() {
             "environment" => view! { <EnvTab app=app.clone() actions /> }.into_any(),
             "domains" => view! { <DomainsTab app=app.clone() actions /> }.into_any(),
-            "deployments" => view! { <DeploymentsTab app=app.clone() actions /> }.into_any(),
+            "deployments" => view! { <DeploymentsTab app=app.clone() actions data /> }.into_any(),
             "logs" => view! { <RuntimeLogsTab app=app.clone() /> }.into_any(),
             "advanced" => view! { <AdvancedTab app=app.clone() actions /> }.into_any(),
-            _ => view! { <GeneralTab app=app.clone() actions /> }.into_any(),
+            _ => view! { <GeneralTab app=app.clone() actions hooks=data.hooks /> }.into_any(),
         }
     };
     view! {
         <div class="flex flex-col gap-3 sm:flex-row sm:items-start sm:justify-between">
             <div>
                 <p class="text-sm text-slate-500">
-                    <A href=format!("/projects/{}", app.project_id)>{app.project_name.clone()}</A>
+                    <A href=format!("/projects/{}", app.project_id) attr:id="app-project-link">{app.project_name.clone()}</A>
                     " / " {app.environment_name.clone()}
                 </p>
                 <h1 class="text-2xl font-semibold" id="app-title">{app.name.clone()}</h1>
@@ -167,16 +208,16 @@ fn TextArea(
 }
 
 #[component]
-fn GeneralTab(app: AppView, actions: Actions) -> impl IntoView {
+fn GeneralTab(
+    app: AppView,
+    actions: Actions,
+    hooks: Resource<Result<HooksView, crate::error::AppError>>,
+) -> impl IntoView {
     let error = action_error(actions.source);
     let saved = move || matches!(actions.source.value().get(), Some(Ok(())));
     let me = use_context::<Me>();
     let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
     let id = app.id.to_string();
-    let hooks = Resource::new(move || actions.rotate.version().get(), {
-        let id = id.clone();
-        move |_| get_hooks(id.clone())
-    });
     let secret_label = if app.source == "git" {
         "Deploy key (private, optional)"
     } else {
@@ -394,20 +435,12 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
 }
 
 #[component]
-fn DeploymentsTab(app: AppView, actions: Actions) -> impl IntoView {
-    let tick = RwSignal::new(0u32);
-    let id = app.id.to_string();
-    let list = Resource::new(
-        move || {
-            (
-                tick.get(),
-                actions.deploy.version().get(),
-                actions.cancel.version().get(),
-                actions.rollback.version().get(),
-            )
-        },
-        move |_| list_deployments(id.clone(), None),
-    );
+fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoView {
+    let TabData {
+        deployments: list,
+        tick,
+        ..
+    } = data;
     let selected = RwSignal::new(None::<uuid::Uuid>);
     let app_id = app.id;
     // Older pages, appended by "Show older" (finished deployments: they do not change).
@@ -515,7 +548,7 @@ fn DeploymentRow(
                 {d.reason.clone().map(|r| view! { <p class="text-sm text-red-700 dark:text-red-400" data-reason="">{r}</p> })}
             </div>
             <div class="flex gap-2">
-                <button type="button" class=BUTTON_QUIET on:click=move |_| selected.set(Some(id))>
+                <button type="button" class=BUTTON_QUIET data-show-log="" on:click=move |_| selected.set(Some(id))>
                     {move || if selected.get() == Some(id) { "Showing log" } else { "Log" }}
                 </button>
                 {(!finished).then(|| view! {
@@ -566,9 +599,9 @@ fn RuntimeLogsTab(app: AppView) -> impl IntoView {
                             </select>
                         </label>
                         <label>"Since "
-                            <select class=INPUT on:change=move |ev| {
+                            <select class=INPUT id="log-since" on:change=move |ev| {
                                 let secs: i64 = event_target_value(&ev).parse().unwrap_or(0);
-                                since.set(if secs == 0 { String::new() } else { (chrono::Utc::now().timestamp() - secs).to_string() });
+                                since.set(if secs == 0 { String::new() } else { (crate::components::ui::now_unix() - secs).to_string() });
                             }>
                                 <option value="0">"any time"</option>
                                 <option value="300">"5 minutes"</option>

@@ -6,6 +6,7 @@ use crate::api::projects::{
 };
 use crate::api::services::{list_services, CreateService};
 use crate::components::resources::{EnvironmentGroups, ResourceRow, RowState};
+use crate::components::shell::Session;
 use crate::components::status::Badge;
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
@@ -40,18 +41,96 @@ pub fn ProjectPage() -> impl IntoView {
         rename: rename_env,
         delete: delete_env,
     };
+    // The lists' resources live here, outside the `Transition` (see `Shell`).
+    let lists = Lists {
+        apps: apps_section(Signal::derive(id)),
+        services: services_section(Signal::derive(id)),
+    };
+    let session = Session::get();
     view! {
         <div class="mx-auto max-w-4xl space-y-6">
             <Transition fallback=|| view! { <Loading /> }>
                 {move || Suspend::new(async move {
+                    session.provide_me().await;
                     match project.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(p) => view! { <ProjectView project=p update actions /> }.into_any(),
+                        Ok(p) => view! { <ProjectView project=p update actions lists /> }.into_any(),
                     }
                 })}
             </Transition>
         </div>
     }
+}
+
+/// A list of the project's applications or databases: its resource, the
+/// creation action it follows, and the tick its polling bumps.
+struct Section<A: server_fn::ServerFn + 'static> {
+    create: ServerAction<A>,
+    rows: Resource<Result<Vec<ResourceRow>, crate::error::AppError>>,
+    tick: RwSignal<u32>,
+}
+
+impl<A: server_fn::ServerFn + 'static> Clone for Section<A> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A: server_fn::ServerFn + 'static> Copy for Section<A> {}
+
+#[derive(Clone, Copy)]
+struct Lists {
+    apps: Section<CreateApp>,
+    services: Section<CreateService>,
+}
+
+fn apps_section(project_id: Signal<String>) -> Section<CreateApp> {
+    let create = ServerAction::<CreateApp>::new();
+    let tick = RwSignal::new(0u32);
+    let rows = Resource::new(
+        move || (project_id.get(), create.version().get(), tick.get()),
+        move |(project_id, ..)| async move {
+            let apps = list_apps(project_id).await?;
+            Ok(apps
+                .into_iter()
+                .map(|a| ResourceRow {
+                    environment_id: a.environment_id,
+                    href: format!("/apps/{}", a.id),
+                    detail: match a.domain {
+                        Some(d) => format!("{} · {d}", a.source),
+                        None => a.source,
+                    },
+                    state: a.status.map(RowState::Deployment),
+                    name: a.name,
+                    marker: "app".into(),
+                })
+                .collect())
+        },
+    );
+    Section { create, rows, tick }
+}
+
+fn services_section(project_id: Signal<String>) -> Section<CreateService> {
+    let create = ServerAction::<CreateService>::new();
+    let tick = RwSignal::new(0u32);
+    let rows = Resource::new(
+        move || (project_id.get(), create.version().get(), tick.get()),
+        move |(project_id, ..)| async move {
+            let services = list_services(project_id).await?;
+            Ok(services
+                .into_iter()
+                .map(|s| ResourceRow {
+                    environment_id: s.environment_id,
+                    href: format!("/services/{}", s.id),
+                    detail: s.engine,
+                    state: Some(RowState::Service(s.state)),
+                    name: s.name,
+                    marker: "service".into(),
+                })
+                .collect())
+        },
+    );
+    Section { create, rows, tick }
 }
 
 #[derive(Clone, Copy)]
@@ -62,7 +141,12 @@ struct EnvActions {
 }
 
 #[component]
-fn ProjectView(project: ProjectDetail, update: ServerAction<UpdateProject>, actions: EnvActions) -> impl IntoView {
+fn ProjectView(
+    project: ProjectDetail,
+    update: ServerAction<UpdateProject>,
+    actions: EnvActions,
+    lists: Lists,
+) -> impl IntoView {
     let error = action_error(update);
     let me = use_context::<Me>();
     let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
@@ -81,8 +165,8 @@ fn ProjectView(project: ProjectDetail, update: ServerAction<UpdateProject>, acti
                 <Submit label="Save" pending=update.pending() id="rename-project-submit" />
             </ActionForm>
         </section>
-        <Applications project_id=id.clone() environments=project.environments.clone() />
-        <Databases project_id=id.clone() environments=project.environments.clone() />
+        <Applications environments=project.environments.clone() section=lists.apps />
+        <Databases environments=project.environments.clone() section=lists.services />
         <Environments project_id=id environments=project.environments actions />
         <Show when=move || can_delete>
             <DeleteProjectButton id=delete_id.clone() />
@@ -253,33 +337,9 @@ fn ResourceSection(
 }
 
 #[component]
-fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl IntoView {
-    let create = ServerAction::<CreateApp>::new();
+fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>) -> impl IntoView {
+    let Section { create, rows, tick } = section;
     let error = action_error(create);
-    let tick = RwSignal::new(0u32);
-    let rows = Resource::new(
-        move || (create.version().get(), tick.get()),
-        move |_| {
-            let project_id = project_id.clone();
-            async move {
-                let apps = list_apps(project_id).await?;
-                Ok(apps
-                    .into_iter()
-                    .map(|a| ResourceRow {
-                        environment_id: a.environment_id,
-                        href: format!("/apps/{}", a.id),
-                        detail: match a.domain {
-                            Some(d) => format!("{} · {d}", a.source),
-                            None => a.source,
-                        },
-                        state: a.status.map(RowState::Deployment),
-                        name: a.name,
-                        marker: "app".into(),
-                    })
-                    .collect())
-            }
-        },
-    );
     open_created(create, "/apps/");
     let env_options = env_options(&environments);
     view! {
@@ -314,30 +374,9 @@ fn Applications(project_id: String, environments: Vec<EnvironmentView>) -> impl 
 
 /// Database services, listed per environment beside the applications.
 #[component]
-fn Databases(project_id: String, environments: Vec<EnvironmentView>) -> impl IntoView {
-    let create = ServerAction::<CreateService>::new();
+fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>) -> impl IntoView {
+    let Section { create, rows, tick } = section;
     let error = action_error(create);
-    let tick = RwSignal::new(0u32);
-    let rows = Resource::new(
-        move || (create.version().get(), tick.get()),
-        move |_| {
-            let project_id = project_id.clone();
-            async move {
-                let services = list_services(project_id).await?;
-                Ok(services
-                    .into_iter()
-                    .map(|s| ResourceRow {
-                        environment_id: s.environment_id,
-                        href: format!("/services/{}", s.id),
-                        detail: s.engine,
-                        state: Some(RowState::Service(s.state)),
-                        name: s.name,
-                        marker: "service".into(),
-                    })
-                    .collect())
-            }
-        },
-    );
     open_created(create, "/services/");
     let env_options = env_options(&environments);
     view! {

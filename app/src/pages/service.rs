@@ -3,10 +3,10 @@
 //! history, restore, drills), Logs (the container, live) and Advanced
 //! (image, limits, external port).
 
-use crate::api::apps::list_apps;
 use crate::api::services::{get_service, DeleteService, LinkService, RevealService, ServiceAction, UpdateService};
-use crate::components::backups::BackupsPanel;
+use crate::components::backups::{Backups, BackupsPanel};
 use crate::components::logview::LogView;
+use crate::components::shell::Session;
 use crate::components::status::{Badge, StatusBadge};
 use crate::components::ui::{
     action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD,
@@ -78,13 +78,17 @@ pub fn ServicePage() -> impl IntoView {
         },
         tick,
     );
+    // Made here, outside the `Transition` (see `Shell`).
+    let backups = Backups::new(Signal::derive(id));
+    let session = Session::get();
     view! {
         <div class="mx-auto max-w-5xl space-y-6">
             <Transition fallback=|| view! { <Loading /> }>
                 {move || Suspend::new(async move {
+                    session.provide_me().await;
                     match service.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(s) => view! { <ServiceBody service=s status tab actions /> }.into_any(),
+                        Ok(s) => view! { <ServiceBody service=s status tab actions backups /> }.into_any(),
                     }
                 })}
             </Transition>
@@ -98,6 +102,7 @@ fn ServiceBody(
     status: Resource<Option<ServiceView>>,
     tab: Memo<String>,
     actions: Actions,
+    backups: Backups,
 ) -> impl IntoView {
     let path = format!("/services/{}", service.id);
     let tabs = view! { <Tabs base=path.clone() tabs=&TABS current=tab /> };
@@ -113,7 +118,8 @@ fn ServiceBody(
         let service = service.clone();
         move || match tab.get().as_str() {
             "backups" => {
-                view! { <BackupsPanel subject=service.id.to_string() service=Some(service.clone()) /> }.into_any()
+                view! { <BackupsPanel state=backups subject=service.id.to_string() service=Some(service.clone()) /> }
+                    .into_any()
             }
             "logs" => {
                 let ws = format!("/api/ws/services/{}/logs?tail=200", service.id);
@@ -207,7 +213,7 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
             <FormError error=act_error />
         </section>
         <crate::components::status::Repairs problem=service.problem.clone() repairs=service.repairs.clone() />
-        <LinkToApp service_id=id.clone() project_id=service.project_id.to_string() engine=service.engine.clone() />
+        <LinkToApp service_id=id.clone() apps=service.project_apps.clone() engine=service.engine.clone() />
         <Show when=move || can_delete>
             <DeleteService id=id.clone() name=service.name.clone() />
         </Show>
@@ -215,10 +221,9 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
 }
 
 #[component]
-fn LinkToApp(service_id: String, project_id: String, engine: String) -> impl IntoView {
+fn LinkToApp(service_id: String, apps: Vec<(uuid::Uuid, String)>, engine: String) -> impl IntoView {
     let link = ServerAction::<LinkService>::new();
     let error = action_error(link);
-    let apps = Resource::new(|| (), move |_| list_apps(project_id.clone()));
     let default_name = if engine == "redis" { "REDIS_URL" } else { "DATABASE_URL" };
     view! {
         <section class=CARD>
@@ -228,11 +233,7 @@ fn LinkToApp(service_id: String, project_id: String, engine: String) -> impl Int
                 <input type="hidden" name="id" value=service_id />
                 <label class="block text-sm font-medium">"Application"
                     <select name="app_id" class=INPUT id="field-app_id">
-                        <Suspense fallback=|| ()>
-                            {move || Suspend::new(async move {
-                                apps.await.unwrap_or_default().into_iter().map(|a| view! { <option value=a.id.to_string()>{a.name}</option> }).collect_view()
-                            })}
-                        </Suspense>
+                        {apps.into_iter().map(|(id, name)| view! { <option value=id.to_string()>{name}</option> }).collect_view()}
                     </select>
                 </label>
                 <Field label="Variable" name="env_name" value=default_name.to_string() error />

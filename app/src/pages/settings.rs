@@ -7,7 +7,8 @@ use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
 use crate::api::session::{ChangePassword, UpdateProfile};
-use crate::components::backups::BackupsPanel;
+use crate::components::backups::{Backups, BackupsPanel};
+use crate::components::shell::Session;
 use crate::components::ui::{
     action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
@@ -17,27 +18,57 @@ use leptos::prelude::*;
 
 #[component]
 pub fn SettingsPage() -> impl IntoView {
-    let me = use_context::<Me>();
-    let manage = me.as_ref().map(|m| m.can_manage()).unwrap_or(false);
-    let admin = me.as_ref().map(|m| m.instance_admin).unwrap_or(false);
-    let create_org = me.as_ref().map(|m| m.can_create_org).unwrap_or(false);
-    let name = me.map(|m| m.name).unwrap_or_default();
+    // Every resource of the page is made here, outside the `Suspense` (see
+    // `Shell`), whether or not the user may see its section: the server
+    // answers those it may not with an error, which is not shown.
+    let role = ServerAction::<ChangeMemberRole>::new();
+    let remove = ServerAction::<RemoveMember>::new();
+    let members = Resource::new(
+        move || (role.version().get(), remove.version().get()),
+        |_| list_members(),
+    );
+    let invite = ServerAction::<CreateInvite>::new();
+    let revoke = ServerAction::<RevokeInvite>::new();
+    let invites = Resource::new(
+        move || (invite.version().get(), revoke.version().get()),
+        |_| list_invites(),
+    );
+    let org_creation = ServerAction::<SetOrgCreation>::new();
+    let set_admin = ServerAction::<SetInstanceAdmin>::new();
+    let instance = Resource::new(
+        move || (org_creation.version().get(), set_admin.version().get()),
+        |_| get_instance(),
+    );
+    let own = Backups::new(Signal::derive(|| "berth".to_owned()));
+    let session = Session::get();
     view! {
         <div class="mx-auto max-w-4xl space-y-6">
             <h1 class="text-2xl font-semibold">"Settings"</h1>
-            <Profile name />
-            <PasswordForm />
-            <Members manage />
-            <Show when=move || manage>
-                <Invites />
-            </Show>
-            <Show when=move || create_org>
-                <NewOrganization />
-            </Show>
-            <Show when=move || admin>
-                <Instance />
-                <OwnDatabase />
-            </Show>
+            <Suspense fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    session.provide_me().await;
+                    let me = use_context::<Me>();
+                    let manage = me.as_ref().map(|m| m.can_manage()).unwrap_or(false);
+                    let admin = me.as_ref().map(|m| m.instance_admin).unwrap_or(false);
+                    let create_org = me.as_ref().map(|m| m.can_create_org).unwrap_or(false);
+                    let name = me.map(|m| m.name).unwrap_or_default();
+                    view! {
+                        <Profile name />
+                        <PasswordForm />
+                        <Members manage role remove members />
+                        <Show when=move || manage>
+                            <Invites create=invite revoke invites />
+                        </Show>
+                        <Show when=move || create_org>
+                            <NewOrganization />
+                        </Show>
+                        <Show when=move || admin>
+                            <Instance org_creation set_admin view_=instance />
+                            <OwnDatabase own />
+                        </Show>
+                    }
+                })}
+            </Suspense>
         </div>
     }
 }
@@ -84,13 +115,12 @@ fn PasswordForm() -> impl IntoView {
 }
 
 #[component]
-fn Members(manage: bool) -> impl IntoView {
-    let role = ServerAction::<ChangeMemberRole>::new();
-    let remove = ServerAction::<RemoveMember>::new();
-    let members = Resource::new(
-        move || (role.version().get(), remove.version().get()),
-        |_| list_members(),
-    );
+fn Members(
+    manage: bool,
+    role: ServerAction<ChangeMemberRole>,
+    remove: ServerAction<RemoveMember>,
+    members: Resource<Result<Vec<crate::types::MemberView>, crate::error::AppError>>,
+) -> impl IntoView {
     let error = Signal::derive(move || action_error(role).get().or_else(|| action_error(remove).get()));
     view! {
         <section class=CARD>
@@ -146,14 +176,12 @@ fn Members(manage: bool) -> impl IntoView {
 }
 
 #[component]
-fn Invites() -> impl IntoView {
-    let create = ServerAction::<CreateInvite>::new();
-    let revoke = ServerAction::<RevokeInvite>::new();
+fn Invites(
+    create: ServerAction<CreateInvite>,
+    revoke: ServerAction<RevokeInvite>,
+    invites: Resource<Result<Vec<crate::types::InviteView>, crate::error::AppError>>,
+) -> impl IntoView {
     let error = action_error(create);
-    let invites = Resource::new(
-        move || (create.version().get(), revoke.version().get()),
-        |_| list_invites(),
-    );
     let link = move || {
         create.value().get().and_then(|r| r.ok()).map(|i| {
             // The server knows its public URL only when configured; otherwise use this page's origin.
@@ -232,9 +260,11 @@ fn NewOrganization() -> impl IntoView {
 /// The instance itself, for its administrators: who may create organizations,
 /// who else administers it, and what the operator allows of the host.
 #[component]
-fn Instance() -> impl IntoView {
-    let org_creation = ServerAction::<SetOrgCreation>::new();
-    let set_admin = ServerAction::<SetInstanceAdmin>::new();
+fn Instance(
+    org_creation: ServerAction<SetOrgCreation>,
+    set_admin: ServerAction<SetInstanceAdmin>,
+    view_: Resource<Result<crate::types::InstanceView, crate::error::AppError>>,
+) -> impl IntoView {
     let error = Signal::derive(move || {
         org_creation
             .value()
@@ -242,10 +272,6 @@ fn Instance() -> impl IntoView {
             .and_then(|r| r.err())
             .or_else(|| set_admin.value().get().and_then(|r| r.err()))
     });
-    let view_ = Resource::new(
-        move || (org_creation.version().get(), set_admin.version().get()),
-        |_| get_instance(),
-    );
     view! {
         <section class=CARD id="instance">
             <h2 class="mb-3 font-semibold">"This instance"</h2>
@@ -302,15 +328,14 @@ fn Instance() -> impl IntoView {
 /// Backups of Berth's own database: for instance administrators (the API
 /// answers 404 to everyone else).
 #[component]
-fn OwnDatabase() -> impl IntoView {
-    let allowed = Resource::new(|| (), |_| crate::api::services::list_backups("berth".into()));
+fn OwnDatabase(own: Backups) -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
-                allowed.await.ok().map(|_| view! {
+                own.history.await.ok().map(|_| view! {
                     <h2 class="pt-4 text-xl font-semibold" id="own-database">"Berth's own database"</h2>
                     <p class="text-sm text-slate-500">"Back up Berth's PostgreSQL to S3. Restoring it is a command-line step: see docs/OPERATIONS.md."</p>
-                    <BackupsPanel subject="berth".to_string() service=None />
+                    <BackupsPanel state=own subject="berth".to_string() service=None />
                 })
             })}
         </Suspense>
