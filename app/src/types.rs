@@ -189,6 +189,8 @@ pub struct AppView {
     pub domains: Vec<DomainView>,
     pub env_names: Vec<String>,
     pub live_deployment: Option<Uuid>,
+    /// The newest deployment: the one whose log the Deployments tab opens on.
+    pub latest_deployment: Option<Uuid>,
     /// What is wrong with the running app now, as the reconciler sees it.
     pub problem: Option<String>,
     pub repairs: Vec<RepairView>,
@@ -372,7 +374,7 @@ pub struct BackupsView {
 }
 
 impl BackupsView {
-    /// Work is queued or running: the tab polls while this holds.
+    /// Work is queued or running: its status events follow.
     pub fn busy(&self) -> bool {
         self.backups
             .iter()

@@ -12,6 +12,7 @@ pub mod db;
 pub mod deploy;
 pub mod docker;
 pub mod error;
+pub mod events;
 pub mod fanout;
 pub mod health;
 pub mod http1;

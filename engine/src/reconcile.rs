@@ -314,6 +314,9 @@ async fn record(
             .execute(&mut conn)
             .await;
     }
+    if let Some(s) = service {
+        crate::services::announce_until_ready(engine, s);
+    }
 }
 
 /// Why a container is not up, in words.

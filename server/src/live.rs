@@ -1,4 +1,5 @@
-//! Live logs over WebSockets, and the deployment log download. Each socket
+//! Live logs over WebSockets, status events as server-sent events, and the
+//! deployment log download. Each socket
 //! authenticates with the session cookie, checks the organization of what it
 //! follows (a foreign ID is a 404 before the upgrade), refuses other origins,
 //! and pings every 20 s so proxies keep it open.
@@ -273,6 +274,53 @@ pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>,
                 ],
                 body,
             )
+                .into_response(),
+        )
+    };
+    run.await.unwrap_or_else(|r| r)
+}
+
+/// `GET /api/events`: status changes of the caller's organization
+/// ([`engine::events::Event`] as JSON, one per message) as server-sent events,
+/// for as long as the page is open. A page opens one and re-reads what an event
+/// names; the browser reconnects by itself when the stream drops, and a page
+/// that fell behind is told `resync` (re-read everything).
+pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
+    use axum::response::sse::{Event, KeepAlive, Sse};
+    let run = async {
+        same_origin(&state, &headers)?;
+        let caller = caller(&state, &headers).await?;
+        let slot = state.event_streams.take(caller.user_id.0).ok_or_else(|| {
+            ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                format!(
+                    "at most {} pages may follow status at once; close one",
+                    crate::sockets::EVENT_STREAMS_PER_USER
+                ),
+            )
+            .into_response()
+        })?;
+        let channel = engine::events::channel(state.engine(), caller.org_id.0);
+        let sub = state
+            .engine()
+            .kv
+            .hub()
+            .subscribe(&channel)
+            .await
+            .map_err(engine_error)?;
+        let stream = futures::stream::unfold((sub, slot), |(mut sub, slot)| async move {
+            use tokio::sync::broadcast::error::RecvError;
+            let event = match sub.rx.recv().await {
+                Ok(payload) => Event::default().data(payload),
+                Err(RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
+                // The Redis connection went: end; the browser reconnects.
+                Err(RecvError::Closed) => return None,
+            };
+            Some((Ok::<_, std::convert::Infallible>(event), (sub, slot)))
+        });
+        Ok::<_, Response>(
+            Sse::new(stream)
+                .keep_alive(KeepAlive::new().interval(PING_EVERY))
                 .into_response(),
         )
     };

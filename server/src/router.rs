@@ -30,7 +30,7 @@ pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// The routes outside Leptos (server functions and pages are listed by their
 /// own registries): each is in docs/ROLES.md, which `tests/roles.rs` holds.
-pub const ROUTES: [&str; 8] = [
+pub const ROUTES: [&str; 9] = [
     "/health",
     "/api/admin/health",
     "/api/webhooks/github",
@@ -39,6 +39,7 @@ pub const ROUTES: [&str; 8] = [
     "/api/ws/apps/{id}/logs",
     "/api/ws/services/{id}/logs",
     "/api/deployments/{id}/log",
+    "/api/events",
 ];
 
 pub fn router(state: AppState) -> Router {
@@ -62,6 +63,7 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[5], get(crate::live::runtime_log))
         .route(ROUTES[6], get(crate::live::service_log))
         .route(ROUTES[7], get(crate::live::download_log))
+        .route(ROUTES[8], get(crate::live::events))
         // The bundle, from the gzip copies scripts/build.sh makes: no compression
         // work per request, and a 1.2 MB module travels as 0.4 MB.
         .nest_service(

@@ -17,6 +17,8 @@ pub struct AppState {
     pub hosts: Arc<crate::hosts::AllowedHosts>,
     /// Open log sockets per user.
     pub sockets: crate::sockets::SocketSlots,
+    /// Open status event streams per user.
+    pub event_streams: crate::sockets::SocketSlots,
 }
 
 impl AppState {
@@ -39,6 +41,7 @@ impl AppState {
             config: Arc::new(config),
             hosts: Arc::new(hosts),
             sockets: Default::default(),
+            event_streams: crate::sockets::SocketSlots::with_limit(crate::sockets::EVENT_STREAMS_PER_USER),
         }
     }
 

@@ -115,6 +115,12 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
             .collect(),
         env_names: d.env_names,
         live_deployment: a.live_deployment_id.map(|x| x.0),
+        latest_deployment: deploy::list(&ctx.engine, &caller, a.id, 1)
+            .await
+            .map_err(fail)?
+            .deployments
+            .first()
+            .map(|d| d.id.0),
         ..Default::default()
     };
     match a.source {

@@ -7,9 +7,10 @@ use crate::api::services::{
     list_backups, list_destinations, AddDestination, AddSchedule, BucketObjects, DrillBackup, ImportBackup,
     RemoveDestination, RemoveSchedule, RestoreBackup, RunBackup, RunSchedule, TestDestination,
 };
+use crate::components::live::refresh_on;
 use crate::components::status::{Badge, StatusBadge};
 use crate::components::ui::{
-    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::error::AppError;
 use crate::types::{BackupView, BackupsView, DestinationView, Lifecycle, Me, ServiceView};
@@ -55,7 +56,6 @@ pub struct Backups {
     a: BackupActions,
     pub history: History,
     destinations: Destinations,
-    tick: RwSignal<u32>,
 }
 
 impl Backups {
@@ -96,11 +96,21 @@ impl Backups {
             move || (a.add_destination.version().get(), a.remove_destination.version().get()),
             |_| list_destinations(),
         );
+        // Backups, restores and drills of this subject, as they move.
+        refresh_on(
+            move |e| {
+                e.kind == "backup"
+                    && match subject.get_untracked().as_str() {
+                        "berth" => e.service.is_none(),
+                        s => e.service.as_deref() == Some(s),
+                    }
+            },
+            tick,
+        );
         Self {
             a,
             history,
             destinations,
-            tick,
         }
     }
 }
@@ -108,8 +118,8 @@ impl Backups {
 /// Destinations, schedules, history, restores and drills for `subject` (a
 /// service ID, or `berth` for Berth's own database, then `service` is None).
 ///
-/// The lists poll while work is in progress; the forms sit outside what the
-/// polling re-renders (they depend only on the destinations), so typing into
+/// The lists re-read when the server says work moved on; the forms sit outside
+/// what that re-renders (they depend only on the destinations), so typing into
 /// one is never wiped by a refresh.
 #[component]
 pub fn BackupsPanel(state: Backups, subject: String, service: Option<ServiceView>) -> impl IntoView {
@@ -117,12 +127,7 @@ pub fn BackupsPanel(state: Backups, subject: String, service: Option<ServiceView
         a,
         history,
         destinations,
-        tick,
     } = state;
-    poll_while(
-        move || history.get_untracked().and_then(|r| r.ok()).is_some_and(|d| d.busy()),
-        tick,
-    );
     let run_error = action_error(a.run);
     let run_subject = subject.clone();
     view! {
@@ -294,7 +299,7 @@ fn HistorySection(
 ) -> impl IntoView {
     let restore_error = action_error(a.restore);
     let drill_error = action_error(a.drill);
-    // Chosen here, outside the polled list: a refresh never closes the form.
+    // Chosen here, outside the re-read list: a refresh never closes the form.
     let chosen = RwSignal::new(None::<BackupView>);
     let can_restore = service.is_some();
     view! {

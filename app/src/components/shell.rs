@@ -44,6 +44,7 @@ pub fn Shell() -> impl IntoView {
     let state = Resource::new(|| (), |_| get_session_state());
     let status = Resource::new(|| (), |_| get_system_status());
     provide_context(Session(state));
+    crate::components::live::provide_live();
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {

@@ -145,20 +145,3 @@ pub fn Tabs(base: String, tabs: &'static [(&'static str, &'static str)], current
         .collect_view();
     view! { <nav class="flex gap-1 overflow-x-auto border-b border-slate-200 dark:border-slate-800" aria-label="Sections">{links}</nav> }
 }
-
-/// Bumps `tick` every 2 s while `busy` says work is in progress (in the browser
-/// only): resources keyed on `tick` refetch, so badges follow the work.
-#[allow(unused_variables)]
-pub fn poll_while(busy: impl Fn() -> bool + 'static, tick: RwSignal<u32>) {
-    #[cfg(feature = "hydrate")]
-    if let Ok(h) = set_interval_with_handle(
-        move || {
-            if busy() {
-                tick.update(|t| *t += 1);
-            }
-        },
-        std::time::Duration::from_secs(2),
-    ) {
-        on_cleanup(move || h.clear());
-    }
-}

@@ -6,12 +6,12 @@ use crate::api::apps::{
     get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain,
     ResetHostKey, RevealEnv, RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
 };
+use crate::components::live::refresh_on;
 use crate::components::logview::LogView;
 use crate::components::shell::Session;
 use crate::components::status::{Badge, Repairs, StatusBadge};
 use crate::components::ui::{
-    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
-    CARD, INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView, Me};
 use leptos::form::ActionForm;
@@ -95,6 +95,11 @@ pub fn AppPage() -> impl IntoView {
             }
         },
     );
+    // This app's deployments, as they move: the list (badges) follows.
+    refresh_on(
+        move |e| e.kind == "deployment" && e.app.as_deref() == Some(id().as_str()),
+        tick,
+    );
     let data = TabData {
         hooks,
         deployments,
@@ -122,7 +127,7 @@ struct TabData {
     hooks: Resource<Result<HooksView, crate::error::AppError>>,
     /// The first page of the history (empty unless the Deployments tab is open).
     deployments: Resource<Result<DeploymentPage, crate::error::AppError>>,
-    /// Bumped by polling while a deployment is in progress, and when a log ends.
+    /// Bumped by this app's deployment events, and when a log ends.
     tick: RwSignal<u32>,
 }
 
@@ -441,11 +446,49 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
         tick,
         ..
     } = data;
-    let selected = RwSignal::new(None::<uuid::Uuid>);
+    // Which log is open: from the app (the same on the server and in the
+    // browser, so hydration agrees), then the newest once there is one, and a
+    // deployment just asked for. Changed only by effects, which run after
+    // hydration: a signal set while rendering would differ between the two.
+    let selected = RwSignal::new(app.latest_deployment);
+    Effect::watch(
+        move || {
+            list.get()
+                .and_then(|r| r.ok())
+                .and_then(|p| p.deployments.first().map(|d| d.id))
+        },
+        move |first, _, _| {
+            if selected.get_untracked().is_none() {
+                selected.set(*first);
+            }
+        },
+        false,
+    );
+    Effect::watch(
+        move || actions.deploy.value().get(),
+        move |v, _, _| {
+            if let Some(Ok(id)) = v {
+                selected.set(Some(*id));
+            }
+        },
+        false,
+    );
     let app_id = app.id;
     // Older pages, appended by "Show older" (finished deployments: they do not change).
     let older = RwSignal::new(Vec::<DeploymentView>::new());
     let next = RwSignal::new(None::<String>);
+    // Where "Show older" starts, once the first page is in (an effect, as above).
+    Effect::watch(
+        move || list.get().and_then(|r| r.ok()).map(|p| p.next),
+        move |first_next, _, _| {
+            if let Some(n) = first_next {
+                if older.get_untracked().is_empty() {
+                    next.set(n.clone());
+                }
+            }
+        },
+        false,
+    );
     let more_id = app.id.to_string();
     let show_older = move |_| {
         let (app_id, after) = (more_id.clone(), next.get_untracked());
@@ -456,15 +499,6 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
             }
         });
     };
-    // Poll while anything is in progress, so badges follow the pipeline.
-    poll_while(
-        move || {
-            list.get_untracked()
-                .and_then(|r| r.ok())
-                .is_some_and(|p| p.deployments.iter().any(|d| !d.finished()))
-        },
-        tick,
-    );
     let error = Signal::derive(move || {
         let failed = |v: Option<Result<(), crate::error::AppError>>| v.and_then(|r| r.err());
         failed(actions.cancel.value().get()).or_else(|| actions.rollback.value().get().and_then(|r| r.err()))
@@ -479,12 +513,6 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
                         Ok(page) if page.deployments.is_empty() => view! { <p class="text-sm text-slate-500">"No deployments yet. Press Deploy."</p> }.into_any(),
                         Ok(page) => {
-                            if selected.get_untracked().is_none() {
-                                selected.set(page.deployments.first().map(|d| d.id));
-                            }
-                            if older.get_untracked().is_empty() {
-                                next.set(page.next.clone());
-                            }
                             view! {
                                 <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="deployments">
                                     {page.deployments.into_iter().map(|d| view! { <DeploymentRow d app_id selected actions /> }).collect_view()}

@@ -5,11 +5,11 @@ use crate::api::projects::{
     get_project, AddEnvironment, DeleteEnvironment, DeleteProject, RenameEnvironment, UpdateProject,
 };
 use crate::api::services::{list_services, CreateService};
+use crate::components::live::refresh_on;
 use crate::components::resources::{EnvironmentGroups, ResourceRow, RowState};
 use crate::components::shell::Session;
-use crate::components::status::Badge;
 use crate::components::ui::{
-    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::types::{EnvironmentView, Me, ProjectDetail};
 use leptos::form::ActionForm;
@@ -63,11 +63,10 @@ pub fn ProjectPage() -> impl IntoView {
 }
 
 /// A list of the project's applications or databases: its resource, the
-/// creation action it follows, and the tick its polling bumps.
+/// creation action it follows (events re-read it: `refresh_on`).
 struct Section<A: server_fn::ServerFn + 'static> {
     create: ServerAction<A>,
     rows: Resource<Result<Vec<ResourceRow>, crate::error::AppError>>,
-    tick: RwSignal<u32>,
 }
 
 impl<A: server_fn::ServerFn + 'static> Clone for Section<A> {
@@ -107,7 +106,8 @@ fn apps_section(project_id: Signal<String>) -> Section<CreateApp> {
                 .collect())
         },
     );
-    Section { create, rows, tick }
+    refresh_on(|e| e.kind == "deployment", tick);
+    Section { create, rows }
 }
 
 fn services_section(project_id: Signal<String>) -> Section<CreateService> {
@@ -130,7 +130,8 @@ fn services_section(project_id: Signal<String>) -> Section<CreateService> {
                 .collect())
         },
     );
-    Section { create, rows, tick }
+    refresh_on(|e| e.kind == "service", tick);
+    Section { create, rows }
 }
 
 #[derive(Clone, Copy)]
@@ -295,28 +296,18 @@ fn env_options(environments: &[EnvironmentView]) -> impl IntoView {
 }
 
 /// A project's applications or databases, grouped by environment; the list
-/// follows work in progress (polled every 2 s while any row is busy), and the
-/// form that adds one sits below, outside what the polling re-renders.
+/// follows work in progress (re-read on status events), and the
+/// form that adds one sits below, outside what that re-renders.
 #[component]
 fn ResourceSection(
     title: &'static str,
     environments: Vec<EnvironmentView>,
     rows: Resource<Result<Vec<ResourceRow>, crate::error::AppError>>,
-    tick: RwSignal<u32>,
     list_attr: &'static str,
     empty: &'static str,
     none_label: &'static str,
     children: Children,
 ) -> impl IntoView {
-    poll_while(
-        move || {
-            rows.get_untracked().and_then(|r| r.ok()).is_some_and(|rows| {
-                rows.iter()
-                    .any(|r| r.state.is_some_and(|s| Badge::from(s).tone == lifecycle::Tone::Busy))
-            })
-        },
-        tick,
-    );
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">{title}</h2>
@@ -338,12 +329,12 @@ fn ResourceSection(
 
 #[component]
 fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>) -> impl IntoView {
-    let Section { create, rows, tick } = section;
+    let Section { create, rows } = section;
     let error = action_error(create);
     open_created(create, "/apps/");
     let env_options = env_options(&environments);
     view! {
-        <ResourceSection title="Applications" environments rows tick list_attr="data-apps-env" empty="No applications yet." none_label="never deployed">
+        <ResourceSection title="Applications" environments rows list_attr="data-apps-env" empty="No applications yet." none_label="never deployed">
             <h3 class="mb-2 mt-6 font-semibold">"New application"</h3>
             <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-app">
                 <label class="block text-sm font-medium">"Environment"
@@ -375,12 +366,12 @@ fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>)
 /// Database services, listed per environment beside the applications.
 #[component]
 fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>) -> impl IntoView {
-    let Section { create, rows, tick } = section;
+    let Section { create, rows } = section;
     let error = action_error(create);
     open_created(create, "/services/");
     let env_options = env_options(&environments);
     view! {
-        <ResourceSection title="Databases" environments rows tick list_attr="data-services-env" empty="No databases yet." none_label="">
+        <ResourceSection title="Databases" environments rows list_attr="data-services-env" empty="No databases yet." none_label="">
             <h3 class="mb-2 mt-6 font-semibold">"New database"</h3>
             <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-service">
                 <label class="block text-sm font-medium">"Environment"

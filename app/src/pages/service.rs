@@ -5,14 +5,14 @@
 
 use crate::api::services::{get_service, DeleteService, LinkService, RevealService, ServiceAction, UpdateService};
 use crate::components::backups::{Backups, BackupsPanel};
+use crate::components::live::refresh_on;
 use crate::components::logview::LogView;
 use crate::components::shell::Session;
 use crate::components::status::{Badge, StatusBadge};
 use crate::components::ui::{
-    action_error, poll_while, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD,
-    INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
-use crate::types::{Me, ServiceState, ServiceView};
+use crate::types::{Me, ServiceView};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -43,12 +43,12 @@ pub fn ServicePage() -> impl IntoView {
     };
     let tick = RwSignal::new(0u32);
     // The page renders once per action; only the status (badge, readiness, last
-    // error) follows the polling, so forms on the page keep what is typed.
+    // error) follows status events, so forms on the page keep what is typed.
     let service = Resource::new(
         move || (id(), actions.act.version().get(), actions.update.version().get()),
         |(id, ..)| get_service(id),
     );
-    // The first render has the status already; later ones come from the polls,
+    // The first render has the status already; later ones come from status events,
     // and an action asks for one at once.
     let status = Resource::new(
         move || (id(), tick.get()),
@@ -65,19 +65,8 @@ pub fn ServicePage() -> impl IntoView {
         move |_, _, _| tick.update(|t| *t += 1),
         false,
     );
-    poll_while(
-        move || {
-            status
-                .get_untracked()
-                .flatten()
-                .or_else(|| service.get_untracked().and_then(|r| r.ok()))
-                .is_some_and(|s| {
-                    matches!(s.state, ServiceState::Starting | ServiceState::Restarting)
-                        || (s.state == ServiceState::Running && s.ready != Some(true))
-                })
-        },
-        tick,
-    );
+    // The server says when this service starts, stops or becomes ready.
+    refresh_on(move |e| e.kind == "service" && e.id == id(), tick);
     // Made here, outside the `Transition` (see `Shell`).
     let backups = Backups::new(Signal::derive(id));
     let session = Session::get();

@@ -183,7 +183,12 @@ async fn claim(engine: &Engine, rows: Rows, worker: &str) -> Result<Option<Uuid>
         })
         .await;
     match claimed {
-        Ok(id) => Ok(id),
+        Ok(id) => {
+            if let Some(id) = id {
+                crate::events::backup_changed(engine, id).await;
+            }
+            Ok(id)
+        }
         // Another worker started a job on the same service in between.
         Err(TransitionError::Lost) => Ok(None),
         Err(e) if unique_violation(&e) => Ok(None),
@@ -227,6 +232,7 @@ async fn reap(engine: &Engine, rows: Rows) -> Result<Vec<Uuid>, StoreError> {
             .is_ok()
         {
             tracing::warn!(?rows, id = %id, "job interrupted (its worker stopped)");
+            crate::events::backup_changed(engine, id).await;
             reaped.push(id);
         }
     }
@@ -236,8 +242,12 @@ async fn reap(engine: &Engine, rows: Rows) -> Result<Vec<Uuid>, StoreError> {
 /// Records a job's end (logged when someone else moved it meanwhile).
 async fn finish(engine: &Engine, rows: Rows, id: Uuid, worker: &str, to: Outcome<'_>) {
     let Ok(mut conn) = engine.db.get().await else { return };
-    if let Err(e) = rows.moves(&mut conn, id, to, Holder::Worker(worker)).await {
-        tracing::warn!(?rows, id = %id, error = %e, "recording a job's end");
+    match rows.moves(&mut conn, id, to, Holder::Worker(worker)).await {
+        Ok(()) => {
+            drop(conn);
+            crate::events::backup_changed(engine, id).await;
+        }
+        Err(e) => tracing::warn!(?rows, id = %id, error = %e, "recording a job's end"),
     }
 }
 

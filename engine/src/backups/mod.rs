@@ -497,6 +497,7 @@ pub async fn backup_now(
         .get_result(&mut conn)
         .await?;
     tracing::info!(backup.id = %id, service = %name, "backup queued");
+    crate::events::backup_changed(engine, id).await;
     Ok(BackupId(id))
 }
 
@@ -539,8 +540,13 @@ pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(),
         None => transition::DrillMove::first(id, DrillStatus::Queued, holder),
     };
     match transition::drill_transition(&mut conn, m).await {
+        Ok(()) => {
+            drop(conn);
+            crate::events::backup_changed(engine, id.0).await;
+            Ok(())
+        }
         // Queued by someone else in between: the same outcome.
-        Ok(()) | Err(crate::jobs::TransitionError::Lost) => Ok(()),
+        Err(crate::jobs::TransitionError::Lost) => Ok(()),
         Err(crate::jobs::TransitionError::Store(e)) => Err(e.into()),
         Err(e @ crate::jobs::TransitionError::Illegal(_)) => Err(BackupError::State(e.to_string())),
     }
@@ -610,6 +616,7 @@ pub async fn restore(
         .get_result(&mut conn)
         .await?;
     tracing::info!(restore.id = %rid, backup.id = %id, service.id = %target_service, "restore queued");
+    crate::events::backup_changed(engine, rid).await;
     Ok((RestoreId(rid), target_service))
 }
 
@@ -673,6 +680,7 @@ pub async fn import_object(
         .returning(backups::id)
         .get_result(&mut conn)
         .await?;
+    crate::events::backup_changed(engine, id).await;
     Ok(BackupId(id))
 }
 
@@ -784,6 +792,7 @@ pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) 
         .returning(backups::id)
         .get_result(&mut conn)
         .await?;
+    crate::events::backup_changed(engine, bid).await;
     Ok(BackupId(bid))
 }
 

@@ -283,8 +283,12 @@ pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, resul
         Err(e) => {
             tracing::warn!(backup.id = %id, error = %e, "backup failed");
             let m = JobMove::new(id, JobStatus::Running, JobStatus::Failed, held).note(&e);
-            if let Err(e) = transition(&mut conn, JobTable::Backups, m).await {
-                tracing::warn!(backup.id = %id, error = %e, "recording a backup's end");
+            match transition(&mut conn, JobTable::Backups, m).await {
+                Ok(()) => {
+                    drop(conn);
+                    crate::events::backup_changed(engine, id).await;
+                }
+                Err(e) => tracing::warn!(backup.id = %id, error = %e, "recording a backup's end"),
             }
             return;
         }
@@ -319,6 +323,9 @@ pub(super) async fn finish_backup(engine: &Engine, id: Uuid, worker: &str, resul
         })
         .await;
     drop(conn);
+    if recorded.is_ok() {
+        crate::events::backup_changed(engine, id).await;
+    }
     match recorded {
         Ok(Some((schedule, keep, _))) => {
             if let Err(e) = retention(engine, schedule, keep).await {

@@ -119,7 +119,12 @@ pub async fn claim(engine: &Engine, worker: &str) -> Result<Option<DeployJob>, S
         })
         .await;
     match claimed {
-        Ok(job) => Ok(job),
+        Ok(job) => {
+            if let Some(j) = &job {
+                crate::events::deployment_changed(engine, j.id.0).await;
+            }
+            Ok(job)
+        }
         // Lost a race on the one-active-per-app index, or the row moved: someone
         // else is deploying it.
         Err(TransitionError::Lost) => Ok(None),
@@ -231,7 +236,7 @@ pub async fn reap_interrupted(engine: &Engine) -> Result<usize, StoreError> {
         let id = DeploymentId(row.id);
         let m = Move::new(id, row.status, Status::Failed, Holder::Stale { lease_secs: lease }).note(INTERRUPTED);
         match transition(&mut conn, m).await {
-            Ok(()) => {}
+            Ok(()) => crate::events::deployment_changed(engine, row.id).await,
             // It beat (or finished) in between: alive after all.
             Err(TransitionError::Lost) => continue,
             Err(TransitionError::Store(e)) => return Err(e),

@@ -172,6 +172,7 @@ pub(crate) async fn enqueue(
         .await?;
     if let Accepted::Queued(id) = accepted {
         tracing::info!(deployment.id = %id, app.id = %req.app, trigger = %req.trigger, "deployment queued");
+        crate::events::deployment_changed(engine, id.0).await;
         wake(engine, id).await;
     }
     Ok(accepted)
@@ -365,6 +366,7 @@ pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Resul
     if d.status == Status::Queued {
         match transition(&mut conn, m).await {
             Ok(()) => {
+                crate::events::deployment_changed(engine, id.0).await;
                 crate::logs::close(engine, d.application_id, id, None, Status::Cancelled).await;
                 return Ok(());
             }

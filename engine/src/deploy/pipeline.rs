@@ -455,33 +455,42 @@ impl Deployment<'_> {
     async fn go_live(&mut self) -> Result<(), Stop> {
         let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
         let (id, app, worker) = (self.job.id, self.app.id, self.worker().to_owned());
-        conn.transaction::<_, TransitionError, _>(async |conn| {
-            transition(
-                conn,
-                Move::new(id, Status::Routing, Status::Running, Holder::Worker(&worker)),
-            )
-            .await?;
-            let previous: Option<DeploymentId> = applications::table
-                .find(app)
-                .select(applications::live_deployment_id)
-                .for_update()
-                .first(conn)
+        let replaced = conn
+            .transaction::<_, TransitionError, _>(async |conn| {
+                transition(
+                    conn,
+                    Move::new(id, Status::Routing, Status::Running, Holder::Worker(&worker)),
+                )
                 .await?;
-            if let Some(prev) = previous.filter(|p| *p != id) {
-                let superseded = Move::new(prev, Status::Running, Status::Superseded, Holder::Anyone).by(id);
-                match transition(conn, superseded).await {
-                    // It was not running any more (its row tells why): nothing to supersede.
-                    Ok(()) | Err(TransitionError::Lost) => {}
-                    Err(e) => return Err(e),
+                let previous: Option<DeploymentId> = applications::table
+                    .find(app)
+                    .select(applications::live_deployment_id)
+                    .for_update()
+                    .first(conn)
+                    .await?;
+                let mut replaced = None;
+                if let Some(prev) = previous.filter(|p| *p != id) {
+                    let superseded = Move::new(prev, Status::Running, Status::Superseded, Holder::Anyone).by(id);
+                    match transition(conn, superseded).await {
+                        Ok(()) => replaced = Some(prev),
+                        // It was not running any more (its row tells why): nothing to supersede.
+                        Err(TransitionError::Lost) => {}
+                        Err(e) => return Err(e),
+                    }
                 }
-            }
-            diesel::update(applications::table.find(app))
-                .set(applications::live_deployment_id.eq(id))
-                .execute(conn)
-                .await?;
-            Ok(())
-        })
-        .await?;
+                diesel::update(applications::table.find(app))
+                    .set(applications::live_deployment_id.eq(id))
+                    .execute(conn)
+                    .await?;
+                Ok(replaced)
+            })
+            .await?;
+        drop(conn);
+        // Committed: now the pages may hear of it.
+        crate::events::deployment_changed(self.engine, id.0).await;
+        if let Some(prev) = replaced {
+            crate::events::deployment_changed(self.engine, prev.0).await;
+        }
         self.status = Status::Running;
         self.container = None;
         Ok(())
@@ -561,8 +570,9 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
         async move {
             if let Ok(mut conn) = engine.db.get().await {
                 let m = Move::new(job.id, from, Status::Failed, Holder::Worker(&worker)).note(&reason);
-                if let Err(e) = transition(&mut conn, m).await {
-                    tracing::warn!(deployment.id = %job.id, error = %e, "recording a failure");
+                match transition(&mut conn, m).await {
+                    Ok(()) => crate::events::deployment_changed(engine, job.id.0).await,
+                    Err(e) => tracing::warn!(deployment.id = %job.id, error = %e, "recording a failure"),
                 }
             }
         }
@@ -621,6 +631,8 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
         if let Err(e) = transition(&mut conn, m).await {
             break Err(e.into());
         }
+        drop(conn);
+        crate::events::deployment_changed(engine, job.id.0).await;
         d.status = next;
     };
     let _ = tokio::fs::remove_dir_all(&d.work).await;
@@ -655,8 +667,9 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
             };
             if let Ok(mut conn) = engine.db.get().await {
                 let m = Move::new(job.id, d.status, to, Holder::Worker(&worker)).note(&reason);
-                if let Err(e) = transition(&mut conn, m).await {
-                    tracing::warn!(deployment.id = %job.id, error = %e, "recording the end");
+                match transition(&mut conn, m).await {
+                    Ok(()) => crate::events::deployment_changed(engine, job.id.0).await,
+                    Err(e) => tracing::warn!(deployment.id = %job.id, error = %e, "recording the end"),
                 }
             }
             to

@@ -507,6 +507,7 @@ fn bring_up(engine: &Engine, id: ServiceId) {
                 .execute(&mut conn)
                 .await;
         }
+        announce_until_ready(&engine, id.0);
     });
 }
 
@@ -718,7 +719,39 @@ pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action
         }
     }
     tracing::info!(service.id = %id, ?action, "database service action");
+    announce_until_ready(engine, id.0);
     Ok(())
+}
+
+/// Tells the service's open pages it changed now, and again once its readiness
+/// probe answers (up to two minutes): readiness is asked of the server, not
+/// written anywhere, so this is how "ready" reaches a page without polling.
+pub(crate) fn announce_until_ready(engine: &Engine, id: Uuid) {
+    let engine = engine.clone();
+    tokio::spawn(async move {
+        crate::events::service_changed(&engine, id).await;
+        let Ok(mut conn) = engine.db.get().await else { return };
+        let Ok(svc) = load_any(&engine, &mut conn, id).await else {
+            return;
+        };
+        drop(conn);
+        if svc.row.desired != "running" {
+            return;
+        }
+        let name = svc.container(&engine);
+        let probe = svc.engine.readiness(&svc.identity());
+        // Starting, or still pulling its image: the probe fails until it runs.
+        let started = std::time::Instant::now();
+        while started.elapsed() < Duration::from_secs(120) {
+            if container::wait_ready(&engine, &name, &probe, Duration::from_secs(5))
+                .await
+                .is_ok()
+            {
+                crate::events::service_changed(&engine, id).await;
+                return;
+            }
+        }
+    });
 }
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).

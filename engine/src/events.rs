@@ -1,0 +1,148 @@
+//! Status changes pushed to open pages. Postgres stays the truth: a change is
+//! committed first, then announced on the organization's Redis channel, and
+//! every Berth process relays its channel to the pages it serves (one stream
+//! per page, [`crate::fanout`] sharing one Redis connection per process). A
+//! page that hears an event re-reads what it shows; an event lost (Redis
+//! down, a dropped stream) costs freshness until the next one, never truth.
+
+use crate::Engine;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// What changed. The page decides whether it shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Event {
+    /// A deployment was queued or moved to `status`.
+    Deployment { id: Uuid, app: Uuid, status: String },
+    /// A database service started, stopped, became ready, was repaired ...
+    Service { id: Uuid },
+    /// A backup, restore or drill of `service` (none: Berth's own database)
+    /// moved on.
+    Backup { id: Uuid, service: Option<Uuid> },
+}
+
+/// The organization's channel (a full Redis channel name).
+pub fn channel(engine: &Engine, org: Uuid) -> String {
+    engine.kv.key(&format!("events:{org}"))
+}
+
+/// Announces `event` to `org`'s open pages. Best effort: the change is already
+/// committed, so a failure only delays pages until their next event.
+pub async fn publish(engine: &Engine, org: Uuid, event: Event) {
+    let Ok(payload) = serde_json::to_string(&event) else {
+        return;
+    };
+    let sent = async {
+        let mut conn = engine.kv.conn().await?;
+        redis::cmd("PUBLISH")
+            .arg(channel(engine, org))
+            .arg(payload)
+            .query_async::<i64>(&mut *conn)
+            .await
+            .map_err(crate::error::StoreError::from)
+    }
+    .await;
+    if let Err(e) = sent {
+        tracing::debug!(error = %e, "publishing a status event");
+    }
+}
+
+/// A deployment's committed change, as its row says now.
+pub async fn deployment_changed(engine: &Engine, id: Uuid) {
+    use crate::db::schema::deployments;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let Ok(mut conn) = engine.db.get().await else { return };
+    let row: Option<(Uuid, Uuid, String)> = deployments::table
+        .find(id)
+        .select((
+            deployments::organization_id,
+            deployments::application_id,
+            deployments::status,
+        ))
+        .first(&mut conn)
+        .await
+        .optional()
+        .ok()
+        .flatten();
+    drop(conn);
+    if let Some((org, app, status)) = row {
+        publish(engine, org, Event::Deployment { id, app, status }).await;
+    }
+}
+
+/// A backup's, restore's or drill's committed change (`id` of a backup or a
+/// restore).
+pub async fn backup_changed(engine: &Engine, id: Uuid) {
+    use crate::db::schema::{backups, restores};
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let Ok(mut conn) = engine.db.get().await else { return };
+    let backup: Option<(Uuid, Option<Uuid>)> = backups::table
+        .find(id)
+        .select((backups::organization_id, backups::service_id))
+        .first(&mut conn)
+        .await
+        .optional()
+        .ok()
+        .flatten();
+    let row = match backup {
+        Some(b) => Some(b),
+        None => restores::table
+            .find(id)
+            .select((restores::organization_id, restores::service_id.nullable()))
+            .first(&mut conn)
+            .await
+            .optional()
+            .ok()
+            .flatten(),
+    };
+    drop(conn);
+    if let Some((org, service)) = row {
+        publish(engine, org, Event::Backup { id, service }).await;
+    }
+}
+
+/// A service's change, for its organization (looked up by the service).
+pub async fn service_changed(engine: &Engine, service: Uuid) {
+    use crate::db::schema::database_services;
+    use diesel::prelude::*;
+    use diesel_async::RunQueryDsl;
+    let Ok(mut conn) = engine.db.get().await else { return };
+    let org: Option<Uuid> = database_services::table
+        .find(service)
+        .select(database_services::organization_id)
+        .first(&mut conn)
+        .await
+        .optional()
+        .ok()
+        .flatten();
+    drop(conn);
+    if let Some(org) = org {
+        publish(engine, org, Event::Service { id: service }).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_tagged_json() {
+        let id = Uuid::nil();
+        let e = Event::Deployment {
+            id,
+            app: id,
+            status: "building".into(),
+        };
+        let json = serde_json::to_string(&e).unwrap();
+        assert!(json.starts_with(r#"{"kind":"deployment","#), "{json}");
+        assert_eq!(serde_json::from_str::<Event>(&json).unwrap(), e);
+        let b = serde_json::to_string(&Event::Backup { id, service: None }).unwrap();
+        assert!(
+            b.contains(r#""kind":"backup""#) && b.contains(r#""service":null"#),
+            "{b}"
+        );
+    }
+}

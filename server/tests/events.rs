@@ -1,0 +1,165 @@
+//! Status pushed across processes: two real `berth serve` processes on one
+//! PostgreSQL and one Redis. A page's event stream (`/api/events`) is open on
+//! B; deployments queued and cancelled through A reach it, in order, as they
+//! commit; another organization's stream hears nothing of them.
+
+use engine::testing::{create_app, free_port, owner_with_environment, wait_for_200, DeployEnv, TEST_BASE_IMAGE};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::net::TcpStream;
+
+const BIN: &str = env!("CARGO_BIN_EXE_berth");
+
+fn spawn(env: &DeployEnv, port: u16) -> engine::testing::KillOnDrop {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve").stdout(Stdio::null()).stderr(Stdio::inherit());
+    for (k, v) in env.berth_env() {
+        cmd.env(k, v);
+    }
+    // No worker: the deployment stays queued, so it can be cancelled.
+    cmd.env("BERTH_LISTEN", format!("127.0.0.1:{port}"))
+        .env("BERTH_WORKER", "off")
+        .env("RUST_LOG", "warn");
+    engine::testing::KillOnDrop(cmd.spawn().expect("spawn berth"))
+}
+
+fn cookie(token: &str) -> String {
+    format!("berth_session={token}; __Host-berth_session={token}")
+}
+
+/// An open `/api/events` stream: its `data:` lines, one per event.
+struct Events {
+    lines: tokio::io::Lines<BufReader<TcpStream>>,
+}
+
+impl Events {
+    async fn open(port: u16, token: &str) -> Self {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+        let req = format!(
+            "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCookie: {}\r\n\r\n",
+            cookie(token)
+        );
+        tcp.write_all(req.as_bytes()).await.unwrap();
+        let mut lines = BufReader::new(tcp).lines();
+        let status = lines.next_line().await.unwrap().unwrap();
+        assert!(status.contains(" 200 "), "the stream opens: {status}");
+        Self { lines }
+    }
+
+    /// The next event's JSON, within `secs`; `None` if none came.
+    async fn next(&mut self, secs: u64) -> Option<serde_json::Value> {
+        tokio::time::timeout(Duration::from_secs(secs), async {
+            loop {
+                let line = self.lines.next_line().await.unwrap()?;
+                if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
+                    return serde_json::from_str(data.trim()).ok();
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}
+
+/// A server function called on `port` as a same-origin form post.
+async fn call(port: u16, token: &str, path: &str, form: &str) -> (u16, String) {
+    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let req = format!(
+        "POST /api/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nCookie: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len(),
+        cookie(token)
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.unwrap();
+    let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_changes_through_one_process_reach_pages_on_another() {
+    let env = DeployEnv::new().await;
+    let e = env.engine().clone();
+    let (caller, env_id) = owner_with_environment(&e).await;
+    let app = create_app(
+        &e,
+        &caller,
+        env_id,
+        "pushed",
+        engine::apps::spec::Source::Image {
+            image: TEST_BASE_IMAGE.into(),
+            registry_user: None,
+        },
+        Default::default(),
+    )
+    .await;
+    let token = engine::sessions::create(&e.kv, e.policy, caller.user_id, caller.org_id)
+        .await
+        .unwrap();
+    // A page on B signed in to another organization (the same person's second one).
+    let other_org = engine::orgs::create(&e, &caller, engine::names::OrgName::parse("Elsewhere").unwrap())
+        .await
+        .unwrap();
+    let outsider_token = engine::sessions::create(&e.kv, e.policy, caller.user_id, other_org)
+        .await
+        .unwrap();
+
+    let (port_a, port_b) = (free_port(), free_port());
+    let _a = spawn(&env, port_a);
+    let _b = spawn(&env, port_b);
+    wait_for_200(port_a, "/health").await;
+    wait_for_200(port_b, "/health").await;
+
+    let mut page = Events::open(port_b, token.as_str()).await;
+    let mut other = Events::open(port_b, outsider_token.as_str()).await;
+    // Without a session, no stream.
+    let (status, _) = {
+        let mut tcp = TcpStream::connect(("127.0.0.1", port_b)).await.unwrap();
+        tcp.write_all(
+            format!("GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port_b}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .unwrap();
+        let mut out = String::new();
+        tcp.read_to_string(&mut out).await.unwrap();
+        (out.split_whitespace().nth(1).unwrap_or("").to_owned(), ())
+    };
+    assert_eq!(status, "401");
+
+    // Queued through A: B's page hears it.
+    let (status, body) = call(
+        port_a,
+        token.as_str(),
+        "deployments/create",
+        &format!("app_id={}", app.0),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let id: String = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
+        // A chunked body: the JSON string is on its own line.
+        body.lines()
+            .find_map(|l| serde_json::from_str::<String>(l.trim()).ok())
+            .expect("the deployment id")
+    });
+    let queued = page.next(10).await.expect("the queued deployment's event");
+    assert_eq!(queued["kind"], "deployment");
+    assert_eq!(queued["id"], id.as_str());
+    assert_eq!(queued["app"], app.0.to_string());
+    assert_eq!(queued["status"], "queued");
+
+    // Cancelled through A: next, in order.
+    let (status, body) = call(port_a, token.as_str(), "deployments/cancel", &format!("id={id}")).await;
+    assert_eq!(status, 200, "{body}");
+    let cancelled = page.next(10).await.expect("the cancelled deployment's event");
+    assert_eq!(
+        (cancelled["id"].as_str(), cancelled["status"].as_str()),
+        (Some(id.as_str()), Some("cancelled"))
+    );
+
+    // The other organization heard nothing.
+    assert_eq!(other.next(1).await, None, "another organization's page hears nothing");
+}
