@@ -18,3 +18,4 @@ export BERTH_BIN=$PWD/target/release/berth BERTH_SITE_ROOT=$PWD/target/site
 cargo run --locked --release -q -p bench --bin bench
 cargo run --locked --release -q -p bench --bin deploy
 cargo run --locked --release -q -p bench --bin backup
+cargo run --locked --release -q -p bench --bin events

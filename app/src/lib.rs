@@ -82,6 +82,8 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("apps/:id") view=pages::app::AppPage />
                     <Route path=path!("services/:id") view=pages::service::ServicePage />
                     <Route path=path!("settings") view=SettingsPage />
+                    // Unknown addresses of a signed-in user: inside the shell.
+                    <Route path=path!("*any") view=NotFound />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -147,6 +147,9 @@ pub struct DomainView {
     pub port: Option<i32>,
     pub https: bool,
     pub generated: bool,
+    /// Where it is served: scheme, host, the proxy's port when not the
+    /// scheme's default (`BERTH_HTTP_PORT` / `BERTH_HTTPS_PORT`), path prefix.
+    pub url: String,
 }
 
 /// An application's settings, as the forms show them (secrets never included).

@@ -333,6 +333,15 @@ async fn journey(c: &Client, base: &str, token: &str) {
     fill(c, "#create-project input[name=description]", "The public site").await;
     find(c, "#create-project-submit").await.click().await.unwrap();
     wait_text(c, "#project-list", "Website").await;
+    // The form is empty again for the next one.
+    assert_eq!(
+        js(
+            c,
+            "return document.querySelector('#create-project input[name=name]').value"
+        )
+        .await,
+        ""
+    );
     find(c, "#project-list a").await.click().await.unwrap();
     wait_text(c, "#project-title", "Website").await;
     wait_text(c, "#environments", "production").await;
@@ -366,10 +375,11 @@ async fn journey(c: &Client, base: &str, token: &str) {
             (project_path.clone(), "#project-title"),
             ("/settings".into(), "#members"),
             ("/".into(), "#project-list"),
-            ("/no-such-page".into(), "h1"),
-            (format!("/apps/{}", uuid::Uuid::new_v4()), "[role=alert]"),
-            (format!("/projects/{}", uuid::Uuid::new_v4()), "[role=alert]"),
-            (format!("/services/{}", uuid::Uuid::new_v4()), "[role=alert]"),
+            // Unknown addresses and IDs: inside the shell, said in words.
+            ("/no-such-page".into(), "main h1"),
+            (format!("/apps/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
+            (format!("/projects/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
+            (format!("/services/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
         ],
     )
     .await;
@@ -429,6 +439,19 @@ async fn journey(c: &Client, base: &str, token: &str) {
     assert!(
         overflow.as_i64().unwrap() <= 0,
         "horizontal overflow at phone width: {overflow}"
+    );
+    // The sidebar folds into a bar with a menu button; the menu opens on a click.
+    let bar = js(
+        c,
+        "return document.querySelector('aside').getBoundingClientRect().height",
+    )
+    .await;
+    assert!(bar.as_f64().unwrap() < 100.0, "the phone header is a bar: {bar}");
+    assert!(!find(c, "#logout").await.is_displayed().await.unwrap());
+    find(c, "#menu-toggle").await.click().await.unwrap();
+    assert!(
+        find(c, "#logout").await.is_displayed().await.unwrap(),
+        "the menu opened"
     );
     screenshot(c, "projects-phone.png").await;
 }
@@ -543,6 +566,9 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
 
     // The app itself, through Traefik, by its generated domain (*.localhost is
     // loopback), as the Domains tab shows it.
+    // The webhook URLs are whole addresses, with a copy button.
+    find(c, "[data-tab=general]").await.click().await.unwrap();
+    wait_text(c, "#deploy-url", &format!("{base}/api/webhooks/deploy/")).await;
     find(c, "[data-tab=domains]").await.click().await.unwrap();
     let host = find(c, "#domains li[data-generated]")
         .await
@@ -554,7 +580,17 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
         host.starts_with(&format!("{name}-")) && host.ends_with(".localhost"),
         "{host}"
     );
-    c.goto(&format!("http://{host}:{proxy_port}/")).await.unwrap();
+    // The link shows where it is really served: the proxy's port included.
+    let url = format!("http://{host}:{proxy_port}/");
+    let href = find(c, "#domains li[data-generated] a")
+        .await
+        .attr("href")
+        .await
+        .unwrap();
+    assert_eq!(href.as_deref(), Some(url.as_str()));
+    let header = find(c, "#app-domain").await.attr("href").await.unwrap();
+    assert_eq!(header.as_deref(), Some(url.as_str()));
+    c.goto(&url).await.unwrap();
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;
 }

@@ -104,6 +104,7 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
             .domains
             .into_iter()
             .map(|x| DomainView {
+                url: public_url(&ctx.engine, &x.host, x.https, &x.path_prefix),
                 id: x.id,
                 host: x.host,
                 path_prefix: x.path_prefix,
@@ -353,7 +354,7 @@ pub async fn remove_domain(id: String) -> Result<(), AppError> {
 pub async fn get_hooks(id: String) -> Result<HooksView, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let h = apps::hooks(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
-    let base = ctx.public_url.clone().unwrap_or_default();
+    let base = edge::public_base(&ctx);
     Ok(HooksView {
         github_url: format!("{base}/api/webhooks/github"),
         github_secret: h.github_secret,
@@ -447,4 +448,22 @@ pub async fn rollback_deployment(id: String) -> Result<Uuid, AppError> {
         .await
         .map_err(fail)?
         .0)
+}
+
+/// The address a domain is served at through the proxy, as a browser opens it.
+#[cfg(feature = "ssr")]
+fn public_url(engine: &engine::Engine, host: &str, https: bool, path_prefix: &str) -> String {
+    let proxy = &engine.deploy.proxy;
+    let (scheme, port, default) = if https {
+        ("https", proxy.https_port, 443)
+    } else {
+        ("http", proxy.http_port, 80)
+    };
+    let port = if port == default {
+        String::new()
+    } else {
+        format!(":{port}")
+    };
+    let path = if path_prefix == "/" { "/" } else { path_prefix };
+    format!("{scheme}://{host}{port}{path}")
 }

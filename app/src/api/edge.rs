@@ -223,3 +223,25 @@ pub fn clear_session_cookie(ctx: &ServerContext) {
         res.append_header(SET_COOKIE, cookie_header(ctx, "", 0));
     }
 }
+
+/// Where this instance is reached, for links shown to users: `BERTH_PUBLIC_URL`
+/// when set, else the origin this request came to (`https` when a proxy in
+/// front says so; only the signed-in viewer sees what it shapes).
+pub fn public_base(ctx: &ServerContext) -> String {
+    if let Some(u) = &ctx.public_url {
+        return u.trim_end_matches('/').to_owned();
+    }
+    let Some(parts) = use_context::<http::request::Parts>() else {
+        return String::new();
+    };
+    let header = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let Some(host) = header("host") else {
+        return String::new();
+    };
+    let scheme = if header("x-forwarded-proto") == Some("https") {
+        "https"
+    } else {
+        "http"
+    };
+    format!("{scheme}://{host}")
+}

@@ -166,6 +166,8 @@ pub fn BackupsPanel(state: Backups, subject: String, service: Option<ServiceView
 
 #[component]
 fn DestinationsSection(destinations: Destinations, a: BackupActions) -> impl IntoView {
+    let destination_form = NodeRef::<leptos::html::Form>::new();
+    crate::components::ui::reset_on_success(a.add_destination, destination_form);
     let add_error = action_error(a.add_destination);
     let test_error = action_error(a.test_destination);
     let tested = move || a.test_destination.value().get().and_then(|r| r.ok());
@@ -213,7 +215,7 @@ fn DestinationsSection(destinations: Destinations, a: BackupActions) -> impl Int
             <div class="mt-2" id="destination-test-error"><FormError error=test_error /></div>
             <Show when=move || can_manage>
                 <h3 class="mb-2 mt-4 text-sm font-semibold">"Add a destination"</h3>
-                <ActionForm action=a.add_destination attr:class="grid gap-3 sm:grid-cols-2" attr:id="add-destination">
+                <ActionForm action=a.add_destination node_ref=destination_form attr:class="grid gap-3 sm:grid-cols-2" attr:id="add-destination">
                     <Field label="Name" name="name" error=add_error />
                     <Field label="Endpoint (https://s3.example.com)" name="endpoint" error=add_error />
                     <Field label="Region" name="region" value="us-east-1".to_string() error=add_error />

@@ -66,37 +66,49 @@ fn Frame(
     status: Resource<Result<crate::types::SystemStatus, crate::error::AppError>>,
 ) -> impl IntoView {
     let nav = "block rounded-md px-3 py-2 text-sm font-medium hover:bg-slate-100 dark:hover:bg-slate-800 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700 dark:aria-[current=page]:bg-indigo-950 dark:aria-[current=page]:text-indigo-300";
+    // On a phone the sidebar folds into a bar with a menu button.
+    let menu = RwSignal::new(false);
     view! {
         <div class="flex min-h-screen flex-col md:flex-row">
-            <aside class="border-b border-slate-200 bg-white p-4 md:w-64 md:shrink-0 md:border-b-0 md:border-r dark:border-slate-800 dark:bg-slate-900">
-                <div class="mb-4 flex items-center justify-between md:block">
+            <aside class="border-b border-slate-200 bg-white px-4 py-3 md:w-64 md:shrink-0 md:border-b-0 md:border-r md:p-4 dark:border-slate-800 dark:bg-slate-900">
+                <div class="flex items-center justify-between md:block">
                     <A href="/projects" attr:class="text-xl font-bold tracking-tight text-indigo-600 dark:text-indigo-400">"⚓ Berth"</A>
+                    <button type="button" id="menu-toggle" class="rounded-md border border-slate-300 px-3 py-1 text-sm md:hidden dark:border-slate-700"
+                        aria-controls="sidebar-menu" aria-expanded=move || menu.get().to_string()
+                        on:click=move |_| menu.update(|m| *m = !*m)>
+                        "Menu"
+                    </button>
+                </div>
+                <div id="sidebar-menu" class=move || if menu.get() { "mt-3 md:block" } else { "hidden md:block" }
+                    on:click=move |ev| {
+                        // A link followed closes the menu (the page changes under it).
+                        use wasm_bindgen::JsCast;
+                        let link = ev.target()
+                            .and_then(|t| t.dyn_into::<web_sys::Element>().ok())
+                            .and_then(|el| el.closest("a").ok().flatten());
+                        if link.is_some() {
+                            menu.set(false);
+                        }
+                    }>
                     <Suspense fallback=|| ()>
                         {move || Suspend::new(async move {
                             match state.await {
                                 Ok(SessionState::SignedIn(me)) => Some(view! {
-                                    <p class="text-xs text-slate-500 md:mt-1" id="whoami">{me.email.clone()}</p>
+                                    <p class="mb-3 text-xs text-slate-500 md:mt-1" id="whoami">{me.email.clone()}</p>
+                                    <OrgSwitcher me />
                                 }),
                                 _ => None,
                             }
                         })}
                     </Suspense>
-                </div>
-                <Suspense fallback=|| ()>
-                    {move || Suspend::new(async move {
-                        match state.await {
-                            Ok(SessionState::SignedIn(me)) => Some(view! { <OrgSwitcher me /> }),
-                            _ => None,
-                        }
-                    })}
-                </Suspense>
-                <nav class="mt-4 flex gap-1 md:flex-col">
-                    <A href="/projects" attr:class=nav>"Projects"</A>
-                    <A href="/settings" attr:class=nav>"Settings"</A>
-                </nav>
-                <div class="mt-4 flex gap-1 border-t border-slate-200 pt-4 md:flex-col dark:border-slate-800">
-                    <ThemeToggle />
-                    <LogoutButton />
+                    <nav class="mt-4 flex gap-1 md:flex-col">
+                        <A href="/projects" attr:class=nav>"Projects"</A>
+                        <A href="/settings" attr:class=nav>"Settings"</A>
+                    </nav>
+                    <div class="mt-4 flex gap-1 border-t border-slate-200 pt-4 md:flex-col dark:border-slate-800">
+                        <ThemeToggle />
+                        <LogoutButton />
+                    </div>
                 </div>
             </aside>
             <main class="flex-1 p-4 sm:p-8">

@@ -92,11 +92,23 @@ pub fn Loading() -> impl IntoView {
 /// Shown when a resource failed to load.
 #[component]
 pub fn LoadError(error: AppError) -> impl IntoView {
+    // What was asked for does not exist here: say it in a sentence, with a way on.
+    if matches!(error, AppError::NotFound) {
+        return view! {
+            <div role="alert" class="rounded-md border border-slate-200 bg-white p-6 text-center dark:border-slate-800 dark:bg-slate-900" data-not-found="">
+                <p class="font-semibold">"Not found"</p>
+                <p class="mt-1 text-sm text-slate-600 dark:text-slate-400">"It does not exist, or it belongs to another organization."</p>
+                <a href="/projects" class="mt-3 inline-block text-sm text-indigo-700 hover:underline dark:text-indigo-300">"Back to projects"</a>
+            </div>
+        }
+        .into_any();
+    }
     view! {
         <p role="alert" class="rounded-md bg-red-50 px-3 py-2 text-sm text-red-700 dark:bg-red-950 dark:text-red-300">
             {error.to_string()}
         </p>
     }
+    .into_any()
 }
 
 /// Seconds since the UNIX epoch: in the browser from JavaScript's clock
@@ -135,13 +147,66 @@ pub fn Tabs(base: String, tabs: &'static [(&'static str, &'static str)], current
             view! {
                 <A href=href attr:data-tab=key attr:class=move || {
                     if current.get() == key {
-                        "border-b-2 border-indigo-600 px-3 py-2 text-sm font-semibold text-indigo-700 dark:text-indigo-300"
+                        "border-b-2 border-indigo-600 px-2 py-2 text-sm font-semibold text-indigo-700 sm:px-3 dark:text-indigo-300"
                     } else {
-                        "px-3 py-2 text-sm text-slate-600 hover:text-slate-900 dark:text-slate-400 dark:hover:text-white"
+                        "px-2 py-2 text-sm text-slate-600 hover:text-slate-900 sm:px-3 dark:text-slate-400 dark:hover:text-white"
                     }
                 }>{*label}</A>
             }
         })
         .collect_view();
-    view! { <nav class="flex gap-1 overflow-x-auto border-b border-slate-200 dark:border-slate-800" aria-label="Sections">{links}</nav> }
+    // Wraps rather than scrolling sideways on a phone.
+    view! { <nav class="flex flex-wrap gap-x-1 border-b border-slate-200 dark:border-slate-800" aria-label="Sections">{links}</nav> }
+}
+
+/// Copies `text` to the clipboard; says so for two seconds.
+#[component]
+pub fn CopyButton(text: String, label: &'static str) -> impl IntoView {
+    let copied = RwSignal::new(false);
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            use wasm_bindgen::JsCast;
+            let w: wasm_bindgen::JsValue = window().into();
+            let clip = js_sys::Reflect::get(&w, &"navigator".into())
+                .and_then(|n| js_sys::Reflect::get(&n, &"clipboard".into()));
+            if let Ok(clip) = clip {
+                if let Ok(f) = js_sys::Reflect::get(&clip, &"writeText".into()) {
+                    if let Some(f) = f.dyn_ref::<js_sys::Function>() {
+                        let _ = f.call1(&clip, &text.clone().into());
+                        copied.set(true);
+                        set_timeout(move || copied.set(false), std::time::Duration::from_secs(2));
+                    }
+                }
+            }
+        }
+        #[cfg(not(feature = "hydrate"))]
+        let _ = &text;
+    };
+    view! {
+        <button type="button" class="shrink-0 rounded border border-slate-300 px-2 py-0.5 text-xs hover:bg-slate-100 dark:border-slate-700 dark:hover:bg-slate-800"
+            aria-label=label on:click=copy>
+            {move || if copied.get() { "Copied" } else { "Copy" }}
+        </button>
+    }
+}
+
+/// Clears `form` after `action` succeeds, so the next entry starts empty
+/// (hidden inputs keep their values: `reset` restores defaults).
+pub fn reset_on_success<S>(action: ServerAction<S>, form: NodeRef<leptos::html::Form>)
+where
+    S: server_fn::ServerFn<Error = AppError> + Clone + Send + Sync + 'static,
+    S::Output: Clone + Send + Sync + 'static,
+{
+    Effect::watch(
+        move || action.version().get(),
+        move |_, _, _| {
+            if matches!(action.value().get_untracked(), Some(Ok(_))) {
+                if let Some(f) = form.get_untracked() {
+                    f.reset();
+                }
+            }
+        },
+        false,
+    );
 }

@@ -11,7 +11,8 @@ use crate::components::logview::LogView;
 use crate::components::shell::Session;
 use crate::components::status::{Badge, Repairs, StatusBadge};
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, CopyButton, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
+    CARD, INPUT,
 };
 use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView, Me};
 use leptos::form::ActionForm;
@@ -146,7 +147,7 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions, data: TabData) -> 
         }
     });
     let deploy_id = id.clone();
-    let host = app.domains.first().map(|d| d.host.clone());
+    let url = app.domains.first().map(|d| d.url.clone());
     let tabs = view! { <Tabs base=app_path.clone() tabs=&TABS current=tab /> };
     let body = {
         let app = app.clone();
@@ -167,7 +168,9 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions, data: TabData) -> 
                     " / " {app.environment_name.clone()}
                 </p>
                 <h1 class="text-2xl font-semibold" id="app-title">{app.name.clone()}</h1>
-                {host.map(|h| view! { <p class="text-sm text-slate-500" id="app-domain">{h}</p> })}
+                {url.map(|u| view! {
+                    <p class="text-sm"><a id="app-domain" class="text-indigo-700 hover:underline dark:text-indigo-300" href=u.clone() target="_blank" rel="noopener">{u.clone()}</a></p>
+                })}
             </div>
             <div class="flex flex-col items-end gap-1">
                 <button type="button" class=BUTTON id="deploy" disabled=move || actions.deploy.pending().get()
@@ -271,11 +274,11 @@ fn GeneralTab(
                         Ok(h) => view! {
                             <dl class="space-y-2 text-sm">
                                 <div><dt class="font-medium">"GitHub (push events, content type application/json)"</dt>
-                                    <dd class="break-all font-mono text-xs">{h.github_url}</dd></div>
+                                    <dd class="flex items-start gap-2"><span class="break-all font-mono text-xs" id="github-url">{h.github_url.clone()}</span><CopyButton text=h.github_url label="Copy the GitHub webhook URL" /></dd></div>
                                 <div><dt class="font-medium">"GitHub secret"</dt>
-                                    <dd class="break-all font-mono text-xs">{h.github_secret}</dd></div>
+                                    <dd class="flex items-start gap-2"><span class="break-all font-mono text-xs">{h.github_secret.clone()}</span><CopyButton text=h.github_secret label="Copy the GitHub secret" /></dd></div>
                                 <div><dt class="font-medium">"Deploy URL (POST; optional Idempotency-Key header)"</dt>
-                                    <dd class="break-all font-mono text-xs" id="deploy-url">{h.deploy_url}</dd></div>
+                                    <dd class="flex items-start gap-2"><span class="break-all font-mono text-xs" id="deploy-url">{h.deploy_url.clone()}</span><CopyButton text=h.deploy_url label="Copy the deploy URL" /></dd></div>
                             </dl>
                         }.into_any(),
                     }
@@ -394,6 +397,8 @@ fn EnvTab(app: AppView, actions: Actions) -> impl IntoView {
 #[component]
 fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
     let error = action_error(actions.add_domain);
+    let domain_form = NodeRef::<leptos::html::Form>::new();
+    crate::components::ui::reset_on_success(actions.add_domain, domain_form);
     let remove_error = action_error(actions.remove_domain);
     let rows = app
         .domains
@@ -401,11 +406,9 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
         .map(|d| {
             let did = d.id.to_string();
             let generated = d.generated;
-            let scheme = if d.https { "https" } else { "http" };
-            let prefix = if d.path_prefix == "/" { String::new() } else { d.path_prefix.clone() };
             view! {
                 <li class="flex items-center justify-between gap-2 py-2" data-domain=d.host.clone() data-generated=generated.then_some("true")>
-                    <span class="font-mono text-sm">{format!("{scheme}://{}{}", d.host, prefix)}
+                    <span class="font-mono text-sm"><a class="text-indigo-700 hover:underline dark:text-indigo-300" href=d.url.clone() target="_blank" rel="noopener">{d.url.clone()}</a>
                         {d.port.map(|p| format!(" → :{p}"))}
                         {if d.strip_prefix { " (prefix stripped)" } else { "" }}
                         {if generated { " · generated" } else { "" }}
@@ -423,7 +426,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
             <p class="mb-2 text-sm text-slate-500">"Routes change on the next deployment."</p>
             <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="domains">{rows}</ul>
             <FormError error=remove_error />
-            <ActionForm action=actions.add_domain attr:class="mt-4 grid gap-3 sm:grid-cols-2" attr:id="add-domain">
+            <ActionForm action=actions.add_domain node_ref=domain_form attr:class="mt-4 grid gap-3 sm:grid-cols-2" attr:id="add-domain">
                 <input type="hidden" name="id" value=app.id.to_string() />
                 <Field label="Host" name="host" error />
                 <Field label="Path prefix" name="path_prefix" value="/".to_string() error />
@@ -450,7 +453,17 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
     // browser, so hydration agrees), then the newest once there is one, and a
     // deployment just asked for. Changed only by effects, which run after
     // hydration: a signal set while rendering would differ between the two.
-    let selected = RwSignal::new(app.latest_deployment);
+    let just_asked = actions.deploy.value().get_untracked().and_then(|r| r.ok());
+    let selected = RwSignal::new(just_asked.or(app.latest_deployment));
+    #[cfg(feature = "hydrate")]
+    if just_asked.is_some() {
+        // Opened by Deploy: its log, in view once drawn.
+        request_animation_frame(|| {
+            if let Some(el) = document().get_element_by_id("deployment-log") {
+                el.scroll_into_view();
+            }
+        });
+    }
     Effect::watch(
         move || {
             list.get()
@@ -469,6 +482,13 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
         move |v, _, _| {
             if let Some(Ok(id)) = v {
                 selected.set(Some(*id));
+                // The new deployment's log, in view (once it is drawn).
+                #[cfg(feature = "hydrate")]
+                request_animation_frame(|| {
+                    if let Some(el) = document().get_element_by_id("deployment-log") {
+                        el.scroll_into_view();
+                    }
+                });
             }
         },
         false,
@@ -528,7 +548,7 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
             })}
         </section>
         {move || selected.get().map(|d| view! {
-            <section class=CARD>
+            <section class=CARD id="deployment-log">
                 <h2 class="mb-3 font-semibold">"Deployment log"</h2>
                 <LogView
                     ws_path=format!("/api/ws/deployments/{d}/log")

@@ -13,10 +13,10 @@ pub fn NotFound() -> impl IntoView {
         }
     }
     view! {
-        <main class="mx-auto max-w-md p-8 text-center">
+        <div class="mx-auto max-w-md p-8 text-center">
             <h1 class="text-3xl font-bold">"Page not found"</h1>
-            <p class="mt-2 text-slate-500">"Nothing lives at this address."</p>
-            <A href="/projects" attr:class="mt-6 inline-block text-indigo-600 hover:underline">"Back to projects"</A>
-        </main>
+            <p class="mt-2 text-slate-600 dark:text-slate-400">"Nothing lives at this address."</p>
+            <A href="/projects" attr:class="mt-6 inline-block text-indigo-700 hover:underline dark:text-indigo-300">"Back to projects"</A>
+        </div>
     }
 }

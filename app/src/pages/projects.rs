@@ -17,12 +17,14 @@ pub fn ProjectsPage() -> impl IntoView {
     let create = ServerAction::<CreateProject>::new();
     let error = action_error(create);
     let projects = Resource::new(move || create.version().get(), |_| list_projects());
+    let form = NodeRef::<leptos::html::Form>::new();
+    crate::components::ui::reset_on_success(create, form);
     view! {
         <div class="mx-auto max-w-4xl space-y-6">
             <h1 class="text-2xl font-semibold">"Projects"</h1>
             <section class=CARD>
                 <h2 class="mb-3 font-semibold">"New project"</h2>
-                <ActionForm action=create attr:class="grid gap-4 sm:grid-cols-[1fr_2fr_auto] sm:items-end" attr:id="create-project">
+                <ActionForm action=create node_ref=form attr:class="grid gap-4 sm:grid-cols-[1fr_2fr_auto] sm:items-end" attr:id="create-project">
                     <div><Field label="Name" name="name" error /></div>
                     <div><Field label="Description" name="description" error /></div>
                     <Submit label="Create" pending=create.pending() id="create-project-submit" />
