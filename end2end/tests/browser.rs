@@ -2,7 +2,10 @@
 //! headless Chromium. Onboarding → sign out → sign in → create a project →
 //! rename it → see it listed → toggle dark mode; it proves hydration (client
 //! state changes without a reload, validation errors appear in place) and saves
-//! screenshots under target/screenshots/.
+//! screenshots under target/screenshots/. Every route (each tab of the app and
+//! service pages too) is also hard-loaded, as F5 does, in light and dark mode:
+//! no console error or panic, a click still works, and axe-core finds no
+//! serious or critical accessibility violation.
 
 use engine::testing::{free_port, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TestDb, TestRedis, TestS3};
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
@@ -266,6 +269,12 @@ async fn hard_load(c: &Client, url: &str, ready: &str, dark: bool) {
         dark,
         "{url}: the theme"
     );
+    let violations = accessibility_violations(c).await;
+    assert!(
+        violations.is_empty(),
+        "{url} ({}): accessibility: {violations:#?}",
+        if dark { "dark" } else { "light" }
+    );
     if c.find(Locator::Css("#theme-toggle")).await.is_ok() {
         js(c, "window.__berthMarker = 11; return null").await;
         find(c, "#theme-toggle").await.click().await.unwrap();
@@ -280,6 +289,34 @@ async fn hard_load(c: &Client, url: &str, ready: &str, dark: bool) {
     }
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "{url}: console errors after a click: {errors:#?}");
+}
+
+/// axe-core's serious and critical findings on the page (the npm package
+/// `scripts/tools.sh test` installs, injected into the page): WCAG 2.1 A and
+/// AA rules and axe's best practices, contrast included.
+async fn accessibility_violations(c: &Client) -> Vec<String> {
+    let path = workspace().join(".tools/npm/node_modules/axe-core/axe.min.js");
+    let axe = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("{}: {e} (scripts/tools.sh test installs it)", path.display()));
+    c.execute(&axe, vec![]).await.expect("axe-core loads");
+    let found = c
+        .execute_async(
+            "const done = arguments[arguments.length - 1];
+             axe.run(document, { resultTypes: ['violations'] }).then(r => done(
+               r.violations
+                 .filter(v => v.impact === 'serious' || v.impact === 'critical')
+                 .map(v => v.id + ' (' + v.impact + '): ' + v.help + ' at '
+                   + v.nodes.slice(0, 5).map(n => n.target.join(' ')).join(', '))));",
+            vec![],
+        )
+        .await
+        .expect("axe-core runs");
+    found
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|v| v.as_str().map(str::to_owned))
+        .collect()
 }
 
 /// Hard-loads each `(path, ready)` in both themes.
@@ -298,6 +335,11 @@ async fn journey(c: &Client, base: &str, token: &str) {
     // The page hydrates: a marker set now survives everything that follows
     // until we navigate on purpose, proving no reload happened.
     find(c, "#onboarding-form").await;
+    find(c, "html[data-hydrated=true]").await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "onboarding: {errors:#?}");
+    let violations = accessibility_violations(c).await;
+    assert!(violations.is_empty(), "onboarding: accessibility: {violations:#?}");
     fill(c, "#field-setup_token", token).await;
     fill(c, "#field-name", "Ada Lovelace").await;
     fill(c, "#field-email", "ada@example.com").await;

@@ -140,8 +140,10 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
         .iter()
         .position(|a| a == "--exec-root")
         .map(|i| args[i + 1].clone());
-    if let Some(pid) = exec_root
-        .and_then(|root| std::fs::read_to_string(format!("{root}/containerd/containerd.pid")).ok())
+    let pidfile = exec_root.map(|root| format!("{root}/containerd/containerd.pid"));
+    if let Some(pid) = pidfile
+        .as_ref()
+        .and_then(|f| std::fs::read_to_string(f).ok())
         .and_then(|p| p.trim().parse::<u32>().ok())
     {
         let gone = || async {
@@ -163,6 +165,12 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
                 .status();
         }
         eventually(10, "the old containerd to exit", gone).await;
+        // A zombie still answers `kill -0`: where nothing reaps orphans (a
+        // container's pid 1 may not), dockerd would take it for a running
+        // containerd and wait on its dead socket. Its pid file is stale now.
+        if let Some(f) = &pidfile {
+            let _ = std::fs::remove_file(f);
+        }
     }
     let report = eventually(20, "health to say Docker is down", || async {
         let r = engine::health::check(e).await;

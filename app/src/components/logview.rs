@@ -235,12 +235,16 @@ pub fn LogView(
                     <input type="checkbox" prop:checked=move || paused.get() on:change=move |ev| paused.set(event_target_checked(&ev)) />
                     "Pause auto-scroll"
                 </label>
-                {download.map(|href| view! { <a class="text-indigo-600 hover:underline dark:text-indigo-400" href=href download="">"Download"</a> })}
+                {download.map(|href| view! { <a class="text-indigo-700 hover:underline dark:text-indigo-300" href=href download="">"Download"</a> })}
             </div>
             <div
                 node_ref=area
-                class="h-96 overflow-auto rounded-md bg-slate-950 p-3 font-mono text-xs leading-5 text-slate-200"
+                class="h-96 overflow-auto rounded-md bg-slate-950 p-3 font-mono text-xs leading-5 text-slate-200 focus:outline-2 focus:outline-indigo-400"
                 data-log=""
+                // Scrollable by keyboard too, and announced as a log.
+                tabindex="0"
+                role="log"
+                aria-label="Log output"
             >
                 <For each=move || lines.get() key=|l| l.n let:line>
                     <div class="whitespace-pre-wrap break-all">

@@ -36,7 +36,7 @@ pub fn InvitePage() -> impl IntoView {
                                     <Field label="Email" name="email" kind="email" error />
                                     <Field label="Password (at least 10 characters)" name="password" kind="password" error />
                                     <p class="text-xs text-slate-500">
-                                        "Already have an account? " <a class="text-indigo-600" href="/login">"Sign in"</a> " first, then open this link again."
+                                        "Already have an account? " <a class="text-indigo-700 underline dark:text-indigo-300" href="/login">"Sign in"</a> " first, then open this link again."
                                     </p>
                                 </Show>
                                 <FormError error />

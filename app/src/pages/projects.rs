@@ -48,7 +48,7 @@ pub fn ProjectsPage() -> impl IntoView {
                                         <A href=format!("/projects/{}", p.id) attr:class=format!("{CARD} block hover:border-indigo-400")>
                                             <p class="font-semibold" data-project-name="">{p.name}</p>
                                             <p class="mt-1 line-clamp-2 text-sm text-slate-500">{p.description}</p>
-                                            <p class="mt-3 text-xs text-slate-400">
+                                            <p class="mt-3 text-xs text-slate-500 dark:text-slate-400">
                                                 {format!("{} environment{}", p.environments, if p.environments == 1 { "" } else { "s" })}
                                             </p>
                                         </A>
