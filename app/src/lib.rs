@@ -15,8 +15,8 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, SsrMode};
 use pages::{
-    invite::InvitePage, login::LoginPage, not_found::NotFound, onboarding::OnboardingPage, project::ProjectPage,
-    projects::ProjectsPage, settings::SettingsPage,
+    invite::InvitePage, login::LoginPage, onboarding::OnboardingPage, project::ProjectPage, projects::ProjectsPage,
+    settings::SettingsPage,
 };
 
 /// Applies the saved or system colour scheme before first paint, so dark mode never flashes.
@@ -71,7 +71,7 @@ pub fn App() -> impl IntoView {
         <Stylesheet id="berth" href="/pkg/berth.css" />
         <Title text="Berth" />
         <Router>
-            <Routes fallback=|| view! { <NotFound /> }>
+            <Routes fallback=|| view! { <components::shell::ShellNotFound /> }>
                 <Route path=path!("/onboarding") view=OnboardingPage ssr=SsrMode::Async />
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
                 <Route path=path!("/invite/:token") view=InvitePage ssr=SsrMode::Async />
@@ -82,8 +82,6 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("apps/:id") view=pages::app::AppPage />
                     <Route path=path!("services/:id") view=pages::service::ServicePage />
                     <Route path=path!("settings") view=SettingsPage />
-                    // Unknown addresses of a signed-in user: inside the shell.
-                    <Route path=path!("*any") view=NotFound />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -189,11 +189,11 @@ async fn wait_text(c: &Client, css: &str, text: &str) {
 }
 
 async fn screenshot(c: &Client, name: &str) {
-    let dir = workspace().join("target/screenshots");
-    std::fs::create_dir_all(&dir).unwrap();
+    let file = workspace().join("target/screenshots").join(name);
+    std::fs::create_dir_all(file.parent().unwrap()).unwrap();
     let png = c.screenshot().await.unwrap();
     assert!(png.len() > 1000, "screenshot is empty");
-    std::fs::write(dir.join(name), png).unwrap();
+    std::fs::write(file, png).unwrap();
 }
 
 async fn js(c: &Client, script: &str) -> serde_json::Value {
@@ -275,6 +275,28 @@ async fn hard_load(c: &Client, url: &str, ready: &str, dark: bool) {
         "{url} ({}): accessibility: {violations:#?}",
         if dark { "dark" } else { "light" }
     );
+    // A picture of every page, per theme and width, for review.
+    let width = js(c, "return window.innerWidth").await.as_i64().unwrap_or(0);
+    let page: String = url
+        .split_once("://")
+        .map(|(_, r)| r.split_once('/').map(|(_, p)| p).unwrap_or(""))
+        .unwrap_or("")
+        .chars()
+        .map(|ch| if ch.is_ascii_alphanumeric() { ch } else { '-' })
+        .take(60)
+        .collect();
+    let page = if page.is_empty() { "root".to_owned() } else { page };
+    screenshot(
+        c,
+        &format!("pages/{page}.{}.{width}.png", if dark { "dark" } else { "light" }),
+    )
+    .await;
+    // At phone width the toggle sits in the folded menu: open it first.
+    if let Ok(menu) = c.find(Locator::Css("#menu-toggle")).await {
+        if menu.is_displayed().await.unwrap_or(false) {
+            menu.click().await.unwrap();
+        }
+    }
     if c.find(Locator::Css("#theme-toggle")).await.is_ok() {
         js(c, "window.__berthMarker = 11; return null").await;
         find(c, "#theme-toggle").await.click().await.unwrap();
@@ -409,22 +431,22 @@ async fn journey(c: &Client, base: &str, token: &str) {
 
     // Every page of the shell, hard-loaded (typed address or F5), in both themes.
     let project_path = c.current_url().await.unwrap().path().to_owned();
-    hard_load_all(
-        c,
-        base,
-        &[
-            ("/projects".into(), "#project-list"),
-            (project_path.clone(), "#project-title"),
-            ("/settings".into(), "#members"),
-            ("/".into(), "#project-list"),
-            // Unknown addresses and IDs: inside the shell, said in words.
-            ("/no-such-page".into(), "main h1"),
-            (format!("/apps/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
-            (format!("/projects/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
-            (format!("/services/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
-        ],
-    )
-    .await;
+    let shell_routes = [
+        ("/projects".into(), "#project-list"),
+        (project_path.clone(), "#project-title"),
+        ("/settings".into(), "#members"),
+        ("/".into(), "#project-list"),
+        // Unknown addresses and IDs: inside the shell, said in words.
+        ("/no-such-page".into(), "main h1"),
+        (format!("/apps/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
+        (format!("/projects/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
+        (format!("/services/{}", uuid::Uuid::new_v4()), "main [data-not-found]"),
+    ];
+    hard_load_all(c, base, &shell_routes).await;
+    // And at phone width.
+    c.set_window_size(390, 844).await.unwrap();
+    hard_load_all(c, base, &shell_routes).await;
+    c.set_window_size(1280, 900).await.unwrap();
     c.goto(&format!("{base}{project_path}")).await.unwrap();
     find(c, "html[data-hydrated=true]").await;
 
@@ -592,6 +614,10 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
         .collect();
     routes.push((project_path, "#project-title"));
     hard_load_all(c, base, &routes).await;
+    // And at phone width.
+    c.set_window_size(390, 844).await.unwrap();
+    hard_load_all(c, base, &routes).await;
+    c.set_window_size(1280, 900).await.unwrap();
     // The Deployments tab, loaded fresh, is alive: its log opens on a click.
     c.goto(&format!("{base}{app_path}?tab=deployments")).await.unwrap();
     find(c, "html[data-hydrated=true]").await;
@@ -747,6 +773,8 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
         .iter()
         .map(|t| (format!("{service_path}?tab={t}"), "#service-title"))
         .collect();
+    hard_load_all(c, base, &routes).await;
+    c.set_window_size(390, 844).await.unwrap();
     hard_load_all(c, base, &routes).await;
 }
 

@@ -88,8 +88,8 @@ pub fn router(state: AppState) -> Router {
             "/pkg",
             ServeDir::new(format!("{}/pkg", state.config.site_root)).precompressed_gzip(),
         )
-        // The site root's own files (favicon ...), by name: the UI's catch-all
-        // route (unknown pages inside the shell) would otherwise answer them.
+        // The site root's own files (favicon ...), by name, straight from disk
+        // rather than through the pages' fallback handler.
         .merge(root_files(&state.config.site_root))
         .leptos_routes_with_context(
             &state,

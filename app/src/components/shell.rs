@@ -56,7 +56,37 @@ pub fn Shell() -> impl IntoView {
                 }
             })}
         </Suspense>
-        <Frame state status />
+        <Frame state status>
+            <Outlet />
+        </Frame>
+    }
+}
+
+/// Unknown addresses (the router's fallback), answered 404: inside the shell
+/// for a signed-in user, the bare page for anyone else (no redirect to sign-in
+/// for an address that does not exist).
+#[component]
+pub fn ShellNotFound() -> impl IntoView {
+    #[cfg(feature = "ssr")]
+    if let Some(res) = use_context::<leptos_axum::ResponseOptions>() {
+        // Now, before anything streams.
+        res.set_status(http::StatusCode::NOT_FOUND);
+    }
+    let state = Resource::new(|| (), |_| get_session_state());
+    let status = Resource::new(|| (), |_| get_system_status());
+    provide_context(Session(state));
+    crate::components::live::provide_live();
+    view! {
+        <Suspense fallback=|| ()>
+            {move || Suspend::new(async move {
+                match state.await {
+                    Ok(SessionState::SignedIn(_)) => view! {
+                        <Frame state status><crate::pages::not_found::NotFound /></Frame>
+                    }.into_any(),
+                    _ => view! { <main><crate::pages::not_found::NotFound /></main> }.into_any(),
+                }
+            })}
+        </Suspense>
     }
 }
 
@@ -64,6 +94,7 @@ pub fn Shell() -> impl IntoView {
 fn Frame(
     state: Resource<Result<SessionState, crate::error::AppError>>,
     status: Resource<Result<crate::types::SystemStatus, crate::error::AppError>>,
+    children: Children,
 ) -> impl IntoView {
     let nav = "block rounded-md px-3 py-2 text-sm font-medium hover:bg-slate-100 dark:hover:bg-slate-800 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700 dark:aria-[current=page]:bg-indigo-950 dark:aria-[current=page]:text-indigo-300";
     // On a phone the sidebar folds into a bar with a menu button.
@@ -113,7 +144,7 @@ fn Frame(
             </aside>
             <main class="flex-1 p-4 sm:p-8">
                 <DockerBanner status />
-                <Outlet />
+                {children()}
             </main>
         </div>
     }
