@@ -221,6 +221,12 @@ impl TestEngine {
             docker,
             SecretKey::generate(),
         );
+        // A data directory of its own (deployment logs, checkouts, route files),
+        // not `.berth` under whatever directory the test runs in.
+        let mut deploy = (*engine.deploy).clone();
+        deploy.data_dir = std::env::temp_dir().join(format!("berth-test-data-{}", db.name));
+        deploy.proxy.dynamic_dir = deploy.data_dir.join("traefik");
+        let engine = engine.with_deploy(deploy);
         Self { engine, db, redis }
     }
 }
