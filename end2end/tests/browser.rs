@@ -577,6 +577,34 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     onboard_into_project(c, base, token).await;
 
     // A new application from a git repository (a Dockerfile app on port 8080).
+    // The form opens on request; its fields follow the source.
+    find(c, "#new-app summary").await.click().await.unwrap();
+    assert!(find(c, "#create-app input[name=repository]")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    assert!(!find(c, "#create-app input[name=image]")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    find(c, "#field-source option[value=image]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    assert!(find(c, "#create-app input[name=image]")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    assert!(!find(c, "#create-app input[name=repository]")
+        .await
+        .is_displayed()
+        .await
+        .unwrap());
+    find(c, "#field-source option[value=git]").await.click().await.unwrap();
     fill(c, "#create-app input[name=name]", name).await;
     fill(c, "#create-app input[name=repository]", repo).await;
     fill(c, "#create-app input[name=branch]", "main").await;
@@ -701,6 +729,11 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     onboard_into_project(c, base, token).await;
 
     // A PostgreSQL service (the engine's default image comes from configuration).
+    find(c, "#new-service summary").await.click().await.unwrap();
+    assert!(
+        !find(c, "#field-persistence").await.is_displayed().await.unwrap(),
+        "Redis only"
+    );
     fill(c, "#create-service input[name=name]", "shop-db").await;
     find(c, "#create-service-submit").await.click().await.unwrap();
     wait_text(c, "#service-title", "shop-db").await;

@@ -63,10 +63,10 @@ pub fn EnvironmentGroups(
                         let name = row.name.clone();
                         let marker = row.marker.clone();
                         view! {
-                            <li class="flex items-center justify-between py-2" data-name=name data-kind=marker>
-                                <div>
+                            <li class="flex items-start justify-between gap-2 rounded-lg border border-slate-200 p-3 dark:border-slate-800" data-name=name data-kind=marker>
+                                <div class="min-w-0">
                                     <A href=row.href.clone() attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{row.name.clone()}</A>
-                                    <span class="ml-2 text-xs text-slate-500">{row.detail.clone()}</span>
+                                    <p class="truncate text-xs text-slate-500">{row.detail.clone()}</p>
                                 </div>
                                 {match row.state {
                                     Some(s) => view! { <StatusBadge status=Badge::from(s) /> }.into_any(),
@@ -78,7 +78,7 @@ pub fn EnvironmentGroups(
                     .collect_view();
                 view! {
                     <h3 class="mt-2 text-xs font-semibold uppercase tracking-wide text-slate-500">{env.name.clone()}</h3>
-                    <ul class="divide-y divide-slate-200 dark:divide-slate-800" data-list=list_attr data-env=env.name.clone()>
+                    <ul class="mt-2 grid gap-3 sm:grid-cols-2" data-list=list_attr data-env=env.name.clone()>
                         {items}
                     </ul>
                 }

@@ -333,32 +333,38 @@ fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>)
     let error = action_error(create);
     open_created(create, "/apps/");
     let env_options = env_options(&environments);
+    // The fields follow the chosen source: a repository and a build for git, an
+    // image for an image (hidden fields still post, empty).
+    let source = RwSignal::new("git".to_owned());
+    let git = move || source.get() == "git";
     view! {
         <ResourceSection title="Applications" environments rows list_attr="data-apps-env" empty="No applications yet." none_label="never deployed">
-            <h3 class="mb-2 mt-6 font-semibold">"New application"</h3>
-            <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-app">
+            <details class="mt-6" id="new-app">
+            <summary class="cursor-pointer font-semibold text-indigo-700 dark:text-indigo-300">"New application"</summary>
+            <ActionForm action=create attr:class="mt-3 grid gap-3 sm:grid-cols-2" attr:id="create-app">
                 <label class="block text-sm font-medium">"Environment"
                     <select name="environment_id" id="field-environment_id" class=INPUT>{env_options}</select>
                 </label>
                 <Field label="Name (lower-case, digits, -)" name="name" error />
                 <label class="block text-sm font-medium">"Source"
-                    <select name="source" id="field-source" class=INPUT>
+                    <select name="source" id="field-source" class=INPUT on:change=move |ev| source.set(event_target_value(&ev))>
                         <option value="git">"Git repository"</option>
                         <option value="image">"Docker image"</option>
                     </select>
                 </label>
-                <label class="block text-sm font-medium">"Build"
+                <label class="block text-sm font-medium" class:hidden=move || !git()>"Build"
                     <select name="build" id="field-build" class=INPUT>
                         <option value="dockerfile">"Dockerfile"</option>
                         <option value="static">"Static site"</option>
                     </select>
                 </label>
-                <Field label="Repository URL (git)" name="repository" error />
-                <Field label="Branch (git)" name="branch" value="main".to_string() error />
-                <Field label="Image (docker image source)" name="image" error />
+                <div class:hidden=move || !git()><Field label="Repository URL" name="repository" error /></div>
+                <div class:hidden=move || !git()><Field label="Branch" name="branch" value="main".to_string() error /></div>
+                <div class:hidden=git><Field label="Image (e.g. nginx:1.27)" name="image" error /></div>
                 <div class="sm:col-span-2"><Submit label="Create application" pending=create.pending() id="create-app-submit" /></div>
             </ActionForm>
             <FormError error />
+            </details>
         </ResourceSection>
     }
 }
@@ -370,16 +376,20 @@ fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>
     let error = action_error(create);
     open_created(create, "/services/");
     let env_options = env_options(&environments);
+    // Redis has no database or user, and has a persistence mode.
+    let engine = RwSignal::new("postgres".to_owned());
+    let redis = move || engine.get() == "redis";
     view! {
         <ResourceSection title="Databases" environments rows list_attr="data-services-env" empty="No databases yet." none_label="">
-            <h3 class="mb-2 mt-6 font-semibold">"New database"</h3>
-            <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-2" attr:id="create-service">
+            <details class="mt-6" id="new-service">
+            <summary class="cursor-pointer font-semibold text-indigo-700 dark:text-indigo-300">"New database"</summary>
+            <ActionForm action=create attr:class="mt-3 grid gap-3 sm:grid-cols-2" attr:id="create-service">
                 <label class="block text-sm font-medium">"Environment"
                     <select name="environment_id" class=INPUT>{env_options}</select>
                 </label>
                 <Field label="Name (lower-case, digits, -)" name="name" error />
                 <label class="block text-sm font-medium">"Engine"
-                    <select name="engine" id="field-engine" class=INPUT>
+                    <select name="engine" id="field-engine" class=INPUT on:change=move |ev| engine.set(event_target_value(&ev))>
                         <option value="postgres">"PostgreSQL"</option>
                         <option value="mysql">"MySQL"</option>
                         <option value="mariadb">"MariaDB"</option>
@@ -387,15 +397,15 @@ fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>
                         <option value="redis">"Redis"</option>
                     </select>
                 </label>
-                <label class="block text-sm font-medium">"Redis persistence"
+                <label class="block text-sm font-medium" class:hidden=move || !redis()>"Redis persistence"
                     <select name="persistence" id="field-persistence" class=INPUT>
                         <option value="aof">"Append-only file and RDB snapshots"</option>
                         <option value="rdb">"RDB snapshots only"</option>
                     </select>
                 </label>
                 <Field label="Image (empty = the engine's default)" name="image" error />
-                <Field label="Database name (default app)" name="database" error />
-                <Field label="User (default app)" name="user" error />
+                <div class:hidden=redis><Field label="Database name (default app)" name="database" error /></div>
+                <div class:hidden=redis><Field label="User (default app)" name="user" error /></div>
                 <Field label="CPU (millicores, optional)" name="cpu_millis" error />
                 <Field label="Memory (MiB, optional)" name="memory_mb" error />
                 <Field label="External address" name="external_bind" value="127.0.0.1".to_string() error />
@@ -403,6 +413,7 @@ fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>
                 <div class="sm:col-span-2"><Submit label="Create database" pending=create.pending() id="create-service-submit" /></div>
             </ActionForm>
             <FormError error />
+            </details>
         </ResourceSection>
     }
 }
