@@ -926,3 +926,78 @@ pub async fn create_app(
     .await
     .expect("create the app")
 }
+
+/// The session cookie for `token`, under both names (plain and `__Host-`), so a
+/// request carries it whichever the server expects.
+pub fn session_cookie(token: &str) -> String {
+    format!("berth_session={token}; __Host-berth_session={token}")
+}
+
+/// A server function on `127.0.0.1:port`, called as the browser's same-origin
+/// form post does, signed in with `token`: the status and the body.
+pub async fn call_via(port: u16, token: &str, path: &str, form: &str) -> (u16, String) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .expect("connect");
+    let req = format!(
+        "POST /api/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nCookie: {}\r\n\
+         Connection: close\r\n\r\n{form}",
+        form.len(),
+        session_cookie(token)
+    );
+    tcp.write_all(req.as_bytes()).await.expect("send");
+    let mut out = String::new();
+    tcp.read_to_string(&mut out).await.expect("read");
+    let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
+    (status, out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
+}
+
+/// The JSON string a server function answered (its body may be chunked: the
+/// value is then on a line of its own).
+pub fn json_string(body: &str) -> Option<String> {
+    serde_json::from_str(body.trim())
+        .ok()
+        .or_else(|| body.lines().find_map(|l| serde_json::from_str(l.trim()).ok()))
+}
+
+/// An open `/api/events` stream of a page on `127.0.0.1:port`, signed in with
+/// `token`: its events, one JSON value each.
+pub struct EventStream {
+    lines: tokio::io::Lines<tokio::io::BufReader<tokio::net::TcpStream>>,
+}
+
+impl EventStream {
+    /// Opens it and checks it was accepted (200).
+    pub async fn open(port: u16, token: &str) -> Self {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        let mut tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .expect("connect");
+        let req = format!(
+            "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCookie: {}\r\n\r\n",
+            session_cookie(token)
+        );
+        tcp.write_all(req.as_bytes()).await.expect("send");
+        let mut lines = tokio::io::BufReader::new(tcp).lines();
+        let status = lines.next_line().await.expect("read").unwrap_or_default();
+        assert!(status.contains(" 200 "), "the stream opens: {status}");
+        Self { lines }
+    }
+
+    /// The next event within `secs`; `None` if none came (or the stream ended).
+    pub async fn next(&mut self, secs: u64) -> Option<serde_json::Value> {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), async {
+            loop {
+                let line = self.lines.next_line().await.ok()??;
+                if let Some(data) = line.strip_prefix("data:") {
+                    return serde_json::from_str(data.trim()).ok();
+                }
+            }
+        })
+        .await
+        .ok()
+        .flatten()
+    }
+}

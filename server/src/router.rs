@@ -42,24 +42,6 @@ pub const ROUTES: [&str; 9] = [
     "/api/events",
 ];
 
-/// A route for each file directly in the site root (not `pkg/`, served above).
-fn root_files(site_root: &str) -> Router<AppState> {
-    let mut r = Router::new();
-    let Ok(dir) = std::fs::read_dir(site_root) else {
-        return r;
-    };
-    for entry in dir.flatten() {
-        let path = entry.path();
-        let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
-            continue;
-        };
-        if path.is_file() && !name.contains(['{', '}', '*']) {
-            r = r.route_service(&format!("/{name}"), tower_http::services::ServeFile::new(&path));
-        }
-    }
-    r
-}
-
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let ctx = state.ctx.clone();
@@ -88,9 +70,6 @@ pub fn router(state: AppState) -> Router {
             "/pkg",
             ServeDir::new(format!("{}/pkg", state.config.site_root)).precompressed_gzip(),
         )
-        // The site root's own files (favicon ...), by name, straight from disk
-        // rather than through the pages' fallback handler.
-        .merge(root_files(&state.config.site_root))
         .leptos_routes_with_context(
             &state,
             routes,

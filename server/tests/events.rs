@@ -3,10 +3,12 @@
 //! B; deployments queued and cancelled through A reach it, in order, as they
 //! commit; another organization's stream hears nothing of them.
 
-use engine::testing::{create_app, free_port, owner_with_environment, wait_for_200, DeployEnv, TEST_BASE_IMAGE};
+use engine::testing::{
+    call_via as call, create_app, free_port, json_string, owner_with_environment, wait_for_200, DeployEnv,
+    EventStream as Events, TEST_BASE_IMAGE,
+};
 use std::process::{Command, Stdio};
-use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 const BIN: &str = env!("CARGO_BIN_EXE_berth");
@@ -22,62 +24,6 @@ fn spawn(env: &DeployEnv, port: u16) -> engine::testing::KillOnDrop {
         .env("BERTH_WORKER", "off")
         .env("RUST_LOG", "warn");
     engine::testing::KillOnDrop(cmd.spawn().expect("spawn berth"))
-}
-
-fn cookie(token: &str) -> String {
-    format!("berth_session={token}; __Host-berth_session={token}")
-}
-
-/// An open `/api/events` stream: its `data:` lines, one per event.
-struct Events {
-    lines: tokio::io::Lines<BufReader<TcpStream>>,
-}
-
-impl Events {
-    async fn open(port: u16, token: &str) -> Self {
-        let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-        let req = format!(
-            "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nAccept: text/event-stream\r\nCookie: {}\r\n\r\n",
-            cookie(token)
-        );
-        tcp.write_all(req.as_bytes()).await.unwrap();
-        let mut lines = BufReader::new(tcp).lines();
-        let status = lines.next_line().await.unwrap().unwrap();
-        assert!(status.contains(" 200 "), "the stream opens: {status}");
-        Self { lines }
-    }
-
-    /// The next event's JSON, within `secs`; `None` if none came.
-    async fn next(&mut self, secs: u64) -> Option<serde_json::Value> {
-        tokio::time::timeout(Duration::from_secs(secs), async {
-            loop {
-                let line = self.lines.next_line().await.unwrap()?;
-                if let Some(data) = line.strip_prefix("data: ").or_else(|| line.strip_prefix("data:")) {
-                    return serde_json::from_str(data.trim()).ok();
-                }
-            }
-        })
-        .await
-        .ok()
-        .flatten()
-    }
-}
-
-/// A server function called on `port` as a same-origin form post.
-async fn call(port: u16, token: &str, path: &str, form: &str) -> (u16, String) {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
-    let req = format!(
-        "POST /api/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nCookie: {}\r\n\
-         Connection: close\r\n\r\n{form}",
-        form.len(),
-        cookie(token)
-    );
-    tcp.write_all(req.as_bytes()).await.unwrap();
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await.unwrap();
-    let status = out.split_whitespace().nth(1).and_then(|s| s.parse().ok()).unwrap_or(0);
-    (status, out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -139,12 +85,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
     )
     .await;
     assert_eq!(status, 200, "{body}");
-    let id: String = serde_json::from_str(body.trim()).unwrap_or_else(|_| {
-        // A chunked body: the JSON string is on its own line.
-        body.lines()
-            .find_map(|l| serde_json::from_str::<String>(l.trim()).ok())
-            .expect("the deployment id")
-    });
+    let id = json_string(&body).expect("the deployment id");
     let queued = page.next(10).await.expect("the queued deployment's event");
     assert_eq!(queued["kind"], "deployment");
     assert_eq!(queued["id"], id.as_str());

@@ -13,7 +13,7 @@ use leptos_router::components::{Outlet, Redirect, A};
 /// The signed-in session, for pages: await it inside their `Suspend` (see
 /// [`Session::provide_me`]).
 #[derive(Clone, Copy)]
-pub struct Session(pub Resource<Result<SessionState, crate::error::AppError>>);
+pub struct Session(pub SessionResource);
 
 impl Session {
     /// The session from the shell's context.
@@ -30,6 +30,19 @@ impl Session {
     }
 }
 
+type SessionResource = Resource<Result<SessionState, crate::error::AppError>>;
+type StatusResource = Resource<Result<crate::types::SystemStatus, crate::error::AppError>>;
+
+/// What every page in the shell shares: the session and the system status
+/// (resources, made here in a component body) and the status event stream.
+fn shell_context() -> (SessionResource, StatusResource) {
+    let state = Resource::new(|| (), |_| get_session_state());
+    let status = Resource::new(|| (), |_| get_system_status());
+    provide_context(Session(state));
+    crate::components::live::provide_live();
+    (state, status)
+}
+
 /// Everything behind sign-in.
 ///
 /// Why the page is not inside a `Suspense` here: on the server, a `Suspense`
@@ -41,10 +54,7 @@ impl Session {
 /// `Suspense`/`Transition` closure: the pages' own, and the shell's here.
 #[component]
 pub fn Shell() -> impl IntoView {
-    let state = Resource::new(|| (), |_| get_session_state());
-    let status = Resource::new(|| (), |_| get_system_status());
-    provide_context(Session(state));
-    crate::components::live::provide_live();
+    let (state, status) = shell_context();
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
@@ -72,10 +82,7 @@ pub fn ShellNotFound() -> impl IntoView {
         // Now, before anything streams.
         res.set_status(http::StatusCode::NOT_FOUND);
     }
-    let state = Resource::new(|| (), |_| get_session_state());
-    let status = Resource::new(|| (), |_| get_system_status());
-    provide_context(Session(state));
-    crate::components::live::provide_live();
+    let (state, status) = shell_context();
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
@@ -91,11 +98,7 @@ pub fn ShellNotFound() -> impl IntoView {
 }
 
 #[component]
-fn Frame(
-    state: Resource<Result<SessionState, crate::error::AppError>>,
-    status: Resource<Result<crate::types::SystemStatus, crate::error::AppError>>,
-    children: Children,
-) -> impl IntoView {
+fn Frame(state: SessionResource, status: StatusResource, children: Children) -> impl IntoView {
     let nav = "block rounded-md px-3 py-2 text-sm font-medium hover:bg-slate-100 dark:hover:bg-slate-800 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700 dark:aria-[current=page]:bg-indigo-950 dark:aria-[current=page]:text-indigo-300";
     // On a phone the sidebar folds into a bar with a menu button.
     let menu = RwSignal::new(false);
@@ -201,7 +204,7 @@ fn LogoutButton() -> impl IntoView {
 /// Says plainly when Docker is unreachable and how to fix it, and (to
 /// instance administrators) what the reconciler is repairing.
 #[component]
-fn DockerBanner(status: Resource<Result<crate::types::SystemStatus, crate::error::AppError>>) -> impl IntoView {
+fn DockerBanner(status: StatusResource) -> impl IntoView {
     view! {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {

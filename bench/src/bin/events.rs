@@ -11,11 +11,12 @@
 //! Traffic goes to 127.0.0.1 only; the loop is bounded (ROUNDS).
 
 use anyhow::{bail, Context, Result};
-use engine::testing::{create_app, free_port, owner_with_environment, wait_for_200, DeployEnv, TEST_BASE_IMAGE};
+use engine::testing::{
+    call_via, create_app, free_port, json_string, owner_with_environment, wait_for_200, DeployEnv, EventStream,
+    TEST_BASE_IMAGE,
+};
 use std::process::Stdio;
-use std::time::{Duration, Instant};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::TcpStream;
+use std::time::Instant;
 
 /// Queue + cancel pairs: 2 × ROUNDS events.
 const ROUNDS: usize = 250;
@@ -23,29 +24,6 @@ const ROUNDS: usize = 250;
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
     sorted[i]
-}
-
-fn cookie(token: &str) -> String {
-    format!("berth_session={token}; __Host-berth_session={token}")
-}
-
-/// A same-origin form post to a server function on `port`: the body.
-async fn call(port: u16, token: &str, path: &str, form: &str) -> Result<String> {
-    let mut tcp = TcpStream::connect(("127.0.0.1", port)).await?;
-    let req = format!(
-        "POST /api/{path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nOrigin: http://127.0.0.1:{port}\r\n\
-         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\nCookie: {}\r\n\
-         Connection: close\r\n\r\n{form}",
-        form.len(),
-        cookie(token)
-    );
-    tcp.write_all(req.as_bytes()).await?;
-    let mut out = String::new();
-    tcp.read_to_string(&mut out).await?;
-    if !out.starts_with("HTTP/1.1 200") {
-        bail!("{path}: {out}");
-    }
-    Ok(out.split("\r\n\r\n").nth(1).unwrap_or_default().to_owned())
 }
 
 #[tokio::main]
@@ -88,36 +66,21 @@ async fn main() -> Result<()> {
     wait_for_200(port_a, "/health").await;
     wait_for_200(port_b, "/health").await;
 
-    let mut tcp = TcpStream::connect(("127.0.0.1", port_b)).await?;
-    tcp.write_all(
-        format!(
-            "GET /api/events HTTP/1.1\r\nHost: 127.0.0.1:{port_b}\r\nAccept: text/event-stream\r\nCookie: {}\r\n\r\n",
-            cookie(&token)
-        )
-        .as_bytes(),
-    )
-    .await?;
-    let mut lines = BufReader::new(tcp).lines();
-    let mut next_event = async move || -> Result<serde_json::Value> {
-        loop {
-            let line = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
-                .await
-                .context("no event within 10 s")??
-                .context("the stream ended")?;
-            if let Some(data) = line.strip_prefix("data: ") {
-                return Ok(serde_json::from_str(data)?);
-            }
+    let mut page = EventStream::open(port_b, &token).await;
+    let mut next_event = async || page.next(10).await.context("no event within 10 s");
+    /// A server function on A; an error unless it answered 200.
+    async fn call(port: u16, token: &str, path: &str, form: &str) -> Result<String> {
+        match call_via(port, token, path, form).await {
+            (200, body) => Ok(body),
+            (status, body) => bail!("{path}: {status} {body}"),
         }
-    };
+    }
 
     let mut latencies = Vec::with_capacity(2 * ROUNDS);
     for _ in 0..ROUNDS {
         let sent = Instant::now();
         let body = call(port_a, &token, "deployments/create", &format!("app_id={}", app.0)).await?;
-        let id = body
-            .lines()
-            .find_map(|l| serde_json::from_str::<String>(l.trim()).ok())
-            .context("the deployment id")?;
+        let id = json_string(&body).context("the deployment id")?;
         let ev = next_event().await?;
         if ev["status"] != "queued" || ev["id"] != id.as_str() {
             bail!("expected {id} queued, got {ev}");
