@@ -15,20 +15,28 @@ build_berth() {
   phase "building the browser bundle (WASM, CSS)" "first time about 3 min, then seconds"
   cargo build --locked --quiet -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
   if [ ! -f "$pkg/berth_bg.wasm" ] || [ "$wasm" -nt "$pkg/berth_bg.wasm" ]; then
-    step "wasm-bindgen + wasm-opt"
-    wasm-bindgen --target web --no-typescript --out-dir "$pkg" --out-name berth "$wasm"
-    # The features the Rust wasm32 target enables by default; wasm-opt must accept them.
-    "$tools/npm/node_modules/.bin/wasm-opt" -Oz \
+    # The bundle is split at its lazy routes (see app/src/pages/mod.rs): the
+    # split tool writes the chunks, their loader and the manifest into pkg/ and
+    # the main module beside the input; wasm-bindgen keeps the linker's exports
+    # the chunks import; wasm-opt shrinks each module.
+    step "wasm-split + wasm-bindgen + wasm-opt"
+    rm -f "$pkg"/*.wasm "$pkg"/*.wasm.gz "$pkg"/*.wasm.br "$pkg"/__wasm_split*
+    cargo run --locked --quiet --release -p wasm-split -- "$wasm" "$pkg" berth >/dev/null
+    wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle \
+      --out-dir "$pkg" --out-name berth "${wasm%.wasm}_split.wasm"
+    # (It warns about a name subsection it does not know, from --no-demangle: harmless.)
+    ls "$pkg"/*.wasm | xargs -P "$(nproc)" -I{} "$tools/npm/node_modules/.bin/wasm-opt" -Oz \
       --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
-      --enable-mutable-globals --enable-reference-types --enable-multivalue \
-      "$pkg/berth_bg.wasm" -o "$pkg/berth_bg.wasm"
+      --enable-mutable-globals --enable-reference-types --enable-multivalue {} -o {} \
+      2> >(grep -v 'unknown name subsection' >&2)
   fi
   step "css (Tailwind v4)"
   "$tools/venv/bin/tailwindcss" -i style/main.css -o "$pkg/berth.css" --minify 2>&1 | grep -v '^≈' || true
   test -s "$pkg/berth.css"
-  # Served to clients that accept gzip.
-  for f in "$pkg/berth_bg.wasm" "$pkg/berth.js" "$pkg/berth.css"; do
+  # Served precompressed: Brotli where the browser accepts it, else gzip.
+  for f in "$pkg"/*.wasm "$pkg"/*.js "$pkg/berth.css"; do
     [ "$f.gz" -nt "$f" ] || gzip -9 -k -f "$f"
+    [ "$f.br" -nt "$f" ] || brotli -q 11 -k -f "$f"
   done
   cp -r public/. "$site/"
 

@@ -26,6 +26,8 @@ missing_packages() {
   have python3 || echo python3
   python3 -c 'import venv, ensurepip' >/dev/null 2>&1 || echo python3-venv
   have npm || echo npm
+  # Brotli: the bundle is served precompressed, Brotli where browsers accept it.
+  have brotli || echo brotli
   # A C compiler for the crates that build C (ring, aws-lc-sys).
   have cc || echo gcc
   [ -e /usr/include/stdio.h ] || echo libc6-dev

@@ -13,10 +13,10 @@ use components::shell::Shell;
 use leptos::prelude::*;
 use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
-use leptos_router::{path, SsrMode};
+use leptos_router::{path, Lazy, SsrMode};
 use pages::{
-    invite::InvitePage, login::LoginPage, onboarding::OnboardingPage, project::ProjectPage, projects::ProjectsPage,
-    settings::SettingsPage,
+    login::LoginPage, projects::ProjectsPage, AppRoute, InviteRoute, OnboardingRoute, ProjectRoute, ServiceRoute,
+    SettingsRoute,
 };
 
 /// Applies the saved or system colour scheme before first paint, so dark mode never flashes.
@@ -72,16 +72,16 @@ pub fn App() -> impl IntoView {
         <Title text="Berth" />
         <Router>
             <Routes fallback=|| view! { <components::shell::ShellNotFound /> }>
-                <Route path=path!("/onboarding") view=OnboardingPage ssr=SsrMode::Async />
+                <Route path=path!("/onboarding") view={Lazy::<OnboardingRoute>::new()} ssr=SsrMode::Async />
                 <Route path=path!("/login") view=LoginPage ssr=SsrMode::Async />
-                <Route path=path!("/invite/:token") view=InvitePage ssr=SsrMode::Async />
+                <Route path=path!("/invite/:token") view={Lazy::<InviteRoute>::new()} ssr=SsrMode::Async />
                 <ParentRoute path=path!("") view=Shell ssr=SsrMode::Async>
                     <Route path=path!("") view=pages::projects::Home />
                     <Route path=path!("projects") view=ProjectsPage />
-                    <Route path=path!("projects/:id") view=ProjectPage />
-                    <Route path=path!("apps/:id") view=pages::app::AppPage />
-                    <Route path=path!("services/:id") view=pages::service::ServicePage />
-                    <Route path=path!("settings") view=SettingsPage />
+                    <Route path=path!("projects/:id") view={Lazy::<ProjectRoute>::new()} />
+                    <Route path=path!("apps/:id") view={Lazy::<AppRoute>::new()} />
+                    <Route path=path!("services/:id") view={Lazy::<ServiceRoute>::new()} />
+                    <Route path=path!("settings") view={Lazy::<SettingsRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -183,7 +183,11 @@ async fn wait_text(c: &Client, css: &str, text: &str) {
                 return;
             }
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "{css} never showed {text:?}");
+        if start.elapsed() > Duration::from_secs(20) {
+            // The console usually says why (a failed chunk load, a panic).
+            let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
+            panic!("{css} never showed {text:?} (at {url}; console errors: {:#?})", console_errors(c).await);
+        }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

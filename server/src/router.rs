@@ -64,11 +64,11 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[6], get(crate::live::service_log))
         .route(ROUTES[7], get(crate::live::download_log))
         .route(ROUTES[8], get(crate::live::events))
-        // The bundle, from the gzip copies scripts/build.sh makes: no compression
-        // work per request, and a 1.2 MB module travels as 0.4 MB.
+        // The bundle, from the Brotli and gzip copies scripts/build.sh makes:
+        // no compression work per request, Brotli to browsers that accept it.
         .nest_service(
             "/pkg",
-            ServeDir::new(format!("{}/pkg", state.config.site_root)).precompressed_gzip(),
+            ServeDir::new(format!("{}/pkg", state.config.site_root)).precompressed_br().precompressed_gzip(),
         )
         .leptos_routes_with_context(
             &state,

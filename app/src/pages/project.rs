@@ -18,6 +18,7 @@ use leptos_router::hooks::{use_navigate, use_params_map};
 
 #[component]
 pub fn ProjectPage() -> impl IntoView {
+    super::preload_detail_routes();
     let params = use_params_map();
     let id = move || params.read().get("id").unwrap_or_default();
     let update = ServerAction::<UpdateProject>::new();
