@@ -8,6 +8,8 @@
 //! serious or critical accessibility violation.
 
 use engine::testing::{free_port, httpd_dockerfile, wait_for_200, DeployEnv, GitRepo, TestDb, TestRedis, TestS3};
+use fantoccini::actions::{InputSource, KeyAction, KeyActions};
+use fantoccini::key::Key;
 use fantoccini::{elements::Element, Client, ClientBuilder, Locator};
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -190,6 +192,45 @@ async fn wait_text(c: &Client, css: &str, text: &str) {
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+}
+
+/// Presses and releases one key, wherever the focus is.
+async fn press(c: &Client, key: Key) {
+    let keys = KeyActions::new("keyboard".into())
+        .then(KeyAction::Down { value: key.into() })
+        .then(KeyAction::Up { value: key.into() });
+    c.perform_actions(keys).await.unwrap();
+}
+
+/// Types text into whatever has the focus.
+async fn type_keys(c: &Client, text: &str) {
+    let mut keys = KeyActions::new("keyboard".into());
+    for ch in text.chars() {
+        keys = keys.then(KeyAction::Down { value: ch }).then(KeyAction::Up { value: ch });
+    }
+    c.perform_actions(keys).await.unwrap();
+}
+
+/// Presses Tab until the focus is on an element matching `css` (at most 40
+/// times, so a control Tab cannot reach fails the test), and checks that the
+/// focus shows: an outline or a ring (box-shadow) on the focused element.
+async fn tab_to(c: &Client, css: &str) {
+    find(c, css).await;
+    for _ in 0..40 {
+        press(c, Key::Tab).await;
+        let script = format!("return document.activeElement.matches({})", serde_json::to_string(css).unwrap());
+        if js(c, &script).await == true {
+            let visible = js(
+                c,
+                "const s = getComputedStyle(document.activeElement);\
+                 return (s.outlineStyle !== 'none' && parseFloat(s.outlineWidth) > 0) || s.boxShadow !== 'none'",
+            )
+            .await;
+            assert_eq!(visible, true, "the focus on {css} is not visible");
+            return;
+        }
+    }
+    panic!("Tab never reached {css}");
 }
 
 async fn screenshot(c: &Client, name: &str) {
@@ -387,14 +428,33 @@ async fn journey(c: &Client, base: &str, token: &str) {
     wait_path(c, "/projects").await;
     find(c, "#projects-empty").await;
 
-    // Sign out, then back in.
+    // Sign out, then back in, then make a project and open its "New
+    // application" form, with the keyboard only: Tab reaches each control in
+    // order, its focus is visible, Enter submits and follows links.
     find(c, "#logout").await.click().await.unwrap();
     wait_path(c, "/login").await;
-    fill(c, "#field-email", "ada@example.com").await;
-    fill(c, "#field-password", "correct horse battery").await;
-    find(c, "#login-submit").await.click().await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    tab_to(c, "#field-email").await;
+    type_keys(c, "ada@example.com").await;
+    tab_to(c, "#field-password").await;
+    type_keys(c, "correct horse battery").await;
+    press(c, Key::Enter).await;
     wait_path(c, "/projects").await;
     wait_text(c, "#whoami", "ada@example.com").await;
+    find(c, "html[data-hydrated=true]").await;
+    tab_to(c, "#create-project input[name=name]").await;
+    type_keys(c, "Keyboard").await;
+    press(c, Key::Enter).await;
+    wait_text(c, "#project-list", "Keyboard").await;
+    tab_to(c, "#project-list a").await;
+    press(c, Key::Enter).await;
+    wait_text(c, "#project-title", "Keyboard").await;
+    tab_to(c, "#new-app summary").await;
+    press(c, Key::Enter).await;
+    assert_eq!(js(c, "return document.querySelector('#new-app').open").await, true, "Enter opened the form");
+    tab_to(c, "#create-app input[name=name]").await;
+    c.find(Locator::LinkText("Projects")).await.unwrap().click().await.unwrap();
+    wait_path(c, "/projects").await;
 
     // Create a project and open it.
     fill(c, "#create-project input[name=name]", "Website").await;
@@ -410,7 +470,12 @@ async fn journey(c: &Client, base: &str, token: &str) {
         .await,
         ""
     );
-    find(c, "#project-list a").await.click().await.unwrap();
+    c.find(Locator::XPath("//*[@id='project-list']//a[contains(., 'Website')]"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_text(c, "#project-title", "Website").await;
     wait_text(c, "#environments", "production").await;
 

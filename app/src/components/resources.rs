@@ -4,7 +4,6 @@
 use crate::components::status::{Badge, StatusBadge};
 use crate::types::{DeploymentStatus, EnvironmentView, ServiceState};
 use leptos::prelude::*;
-use leptos_router::components::A;
 use serde::{Deserialize, Serialize};
 
 /// The state a row shows: an application's latest deployment or a database's.
@@ -65,7 +64,7 @@ pub fn EnvironmentGroups(
                         view! {
                             <li class="flex items-start justify-between gap-2 rounded-lg border border-slate-200 p-3 dark:border-slate-800" data-name=name data-kind=marker>
                                 <div class="min-w-0">
-                                    <A href=row.href.clone() attr:class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{row.name.clone()}</A>
+                                    <a href=row.href.clone() class="font-medium text-indigo-700 hover:underline dark:text-indigo-300">{row.name.clone()}</a>
                                     <p class="truncate text-xs text-slate-500">{row.detail.clone()}</p>
                                 </div>
                                 {match row.state {

@@ -188,12 +188,15 @@ fn Environments(project_id: String, environments: Vec<EnvironmentView>, actions:
                 {environments.into_iter().map(|env| view! { <EnvironmentRow env actions /> }).collect_view()}
             </ul>
             <div class="mt-2"><FormError error=row_error /></div>
-            <ActionForm action=actions.add attr:class="mt-4 flex flex-col gap-3 sm:flex-row sm:items-end" attr:id="add-environment">
-                <input type="hidden" name="project_id" value=project_id />
-                <div class="flex-1"><Field label="New environment" name="name" error=add_error /></div>
-                <Submit label="Add" pending=actions.add.pending() />
-            </ActionForm>
-            <FormError error=add_error />
+            <details class="mt-4" id="new-environment">
+                <summary class="cursor-pointer font-semibold text-indigo-700 dark:text-indigo-300">"New environment"</summary>
+                <ActionForm action=actions.add attr:class="mt-3 flex flex-col gap-3 sm:flex-row sm:items-end" attr:id="add-environment">
+                    <input type="hidden" name="project_id" value=project_id />
+                    <div class="flex-1"><Field label="Name" name="name" error=add_error /></div>
+                    <Submit label="Add" pending=actions.add.pending() />
+                </ActionForm>
+                <FormError error=add_error />
+            </details>
         </section>
     }
 }
@@ -211,12 +214,16 @@ fn EnvironmentRow(env: EnvironmentView, actions: EnvActions) -> impl IntoView {
                 }.into_any()
             } else {
                 let delete_id = id.clone();
+                let label = name.clone();
                 view! {
-                    <ActionForm action=actions.rename attr:class="flex gap-2">
-                        <input type="hidden" name="id" value=id />
-                        <input name="name" value=name class=INPUT aria-label="Environment name" />
-                        <button type="submit" class=BUTTON_QUIET>"Rename"</button>
-                    </ActionForm>
+                    <details class="flex-1">
+                        <summary class="cursor-pointer font-medium">{label}</summary>
+                        <ActionForm action=actions.rename attr:class="mt-2 flex gap-2">
+                            <input type="hidden" name="id" value=id />
+                            <input name="name" value=name class=INPUT aria-label="Environment name" />
+                            <button type="submit" class=BUTTON_QUIET>"Rename"</button>
+                        </ActionForm>
+                    </details>
                     <button
                         type="button"
                         class=BUTTON_DANGER

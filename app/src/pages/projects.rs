@@ -4,7 +4,7 @@ use crate::api::projects::{list_projects, CreateProject};
 use crate::components::ui::{action_error, Field, FormError, LoadError, Loading, Submit, CARD};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
-use leptos_router::components::{Redirect, A};
+use leptos_router::components::Redirect;
 
 /// `/` goes to the project list.
 #[component]
@@ -45,13 +45,16 @@ pub fn ProjectsPage() -> impl IntoView {
                             <ul class="grid gap-4 sm:grid-cols-2" id="project-list">
                                 {list.into_iter().map(|p| view! {
                                     <li>
-                                        <A href=format!("/projects/{}", p.id) attr:class=format!("{CARD} block hover:border-indigo-400")>
+                                        // A plain link (the router still navigates in place): `<A>`
+                                        // costs a memo and an attribute list per card, a tenth of the
+                                        // page's server time with 50 projects.
+                                        <a href=format!("/projects/{}", p.id) class=format!("{CARD} block hover:border-indigo-400")>
                                             <p class="font-semibold" data-project-name="">{p.name}</p>
                                             <p class="mt-1 line-clamp-2 text-sm text-slate-500">{p.description}</p>
                                             <p class="mt-3 text-xs text-slate-500 dark:text-slate-400">
                                                 {format!("{} environment{}", p.environments, if p.environments == 1 { "" } else { "s" })}
                                             </p>
-                                        </A>
+                                        </a>
                                     </li>
                                 }).collect_view()}
                             </ul>
