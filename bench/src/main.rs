@@ -33,7 +33,10 @@ fn spawn_berth(db: &TestDb, redis: &TestRedis, port: u16) -> Result<Child> {
     let data = std::env::temp_dir().join(format!("berth-bench-{}", instance()));
     Ok(Command::new(bin)
         .arg("serve")
-        .env("BERTH_WORKER", std::env::var("BENCH_BERTH_WORKER").unwrap_or_else(|_| "on".into()))
+        .env(
+            "BERTH_WORKER",
+            std::env::var("BENCH_BERTH_WORKER").unwrap_or_else(|_| "on".into()),
+        )
         .env("BERTH_INSTANCE", instance())
         .env("BERTH_NETWORK", instance())
         .env("BERTH_PROXY_NAME", format!("{}-traefik", instance()))
@@ -153,7 +156,10 @@ fn gzip_size(path: &std::path::Path) -> Result<usize> {
 
 /// Size of a file in KB (1000 bytes).
 fn kb(path: &std::path::Path) -> Result<f64> {
-    Ok(std::fs::metadata(path).with_context(|| path.display().to_string())?.len() as f64 / 1000.0)
+    Ok(std::fs::metadata(path)
+        .with_context(|| path.display().to_string())?
+        .len() as f64
+        / 1000.0)
 }
 
 /// What each route makes the browser download, from the precompressed copies
@@ -163,7 +169,12 @@ fn kb(path: &std::path::Path) -> Result<f64> {
 /// Returns (route, gzip KB, Brotli KB) rows, the first for the pages in the
 /// main module.
 fn bundle_per_route(pkg: &std::path::Path) -> Result<Vec<(String, f64, f64)>> {
-    let base = ["berth_bg.wasm", "berth.js", "__wasm_split.______________________.js", "berth.css"];
+    let base = [
+        "berth_bg.wasm",
+        "berth.js",
+        "__wasm_split.______________________.js",
+        "berth.css",
+    ];
     let sum = |files: &[String], ext: &str| -> Result<f64> {
         files.iter().map(|f| kb(&pkg.join(format!("{f}.{ext}")))).sum()
     };
@@ -192,7 +203,11 @@ fn bundle_per_route(pkg: &std::path::Path) -> Result<Vec<(String, f64, f64)>> {
             .iter()
             .filter_map(|c| c.as_str().map(|c| format!("{c}.wasm")))
             .collect();
-        rows.push((route.to_string(), base_gz + sum(&chunks, "gz")?, base_br + sum(&chunks, "br")?));
+        rows.push((
+            route.to_string(),
+            base_gz + sum(&chunks, "gz")?,
+            base_br + sum(&chunks, "br")?,
+        ));
     }
     Ok(rows)
 }
@@ -260,7 +275,8 @@ async fn main() -> Result<()> {
     // UI transfer size.
     let site = std::path::PathBuf::from(std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "target/site".into()));
     let wasm = gzip_size(&site.join("pkg/berth_bg.wasm"))?;
-    let js = gzip_size(&site.join("pkg/berth.js"))? + gzip_size(&site.join("pkg/__wasm_split.______________________.js"))?;
+    let js =
+        gzip_size(&site.join("pkg/berth.js"))? + gzip_size(&site.join("pkg/__wasm_split.______________________.js"))?;
     let css = gzip_size(&site.join("pkg/berth.css"))?;
     let routes = bundle_per_route(&site.join("pkg"))?;
 
@@ -333,7 +349,11 @@ async fn main() -> Result<()> {
         load(&client, port, &cookie, rate, 1).await?;
         let (mut lat, failures) = load(&client, port, &cookie, rate, 5).await?;
         lat.sort_by(f64::total_cmp);
-        let p99 = if lat.is_empty() { f64::INFINITY } else { percentile(&lat, 99.0) };
+        let p99 = if lat.is_empty() {
+            f64::INFINITY
+        } else {
+            percentile(&lat, 99.0)
+        };
         sweep.push((rate, p99, failures));
         if p99 > 20.0 || failures > 0 {
             break;
@@ -386,13 +406,24 @@ async fn main() -> Result<()> {
         loaded_rss as f64 / 1024.0,
         after_rss as f64 / 1024.0
     );
-    let best = sweep.iter().filter(|(_, p99, f)| *p99 <= 20.0 && *f == 0).map(|(r, ..)| *r).max();
+    let best = sweep
+        .iter()
+        .filter(|(_, p99, f)| *p99 <= 20.0 && *f == 0)
+        .map(|(r, ..)| *r)
+        .max();
     println!(
         "| highest /projects rate (50 projects) with p99 ≤ 20 ms, 5 s per step | (info) | {} req/s; steps: {} |",
         best.map_or("below 200".to_string(), |r| r.to_string()),
         sweep
             .iter()
-            .map(|(r, p99, f)| format!("{r}: {p99:.1} ms{}", if *f > 0 { format!(" ({f} failed)") } else { String::new() }))
+            .map(|(r, p99, f)| format!(
+                "{r}: {p99:.1} ms{}",
+                if *f > 0 {
+                    format!(" ({f} failed)")
+                } else {
+                    String::new()
+                }
+            ))
             .collect::<Vec<_>>()
             .join(", ")
     );

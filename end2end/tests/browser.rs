@@ -188,7 +188,10 @@ async fn wait_text(c: &Client, css: &str, text: &str) {
         if start.elapsed() > Duration::from_secs(20) {
             // The console usually says why (a failed chunk load, a panic).
             let url = c.current_url().await.map(|u| u.to_string()).unwrap_or_default();
-            panic!("{css} never showed {text:?} (at {url}; console errors: {:#?})", console_errors(c).await);
+            panic!(
+                "{css} never showed {text:?} (at {url}; console errors: {:#?})",
+                console_errors(c).await
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -206,7 +209,9 @@ async fn press(c: &Client, key: Key) {
 async fn type_keys(c: &Client, text: &str) {
     let mut keys = KeyActions::new("keyboard".into());
     for ch in text.chars() {
-        keys = keys.then(KeyAction::Down { value: ch }).then(KeyAction::Up { value: ch });
+        keys = keys
+            .then(KeyAction::Down { value: ch })
+            .then(KeyAction::Up { value: ch });
     }
     c.perform_actions(keys).await.unwrap();
 }
@@ -218,7 +223,10 @@ async fn tab_to(c: &Client, css: &str) {
     find(c, css).await;
     for _ in 0..40 {
         press(c, Key::Tab).await;
-        let script = format!("return document.activeElement.matches({})", serde_json::to_string(css).unwrap());
+        let script = format!(
+            "return document.activeElement.matches({})",
+            serde_json::to_string(css).unwrap()
+        );
         if js(c, &script).await == true {
             let visible = js(
                 c,
@@ -451,9 +459,18 @@ async fn journey(c: &Client, base: &str, token: &str) {
     wait_text(c, "#project-title", "Keyboard").await;
     tab_to(c, "#new-app summary").await;
     press(c, Key::Enter).await;
-    assert_eq!(js(c, "return document.querySelector('#new-app').open").await, true, "Enter opened the form");
+    assert_eq!(
+        js(c, "return document.querySelector('#new-app').open").await,
+        true,
+        "Enter opened the form"
+    );
     tab_to(c, "#create-app input[name=name]").await;
-    c.find(Locator::LinkText("Projects")).await.unwrap().click().await.unwrap();
+    c.find(Locator::LinkText("Projects"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
     wait_path(c, "/projects").await;
 
     // Create a project and open it.

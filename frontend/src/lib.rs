@@ -8,7 +8,8 @@ pub fn hydrate() {
     // server rendered. `hydrate_lazy` does the same, without telling us when.
     _ = any_spawner::Executor::init_wasm_bindgen();
     leptos::task::spawn_local(async {
-        let owner = leptos::mount::hydrate_from_async(leptos::prelude::document().body().expect("a body"), app::App).await;
+        let owner =
+            leptos::mount::hydrate_from_async(leptos::prelude::document().body().expect("a body"), app::App).await;
         owner.forget();
         // Event handlers are attached now: mark the document so tests and
         // scripts can tell a hydrated page from server HTML.

@@ -68,7 +68,9 @@ pub fn router(state: AppState) -> Router {
         // no compression work per request, Brotli to browsers that accept it.
         .nest_service(
             "/pkg",
-            ServeDir::new(format!("{}/pkg", state.config.site_root)).precompressed_br().precompressed_gzip(),
+            ServeDir::new(format!("{}/pkg", state.config.site_root))
+                .precompressed_br()
+                .precompressed_gzip(),
         )
         .leptos_routes_with_context(
             &state,

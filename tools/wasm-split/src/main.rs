@@ -28,7 +28,10 @@ fn retry_chunk_fetches(loader: &std::path::Path) -> Result<()> {
     let chunks = js.matches(CHUNK_FETCH).count();
     let all = js.matches("fetch(").count();
     if chunks == 0 || chunks != all {
-        bail!("{}: expected every fetch to be `{CHUNK_FETCH}…`, found {chunks} of {all}", loader.display());
+        bail!(
+            "{}: expected every fetch to be `{CHUNK_FETCH}…`, found {chunks} of {all}",
+            loader.display()
+        );
     }
     let retry = r#"async function fetchWithRetry(url) {
     for (let attempt = 0; ; attempt++) {
@@ -57,7 +60,10 @@ fn main() -> Result<()> {
     let input = PathBuf::from(input);
     let pkg = PathBuf::from(pkg);
     let wasm = std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
-    let stem = input.file_stem().and_then(|s| s.to_str()).context("input has no file name")?;
+    let stem = input
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .context("input has no file name")?;
     let main_out = input.with_file_name(format!("{stem}_split.wasm"));
     // Chunks load relative to the main JS module, which wasm-bindgen writes as `<name>.js`.
     let main_module = format!("./{name}.js");
