@@ -14,14 +14,16 @@ build_berth() {
 
   phase "building the browser bundle (WASM, CSS)" "first time about 3 min, then seconds"
   cargo build --locked --quiet -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
-  if [ ! -f "$pkg/berth_bg.wasm" ] || [ "$wasm" -nt "$pkg/berth_bg.wasm" ]; then
+  cargo build --locked --quiet --release -p wasm-split
+  local split=target/release/wasm-split
+  if [ ! -f "$pkg/berth_bg.wasm" ] || [ "$wasm" -nt "$pkg/berth_bg.wasm" ] || [ "$split" -nt "$pkg/berth_bg.wasm" ]; then
     # The bundle is split at its lazy routes (see app/src/pages/mod.rs): the
     # split tool writes the chunks, their loader and the manifest into pkg/ and
     # the main module beside the input; wasm-bindgen keeps the linker's exports
     # the chunks import; wasm-opt shrinks each module.
     step "wasm-split + wasm-bindgen + wasm-opt"
     rm -f "$pkg"/*.wasm "$pkg"/*.wasm.gz "$pkg"/*.wasm.br "$pkg"/__wasm_split*
-    cargo run --locked --quiet --release -p wasm-split -- "$wasm" "$pkg" berth >/dev/null
+    "$split" "$wasm" "$pkg" berth >/dev/null
     wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle \
       --out-dir "$pkg" --out-name berth "${wasm%.wasm}_split.wasm"
     # (It warns about a name subsection it does not know, from --no-demangle: harmless.)

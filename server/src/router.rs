@@ -66,11 +66,21 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[8], get(crate::live::events))
         // The bundle, from the Brotli and gzip copies scripts/build.sh makes:
         // no compression work per request, Brotli to browsers that accept it.
+        // `no-cache`: the browser revalidates (a 304 when unchanged), because
+        // the file names stay the same across releases and a page must never
+        // mix a cached main module with another release's chunks.
         .nest_service(
             "/pkg",
-            ServeDir::new(format!("{}/pkg", state.config.site_root))
-                .precompressed_br()
-                .precompressed_gzip(),
+            tower::ServiceBuilder::new()
+                .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
+                    http::header::CACHE_CONTROL,
+                    http::HeaderValue::from_static("no-cache"),
+                ))
+                .service(
+                    ServeDir::new(format!("{}/pkg", state.config.site_root))
+                        .precompressed_br()
+                        .precompressed_gzip(),
+                ),
         )
         .leptos_routes_with_context(
             &state,

@@ -402,27 +402,50 @@ async fn pages_say_plainly_when_docker_is_unreachable() {
     assert!(page.body.contains("DOCKER_HOST"), "the banner says how to fix it");
 }
 
+/// The bundle goes out precompressed: Brotli to browsers that accept it, gzip
+/// to those that accept only gzip, raw otherwise; always revalidated
+/// (`no-cache`), since its file names stay the same across releases. A lazy
+/// route's chunk is served the same way.
 #[tokio::test]
-async fn the_bundle_is_served_gzipped_to_browsers_that_accept_it() {
+async fn the_bundle_is_served_compressed_and_revalidated() {
     let app = TestApp::new().await;
-    let req = |enc: Option<&str>| {
-        let mut r = Request::get("/pkg/berth_bg.wasm").header(header::HOST, &app.host);
+    let get = |path: &str, enc: Option<&str>| {
+        let mut r = Request::get(path).header(header::HOST, &app.host);
         if let Some(e) = enc {
             r = r.header(header::ACCEPT_ENCODING, e);
         }
-        r.body(Body::empty()).unwrap()
+        tower::ServiceExt::oneshot(app.router.clone(), r.body(Body::empty()).unwrap())
     };
-    let res = tower::ServiceExt::oneshot(app.router.clone(), req(Some("gzip, deflate, br")))
-        .await
-        .unwrap();
+    let body =
+        |res: axum::response::Response| async move { axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap() };
+    let res = get("/pkg/berth_bg.wasm", Some("gzip, deflate, br")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "br");
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache");
+    let br = body(res).await;
+    let res = get("/pkg/berth_bg.wasm", Some("gzip")).await.unwrap();
     assert_eq!(res.headers()[header::CONTENT_ENCODING], "gzip");
-    let gz = axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap();
-    let res = tower::ServiceExt::oneshot(app.router.clone(), req(None)).await.unwrap();
+    let gz = body(res).await;
+    let res = get("/pkg/berth_bg.wasm", None).await.unwrap();
     assert!(res.headers().get(header::CONTENT_ENCODING).is_none());
-    let raw = axum::body::to_bytes(res.into_body(), 64 << 20).await.unwrap();
+    let raw = body(res).await;
     assert!(raw.starts_with(b"\0asm"), "a WebAssembly module");
     assert!(gz.len() * 2 < raw.len(), "gzip {} vs raw {}", gz.len(), raw.len());
+    assert!(br.len() < gz.len(), "Brotli {} vs gzip {}", br.len(), gz.len());
+
+    // The split manifest names each lazy route's chunks; one of them is served too.
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&body(get("/pkg/__wasm_split_manifest.json", None).await.unwrap()).await).unwrap();
+    let chunk = manifest
+        .as_object()
+        .unwrap()
+        .iter()
+        .find(|(k, _)| k.starts_with("__app_route_view_"))
+        .and_then(|(_, v)| v.as_array()?.last()?.as_str().map(str::to_owned))
+        .expect("the application page is a lazy route");
+    let res = get(&format!("/pkg/{chunk}.wasm"), Some("br")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "{chunk}");
+    assert_eq!(res.headers()[header::CONTENT_ENCODING], "br");
 }
 
 /// A fresh instance is claimed with the setup token it printed, not by the

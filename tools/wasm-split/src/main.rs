@@ -16,14 +16,18 @@ use std::path::PathBuf;
 const LINK_NAME: &str = "__wasm_split.______________________.js";
 const LINK_NAME_RELATIVE: &str = "./__wasm_split.______________________.js";
 
+/// Where the generated loader notes that a chunk failed to load.
+const LOAD_FAILED: &str = "console.error(e);\n            success = false;";
+
 /// How the generated loader fetches each chunk.
 const CHUNK_FETCH: &str = "const src = fetch(new URL(";
 
 /// Makes the loader retry a chunk fetch that fails on the network (a dropped
 /// connection, a changed network) or with a server error, four times with a
-/// growing pause. Leptos's lazy routes turn a failed load into a panic, which
-/// ends the page, so a transient failure must not reach them.
-fn retry_chunk_fetches(loader: &std::path::Path) -> Result<()> {
+/// growing pause, and reload the page when a chunk still cannot be used.
+/// Leptos's lazy routes turn a failed load into a panic, which ends the page,
+/// so a transient failure must not reach them.
+fn harden_loader(loader: &std::path::Path) -> Result<()> {
     let js = std::fs::read_to_string(loader).with_context(|| format!("reading {}", loader.display()))?;
     let chunks = js.matches(CHUNK_FETCH).count();
     let all = js.matches("fetch(").count();
@@ -44,8 +48,25 @@ fn retry_chunk_fetches(loader: &std::path::Path) -> Result<()> {
         await new Promise((resolve) => setTimeout(resolve, 250 * 2 ** attempt));
     }
 }
+function reloadOnce() {
+    try {
+        const last = Number(sessionStorage.getItem("berth-chunk-reload") || 0);
+        if (Date.now() - last < 60000) return;
+        sessionStorage.setItem("berth-chunk-reload", String(Date.now()));
+    } catch (_) {
+        return;
+    }
+    location.reload();
+}
 "#;
     let js = js.replace(CHUNK_FETCH, "const src = fetchWithRetry(new URL(");
+    // When a chunk still does not load (or does not fit the main module: a new
+    // release replaced the files under an open page), the page reloads to get a
+    // matching bundle, at most once a minute, so a lasting failure shows.
+    if js.matches(LOAD_FAILED).count() != 1 {
+        bail!("{}: expected one `{LOAD_FAILED}` in the loader", loader.display());
+    }
+    let js = js.replace(LOAD_FAILED, &format!("{LOAD_FAILED}\n            reloadOnce();"));
     // After the import line, which must stay first.
     let (head, tail) = js.split_once('\n').context("the loader is one line")?;
     std::fs::write(loader, format!("{head}\n{retry}{tail}"))?;
@@ -77,7 +98,7 @@ fn main() -> Result<()> {
         opts
     })
     .map_err(|e| anyhow::anyhow!("splitting {}: {e}", input.display()))?;
-    retry_chunk_fetches(&pkg.join(LINK_NAME))?;
+    harden_loader(&pkg.join(LINK_NAME))?;
     let manifest = serde_json::to_string_pretty(&split.prefetch_map)?;
     std::fs::write(pkg.join("__wasm_split_manifest.json"), manifest)?;
     for module in &split.split_modules {
