@@ -693,10 +693,16 @@ mod tests {
     use crate::testing::TestS3;
     use tokio::io::AsyncWriteExt;
 
+    /// The tests below count the S3 server's open multipart uploads, which
+    /// s3s-fs keeps for the whole server, so one test's upload in flight would
+    /// show in the other's count: they take turns.
+    static OPEN_UPLOADS_COUNTED: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
     /// A dump that fails after several parts went up: the upload is aborted and
     /// nothing of it remains (no object, no open multipart upload).
     #[tokio::test]
     async fn a_failed_dump_leaves_nothing_in_the_bucket() {
+        let _turn = OPEN_UPLOADS_COUNTED.lock().await;
         let s3 = TestS3::new().await;
         let before = s3.pending_uploads();
         let bucket = s3.target("").bucket().unwrap();
@@ -728,6 +734,7 @@ mod tests {
     /// the time limit, naming it, and leaves nothing in the bucket.
     #[tokio::test]
     async fn a_dump_that_never_ends_fails_at_the_limit_and_leaves_nothing() {
+        let _turn = OPEN_UPLOADS_COUNTED.lock().await;
         let s3 = TestS3::new().await;
         let before = s3.pending_uploads();
         let bucket = s3.target("").bucket().unwrap();
