@@ -40,6 +40,14 @@ build_berth() {
     [ "$f.gz" -nt "$f" ] || gzip -9 -k -f "$f"
     [ "$f.br" -nt "$f" ] || brotli -q 11 -k -f "$f"
   done
+  # Each build is also reached as pkg/<id>/ (a link back to pkg/), the id from
+  # the modules' content: the server points pages there (pkg/BUILD), so a page
+  # loads only its own release's files, and the browser may keep them for good.
+  local id
+  id=$(cat "$pkg"/*.wasm "$pkg"/*.js | sha256sum | cut -c1-16)
+  find "$pkg" -maxdepth 1 -type l -delete
+  ln -s . "$pkg/$id"
+  echo "$id" > "$pkg/BUILD"
   cp -r public/. "$site/"
 
   phase "building the server (${PROFILE:-debug})" "first time about 4 min, then seconds"

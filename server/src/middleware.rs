@@ -122,6 +122,31 @@ pub async fn security_headers(req: Request, next: Next) -> Response {
     res
 }
 
+/// How long the browser may keep a bundle file (inside `/pkg`, so paths here
+/// lack that prefix). Under `/<build id>/` a file never changes (the id comes
+/// from the files' content, and pages of a release ask only for their own
+/// id's files), so it is kept for a year without asking again. Anything else
+/// (`/berth.css`, an unversioned path, a 404) is revalidated on every use, so
+/// a page never mixes files of two releases.
+pub async fn bundle_caching(State(build): State<Option<std::sync::Arc<str>>>, req: Request, next: Next) -> Response {
+    let versioned = build.as_deref().is_some_and(|id| {
+        req.uri()
+            .path()
+            .strip_prefix('/')
+            .and_then(|p| p.strip_prefix(id))
+            .is_some_and(|rest| rest.starts_with('/'))
+    });
+    let mut res = next.run(req).await;
+    let value = if versioned && res.status().is_success() {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    res.headers_mut()
+        .insert(header::CACHE_CONTROL, header::HeaderValue::from_static(value));
+    res
+}
+
 /// Refuses state-changing requests whose `Origin` (or, failing that, `Referer`)
 /// is not this server. Browsers always send `Origin` on cross-site POSTs, so a
 /// forged form or fetch from another site never reaches a server function.

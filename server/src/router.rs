@@ -1,7 +1,7 @@
 //! The router: health, Leptos pages and server functions (with the engine in
 //! context), static files, and the middleware stack around all of it.
 
-use crate::middleware::{allowed_host, bounded_body, request_context, same_origin, security_headers};
+use crate::middleware::{allowed_host, bounded_body, bundle_caching, request_context, same_origin, security_headers};
 use crate::routes::{health, health_details};
 use crate::state::AppState;
 use app::{shell, App};
@@ -66,21 +66,18 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[8], get(crate::live::events))
         // The bundle, from the Brotli and gzip copies scripts/build.sh makes:
         // no compression work per request, Brotli to browsers that accept it.
-        // `no-cache`: the browser revalidates (a 304 when unchanged), because
-        // the file names stay the same across releases and a page must never
-        // mix a cached main module with another release's chunks.
         .nest_service(
             "/pkg",
-            tower::ServiceBuilder::new()
-                .layer(tower_http::set_header::SetResponseHeaderLayer::overriding(
-                    http::header::CACHE_CONTROL,
-                    http::HeaderValue::from_static("no-cache"),
-                ))
-                .service(
+            Router::new()
+                .fallback_service(
                     ServeDir::new(format!("{}/pkg", state.config.site_root))
                         .precompressed_br()
                         .precompressed_gzip(),
-                ),
+                )
+                .layer(axum::middleware::from_fn_with_state(
+                    state.build.clone(),
+                    bundle_caching,
+                )),
         )
         .leptos_routes_with_context(
             &state,

@@ -19,14 +19,30 @@ pub struct AppState {
     pub sockets: crate::sockets::SocketSlots,
     /// Open status event streams per user.
     pub event_streams: crate::sockets::SocketSlots,
+    /// The bundle's build id, when `scripts/build.sh` wrote one: pages load
+    /// the bundle from `/pkg/<id>/`, which can be cached for good.
+    pub build: Option<Arc<str>>,
+}
+
+/// The id `scripts/build.sh` writes to `pkg/BUILD` (16 hex digits, from the
+/// files' content), if the site has one.
+fn build_id(site_root: &str) -> Option<Arc<str>> {
+    let id = std::fs::read_to_string(format!("{site_root}/pkg/BUILD")).ok()?;
+    let id = id.trim();
+    (id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit())).then(|| Arc::from(id))
 }
 
 impl AppState {
     pub fn new(engine: Engine, config: ServerConfig) -> Self {
+        let build = build_id(&config.site_root);
+        let pkg_dir = match &build {
+            Some(id) => format!("pkg/{id}"),
+            None => "pkg".to_owned(),
+        };
         let leptos_options = LeptosOptions::builder()
             .output_name("berth")
             .site_root(config.site_root.clone())
-            .site_pkg_dir("pkg")
+            .site_pkg_dir(pkg_dir)
             .site_addr(config.listen)
             .build();
         let ctx = ServerContext {
@@ -42,6 +58,7 @@ impl AppState {
             hosts: Arc::new(hosts),
             sockets: Default::default(),
             event_streams: crate::sockets::SocketSlots::with_limit(crate::sockets::EVENT_STREAMS_PER_USER),
+            build,
         }
     }
 

@@ -446,6 +446,31 @@ async fn the_bundle_is_served_compressed_and_revalidated() {
     let res = get(&format!("/pkg/{chunk}.wasm"), Some("br")).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK, "{chunk}");
     assert_eq!(res.headers()[header::CONTENT_ENCODING], "br");
+
+    // Under this build's id the same files are kept for good, and the pages
+    // point there; another id is a 404 that is not cached.
+    let site = std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "../target/site".into());
+    let id = std::fs::read_to_string(format!("{site}/pkg/BUILD")).expect("scripts/build.sh writes pkg/BUILD");
+    let id = id.trim();
+    let res = get(&format!("/pkg/{id}/{chunk}.wasm"), Some("br")).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(
+        res.headers()[header::CACHE_CONTROL],
+        "public, max-age=31536000, immutable"
+    );
+    assert_eq!(
+        body(res).await.len(),
+        std::fs::metadata(format!("{site}/pkg/{chunk}.wasm.br")).unwrap().len() as usize
+    );
+    let res = get("/pkg/0123456789abcdef/berth_bg.wasm", None).await.unwrap();
+    assert_eq!(res.status(), StatusCode::NOT_FOUND);
+    assert_eq!(res.headers()[header::CACHE_CONTROL], "no-cache");
+    let cookie = app.onboard().await;
+    let page = app.get("/projects", Some(&cookie)).await;
+    assert!(
+        page.body.contains(&format!("/pkg/{id}/berth_bg.wasm")),
+        "the page loads this build's bundle"
+    );
 }
 
 /// A fresh instance is claimed with the setup token it printed, not by the
