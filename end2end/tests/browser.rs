@@ -30,6 +30,10 @@ struct Berth {
 }
 
 async fn start_berth() -> Berth {
+    start_berth_with_site(site_root()).await
+}
+
+async fn start_berth_with_site(site: PathBuf) -> Berth {
     let db = TestDb::new().await;
     let redis = TestRedis::new();
     let port = free_port();
@@ -39,7 +43,6 @@ async fn start_berth() -> Berth {
         "{} missing: run `make test`, which builds it",
         bin.display()
     );
-    let site = site_root();
     assert!(
         site.join("pkg/berth_bg.wasm").exists(),
         "{} has no WASM bundle: run `make test`",
@@ -913,6 +916,76 @@ async fn a_postgres_service_is_backed_up_to_s3_from_a_real_browser() {
         let _ = screenshot(&client, "database-failure.png").await;
     }
     client.close().await.unwrap();
+    if let Err(e) = outcome {
+        std::panic::resume_unwind(e.into_panic());
+    }
+}
+
+/// A lazy route whose chunk cannot be loaded (here it is gone, as when an
+/// upgrade replaced the files under an open page) reloads the page the user is
+/// on, rather than leaving a page whose WASM has stopped.
+#[tokio::test]
+async fn a_chunk_that_cannot_load_reloads_the_page() {
+    let site = std::env::temp_dir().join(format!("berth-site-{}", uuid::Uuid::new_v4().simple()));
+    // `cp -a` keeps the pkg/<build id> link.
+    let copied = std::process::Command::new("cp")
+        .arg("-a")
+        .arg(site_root())
+        .arg(&site)
+        .status()
+        .unwrap();
+    assert!(copied.success());
+    let mut removed = 0;
+    for entry in std::fs::read_dir(site.join("pkg")).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("split___settings_route_view_") {
+            std::fs::remove_file(&path).unwrap();
+            removed += 1;
+        }
+    }
+    assert!(removed > 0, "the settings page is a lazy route with a chunk of its own");
+    let berth = start_berth_with_site(site.clone()).await;
+    let (_driver, client) = start_browser().await;
+    let base = format!("http://127.0.0.1:{}", berth.port);
+    let outcome = tokio::spawn({
+        let c = client.clone();
+        let token = berth.token.clone();
+        async move {
+            c.goto(&format!("{base}/onboarding?token={token}")).await.unwrap();
+            find(&c, "html[data-hydrated=true]").await;
+            fill(&c, "#field-name", "Ada Lovelace").await;
+            fill(&c, "#field-email", "ada@example.com").await;
+            fill(&c, "#field-password", "correct horse battery").await;
+            fill(&c, "#field-organization", "Analytical Engines").await;
+            find(&c, "#onboarding-submit").await.click().await.unwrap();
+            wait_path(&c, "/projects").await;
+            find(&c, "html[data-hydrated=true]").await;
+            js(&c, "window.__berthMarker = 5; return null").await;
+            c.find(Locator::LinkText("Settings"))
+                .await
+                .unwrap()
+                .click()
+                .await
+                .unwrap();
+            let start = Instant::now();
+            while js(&c, "return window.__berthMarker === 5").await == true {
+                assert!(start.elapsed() < Duration::from_secs(20), "the page did not reload");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            let stamp = js(&c, "return sessionStorage.getItem('berth-chunk-reload')").await;
+            assert!(stamp.is_string(), "the loader reloaded the page: {stamp}");
+            // The router changes the address once the new page has loaded, so
+            // the reload is of the page the user was on: alive again (hydrated,
+            // with the current release's bundle), not the dead page of before.
+            wait_path(&c, "/projects").await;
+            find(&c, "html[data-hydrated=true]").await;
+            find(&c, "#create-project").await;
+        }
+    })
+    .await;
+    client.close().await.unwrap();
+    let _ = std::fs::remove_dir_all(&site);
     if let Err(e) = outcome {
         std::panic::resume_unwind(e.into_panic());
     }
