@@ -26,7 +26,9 @@ build_berth() {
     "$split" "$wasm" "$pkg" berth >/dev/null
     wasm-bindgen --target web --no-typescript --keep-lld-exports --no-demangle \
       --out-dir "$pkg" --out-name berth "${wasm%.wasm}_split.wasm"
-    # (It warns about a name subsection it does not know, from --no-demangle: harmless.)
+    # The feature flags are those the Rust wasm32 target enables by default,
+    # which wasm-opt must accept. (It warns about a name subsection it does not
+    # know, from --no-demangle: harmless.)
     ls "$pkg"/*.wasm | xargs -P "$(nproc)" -I{} "$tools/npm/node_modules/.bin/wasm-opt" -Oz \
       --enable-bulk-memory --enable-nontrapping-float-to-int --enable-sign-ext \
       --enable-mutable-globals --enable-reference-types --enable-multivalue {} -o {} \

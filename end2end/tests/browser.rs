@@ -159,6 +159,10 @@ async fn find(c: &Client, css: &str) -> Element {
         .unwrap_or_else(|e| panic!("element {css} did not appear: {e}"))
 }
 
+async fn displayed(c: &Client, css: &str) -> bool {
+    find(c, css).await.is_displayed().await.unwrap()
+}
+
 async fn fill(c: &Client, css: &str, value: &str) {
     let el = find(c, css).await;
     el.clear().await.unwrap();
@@ -600,12 +604,9 @@ async fn journey(c: &Client, base: &str, token: &str) {
     )
     .await;
     assert!(bar.as_f64().unwrap() < 100.0, "the phone header is a bar: {bar}");
-    assert!(!find(c, "#logout").await.is_displayed().await.unwrap());
+    assert!(!displayed(c, "#logout").await);
     find(c, "#menu-toggle").await.click().await.unwrap();
-    assert!(
-        find(c, "#logout").await.is_displayed().await.unwrap(),
-        "the menu opened"
-    );
+    assert!(displayed(c, "#logout").await, "the menu opened");
     screenshot(c, "projects-phone.png").await;
 }
 
@@ -644,8 +645,9 @@ async fn wait_text_long(c: &Client, css: &str, text: &str, limit: Duration) {
 }
 
 /// Onboards Ada and opens a new project "Shop".
-async fn onboard_into_project(c: &Client, base: &str, token: &str) {
-    // The link berth printed, as an operator would open it: the token is filled in.
+/// Claims the instance through the link berth printed, as an operator would
+/// open it (the token filled in), and lands on the project list.
+async fn onboard(c: &Client, base: &str, token: &str) {
     c.goto(&format!("{base}/onboarding?token={token}")).await.unwrap();
     wait_path(c, "/onboarding").await;
     find(c, "html[data-hydrated=true]").await;
@@ -655,6 +657,10 @@ async fn onboard_into_project(c: &Client, base: &str, token: &str) {
     fill(c, "#field-organization", "Analytical Engines").await;
     find(c, "#onboarding-submit").await.click().await.unwrap();
     wait_path(c, "/projects").await;
+}
+
+async fn onboard_into_project(c: &Client, base: &str, token: &str) {
+    onboard(c, base, token).await;
     fill(c, "#create-project input[name=name]", "Shop").await;
     find(c, "#create-project-submit").await.click().await.unwrap();
     wait_text(c, "#project-list", "Shop").await;
@@ -668,31 +674,15 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     // A new application from a git repository (a Dockerfile app on port 8080).
     // The form opens on request; its fields follow the source.
     find(c, "#new-app summary").await.click().await.unwrap();
-    assert!(find(c, "#create-app input[name=repository]")
-        .await
-        .is_displayed()
-        .await
-        .unwrap());
-    assert!(!find(c, "#create-app input[name=image]")
-        .await
-        .is_displayed()
-        .await
-        .unwrap());
+    assert!(displayed(c, "#create-app input[name=repository]").await);
+    assert!(!displayed(c, "#create-app input[name=image]").await);
     find(c, "#field-source option[value=image]")
         .await
         .click()
         .await
         .unwrap();
-    assert!(find(c, "#create-app input[name=image]")
-        .await
-        .is_displayed()
-        .await
-        .unwrap());
-    assert!(!find(c, "#create-app input[name=repository]")
-        .await
-        .is_displayed()
-        .await
-        .unwrap());
+    assert!(displayed(c, "#create-app input[name=image]").await);
+    assert!(!displayed(c, "#create-app input[name=repository]").await);
     find(c, "#field-source option[value=git]").await.click().await.unwrap();
     fill(c, "#create-app input[name=name]", name).await;
     fill(c, "#create-app input[name=repository]", repo).await;
@@ -819,10 +809,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
 
     // A PostgreSQL service (the engine's default image comes from configuration).
     find(c, "#new-service summary").await.click().await.unwrap();
-    assert!(
-        !find(c, "#field-persistence").await.is_displayed().await.unwrap(),
-        "Redis only"
-    );
+    assert!(!displayed(c, "#field-persistence").await, "Redis only");
     fill(c, "#create-service input[name=name]", "shop-db").await;
     find(c, "#create-service-submit").await.click().await.unwrap();
     wait_text(c, "#service-title", "shop-db").await;
@@ -952,14 +939,7 @@ async fn a_chunk_that_cannot_load_reloads_the_page() {
         let c = client.clone();
         let token = berth.token.clone();
         async move {
-            c.goto(&format!("{base}/onboarding?token={token}")).await.unwrap();
-            find(&c, "html[data-hydrated=true]").await;
-            fill(&c, "#field-name", "Ada Lovelace").await;
-            fill(&c, "#field-email", "ada@example.com").await;
-            fill(&c, "#field-password", "correct horse battery").await;
-            fill(&c, "#field-organization", "Analytical Engines").await;
-            find(&c, "#onboarding-submit").await.click().await.unwrap();
-            wait_path(&c, "/projects").await;
+            onboard(&c, &base, &token).await;
             find(&c, "html[data-hydrated=true]").await;
             js(&c, "window.__berthMarker = 5; return null").await;
             c.find(Locator::LinkText("Settings"))

@@ -20,83 +20,38 @@ pub mod settings;
 use leptos::prelude::*;
 use leptos_router::{lazy_route, LazyRoute};
 
-/// `/apps/:id`, loaded on demand.
-pub struct AppRoute;
+/// A page as a lazy route: `data` makes nothing (each page makes its own
+/// resources in its body, as the hydration rules in docs/ARCHITECTURE.md
+/// require), `view` renders the page.
+macro_rules! lazy_page {
+    ($(#[$doc:meta])* $route:ident => $page:path) => {
+        $(#[$doc])*
+        pub struct $route;
 
-#[lazy_route]
-impl LazyRoute for AppRoute {
-    fn data() -> Self {
-        AppRoute
-    }
-    fn view(_this: Self) -> AnyView {
-        app::AppPage().into_any()
-    }
+        #[lazy_route]
+        impl LazyRoute for $route {
+            fn data() -> Self {
+                $route
+            }
+            fn view(_this: Self) -> AnyView {
+                $page().into_any()
+            }
+        }
+    };
 }
 
-/// `/services/:id`, loaded on demand.
-pub struct ServiceRoute;
-
-#[lazy_route]
-impl LazyRoute for ServiceRoute {
-    fn data() -> Self {
-        ServiceRoute
-    }
-    fn view(_this: Self) -> AnyView {
-        service::ServicePage().into_any()
-    }
-}
-
-/// `/projects/:id`, loaded on demand.
-pub struct ProjectRoute;
-
-#[lazy_route]
-impl LazyRoute for ProjectRoute {
-    fn data() -> Self {
-        ProjectRoute
-    }
-    fn view(_this: Self) -> AnyView {
-        project::ProjectPage().into_any()
-    }
-}
-
-/// `/settings`, loaded on demand.
-pub struct SettingsRoute;
-
-#[lazy_route]
-impl LazyRoute for SettingsRoute {
-    fn data() -> Self {
-        SettingsRoute
-    }
-    fn view(_this: Self) -> AnyView {
-        settings::SettingsPage().into_any()
-    }
-}
-
-/// `/onboarding`, met once per instance.
-pub struct OnboardingRoute;
-
-#[lazy_route]
-impl LazyRoute for OnboardingRoute {
-    fn data() -> Self {
-        OnboardingRoute
-    }
-    fn view(_this: Self) -> AnyView {
-        onboarding::OnboardingPage().into_any()
-    }
-}
-
-/// `/invite/:token`, met once per member.
-pub struct InviteRoute;
-
-#[lazy_route]
-impl LazyRoute for InviteRoute {
-    fn data() -> Self {
-        InviteRoute
-    }
-    fn view(_this: Self) -> AnyView {
-        invite::InvitePage().into_any()
-    }
-}
+lazy_page!(/// `/apps/:id`, loaded on demand.
+    AppRoute => app::AppPage);
+lazy_page!(/// `/services/:id`, loaded on demand.
+    ServiceRoute => service::ServicePage);
+lazy_page!(/// `/projects/:id`, loaded on demand.
+    ProjectRoute => project::ProjectPage);
+lazy_page!(/// `/settings`, loaded on demand.
+    SettingsRoute => settings::SettingsPage);
+lazy_page!(/// `/onboarding`, met once per instance.
+    OnboardingRoute => onboarding::OnboardingPage);
+lazy_page!(/// `/invite/:token`, met once per member.
+    InviteRoute => invite::InvitePage);
 
 /// Loads the application and database pages' code in the background, from a
 /// page that links to them. Navigation is then instant, and it does not depend
