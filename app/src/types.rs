@@ -44,6 +44,20 @@ pub struct InstanceView {
     pub bind_roots: Vec<String>,
     pub allow_private_targets: bool,
     pub allow_local_images: bool,
+    pub acme: AcmeView,
+}
+
+/// The certificate settings as their form shows them (DNS credentials by name only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct AcmeView {
+    /// `production`, `staging`, or a directory URL.
+    pub directory: String,
+    pub email: String,
+    pub dns_provider: String,
+    pub dns_credentials: String,
+    pub dns_resolvers: String,
+    pub dns_skip_propagation: bool,
+    pub http3: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -150,6 +164,41 @@ pub struct DomainView {
     /// Where it is served: scheme, host, the proxy's port when not the
     /// scheme's default (`BERTH_HTTP_PORT` / `BERTH_HTTPS_PORT`), path prefix.
     pub url: String,
+    /// The certificate, for an HTTPS domain.
+    pub cert: Option<CertView>,
+    pub options: DomainOptionsView,
+}
+
+/// An HTTPS domain's certificate as Berth last saw Traefik serve it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CertView {
+    /// `http`, `tls`, `dns` or `custom`.
+    pub source: String,
+    /// `pending`, `issued` or `failed`.
+    pub status: String,
+    pub issuer: Option<String>,
+    pub not_after: Option<String>,
+    /// Fewer than 21 days left.
+    pub expiring: bool,
+    /// Why the last attempt failed.
+    pub error: Option<String>,
+    /// When the CA is asked again (a backoff), if later than now.
+    pub retry_at: Option<String>,
+}
+
+/// A domain's proxy options as its settings form shows them (basic-auth
+/// users by name only: passwords never leave the server).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct DomainOptionsView {
+    pub redirect_https: bool,
+    pub hsts_max_age: String,
+    pub hsts_subdomains: bool,
+    pub www: String,
+    pub basic_auth_users: String,
+    pub headers: String,
+    pub compress: bool,
+    pub rate_average: String,
+    pub rate_burst: String,
 }
 
 /// An application's settings, as the forms show them (secrets never included).

@@ -562,6 +562,13 @@ async fn journey(c: &Client, base: &str, token: &str) {
         .unwrap();
     wait_path(c, "/settings").await;
     wait_text(c, "#members", "ada@example.com").await;
+    // Ada administers the instance: the certificate settings are hers.
+    let directory = find(c, "#certificates #field-directory")
+        .await
+        .prop("value")
+        .await
+        .unwrap();
+    assert_eq!(directory.as_deref(), Some("production"));
     find(c, "#create-invite").await.click().await.unwrap();
     find(c, "#invite-link").await;
     let link = js(c, "return document.getElementById('invite-link').value").await;
@@ -765,6 +772,50 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     assert_eq!(href.as_deref(), Some(url.as_str()));
     let header = find(c, "#app-domain").await.attr("href").await.unwrap();
     assert_eq!(header.as_deref(), Some(url.as_str()));
+    // The domain's proxy settings: a response header, saved and shown again,
+    // and routed at once (the app still answers through its domain).
+    find(c, "#domains li[data-generated] details summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    fill(c, "#domain-0-headers", "X-Team: blue").await;
+    c.find(Locator::XPath(
+        "//li[@data-generated]//button[contains(., 'Save domain settings')]",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let start = Instant::now();
+    loop {
+        let v = js(c, "return document.getElementById('domain-0-headers')?.value || ''").await;
+        if v.as_str().is_some_and(|v| v.contains("X-Team: blue")) && v.as_str().is_some_and(|v| v.ends_with('\n')) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the saved header is not shown: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // Traefik reloads its files within moments.
+    let start = Instant::now();
+    loop {
+        let through = engine::http1::request("127.0.0.1", proxy_port, "GET", &host, "/", Duration::from_secs(10))
+            .await
+            .unwrap();
+        if (through.status, through.header("x-team")) == (200, Some("blue")) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "the header is not served: {}",
+            through.status
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     c.goto(&url).await.unwrap();
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;

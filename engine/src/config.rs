@@ -395,6 +395,17 @@ pub struct ProxyConfig {
     /// With an unmanaged Traefik there is nothing to ask whether a route moved:
     /// the pipeline waits this long for it to reload its files (3 s; tests that
     /// run no proxy set 0).
+    /// `BERTH_DASHBOARD_CERT` (default `http`): how the dashboard host gets its
+    /// certificate, `http`, `tls` or `dns` (the instance's resolvers), or `none`
+    /// to serve it over HTTP only.
+    pub dashboard_cert: Option<crate::apps::domain_options::CertSource>,
+    /// `BERTH_ACME_CA_CERTIFICATES`: a PEM bundle on the Docker host that Traefik
+    /// trusts, besides the system's, for the ACME directory (a private CA such as
+    /// step-ca, or Pebble in tests).
+    pub acme_ca_file: Option<PathBuf>,
+    /// `BERTH_PUBLIC_IPS`: this server's public addresses, comma-separated. When
+    /// set, a domain must resolve to one of them before a certificate is asked for.
+    pub public_ips: Vec<std::net::IpAddr>,
     pub unmanaged_settle: std::time::Duration,
 }
 
@@ -465,6 +476,44 @@ impl DeployConfig {
                         }
                     })
                     .transpose()?,
+                dashboard_cert: match var("BERTH_DASHBOARD_CERT").as_deref().map(str::trim) {
+                    Some("none") => None,
+                    Some(raw) => Some(
+                        crate::apps::domain_options::CertSource::parse(raw)
+                            .ok()
+                            .filter(|c| c.resolver().is_some())
+                            .ok_or_else(|| ConfigError::Invalid {
+                                name: "BERTH_DASHBOARD_CERT",
+                                reason: "must be http, tls, dns or none".into(),
+                            })?,
+                    ),
+                    None => Some(crate::apps::domain_options::CertSource::Http),
+                },
+                acme_ca_file: var("BERTH_ACME_CA_CERTIFICATES")
+                    .map(|p| {
+                        let path = PathBuf::from(&p);
+                        if path.is_absolute() && path.is_file() {
+                            Ok(path)
+                        } else {
+                            Err(ConfigError::Invalid {
+                                name: "BERTH_ACME_CA_CERTIFICATES",
+                                reason: format!("{p:?} must be the absolute path of a PEM file"),
+                            })
+                        }
+                    })
+                    .transpose()?,
+                public_ips: var("BERTH_PUBLIC_IPS")
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| {
+                        s.parse().map_err(|_| ConfigError::Invalid {
+                            name: "BERTH_PUBLIC_IPS",
+                            reason: format!("{s:?} is not an IP address"),
+                        })
+                    })
+                    .collect::<Result<_, _>>()?,
                 unmanaged_settle: std::time::Duration::from_secs(3),
             },
             base_domain: {
@@ -514,6 +563,9 @@ impl Default for DeployConfig {
                 dynamic_dir: data_dir.join("traefik"),
                 dashboard_host: None,
                 dashboard_upstream: None,
+                dashboard_cert: Some(crate::apps::domain_options::CertSource::Http),
+                acme_ca_file: None,
+                public_ips: Vec::new(),
                 unmanaged_settle: std::time::Duration::from_secs(3),
             },
             base_domain: "localhost".into(),

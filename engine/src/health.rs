@@ -29,6 +29,9 @@ pub struct HealthReport {
     pub db: Component,
     pub redis: Component,
     pub docker: Component,
+    /// Traefik's `/ping` (absent when Berth does not manage Traefik).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<Component>,
     /// What should run and does not, as the reconciler last saw it
     /// ("Traefik not running: restarting", "app shop: …, restarted 3 times").
     pub problems: Vec<crate::reconcile::Problem>,
@@ -42,7 +45,7 @@ impl HealthReport {
 
     /// Serving, but something Berth runs is down.
     pub fn degraded(&self) -> bool {
-        !self.docker.is_up() || !self.problems.is_empty()
+        !self.docker.is_up() || self.proxy.as_ref().is_some_and(|p| !p.is_up()) || !self.problems.is_empty()
     }
 }
 
@@ -80,12 +83,20 @@ pub async fn check(engine: &Engine) -> HealthReport {
             .map_err(|e| e.to_string())
     });
     let docker = within(async { engine.docker.info().await.map(|i| Some(i.version)) });
+    let proxy = async {
+        if engine.deploy.proxy.manage {
+            Some(within(async { crate::proxy::ping(engine).await.map(|()| None) }).await)
+        } else {
+            None
+        }
+    };
     let problems = tokio::time::timeout(TIMEOUT, crate::reconcile::problems(engine));
-    let (db, redis, docker, problems) = tokio::join!(db, redis, docker, problems);
+    let (db, redis, docker, proxy, problems) = tokio::join!(db, redis, docker, proxy, problems);
     HealthReport {
         db,
         redis,
         docker,
+        proxy,
         problems: problems.unwrap_or_default(),
     }
 }

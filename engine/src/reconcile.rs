@@ -147,6 +147,8 @@ struct Memory {
     /// The address each app's route was last written with by this leader.
     routed: HashMap<Uuid, String>,
     passes: u32,
+    /// The certificate watch's place in Traefik's log.
+    certs: crate::apps::tls::Watch,
 }
 
 /// Leftovers are swept every this many passes (and whenever Docker returns).
@@ -263,6 +265,7 @@ async fn pass(engine: &Engine, memory: &mut Memory) {
     if let Err(e) = services(engine, memory, &mut problems).await {
         tracing::warn!(error = %e, "reconciling database services");
     }
+    crate::apps::tls::watch(engine, &mut memory.certs).await;
     publish(engine, &problems).await;
 }
 

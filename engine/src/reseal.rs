@@ -18,7 +18,7 @@ struct Column {
     row_key: &'static str,
 }
 
-const COLUMNS: [Column; 7] = [
+const COLUMNS: [Column; 9] = [
     Column {
         table: "applications",
         column: "source_secret",
@@ -53,6 +53,16 @@ const COLUMNS: [Column; 7] = [
         table: "s3_destinations",
         column: "secret_key",
         row_key: "id::text",
+    },
+    Column {
+        table: "instance_settings",
+        column: "dns_credentials",
+        row_key: "'instance'",
+    },
+    Column {
+        table: "certificates",
+        column: "key",
+        row_key: "domain_id::text",
     },
 ];
 

@@ -195,6 +195,8 @@ async fn names_are_unique_per_organization_hosts_per_server_and_secrets_are_seal
             strip_prefix: true,
             port: None,
             https: false,
+            cert: Default::default(),
+            options: Default::default(),
         },
     )
     .await

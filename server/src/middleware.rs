@@ -55,22 +55,37 @@ pub async fn allowed_host(State(state): State<AppState>, req: Request, next: Nex
         .into_response()
 }
 
+/// Certificate uploads may be larger than other forms, so that an oversized
+/// certificate is refused by its own check (a 422 naming the field) rather
+/// than by the transport; the upload's own limits are far below this.
+pub const UPLOAD_BODY_LIMIT: usize = 8 * 1024 * 1024;
+
+/// The body limit for a path: `BERTH_BODY_LIMIT`, or [`UPLOAD_BODY_LIMIT`]
+/// for the certificate upload when that is larger.
+pub fn body_limit(state: &AppState, path: &str) -> usize {
+    if path.ends_with("/apps/upload_certificate") {
+        state.config.body_limit.max(UPLOAD_BODY_LIMIT)
+    } else {
+        state.config.body_limit
+    }
+}
+
 /// Reads a state-changing request's body up front, within `BERTH_BODY_LIMIT`:
 /// a chunked body over the limit is a 413 here (it has no length for the limit
 /// layer to check, and would otherwise fail deep inside a handler as a 500), and
-/// a form field holding a NUL character (which PostgreSQL cannot store) is a 422
-/// naming the field, before anything runs.
+/// a form field holding a NUL character (which PostgreSQL cannot store) or
+/// given twice is a 422 naming the field, before anything runs.
 pub async fn bounded_body(State(state): State<AppState>, req: Request, next: Next) -> Response {
     if matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS) {
         return next.run(req).await;
     }
     let (parts, body) = req.into_parts();
-    let Ok(bytes) = axum::body::to_bytes(body, state.config.body_limit).await else {
+    let limit = body_limit(&state, parts.uri.path());
+    let Ok(bytes) = axum::body::to_bytes(body, limit).await else {
         return (
             StatusCode::PAYLOAD_TOO_LARGE,
             axum::Json(app::error::AppError::Transport(format!(
-                "the request body is larger than {} bytes (BERTH_BODY_LIMIT)",
-                state.config.body_limit
+                "the request body is larger than {limit} bytes (BERTH_BODY_LIMIT)"
             ))),
         )
             .into_response();
@@ -89,6 +104,21 @@ pub async fn bounded_body(State(state): State<AppState>, req: Request, next: Nex
                 axum::Json(app::error::AppError::Field {
                     field,
                     message: "must not contain NUL characters".into(),
+                }),
+            )
+                .into_response();
+        }
+        // No server function takes a list: a repeated field would fail in
+        // argument decoding as a 500. It is the caller's mistake: a 422.
+        let mut seen = std::collections::HashSet::new();
+        let repeated = url::form_urlencoded::parse(&bytes).find(|(k, _)| !seen.insert(k.clone()));
+        if let Some((field, _)) = repeated {
+            let field: String = field.chars().filter(|c| !c.is_control()).take(64).collect();
+            return (
+                StatusCode::UNPROCESSABLE_ENTITY,
+                axum::Json(app::error::AppError::Field {
+                    field,
+                    message: "is given more than once".into(),
                 }),
             )
                 .into_response();

@@ -91,7 +91,15 @@ pub fn router(state: AppState) -> Router {
         .layer(axum::middleware::from_fn_with_state(state.clone(), allowed_host))
         .layer(axum::middleware::from_fn(security_headers))
         .layer(axum::middleware::from_fn_with_state(state.clone(), bounded_body))
-        .layer(RequestBodyLimitLayer::new(state.config.body_limit))
+        // Extractors (server functions read their body with one) take what
+        // `bounded_body` let through: it holds each path to its own limit.
+        .layer(axum::extract::DefaultBodyLimit::max(
+            crate::middleware::UPLOAD_BODY_LIMIT,
+        ))
+        // The largest limit any path has; `bounded_body` holds each path to its own.
+        .layer(RequestBodyLimitLayer::new(
+            state.config.body_limit.max(crate::middleware::UPLOAD_BODY_LIMIT),
+        ))
         .layer(trace)
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))

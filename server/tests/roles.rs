@@ -77,6 +77,7 @@ fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
         ]),
         "/api/instance/settings" => s(&[("org_creation", "anyone")]),
         "/api/instance/admin" => vec![("user_id", bob_user.to_owned()), ("admin", "true".into())],
+        "/api/instance/acme" => s(&[("directory", "staging"), ("email", "ops@example.com")]),
         "/api/orgs/create" => s(&[("organization", "Another")]),
         "/api/orgs/invites/create" => s(&[("role", "member")]),
         "/api/projects/create" => s(&[("name", "Made"), ("description", "")]),

@@ -11,7 +11,8 @@ use uuid::Uuid;
 #[cfg(feature = "ssr")]
 use {
     super::edge::{self, fail},
-    crate::types::{DeploymentView, DomainView},
+    crate::types::{CertView, DeploymentView, DomainOptionsView, DomainView},
+    engine::apps::domain_options::{CertSource, DomainOptions, OptionsForm},
     engine::apps::form::{RuntimeForm, SourceForm},
     engine::apps::spec::{self, AppName, Build, HealthProbe, Source},
     engine::apps::{self, NewApp, NewDomain},
@@ -100,20 +101,7 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
         environment_name: d.environment_name,
         has_secret: a.has_source_secret,
         host_key_pinned,
-        domains: d
-            .domains
-            .into_iter()
-            .map(|x| DomainView {
-                url: public_url(&ctx.engine, &x.host, x.https, &x.path_prefix),
-                id: x.id,
-                host: x.host,
-                path_prefix: x.path_prefix,
-                strip_prefix: x.strip_prefix,
-                port: x.port,
-                https: x.https,
-                generated: x.generated,
-            })
-            .collect(),
+        domains: d.domains.into_iter().map(|x| domain_view(&ctx.engine, x)).collect(),
         env_names: d.env_names,
         live_deployment: a.live_deployment_id.map(|x| x.0),
         latest_deployment: deploy::list(&ctx.engine, &caller, a.id, 1)
@@ -310,11 +298,13 @@ pub async fn add_domain(
     port: String,
     strip_prefix: Option<String>,
     https: Option<String>,
+    #[server(default)] cert: String,
 ) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
     let id = edge::id(&id)?;
-    let host = spec::DomainName::parse(&host).map_err(fail)?;
+    let host = spec::DomainName::parse_route(&host).map_err(fail)?;
     let path_prefix = spec::parse_path_prefix(&path_prefix).map_err(fail)?;
+    let cert = CertSource::parse(&cert).map_err(fail)?;
     let port = match port.trim() {
         "" => None,
         p => Some(p.parse::<u16>().ok().filter(|p| *p > 0).ok_or_else(|| {
@@ -334,10 +324,64 @@ pub async fn add_domain(
             strip_prefix: strip_prefix.is_some(),
             port,
             https: https.is_some(),
+            cert,
+            options: DomainOptions::default(),
         },
     )
     .await
     .map_err(fail)?;
+    Ok(())
+}
+
+/// A domain's HTTPS and proxy options (the domain's settings form).
+#[allow(clippy::too_many_arguments)]
+#[server(endpoint = "apps/update_domain")]
+pub async fn update_domain(
+    id: String,
+    https: Option<String>,
+    #[server(default)] cert: String,
+    redirect_https: Option<String>,
+    #[server(default)] hsts_max_age: String,
+    hsts_subdomains: Option<String>,
+    #[server(default)] www: String,
+    #[server(default)] basic_auth: String,
+    #[server(default)] headers: String,
+    compress: Option<String>,
+    #[server(default)] rate_average: String,
+    #[server(default)] rate_burst: String,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id = edge::id(&id)?;
+    let update = apps::DomainUpdate {
+        https: https.is_some(),
+        cert: CertSource::parse(&cert).map_err(fail)?,
+        options: OptionsForm {
+            redirect_https: redirect_https.is_some(),
+            hsts_max_age,
+            hsts_subdomains: hsts_subdomains.is_some(),
+            www,
+            basic_auth,
+            headers,
+            compress: compress.is_some(),
+            rate_average,
+            rate_burst,
+        },
+    };
+    apps::update_domain(&ctx.engine, &caller, id, update)
+        .await
+        .map_err(fail)?;
+    Ok(())
+}
+
+/// Uploads a certificate chain and key for a domain; each failed check is a
+/// 422 naming `certificate` or `key`, and nothing changes.
+#[server(endpoint = "apps/upload_certificate")]
+pub async fn upload_certificate(id: String, certificate: String, key: String) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id = edge::id(&id)?;
+    apps::tls::upload(&ctx.engine, &caller, id, &certificate, &key)
+        .await
+        .map_err(fail)?;
     Ok(())
 }
 
@@ -448,6 +492,47 @@ pub async fn rollback_deployment(id: String) -> Result<Uuid, AppError> {
         .await
         .map_err(fail)?
         .0)
+}
+
+/// A domain as the app page shows it.
+#[cfg(feature = "ssr")]
+fn domain_view(engine: &engine::Engine, x: apps::Domain) -> DomainView {
+    let now = chrono::Utc::now();
+    let date = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M UTC").to_string();
+    let form = x.options().to_form();
+    let options = DomainOptionsView {
+        redirect_https: form.redirect_https,
+        hsts_max_age: form.hsts_max_age,
+        hsts_subdomains: form.hsts_subdomains,
+        www: form.www,
+        basic_auth_users: form.basic_auth,
+        headers: form.headers,
+        compress: form.compress,
+        rate_average: form.rate_average,
+        rate_burst: form.rate_burst,
+    };
+    let cert = x.https.then(|| CertView {
+        source: x.cert.clone(),
+        status: x.cert_status.clone(),
+        issuer: x.cert_issuer.clone(),
+        not_after: x.cert_not_after.map(date),
+        // Let's Encrypt renews 30 days ahead: 21 days left means renewal failed.
+        expiring: x.cert_not_after.is_some_and(|t| t - now < chrono::Duration::days(21)),
+        error: x.cert_error.clone(),
+        retry_at: x.cert_retry_at.filter(|t| *t > now).map(date),
+    });
+    DomainView {
+        url: public_url(engine, &x.host, x.https, &x.path_prefix),
+        id: x.id,
+        host: x.host,
+        path_prefix: x.path_prefix,
+        strip_prefix: x.strip_prefix,
+        port: x.port,
+        https: x.https,
+        generated: x.generated,
+        cert,
+        options,
+    }
 }
 
 /// The address a domain is served at through the proxy, as a browser opens it.

@@ -18,7 +18,17 @@ pub async fn get_instance() -> Result<InstanceView, AppError> {
     let users = instance::users(&ctx.engine, &caller).await.map_err(fail)?;
     let settings = instance::settings(&ctx.engine).await.map_err(fail)?;
     let host = &ctx.engine.deploy.host;
+    let acme = instance::acme_settings(&ctx.engine).await.map_err(fail)?.to_form();
     Ok(InstanceView {
+        acme: crate::types::AcmeView {
+            directory: acme.directory,
+            email: acme.email,
+            dns_provider: acme.dns_provider,
+            dns_credentials: acme.dns_credentials,
+            dns_resolvers: acme.dns_resolvers,
+            dns_skip_propagation: acme.dns_skip_propagation,
+            http3: acme.http3,
+        },
         org_creation: settings.org_creation.as_str().to_owned(),
         users: users
             .into_iter()
@@ -42,6 +52,31 @@ pub async fn set_org_creation(org_creation: String) -> Result<(), AppError> {
     instance::update_settings(&ctx.engine, &caller, instance::Settings { org_creation })
         .await
         .map_err(fail)
+}
+
+/// The ACME account and resolvers Traefik gets certificates with (Traefik
+/// restarts with them; `acme.json` is kept).
+#[server(endpoint = "instance/acme")]
+pub async fn set_acme(
+    #[server(default)] directory: String,
+    #[server(default)] email: String,
+    #[server(default)] dns_provider: String,
+    #[server(default)] dns_credentials: String,
+    #[server(default)] dns_resolvers: String,
+    dns_skip_propagation: Option<String>,
+    http3: Option<String>,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let form = engine::proxy::acme::AcmeForm {
+        directory,
+        email,
+        dns_provider,
+        dns_credentials,
+        dns_resolvers,
+        dns_skip_propagation: dns_skip_propagation.is_some(),
+        http3: http3.is_some(),
+    };
+    instance::update_acme(&ctx.engine, &caller, &form).await.map_err(fail)
 }
 
 #[server(endpoint = "instance/admin")]

@@ -4,7 +4,8 @@
 
 use crate::api::apps::{
     get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain,
-    ResetHostKey, RevealEnv, RollbackDeployment, RotateHooks, SetEnv, UpdateRuntime, UpdateSource,
+    ResetHostKey, RevealEnv, RollbackDeployment, RotateHooks, SetEnv, UpdateDomain, UpdateRuntime, UpdateSource,
+    UploadCertificate,
 };
 use crate::components::live::refresh_on;
 use crate::components::logview::LogView;
@@ -36,6 +37,8 @@ struct Actions {
     set_env: ServerAction<SetEnv>,
     add_domain: ServerAction<AddDomain>,
     remove_domain: ServerAction<RemoveDomain>,
+    update_domain: ServerAction<UpdateDomain>,
+    upload_cert: ServerAction<UploadCertificate>,
     deploy: ServerAction<DeployApp>,
     cancel: ServerAction<CancelDeployment>,
     rollback: ServerAction<RollbackDeployment>,
@@ -55,6 +58,8 @@ pub fn AppPage() -> impl IntoView {
         set_env: ServerAction::new(),
         add_domain: ServerAction::new(),
         remove_domain: ServerAction::new(),
+        update_domain: ServerAction::new(),
+        upload_cert: ServerAction::new(),
         deploy: ServerAction::new(),
         cancel: ServerAction::new(),
         rollback: ServerAction::new(),
@@ -69,6 +74,8 @@ pub fn AppPage() -> impl IntoView {
                 actions.set_env.version().get(),
                 actions.add_domain.version().get(),
                 actions.remove_domain.version().get(),
+                actions.update_domain.version().get(),
+                actions.upload_cert.version().get(),
             )
         },
         |(id, ..)| get_app(id),
@@ -394,28 +401,160 @@ fn EnvTab(app: AppView, actions: Actions) -> impl IntoView {
     }
 }
 
+/// The line under an HTTPS domain: its certificate as Traefik serves it.
+fn cert_line(c: &crate::types::CertView) -> impl IntoView {
+    let source = match c.source.as_str() {
+        "tls" => "TLS-ALPN-01",
+        "dns" => "DNS-01",
+        "custom" => "uploaded",
+        _ => "HTTP-01",
+    };
+    let (tone, text) = match c.status.as_str() {
+        "issued" => (
+            if c.expiring {
+                "text-amber-700 dark:text-amber-400"
+            } else {
+                "text-green-700 dark:text-green-400"
+            },
+            format!(
+                "Certificate issued by {} · valid until {}{}",
+                c.issuer.clone().unwrap_or_default(),
+                c.not_after.clone().unwrap_or_default(),
+                if c.expiring { " · expires soon" } else { "" }
+            ),
+        ),
+        "failed" => (
+            "text-red-700 dark:text-red-400",
+            format!(
+                "Certificate not issued: {}{}",
+                c.error.clone().unwrap_or_default(),
+                c.retry_at
+                    .as_ref()
+                    .map(|t| format!(" · next try {t}"))
+                    .unwrap_or_default()
+            ),
+        ),
+        _ => (
+            "text-slate-500",
+            match (&c.error, &c.retry_at) {
+                (Some(e), _) => format!("Certificate pending (last attempt: {e})"),
+                _ => "Certificate pending".to_owned(),
+            },
+        ),
+    };
+    view! {
+        <p class=format!("text-xs {tone}") data-cert-status=c.status.clone()>{format!("{source}: {text}")}</p>
+    }
+}
+
+/// One domain's settings: HTTPS, the certificate's source and the proxy
+/// options; and for uploaded certificates, the upload. Field ids carry the
+/// row's index: several domains' forms share one page.
+#[component]
+fn DomainSettings(d: crate::types::DomainView, n: usize, actions: Actions) -> impl IntoView {
+    let o = d.options.clone();
+    let id = d.id.to_string();
+    let id2 = id.clone();
+    let cert = d
+        .cert
+        .as_ref()
+        .map(|c| c.source.clone())
+        .unwrap_or_else(|| "http".into());
+    let fid = move |name: &str| format!("domain-{n}-{name}");
+    let upload_error = action_error(actions.upload_cert);
+    let options = [
+        ("http", "HTTP-01 (port 80)"),
+        ("tls", "TLS-ALPN-01 (port 443)"),
+        ("dns", "DNS-01 (wildcards)"),
+        ("custom", "Uploaded certificate"),
+    ];
+    let www = [
+        ("", "No www redirect"),
+        ("to_www", "Redirect to www."),
+        ("to_apex", "Redirect www. to the bare domain"),
+    ];
+    view! {
+        <details class="mt-2 text-sm" data-domain-settings=d.host.clone()>
+            <summary class="cursor-pointer text-indigo-700 dark:text-indigo-300">"HTTPS and proxy settings"</summary>
+            <ActionForm action=actions.update_domain attr:class="mt-2 grid gap-3 sm:grid-cols-2">
+                <input type="hidden" name="id" value=id.clone() />
+                <div class="flex flex-wrap items-center gap-4 sm:col-span-2">
+                    <label class="flex items-center gap-1"><input type="checkbox" name="https" checked=d.https />"HTTPS"</label>
+                    <label class="flex items-center gap-1"><input type="checkbox" name="redirect_https" checked=o.redirect_https />"Redirect HTTP to HTTPS"</label>
+                    <label class="flex items-center gap-1"><input type="checkbox" name="compress" checked=o.compress />"Compress responses"</label>
+                </div>
+                <label class="block font-medium" for=fid("cert")>"Certificate"
+                    <select id=fid("cert") name="cert" class=INPUT>
+                        {options.into_iter().map(|(v, l)| view! { <option value=v selected=cert == v>{l}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="block font-medium" for=fid("www")>"www"
+                    <select id=fid("www") name="www" class=INPUT>
+                        {www.into_iter().map(|(v, l)| view! { <option value=v selected=o.www == v>{l}</option> }).collect_view()}
+                    </select>
+                </label>
+                <label class="block font-medium" for=fid("hsts")>"HSTS max-age in seconds (empty: off)"
+                    <input id=fid("hsts") name="hsts_max_age" class=INPUT inputmode="numeric" value=o.hsts_max_age.clone() />
+                </label>
+                <label class="flex items-center gap-1 self-end"><input type="checkbox" name="hsts_subdomains" checked=o.hsts_subdomains />"HSTS includes subdomains"</label>
+                <label class="block font-medium" for=fid("rate")>"Rate limit: requests per second (empty: off)"
+                    <input id=fid("rate") name="rate_average" class=INPUT inputmode="numeric" value=o.rate_average.clone() />
+                </label>
+                <label class="block font-medium" for=fid("burst")>"Burst"
+                    <input id=fid("burst") name="rate_burst" class=INPUT inputmode="numeric" value=o.rate_burst.clone() />
+                </label>
+                <label class="block font-medium" for=fid("auth")>"Basic auth (user:password per line; a name alone keeps its password)"
+                    <textarea id=fid("auth") name="basic_auth" rows="2" class=INPUT autocomplete="off" spellcheck="false">{o.basic_auth_users.clone()}</textarea>
+                </label>
+                <label class="block font-medium" for=fid("headers")>"Response headers (Name: value per line)"
+                    <textarea id=fid("headers") name="headers" rows="2" class=INPUT spellcheck="false">{o.headers.clone()}</textarea>
+                </label>
+                <div class="sm:col-span-2"><Submit label="Save domain settings" pending=actions.update_domain.pending() /></div>
+            </ActionForm>
+            <ActionForm action=actions.upload_cert attr:class="mt-4 grid gap-3 sm:grid-cols-2">
+                <input type="hidden" name="id" value=id2 />
+                <label class="block font-medium" for=fid("chain")>"Certificate chain (PEM, the certificate first)"
+                    <textarea id=fid("chain") name="certificate" rows="3" class=INPUT spellcheck="false"></textarea>
+                </label>
+                <label class="block font-medium" for=fid("key")>"Private key (PEM)"
+                    <textarea id=fid("key") name="key" rows="3" class=INPUT autocomplete="off" spellcheck="false"></textarea>
+                </label>
+                <div class="sm:col-span-2"><Submit label="Upload certificate" pending=actions.upload_cert.pending() /></div>
+            </ActionForm>
+            <FormError error=upload_error />
+        </details>
+    }
+}
+
 #[component]
 fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
     let error = action_error(actions.add_domain);
     let domain_form = NodeRef::<leptos::html::Form>::new();
     crate::components::ui::reset_on_success(actions.add_domain, domain_form);
     let remove_error = action_error(actions.remove_domain);
+    let update_error = action_error(actions.update_domain);
     let rows = app
         .domains
         .iter()
-        .map(|d| {
+        .enumerate()
+        .map(|(n, d)| {
             let did = d.id.to_string();
             let generated = d.generated;
+            let cert = d.cert.as_ref().map(cert_line);
             view! {
-                <li class="flex items-center justify-between gap-2 py-2" data-domain=d.host.clone() data-generated=generated.then_some("true")>
-                    <span class="font-mono text-sm"><a class="text-indigo-700 hover:underline dark:text-indigo-300" href=d.url.clone() target="_blank" rel="noopener">{d.url.clone()}</a>
-                        {d.port.map(|p| format!(" → :{p}"))}
-                        {if d.strip_prefix { " (prefix stripped)" } else { "" }}
-                        {if generated { " · generated" } else { "" }}
-                    </span>
-                    <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
-                        "Remove"
-                    </button>
+                <li class="py-2" data-domain=d.host.clone() data-generated=generated.then_some("true")>
+                    <div class="flex items-center justify-between gap-2">
+                        <span class="font-mono text-sm"><a class="text-indigo-700 hover:underline dark:text-indigo-300" href=d.url.clone() target="_blank" rel="noopener">{d.url.clone()}</a>
+                            {d.port.map(|p| format!(" → :{p}"))}
+                            {if d.strip_prefix { " (prefix stripped)" } else { "" }}
+                            {if generated { " · generated" } else { "" }}
+                        </span>
+                        <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
+                            "Remove"
+                        </button>
+                    </div>
+                    {cert}
+                    <DomainSettings d=d.clone() n actions />
                 </li>
             }
         })
@@ -423,14 +562,23 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Domains"</h2>
-            <p class="mb-2 text-sm text-slate-500">"Routes change on the next deployment."</p>
+            <p class="mb-2 text-sm text-slate-500">"Changes are routed at once. An HTTPS domain needs a DNS record pointing at this server and ports 80 and 443 open."</p>
             <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="domains">{rows}</ul>
             <FormError error=remove_error />
+            <FormError error=update_error />
             <ActionForm action=actions.add_domain node_ref=domain_form attr:class="mt-4 grid gap-3 sm:grid-cols-2" attr:id="add-domain">
                 <input type="hidden" name="id" value=app.id.to_string() />
                 <Field label="Host" name="host" error />
                 <Field label="Path prefix" name="path_prefix" value="/".to_string() error />
                 <Field label="Container port (default: the app's)" name="port" error />
+                <label class="block text-sm font-medium" for="field-cert">"Certificate"
+                    <select id="field-cert" name="cert" class=INPUT>
+                        <option value="http">"HTTP-01 (port 80)"</option>
+                        <option value="tls">"TLS-ALPN-01 (port 443)"</option>
+                        <option value="dns">"DNS-01 (wildcards)"</option>
+                        <option value="custom">"Uploaded certificate"</option>
+                    </select>
+                </label>
                 <div class="flex items-center gap-4 text-sm">
                     <label class="flex items-center gap-1"><input type="checkbox" name="strip_prefix" />"Strip prefix"</label>
                     <label class="flex items-center gap-1"><input type="checkbox" name="https" />"HTTPS"</label>

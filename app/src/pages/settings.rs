@@ -2,7 +2,7 @@
 //! invites, backups of Berth's own database (instance administrators only), and
 //! creating another organization.
 
-use crate::api::instance::{get_instance, SetInstanceAdmin, SetOrgCreation};
+use crate::api::instance::{get_instance, SetAcme, SetInstanceAdmin, SetOrgCreation};
 use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
@@ -35,8 +35,15 @@ pub fn SettingsPage() -> impl IntoView {
     );
     let org_creation = ServerAction::<SetOrgCreation>::new();
     let set_admin = ServerAction::<SetInstanceAdmin>::new();
+    let acme = ServerAction::<SetAcme>::new();
     let instance = Resource::new(
-        move || (org_creation.version().get(), set_admin.version().get()),
+        move || {
+            (
+                org_creation.version().get(),
+                set_admin.version().get(),
+                acme.version().get(),
+            )
+        },
         |_| get_instance(),
     );
     let own = Backups::new(Signal::derive(|| "berth".to_owned()));
@@ -64,6 +71,7 @@ pub fn SettingsPage() -> impl IntoView {
                         </Show>
                         <Show when=move || admin>
                             <Instance org_creation set_admin view_=instance />
+                            <Certificates acme view_=instance />
                             <OwnDatabase own />
                         </Show>
                     }
@@ -318,6 +326,63 @@ fn Instance(
                             }.into_any()
                         }
                     }
+                })}
+            </Transition>
+            <FormError error />
+        </section>
+    }
+}
+
+/// The ACME account Traefik gets certificates with, for instance
+/// administrators: the CA's directory, the contact, the DNS-01 provider and
+/// HTTP/3. DNS credentials are shown by name; a name alone keeps its value.
+#[component]
+fn Certificates(
+    acme: ServerAction<SetAcme>,
+    view_: Resource<Result<crate::types::InstanceView, crate::error::AppError>>,
+) -> impl IntoView {
+    let error = action_error(acme);
+    let saved = move || acme.value().get().is_some_and(|r| r.is_ok());
+    view! {
+        <section class=CARD id="certificates">
+            <h2 class="mb-1 font-semibold">"HTTPS certificates"</h2>
+            <p class="mb-3 text-sm text-slate-500">
+                "Domains with HTTPS get certificates from this ACME CA through Traefik. Try the staging CA first: Let's Encrypt limits failed attempts."
+            </p>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    view_.await.ok().map(|i| {
+                        let a = i.acme;
+                        let preset = match a.directory.as_str() { "production" | "staging" => a.directory.clone(), _ => "custom".to_owned() };
+                        let custom_url = if preset == "custom" { a.directory.clone() } else { String::new() };
+                        view! {
+                            <ActionForm action=acme attr:class="grid gap-3 sm:grid-cols-2" attr:id="acme-form">
+                                <label class="block text-sm font-medium" for="field-directory">"Certificate authority"
+                                    <input id="field-directory" name="directory" class=INPUT list="acme-directories"
+                                        value=if preset == "custom" { custom_url } else { preset } />
+                                    <datalist id="acme-directories">
+                                        <option value="production">"Let's Encrypt"</option>
+                                        <option value="staging">"Let's Encrypt staging"</option>
+                                    </datalist>
+                                    <span class="text-xs text-slate-500">"production, staging, or an ACME directory URL"</span>
+                                </label>
+                                <Field label="Contact e-mail" name="email" kind="email" value=a.email error />
+                                <Field label="DNS provider for DNS-01 (e.g. cloudflare)" name="dns_provider" value=a.dns_provider error />
+                                <Field label="Nameservers for the DNS check (host:port, comma-separated)" name="dns_resolvers" value=a.dns_resolvers error />
+                                <label class="block text-sm font-medium sm:col-span-2" for="field-dns_credentials">"DNS provider credentials (NAME=value per line)"
+                                    <textarea id="field-dns_credentials" name="dns_credentials" rows="3" class=INPUT autocomplete="off" spellcheck="false">{a.dns_credentials}</textarea>
+                                </label>
+                                <div class="flex flex-wrap items-center gap-4 text-sm sm:col-span-2">
+                                    <label class="flex items-center gap-1"><input type="checkbox" name="dns_skip_propagation" checked=a.dns_skip_propagation />"Skip the DNS propagation check"</label>
+                                    <label class="flex items-center gap-1"><input type="checkbox" name="http3" checked=a.http3 />"HTTP/3 (UDP 443)"</label>
+                                </div>
+                                <div class="flex items-center gap-3 sm:col-span-2">
+                                    <Submit label="Save certificate settings" pending=acme.pending() />
+                                    <Show when=saved><span class="text-sm text-green-700 dark:text-green-400" id="acme-saved">"Saved: Traefik restarted with them."</span></Show>
+                                </div>
+                            </ActionForm>
+                        }
+                    })
                 })}
             </Transition>
             <FormError error />

@@ -3,8 +3,10 @@
 //! is "not found"); secrets (registry password, deploy key, env values, webhook
 //! secret, deploy token) are sealed with the instance key before they are stored.
 
+pub mod domain_options;
 pub mod form;
 pub mod spec;
+pub mod tls;
 
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{app_env_vars, applications, deployments, domains, environments, projects};
@@ -137,6 +139,32 @@ pub struct Domain {
     pub port: Option<i32>,
     pub https: bool,
     pub generated: bool,
+    pub cert: String,
+    pub options: serde_json::Value,
+    pub cert_status: String,
+    pub cert_issuer: Option<String>,
+    pub cert_not_after: Option<DateTime<Utc>>,
+    pub cert_error: Option<String>,
+    pub cert_failures: i32,
+    pub cert_retry_at: Option<DateTime<Utc>>,
+}
+
+impl Domain {
+    pub fn cert_source(&self) -> domain_options::CertSource {
+        domain_options::CertSource::parse(&self.cert).unwrap_or_default()
+    }
+    /// Its options; stored ones that no longer parse fall back to the defaults
+    /// (logged), so one bad row cannot take the app's routes down.
+    pub fn options(&self) -> domain_options::DomainOptions {
+        serde_json::from_value(self.options.clone()).unwrap_or_else(|e| {
+            tracing::warn!(domain.id = %self.id, error = %e, "domain options do not parse; using the defaults");
+            domain_options::DomainOptions::default()
+        })
+    }
+    /// Asking the CA waits out a backoff.
+    pub fn acme_paused(&self, now: DateTime<Utc>) -> bool {
+        self.cert_retry_at.is_some_and(|t| t > now)
+    }
 }
 
 /// One application in a list, with its latest deployment's status.
@@ -737,6 +765,38 @@ pub struct NewDomain {
     pub strip_prefix: bool,
     pub port: Option<u16>,
     pub https: bool,
+    pub cert: domain_options::CertSource,
+    pub options: domain_options::DomainOptions,
+}
+
+/// What HTTPS and the certificate source allow for a host.
+async fn check_tls_choice(
+    engine: &Engine,
+    host: &DomainName,
+    https: bool,
+    cert: domain_options::CertSource,
+) -> Result<(), AppError> {
+    use domain_options::CertSource;
+    if host.is_wildcard() && https && !matches!(cert, CertSource::Dns | CertSource::Custom) {
+        return Err(ValidationError::new(
+            CertSource::FIELD,
+            "a wildcard certificate comes only through DNS-01 (dns) or an upload (custom)",
+        )
+        .into());
+    }
+    if https && cert == CertSource::Dns {
+        let acme = crate::instance::acme_settings(engine)
+            .await
+            .map_err(|e| AppError::Store(StoreError::Corrupt(e.to_string())))?;
+        if acme.dns_provider.is_none() {
+            return Err(ValidationError::new(
+                CertSource::FIELD,
+                "DNS-01 needs a DNS provider: an instance administrator sets one in Settings",
+            )
+            .into());
+        }
+    }
+    Ok(())
 }
 
 pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomain) -> Result<DomainId, AppError> {
@@ -751,6 +811,7 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
+    check_tls_choice(engine, &d.host, d.https, d.cert).await?;
     // A host belongs to one application: another app may not add a path under it.
     let taken: bool = diesel::select(diesel::dsl::exists(
         domains::table
@@ -771,11 +832,68 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
             domains::strip_prefix.eq(d.strip_prefix),
             domains::port.eq(d.port.map(i32::from)),
             domains::https.eq(d.https),
+            domains::cert.eq(d.cert.as_str()),
+            domains::options.eq(json(&d.options)),
         ))
         .returning(domains::id)
         .get_result(&mut conn)
         .await?;
+    drop(conn);
+    tls::precheck_new(engine, DomainId(did)).await;
+    crate::deploy::pipeline::restore_route(engine, id).await;
     Ok(DomainId(did))
+}
+
+/// A domain's HTTPS settings and proxy options, as changed from the UI.
+pub struct DomainUpdate {
+    pub https: bool,
+    pub cert: domain_options::CertSource,
+    pub options: domain_options::OptionsForm,
+}
+
+/// Changes a domain's HTTPS, certificate source and options, and routes the
+/// app with them at once.
+pub async fn update_domain(engine: &Engine, caller: &Caller, id: DomainId, u: DomainUpdate) -> Result<AppId, AppError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let d: (Uuid, Domain) = domains::table
+        .filter(domains::id.eq(id.0))
+        .filter(domains::organization_id.eq(caller.org_id.0))
+        .select((domains::application_id, Domain::as_select()))
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)?;
+    let (app, current) = d;
+    let host = DomainName::parse_route(&current.host).map_err(|e| AppError::Corrupt(e.message))?;
+    check_tls_choice(engine, &host, u.https, u.cert).await?;
+    let options = u.options.parse(host.as_str(), &current.options())?;
+    let source_changed = u.cert.as_str() != current.cert || u.https != current.https;
+    diesel::update(domains::table.filter(domains::id.eq(id.0)))
+        .set((
+            domains::https.eq(u.https),
+            domains::cert.eq(u.cert.as_str()),
+            domains::options.eq(json(&options)),
+        ))
+        .execute(&mut conn)
+        .await?;
+    if source_changed {
+        // A new way to the certificate starts without the old one's failures.
+        diesel::update(domains::table.filter(domains::id.eq(id.0)))
+            .set((
+                domains::cert_status.eq("pending"),
+                domains::cert_error.eq(None::<String>),
+                domains::cert_failures.eq(0),
+                domains::cert_retry_at.eq(None::<DateTime<Utc>>),
+            ))
+            .execute(&mut conn)
+            .await?;
+    }
+    drop(conn);
+    if source_changed {
+        tls::precheck_new(engine, id).await;
+    }
+    crate::deploy::pipeline::restore_route(engine, AppId(app)).await;
+    Ok(AppId(app))
 }
 
 pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<AppId, AppError> {
@@ -790,6 +908,9 @@ pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Re
     .await
     .optional()?
     .ok_or(AppError::NotFound)?;
+    drop(conn);
+    tls::write_custom(engine).await;
+    crate::deploy::pipeline::restore_route(engine, AppId(app)).await;
     Ok(AppId(app))
 }
 
@@ -810,12 +931,17 @@ pub(crate) async fn routes_of(conn: &mut AsyncPgConnection, id: AppId) -> Result
 
 impl Domain {
     pub fn into_route(self) -> crate::proxy::Route {
+        let (cert, options, acme_paused) = (self.cert_source(), self.options(), self.acme_paused(Utc::now()));
         crate::proxy::Route {
+            id: self.id,
             host: self.host,
             path_prefix: self.path_prefix,
             strip_prefix: self.strip_prefix,
             port: self.port.and_then(|p| u16::try_from(p).ok()),
             https: self.https,
+            cert,
+            acme_paused,
+            options,
         }
     }
 }

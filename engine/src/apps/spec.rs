@@ -73,6 +73,21 @@ impl DomainName {
         }
         Ok(Self(s))
     }
+    /// A host a route may name: a [`DomainName`], or a wildcard `*.<name>` (one
+    /// leading label, certificates only through DNS-01) under at least two labels.
+    pub fn parse_route(raw: &str) -> Result<Self, ValidationError> {
+        let s = raw.trim();
+        match s.strip_prefix("*.") {
+            Some(rest) => {
+                let base = Self::parse(rest)?;
+                Ok(Self(format!("*.{}", base.0)))
+            }
+            None => Self::parse(s),
+        }
+    }
+    pub fn is_wildcard(&self) -> bool {
+        self.0.starts_with("*.")
+    }
     pub fn as_str(&self) -> &str {
         &self.0
     }
@@ -809,6 +824,21 @@ mod tests {
         assert!(DomainName::parse("web.localhost").is_ok());
         for bad in ["", "localhost", "a..b", "-a.b", "a_b.c", "*.example.com", "a.b;c"] {
             assert!(DomainName::parse(bad).is_err(), "{bad}");
+        }
+        let w = DomainName::parse_route("*.Example.com").unwrap();
+        assert!(w.is_wildcard());
+        assert_eq!(w.as_str(), "*.example.com");
+        for bad in [
+            "*.com",
+            "**.a.b",
+            "a.*.b",
+            "*",
+            "x`).b",
+            "a.b || c",
+            "a b.c",
+            "\u{FF21}.example.com",
+        ] {
+            assert!(DomainName::parse_route(bad).is_err(), "{bad}");
         }
         assert_eq!(parse_path_prefix("").unwrap(), "/");
         assert_eq!(parse_path_prefix("/api/").unwrap(), "/api");

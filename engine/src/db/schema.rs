@@ -26,6 +26,13 @@ diesel::table! {
         singleton -> Bool,
         org_creation -> Text,
         updated_at -> Timestamptz,
+        acme_directory -> Nullable<Text>,
+        acme_email -> Nullable<Text>,
+        dns_provider -> Nullable<Text>,
+        dns_credentials -> Nullable<Text>,
+        dns_resolvers -> Nullable<Text>,
+        dns_skip_propagation -> Bool,
+        http3 -> Bool,
     }
 }
 
@@ -144,6 +151,28 @@ diesel::table! {
         port -> Nullable<Int4>,
         https -> Bool,
         generated -> Bool,
+        created_at -> Timestamptz,
+        cert -> Text,
+        options -> Jsonb,
+        cert_status -> Text,
+        cert_issuer -> Nullable<Text>,
+        cert_not_after -> Nullable<Timestamptz>,
+        cert_error -> Nullable<Text>,
+        cert_failures -> Int4,
+        cert_retry_at -> Nullable<Timestamptz>,
+        cert_checked_at -> Nullable<Timestamptz>,
+    }
+}
+
+diesel::table! {
+    certificates (domain_id) {
+        domain_id -> Uuid,
+        organization_id -> Uuid,
+        chain -> Text,
+        key -> Text,
+        subject -> Text,
+        issuer -> Text,
+        not_after -> Timestamptz,
         created_at -> Timestamptz,
     }
 }
@@ -323,6 +352,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     applications,
     app_env_vars,
     instance_settings,
+    certificates,
     setup_tokens,
     domains,
     deployments,

@@ -716,6 +716,7 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
 /// files are derived state and may be stale or lost), and removes the files of
 /// apps that no longer exist (or that an earlier Berth named otherwise).
 pub(crate) async fn sync_routes(engine: &Engine) {
+    crate::apps::tls::write_custom(engine).await;
     let ids: Vec<AppId> = match engine.db.get().await {
         Ok(mut conn) => match applications::table.select(applications::id).load(&mut conn).await {
             Ok(ids) => ids,

@@ -941,6 +941,23 @@ impl DockerApi for BollardDocker {
         })
     }
 
+    fn network_gateway<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<std::net::IpAddr>, DockerError>> {
+        Box::pin(async move {
+            let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
+            let list = self
+                .docker()
+                .await?
+                .list_networks(Some(q::ListNetworksOptionsBuilder::new().filters(&filters).build()))
+                .await
+                .map_err(|e| self.err(e))?;
+            Ok(list
+                .into_iter()
+                .filter(|n| n.name.as_deref() == Some(name))
+                .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
+                .find_map(|c| c.gateway.and_then(|g| g.parse().ok())))
+        })
+    }
+
     fn ensure_volume<'a>(
         &'a self,
         name: &'a str,

@@ -521,6 +521,11 @@ pub trait DockerApi: Send + Sync {
     fn remove_network<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     /// The names of the networks carrying these labels.
     fn list_networks<'a>(&'a self, labels: LabelFilter<'a>) -> BoxFuture<'a, Result<Vec<String>, DockerError>>;
+    /// The host's address on a bridge network (its gateway): where a container
+    /// on it reaches a server on the Docker host. `None` when unknown.
+    fn network_gateway<'a>(&'a self, _name: &'a str) -> BoxFuture<'a, Result<Option<std::net::IpAddr>, DockerError>> {
+        Box::pin(async { Ok(None) })
+    }
     /// Creates a named volume unless it exists.
     fn ensure_volume<'a>(
         &'a self,

@@ -101,6 +101,7 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/instance/get", NoId),
         ("/api/instance/settings", NoId),
         ("/api/instance/admin", NoId),
+        ("/api/instance/acme", NoId),
         ("/api/projects/get", Scoped(|i| vec![("id", i.project.clone())])),
         (
             "/api/projects/update",
@@ -170,6 +171,25 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
             }),
         ),
         ("/api/apps/remove_domain", Scoped(|i| vec![("id", i.domain.clone())])),
+        (
+            "/api/apps/update_domain",
+            Scoped(|i| {
+                vec![
+                    ("id", i.domain.clone()),
+                    ("https", "on".into()),
+                    ("cert", "tls".into()),
+                    ("basic_auth", "eve:pwned".into()),
+                ]
+            }),
+        ),
+        (
+            "/api/apps/upload_certificate",
+            Scoped(|i| {
+                let (certificate, key) =
+                    engine::testing::acme::self_signed(&["pwned.example.com"], (2025, 1, 1), (2035, 1, 1));
+                vec![("id", i.domain.clone()), ("certificate", certificate), ("key", key)]
+            }),
+        ),
         ("/api/apps/hooks", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/apps/rotate_hooks", Scoped(|i| vec![("id", i.app.clone())])),
         ("/api/apps/reset_host_key", Scoped(|i| vec![("id", i.app.clone())])),

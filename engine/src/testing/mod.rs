@@ -5,6 +5,8 @@
 //! Needs `DATABASE_URL` (a role that may create databases) and `REDIS_URL`; a test
 //! without them fails with a message saying so, never skips.
 
+pub mod acme;
+
 use crate::config::{DatabaseConfig, DockerConfig, RedisConfig};
 use crate::docker::BollardDocker;
 use crate::kv::Kv;
@@ -389,6 +391,9 @@ impl DeployEnv {
                 dynamic_dir: dir.join("traefik"),
                 dashboard_host: None,
                 dashboard_upstream: None,
+                dashboard_cert: None,
+                acme_ca_file: None,
+                public_ips: Vec::new(),
                 unmanaged_settle: std::time::Duration::from_secs(3),
             },
             base_domain: "localhost".into(),

@@ -2,14 +2,26 @@
 //! `berth-traefik` on the `berth` network and routes through its file provider:
 //! one dynamic file per application, replaced atomically (write + rename), naming
 //! the live container's address. Why files and not labels: docs/decisions/0002.
-//! Traefik's API and dashboard are never enabled.
+//! Traefik's API and dashboard are never enabled; `/ping` answers on an
+//! entrypoint of its own that is not published. Certificates: [`acme`],
+//! [`certs`] and docs/decisions/0005.
+
+pub mod acme;
+pub mod certs;
+pub mod precheck;
+pub mod routes;
+
+pub use routes::{app_config, dashboard_config, upstream_host, Route, Upstream};
 
 use crate::docker::{self, ContainerSpec, DockerError, Mount, MountSource, Network, Proto, Publish, Restart};
 use crate::Engine;
-use serde_json::{json, Map, Value};
+use acme::AcmeSettings;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::Duration;
+
+/// The port of Traefik's `ping` entrypoint inside its container.
+pub const PING_PORT: u16 = 8082;
 
 /// Where the dynamic files appear inside the Traefik container.
 const DYNAMIC_IN_CONTAINER: &str = "/etc/berth/dynamic";
@@ -34,59 +46,33 @@ pub fn app_key(app: crate::ids::AppId) -> String {
     format!("a{}", app.0.simple())
 }
 
-/// One host (and path) routed to an application.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Route {
-    pub host: String,
-    pub path_prefix: String,
-    pub strip_prefix: bool,
-    /// The container port, when not the application's.
-    pub port: Option<u16>,
-    pub https: bool,
-}
-
-/// What a route points at: the deployment and the container's address.
-#[derive(Debug, Clone)]
-pub struct Upstream {
-    pub deployment: uuid::Uuid,
-    pub port: u16,
-    /// The container's IP on its organization's network, when known. Traefik
-    /// then connects without asking Docker's DNS, which is served by dockerd
-    /// itself and answers late while dockerd is busy starting and stopping
-    /// containers (a rollout): the main source of the rollout tail
-    /// (docs/BENCHMARKS.md). A container that comes back with another address
-    /// is routed again by the reconciler. Without it, the DNS alias.
-    pub address: Option<String>,
-}
-
-/// The DNS name a deployment's container answers to on the Berth network. Traefik
-/// resolves it through Docker's DNS, so a container that restarts with a new
-/// address stays routed (container names can exceed a DNS label; this cannot).
-pub fn upstream_host(deployment: uuid::Uuid) -> String {
-    format!("d-{}", deployment.simple())
-}
-
 fn file_for(engine: &Engine, app: &str) -> PathBuf {
     // `app` is an [`app_key`]: IDs only.
     engine.deploy.proxy.dynamic_dir.join(format!("app-{app}.yml"))
 }
 
 /// Traefik's static configuration, as container arguments.
-fn traefik_args() -> Vec<String> {
-    vec![
+fn traefik_args(acme: &AcmeSettings) -> Vec<String> {
+    let mut args: Vec<String> = vec![
         "--entrypoints.web.address=:80".into(),
         "--entrypoints.websecure.address=:443".into(),
+        format!("--entrypoints.ping.address=:{PING_PORT}"),
         format!("--providers.file.directory={DYNAMIC_IN_CONTAINER}"),
         "--providers.file.watch=true".into(),
         // Routes switch right after a file change (default: 2 s of throttling).
         // Berth writes one file per deployment step, never bursts.
         "--providers.providersThrottleDuration=10ms".into(),
         "--api=false".into(),
-        "--ping=false".into(),
+        "--ping=true".into(),
+        "--ping.entrypoint=ping".into(),
         "--global.checkNewVersion=false".into(),
         "--global.sendAnonymousUsage=false".into(),
         "--log.level=WARN".into(),
-    ]
+        // One JSON object per line: Berth reads ACME failures from it (`certs::acme_failures`).
+        "--log.format=json".into(),
+    ];
+    args.extend(acme.traefik_args());
+    args
 }
 
 /// The labels on everything this instance creates that is not an app's or a service's.
@@ -94,13 +80,44 @@ fn instance_labels(engine: &Engine) -> HashMap<String, String> {
     HashMap::from([(docker::LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone())])
 }
 
+/// The named volume holding `acme.json`: it outlives Traefik's container, so
+/// a restart or an upgrade asks the CA for nothing it already has.
+pub fn acme_volume(engine: &Engine) -> String {
+    format!("{}-acme", engine.deploy.proxy.container)
+}
+
+/// The host directory of the DNS provider's credential files (mode 0700, files 0600).
+fn dns_secrets_dir(engine: &Engine) -> PathBuf {
+    engine.deploy.data_dir.join("traefik-dns")
+}
+
+/// Writes the DNS provider's credentials as files Traefik reads, removing any
+/// that are no longer set.
+fn write_dns_secrets(engine: &Engine, acme: &AcmeSettings) -> std::io::Result<()> {
+    use std::os::unix::fs::DirBuilderExt;
+    let dir = dns_secrets_dir(engine);
+    std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+    for entry in std::fs::read_dir(&dir)? {
+        let entry = entry?;
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if !acme.dns_credentials.iter().any(|(n, _)| *n == name) {
+            std::fs::remove_file(entry.path())?;
+        }
+    }
+    for (name, value) in &acme.dns_credentials {
+        certs::write_private(&dir, name, value.as_bytes())?;
+    }
+    Ok(())
+}
+
 /// The managed Traefik container, as configured. Its fingerprint label changes
-/// whenever anything here does, which is how a changed configuration is noticed.
-fn traefik_spec(engine: &Engine) -> ContainerSpec {
+/// whenever anything here does (the credentials' values included, by hash),
+/// which is how a changed configuration is noticed.
+fn traefik_spec(engine: &Engine, acme: &AcmeSettings) -> ContainerSpec {
     use sha2::{Digest, Sha256};
     let cfg = &engine.deploy.proxy;
     let mut spec = ContainerSpec::new(&cfg.container, &cfg.image);
-    spec.cmd = Some(traefik_args());
+    spec.cmd = Some(traefik_args(acme));
     spec.exposed = vec![(80, Proto::Tcp), (443, Proto::Tcp)];
     spec.publish = [(80, cfg.http_port), (443, cfg.https_port)]
         .into_iter()
@@ -111,16 +128,48 @@ fn traefik_spec(engine: &Engine) -> ContainerSpec {
             host_port,
         })
         .collect();
+    if acme.http3 {
+        spec.exposed.push((443, Proto::Udp));
+        spec.publish.push(Publish {
+            container_port: 443,
+            proto: Proto::Udp,
+            host_ip: cfg.bind.clone(),
+            host_port: cfg.https_port,
+        });
+    }
     spec.network = Network::Bridge {
         name: engine.deploy.network.clone(),
         aliases: Vec::new(),
     };
     spec.restart = Restart::UnlessStopped;
-    spec.mounts = vec![Mount {
-        source: MountSource::Bind(cfg.dynamic_dir.to_string_lossy().into_owned()),
-        target: DYNAMIC_IN_CONTAINER.into(),
-        read_only: true,
-    }];
+    spec.mounts = vec![
+        Mount {
+            source: MountSource::Bind(cfg.dynamic_dir.to_string_lossy().into_owned()),
+            target: DYNAMIC_IN_CONTAINER.into(),
+            read_only: true,
+        },
+        Mount {
+            source: MountSource::Volume(acme_volume(engine)),
+            target: acme::ACME_DIR.into(),
+            read_only: false,
+        },
+    ];
+    spec.env = acme.traefik_env();
+    if !acme.dns_credentials.is_empty() {
+        spec.mounts.push(Mount {
+            source: MountSource::Bind(dns_secrets_dir(engine).to_string_lossy().into_owned()),
+            target: acme::DNS_SECRETS_DIR.into(),
+            read_only: true,
+        });
+    }
+    if let Some(ca) = &cfg.acme_ca_file {
+        spec.mounts.push(Mount {
+            source: MountSource::Bind(ca.to_string_lossy().into_owned()),
+            target: acme::CA_FILE.into(),
+            read_only: true,
+        });
+        spec.env.push(format!("LEGO_CA_CERTIFICATES={}", acme::CA_FILE));
+    }
     let mut labels = instance_labels(engine);
     labels.insert(docker::LABEL_ROLE.to_owned(), "proxy".to_owned());
     spec.labels = labels;
@@ -129,11 +178,17 @@ fn traefik_spec(engine: &Engine) -> ContainerSpec {
     let sorted: std::collections::BTreeMap<_, _> = spec.labels.iter().collect();
     h.update(
         format!(
-            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{sorted:?}",
-            spec.image, spec.cmd, spec.exposed, spec.publish, spec.network, spec.restart, spec.mounts
+            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{sorted:?}",
+            spec.image, spec.cmd, spec.exposed, spec.publish, spec.network, spec.restart, spec.mounts, spec.env
         )
         .as_bytes(),
     );
+    for (n, v) in &acme.dns_credentials {
+        h.update(n.as_bytes());
+        h.update([0]);
+        h.update(v.as_bytes());
+        h.update([0]);
+    }
     spec.labels
         .insert(FINGERPRINT.to_owned(), hex::encode(&h.finalize()[..8]));
     spec
@@ -154,7 +209,17 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     if !cfg.manage {
         return Ok(());
     }
-    let spec = traefik_spec(engine);
+    let acme = crate::instance::acme_settings(engine)
+        .await
+        .map_err(|e| DockerError::Unreachable {
+            host: "the database".into(),
+            reason: e.to_string(),
+        })?;
+    write_dns_secrets(engine, &acme).map_err(|e| DockerError::Unreachable {
+        host: dns_secrets_dir(engine).display().to_string(),
+        reason: e.to_string(),
+    })?;
+    let spec = traefik_spec(engine, &acme);
     if let Some(existing) = engine.docker.inspect_container(&cfg.container).await? {
         if existing.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT) {
             if !existing.state.is_up() {
@@ -166,65 +231,16 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
         engine.docker.remove_container(&cfg.container, false).await?;
     }
     docker::ensure_image(&*engine.docker, &cfg.image, None, |_| {}).await?;
+    engine
+        .docker
+        .ensure_volume(&acme_volume(engine), &instance_labels(engine))
+        .await?;
     engine.docker.create_container(&spec).await?;
     engine.docker.start_container(&cfg.container).await?;
     // A new container is on no organization's network yet.
     crate::network::attach_proxy_everywhere(engine).await?;
     tracing::info!(container = %cfg.container, image = %cfg.image, "Traefik started");
     Ok(())
-}
-
-/// The dynamic configuration for one application.
-pub fn app_config(app: &str, routes: &[Route], up: &Upstream, token: &str) -> Value {
-    let mut routers = Map::new();
-    let mut services = Map::new();
-    let mut middlewares = Map::new();
-    let id_mw = format!("{app}-id");
-    middlewares.insert(
-        id_mw.clone(),
-        json!({"headers": {"customResponseHeaders": {"X-Berth-Deployment": token}}}),
-    );
-    for (i, d) in routes.iter().enumerate() {
-        let port = d.port.unwrap_or(up.port);
-        let service = format!("{app}-{port}");
-        services.entry(service.clone()).or_insert_with(|| {
-            let host = up.address.clone().unwrap_or_else(|| upstream_host(up.deployment));
-            json!({"loadBalancer": {"servers": [{"url": format!("http://{host}:{port}")}], "passHostHeader": true}})
-        });
-        let rule = if d.path_prefix == "/" {
-            format!("Host(`{}`)", d.host)
-        } else {
-            format!("Host(`{}`) && PathPrefix(`{}`)", d.host, d.path_prefix)
-        };
-        let mut mws = vec![Value::from(id_mw.clone())];
-        if d.strip_prefix && d.path_prefix != "/" {
-            let strip = format!("{app}-strip-{i}");
-            middlewares.insert(strip.clone(), json!({"stripPrefix": {"prefixes": [d.path_prefix]}}));
-            mws.push(strip.into());
-        }
-        if d.https {
-            // ACME arrives later: the router takes `tls.certResolver` then.
-            routers.insert(
-                format!("{app}-{i}-tls"),
-                json!({"rule": rule, "entryPoints": ["websecure"], "service": service, "middlewares": mws, "tls": {}}),
-            );
-            let redirect = format!("{app}-to-https");
-            middlewares.insert(
-                redirect.clone(),
-                json!({"redirectScheme": {"scheme": "https", "permanent": true}}),
-            );
-            routers.insert(
-                format!("{app}-{i}"),
-                json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": [redirect]}),
-            );
-        } else {
-            routers.insert(
-                format!("{app}-{i}"),
-                json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": mws}),
-            );
-        }
-    }
-    json!({"http": {"routers": routers, "services": services, "middlewares": middlewares}})
 }
 
 /// Writes (or, with no upstream, removes) an application's routes. JSON is YAML,
@@ -273,19 +289,44 @@ fn write_dashboard(engine: &Engine) {
         let _ = std::fs::remove_file(path);
         return;
     };
-    let conf = dashboard_config(host, upstream);
+    let conf = dashboard_config(host, upstream, cfg.dashboard_cert.and_then(|c| c.resolver()));
     let tmp = cfg.dynamic_dir.join(".berth-dashboard.yml.tmp");
     if std::fs::write(&tmp, serde_json::to_vec_pretty(&conf).expect("serializes")).is_ok() {
         let _ = std::fs::rename(tmp, path);
     }
 }
 
-/// The route that serves Berth's own UI through Traefik.
-pub fn dashboard_config(host: &str, upstream: &str) -> Value {
-    json!({"http": {
-        "routers": {"berth-dashboard": {"rule": format!("Host(`{host}`)"), "entryPoints": ["web"], "service": "berth-dashboard"}},
-        "services": {"berth-dashboard": {"loadBalancer": {"servers": [{"url": upstream}], "passHostHeader": true}}}
-    }})
+/// Traefik's answer to `/ping` on its own entrypoint, reached at its address
+/// on the Berth network (the entrypoint is never published).
+pub async fn ping(engine: &Engine) -> Result<(), String> {
+    let info = engine
+        .docker
+        .inspect_container(&engine.deploy.proxy.container)
+        .await
+        .map_err(|e| e.to_string())?
+        .ok_or("Traefik's container does not exist")?;
+    if !info.state.is_up() {
+        return Err("Traefik is not running".into());
+    }
+    let addr = engine
+        .docker
+        .endpoint(&info, &engine.deploy.network, PING_PORT)
+        .ok_or("Traefik has no address on the Berth network")?;
+    let reply = crate::http1::request(
+        &addr.ip().to_string(),
+        PING_PORT,
+        "GET",
+        "traefik",
+        "/ping",
+        Duration::from_secs(2),
+    )
+    .await
+    .map_err(|e| format!("/ping: {e}"))?;
+    if reply.status == 200 {
+        Ok(())
+    } else {
+        Err(format!("/ping answered {}", reply.status))
+    }
 }
 
 /// Waits until a request through Traefik for `host` + `path` is answered by
@@ -315,75 +356,4 @@ pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uu
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_dashboard_route_names_its_host_and_upstream() {
-        let c = dashboard_config("berth.example.com", "http://172.17.0.1:3000");
-        assert_eq!(
-            c["http"]["routers"]["berth-dashboard"]["rule"],
-            "Host(`berth.example.com`)"
-        );
-        assert_eq!(
-            c["http"]["services"]["berth-dashboard"]["loadBalancer"]["servers"][0]["url"],
-            "http://172.17.0.1:3000"
-        );
-    }
-
-    fn domain(host: &str, prefix: &str, strip: bool, https: bool) -> Route {
-        Route {
-            host: host.into(),
-            path_prefix: prefix.into(),
-            strip_prefix: strip,
-            port: None,
-            https,
-        }
-    }
-
-    #[test]
-    fn routes_name_the_upstream_and_mark_the_deployment() {
-        let mut up = Upstream {
-            deployment: uuid::Uuid::nil(),
-            port: 8080,
-            address: None,
-        };
-        let c = app_config(
-            "web",
-            &[
-                domain("web.localhost", "/", false, false),
-                domain("example.com", "/api", true, true),
-            ],
-            &up,
-            "0f1e2d3c4b5a69788796a5b4",
-        );
-        let http = &c["http"];
-        assert_eq!(http["routers"]["web-0"]["rule"], "Host(`web.localhost`)");
-        assert_eq!(
-            http["routers"]["web-1-tls"]["rule"],
-            "Host(`example.com`) && PathPrefix(`/api`)"
-        );
-        assert_eq!(http["routers"]["web-1-tls"]["entryPoints"][0], "websecure");
-        assert_eq!(http["routers"]["web-1"]["middlewares"][0], "web-to-https");
-        assert_eq!(http["middlewares"]["web-strip-1"]["stripPrefix"]["prefixes"][0], "/api");
-        assert_eq!(
-            http["services"]["web-8080"]["loadBalancer"]["servers"][0]["url"],
-            format!("http://d-{}:8080", uuid::Uuid::nil().simple())
-        );
-        assert_eq!(
-            http["middlewares"]["web-id"]["headers"]["customResponseHeaders"]["X-Berth-Deployment"],
-            "0f1e2d3c4b5a69788796a5b4",
-            "the public header carries the opaque token, not the deployment id"
-        );
-        // With the container's address known, Traefik skips Docker's DNS.
-        up.address = Some("10.213.4.7".into());
-        let c = app_config("web", &[domain("web.localhost", "/", false, false)], &up, "t");
-        assert_eq!(
-            c["http"]["services"]["web-8080"]["loadBalancer"]["servers"][0]["url"],
-            "http://10.213.4.7:8080"
-        );
-    }
 }

@@ -1,0 +1,501 @@
+//! Certificates as Traefik serves them: the checks an uploaded certificate
+//! must pass, the dynamic file that hands uploaded ones to Traefik (mode 0600),
+//! the certificate Traefik actually presents for a name (read over TLS, never
+//! guessed), and the reasons Traefik gives in its log when a CA refused one.
+
+use crate::names::ValidationError;
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Uploads larger than this are refused before any parsing.
+pub const MAX_CHAIN_BYTES: usize = 64 * 1024;
+pub const MAX_KEY_BYTES: usize = 16 * 1024;
+/// The subject of the certificate Traefik presents when it has none for a name.
+pub const TRAEFIK_DEFAULT_CN: &str = "TRAEFIK DEFAULT CERT";
+
+/// One PEM block: its label and decoded contents.
+#[derive(Debug)]
+struct Block {
+    label: String,
+    der: Vec<u8>,
+}
+
+/// PEM blocks, strictly: nothing but blank lines between them.
+fn pem_blocks(field: &'static str, text: &str) -> Result<Vec<Block>, ValidationError> {
+    use base64::Engine as _;
+    let junk = || ValidationError::new(field, "must be PEM blocks only (no other text)");
+    let mut blocks = Vec::new();
+    let mut current: Option<(String, String)> = None;
+    for line in text.lines().map(str::trim) {
+        match &mut current {
+            None if line.is_empty() => {}
+            None => {
+                let label = line
+                    .strip_prefix("-----BEGIN ")
+                    .and_then(|l| l.strip_suffix("-----"))
+                    .ok_or_else(junk)?;
+                current = Some((label.to_owned(), String::new()));
+            }
+            Some((label, body)) => {
+                if let Some(end) = line.strip_prefix("-----END ").and_then(|l| l.strip_suffix("-----")) {
+                    if end != label {
+                        return Err(junk());
+                    }
+                    let der = base64::engine::general_purpose::STANDARD
+                        .decode(body.as_bytes())
+                        .map_err(|_| ValidationError::new(field, format!("a {label} block is not valid base64")))?;
+                    blocks.push(Block {
+                        label: label.clone(),
+                        der,
+                    });
+                    current = None;
+                } else if line
+                    .bytes()
+                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'+' | b'/' | b'='))
+                {
+                    body.push_str(line);
+                } else {
+                    return Err(junk());
+                }
+            }
+        }
+    }
+    if current.is_some() {
+        return Err(ValidationError::new(field, "a PEM block is not closed"));
+    }
+    Ok(blocks)
+}
+
+/// A certificate's facts Berth shows and checks.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertFacts {
+    pub subject: String,
+    pub issuer: String,
+    pub not_before: DateTime<Utc>,
+    pub not_after: DateTime<Utc>,
+    /// DNS names it covers (subject alternative names).
+    pub names: Vec<String>,
+}
+
+fn common_name(name: &x509_parser::x509::X509Name<'_>) -> String {
+    name.iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_owned)
+        .unwrap_or_else(|| name.to_string())
+}
+
+/// Parses one DER certificate (nothing may follow it).
+pub fn facts(der: &[u8]) -> Result<CertFacts, String> {
+    let (rest, cert) = x509_parser::parse_x509_certificate(der).map_err(|e| e.to_string())?;
+    if !rest.is_empty() {
+        return Err("trailing data after the certificate".into());
+    }
+    let names = cert
+        .subject_alternative_name()
+        .ok()
+        .flatten()
+        .map(|san| {
+            san.value
+                .general_names
+                .iter()
+                .filter_map(|n| match n {
+                    x509_parser::extensions::GeneralName::DNSName(d) => Some(d.to_ascii_lowercase()),
+                    _ => None,
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let time = |t: x509_parser::time::ASN1Time| DateTime::<Utc>::from_timestamp(t.timestamp(), 0).unwrap_or_default();
+    Ok(CertFacts {
+        subject: common_name(cert.subject()),
+        issuer: common_name(cert.issuer()),
+        not_before: time(cert.validity().not_before),
+        not_after: time(cert.validity().not_after),
+        names,
+    })
+}
+
+/// Does a certificate name cover `host`? A `*.` name covers one label; a
+/// wildcard host needs the same wildcard name.
+pub fn covers(names: &[String], host: &str) -> bool {
+    names.iter().any(|n| {
+        n == host
+            || (!host.starts_with("*.")
+                && n.strip_prefix("*.").is_some_and(|base| {
+                    host.split_once('.')
+                        .is_some_and(|(label, rest)| !label.is_empty() && rest == base)
+                }))
+    })
+}
+
+/// An uploaded certificate that passed every check.
+#[derive(Clone)]
+pub struct CheckedCert {
+    /// The chain, as PEM certificates only.
+    pub chain_pem: String,
+    /// The key as uploaded (one PEM block).
+    pub key_pem: String,
+    pub facts: CertFacts,
+}
+
+impl std::fmt::Debug for CheckedCert {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CheckedCert")
+            .field("facts", &self.facts)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The checks an uploaded certificate for `host` must pass, each failure
+/// naming its field: the chain parses (certificates only, each issued by the
+/// next), the key is one private key that matches the first certificate, the
+/// names cover `host`, and it is valid now.
+pub fn check_custom(host: &str, chain: &str, key: &str, now: DateTime<Utc>) -> Result<CheckedCert, ValidationError> {
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs1KeyDer, PrivatePkcs8KeyDer, PrivateSec1KeyDer};
+    const C: &str = "certificate";
+    const K: &str = "key";
+    if chain.len() > MAX_CHAIN_BYTES {
+        return Err(ValidationError::new(
+            C,
+            format!("is too large (at most {} KiB)", MAX_CHAIN_BYTES / 1024),
+        ));
+    }
+    if key.len() > MAX_KEY_BYTES {
+        return Err(ValidationError::new(
+            K,
+            format!("is too large (at most {} KiB)", MAX_KEY_BYTES / 1024),
+        ));
+    }
+    let blocks = pem_blocks(C, chain)?;
+    if blocks.is_empty() {
+        return Err(ValidationError::new(
+            C,
+            "is required (PEM, the certificate first, then its chain)",
+        ));
+    }
+    if let Some(b) = blocks.iter().find(|b| b.label != "CERTIFICATE") {
+        return Err(ValidationError::new(
+            C,
+            format!("holds a {} block; only certificates belong here", b.label),
+        ));
+    }
+    let mut all = Vec::new();
+    for (i, b) in blocks.iter().enumerate() {
+        let f =
+            facts(&b.der).map_err(|e| ValidationError::new(C, format!("certificate {} does not parse: {e}", i + 1)))?;
+        all.push(f);
+    }
+    for (i, pair) in blocks.windows(2).enumerate() {
+        let (_, child) = x509_parser::parse_x509_certificate(&pair[0].der).expect("parsed above");
+        let (_, parent) = x509_parser::parse_x509_certificate(&pair[1].der).expect("parsed above");
+        if child.issuer() != parent.subject() {
+            return Err(ValidationError::new(
+                C,
+                format!(
+                    "certificate {} is not issued by certificate {}: the chain is out of order",
+                    i + 1,
+                    i + 2
+                ),
+            ));
+        }
+    }
+    let key_blocks = pem_blocks(K, key)?;
+    let [kb] = key_blocks.as_slice() else {
+        return Err(ValidationError::new(K, "must be exactly one PEM private key"));
+    };
+    let der: PrivateKeyDer<'static> = match kb.label.as_str() {
+        "PRIVATE KEY" => PrivatePkcs8KeyDer::from(kb.der.clone()).into(),
+        "RSA PRIVATE KEY" => PrivatePkcs1KeyDer::from(kb.der.clone()).into(),
+        "EC PRIVATE KEY" => PrivateSec1KeyDer::from(kb.der.clone()).into(),
+        other => {
+            return Err(ValidationError::new(
+                K,
+                format!("a {other} block is not an unencrypted private key"),
+            ))
+        }
+    };
+    let provider = rustls::crypto::ring::default_provider();
+    let signing = provider.key_provider.load_private_key(der).map_err(|_| {
+        ValidationError::new(
+            K,
+            "is not a private key Berth can read (RSA, ECDSA P-256/P-384 or Ed25519)",
+        )
+    })?;
+    let certs: Vec<CertificateDer<'static>> = blocks.iter().map(|b| CertificateDer::from(b.der.clone())).collect();
+    if rustls::sign::CertifiedKey::new(certs, signing).keys_match().is_err() {
+        return Err(ValidationError::new(K, "does not match the certificate"));
+    }
+    let leaf = all[0].clone();
+    if !covers(&leaf.names, host) {
+        return Err(ValidationError::new(
+            C,
+            format!(
+                "does not cover {host} (it names {})",
+                if leaf.names.is_empty() {
+                    "no DNS names".into()
+                } else {
+                    leaf.names.join(", ")
+                }
+            ),
+        ));
+    }
+    if leaf.not_after <= now {
+        return Err(ValidationError::new(
+            C,
+            format!("expired on {}", leaf.not_after.format("%Y-%m-%d %H:%M UTC")),
+        ));
+    }
+    if leaf.not_before > now {
+        return Err(ValidationError::new(
+            C,
+            format!("is not valid before {}", leaf.not_before.format("%Y-%m-%d %H:%M UTC")),
+        ));
+    }
+    let chain_pem = blocks.iter().map(|b| pem("CERTIFICATE", &b.der)).collect();
+    Ok(CheckedCert {
+        chain_pem,
+        key_pem: pem(&kb.label, &kb.der),
+        facts: leaf,
+    })
+}
+
+fn pem(label: &str, der: &[u8]) -> String {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD.encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for chunk in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(chunk).expect("base64 is ASCII"));
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
+/// Traefik's dynamic configuration for uploaded certificates: its TLS store
+/// picks one by SNI. Traefik takes the PEM itself where a file path goes.
+pub fn tls_config(certs: &[(String, String)]) -> serde_json::Value {
+    let list: Vec<serde_json::Value> = certs
+        .iter()
+        .map(|(chain, key)| serde_json::json!({"certFile": chain, "keyFile": key}))
+        .collect();
+    serde_json::json!({"tls": {"certificates": list}})
+}
+
+/// Writes (or with none, removes) the file of uploaded certificates, mode 0600:
+/// it holds private keys.
+pub fn write_tls_file(dir: &std::path::Path, certs: &[(String, String)]) -> std::io::Result<()> {
+    let path = dir.join("tls-custom.yml");
+    if certs.is_empty() {
+        return match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+    }
+    let body = serde_json::to_vec_pretty(&tls_config(certs)).expect("serializes");
+    if std::fs::read(&path).is_ok_and(|old| old == body) {
+        return Ok(());
+    }
+    std::fs::create_dir_all(dir)?;
+    write_private(dir, "tls-custom.yml", &body)
+}
+
+/// Writes `dir/name` with mode 0600 from its first byte (a temporary file
+/// made 0600, then renamed over it): for files that hold secrets.
+pub(crate) fn write_private(dir: &std::path::Path, name: &str, body: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = dir.join(format!(".{name}.tmp"));
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)?;
+    f.write_all(body)?;
+    f.sync_all()?;
+    std::fs::rename(tmp, dir.join(name))
+}
+
+/// Accepts any certificate: the probe reads what is served, it trusts nothing.
+#[derive(Debug)]
+struct ReadOnly(Arc<rustls::crypto::CryptoProvider>);
+
+impl rustls::client::danger::ServerCertVerifier for ReadOnly {
+    fn verify_server_cert(
+        &self,
+        _: &rustls::pki_types::CertificateDer<'_>,
+        _: &[rustls::pki_types::CertificateDer<'_>],
+        _: &rustls::pki_types::ServerName<'_>,
+        _: &[u8],
+        _: rustls::pki_types::UnixTime,
+    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
+        Ok(rustls::client::danger::ServerCertVerified::assertion())
+    }
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &rustls::pki_types::CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+    }
+    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
+        self.0.signature_verification_algorithms.supported_schemes()
+    }
+}
+
+/// The certificate served at `addr` for `sni`, as the TLS handshake presents it.
+pub async fn served(addr: std::net::SocketAddr, sni: &str, limit: Duration) -> Result<CertFacts, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(ReadOnly(provider)))
+        .with_no_client_auth();
+    let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
+    let connect = async {
+        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_, session) = tls.get_ref();
+        let leaf = session
+            .peer_certificates()
+            .and_then(|c| c.first())
+            .ok_or("no certificate presented")?;
+        facts(leaf.as_ref())
+    };
+    tokio::time::timeout(limit, connect)
+        .await
+        .map_err(|_| format!("no TLS answer within {} s", limit.as_secs()))?
+}
+
+/// The name to ask for a host: a wildcard's certificate is asked for with one
+/// label in place of the `*`.
+pub fn probe_name(host: &str) -> String {
+    match host.strip_prefix("*.") {
+        Some(base) => format!("berth-probe.{base}"),
+        None => host.to_owned(),
+    }
+}
+
+/// A CA's refusal, as Traefik logs it (JSON log format).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AcmeFailure {
+    pub domains: Vec<String>,
+    pub reason: String,
+}
+
+/// The ACME failures in Traefik's log lines. The reason is the CA's own
+/// words for the domain where Traefik quotes them (`[host] acme: error: ...`).
+pub fn acme_failures(log: &str) -> Vec<AcmeFailure> {
+    log.lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+        .filter(|v| {
+            v["message"].as_str().is_some_and(|m| {
+                m.contains("Unable to obtain ACME certificate") || m.contains("Error renewing certificate")
+            })
+        })
+        .filter_map(|v| {
+            let domains: Vec<String> = v["domains"]
+                .as_array()?
+                .iter()
+                .filter_map(|d| d.as_str().map(str::to_owned))
+                .collect();
+            let error = v["error"].as_str()?.to_owned();
+            Some(AcmeFailure {
+                reason: readable_reason(&error, &domains),
+                domains,
+            })
+        })
+        .collect()
+}
+
+/// The part of lego's error a person can act on: the CA's detail for the
+/// domain (after its `::` problem type), else the whole error, bounded.
+fn readable_reason(error: &str, domains: &[String]) -> String {
+    let for_domain = domains
+        .iter()
+        .find_map(|d| error.split_once(&format!("[{d}] ")).map(|(_, rest)| rest))
+        .unwrap_or(error);
+    let detail = for_domain.rsplit(" :: ").next().unwrap_or(for_domain).trim();
+    let text = if detail.is_empty() { error.trim() } else { detail };
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(400).collect();
+    if text.chars().count() > 400 {
+        out.push('…');
+    }
+    out
+}
+
+/// How long to wait before asking the CA again after `failures` failures in a
+/// row: 5 minutes, doubling, at most a day (Let's Encrypt allows 5 failed
+/// validations per hostname an hour).
+pub fn backoff(failures: u32) -> chrono::Duration {
+    let secs = 300u64.saturating_mul(1 << failures.saturating_sub(1).min(10));
+    chrono::Duration::seconds(secs.min(86_400) as i64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_names_cover_one_label() {
+        let names = vec!["*.example.com".to_owned(), "example.com".to_owned()];
+        assert!(covers(&names, "a.example.com"));
+        assert!(covers(&names, "example.com"));
+        assert!(covers(&names, "*.example.com"));
+        assert!(!covers(&names, "a.b.example.com"));
+        assert!(!covers(&["a.example.com".to_owned()], "*.example.com"));
+        assert_eq!(probe_name("*.example.com"), "berth-probe.example.com");
+    }
+
+    #[test]
+    fn traefik_log_lines_give_the_ca_reason() {
+        let log = concat!(
+            "{\"level\":\"info\",\"message\":\"Starting provider\"}\n",
+            "not json\n",
+            r#"{"level":"error","providerName":"http01.acme","domains":["fail.test"],"error":"unable to generate a certificate for the domains [fail.test]: error: one or more domains had a problem:\n[fail.test] acme: error: 400 :: urn:ietf:params:acme:error:connection :: 127.0.0.2: Connection refused\n","time":"2026-12-02T01:00:00Z","message":"Unable to obtain ACME certificate for domains"}"#,
+            "\n"
+        );
+        let f = acme_failures(log);
+        assert_eq!(f.len(), 1);
+        assert_eq!(f[0].domains, ["fail.test"]);
+        assert_eq!(f[0].reason, "127.0.0.2: Connection refused");
+    }
+
+    #[test]
+    fn backoff_doubles_to_a_day() {
+        assert_eq!(backoff(1).num_seconds(), 300);
+        assert_eq!(backoff(2).num_seconds(), 600);
+        assert_eq!(backoff(9).num_seconds(), 76_800);
+        assert_eq!(backoff(10).num_seconds(), 86_400);
+        assert_eq!(backoff(40).num_seconds(), 86_400);
+    }
+
+    #[test]
+    fn pem_junk_is_refused() {
+        assert_eq!(pem_blocks("certificate", "hello\n").unwrap_err().field, "certificate");
+        let block = "-----BEGIN CERTIFICATE-----\nAAAA\n-----END CERTIFICATE-----\n";
+        assert_eq!(pem_blocks("certificate", block).unwrap().len(), 1);
+        assert!(pem_blocks("certificate", &format!("{block}junk after\n")).is_err());
+        assert!(pem_blocks(
+            "certificate",
+            "-----BEGIN CERTIFICATE-----\nAA`A\n-----END CERTIFICATE-----\n"
+        )
+        .is_err());
+        assert!(pem_blocks("certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n").is_err());
+    }
+}
