@@ -38,6 +38,8 @@ missing_packages() {
     have mariadb-dump || echo mariadb-client
     have chromium || echo chromium
     have chromedriver || echo chromium-driver
+    # A Debian 13 base for Berth's own image, from the machine's Debian mirror.
+    have debootstrap || echo debootstrap
     # Let's Encrypt's test CA and its DNS server, for the HTTPS tests.
     { have pebble && have pebble-challtestsrv; } || echo pebble
     # sshd on loopback for the ssh clone tests (host key pinning).

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.."
 . scripts/deps.sh
 . scripts/services.sh
 . scripts/build.sh
+. scripts/image.sh
 trap 'stop_services; phase_summary' EXIT
 
 ensure_machine test
@@ -36,6 +37,9 @@ if [ -z "${BERTH_TEST_S3_URL:-}" ]; then
 fi
 phase "building local test images (busybox, Traefik, PostgreSQL, Redis, MariaDB)" "first time about 20 s"
 build_test_images
+phase "building Berth's own image (Debian 13 base by debootstrap, this build)" "first time about 3 min, then seconds"
+build_berth_image berth-local/berth:test debug
+export BERTH_TEST_IMAGE=berth-local/berth:test
 
 phase "compiling and running the tests" "first time about 8 min"
 export BERTH_BIN=$PWD/target/debug/berth

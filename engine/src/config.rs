@@ -31,6 +31,21 @@ pub fn var(name: &'static str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.trim().is_empty())
 }
 
+/// A secret from `NAME`, or from the file `NAME_FILE` names (trimmed): how
+/// `berth install` hands the container its database and Redis URLs and its
+/// key without putting them where `docker inspect` shows them.
+pub fn secret_var(name: &'static str) -> Result<Option<String>, ConfigError> {
+    if let Some(v) = var(name) {
+        return Ok(Some(v));
+    }
+    let Ok(file) = std::env::var(format!("{name}_FILE")) else {
+        return Ok(None);
+    };
+    let path = PathBuf::from(file.trim());
+    let raw = std::fs::read_to_string(&path).map_err(|source| ConfigError::Io { path, source })?;
+    Ok(Some(raw.trim().to_owned()).filter(|v| !v.is_empty()))
+}
+
 /// A number (or anything `FromStr`), or `default` when unset.
 pub fn parse_var<T: std::str::FromStr>(name: &'static str, default: T) -> Result<T, ConfigError>
 where
@@ -102,7 +117,9 @@ pub struct DatabaseConfig {
 impl DatabaseConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            url: var("DATABASE_URL").ok_or(ConfigError::Missing("DATABASE_URL"))?.into(),
+            url: secret_var("DATABASE_URL")?
+                .ok_or(ConfigError::Missing("DATABASE_URL"))?
+                .into(),
             pool_size: parse_var("BERTH_DB_POOL_SIZE", 16)?,
         })
     }
@@ -123,7 +140,9 @@ pub struct RedisConfig {
 impl RedisConfig {
     pub fn from_env() -> Result<Self, ConfigError> {
         Ok(Self {
-            url: var("REDIS_URL").ok_or(ConfigError::Missing("REDIS_URL"))?.into(),
+            url: secret_var("REDIS_URL")?
+                .ok_or(ConfigError::Missing("REDIS_URL"))?
+                .into(),
             prefix: var("BERTH_REDIS_PREFIX").unwrap_or_else(|| "berth:".into()),
             pool_size: parse_var("BERTH_REDIS_POOL_SIZE", 16)?,
         })
@@ -151,7 +170,7 @@ impl SecretConfig {
             })?),
             None => None,
         };
-        if let Some(raw) = var("BERTH_SECRET_KEY") {
+        if let Some(raw) = secret_var("BERTH_SECRET_KEY")? {
             return Ok(Self {
                 key: SecretKey::from_config(&raw)?,
                 previous,
@@ -203,6 +222,10 @@ impl DockerConfig {
 /// the Traefik it manages, and the worker's limits.
 #[derive(Debug, Clone)]
 pub struct DeployConfig {
+    /// `BERTH_SELF_CONTAINER`: when Berth itself runs in a container (`berth
+    /// install` sets it), that container's name. It joins each organization's
+    /// network as Traefik does, so the worker reaches the apps it health-checks.
+    pub self_container: Option<String>,
     /// `BERTH_DATA_DIR`: deployment logs, checkouts, Traefik's dynamic files.
     pub data_dir: PathBuf,
     /// `BERTH_INSTANCE` (default `berth`): the `berth.instance` label on everything
@@ -363,7 +386,7 @@ impl ServicesConfig {
             pg_restore: program("BERTH_PG_RESTORE", &d.pg_restore)?,
             concurrency: parse_var("BERTH_BACKUP_CONCURRENCY", d.concurrency)?.max(1),
             job_timeout_secs: parse_var("BERTH_BACKUP_TIMEOUT_SECS", d.job_timeout_secs)?.max(1),
-            database_url: var("DATABASE_URL").map(SecretString::from),
+            database_url: secret_var("DATABASE_URL")?.map(SecretString::from),
         })
     }
 }
@@ -441,6 +464,10 @@ impl DeployConfig {
         let http_port = parse_var("BERTH_HTTP_PORT", 80)?;
         Ok(Self {
             instance: docker_name("BERTH_INSTANCE", "berth")?,
+            self_container: match var("BERTH_SELF_CONTAINER") {
+                Some(_) => Some(docker_name("BERTH_SELF_CONTAINER", "")?),
+                None => None,
+            },
             network: docker_name("BERTH_NETWORK", "berth")?,
             proxy: ProxyConfig {
                 manage: flag("BERTH_PROXY_MANAGE", true)?,
@@ -552,6 +579,7 @@ impl Default for DeployConfig {
         let data_dir = std::path::absolute(".berth").unwrap_or_else(|_| PathBuf::from(".berth"));
         Self {
             instance: "berth".into(),
+            self_container: None,
             network: "berth".into(),
             proxy: ProxyConfig {
                 manage: true,

@@ -17,6 +17,7 @@ pub mod fanout;
 pub mod health;
 pub mod http1;
 pub mod ids;
+pub mod install;
 pub mod instance;
 pub mod jobs;
 pub mod kv;

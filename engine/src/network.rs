@@ -98,23 +98,26 @@ fn explain_pool(e: DockerError) -> DockerError {
 }
 
 /// [`ensure_org`], and the managed Traefik attached to it so it can route to
-/// the organization's apps.
+/// the organization's apps (and Berth's own container, when it runs in one,
+/// so the worker reaches the apps it health-checks).
 pub async fn ensure_routable(engine: &Engine, org: OrgId) -> Result<String, DockerError> {
     let name = ensure_org(engine, org).await?;
-    if engine.deploy.proxy.manage {
+    let proxy = engine
+        .deploy
+        .proxy
+        .manage
+        .then_some(engine.deploy.proxy.container.as_str());
+    for container in [proxy, engine.deploy.self_container.as_deref()].into_iter().flatten() {
         // Attached already (every deploy after an organization's first): no
         // connect call, which dockerd would otherwise work through (and refuse)
         // in the middle of a rollout.
         let attached = engine
             .docker
-            .inspect_container(&engine.deploy.proxy.container)
+            .inspect_container(container)
             .await?
             .is_some_and(|c| c.addresses.contains_key(&name));
         if !attached {
-            engine
-                .docker
-                .connect_network(&name, &engine.deploy.proxy.container, &[])
-                .await?;
+            engine.docker.connect_network(&name, container, &[]).await?;
         }
     }
     Ok(name)

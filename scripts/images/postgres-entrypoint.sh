@@ -1,8 +1,12 @@
 #!/bin/sh
 # The test image's entrypoint, with the official `postgres` image's contract:
-# POSTGRES_PASSWORD, POSTGRES_USER (default postgres), POSTGRES_DB (default the
-# user) and PGDATA; first start initialises the cluster. Runs as uid 999.
+# POSTGRES_PASSWORD (or POSTGRES_PASSWORD_FILE), POSTGRES_USER (default
+# postgres), POSTGRES_DB (default the user) and PGDATA; first start initialises
+# the cluster. Runs as uid 999.
 set -e
+if [ -n "${POSTGRES_PASSWORD_FILE:-}" ]; then
+  POSTGRES_PASSWORD=$(cat "$POSTGRES_PASSWORD_FILE")
+fi
 : "${PGDATA:=/var/lib/postgresql/data}"
 if [ "$1" = postgres ] && [ ! -s "$PGDATA/PG_VERSION" ]; then
   user="${POSTGRES_USER:-postgres}"

@@ -1,5 +1,5 @@
-//! The `berth` binary: `serve` (default), `worker`, `migrate`, `admin reset-password`,
-//! `admin restore-database`.
+//! The `berth` binary: `serve` (default), `worker`, `migrate`, `healthcheck`,
+//! `admin reset-password`, `admin restore-database`.
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -32,6 +32,24 @@ enum Command {
     Worker,
     /// Apply pending database migrations and exit.
     Migrate,
+    /// Ask the `berth serve` on BERTH_LISTEN for `/health`: exit 0 when it
+    /// answers 200 (a container's health check; no shell or curl needed).
+    Healthcheck,
+    /// Install Berth on this Docker host: its network and volumes, PostgreSQL,
+    /// Redis (with AOF) and Berth as containers with restart policies (Berth's
+    /// worker then runs Traefik), secrets generated once into 0600 files under
+    /// the data directory. Running it again changes nothing.
+    Install(InstallArgs),
+    /// Remove the instance's containers (apps and databases included) and
+    /// networks; volumes and the data directory stay unless --purge.
+    Uninstall {
+        #[arg(long, default_value = "berth")]
+        instance: String,
+        #[arg(long, default_value = "/var/lib/berth")]
+        data_dir: std::path::PathBuf,
+        #[arg(long)]
+        purge: bool,
+    },
     /// Operator tasks.
     Admin {
         #[command(subcommand)]
@@ -39,8 +57,48 @@ enum Command {
     },
 }
 
+#[derive(clap::Args)]
+struct InstallArgs {
+    /// The dashboard's host name (DNS pointing at this server), served through Traefik.
+    #[arg(long)]
+    host: String,
+    #[arg(long, default_value = concat!("berth:", env!("CARGO_PKG_VERSION")))]
+    image: String,
+    #[arg(long, default_value = "postgres:16")]
+    postgres_image: String,
+    #[arg(long, default_value = "redis:7")]
+    redis_image: String,
+    #[arg(long, default_value = "traefik:v3.3")]
+    traefik_image: String,
+    /// Names the containers, network and volumes.
+    #[arg(long, default_value = "berth")]
+    instance: String,
+    /// A directory on this host, mounted into Berth at the same path.
+    #[arg(long, default_value = "/var/lib/berth")]
+    data_dir: std::path::PathBuf,
+    #[arg(long, default_value = "/var/run/docker.sock")]
+    docker_socket: std::path::PathBuf,
+    /// How the dashboard gets its certificate: http, tls, dns, or none (HTTP only).
+    #[arg(long, default_value = "http")]
+    dashboard_cert: String,
+    #[arg(long, default_value = "0.0.0.0")]
+    bind: String,
+    #[arg(long, default_value_t = 80)]
+    http_port: u16,
+    #[arg(long, default_value_t = 443)]
+    https_port: u16,
+    /// More configuration for Berth's container, NAME=value (repeatable).
+    #[arg(long = "env")]
+    env: Vec<String>,
+    /// Print what would be done, and do nothing.
+    #[arg(long)]
+    dry_run: bool,
+}
+
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Print the one-time setup token while onboarding is open (nothing after).
+    SetupToken,
     /// Set a new random password for a user, sign out all their sessions, and print it.
     ResetPassword { email: String },
     /// Restore Berth's own database (DATABASE_URL, best an empty one) from a
@@ -239,6 +297,108 @@ async fn worker_only() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `berth install`: the arguments checked by their grammars, the plan applied
+/// (or printed), then Berth's health awaited and the URL and setup token shown.
+async fn install(a: InstallArgs) -> anyhow::Result<()> {
+    let bad = |field: &str, why: String| anyhow::anyhow!("--{field}: {why}");
+    let name_ok = a.instance.len() <= 40
+        && a.instance.starts_with(|c: char| c.is_ascii_lowercase())
+        && a.instance
+            .bytes()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
+    anyhow::ensure!(
+        name_ok,
+        bad("instance", "lower-case letters, digits and '-' (at most 40)".into())
+    );
+    let host = engine::apps::spec::DomainName::parse(&a.host).map_err(|e| bad("host", e.message))?;
+    for (field, image) in [
+        ("image", &a.image),
+        ("postgres-image", &a.postgres_image),
+        ("redis-image", &a.redis_image),
+        ("traefik-image", &a.traefik_image),
+    ] {
+        engine::apps::spec::parse_image("image", image).map_err(|e| bad(field, e.message))?;
+    }
+    anyhow::ensure!(
+        ["http", "tls", "dns", "none"].contains(&a.dashboard_cert.as_str()),
+        bad("dashboard-cert", "http, tls, dns or none".into())
+    );
+    anyhow::ensure!(a.data_dir.is_absolute(), bad("data-dir", "an absolute path".into()));
+    let _: std::net::IpAddr = a.bind.parse().map_err(|_| bad("bind", "an IP address".into()))?;
+    for e in &a.env {
+        let ok = e.split_once('=').is_some_and(|(n, v)| {
+            !n.is_empty()
+                && n.bytes()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
+                && !v.contains('\0')
+        });
+        anyhow::ensure!(ok, bad("env", format!("{e:?} is not NAME=value")));
+    }
+    let o = engine::install::InstallOptions {
+        instance: a.instance,
+        image: a.image,
+        postgres_image: a.postgres_image,
+        redis_image: a.redis_image,
+        traefik_image: a.traefik_image,
+        data_dir: a.data_dir,
+        docker_socket: a.docker_socket,
+        host: host.as_str().to_owned(),
+        dashboard_cert: a.dashboard_cert,
+        bind: a.bind,
+        http_port: a.http_port,
+        https_port: a.https_port,
+        env: a.env,
+    };
+    let docker = BollardDocker::new(&DockerConfig::from_env()?);
+    let done = engine::install::install(&docker, &o, a.dry_run).await?;
+    for d in &done {
+        println!("{}: {}", d.what, d.outcome);
+    }
+    if a.dry_run {
+        return Ok(());
+    }
+    engine::install::wait_healthy(&docker, &o, std::time::Duration::from_secs(180)).await?;
+    println!("Berth is up: {}", o.public_url());
+    match engine::install::setup_token(&docker, &o).await? {
+        Some(token) => println!("Setup token (for the first account, once): {token}"),
+        None => println!("Onboarding is done: sign in with an existing account."),
+    }
+    Ok(())
+}
+
+/// `GET /health` on this host's `berth serve` (an unspecified listen address
+/// is asked on loopback), with the Host it answers to.
+async fn healthcheck() -> anyhow::Result<()> {
+    let config = ServerConfig::from_env()?;
+    let mut addr = config.listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(if addr.is_ipv4() {
+            [127, 0, 0, 1].into()
+        } else {
+            std::net::Ipv6Addr::LOCALHOST.into()
+        });
+    }
+    let host = addr.to_string();
+    let reply = engine::http1::request(
+        &addr.ip().to_string(),
+        addr.port(),
+        "GET",
+        &host,
+        "/health",
+        std::time::Duration::from_secs(3),
+    )
+    .await
+    .map_err(|e| anyhow::anyhow!("{addr}/health: {e}"))?;
+    anyhow::ensure!(
+        reply.status == 200,
+        "{addr}/health answered {}: {}",
+        reply.status,
+        reply.body.trim()
+    );
+    println!("{}", reply.body.trim());
+    Ok(())
+}
+
 /// Errors end the process with one line on standard error (the variable or step
 /// at fault, never a backtrace) and a non-zero status: 2 for configuration.
 fn main() -> std::process::ExitCode {
@@ -276,6 +436,29 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Serve => serve().await,
         Command::Worker => worker_only().await,
         Command::Migrate => migrate(&DatabaseConfig::from_env()?).await,
+        Command::Healthcheck => healthcheck().await,
+        Command::Install(args) => install(args).await,
+        Command::Uninstall {
+            instance,
+            data_dir,
+            purge,
+        } => {
+            let docker = BollardDocker::new(&DockerConfig::from_env()?);
+            let done = engine::install::uninstall(&docker, &instance, Some(&data_dir), purge).await?;
+            for d in done {
+                println!("{}: {}", d.what, d.outcome);
+            }
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::SetupToken,
+        } => {
+            let (engine, _) = build_engine(&DatabaseConfig::from_env()?)?;
+            if let Some(token) = engine::accounts::setup_token(&engine).await? {
+                println!("{token}");
+            }
+            Ok(())
+        }
         Command::Admin {
             command: AdminCommand::ResetPassword { email },
         } => {

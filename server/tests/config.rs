@@ -208,5 +208,19 @@ fn a_bad_value_stops_berth_with_one_line() {
             "{stderr}"
         );
     }
+    // A secret given as a file that is not there: one line naming the file.
+    // (Given as files that are, the secrets run the installed Berth: install.rs.)
+    let out = std::process::Command::new(&bin)
+        .arg("serve")
+        .env_clear()
+        .env("DATABASE_URL_FILE", "/nonexistent/berth/database.url")
+        .env("REDIS_URL", "redis://127.0.0.1:1")
+        .env("BERTH_MODE", "development")
+        .env("BERTH_DATA_DIR", &dir)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("/nonexistent/berth/database.url"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -158,9 +158,10 @@ async fn precheck(engine: &Engine, d: &Domain) -> Result<(), String> {
         engine.deploy.host.allow_private_targets,
     )?;
     if d.cert_source() == CertSource::Http {
+        let at = crate::proxy::entry(engine, false).await;
         let answer = crate::http1::request(
-            "127.0.0.1",
-            proxy.http_port,
+            &at.ip().to_string(),
+            at.port(),
             "GET",
             &d.host,
             "/.well-known/acme-challenge/berth-precheck",
@@ -274,14 +275,7 @@ pub async fn watch(engine: &Engine, state: &mut Watch) {
         return;
     };
     drop(conn);
-    let proxy = &engine.deploy.proxy;
-    let ip: std::net::IpAddr = proxy
-        .bind
-        .parse()
-        .ok()
-        .filter(|ip: &std::net::IpAddr| !ip.is_unspecified())
-        .unwrap_or([127, 0, 0, 1].into());
-    let addr = std::net::SocketAddr::new(ip, proxy.https_port);
+    let addr = crate::proxy::entry(engine, true).await;
     let mut reroute = std::collections::BTreeSet::new();
     for (app, checked, d) in rows {
         if d.cert_status == "issued" && checked.is_some_and(|c| now - c < ISSUED_RECHECK) {

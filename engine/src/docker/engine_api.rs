@@ -439,6 +439,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             nano_cpus: spec.nano_cpus,
             mounts: (!mounts.is_empty()).then_some(mounts),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
+            group_add: (!spec.group_add.is_empty()).then(|| spec.group_add.clone()),
             ..Default::default()
         }),
         networking_config,

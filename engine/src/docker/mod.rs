@@ -166,6 +166,9 @@ pub struct ContainerSpec {
     /// Written into the container after it is created and before it starts
     /// (through Docker's archive API, so into its volumes too).
     pub files: Vec<FileSpec>,
+    /// Extra groups (numeric IDs) the process runs with: the Docker socket's
+    /// group for Berth's own container, and nothing else.
+    pub group_add: Vec<String>,
 }
 
 /// A file a container is created with: configuration that carries a secret,
@@ -231,6 +234,7 @@ impl ContainerSpec {
             nano_cpus: None,
             mounts: Vec::new(),
             files: Vec::new(),
+            group_add: Vec::new(),
         }
     }
 }

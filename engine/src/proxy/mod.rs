@@ -13,6 +13,7 @@ pub mod routes;
 
 pub use routes::{app_config, dashboard_config, upstream_host, Route, Upstream};
 
+use crate::config::DeployConfig;
 use crate::docker::{self, ContainerSpec, DockerError, Mount, MountSource, Network, Proto, Publish, Restart};
 use crate::Engine;
 use acme::AcmeSettings;
@@ -77,25 +78,29 @@ fn traefik_args(acme: &AcmeSettings) -> Vec<String> {
 
 /// The labels on everything this instance creates that is not an app's or a service's.
 fn instance_labels(engine: &Engine) -> HashMap<String, String> {
-    HashMap::from([(docker::LABEL_INSTANCE.to_owned(), engine.deploy.instance.clone())])
+    labels_of(&engine.deploy)
+}
+
+fn labels_of(deploy: &DeployConfig) -> HashMap<String, String> {
+    HashMap::from([(docker::LABEL_INSTANCE.to_owned(), deploy.instance.clone())])
 }
 
 /// The named volume holding `acme.json`: it outlives Traefik's container, so
 /// a restart or an upgrade asks the CA for nothing it already has.
-pub fn acme_volume(engine: &Engine) -> String {
-    format!("{}-acme", engine.deploy.proxy.container)
+pub fn acme_volume(deploy: &DeployConfig) -> String {
+    format!("{}-acme", deploy.proxy.container)
 }
 
 /// The host directory of the DNS provider's credential files (mode 0700, files 0600).
-fn dns_secrets_dir(engine: &Engine) -> PathBuf {
-    engine.deploy.data_dir.join("traefik-dns")
+fn dns_secrets_dir(deploy: &DeployConfig) -> PathBuf {
+    deploy.data_dir.join("traefik-dns")
 }
 
 /// Writes the DNS provider's credentials as files Traefik reads, removing any
 /// that are no longer set.
 fn write_dns_secrets(engine: &Engine, acme: &AcmeSettings) -> std::io::Result<()> {
     use std::os::unix::fs::DirBuilderExt;
-    let dir = dns_secrets_dir(engine);
+    let dir = dns_secrets_dir(&engine.deploy);
     std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
@@ -113,9 +118,9 @@ fn write_dns_secrets(engine: &Engine, acme: &AcmeSettings) -> std::io::Result<()
 /// The managed Traefik container, as configured. Its fingerprint label changes
 /// whenever anything here does (the credentials' values included, by hash),
 /// which is how a changed configuration is noticed.
-fn traefik_spec(engine: &Engine, acme: &AcmeSettings) -> ContainerSpec {
+fn traefik_spec(deploy: &DeployConfig, acme: &AcmeSettings) -> ContainerSpec {
     use sha2::{Digest, Sha256};
-    let cfg = &engine.deploy.proxy;
+    let cfg = &deploy.proxy;
     let mut spec = ContainerSpec::new(&cfg.container, &cfg.image);
     spec.cmd = Some(traefik_args(acme));
     spec.exposed = vec![(80, Proto::Tcp), (443, Proto::Tcp)];
@@ -138,7 +143,7 @@ fn traefik_spec(engine: &Engine, acme: &AcmeSettings) -> ContainerSpec {
         });
     }
     spec.network = Network::Bridge {
-        name: engine.deploy.network.clone(),
+        name: deploy.network.clone(),
         aliases: Vec::new(),
     };
     spec.restart = Restart::UnlessStopped;
@@ -149,7 +154,7 @@ fn traefik_spec(engine: &Engine, acme: &AcmeSettings) -> ContainerSpec {
             read_only: true,
         },
         Mount {
-            source: MountSource::Volume(acme_volume(engine)),
+            source: MountSource::Volume(acme_volume(deploy)),
             target: acme::ACME_DIR.into(),
             read_only: false,
         },
@@ -157,7 +162,7 @@ fn traefik_spec(engine: &Engine, acme: &AcmeSettings) -> ContainerSpec {
     spec.env = acme.traefik_env();
     if !acme.dns_credentials.is_empty() {
         spec.mounts.push(Mount {
-            source: MountSource::Bind(dns_secrets_dir(engine).to_string_lossy().into_owned()),
+            source: MountSource::Bind(dns_secrets_dir(deploy).to_string_lossy().into_owned()),
             target: acme::DNS_SECRETS_DIR.into(),
             read_only: true,
         });
@@ -170,7 +175,7 @@ fn traefik_spec(engine: &Engine, acme: &AcmeSettings) -> ContainerSpec {
         });
         spec.env.push(format!("LEGO_CA_CERTIFICATES={}", acme::CA_FILE));
     }
-    let mut labels = instance_labels(engine);
+    let mut labels = labels_of(deploy);
     labels.insert(docker::LABEL_ROLE.to_owned(), "proxy".to_owned());
     spec.labels = labels;
     // Everything but the labels' HashMap (whose order varies) plus the labels sorted.
@@ -216,10 +221,10 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
             reason: e.to_string(),
         })?;
     write_dns_secrets(engine, &acme).map_err(|e| DockerError::Unreachable {
-        host: dns_secrets_dir(engine).display().to_string(),
+        host: dns_secrets_dir(&engine.deploy).display().to_string(),
         reason: e.to_string(),
     })?;
-    let spec = traefik_spec(engine, &acme);
+    let spec = traefik_spec(&engine.deploy, &acme);
     if let Some(existing) = engine.docker.inspect_container(&cfg.container).await? {
         if existing.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT) {
             if !existing.state.is_up() {
@@ -233,7 +238,7 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     docker::ensure_image(&*engine.docker, &cfg.image, None, |_| {}).await?;
     engine
         .docker
-        .ensure_volume(&acme_volume(engine), &instance_labels(engine))
+        .ensure_volume(&acme_volume(&engine.deploy), &instance_labels(engine))
         .await?;
     engine.docker.create_container(&spec).await?;
     engine.docker.start_container(&cfg.container).await?;
@@ -329,6 +334,31 @@ pub async fn ping(engine: &Engine) -> Result<(), String> {
     }
 }
 
+/// Where Berth itself reaches Traefik's `web` (or, with `tls`, `websecure`)
+/// entrypoint: its published port on this host, or, when Berth runs in a
+/// container of its own, Traefik's address on the Berth network (the host's
+/// loopback is not Berth's there).
+pub async fn entry(engine: &Engine, tls: bool) -> std::net::SocketAddr {
+    let cfg = &engine.deploy.proxy;
+    if engine.deploy.self_container.is_some() {
+        if let Ok(Some(info)) = engine.docker.inspect_container(&cfg.container).await {
+            if let Some(addr) = engine
+                .docker
+                .endpoint(&info, &engine.deploy.network, if tls { 443 } else { 80 })
+            {
+                return addr;
+            }
+        }
+    }
+    let ip: std::net::IpAddr = cfg
+        .bind
+        .parse()
+        .ok()
+        .filter(|ip: &std::net::IpAddr| !ip.is_unspecified())
+        .unwrap_or([127, 0, 0, 1].into());
+    std::net::SocketAddr::new(ip, if tls { cfg.https_port } else { cfg.http_port })
+}
+
 /// Waits until a request through Traefik for `host` + `path` is answered by
 /// `deployment` (Traefik adds [`DEPLOYMENT_HEADER`]). Returns whether it was seen.
 /// With an unmanaged proxy there is nothing to ask: wait out its reload instead
@@ -340,20 +370,83 @@ pub async fn wait_routed(engine: &Engine, host: &str, path: &str, deployment: uu
     }
     let want = route_token(engine, deployment);
     let start = std::time::Instant::now();
+    let mut at = entry(engine, false).await;
     while start.elapsed() < limit {
         let answer = crate::http1::request(
-            "127.0.0.1",
-            engine.deploy.proxy.http_port,
+            &at.ip().to_string(),
+            at.port(),
             "HEAD",
             host,
             path,
             Duration::from_secs(2),
         )
         .await;
-        if answer.is_ok_and(|r| r.header(DEPLOYMENT_HEADER) == Some(want.as_str())) {
-            return true;
+        match answer {
+            Ok(r) if r.header(DEPLOYMENT_HEADER) == Some(want.as_str()) => return true,
+            // Traefik may have been recreated with another address.
+            Err(_) => at = entry(engine, false).await,
+            Ok(_) => {}
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     false
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fingerprint(spec: &ContainerSpec) -> String {
+        spec.labels[FINGERPRINT].clone()
+    }
+
+    #[test]
+    fn traefik_keeps_acme_json_on_a_volume_and_credentials_in_files() {
+        let deploy = DeployConfig::default();
+        let plain = traefik_spec(&deploy, &AcmeSettings::default());
+        assert!(plain
+            .mounts
+            .iter()
+            .any(|m| m.source == MountSource::Volume("berth-traefik-acme".into())
+                && m.target == acme::ACME_DIR
+                && !m.read_only));
+        assert!(plain.env.is_empty());
+        assert!(!plain.publish.iter().any(|p| p.proto == Proto::Udp));
+        let cmd = plain.cmd.clone().unwrap();
+        assert!(cmd.contains(&"--ping.entrypoint=ping".to_owned()));
+        assert!(cmd.contains(&"--log.format=json".to_owned()));
+
+        let mut acme = AcmeSettings {
+            dns_provider: Some("cloudflare".into()),
+            dns_credentials: vec![("CF_DNS_API_TOKEN".into(), "tok-1".into())],
+            http3: true,
+            ..AcmeSettings::default()
+        };
+        let with = traefik_spec(&deploy, &acme);
+        assert_eq!(with.env, ["CF_DNS_API_TOKEN_FILE=/etc/berth/dns/CF_DNS_API_TOKEN"]);
+        assert!(with
+            .mounts
+            .iter()
+            .any(|m| m.target == acme::DNS_SECRETS_DIR && m.read_only));
+        assert!(
+            !format!("{with:?}").contains("tok-1"),
+            "the value is in no part of the spec"
+        );
+        // HTTP/3: UDP 443 published on the HTTPS port, `http3` on websecure.
+        assert!(with.exposed.contains(&(443, Proto::Udp)));
+        assert!(with
+            .publish
+            .iter()
+            .any(|p| p.proto == Proto::Udp && p.container_port == 443 && p.host_port == 443));
+        assert!(with
+            .cmd
+            .as_ref()
+            .unwrap()
+            .contains(&"--entrypoints.websecure.http3=true".to_owned()));
+        // A new credential value recreates Traefik (lego reads it at start).
+        let before = fingerprint(&with);
+        acme.dns_credentials[0].1 = "tok-2".into();
+        assert_ne!(fingerprint(&traefik_spec(&deploy, &acme)), before);
+        assert_ne!(fingerprint(&plain), before);
+    }
 }

@@ -228,6 +228,10 @@ impl TestEngine {
         let mut deploy = (*engine.deploy).clone();
         deploy.data_dir = std::env::temp_dir().join(format!("berth-test-data-{}", db.name));
         deploy.proxy.dynamic_dir = deploy.data_dir.join("traefik");
+        // No Traefik runs for it (a [`DeployEnv`] has one): an unmanaged proxy,
+        // so health does not report a missing one and nothing waits for it.
+        deploy.proxy.manage = false;
+        deploy.proxy.unmanaged_settle = std::time::Duration::ZERO;
         let engine = engine.with_deploy(deploy);
         Self { engine, db, redis }
     }
@@ -380,6 +384,7 @@ impl DeployEnv {
         let config = crate::config::DeployConfig {
             data_dir: dir.clone(),
             instance: instance.clone(),
+            self_container: None,
             network: instance.clone(),
             proxy: crate::config::ProxyConfig {
                 manage: true,

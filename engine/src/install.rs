@@ -1,0 +1,572 @@
+//! `berth install` and `berth uninstall`: Berth and what it needs as
+//! containers on one Docker host. The install is a plan of steps, each of
+//! which says what it would do (`--dry-run` prints them) and does nothing when
+//! its object is already as planned, so a second run changes nothing (every
+//! container carries a fingerprint of its specification and is kept while it
+//! matches). Secrets are generated once into files under the data directory
+//! (mode 0600) and reach the containers as files, never as environment values
+//! `docker inspect` would show. Traefik is not made here: Berth's worker runs
+//! it, as on any instance.
+
+use crate::docker::{self, ContainerSpec, DockerApi, DockerError, FileSpec, Mount, MountSource, Network, Restart};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The label on everything `berth install` makes (besides `berth.instance`).
+pub const LABEL_INSTALL: &str = "berth.install";
+const FINGERPRINT: &str = "berth.install-spec";
+/// The user Berth's image runs as.
+pub const BERTH_UID: u32 = 10001;
+/// PostgreSQL's and Redis's user in their official images.
+const DB_UID: u64 = 999;
+
+#[derive(Debug, Clone)]
+pub struct InstallOptions {
+    /// Names the containers, network and volumes (`berth`, `berth-postgres`, ...).
+    pub instance: String,
+    pub image: String,
+    pub postgres_image: String,
+    pub redis_image: String,
+    pub traefik_image: String,
+    /// A path on the Docker host, mounted into Berth at the same path.
+    pub data_dir: PathBuf,
+    /// The Docker socket on the host, mounted into Berth.
+    pub docker_socket: PathBuf,
+    /// The dashboard's host name, served through Traefik.
+    pub host: String,
+    /// `http`, `tls`, `dns` or `none` (`BERTH_DASHBOARD_CERT`).
+    pub dashboard_cert: String,
+    pub bind: String,
+    pub http_port: u16,
+    pub https_port: u16,
+    /// More `NAME=value` for Berth's container (e.g. `BERTH_ALLOW_LOCAL_IMAGES=on`).
+    pub env: Vec<String>,
+}
+
+impl InstallOptions {
+    /// The address users open: HTTPS unless the dashboard has no certificate.
+    pub fn public_url(&self) -> String {
+        let (scheme, port, default) = if self.dashboard_cert == "none" {
+            ("http", self.http_port, 80)
+        } else {
+            ("https", self.https_port, 443)
+        };
+        if port == default {
+            format!("{scheme}://{}", self.host)
+        } else {
+            format!("{scheme}://{}:{port}", self.host)
+        }
+    }
+    fn postgres(&self) -> String {
+        format!("{}-postgres", self.instance)
+    }
+    fn redis(&self) -> String {
+        format!("{}-redis", self.instance)
+    }
+    fn labels(&self) -> HashMap<String, String> {
+        HashMap::from([
+            (docker::LABEL_INSTANCE.to_owned(), self.instance.clone()),
+            (LABEL_INSTALL.to_owned(), "true".to_owned()),
+        ])
+    }
+    fn secret(&self, name: &str) -> PathBuf {
+        self.data_dir.join("install").join(name)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InstallError {
+    #[error("{step}: {reason}")]
+    Step { step: String, reason: String },
+}
+
+fn step_err(step: &str, reason: impl std::fmt::Display) -> InstallError {
+    InstallError::Step {
+        step: step.to_owned(),
+        reason: reason.to_string(),
+    }
+}
+
+/// What one step found or did, for the report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Done {
+    pub what: String,
+    /// `unchanged`, `created`, `replaced`, `started`, or with `--dry-run` `would create` ...
+    pub outcome: String,
+}
+
+fn random_secret() -> String {
+    crate::secrets::generate_key_string()
+}
+
+/// Writes `path` with `contents` (mode 0600, owned by `uid`) unless it exists.
+fn ensure_secret_file(
+    path: &Path,
+    uid: u32,
+    contents: impl FnOnce() -> String,
+    dry: bool,
+) -> std::io::Result<&'static str> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if path.exists() {
+        return Ok("unchanged");
+    }
+    if dry {
+        return Ok("would create");
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)?;
+    f.write_all(contents().as_bytes())?;
+    std::os::unix::fs::chown(path, Some(uid), Some(uid))?;
+    Ok("created")
+}
+
+fn read_secret(path: &Path) -> std::io::Result<String> {
+    Ok(std::fs::read_to_string(path)?.trim().to_owned())
+}
+
+/// The containers, as planned from the options and the secrets.
+struct Specs {
+    postgres: ContainerSpec,
+    redis: ContainerSpec,
+    berth: ContainerSpec,
+}
+
+fn on_network(o: &InstallOptions, mut spec: ContainerSpec, alias: &str) -> ContainerSpec {
+    spec.network = Network::Bridge {
+        name: o.instance.clone(),
+        aliases: vec![alias.to_owned()],
+    };
+    spec.restart = Restart::UnlessStopped;
+    spec.labels = o.labels();
+    spec
+}
+
+fn specs(o: &InstallOptions, pg_password: &str, redis_password: &str, socket_gid: Option<u32>) -> Specs {
+    let mut postgres = on_network(o, ContainerSpec::new(o.postgres(), &o.postgres_image), "postgres");
+    postgres.env = vec![
+        "POSTGRES_USER=berth".into(),
+        "POSTGRES_DB=berth".into(),
+        "POSTGRES_PASSWORD_FILE=/var/lib/postgresql/berth-password".into(),
+    ];
+    postgres.mounts = vec![Mount {
+        source: MountSource::Volume(format!("{}-data", o.postgres())),
+        target: "/var/lib/postgresql/data".into(),
+        read_only: false,
+    }];
+    postgres.files = vec![FileSpec {
+        path: "/var/lib/postgresql/berth-password".into(),
+        contents: pg_password.as_bytes().to_vec(),
+        mode: 0o600,
+        uid: DB_UID,
+        gid: DB_UID,
+    }];
+
+    let mut redis = on_network(o, ContainerSpec::new(o.redis(), &o.redis_image), "redis");
+    // AOF as well as snapshots: a crash loses at most a second of queue state.
+    redis.cmd = Some(vec!["redis-server".into(), "/data/berth-redis.conf".into()]);
+    redis.mounts = vec![Mount {
+        source: MountSource::Volume(format!("{}-data", o.redis())),
+        target: "/data".into(),
+        read_only: false,
+    }];
+    redis.files = vec![FileSpec {
+        path: "/data/berth-redis.conf".into(),
+        contents: format!("requirepass {redis_password}\nappendonly yes\nappendfsync everysec\ndir /data\n")
+            .into_bytes(),
+        mode: 0o600,
+        uid: DB_UID,
+        gid: DB_UID,
+    }];
+
+    let mut berth = on_network(o, ContainerSpec::new(&o.instance, &o.image), "berth");
+    let dir = o.data_dir.display().to_string();
+    berth.env = vec![
+        format!("DATABASE_URL_FILE={}", o.secret("database.url").display()),
+        format!("REDIS_URL_FILE={}", o.secret("redis.url").display()),
+        format!("BERTH_SECRET_KEY_FILE={}", o.secret("secret.key").display()),
+        format!("BERTH_DATA_DIR={dir}"),
+        format!("BERTH_INSTANCE={}", o.instance),
+        format!("BERTH_SELF_CONTAINER={}", o.instance),
+        format!("BERTH_NETWORK={}", o.instance),
+        format!("BERTH_PROXY_NAME={}-traefik", o.instance),
+        format!("BERTH_TRAEFIK_IMAGE={}", o.traefik_image),
+        format!("BERTH_PROXY_BIND={}", o.bind),
+        format!("BERTH_HTTP_PORT={}", o.http_port),
+        format!("BERTH_HTTPS_PORT={}", o.https_port),
+        format!("BERTH_DASHBOARD_HOST={}", o.host),
+        "BERTH_DASHBOARD_UPSTREAM=http://berth:3000".into(),
+        format!("BERTH_DASHBOARD_CERT={}", o.dashboard_cert),
+        format!("BERTH_PUBLIC_URL={}", o.public_url()),
+        "BERTH_TRUST_PROXY=on".into(),
+        "DOCKER_HOST=unix:///var/run/docker.sock".into(),
+    ];
+    berth.env.extend(o.env.iter().cloned());
+    berth.mounts = vec![
+        Mount {
+            source: MountSource::Bind(dir.clone()),
+            target: dir,
+            read_only: false,
+        },
+        Mount {
+            source: MountSource::Bind(o.docker_socket.display().to_string()),
+            target: "/var/run/docker.sock".into(),
+            read_only: false,
+        },
+    ];
+    berth.group_add = socket_gid.map(|g| vec![g.to_string()]).unwrap_or_default();
+    let mut s = Specs { postgres, redis, berth };
+    for spec in [&mut s.postgres, &mut s.redis, &mut s.berth] {
+        let fp = fingerprint(spec);
+        spec.labels.insert(FINGERPRINT.to_owned(), fp);
+    }
+    s
+}
+
+/// A hash of everything in a specification (files by content hash): equal
+/// specifications, equal fingerprints.
+fn fingerprint(spec: &ContainerSpec) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    let labels: std::collections::BTreeMap<_, _> = spec.labels.iter().filter(|(k, _)| *k != FINGERPRINT).collect();
+    h.update(
+        format!(
+            "{:?}{:?}{:?}{:?}{:?}{:?}{:?}{:?}{labels:?}",
+            spec.image, spec.env, spec.entrypoint, spec.cmd, spec.network, spec.restart, spec.mounts, spec.group_add
+        )
+        .as_bytes(),
+    );
+    for f in &spec.files {
+        h.update(f.path.as_bytes());
+        h.update(Sha256::digest(&f.contents));
+        h.update(format!("{:o}{}{}", f.mode, f.uid, f.gid).as_bytes());
+    }
+    hex::encode(&h.finalize()[..8])
+}
+
+/// Makes (or keeps) one container as specified.
+async fn ensure_container(
+    docker: &dyn DockerApi,
+    spec: &ContainerSpec,
+    dry: bool,
+) -> Result<&'static str, DockerError> {
+    let existing = docker.inspect_container(&spec.name).await?;
+    if let Some(c) = &existing {
+        if c.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT) {
+            if c.state.is_up() {
+                return Ok("unchanged");
+            }
+            if dry {
+                return Ok("would start");
+            }
+            docker.start_container(&spec.name).await?;
+            return Ok("started");
+        }
+    }
+    if dry {
+        return Ok(if existing.is_some() {
+            "would replace"
+        } else {
+            "would create"
+        });
+    }
+    docker::ensure_image(docker, &spec.image, None, |_| {}).await?;
+    if existing.is_some() {
+        docker.stop_container(&spec.name, Duration::from_secs(30)).await?;
+        docker.remove_container(&spec.name, false).await?;
+    }
+    docker.create_container(spec).await?;
+    docker.start_container(&spec.name).await?;
+    Ok(if existing.is_some() { "replaced" } else { "created" })
+}
+
+/// The group of the Docker socket, which Berth's user joins to use it.
+fn socket_gid(path: &Path) -> Option<u32> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| m.gid())
+}
+
+/// Plans and (unless `dry`) applies the install; what each step found or did.
+pub async fn install(docker: &dyn DockerApi, o: &InstallOptions, dry: bool) -> Result<Vec<Done>, InstallError> {
+    let mut done = Vec::new();
+    let mut note = |what: String, outcome: &str| {
+        done.push(Done {
+            what,
+            outcome: outcome.to_owned(),
+        })
+    };
+    let secrets_dir = o.data_dir.join("install");
+    let dir_existed = secrets_dir.exists();
+    if !dry {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(&secrets_dir)
+            .map_err(|e| step_err("data directory", e))?;
+        for d in [&o.data_dir, &secrets_dir] {
+            std::os::unix::fs::chown(d, Some(BERTH_UID), Some(BERTH_UID)).map_err(|e| step_err("data directory", e))?;
+        }
+    }
+    note(
+        format!("data directory {}", o.data_dir.display()),
+        if dir_existed {
+            "unchanged"
+        } else if dry {
+            "would create"
+        } else {
+            "created"
+        },
+    );
+    // Secrets, generated once.
+    let outcome = ensure_secret_file(&o.secret("secret.key"), BERTH_UID, random_secret, dry)
+        .map_err(|e| step_err("secret key", e))?;
+    note("BERTH_SECRET_KEY (install/secret.key, 0600)".into(), outcome);
+    let outcome = ensure_secret_file(&o.secret("postgres.password"), 0, random_secret, dry)
+        .map_err(|e| step_err("database password", e))?;
+    note("PostgreSQL password (install/postgres.password, 0600)".into(), outcome);
+    let outcome = ensure_secret_file(&o.secret("redis.password"), 0, random_secret, dry)
+        .map_err(|e| step_err("Redis password", e))?;
+    note("Redis password (install/redis.password, 0600)".into(), outcome);
+    let (pg_password, redis_password) = if dry && !o.secret("postgres.password").exists() {
+        ("(generated)".to_owned(), "(generated)".to_owned())
+    } else {
+        (
+            read_secret(&o.secret("postgres.password")).map_err(|e| step_err("database password", e))?,
+            read_secret(&o.secret("redis.password")).map_err(|e| step_err("Redis password", e))?,
+        )
+    };
+    let urls = [
+        (
+            "database.url",
+            format!("postgres://berth:{pg_password}@postgres:5432/berth"),
+        ),
+        ("redis.url", format!("redis://:{redis_password}@redis:6379")),
+    ];
+    for (file, url) in urls {
+        let outcome = ensure_secret_file(&o.secret(file), BERTH_UID, || url, dry).map_err(|e| step_err(file, e))?;
+        note(format!("{file} (install/{file}, 0600)"), outcome);
+    }
+
+    let labels = o.labels();
+    let network_exists = docker
+        .list_networks(&[(docker::LABEL_INSTANCE, Some(o.instance.as_str()))])
+        .await
+        .map_err(|e| step_err("Docker", e))?
+        .contains(&o.instance);
+    if !dry {
+        docker
+            .ensure_network(&o.instance, &labels)
+            .await
+            .map_err(|e| step_err("network", e))?;
+    }
+    note(
+        format!("network {}", o.instance),
+        if network_exists {
+            "unchanged"
+        } else if dry {
+            "would create"
+        } else {
+            "created"
+        },
+    );
+    let volumes = docker
+        .list_volumes(&[(docker::LABEL_INSTANCE, Some(o.instance.as_str()))])
+        .await
+        .map_err(|e| step_err("Docker", e))?;
+    for v in [format!("{}-data", o.postgres()), format!("{}-data", o.redis())] {
+        let exists = volumes.contains(&v);
+        if !dry {
+            docker
+                .ensure_volume(&v, &labels)
+                .await
+                .map_err(|e| step_err("volumes", e))?;
+        }
+        note(
+            format!("volume {v}"),
+            if exists {
+                "unchanged"
+            } else if dry {
+                "would create"
+            } else {
+                "created"
+            },
+        );
+    }
+    let s = specs(o, &pg_password, &redis_password, socket_gid(&o.docker_socket));
+    for (what, spec) in [("PostgreSQL", &s.postgres), ("Redis", &s.redis), ("Berth", &s.berth)] {
+        let outcome = ensure_container(docker, spec, dry)
+            .await
+            .map_err(|e| step_err(&format!("{what} container {}", spec.name), e))?;
+        note(format!("{what} container {} ({})", spec.name, spec.image), outcome);
+    }
+    Ok(done)
+}
+
+/// Waits until Berth's container reports itself healthy (`berth healthcheck`
+/// in it), up to `limit`.
+pub async fn wait_healthy(docker: &dyn DockerApi, o: &InstallOptions, limit: Duration) -> Result<(), InstallError> {
+    let start = std::time::Instant::now();
+    let check = docker::Exec::argv(["/usr/local/bin/berth", "healthcheck"]);
+    let mut last = String::new();
+    while start.elapsed() < limit {
+        match docker.exec(&o.instance, &check, None, None).await {
+            Ok(out) if out.exit_code == 0 => return Ok(()),
+            Ok(out) => last = out.stderr_tail.trim().to_owned(),
+            Err(e) => last = e.to_string(),
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    Err(step_err("waiting for Berth to be healthy", last))
+}
+
+/// The one-time setup token, read by Berth in its container.
+pub async fn setup_token(docker: &dyn DockerApi, o: &InstallOptions) -> Result<Option<String>, InstallError> {
+    let ask = docker::Exec::argv(["/usr/local/bin/berth", "admin", "setup-token"]);
+    let out = docker
+        .exec(&o.instance, &ask, None, None)
+        .await
+        .map_err(|e| step_err("reading the setup token", e))?;
+    if out.exit_code != 0 {
+        return Err(step_err("reading the setup token", out.stderr_tail.trim()));
+    }
+    Ok(Some(out.stdout.trim().to_owned()).filter(|t| !t.is_empty()))
+}
+
+/// Removes every container and network of the instance (the apps' and
+/// databases' too, and the Traefik Berth ran); volumes and the data
+/// directory only with `purge`.
+pub async fn uninstall(
+    docker: &dyn DockerApi,
+    instance: &str,
+    data_dir: Option<&Path>,
+    purge: bool,
+) -> Result<Vec<Done>, InstallError> {
+    let mut done = Vec::new();
+    let by_instance = [(docker::LABEL_INSTANCE, Some(instance))];
+    // Berth first: its worker would otherwise repair what goes next; then one
+    // more look for anything started while Berth was stopping.
+    for pass in 0..2 {
+        let mut containers = docker
+            .list_containers(&by_instance)
+            .await
+            .map_err(|e| step_err("Docker", e))?;
+        if pass == 0 {
+            containers.sort_by_key(|c| c.name != instance);
+        }
+        for c in containers {
+            docker
+                .remove_container(&c.name, false)
+                .await
+                .map_err(|e| step_err(&format!("removing container {}", c.name), e))?;
+            done.push(Done {
+                what: format!("container {}", c.name),
+                outcome: "removed".into(),
+            });
+        }
+    }
+    for n in docker
+        .list_networks(&by_instance)
+        .await
+        .map_err(|e| step_err("Docker", e))?
+    {
+        docker
+            .remove_network(&n)
+            .await
+            .map_err(|e| step_err(&format!("removing network {n}"), e))?;
+        done.push(Done {
+            what: format!("network {n}"),
+            outcome: "removed".into(),
+        });
+    }
+    let volumes = docker
+        .list_volumes(&by_instance)
+        .await
+        .map_err(|e| step_err("Docker", e))?;
+    for v in volumes {
+        if purge {
+            docker
+                .remove_volume(&v)
+                .await
+                .map_err(|e| step_err(&format!("removing volume {v}"), e))?;
+        }
+        done.push(Done {
+            what: format!("volume {v}"),
+            outcome: if purge { "removed" } else { "kept (--purge removes it)" }.into(),
+        });
+    }
+    if let (true, Some(dir)) = (purge, data_dir) {
+        std::fs::remove_dir_all(dir).map_err(|e| step_err("removing the data directory", e))?;
+        done.push(Done {
+            what: format!("data directory {}", dir.display()),
+            outcome: "removed".into(),
+        });
+    }
+    Ok(done)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options() -> InstallOptions {
+        InstallOptions {
+            instance: "berth".into(),
+            image: "berth:1".into(),
+            postgres_image: "postgres:16".into(),
+            redis_image: "redis:7".into(),
+            traefik_image: "traefik:v3.3".into(),
+            data_dir: "/var/lib/berth".into(),
+            docker_socket: "/var/run/docker.sock".into(),
+            host: "berth.example.com".into(),
+            dashboard_cert: "http".into(),
+            bind: "0.0.0.0".into(),
+            http_port: 80,
+            https_port: 443,
+            env: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn secrets_reach_the_containers_as_files_only() {
+        let s = specs(&options(), "pg-secret", "redis-secret", Some(998));
+        for spec in [&s.postgres, &s.redis, &s.berth] {
+            let shown = format!("{:?} {:?} {:?} {:?}", spec.env, spec.cmd, spec.labels, spec.mounts);
+            assert!(
+                !shown.contains("pg-secret") && !shown.contains("redis-secret"),
+                "{shown}"
+            );
+        }
+        assert!(s
+            .berth
+            .env
+            .contains(&"DATABASE_URL_FILE=/var/lib/berth/install/database.url".to_owned()));
+        assert_eq!(s.berth.group_add, ["998"]);
+        assert!(s
+            .berth
+            .env
+            .contains(&"BERTH_PUBLIC_URL=https://berth.example.com".to_owned()));
+        assert_eq!(s.redis.files[0].mode, 0o600);
+    }
+
+    #[test]
+    fn the_same_options_give_the_same_fingerprints() {
+        let a = specs(&options(), "p", "r", None);
+        let b = specs(&options(), "p", "r", None);
+        assert_eq!(a.berth.labels[FINGERPRINT], b.berth.labels[FINGERPRINT]);
+        let mut other = options();
+        other.image = "berth:2".into();
+        assert_ne!(
+            specs(&other, "p", "r", None).berth.labels[FINGERPRINT],
+            a.berth.labels[FINGERPRINT]
+        );
+        assert_ne!(
+            specs(&options(), "p2", "r", None).postgres.labels[FINGERPRINT],
+            a.postgres.labels[FINGERPRINT]
+        );
+    }
+}
