@@ -8,7 +8,6 @@ use crate::accounts::Caller;
 use crate::db::schema::{instance_settings, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::UserId;
-use crate::proxy::acme::{AcmeForm, AcmeSettings};
 use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::{AsyncConnection, RunQueryDsl};
@@ -127,108 +126,6 @@ pub async fn update_settings(engine: &Engine, caller: &Caller, s: Settings) -> R
         .execute(&mut conn)
         .await?;
     tracing::info!(user.id = %caller.user_id, org_creation = s.org_creation.as_str(), "instance settings changed");
-    Ok(())
-}
-
-fn dns_slot() -> crate::secrets::Slot<'static> {
-    crate::secrets::Slot::new("instance_settings", "dns_credentials", "instance")
-}
-
-#[derive(Queryable)]
-struct AcmeRow {
-    directory: Option<String>,
-    email: Option<String>,
-    dns_provider: Option<String>,
-    dns_credentials: Option<String>,
-    dns_resolvers: Option<String>,
-    dns_skip_propagation: bool,
-    http3: bool,
-}
-
-/// The certificate settings Traefik is configured with (defaults when never set).
-pub async fn acme_settings(engine: &Engine) -> Result<AcmeSettings, InstanceError> {
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let row: Option<AcmeRow> = instance_settings::table
-        .select((
-            instance_settings::acme_directory,
-            instance_settings::acme_email,
-            instance_settings::dns_provider,
-            instance_settings::dns_credentials,
-            instance_settings::dns_resolvers,
-            instance_settings::dns_skip_propagation,
-            instance_settings::http3,
-        ))
-        .first(&mut conn)
-        .await
-        .optional()?;
-    let Some(r) = row else {
-        return Ok(AcmeSettings::default());
-    };
-    let dns_credentials: Vec<(String, String)> = match r.dns_credentials {
-        None => Vec::new(),
-        Some(sealed) => {
-            let json = engine
-                .secret
-                .open_text(dns_slot(), &sealed)
-                .map_err(|e| StoreError::Corrupt(format!("DNS provider credentials: {e}")))?;
-            serde_json::from_str(&json).map_err(|e| StoreError::Corrupt(format!("DNS provider credentials: {e}")))?
-        }
-    };
-    Ok(AcmeSettings {
-        directory: r.directory,
-        email: r.email,
-        dns_provider: r.dns_provider,
-        dns_credentials,
-        dns_resolvers: r
-            .dns_resolvers
-            .map(|s| s.split(',').filter(|x| !x.is_empty()).map(str::to_owned).collect())
-            .unwrap_or_default(),
-        dns_skip_propagation: r.dns_skip_propagation,
-        http3: r.http3,
-    })
-}
-
-/// Saves the certificate settings (administrators only) and restarts Traefik
-/// with them when it is managed; `acme.json` stays on its volume.
-pub async fn update_acme(engine: &Engine, caller: &Caller, form: &AcmeForm) -> Result<(), InstanceError> {
-    require_admin(caller)?;
-    let current = acme_settings(engine).await?;
-    let s = form.parse(&current, engine.deploy.host.allow_private_targets)?;
-    let sealed = (!s.dns_credentials.is_empty()).then(|| {
-        engine.secret.seal(
-            dns_slot(),
-            serde_json::to_string(&s.dns_credentials)
-                .expect("serializes")
-                .as_bytes(),
-        )
-    });
-    let resolvers = (!s.dns_resolvers.is_empty()).then(|| s.dns_resolvers.join(","));
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let values = (
-        instance_settings::acme_directory.eq(&s.directory),
-        instance_settings::acme_email.eq(&s.email),
-        instance_settings::dns_provider.eq(&s.dns_provider),
-        instance_settings::dns_credentials.eq(&sealed),
-        instance_settings::dns_resolvers.eq(&resolvers),
-        instance_settings::dns_skip_propagation.eq(s.dns_skip_propagation),
-        instance_settings::http3.eq(s.http3),
-        instance_settings::updated_at.eq(diesel::dsl::now),
-    );
-    diesel::insert_into(instance_settings::table)
-        .values((instance_settings::singleton.eq(true), values))
-        .on_conflict(instance_settings::singleton)
-        .do_update()
-        .set(values)
-        .execute(&mut conn)
-        .await?;
-    drop(conn);
-    tracing::info!(user.id = %caller.user_id, settings = ?s, "certificate settings changed");
-    if engine.deploy.proxy.manage {
-        if let Err(e) = crate::proxy::ensure(engine).await {
-            // Saved all the same: the reconciler applies them when Docker is back.
-            tracing::warn!(error = %e, "restarting Traefik with the new certificate settings");
-        }
-    }
     Ok(())
 }
 

@@ -11,6 +11,7 @@ pub mod config;
 pub mod db;
 pub mod deploy;
 pub mod docker;
+pub mod domains;
 pub mod error;
 pub mod events;
 pub mod fanout;

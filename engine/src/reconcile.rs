@@ -265,7 +265,9 @@ async fn pass(engine: &Engine, memory: &mut Memory) {
     if let Err(e) = services(engine, memory, &mut problems).await {
         tracing::warn!(error = %e, "reconciling database services");
     }
-    crate::apps::tls::watch(engine, &mut memory.certs).await;
+    for app in crate::apps::tls::watch(engine, &mut memory.certs).await {
+        crate::deploy::pipeline::restore_route(engine, app).await;
+    }
     publish(engine, &problems).await;
 }
 

@@ -25,7 +25,7 @@ async fn add(
     cert: CertSource,
     options: DomainOptions,
 ) -> DomainId {
-    apps::add_domain(
+    engine::domains::add(
         e,
         caller,
         app,
@@ -91,7 +91,7 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
     assert!(caller.instance_admin, "the first account administers the instance");
 
     // The instance's ACME account: Pebble, and DNS-01 through httpreq.
-    engine::instance::update_acme(
+    engine::proxy::acme::update(
         e,
         &caller,
         &AcmeForm {
@@ -245,7 +245,7 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
     assert_eq!(get_via(http_port, "fail.test", "/").await.map(|r| r.0), Some(200));
     let orders_after_failure = lab.orders();
     // The app's routes changing does not make Traefik ask again while it backs off.
-    apps::add_domain(
+    engine::domains::add(
         e,
         &caller,
         app,
@@ -304,14 +304,14 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
     let (good_cert, good_key) = self_signed(&["custom.test"], (2025, 1, 1), (2035, 1, 1));
     let (_, other_key) = self_signed(&["custom.test"], (2025, 1, 1), (2035, 1, 1));
     let (old_cert, old_key) = self_signed(&["custom.test"], (2020, 1, 1), (2021, 1, 1));
-    let refused = apps::tls::upload(e, &caller, custom, &good_cert, &other_key)
+    let refused = engine::domains::upload_certificate(e, &caller, custom, &good_cert, &other_key)
         .await
         .unwrap_err();
     assert!(
         matches!(&refused, apps::AppError::Invalid(v) if v.field == "key" && v.message.contains("does not match")),
         "{refused:?}"
     );
-    let refused = apps::tls::upload(e, &caller, custom, &old_cert, &old_key)
+    let refused = engine::domains::upload_certificate(e, &caller, custom, &old_cert, &old_key)
         .await
         .unwrap_err();
     assert!(
@@ -322,7 +322,7 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
         apps::tls::uploaded(e, &caller, custom).await.unwrap().is_none(),
         "nothing stored"
     );
-    apps::tls::upload(e, &caller, custom, &good_cert, &good_key)
+    engine::domains::upload_certificate(e, &caller, custom, &good_cert, &good_key)
         .await
         .unwrap();
     let d = wait_status(e, &caller, app, custom, "issued", &lab).await;
@@ -339,7 +339,7 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
     let mut stranger = caller.clone();
     stranger.org_id = engine::ids::OrgId(uuid::Uuid::new_v4());
     assert!(matches!(
-        apps::tls::upload(e, &stranger, custom, &good_cert, &good_key).await,
+        engine::domains::upload_certificate(e, &stranger, custom, &good_cert, &good_key).await,
         Err(apps::AppError::NotFound)
     ));
 

@@ -21,7 +21,7 @@ async fn the_dashboard_is_served_over_https_with_a_certificate_from_the_ca() {
     let (http_port, https_port) = (env.http_port(), env.engine().deploy.proxy.https_port);
     let e = env.engine();
     let (caller, _) = engine::testing::owner_with_environment(e).await;
-    engine::instance::update_acme(
+    engine::proxy::acme::update(
         e,
         &caller,
         &AcmeForm {

@@ -314,7 +314,7 @@ pub async fn add_domain(
             ))
         })?),
     };
-    apps::add_domain(
+    engine::domains::add(
         &ctx.engine,
         &caller,
         id,
@@ -367,7 +367,7 @@ pub async fn update_domain(
             rate_burst,
         },
     };
-    apps::update_domain(&ctx.engine, &caller, id, update)
+    engine::domains::update(&ctx.engine, &caller, id, update)
         .await
         .map_err(fail)?;
     Ok(())
@@ -379,7 +379,7 @@ pub async fn update_domain(
 pub async fn upload_certificate(id: String, certificate: String, key: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
     let id = edge::id(&id)?;
-    apps::tls::upload(&ctx.engine, &caller, id, &certificate, &key)
+    engine::domains::upload_certificate(&ctx.engine, &caller, id, &certificate, &key)
         .await
         .map_err(fail)?;
     Ok(())
@@ -388,7 +388,7 @@ pub async fn upload_certificate(id: String, certificate: String, key: String) ->
 #[server(endpoint = "apps/remove_domain")]
 pub async fn remove_domain(id: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    apps::remove_domain(&ctx.engine, &caller, edge::id(&id)?)
+    engine::domains::remove(&ctx.engine, &caller, edge::id(&id)?)
         .await
         .map_err(fail)?;
     Ok(())

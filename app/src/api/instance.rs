@@ -18,7 +18,10 @@ pub async fn get_instance() -> Result<InstanceView, AppError> {
     let users = instance::users(&ctx.engine, &caller).await.map_err(fail)?;
     let settings = instance::settings(&ctx.engine).await.map_err(fail)?;
     let host = &ctx.engine.deploy.host;
-    let acme = instance::acme_settings(&ctx.engine).await.map_err(fail)?.to_form();
+    let acme = engine::proxy::acme::settings(&ctx.engine)
+        .await
+        .map_err(fail)?
+        .to_form();
     Ok(InstanceView {
         acme: crate::types::AcmeView {
             directory: acme.directory,
@@ -76,7 +79,9 @@ pub async fn set_acme(
         dns_skip_propagation: dns_skip_propagation.is_some(),
         http3: http3.is_some(),
     };
-    instance::update_acme(&ctx.engine, &caller, &form).await.map_err(fail)
+    engine::proxy::acme::update(&ctx.engine, &caller, &form)
+        .await
+        .map_err(fail)
 }
 
 #[server(endpoint = "instance/admin")]

@@ -785,7 +785,7 @@ async fn check_tls_choice(
         .into());
     }
     if https && cert == CertSource::Dns {
-        let acme = crate::instance::acme_settings(engine)
+        let acme = crate::proxy::acme::settings(engine)
             .await
             .map_err(|e| AppError::Store(StoreError::Corrupt(e.to_string())))?;
         if acme.dns_provider.is_none() {
@@ -838,9 +838,6 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
         .returning(domains::id)
         .get_result(&mut conn)
         .await?;
-    drop(conn);
-    tls::precheck_new(engine, DomainId(did)).await;
-    crate::deploy::pipeline::restore_route(engine, id).await;
     Ok(DomainId(did))
 }
 
@@ -851,9 +848,21 @@ pub struct DomainUpdate {
     pub options: domain_options::OptionsForm,
 }
 
-/// Changes a domain's HTTPS, certificate source and options, and routes the
-/// app with them at once.
-pub async fn update_domain(engine: &Engine, caller: &Caller, id: DomainId, u: DomainUpdate) -> Result<AppId, AppError> {
+/// What changing a domain asks of the proxy.
+pub struct DomainChanged {
+    pub app: AppId,
+    /// HTTPS or the certificate's source changed: the pre-checks run again.
+    pub recheck: bool,
+}
+
+/// Changes a domain's HTTPS, certificate source and options (stored only:
+/// `crate::domains::update` routes them).
+pub async fn update_domain(
+    engine: &Engine,
+    caller: &Caller,
+    id: DomainId,
+    u: DomainUpdate,
+) -> Result<DomainChanged, AppError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let d: (Uuid, Domain) = domains::table
         .filter(domains::id.eq(id.0))
@@ -888,12 +897,10 @@ pub async fn update_domain(engine: &Engine, caller: &Caller, id: DomainId, u: Do
             .execute(&mut conn)
             .await?;
     }
-    drop(conn);
-    if source_changed {
-        tls::precheck_new(engine, id).await;
-    }
-    crate::deploy::pipeline::restore_route(engine, AppId(app)).await;
-    Ok(AppId(app))
+    Ok(DomainChanged {
+        app: AppId(app),
+        recheck: source_changed,
+    })
 }
 
 pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<AppId, AppError> {
@@ -908,9 +915,6 @@ pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Re
     .await
     .optional()?
     .ok_or(AppError::NotFound)?;
-    drop(conn);
-    tls::write_custom(engine).await;
-    crate::deploy::pipeline::restore_route(engine, AppId(app)).await;
     Ok(AppId(app))
 }
 

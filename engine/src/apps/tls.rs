@@ -48,8 +48,9 @@ pub async fn uploaded(engine: &Engine, caller: &Caller, domain: DomainId) -> Res
 }
 
 /// Checks an uploaded certificate and key for the domain (`certs::check_custom`:
-/// each failed check names its field and nothing changes), stores them (the
-/// key sealed) and serves them: the domain turns to HTTPS with `custom`.
+/// each failed check names its field and nothing changes) and stores them (the
+/// key sealed): the domain turns to HTTPS with `custom`
+/// (`crate::domains::upload_certificate` serves them).
 pub async fn upload(
     engine: &Engine,
     caller: &Caller,
@@ -104,8 +105,6 @@ pub async fn upload(
     .await?;
     drop(conn);
     tracing::info!(domain.id = %domain, subject = %f.subject, not_after = %f.not_after, "certificate uploaded");
-    write_custom(engine).await;
-    crate::deploy::pipeline::restore_route(engine, AppId(app)).await;
     Ok(AppId(app))
 }
 
@@ -137,7 +136,7 @@ pub(crate) async fn write_custom(engine: &Engine) {
 
 /// The addresses the pre-check resolves with: the instance's nameservers.
 async fn nameservers(engine: &Engine) -> Vec<std::net::SocketAddr> {
-    crate::instance::acme_settings(engine)
+    crate::proxy::acme::settings(engine)
         .await
         .map(|a| a.dns_resolvers.iter().filter_map(|r| r.parse().ok()).collect())
         .unwrap_or_default()
@@ -251,12 +250,12 @@ async fn traefik_log(engine: &Engine, since: i64) -> String {
 }
 
 /// One pass: for each HTTPS domain, what Traefik serves for its name, the
-/// CA's refusals since the last pass, and the backoff. Routes of apps whose
-/// domains changed state are written again (a paused resolver is left out,
-/// a due retry puts it back).
-pub async fn watch(engine: &Engine, state: &mut Watch) {
+/// CA's refusals since the last pass, and the backoff. Returns the apps whose
+/// routes must be written again (a paused resolver is left out, a due retry
+/// puts it back).
+pub async fn watch(engine: &Engine, state: &mut Watch) -> Vec<AppId> {
     if !engine.deploy.proxy.manage {
-        return;
+        return Vec::new();
     }
     let now = Utc::now();
     let since = state.log_since.unwrap_or(now.timestamp() - 3600);
@@ -265,14 +264,16 @@ pub async fn watch(engine: &Engine, state: &mut Watch) {
     // (harmless: a failure already recorded is not recorded again while paused).
     state.log_since = Some(now.timestamp() - 1);
     let failures = certs::acme_failures(&log);
-    let Ok(mut conn) = engine.db.get().await else { return };
+    let Ok(mut conn) = engine.db.get().await else {
+        return Vec::new();
+    };
     let Ok(rows) = domains::table
         .filter(domains::https.eq(true))
         .select((domains::application_id, domains::cert_checked_at, Domain::as_select()))
         .load::<(Uuid, Option<DateTime<Utc>>, Domain)>(&mut conn)
         .await
     else {
-        return;
+        return Vec::new();
     };
     drop(conn);
     let addr = crate::proxy::entry(engine, true).await;
@@ -313,9 +314,7 @@ pub async fn watch(engine: &Engine, state: &mut Watch) {
             Err(e) => tracing::warn!(domain = %d.host, error = %e, "recording a certificate's state"),
         }
     }
-    for app in reroute {
-        crate::deploy::pipeline::restore_route(engine, AppId(app)).await;
-    }
+    reroute.into_iter().map(AppId).collect()
 }
 
 async fn set_issued(engine: &Engine, d: &Domain, f: &certs::CertFacts) -> Result<(), StoreError> {

@@ -214,12 +214,10 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     if !cfg.manage {
         return Ok(());
     }
-    let acme = crate::instance::acme_settings(engine)
-        .await
-        .map_err(|e| DockerError::Unreachable {
-            host: "the database".into(),
-            reason: e.to_string(),
-        })?;
+    let acme = acme::settings(engine).await.map_err(|e| DockerError::Unreachable {
+        host: "the database".into(),
+        reason: e.to_string(),
+    })?;
     write_dns_secrets(engine, &acme).map_err(|e| DockerError::Unreachable {
         host: dns_secrets_dir(&engine.deploy).display().to_string(),
         reason: e.to_string(),
