@@ -223,23 +223,8 @@ async fn install_serves_through_traefik_is_idempotent_and_uninstalls() {
     .await;
     let app = app.as_str().unwrap().to_owned();
     let mut runtime: Vec<(&'static str, String)> = vec![("id", app.clone())];
-    for (k, v) in [
-        ("port", "8080"),
-        ("command", "sh\n-c\necho up > /index.html && exec httpd -f -p 8080 -h /"),
-        ("cpu_millis", ""),
-        ("memory_mb", ""),
-        ("restart", ""),
-        ("health", "http"),
-        ("health_path", "/"),
-        ("health_command", ""),
-        ("health_interval_ms", ""),
-        ("health_timeout_ms", ""),
-        ("health_retries", ""),
-        ("health_start_period_secs", ""),
-        ("volumes", ""),
-        ("drain_secs", ""),
-    ] {
-        runtime.push((k, v.to_owned()));
+    for (k, v) in runtime_fields("sh\n-c\necho up > /index.html && exec httpd -f -p 8080 -h /") {
+        runtime.push((k, v));
     }
     call("/api/apps/update_runtime", runtime).await;
     call("/api/deployments/create", vec![("app_id", app.clone())]).await;
@@ -260,6 +245,83 @@ async fn install_serves_through_traefik_is_idempotent_and_uninstalls() {
         );
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+
+    // Berth's process killed in the middle of a deployment: Docker restarts
+    // the container, the deployment is reported interrupted, and the live
+    // version keeps serving.
+    let mut slow: Vec<(&'static str, String)> = vec![("id", app.clone())];
+    for (k, v) in runtime_fields("sh\n-c\nsleep 600") {
+        slow.push((k, v));
+    }
+    call("/api/apps/update_runtime", slow).await;
+    let deployment = call("/api/deployments/create", vec![("app_id", app.clone())]).await;
+    let deployment = deployment.as_str().expect("a deployment id").to_owned();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let restarts = e
+        .docker
+        .inspect_container(&instance)
+        .await
+        .unwrap()
+        .unwrap()
+        .restart_count;
+    let kill = engine::docker::Exec::argv([
+        "bash",
+        "-c",
+        "for p in /proc/[0-9]*; do [ \"$(cat $p/comm 2>/dev/null)\" = berth ] && kill -9 ${p#/proc/}; done; true",
+    ]);
+    let _ = e.docker.exec(&instance, &kill, None, None).await;
+    let start = Instant::now();
+    loop {
+        let info = e.docker.inspect_container(&instance).await.unwrap().unwrap();
+        if info.restart_count > restarts && info.state.is_up() {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "Docker did not restart Berth: {:?}",
+            info.state
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let start = Instant::now();
+    loop {
+        let answer = post_with(
+            http_port,
+            &host,
+            "/api/deployments/list",
+            &format!("app_id={app}"),
+            Some(&cookie),
+        )
+        .await;
+        let page = if answer.starts_with("HTTP/1.1 200") {
+            Some(json_body(&answer))
+        } else {
+            None
+        };
+        let this = page.as_ref().and_then(|p| {
+            p["deployments"]
+                .as_array()?
+                .iter()
+                .find(|d| d["id"] == deployment.as_str())
+                .cloned()
+        });
+        if let Some(d) = &this {
+            if d["status"] == "failed" {
+                assert!(d["reason"].as_str().is_some_and(|r| r.contains("interrupted")), "{d}");
+                break;
+            }
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(90),
+            "the deployment was not reported interrupted: {this:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let r = engine::http1::request("127.0.0.1", http_port, "GET", &app_host, "/", Duration::from_secs(5)).await;
+    assert!(
+        r.as_ref().is_ok_and(|r| r.status == 200),
+        "the live version still serves: {r:?}"
+    );
 
     // Again: nothing changes.
     let before = ids(e, &instance).await;
@@ -322,4 +384,27 @@ fn json_body(answer: &str) -> serde_json::Value {
         .ok()
         .or_else(|| body.lines().find_map(|l| serde_json::from_str(l.trim()).ok()))
         .unwrap_or_else(|| panic!("no JSON in {answer}"))
+}
+
+/// The runtime form for the busybox app: `command` one argument per line.
+fn runtime_fields(command: &str) -> Vec<(&'static str, String)> {
+    [
+        ("port", "8080"),
+        ("command", command),
+        ("cpu_millis", ""),
+        ("memory_mb", ""),
+        ("restart", ""),
+        ("health", "http"),
+        ("health_path", "/"),
+        ("health_command", ""),
+        ("health_interval_ms", ""),
+        ("health_timeout_ms", ""),
+        ("health_retries", ""),
+        ("health_start_period_secs", ""),
+        ("volumes", ""),
+        ("drain_secs", ""),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k, v.to_owned()))
+    .collect()
 }
