@@ -238,7 +238,21 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
         .docker
         .ensure_volume(&acme_volume(&engine.deploy), &instance_labels(engine))
         .await?;
-    engine.docker.create_container(&spec).await?;
+    match engine.docker.create_container(&spec).await {
+        Ok(()) => {}
+        // Made meanwhile by another caller (the deploy worker and the
+        // reconciler both make it at first start): theirs is this one.
+        Err(DockerError::Refused { status: 409, .. })
+            if engine
+                .docker
+                .inspect_container(&cfg.container)
+                .await?
+                .is_some_and(|c| c.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT)) =>
+        {
+            tracing::debug!(container = %cfg.container, "Traefik was made meanwhile by another caller");
+        }
+        Err(e) => return Err(e),
+    }
     engine.docker.start_container(&cfg.container).await?;
     // A new container is on no organization's network yet.
     crate::network::attach_proxy_everywhere(engine).await?;
