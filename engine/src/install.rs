@@ -96,37 +96,24 @@ pub struct Done {
     pub outcome: String,
 }
 
-fn random_secret() -> String {
-    crate::secrets::generate_key_string()
-}
-
-/// Writes `path` with `contents` (mode 0600, owned by `uid`) unless it exists.
+/// The secret in `path`, made once (mode 0600, owned by `uid`) from
+/// `contents` when missing (`crate::secrets::load_or_create_secret_file`); with
+/// `dry`, a missing one is only reported. The value (`None`: not made, dry) and
+/// what was done.
 fn ensure_secret_file(
     path: &Path,
     uid: u32,
     contents: impl FnOnce() -> String,
     dry: bool,
-) -> std::io::Result<&'static str> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    if path.exists() {
-        return Ok("unchanged");
+) -> std::io::Result<(Option<String>, &'static str)> {
+    if dry && !path.exists() {
+        return Ok((None, "would create"));
     }
-    if dry {
-        return Ok("would create");
+    let (value, made) = crate::secrets::load_or_create_secret_file(path, contents)?;
+    if made {
+        std::os::unix::fs::chown(path, Some(uid), Some(uid))?;
     }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)?;
-    f.write_all(contents().as_bytes())?;
-    std::os::unix::fs::chown(path, Some(uid), Some(uid))?;
-    Ok("created")
-}
-
-fn read_secret(path: &Path) -> std::io::Result<String> {
-    Ok(std::fs::read_to_string(path)?.trim().to_owned())
+    Ok((Some(value), if made { "created" } else { "unchanged" }))
 }
 
 /// The containers, as planned from the options and the secrets.
@@ -323,34 +310,22 @@ pub async fn install(docker: &dyn DockerApi, o: &InstallOptions, dry: bool) -> R
         },
     );
     // Secrets, generated once.
-    let outcome = ensure_secret_file(&o.secret("secret.key"), BERTH_UID, random_secret, dry)
-        .map_err(|e| step_err("secret key", e))?;
-    note("BERTH_SECRET_KEY (install/secret.key, 0600)".into(), outcome);
-    let outcome = ensure_secret_file(&o.secret("postgres.password"), 0, random_secret, dry)
-        .map_err(|e| step_err("database password", e))?;
-    note("PostgreSQL password (install/postgres.password, 0600)".into(), outcome);
-    let outcome = ensure_secret_file(&o.secret("redis.password"), 0, random_secret, dry)
-        .map_err(|e| step_err("Redis password", e))?;
-    note("Redis password (install/redis.password, 0600)".into(), outcome);
-    let (pg_password, redis_password) = if dry && !o.secret("postgres.password").exists() {
-        ("(generated)".to_owned(), "(generated)".to_owned())
-    } else {
-        (
-            read_secret(&o.secret("postgres.password")).map_err(|e| step_err("database password", e))?,
-            read_secret(&o.secret("redis.password")).map_err(|e| step_err("Redis password", e))?,
-        )
+    let mut secret = |file: &str, what: &str, uid: u32, contents: &dyn Fn() -> String| {
+        let (value, outcome) =
+            ensure_secret_file(&o.secret(file), uid, contents, dry).map_err(|e| step_err(what, e))?;
+        note(format!("{what} (install/{file}, 0600)"), outcome);
+        Ok::<_, InstallError>(value.unwrap_or_else(|| "(generated)".to_owned()))
     };
-    let urls = [
-        (
-            "database.url",
-            format!("postgres://berth:{pg_password}@postgres:5432/berth"),
-        ),
-        ("redis.url", format!("redis://:{redis_password}@redis:6379")),
-    ];
-    for (file, url) in urls {
-        let outcome = ensure_secret_file(&o.secret(file), BERTH_UID, || url, dry).map_err(|e| step_err(file, e))?;
-        note(format!("{file} (install/{file}, 0600)"), outcome);
-    }
+    let random = &crate::secrets::generate_key_string;
+    secret("secret.key", "BERTH_SECRET_KEY", BERTH_UID, random)?;
+    let pg_password = secret("postgres.password", "PostgreSQL password", 0, random)?;
+    let redis_password = secret("redis.password", "Redis password", 0, random)?;
+    secret("database.url", "database URL", BERTH_UID, &|| {
+        format!("postgres://berth:{pg_password}@postgres:5432/berth")
+    })?;
+    secret("redis.url", "Redis URL", BERTH_UID, &|| {
+        format!("redis://:{redis_password}@redis:6379")
+    })?;
 
     let labels = o.labels();
     let network_exists = docker

@@ -227,27 +227,36 @@ pub fn generate_key_string() -> String {
 /// Reads the development key file, creating it (mode 0600, never overwritten) on
 /// first use.
 pub fn load_or_create_key_file(path: &Path) -> std::io::Result<String> {
+    load_or_create_secret_file(path, generate_key_string).map(|(key, _)| key)
+}
+
+/// The secret in `path` (trimmed), or, when there is none, `make()` written
+/// there first with mode 0600 from its first byte; whether it was made here.
+/// When another process makes it at the same moment, theirs is used.
+pub fn load_or_create_secret_file(path: &Path, make: impl FnOnce() -> String) -> std::io::Result<(String, bool)> {
     match std::fs::read_to_string(path) {
-        Ok(s) => return Ok(s.trim().to_owned()),
+        Ok(s) => return Ok((s.trim().to_owned(), false)),
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
         Err(_) => {}
     }
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let key = generate_key_string();
+    let value = make();
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create_new(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
     match opts.open(path) {
         Ok(mut f) => {
-            f.write_all(key.as_bytes())?;
+            f.write_all(value.as_bytes())?;
             f.write_all(b"\n")?;
-            Ok(key)
+            Ok((value, true))
         }
         // Another process created it first: use theirs.
-        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(std::fs::read_to_string(path)?.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            Ok((std::fs::read_to_string(path)?.trim().to_owned(), false))
+        }
         Err(e) => Err(e),
     }
 }

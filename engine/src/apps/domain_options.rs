@@ -44,9 +44,9 @@ impl CertSource {
     /// Traefik's certificate resolver for this source (`None`: no ACME).
     pub fn resolver(self) -> Option<&'static str> {
         match self {
-            CertSource::Http => Some("http01"),
-            CertSource::Tls => Some("tlsalpn01"),
-            CertSource::Dns => Some("dns01"),
+            CertSource::Http => Some(crate::proxy::acme::HTTP01),
+            CertSource::Tls => Some(crate::proxy::acme::TLSALPN01),
+            CertSource::Dns => Some(crate::proxy::acme::DNS01),
             CertSource::Custom => None,
         }
     }

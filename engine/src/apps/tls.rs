@@ -22,31 +22,6 @@ fn key_slot(domain: &str) -> crate::secrets::Slot<'_> {
     crate::secrets::Slot::new("certificates", "key", domain)
 }
 
-/// An uploaded certificate, as shown.
-#[derive(Debug, Clone)]
-pub struct Uploaded {
-    pub subject: String,
-    pub issuer: String,
-    pub not_after: DateTime<Utc>,
-}
-
-/// The uploaded certificate of a domain of the caller's organization.
-pub async fn uploaded(engine: &Engine, caller: &Caller, domain: DomainId) -> Result<Option<Uploaded>, AppError> {
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let row: Option<(String, String, DateTime<Utc>)> = certificates::table
-        .filter(certificates::domain_id.eq(domain.0))
-        .filter(certificates::organization_id.eq(caller.org_id.0))
-        .select((certificates::subject, certificates::issuer, certificates::not_after))
-        .first(&mut conn)
-        .await
-        .optional()?;
-    Ok(row.map(|(subject, issuer, not_after)| Uploaded {
-        subject,
-        issuer,
-        not_after,
-    }))
-}
-
 /// Checks an uploaded certificate and key for the domain (`certs::check_custom`:
 /// each failed check names its field and nothing changes) and stores them (the
 /// key sealed): the domain turns to HTTPS with `custom`
@@ -258,12 +233,6 @@ pub async fn watch(engine: &Engine, state: &mut Watch) -> Vec<AppId> {
         return Vec::new();
     }
     let now = Utc::now();
-    let since = state.log_since.unwrap_or(now.timestamp() - 3600);
-    let log = traefik_log(engine, since).await;
-    // Overlap one second: a line in the second of the last read is read twice
-    // (harmless: a failure already recorded is not recorded again while paused).
-    state.log_since = Some(now.timestamp() - 1);
-    let failures = certs::acme_failures(&log);
     let Ok(mut conn) = engine.db.get().await else {
         return Vec::new();
     };
@@ -276,12 +245,23 @@ pub async fn watch(engine: &Engine, state: &mut Watch) -> Vec<AppId> {
         return Vec::new();
     };
     drop(conn);
+    // Issued and looked at lately: nothing to do for it this pass.
+    let due: Vec<_> = rows
+        .into_iter()
+        .filter(|(_, checked, d)| !(d.cert_status == "issued" && checked.is_some_and(|c| now - c < ISSUED_RECHECK)))
+        .collect();
+    let since = state.log_since.unwrap_or(now.timestamp() - 3600);
+    // Overlap one second: a line in the second of the last read is read twice
+    // (harmless: a failure already recorded is not recorded again while paused).
+    state.log_since = Some(now.timestamp() - 1);
+    if due.is_empty() {
+        // No Docker log read on a pass with nothing waiting for a certificate.
+        return Vec::new();
+    }
+    let failures = certs::acme_failures(&traefik_log(engine, since).await);
     let addr = crate::proxy::entry(engine, true).await;
     let mut reroute = std::collections::BTreeSet::new();
-    for (app, checked, d) in rows {
-        if d.cert_status == "issued" && checked.is_some_and(|c| now - c < ISSUED_RECHECK) {
-            continue;
-        }
+    for (app, _, d) in due {
         let served = certs::served(addr, &certs::probe_name(&d.host), Duration::from_secs(3)).await;
         let issued = served
             .as_ref()

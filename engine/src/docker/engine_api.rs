@@ -447,6 +447,19 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
+/// The networks named exactly `name`, through the list: inspecting by name
+/// fails once two share it (Docker before API 1.44 lets that happen).
+async fn networks_named(
+    docker: &bollard::Docker,
+    name: &str,
+) -> Result<Vec<bollard::models::Network>, bollard::errors::Error> {
+    let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
+    let list = docker
+        .list_networks(Some(q::ListNetworksOptionsBuilder::new().filters(&filters).build()))
+        .await?;
+    Ok(list.into_iter().filter(|n| n.name.as_deref() == Some(name)).collect())
+}
+
 impl DockerApi for BollardDocker {
     fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>> {
         Box::pin(async move {
@@ -849,18 +862,7 @@ impl DockerApi for BollardDocker {
             // By exact name, through the list: inspecting by name fails once two
             // share it (Docker before API 1.44 lets that happen), and a failed
             // check would then make a third, and so on.
-            let same_name = |docker: bollard::Docker| async move {
-                let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
-                docker
-                    .list_networks(Some(q::ListNetworksOptionsBuilder::new().filters(&filters).build()))
-                    .await
-                    .map(|l| {
-                        l.into_iter()
-                            .filter(|n| n.name.as_deref() == Some(name))
-                            .collect::<Vec<_>>()
-                    })
-            };
-            let found = same_name(docker.clone()).await.map_err(|e| self.err(e))?;
+            let found = networks_named(&docker, name).await.map_err(|e| self.err(e))?;
             if !found.is_empty() {
                 // Heal an earlier race: keep the oldest, remove empty extras.
                 let mut found = found;
@@ -888,7 +890,7 @@ impl DockerApi for BollardDocker {
             match docker.create_network(req).await {
                 Ok(_) => Ok(()),
                 // Another replica created it meanwhile.
-                Err(_) if same_name(docker.clone()).await.is_ok_and(|l| !l.is_empty()) => Ok(()),
+                Err(_) if networks_named(&docker, name).await.is_ok_and(|l| !l.is_empty()) => Ok(()),
                 Err(e) => Err(self.err(e)),
             }
         })
@@ -944,16 +946,10 @@ impl DockerApi for BollardDocker {
 
     fn network_gateway<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<Option<std::net::IpAddr>, DockerError>> {
         Box::pin(async move {
-            let filters = HashMap::from([("name".to_owned(), vec![name.to_owned()])]);
-            let list = self
-                .docker()
-                .await?
-                .list_networks(Some(q::ListNetworksOptionsBuilder::new().filters(&filters).build()))
-                .await
-                .map_err(|e| self.err(e))?;
+            let docker = self.docker().await?;
+            let list = networks_named(&docker, name).await.map_err(|e| self.err(e))?;
             Ok(list
                 .into_iter()
-                .filter(|n| n.name.as_deref() == Some(name))
                 .flat_map(|n| n.ipam.and_then(|i| i.config).unwrap_or_default())
                 .find_map(|c| c.gateway.and_then(|g| g.parse().ok())))
         })
