@@ -36,12 +36,15 @@ RUN if ! command -v pg_dump >/dev/null || ! command -v git >/dev/null || ! comma
       && rm -rf /var/lib/apt/lists/*; \
     fi \
  && useradd --system --uid 10001 --user-group --home-dir /var/lib/berth --create-home berth
+# What this build is (scripts/image.sh passes the git commit); /api/admin/health shows it.
+ARG BERTH_RELEASE=
 COPY --from=build /out/berth /usr/local/bin/berth
 COPY --from=build /out/site /usr/share/berth/site
 ENV BERTH_LISTEN=0.0.0.0:3000 \
     BERTH_SITE_ROOT=/usr/share/berth/site \
     BERTH_DATA_DIR=/var/lib/berth \
     BERTH_MODE=production \
+    BERTH_RELEASE=${BERTH_RELEASE} \
     PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 USER berth
 WORKDIR /var/lib/berth

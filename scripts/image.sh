@@ -34,7 +34,7 @@ build_base_image() {
 # Berth's image from this host's build: a build image holding /out (the
 # binary and the site) on the base, then the Dockerfile with both as arguments.
 build_berth_image() {
-  local tag=$1 profile=${2:-release} base=${3:-berth-local/debian:trixie} here ctx
+  local tag=$1 profile=${2:-release} base=${3:-berth-local/debian:trixie} here ctx release
   here=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
   build_base_image "$base" || return 1
   ctx=$(mktemp -d)
@@ -44,8 +44,11 @@ build_berth_image() {
   printf 'FROM %s\nCOPY out /out\n' "$base" >"$ctx/Dockerfile"
   DOCKER_BUILDKIT=0 docker build -q -t berth-local/prebuilt "$ctx" >/dev/null || { rm -rf "$ctx"; return 1; }
   rm -rf "$ctx"
+  release=$(awk -F'"' '/^version/{print $2; exit}' "$here/Cargo.toml")
+  release="$release+$(git -C "$here" rev-parse --short HEAD 2>/dev/null || echo local)"
   DOCKER_BUILDKIT=0 docker build -q \
     --build-arg BUILD_IMAGE=berth-local/prebuilt \
+    --build-arg BERTH_RELEASE="$release" \
     --build-arg BASE_IMAGE="$base" \
     -t "$tag" "$here" >/dev/null
 }

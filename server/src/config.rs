@@ -19,6 +19,10 @@ pub struct ServerConfig {
     pub body_limit: usize,
     /// `BERTH_WORKER` (default on): run the job runner inside `berth serve`.
     pub worker: bool,
+    /// `BERTH_RELEASE`: what this build is, beside its version (the image sets
+    /// it: scripts/image.sh puts the git commit); administrators see it in
+    /// `/api/admin/health`.
+    pub release: Option<String>,
 }
 
 impl ServerConfig {
@@ -53,6 +57,21 @@ impl ServerConfig {
             trust_proxy: flag("BERTH_TRUST_PROXY", false)?,
             body_limit,
             worker: flag("BERTH_WORKER", true)?,
+            release: var("BERTH_RELEASE")
+                .map(|r| {
+                    let ok = !r.is_empty()
+                        && r.len() <= 64
+                        && r.bytes().all(|c| c.is_ascii_alphanumeric() || b"._+-".contains(&c));
+                    if ok {
+                        Ok(r)
+                    } else {
+                        Err(ConfigError::Invalid {
+                            name: "BERTH_RELEASE",
+                            reason: "letters, digits, '.', '_', '+' and '-' (at most 64)".into(),
+                        })
+                    }
+                })
+                .transpose()?,
         })
     }
 

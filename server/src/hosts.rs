@@ -75,6 +75,7 @@ mod tests {
             trust_proxy: false,
             body_limit: 1,
             worker: false,
+            release: None,
         };
         let hosts = AllowedHosts::new(&config, Some("dash.example.com"));
         for ok in [

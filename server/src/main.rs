@@ -1,5 +1,5 @@
 //! The `berth` binary: `serve` (default), `worker`, `migrate`, `healthcheck`,
-//! `admin reset-password`, `admin restore-database`.
+//! `install`, `upgrade`, `uninstall` (in `host`), and the `admin` tasks.
 
 use anyhow::Context;
 use axum::serve::ListenerExt;
@@ -11,6 +11,9 @@ use secrecy::ExposeSecret;
 use server::config::{LogConfig, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
+
+mod host;
+use host::{InstallArgs, UpgradeArgs};
 
 /// Berth: a self-hosted platform-as-a-service. Configuration comes from the
 /// environment (see README.md: DATABASE_URL, REDIS_URL, BERTH_SECRET_KEY, ...).
@@ -40,6 +43,11 @@ enum Command {
     /// worker then runs Traefik), secrets generated once into 0600 files under
     /// the data directory. Running it again changes nothing.
     Install(InstallArgs),
+    /// Move an installed Berth to another image without downtime: its
+    /// database backed up, migrations from the new image, the new Berth beside
+    /// the old, the dashboard's route moved once it is healthy, the old one
+    /// stopped. A failed step leaves the old Berth serving (docs/INSTALL.md).
+    Upgrade(UpgradeArgs),
     /// Remove the instance's containers (apps and databases included) and
     /// networks; volumes and the data directory stay unless --purge.
     Uninstall {
@@ -57,62 +65,38 @@ enum Command {
     },
 }
 
-#[derive(clap::Args)]
-struct InstallArgs {
-    /// The dashboard's host name (DNS pointing at this server), served through Traefik.
-    #[arg(long)]
-    host: String,
-    #[arg(long, default_value = concat!("berth:", env!("CARGO_PKG_VERSION")))]
-    image: String,
-    #[arg(long, default_value = "postgres:16")]
-    postgres_image: String,
-    #[arg(long, default_value = "redis:7")]
-    redis_image: String,
-    #[arg(long, default_value = "traefik:v3.3")]
-    traefik_image: String,
-    /// Names the containers, network and volumes.
-    #[arg(long, default_value = "berth")]
-    instance: String,
-    /// A directory on this host, mounted into Berth at the same path.
-    #[arg(long, default_value = "/var/lib/berth")]
-    data_dir: std::path::PathBuf,
-    #[arg(long, default_value = "/var/run/docker.sock")]
-    docker_socket: std::path::PathBuf,
-    /// How the dashboard gets its certificate: http, tls, dns, or none (HTTP only).
-    #[arg(long, default_value = "http")]
-    dashboard_cert: String,
-    #[arg(long, default_value = "0.0.0.0")]
-    bind: String,
-    #[arg(long, default_value_t = 80)]
-    http_port: u16,
-    #[arg(long, default_value_t = 443)]
-    https_port: u16,
-    /// More configuration for Berth's container, NAME=value (repeatable).
-    #[arg(long = "env")]
-    env: Vec<String>,
-    /// Print what would be done, and do nothing.
-    #[arg(long)]
-    dry_run: bool,
-}
-
 #[derive(Subcommand)]
 enum AdminCommand {
     /// Print the one-time setup token while onboarding is open (nothing after).
     SetupToken,
     /// Set a new random password for a user, sign out all their sessions, and print it.
     ResetPassword { email: String },
-    /// Restore Berth's own database (DATABASE_URL, best an empty one) from a
-    /// backup object in S3; see docs/OPERATIONS.md. The S3 credentials are read
-    /// from S3_ACCESS_KEY and S3_SECRET_KEY, never from the command line.
+    /// Dump Berth's own database (DATABASE_URL) into a new file (mode 0600),
+    /// and to S3 as well when an own-database backup schedule names a
+    /// destination (`berth upgrade` runs this first).
+    BackupDatabase {
+        #[arg(long)]
+        file: std::path::PathBuf,
+    },
+    /// Print a fingerprint of the database's schema (migrations, tables,
+    /// columns, indexes, constraints): what `berth upgrade` compares.
+    SchemaState,
+    /// Restore Berth's own database (DATABASE_URL) from a backup object in S3
+    /// (best into an empty database; see docs/OPERATIONS.md; the S3
+    /// credentials are read from S3_ACCESS_KEY and S3_SECRET_KEY, never from
+    /// the command line), or with --file from a `backup-database` file, which
+    /// replaces the whole schema in one transaction.
     RestoreDatabase {
+        #[arg(long, conflicts_with_all = ["endpoint", "bucket", "key"])]
+        file: Option<std::path::PathBuf>,
         /// e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:9000
-        #[arg(long)]
-        endpoint: String,
-        #[arg(long)]
-        bucket: String,
+        #[arg(long, required_unless_present = "file")]
+        endpoint: Option<String>,
+        #[arg(long, required_unless_present = "file")]
+        bucket: Option<String>,
         /// The object key, e.g. backups/berth/20261127T030000.000Z.pgdump.gz
-        #[arg(long)]
-        key: String,
+        #[arg(long, required_unless_present = "file")]
+        key: Option<String>,
         #[arg(long, default_value = "us-east-1")]
         region: String,
         /// Address the bucket in the path (MinIO and most S3-compatible servers).
@@ -297,75 +281,6 @@ async fn worker_only() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `berth install`: the arguments checked by their grammars, the plan applied
-/// (or printed), then Berth's health awaited and the URL and setup token shown.
-async fn install(a: InstallArgs) -> anyhow::Result<()> {
-    let bad = |field: &str, why: String| anyhow::anyhow!("--{field}: {why}");
-    let name_ok = a.instance.len() <= 40
-        && a.instance.starts_with(|c: char| c.is_ascii_lowercase())
-        && a.instance
-            .bytes()
-            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == b'-');
-    anyhow::ensure!(
-        name_ok,
-        bad("instance", "lower-case letters, digits and '-' (at most 40)".into())
-    );
-    let host = engine::apps::spec::DomainName::parse(&a.host).map_err(|e| bad("host", e.message))?;
-    for (field, image) in [
-        ("image", &a.image),
-        ("postgres-image", &a.postgres_image),
-        ("redis-image", &a.redis_image),
-        ("traefik-image", &a.traefik_image),
-    ] {
-        engine::apps::spec::parse_image("image", image).map_err(|e| bad(field, e.message))?;
-    }
-    anyhow::ensure!(
-        ["http", "tls", "dns", "none"].contains(&a.dashboard_cert.as_str()),
-        bad("dashboard-cert", "http, tls, dns or none".into())
-    );
-    anyhow::ensure!(a.data_dir.is_absolute(), bad("data-dir", "an absolute path".into()));
-    let _: std::net::IpAddr = a.bind.parse().map_err(|_| bad("bind", "an IP address".into()))?;
-    for e in &a.env {
-        let ok = e.split_once('=').is_some_and(|(n, v)| {
-            !n.is_empty()
-                && n.bytes()
-                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == b'_')
-                && !v.contains('\0')
-        });
-        anyhow::ensure!(ok, bad("env", format!("{e:?} is not NAME=value")));
-    }
-    let o = engine::install::InstallOptions {
-        instance: a.instance,
-        image: a.image,
-        postgres_image: a.postgres_image,
-        redis_image: a.redis_image,
-        traefik_image: a.traefik_image,
-        data_dir: a.data_dir,
-        docker_socket: a.docker_socket,
-        host: host.as_str().to_owned(),
-        dashboard_cert: a.dashboard_cert,
-        bind: a.bind,
-        http_port: a.http_port,
-        https_port: a.https_port,
-        env: a.env,
-    };
-    let docker = BollardDocker::new(&DockerConfig::from_env()?);
-    let done = engine::install::install(&docker, &o, a.dry_run).await?;
-    for d in &done {
-        println!("{}: {}", d.what, d.outcome);
-    }
-    if a.dry_run {
-        return Ok(());
-    }
-    engine::install::wait_healthy(&docker, &o, std::time::Duration::from_secs(180)).await?;
-    println!("Berth is up: {}", o.public_url());
-    match engine::install::setup_token(&docker, &o).await? {
-        Some(token) => println!("Setup token (for the first account, once): {token}"),
-        None => println!("Onboarding is done: sign in with an existing account."),
-    }
-    Ok(())
-}
-
 /// `GET /health` on this host's `berth serve` (an unspecified listen address
 /// is asked on loopback), with the Host it answers to.
 async fn healthcheck() -> anyhow::Result<()> {
@@ -437,7 +352,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Worker => worker_only().await,
         Command::Migrate => migrate(&DatabaseConfig::from_env()?).await,
         Command::Healthcheck => healthcheck().await,
-        Command::Install(args) => install(args).await,
+        Command::Install(args) => host::install(args).await,
+        Command::Upgrade(args) => host::upgrade(args).await,
         Command::Uninstall {
             instance,
             data_dir,
@@ -470,14 +386,35 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Admin {
+            command: AdminCommand::BackupDatabase { file },
+        } => {
+            host::backup_database(&file).await?;
+            let (engine, _) = build_engine(&DatabaseConfig::from_env()?)?;
+            host::backup_to_s3(&engine).await
+        }
+        Command::Admin {
+            command: AdminCommand::SchemaState,
+        } => {
+            let url = DatabaseConfig::from_env()?.url;
+            println!("{}", db::schema_state(url.expose_secret()).await?);
+            Ok(())
+        }
+        Command::Admin {
+            command: AdminCommand::RestoreDatabase { file: Some(file), .. },
+        } => host::restore_file(&file).await,
+        Command::Admin {
             command:
                 AdminCommand::RestoreDatabase {
-                    endpoint,
-                    bucket,
-                    key,
+                    endpoint: Some(endpoint),
+                    bucket: Some(bucket),
+                    key: Some(key),
                     region,
                     path_style,
+                    ..
                 },
         } => restore_database(&endpoint, &bucket, &key, &region, path_style).await,
+        Command::Admin {
+            command: AdminCommand::RestoreDatabase { .. },
+        } => anyhow::bail!("restore-database: --file, or --endpoint, --bucket and --key"),
     }
 }

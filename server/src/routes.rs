@@ -27,8 +27,9 @@ pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_js
     (status, Json(json!({ "status": word })))
 }
 
-/// `GET /api/admin/health`: each backend with its version or its error, for
-/// instance administrators (anyone else: 404).
+/// `GET /api/admin/health`: each backend with its version or its error, and
+/// Berth's own version and release, for instance administrators (anyone
+/// else: 403).
 pub async fn health_details(State(state): State<AppState>, headers: HeaderMap) -> Response {
     let caller = match edge::caller_from(&state.ctx, &headers).await {
         Ok(Some(c)) => c,
@@ -44,5 +45,7 @@ pub async fn health_details(State(state): State<AppState>, headers: HeaderMap) -
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (status, Json(report)).into_response()
+    let mut body = serde_json::to_value(&report).unwrap_or_default();
+    body["berth"] = json!({"version": env!("CARGO_PKG_VERSION"), "release": state.config.release});
+    (status, Json(body)).into_response()
 }

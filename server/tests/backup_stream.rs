@@ -249,3 +249,109 @@ async fn berths_own_database_is_restored_by_the_cli() {
         .unwrap();
     assert!(status.success());
 }
+
+/// Every table's rows as a checksum per table, and the tables' names.
+async fn table_sums(e: &engine::Engine) -> String {
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Sums {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        sums: String,
+    }
+    let mut conn = e.db.get().await.unwrap();
+    let row: Sums = diesel::sql_query(
+        "SELECT string_agg(c.relname || ' ' || (xpath('/row/s/text()', query_to_xml(format(
+           'SELECT md5(coalesce(string_agg(t::text, ''|'' ORDER BY t::text), '''')) AS s FROM public.%I t',
+           c.relname), false, true, '')))[1]::text, E'\\n' ORDER BY c.relname) AS sums
+         FROM pg_class c WHERE c.relkind = 'r' AND c.relnamespace = 'public'::regnamespace",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    row.sums
+}
+
+/// What `berth upgrade` runs in the installed Berth: `admin backup-database
+/// --file` writes a 0600 dump and, with an own-database schedule, a copy to
+/// S3 through the worker; `admin restore-database --file` puts back every
+/// table as it was and removes what was added since (a failed upgrade's
+/// half-applied migration), with the schema fingerprint as before.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_upgrade_backup_goes_to_a_file_and_s3_and_the_file_restores_every_table() {
+    use diesel_async::RunQueryDsl;
+    let env = DeployEnv::new().await;
+    let e = env.engine().clone();
+    let (caller, _) = owner_with_environment(&e).await;
+    let s3 = TestS3::new().await;
+    let dest = s3.destination(&e, &caller, "instance").await;
+    backups::create_schedule(
+        &e,
+        &caller,
+        Subject::Own,
+        backups::NewSchedule::parse(dest, "0 3 * * *", "UTC", "3", false).unwrap(),
+    )
+    .await
+    .unwrap();
+    let (stop, worker) = engine::testing::start_backup_worker(&e);
+    let dir = std::env::temp_dir().join(format!("berth-own-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("before.pgdump");
+    let file_s = file.display().to_string();
+    let berth = |args: &[&str]| {
+        let out = Command::new(BIN)
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap())
+            .env("RUST_LOG", "warn")
+            .envs(env.berth_env())
+            .output()
+            .unwrap();
+        let text = format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        (out.status.success(), text)
+    };
+    let state = || async {
+        let (ok, out) = berth(&["admin", "schema-state"]);
+        assert!(ok, "{out}");
+        out.trim().to_owned()
+    };
+    let schema = state().await;
+    let sums = table_sums(&e).await;
+
+    let (ok, out) = berth(&["admin", "backup-database", "--file", &file_s]);
+    stop.cancel();
+    let _ = worker.await;
+    assert!(ok, "{out}");
+    use std::os::unix::fs::PermissionsExt;
+    assert_eq!(std::fs::metadata(&file).unwrap().permissions().mode() & 0o777, 0o600);
+    let keys = s3.keys().await;
+    assert_eq!(keys.len(), 1, "{out}");
+    assert!(out.contains(&format!("and to S3: {}", keys[0])), "{out}");
+    // Never over an existing file.
+    let (ok, out) = berth(&["admin", "backup-database", "--file", &file_s]);
+    assert!(!ok && out.contains("creating"), "{out}");
+
+    // What a half-done upgrade leaves: a table, a migration row, a changed row.
+    let mut conn = e.db.get().await.unwrap();
+    for sql in [
+        "CREATE TABLE upgrade_half (id int)",
+        "INSERT INTO __diesel_schema_migrations (version) VALUES ('29990101000001')",
+        "UPDATE projects SET description = 'changed'",
+    ] {
+        diesel::sql_query(sql).execute(&mut conn).await.unwrap();
+    }
+    drop(conn);
+    assert_ne!(state().await, schema);
+    assert_ne!(table_sums(&e).await, sums);
+
+    let (ok, out) = berth(&["admin", "restore-database", "--file", &file_s]);
+    assert!(ok, "{out}");
+    assert_eq!(state().await, schema);
+    assert_eq!(table_sums(&e).await, sums);
+    // The engine's pooled connections go on working.
+    assert_eq!(engine::projects::list(&e, &caller).await.unwrap().len(), 1);
+    let _ = std::fs::remove_dir_all(&dir);
+}

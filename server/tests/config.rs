@@ -130,6 +130,7 @@ fn the_readme_table_parses_and_every_variable_is_read() {
     load_everything().expect("the README's examples together");
     let server = ServerConfig::from_env().unwrap();
     assert!(!server.worker && server.trust_proxy);
+    assert_eq!(server.release.as_deref(), Some("0.1.0+3f2a9c1"));
     let deploy = DeployConfig::from_env().unwrap();
     assert!(!deploy.proxy.manage && deploy.allow_local_sources);
     assert!(deploy.host.allow_private_targets && deploy.host.allow_local_images);

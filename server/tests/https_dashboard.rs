@@ -64,6 +64,12 @@ async fn the_dashboard_is_served_over_https_with_a_certificate_from_the_ca() {
     };
     let health: serde_json::Value = serde_json::from_str(&body).expect("JSON health");
     assert!(health["status"] == "ok" || health["status"] == "degraded", "{health}");
+    // The route names its upstream in a header, read over TLS as `berth
+    // upgrade` reads it to see the route moved.
+    let token = engine::proxy::dashboard_route_token(([127, 0, 0, 1], https_port).into(), "berth.test", true)
+        .await
+        .unwrap();
+    assert_eq!(token, Some(engine::proxy::dashboard_token(&upstream)));
     // Traefik's own /ping, as the health view reads it.
     let report = engine::health::check(e).await;
     assert_eq!(

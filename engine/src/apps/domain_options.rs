@@ -22,6 +22,12 @@ pub enum CertSource {
     Custom,
 }
 
+/// Traefik's certificate resolvers by name (`crate::proxy::acme` starts
+/// Traefik with them).
+pub const HTTP01: &str = "http01";
+pub const TLSALPN01: &str = "tlsalpn01";
+pub const DNS01: &str = "dns01";
+
 impl CertSource {
     pub const FIELD: &'static str = "cert";
     pub fn as_str(self) -> &'static str {
@@ -44,9 +50,9 @@ impl CertSource {
     /// Traefik's certificate resolver for this source (`None`: no ACME).
     pub fn resolver(self) -> Option<&'static str> {
         match self {
-            CertSource::Http => Some(crate::proxy::acme::HTTP01),
-            CertSource::Tls => Some(crate::proxy::acme::TLSALPN01),
-            CertSource::Dns => Some(crate::proxy::acme::DNS01),
+            CertSource::Http => Some(HTTP01),
+            CertSource::Tls => Some(TLSALPN01),
+            CertSource::Dns => Some(DNS01),
             CertSource::Custom => None,
         }
     }

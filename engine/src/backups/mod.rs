@@ -796,6 +796,64 @@ pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) 
     Ok(BackupId(bid))
 }
 
+/// Berth's own database to S3 now, for `berth upgrade`: queued for the first
+/// enabled own-database schedule's destination (the worker of the running
+/// Berth takes it) and waited for, up to `limit`. `None`: no schedule names
+/// a destination, so the local file is the only copy.
+pub async fn own_to_s3_now(engine: &Engine, limit: std::time::Duration) -> Result<Option<String>, String> {
+    let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
+    let schedule: Option<(Uuid, Uuid, Uuid)> = backup_schedules::table
+        .filter(backup_schedules::service_id.is_null())
+        .filter(backup_schedules::enabled.eq(true))
+        .order(backup_schedules::created_at)
+        .select((
+            backup_schedules::id,
+            backup_schedules::organization_id,
+            backup_schedules::destination_id,
+        ))
+        .first(&mut conn)
+        .await
+        .optional()
+        .map_err(|e| e.to_string())?;
+    let Some((schedule, org, destination)) = schedule else {
+        return Ok(None);
+    };
+    let id: Uuid = diesel::insert_into(backups::table)
+        .values((
+            backups::organization_id.eq(org),
+            backups::service_id.eq(None::<Uuid>),
+            backups::service_name.eq(OWN_NAME),
+            backups::engine.eq("postgres"),
+            backups::destination_id.eq(destination),
+            backups::schedule_id.eq(Some(schedule)),
+            backups::trigger.eq(BackupTrigger::Manual),
+        ))
+        .returning(backups::id)
+        .get_result(&mut conn)
+        .await
+        .map_err(|e| e.to_string())?;
+    drop(conn);
+    crate::events::backup_changed(engine, id).await;
+    let start = std::time::Instant::now();
+    loop {
+        let mut conn = engine.db.get().await.map_err(|e| e.to_string())?;
+        let b: Backup = backups::table
+            .find(id)
+            .select(Backup::as_select())
+            .first(&mut conn)
+            .await
+            .map_err(|e| e.to_string())?;
+        match b.status {
+            JobStatus::Succeeded => return Ok(b.object_key),
+            JobStatus::Failed => return Err(format!("the S3 backup failed: {}", b.error.unwrap_or_default())),
+            _ if start.elapsed() > limit => {
+                return Err(format!("the S3 backup did not finish within {} s", limit.as_secs()))
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(500)).await,
+        }
+    }
+}
+
 /// A backup's status, for callers that wait on it (tests, the CLI).
 pub async fn backup_status(engine: &Engine, caller: &Caller, id: BackupId) -> Result<Backup, BackupError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;

@@ -151,6 +151,112 @@ pub async fn restore(pg_restore: &str, url: &str, target: &s3::Target, key: &str
     fed.map_err(|e| format!("{pg_restore} stopped reading the backup: {e}"))
 }
 
+/// Restores a dump file (custom format, [`dump`]'s) as the whole of the
+/// database's `public` schema, in one transaction: `public` is dropped and made
+/// again, then `pg_restore`'s SQL runs through `psql`. Objects a failed
+/// upgrade's migration added go too (`pg_restore --clean` would keep what the
+/// dump does not name), and until the commit every other session sees the
+/// database as it was.
+pub async fn restore_file(pg_restore: &str, url: &str, file: &std::path::Path) -> Result<(), String> {
+    let psql = sibling(pg_restore, "psql");
+    let mut sql = tokio::process::Command::new(pg_restore);
+    sql.env_clear()
+        .args(["--no-owner", "--no-privileges", "--exit-on-error", "-f", "-"])
+        .arg(file)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    if let Ok(path) = std::env::var("PATH") {
+        sql.env("PATH", path);
+    }
+    let mut reader = sql.spawn().map_err(|e| format!("cannot run {pg_restore}: {e}"))?;
+    let reader_tail = stderr_tail(&mut reader);
+    let out = reader.stdout.take().expect("stdout is piped");
+    let mut cmd = command(&psql, url)?;
+    cmd.args([
+        "-X",
+        "-q",
+        "-v",
+        "ON_ERROR_STOP=1",
+        "--single-transaction",
+        "--no-password",
+        "-f",
+        "-",
+    ])
+    .stdin(Stdio::piped())
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped());
+    let mut writer = cmd.spawn().map_err(|e| format!("cannot run {psql}: {e}"))?;
+    let writer_tail = stderr_tail(&mut writer);
+    let mut stdin = writer.stdin.take().expect("stdin is piped");
+    let fed = async {
+        use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+        stdin.write_all(RESTORE_PREFIX.as_bytes()).await?;
+        // The dump's preamble, but for `SET transaction_timeout` (pg_dump 17
+        // writes it; a server before 17 refuses it: the prefix sets it there).
+        let mut out = tokio::io::BufReader::new(out);
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if out.read_line(&mut line).await? == 0 {
+                break;
+            }
+            let t = line.trim_start();
+            let preamble = t.is_empty()
+                || t.starts_with("--")
+                || t.starts_with("\\restrict ")
+                || t.starts_with("SET ")
+                || t.starts_with("SELECT pg_catalog.set_config");
+            if !t.starts_with("SET transaction_timeout") {
+                stdin.write_all(line.as_bytes()).await?;
+            }
+            if !preamble {
+                break;
+            }
+        }
+        tokio::io::copy(&mut out, &mut stdin).await?;
+        stdin.shutdown().await
+    }
+    .await;
+    let read = reader
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for {pg_restore}: {e}"))?;
+    if !read.success() || fed.is_err() {
+        // psql must not see a clean end of a partial script: no commit.
+        let _ = writer.kill().await;
+        let tail = reader_tail.await.unwrap_or_default();
+        return Err(format!("{pg_restore} failed ({read}): {tail}"));
+    }
+    drop(stdin);
+    let status = writer.wait().await.map_err(|e| format!("waiting for {psql}: {e}"))?;
+    let tail = writer_tail.await.unwrap_or_default();
+    if !status.success() {
+        return Err(format!("{psql} failed ({status}): {tail}"));
+    }
+    Ok(())
+}
+
+/// What runs before the dump's SQL in [`restore_file`]'s transaction: the
+/// schema emptied, and the settings a server of any version takes.
+const RESTORE_PREFIX: &str = "SET client_min_messages = warning;
+SELECT current_setting('server_version_num')::int >= 170000 AS berth_has_transaction_timeout \\gset
+\\if :berth_has_transaction_timeout
+SET transaction_timeout = 0;
+\\endif
+DROP SCHEMA IF EXISTS public CASCADE;
+CREATE SCHEMA public;
+";
+
+/// `program` beside `pg_restore` (the same client installation), or on PATH.
+fn sibling(pg_restore: &str, program: &str) -> String {
+    match pg_restore.rsplit_once('/') {
+        Some((dir, _)) => format!("{dir}/{program}"),
+        None => program.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -44,6 +44,39 @@ pub fn pool(config: &DatabaseConfig) -> Result<DbPool, DbSetupError> {
         .map_err(|e| DbSetupError::Pool(e.to_string()))
 }
 
+/// A fingerprint of the database's schema: the migrations applied and every
+/// table, column, index and constraint in `public`. Equal before and after a
+/// step: the step changed no schema (`berth upgrade` restores its backup only
+/// when a migration did).
+pub async fn schema_state(url: &str) -> Result<String, DbSetupError> {
+    use diesel_async::{AsyncConnection, RunQueryDsl};
+    #[derive(diesel::QueryableByName)]
+    struct State {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        state: String,
+    }
+    let mut conn = AsyncPgConnection::establish(url)
+        .await
+        .map_err(|e| DbSetupError::Migrate(e.to_string()))?;
+    let row: State = diesel::sql_query(
+        "SELECT md5(coalesce(string_agg(x, E'\\n' ORDER BY x), '')) AS state FROM (
+           SELECT 'migration ' || version AS x FROM __diesel_schema_migrations
+           UNION ALL SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' '
+                            || is_nullable || ' ' || coalesce(column_default, '')
+             FROM information_schema.columns WHERE table_schema = 'public'
+           UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
+           UNION ALL SELECT 'constraint ' || conrelid::regclass::text || ' ' || conname || ' ' || pg_get_constraintdef(oid)
+             FROM pg_constraint WHERE connamespace = 'public'::regnamespace
+           UNION ALL SELECT 'type ' || typname FROM pg_type
+             WHERE typnamespace = 'public'::regnamespace AND typtype IN ('e', 'd', 'c') AND typrelid = 0
+         ) s",
+    )
+    .get_result(&mut conn)
+    .await
+    .map_err(|e| DbSetupError::Migrate(e.to_string()))?;
+    Ok(row.state)
+}
+
 /// Applies every pending migration; returns the versions it applied. Runs on a
 /// blocking thread because diesel's migration harness is synchronous.
 pub async fn migrate(url: &str) -> Result<Vec<String>, DbSetupError> {

@@ -443,6 +443,21 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             ..Default::default()
         }),
         networking_config,
+        healthcheck: spec.healthcheck.as_ref().map(|h| {
+            let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+            bollard::models::HealthConfig {
+                test: Some(
+                    std::iter::once("CMD".to_owned())
+                        .chain(h.argv.iter().cloned())
+                        .collect(),
+                ),
+                interval: Some(nanos(h.interval)),
+                timeout: Some(nanos(h.timeout)),
+                retries: Some(i64::from(h.retries)),
+                start_period: Some(nanos(h.start_period)),
+                ..Default::default()
+            }
+        }),
         ..Default::default()
     }
 }
@@ -673,6 +688,16 @@ impl DockerApi for BollardDocker {
         })
     }
 
+    fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            self.docker()
+                .await?
+                .rename_container(name, q::RenameContainerOptionsBuilder::new().name(to).build())
+                .await
+                .map_err(|e| self.err(e))
+        })
+    }
+
     fn stop_container<'a>(&'a self, name: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
             let secs = grace.as_secs().min(i32::MAX as u64) as i32;
@@ -733,6 +758,11 @@ impl DockerApi for BollardDocker {
                     restarting: s.restarting == Some(true),
                     exit_code: s.exit_code,
                     oom_killed: s.oom_killed == Some(true),
+                    health: s
+                        .health
+                        .and_then(|h| h.status)
+                        .map(|h| h.to_string())
+                        .filter(|h| !h.is_empty() && h != "none"),
                 },
                 addresses,
                 restart_count: info.restart_count.unwrap_or(0),

@@ -432,6 +432,20 @@ impl DockerApi for FakeDocker {
         })
     }
 
+    fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            self.check(format!("rename {name} {to}"))?;
+            self.with(|s| {
+                let c = s
+                    .containers
+                    .remove(name)
+                    .ok_or_else(|| DockerError::NotFound(format!("No such container: {name}")))?;
+                s.containers.insert(to.to_owned(), c);
+                Ok(())
+            })
+        })
+    }
+
     fn remove_container<'a>(&'a self, name: &'a str, _volumes: bool) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
             self.check(format!("remove {name}"))?;

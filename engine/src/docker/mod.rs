@@ -169,6 +169,20 @@ pub struct ContainerSpec {
     /// Extra groups (numeric IDs) the process runs with: the Docker socket's
     /// group for Berth's own container, and nothing else.
     pub group_add: Vec<String>,
+    /// Docker's own health check (`docker ps` shows it): for the containers
+    /// `berth install` runs; apps are probed by the worker instead.
+    pub healthcheck: Option<HealthCheck>,
+}
+
+/// A command Docker runs in the container to judge its health.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// The argument vector (Docker's `CMD` form: no shell).
+    pub argv: Vec<String>,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
 }
 
 /// A file a container is created with: configuration that carries a secret,
@@ -235,6 +249,7 @@ impl ContainerSpec {
             mounts: Vec::new(),
             files: Vec::new(),
             group_add: Vec::new(),
+            healthcheck: None,
         }
     }
 }
@@ -248,6 +263,9 @@ pub struct RunState {
     pub restarting: bool,
     pub exit_code: Option<i64>,
     pub oom_killed: bool,
+    /// Docker's health check verdict (`starting`, `healthy`, `unhealthy`),
+    /// for containers that have one.
+    pub health: Option<String>,
 }
 
 impl RunState {
@@ -478,6 +496,8 @@ pub trait DockerApi: Send + Sync {
     fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<(), DockerError>>;
     fn start_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     /// Stops with SIGTERM, then SIGKILL after `grace`.
+    /// Gives a container a new name (its network aliases stay).
+    fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     fn stop_container<'a>(&'a self, name: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), DockerError>>;
     /// Removes (forcibly), with its anonymous volumes when `volumes`.
     fn remove_container<'a>(&'a self, name: &'a str, volumes: bool) -> BoxFuture<'a, Result<(), DockerError>>;

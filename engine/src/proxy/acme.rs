@@ -24,10 +24,9 @@ pub const DNS_SECRETS_DIR: &str = "/etc/berth/dns";
 /// Where an operator's extra CA bundle for the ACME directory appears.
 pub const CA_FILE: &str = "/etc/berth/acme-ca.pem";
 
-/// The resolvers Traefik is started with; domains name them (`CertSource::resolver`).
-pub const HTTP01: &str = "http01";
-pub const TLSALPN01: &str = "tlsalpn01";
-pub const DNS01: &str = "dns01";
+/// The resolvers Traefik is started with; domains name them (`CertSource::resolver`,
+/// beside which they are defined: a domain's options never reach up into the proxy).
+pub use crate::apps::domain_options::{DNS01, HTTP01, TLSALPN01};
 
 /// What instance administrators set for certificates.
 #[derive(Clone, PartialEq, Eq, Default)]

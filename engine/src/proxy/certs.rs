@@ -354,8 +354,12 @@ impl rustls::client::danger::ServerCertVerifier for ReadOnly {
     }
 }
 
-/// The certificate served at `addr` for `sni`, as the TLS handshake presents it.
-pub async fn served(addr: std::net::SocketAddr, sni: &str, limit: Duration) -> Result<CertFacts, String> {
+/// A TLS connection to `addr` for `sni` that accepts whatever certificate is
+/// presented: for reading, never for sending anything secret.
+async fn read_only_tls(
+    addr: std::net::SocketAddr,
+    sni: &str,
+) -> Result<tokio_rustls::client::TlsStream<tokio::net::TcpStream>, String> {
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
@@ -364,12 +368,44 @@ pub async fn served(addr: std::net::SocketAddr, sni: &str, limit: Duration) -> R
         .with_custom_certificate_verifier(Arc::new(ReadOnly(provider)))
         .with_no_client_auth();
     let name = rustls::pki_types::ServerName::try_from(sni.to_owned()).map_err(|e| e.to_string())?;
-    let connect = async {
-        let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
-        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-            .connect(name, tcp)
+    let tcp = tokio::net::TcpStream::connect(addr).await.map_err(|e| e.to_string())?;
+    tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// The head of the answer to `HEAD path` at `addr` over TLS for `host`
+/// (whose certificate is not checked: see [`read_only_tls`]).
+pub async fn head_over_tls(
+    addr: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+    limit: Duration,
+) -> Result<String, String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut tls = read_only_tls(addr, host).await?;
+        let req = format!("HEAD {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
+        tls.write_all(req.as_bytes()).await.map_err(|e| e.to_string())?;
+        let mut head = Vec::new();
+        // A HEAD answer is its head alone; bounded all the same.
+        (&mut tls)
+            .take(64 * 1024)
+            .read_to_end(&mut head)
             .await
             .map_err(|e| e.to_string())?;
+        Ok(String::from_utf8_lossy(&head).into_owned())
+    };
+    tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| format!("no TLS answer within {} s", limit.as_secs()))?
+}
+
+/// The certificate served at `addr` for `sni`, as the TLS handshake presents it.
+pub async fn served(addr: std::net::SocketAddr, sni: &str, limit: Duration) -> Result<CertFacts, String> {
+    let connect = async {
+        let tls = read_only_tls(addr, sni).await?;
         let (_, session) = tls.get_ref();
         let leaf = session
             .peer_certificates()

@@ -11,7 +11,7 @@ pub mod certs;
 pub mod precheck;
 pub mod routes;
 
-pub use routes::{app_config, dashboard_config, upstream_host, Route, Upstream};
+pub use routes::{app_config, dashboard_config, dashboard_token, upstream_host, Route, Upstream};
 
 use crate::config::DeployConfig;
 use crate::docker::{self, ContainerSpec, DockerError, Mount, MountSource, Network, Proto, Publish, Restart};
@@ -30,6 +30,8 @@ const DYNAMIC_IN_CONTAINER: &str = "/etc/berth/dynamic";
 /// through the proxy to know when traffic has really moved to a new container.
 /// Its value is a [`route_token`], never the deployment's ID (IDs stay internal).
 pub const DEPLOYMENT_HEADER: &str = "x-berth-deployment";
+/// On the dashboard's answers through Traefik: [`dashboard_token`] of its upstream.
+pub const DASHBOARD_ROUTE_HEADER: &str = "x-berth-route";
 
 /// An opaque token for a deployment's route: an HMAC of its ID under the
 /// instance key, so it says nothing about the ID and cannot be forged.
@@ -298,19 +300,69 @@ pub async fn remove_app(engine: &Engine, app: crate::ids::AppId) {
     }
 }
 
-/// The Berth dashboard through Traefik, when a host is configured.
+/// The Berth dashboard through Traefik, when a host is configured. With no
+/// upstream configured the route is not Berth's to write: `berth install` and
+/// `berth upgrade` write it, since only they know which Berth container is live.
 fn write_dashboard(engine: &Engine) {
     let cfg = &engine.deploy.proxy;
-    let path = cfg.dynamic_dir.join("berth-dashboard.yml");
-    let (Some(host), Some(upstream)) = (&cfg.dashboard_host, &cfg.dashboard_upstream) else {
+    let path = cfg.dynamic_dir.join(DASHBOARD_FILE);
+    let Some(host) = &cfg.dashboard_host else {
         let _ = std::fs::remove_file(path);
         return;
     };
-    let conf = dashboard_config(host, upstream, cfg.dashboard_cert.and_then(|c| c.resolver()));
-    let tmp = cfg.dynamic_dir.join(".berth-dashboard.yml.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec_pretty(&conf).expect("serializes")).is_ok() {
-        let _ = std::fs::rename(tmp, path);
+    if let Some(upstream) = &cfg.dashboard_upstream {
+        let resolver = cfg.dashboard_cert.and_then(|c| c.resolver());
+        if let Err(e) = write_dashboard_route(&cfg.dynamic_dir, host, upstream, resolver) {
+            tracing::warn!(error = %e, "writing the dashboard's route");
+        }
     }
+}
+
+/// The dashboard's route file in Traefik's dynamic directory.
+pub const DASHBOARD_FILE: &str = "berth-dashboard.yml";
+
+/// Writes the dashboard's route (temporary file, then rename: Traefik never
+/// reads half a file); whether it changed.
+pub fn write_dashboard_route(
+    dir: &std::path::Path,
+    host: &str,
+    upstream: &str,
+    resolver: Option<&str>,
+) -> std::io::Result<bool> {
+    let body = serde_json::to_vec_pretty(&dashboard_config(host, upstream, resolver)).expect("serializes");
+    let path = dir.join(DASHBOARD_FILE);
+    if std::fs::read(&path).is_ok_and(|old| old == body) {
+        return Ok(false);
+    }
+    std::fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(".{DASHBOARD_FILE}.tmp"));
+    std::fs::write(&tmp, body)?;
+    std::fs::rename(tmp, path)?;
+    Ok(true)
+}
+
+/// Which upstream Traefik sends the dashboard's `/health` to now: the
+/// [`DASHBOARD_ROUTE_HEADER`] of its answer, asked at `addr` over HTTPS when
+/// `tls` (any certificate accepted: this reads the route, it sends nothing).
+pub async fn dashboard_route_token(
+    addr: std::net::SocketAddr,
+    host: &str,
+    tls: bool,
+) -> Result<Option<String>, String> {
+    let timeout = Duration::from_secs(3);
+    if tls {
+        let head = certs::head_over_tls(addr, host, "/health", timeout).await?;
+        return Ok(head.lines().find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.trim()
+                .eq_ignore_ascii_case(DASHBOARD_ROUTE_HEADER)
+                .then(|| v.trim().to_owned())
+        }));
+    }
+    let r = crate::http1::request(&addr.ip().to_string(), addr.port(), "HEAD", host, "/health", timeout)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(r.header(DASHBOARD_ROUTE_HEADER).map(str::to_owned))
 }
 
 /// Traefik's answer to `/ping` on its own entrypoint, reached at its address
@@ -362,13 +414,18 @@ pub async fn entry(engine: &Engine, tls: bool) -> std::net::SocketAddr {
             }
         }
     }
-    let ip: std::net::IpAddr = cfg
-        .bind
+    reach(&cfg.bind, if tls { cfg.https_port } else { cfg.http_port })
+}
+
+/// Where this host reaches a port published on `bind` (an unspecified or
+/// unreadable address: loopback).
+pub fn reach(bind: &str, port: u16) -> std::net::SocketAddr {
+    let ip: std::net::IpAddr = bind
         .parse()
         .ok()
         .filter(|ip: &std::net::IpAddr| !ip.is_unspecified())
         .unwrap_or([127, 0, 0, 1].into());
-    std::net::SocketAddr::new(ip, if tls { cfg.https_port } else { cfg.http_port })
+    std::net::SocketAddr::new(ip, port)
 }
 
 /// Waits until a request through Traefik for `host` + `path` is answered by

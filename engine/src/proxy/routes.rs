@@ -210,26 +210,40 @@ pub fn app_config(app: &str, routes: &[Route], up: &Upstream, token: &str) -> Va
 }
 
 /// The route that serves Berth's own UI through Traefik; over HTTPS (with a
-/// redirect from HTTP) when `resolver` names one.
+/// redirect from HTTP) when `resolver` names one. Its answers carry
+/// [`super::DASHBOARD_ROUTE_HEADER`] = [`dashboard_token`] of the upstream, so an
+/// upgrade sees when Traefik has moved the route to the new Berth.
 pub fn dashboard_config(host: &str, upstream: &str, resolver: Option<&str>) -> Value {
     let rule = format!("Host(`{host}`)");
     let service = json!({"loadBalancer": {"servers": [{"url": upstream}], "passHostHeader": true}});
+    let id = json!({"headers": {"customResponseHeaders": {"X-Berth-Route": dashboard_token(upstream)}}});
     match resolver {
         None => json!({"http": {
-            "routers": {"berth-dashboard": {"rule": rule, "entryPoints": ["web"], "service": "berth-dashboard"}},
+            "routers": {"berth-dashboard": {"rule": rule, "entryPoints": ["web"], "service": "berth-dashboard",
+                "middlewares": ["berth-dashboard-id"]}},
+            "middlewares": {"berth-dashboard-id": id},
             "services": {"berth-dashboard": service}
         }}),
         Some(resolver) => json!({"http": {
             "routers": {
                 "berth-dashboard-tls": {"rule": rule, "entryPoints": ["websecure"], "service": "berth-dashboard",
-                    "tls": {"certResolver": resolver}},
+                    "middlewares": ["berth-dashboard-id"], "tls": {"certResolver": resolver}},
                 "berth-dashboard": {"rule": rule, "entryPoints": ["web"], "service": "berth-dashboard",
                     "middlewares": ["berth-dashboard-to-https"]}
             },
-            "middlewares": {"berth-dashboard-to-https": {"redirectScheme": {"scheme": "https", "permanent": true}}},
+            "middlewares": {
+                "berth-dashboard-to-https": {"redirectScheme": {"scheme": "https", "permanent": true}},
+                "berth-dashboard-id": id
+            },
             "services": {"berth-dashboard": service}
         }}),
     }
+}
+
+/// Names the dashboard's upstream in its answers without saying what it is.
+pub fn dashboard_token(upstream: &str) -> String {
+    use sha2::{Digest, Sha256};
+    hex::encode(&Sha256::digest(format!("berth-dashboard-route:{upstream}"))[..8])
 }
 
 #[cfg(test)]
@@ -257,6 +271,11 @@ mod tests {
             c["http"]["routers"]["berth-dashboard"]["middlewares"][0],
             "berth-dashboard-to-https"
         );
+        assert_eq!(
+            c["http"]["middlewares"]["berth-dashboard-id"]["headers"]["customResponseHeaders"]["X-Berth-Route"],
+            dashboard_token("http://172.17.0.1:3000")
+        );
+        assert_ne!(dashboard_token("http://a:3000"), dashboard_token("http://b:3000"));
     }
 
     fn domain(n: u128, host: &str, prefix: &str, strip: bool, https: bool) -> Route {

@@ -759,6 +759,47 @@ impl Drop for GitRepo {
     }
 }
 
+/// Builds `tag` from `dockerfile` and `files` (path in the context, contents,
+/// mode) with the engine's Docker; panics with the builder's words on failure.
+pub async fn build_image(engine: &Engine, tag: &str, dockerfile: &str, files: &[(&str, &[u8], u32)]) {
+    use futures::StreamExt;
+    let dir = std::env::temp_dir().join(format!("berth-image-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir).expect("context dir");
+    let context = dir.join("context.tar");
+    {
+        let mut b = tar::Builder::new(std::fs::File::create(&context).expect("context"));
+        let mut add = |name: &str, bytes: &[u8], mode: u32| {
+            let mut h = tar::Header::new_gnu();
+            h.set_size(bytes.len() as u64);
+            h.set_mode(mode);
+            h.set_mtime(0);
+            b.append_data(&mut h, name, bytes).expect("tar");
+        };
+        add("Dockerfile", dockerfile.as_bytes(), 0o644);
+        for (name, bytes, mode) in files {
+            add(name, bytes, *mode);
+        }
+        b.finish().expect("tar");
+    }
+    let mut events = engine.docker.build(crate::docker::BuildSpec {
+        context,
+        dockerfile: "Dockerfile".into(),
+        tag: tag.into(),
+        target: None,
+        args: Vec::new(),
+        pull: false,
+    });
+    let mut said = Vec::new();
+    while let Some(ev) = events.next().await {
+        match ev {
+            Ok(crate::docker::BuildEvent::Output(l)) => said.push(l),
+            Ok(crate::docker::BuildEvent::Failed(m)) => panic!("building {tag}: {m}\n{}", said.join("")),
+            Err(e) => panic!("building {tag}: {e}"),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
 /// A busybox httpd app serving `index.html` on port 8080.
 pub fn httpd_dockerfile() -> String {
     format!("FROM {TEST_BASE_IMAGE}\nCOPY index.html /www/index.html\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n")

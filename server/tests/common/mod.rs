@@ -62,6 +62,7 @@ pub fn config() -> ServerConfig {
         trust_proxy: false,
         body_limit: 1024 * 1024,
         worker: false,
+        release: None,
     }
 }
 

@@ -6,9 +6,19 @@
 //! matches). Secrets are generated once into files under the data directory
 //! (mode 0600) and reach the containers as files, never as environment values
 //! `docker inspect` would show. Traefik is not made here: Berth's worker runs
-//! it, as on any instance.
+//! it, as on any instance; the dashboard's route in it is written here, since
+//! only the installer knows which Berth container is live ([`upgrade`] moves it).
+//!
+//! Berth's container has a *slot* (`blue` or `green`): its network alias
+//! `<instance>-<slot>` is what the dashboard's route names, and it survives the
+//! rename an upgrade ends with, so the route never names a container by a name
+//! that is about to change.
 
-use crate::docker::{self, ContainerSpec, DockerApi, DockerError, FileSpec, Mount, MountSource, Network, Restart};
+pub mod upgrade;
+
+use crate::docker::{
+    self, ContainerSpec, DockerApi, DockerError, FileSpec, HealthCheck, Mount, MountSource, Network, Restart,
+};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -16,12 +26,18 @@ use std::time::Duration;
 /// The label on everything `berth install` makes (besides `berth.instance`).
 pub const LABEL_INSTALL: &str = "berth.install";
 const FINGERPRINT: &str = "berth.install-spec";
+/// Berth's container's slot (`blue` or `green`).
+const LABEL_SLOT: &str = "berth.install-slot";
+/// The port Berth listens on in its container (the image's `BERTH_LISTEN`).
+const BERTH_PORT: u16 = 3000;
 /// The user Berth's image runs as.
 pub const BERTH_UID: u32 = 10001;
 /// PostgreSQL's and Redis's user in their official images.
 const DB_UID: u64 = 999;
 
-#[derive(Debug, Clone)]
+/// What `berth install` was given; kept in `install/options.json` so that
+/// `berth upgrade` makes the new Berth exactly as the install made the old one.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct InstallOptions {
     /// Names the containers, network and volumes (`berth`, `berth-postgres`, ...).
     pub instance: String,
@@ -72,6 +88,92 @@ impl InstallOptions {
     }
     fn secret(&self, name: &str) -> PathBuf {
         self.data_dir.join("install").join(name)
+    }
+    /// Traefik's dynamic directory (Berth's default under its data directory).
+    fn traefik_dir(&self) -> PathBuf {
+        self.data_dir.join("traefik")
+    }
+    /// Where Traefik's published entrypoint is reached from this host.
+    fn entry(&self) -> std::net::SocketAddr {
+        let tls = self.resolver().is_some();
+        crate::proxy::reach(&self.bind, if tls { self.https_port } else { self.http_port })
+    }
+    fn resolver(&self) -> Option<&'static str> {
+        if self.dashboard_cert == "none" {
+            return None;
+        }
+        crate::apps::domain_options::CertSource::parse(&self.dashboard_cert)
+            .ok()
+            .and_then(|c| c.resolver())
+    }
+    /// The dashboard's upstream while Berth runs in `slot`.
+    fn upstream(&self, slot: Slot) -> String {
+        format!("http://{}:{BERTH_PORT}", slot.alias(&self.instance))
+    }
+    /// Writes the dashboard's route to `slot` (Traefik's directory made as
+    /// Berth's, which writes the apps' routes beside it); whether it changed.
+    fn write_route(&self, slot: Slot) -> std::io::Result<bool> {
+        let dir = self.traefik_dir();
+        if !dir.exists() {
+            std::fs::create_dir_all(&dir)?;
+            std::os::unix::fs::chown(&dir, Some(BERTH_UID), Some(BERTH_UID))?;
+        }
+        crate::proxy::write_dashboard_route(&dir, &self.host, &self.upstream(slot), self.resolver())
+    }
+    fn options_file(data_dir: &Path) -> PathBuf {
+        data_dir.join("install").join("options.json")
+    }
+    /// The options `berth install` kept for this data directory.
+    pub fn load(data_dir: &Path) -> Result<Self, InstallError> {
+        let path = Self::options_file(data_dir);
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            step_err(
+                "reading the installation",
+                format!("{}: {e} (was this instance made by `berth install`?)", path.display()),
+            )
+        })?;
+        serde_json::from_str(&text)
+            .map_err(|e| step_err("reading the installation", format!("{}: {e}", path.display())))
+    }
+    fn save(&self) -> std::io::Result<bool> {
+        let body = serde_json::to_vec_pretty(self).expect("serializes");
+        let path = Self::options_file(&self.data_dir);
+        if std::fs::read(&path).is_ok_and(|old| old == body) {
+            return Ok(false);
+        }
+        crate::proxy::certs::write_private(&self.data_dir.join("install"), "options.json", &body)?;
+        Ok(true)
+    }
+}
+
+/// Which of two network aliases Berth's container answers to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    Blue,
+    Green,
+}
+
+impl Slot {
+    fn of(c: &docker::ContainerInfo) -> Slot {
+        match c.labels.get(LABEL_SLOT).map(String::as_str) {
+            Some("green") => Slot::Green,
+            _ => Slot::Blue,
+        }
+    }
+    fn name(self) -> &'static str {
+        match self {
+            Slot::Blue => "blue",
+            Slot::Green => "green",
+        }
+    }
+    fn other(self) -> Slot {
+        match self {
+            Slot::Blue => Slot::Green,
+            Slot::Green => Slot::Blue,
+        }
+    }
+    fn alias(self, instance: &str) -> String {
+        format!("{instance}-{}", self.name())
     }
 }
 
@@ -133,8 +235,20 @@ fn on_network(o: &InstallOptions, mut spec: ContainerSpec, alias: &str) -> Conta
     spec
 }
 
-fn specs(o: &InstallOptions, pg_password: &str, redis_password: &str, socket_gid: Option<u32>) -> Specs {
+/// A health check Docker runs every few seconds, patient at start.
+fn check(argv: &[&str]) -> Option<HealthCheck> {
+    Some(HealthCheck {
+        argv: argv.iter().map(|a| (*a).to_owned()).collect(),
+        interval: Duration::from_secs(5),
+        timeout: Duration::from_secs(3),
+        retries: 5,
+        start_period: Duration::from_secs(30),
+    })
+}
+
+fn specs(o: &InstallOptions, pg_password: &str, redis_password: &str, socket_gid: Option<u32>, slot: Slot) -> Specs {
     let mut postgres = on_network(o, ContainerSpec::new(o.postgres(), &o.postgres_image), "postgres");
+    postgres.healthcheck = check(&["pg_isready", "-q", "-h", "127.0.0.1", "-U", "berth", "-d", "berth"]);
     postgres.env = vec![
         "POSTGRES_USER=berth".into(),
         "POSTGRES_DB=berth".into(),
@@ -154,6 +268,10 @@ fn specs(o: &InstallOptions, pg_password: &str, redis_password: &str, socket_gid
     }];
 
     let mut redis = on_network(o, ContainerSpec::new(o.redis(), &o.redis_image), "redis");
+    // Unauthenticated, PING is refused with NOAUTH, which redis-cli reports
+    // and exits 0 on: the server answers, which is what liveness asks (and no
+    // password lands on an argument vector).
+    redis.healthcheck = check(&["redis-cli", "-h", "127.0.0.1", "ping"]);
     // AOF as well as snapshots: a crash loses at most a second of queue state.
     redis.cmd = Some(vec!["redis-server".into(), "/data/berth-redis.conf".into()]);
     redis.mounts = vec![Mount {
@@ -170,7 +288,10 @@ fn specs(o: &InstallOptions, pg_password: &str, redis_password: &str, socket_gid
         gid: DB_UID,
     }];
 
-    let mut berth = on_network(o, ContainerSpec::new(&o.instance, &o.image), "berth");
+    let mut berth = on_network(o, ContainerSpec::new(&o.instance, &o.image), &slot.alias(&o.instance));
+    berth.labels.insert(LABEL_SLOT.to_owned(), slot.name().to_owned());
+    // The image's HEALTHCHECK, said here too: an image built without it is checked all the same.
+    berth.healthcheck = check(&["/usr/local/bin/berth", "healthcheck"]);
     let dir = o.data_dir.display().to_string();
     berth.env = vec![
         format!("DATABASE_URL_FILE={}", o.secret("database.url").display()),
@@ -185,8 +306,8 @@ fn specs(o: &InstallOptions, pg_password: &str, redis_password: &str, socket_gid
         format!("BERTH_PROXY_BIND={}", o.bind),
         format!("BERTH_HTTP_PORT={}", o.http_port),
         format!("BERTH_HTTPS_PORT={}", o.https_port),
+        // No BERTH_DASHBOARD_UPSTREAM: the route is the installer's (module docs).
         format!("BERTH_DASHBOARD_HOST={}", o.host),
-        "BERTH_DASHBOARD_UPSTREAM=http://berth:3000".into(),
         format!("BERTH_DASHBOARD_CERT={}", o.dashboard_cert),
         format!("BERTH_PUBLIC_URL={}", o.public_url()),
         "BERTH_TRUST_PROXY=on".into(),
@@ -227,6 +348,7 @@ fn fingerprint(spec: &ContainerSpec) -> String {
         )
         .as_bytes(),
     );
+    h.update(format!("{:?}", spec.healthcheck).as_bytes());
     for f in &spec.files {
         h.update(f.path.as_bytes());
         h.update(Sha256::digest(&f.contents));
@@ -372,31 +494,90 @@ pub async fn install(docker: &dyn DockerApi, o: &InstallOptions, dry: bool) -> R
             },
         );
     }
-    let s = specs(o, &pg_password, &redis_password, socket_gid(&o.docker_socket));
+    // Berth's running container keeps its image and slot: moving to another
+    // image is `berth upgrade`'s, which does it without downtime.
+    let running = docker
+        .inspect_container(&o.instance)
+        .await
+        .map_err(|e| step_err("Docker", e))?
+        .filter(|c| c.labels.contains_key(LABEL_INSTALL));
+    let slot = running.as_ref().map(Slot::of).unwrap_or(Slot::Blue);
+    let mut o = o.clone();
+    if let Some(c) = &running {
+        if c.image != o.image {
+            note(
+                format!(
+                    "Berth's image: {} kept (`berth upgrade --image {}` moves to it)",
+                    c.image, o.image
+                ),
+                "unchanged",
+            );
+            o.image = c.image.clone();
+        }
+    }
+    let o = &o;
+    if !dry {
+        let saved = o.save().map_err(|e| step_err("options", e))?;
+        note(
+            "options (install/options.json)".into(),
+            if saved { "written" } else { "unchanged" },
+        );
+    }
+    let s = specs(o, &pg_password, &redis_password, socket_gid(&o.docker_socket), slot);
     for (what, spec) in [("PostgreSQL", &s.postgres), ("Redis", &s.redis), ("Berth", &s.berth)] {
         let outcome = ensure_container(docker, spec, dry)
             .await
             .map_err(|e| step_err(&format!("{what} container {}", spec.name), e))?;
         note(format!("{what} container {} ({})", spec.name, spec.image), outcome);
     }
+    // The dashboard's route, to the slot Berth runs in.
+    let route = if dry {
+        "would write"
+    } else {
+        match o.write_route(slot) {
+            Ok(true) => "written",
+            Ok(false) => "unchanged",
+            Err(e) => return Err(step_err("the dashboard's route", e)),
+        }
+    };
+    note(
+        format!("dashboard route {} -> {}", o.host, slot.alias(&o.instance)),
+        route,
+    );
     Ok(done)
 }
 
-/// Waits until Berth's container reports itself healthy (`berth healthcheck`
-/// in it), up to `limit`.
-pub async fn wait_healthy(docker: &dyn DockerApi, o: &InstallOptions, limit: Duration) -> Result<(), InstallError> {
+/// The secrets `berth install` generated (PostgreSQL's and Redis's passwords).
+fn read_secrets(o: &InstallOptions) -> Result<(String, String), InstallError> {
+    let read = |f: &str| {
+        std::fs::read_to_string(o.secret(f))
+            .map(|s| s.trim().to_owned())
+            .map_err(|e| step_err("reading the installation", format!("install/{f}: {e}")))
+    };
+    Ok((read("postgres.password")?, read("redis.password")?))
+}
+
+/// Waits until Berth's container `container` reports itself healthy
+/// (`berth healthcheck` in it), up to `limit`; a container that stopped is
+/// not waited for.
+pub async fn wait_healthy(docker: &dyn DockerApi, container: &str, limit: Duration) -> Result<(), String> {
     let start = std::time::Instant::now();
     let check = docker::Exec::argv(["/usr/local/bin/berth", "healthcheck"]);
-    let mut last = String::new();
+    let mut last = String::from("no answer yet");
     while start.elapsed() < limit {
-        match docker.exec(&o.instance, &check, None, None).await {
+        match docker.exec(container, &check, None, None).await {
             Ok(out) if out.exit_code == 0 => return Ok(()),
             Ok(out) => last = out.stderr_tail.trim().to_owned(),
             Err(e) => last = e.to_string(),
         }
+        if let Ok(Some(c)) = docker.inspect_container(container).await {
+            if !c.state.is_up() && c.restart_count > 2 {
+                return Err(format!("it keeps exiting ({}), last: {last}", c.state.status));
+            }
+        }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    Err(step_err("waiting for Berth to be healthy", last))
+    Err(format!("not healthy within {} s: {last}", limit.as_secs()))
 }
 
 /// The one-time setup token, read by Berth in its container.
@@ -508,7 +689,7 @@ mod tests {
 
     #[test]
     fn secrets_reach_the_containers_as_files_only() {
-        let s = specs(&options(), "pg-secret", "redis-secret", Some(998));
+        let s = specs(&options(), "pg-secret", "redis-secret", Some(998), Slot::Blue);
         for spec in [&s.postgres, &s.redis, &s.berth] {
             let shown = format!("{:?} {:?} {:?} {:?}", spec.env, spec.cmd, spec.labels, spec.mounts);
             assert!(
@@ -530,17 +711,17 @@ mod tests {
 
     #[test]
     fn the_same_options_give_the_same_fingerprints() {
-        let a = specs(&options(), "p", "r", None);
-        let b = specs(&options(), "p", "r", None);
+        let a = specs(&options(), "p", "r", None, Slot::Blue);
+        let b = specs(&options(), "p", "r", None, Slot::Blue);
         assert_eq!(a.berth.labels[FINGERPRINT], b.berth.labels[FINGERPRINT]);
         let mut other = options();
         other.image = "berth:2".into();
         assert_ne!(
-            specs(&other, "p", "r", None).berth.labels[FINGERPRINT],
+            specs(&other, "p", "r", None, Slot::Blue).berth.labels[FINGERPRINT],
             a.berth.labels[FINGERPRINT]
         );
         assert_ne!(
-            specs(&options(), "p2", "r", None).postgres.labels[FINGERPRINT],
+            specs(&options(), "p2", "r", None, Slot::Blue).postgres.labels[FINGERPRINT],
             a.postgres.labels[FINGERPRINT]
         );
     }
