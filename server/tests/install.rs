@@ -38,14 +38,20 @@ async fn ids(e: &engine::Engine, instance: &str) -> Vec<(String, String)> {
     v
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn install_serves_through_traefik_is_idempotent_and_uninstalls() {
+/// Berth's image for the tests (BERTH_TEST_IMAGE) and the test engine's socket.
+fn image_and_socket() -> (String, String) {
     let image =
         std::env::var("BERTH_TEST_IMAGE").expect("BERTH_TEST_IMAGE (make test builds it with scripts/image.sh)");
     let socket = std::env::var("DOCKER_HOST")
         .ok()
         .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
         .unwrap_or_else(|| "/var/run/docker.sock".into());
+    (image, socket)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn install_serves_through_traefik_is_idempotent_and_uninstalls() {
+    let (image, socket) = image_and_socket();
     let t = TestEngine::new().await;
     let e = &t.engine;
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
@@ -533,12 +539,7 @@ async fn checksums(e: &engine::Engine, instance: &str) -> String {
 /// only sees the image, as with any release.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn upgrades_move_without_failed_requests_and_failed_ones_roll_back() {
-    let image =
-        std::env::var("BERTH_TEST_IMAGE").expect("BERTH_TEST_IMAGE (make test builds it with scripts/image.sh)");
-    let socket = std::env::var("DOCKER_HOST")
-        .ok()
-        .and_then(|h| h.strip_prefix("unix://").map(str::to_owned))
-        .unwrap_or_else(|| "/var/run/docker.sock".into());
+    let (image, socket) = image_and_socket();
     let t = TestEngine::new().await;
     let e = &t.engine;
     let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
