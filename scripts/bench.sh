@@ -19,3 +19,4 @@ cargo run --locked --release -q -p bench --bin bench
 cargo run --locked --release -q -p bench --bin deploy
 cargo run --locked --release -q -p bench --bin backup
 cargo run --locked --release -q -p bench --bin events
+cargo run --locked --release -q -p bench --bin metrics

@@ -283,6 +283,20 @@ impl DeploymentView {
     }
 }
 
+/// One point of a resource chart (`engine::metrics`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MetricPoint {
+    /// Seconds since the UNIX epoch.
+    pub at: i64,
+    /// Percent of one core.
+    pub cpu: f32,
+    pub memory: i64,
+    pub limit: i64,
+    /// Bytes received and sent during the point.
+    pub rx: i64,
+    pub tx: i64,
+}
+
 /// A page of an application's deployment history, newest first.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct DeploymentPage {

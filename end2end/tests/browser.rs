@@ -99,6 +99,8 @@ async fn start_berth_for(env: &DeployEnv) -> (Child, u16, String) {
     for (k, v) in env.berth_env() {
         cmd.env(k, v);
     }
+    // Metric points every 2 s, so the Metrics tab has some soon.
+    cmd.env("BERTH_METRICS_INTERVAL_SECS", "2");
     let child = cmd.spawn().expect("spawn berth");
     wait_for_200(port, "/health").await;
     (child, port, printed_setup_token(&log).await)
@@ -722,10 +724,18 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
 
     // Every tab of the app's page, and the project with an app, hard-loaded.
     let project_path = find(c, "#app-project-link").await.attr("href").await.unwrap().unwrap();
-    let mut routes: Vec<(String, &str)> = ["general", "environment", "domains", "deployments", "logs", "advanced"]
-        .iter()
-        .map(|t| (format!("{app_path}?tab={t}"), "#app-title"))
-        .collect();
+    let mut routes: Vec<(String, &str)> = [
+        "general",
+        "environment",
+        "domains",
+        "deployments",
+        "logs",
+        "metrics",
+        "advanced",
+    ]
+    .iter()
+    .map(|t| (format!("{app_path}?tab={t}"), "#app-title"))
+    .collect();
     routes.push((project_path, "#project-title"));
     hard_load_all(c, base, &routes).await;
     // And at phone width.
@@ -745,6 +755,42 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "choosing \"Since\": {errors:#?}");
     find(c, "[data-log]").await;
+    // The Metrics tab draws the app's figures, and new points arrive while it is open.
+    c.goto(&format!("{base}{app_path}?tab=metrics")).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    let points = || async {
+        js(
+            c,
+            "const f = document.querySelector('[data-chart=memory]'); return f ? Number(f.dataset.points) : 0",
+        )
+        .await
+        .as_f64()
+        .unwrap_or(0.0)
+    };
+    let start = Instant::now();
+    let first = loop {
+        let n = points().await;
+        if n > 0.0 {
+            break n;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "no metric points on the Metrics tab"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let start = Instant::now();
+    while points().await <= first {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no new metric points arrived"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    let latest = find(c, "[data-chart=memory] [data-latest]").await.text().await.unwrap();
+    assert!(latest.contains("iB of "), "memory and its limit: {latest}");
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "the Metrics tab: {errors:#?}");
 
     // The app itself, through Traefik, by its generated domain (*.localhost is
     // loopback), as the Domains tab shows it.

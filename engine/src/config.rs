@@ -255,6 +255,44 @@ pub struct DeployConfig {
     pub log_cap_bytes: u64,
     pub services: ServicesConfig,
     pub host: HostPolicy,
+    pub metrics: MetricsConfig,
+}
+
+/// How often the worker samples resource use, and how long points are kept
+/// (`crate::metrics`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MetricsConfig {
+    /// `BERTH_METRICS_INTERVAL_SECS` (default 10; 0 turns sampling off).
+    pub interval_secs: u64,
+    /// `BERTH_METRICS_RAW_HOURS` (default 24): points at the sampling interval.
+    pub raw_hours: u32,
+    /// `BERTH_METRICS_MINUTE_DAYS` (default 7): one point a minute.
+    pub minute_days: u32,
+    /// `BERTH_METRICS_HOUR_DAYS` (default 90): one point an hour.
+    pub hour_days: u32,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        Self {
+            interval_secs: 10,
+            raw_hours: 24,
+            minute_days: 7,
+            hour_days: 90,
+        }
+    }
+}
+
+impl MetricsConfig {
+    pub fn from_env() -> Result<Self, ConfigError> {
+        let d = Self::default();
+        Ok(Self {
+            interval_secs: parse_var("BERTH_METRICS_INTERVAL_SECS", d.interval_secs)?,
+            raw_hours: parse_var("BERTH_METRICS_RAW_HOURS", d.raw_hours)?.max(1),
+            minute_days: parse_var("BERTH_METRICS_MINUTE_DAYS", d.minute_days)?.max(1),
+            hour_days: parse_var("BERTH_METRICS_HOUR_DAYS", d.hour_days)?.max(1),
+        })
+    }
 }
 
 /// What the operator allows of the host itself, beyond what any tenant may do.
@@ -560,6 +598,7 @@ impl DeployConfig {
             log_cap_bytes: parse_var::<u64>("BERTH_LOG_CAP_MB", 50)?.max(1) * 1024 * 1024,
             services: ServicesConfig::from_env()?,
             host: HostPolicy::from_env()?,
+            metrics: MetricsConfig::from_env()?,
             data_dir: abs,
         })
     }
@@ -606,6 +645,7 @@ impl Default for DeployConfig {
             log_cap_bytes: 50 * 1024 * 1024,
             services: ServicesConfig::default(),
             host: HostPolicy::default(),
+            metrics: MetricsConfig::default(),
             data_dir,
         }
     }

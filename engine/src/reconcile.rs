@@ -13,6 +13,7 @@ use crate::deploy::{self, Deployment};
 use crate::docker::{ContainerInfo, LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE};
 use crate::error::StoreError;
 use crate::ids::{AppId, OrgId};
+use crate::leader::Leadership;
 use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -35,7 +36,7 @@ const STABLE: Duration = Duration::from_secs(60);
 /// Runs until `shutdown`: waits to be the leader, then reconciles.
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
     loop {
-        match Leadership::take(&engine).await {
+        match Leadership::take(&engine, "reconciler").await {
             Ok(Some(lease)) => {
                 tracing::info!("this worker reconciles Docker with what should run");
                 lead(&engine, &shutdown, lease).await;
@@ -48,58 +49,6 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
             _ = tokio::time::sleep(Duration::from_secs(10)) => {}
         }
     }
-}
-
-/// The advisory lock that makes one worker the reconciler, held on a pooled
-/// connection kept out of the pool for as long as it leads. A crashed worker's
-/// connection closes, and with it the lock.
-struct Leadership {
-    conn: diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>,
-    key: i64,
-}
-
-#[derive(QueryableByName)]
-struct Flag {
-    #[diesel(sql_type = diesel::sql_types::Bool)]
-    ok: bool,
-}
-
-impl Leadership {
-    async fn take(engine: &Engine) -> Result<Option<Self>, StoreError> {
-        let mut conn = engine.db.get().await?;
-        let key = lock_key(&engine.deploy.instance);
-        let got: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
-            .bind::<diesel::sql_types::BigInt, _>(key)
-            .get_result(&mut conn)
-            .await?;
-        Ok(got.ok.then_some(Self { conn, key }))
-    }
-
-    /// Still the leader (the connection, and so the lock, survived).
-    async fn held(&mut self) -> bool {
-        diesel::sql_query(
-            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
-               AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1) AS ok",
-        )
-        .bind::<diesel::sql_types::BigInt, _>(self.key)
-        .get_result::<Flag>(&mut self.conn)
-        .await
-        .is_ok_and(|f| f.ok)
-    }
-
-    async fn give_up(mut self) {
-        let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
-            .bind::<diesel::sql_types::BigInt, _>(self.key)
-            .execute(&mut self.conn)
-            .await;
-    }
-}
-
-/// A lock key per installation (several may share one PostgreSQL server).
-fn lock_key(instance: &str) -> i64 {
-    use sha2::Digest;
-    let h = sha2::Sha256::digest(format!("berth-reconciler:{instance}").as_bytes());
-    i64::from_be_bytes(h[..8].try_into().expect("8 bytes")) & 0x7fff_ffff_ffff_ffff
 }
 
 async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadership) {
@@ -733,7 +682,13 @@ mod tests {
         m.backoff.get_mut("x").unwrap().last = Instant::now() - STABLE - Duration::from_secs(1);
         m.settled("x");
         assert!(!m.backoff.contains_key("x"));
-        assert_eq!(lock_key("berth"), lock_key("berth"));
-        assert_ne!(lock_key("berth"), lock_key("other"));
+        assert_eq!(
+            crate::leader::lock_key("reconciler", "berth"),
+            crate::leader::lock_key("reconciler", "berth")
+        );
+        assert_ne!(
+            crate::leader::lock_key("reconciler", "berth"),
+            crate::leader::lock_key("reconciler", "other")
+        );
     }
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use crate::error::AppError;
-use crate::types::{AppSummaryView, AppView, DeploymentPage, HooksView};
+use crate::types::{AppSummaryView, AppView, DeploymentPage, HooksView, MetricPoint};
 use leptos::prelude::*;
 use uuid::Uuid;
 
@@ -278,6 +278,27 @@ pub async fn reveal_env(id: String) -> Result<String, AppError> {
             } else {
                 format!("{k}={v}\n")
             }
+        })
+        .collect())
+}
+
+/// The application's CPU, memory and network over `window` (`hour`, `day`, `week`).
+#[server(endpoint = "apps/metrics")]
+pub async fn app_metrics(id: String, window: String) -> Result<Vec<MetricPoint>, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let window = engine::metrics::Window::parse(&window).map_err(fail)?;
+    let points = engine::metrics::app_series(&ctx.engine, &caller, edge::id(&id)?, window)
+        .await
+        .map_err(fail)?;
+    Ok(points
+        .into_iter()
+        .map(|p| MetricPoint {
+            at: p.at.timestamp(),
+            cpu: p.cpu_percent,
+            memory: p.memory_bytes,
+            limit: p.memory_limit,
+            rx: p.rx_bytes,
+            tx: p.tx_bytes,
         })
         .collect())
 }

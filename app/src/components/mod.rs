@@ -2,6 +2,7 @@
 //! toggle, status badges, environment-grouped lists, live logs and the backups panel.
 
 pub mod backups;
+pub mod chart;
 pub mod live;
 pub mod logview;
 pub mod resources;

@@ -462,6 +462,52 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
     }
 }
 
+/// Docker's statistics as [`ContainerStats`], as the `docker stats` command
+/// reads them.
+fn stats_of(r: bollard::models::ContainerStatsResponse) -> ContainerStats {
+    let cpu = r.cpu_stats.unwrap_or_default();
+    let memory = r.memory_stats.unwrap_or_default();
+    let usage = memory.usage.unwrap_or(0);
+    let detail = memory.stats.unwrap_or_default();
+    // cgroup v2 names it inactive_file; v1 total_inactive_file (and counts
+    // it in usage only below it).
+    let inactive = detail
+        .get("inactive_file")
+        .or_else(|| detail.get("total_inactive_file"))
+        .copied()
+        .filter(|i| *i < usage)
+        .unwrap_or(0);
+    let (mut rx, mut tx) = (0, 0);
+    for n in r.networks.unwrap_or_default().values() {
+        rx += n.rx_bytes.unwrap_or(0);
+        tx += n.tx_bytes.unwrap_or(0);
+    }
+    let (mut read, mut write) = (0, 0);
+    for e in r
+        .blkio_stats
+        .and_then(|b| b.io_service_bytes_recursive)
+        .unwrap_or_default()
+    {
+        match e.op.as_deref().map(str::to_ascii_lowercase).as_deref() {
+            Some("read") => read += e.value.unwrap_or(0),
+            Some("write") => write += e.value.unwrap_or(0),
+            _ => {}
+        }
+    }
+    ContainerStats {
+        cpu_total_ns: cpu.cpu_usage.and_then(|u| u.total_usage).unwrap_or(0),
+        system_total_ns: cpu.system_cpu_usage.unwrap_or(0),
+        online_cpus: cpu.online_cpus.unwrap_or(1).max(1),
+        memory_usage: usage,
+        memory_inactive_file: inactive,
+        memory_limit: memory.limit.unwrap_or(0),
+        rx_bytes: rx,
+        tx_bytes: tx,
+        read_bytes: read,
+        write_bytes: write,
+    }
+}
+
 /// The networks named exactly `name`, through the list: inspecting by name
 /// fails once two share it (Docker before API 1.44 lets that happen).
 async fn networks_named(
@@ -685,6 +731,23 @@ impl DockerApi for BollardDocker {
                 Err(DockerError::Refused { status: 304, .. }) => Ok(()),
                 other => other,
             }
+        })
+    }
+
+    fn stats<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ContainerStats, DockerError>> {
+        Box::pin(async move {
+            use futures::StreamExt;
+            let docker = self.docker().await?;
+            // One shot: no second reading a second later (the sampler keeps
+            // its own previous reading).
+            let options = q::StatsOptionsBuilder::new().stream(false).one_shot(true).build();
+            let mut readings = docker.stats(name, Some(options));
+            let r = readings
+                .next()
+                .await
+                .ok_or_else(|| DockerError::Stream(format!("no statistics for {name}")))?
+                .map_err(|e| self.err(e))?;
+            Ok(stats_of(r))
         })
     }
 

@@ -432,6 +432,16 @@ impl DockerApi for FakeDocker {
         })
     }
 
+    fn stats<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ContainerStats, DockerError>> {
+        Box::pin(async move {
+            self.check(format!("stats {name}"))?;
+            match self.with(|s| s.containers.contains_key(name)) {
+                true => Ok(ContainerStats::default()),
+                false => Err(DockerError::NotFound(format!("No such container: {name}"))),
+            }
+        })
+    }
+
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
             self.check(format!("rename {name} {to}"))?;

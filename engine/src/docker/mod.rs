@@ -254,6 +254,36 @@ impl ContainerSpec {
     }
 }
 
+/// One reading of a container's counters (Docker's stats API, one shot):
+/// cumulative, so figures per second come from two readings
+/// (`crate::metrics`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ContainerStats {
+    /// CPU time the container used, and the host's, in nanoseconds since boot.
+    pub cpu_total_ns: u64,
+    pub system_total_ns: u64,
+    pub online_cpus: u32,
+    /// The cgroup's memory usage (page cache included), its inactive file
+    /// cache (cgroup v2 `inactive_file`, v1 `total_inactive_file`), and the
+    /// limit (the host's memory when none is set).
+    pub memory_usage: u64,
+    pub memory_inactive_file: u64,
+    pub memory_limit: u64,
+    pub rx_bytes: u64,
+    pub tx_bytes: u64,
+    pub read_bytes: u64,
+    pub write_bytes: u64,
+}
+
+impl ContainerStats {
+    /// Memory in use as `docker stats` shows it: the usage less the inactive
+    /// file cache, which the kernel drops under pressure (counting it makes
+    /// a container that only read files look like it leaks).
+    pub fn memory_used(&self) -> u64 {
+        self.memory_usage.saturating_sub(self.memory_inactive_file)
+    }
+}
+
 /// A container's state as Docker reports it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct RunState {
@@ -496,6 +526,8 @@ pub trait DockerApi: Send + Sync {
     fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<(), DockerError>>;
     fn start_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     /// Stops with SIGTERM, then SIGKILL after `grace`.
+    /// One reading of a container's counters.
+    fn stats<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ContainerStats, DockerError>>;
     /// Gives a container a new name (its network aliases stay).
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     fn stop_container<'a>(&'a self, name: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), DockerError>>;

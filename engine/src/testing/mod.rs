@@ -420,6 +420,7 @@ impl DeployEnv {
                 ..crate::config::ServicesConfig::default()
             },
             host: test_host_policy(),
+            metrics: crate::config::MetricsConfig::default(),
         };
         let secret_key = crate::secrets::generate_key_string();
         let mut t = t;

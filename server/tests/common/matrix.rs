@@ -156,6 +156,10 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/apps/update_runtime", Scoped(runtime_form)),
         ("/api/apps/env", Scoped(|i| vec![("id", i.app.clone())])),
         (
+            "/api/apps/metrics",
+            Scoped(|i| vec![("id", i.app.clone()), ("window", "hour".into())]),
+        ),
+        (
             "/api/apps/set_env",
             Scoped(|i| vec![("id", i.app.clone()), ("dotenv", "PWNED=1".into())]),
         ),

@@ -1,0 +1,62 @@
+//! One worker at a time for work that must not run twice across replicas
+//! (the reconciler): a PostgreSQL advisory lock per role and installation,
+//! held on a connection kept out of the pool while it leads (so a role costs
+//! one connection of the pool).
+
+use crate::error::StoreError;
+use crate::Engine;
+use diesel::QueryableByName;
+use diesel_async::RunQueryDsl;
+
+/// The advisory lock that makes one worker the one doing a `role`, held on a
+/// pooled connection kept out of the pool for as long as it leads. A crashed worker's
+/// connection closes, and with it the lock.
+pub struct Leadership {
+    conn: diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>,
+    key: i64,
+}
+
+#[derive(QueryableByName)]
+struct Flag {
+    #[diesel(sql_type = diesel::sql_types::Bool)]
+    ok: bool,
+}
+
+impl Leadership {
+    /// The lock for `role` in this installation, when no other worker holds it.
+    pub async fn take(engine: &Engine, role: &str) -> Result<Option<Self>, StoreError> {
+        let mut conn = engine.db.get().await?;
+        let key = lock_key(role, &engine.deploy.instance);
+        let got: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
+            .bind::<diesel::sql_types::BigInt, _>(key)
+            .get_result(&mut conn)
+            .await?;
+        Ok(got.ok.then_some(Self { conn, key }))
+    }
+
+    /// Still the leader (the connection, and so the lock, survived).
+    pub async fn held(&mut self) -> bool {
+        diesel::sql_query(
+            "SELECT EXISTS (SELECT 1 FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND pid = pg_backend_pid() AND ((classid::bigint << 32) | objid::bigint) = $1) AS ok",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(self.key)
+        .get_result::<Flag>(&mut self.conn)
+        .await
+        .is_ok_and(|f| f.ok)
+    }
+
+    pub async fn give_up(mut self) {
+        let _ = diesel::sql_query("SELECT pg_advisory_unlock($1)")
+            .bind::<diesel::sql_types::BigInt, _>(self.key)
+            .execute(&mut self.conn)
+            .await;
+    }
+}
+
+/// A lock key per role and installation (several may share one PostgreSQL server).
+pub fn lock_key(role: &str, instance: &str) -> i64 {
+    use sha2::Digest;
+    let h = sha2::Sha256::digest(format!("berth-{role}:{instance}").as_bytes());
+    i64::from_be_bytes(h[..8].try_into().expect("8 bytes")) & 0x7fff_ffff_ffff_ffff
+}
