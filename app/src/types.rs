@@ -1,7 +1,10 @@
 //! Wire types: what server functions return to the browser. Plain data, shared
 //! by both builds; the engine's rows never cross the wire directly.
 
-pub use lifecycle::{BackupTrigger, DeploymentStatus, DrillStatus, JobStatus, Lifecycle, ServiceState, Trigger};
+pub use lifecycle::{
+    AlertMetric, BackupTrigger, ChannelKind, DeliveryStatus, DeploymentStatus, DrillStatus, IncidentState, JobStatus,
+    Lifecycle, NotifyEvent, ServiceState, Trigger,
+};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
@@ -454,4 +457,60 @@ pub struct BucketObjectView {
     pub key: String,
     pub size: u64,
     pub last_modified: String,
+}
+
+/// A notification channel as its page shows it (never its URL or secrets).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelView {
+    pub id: Uuid,
+    pub name: String,
+    pub kind: ChannelKind,
+    /// The receiver's host, the chat, or the addresses.
+    pub summary: String,
+    pub events: Vec<NotifyEvent>,
+}
+
+/// One notification delivery.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryView {
+    pub id: Uuid,
+    pub channel: String,
+    pub event: String,
+    pub status: DeliveryStatus,
+    pub attempts: i32,
+    pub error: Option<String>,
+    pub at: String,
+}
+
+/// An alert rule: a figure above a threshold for a while, told to channels.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RuleView {
+    pub id: Uuid,
+    pub name: String,
+    pub metric: AlertMetric,
+    pub threshold: f32,
+    pub for_secs: i32,
+    /// The names of the channels told.
+    pub channels: Vec<String>,
+}
+
+/// An incident of a rule that fired.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IncidentView {
+    pub id: Uuid,
+    pub rule: String,
+    pub subject: String,
+    pub state: IncidentState,
+    pub value: f32,
+    pub started_at: String,
+    pub resolved_at: Option<String>,
+}
+
+/// The organization's channels, latest deliveries, alert rules and incidents.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct NotificationsView {
+    pub channels: Vec<ChannelView>,
+    pub deliveries: Vec<DeliveryView>,
+    pub rules: Vec<RuleView>,
+    pub incidents: Vec<IncidentView>,
 }

@@ -256,6 +256,8 @@ pub struct DeployConfig {
     pub services: ServicesConfig,
     pub host: HostPolicy,
     pub metrics: MetricsConfig,
+    /// `BERTH_PUBLIC_URL` (the server checks its form): links in notifications.
+    pub public_url: Option<String>,
 }
 
 /// How often the worker samples resource use, and how long points are kept
@@ -599,6 +601,7 @@ impl DeployConfig {
             services: ServicesConfig::from_env()?,
             host: HostPolicy::from_env()?,
             metrics: MetricsConfig::from_env()?,
+            public_url: var("BERTH_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
             data_dir: abs,
         })
     }
@@ -646,6 +649,7 @@ impl Default for DeployConfig {
             services: ServicesConfig::default(),
             host: HostPolicy::default(),
             metrics: MetricsConfig::default(),
+            public_url: None,
             data_dir,
         }
     }

@@ -20,6 +20,8 @@ pub enum Event {
     /// A backup, restore or drill of `service` (none: Berth's own database)
     /// moved on.
     Backup { id: Uuid, service: Option<Uuid> },
+    /// A notification delivery was queued or moved to `status`.
+    Delivery { id: Uuid, status: String },
 }
 
 /// The organization's channel (a full Redis channel name).

@@ -83,4 +83,8 @@ id_type!(
     RestoreId,
     /// A row of `backup_schedules`.
     ScheduleId,
+    /// A row of `notification_channels`.
+    ChannelId,
+    /// A row of `notification_deliveries`.
+    DeliveryId,
 );

@@ -5,6 +5,7 @@
 //! of HTTP: the `app` server functions and the `server` routes are thin edges over it.
 
 pub mod accounts;
+pub mod alerts;
 pub mod apps;
 pub mod backups;
 pub mod config;
@@ -28,6 +29,7 @@ pub mod logs;
 pub mod metrics;
 pub mod names;
 pub mod network;
+pub mod notify;
 pub mod orgs;
 pub mod outbound;
 pub mod passwords;

@@ -18,7 +18,7 @@ struct Column {
     row_key: &'static str,
 }
 
-const COLUMNS: [Column; 9] = [
+const COLUMNS: [Column; 10] = [
     Column {
         table: "applications",
         column: "source_secret",
@@ -52,6 +52,11 @@ const COLUMNS: [Column; 9] = [
     Column {
         table: "s3_destinations",
         column: "secret_key",
+        row_key: "id::text",
+    },
+    Column {
+        table: "notification_channels",
+        column: "settings",
         row_key: "id::text",
     },
     Column {

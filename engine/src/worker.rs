@@ -18,6 +18,7 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
         .kind(crate::backups::kinds::RestoreKind)
         .kind(crate::backups::kinds::BackupKind)
         .kind(crate::backups::kinds::DrillKind)
+        .kind(crate::notify::delivery::DeliveryKind)
         .run()
         .await;
     let _ = reconciler.await;

@@ -401,6 +401,20 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
     let s3 = TestS3::new().await;
     let uploads_before = s3.pending_uploads();
     let (stop, worker) = start_backup_worker(engine);
+    // The team hears of each failure, with its cause.
+    let hook = engine::testing::receiver::Receiver::start(vec![]).await;
+    let channel = engine::notify::NewChannel::parse(
+        &engine::notify::ChannelForm {
+            name: "ops".into(),
+            kind: "discord".into(),
+            url: hook.url.clone(),
+            events: vec!["backup_failed".into()],
+            ..Default::default()
+        },
+        engine::outbound::Policy::of(engine),
+    )
+    .unwrap();
+    engine::notify::add_channel(engine, &caller, channel).await.unwrap();
 
     // Wrong secret key: S3 refuses the signature.
     let wrong = backups::NewDestination::parse(
@@ -430,6 +444,13 @@ async fn failed_backups_name_their_cause_and_leave_no_object() {
     assert_eq!(b.status, JobStatus::Failed);
     let err = b.error.unwrap();
     assert!(err.contains("S3 answered HTTP 403"), "{err}");
+    let told = hook.wait_for(1, std::time::Duration::from_secs(30)).await;
+    let embed = &told[0].json()["embeds"][0];
+    assert_eq!(embed["title"], "Backup of billing-db failed");
+    assert!(
+        embed["description"].as_str().unwrap().contains("S3 answered HTTP 403"),
+        "{embed}"
+    );
 
     // A bucket that does not exist.
     let missing = backups::NewDestination::parse(

@@ -109,6 +109,9 @@ macro_rules! stored_enum {
         }
 
         impl $name {
+            /// Every variant, in declaration order.
+            pub const VARIANTS: &'static [$name] = &[$($name::$variant),+];
+
             /// The name stored in the database and sent on the wire.
             pub const fn name(self) -> &'static str {
                 match self { $($name::$variant => $text),+ }
@@ -374,6 +377,112 @@ stored_enum! {
     }
 }
 
+stored_enum! {
+    /// One notification delivery to one channel: a job with retries.
+    DeliveryStatus {
+        /// Waiting for a worker (a first try, or a retry whose time has come).
+        Queued = "queued",
+        /// A worker is sending it.
+        Sending = "sending",
+        /// The receiver accepted it. Final.
+        Succeeded = "succeeded",
+        /// Refused for good, or every attempt failed (the error says why). Final.
+        Failed = "failed",
+    }
+    tone(s) {
+        match s {
+            DeliveryStatus::Succeeded => Tone::Good,
+            DeliveryStatus::Failed => Tone::Bad,
+            DeliveryStatus::Queued => Tone::Idle,
+            DeliveryStatus::Sending => Tone::Busy,
+        }
+    }
+    moves(from, to) {
+        use DeliveryStatus::*;
+        // A failed attempt with attempts left goes back to the queue.
+        matches!((from, to), (Queued, Sending | Failed) | (Sending, Succeeded | Failed | Queued))
+    }
+}
+
+stored_enum! {
+    /// Where a notification goes: an incoming-webhook format or email.
+    ChannelKind {
+        Slack = "slack" as "Slack",
+        Discord = "discord" as "Discord",
+        Telegram = "telegram" as "Telegram",
+        Teams = "teams" as "Microsoft Teams",
+        GoogleChat = "google_chat" as "Google Chat",
+        /// JSON signed with HMAC-SHA256.
+        Webhook = "webhook" as "Signed webhook",
+        Email = "email" as "Email (SMTP)",
+    }
+}
+
+stored_enum! {
+    /// What a notification is about.
+    NotifyEvent {
+        DeploymentSucceeded = "deployment_succeeded" as "Deployment succeeded",
+        DeploymentFailed = "deployment_failed" as "Deployment failed",
+        BackupSucceeded = "backup_succeeded" as "Backup succeeded",
+        BackupFailed = "backup_failed" as "Backup failed",
+        DrillFailed = "drill_failed" as "Restore drill failed",
+        Upgraded = "upgraded" as "Berth upgraded",
+        /// An alert rule's incident started or cleared (sent to the rule's channels).
+        Alert = "alert" as "Alert",
+        /// "Send test" on the page.
+        Test = "test" as "Test",
+    }
+}
+
+impl NotifyEvent {
+    /// The events a channel chooses among (alerts go where their rule says,
+    /// tests where the user sends them).
+    pub const CHOOSABLE: &'static [NotifyEvent] = &[
+        NotifyEvent::DeploymentSucceeded,
+        NotifyEvent::DeploymentFailed,
+        NotifyEvent::BackupSucceeded,
+        NotifyEvent::BackupFailed,
+        NotifyEvent::DrillFailed,
+        NotifyEvent::Upgraded,
+    ];
+}
+
+stored_enum! {
+    /// One breach of one alert rule by one subject.
+    IncidentState {
+        /// Above the threshold, not yet for long enough. Nobody told.
+        Pending = "pending",
+        /// Held past the rule's duration: the channels were told.
+        Firing = "firing",
+        /// Back under the threshold after firing: told too. Final.
+        Resolved = "resolved",
+    }
+    tone(s) {
+        match s {
+            IncidentState::Firing => Tone::Bad,
+            IncidentState::Resolved => Tone::Good,
+            IncidentState::Pending => Tone::Idle,
+        }
+    }
+    moves(from, to) {
+        use IncidentState::*;
+        // A pending breach that clears is forgotten, not resolved.
+        matches!((from, to), (Pending, Firing) | (Firing, Resolved))
+    }
+}
+
+stored_enum! {
+    /// What an alert rule watches.
+    AlertMetric {
+        /// An app's or a database service's CPU, in percent of one core.
+        Cpu = "cpu" as "CPU",
+        /// An app's or a database service's memory, in percent of its limit.
+        Memory = "memory" as "Memory",
+        /// The disk under Berth's data directory (instance administrators).
+        Disk = "disk" as "Disk",
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -390,6 +499,25 @@ mod tests {
         names_round_trip::<JobStatus>();
         names_round_trip::<DrillStatus>();
         names_round_trip::<ServiceState>();
+        names_round_trip::<DeliveryStatus>();
+        names_round_trip::<IncidentState>();
+    }
+
+    #[test]
+    fn deliveries_end_once_and_retry_only_from_sending() {
+        use DeliveryStatus::*;
+        for from in [Succeeded, Failed] {
+            for to in DeliveryStatus::ALL {
+                assert!(!from.can_become(*to), "{from:?} -> {to:?}");
+            }
+        }
+        assert!(Sending.can_become(Queued));
+        assert!(!Queued.can_become(Succeeded));
+        assert_eq!(NotifyEvent::VARIANTS.len(), 8);
+        assert!(!NotifyEvent::CHOOSABLE.contains(&NotifyEvent::Test));
+        assert!(IncidentState::Pending.can_become(IncidentState::Firing));
+        assert!(!IncidentState::Pending.can_become(IncidentState::Resolved));
+        assert!(!IncidentState::Resolved.can_become(IncidentState::Firing));
     }
 
     #[test]

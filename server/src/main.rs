@@ -229,6 +229,16 @@ async fn serve() -> anyhow::Result<()> {
     let (engine, previous) = build_engine(&db_config)?;
     migrate(&db_config).await?;
     prepare(&engine, previous.as_ref()).await?;
+    // A new version or release is told to the channels that chose upgrades, once.
+    let running = match &server_config.release {
+        Some(r) => format!("{} ({r})", env!("CARGO_PKG_VERSION")),
+        None => env!("CARGO_PKG_VERSION").to_owned(),
+    };
+    match engine::notify::upgraded(&engine, &running).await {
+        Ok(Some(from)) => tracing::info!(from, to = running, "Berth upgraded"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "recording the running release"),
+    }
     let listen = server_config.listen;
     let stop = tokio_util::sync::CancellationToken::new();
     let worker_task = server_config

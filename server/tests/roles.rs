@@ -91,6 +91,12 @@ fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
             ("secret_key", "secret-key"),
             ("path_style", "on"),
         ]),
+        "/api/notify/add" => s(&[
+            ("name", "Another channel"),
+            ("kind", "slack"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("events[0]", "deployment_failed"),
+        ]),
         _ => Vec::new(),
     }
 }

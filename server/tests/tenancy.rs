@@ -162,6 +162,17 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
         "{mine}"
     );
 
+    // Channels likewise; and their URLs (which carry tokens) never come back,
+    // even to their owner.
+    let theirs = app.call("notify/list", &[], Some(&mallory)).await;
+    assert_eq!(theirs.status, StatusCode::OK);
+    assert!(!theirs.body.contains("Secret channel"), "{}", theirs.body);
+    let mine = app.call("notify/list", &[], Some(&ada)).await.body;
+    assert!(
+        mine.contains("Secret channel") && !mine.contains("secret-hook"),
+        "{mine}"
+    );
+
     assert_eq!(snapshot(&app, &ada, &ids).await, before, "the victim's data changed");
     // And Bob, still a member, sees the project: the checks are tenancy, not breakage.
     assert_eq!(

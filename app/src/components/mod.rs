@@ -5,6 +5,7 @@ pub mod backups;
 pub mod chart;
 pub mod live;
 pub mod logview;
+pub mod notify;
 pub mod resources;
 pub mod shell;
 pub mod status;

@@ -1,5 +1,5 @@
 //! Settings: the user's profile and password, the organization's members and
-//! invites, backups of Berth's own database (instance administrators only), and
+//! invites, its notification channels, backups of Berth's own database (instance administrators only), and
 //! creating another organization.
 
 use crate::api::instance::{get_instance, SetAcme, SetInstanceAdmin, SetOrgCreation};
@@ -8,6 +8,7 @@ use crate::api::orgs::{
 };
 use crate::api::session::{ChangePassword, UpdateProfile};
 use crate::components::backups::{Backups, BackupsPanel};
+use crate::components::notify::{Notifications, NotificationsSection};
 use crate::components::shell::Session;
 use crate::components::ui::{
     action_error, hard_navigate, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
@@ -47,6 +48,7 @@ pub fn SettingsPage() -> impl IntoView {
         |_| get_instance(),
     );
     let own = Backups::new(Signal::derive(|| "berth".to_owned()));
+    let notifications = Notifications::new();
     let session = Session::get();
     view! {
         <div class="mx-auto max-w-4xl space-y-6">
@@ -65,6 +67,7 @@ pub fn SettingsPage() -> impl IntoView {
                         <Members manage role remove members />
                         <Show when=move || manage>
                             <Invites create=invite revoke invites />
+                            <NotificationsSection state=notifications />
                         </Show>
                         <Show when=move || create_org>
                             <NewOrganization />

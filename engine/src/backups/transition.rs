@@ -7,7 +7,7 @@
 use crate::jobs::TransitionError;
 use diesel::sql_types::{Double, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
-use lifecycle::{DrillStatus, JobStatus};
+use lifecycle::{DrillStatus, JobStatus, NotifyEvent};
 
 /// The tables whose rows are jobs with a [`JobStatus`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -40,9 +40,50 @@ macro_rules! job_update {
     };
 }
 
-/// Moves a backup or a restore, or says why not.
+/// What a backup's notice says: its service, destination, size and error.
+const BACKUP_NOTICE: &str = "INSERT INTO notification_deliveries (organization_id, channel_id, event, facts)
+     SELECT c.organization_id, c.id, $2,
+            jsonb_build_object('service', b.service_name, 'service_id', b.service_id, 'backup_id', b.id,
+                               'destination', s.name, 'size_bytes', b.size_bytes,
+                               'reason', COALESCE(CASE WHEN $2 = 'drill_failed' THEN b.drill_detail END, b.error))
+     FROM backups b
+     JOIN s3_destinations s ON s.id = b.destination_id
+     JOIN notification_channels c ON c.organization_id = b.organization_id AND $2 = ANY (c.events)
+     WHERE b.id = $1";
+
+/// Queues a backup's notice (on the caller's transaction).
+async fn notice(conn: &mut AsyncPgConnection, id: uuid::Uuid, event: NotifyEvent) -> Result<(), TransitionError> {
+    diesel::sql_query(BACKUP_NOTICE)
+        .bind::<SqlUuid, _>(id)
+        .bind::<Text, _>(event.name())
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
+/// Moves a backup or a restore, or says why not. A backup's end is told to the
+/// channels that chose it.
 pub async fn transition(conn: &mut AsyncPgConnection, table: JobTable, m: JobMove<'_>) -> Result<(), TransitionError> {
     m.check(JobStatus::Queued)?;
+    let event = match (table, m.to) {
+        (JobTable::Backups, JobStatus::Succeeded) => Some(NotifyEvent::BackupSucceeded),
+        (JobTable::Backups, JobStatus::Failed) => Some(NotifyEvent::BackupFailed),
+        _ => None,
+    };
+    match event {
+        None => job_move(conn, table, m).await,
+        Some(event) => {
+            use diesel_async::AsyncConnection;
+            conn.transaction::<_, TransitionError, _>(async |conn| {
+                job_move(conn, table, m).await?;
+                notice(conn, m.id, event).await
+            })
+            .await
+        }
+    }
+}
+
+async fn job_move(conn: &mut AsyncPgConnection, table: JobTable, m: JobMove<'_>) -> Result<(), TransitionError> {
     let (holder, worker, lease) = m.holder.binds();
     let sql = match table {
         JobTable::Backups => job_update!("backups"),
@@ -73,6 +114,18 @@ pub type DrillMove<'a> = crate::jobs::Move<'a, DrillStatus>;
 /// Moves a drill, or says why not.
 pub async fn drill_transition(conn: &mut AsyncPgConnection, m: DrillMove<'_>) -> Result<(), TransitionError> {
     m.check(DrillStatus::Queued)?;
+    if m.to != DrillStatus::Failed {
+        return drill_move(conn, m).await;
+    }
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, TransitionError, _>(async |conn| {
+        drill_move(conn, m).await?;
+        notice(conn, m.id, NotifyEvent::DrillFailed).await
+    })
+    .await
+}
+
+async fn drill_move(conn: &mut AsyncPgConnection, m: DrillMove<'_>) -> Result<(), TransitionError> {
     let (holder, worker, lease) = m.holder.binds();
     let n = diesel::sql_query(
         "UPDATE backups SET

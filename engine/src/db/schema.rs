@@ -6,6 +6,7 @@ diesel::table! {
         singleton -> Bool,
         onboarded_at -> Timestamptz,
         admin_organization_id -> Nullable<Uuid>,
+        running_release -> Nullable<Text>,
     }
 }
 

@@ -9,6 +9,7 @@ pub use crate::jobs::{Holder, TransitionError};
 use diesel::sql_types::{Bool, Double, Nullable, Text, Uuid as SqlUuid};
 use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use lifecycle::DeploymentStatus as Status;
+use lifecycle::NotifyEvent;
 use uuid::Uuid;
 
 /// One move of one deployment: its `note` is the reason, `by` the deployment
@@ -19,6 +20,43 @@ pub type Move<'a> = crate::jobs::Move<'a, Status>;
 /// heartbeat, the reason and the end time as the target state requires.
 pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(), TransitionError> {
     m.check(Status::Queued)?;
+    // Going live and failing are told to the channels that chose them, in the
+    // transaction of the move: told exactly when it happened.
+    let event = match m.to {
+        Status::Running => Some(NotifyEvent::DeploymentSucceeded),
+        Status::Failed => Some(NotifyEvent::DeploymentFailed),
+        _ => None,
+    };
+    match event {
+        None => update(conn, m).await,
+        Some(event) => {
+            use diesel_async::AsyncConnection;
+            conn.transaction::<_, TransitionError, _>(async |conn| {
+                update(conn, m).await?;
+                diesel::sql_query(
+                    "INSERT INTO notification_deliveries (organization_id, channel_id, event, facts)
+                     SELECT c.organization_id, c.id, $2,
+                            jsonb_build_object('app', a.name, 'app_id', a.id, 'project', p.name,
+                                               'deployment_id', d.id, 'reason', d.reason)
+                     FROM deployments d
+                     JOIN applications a ON a.id = d.application_id
+                     JOIN environments e ON e.id = a.environment_id
+                     JOIN projects p ON p.id = e.project_id
+                     JOIN notification_channels c ON c.organization_id = d.organization_id AND $2 = ANY (c.events)
+                     WHERE d.id = $1",
+                )
+                .bind::<SqlUuid, _>(m.id)
+                .bind::<Text, _>(event.name())
+                .execute(conn)
+                .await?;
+                Ok(())
+            })
+            .await
+        }
+    }
+}
+
+async fn update(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(), TransitionError> {
     let (holder, worker, lease) = m.holder.binds();
     let n = diesel::sql_query(
         "UPDATE deployments SET

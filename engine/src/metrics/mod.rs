@@ -298,6 +298,10 @@ pub async fn run(engine: crate::Engine, shutdown: tokio_util::sync::Cancellation
                 if let Err(e) = write(&engine, cfg.interval_secs as i32, &points).await {
                     tracing::warn!(error = %e, "writing metric points");
                 }
+                // Alert rules look at the figures just taken.
+                if let Err(e) = crate::alerts::evaluate(&engine, &points).await {
+                    tracing::warn!(error = %e, "evaluating alert rules");
+                }
             }
             Err(e) => tracing::debug!(error = %e, "sampling metrics"),
         }

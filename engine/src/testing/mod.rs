@@ -6,6 +6,7 @@
 //! without them fails with a message saying so, never skips.
 
 pub mod acme;
+pub mod receiver;
 
 use crate::config::{DatabaseConfig, DockerConfig, RedisConfig};
 use crate::docker::BollardDocker;
@@ -421,6 +422,7 @@ impl DeployEnv {
             },
             host: test_host_policy(),
             metrics: crate::config::MetricsConfig::default(),
+            public_url: None,
         };
         let secret_key = crate::secrets::generate_key_string();
         let mut t = t;
@@ -688,7 +690,9 @@ pub fn start_backup_worker(engine: &Engine) -> (tokio_util::sync::CancellationTo
     let runner = crate::jobs::Runner::new(engine.clone(), token.clone())
         .kind(RestoreKind)
         .kind(BackupKind)
-        .kind(DrillKind);
+        .kind(DrillKind)
+        // Their notices, too.
+        .kind(crate::notify::delivery::DeliveryKind);
     let handle = tokio::spawn(runner.run());
     (token, handle)
 }

@@ -30,6 +30,8 @@ pub struct Ids {
     pub destination: String,
     pub schedule: String,
     pub backup: String,
+    pub channel: String,
+    pub rule: String,
 }
 
 pub fn source_form(i: &Ids) -> Vec<(&'static str, String)> {
@@ -341,6 +343,28 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
             "/api/deployments/rollback",
             Scoped(|i| vec![("id", i.deployment.clone())]),
         ),
+        // The caller's own organization's channels, or a new one in it.
+        ("/api/notify/list", NoId),
+        ("/api/notify/add", NoId),
+        ("/api/notify/remove", Scoped(|i| vec![("id", i.channel.clone())])),
+        (
+            "/api/notify/events",
+            Scoped(|i| vec![("id", i.channel.clone()), ("events[0]", "upgraded".into())]),
+        ),
+        ("/api/notify/test", Scoped(|i| vec![("id", i.channel.clone())])),
+        (
+            "/api/notify/add_rule",
+            Scoped(|i| {
+                vec![
+                    ("name", "Sneaky rule".into()),
+                    ("metric", "cpu".into()),
+                    ("threshold", "90".into()),
+                    ("for_secs", "60".into()),
+                    ("channels[0]", i.channel.clone()),
+                ]
+            }),
+        ),
+        ("/api/notify/remove_rule", Scoped(|i| vec![("id", i.rule.clone())])),
     ])
 }
 
@@ -381,7 +405,10 @@ pub async fn snapshot(app: &TestApp, cookie: &str, ids: &Ids) -> String {
         .call("backups/list", &[("subject", &ids.service)], Some(cookie))
         .await
         .body;
-    format!("{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}\n{service}\n{backups}")
+    let notifications = app.call("notify/list", &[], Some(cookie)).await.body;
+    format!(
+        "{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}\n{service}\n{backups}\n{notifications}"
+    )
 }
 
 /// Ada's organization with one of everything, and Bob, a member of it.
@@ -554,6 +581,36 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         .await;
     assert_eq!(backup.status, StatusCode::OK, "{}", backup.body);
     let backup = backup.json().as_str().unwrap().to_owned();
+    let channel = app
+        .call(
+            "notify/add",
+            &[
+                ("name", "Secret channel"),
+                ("kind", "webhook"),
+                ("url", "http://127.0.0.1:9/secret-hook"),
+                ("events[0]", "deployment_failed"),
+            ],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(channel.status, StatusCode::OK, "{}", channel.body);
+    let listed = app.call("notify/list", &[], Some(&ada)).await;
+    let channel = listed.json()["channels"][0]["id"].as_str().unwrap().to_owned();
+    let rule = app
+        .call(
+            "notify/add_rule",
+            &[
+                ("name", "Secret rule"),
+                ("metric", "memory"),
+                ("threshold", "80"),
+                ("for_secs", "300"),
+                ("channels[0]", &channel),
+            ],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(rule.status, StatusCode::OK, "{}", rule.body);
+    let rule = rule.json().as_str().unwrap().to_owned();
     let ids = Ids {
         project,
         environment,
@@ -567,6 +624,8 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         destination,
         schedule,
         backup,
+        channel,
+        rule,
     };
 
     Fixture {

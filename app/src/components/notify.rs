@@ -1,0 +1,362 @@
+//! Notification channels (Slack, Discord, Telegram, Teams, Google Chat, a
+//! signed webhook, email) with the events each is told about, "send test",
+//! the latest deliveries with their status, updated as they move, and alert
+//! rules with their incidents. Shown in Settings to organization admins and
+//! owners.
+
+use crate::api::notify::{
+    list_notifications, AddChannel, AddRule, RemoveChannel, RemoveRule, SetChannelEvents, TestChannel,
+};
+use crate::components::live::refresh_on;
+use crate::components::status::{Badge, StatusBadge};
+use crate::components::ui::{
+    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+};
+use crate::error::AppError;
+use crate::types::{AlertMetric, ChannelKind, NotificationsView, NotifyEvent};
+use leptos::form::ActionForm;
+use leptos::prelude::*;
+
+type List = Resource<Result<NotificationsView, AppError>>;
+
+/// The section's actions and list, made in the page's body (not inside a
+/// `Suspense`, see `Shell`).
+#[derive(Clone, Copy)]
+pub struct Notifications {
+    add: ServerAction<AddChannel>,
+    remove: ServerAction<RemoveChannel>,
+    events: ServerAction<SetChannelEvents>,
+    test: ServerAction<TestChannel>,
+    add_rule: ServerAction<AddRule>,
+    remove_rule: ServerAction<RemoveRule>,
+    list: List,
+    /// The channels for the rule form: re-read only when channels change, so
+    /// a delivery moving on never wipes what is being typed.
+    setup: List,
+}
+
+impl Notifications {
+    pub fn new() -> Self {
+        let (add, remove, events, test) = (
+            ServerAction::<AddChannel>::new(),
+            ServerAction::<RemoveChannel>::new(),
+            ServerAction::<SetChannelEvents>::new(),
+            ServerAction::<TestChannel>::new(),
+        );
+        let (add_rule, remove_rule) = (ServerAction::<AddRule>::new(), ServerAction::<RemoveRule>::new());
+        let tick = RwSignal::new(0u32);
+        let list: List = Resource::new(
+            move || {
+                (
+                    add.version().get(),
+                    remove.version().get(),
+                    events.version().get(),
+                    test.version().get(),
+                    add_rule.version().get(),
+                    remove_rule.version().get(),
+                    tick.get(),
+                )
+            },
+            |_| list_notifications(),
+        );
+        let setup: List = Resource::new(
+            move || (add.version().get(), remove.version().get()),
+            |_| list_notifications(),
+        );
+        // Deliveries move on their own (sending, retried, delivered).
+        refresh_on(|e| e.kind == "delivery", tick);
+        Self {
+            add,
+            remove,
+            events,
+            test,
+            add_rule,
+            remove_rule,
+            list,
+            setup,
+        }
+    }
+}
+
+impl Default for Notifications {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// Which of the form's field groups a kind uses.
+fn uses_url(kind: &str) -> bool {
+    matches!(kind, "slack" | "discord" | "teams" | "google_chat" | "webhook")
+}
+
+#[component]
+pub fn NotificationsSection(state: Notifications) -> impl IntoView {
+    let Notifications {
+        add,
+        remove,
+        events,
+        test,
+        add_rule,
+        remove_rule,
+        list,
+        setup,
+    } = state;
+    let form = NodeRef::<leptos::html::Form>::new();
+    crate::components::ui::reset_on_success(add, form);
+    let add_error = action_error(add);
+    let change_error = Signal::derive(move || {
+        events
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .or_else(|| test.value().get().and_then(|r| r.err()))
+            .or_else(|| remove.value().get().and_then(|r| r.err()))
+            .or_else(|| remove_rule.value().get().and_then(|r| r.err()))
+    });
+    let secret = move || add.value().get().and_then(|r| r.ok()).flatten();
+    // Shapes the form: changed only by the kind select's handler.
+    let kind = RwSignal::new("slack".to_owned());
+    view! {
+        <section class=CARD id="notifications">
+            <h2 class="mb-1 font-semibold">"Notifications"</h2>
+            <p class="mb-3 text-sm text-slate-600 dark:text-slate-400">
+                "Where Berth tells your team about deployments, backups, restore drills and upgrades."
+            </p>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match list.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(v) => view! { <Channels v remove events test remove_rule /> }.into_any(),
+                    }
+                })}
+            </Transition>
+            <FormError error=change_error />
+            <Show when=move || secret().is_some()>
+                <p role="status" class="mt-3 rounded-md bg-amber-50 px-3 py-2 text-sm text-amber-900 dark:bg-amber-950 dark:text-amber-100">
+                    "Signing secret (shown once; receivers check X-Berth-Signature with it): "
+                    <code id="channel-secret" class="break-all font-mono">{secret}</code>
+                </p>
+            </Show>
+            <h3 class="mb-2 mt-5 text-sm font-semibold">"Add a channel"</h3>
+            <ActionForm action=add node_ref=form attr:class="space-y-3" attr:id="add-channel">
+                <div class="grid gap-3 sm:grid-cols-2">
+                    <Field label="Name" name="name" error=add_error />
+                    <label class="block text-sm font-medium">"Kind"
+                        <select name="kind" id="field-kind" class=INPUT on:change=move |ev| kind.set(event_target_value(&ev))>
+                            {ChannelKind::VARIANTS.iter().map(|k| view! { <option value=k.name()>{k.words()}</option> }).collect_view()}
+                        </select>
+                    </label>
+                </div>
+                <Show when=move || uses_url(&kind.get())>
+                    <Field label="Incoming webhook URL" name="url" kind="url" error=add_error />
+                </Show>
+                <Show when=move || kind.get() == "telegram">
+                    <div class="grid gap-3 sm:grid-cols-2">
+                        <Field label="Bot token" name="bot_token" kind="password" error=add_error />
+                        <Field label="Chat ID" name="chat_id" error=add_error />
+                    </div>
+                </Show>
+                <Show when=move || kind.get() == "email">
+                    <div class="grid gap-3 sm:grid-cols-2">
+                        <Field label="SMTP host" name="smtp_host" error=add_error />
+                        <Field label="Port (587 STARTTLS, 465 TLS)" name="smtp_port" error=add_error />
+                        <label class="block text-sm font-medium">"Security"
+                            <select name="smtp_security" id="field-smtp_security" class=INPUT>
+                                <option value="starttls">"STARTTLS"</option>
+                                <option value="tls">"TLS"</option>
+                                <option value="none">"None (local relay)"</option>
+                            </select>
+                        </label>
+                        <Field label="User name" name="smtp_username" autocomplete="off" error=add_error />
+                        <Field label="Password" name="smtp_password" kind="password" autocomplete="new-password" error=add_error />
+                        <Field label="From" name="email_from" error=add_error />
+                        <Field label="To (comma-separated)" name="email_to" error=add_error />
+                    </div>
+                </Show>
+                <EventChoices chosen=vec![NotifyEvent::DeploymentFailed, NotifyEvent::BackupFailed, NotifyEvent::DrillFailed] prefix="new" />
+                <FormError error=add_error />
+                <Submit label="Add channel" pending=add.pending() id="add-channel-submit" />
+            </ActionForm>
+            <RuleForm add_rule setup />
+        </section>
+    }
+}
+
+/// A new alert rule: the figure, the threshold, how long, and whom to tell.
+#[component]
+fn RuleForm(add_rule: ServerAction<AddRule>, setup: List) -> impl IntoView {
+    let form = NodeRef::<leptos::html::Form>::new();
+    crate::components::ui::reset_on_success(add_rule, form);
+    let error = action_error(add_rule);
+    view! {
+        <h3 class="mb-2 mt-6 text-sm font-semibold">"Add an alert rule"</h3>
+        <ActionForm action=add_rule node_ref=form attr:class="space-y-3" attr:id="add-rule">
+            <div class="grid gap-3 sm:grid-cols-2">
+                <Field label="Name" name="name" error />
+                <label class="block text-sm font-medium">"When"
+                    <select name="metric" id="field-metric" class=INPUT>
+                        {AlertMetric::VARIANTS.iter().map(|m| view! { <option value=m.name()>{m.words()}</option> }).collect_view()}
+                    </select>
+                </label>
+                <Field label="Is above (percent)" name="threshold" error />
+                <Field label="For at least (seconds)" name="for_secs" value="300".to_owned() error />
+            </div>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    let channels = setup.await.map(|v| v.channels).unwrap_or_default();
+                    if channels.is_empty() {
+                        return view! { <p class="text-sm text-slate-500">"Add a channel first: a rule tells channels."</p> }.into_any();
+                    }
+                    view! {
+                        <fieldset class="flex flex-wrap gap-x-4 gap-y-1 text-sm">
+                            <legend class="mb-1 font-medium">"Tell"</legend>
+                            {channels.into_iter().enumerate().map(|(i, c)| {
+                                let id = format!("rule-channel-{i}");
+                                let for_id = id.clone();
+                                view! {
+                                    <label class="inline-flex items-center gap-1" for=for_id>
+                                        <input type="checkbox" id=id name=format!("channels[{i}]") value=c.id.to_string() />
+                                        {c.name}
+                                    </label>
+                                }
+                            }).collect_view()}
+                        </fieldset>
+                    }.into_any()
+                })}
+            </Transition>
+            <FormError error />
+            <Submit label="Add rule" pending=add_rule.pending() id="add-rule-submit" />
+        </ActionForm>
+    }
+}
+
+/// One checkbox per event a channel can choose (`events[i]`).
+#[component]
+fn EventChoices(chosen: Vec<NotifyEvent>, #[prop(into)] prefix: String) -> impl IntoView {
+    view! {
+        <fieldset class="flex flex-wrap gap-x-4 gap-y-1 text-sm">
+            <legend class="sr-only">"Events"</legend>
+            {NotifyEvent::CHOOSABLE.iter().enumerate().map(|(i, e)| {
+                let id = format!("{prefix}-event-{}", e.name());
+                let for_id = id.clone();
+                view! {
+                    <label class="inline-flex items-center gap-1" for=for_id>
+                        <input type="checkbox" id=id name=format!("events[{i}]") value=e.name() checked=chosen.contains(e) />
+                        {e.words()}
+                    </label>
+                }
+            }).collect_view()}
+        </fieldset>
+    }
+}
+
+#[component]
+fn Channels(
+    v: NotificationsView,
+    remove: ServerAction<RemoveChannel>,
+    events: ServerAction<SetChannelEvents>,
+    test: ServerAction<TestChannel>,
+    remove_rule: ServerAction<RemoveRule>,
+) -> impl IntoView {
+    let NotificationsView {
+        channels,
+        deliveries,
+        rules,
+        incidents,
+    } = v;
+    view! {
+        {channels.is_empty().then(|| view! { <p class="text-sm text-slate-500">"No channels yet."</p> })}
+        <ul class="divide-y divide-slate-200 text-sm dark:divide-slate-800" id="channels">
+            {channels.into_iter().enumerate().map(|(row, c)| {
+                let (test_id, remove_id) = (c.id.to_string(), c.id.to_string());
+                let prefix = format!("channel{row}");
+                view! {
+                    <li class="space-y-2 py-3" data-channel=c.name.clone()>
+                        <div class="flex flex-col gap-2 sm:flex-row sm:items-center sm:justify-between">
+                            <span><span class="font-medium">{c.name.clone()}</span>
+                                <span class="ml-2 text-slate-500">{format!("{} · {}", c.kind.words(), c.summary)}</span></span>
+                            <span class="flex gap-2">
+                                <button type="button" class=BUTTON_QUIET data-test-channel=c.name.clone() on:click=move |_| {
+                                    test.dispatch(TestChannel { id: test_id.clone() });
+                                }>"Send test"</button>
+                                <button type="button" class=BUTTON_DANGER data-remove-channel=c.name.clone() on:click=move |_| {
+                                    if window().confirm_with_message("Remove this channel?").unwrap_or(false) {
+                                        remove.dispatch(RemoveChannel { id: remove_id.clone() });
+                                    }
+                                }>"Remove"</button>
+                            </span>
+                        </div>
+                        <ActionForm action=events attr:class="flex flex-col gap-2 sm:flex-row sm:items-center" attr:id=format!("channel-events-{row}")>
+                            <input type="hidden" name="id" value=c.id.to_string() />
+                            <EventChoices chosen=c.events.clone() prefix />
+                            <button type="submit" class=BUTTON_QUIET>"Save events"</button>
+                        </ActionForm>
+                    </li>
+                }
+            }).collect_view()}
+        </ul>
+        {(!rules.is_empty()).then(|| view! {
+            <h3 class="mb-2 mt-5 text-sm font-semibold">"Alert rules"</h3>
+            <ul class="divide-y divide-slate-200 text-sm dark:divide-slate-800" id="rules">
+                {rules.into_iter().map(|r| {
+                    let id = r.id.to_string();
+                    view! {
+                        <li class="flex flex-col gap-2 py-2 sm:flex-row sm:items-center sm:justify-between" data-rule=r.name.clone()>
+                            <span><span class="font-medium">{r.name.clone()}</span>
+                                <span class="ml-2 text-slate-500">{format!(
+                                    "{} above {} % for {} s → {}", r.metric.words(), r.threshold, r.for_secs, r.channels.join(", ")
+                                )}</span></span>
+                            <button type="button" class=BUTTON_DANGER on:click=move |_| {
+                                if window().confirm_with_message("Remove this rule?").unwrap_or(false) {
+                                    remove_rule.dispatch(RemoveRule { id: id.clone() });
+                                }
+                            }>"Remove"</button>
+                        </li>
+                    }
+                }).collect_view()}
+            </ul>
+        })}
+        {(!incidents.is_empty()).then(|| view! {
+            <h3 class="mb-2 mt-5 text-sm font-semibold">"Incidents"</h3>
+            <ul class="space-y-1 text-sm" id="incidents">
+                {incidents.into_iter().map(|i| view! {
+                    <li class="flex flex-wrap items-center gap-2" data-incident=i.id.to_string()>
+                        <StatusBadge status=Badge::from(i.state) />
+                        <span class="font-medium">{i.rule}</span>
+                        <span>{format!("{} at {:.1} %", i.subject, i.value)}</span>
+                        <time class="text-xs text-slate-500">{i.started_at}</time>
+                        {i.resolved_at.map(|t| view! { <span class="text-xs text-slate-500">"resolved " <time>{t}</time></span> })}
+                    </li>
+                }).collect_view()}
+            </ul>
+        })}
+        {(!deliveries.is_empty()).then(|| view! {
+            <h3 class="mb-2 mt-5 text-sm font-semibold">"Latest deliveries"</h3>
+            // Focusable, so the table scrolls from the keyboard at phone width.
+            <div class="overflow-x-auto" tabindex="0" role="region" aria-label="Latest deliveries">
+                <table class="w-full text-left text-sm" id="deliveries">
+                    <thead class="text-slate-500"><tr>
+                        <th class="py-1 pr-3 font-medium">"When"</th>
+                        <th class="py-1 pr-3 font-medium">"Channel"</th>
+                        <th class="py-1 pr-3 font-medium">"Event"</th>
+                        <th class="py-1 pr-3 font-medium">"Status"</th>
+                        <th class="py-1 pr-3 font-medium">"Attempts"</th>
+                        <th class="py-1 font-medium">"Last error"</th>
+                    </tr></thead>
+                    <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
+                        {deliveries.into_iter().map(|d| view! {
+                            <tr data-delivery=d.id.to_string()>
+                                <td class="py-1 pr-3 whitespace-nowrap"><time>{d.at}</time></td>
+                                <td class="py-1 pr-3">{d.channel}</td>
+                                <td class="py-1 pr-3">{d.event}</td>
+                                <td class="py-1 pr-3"><StatusBadge status=Badge::from(d.status) /></td>
+                                <td class="py-1 pr-3">{d.attempts}</td>
+                                <td class="py-1 break-all text-slate-600 dark:text-slate-400">{d.error.unwrap_or_default()}</td>
+                            </tr>
+                        }).collect_view()}
+                    </tbody>
+                </table>
+            </div>
+        })}
+    }
+}

@@ -1,0 +1,547 @@
+//! Notifications end to end: real HTTP receivers on loopback (Slack, Discord
+//! and signed-webhook formats), a real SMTP server (aiosmtpd), the delivery
+//! job's retries, the outbound address policy, tenancy, and a real Docker
+//! build failing and being told with its reason.
+
+use engine::accounts::Caller;
+use engine::apps::spec::{Build, Runtime, Source};
+use engine::apps::{self, NewApp};
+use engine::ids::{ChannelId, DeliveryId};
+use engine::jobs::Runner;
+use engine::names::{Description, OrgName};
+use engine::notify::{self, delivery::DeliveryKind, ChannelForm, NewChannel};
+use engine::outbound::Policy;
+use engine::testing::receiver::Receiver;
+use engine::testing::{owner_with_environment, settle, DeployEnv, GitRepo, TestEngine, TEST_BASE_IMAGE};
+use engine::{Classify, Engine, ErrorKind};
+use hmac::Mac;
+use lifecycle::DeliveryStatus;
+use std::time::Duration;
+use tokio_util::sync::CancellationToken;
+
+/// The engine with private targets allowed (the receivers are on loopback)
+/// and a public URL for links.
+fn open(e: &Engine) -> Engine {
+    let mut d = (*e.deploy).clone();
+    d.host.allow_private_targets = true;
+    d.public_url = Some("https://berth.example.com".into());
+    e.clone().with_deploy(d)
+}
+
+/// Runs deliveries only, until the token is cancelled.
+fn deliveries(e: &Engine) -> CancellationToken {
+    let stop = CancellationToken::new();
+    tokio::spawn(Runner::new(e.clone(), stop.clone()).kind(DeliveryKind).run());
+    stop
+}
+
+fn form(name: &str, kind: &str, url: &str, events: &[&str]) -> ChannelForm {
+    ChannelForm {
+        name: name.into(),
+        kind: kind.into(),
+        url: url.into(),
+        events: events.iter().map(|s| s.to_string()).collect(),
+        ..ChannelForm::default()
+    }
+}
+
+async fn add(e: &Engine, caller: &Caller, f: ChannelForm) -> (ChannelId, Option<String>) {
+    let new = NewChannel::parse(&f, Policy::of(e)).expect("a valid channel");
+    notify::add_channel(e, caller, new).await.expect("added")
+}
+
+async fn delivery(e: &Engine, caller: &Caller, id: DeliveryId) -> notify::Delivery {
+    notify::list_deliveries(e, caller)
+        .await
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == id.0)
+        .expect("the delivery is listed")
+}
+
+/// Waits for a delivery to end.
+async fn ended(e: &Engine, caller: &Caller, id: DeliveryId) -> notify::Delivery {
+    for _ in 0..600 {
+        let d = delivery(e, caller, id).await;
+        if matches!(d.status, DeliveryStatus::Succeeded | DeliveryStatus::Failed) {
+            return d;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("delivery {id} did not end within 60 s");
+}
+
+fn verify(secret: &str, r: &engine::testing::receiver::Received) {
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(&r.body);
+    let want = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    assert_eq!(r.header("x-berth-signature"), Some(want.as_str()), "a valid signature");
+}
+
+#[tokio::test]
+async fn a_receiver_failing_twice_gets_the_message_once_after_retries() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, _) = owner_with_environment(&e).await;
+    let hook = Receiver::start(vec![500, 500]).await;
+    let (channel, secret) = add(&e, &caller, form("ops", "webhook", &hook.url, &["deployment_failed"])).await;
+    let secret = secret.expect("a signed webhook's secret is shown once");
+    assert!(secret.starts_with("whsec_"));
+    // Pages see a summary, never the URL or the secret.
+    let listed = notify::list_channels(&e, &caller).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].summary, "127.0.0.1");
+    assert_eq!(listed[0].events, vec!["deployment_failed".to_string()]);
+
+    let stop = deliveries(&e);
+    let id = notify::send_test(&e, &caller, channel).await.unwrap();
+    let got = hook.wait_for(3, Duration::from_secs(30)).await;
+    let d = ended(&e, &caller, id).await;
+    stop.cancel();
+    assert_eq!(d.status, DeliveryStatus::Succeeded, "{:?}", d.error);
+    assert_eq!(d.attempts, 3);
+    assert_eq!(got.iter().map(|r| r.answered).collect::<Vec<_>>(), vec![500, 500, 200]);
+    for r in &got {
+        verify(&secret, r);
+        assert_eq!(
+            r.header("x-berth-delivery"),
+            Some(id.to_string().as_str()),
+            "one delivery ID"
+        );
+        assert_eq!(r.header("x-berth-event"), Some("test"));
+        assert_eq!(r.json()["title"], "Test notification from Berth");
+        assert_eq!(r.json()["link"], "https://berth.example.com");
+    }
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(hook.received().len(), 3, "nothing after it was taken");
+
+    // Another organization cannot see, test, change or remove the channel.
+    let other = engine::orgs::create(&e, &caller, OrgName::parse("Other").unwrap())
+        .await
+        .unwrap();
+    let eve = Caller {
+        org_id: other,
+        ..caller.clone()
+    };
+    let nf = |e: &dyn Classify| assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(notify::list_channels(&e, &eve).await.unwrap().is_empty());
+    assert!(notify::list_deliveries(&e, &eve).await.unwrap().is_empty());
+    nf(&notify::send_test(&e, &eve, channel).await.unwrap_err());
+    nf(&notify::set_events(&e, &eve, channel, vec![]).await.unwrap_err());
+    nf(&notify::remove_channel(&e, &eve, channel).await.unwrap_err());
+    assert_eq!(notify::list_channels(&e, &caller).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_receiver_refusing_the_message_is_not_asked_again() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, _) = owner_with_environment(&e).await;
+    let hook = Receiver::start(vec![404]).await;
+    let (channel, _) = add(&e, &caller, form("gone", "slack", &hook.url, &[])).await;
+    let stop = deliveries(&e);
+    let id = notify::send_test(&e, &caller, channel).await.unwrap();
+    let d = ended(&e, &caller, id).await;
+    stop.cancel();
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.attempts, 1);
+    let err = d.error.unwrap();
+    assert!(err.contains("404"), "{err}");
+    assert!(!err.contains("/hook"), "errors never carry the URL: {err}");
+    assert_eq!(hook.received().len(), 1);
+}
+
+#[tokio::test]
+async fn private_receivers_are_refused_when_private_targets_are_off() {
+    let t = TestEngine::new().await;
+    let e = t.engine.clone();
+    assert!(!e.deploy.host.allow_private_targets);
+    let (caller, _) = owner_with_environment(&e).await;
+    let hook = Receiver::start(vec![]).await;
+    let port = hook
+        .url
+        .split(':')
+        .nth(2)
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    // An address literal is refused at the form, naming the field.
+    for url in [
+        format!("https://127.0.0.1:{port}/hook"),
+        "https://169.254.169.254/latest".to_string(),
+        "https://[::1]/x".to_string(),
+        "https://2130706433/x".to_string(),
+        hook.url.clone(),
+    ] {
+        let err = NewChannel::parse(&form("x", "discord", &url, &[]), Policy::of(&e))
+            .err()
+            .unwrap_or_else(|| panic!("{url} was accepted"));
+        assert_eq!(err.field, "url", "{url}: {err}");
+    }
+    // A name that resolves to loopback passes the form and is refused when sent.
+    let (channel, _) = add(
+        &e,
+        &caller,
+        form("sneaky", "discord", &format!("https://localhost:{port}/hook"), &[]),
+    )
+    .await;
+    let stop = deliveries(&e);
+    let id = notify::send_test(&e, &caller, channel).await.unwrap();
+    let d = ended(&e, &caller, id).await;
+    stop.cancel();
+    assert_eq!(d.status, DeliveryStatus::Failed);
+    assert_eq!(d.attempts, 1, "a refused address is not retried");
+    assert!(d.error.as_deref().unwrap().contains("loopback"), "{:?}", d.error);
+    assert!(hook.received().is_empty(), "nothing reached the receiver");
+
+    // Bad input names its field and stores nothing.
+    for (f, field) in [
+        (form("", "slack", "https://hooks.example.com/x", &[]), "name"),
+        (form("a", "carrier-pigeon", "https://hooks.example.com/x", &[]), "kind"),
+        (form("a", "slack", "ftp://hooks.example.com/x", &[]), "url"),
+        (form("a", "slack", "https://hooks.example.com/x", &["test"]), "events"),
+        (form("a", "email", "", &[]), "smtp_host"),
+        (form("a", "telegram", "", &[]), "bot_token"),
+    ] {
+        let err = NewChannel::parse(&f, Policy::of(&e)).err().expect("refused");
+        assert_eq!(err.field, field, "{err}");
+    }
+    assert_eq!(notify::list_channels(&e, &caller).await.unwrap().len(), 1);
+}
+
+/// aiosmtpd from PyPI (`scripts/tools.sh test` installs it).
+fn aiosmtpd() -> std::path::PathBuf {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../.tools/venv/bin/aiosmtpd");
+    assert!(p.exists(), "{} is missing: run scripts/tools.sh test", p.display());
+    p
+}
+
+#[tokio::test]
+async fn email_arrives_with_the_events_subject() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, _) = owner_with_environment(&e).await;
+    let dir = tempdir("berth-smtp");
+    let port = engine::testing::free_port();
+    let mut server = tokio::process::Command::new(aiosmtpd())
+        .args([
+            "-n",
+            "-l",
+            &format!("127.0.0.1:{port}"),
+            "-c",
+            "aiosmtpd.handlers.Mailbox",
+        ])
+        .arg(dir.join("mail"))
+        .kill_on_drop(true)
+        .spawn()
+        .expect("aiosmtpd starts");
+    for _ in 0..100 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let f = ChannelForm {
+        name: "on-call".into(),
+        kind: "email".into(),
+        smtp_host: "127.0.0.1".into(),
+        smtp_port: port.to_string(),
+        smtp_security: "none".into(),
+        email_from: "Berth <berth@example.com>".into(),
+        email_to: "ops@example.com, ada@example.com".into(),
+        ..ChannelForm::default()
+    };
+    let (channel, secret) = add(&e, &caller, f).await;
+    assert!(secret.is_none());
+    let stop = deliveries(&e);
+    let id = notify::send_test(&e, &caller, channel).await.unwrap();
+    let d = ended(&e, &caller, id).await;
+    stop.cancel();
+    assert_eq!(d.status, DeliveryStatus::Succeeded, "{:?}", d.error);
+    let new = dir.join("mail").join("new");
+    let mail: Vec<String> = std::fs::read_dir(&new)
+        .expect("the maildir")
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    let _ = server.kill().await;
+    assert_eq!(mail.len(), 1, "{mail:#?}");
+    let m = &mail[0];
+    assert!(m.contains("Subject: [Berth] Test notification from Berth"), "{m}");
+    assert!(m.contains("To: ops@example.com, ada@example.com"), "{m}");
+    assert!(m.contains("The channel on-call works."), "{m}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+fn tempdir(prefix: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("{prefix}-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+#[tokio::test]
+async fn a_failing_deployment_tells_slack_and_discord_why() {
+    let env = DeployEnv::new().await;
+    let e = open(env.engine());
+    let (caller, envid) = owner_with_environment(&e).await;
+    let slack = Receiver::start(vec![]).await;
+    let discord = Receiver::start(vec![]).await;
+    let quiet = Receiver::start(vec![]).await;
+    add(&e, &caller, form("slack", "slack", &slack.url, &["deployment_failed"])).await;
+    add(
+        &e,
+        &caller,
+        form(
+            "discord",
+            "discord",
+            &discord.url,
+            &["deployment_failed", "deployment_succeeded"],
+        ),
+    )
+    .await;
+    add(
+        &e,
+        &caller,
+        form("quiet", "webhook", &quiet.url, &["deployment_succeeded"]),
+    )
+    .await;
+
+    let repo = GitRepo::new();
+    repo.commit(
+        &[("Dockerfile", &format!("FROM {TEST_BASE_IMAGE}\nRUN false\n"))],
+        "broken",
+    );
+    let app = apps::create(
+        &e,
+        &caller,
+        NewApp {
+            name: apps::spec::AppName::parse("shop").unwrap(),
+            description: Description::default(),
+            environment: envid,
+            source: Source::Git {
+                url: repo.url(),
+                branch: "main".into(),
+                subdir: ".".into(),
+            },
+            source_secret: None,
+            build: Build::default(),
+            runtime: Runtime::default(),
+        },
+    )
+    .await
+    .unwrap();
+    let stop = CancellationToken::new();
+    let worker = tokio::spawn(engine::worker::run(e.clone(), stop.clone()));
+    let d = settle(&e, &caller, engine::deploy::deploy(&e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status, engine::deploy::Status::Failed);
+    let reason = d.reason.clone().unwrap();
+    assert!(reason.starts_with("build failed at step 2"), "{reason}");
+
+    let s = slack.wait_for(1, Duration::from_secs(30)).await;
+    let text = s[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(text.starts_with("*Deployment of shop failed*"), "{text}");
+    assert!(text.contains(&reason), "the reason is in Slack's text: {text}");
+    assert!(
+        text.contains(&format!("<https://berth.example.com/apps/{app}|Open in Berth>")),
+        "{text}"
+    );
+
+    let dd = discord.wait_for(1, Duration::from_secs(30)).await;
+    let embed = &dd[0].json()["embeds"][0];
+    assert_eq!(embed["title"], "Deployment of shop failed");
+    assert!(embed["description"].as_str().unwrap().contains(&reason), "{embed}");
+    assert_eq!(embed["url"], format!("https://berth.example.com/apps/{app}"));
+
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert!(
+        quiet.received().is_empty(),
+        "a channel that did not choose failures hears nothing"
+    );
+    assert_eq!(slack.received().len(), 1);
+    assert_eq!(discord.received().len(), 1);
+    stop.cancel();
+    let _ = worker.await;
+}
+
+/// Runs `docker` against the test engine.
+fn docker(e: &Engine, args: &[&str]) {
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", e.docker.host())
+        .args(args)
+        .output()
+        .expect("docker CLI");
+    assert!(
+        out.status.success(),
+        "docker {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms() {
+    use engine::alerts::{self, NewRule};
+    use engine::docker::{ContainerSpec, LABEL_APP, LABEL_INSTANCE};
+    let t = TestEngine::new().await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut d = (*t.engine.deploy).clone();
+    d.instance = format!("ba{tag}");
+    d.metrics.interval_secs = 1;
+    std::fs::create_dir_all(&d.data_dir).unwrap();
+    let e = open(&t.engine.clone().with_deploy(d));
+    let (caller, envid) = owner_with_environment(&e).await;
+    let app = engine::testing::create_app(
+        &e,
+        &caller,
+        envid,
+        "cache",
+        Source::Image {
+            image: TEST_BASE_IMAGE.into(),
+            registry_user: None,
+        },
+        Runtime::default(),
+    )
+    .await;
+    let app_name = engine::apps::get(&e, &caller, app)
+        .await
+        .unwrap()
+        .app
+        .name
+        .as_str()
+        .to_owned();
+    let hook = Receiver::start(vec![]).await;
+    let (channel, secret) = add(&e, &caller, form("pager", "webhook", &hook.url, &[])).await;
+    let secret = secret.unwrap();
+    // Refused rules name their field and store nothing.
+    let bad = NewRule::parse("disk", "disk", "90", "60", &[channel.to_string()]).unwrap();
+    let member = Caller {
+        instance_admin: false,
+        ..caller.clone()
+    };
+    let err = alerts::create_rule(&e, &member, bad).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Validation { field: "metric", .. }),
+        "{err}"
+    );
+    let foreign = NewRule::parse("x", "cpu", "90", "60", &[uuid::Uuid::new_v4().to_string()]).unwrap();
+    let err = alerts::create_rule(&e, &caller, foreign).await.unwrap_err();
+    assert_eq!(
+        err.kind(),
+        ErrorKind::NotFound,
+        "another organization's channel is not found: {err}"
+    );
+    let rule = NewRule::parse("memory high", "memory", "50", "10", &[channel.to_string()]).unwrap();
+    alerts::create_rule(&e, &caller, rule).await.unwrap();
+    assert_eq!(alerts::list_rules(&e, &caller).await.unwrap().len(), 1);
+
+    // A container of the app holding 40 MiB of shared memory under a 64 MiB limit.
+    let name = format!("ba{tag}-cache");
+    let mut spec = ContainerSpec::new(&name, TEST_BASE_IMAGE);
+    spec.cmd = Some(vec![
+        "sh".into(),
+        "-c".into(),
+        "dd if=/dev/zero of=/dev/shm/hold bs=1M count=40 && sleep 600".into(),
+    ]);
+    spec.memory_bytes = Some(64 * 1024 * 1024);
+    spec.labels.insert(LABEL_INSTANCE.into(), e.deploy.instance.clone());
+    spec.labels.insert(LABEL_APP.into(), app.to_string());
+    e.docker.create_container(&spec).await.unwrap();
+    e.docker.start_container(&name).await.unwrap();
+    struct Gone(Engine, String);
+    impl Drop for Gone {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("docker")
+                .env("DOCKER_HOST", self.0.docker.host())
+                .args(["rm", "-f", &self.1])
+                .output();
+        }
+    }
+    let _gone = Gone(e.clone(), name.clone());
+
+    let started = std::time::Instant::now();
+    let stop = deliveries(&e);
+    let sampler = tokio::spawn(engine::metrics::run(e.clone(), stop.clone()));
+    let fired = hook.wait_for(1, Duration::from_secs(60)).await;
+    assert!(started.elapsed() >= Duration::from_secs(10), "it held for 10 s first");
+    let body = fired[0].json();
+    assert_eq!(body["title"], "Alert: memory high");
+    let text = body["text"].as_str().unwrap();
+    assert!(text.starts_with(&format!("Memory of {app_name} is ")), "{text}");
+    assert!(text.contains("above 50.0 % for 10 s"), "{text}");
+    assert_eq!(body["link"], format!("https://berth.example.com/apps/{app}"));
+    verify(&secret, &fired[0]);
+    // Told once while it holds.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(hook.received().len(), 1, "one message per incident");
+    let open = alerts::list_incidents(&e, &caller).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].state, lifecycle::IncidentState::Firing);
+
+    // The container calms: "resolved", once.
+    docker(&e, &["exec", &name, "sh", "-c", ": > /dev/shm/hold"]);
+    let both = hook.wait_for(2, Duration::from_secs(30)).await;
+    let body = both[1].json();
+    assert_eq!(body["title"], "Resolved: memory high");
+    assert!(body["text"].as_str().unwrap().contains("is back to"), "{body}");
+    verify(&secret, &both[1]);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.cancel();
+    let _ = sampler.await;
+    assert_eq!(hook.received().len(), 2);
+    let done = alerts::list_incidents(&e, &caller).await.unwrap();
+    assert_eq!(done.len(), 1);
+    assert_eq!(done[0].state, lifecycle::IncidentState::Resolved);
+    assert!(done[0].resolved_at.is_some());
+
+    // Another organization sees none of it and cannot remove the rule.
+    let other = engine::orgs::create(&e, &caller, OrgName::parse("Other").unwrap())
+        .await
+        .unwrap();
+    let eve = Caller {
+        org_id: other,
+        ..caller.clone()
+    };
+    assert!(alerts::list_rules(&e, &eve).await.unwrap().is_empty());
+    assert!(alerts::list_incidents(&e, &eve).await.unwrap().is_empty());
+    let rule = alerts::list_rules(&e, &caller).await.unwrap()[0].id;
+    assert_eq!(
+        alerts::delete_rule(&e, &eve, rule).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+}
+
+#[tokio::test]
+async fn an_upgrade_is_told_once() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    // Before onboarding there is no instance to record, and nobody to tell.
+    assert_eq!(notify::upgraded(&e, "0.1.0").await.unwrap(), None);
+    let (caller, _) = owner_with_environment(&e).await;
+    let hook = Receiver::start(vec![]).await;
+    add(&e, &caller, form("ops", "google_chat", &hook.url, &["upgraded"])).await;
+    let quiet = Receiver::start(vec![]).await;
+    add(
+        &e,
+        &caller,
+        form("quiet", "google_chat", &quiet.url, &["deployment_failed"]),
+    )
+    .await;
+    let stop = deliveries(&e);
+    // The first release recorded is an installation.
+    assert_eq!(notify::upgraded(&e, "0.1.0 (abc)").await.unwrap(), None);
+    assert_eq!(notify::upgraded(&e, "0.1.0 (abc)").await.unwrap(), None);
+    // Two replicas starting on the new release: one tells.
+    let (a, b) = tokio::join!(notify::upgraded(&e, "0.2.0 (def)"), notify::upgraded(&e, "0.2.0 (def)"));
+    let told: Vec<_> = [a.unwrap(), b.unwrap()].into_iter().flatten().collect();
+    assert_eq!(told, vec!["0.1.0 (abc)".to_string()]);
+    let got = hook.wait_for(1, Duration::from_secs(30)).await;
+    let text = got[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("Berth upgraded to 0.2.0 (def)\nWas 0.1.0 (abc)."),
+        "{text}"
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    assert_eq!(hook.received().len(), 1);
+    assert!(quiet.received().is_empty());
+}
