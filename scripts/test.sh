@@ -46,4 +46,30 @@ export BERTH_BIN=$PWD/target/debug/berth
 export BERTH_SITE_ROOT=$PWD/target/site
 # `frontend` is the WASM entry: built for the host it would unify `leptos/hydrate` into
 # the server (and the `berth` binary the browser test runs), so it is excluded here.
-cargo test --locked --workspace --exclude frontend --no-fail-fast -- --test-threads "${BERTH_TEST_THREADS:-4}"
+# Every test binary is built first, then each runs under a time limit
+# (BERTH_TEST_TIMEOUT seconds, default 900): a hang fails its binary by name
+# and the others still run; the run ends with the list of what failed.
+cargo test --locked --workspace --exclude frontend --no-run --message-format=json-render-diagnostics \
+  > target/test-binaries.json
+mapfile -t binaries < <(python3 scripts/test_binaries.py target/test-binaries.json)
+if [ "${#binaries[@]}" -lt 20 ]; then
+  echo "FAILED: only ${#binaries[@]} test binaries were found in target/test-binaries.json" >&2
+  exit 1
+fi
+failed=()
+for b in "${binaries[@]}"; do
+  IFS=$'\t' read -r dir name exe <<<"$b"
+  echo "     Running $name ($exe)"
+  rc=0
+  (cd "$dir" && timeout --kill-after=10 "${BERTH_TEST_TIMEOUT:-900}" "$exe" --test-threads "${BERTH_TEST_THREADS:-4}") || rc=$?
+  if [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+    failed+=("$name (TIMED OUT after ${BERTH_TEST_TIMEOUT:-900} s)")
+  elif [ "$rc" -ne 0 ]; then
+    failed+=("$name")
+  fi
+done
+cargo test --locked --workspace --exclude frontend --doc || failed+=("doc tests")
+if [ "${#failed[@]}" -gt 0 ]; then
+  printf 'FAILED: %s\n' "${failed[@]}" >&2
+  exit 1
+fi

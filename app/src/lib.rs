@@ -15,8 +15,8 @@ use leptos_meta::{provide_meta_context, MetaTags, Stylesheet, Title};
 use leptos_router::components::{ParentRoute, Route, Router, Routes};
 use leptos_router::{path, Lazy, SsrMode};
 use pages::{
-    login::LoginPage, projects::ProjectsPage, AppRoute, InviteRoute, OnboardingRoute, ProjectRoute, ServiceRoute,
-    SettingsRoute,
+    login::LoginPage, projects::ProjectsPage, AppRoute, InviteRoute, OnboardingRoute, ProjectRoute, ServerRoute,
+    ServiceRoute, SettingsRoute,
 };
 
 /// Applies the saved or system colour scheme before first paint, so dark mode never flashes.
@@ -82,6 +82,7 @@ pub fn App() -> impl IntoView {
                     <Route path=path!("apps/:id") view={Lazy::<AppRoute>::new()} />
                     <Route path=path!("services/:id") view={Lazy::<ServiceRoute>::new()} />
                     <Route path=path!("settings") view={Lazy::<SettingsRoute>::new()} />
+                    <Route path=path!("server") view={Lazy::<ServerRoute>::new()} />
                 </ParentRoute>
             </Routes>
         </Router>

@@ -298,6 +298,30 @@ pub struct MetricPoint {
     /// Bytes received and sent during the point.
     pub rx: i64,
     pub tx: i64,
+    /// The machine only: the disk under Berth's data directory, and the load.
+    #[serde(default)]
+    pub disk: Option<i64>,
+    #[serde(default)]
+    pub disk_total: Option<i64>,
+    #[serde(default)]
+    pub load: Option<f32>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<engine::metrics::store::Point> for MetricPoint {
+    fn from(p: engine::metrics::store::Point) -> Self {
+        Self {
+            at: p.at.timestamp(),
+            cpu: p.cpu_percent,
+            memory: p.memory_bytes,
+            limit: p.memory_limit,
+            rx: p.rx_bytes,
+            tx: p.tx_bytes,
+            disk: p.disk_used,
+            disk_total: p.disk_total,
+            load: p.load1,
+        }
+    }
 }
 
 /// A page of an application's deployment history, newest first.

@@ -189,6 +189,7 @@ fn bundle_per_route(pkg: &std::path::Path) -> Result<Vec<(String, f64, f64)>> {
         ("service_route", "/services/:id"),
         ("project_route", "/projects/:id"),
         ("settings_route", "/settings"),
+        ("server_route", "/server"),
         ("onboarding_route", "/onboarding"),
         ("invite_route", "/invite/:token"),
     ];

@@ -563,6 +563,7 @@ async fn journey(c: &Client, base: &str, token: &str) {
         ("/projects".into(), "#project-list"),
         (project_path.clone(), "#project-title"),
         ("/settings".into(), "#members"),
+        ("/server".into(), "#server-title"),
         ("/".into(), "#project-list"),
         // Unknown addresses and IDs: inside the shell, said in words.
         ("/no-such-page".into(), "main h1"),
@@ -791,35 +792,7 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     // The Metrics tab draws the app's figures, and new points arrive while it is open.
     c.goto(&format!("{base}{app_path}?tab=metrics")).await.unwrap();
     find(c, "html[data-hydrated=true]").await;
-    let points = || async {
-        js(
-            c,
-            "const f = document.querySelector('[data-chart=memory]'); return f ? Number(f.dataset.points) : 0",
-        )
-        .await
-        .as_f64()
-        .unwrap_or(0.0)
-    };
-    let start = Instant::now();
-    let first = loop {
-        let n = points().await;
-        if n > 0.0 {
-            break n;
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(40),
-            "no metric points on the Metrics tab"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    };
-    let start = Instant::now();
-    while points().await <= first {
-        assert!(
-            start.elapsed() < Duration::from_secs(30),
-            "no new metric points arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+    live_points(c, "#metrics [data-chart=memory]").await;
     let latest = find(c, "[data-chart=memory] [data-latest]").await.text().await.unwrap();
     assert!(latest.contains("iB of "), "memory and its limit: {latest}");
     let errors = console_errors(c).await;
@@ -1006,15 +979,71 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     find(c, "[data-tab=logs]").await.click().await.unwrap();
     wait_text_long(c, "[data-log]", "ready to accept connections", Duration::from_secs(20)).await;
 
+    // The database's figures, and new ones arriving while the tab is open.
+    find(c, "[data-tab=metrics]").await.click().await.unwrap();
+    live_points(c, "#metrics [data-chart=memory]").await;
+    let latest = find(c, "#metrics [data-chart=memory] [data-latest]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(latest.contains("iB"), "the database's memory: {latest}");
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "the database's Metrics tab: {errors:#?}");
+
     // Every tab of the service's page, hard-loaded.
     let service_path = c.current_url().await.unwrap().path().to_owned();
-    let routes: Vec<(String, &str)> = ["general", "backups", "logs", "advanced"]
+    let routes: Vec<(String, &str)> = ["general", "backups", "logs", "metrics", "advanced"]
         .iter()
         .map(|t| (format!("{service_path}?tab={t}"), "#service-title"))
         .collect();
     hard_load_all(c, base, &routes).await;
     c.set_window_size(390, 844).await.unwrap();
     hard_load_all(c, base, &routes).await;
+    c.set_window_size(1280, 900).await.unwrap();
+
+    // The Server page (Ada administers the instance): the machine and Traefik,
+    // live; reached from the sidebar.
+    find(c, "nav a[href='/server']").await.click().await.unwrap();
+    wait_path(c, "/server").await;
+    live_points(c, "#host-metrics [data-chart=cpu]").await;
+    find(c, "#host-metrics [data-chart=disk]").await;
+    live_points(c, "#proxy-metrics [data-chart=memory]").await;
+    // Another window: a day (points per minute; none may be rolled up yet).
+    find(c, "#host-metrics-window option[value=day]")
+        .await
+        .click()
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "the Server page: {errors:#?}");
+    screenshot(c, "server.png").await;
+    hard_load_all(c, base, &[("/server".into(), "#server-title")]).await;
+}
+
+/// Waits for the chart `css` to have points, then for more to arrive on the
+/// open page (pushed by the server's `metrics` events: nothing polls).
+async fn live_points(c: &Client, css: &str) {
+    let script = format!("const f = document.querySelector('{css}'); return f ? Number(f.dataset.points) : 0");
+    let points = || async { js(c, &script).await.as_f64().unwrap_or(0.0) };
+    let start = Instant::now();
+    let first = loop {
+        let n = points().await;
+        if n > 0.0 {
+            break n;
+        }
+        assert!(start.elapsed() < Duration::from_secs(40), "no points on {css}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    let start = Instant::now();
+    while points().await <= first {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "no new points arrived on {css}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }
 
 /// Settings' notification channels: a signed webhook added (its secret shown

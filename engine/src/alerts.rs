@@ -1,8 +1,11 @@
 //! Alert rules: a figure (CPU or memory of an app or a database service, the
-//! host's disk) above a threshold for a while. Evaluated after each sampling
-//! pass against the points just taken; each breach is an incident that moves
-//! pending → firing → resolved ([`lifecycle::IncidentState`]), and the rule's
-//! channels are told once when it fires and once when it clears.
+//! host's disk) above a threshold for a while, or a count of events (restarts,
+//! OOM kills of an app's or a database's container, as the reconciler records
+//! them) reaching a threshold within a window, or a domain's certificate
+//! failing or expiring within a number of days. Evaluated after each sampling
+//! pass; each breach is an incident that moves pending → firing → resolved
+//! ([`lifecycle::IncidentState`]), and the rule's channels are told once when
+//! it fires and once when it clears.
 //!
 //! Every replica that samples evaluates, and agrees: at most one open incident
 //! per rule and subject (a partial unique index), and each move is a
@@ -85,20 +88,32 @@ impl NewRule {
         let max = match metric {
             AlertMetric::Cpu => 6400.0,
             AlertMetric::Memory | AlertMetric::Disk => 100.0,
+            AlertMetric::Restarts | AlertMetric::Oom => 1000.0,
+            AlertMetric::Certificate => 365.0,
         };
         let threshold = threshold
             .trim()
             .parse::<f32>()
             .ok()
             .filter(|t| t.is_finite() && *t > 0.0 && *t <= max)
-            .ok_or_else(|| ValidationError::new("threshold", format!("must be a percent above 0, at most {max}")))?;
+            .filter(|t| !(metric.counts() || metric == AlertMetric::Certificate) || t.fract() == 0.0)
+            .ok_or_else(|| {
+                let what = match metric {
+                    AlertMetric::Certificate => "a number of days",
+                    m if m.counts() => "a number of times",
+                    _ => "a percent above 0",
+                };
+                ValidationError::new("threshold", format!("must be {what}, at most {max}"))
+            })?;
+        // Percents: how long they must hold. Counts: the window they are counted in.
+        let (default, min) = if metric.counts() { (3600, 10) } else { (0, 0) };
         let for_secs = match for_secs.trim() {
-            "" => 0,
+            "" => default,
             s => s
                 .parse::<i32>()
                 .ok()
-                .filter(|s| (0..=86_400).contains(s))
-                .ok_or_else(|| ValidationError::new("for_secs", "must be 0-86400 seconds"))?,
+                .filter(|s| (min..=604_800).contains(s))
+                .ok_or_else(|| ValidationError::new("for_secs", format!("must be {min}-604800 seconds")))?,
         };
         let mut ids = Vec::new();
         for c in channels.iter().map(|c| c.trim()).filter(|c| !c.is_empty()) {
@@ -285,7 +300,15 @@ pub async fn evaluate(engine: &Engine, points: &[(Subject, Point)]) -> Result<()
     .bind::<Array<SqlUuid>, _>(&ids)
     .load(&mut conn)
     .await?;
-    for rule in &rules {
+    for rule in rules.iter().filter(|r| r.metric == AlertMetric::Certificate) {
+        if let Err(e) = certificates(&mut conn, engine, rule).await {
+            tracing::warn!(rule.id = %rule.id, error = %e, "evaluating an alert rule");
+        }
+    }
+    for rule in rules
+        .iter()
+        .filter(|r| !r.metric.counts() && r.metric != AlertMetric::Certificate)
+    {
         for (subject, p) in points {
             let Some(value) = figure(rule.metric, subject, p) else {
                 continue;
@@ -299,11 +322,214 @@ pub async fn evaluate(engine: &Engine, points: &[(Subject, Point)]) -> Result<()
                     _ => continue,
                 },
             };
-            if let Err(e) = step(&mut conn, engine, rule, subject, &name, value).await {
+            let what = rule.metric.words();
+            let check = Check {
+                breach: value > rule.threshold,
+                hold_secs: rule.for_secs,
+                value,
+                firing: format!(
+                    "{what} of {name} is {} (above {} for {} s)",
+                    percent(value),
+                    percent(rule.threshold),
+                    rule.for_secs
+                ),
+                resolved: format!(
+                    "{what} of {name} is back to {} (threshold {})",
+                    percent(value),
+                    percent(rule.threshold)
+                ),
+            };
+            if let Err(e) = step(&mut conn, engine, rule, &Target::of(subject, &name), check).await {
                 tracing::warn!(rule.id = %rule.id, error = %e, "evaluating an alert rule");
             }
         }
     }
+    for rule in rules.iter().filter(|r| r.metric.counts()) {
+        if let Err(e) = count(&mut conn, engine, rule).await {
+            tracing::warn!(rule.id = %rule.id, error = %e, "evaluating an alert rule");
+        }
+    }
+    Ok(())
+}
+
+/// What one evaluation found for one rule and subject.
+struct Check {
+    breach: bool,
+    /// How long a breach must last before it fires.
+    hold_secs: i32,
+    value: f32,
+    /// The notice's words when it fires, and when it clears.
+    firing: String,
+    resolved: String,
+}
+
+/// A subject counted by a count rule.
+#[derive(QueryableByName)]
+struct Counted {
+    #[diesel(sql_type = SqlUuid)]
+    subject: Uuid,
+    #[diesel(sql_type = Text)]
+    subject_kind: String,
+    #[diesel(sql_type = Text)]
+    name: String,
+    #[diesel(sql_type = Float4)]
+    n: f32,
+}
+
+/// A count rule: every subject of the organization with events in the window,
+/// or with an open incident (which may now clear), checked at once.
+async fn count(conn: &mut AsyncPgConnection, engine: &Engine, rule: &Rule) -> Result<(), StoreError> {
+    let event = match rule.metric {
+        AlertMetric::Restarts => "restart",
+        _ => "oom",
+    };
+    let counted: Vec<Counted> = diesel::sql_query(
+        "WITH n AS (
+             SELECT subject, subject_kind, count(*)::float4 AS n FROM container_events
+             WHERE organization_id = $1 AND event = $2 AND at > now() - make_interval(secs => $3)
+             GROUP BY subject, subject_kind
+         ), open AS (
+             SELECT subject, subject_kind FROM alert_incidents
+             WHERE rule_id = $4 AND state IN ('pending', 'firing')
+         )
+         SELECT s.subject, s.subject_kind,
+                COALESCE(a.name, d.name, '(removed)') AS name, COALESCE(n.n, 0)::float4 AS n
+         FROM (SELECT subject, subject_kind FROM n UNION SELECT subject, subject_kind FROM open) s
+         LEFT JOIN n ON n.subject = s.subject
+         LEFT JOIN applications a ON s.subject_kind = 'app' AND a.id = s.subject
+         LEFT JOIN database_services d ON s.subject_kind = 'service' AND d.id = s.subject",
+    )
+    .bind::<SqlUuid, _>(rule.organization_id)
+    .bind::<Text, _>(event)
+    .bind::<Integer, _>(rule.for_secs)
+    .bind::<SqlUuid, _>(rule.id)
+    .load(conn)
+    .await?;
+    let what = match rule.metric {
+        AlertMetric::Restarts => "restarted",
+        _ => "OOM-killed",
+    };
+    let times = |n: f32| {
+        if n == 1.0 {
+            "once".to_owned()
+        } else {
+            format!("{n} times")
+        }
+    };
+    for c in counted {
+        let subject = match c.subject_kind.as_str() {
+            "app" => Subject::App(c.subject),
+            _ => Subject::Service(c.subject),
+        };
+        let check = Check {
+            breach: c.n >= rule.threshold,
+            hold_secs: 0,
+            value: c.n,
+            firing: format!(
+                "{} was {what} {} in the last {} s (rule: {})",
+                c.name,
+                times(c.n),
+                rule.for_secs,
+                times(rule.threshold)
+            ),
+            resolved: format!(
+                "{} was {what} {} in the last {} s now",
+                c.name,
+                times(c.n),
+                rule.for_secs
+            ),
+        };
+        step(conn, engine, rule, &Target::of(&subject, &c.name), check).await?;
+    }
+    Ok(())
+}
+
+/// A domain a certificate rule looks at.
+#[derive(QueryableByName)]
+struct Domain {
+    #[diesel(sql_type = SqlUuid)]
+    id: Uuid,
+    #[diesel(sql_type = SqlUuid)]
+    application_id: Uuid,
+    #[diesel(sql_type = Text)]
+    host: String,
+    #[diesel(sql_type = Nullable<Text>)]
+    error: Option<String>,
+    /// Days left (`None`: no certificate yet).
+    #[diesel(sql_type = Nullable<Float4>)]
+    days: Option<f32>,
+}
+
+/// A certificate rule: every HTTPS domain of the organization whose
+/// certificate failed or expires within the rule's days, and every one with
+/// an open incident (which may now clear).
+async fn certificates(conn: &mut AsyncPgConnection, engine: &Engine, rule: &Rule) -> Result<(), StoreError> {
+    let domains: Vec<Domain> = diesel::sql_query(
+        "SELECT d.id, d.application_id, d.host,
+                CASE WHEN d.cert_status = 'failed' THEN COALESCE(d.cert_error, 'the certificate could not be obtained') END AS error,
+                (EXTRACT(EPOCH FROM d.cert_not_after - now()) / 86400)::float4 AS days
+         FROM domains d
+         WHERE d.organization_id = $1 AND d.https
+           AND (d.cert_status = 'failed'
+                OR d.cert_not_after < now() + make_interval(days => $2)
+                OR d.id IN (SELECT subject FROM alert_incidents WHERE rule_id = $3 AND state IN ('pending', 'firing')))",
+    )
+    .bind::<SqlUuid, _>(rule.organization_id)
+    .bind::<Integer, _>(rule.threshold as i32)
+    .bind::<SqlUuid, _>(rule.id)
+    .load(conn)
+    .await?;
+    for d in domains {
+        let expiring = d.days.is_some_and(|days| days < rule.threshold);
+        let firing = match (&d.error, d.days) {
+            (Some(e), _) => format!("the certificate of {} failed: {e}", d.host),
+            (None, Some(days)) if days <= 0.0 => format!("the certificate of {} has expired", d.host),
+            (None, Some(days)) => format!("the certificate of {} expires in {:.0} days", d.host, days.floor()),
+            (None, None) => format!("{} has no certificate", d.host),
+        };
+        let check = Check {
+            breach: d.error.is_some() || expiring,
+            hold_secs: 0,
+            value: d.days.unwrap_or(0.0),
+            firing,
+            resolved: format!("the certificate of {} is valid again", d.host),
+        };
+        let target = Target {
+            kind: "domain",
+            id: d.id,
+            name: d.host.clone(),
+            link: format!("/apps/{}?tab=domains", d.application_id),
+        };
+        step(conn, engine, rule, &target, check).await?;
+    }
+    Ok(())
+}
+
+/// Records that an app's (`Subject::App`) or a database's container restarted
+/// (`restart`) or was OOM-killed (`oom`), in its organization. An OOM kill
+/// seen twice within 10 s (Docker's event, then the repair of the container
+/// it killed) is recorded once.
+pub async fn record_event(engine: &Engine, subject: Subject, event: &'static str) -> Result<(), StoreError> {
+    let kind = subject.kind();
+    if !matches!(kind, "app" | "service") {
+        return Ok(());
+    }
+    let mut conn = engine.db.get().await?;
+    diesel::sql_query(
+        "INSERT INTO container_events (organization_id, subject_kind, subject, event)
+         SELECT organization_id, $2, id, $3 FROM (
+             SELECT organization_id, id FROM applications WHERE id = $1 AND $2 = 'app'
+             UNION ALL SELECT organization_id, id FROM database_services WHERE id = $1 AND $2 = 'service'
+         ) s
+         WHERE $3 <> 'oom' OR NOT EXISTS (
+             SELECT 1 FROM container_events
+             WHERE subject = $1 AND event = 'oom' AND at > now() - interval '10 seconds')",
+    )
+    .bind::<SqlUuid, _>(subject.id())
+    .bind::<Text, _>(kind)
+    .bind::<Text, _>(event)
+    .execute(&mut conn)
+    .await?;
     Ok(())
 }
 
@@ -321,22 +547,39 @@ fn percent(v: f32) -> String {
     format!("{:.1} %", v)
 }
 
-/// One rule, one subject, one figure: opens, fires, clears or resolves.
+/// What an incident is about: its kind and ID, its name, and where to look.
+struct Target {
+    kind: &'static str,
+    id: Uuid,
+    name: String,
+    link: String,
+}
+
+impl Target {
+    fn of(subject: &Subject, name: &str) -> Self {
+        Self {
+            kind: subject.kind(),
+            id: subject.id(),
+            name: name.to_owned(),
+            link: match subject {
+                Subject::App(id) => format!("/apps/{id}"),
+                Subject::Service(id) => format!("/services/{id}"),
+                _ => "/server".to_owned(),
+            },
+        }
+    }
+}
+
+/// One rule, one subject, one finding: opens, fires, clears or resolves.
 async fn step(
     conn: &mut AsyncPgConnection,
     engine: &Engine,
     rule: &Rule,
-    subject: &Subject,
-    name: &str,
-    value: f32,
+    target: &Target,
+    check: Check,
 ) -> Result<(), StoreError> {
-    let link = match subject {
-        Subject::App(id) => format!("/apps/{id}"),
-        Subject::Service(id) => format!("/services/{id}"),
-        _ => "/settings".to_owned(),
-    };
-    let what = rule.metric.words();
-    if value > rule.threshold {
+    let (link, name) = (&target.link, &target.name);
+    if check.breach {
         let open: Open = diesel::sql_query(
             "INSERT INTO alert_incidents (rule_id, organization_id, subject_kind, subject, subject_name, state, value)
              VALUES ($1, $2, $3, $4, $5, 'pending', $6)
@@ -346,24 +589,21 @@ async fn step(
         )
         .bind::<SqlUuid, _>(rule.id)
         .bind::<SqlUuid, _>(rule.organization_id)
-        .bind::<Text, _>(subject.kind())
-        .bind::<SqlUuid, _>(subject.id())
+        .bind::<Text, _>(target.kind)
+        .bind::<SqlUuid, _>(target.id)
         .bind::<Text, _>(name)
-        .bind::<Float4, _>(value)
+        .bind::<Float4, _>(check.value)
         .get_result(conn)
         .await?;
-        if open.state == IncidentState::Pending && open.held_secs >= rule.for_secs as f64 {
+        if open.state == IncidentState::Pending && open.held_secs >= check.hold_secs as f64 {
             let facts = serde_json::json!({
                 "rule": rule.name,
                 "state": "firing",
-                "detail": format!(
-                    "{what} of {name} is {} (above {} for {} s)",
-                    percent(value), percent(rule.threshold), rule.for_secs
-                ),
+                "detail": check.firing,
                 "link": link,
             });
             if moved(conn, rule, open.id, IncidentState::Firing, &facts).await? {
-                tracing::warn!(rule.id = %rule.id, subject = %subject.id(), value, "alert firing");
+                tracing::warn!(rule.id = %rule.id, subject = %target.id, value = check.value, "alert firing");
                 crate::notify::delivery::wake(engine).await;
             }
         }
@@ -371,7 +611,7 @@ async fn step(
         // A breach that did not last is forgotten; one that fired is resolved.
         diesel::sql_query("DELETE FROM alert_incidents WHERE rule_id = $1 AND subject = $2 AND state = 'pending'")
             .bind::<SqlUuid, _>(rule.id)
-            .bind::<SqlUuid, _>(subject.id())
+            .bind::<SqlUuid, _>(target.id)
             .execute(conn)
             .await?;
         #[derive(QueryableByName)]
@@ -383,7 +623,7 @@ async fn step(
             "SELECT id FROM alert_incidents WHERE rule_id = $1 AND subject = $2 AND state = 'firing'",
         )
         .bind::<SqlUuid, _>(rule.id)
-        .bind::<SqlUuid, _>(subject.id())
+        .bind::<SqlUuid, _>(target.id)
         .get_result(conn)
         .await
         .optional()?;
@@ -391,11 +631,11 @@ async fn step(
             let facts = serde_json::json!({
                 "rule": rule.name,
                 "state": "resolved",
-                "detail": format!("{what} of {name} is back to {} (threshold {})", percent(value), percent(rule.threshold)),
+                "detail": check.resolved,
                 "link": link,
             });
             if moved(conn, rule, id, IncidentState::Resolved, &facts).await? {
-                tracing::info!(rule.id = %rule.id, subject = %subject.id(), value, "alert resolved");
+                tracing::info!(rule.id = %rule.id, subject = %target.id, value = check.value, "alert resolved");
                 crate::notify::delivery::wake(engine).await;
             }
         }

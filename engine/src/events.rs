@@ -22,6 +22,9 @@ pub enum Event {
     Backup { id: Uuid, service: Option<Uuid> },
     /// A notification delivery was queued or moved to `status`.
     Delivery { id: Uuid, status: String },
+    /// New resource figures of an app or a service (the nil ID: the machine
+    /// and Traefik).
+    Metrics { id: Uuid },
 }
 
 /// The organization's channel (a full Redis channel name).

@@ -14,6 +14,7 @@ use crate::docker::{ContainerInfo, LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE};
 use crate::error::StoreError;
 use crate::ids::{AppId, OrgId};
 use crate::leader::Leadership;
+use crate::metrics::Subject;
 use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
@@ -63,6 +64,16 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
             ev = events.next() => match ev {
                 // A container of this instance stopped or went away: look now.
                 Some(Ok(e)) if matches!(e.action.as_str(), "die" | "destroy" | "stop" | "oom") => {
+                    // The kernel killed it for memory: counted for the alert
+                    // rules (Docker's restart policy may bring it back before
+                    // a pass sees it down).
+                    if e.action == "oom" {
+                        if let Some(subject) = subject_of(&e.labels) {
+                            if let Err(err) = crate::alerts::record_event(engine, subject, "oom").await {
+                                tracing::debug!(error = %err, "recording an OOM kill");
+                            }
+                        }
+                    }
                     tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 Some(Ok(_)) => continue,
@@ -98,6 +109,8 @@ struct Memory {
     passes: u32,
     /// The certificate watch's place in Traefik's log.
     certs: crate::apps::tls::Watch,
+    /// Docker's restart count of each live container at the last pass.
+    restarts: HashMap<String, i64>,
 }
 
 /// Leftovers are swept every this many passes (and whenever Docker returns).
@@ -268,16 +281,55 @@ async fn record(
             .execute(&mut conn)
             .await;
     }
+    // A repair restarts or recreates the container: the alert rules count it.
+    let subject = app.map(Subject::App).or(service.map(Subject::Service));
+    if let Some(subject) = subject {
+        let mut events = vec!["restart"];
+        if problem == OOM_KILLED {
+            events.push("oom");
+        }
+        for event in events {
+            if let Err(e) = crate::alerts::record_event(engine, subject, event).await {
+                tracing::debug!(error = %e, "recording a container event");
+            }
+        }
+    }
     if let Some(s) = service {
         crate::services::announce_until_ready(engine, s);
     }
+}
+
+/// A container's end by the kernel's OOM killer, in words.
+const OOM_KILLED: &str = "the container was OOM-killed";
+
+/// Compares a live container's restart count with the last pass's: restarts
+/// by Docker's own restart policy are recorded for the alert rules that count
+/// them (the first sight of a container is its baseline).
+async fn restarts_seen(engine: &Engine, memory: &mut Memory, container: &str, subject: Subject, count: i64) {
+    let before = memory.restarts.insert(container.to_owned(), count);
+    for _ in before.unwrap_or(count)..count {
+        if let Err(e) = crate::alerts::record_event(engine, subject, "restart").await {
+            tracing::debug!(error = %e, "recording a restart");
+        }
+    }
+}
+
+/// What an event's container belongs to (an app or a database; not a drill).
+fn subject_of(labels: &HashMap<String, String>) -> Option<Subject> {
+    if labels.contains_key(crate::docker::LABEL_DRILL) {
+        return None;
+    }
+    let id = |k: &str| labels.get(k).and_then(|v| v.parse::<Uuid>().ok());
+    id(crate::docker::LABEL_APP)
+        .map(Subject::App)
+        .or_else(|| id(crate::docker::LABEL_SERVICE).map(Subject::Service))
 }
 
 /// Why a container is not up, in words.
 fn why_down(c: Option<&ContainerInfo>) -> String {
     match c {
         None => "the container was missing".into(),
-        Some(c) if c.state.oom_killed => "the container was OOM-killed".into(),
+        Some(c) if c.state.oom_killed => OOM_KILLED.into(),
         Some(c) => match c.state.exit_code {
             Some(code) => format!("the container exited with code {code}"),
             None => format!("the container was {}", c.state.status),
@@ -440,6 +492,9 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
             }
         };
         let key = format!("app:{}", app.id);
+        if let Some(c) = &info {
+            restarts_seen(engine, memory, &container, Subject::App(app.id), c.restart_count).await;
+        }
         match &info {
             Some(c) if c.state.is_up() => {
                 memory.settled(&key);
@@ -565,6 +620,9 @@ async fn services(engine: &Engine, memory: &mut Memory, problems: &mut Problems)
             }
         };
         let key = format!("service:{id}");
+        if let Some(c) = &info {
+            restarts_seen(engine, memory, &boxed.container, Subject::Service(id), c.restart_count).await;
+        }
         // A service made or changed a moment ago may still be pulling its image
         // or creating its container: that is not for the reconciler to repeat.
         let settling = (chrono::Utc::now() - svc.row.created_at) < chrono::Duration::minutes(2);

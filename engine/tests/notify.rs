@@ -545,3 +545,167 @@ async fn an_upgrade_is_told_once() {
     assert_eq!(hook.received().len(), 1);
     assert!(quiet.received().is_empty());
 }
+
+#[tokio::test]
+async fn restarts_and_oom_kills_are_counted_in_their_window() {
+    use engine::alerts::{self, NewRule};
+    use engine::metrics::Subject;
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, envid) = owner_with_environment(&e).await;
+    let image = || Source::Image {
+        image: TEST_BASE_IMAGE.into(),
+        registry_user: None,
+    };
+    let app = engine::testing::create_app(&e, &caller, envid, "api", image(), Runtime::default()).await;
+    let hook = Receiver::start(vec![]).await;
+    let (channel, _) = add(&e, &caller, form("pager", "slack", &hook.url, &[])).await;
+    let ch = [channel.to_string()];
+    alerts::create_rule(
+        &e,
+        &caller,
+        NewRule::parse("flapping", "restarts", "2", "10", &ch).unwrap(),
+    )
+    .await
+    .unwrap();
+    alerts::create_rule(&e, &caller, NewRule::parse("oom", "oom", "1", "10", &ch).unwrap())
+        .await
+        .unwrap();
+    // Another organization's app restarting counts for nobody here.
+    let other = engine::orgs::create(&e, &caller, OrgName::parse("Other").unwrap())
+        .await
+        .unwrap();
+    let eve = Caller {
+        org_id: other,
+        ..caller.clone()
+    };
+    let p = engine::projects::create(
+        &e,
+        &eve,
+        engine::names::ProjectName::parse("P").unwrap(),
+        Description::default(),
+    )
+    .await
+    .unwrap();
+    let eve_env = engine::ids::EnvironmentId(engine::projects::get(&e, &eve, p).await.unwrap().environments[0].id);
+    let theirs = engine::testing::create_app(&e, &eve, eve_env, "api", image(), Runtime::default()).await;
+    for _ in 0..3 {
+        alerts::record_event(&e, Subject::App(theirs.0), "restart")
+            .await
+            .unwrap();
+    }
+    let stop = deliveries(&e);
+
+    // One restart: under the rule's two.
+    alerts::record_event(&e, Subject::App(app.0), "restart").await.unwrap();
+    alerts::evaluate(&e, &[]).await.unwrap();
+    assert!(alerts::list_incidents(&e, &caller).await.unwrap().is_empty());
+    // The second within the window fires it, once.
+    alerts::record_event(&e, Subject::App(app.0), "restart").await.unwrap();
+    // An OOM kill seen twice (Docker's event, then the repair) counts once.
+    alerts::record_event(&e, Subject::App(app.0), "oom").await.unwrap();
+    alerts::record_event(&e, Subject::App(app.0), "oom").await.unwrap();
+    alerts::evaluate(&e, &[]).await.unwrap();
+    alerts::evaluate(&e, &[]).await.unwrap();
+    let got = hook.wait_for(2, Duration::from_secs(30)).await;
+    let mut texts: Vec<String> = got
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    texts.sort();
+    assert!(texts[0].starts_with("*Alert: flapping*\napi-"), "{texts:?}");
+    assert!(
+        texts[0].contains(" was restarted 2 times in the last 10 s (rule: 2 times)"),
+        "{texts:?}"
+    );
+    assert!(texts[1].starts_with("*Alert: oom*\napi-"), "{texts:?}");
+    assert!(
+        texts[1].contains(" was OOM-killed once in the last 10 s (rule: once)"),
+        "{texts:?}"
+    );
+    let firing = alerts::list_incidents(&e, &caller).await.unwrap();
+    assert_eq!(firing.len(), 2);
+    assert!(firing.iter().all(|i| i.state == lifecycle::IncidentState::Firing));
+    assert!(alerts::list_incidents(&e, &eve).await.unwrap().is_empty());
+
+    // Once the window has passed with no more, both are resolved.
+    tokio::time::sleep(Duration::from_secs(11)).await;
+    alerts::evaluate(&e, &[]).await.unwrap();
+    let got = hook.wait_for(4, Duration::from_secs(30)).await;
+    let resolved: Vec<String> = got[2..]
+        .iter()
+        .map(|r| r.json()["text"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(resolved.iter().all(|t| t.starts_with("*Resolved: ")), "{resolved:?}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    assert_eq!(hook.received().len(), 4);
+    assert!(alerts::list_incidents(&e, &caller)
+        .await
+        .unwrap()
+        .iter()
+        .all(|i| i.state == lifecycle::IncidentState::Resolved));
+}
+
+#[tokio::test]
+async fn a_failing_or_expiring_certificate_is_told_and_cleared() {
+    use diesel_async::RunQueryDsl;
+    use engine::alerts::{self, NewRule};
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, envid) = owner_with_environment(&e).await;
+    let image = Source::Image {
+        image: TEST_BASE_IMAGE.into(),
+        registry_user: None,
+    };
+    let app = engine::testing::create_app(&e, &caller, envid, "shop", image, Runtime::default()).await;
+    let hook = Receiver::start(vec![]).await;
+    let (channel, _) = add(&e, &caller, form("pager", "discord", &hook.url, &[])).await;
+    alerts::create_rule(
+        &e,
+        &caller,
+        NewRule::parse("certs", "certificate", "14", "", &[channel.to_string()]).unwrap(),
+    )
+    .await
+    .unwrap();
+    let stop = deliveries(&e);
+    // What the certificate watch writes: a failure, then a certificate, then
+    // one close to its end.
+    let set = |sql: &'static str| {
+        let e = e.clone();
+        async move {
+            let mut conn = e.db.get().await.unwrap();
+            diesel::sql_query(sql)
+                .bind::<diesel::sql_types::Uuid, _>(app.0)
+                .execute(&mut conn)
+                .await
+                .unwrap();
+        }
+    };
+    set("UPDATE domains SET https = true, cert_status = 'failed', cert_error = 'acme: too many certificates' WHERE application_id = $1").await;
+    alerts::evaluate(&e, &[]).await.unwrap();
+    alerts::evaluate(&e, &[]).await.unwrap();
+    let got = hook.wait_for(1, Duration::from_secs(30)).await;
+    let embed = &got[0].json()["embeds"][0];
+    assert_eq!(embed["title"], "Alert: certs");
+    let text = embed["description"].as_str().unwrap();
+    assert!(text.ends_with("failed: acme: too many certificates"), "{text}");
+    assert_eq!(
+        embed["url"],
+        format!("https://berth.example.com/apps/{app}?tab=domains")
+    );
+
+    set("UPDATE domains SET cert_status = 'issued', cert_error = NULL, cert_not_after = now() + interval '60 days' WHERE application_id = $1").await;
+    alerts::evaluate(&e, &[]).await.unwrap();
+    let got = hook.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got[1].json()["embeds"][0]["title"], "Resolved: certs");
+
+    set("UPDATE domains SET cert_not_after = now() + interval '3 days 1 hour' WHERE application_id = $1").await;
+    alerts::evaluate(&e, &[]).await.unwrap();
+    let got = hook.wait_for(3, Duration::from_secs(30)).await;
+    let text = got[2].json()["embeds"][0]["description"].as_str().unwrap().to_owned();
+    assert!(text.ends_with("expires in 3 days"), "{text}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    stop.cancel();
+    assert_eq!(hook.received().len(), 3);
+}

@@ -110,6 +110,24 @@ async fn a_container_removed_by_hand_comes_back_and_the_history_says_so() {
     assert_eq!(newest.trigger, lifecycle::Trigger::Repair);
     assert_eq!(newest.status, Status::Running, "{:?}", newest.reason);
     assert_eq!(newest.trigger_detail.as_deref(), Some("the container was missing"));
+    // The repair counts as a restart for the alert rules that count them.
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        let mut conn = e.db.get().await.unwrap();
+        let n: N = diesel::sql_query(
+            "SELECT count(*) AS n FROM container_events WHERE subject = $1 AND subject_kind = 'app' AND event = 'restart'",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(app.0)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        assert!(n.n >= 1, "the repair is counted as a restart");
+    }
     // Asked as another organization, the app's history is empty.
     let other = engine::ids::OrgId(uuid::Uuid::new_v4());
     let (_, theirs) = engine::reconcile::of(e, other, Some(app.0), None).await.unwrap();

@@ -480,6 +480,20 @@ stored_enum! {
         Memory = "memory" as "Memory",
         /// The disk under Berth's data directory (instance administrators).
         Disk = "disk" as "Disk",
+        /// Restarts of an app's or a database's container (by Docker's
+        /// restart policy or by Berth's repairs), counted over a window.
+        Restarts = "restarts" as "Restarts",
+        /// OOM kills of an app's or a database's container, counted over a window.
+        Oom = "oom" as "OOM kills",
+        /// A domain's certificate failing, or expiring within a number of days.
+        Certificate = "certificate" as "Certificate failing or expiring",
+    }
+}
+
+impl AlertMetric {
+    /// Whether the rule counts events over a window (else: a percent held for a while).
+    pub const fn counts(self) -> bool {
+        matches!(self, AlertMetric::Restarts | AlertMetric::Oom)
     }
 }
 

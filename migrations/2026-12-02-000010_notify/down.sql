@@ -1,3 +1,4 @@
+DROP TABLE container_events;
 ALTER TABLE instance DROP COLUMN running_release;
 DROP TABLE alert_incidents;
 DROP TABLE alert_rules;

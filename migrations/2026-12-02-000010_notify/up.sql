@@ -47,10 +47,12 @@ CREATE TABLE alert_rules (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     organization_id UUID NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
     name TEXT NOT NULL,
-    metric TEXT NOT NULL CHECK (metric IN ('cpu', 'memory', 'disk')),
-    -- Percent (CPU: of one core; memory: of the container's limit; disk: used).
+    metric TEXT NOT NULL CHECK (metric IN ('cpu', 'memory', 'disk', 'restarts', 'oom', 'certificate')),
+    -- Percent (CPU: of one core; memory: of the container's limit; disk:
+    -- used), a count (restarts, OOM kills), or days (a certificate expiring).
     threshold REAL NOT NULL CHECK (threshold > 0),
-    -- How long it must hold before the alert fires.
+    -- Percents: how long it must hold before the alert fires. Counts: the
+    -- window they are counted in.
     for_secs INTEGER NOT NULL CHECK (for_secs >= 0),
     -- The channels told (IDs of this organization's channels; removed ones are skipped).
     channels UUID[] NOT NULL DEFAULT '{}',
@@ -58,12 +60,13 @@ CREATE TABLE alert_rules (
     UNIQUE (organization_id, name)
 );
 
--- One breach of one rule by one subject (an app, a service, or the host).
+-- One breach of one rule by one subject (an app, a service, the host, or a
+-- domain's certificate).
 CREATE TABLE alert_incidents (
     id UUID PRIMARY KEY DEFAULT gen_random_uuid(),
     rule_id UUID NOT NULL REFERENCES alert_rules (id) ON DELETE CASCADE,
     organization_id UUID NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
-    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('app', 'service', 'host')),
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('app', 'service', 'host', 'domain')),
     subject UUID NOT NULL,
     subject_name TEXT NOT NULL,
     state TEXT NOT NULL CHECK (state IN ('pending', 'firing', 'resolved')),
@@ -78,3 +81,16 @@ CREATE TABLE alert_incidents (
 CREATE UNIQUE INDEX alert_incidents_open ON alert_incidents (rule_id, subject) WHERE state IN ('pending', 'firing');
 CREATE INDEX alert_incidents_org ON alert_incidents (organization_id, started_at DESC);
 CREATE INDEX alert_incidents_rule ON alert_incidents (rule_id, started_at DESC);
+
+-- Restarts and OOM kills of apps' and databases' containers, as the
+-- reconciler's leader sees them, for the alert rules that count them.
+CREATE TABLE container_events (
+    id BIGSERIAL PRIMARY KEY,
+    organization_id UUID NOT NULL REFERENCES organizations (id) ON DELETE CASCADE,
+    subject_kind TEXT NOT NULL CHECK (subject_kind IN ('app', 'service')),
+    subject UUID NOT NULL,
+    event TEXT NOT NULL CHECK (event IN ('restart', 'oom')),
+    at TIMESTAMPTZ NOT NULL DEFAULT now()
+);
+CREATE INDEX container_events_org ON container_events (organization_id, event, at);
+CREATE INDEX container_events_age ON container_events (at);

@@ -23,6 +23,10 @@ pub struct ServerConfig {
     /// it: scripts/image.sh puts the git commit); administrators see it in
     /// `/api/admin/health`.
     pub release: Option<String>,
+    /// `BERTH_METRICS_TOKEN` (at least 16 characters), kept as its hash:
+    /// `/metrics` answers a scrape that sends it as a bearer token. Unset:
+    /// `/metrics` does not exist.
+    pub metrics_token_hash: Option<String>,
 }
 
 impl ServerConfig {
@@ -68,6 +72,18 @@ impl ServerConfig {
                         Err(ConfigError::Invalid {
                             name: "BERTH_RELEASE",
                             reason: "letters, digits, '.', '_', '+' and '-' (at most 64)".into(),
+                        })
+                    }
+                })
+                .transpose()?,
+            metrics_token_hash: var("BERTH_METRICS_TOKEN")
+                .map(|t| {
+                    if t.len() >= 16 && t.bytes().all(|c| c.is_ascii_graphic()) {
+                        Ok(engine::secrets::token_hash(&t))
+                    } else {
+                        Err(ConfigError::Invalid {
+                            name: "BERTH_METRICS_TOKEN",
+                            reason: "at least 16 printable characters, no spaces".into(),
                         })
                     }
                 })

@@ -76,6 +76,7 @@ mod tests {
             body_limit: 1,
             worker: false,
             release: None,
+            metrics_token_hash: None,
         };
         let hosts = AllowedHosts::new(&config, Some("dash.example.com"));
         for ok in [

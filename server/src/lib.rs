@@ -8,6 +8,7 @@ pub mod hooks;
 pub mod hosts;
 pub mod live;
 pub mod middleware;
+pub mod prometheus;
 pub mod router;
 pub mod routes;
 pub mod sockets;

@@ -9,7 +9,7 @@ use axum::http::{HeaderName, Request};
 use axum::routing::{get, post};
 use axum::Router;
 use leptos::prelude::provide_context;
-use leptos_axum::{generate_route_list, LeptosRoutes};
+use leptos_axum::{generate_route_list, AxumRouteListing, LeptosRoutes};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 use tower_http::services::ServeDir;
@@ -30,7 +30,7 @@ pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// The routes outside Leptos (server functions and pages are listed by their
 /// own registries): each is in docs/ROLES.md, which `tests/roles.rs` holds.
-pub const ROUTES: [&str; 9] = [
+pub const ROUTES: [&str; 10] = [
     "/health",
     "/api/admin/health",
     "/api/webhooks/github",
@@ -40,10 +40,21 @@ pub const ROUTES: [&str; 9] = [
     "/api/ws/services/{id}/logs",
     "/api/deployments/{id}/log",
     "/api/events",
+    "/metrics",
 ];
 
+/// The Leptos page routes, listed once per process. Listing renders the app
+/// with leptos' process-global "do not load resources" flag raised
+/// (leptos#4773): a page rendered by another router in that window would wait
+/// on a resource that never loads. Production lists once before serving;
+/// tests build a router each, in parallel, so they share this one list.
+pub fn route_list() -> Vec<AxumRouteListing> {
+    static LIST: std::sync::OnceLock<Vec<AxumRouteListing>> = std::sync::OnceLock::new();
+    LIST.get_or_init(|| generate_route_list(App)).clone()
+}
+
 pub fn router(state: AppState) -> Router {
-    let routes = generate_route_list(App);
+    let routes = route_list();
     let ctx = state.ctx.clone();
     let options = state.leptos_options.clone();
     let trace = TraceLayer::new_for_http().make_span_with(|req: &Request<_>| {
@@ -64,6 +75,7 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[6], get(crate::live::service_log))
         .route(ROUTES[7], get(crate::live::download_log))
         .route(ROUTES[8], get(crate::live::events))
+        .route(ROUTES[9], get(crate::prometheus::metrics))
         // The bundle, from the Brotli and gzip copies scripts/build.sh makes:
         // no compression work per request, Brotli to browsers that accept it.
         .nest_service(
@@ -101,6 +113,12 @@ pub fn router(state: AppState) -> Router {
             state.config.body_limit.max(crate::middleware::UPLOAD_BODY_LIMIT),
         ))
         .layer(trace)
+        // Outermost of the per-route layers: the whole answer is timed, and
+        // the route's pattern is known (axum has matched it by then).
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::prometheus::record,
+        ))
         .layer(PropagateRequestIdLayer::new(REQUEST_ID))
         .layer(SetRequestIdLayer::new(REQUEST_ID, MakeRequestUuid))
         .with_state(state)

@@ -41,6 +41,11 @@ impl SocketSlots {
         }
     }
 
+    /// How many are open, all users together.
+    pub fn total(&self) -> usize {
+        self.open.lock().expect("socket slots").values().sum()
+    }
+
     pub fn take(&self, user: uuid::Uuid) -> Option<Slot> {
         let mut open = self.open.lock().expect("socket slots");
         let n = open.entry(user).or_insert(0);

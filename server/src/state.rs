@@ -22,6 +22,8 @@ pub struct AppState {
     /// The bundle's build id, when `scripts/build.sh` wrote one: pages load
     /// the bundle from `/pkg/<id>/`, which can be cached for good.
     pub build: Option<Arc<str>>,
+    /// Requests seen by this process, for `/metrics`.
+    pub recorder: Arc<crate::prometheus::Recorder>,
 }
 
 /// The id `scripts/build.sh` writes to `pkg/BUILD` (16 hex digits, from the
@@ -59,6 +61,7 @@ impl AppState {
             sockets: Default::default(),
             event_streams: crate::sockets::SocketSlots::with_limit(crate::sockets::EVENT_STREAMS_PER_USER),
             build,
+            recorder: Default::default(),
         }
     }
 

@@ -91,6 +91,7 @@ fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
             ("secret_key", "secret-key"),
             ("path_style", "on"),
         ]),
+        "/api/instance/metrics" => s(&[("which", "host"), ("window", "hour")]),
         "/api/notify/add" => s(&[
             ("name", "Another channel"),
             ("kind", "slack"),

@@ -121,7 +121,7 @@ async fn another_organizations_ids_are_404_everywhere_and_change_nothing() {
 
     // Page routes with parameters, from the router's own list.
     let pages = page_routes();
-    let routes = leptos_axum::generate_route_list(app::App);
+    let routes = server::router::route_list();
     for route in routes
         .iter()
         .map(|r| r.path().to_owned())

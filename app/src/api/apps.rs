@@ -290,17 +290,7 @@ pub async fn app_metrics(id: String, window: String) -> Result<Vec<MetricPoint>,
     let points = engine::metrics::app_series(&ctx.engine, &caller, edge::id(&id)?, window)
         .await
         .map_err(fail)?;
-    Ok(points
-        .into_iter()
-        .map(|p| MetricPoint {
-            at: p.at.timestamp(),
-            cpu: p.cpu_percent,
-            memory: p.memory_bytes,
-            limit: p.memory_limit,
-            rx: p.rx_bytes,
-            tx: p.tx_bytes,
-        })
-        .collect())
+    Ok(points.into_iter().map(MetricPoint::from).collect())
 }
 
 #[server(endpoint = "apps/set_env")]

@@ -2,7 +2,7 @@
 //! who else administers it.
 
 use crate::error::AppError;
-use crate::types::InstanceView;
+use crate::types::{InstanceView, MetricPoint};
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
@@ -96,4 +96,27 @@ pub async fn set_instance_admin(user_id: String, admin: String) -> Result<(), Ap
     instance::set_admin(&ctx.engine, &caller, edge::id(&user_id)?, admin)
         .await
         .map_err(fail)
+}
+
+/// The machine's (`host`) or Traefik's (`proxy`) figures over `window`:
+/// instance administrators only.
+#[server(endpoint = "instance/metrics")]
+pub async fn machine_metrics(which: String, window: String) -> Result<Vec<MetricPoint>, AppError> {
+    use engine::metrics::Subject;
+    let (ctx, caller) = edge::caller().await?;
+    let window = engine::metrics::Window::parse(&window).map_err(fail)?;
+    let subject = match which.as_str() {
+        "host" => Subject::Host,
+        "proxy" => Subject::Proxy,
+        _ => {
+            return Err(fail(engine::names::ValidationError::new(
+                "which",
+                "must be host or proxy",
+            )))
+        }
+    };
+    let points = engine::metrics::machine_series(&ctx.engine, &caller, subject, window)
+        .await
+        .map_err(fail)?;
+    Ok(points.into_iter().map(MetricPoint::from).collect())
 }

@@ -5,7 +5,9 @@
 #![allow(clippy::too_many_arguments)]
 
 use crate::error::AppError;
-use crate::types::{BackupsView, BucketObjectView, DestinationView, RevealedView, ServiceSummaryView, ServiceView};
+use crate::types::{
+    BackupsView, BucketObjectView, DestinationView, MetricPoint, RevealedView, ServiceSummaryView, ServiceView,
+};
 use leptos::prelude::*;
 use uuid::Uuid;
 
@@ -211,6 +213,17 @@ pub async fn link_service(id: String, app_id: String, env_name: String) -> Resul
     services::link(&ctx.engine, &caller, edge::id(&id)?, edge::id(&app_id)?, &env_name)
         .await
         .map_err(fail)
+}
+
+/// The service's CPU, memory and network over `window` (`hour`, `day`, `week`).
+#[server(endpoint = "services/metrics")]
+pub async fn service_metrics(id: String, window: String) -> Result<Vec<MetricPoint>, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let window = engine::metrics::Window::parse(&window).map_err(fail)?;
+    let points = engine::metrics::service_series(&ctx.engine, &caller, edge::id(&id)?, window)
+        .await
+        .map_err(fail)?;
+    Ok(points.into_iter().map(MetricPoint::from).collect())
 }
 
 #[server(endpoint = "backups/destinations")]

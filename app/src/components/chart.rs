@@ -1,7 +1,13 @@
 //! A line chart drawn as SVG by the page itself (no chart library in the
 //! WASM bundle): one series, its latest value and, when there is one, its
 //! limit as a dashed line. Colours follow the theme through `currentColor`.
+//! And the panel that charts an app, a database service, the machine or
+//! Traefik over an hour, a day or a week, following new points live.
 
+use crate::components::live::refresh_on;
+use crate::components::ui::{LoadError, Loading, CARD};
+use crate::error::AppError;
+use crate::types::MetricPoint;
 use leptos::prelude::*;
 
 const WIDTH: f64 = 600.0;
@@ -88,6 +94,140 @@ pub fn bytes(v: f64) -> String {
 /// Percent of one core.
 pub fn percent(v: f64) -> String {
     format!("{v:.1} %")
+}
+
+/// Whose figures a panel shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// An application: its containers added up.
+    App,
+    /// A database service.
+    Service,
+    /// The machine (instance administrators).
+    Host,
+    /// The managed Traefik (instance administrators).
+    Proxy,
+}
+
+type Points = Resource<Result<Vec<MetricPoint>, AppError>>;
+
+/// A panel's window and points, made by the page in its body (not inside a
+/// `Suspense`, see `Shell`). New points are pushed on the page's status
+/// stream (`metrics` events), so the charts follow without polling.
+#[derive(Clone, Copy)]
+pub struct Metrics {
+    source: Source,
+    window: RwSignal<String>,
+    points: Points,
+}
+
+impl Metrics {
+    /// For `source` (`id`: the app's or service's; empty for the machine),
+    /// read only while `shown`.
+    pub fn new(source: Source, id: Signal<String>, shown: Signal<bool>) -> Self {
+        let window = RwSignal::new("hour".to_owned());
+        let tick = RwSignal::new(0u32);
+        let points: Points = Resource::new(
+            move || (id.get(), shown.get(), window.get(), tick.get()),
+            move |(id, shown, window, _)| async move {
+                if !shown {
+                    return Ok(Vec::new());
+                }
+                match source {
+                    Source::App => crate::api::apps::app_metrics(id, window).await,
+                    Source::Service => crate::api::services::service_metrics(id, window).await,
+                    Source::Host => crate::api::instance::machine_metrics("host".into(), window).await,
+                    Source::Proxy => crate::api::instance::machine_metrics("proxy".into(), window).await,
+                }
+            },
+        );
+        refresh_on(
+            move |e| {
+                e.kind == "metrics"
+                    && match source {
+                        Source::App | Source::Service => e.id == id.get_untracked(),
+                        Source::Host | Source::Proxy => e.id == uuid::Uuid::nil().to_string(),
+                    }
+            },
+            tick,
+        );
+        Self { source, window, points }
+    }
+}
+
+/// CPU, memory and network (the machine: CPU, memory, disk and load) over the
+/// last hour, day or week, with the current value and the limit.
+#[component]
+pub fn MetricsPanel(state: Metrics, title: &'static str, note: &'static str, key: &'static str) -> impl IntoView {
+    let Metrics { source, window, points } = state;
+    let select_id = format!("{key}-window");
+    let for_id = select_id.clone();
+    view! {
+        <section class=CARD id=key>
+            <div class="mb-1 flex flex-wrap items-center justify-between gap-2">
+                <h2 class="font-semibold">{title}</h2>
+                <label class="text-sm" for=for_id>"Window "
+                    <select id=select_id class="rounded-md border border-slate-300 bg-white px-2 py-1 text-sm dark:border-slate-700 dark:bg-slate-900"
+                        on:change=move |ev| window.set(event_target_value(&ev))>
+                        <option value="hour">"Last hour"</option>
+                        <option value="day">"Last day"</option>
+                        <option value="week">"Last week"</option>
+                    </select>
+                </label>
+            </div>
+            <p class="mb-3 text-sm text-slate-600 dark:text-slate-400">{note}</p>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match points.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(points) if points.is_empty() => view! {
+                            <p class="text-sm text-slate-600 dark:text-slate-400" data-chart-empty>"No figures yet: they appear while it runs."</p>
+                        }.into_any(),
+                        Ok(points) => charts(source, &points).into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+fn charts(source: Source, points: &[MetricPoint]) -> impl IntoView {
+    let cpu: Vec<f64> = points.iter().map(|p| f64::from(p.cpu)).collect();
+    let memory: Vec<f64> = points.iter().map(|p| p.memory as f64).collect();
+    let limit = points.last().map(|p| p.limit as f64);
+    let second = match source {
+        Source::Host => {
+            let disk: Vec<f64> = points.iter().map(|p| p.disk.unwrap_or(0) as f64).collect();
+            let total = points.last().and_then(|p| p.disk_total).map(|t| t as f64);
+            let load: Vec<f64> = points.iter().map(|p| f64::from(p.load.unwrap_or(0.0))).collect();
+            view! {
+                <LineChart title="Disk (Berth's data directory)" key="disk" values=disk limit=total show=bytes />
+                <LineChart title="Load (1 min)" key="load" values=load limit=None show=decimal />
+            }
+            .into_any()
+        }
+        _ => {
+            let network: Vec<f64> = points.iter().map(|p| (p.rx + p.tx) as f64).collect();
+            view! { <LineChart title="Network (in + out per point)" key="network" values=network limit=None show=bytes /> }.into_any()
+        }
+    };
+    let cpu_title = if source == Source::Host {
+        "CPU (all cores)"
+    } else {
+        "CPU (of one core)"
+    };
+    view! {
+        <div class="grid gap-4 md:grid-cols-2">
+            <LineChart title=cpu_title key="cpu" values=cpu limit=(source == Source::Host).then_some(100.0) show=percent />
+            <LineChart title="Memory" key="memory" values=memory limit show=bytes />
+            {second}
+        </div>
+    }
+}
+
+/// A plain number with two decimals.
+pub fn decimal(v: f64) -> String {
+    format!("{v:.2}")
 }
 
 #[cfg(test)]

@@ -198,8 +198,8 @@ fn RuleForm(add_rule: ServerAction<AddRule>, setup: List) -> impl IntoView {
                         {AlertMetric::VARIANTS.iter().map(|m| view! { <option value=m.name()>{m.words()}</option> }).collect_view()}
                     </select>
                 </label>
-                <Field label="Is above (percent)" name="threshold" error />
-                <Field label="For at least (seconds)" name="for_secs" value="300".to_owned() error />
+                <Field label="Above (percent; restarts, OOM kills: times; certificate: days)" name="threshold" error />
+                <Field label="For at least (seconds; counts: within)" name="for_secs" value="300".to_owned() error />
             </div>
             <Transition fallback=|| view! { <Loading /> }>
                 {move || Suspend::new(async move {
@@ -303,9 +303,13 @@ fn Channels(
                     view! {
                         <li class="flex flex-col gap-2 py-2 sm:flex-row sm:items-center sm:justify-between" data-rule=r.name.clone()>
                             <span><span class="font-medium">{r.name.clone()}</span>
-                                <span class="ml-2 text-slate-500">{format!(
-                                    "{} above {} % for {} s → {}", r.metric.words(), r.threshold, r.for_secs, r.channels.join(", ")
-                                )}</span></span>
+                                <span class="ml-2 text-slate-500">{if r.metric == AlertMetric::Certificate {
+                                    format!("{} within {} days → {}", r.metric.words(), r.threshold, r.channels.join(", "))
+                                } else if r.metric.counts() {
+                                    format!("{} {} times within {} s → {}", r.metric.words(), r.threshold, r.for_secs, r.channels.join(", "))
+                                } else {
+                                    format!("{} above {} % for {} s → {}", r.metric.words(), r.threshold, r.for_secs, r.channels.join(", "))
+                                }}</span></span>
                             <button type="button" class=BUTTON_DANGER on:click=move |_| {
                                 if window().confirm_with_message("Remove this rule?").unwrap_or(false) {
                                     remove_rule.dispatch(RemoveRule { id: id.clone() });
@@ -323,7 +327,7 @@ fn Channels(
                     <li class="flex flex-wrap items-center gap-2" data-incident=i.id.to_string()>
                         <StatusBadge status=Badge::from(i.state) />
                         <span class="font-medium">{i.rule}</span>
-                        <span>{format!("{} at {:.1} %", i.subject, i.value)}</span>
+                        <span>{format!("{} at {}", i.subject, i.value)}</span>
                         <time class="text-xs text-slate-500">{i.started_at}</time>
                         {i.resolved_at.map(|t| view! { <span class="text-xs text-slate-500">"resolved " <time>{t}</time></span> })}
                     </li>

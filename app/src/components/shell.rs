@@ -138,6 +138,17 @@ fn Frame(state: SessionResource, status: StatusResource, children: Children) -> 
                     <nav class="mt-4 flex gap-1 md:flex-col">
                         <A href="/projects" attr:class=nav>"Projects"</A>
                         <A href="/settings" attr:class=nav>"Settings"</A>
+                        // The machine is the instance administrators' alone.
+                        <Suspense fallback=|| ()>
+                            {move || Suspend::new(async move {
+                                match state.await {
+                                    Ok(SessionState::SignedIn(me)) if me.instance_admin => {
+                                        Some(view! { <A href="/server" attr:class=nav>"Server"</A> })
+                                    }
+                                    _ => None,
+                                }
+                            })}
+                        </Suspense>
                     </nav>
                     <div class="mt-4 flex gap-1 border-t border-slate-200 pt-4 md:flex-col dark:border-slate-800">
                         <ThemeToggle />

@@ -3,11 +3,11 @@
 //! container settings (Advanced).
 
 use crate::api::apps::{
-    app_metrics, get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain,
+    get_app, get_hooks, list_deployments, AddDomain, CancelDeployment, DeleteApp, DeployApp, RemoveDomain,
     ResetHostKey, RevealEnv, RollbackDeployment, RotateHooks, SetEnv, UpdateDomain, UpdateRuntime, UpdateSource,
     UploadCertificate,
 };
-use crate::components::chart::{self, LineChart};
+use crate::components::chart::{Metrics, MetricsPanel, Source};
 use crate::components::live::refresh_on;
 use crate::components::logview::LogView;
 use crate::components::shell::Session;
@@ -16,7 +16,7 @@ use crate::components::ui::{
     action_error, CopyButton, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
     CARD, INPUT,
 };
-use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView, Me, MetricPoint};
+use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView, Me};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -110,23 +110,16 @@ pub fn AppPage() -> impl IntoView {
         move |e| e.kind == "deployment" && e.app.as_deref() == Some(id().as_str()),
         tick,
     );
-    let metrics_tick = RwSignal::new(0u32);
-    let metrics = Resource::new(
-        move || (id(), tab.get() == "metrics", metrics_tick.get()),
-        |(id, shown, _)| async move {
-            if shown {
-                app_metrics(id, "hour".into()).await
-            } else {
-                Ok(Vec::new())
-            }
-        },
+    let metrics = Metrics::new(
+        Source::App,
+        Signal::derive(id),
+        Signal::derive(move || tab.get() == "metrics"),
     );
     let data = TabData {
         hooks,
         deployments,
         tick,
         metrics,
-        metrics_tick,
     };
     let session = Session::get();
     view! {
@@ -152,10 +145,8 @@ struct TabData {
     deployments: Resource<Result<DeploymentPage, crate::error::AppError>>,
     /// Bumped by this app's deployment events, and when a log ends.
     tick: RwSignal<u32>,
-    /// The last hour's resource figures (empty unless the Metrics tab is open).
-    metrics: Resource<Result<Vec<MetricPoint>, crate::error::AppError>>,
-    /// Bumped every sampling interval while the Metrics tab is open.
-    metrics_tick: RwSignal<u32>,
+    /// The resource figures (read only while the Metrics tab is open).
+    metrics: Metrics,
 }
 
 #[component]
@@ -732,53 +723,13 @@ fn DeploymentsTab(app: AppView, actions: Actions, data: TabData) -> impl IntoVie
 /// fetched again every ten seconds while the tab is open.
 #[component]
 fn MetricsTab(data: TabData) -> impl IntoView {
-    let TabData {
-        metrics, metrics_tick, ..
-    } = data;
-    // The timer runs in the browser only (effects run after hydration) and
-    // stops with the tab.
-    Effect::new(move |_| {
-        let handle = set_interval_with_handle(
-            move || metrics_tick.update(|t| *t = t.wrapping_add(1)),
-            std::time::Duration::from_secs(10),
-        )
-        .ok();
-        on_cleanup(move || {
-            if let Some(h) = handle {
-                h.clear();
-            }
-        });
-    });
     view! {
-        <section class=CARD id="metrics">
-            <h2 class="mb-1 font-semibold">"Resources"</h2>
-            <p class="mb-3 text-sm text-slate-600 dark:text-slate-400">
-                "The last hour, all of the app's containers together. Memory leaves out file cache the kernel can take back, as docker stats does."
-            </p>
-            <Transition fallback=|| view! { <Loading /> }>
-                {move || Suspend::new(async move {
-                    match metrics.await {
-                        Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(points) if points.is_empty() => view! {
-                            <p class="text-sm text-slate-600 dark:text-slate-400" data-chart-empty>"No figures yet: they appear while the app runs."</p>
-                        }.into_any(),
-                        Ok(points) => {
-                            let cpu: Vec<f64> = points.iter().map(|p| f64::from(p.cpu)).collect();
-                            let memory: Vec<f64> = points.iter().map(|p| p.memory as f64).collect();
-                            let network: Vec<f64> = points.iter().map(|p| (p.rx + p.tx) as f64).collect();
-                            let limit = points.last().map(|p| p.limit as f64);
-                            view! {
-                                <div class="grid gap-4 md:grid-cols-2">
-                                    <LineChart title="CPU" key="cpu" values=cpu limit=None show=chart::percent />
-                                    <LineChart title="Memory" key="memory" values=memory limit show=chart::bytes />
-                                    <LineChart title="Network (in + out per point)" key="network" values=network limit=None show=chart::bytes />
-                                </div>
-                            }.into_any()
-                        }
-                    }
-                })}
-            </Transition>
-        </section>
+        <MetricsPanel
+            state=data.metrics
+            title="Resources"
+            key="metrics"
+            note="All of the app's containers together. Memory leaves out file cache the kernel can take back, as docker stats does."
+        />
     }
 }
 

@@ -14,6 +14,7 @@ pub mod not_found;
 pub mod onboarding;
 pub mod project;
 pub mod projects;
+pub mod server;
 pub mod service;
 pub mod settings;
 
@@ -48,6 +49,8 @@ lazy_page!(/// `/projects/:id`, loaded on demand.
     ProjectRoute => project::ProjectPage);
 lazy_page!(/// `/settings`, loaded on demand.
     SettingsRoute => settings::SettingsPage);
+lazy_page!(/// `/server`, instance administrators only, loaded on demand.
+    ServerRoute => server::ServerPage);
 lazy_page!(/// `/onboarding`, met once per instance.
     OnboardingRoute => onboarding::OnboardingPage);
 lazy_page!(/// `/invite/:token`, met once per member.

@@ -5,6 +5,7 @@
 
 use crate::api::services::{get_service, DeleteService, LinkService, RevealService, ServiceAction, UpdateService};
 use crate::components::backups::{Backups, BackupsPanel};
+use crate::components::chart::{Metrics, MetricsPanel, Source};
 use crate::components::live::refresh_on;
 use crate::components::logview::LogView;
 use crate::components::shell::Session;
@@ -18,10 +19,11 @@ use leptos::prelude::*;
 use leptos_router::components::A;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
-const TABS: [(&str, &str); 4] = [
+const TABS: [(&str, &str); 5] = [
     ("general", "General"),
     ("backups", "Backups"),
     ("logs", "Logs"),
+    ("metrics", "Metrics"),
     ("advanced", "Advanced"),
 ];
 
@@ -69,6 +71,11 @@ pub fn ServicePage() -> impl IntoView {
     refresh_on(move |e| e.kind == "service" && e.id == id(), tick);
     // Made here, outside the `Transition` (see `Shell`).
     let backups = Backups::new(Signal::derive(id));
+    let metrics = Metrics::new(
+        Source::Service,
+        Signal::derive(id),
+        Signal::derive(move || tab.get() == "metrics"),
+    );
     let session = Session::get();
     view! {
         <div class="mx-auto max-w-5xl space-y-6">
@@ -77,7 +84,7 @@ pub fn ServicePage() -> impl IntoView {
                     session.provide_me().await;
                     match service.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(s) => view! { <ServiceBody service=s status tab actions backups /> }.into_any(),
+                        Ok(s) => view! { <ServiceBody service=s status tab actions backups metrics /> }.into_any(),
                     }
                 })}
             </Transition>
@@ -92,6 +99,7 @@ fn ServiceBody(
     tab: Memo<String>,
     actions: Actions,
     backups: Backups,
+    metrics: Metrics,
 ) -> impl IntoView {
     let path = format!("/services/{}", service.id);
     let tabs = view! { <Tabs base=path.clone() tabs=&TABS current=tab /> };
@@ -105,7 +113,8 @@ fn ServiceBody(
     let last_error = Signal::derive(move || latest().map(|s| s.last_error).unwrap_or_else(|| first.2.clone()));
     let body = {
         let service = service.clone();
-        move || match tab.get().as_str() {
+        move || {
+            match tab.get().as_str() {
             "backups" => {
                 view! { <BackupsPanel state=backups subject=service.id.to_string() service=Some(service.clone()) /> }
                     .into_any()
@@ -114,8 +123,18 @@ fn ServiceBody(
                 let ws = format!("/api/ws/services/{}/logs?tail=200", service.id);
                 view! { <section class=CARD><LogView ws_path=ws /></section> }.into_any()
             }
+            "metrics" => view! {
+                <MetricsPanel
+                    state=metrics
+                    title="Resources"
+                    key="metrics"
+                    note="The database's container. Memory leaves out file cache the kernel can take back, as docker stats does."
+                />
+            }
+            .into_any(),
             "advanced" => view! { <Advanced service=service.clone() actions /> }.into_any(),
             _ => view! { <General service=service.clone() actions last_error /> }.into_any(),
+        }
         }
     };
     view! {

@@ -396,3 +396,42 @@ pub async fn run_one<K: JobKind>(kind: &K, engine: &Engine, job: K::Job, worker:
     };
     tokio::join!(beat, body);
 }
+
+/// A figure of the job queues: `what` is `queued`, or a quantile (`0.5`,
+/// `0.95`) of the last hour's durations in seconds.
+#[derive(Debug, Clone, diesel::QueryableByName)]
+pub struct Figure {
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub kind: String,
+    #[diesel(sql_type = diesel::sql_types::Text)]
+    pub what: String,
+    #[diesel(sql_type = diesel::sql_types::Double)]
+    pub value: f64,
+}
+
+/// Every kind's queue depth and the last hour's durations, from PostgreSQL
+/// (so every replica reports the same), for `/metrics`.
+pub async fn figures(engine: &Engine) -> Result<Vec<Figure>, StoreError> {
+    use diesel_async::RunQueryDsl;
+    let mut conn = engine.db.get().await?;
+    Ok(diesel::sql_query(
+        "SELECT 'deployment' AS kind, 'queued' AS what, count(*)::float8 AS value FROM deployments WHERE status = 'queued'
+         UNION ALL SELECT 'backup', 'queued', count(*)::float8 FROM backups WHERE status = 'queued'
+         UNION ALL SELECT 'restore', 'queued', count(*)::float8 FROM restores WHERE status = 'queued'
+         UNION ALL SELECT 'drill', 'queued', count(*)::float8 FROM backups WHERE drill_status = 'queued'
+         UNION ALL SELECT 'delivery', 'queued', count(*)::float8 FROM notification_deliveries WHERE status = 'queued'
+         UNION ALL SELECT kind, q, COALESCE(percentile_cont(p) WITHIN GROUP (ORDER BY secs), 0)::float8
+         FROM (SELECT 'deployment' AS kind, EXTRACT(EPOCH FROM finished_at - created_at) AS secs
+               FROM deployments WHERE finished_at > now() - interval '1 hour'
+               UNION ALL SELECT 'backup', EXTRACT(EPOCH FROM finished_at - started_at)
+               FROM backups WHERE finished_at > now() - interval '1 hour' AND started_at IS NOT NULL
+               UNION ALL SELECT 'restore', EXTRACT(EPOCH FROM finished_at - started_at)
+               FROM restores WHERE finished_at > now() - interval '1 hour' AND started_at IS NOT NULL
+               UNION ALL SELECT 'delivery', EXTRACT(EPOCH FROM finished_at - created_at)
+               FROM notification_deliveries WHERE finished_at > now() - interval '1 hour') d,
+              (VALUES ('0.5', 0.5::float8), ('0.95', 0.95::float8)) AS q(q, p)
+         GROUP BY kind, q, p",
+    )
+    .load(&mut conn)
+    .await?)
+}

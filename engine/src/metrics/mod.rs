@@ -298,10 +298,11 @@ pub async fn run(engine: crate::Engine, shutdown: tokio_util::sync::Cancellation
                 if let Err(e) = write(&engine, cfg.interval_secs as i32, &points).await {
                     tracing::warn!(error = %e, "writing metric points");
                 }
-                // Alert rules look at the figures just taken.
+                // Alert rules look at the figures just taken; open charts follow.
                 if let Err(e) = crate::alerts::evaluate(&engine, &points).await {
                     tracing::warn!(error = %e, "evaluating alert rules");
                 }
+                announce(&engine, &points).await;
             }
             Err(e) => tracing::debug!(error = %e, "sampling metrics"),
         }
@@ -310,6 +311,38 @@ pub async fn run(engine: crate::Engine, shutdown: tokio_util::sync::Cancellation
             if let Err(e) = maintain(&engine, cfg.interval_secs as i32, &cfg).await {
                 tracing::warn!(error = %e, "rolling up metric points");
             }
+        }
+    }
+}
+
+/// Tells open pages that new points are in: each app's and service's
+/// organization, and the instance administrators' organization for the
+/// machine and Traefik (a `metrics` event; the nil ID for the machine).
+async fn announce(engine: &crate::Engine, points: &[(Subject, store::Point)]) {
+    use diesel::sql_types::{Array, Nullable, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Owner {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = Nullable<SqlUuid>)]
+        organization_id: Option<Uuid>,
+    }
+    let ids: Vec<Uuid> = points.iter().map(|(s, _)| s.id()).filter(|id| !id.is_nil()).collect();
+    let Ok(mut conn) = engine.db.get().await else { return };
+    let owners: Vec<Owner> = diesel::sql_query(
+        "SELECT id, organization_id FROM applications WHERE id = ANY ($1)
+         UNION ALL SELECT id, organization_id FROM database_services WHERE id = ANY ($1)
+         UNION ALL SELECT '00000000-0000-0000-0000-000000000000'::uuid, admin_organization_id FROM instance",
+    )
+    .bind::<Array<SqlUuid>, _>(&ids)
+    .load(&mut conn)
+    .await
+    .unwrap_or_default();
+    drop(conn);
+    for o in owners {
+        if let Some(org) = o.organization_id {
+            crate::events::publish(engine, org, crate::events::Event::Metrics { id: o.id }).await;
         }
     }
 }
@@ -341,6 +374,12 @@ pub async fn maintain(
     store::roll_up(&mut conn, raw, 60, now - chrono::Duration::minutes(2)).await?;
     store::roll_up(&mut conn, 60, 3600, now - chrono::Duration::hours(2)).await?;
     store::prune(&mut conn, raw, cfg).await?;
+    // Restarts and OOM kills are counted over windows of at most a week.
+    diesel_async::RunQueryDsl::execute(
+        diesel::sql_query("DELETE FROM container_events WHERE at < now() - interval '8 days'"),
+        &mut conn,
+    )
+    .await?;
     Ok(())
 }
 
@@ -513,6 +552,48 @@ impl Window {
             Window::Week => chrono::Duration::weeks(1),
         }
     }
+}
+
+/// A database service's points over `window`, for a caller of its
+/// organization (another organization's service: not found).
+pub async fn service_series(
+    engine: &crate::Engine,
+    caller: &crate::accounts::Caller,
+    service: crate::ids::ServiceId,
+    window: Window,
+) -> Result<Vec<store::Point>, crate::services::ServiceError> {
+    let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
+    crate::services::load(engine, &mut conn, caller.org_id.0, service).await?;
+    let raw = engine.deploy.metrics.interval_secs.max(1) as i32;
+    Ok(store::series(
+        &mut conn,
+        Subject::Service(service.0),
+        window.resolution(raw),
+        chrono::Utc::now() - window.span(),
+    )
+    .await?)
+}
+
+/// The machine's or Traefik's points over `window`: instance administrators
+/// only (the machine is theirs).
+pub async fn machine_series(
+    engine: &crate::Engine,
+    caller: &crate::accounts::Caller,
+    subject: Subject,
+    window: Window,
+) -> Result<Vec<store::Point>, crate::instance::InstanceError> {
+    if !caller.instance_admin || !matches!(subject, Subject::Host | Subject::Proxy) {
+        return Err(crate::instance::InstanceError::Forbidden);
+    }
+    let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
+    let raw = engine.deploy.metrics.interval_secs.max(1) as i32;
+    Ok(store::series(
+        &mut conn,
+        subject,
+        window.resolution(raw),
+        chrono::Utc::now() - window.span(),
+    )
+    .await?)
 }
 
 /// An application's points over `window`, for a caller of its organization

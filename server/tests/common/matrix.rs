@@ -101,6 +101,7 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         // Instance-wide, not per organization: instance administrators only
         // (held by the role matrix, roles.rs).
         ("/api/instance/get", NoId),
+        ("/api/instance/metrics", NoId),
         ("/api/instance/settings", NoId),
         ("/api/instance/admin", NoId),
         ("/api/instance/acme", NoId),
@@ -344,6 +345,10 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
             Scoped(|i| vec![("id", i.deployment.clone())]),
         ),
         // The caller's own organization's channels, or a new one in it.
+        (
+            "/api/services/metrics",
+            Scoped(|i| vec![("id", i.service.clone()), ("window", "hour".into())]),
+        ),
         ("/api/notify/list", NoId),
         ("/api/notify/add", NoId),
         ("/api/notify/remove", Scoped(|i| vec![("id", i.channel.clone())])),

@@ -63,6 +63,7 @@ pub fn config() -> ServerConfig {
         body_limit: 1024 * 1024,
         worker: false,
         release: None,
+        metrics_token_hash: None,
     }
 }
 
@@ -102,8 +103,14 @@ impl TestApp {
         }
     }
 
+    /// Sends `req` through the router; a request that has not answered within
+    /// 60 s fails the test, naming it (a hang is a failure, not a stall).
     pub async fn send(&self, req: Request<Body>) -> Reply {
-        let res = self.router.clone().oneshot(req).await.unwrap();
+        let what = format!("{} {}", req.method(), req.uri());
+        let res = tokio::time::timeout(std::time::Duration::from_secs(60), self.router.clone().oneshot(req))
+            .await
+            .unwrap_or_else(|_| panic!("{what} did not answer within 60 s"))
+            .unwrap();
         let status = res.status();
         let headers = res.headers().clone();
         let bytes = axum::body::to_bytes(res.into_body(), 16 * 1024 * 1024).await.unwrap();
