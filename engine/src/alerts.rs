@@ -505,6 +505,15 @@ async fn certificates(conn: &mut AsyncPgConnection, engine: &Engine, rule: &Rule
     Ok(())
 }
 
+/// Drops restarts and OOM kills past any window a rule can have (a week).
+pub async fn prune(engine: &Engine) -> Result<(), StoreError> {
+    let mut conn = engine.db.get().await?;
+    diesel::sql_query("DELETE FROM container_events WHERE at < now() - interval '8 days'")
+        .execute(&mut conn)
+        .await?;
+    Ok(())
+}
+
 /// Records that an app's (`Subject::App`) or a database's container restarted
 /// (`restart`) or was OOM-killed (`oom`), in its organization. An OOM kill
 /// seen twice within 10 s (Docker's event, then the repair of the container

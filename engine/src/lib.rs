@@ -38,6 +38,7 @@ pub mod proxy;
 pub mod ratelimit;
 pub mod reconcile;
 pub mod reseal;
+pub mod sampling;
 pub mod secrets;
 pub mod services;
 pub mod sessions;

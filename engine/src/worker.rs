@@ -12,7 +12,7 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
     // Beside the jobs: bringing back what should run (one worker at a time).
     let reconciler = tokio::spawn(crate::reconcile::run(engine.clone(), shutdown.clone()));
     // Resource figures of everything Berth runs (one worker at a time too).
-    let metrics = tokio::spawn(crate::metrics::run(engine.clone(), shutdown.clone()));
+    let metrics = tokio::spawn(crate::sampling::run(engine.clone(), shutdown.clone()));
     Runner::new(engine, shutdown)
         .kind(crate::deploy::job::DeployKind::default())
         .kind(crate::backups::kinds::RestoreKind)

@@ -229,7 +229,7 @@ async fn the_worker_samples_an_apps_container_and_the_host() {
     e.docker.create_container(&spec).await.unwrap();
     e.docker.start_container(&name).await.unwrap();
     let stop = tokio_util::sync::CancellationToken::new();
-    let worker = tokio::spawn(engine::metrics::run(e.clone(), stop.clone()));
+    let worker = tokio::spawn(engine::sampling::run(e.clone(), stop.clone()));
     let since = chrono::Utc::now() - chrono::Duration::minutes(1);
     let start = Instant::now();
     let (apps, host) = loop {

@@ -460,7 +460,7 @@ async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms(
 
     let started = std::time::Instant::now();
     let stop = deliveries(&e);
-    let sampler = tokio::spawn(engine::metrics::run(e.clone(), stop.clone()));
+    let sampler = tokio::spawn(engine::sampling::run(e.clone(), stop.clone()));
     let fired = hook.wait_for(1, Duration::from_secs(60)).await;
     assert!(started.elapsed() >= Duration::from_secs(10), "it held for 10 s first");
     let body = fired[0].json();

@@ -9,6 +9,7 @@ pub mod hosts;
 pub mod live;
 pub mod middleware;
 pub mod prometheus;
+pub mod recorder;
 pub mod router;
 pub mod routes;
 pub mod sockets;

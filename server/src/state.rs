@@ -23,7 +23,7 @@ pub struct AppState {
     /// the bundle from `/pkg/<id>/`, which can be cached for good.
     pub build: Option<Arc<str>>,
     /// Requests seen by this process, for `/metrics`.
-    pub recorder: Arc<crate::prometheus::Recorder>,
+    pub recorder: Arc<crate::recorder::Recorder>,
 }
 
 /// The id `scripts/build.sh` writes to `pkg/BUILD` (16 hex digits, from the

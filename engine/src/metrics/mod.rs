@@ -69,8 +69,11 @@ impl Subject {
     }
 }
 
-/// Readings asked of Docker at once in a pass.
-const READING_CONCURRENCY: usize = 8;
+/// Readings asked of Docker at once in a pass. Each waits on Docker (about
+/// 0.1 s alone, longer under load) rather than on this process, so they are
+/// asked together: in chunks of 8, a pass over 100 containers took 13.4 s,
+/// longer than the interval (docs/BENCHMARKS.md).
+const READING_CONCURRENCY: usize = 128;
 
 /// A container's use over the interval between two readings.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -129,14 +132,23 @@ impl Sampler {
         docker: &dyn DockerApi,
         containers: &[String],
     ) -> Result<Vec<(String, Usage)>, DockerError> {
-        // Docker answers a one-shot reading in about 0.1 s (it reads the
-        // cgroup's files): a few at a time, or 100 containers take longer
-        // than the interval.
-        let mut readings: Vec<(String, Result<ContainerStats, DockerError>)> = Vec::new();
-        for chunk in containers.chunks(READING_CONCURRENCY) {
-            let got = futures::future::join_all(chunk.iter().map(|n| docker.stats(n))).await;
-            readings.extend(chunk.iter().cloned().zip(got));
-        }
+        use futures::StreamExt;
+        // Boxed, owned futures: a stream borrowing the names is not `Send`
+        // for every lifetime, which the spawned sampler needs.
+        let asks: Vec<futures::future::BoxFuture<'_, (String, Result<ContainerStats, DockerError>)>> = containers
+            .iter()
+            .cloned()
+            .map(|n| -> futures::future::BoxFuture<'_, _> {
+                Box::pin(async move {
+                    let r = docker.stats(&n).await;
+                    (n, r)
+                })
+            })
+            .collect();
+        let readings: Vec<(String, Result<ContainerStats, DockerError>)> = futures::stream::iter(asks)
+            .buffer_unordered(READING_CONCURRENCY)
+            .collect()
+            .await;
         let mut out = Vec::new();
         let mut seen = HashMap::new();
         for (name, reading) in readings {
@@ -272,88 +284,14 @@ impl Pass {
     }
 }
 
-/// Runs until `shutdown`: samples every `interval`, writes the points in one
-/// statement, and once a minute rolls them up and drops old ones. Points are
-/// stamped with the start of their interval, so when several replicas sample
-/// the same interval the first point written stands and the others are
-/// dropped (no lock, and no database connection held between passes).
-pub async fn run(engine: crate::Engine, shutdown: tokio_util::sync::CancellationToken) {
-    let cfg = engine.deploy.metrics.clone();
-    if cfg.interval_secs == 0 {
-        return;
-    }
-    let every = std::time::Duration::from_secs(cfg.interval_secs);
-    let mut pass = Pass::default();
-    let mut tick = tokio::time::interval(every);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    let mut last_roll = std::time::Instant::now();
-    loop {
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tick.tick() => {}
-        }
-        let at = interval_start(chrono::Utc::now(), cfg.interval_secs);
-        match pass.sample(&engine, at).await {
-            Ok(points) => {
-                if let Err(e) = write(&engine, cfg.interval_secs as i32, &points).await {
-                    tracing::warn!(error = %e, "writing metric points");
-                }
-                // Alert rules look at the figures just taken; open charts follow.
-                if let Err(e) = crate::alerts::evaluate(&engine, &points).await {
-                    tracing::warn!(error = %e, "evaluating alert rules");
-                }
-                announce(&engine, &points).await;
-            }
-            Err(e) => tracing::debug!(error = %e, "sampling metrics"),
-        }
-        if last_roll.elapsed() >= std::time::Duration::from_secs(60) {
-            last_roll = std::time::Instant::now();
-            if let Err(e) = maintain(&engine, cfg.interval_secs as i32, &cfg).await {
-                tracing::warn!(error = %e, "rolling up metric points");
-            }
-        }
-    }
-}
-
-/// Tells open pages that new points are in: each app's and service's
-/// organization, and the instance administrators' organization for the
-/// machine and Traefik (a `metrics` event; the nil ID for the machine).
-async fn announce(engine: &crate::Engine, points: &[(Subject, store::Point)]) {
-    use diesel::sql_types::{Array, Nullable, Uuid as SqlUuid};
-    use diesel_async::RunQueryDsl;
-    #[derive(diesel::QueryableByName)]
-    struct Owner {
-        #[diesel(sql_type = SqlUuid)]
-        id: Uuid,
-        #[diesel(sql_type = Nullable<SqlUuid>)]
-        organization_id: Option<Uuid>,
-    }
-    let ids: Vec<Uuid> = points.iter().map(|(s, _)| s.id()).filter(|id| !id.is_nil()).collect();
-    let Ok(mut conn) = engine.db.get().await else { return };
-    let owners: Vec<Owner> = diesel::sql_query(
-        "SELECT id, organization_id FROM applications WHERE id = ANY ($1)
-         UNION ALL SELECT id, organization_id FROM database_services WHERE id = ANY ($1)
-         UNION ALL SELECT '00000000-0000-0000-0000-000000000000'::uuid, admin_organization_id FROM instance",
-    )
-    .bind::<Array<SqlUuid>, _>(&ids)
-    .load(&mut conn)
-    .await
-    .unwrap_or_default();
-    drop(conn);
-    for o in owners {
-        if let Some(org) = o.organization_id {
-            crate::events::publish(engine, org, crate::events::Event::Metrics { id: o.id }).await;
-        }
-    }
-}
-
 /// The start of the `secs`-long interval `at` falls in.
 pub fn interval_start(at: chrono::DateTime<chrono::Utc>, secs: u64) -> chrono::DateTime<chrono::Utc> {
     let secs = secs.max(1) as i64;
     chrono::DateTime::from_timestamp(at.timestamp().div_euclid(secs) * secs, 0).unwrap_or(at)
 }
 
-async fn write(
+/// Writes one pass's points.
+pub async fn write(
     engine: &crate::Engine,
     resolution: i32,
     points: &[(Subject, store::Point)],
@@ -374,12 +312,6 @@ pub async fn maintain(
     store::roll_up(&mut conn, raw, 60, now - chrono::Duration::minutes(2)).await?;
     store::roll_up(&mut conn, 60, 3600, now - chrono::Duration::hours(2)).await?;
     store::prune(&mut conn, raw, cfg).await?;
-    // Restarts and OOM kills are counted over windows of at most a week.
-    diesel_async::RunQueryDsl::execute(
-        diesel::sql_query("DELETE FROM container_events WHERE at < now() - interval '8 days'"),
-        &mut conn,
-    )
-    .await?;
     Ok(())
 }
 
