@@ -2,8 +2,9 @@
 //! Google Chat, a signed webhook, email) and the notices queued for them.
 //!
 //! A notice is queued by the one writer of the state it reports, in the same
-//! transaction as the change ([`queue`]): a deployment that went live or failed,
-//! a backup or drill that ended, an alert, an upgrade. Each notice becomes one
+//! transaction as the change: a deployment that went live or failed
+//! (`deploy::transition`), a backup or drill that ended
+//! (`backups::transition`), an alert ([`queue_to`]), an upgrade ([`upgraded`]). Each notice becomes one
 //! delivery row per channel that chose its event; deliveries are jobs on the
 //! common runner ([`delivery::DeliveryKind`]) with retries and back-off, so a
 //! receiver that is down for a minute still gets the message, once.
@@ -507,26 +508,6 @@ pub async fn send_test(engine: &Engine, caller: &Caller, id: ChannelId) -> Resul
 }
 
 use diesel::OptionalExtension;
-
-/// Queues `facts` about `event` for every channel of `org` that chose it, on
-/// `conn` (the caller's transaction, when the change has one). Returns how many.
-pub async fn queue(
-    conn: &mut AsyncPgConnection,
-    org: Uuid,
-    event: NotifyEvent,
-    facts: &serde_json::Value,
-) -> Result<usize, diesel::result::Error> {
-    diesel::sql_query(
-        "INSERT INTO notification_deliveries (organization_id, channel_id, event, facts)
-         SELECT organization_id, id, $2, $3 FROM notification_channels
-         WHERE organization_id = $1 AND $2 = ANY (events)",
-    )
-    .bind::<SqlUuid, _>(org)
-    .bind::<Text, _>(event.name())
-    .bind::<Jsonb, _>(facts)
-    .execute(conn)
-    .await
-}
 
 /// Queues `facts` for the given channels of `org` (an alert rule's), whatever
 /// events they chose.
