@@ -10,6 +10,7 @@ use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
+use std::borrow::Cow;
 use std::fmt::Write;
 use std::time::Instant;
 
@@ -17,9 +18,9 @@ use std::time::Instant;
 /// server function's fixed endpoint, or one of a few buckets, so no request
 /// can add a series of its own (a scanner's random paths all count as
 /// `unmatched`).
-fn route_label(matched: Option<&str>, path: &str, status: u16) -> String {
+fn route_label<'a>(matched: Option<&'a str>, path: &'a str, status: u16) -> Cow<'a, str> {
     if status == 404 {
-        return "unmatched".into();
+        return Cow::Borrowed("unmatched");
     }
     if path.starts_with("/pkg/") {
         return "/pkg".into();
@@ -30,24 +31,26 @@ fn route_label(matched: Option<&str>, path: &str, status: u16) -> String {
         Some(m) if m.contains('*') && path.starts_with("/api/") => {
             let ok = path.len() <= 64 && path.bytes().all(|c| c.is_ascii_lowercase() || b"/_".contains(&c));
             if ok {
-                path.to_owned()
+                path.into()
             } else {
                 "/api/other".into()
             }
         }
-        Some(m) => m.to_owned(),
+        Some(m) => m.into(),
         None => "other".into(),
     }
 }
 
 /// Counts each request under its route, with its status and latency.
 pub async fn record(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let matched = req.extensions().get::<MatchedPath>().map(|m| m.as_str().to_owned());
-    let path = req.uri().path().to_owned();
+    // Both are cheap to keep (a shared string, a reference-counted buffer):
+    // nothing is allocated per request unless a route is new.
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let uri = req.uri().clone();
     let started = Instant::now();
     let res = next.run(req).await;
     let status = res.status().as_u16();
-    let label = route_label(matched.as_deref(), &path, status);
+    let label = route_label(matched.as_ref().map(MatchedPath::as_str), uri.path(), status);
     state.recorder.observe(&label, status, started.elapsed().as_secs_f64());
     res
 }

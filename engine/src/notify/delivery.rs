@@ -107,25 +107,14 @@ pub async fn wake(engine: &Engine) {
     }
 }
 
-/// Tells `org`'s open pages that delivery `id` moved.
-pub async fn changed(engine: &Engine, org: Uuid, id: Uuid) {
-    let Ok(mut conn) = engine.db.get().await else { return };
-    #[derive(QueryableByName)]
-    struct Row {
-        #[diesel(sql_type = Text)]
-        status: String,
-    }
-    let row: Option<Row> = diesel::sql_query("SELECT status FROM notification_deliveries WHERE id = $1")
-        .bind::<SqlUuid, _>(id)
-        .get_result(&mut conn)
-        .await
-        .optional()
-        .ok()
-        .flatten();
-    drop(conn);
-    if let Some(r) = row {
-        crate::events::publish(engine, org, crate::events::Event::Delivery { id, status: r.status }).await;
-    }
+/// Tells `org`'s open pages that delivery `id` moved to `status` (the mover
+/// knows where it put it: nothing is read back).
+pub async fn changed(engine: &Engine, org: Uuid, id: Uuid, status: DeliveryStatus) {
+    let event = crate::events::Event::Delivery {
+        id,
+        status: status.name().to_owned(),
+    };
+    crate::events::publish(engine, org, event).await;
 }
 
 /// Sends what is queued.
@@ -158,7 +147,7 @@ async fn claim(engine: &Engine, worker: &str) -> Result<Option<Job>, StoreError>
     match claimed {
         Ok(job) => {
             if let Some(j) = &job {
-                changed(engine, j.organization_id, j.id).await;
+                changed(engine, j.organization_id, j.id, DeliveryStatus::Sending).await;
             }
             Ok(job)
         }
@@ -217,7 +206,7 @@ async fn run(engine: &Engine, job: Job, worker: &str) {
         Ok(()) => {
             drop(conn);
             // A retry is due again after its back-off: the runner polls every second.
-            changed(engine, job.organization_id, job.id).await;
+            changed(engine, job.organization_id, job.id, to).await;
         }
         Err(e) => tracing::warn!(delivery.id = %job.id, error = %e, "recording a delivery's attempt"),
     }

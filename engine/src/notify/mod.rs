@@ -503,7 +503,7 @@ pub async fn send_test(engine: &Engine, caller: &Caller, id: ChannelId) -> Resul
     .optional()?;
     let row = row.ok_or(NotifyError::NotFound)?;
     delivery::wake(engine).await;
-    delivery::changed(engine, caller.org_id.0, row.id).await;
+    delivery::changed(engine, caller.org_id.0, row.id, DeliveryStatus::Queued).await;
     Ok(DeliveryId(row.id))
 }
 
