@@ -1,7 +1,8 @@
 //! The real engine through Berth's Docker seam: the test setup reaches the
 //! Docker engine (started by `make test`), and `BollardDocker` creates, starts,
 //! waits for, reads the logs of, and removes a container from the locally
-//! built base image, answering "already so" calls as successes.
+//! built base image, answering "already so" calls as successes; SIGTERM alone
+//! ends a server that handles it (how a replaced container is asked to drain).
 
 use engine::config::DockerConfig;
 use engine::docker::{BollardDocker, ContainerSpec, DockerApi, LogOptions};
@@ -49,6 +50,47 @@ async fn reaches_the_engine_and_runs_a_container() {
         .unwrap();
     assert!(!docker.image_exists("berth-test/no-such-image:0").await.unwrap());
     assert!(docker.image_exists("berth-test/busybox:1").await.unwrap());
+}
+
+#[tokio::test]
+async fn terminate_sends_sigterm_and_returns_at_once() {
+    let docker = BollardDocker::new(&DockerConfig::from_env().unwrap());
+    let name = format!("berth-term-{}", uuid::Uuid::new_v4().simple());
+    let mut spec = ContainerSpec::new(&name, "berth-test/busybox:1");
+    // A shell that exits 7 on SIGTERM (and would otherwise run for an hour).
+    spec.cmd = Some(
+        ["sh", "-c", "trap 'exit 7' TERM; echo ready; sleep 3600 & wait"]
+            .map(str::to_owned)
+            .to_vec(),
+    );
+    spec.labels = [("berth.test".to_owned(), "term".to_owned())].into();
+    docker.create_container(&spec).await.unwrap();
+    docker.start_container(&name).await.unwrap();
+    // The trap is set once the shell has printed.
+    let start = std::time::Instant::now();
+    loop {
+        let mut logs = docker.logs(&name, LogOptions::default());
+        let mut out = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            out.extend(chunk.unwrap().bytes);
+        }
+        if String::from_utf8_lossy(&out).contains("ready") {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 20, "the shell never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    docker.terminate_container(&name).await.unwrap();
+    // Its own exit code: the trap ran (a SIGKILL would give 137).
+    let code = tokio::time::timeout(std::time::Duration::from_secs(20), docker.wait_container(&name))
+        .await
+        .expect("ended by SIGTERM")
+        .unwrap();
+    assert_eq!(code, 7);
+    // Ended or gone: asking again is not an error.
+    docker.terminate_container(&name).await.unwrap();
+    docker.remove_container(&name, true).await.unwrap();
+    docker.terminate_container(&name).await.unwrap();
 }
 
 #[tokio::test]

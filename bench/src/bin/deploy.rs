@@ -229,7 +229,16 @@ async fn open_loop(
                 Some(ok)
             })
             .await;
-            (scheduled.elapsed().as_secs_f64() * 1000.0, matches!(r, Ok(Some(true))))
+            let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
+            if std::env::var("BENCH_DEBUG").is_ok_and(|v| v.parse::<f64>().is_ok_and(|slow| ms > slow)) {
+                let sent = SystemTime::now()
+                    .duration_since(UNIX_EPOCH)
+                    .unwrap_or_default()
+                    .as_secs_f64()
+                    - ms / 1000.0;
+                eprintln!("{sent:.3} slow request: {ms:.0} ms");
+            }
+            (ms, matches!(r, Ok(Some(true))))
         }));
     }
     let (mut lat, mut bad) = (Vec::new(), 0);
@@ -273,7 +282,13 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
     // load, 20 times each at the redeploys' pace (~0.75 s):
     // (a) Traefik reloading its configuration (another file rewritten);
     let pace = Duration::from_millis(750);
-    let (reload, _) = under_load(&on_own_runtime, &host, rate, async {
+    // BENCH_TAIL_QUICK skips the one-cause phases (when chasing the redeploys' own figure).
+    let quick = std::env::var("BENCH_TAIL_QUICK").is_ok();
+    phase("reloads");
+    let (reload, _) = if quick {
+        Default::default()
+    } else {
+        under_load(&on_own_runtime, &host, rate, async {
         for i in 0..20 {
             let file = e.deploy.proxy.dynamic_dir.join("bench-reload.yml");
             let body = format!("http:\n  routers:\n    bench-{i}:\n      rule: Host(`reload-{i}.invalid`)\n      service: bench-{i}\n  services:\n    bench-{i}:\n      loadBalancer:\n        servers:\n          - url: http://192.0.2.1:80\n");
@@ -283,42 +298,135 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
         let _ = std::fs::remove_file(e.deploy.proxy.dynamic_dir.join("bench-reload.yml"));
         Ok(())
     })
-    .await?;
+    .await?
+    };
     // (b) containers created, started, stopped and removed beside the app (what
     // a rollout asks of Docker and the kernel), with no route change;
-    let (churn, _) = under_load(&on_own_runtime, &host, rate, async {
-        for _ in 0..20 {
-            let t = Instant::now();
-            raw_run(
-                e,
+    phase("churn");
+    let (churn, _) = if quick {
+        Default::default()
+    } else {
+        under_load(&on_own_runtime, &host, rate, async {
+            for _ in 0..20 {
+                let t = Instant::now();
+                raw_run(
+                    e,
+                    TEST_BASE_IMAGE,
+                    vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into()],
+                    8080,
+                )
+                .await?;
+                tokio::time::sleep(pace.saturating_sub(t.elapsed())).await;
+            }
+            Ok(())
+        })
+        .await?
+    };
+    // (c) the app's route moved back and forth between its container and a twin
+    // already running, 20 times at the same pace: Traefik switching a live
+    // route to another container, with no container starting or stopping;
+    let mut switch = Vec::new();
+    if !quick {
+        let file = std::fs::read_dir(&e.deploy.proxy.dynamic_dir)?
+            .filter_map(|f| f.ok())
+            .map(|f| f.path())
+            .find(|p| {
+                p.file_name().is_some_and(|n| {
+                    n.to_string_lossy()
+                        .starts_with(&format!("app-{}", engine::proxy::app_key(app)))
+                })
+            })
+            .context("the app's route file")?;
+        let original = std::fs::read_to_string(&file)?;
+        let live_ip = original
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split(':').next())
+            .context("the route's server")?
+            .to_owned();
+        let live = String::from_utf8(
+            std::process::Command::new("docker")
+                .args(["ps", "-q", "--filter", &format!("label=berth.app={app}")])
+                .output()?
+                .stdout,
+        )?;
+        let net = String::from_utf8(
+            std::process::Command::new("docker")
+                .args([
+                    "inspect",
+                    "-f",
+                    "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}{{end}}",
+                    live.trim(),
+                ])
+                .output()?
+                .stdout,
+        )?;
+        let twin = format!("{}-twin", e.deploy.instance);
+        sh(
+            "docker",
+            &[
+                "run",
+                "-d",
+                "--name",
+                &twin,
+                "--label",
+                &format!("berth.instance={}", e.deploy.instance),
+                "--network",
+                net.trim(),
                 TEST_BASE_IMAGE,
-                vec!["httpd".into(), "-f".into(), "-p".into(), "8080".into()],
-                8080,
-            )
-            .await?;
-            tokio::time::sleep(pace.saturating_sub(t.elapsed())).await;
-        }
-        Ok(())
-    })
-    .await?;
-    // (c) the real thing: 20 redeploys and the last one's drain and retirement.
+                "httpd",
+                "-f",
+                "-p",
+                "8080",
+                "-h",
+                "/etc",
+            ],
+            &std::env::temp_dir(),
+        )
+        .await?;
+        let twin_ip = engine::deploy::runtime::address(e, &twin)
+            .await?
+            .context("the twin's address")?;
+        phase("switch");
+        (switch, _) = under_load(&on_own_runtime, &host, rate, async {
+            for i in 0..20 {
+                let ip = if i % 2 == 0 { &twin_ip } else { &live_ip };
+                std::fs::write(
+                    &file,
+                    original.replace(&format!("http://{live_ip}:"), &format!("http://{ip}:")),
+                )?;
+                tokio::time::sleep(pace).await;
+            }
+            std::fs::write(&file, &original)?;
+            Ok(())
+        })
+        .await?;
+        let _ = sh("docker", &["rm", "-f", &twin], &std::env::temp_dir()).await;
+    }
+    // (d) the real thing: 20 redeploys and the last one's drain and retirement.
+    phase("redeploys");
     let t0 = Instant::now();
     let (during, bad) = under_load(&on_own_runtime, &host, rate, async {
         for _ in 0..20 {
+            phase("deploy queued");
             settle(e, c, deploy::deploy(e, c, app).await?).await?;
+            phase("deploy live");
         }
         Ok(())
     })
     .await?;
     let took = t0.elapsed().as_secs_f64() - 4.0;
+    phase("end");
     let (b99, d99) = (percentile(&base, 0.99), percentile(&during, 0.99));
     eprintln!(
-        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · redeploys {d99:.1} / {:.1}",
+        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · live route switched between running containers {:.1} / {:.1} · redeploys {d99:.1} / {:.1}",
         base.last().copied().unwrap_or(0.0),
         percentile(&reload, 0.99),
         reload.last().copied().unwrap_or(0.0),
         percentile(&churn, 0.99),
         churn.last().copied().unwrap_or(0.0),
+        percentile(&switch, 0.99),
+        switch.last().copied().unwrap_or(0.0),
         during.last().copied().unwrap_or(0.0),
     );
     Ok(format!(
@@ -333,6 +441,16 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
         base.len() as u32 + base_bad,
         if d99 <= 2.0 * b99 && bad == 0 { "met" } else { "**missed**" }
     ))
+}
+
+/// With BENCH_DEBUG set (to the latency in ms above which a request is
+/// printed, with its send time), names the phase starting now (wall clock), to line up
+/// with kernel counters sampled beside the benchmark.
+fn phase(name: &str) {
+    if std::env::var("BENCH_DEBUG").is_ok() {
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        eprintln!("{:.3} phase {name}", now.as_secs_f64());
+    }
 }
 
 /// Runs `work` while `load` sends `rate` req/s to `host` (and 4 s more, for
@@ -676,6 +794,14 @@ async fn login_cookie(port: u16) -> Result<String> {
 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
+    // RUST_LOG (e.g. `engine=info`) prints the engine's steps with their times,
+    // to line them up with slow requests (BENCH_DEBUG).
+    if std::env::var("RUST_LOG").is_ok() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let env = DeployEnv::new().await;
     let (caller, envid) = engine::testing::owner_with_environment(env.engine()).await;
     let stop = tokio_util::sync::CancellationToken::new();
@@ -684,8 +810,18 @@ async fn main() -> Result<()> {
     // stopping and removing containers for a while, which on 2 cores shows up as
     // a one-off ~150 ms stall in the log path (docs/BENCHMARKS.md).
     // (No worker yet: the log benchmark's deployment must stay queued.)
-    print!("{}", log_latency(&env, &caller, envid).await?);
+    // BENCH_ONLY=tail measures the rollout tail alone (for chasing it).
+    let only_tail = std::env::var("BENCH_ONLY").is_ok_and(|v| v == "tail");
+    if !only_tail {
+        print!("{}", log_latency(&env, &caller, envid).await?);
+    }
     let worker = tokio::spawn(engine::worker::run(env.engine().clone(), stop.clone()));
+    if only_tail {
+        print!("{}", rollout_tail(&env, &caller, envid).await?);
+        stop.cancel();
+        let _ = worker.await;
+        return Ok(());
+    }
     print!("{}", prebuilt(&env, &caller, envid).await?);
     print!("{}", rollout_tail(&env, &caller, envid).await?);
     print!(

@@ -161,6 +161,7 @@ impl Deployment<'_> {
     /// The work of the current state; returns the state to move to.
     async fn step(&mut self) -> Result<Status, Stop> {
         self.check()?;
+        tracing::debug!(deployment.id = %self.job.id, step = %self.status, "deployment step");
         match self.status {
             Status::Cloning => self.cloning().await,
             Status::Building => self.building().await,

@@ -72,8 +72,16 @@ async fn retire_once(engine: &Engine, app: AppId, grace: Duration) {
         .await;
 }
 
-/// Stops (SIGTERM, then SIGKILL after `grace`) and removes, all at once, the
-/// app's containers that are not live and not in progress.
+/// Ends and removes the app's containers that are not live and not in progress:
+/// SIGTERM to all of them at once (each drains within the same `grace`), then,
+/// one after another, SIGKILL for any still running, and removal.
+///
+/// One after another because a container's end is kernel work (its processes,
+/// network namespace and cgroup torn down) that takes every core of a small host
+/// for tens of milliseconds when several end together, stalling the requests of
+/// every other container: three busybox servers removed together delayed a
+/// neighbour's requests by up to 26 ms, one after another by up to 9 ms
+/// (docs/BENCHMARKS.md, "The rollout tail, re-examined").
 pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
     let keep = match keepers(engine, app).await {
         Ok(k) => k,
@@ -103,12 +111,19 @@ pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
         return;
     }
     tracing::info!(app.id = %app, containers = ?doomed, "retiring replaced containers");
-    futures::future::join_all(
-        doomed
-            .iter()
-            .map(|name| docker::stop_and_remove(&*engine.docker, name, grace.max(Duration::from_secs(1)))),
-    )
+    let grace = grace.max(Duration::from_secs(1));
+    futures::future::join_all(doomed.iter().map(|name| async move {
+        if let Err(e) = engine.docker.terminate_container(name).await {
+            tracing::warn!(error = %e, container = %name, "asking a replaced container to stop");
+        }
+        // Done waiting when it ends, or when the grace is over.
+        let _ = tokio::time::timeout(grace, engine.docker.wait_container(name)).await;
+    }))
     .await;
+    for name in &doomed {
+        // SIGKILL at once for what ignored SIGTERM; only the removal for what ended.
+        docker::stop_and_remove(&*engine.docker, name, Duration::ZERO).await;
+    }
 }
 
 async fn keepers(engine: &Engine, app: AppId) -> Result<HashSet<DeploymentId>, StoreError> {

@@ -773,6 +773,24 @@ impl DockerApi for BollardDocker {
         })
     }
 
+    fn terminate_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            let r = self
+                .docker()
+                .await?
+                .kill_container(
+                    name,
+                    Some(q::KillContainerOptionsBuilder::new().signal("SIGTERM").build()),
+                )
+                .await;
+            match r {
+                // 409: not running (it ended already), which is what was asked for.
+                Err(BollardError::DockerResponseServerError { status_code: 409, .. }) => Ok(()),
+                r => gone_is_fine(r).map_err(|e| self.fix(e)),
+            }
+        })
+    }
+
     fn remove_container<'a>(&'a self, name: &'a str, volumes: bool) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
             let r = self

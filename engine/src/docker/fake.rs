@@ -413,6 +413,11 @@ impl DockerApi for FakeDocker {
         })
     }
 
+    /// The fake's servers end on SIGTERM, as well-behaved servers do.
+    fn terminate_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
+        self.stop_container(name, Duration::ZERO)
+    }
+
     fn stop_container<'a>(&'a self, name: &'a str, _grace: Duration) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
             self.check(format!("stop {name}"))?;

@@ -525,12 +525,14 @@ pub trait DockerApi: Send + Sync {
     // Containers.
     fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<(), DockerError>>;
     fn start_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
-    /// Stops with SIGTERM, then SIGKILL after `grace`.
     /// One reading of a container's counters.
     fn stats<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ContainerStats, DockerError>>;
     /// Gives a container a new name (its network aliases stay).
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+    /// Stops with SIGTERM, then SIGKILL after `grace` (whole seconds).
     fn stop_container<'a>(&'a self, name: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), DockerError>>;
+    /// Sends SIGTERM and returns at once (a container already gone or ended is fine).
+    fn terminate_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     /// Removes (forcibly), with its anonymous volumes when `volumes`.
     fn remove_container<'a>(&'a self, name: &'a str, volumes: bool) -> BoxFuture<'a, Result<(), DockerError>>;
     /// `None` when there is no such container.
@@ -628,10 +630,13 @@ pub async fn pull(
 /// Stops (after `grace`) and removes a container, logging what goes wrong; a
 /// missing container is fine.
 pub async fn stop_and_remove(docker: &dyn DockerApi, name: &str, grace: Duration) {
+    tracing::debug!(container = name, "stopping");
     let _ = docker.stop_container(name, grace).await;
+    tracing::debug!(container = name, "stopped; removing");
     if let Err(e) = docker.remove_container(name, false).await {
         tracing::warn!(error = %e, container = name, "removing container");
     }
+    tracing::debug!(container = name, "removed");
 }
 
 /// Runs `exec` with no input and keeps its output, bounded by `timeout`.
