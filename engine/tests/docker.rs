@@ -94,6 +94,58 @@ async fn terminate_sends_sigterm_and_returns_at_once() {
 }
 
 #[tokio::test]
+async fn terminate_sends_the_images_stop_signal_and_nothing_restarts_it() {
+    let docker = BollardDocker::new(&DockerConfig::from_env().unwrap());
+    let name = format!("berth-stopsig-{}", uuid::Uuid::new_v4().simple());
+    // An image's STOPSIGNAL (as nginx's SIGQUIT), set here by the CLI's flag; a
+    // shell that ignores SIGTERM, exits 9 on SIGUSR1, under a restart policy.
+    let out = std::process::Command::new("docker")
+        .args([
+            "run",
+            "-d",
+            "--name",
+            &name,
+            "--label",
+            "berth.test=stopsig",
+            "--stop-signal",
+            "SIGUSR1",
+            "--restart",
+            "unless-stopped",
+            "berth-test/busybox:1",
+            "sh",
+            "-c",
+            "trap '' TERM; trap 'exit 9' USR1; echo ready; sleep 3600 & wait",
+        ])
+        .output()
+        .expect("the docker CLI");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let start = std::time::Instant::now();
+    loop {
+        let mut logs = docker.logs(&name, LogOptions::default());
+        let mut text = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            text.extend(chunk.unwrap().bytes);
+        }
+        if String::from_utf8_lossy(&text).contains("ready") {
+            break;
+        }
+        assert!(start.elapsed().as_secs() < 20, "the shell never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    docker.terminate_container(&name).await.unwrap();
+    let code = tokio::time::timeout(std::time::Duration::from_secs(20), docker.wait_container(&name))
+        .await
+        .expect("ended by its stop signal")
+        .unwrap();
+    assert_eq!(code, 9);
+    // A stop, not a crash: the restart policy leaves it down.
+    tokio::time::sleep(std::time::Duration::from_secs(2)).await;
+    let info = docker.inspect_container(&name).await.unwrap().expect("exists");
+    assert!(!info.state.is_up(), "restarted after its stop signal: {:?}", info.state);
+    docker.remove_container(&name, true).await.unwrap();
+}
+
+#[tokio::test]
 async fn an_unreachable_engine_is_reported_with_its_address() {
     let docker = BollardDocker::new(&DockerConfig {
         host: Some("unix:///nonexistent/docker.sock".into()),

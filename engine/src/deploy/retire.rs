@@ -73,14 +73,15 @@ async fn retire_once(engine: &Engine, app: AppId, grace: Duration) {
 }
 
 /// Ends and removes the app's containers that are not live and not in progress:
-/// SIGTERM to all of them at once (each drains within the same `grace`), then,
-/// one after another, SIGKILL for any still running, and removal.
+/// their stop signal (SIGTERM unless the image says otherwise) to all of them at
+/// once, so each drains within the same `grace`; then, one after another,
+/// SIGKILL for any still running, and removal.
 ///
 /// One after another because a container's end is kernel work (its processes,
 /// network namespace and cgroup torn down) that takes every core of a small host
 /// for tens of milliseconds when several end together, stalling the requests of
 /// every other container: three busybox servers removed together delayed a
-/// neighbour's requests by up to 26 ms, one after another by up to 9 ms
+/// neighbour's requests by up to 22 ms, one after another by up to 9 ms
 /// (docs/BENCHMARKS.md, "The rollout tail, re-examined").
 pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
     let keep = match keepers(engine, app).await {

@@ -775,12 +775,22 @@ impl DockerApi for BollardDocker {
 
     fn terminate_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
         Box::pin(async move {
-            let r = self
-                .docker()
-                .await?
+            let docker = self.docker().await?;
+            // The image's STOPSIGNAL, as `docker stop` sends: Docker treats only
+            // that signal as a stop, and restarts (by the restart policy) a
+            // container that ends on any other (nginx's images stop on SIGQUIT).
+            let signal = match docker.inspect_container(name, None::<q::InspectContainerOptions>).await {
+                Ok(info) => info
+                    .config
+                    .and_then(|c| c.stop_signal)
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or_else(|| "SIGTERM".to_owned()),
+                Err(e) => return gone_is_fine(Err(e)).map_err(|e| self.fix(e)),
+            };
+            let r = docker
                 .kill_container(
                     name,
-                    Some(q::KillContainerOptionsBuilder::new().signal("SIGTERM").build()),
+                    Some(q::KillContainerOptionsBuilder::new().signal(&signal).build()),
                 )
                 .await;
             match r {

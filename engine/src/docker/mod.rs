@@ -531,7 +531,8 @@ pub trait DockerApi: Send + Sync {
     fn rename_container<'a>(&'a self, name: &'a str, to: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     /// Stops with SIGTERM, then SIGKILL after `grace` (whole seconds).
     fn stop_container<'a>(&'a self, name: &'a str, grace: Duration) -> BoxFuture<'a, Result<(), DockerError>>;
-    /// Sends SIGTERM and returns at once (a container already gone or ended is fine).
+    /// Sends the container's stop signal (its image's STOPSIGNAL, else SIGTERM)
+    /// and returns at once; a container already gone or ended is fine.
     fn terminate_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
     /// Removes (forcibly), with its anonymous volumes when `volumes`.
     fn remove_container<'a>(&'a self, name: &'a str, volumes: bool) -> BoxFuture<'a, Result<(), DockerError>>;
