@@ -52,6 +52,23 @@ async fn reaches_the_engine_and_runs_a_container() {
     assert!(docker.image_exists("berth-test/busybox:1").await.unwrap());
 }
 
+/// Waits for the container's shell to print "ready" (its traps are set then).
+async fn wait_until_ready(docker: &BollardDocker, name: &str) {
+    let start = std::time::Instant::now();
+    loop {
+        let mut logs = docker.logs(name, LogOptions::default());
+        let mut out = Vec::new();
+        while let Some(chunk) = logs.next().await {
+            out.extend(chunk.unwrap().bytes);
+        }
+        if String::from_utf8_lossy(&out).contains("ready") {
+            return;
+        }
+        assert!(start.elapsed().as_secs() < 20, "the shell never started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}
+
 #[tokio::test]
 async fn terminate_sends_sigterm_and_returns_at_once() {
     let docker = BollardDocker::new(&DockerConfig::from_env().unwrap());
@@ -67,19 +84,7 @@ async fn terminate_sends_sigterm_and_returns_at_once() {
     docker.create_container(&spec).await.unwrap();
     docker.start_container(&name).await.unwrap();
     // The trap is set once the shell has printed.
-    let start = std::time::Instant::now();
-    loop {
-        let mut logs = docker.logs(&name, LogOptions::default());
-        let mut out = Vec::new();
-        while let Some(chunk) = logs.next().await {
-            out.extend(chunk.unwrap().bytes);
-        }
-        if String::from_utf8_lossy(&out).contains("ready") {
-            break;
-        }
-        assert!(start.elapsed().as_secs() < 20, "the shell never started");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_ready(&docker, &name).await;
     docker.terminate_container(&name).await.unwrap();
     // Its own exit code: the trap ran (a SIGKILL would give 137).
     let code = tokio::time::timeout(std::time::Duration::from_secs(20), docker.wait_container(&name))
@@ -119,19 +124,7 @@ async fn terminate_sends_the_images_stop_signal_and_nothing_restarts_it() {
         .output()
         .expect("the docker CLI");
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let start = std::time::Instant::now();
-    loop {
-        let mut logs = docker.logs(&name, LogOptions::default());
-        let mut text = Vec::new();
-        while let Some(chunk) = logs.next().await {
-            text.extend(chunk.unwrap().bytes);
-        }
-        if String::from_utf8_lossy(&text).contains("ready") {
-            break;
-        }
-        assert!(start.elapsed().as_secs() < 20, "the shell never started");
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
+    wait_until_ready(&docker, &name).await;
     docker.terminate_container(&name).await.unwrap();
     let code = tokio::time::timeout(std::time::Duration::from_secs(20), docker.wait_container(&name))
         .await
