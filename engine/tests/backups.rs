@@ -634,13 +634,7 @@ async fn another_organization_sees_nothing() {
         .unwrap();
 
     // Another organization (the same person owns it: roles are no help, only tenancy).
-    let other = engine::orgs::create(engine, &caller, engine::names::OrgName::parse("Other").unwrap())
-        .await
-        .unwrap();
-    let eve = Caller {
-        org_id: other,
-        ..caller.clone()
-    };
+    let eve = engine::testing::in_other_org(engine, &caller).await;
     let nf = |e: &dyn engine::Classify| assert_eq!(e.kind(), engine::ErrorKind::NotFound);
     assert!(backups::list_destinations(engine, &eve).await.unwrap().is_empty());
     nf(&backups::test_destination(engine, &eve, dest).await.unwrap_err());

@@ -8,7 +8,7 @@ use engine::apps::spec::{Build, Runtime, Source};
 use engine::apps::{self, NewApp};
 use engine::ids::{ChannelId, DeliveryId};
 use engine::jobs::Runner;
-use engine::names::{Description, OrgName};
+use engine::names::Description;
 use engine::notify::{self, delivery::DeliveryKind, ChannelForm, NewChannel};
 use engine::outbound::Policy;
 use engine::testing::receiver::Receiver;
@@ -116,13 +116,7 @@ async fn a_receiver_failing_twice_gets_the_message_once_after_retries() {
     assert_eq!(hook.received().len(), 3, "nothing after it was taken");
 
     // Another organization cannot see, test, change or remove the channel.
-    let other = engine::orgs::create(&e, &caller, OrgName::parse("Other").unwrap())
-        .await
-        .unwrap();
-    let eve = Caller {
-        org_id: other,
-        ..caller.clone()
-    };
+    let eve = engine::testing::in_other_org(&e, &caller).await;
     let nf = |e: &dyn Classify| assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(notify::list_channels(&e, &eve).await.unwrap().is_empty());
     assert!(notify::list_deliveries(&e, &eve).await.unwrap().is_empty());
@@ -494,13 +488,7 @@ async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms(
     assert!(done[0].resolved_at.is_some());
 
     // Another organization sees none of it and cannot remove the rule.
-    let other = engine::orgs::create(&e, &caller, OrgName::parse("Other").unwrap())
-        .await
-        .unwrap();
-    let eve = Caller {
-        org_id: other,
-        ..caller.clone()
-    };
+    let eve = engine::testing::in_other_org(&e, &caller).await;
     assert!(alerts::list_rules(&e, &eve).await.unwrap().is_empty());
     assert!(alerts::list_incidents(&e, &eve).await.unwrap().is_empty());
     let rule = alerts::list_rules(&e, &caller).await.unwrap()[0].id;
@@ -572,13 +560,7 @@ async fn restarts_and_oom_kills_are_counted_in_their_window() {
         .await
         .unwrap();
     // Another organization's app restarting counts for nobody here.
-    let other = engine::orgs::create(&e, &caller, OrgName::parse("Other").unwrap())
-        .await
-        .unwrap();
-    let eve = Caller {
-        org_id: other,
-        ..caller.clone()
-    };
+    let eve = engine::testing::in_other_org(&e, &caller).await;
     let p = engine::projects::create(
         &e,
         &eve,

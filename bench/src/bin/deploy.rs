@@ -210,6 +210,9 @@ async fn open_loop(
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .pool_max_idle_per_host(64)
         .build_http::<http_body_util::Empty<hyper::body::Bytes>>();
+    // BENCH_DEBUG: the latency (ms) above which a request is printed; read once,
+    // not in each request's task.
+    let slow: Option<f64> = std::env::var("BENCH_DEBUG").ok().and_then(|v| v.parse().ok());
     let start = Instant::now() + Duration::from_millis(50);
     let mut tasks = Vec::new();
     for i in 0..cap {
@@ -232,7 +235,7 @@ async fn open_loop(
             })
             .await;
             let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
-            if std::env::var("BENCH_DEBUG").is_ok_and(|v| v.parse::<f64>().is_ok_and(|slow| ms > slow)) {
+            if slow.is_some_and(|slow| ms > slow) {
                 let sent = SystemTime::now()
                     .duration_since(UNIX_EPOCH)
                     .unwrap_or_default()

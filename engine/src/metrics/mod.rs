@@ -486,6 +486,24 @@ impl Window {
     }
 }
 
+/// `subject`'s points over `window`, at the window's resolution (once the
+/// caller may see them).
+async fn over(
+    engine: &crate::Engine,
+    conn: &mut diesel_async::AsyncPgConnection,
+    subject: Subject,
+    window: Window,
+) -> Result<Vec<store::Point>, crate::error::StoreError> {
+    let raw = engine.deploy.metrics.interval_secs.max(1) as i32;
+    store::series(
+        conn,
+        subject,
+        window.resolution(raw),
+        chrono::Utc::now() - window.span(),
+    )
+    .await
+}
+
 /// A database service's points over `window`, for a caller of its
 /// organization (another organization's service: not found).
 pub async fn service_series(
@@ -496,14 +514,7 @@ pub async fn service_series(
 ) -> Result<Vec<store::Point>, crate::services::ServiceError> {
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
     crate::services::load(engine, &mut conn, caller.org_id.0, service).await?;
-    let raw = engine.deploy.metrics.interval_secs.max(1) as i32;
-    Ok(store::series(
-        &mut conn,
-        Subject::Service(service.0),
-        window.resolution(raw),
-        chrono::Utc::now() - window.span(),
-    )
-    .await?)
+    Ok(over(engine, &mut conn, Subject::Service(service.0), window).await?)
 }
 
 /// The machine's or Traefik's points over `window`: instance administrators
@@ -518,14 +529,7 @@ pub async fn machine_series(
         return Err(crate::instance::InstanceError::Forbidden);
     }
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
-    let raw = engine.deploy.metrics.interval_secs.max(1) as i32;
-    Ok(store::series(
-        &mut conn,
-        subject,
-        window.resolution(raw),
-        chrono::Utc::now() - window.span(),
-    )
-    .await?)
+    Ok(over(engine, &mut conn, subject, window).await?)
 }
 
 /// An application's points over `window`, for a caller of its organization
@@ -538,12 +542,5 @@ pub async fn app_series(
 ) -> Result<Vec<store::Point>, crate::apps::AppError> {
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
     crate::apps::load(&mut conn, caller.org_id.0, app).await?;
-    let raw = engine.deploy.metrics.interval_secs.max(1) as i32;
-    Ok(store::series(
-        &mut conn,
-        Subject::App(app.0),
-        window.resolution(raw),
-        chrono::Utc::now() - window.span(),
-    )
-    .await?)
+    Ok(over(engine, &mut conn, Subject::App(app.0), window).await?)
 }

@@ -843,6 +843,19 @@ pub async fn owner_with_environment(engine: &Engine) -> (crate::accounts::Caller
     (caller, crate::ids::EnvironmentId(env))
 }
 
+/// The same person acting in a new organization "Other" that `caller` creates
+/// (cross-organization checks: what belongs to `caller`'s organization must
+/// be invisible to it).
+pub async fn in_other_org(engine: &Engine, caller: &crate::accounts::Caller) -> crate::accounts::Caller {
+    let other = crate::orgs::create(engine, caller, crate::names::OrgName::parse("Other").expect("valid"))
+        .await
+        .expect("organization");
+    crate::accounts::Caller {
+        org_id: other,
+        ..caller.clone()
+    }
+}
+
 /// Runs one SQL statement with `psql` inside a PostgreSQL service's container,
 /// as its user, and returns what it printed (unaligned, tuples only). Panics
 /// when psql fails: tests and benchmarks seed data with it.
