@@ -119,6 +119,33 @@ pub struct InviteView {
     pub created_by: String,
 }
 
+/// An API key as Settings lists it: never its secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApiKeyView {
+    pub id: Uuid,
+    pub name: String,
+    /// `berth_<prefix>_…`: enough to recognise a key.
+    pub prefix: String,
+    pub role: String,
+    pub instance: bool,
+    pub owner: String,
+    pub own: bool,
+    pub created_at: String,
+    /// `never`, a date, or `expired <date>`.
+    pub expires: String,
+    /// `active` or `revoked <date>`.
+    pub state: String,
+    /// `never`, or when and from which address.
+    pub last_used: String,
+}
+
+/// A key just made: `key` is shown once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NewApiKey {
+    pub id: Uuid,
+    pub key: String,
+}
+
 /// A freshly made invite: the link is shown once.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewInvite {

@@ -76,7 +76,28 @@ pub struct Caller {
     /// An instance administrator: the powers over the host itself (bind mounts,
     /// ports beyond loopback, Berth's own database, instance settings).
     pub instance_admin: bool,
-    pub token: SessionToken,
+    /// How the caller proved who they are.
+    pub via: Via,
+}
+
+/// The credential behind a [`Caller`].
+#[derive(Debug, Clone)]
+pub enum Via {
+    /// A browser session (the cookie's token).
+    Session(SessionToken),
+    /// An API key ([`crate::apikeys`]); `read_only` for a viewer key, which the
+    /// REST API holds to reading.
+    Key { id: crate::ids::ApiKeyId, read_only: bool },
+}
+
+impl Caller {
+    /// The session token, for a caller signed in through the browser.
+    pub fn session(&self) -> Option<&SessionToken> {
+        match &self.via {
+            Via::Session(t) => Some(t),
+            Via::Key { .. } => None,
+        }
+    }
 }
 
 /// A new user's details, parsed.
@@ -219,7 +240,7 @@ pub async fn onboard(
             org_id,
             role: Role::Owner,
             instance_admin: true,
-            token,
+            via: Via::Session(token),
         },
         user_id,
     ))
@@ -311,7 +332,7 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
         org_id: OrgId(org_id),
         role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         instance_admin,
-        token,
+        via: Via::Session(token),
     })
 }
 
@@ -340,7 +361,7 @@ pub async fn authenticate(engine: &Engine, token: SessionToken) -> Result<Caller
         org_id: session.org_id,
         role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         instance_admin,
-        token,
+        via: Via::Session(token),
     })
 }
 
@@ -395,7 +416,7 @@ pub async fn change_password(
         ))
         .execute(&mut conn)
         .await?;
-    sessions::revoke_all(&engine.kv, caller.user_id, Some(&caller.token)).await?;
+    sessions::revoke_all(&engine.kv, caller.user_id, caller.session()).await?;
     tracing::info!(user.id = %caller.user_id, "password changed; other sessions revoked");
     Ok(())
 }

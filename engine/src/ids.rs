@@ -87,4 +87,6 @@ id_type!(
     ChannelId,
     /// A row of `notification_deliveries`.
     DeliveryId,
+    /// A row of `api_keys`.
+    ApiKeyId,
 );

@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod alerts;
+pub mod apikeys;
 pub mod apps;
 pub mod backups;
 pub mod config;

@@ -2,7 +2,7 @@
 //! invite links. Only admins and owners manage members; only owners make or
 //! unmake owners; an organization never loses its last owner.
 
-use crate::accounts::{self, insert_org, AccountError, Caller, NewAccount};
+use crate::accounts::{self, insert_org, AccountError, Caller, NewAccount, Via};
 use crate::db::schema::{invites, memberships, organizations, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{InviteId, OrgId, UserId};
@@ -114,7 +114,10 @@ pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<O
     let org = conn
         .transaction::<_, diesel::result::Error, _>(async |conn| insert_org(conn, &name, user).await)
         .await?;
-    sessions::switch_org(&engine.kv, engine.policy, &caller.token, org).await?;
+    // A browser session moves to the new organization; an API key stays in its own.
+    if let Some(token) = caller.session() {
+        sessions::switch_org(&engine.kv, engine.policy, token, org).await?;
+    }
     Ok(org)
 }
 
@@ -127,7 +130,10 @@ pub async fn switch(engine: &Engine, caller: &Caller, org: OrgId) -> Result<(), 
     if !member {
         return Err(OrgError::NotFound);
     }
-    sessions::switch_org(&engine.kv, engine.policy, &caller.token, org).await?;
+    let Some(token) = caller.session() else {
+        return Err(OrgError::Forbidden("an API key works in its own organization only"));
+    };
+    sessions::switch_org(&engine.kv, engine.policy, token, org).await?;
     Ok(())
 }
 
@@ -383,11 +389,15 @@ pub async fn accept_invite(engine: &Engine, token: &str, who: Acceptor<'_>) -> R
         })
         .await?;
     let token = match who {
-        Acceptor::Existing(caller) => {
-            sessions::switch_org(&engine.kv, engine.policy, &caller.token, org).await?;
-            caller.token.clone()
+        Acceptor::Existing(Caller {
+            via: Via::Session(token),
+            ..
+        }) => {
+            sessions::switch_org(&engine.kv, engine.policy, token, org).await?;
+            token.clone()
         }
-        Acceptor::New(_) => sessions::create(&engine.kv, engine.policy, user, org).await?,
+        // A new account, or (never through the UI) a key's caller: a fresh session.
+        Acceptor::Existing(_) | Acceptor::New(_) => sessions::create(&engine.kv, engine.policy, user, org).await?,
     };
     Ok(token)
 }

@@ -63,13 +63,15 @@ async fn login_logout_and_session_lookup() {
     let caller = accounts::login(e, " ADA@example.com ", "correct horse battery", "10.0.0.1")
         .await
         .unwrap();
-    let again = accounts::authenticate(e, caller.token.clone()).await.unwrap();
+    let again = accounts::authenticate(e, caller.session().unwrap().clone())
+        .await
+        .unwrap();
     assert_eq!(again.user_id, caller.user_id);
     assert_eq!(again.org_id, caller.org_id);
 
-    accounts::logout(e, &caller.token).await.unwrap();
+    accounts::logout(e, &caller.session().unwrap().clone()).await.unwrap();
     assert!(matches!(
-        accounts::authenticate(e, caller.token.clone()).await,
+        accounts::authenticate(e, caller.session().unwrap().clone()).await,
         Err(AccountError::NotSignedIn)
     ));
     assert!(matches!(
@@ -97,7 +99,7 @@ async fn sessions_are_stored_hashed_and_expire_absolutely() {
         .unwrap();
     assert!(!keys.is_empty());
     assert!(
-        keys.iter().all(|k| !k.contains(caller.token.as_str())),
+        keys.iter().all(|k| !k.contains(caller.session().unwrap().as_str())),
         "raw token must not be a key: {keys:?}"
     );
 
@@ -107,9 +109,15 @@ async fn sessions_are_stored_hashed_and_expire_absolutely() {
         absolute_secs: 0,
     };
     tokio::time::sleep(std::time::Duration::from_millis(1100)).await;
-    assert!(sessions::get(&e.kv, expired, &caller.token).await.unwrap().is_none());
+    assert!(sessions::get(&e.kv, expired, &caller.session().unwrap().clone())
+        .await
+        .unwrap()
+        .is_none());
     assert!(
-        sessions::get(&e.kv, e.policy, &caller.token).await.unwrap().is_none(),
+        sessions::get(&e.kv, e.policy, &caller.session().unwrap().clone())
+            .await
+            .unwrap()
+            .is_none(),
         "revoked on expiry"
     );
 }
@@ -248,11 +256,13 @@ async fn password_change_revokes_other_sessions_and_checks_the_current_one() {
         .await
         .unwrap();
     assert!(
-        accounts::authenticate(e, second.token.clone()).await.is_ok(),
+        accounts::authenticate(e, second.session().unwrap().clone())
+            .await
+            .is_ok(),
         "the changing session stays"
     );
     assert!(matches!(
-        accounts::authenticate(e, first.token.clone()).await,
+        accounts::authenticate(e, first.session().unwrap().clone()).await,
         Err(AccountError::NotSignedIn)
     ));
     assert!(
@@ -276,7 +286,9 @@ async fn operator_reset_sets_a_new_password_and_signs_everyone_out() {
         .await
         .unwrap();
     assert!(new.len() >= Password::MIN);
-    assert!(accounts::authenticate(e, caller.token).await.is_err());
+    assert!(accounts::authenticate(e, caller.session().unwrap().clone())
+        .await
+        .is_err());
     accounts::login(e, "ada@example.com", &new, "10.0.0.1").await.unwrap();
     assert!(matches!(
         accounts::reset_password(e, &Email::parse("ghost@example.com").unwrap()).await,

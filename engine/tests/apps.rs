@@ -95,7 +95,7 @@ async fn only_instance_admins_mount_host_paths_and_members_cannot_delete_apps() 
     let eve = accounts::authenticate(e, session).await.unwrap();
     let own = orgs::create(e, &eve, OrgName::parse("Eve Inc").unwrap()).await.unwrap();
     orgs::switch(e, &eve, own).await.unwrap();
-    let eve = accounts::authenticate(e, eve.token.clone()).await.unwrap();
+    let eve = accounts::authenticate(e, eve.session().unwrap().clone()).await.unwrap();
     assert_eq!((eve.role, eve.instance_admin), (Role::Owner, false));
     let p = projects::create(e, &eve, ProjectName::parse("Mine").unwrap(), Description::default())
         .await
@@ -165,7 +165,9 @@ async fn names_are_unique_per_organization_hosts_per_server_and_secrets_are_seal
     // named by it alone (containers, volumes and images go by the app's ID).
     let other_org = orgs::create(e, &owner, OrgName::parse("Other").unwrap()).await.unwrap();
     orgs::switch(e, &owner, other_org).await.unwrap();
-    let there = accounts::authenticate(e, owner.token.clone()).await.unwrap();
+    let there = accounts::authenticate(e, owner.session().unwrap().clone())
+        .await
+        .unwrap();
     let p = projects::create(e, &there, ProjectName::parse("Shop").unwrap(), Description::default())
         .await
         .unwrap();

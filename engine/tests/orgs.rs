@@ -118,7 +118,9 @@ async fn members_cannot_manage_and_admins_cannot_touch_owners() {
 
     // Removal takes effect at once: the removed member's session no longer resolves.
     orgs::remove_member(e, &owner, member.user_id).await.unwrap();
-    assert!(accounts::authenticate(e, member.token.clone()).await.is_err());
+    assert!(accounts::authenticate(e, member.session().unwrap().clone())
+        .await
+        .is_err());
     let names: Vec<_> = orgs::members(e, &owner)
         .await
         .unwrap()
@@ -136,12 +138,17 @@ async fn a_user_switches_between_their_organizations_only() {
     let second = orgs::create(e, &owner, OrgName::parse("Side project").unwrap())
         .await
         .unwrap();
-    let now = accounts::authenticate(e, owner.token.clone()).await.unwrap();
+    let now = accounts::authenticate(e, owner.session().unwrap().clone())
+        .await
+        .unwrap();
     assert_eq!(now.org_id, second);
     assert_eq!(orgs::list_mine(e, &now).await.unwrap().len(), 2);
     orgs::switch(e, &now, owner.org_id).await.unwrap();
     assert_eq!(
-        accounts::authenticate(e, owner.token.clone()).await.unwrap().org_id,
+        accounts::authenticate(e, owner.session().unwrap().clone())
+            .await
+            .unwrap()
+            .org_id,
         owner.org_id
     );
 
@@ -170,7 +177,10 @@ async fn a_user_switches_between_their_organizations_only() {
         .unwrap();
     assert!(matches!(orgs::switch(e, &now, theirs).await, Err(OrgError::NotFound)));
     assert_eq!(
-        accounts::authenticate(e, owner.token.clone()).await.unwrap().org_id,
+        accounts::authenticate(e, owner.session().unwrap().clone())
+            .await
+            .unwrap()
+            .org_id,
         owner.org_id
     );
 }

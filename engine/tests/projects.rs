@@ -143,7 +143,9 @@ async fn foreign_ids_are_not_found_and_nothing_changes() {
     orgs::create(e, &mallory, OrgName::parse("Evil").unwrap())
         .await
         .unwrap();
-    let mallory = accounts::authenticate(e, mallory.token.clone()).await.unwrap();
+    let mallory = accounts::authenticate(e, mallory.session().unwrap().clone())
+        .await
+        .unwrap();
     assert_ne!(mallory.org_id, ada.org_id);
 
     let nf = |r: Result<(), ProjectError>| assert!(matches!(r, Err(ProjectError::NotFound)), "{r:?}");

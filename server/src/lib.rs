@@ -10,6 +10,7 @@ pub mod live;
 pub mod middleware;
 pub mod prometheus;
 pub mod recorder;
+pub mod rest;
 pub mod router;
 pub mod routes;
 pub mod sockets;

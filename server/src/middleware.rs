@@ -185,8 +185,10 @@ pub async fn same_origin(State(state): State<AppState>, req: Request, next: Next
         return next.run(req).await;
     }
     // Webhooks come from other sites by design; they carry a signature or token
-    // instead of a session cookie.
-    if req.uri().path().starts_with("/api/webhooks/") {
+    // instead of a session cookie. The REST API never reads cookies (only an
+    // API key in the Authorization header, which no other site can make a
+    // browser send).
+    if req.uri().path().starts_with("/api/webhooks/") || req.uri().path().starts_with("/api/v1/") {
         return next.run(req).await;
     }
     let headers = req.headers();

@@ -1,5 +1,5 @@
 //! The router: health, Leptos pages and server functions (with the engine in
-//! context), static files, and the middleware stack around all of it.
+//! context), the REST API, static files, and the middleware stack around all of it.
 
 use crate::middleware::{allowed_host, bounded_body, bundle_caching, request_context, same_origin, security_headers};
 use crate::routes::{health, health_details};
@@ -76,6 +76,8 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[7], get(crate::live::download_log))
         .route(ROUTES[8], get(crate::live::events))
         .route(ROUTES[9], get(crate::prometheus::metrics))
+        // The REST API: its routes are listed by its OpenAPI document.
+        .merge(crate::rest::router())
         // The bundle, from the Brotli and gzip copies scripts/build.sh makes:
         // no compression work per request, Brotli to browsers that accept it.
         .nest_service(

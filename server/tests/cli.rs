@@ -162,7 +162,9 @@ async fn admin_reset_password_prints_a_working_password_and_signs_out_sessions()
         .unwrap()
         .trim();
     assert!(
-        accounts::authenticate(e, caller.token).await.is_err(),
+        accounts::authenticate(e, caller.session().unwrap().clone())
+            .await
+            .is_err(),
         "old sessions are revoked"
     );
     accounts::login(e, "ada@example.com", password, "10.0.0.1")

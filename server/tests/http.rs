@@ -541,7 +541,7 @@ async fn a_sibling_subdomains_cookie_does_not_steer_writes() {
             .unwrap();
         m
     };
-    let planted = format!("berth_session={}", mallory_caller.token.as_str());
+    let planted = format!("berth_session={}", mallory_caller.session().unwrap().as_str());
     let both = format!("{planted}; {ada}");
     let r = app
         .call(

@@ -202,7 +202,7 @@ async fn tokens_stay_out_of_logs_downloads_stream_and_sockets_are_capped() {
     let log = env.dir.join("berth.log");
     let berth = spawn(&env, port, &log);
     wait_for_200(port, "/health").await;
-    let cookie = format!("berth_session={}", caller.token.as_str());
+    let cookie = format!("berth_session={}", caller.session().unwrap().as_str());
 
     // Tokens in paths: used, then looked for in the log.
     let (status, _) = fetch(

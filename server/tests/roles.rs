@@ -81,6 +81,7 @@ fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
         "/api/orgs/create" => s(&[("organization", "Another")]),
         "/api/orgs/invites/create" => s(&[("role", "member")]),
         "/api/projects/create" => s(&[("name", "Made"), ("description", "")]),
+        "/api/keys/create" => s(&[("name", "Made key"), ("role", "member")]),
         "/api/backups/add_destination" => s(&[
             ("name", "Another bucket"),
             ("endpoint", "http://127.0.0.1:9"),

@@ -7,6 +7,7 @@ pub mod apps;
 #[cfg(feature = "ssr")]
 pub mod edge;
 pub mod instance;
+pub mod keys;
 pub mod notify;
 pub mod orgs;
 pub mod projects;

@@ -75,7 +75,9 @@ pub async fn onboard(
     let (caller, _) = accounts::onboard(&ctx.engine, &setup_token, account, org)
         .await
         .map_err(fail)?;
-    edge::set_session_cookie(&ctx, &caller.token);
+    if let Some(token) = caller.session() {
+        edge::set_session_cookie(&ctx, token);
+    }
     Ok(())
 }
 
@@ -85,7 +87,9 @@ pub async fn login(email: String, password: String) -> Result<(), AppError> {
     let caller = accounts::login(&ctx.engine, &email, &password, &edge::client_ip())
         .await
         .map_err(fail)?;
-    edge::set_session_cookie(&ctx, &caller.token);
+    if let Some(token) = caller.session() {
+        edge::set_session_cookie(&ctx, token);
+    }
     Ok(())
 }
 

@@ -1,8 +1,9 @@
 //! Settings: the user's profile and password, the organization's members and
-//! invites, its notification channels, backups of Berth's own database (instance administrators only), and
+//! invites, API keys, its notification channels, backups of Berth's own database (instance administrators only), and
 //! creating another organization.
 
 use crate::api::instance::{get_instance, SetAcme, SetInstanceAdmin, SetOrgCreation};
+use crate::api::keys::{list_keys, CreateKey, RevokeKey};
 use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
@@ -47,6 +48,12 @@ pub fn SettingsPage() -> impl IntoView {
         },
         |_| get_instance(),
     );
+    let make_key = ServerAction::<CreateKey>::new();
+    let revoke_key = ServerAction::<RevokeKey>::new();
+    let keys = Resource::new(
+        move || (make_key.version().get(), revoke_key.version().get()),
+        |_| list_keys(),
+    );
     let own = Backups::new(Signal::derive(|| "berth".to_owned()));
     let notifications = Notifications::new();
     let session = Session::get();
@@ -65,6 +72,7 @@ pub fn SettingsPage() -> impl IntoView {
                         <Profile name />
                         <PasswordForm />
                         <Members manage role remove members />
+                        <ApiKeys create=make_key revoke=revoke_key keys manage admin />
                         <Show when=move || manage>
                             <Invites create=invite revoke invites />
                             <NotificationsSection state=notifications />
@@ -235,6 +243,89 @@ fn Invites(
                                             <button type="button" class=BUTTON_QUIET on:click=move |_| {
                                                 revoke.dispatch(RevokeInvite { id: id.clone() });
                                             }>"Revoke"</button>
+                                        </li>
+                                    }
+                                }).collect_view()}
+                            </ul>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// API keys for the REST API (`/api/v1`, reference at `/api/v1/docs`): made
+/// here, shown once, revoked here.
+#[component]
+fn ApiKeys(
+    create: ServerAction<CreateKey>,
+    revoke: ServerAction<RevokeKey>,
+    keys: Resource<Result<Vec<crate::types::ApiKeyView>, crate::error::AppError>>,
+    manage: bool,
+    admin: bool,
+) -> impl IntoView {
+    let error = action_error(create);
+    let made = move || create.value().get().and_then(|r| r.ok()).map(|k| k.key);
+    view! {
+        <section class=CARD id="api-keys">
+            <h2 class="mb-1 font-semibold">"API keys"</h2>
+            <p class="mb-3 text-sm text-slate-600 dark:text-slate-400">
+                "For the REST API and the command line ("<a class="underline" href="/api/v1/docs" rel="external">"reference"</a>
+                "). A key acts as you, with at most the role it names, in this organization only."
+            </p>
+            <ActionForm action=create attr:class="grid gap-3 sm:grid-cols-4 sm:items-end" attr:id="key-form">
+                // Not a `Field`: the profile's name field holds that element ID.
+                <label class="block text-sm font-medium">
+                    "Name"
+                    <input name="name" id="key-name" class=INPUT required />
+                </label>
+                <label class="block text-sm font-medium">
+                    "Role"
+                    <select name="role" class=INPUT>
+                        <option value="viewer">"viewer (reads only)"</option>
+                        <option value="member" selected>"member"</option>
+                        <option value="admin" disabled=!manage>"admin"</option>
+                    </select>
+                </label>
+                <Field label="Expires in days (empty: never)" name="expires_in_days" kind="number" error />
+                <Submit label="Create key" pending=create.pending() id="create-key" />
+                <Show when=move || admin>
+                    <label class="flex items-center gap-2 text-sm sm:col-span-4">
+                        <input type="checkbox" name="instance" />
+                        "Instance powers (as your instance administrator role)"
+                    </label>
+                </Show>
+            </ActionForm>
+            <FormError error />
+            <Show when=move || made().is_some()>
+                <p class="mt-3 text-sm">"Copy this key now; it is not shown again:"</p>
+                <input readonly class=INPUT id="new-key" aria-label="New API key" value=made />
+            </Show>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match keys.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(list) => view! {
+                            <ul class="mt-4 divide-y divide-slate-200 text-sm dark:divide-slate-800" id="key-list">
+                                {list.into_iter().map(|k| {
+                                    let id = k.id.to_string();
+                                    let active = k.state == "active";
+                                    let label = format!("Revoke {}", k.name);
+                                    view! {
+                                        <li class="flex items-center justify-between gap-3 py-2">
+                                            <span>
+                                                <span class="font-medium">{k.name}</span>
+                                                {format!(" · berth_{}_… · {}{} · by {} · created {} · expires {} · last used {} · {}",
+                                                    k.prefix, k.role, if k.instance { " + instance" } else { "" },
+                                                    k.owner, k.created_at, k.expires, k.last_used, k.state)}
+                                            </span>
+                                            <Show when=move || active>
+                                                <button type="button" class=BUTTON_QUIET aria-label=label.clone() on:click={
+                                                    let id = id.clone();
+                                                    move |_| { revoke.dispatch(RevokeKey { id: id.clone() }); }
+                                                }>"Revoke"</button>
+                                            </Show>
                                         </li>
                                     }
                                 }).collect_view()}

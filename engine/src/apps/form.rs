@@ -145,6 +145,38 @@ fn number<T: std::str::FromStr + PartialOrd + Copy + std::fmt::Display>(
 }
 
 impl RuntimeForm {
+    /// The form filled in from settings already parsed, so that a change of
+    /// some fields (the REST API's `PATCH`) goes through [`RuntimeForm::parse`]
+    /// whole, like the page's form: `of(r).parse() == r`.
+    pub fn of(r: &Runtime) -> Self {
+        let (health, health_path, health_command) = match &r.health.probe {
+            HealthProbe::Tcp => ("tcp", String::new(), String::new()),
+            HealthProbe::Http { path } => ("http", path.clone(), String::new()),
+            HealthProbe::Command { argv } => ("command", String::new(), argv.join("\n")),
+        };
+        let opt = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
+        RuntimeForm {
+            port: r.port.to_string(),
+            command: r.command.as_ref().map(|c| c.join("\n")).unwrap_or_default(),
+            cpu_millis: opt(r.cpu_millis),
+            memory_mb: opt(r.memory_mb),
+            restart: r.restart.as_str().to_owned(),
+            health: health.to_owned(),
+            health_path,
+            health_command,
+            health_interval_ms: r.health.interval_ms.to_string(),
+            health_timeout_ms: r.health.timeout_ms.to_string(),
+            health_retries: r.health.retries.to_string(),
+            health_start_period_secs: r.health.start_period_secs.to_string(),
+            volumes: r
+                .volumes
+                .iter()
+                .map(|v| format!("{}:{}{}\n", v.source, v.target, if v.read_only { ":ro" } else { "" }))
+                .collect(),
+            drain_secs: r.drain_secs.to_string(),
+        }
+    }
+
     pub fn parse(&self) -> Result<Runtime, ValidationError> {
         let d = Runtime::default();
         let hd = HealthCheck::default();
@@ -223,6 +255,26 @@ mod tests {
             subdir: subdir.into(),
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_filled_in_form_parses_back_to_its_settings() {
+        let r = RuntimeForm {
+            port: "8080".into(),
+            command: "/bin/app\n--flag with space".into(),
+            memory_mb: "256".into(),
+            restart: "always".into(),
+            health: "http".into(),
+            health_path: "/up".into(),
+            volumes: "data:/var/lib/app\ncache:/cache:ro\n".into(),
+            drain_secs: "3".into(),
+            ..Default::default()
+        }
+        .parse()
+        .unwrap();
+        assert_eq!(RuntimeForm::of(&r).parse().unwrap(), r);
+        let d = Runtime::default();
+        assert_eq!(RuntimeForm::of(&d).parse().unwrap(), d);
     }
 
     #[test]

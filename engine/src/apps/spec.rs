@@ -705,6 +705,21 @@ pub fn parse_dotenv(raw: &str) -> Result<Vec<(String, String)>, ValidationError>
     Ok(out)
 }
 
+/// Variables given as name/value pairs (the REST API's JSON object): each
+/// name as `.env` names are held, no NUL in a value; the field named is `env.NAME`.
+pub fn parse_vars(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, ValidationError> {
+    pairs
+        .into_iter()
+        .map(|(name, value)| {
+            let parsed = parse_env_name(&name).map_err(|e| err("env", format!("{name:?}: {}", e.message)))?;
+            if value.contains('\0') {
+                return Err(err("env", format!("{parsed}: values cannot contain NUL")));
+            }
+            Ok((parsed, value))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

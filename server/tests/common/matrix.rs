@@ -32,6 +32,7 @@ pub struct Ids {
     pub backup: String,
     pub channel: String,
     pub rule: String,
+    pub key: String,
 }
 
 pub fn source_form(i: &Ids) -> Vec<(&'static str, String)> {
@@ -370,6 +371,9 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
             }),
         ),
         ("/api/notify/remove_rule", Scoped(|i| vec![("id", i.rule.clone())])),
+        ("/api/keys/list", NoId),
+        ("/api/keys/create", NoId),
+        ("/api/keys/revoke", Scoped(|i| vec![("id", i.key.clone())])),
     ])
 }
 
@@ -411,8 +415,9 @@ pub async fn snapshot(app: &TestApp, cookie: &str, ids: &Ids) -> String {
         .await
         .body;
     let notifications = app.call("notify/list", &[], Some(cookie)).await.body;
+    let keys = app.call("keys/list", &[], Some(cookie)).await.body;
     format!(
-        "{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}\n{service}\n{backups}\n{notifications}"
+        "{project}\n{members}\n{invites}\n{application}\n{env}\n{hooks}\n{deployments}\n{service}\n{backups}\n{notifications}\n{keys}"
     )
 }
 
@@ -616,6 +621,11 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         .await;
     assert_eq!(rule.status, StatusCode::OK, "{}", rule.body);
     let rule = rule.json().as_str().unwrap().to_owned();
+    let key = app
+        .call("keys/create", &[("name", "Secret key"), ("role", "admin")], Some(&ada))
+        .await;
+    assert_eq!(key.status, StatusCode::OK, "{}", key.body);
+    let key = key.json()["id"].as_str().unwrap().to_owned();
     let ids = Ids {
         project,
         environment,
@@ -631,6 +641,7 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         backup,
         channel,
         rule,
+        key,
     };
 
     Fixture {

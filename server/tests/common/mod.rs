@@ -148,6 +148,54 @@ impl TestApp {
         self.send(req.body(Body::empty()).unwrap()).await
     }
 
+    /// A REST API request (`/api/v1` + `path`) with an API key and a JSON body.
+    pub async fn api(&self, method: &str, path: &str, key: Option<&str>, body: Option<serde_json::Value>) -> Reply {
+        self.api_with(method, path, key, body, &[]).await
+    }
+
+    /// As [`TestApp::api`], with extra headers.
+    pub async fn api_with(
+        &self,
+        method: &str,
+        path: &str,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(header::HOST, &self.host);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        for (k, v) in headers {
+            req = req.header(*k, *v);
+        }
+        let body = match body {
+            Some(v) => {
+                req = req.header(header::CONTENT_TYPE, "application/json");
+                Body::from(v.to_string())
+            }
+            None => Body::empty(),
+        };
+        self.send(req.body(body).unwrap()).await
+    }
+
+    /// Makes an API key through Settings' server function as the holder of
+    /// `cookie`; returns the key itself.
+    pub async fn key(&self, cookie: &str, role: &str) -> String {
+        let r = self
+            .call(
+                "keys/create",
+                &[("name", &format!("{role} key")), ("role", role)],
+                Some(cookie),
+            )
+            .await;
+        assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+        r.json()["key"].as_str().unwrap().to_owned()
+    }
+
     /// Onboards Ada (owner of "Acme") and returns her session cookie.
     pub async fn onboard(&self) -> String {
         let r = self.onboard_with(ONBOARD).await;

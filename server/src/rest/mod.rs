@@ -1,0 +1,412 @@
+//! The public REST API, `/api/v1`: JSON in and out over the same engine
+//! functions the server functions call (no rule lives here), authenticated
+//! with API keys only (`Authorization: Bearer`; cookies are never read, so a
+//! browser's session cannot be ridden across sites). Its OpenAPI 3.1 document
+//! is generated from the handlers (`utoipa`) and served at
+//! `/api/v1/openapi.json`, with a reference page at `/api/v1/docs`.
+//!
+//! What is common to every handler lives here: the caller ([`Key`]), the JSON
+//! body ([`Body`]: a bad field is a 422 naming it), errors (one shape:
+//! [`ApiError`]), cursor pagination ([`PageQuery`]) and `ETag`/`If-Match`.
+
+pub mod apps;
+mod docs;
+pub mod projects;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use app::api::edge::ClientIp;
+use app::error::AppError;
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::{header, HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use engine::accounts::{Caller, Via};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+/// Where the API lives.
+pub const BASE: &str = "/api/v1";
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Berth API",
+        version = "1",
+        description = "Projects, environments, applications, their variables, domains and deployments. \
+Send an API key (Settings → API keys) as `Authorization: Bearer <key>`. Errors are \
+`{\"error\": message, \"field\": name}` (the field only when one is at fault). Lists take \
+`limit` (1–100, default 50) and `cursor` (the `next` of the previous page). A read answers \
+with an `ETag`; send it back as `If-Match` with an update to refuse it (412) if someone \
+changed the resource in between."
+    ),
+    modifiers(&BearerAuth),
+    security(("api_key" = [])),
+    tags(
+        (name = "projects", description = "Projects and their environments"),
+        (name = "apps", description = "Applications, their variables and domains"),
+        (name = "deployments", description = "Deploy, cancel, roll back; history and logs"),
+    )
+)]
+struct Doc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "api_key",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+    }
+}
+
+/// The API's routes (under [`BASE`]) and their document, built from the same
+/// registrations: a route cannot exist without its entry.
+fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
+    let v1 = OpenApiRouter::new()
+        .routes(routes!(projects::list, projects::create))
+        .routes(routes!(projects::get, projects::update, projects::delete))
+        .routes(routes!(projects::add_environment))
+        .routes(routes!(projects::rename_environment, projects::delete_environment))
+        .routes(routes!(apps::list))
+        .routes(routes!(apps::create))
+        .routes(routes!(apps::get, apps::update, apps::delete))
+        .routes(routes!(apps::get_env, apps::set_env))
+        .routes(routes!(apps::add_domain))
+        .routes(routes!(apps::remove_domain))
+        .routes(routes!(apps::deploy, apps::deployments))
+        .routes(routes!(apps::deployment))
+        .routes(routes!(apps::cancel))
+        .routes(routes!(apps::rollback))
+        .routes(routes!(apps::log));
+    OpenApiRouter::with_openapi(Doc::openapi())
+        .nest(BASE, v1)
+        .split_for_parts()
+}
+
+/// The OpenAPI document, built once per process.
+pub fn document() -> &'static utoipa::openapi::OpenApi {
+    static DOC: std::sync::OnceLock<utoipa::openapi::OpenApi> = std::sync::OnceLock::new();
+    DOC.get_or_init(|| parts().1)
+}
+
+/// The API's router: its operations, the document and the reference page.
+pub fn router() -> Router<AppState> {
+    let doc = document();
+    let json = doc.to_pretty_json().expect("the OpenAPI document serialises");
+    let page = docs::render(doc);
+    parts()
+        .0
+        .route(
+            &format!("{BASE}/openapi.json"),
+            get(move || {
+                let json = json.clone();
+                async move { ([(header::CONTENT_TYPE, "application/json")], json) }
+            }),
+        )
+        .route(
+            &format!("{BASE}/docs"),
+            get(move || {
+                let page = page.clone();
+                async move {
+                    (
+                        [
+                            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+                            // No scripts at all; its one stylesheet is inline.
+                            (
+                                header::CONTENT_SECURITY_POLICY,
+                                "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'",
+                            ),
+                        ],
+                        page,
+                    )
+                }
+            }),
+        )
+}
+
+/// The error body every operation answers with.
+#[derive(Serialize, ToSchema)]
+pub struct Problem {
+    /// What went wrong, for a person.
+    pub error: String,
+    /// The input field at fault, when one is.
+    pub field: Option<String>,
+}
+
+fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        error: AppError::Field {
+            field: field.into(),
+            message: message.into(),
+        },
+    }
+}
+
+/// The caller of an operation, from its API key. A viewer key is refused
+/// anything but reading, here, for every operation at once.
+pub struct Key(pub Caller);
+
+impl FromRequestParts<AppState> for Key {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "send an API key as `Authorization: Bearer <key>`",
+                )
+            })?;
+        let client = parts
+            .extensions
+            .get::<ClientIp>()
+            .map(|c| c.0.clone())
+            .unwrap_or_else(|| "unknown".to_owned());
+        let caller = engine::apikeys::authenticate(state.engine(), presented, &client)
+            .await
+            .map_err(ApiError::from_engine)?;
+        let reading = matches!(parts.method, Method::GET | Method::HEAD);
+        if matches!(caller.via, Via::Key { read_only: true, .. }) && !reading {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this is a viewer key: it can only read",
+            ));
+        }
+        Ok(Key(caller))
+    }
+}
+
+/// A JSON request body. Anything wrong with it is a 422 naming the field (its
+/// path, e.g. `runtime.port`), and a NUL character (which PostgreSQL cannot
+/// store) is refused before anything runs.
+pub struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        let json = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|v| v.starts_with("application/json"));
+        if !json {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "send the body as application/json",
+            ));
+        }
+        let bytes = axum::body::Bytes::from_request(req, state)
+            .await
+            .map_err(|e| ApiError::new(e.status(), e.body_text()))?;
+        let value: serde_json::Value =
+            serde_json::from_slice(&bytes).map_err(|e| field_error("body", format!("is not JSON: {e}")))?;
+        if let Some(at) = nul_at(&value, "") {
+            return Err(field_error(at, "must not contain NUL characters"));
+        }
+        serde_path_to_error::deserialize(value).map(Body).map_err(|e| {
+            let path = e.path().to_string();
+            let field = if path == "." { "body".to_owned() } else { path };
+            // serde names a missing field in its message, not its path.
+            let message = e.inner().to_string();
+            let field = message
+                .strip_prefix("missing field `")
+                .and_then(|m| m.split('`').next())
+                .map(str::to_owned)
+                .unwrap_or(field);
+            field_error(field, message)
+        })
+    }
+}
+
+/// The path of the first string (or key) holding a NUL character.
+fn nul_at(v: &serde_json::Value, at: &str) -> Option<String> {
+    let join = |k: &str| {
+        if at.is_empty() {
+            k.to_owned()
+        } else {
+            format!("{at}.{k}")
+        }
+    };
+    match v {
+        serde_json::Value::String(s) if s.contains('\0') => Some(if at.is_empty() { "body".into() } else { at.into() }),
+        serde_json::Value::Array(items) => items
+            .iter()
+            .enumerate()
+            .find_map(|(i, x)| nul_at(x, &format!("{}[{i}]", if at.is_empty() { "body" } else { at }))),
+        serde_json::Value::Object(map) => map.iter().find_map(|(k, x)| {
+            if k.contains('\0') {
+                Some(if at.is_empty() { "body".into() } else { at.into() })
+            } else {
+                nul_at(x, &join(k))
+            }
+        }),
+        _ => None,
+    }
+}
+
+/// `limit` and `cursor` of a list.
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub struct PageQuery {
+    /// Items per page, 1–100 (default 50).
+    pub limit: Option<String>,
+    /// The `next` of the previous page; absent for the first.
+    pub cursor: Option<String>,
+}
+
+impl PageQuery {
+    fn limit(&self) -> Result<usize, ApiError> {
+        match self.limit.as_deref().map(str::trim) {
+            None | Some("") => Ok(50),
+            Some(raw) => raw
+                .parse::<usize>()
+                .ok()
+                .filter(|n| (1..=100).contains(n))
+                .ok_or_else(|| field_error("limit", "must be a number from 1 to 100")),
+        }
+    }
+
+    /// One page of `items`, in the order of `key` (unique per item): every
+    /// item once across pages, whatever is added or removed in between.
+    pub fn page<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Result<(Vec<T>, Option<String>), ApiError> {
+        let limit = self.limit()?;
+        let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
+            None => None,
+            Some(c) => Some(
+                URL_SAFE_NO_PAD
+                    .decode(c)
+                    .ok()
+                    .and_then(|b| String::from_utf8(b).ok())
+                    .ok_or_else(|| field_error("cursor", "is not a cursor this API gave"))?,
+            ),
+        };
+        items.sort_by_key(|x| key(x));
+        let mut rest: Vec<T> = items
+            .into_iter()
+            .filter(|x| after.as_ref().is_none_or(|a| key(x) > *a))
+            .collect();
+        let more = rest.len() > limit;
+        rest.truncate(limit);
+        let next = more
+            .then(|| rest.last().map(|x| URL_SAFE_NO_PAD.encode(key(x))))
+            .flatten();
+        Ok((rest, next))
+    }
+}
+
+/// The entity tag of a representation: a digest of its JSON.
+pub fn etag<T: Serialize>(v: &T) -> String {
+    let json = serde_json::to_vec(v).unwrap_or_default();
+    format!("\"{}\"", &hex::encode(Sha256::digest(&json))[..32])
+}
+
+/// Holds an update to `If-Match`, when the request sends one: the resource
+/// must still be as the caller last read it (412 otherwise).
+pub fn if_match(headers: &HeaderMap, current: &str) -> Result<(), ApiError> {
+    let Some(wanted) = headers.get(header::IF_MATCH) else {
+        return Ok(());
+    };
+    let wanted = wanted.to_str().unwrap_or("");
+    let ok = wanted
+        .split(',')
+        .map(|t| t.trim().trim_start_matches("W/"))
+        .any(|t| t == "*" || t == current);
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            StatusCode::PRECONDITION_FAILED,
+            "the resource changed since you read it: read it again (If-Match does not match its ETag)",
+        ))
+    }
+}
+
+/// A JSON answer with its `ETag`.
+pub fn tagged<T: Serialize>(status: StatusCode, v: T) -> Response {
+    let tag = etag(&v);
+    let mut res = (status, Json(v)).into_response();
+    if let Ok(h) = HeaderValue::from_str(&tag) {
+        res.headers_mut().insert(header::ETAG, h);
+    }
+    res
+}
+
+/// A 404 for anything that is not a well-formed ID: a foreign ID and a garbled
+/// one look the same.
+pub fn id<T: From<uuid::Uuid>>(raw: &str) -> Result<T, ApiError> {
+    uuid::Uuid::parse_str(raw.trim())
+        .map(T::from)
+        .map_err(|_| ApiError::not_found())
+}
+
+/// A time as the API writes it: RFC 3339, UTC, seconds.
+pub fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pages_give_every_item_once() {
+        let items: Vec<u32> = (0..23).collect();
+        let key = |x: &u32| format!("{x:04}");
+        let mut q = PageQuery {
+            limit: Some("10".into()),
+            cursor: None,
+        };
+        let mut seen = vec![];
+        loop {
+            let (page, next) = q.page(items.clone(), key).unwrap();
+            seen.extend(page);
+            match next {
+                Some(n) => q.cursor = Some(n),
+                None => break,
+            }
+        }
+        assert_eq!(seen, items);
+        q.limit = Some("0".into());
+        assert!(q.page(items.clone(), key).is_err());
+        q.limit = None;
+        q.cursor = Some("%%%".into());
+        assert!(q.page(items, key).is_err());
+    }
+
+    #[test]
+    fn nul_characters_are_found_by_path() {
+        let v = serde_json::json!({"a": {"b": ["x", "y\u{0}"]}});
+        assert_eq!(nul_at(&v, "").as_deref(), Some("a.b[1]"));
+        assert_eq!(nul_at(&serde_json::json!({"a": "ok"}), ""), None);
+    }
+
+    #[test]
+    fn if_match_holds_updates_to_the_tag() {
+        let mut h = HeaderMap::new();
+        assert!(if_match(&h, "\"a\"").is_ok());
+        h.insert(header::IF_MATCH, HeaderValue::from_static("\"b\", \"a\""));
+        assert!(if_match(&h, "\"a\"").is_ok());
+        assert_eq!(
+            if_match(&h, "\"c\"").unwrap_err().status,
+            StatusCode::PRECONDITION_FAILED
+        );
+    }
+}
