@@ -181,11 +181,29 @@ async fn container_log(
     container: &str,
     q: &RuntimeQuery,
 ) -> Result<futures::stream::BoxStream<'static, String>, Response> {
-    state.engine().docker.info().await.map_err(engine_error)?;
+    let lines = output_lines(state, container, q.tail.unwrap_or(200), q.since, true)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(lines
+        .map(|(stream, text)| serde_json::json!({"stream": stream, "text": text}).to_string())
+        .boxed())
+}
+
+/// A container's output as (`stdout` | `stderr`, line): the last `tail`
+/// lines (at most 10 000), then, when `follow`, what it writes next. Shared
+/// by the log sockets and the REST API's log stream.
+pub(crate) async fn output_lines(
+    state: &AppState,
+    container: &str,
+    tail: u32,
+    since: Option<i64>,
+    follow: bool,
+) -> Result<futures::stream::BoxStream<'static, (&'static str, String)>, ApiError> {
+    state.engine().docker.info().await.map_err(ApiError::from_engine)?;
     let options = LogOptions {
-        follow: true,
-        tail: Some(q.tail.unwrap_or(200).min(10_000)),
-        since: q.since,
+        follow,
+        tail: Some(tail.min(10_000)),
+        since,
     };
     Ok(state
         .engine()
@@ -198,8 +216,7 @@ async fn container_log(
                 Output::Stdout => "stdout",
             };
             let text = String::from_utf8_lossy(&chunk.bytes);
-            let text = engine::lines::capped(text.trim_end_matches('\n')).into_owned();
-            Some(serde_json::json!({"stream": stream, "text": text}).to_string())
+            Some((stream, engine::lines::capped(text.trim_end_matches('\n')).into_owned()))
         })
         .boxed())
 }

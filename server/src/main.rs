@@ -12,6 +12,7 @@ use server::config::{LogConfig, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+mod client;
 mod host;
 use host::{InstallArgs, UpgradeArgs};
 
@@ -22,6 +23,9 @@ use host::{InstallArgs, UpgradeArgs};
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
+    /// How the client commands print: text, or the API's JSON.
+    #[arg(long, global = true, value_enum, default_value = "text")]
+    output: client::Output,
 }
 
 #[derive(Subcommand)]
@@ -57,6 +61,51 @@ enum Command {
         data_dir: std::path::PathBuf,
         #[arg(long)]
         purge: bool,
+    },
+    /// Client: sign in to a Berth's API with an API key (read from standard
+    /// input or BERTH_API_KEY) and keep both, mode 0600, in
+    /// ~/.config/berth/cli.json for the commands below.
+    Login {
+        /// The Berth to use, e.g. https://berth.example.com
+        #[arg(long)]
+        url: String,
+    },
+    /// Client: forget the stored URL and key.
+    Logout,
+    /// Client: list the organization's projects.
+    Projects,
+    /// Client: list applications with their latest deployment's status.
+    Apps {
+        /// Only this project's (name or ID).
+        #[arg(long)]
+        project: Option<String>,
+    },
+    /// Client: deploy an application (by name or ID); with --wait, stream the
+    /// build log and exit non-zero with the reason if it does not go live.
+    Deploy {
+        app: String,
+        /// The project, when two projects have an app of that name.
+        #[arg(long)]
+        project: Option<String>,
+        #[arg(long)]
+        wait: bool,
+    },
+    /// Client: an application's variables.
+    Env {
+        #[command(subcommand)]
+        command: client::EnvCommand,
+    },
+    /// Client: an application's output (its live container's stdout and stderr).
+    Logs {
+        app: String,
+        #[arg(long)]
+        project: Option<String>,
+        /// Keep printing what it writes next, until interrupted.
+        #[arg(long, short)]
+        follow: bool,
+        /// Lines from the end to start with.
+        #[arg(long, default_value_t = 200)]
+        tail: u32,
     },
     /// Operator tasks.
     Admin {
@@ -357,7 +406,20 @@ fn main() -> std::process::ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    let output = cli.output;
     match cli.command.unwrap_or(Command::Serve) {
+        Command::Login { url } => client::login(&url).await,
+        Command::Logout => client::logout(),
+        Command::Projects => client::projects(output).await,
+        Command::Apps { project } => client::apps(project.as_deref(), output).await,
+        Command::Deploy { app, project, wait } => client::deploy(&app, project.as_deref(), wait, output).await,
+        Command::Env { command } => client::env(command, output).await,
+        Command::Logs {
+            app,
+            project,
+            follow,
+            tail,
+        } => client::logs(&app, project.as_deref(), follow, tail, output).await,
         Command::Serve => serve().await,
         Command::Worker => worker_only().await,
         Command::Migrate => migrate(&DatabaseConfig::from_env()?).await,

@@ -12,6 +12,7 @@
 pub mod apps;
 mod docs;
 pub mod projects;
+pub mod streams;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -42,7 +43,7 @@ pub const BASE: &str = "/api/v1";
     info(
         title = "Berth API",
         version = "1",
-        description = "Projects, environments, applications, their variables, domains and deployments. \
+        description = "Projects, environments, applications, their variables, domains and deployments, with event streams of a deployment's log and status and of an application's output. \
 Send an API key (Settings → API keys) as `Authorization: Bearer <key>`. Errors are \
 `{\"error\": message, \"field\": name}` (the field only when one is at fault). Lists take \
 `limit` (1–100, default 50) and `cursor` (the `next` of the previous page). A read answers \
@@ -89,7 +90,9 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(apps::deployment))
         .routes(routes!(apps::cancel))
         .routes(routes!(apps::rollback))
-        .routes(routes!(apps::log));
+        .routes(routes!(apps::log))
+        .routes(routes!(streams::deployment_events))
+        .routes(routes!(streams::app_output));
     OpenApiRouter::with_openapi(Doc::openapi())
         .nest(BASE, v1)
         .split_for_parts()

@@ -182,6 +182,26 @@ impl TestApp {
         self.send(req.body(body).unwrap()).await
     }
 
+    /// A REST API request's status and headers only (an event stream's body
+    /// may never end); the body is dropped unread.
+    pub async fn api_head(&self, method: &str, path: &str, key: Option<&str>) -> (StatusCode, HeaderMap) {
+        let mut req = Request::builder()
+            .method(method)
+            .uri(format!("/api/v1{path}"))
+            .header(header::HOST, &self.host);
+        if let Some(k) = key {
+            req = req.header(header::AUTHORIZATION, format!("Bearer {k}"));
+        }
+        let res = tokio::time::timeout(
+            std::time::Duration::from_secs(60),
+            self.router.clone().oneshot(req.body(Body::empty()).unwrap()),
+        )
+        .await
+        .expect("answered within 60 s")
+        .unwrap();
+        (res.status(), res.headers().clone())
+    }
+
     /// Makes an API key through Settings' server function as the holder of
     /// `cookie`; returns the key itself.
     pub async fn key(&self, cookie: &str, role: &str) -> String {
