@@ -87,6 +87,30 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_is_routed_and_gua
         ("GET", "/deployments/{id}/log"),
         ("GET", "/deployments/{id}/events"),
         ("GET", "/apps/{id}/logs"),
+        ("GET", "/projects/{id}/services"),
+        ("POST", "/services"),
+        ("GET", "/services/{id}"),
+        ("PATCH", "/services/{id}"),
+        ("DELETE", "/services/{id}"),
+        ("POST", "/services/{id}/actions"),
+        ("POST", "/services/{id}/connection"),
+        ("GET", "/destinations"),
+        ("POST", "/destinations"),
+        ("DELETE", "/destinations/{id}"),
+        ("POST", "/destinations/{id}/test"),
+        ("GET", "/services/{id}/backups"),
+        ("POST", "/services/{id}/backups"),
+        ("POST", "/backups/{id}/restore"),
+        ("POST", "/backups/{id}/drill"),
+        ("POST", "/services/{id}/schedules"),
+        ("DELETE", "/schedules/{id}"),
+        ("POST", "/schedules/{id}/run"),
+        ("GET", "/members"),
+        ("PATCH", "/members/{id}"),
+        ("DELETE", "/members/{id}"),
+        ("GET", "/invites"),
+        ("POST", "/invites"),
+        ("DELETE", "/invites/{id}"),
     ] {
         assert!(
             listed.contains(&(m.to_owned(), p.to_owned())),
@@ -632,6 +656,21 @@ fn body(method: &str, path: &str, i: &Ids) -> Option<Value> {
         ("PATCH", "/apps/{id}") => Some(json!({"runtime": {"port": 8081}})),
         ("PUT", "/apps/{id}/env") => Some(json!({"vars": {"PWNED": "1"}})),
         ("POST", "/apps/{id}/domains") => Some(json!({"host": "pwned.example.com"})),
+        ("POST", "/services") => Some(json!({"environment_id": i.environment, "name": "pwned-db", "engine": "redis"})),
+        ("PATCH", "/services/{id}") => Some(json!({"memory_mb": 64})),
+        ("POST", "/services/{id}/actions") => Some(json!({"action": "stop"})),
+        ("POST", "/destinations") => Some(
+            json!({"name": "Pwned", "endpoint": "http://127.0.0.1:9", "bucket": "pwned", "access_key": "AK", "secret_key": "SK"}),
+        ),
+        ("POST", "/services/{id}/backups") => Some(json!({"destination_id": i.destination})),
+        ("POST", "/backups/{id}/restore") => {
+            Some(json!({"service_id": i.service, "target": "new", "new_name": "pwned-copy"}))
+        }
+        ("POST", "/services/{id}/schedules") => {
+            Some(json!({"destination_id": i.destination, "cron": "0 4 * * *", "keep_last": 2}))
+        }
+        ("PATCH", "/members/{id}") => Some(json!({"role": "admin"})),
+        ("POST", "/invites") => Some(json!({"role": "member"})),
         _ => None,
     }
 }
@@ -644,6 +683,12 @@ fn victim(path: &str, i: &Ids) -> String {
         Some("apps") => &i.app,
         Some("domains") => &i.domain,
         Some("deployments") => &i.deployment,
+        Some("services") => &i.service,
+        Some("destinations") => &i.destination,
+        Some("backups") => &i.backup,
+        Some("schedules") => &i.schedule,
+        Some("members") => &i.member,
+        Some("invites") => &i.invite,
         other => panic!("{path}: which ID does {other:?} take? (add it here)"),
     };
     path.replace("{id}", id)
@@ -705,7 +750,9 @@ async fn another_organizations_key_finds_nothing_and_a_viewer_key_only_reads() {
             continue;
         }
         let r = app.api(method, &target, Some(&viewer), b).await;
-        if writes {
+        // Secret values and admins' lists are not a viewer's to read either.
+        let refused_read = matches!(path.as_str(), "/apps/{id}/env" | "/invites");
+        if writes || refused_read {
             assert_eq!(
                 r.status,
                 StatusCode::FORBIDDEN,
@@ -721,7 +768,7 @@ async fn another_organizations_key_finds_nothing_and_a_viewer_key_only_reads() {
             );
         }
     }
-    assert!(id_ops >= 20, "{id_ops}");
+    assert!(id_ops >= 40, "{id_ops}");
     assert_eq!(
         before,
         snapshot(&app, &ada, &ids).await,
@@ -735,4 +782,202 @@ fn victim_or_plain(path: &str, i: &Ids) -> String {
     } else {
         path.to_owned()
     }
+}
+
+#[tokio::test]
+async fn services_backups_and_members_round_trip() {
+    let app = TestApp::new().await;
+    let ada = app.onboard().await;
+    let key = app.key(&ada, "owner").await;
+    let viewer = app.key(&ada, "viewer").await;
+    let project = app
+        .api("POST", "/projects", Some(&key), Some(json!({"name": "Data"})))
+        .await
+        .json();
+    let pid = project["id"].as_str().unwrap();
+    let env = project["environments"][0]["id"].as_str().unwrap();
+    let name = format!("db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+
+    // A service: created, read with its ETag, changed against it.
+    let made = app
+        .api(
+            "POST",
+            "/services",
+            Some(&key),
+            Some(json!({"environment_id": env, "name": name, "engine": "redis"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let sid = made.json()["id"].as_str().unwrap().to_owned();
+    let read = app.api("GET", &format!("/services/{sid}"), Some(&key), None).await;
+    let tag = read.headers["etag"].to_str().unwrap().to_owned();
+    let changed = app
+        .api_with(
+            "PATCH",
+            &format!("/services/{sid}"),
+            Some(&key),
+            Some(json!({"memory_mb": 128})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(changed.status, StatusCode::OK, "{}", changed.body);
+    assert_eq!(changed.json()["memory_mb"], 128);
+    assert_eq!(changed.json()["engine"], "redis");
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/services/{sid}"),
+            Some(&key),
+            Some(json!({"memory_mb": 1})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.json()["field"], "memory_mb");
+    let listed = app
+        .api("GET", &format!("/projects/{pid}/services"), Some(&key), None)
+        .await;
+    assert_eq!(listed.json()["items"][0]["name"], name.as_str());
+
+    // The password: on explicit request, never to a viewer, never in a read.
+    let conn = app
+        .api("POST", &format!("/services/{sid}/connection"), Some(&key), None)
+        .await;
+    assert_eq!(conn.status, StatusCode::OK, "{}", conn.body);
+    let password = conn.json()["password"].as_str().unwrap().to_owned();
+    assert!(password.len() >= 16);
+    let r = app
+        .api("POST", &format!("/services/{sid}/connection"), Some(&viewer), None)
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN);
+    let r = app.api("GET", &format!("/services/{sid}"), Some(&viewer), None).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert!(!r.body.contains(&password), "a read shows the password");
+
+    // A destination (its secret never comes back), a schedule, a backup queued.
+    let d = app
+        .api(
+            "POST",
+            "/destinations",
+            Some(&key),
+            Some(json!({"name": "Bucket", "endpoint": "http://127.0.0.1:9", "bucket": "backups", "access_key": "AK", "secret_key": "canary-secret-key", "path_style": true})),
+        )
+        .await;
+    assert_eq!(d.status, StatusCode::CREATED, "{}", d.body);
+    let did = d.json()["id"].as_str().unwrap().to_owned();
+    let list = app.api("GET", "/destinations", Some(&key), None).await;
+    assert!(
+        list.body.contains("Bucket") && !list.body.contains("canary-secret-key"),
+        "{}",
+        list.body
+    );
+    let r = app
+        .api(
+            "POST",
+            &format!("/services/{sid}/schedules"),
+            Some(&key),
+            Some(json!({"destination_id": did, "cron": "every day", "keep_last": 3})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.json()["field"], "cron");
+    let sched = app
+        .api(
+            "POST",
+            &format!("/services/{sid}/schedules"),
+            Some(&key),
+            Some(json!({"destination_id": did, "cron": "0 3 * * *", "timezone": "Europe/Paris", "keep_last": 3})),
+        )
+        .await;
+    assert_eq!(sched.status, StatusCode::CREATED, "{}", sched.body);
+    let scid = sched.json()["id"].as_str().unwrap().to_owned();
+    let queued = app
+        .api(
+            "POST",
+            &format!("/services/{sid}/backups"),
+            Some(&key),
+            Some(json!({"destination_id": did})),
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::ACCEPTED, "{}", queued.body);
+    let history = app
+        .api("GET", &format!("/services/{sid}/backups"), Some(&key), None)
+        .await
+        .json();
+    assert_eq!(history["backups"][0]["status"], "queued", "{history}");
+    assert_eq!(history["schedules"][0]["cron"], "0 3 * * *");
+    assert!(
+        !history["schedules"][0]["next_runs"].as_array().unwrap().is_empty(),
+        "{history}"
+    );
+    let r = app.api("DELETE", &format!("/schedules/{scid}"), Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+
+    // Deleting takes the service's name again.
+    let r = app
+        .api("DELETE", &format!("/services/{sid}?confirm=wrong"), Some(&key), None)
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.json()["field"], "confirm");
+    let r = app
+        .api("DELETE", &format!("/services/{sid}?confirm={name}"), Some(&key), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    assert_eq!(
+        app.api("GET", &format!("/services/{sid}"), Some(&key), None)
+            .await
+            .status,
+        StatusCode::NOT_FOUND
+    );
+
+    // Members: an invite link, a role changed, a member removed.
+    let inv = app
+        .api("POST", "/invites", Some(&key), Some(json!({"role": "member"})))
+        .await;
+    assert_eq!(inv.status, StatusCode::CREATED, "{}", inv.body);
+    assert!(inv.json()["link"].as_str().unwrap().contains("/invite/"));
+    let open = app.api("GET", "/invites", Some(&key), None).await.json();
+    assert_eq!(open["items"].as_array().unwrap().len(), 1, "{open}");
+    let iid = inv.json()["id"].as_str().unwrap().to_owned();
+    let r = app.api("DELETE", &format!("/invites/{iid}"), Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    app.join(&ada, "member", "Bob", "bob@example.com").await;
+    let members = app.api("GET", "/members", Some(&key), None).await.json();
+    let bob = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Bob")
+        .unwrap()["user_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/members/{bob}"),
+            Some(&key),
+            Some(json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/members/{bob}"),
+            Some(&key),
+            Some(json!({"role": "god"})),
+        )
+        .await;
+    assert_eq!(r.json()["field"], "role", "{}", r.body);
+    let members = app.api("GET", "/members", Some(&key), None).await.json();
+    let bobs_role = members["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "Bob")
+        .unwrap()["role"]
+        .clone();
+    assert_eq!(bobs_role, "admin");
+    let r = app.api("DELETE", &format!("/members/{bob}"), Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
 }

@@ -17,7 +17,6 @@ use {
     crate::types::{BackupView, RestoreView, ScheduleView},
     engine::backups::{self, NewDestination, NewSchedule, RestoreInto, Subject},
     engine::ids::ServiceId,
-    engine::names::ValidationError,
     engine::services::{self, Action, NewService, Settings},
 };
 
@@ -191,19 +190,15 @@ pub async fn update_service(
 #[server(endpoint = "services/delete")]
 pub async fn delete_service(id: String, confirm: String, remove_volume: Option<String>) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let sid: ServiceId = edge::id(&id)?;
-    let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
-    // The role before the confirmation: a member learns nothing by typing.
-    services::may_delete(&caller).map_err(fail)?;
-    if confirm.trim() != row.name {
-        return Err(fail(ValidationError::new(
-            "confirm",
-            "type the service's name to confirm",
-        )));
-    }
-    services::delete(&ctx.engine, &caller, sid, edge::checked(&remove_volume))
-        .await
-        .map_err(fail)
+    services::delete_confirmed(
+        &ctx.engine,
+        &caller,
+        edge::id(&id)?,
+        &confirm,
+        edge::checked(&remove_volume),
+    )
+    .await
+    .map_err(fail)
 }
 
 /// Adds the service's internal connection string to an application's environment.
@@ -388,43 +383,9 @@ pub async fn restore_backup(
 ) -> Result<Uuid, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let sid: ServiceId = edge::id(&service_id)?;
-    let into = match target.as_str() {
-        "existing" => {
-            let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
-            if confirm.trim() != row.name {
-                return Err(fail(ValidationError::new(
-                    "confirm",
-                    "type the service's name to confirm: its data will be replaced",
-                )));
-            }
-            RestoreInto::Existing(sid)
-        }
-        "new" => {
-            let row = services::row(&ctx.engine, &caller, sid).await.map_err(fail)?;
-            let new = NewService::parse(
-                &ctx.engine,
-                engine::ids::EnvironmentId(row.environment_id),
-                &new_name,
-                &row.engine,
-                &row.image,
-                row.database_name.as_deref().unwrap_or(""),
-                row.username.as_deref().unwrap_or(""),
-                "",
-                "",
-                None,
-            )
-            .and_then(|n| n.with_persistence(if row.redis_aof { "aof" } else { "rdb" }))
-            .map_err(|e| {
-                fail(if e.field == "name" {
-                    ValidationError::new("new_name", e.message)
-                } else {
-                    e
-                })
-            })?;
-            RestoreInto::New(new)
-        }
-        _ => return Err(fail(ValidationError::new("target", "must be existing or new"))),
-    };
+    let into = RestoreInto::choose(&ctx.engine, &caller, sid, &target, &confirm, &new_name)
+        .await
+        .map_err(fail)?;
     let (rid, _) = backups::restore(&ctx.engine, &caller, edge::id(&backup_id)?, into)
         .await
         .map_err(fail)?;

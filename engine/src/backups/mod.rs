@@ -560,6 +560,60 @@ pub enum RestoreInto {
     New(services::NewService),
 }
 
+impl RestoreInto {
+    /// Where a restore goes as its form (and the API) say it: `existing`,
+    /// once `confirm` repeats the service's name (its data is replaced), or
+    /// `new`: a service named `new_name` like `service` (engine, image,
+    /// database, user, persistence), in its environment.
+    pub async fn choose(
+        engine: &Engine,
+        caller: &Caller,
+        service: ServiceId,
+        target: &str,
+        confirm: &str,
+        new_name: &str,
+    ) -> Result<Self, BackupError> {
+        match target {
+            "existing" => {
+                let row = services::row(engine, caller, service).await?;
+                if confirm.trim() != row.name {
+                    return Err(ValidationError::new(
+                        "confirm",
+                        "type the service's name to confirm: its data will be replaced",
+                    )
+                    .into());
+                }
+                Ok(RestoreInto::Existing(service))
+            }
+            "new" => {
+                let row = services::row(engine, caller, service).await?;
+                let new = services::NewService::parse(
+                    engine,
+                    crate::ids::EnvironmentId(row.environment_id),
+                    new_name,
+                    &row.engine,
+                    &row.image,
+                    row.database_name.as_deref().unwrap_or(""),
+                    row.username.as_deref().unwrap_or(""),
+                    "",
+                    "",
+                    None,
+                )
+                .and_then(|n| n.with_persistence(if row.redis_aof { "aof" } else { "rdb" }))
+                .map_err(|e| {
+                    if e.field == "name" {
+                        ValidationError::new("new_name", e.message)
+                    } else {
+                        e
+                    }
+                })?;
+                Ok(RestoreInto::New(new))
+            }
+            _ => Err(ValidationError::new("target", "must be existing or new").into()),
+        }
+    }
+}
+
 /// Queues a restore; returns its id and the target service.
 pub async fn restore(
     engine: &Engine,

@@ -788,6 +788,23 @@ pub fn may_delete(caller: &Caller) -> Result<(), ServiceError> {
     }
 }
 
+/// Deletes the service once `confirm` repeats its name. The role is checked
+/// before the confirmation: a member learns nothing by typing.
+pub async fn delete_confirmed(
+    engine: &Engine,
+    caller: &Caller,
+    id: ServiceId,
+    confirm: &str,
+    remove_volume: bool,
+) -> Result<(), ServiceError> {
+    let row = row(engine, caller, id).await?;
+    may_delete(caller)?;
+    if confirm.trim() != row.name {
+        return Err(ValidationError::new("confirm", "type the service's name to confirm").into());
+    }
+    delete(engine, caller, id, remove_volume).await
+}
+
 pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
     may_delete(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;

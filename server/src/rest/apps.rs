@@ -3,7 +3,7 @@
 //! functions are. A change of some runtime fields goes through the same form
 //! parse as the page's whole form ([`RuntimeForm::of`]).
 
-use super::{field_error, id, if_match, stamp, tagged, Body, Key, PageQuery, Problem};
+use super::{field_error, id, if_match, stamp, tagged, Body, Key, PageQuery, Problem, Revealer};
 use crate::error::ApiError;
 use crate::rest::projects::Removal;
 use crate::state::AppState;
@@ -392,12 +392,12 @@ pub async fn delete(
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// The variables with their values (an explicit reveal).
+/// The variables with their values (an explicit reveal: not for viewer keys).
 #[utoipa::path(get, path = "/apps/{id}/env", tag = "apps", params(("id" = String, Path)),
     responses((status = 200, body = EnvVars), (status = 404, body = Problem)))]
 pub async fn get_env(
     State(s): State<AppState>,
-    Key(c): Key,
+    Revealer(c): Revealer,
     Path(aid): Path<String>,
 ) -> Result<Json<EnvVars>, ApiError> {
     let vars = apps::env_values(s.engine(), &c, id(&aid)?).await.map_err(engine_err)?;

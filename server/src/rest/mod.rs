@@ -11,7 +11,9 @@
 
 pub mod apps;
 mod docs;
+pub mod members;
 pub mod projects;
+pub mod services;
 pub mod streams;
 
 use crate::error::ApiError;
@@ -43,7 +45,7 @@ pub const BASE: &str = "/api/v1";
     info(
         title = "Berth API",
         version = "1",
-        description = "Projects, environments, applications, their variables, domains and deployments, with event streams of a deployment's log and status and of an application's output. \
+        description = "Projects, environments, applications (variables, domains, deployments), database services and their backups, and members, with event streams of a deployment's log and status and of an application's output. \
 Send an API key (Settings → API keys) as `Authorization: Bearer <key>`. Errors are \
 `{\"error\": message, \"field\": name}` (the field only when one is at fault). Lists take \
 `limit` (1–100, default 50) and `cursor` (the `next` of the previous page). A read answers \
@@ -56,6 +58,9 @@ changed the resource in between."
         (name = "projects", description = "Projects and their environments"),
         (name = "apps", description = "Applications, their variables and domains"),
         (name = "deployments", description = "Deploy, cancel, roll back; history and logs"),
+        (name = "services", description = "Database services"),
+        (name = "backups", description = "S3 destinations, backups, restores, drills and schedules"),
+        (name = "members", description = "The organization's members and invites"),
     )
 )]
 struct Doc;
@@ -92,7 +97,25 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(apps::rollback))
         .routes(routes!(apps::log))
         .routes(routes!(streams::deployment_events))
-        .routes(routes!(streams::app_output));
+        .routes(routes!(streams::app_output))
+        .routes(routes!(services::list))
+        .routes(routes!(services::create))
+        .routes(routes!(services::get, services::update, services::delete))
+        .routes(routes!(services::act))
+        .routes(routes!(services::connection))
+        .routes(routes!(services::destinations, services::add_destination))
+        .routes(routes!(services::remove_destination))
+        .routes(routes!(services::test_destination))
+        .routes(routes!(services::history, services::backup_now))
+        .routes(routes!(services::restore))
+        .routes(routes!(services::drill))
+        .routes(routes!(services::add_schedule))
+        .routes(routes!(services::remove_schedule))
+        .routes(routes!(services::run_schedule))
+        .routes(routes!(members::list))
+        .routes(routes!(members::change_role, members::remove))
+        .routes(routes!(members::invites, members::invite))
+        .routes(routes!(members::revoke_invite));
     OpenApiRouter::with_openapi(Doc::openapi())
         .nest(BASE, v1)
         .split_for_parts()
@@ -193,6 +216,26 @@ impl FromRequestParts<AppState> for Key {
             ));
         }
         Ok(Key(caller))
+    }
+}
+
+/// The caller of an operation that reveals secret values (an app's
+/// variables, a database's password): as [`Key`], but never a viewer key,
+/// which reads everything else.
+pub struct Revealer(pub Caller);
+
+impl FromRequestParts<AppState> for Revealer {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let Key(caller) = Key::from_request_parts(parts, state).await?;
+        if matches!(caller.via, Via::Key { read_only: true, .. }) {
+            return Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "this is a viewer key: it cannot read secret values",
+            ));
+        }
+        Ok(Revealer(caller))
     }
 }
 
@@ -345,8 +388,14 @@ pub fn if_match(headers: &HeaderMap, current: &str) -> Result<(), ApiError> {
 /// A JSON answer with its `ETag`.
 pub fn tagged<T: Serialize>(status: StatusCode, v: T) -> Response {
     let tag = etag(&v);
+    tagged_as(status, v, &tag)
+}
+
+/// A JSON answer with a given `ETag` (of the part an update can change, when
+/// the rest moves on its own).
+pub fn tagged_as<T: Serialize>(status: StatusCode, v: T, tag: &str) -> Response {
     let mut res = (status, Json(v)).into_response();
-    if let Ok(h) = HeaderValue::from_str(&tag) {
+    if let Ok(h) = HeaderValue::from_str(tag) {
         res.headers_mut().insert(header::ETAG, h);
     }
     res
