@@ -119,6 +119,18 @@ pub struct InviteView {
     pub created_by: String,
 }
 
+/// A row of the audit log as Settings shows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuditView {
+    pub id: Uuid,
+    pub at: String,
+    pub who: String,
+    pub action: String,
+    pub target: String,
+    pub result: String,
+    pub client: String,
+}
+
 /// An API key as Settings lists it: never its secret.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ApiKeyView {

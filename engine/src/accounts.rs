@@ -273,6 +273,7 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
     // A malformed email can never match: treat it as wrong credentials, not a
     // validation error, so the form does not reveal which half was wrong.
     let email_key = email.trim().to_ascii_lowercase();
+    let address = client.to_owned();
     let client = ratelimit::client_key(client);
     // Hashed, so Redis never holds the email in a key name.
     let account = hex::encode(Sha256::digest(email_key.as_bytes()));
@@ -310,6 +311,15 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
     };
     let Some((user_id, _, instance_admin)) = user.filter(|_| ok) else {
         ratelimit::hit(&engine.kv, &acct_key, ACCOUNT_LIMIT).await?;
+        crate::audit::record(
+            engine,
+            sign_in(
+                crate::audit::Actor::Anonymous(email_key.clone()),
+                crate::audit::Outcome::Denied,
+                &address,
+            ),
+        )
+        .await;
         return Err(AccountError::InvalidCredentials);
     };
     ratelimit::reset(&engine.kv, &pair_key).await?;
@@ -327,13 +337,36 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
         return Err(AccountError::InvalidCredentials);
     };
     let token = sessions::create(&engine.kv, engine.policy, user_id, OrgId(org_id)).await?;
-    Ok(Caller {
+    let caller = Caller {
         user_id,
         org_id: OrgId(org_id),
         role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         instance_admin,
         via: Via::Session(token),
-    })
+    };
+    crate::audit::record(
+        engine,
+        sign_in(
+            crate::audit::Actor::Caller(caller.clone()),
+            crate::audit::Outcome::Ok,
+            &address,
+        ),
+    )
+    .await;
+    Ok(caller)
+}
+
+/// A sign-in attempt as the instance's audit log keeps it.
+fn sign_in(actor: crate::audit::Actor, outcome: crate::audit::Outcome, client: &str) -> crate::audit::Entry {
+    crate::audit::Entry {
+        org: None,
+        actor,
+        action: "sign-in".into(),
+        target: None,
+        outcome,
+        status: None,
+        client: Some(client.to_owned()),
+    }
 }
 
 pub async fn logout(engine: &Engine, token: &SessionToken) -> Result<(), AccountError> {

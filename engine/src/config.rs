@@ -248,6 +248,8 @@ pub struct DeployConfig {
     /// `BERTH_WORKER_LEASE_SECS` (default 20): a running deployment whose worker has
     /// not reported for this long is considered abandoned (its worker died).
     pub lease_secs: u64,
+    /// `BERTH_AUDIT_DAYS` (default 365): how long audit log rows are kept.
+    pub audit_days: u32,
     /// `BERTH_BUILD_TIMEOUT_SECS` (default 3600): clone + build longer than this fails.
     pub build_timeout_secs: u64,
     /// `BERTH_LOG_CAP_MB` (default 50): a deployment's log keeps this much; past
@@ -596,6 +598,7 @@ impl DeployConfig {
             keep_images: parse_var("BERTH_KEEP_IMAGES", 5)?,
             concurrency: parse_var("BERTH_WORKER_CONCURRENCY", 2)?,
             lease_secs: parse_var("BERTH_WORKER_LEASE_SECS", 20)?,
+            audit_days: parse_var::<u32>("BERTH_AUDIT_DAYS", 365)?.max(1),
             build_timeout_secs: parse_var("BERTH_BUILD_TIMEOUT_SECS", 3600)?,
             log_cap_bytes: parse_var::<u64>("BERTH_LOG_CAP_MB", 50)?.max(1) * 1024 * 1024,
             services: ServicesConfig::from_env()?,
@@ -644,6 +647,7 @@ impl Default for DeployConfig {
             keep_images: 5,
             concurrency: 2,
             lease_secs: 20,
+            audit_days: 365,
             build_timeout_secs: 3600,
             log_cap_bytes: 50 * 1024 * 1024,
             services: ServicesConfig::default(),

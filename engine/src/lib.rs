@@ -8,6 +8,7 @@ pub mod accounts;
 pub mod alerts;
 pub mod apikeys;
 pub mod apps;
+pub mod audit;
 pub mod backups;
 pub mod config;
 pub mod db;

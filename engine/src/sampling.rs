@@ -51,6 +51,9 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
             if let Err(e) = crate::alerts::prune(&engine).await {
                 tracing::warn!(error = %e, "dropping old container events");
             }
+            if let Err(e) = crate::audit::prune(&engine, engine.deploy.audit_days).await {
+                tracing::warn!(error = %e, "dropping audit rows past BERTH_AUDIT_DAYS");
+            }
         }
     }
 }

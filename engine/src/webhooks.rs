@@ -174,6 +174,7 @@ pub async fn github(
             delivery: Some(delivery),
         };
         let accepted = deploy::enqueue(engine, &mut conn, req).await?;
+        audit_delivery(engine, org, "github push", &accepted).await;
         out.push((app, accepted));
     }
     if out.is_empty() {
@@ -206,7 +207,28 @@ pub async fn deploy_token(engine: &Engine, token: &str, delivery: Option<&str>) 
         delivery,
     };
     let accepted = deploy::enqueue(engine, &mut conn, req).await?;
+    audit_delivery(engine, org, "deploy token", &accepted).await;
     Ok(Outcome::Deploying(vec![(AppId(app), accepted)]))
+}
+
+/// A deployment a webhook queued, in the organization's audit log (a
+/// duplicate delivery queues nothing and is not recorded again).
+async fn audit_delivery(engine: &Engine, org: uuid::Uuid, which: &'static str, accepted: &deploy::Accepted) {
+    if let deploy::Accepted::Queued(id) = accepted {
+        crate::audit::record(
+            engine,
+            crate::audit::Entry {
+                org: Some(org),
+                actor: crate::audit::Actor::Webhook(which),
+                action: "webhook deploy".into(),
+                target: Some(("deployment", id.0)),
+                outcome: crate::audit::Outcome::Ok,
+                status: None,
+                client: None,
+            },
+        )
+        .await;
+    }
 }
 
 /// A delivery id from a header: printable ASCII, at most 200 characters.

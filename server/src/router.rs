@@ -30,7 +30,7 @@ pub fn logged_path(path: &str) -> std::borrow::Cow<'_, str> {
 
 /// The routes outside Leptos (server functions and pages are listed by their
 /// own registries): each is in docs/ROLES.md, which `tests/roles.rs` holds.
-pub const ROUTES: [&str; 10] = [
+pub const ROUTES: [&str; 11] = [
     "/health",
     "/api/admin/health",
     "/api/webhooks/github",
@@ -41,6 +41,7 @@ pub const ROUTES: [&str; 10] = [
     "/api/deployments/{id}/log",
     "/api/events",
     "/metrics",
+    "/api/audit/export",
 ];
 
 /// The Leptos page routes, listed once per process. Listing renders the app
@@ -76,6 +77,7 @@ pub fn router(state: AppState) -> Router {
         .route(ROUTES[7], get(crate::live::download_log))
         .route(ROUTES[8], get(crate::live::events))
         .route(ROUTES[9], get(crate::prometheus::metrics))
+        .route(ROUTES[10], get(crate::audit::export))
         // The REST API: its routes are listed by its OpenAPI document.
         .merge(crate::rest::router())
         // The bundle, from the Brotli and gzip copies scripts/build.sh makes:
@@ -101,6 +103,9 @@ pub fn router(state: AppState) -> Router {
         )
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(axum::middleware::from_fn_with_state(state.clone(), same_origin))
+        // Inside `request_context` (the caller's cell and address are there),
+        // outside what it records.
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::audit::trail))
         .layer(axum::middleware::from_fn_with_state(state.clone(), request_context))
         .layer(axum::middleware::from_fn_with_state(state.clone(), allowed_host))
         .layer(axum::middleware::from_fn(security_headers))

@@ -143,6 +143,31 @@ async fn the_command_line_deploys_waits_and_sets_variables_over_the_api() {
     );
     assert!(stderr.contains("failed"), "{stderr}");
     assert!(stderr.contains("non-zero code: 3"), "the reason is missing: {stderr}");
+    // The audit log has the key's request and the worker's result.
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            actor_kind: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            action: String,
+        }
+        let mut conn = e.db.get().await.unwrap();
+        let rows: Vec<Row> = diesel::sql_query("SELECT actor_kind, action FROM audit_log ORDER BY at")
+            .load(&mut conn)
+            .await
+            .unwrap();
+        let seen: Vec<(String, String)> = rows.into_iter().map(|r| (r.actor_kind, r.action)).collect();
+        assert!(
+            seen.contains(&("key".into(), "POST /api/v1/apps/{id}/deployments".into())),
+            "{seen:?}"
+        );
+        assert!(
+            seen.contains(&("worker".into(), "deployment failed".into())),
+            "{seen:?}"
+        );
+    }
 
     // Fixed: the same command waits until it is live and exits 0.
     repo.commit(

@@ -769,6 +769,28 @@ async fn another_organizations_key_finds_nothing_and_a_viewer_key_only_reads() {
         }
     }
     assert!(id_ops >= 40, "{id_ops}");
+
+    // Every write was recorded once, refused, naming the viewer's key.
+    let mut conn = app.t.engine.db.get().await.unwrap();
+    for (method, path) in ops.iter().filter(|(m, _)| m != "GET") {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        use diesel_async::RunQueryDsl;
+        let n = diesel::sql_query(
+            "SELECT count(*) AS n FROM audit_log a JOIN api_keys k ON k.id = a.actor_key
+             WHERE k.name = 'viewer key' AND a.action = $1 AND a.result = 'denied'
+               AND a.actor_label LIKE 'Ada <ada@example.com> via key viewer key%'",
+        )
+        .bind::<diesel::sql_types::Text, _>(format!("{method} /api/v1{path}"))
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n;
+        assert_eq!(n, 1, "{method} {path}: {n} audit rows naming the viewer key");
+    }
     assert_eq!(
         before,
         snapshot(&app, &ada, &ids).await,

@@ -10,7 +10,7 @@ mod common;
 
 use axum::body::Body;
 use axum::http::{header, Request, StatusCode};
-use common::matrix::{classes, fixture, snapshot, Class, Fixture, Ids};
+use common::matrix::{fixture, form, snapshot, Fixture};
 use common::{TestApp, HOST, ORIGIN};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -39,68 +39,6 @@ fn table() -> BTreeMap<String, Least> {
         assert!(rows.insert(path.clone(), least).is_none(), "{path} is listed twice");
     }
     rows
-}
-
-/// The form each function takes (the cross-organization matrix's, where it has
-/// one), so a refusal is the role's and not a missing field's.
-fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
-    if path == "/api/services/update" {
-        // The matrix's form publishes a port beyond loopback, a field that
-        // needs an instance administrator (its own row in the notes).
-        return vec![
-            ("id", i.service.clone()),
-            ("image", "redis:7".into()),
-            ("cpu_millis", String::new()),
-            ("memory_mb", String::new()),
-            ("external_bind", String::new()),
-            ("external_port", String::new()),
-        ];
-    }
-    if let Some(Class::Scoped(f)) = classes().get(path) {
-        return f(i);
-    }
-    let s = |v: &[(&'static str, &str)]| v.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
-    match path {
-        "/api/onboard" => s(&[
-            ("setup_token", "x"),
-            ("name", "Eve"),
-            ("email", "eve@example.com"),
-            ("password", "long enough pw"),
-            ("organization", "Evil"),
-        ]),
-        "/api/login" => s(&[("email", "nobody@example.com"), ("password", "wrong password")]),
-        "/api/invites/preview" | "/api/invites/accept" => s(&[("token", "not-a-token")]),
-        "/api/account/profile" => s(&[("name", "Renamed")]),
-        "/api/account/password" => s(&[
-            ("current_password", "not it"),
-            ("new_password", "a brand new passphrase"),
-        ]),
-        "/api/instance/settings" => s(&[("org_creation", "anyone")]),
-        "/api/instance/admin" => vec![("user_id", bob_user.to_owned()), ("admin", "true".into())],
-        "/api/instance/acme" => s(&[("directory", "staging"), ("email", "ops@example.com")]),
-        "/api/orgs/create" => s(&[("organization", "Another")]),
-        "/api/orgs/invites/create" => s(&[("role", "member")]),
-        "/api/projects/create" => s(&[("name", "Made"), ("description", "")]),
-        "/api/keys/create" => s(&[("name", "Made key"), ("role", "member")]),
-        "/api/backups/add_destination" => s(&[
-            ("name", "Another bucket"),
-            ("endpoint", "http://127.0.0.1:9"),
-            ("region", ""),
-            ("bucket", "another-bucket"),
-            ("prefix", ""),
-            ("access_key", "AK"),
-            ("secret_key", "secret-key"),
-            ("path_style", "on"),
-        ]),
-        "/api/instance/metrics" => s(&[("which", "host"), ("window", "hour")]),
-        "/api/notify/add" => s(&[
-            ("name", "Another channel"),
-            ("kind", "slack"),
-            ("url", "http://127.0.0.1:9/hook"),
-            ("events[0]", "deployment_failed"),
-        ]),
-        _ => Vec::new(),
-    }
 }
 
 /// Rows whose success would take apart what later rows need (or the caller's
@@ -224,6 +162,14 @@ async fn every_function_and_route_is_listed_with_its_least_role_and_held() {
     ] {
         let r = app.send(get("/api/admin/health".into(), who)).await;
         assert_eq!(r.status, want, "/api/admin/health: {}", r.body);
+    }
+    for (who, want) in [
+        (None, StatusCode::UNAUTHORIZED),
+        (Some(bob.as_str()), StatusCode::FORBIDDEN),
+        (Some(carl.as_str()), StatusCode::OK),
+    ] {
+        let r = app.send(get("/api/audit/export".into(), who)).await;
+        assert_eq!(r.status, want, "/api/audit/export: {}", r.body);
     }
     let download = format!("/api/deployments/{}/log", ids.deployment);
     assert_eq!(

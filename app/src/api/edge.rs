@@ -34,6 +34,18 @@ pub struct ClientIp(pub String);
 #[derive(Clone, Default)]
 pub struct RequestCaller(std::sync::Arc<tokio::sync::OnceCell<Option<Caller>>>);
 
+impl RequestCaller {
+    /// The caller, once something in the request resolved it.
+    pub fn resolved(&self) -> Option<Caller> {
+        self.0.get().cloned().flatten()
+    }
+
+    /// Records the caller another door resolved (the REST API's key).
+    pub fn resolve(&self, caller: &Caller) {
+        let _ = self.0.set(Some(caller.clone()));
+    }
+}
+
 /// The session cookie's name over plain HTTP (development).
 pub const SESSION_COOKIE: &str = "berth_session";
 /// Its name behind https: the `__Host-` prefix makes browsers refuse it from any

@@ -4,6 +4,7 @@
 //! call them; the cross-organization test enumerates them all.
 
 pub mod apps;
+pub mod audit;
 #[cfg(feature = "ssr")]
 pub mod edge;
 pub mod instance;

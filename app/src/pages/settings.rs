@@ -2,6 +2,7 @@
 //! invites, API keys, its notification channels, backups of Berth's own database (instance administrators only), and
 //! creating another organization.
 
+use crate::api::audit::list_audit;
 use crate::api::instance::{get_instance, SetAcme, SetInstanceAdmin, SetOrgCreation};
 use crate::api::keys::{list_keys, CreateKey, RevokeKey};
 use crate::api::orgs::{
@@ -54,6 +55,13 @@ pub fn SettingsPage() -> impl IntoView {
         move || (make_key.version().get(), revoke_key.version().get()),
         |_| list_keys(),
     );
+    // The audit log's filters (who, what, since, the instance's): changed by
+    // its form's submit handler only.
+    let audit_filter = RwSignal::new((String::new(), String::new(), String::new(), false));
+    let audit = Resource::new(
+        move || audit_filter.get(),
+        |(who, what, since, instance)| list_audit(who, what, since, instance.then(|| "on".to_owned())),
+    );
     let own = Backups::new(Signal::derive(|| "berth".to_owned()));
     let notifications = Notifications::new();
     let session = Session::get();
@@ -75,6 +83,7 @@ pub fn SettingsPage() -> impl IntoView {
                         <ApiKeys create=make_key revoke=revoke_key keys manage admin />
                         <Show when=move || manage>
                             <Invites create=invite revoke invites />
+                            <AuditLog filter=audit_filter rows=audit admin />
                             <NotificationsSection state=notifications />
                         </Show>
                         <Show when=move || create_org>
@@ -253,6 +262,92 @@ fn Invites(
             </Transition>
         </section>
     }
+}
+
+/// The audit log: who did what, filtered, and its export as JSON lines.
+#[component]
+fn AuditLog(
+    filter: RwSignal<(String, String, String, bool)>,
+    rows: Resource<Result<Vec<crate::types::AuditView>, crate::error::AppError>>,
+    admin: bool,
+) -> impl IntoView {
+    let who = NodeRef::<leptos::html::Input>::new();
+    let what = NodeRef::<leptos::html::Input>::new();
+    let since = NodeRef::<leptos::html::Input>::new();
+    let instance = NodeRef::<leptos::html::Input>::new();
+    let on_submit = move |ev: leptos::ev::SubmitEvent| {
+        ev.prevent_default();
+        let text = |r: NodeRef<leptos::html::Input>| r.get().map(|i| i.value()).unwrap_or_default();
+        let checked = instance.get().is_some_and(|i| i.checked());
+        filter.set((text(who), text(what), text(since), checked));
+    };
+    let export = move || {
+        let (who, what, since, instance) = filter.get();
+        let enc = |s: &str| js_sys_encode(s);
+        format!(
+            "/api/audit/export?who={}&what={}&since={}{}",
+            enc(&who),
+            enc(&what),
+            enc(&since),
+            if instance { "&instance=on" } else { "" }
+        )
+    };
+    view! {
+        <section class=CARD id="audit">
+            <h2 class="mb-3 font-semibold">"Audit log"</h2>
+            <form on:submit=on_submit class="grid gap-3 sm:grid-cols-4 sm:items-end" id="audit-form">
+                <label class="block text-sm font-medium">"Who" <input node_ref=who name="who" class=INPUT placeholder="name, email, key" /></label>
+                <label class="block text-sm font-medium">"What" <input node_ref=what name="what" class=INPUT placeholder="apps/delete, sign-in" /></label>
+                <label class="block text-sm font-medium">"Since" <input node_ref=since name="since" type="date" class=INPUT /></label>
+                <button type="submit" class=BUTTON_QUIET id="audit-filter">"Filter"</button>
+                <Show when=move || admin>
+                    <label class="flex items-center gap-2 text-sm sm:col-span-4">
+                        <input node_ref=instance type="checkbox" name="instance" />
+                        "This instance's events (sign-ins, organizations, settings)"
+                    </label>
+                </Show>
+            </form>
+            <p class="mt-2 text-sm"><a class="underline" href=export rel="external" download>"Export as JSON lines"</a></p>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match rows.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(list) => view! {
+                            <div class="mt-3 overflow-x-auto">
+                                <table class="w-full text-left text-sm" id="audit-rows">
+                                    <thead><tr><th class="pr-3">"When"</th><th class="pr-3">"Who"</th><th class="pr-3">"What"</th><th class="pr-3">"Target"</th><th class="pr-3">"Result"</th><th>"From"</th></tr></thead>
+                                    <tbody>
+                                        {list.into_iter().map(|r| view! {
+                                            <tr class="border-t border-slate-200 dark:border-slate-800">
+                                                <td class="whitespace-nowrap pr-3">{r.at}</td>
+                                                <td class="pr-3">{r.who}</td>
+                                                <td class="pr-3"><code>{r.action}</code></td>
+                                                <td class="pr-3 break-all">{r.target}</td>
+                                                <td class="pr-3">{r.result}</td>
+                                                <td>{r.client}</td>
+                                            </tr>
+                                        }).collect_view()}
+                                    </tbody>
+                                </table>
+                            </div>
+                        }.into_any(),
+                    }
+                })}
+            </Transition>
+        </section>
+    }
+}
+
+/// A query value, percent-encoded (what `encodeURIComponent` leaves alone stays).
+fn js_sys_encode(s: &str) -> String {
+    let mut out = String::new();
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => out.push(b as char),
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 /// API keys for the REST API (`/api/v1`, reference at `/api/v1/docs`): made

@@ -20,8 +20,9 @@ pub type Move<'a> = crate::jobs::Move<'a, Status>;
 /// heartbeat, the reason and the end time as the target state requires.
 pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(), TransitionError> {
     m.check(Status::Queued)?;
-    // Going live and failing are told to the channels that chose them, in the
-    // transaction of the move: told exactly when it happened.
+    // Going live and failing are told to the channels that chose them, and
+    // written to the audit log, in the transaction of the move: told exactly
+    // when it happened.
     let event = match m.to {
         Status::Running => Some(NotifyEvent::DeploymentSucceeded),
         Status::Failed => Some(NotifyEvent::DeploymentFailed),
@@ -47,6 +48,17 @@ pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(),
                 )
                 .bind::<SqlUuid, _>(m.id)
                 .bind::<Text, _>(event.name())
+                .execute(conn)
+                .await?;
+                // The worker's result, in the audit log with the move itself.
+                diesel::sql_query(
+                    "INSERT INTO audit_log (organization_id, actor_kind, actor_label, action, target_kind, target_id, result)
+                     SELECT d.organization_id, 'worker', 'worker', 'deployment ' || $2, 'deployment', d.id,
+                            CASE WHEN $2 = 'running' THEN 'ok' ELSE 'failed' END
+                     FROM deployments d WHERE d.id = $1",
+                )
+                .bind::<SqlUuid, _>(m.id)
+                .bind::<Text, _>(m.to)
                 .execute(conn)
                 .await?;
                 Ok(())

@@ -408,6 +408,7 @@ impl DeployEnv {
             keep_images: 5,
             concurrency: 2,
             lease_secs: 8,
+            audit_days: 365,
             build_timeout_secs: 600,
             log_cap_bytes: 50 * 1024 * 1024,
             services: crate::config::ServicesConfig {

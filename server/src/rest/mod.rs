@@ -18,7 +18,7 @@ pub mod streams;
 
 use crate::error::ApiError;
 use crate::state::AppState;
-use app::api::edge::ClientIp;
+use app::api::edge::{ClientIp, RequestCaller};
 use app::error::AppError;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::request::Parts;
@@ -208,6 +208,10 @@ impl FromRequestParts<AppState> for Key {
         let caller = engine::apikeys::authenticate(state.engine(), presented, &client)
             .await
             .map_err(ApiError::from_engine)?;
+        // The audit layer names this caller as the actor.
+        if let Some(cell) = parts.extensions.get::<RequestCaller>() {
+            cell.resolve(&caller);
+        }
         let reading = matches!(parts.method, Method::GET | Method::HEAD);
         if matches!(caller.via, Via::Key { read_only: true, .. }) && !reading {
             return Err(ApiError::new(

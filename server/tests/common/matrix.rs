@@ -372,9 +372,72 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         ),
         ("/api/notify/remove_rule", Scoped(|i| vec![("id", i.rule.clone())])),
         ("/api/keys/list", NoId),
+        ("/api/audit/list", NoId),
         ("/api/keys/create", NoId),
         ("/api/keys/revoke", Scoped(|i| vec![("id", i.key.clone())])),
     ])
+}
+
+/// The form each function takes (the cross-organization matrix's, where it has
+/// one), so a refusal is the role's and not a missing field's.
+pub fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> {
+    if path == "/api/services/update" {
+        // The matrix's form publishes a port beyond loopback, a field that
+        // needs an instance administrator (its own row in the notes).
+        return vec![
+            ("id", i.service.clone()),
+            ("image", "redis:7".into()),
+            ("cpu_millis", String::new()),
+            ("memory_mb", String::new()),
+            ("external_bind", String::new()),
+            ("external_port", String::new()),
+        ];
+    }
+    if let Some(Class::Scoped(f)) = classes().get(path) {
+        return f(i);
+    }
+    let s = |v: &[(&'static str, &str)]| v.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+    match path {
+        "/api/onboard" => s(&[
+            ("setup_token", "x"),
+            ("name", "Eve"),
+            ("email", "eve@example.com"),
+            ("password", "long enough pw"),
+            ("organization", "Evil"),
+        ]),
+        "/api/login" => s(&[("email", "nobody@example.com"), ("password", "wrong password")]),
+        "/api/invites/preview" | "/api/invites/accept" => s(&[("token", "not-a-token")]),
+        "/api/account/profile" => s(&[("name", "Renamed")]),
+        "/api/account/password" => s(&[
+            ("current_password", "not it"),
+            ("new_password", "a brand new passphrase"),
+        ]),
+        "/api/instance/settings" => s(&[("org_creation", "anyone")]),
+        "/api/instance/admin" => vec![("user_id", bob_user.to_owned()), ("admin", "true".into())],
+        "/api/instance/acme" => s(&[("directory", "staging"), ("email", "ops@example.com")]),
+        "/api/orgs/create" => s(&[("organization", "Another")]),
+        "/api/orgs/invites/create" => s(&[("role", "member")]),
+        "/api/projects/create" => s(&[("name", "Made"), ("description", "")]),
+        "/api/keys/create" => s(&[("name", "Made key"), ("role", "member")]),
+        "/api/backups/add_destination" => s(&[
+            ("name", "Another bucket"),
+            ("endpoint", "http://127.0.0.1:9"),
+            ("region", ""),
+            ("bucket", "another-bucket"),
+            ("prefix", ""),
+            ("access_key", "AK"),
+            ("secret_key", "secret-key"),
+            ("path_style", "on"),
+        ]),
+        "/api/instance/metrics" => s(&[("which", "host"), ("window", "hour")]),
+        "/api/notify/add" => s(&[
+            ("name", "Another channel"),
+            ("kind", "slack"),
+            ("url", "http://127.0.0.1:9/hook"),
+            ("events[0]", "deployment_failed"),
+        ]),
+        _ => Vec::new(),
+    }
 }
 
 /// Page routes with parameters, and the URL to try as the intruder.
