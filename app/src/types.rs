@@ -119,6 +119,22 @@ pub struct InviteView {
     pub created_by: String,
 }
 
+/// The caller's two-factor sign-in.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorStatus {
+    pub enabled: bool,
+    pub recovery_left: i64,
+    pub org_requires: bool,
+}
+
+/// A set-up in progress: the secret, its `otpauth://` URI and QR code (SVG).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TwoFactorEnrolment {
+    pub secret: String,
+    pub uri: String,
+    pub qr_svg: String,
+}
+
 /// A row of the audit log as Settings shows it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AuditView {
@@ -180,6 +196,10 @@ pub struct SystemStatus {
     pub docker_host: String,
     /// For instance administrators: everything that should run and does not.
     pub problems: Vec<String>,
+    /// The organization requires two-factor sign-in and the caller has not
+    /// set it up (everything but enrolment is refused until then).
+    #[serde(default)]
+    pub needs_second_factor: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

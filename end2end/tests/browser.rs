@@ -1175,3 +1175,98 @@ async fn a_chunk_that_cannot_load_reloads_the_page() {
         std::panic::resume_unwind(e.into_panic());
     }
 }
+
+/// The current code of a two-factor key as the page showed it (`step_offset`
+/// 1: the next step's, which the server's one-step drift allowance accepts).
+fn totp(secret_b32: &str, step_offset: u64) -> String {
+    let secret = engine::twofactor::from_base32(secret_b32).expect("base32");
+    format!(
+        "{:06}",
+        engine::twofactor::code_at(&secret, engine::twofactor::step_now() + step_offset)
+    )
+}
+
+/// Drains the console after a code the test gave wrong on purpose: only the
+/// refusal's 422 may be there.
+async fn only_refusals(c: &Client) {
+    let errors = console_errors(c).await;
+    assert!(
+        errors.iter().all(|e| e.contains("status of 422")),
+        "besides the refused code: {errors:#?}"
+    );
+}
+
+async fn sign_in_with_password(c: &Client, base: &str) {
+    c.goto(&format!("{base}/login")).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    fill(c, "#field-email", "ada@example.com").await;
+    fill(c, "#field-password", "correct horse battery").await;
+    find(c, "#login-submit").await.click().await.unwrap();
+}
+
+#[tokio::test]
+async fn two_factor_sign_in_is_set_up_and_used_in_a_real_browser() {
+    let berth = start_berth().await;
+    let (_driver, c) = start_browser().await;
+    let base = format!("http://127.0.0.1:{}", berth.port);
+    onboard(&c, &base, &berth.token).await;
+
+    // Enrol in Settings: a QR code and the key to type, confirmed by a code.
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    wait_text(&c, "#two-factor-state", "Off").await;
+    find(&c, "#begin-2fa").await.click().await.unwrap();
+    find(&c, "#enrolment svg").await;
+    let secret = find(&c, "#totp-secret").await.text().await.unwrap();
+    assert_eq!(secret.len(), 32, "{secret}");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "enrolment: {errors:#?}");
+    let violations = accessibility_violations(&c).await;
+    assert!(violations.is_empty(), "enrolment: accessibility: {violations:#?}");
+    fill(&c, "#field-code", "000000").await;
+    find(&c, "#confirm-2fa").await.click().await.unwrap();
+    wait_text(&c, "#two-factor [data-error-for=code]", "not right").await;
+    only_refusals(&c).await;
+    fill(&c, "#field-code", &totp(&secret, 0)).await;
+    find(&c, "#confirm-2fa").await.click().await.unwrap();
+    find(&c, "#recovery-codes li").await;
+    let codes = js(
+        &c,
+        "return [...document.querySelectorAll('#recovery-codes li')].map(li => li.textContent)",
+    )
+    .await;
+    let codes: Vec<String> = serde_json::from_value(codes).unwrap();
+    assert_eq!(codes.len(), 10);
+    wait_text(&c, "#two-factor-state", "On").await;
+
+    // Sign out, then in: the password, then a code; a wrong one is refused.
+    find(&c, "#logout").await.click().await.unwrap();
+    wait_path(&c, "/login").await;
+    sign_in_with_password(&c, &base).await;
+    find(&c, "#code-form").await;
+    let violations = accessibility_violations(&c).await;
+    assert!(violations.is_empty(), "code step: accessibility: {violations:#?}");
+    fill(&c, "#field-code", "000000").await;
+    find(&c, "#code-submit").await.click().await.unwrap();
+    wait_text(&c, "#code-form", "not right").await;
+    only_refusals(&c).await;
+    // A recovery code works, once.
+    fill(&c, "#field-code", &codes[0]).await;
+    find(&c, "#code-submit").await.click().await.unwrap();
+    wait_path(&c, "/projects").await;
+    wait_text(&c, "#whoami", "ada@example.com").await;
+    find(&c, "#logout").await.click().await.unwrap();
+    wait_path(&c, "/login").await;
+    sign_in_with_password(&c, &base).await;
+    find(&c, "#code-form").await;
+    fill(&c, "#field-code", &codes[0]).await;
+    find(&c, "#code-submit").await.click().await.unwrap();
+    wait_text(&c, "#code-form", "not right").await;
+    only_refusals(&c).await;
+    // The app's code (the next step's: the enrolment used this one).
+    fill(&c, "#field-code", &totp(&secret, 1)).await;
+    find(&c, "#code-submit").await.click().await.unwrap();
+    wait_path(&c, "/projects").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "after sign-in: {errors:#?}");
+}

@@ -36,6 +36,10 @@ pub enum AccountError {
     Store(#[from] StoreError),
     #[error(transparent)]
     Hash(#[from] passwords::HashError),
+    #[error("this account signs in with a second factor: give its code")]
+    CodeRequired,
+    #[error(transparent)]
+    TwoFactor(#[from] crate::twofactor::TwoFactorError),
 }
 
 impl From<diesel::result::Error> for AccountError {
@@ -62,6 +66,8 @@ impl Classify for AccountError {
             AccountError::NotFound => ErrorKind::NotFound,
             AccountError::Store(s) => s.kind(),
             AccountError::Hash(_) => ErrorKind::Internal,
+            AccountError::CodeRequired => ErrorKind::Unauthorized(self.to_string()),
+            AccountError::TwoFactor(e) => e.kind(),
         }
     }
 }
@@ -78,6 +84,9 @@ pub struct Caller {
     pub instance_admin: bool,
     /// How the caller proved who they are.
     pub via: Via,
+    /// The organization requires two-factor sign-in and this user has not
+    /// set it up: the edges let such a session reach enrolment only.
+    pub needs_second_factor: bool,
 }
 
 /// The credential behind a [`Caller`].
@@ -241,6 +250,7 @@ pub async fn onboard(
             role: Role::Owner,
             instance_admin: true,
             via: Via::Session(token),
+            needs_second_factor: false,
         },
         user_id,
     ))
@@ -269,7 +279,26 @@ pub const ACCOUNT_LIMIT: Limit = Limit {
 pub const PAIR_LIMIT_UNDER_ATTACK: u64 = 3;
 
 /// Signs in with email and password from the address `client`.
+/// How a sign-in with a password ends: signed in, or (two-factor sign-in on)
+/// waiting for a code under a challenge token ([`sign_in_code`]).
+#[derive(Debug)]
+pub enum SignIn {
+    Done(Caller),
+    NeedsCode(String),
+}
+
+/// Signs in a user without a second factor (tools and tests); one with a
+/// second factor is [`AccountError::CodeRequired`].
 pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -> Result<Caller, AccountError> {
+    match sign_in(engine, email, password, client).await? {
+        SignIn::Done(caller) => Ok(caller),
+        SignIn::NeedsCode(_) => Err(AccountError::CodeRequired),
+    }
+}
+
+/// Checks a password (throttled per address and account) and, without a
+/// second factor, opens a session; with one, a challenge for its code.
+pub async fn sign_in(engine: &Engine, email: &str, password: &str, client: &str) -> Result<SignIn, AccountError> {
     // A malformed email can never match: treat it as wrong credentials, not a
     // validation error, so the form does not reveal which half was wrong.
     let email_key = email.trim().to_ascii_lowercase();
@@ -296,24 +325,32 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
     }
 
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let user: Option<(Uuid, String, bool)> = users::table
+    let user: Option<(Uuid, String, bool, bool)> = users::table
         .filter(users::email.eq(&email_key))
-        .select((users::id, users::password_hash, users::instance_admin))
+        .select((
+            users::id,
+            users::password_hash,
+            users::instance_admin,
+            users::totp_secret.is_not_null(),
+        ))
         .first(&mut conn)
         .await
         .optional()?;
     let ok = match &user {
-        Some((_, hash, _)) => passwords::verify(password, hash).await,
+        Some((_, hash, _, _)) => passwords::verify(password, hash).await,
         None => {
             passwords::verify(password, passwords::dummy_hash()).await;
             false
         }
     };
-    let Some((user_id, _, instance_admin)) = user.filter(|_| ok) else {
+    let Some((user_id, _, _, second_factor)) = user.filter(|_| ok) else {
         ratelimit::hit(&engine.kv, &acct_key, ACCOUNT_LIMIT).await?;
+        // The audit row takes a connection of its own: give this one back
+        // first (parallel attempts would otherwise hold the pool twice over).
+        drop(conn);
         crate::audit::record(
             engine,
-            sign_in(
+            sign_in_entry(
                 crate::audit::Actor::Anonymous(email_key.clone()),
                 crate::audit::Outcome::Denied,
                 &address,
@@ -332,32 +369,99 @@ pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -
         .first(&mut conn)
         .await
         .optional()?;
-    let Some((org_id, role)) = org else {
+    let Some((org_id, _role)) = org else {
         // A user removed from every organization has nothing to sign in to.
         return Err(AccountError::InvalidCredentials);
     };
-    let token = sessions::create(&engine.kv, engine.policy, user_id, OrgId(org_id)).await?;
-    let caller = Caller {
-        user_id,
-        org_id: OrgId(org_id),
-        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        instance_admin,
-        via: Via::Session(token),
-    };
+    if second_factor {
+        return Ok(SignIn::NeedsCode(
+            crate::twofactor::challenge(engine, user_id, OrgId(org_id)).await?,
+        ));
+    }
+    let caller = open_session(engine, &mut conn, user_id, OrgId(org_id)).await?;
+    drop(conn);
     crate::audit::record(
         engine,
-        sign_in(
+        sign_in_entry(
             crate::audit::Actor::Caller(caller.clone()),
             crate::audit::Outcome::Ok,
             &address,
         ),
     )
     .await;
-    Ok(caller)
+    Ok(SignIn::Done(caller))
+}
+
+/// The second step of a sign-in with a second factor: the challenge's code
+/// (a TOTP code or a recovery code; wrong ones counted per account). Opens
+/// the session in the organization the first step chose.
+pub async fn sign_in_code(engine: &Engine, challenge: &str, code: &str, client: &str) -> Result<Caller, AccountError> {
+    match crate::twofactor::finish(engine, challenge, code).await {
+        Ok((user, org)) => {
+            let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+            let caller = open_session(engine, &mut conn, user, org).await?;
+            drop(conn);
+            crate::audit::record(
+                engine,
+                sign_in_entry(
+                    crate::audit::Actor::Caller(caller.clone()),
+                    crate::audit::Outcome::Ok,
+                    client,
+                ),
+            )
+            .await;
+            Ok(caller)
+        }
+        Err(e) => {
+            crate::audit::record(
+                engine,
+                sign_in_entry(
+                    crate::audit::Actor::Anonymous("second factor".into()),
+                    crate::audit::Outcome::Denied,
+                    client,
+                ),
+            )
+            .await;
+            Err(e.into())
+        }
+    }
+}
+
+/// A new session of `user` in `org`, as the caller it makes.
+async fn open_session(
+    engine: &Engine,
+    conn: &mut AsyncPgConnection,
+    user: UserId,
+    org: OrgId,
+) -> Result<Caller, AccountError> {
+    let found: Option<(String, bool, bool, bool)> = memberships::table
+        .inner_join(users::table)
+        .inner_join(organizations::table)
+        .filter(memberships::organization_id.eq(org.0))
+        .filter(memberships::user_id.eq(user.0))
+        .select((
+            memberships::role,
+            users::instance_admin,
+            organizations::require_2fa,
+            users::totp_secret.is_not_null(),
+        ))
+        .first(conn)
+        .await
+        .optional()?;
+    let (role, instance_admin, required, enabled) = found.ok_or(AccountError::InvalidCredentials)?;
+    let token = sessions::create(&engine.kv, engine.policy, user, org).await?;
+    Ok(Caller {
+        user_id: user,
+        org_id: org,
+        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+        instance_admin,
+        via: Via::Session(token),
+        needs_second_factor: required && !enabled,
+    })
 }
 
 /// A sign-in attempt as the instance's audit log keeps it.
-fn sign_in(actor: crate::audit::Actor, outcome: crate::audit::Outcome, client: &str) -> crate::audit::Entry {
+fn sign_in_entry(actor: crate::audit::Actor, outcome: crate::audit::Outcome, client: &str) -> crate::audit::Entry {
     crate::audit::Entry {
         org: None,
         actor,
@@ -380,21 +484,28 @@ pub async fn authenticate(engine: &Engine, token: SessionToken) -> Result<Caller
         .await?
         .ok_or(AccountError::NotSignedIn)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let found: Option<(String, bool)> = memberships::table
+    let found: Option<(String, bool, bool, bool)> = memberships::table
         .inner_join(users::table)
+        .inner_join(organizations::table)
         .filter(memberships::organization_id.eq(session.org_id.0))
         .filter(memberships::user_id.eq(session.user_id.0))
-        .select((memberships::role, users::instance_admin))
+        .select((
+            memberships::role,
+            users::instance_admin,
+            organizations::require_2fa,
+            users::totp_secret.is_not_null(),
+        ))
         .first(&mut conn)
         .await
         .optional()?;
-    let (role, instance_admin) = found.ok_or(AccountError::NotSignedIn)?;
+    let (role, instance_admin, required, enabled) = found.ok_or(AccountError::NotSignedIn)?;
     Ok(Caller {
         user_id: session.user_id,
         org_id: session.org_id,
         role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
         instance_admin,
         via: Via::Session(token),
+        needs_second_factor: required && !enabled,
     })
 }
 

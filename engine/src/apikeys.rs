@@ -451,6 +451,8 @@ pub async fn authenticate(engine: &Engine, presented: &str, client: &str) -> Res
             id: ApiKeyId(row.id),
             read_only: acting == KeyRole::Viewer,
         },
+        // A key is made from a session that passed the organization's rule.
+        needs_second_factor: false,
     })
 }
 

@@ -47,6 +47,7 @@ pub mod sessions;
 pub mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod twofactor;
 pub mod webhooks;
 pub mod worker;
 

@@ -18,7 +18,17 @@ struct Column {
     row_key: &'static str,
 }
 
-const COLUMNS: [Column; 10] = [
+const COLUMNS: [Column; 12] = [
+    Column {
+        table: "users",
+        column: "totp_secret",
+        row_key: "id::text",
+    },
+    Column {
+        table: "users",
+        column: "totp_pending",
+        row_key: "id::text",
+    },
     Column {
         table: "applications",
         column: "source_secret",

@@ -174,9 +174,14 @@ pub async fn github(
             delivery: Some(delivery),
         };
         let accepted = deploy::enqueue(engine, &mut conn, req).await?;
-        audit_delivery(engine, org, "github push", &accepted).await;
-        out.push((app, accepted));
+        out.push((app, org, accepted));
     }
+    // The audit rows take connections of their own: this one goes back first.
+    drop(conn);
+    for (_, org, accepted) in &out {
+        audit_delivery(engine, *org, "github push", accepted).await;
+    }
+    let out: Vec<_> = out.into_iter().map(|(app, _, accepted)| (app, accepted)).collect();
     if out.is_empty() {
         return Ok(Outcome::Ignored(format!("{pushed} is not a deployed branch")));
     }
@@ -207,6 +212,7 @@ pub async fn deploy_token(engine: &Engine, token: &str, delivery: Option<&str>) 
         delivery,
     };
     let accepted = deploy::enqueue(engine, &mut conn, req).await?;
+    drop(conn);
     audit_delivery(engine, org, "deploy token", &accepted).await;
     Ok(Outcome::Deploying(vec![(AppId(app), accepted)]))
 }

@@ -21,12 +21,14 @@ use engine::audit::{self, Actor, Entry, Outcome};
 use uuid::Uuid;
 
 /// Server functions that change nothing (reads), and those recorded
-/// elsewhere: `login` by the engine with the account it names, `logout`
+/// elsewhere: `login` and `login/code` by the engine with the account they
+/// name, `logout`
 /// ends the caller's own session only. Everything else is audited, reveals of
 /// secret values included (`apps/env`, `apps/hooks`, `services/reveal`).
 pub const NOT_AUDITED: &[&str] = &[
     "session",
     "login",
+    "login/code",
     "logout",
     "system/status",
     "invites/preview",
@@ -49,6 +51,7 @@ pub const NOT_AUDITED: &[&str] = &[
     "notify/list",
     "keys/list",
     "audit/list",
+    "twofactor/status",
 ];
 
 /// What a server function's form names as its target: the first of these

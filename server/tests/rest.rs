@@ -176,7 +176,9 @@ async fn keys_are_shown_once_stored_hashed_and_refused_when_revoked_expired_unkn
     // Listed by prefix, never with the secret; stored as a digest.
     let list = app.call("keys/list", &[], Some(&ada)).await;
     assert_eq!(list.status, StatusCode::OK, "{}", list.body);
-    let secret = key.rsplit('_').next().unwrap();
+    // `berth_` + 12 hex digits + `_`, then the secret (which may hold `_`).
+    let secret = &key[19..];
+    assert_eq!(secret.len(), 43);
     assert!(!list.body.contains(secret), "the list shows the secret");
     let listed = &list.json()[0];
     assert!(key.contains(listed["prefix"].as_str().unwrap()));

@@ -203,10 +203,32 @@ pub async fn try_caller(ctx: &ServerContext) -> Result<Option<Caller>, AppError>
     resolved.map_err(fail)
 }
 
-/// The signed-in caller, or 401.
+/// What a session that still owes its organization a second factor may
+/// reach: who it is, enrolment, signing out, another organization.
+const SECOND_FACTOR_SETUP: &[&str] = &[
+    "/api/twofactor/status",
+    "/api/twofactor/begin",
+    "/api/twofactor/confirm",
+    "/api/orgs/switch",
+    "/api/system/status",
+];
+
+/// The signed-in caller, or 401; 403 for a session whose organization
+/// requires two-factor sign-in it has not set up, outside enrolment.
 pub async fn caller() -> Result<(ServerContext, Caller), AppError> {
     let ctx = context()?;
     match try_caller(&ctx).await? {
+        Some(caller) if caller.needs_second_factor => {
+            let path = request_parts().map(|p| p.uri.path().to_owned()).unwrap_or_default();
+            if SECOND_FACTOR_SETUP.contains(&path.as_str()) {
+                Ok((ctx, caller))
+            } else {
+                set_status(StatusCode::FORBIDDEN);
+                Err(AppError::Forbidden(
+                    "this organization requires two-factor sign-in: set it up in Settings first".into(),
+                ))
+            }
+        }
         Some(caller) => Ok((ctx, caller)),
         None => Err(fail(accounts::AccountError::NotSignedIn)),
     }

@@ -14,6 +14,7 @@ pub mod orgs;
 pub mod projects;
 pub mod services;
 pub mod session;
+pub mod twofactor;
 
 /// What an app's or a service's page says about its running state: what is
 /// wrong now and the reconciler's latest repairs (access already checked).

@@ -81,10 +81,32 @@ pub async fn onboard(
     Ok(())
 }
 
+/// Signs in with a password: `None` when signed in (the cookie is set), or
+/// the challenge to send back with a code (`login/code`) when the account
+/// uses two-factor sign-in.
 #[server(endpoint = "login")]
-pub async fn login(email: String, password: String) -> Result<(), AppError> {
+pub async fn login(email: String, password: String) -> Result<Option<String>, AppError> {
     let ctx = edge::context()?;
-    let caller = accounts::login(&ctx.engine, &email, &password, &edge::client_ip())
+    match accounts::sign_in(&ctx.engine, &email, &password, &edge::client_ip())
+        .await
+        .map_err(fail)?
+    {
+        accounts::SignIn::Done(caller) => {
+            if let Some(token) = caller.session() {
+                edge::set_session_cookie(&ctx, token);
+            }
+            Ok(None)
+        }
+        accounts::SignIn::NeedsCode(challenge) => Ok(Some(challenge)),
+    }
+}
+
+/// The second step of a sign-in: a code from the authenticator app (or a
+/// recovery code) for the challenge the password step gave.
+#[server(endpoint = "login/code")]
+pub async fn login_code(challenge: String, code: String) -> Result<(), AppError> {
+    let ctx = edge::context()?;
+    let caller = accounts::sign_in_code(&ctx.engine, &challenge, &code, &edge::client_ip())
         .await
         .map_err(fail)?;
     if let Some(token) = caller.session() {
@@ -137,6 +159,7 @@ pub async fn get_system_status() -> Result<SystemStatus, AppError> {
                 .map(|p| p.text)
                 .filter(|t| !t.starts_with("Docker unreachable"))
                 .collect(),
+            needs_second_factor: caller.needs_second_factor,
         }
     } else {
         SystemStatus {
@@ -144,6 +167,7 @@ pub async fn get_system_status() -> Result<SystemStatus, AppError> {
                 .map(|_| "the Docker engine does not answer; tell this instance's administrator".to_owned()),
             docker_host: String::new(),
             problems: Vec::new(),
+            needs_second_factor: caller.needs_second_factor,
         }
     })
 }

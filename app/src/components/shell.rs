@@ -220,6 +220,12 @@ fn DockerBanner(status: StatusResource) -> impl IntoView {
         <Suspense fallback=|| ()>
             {move || Suspend::new(async move {
                 match status.await {
+                    Ok(s) if s.needs_second_factor => Some(view! {
+                        <div role="status" id="second-factor-banner" class="mb-6 rounded-md border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
+                            <p class="font-semibold">"This organization requires two-factor sign-in."</p>
+                            <p class="mt-1">"Set it up in " <a class="underline" href="/settings#two-factor">"Settings → Two-factor sign-in"</a> "; until then nothing else opens."</p>
+                        </div>
+                    }.into_any()),
                     Ok(s) if s.docker_error.is_none() => (!s.problems.is_empty()).then(|| view! {
                         <div role="status" id="runtime-banner" class="mb-6 rounded-md border border-amber-300 bg-amber-50 p-4 text-sm text-amber-900 dark:border-amber-800 dark:bg-amber-950 dark:text-amber-200">
                             <p class="font-semibold">"Something that should run is down; Berth is repairing it."</p>

@@ -1,6 +1,6 @@
 //! Sign-in with email and password.
 
-use crate::api::session::{get_session_state, Login};
+use crate::api::session::{get_session_state, Login, LoginCode};
 use crate::components::ui::{action_error, hard_navigate, Field, FormError, Submit, CARD};
 use crate::types::SessionState;
 use leptos::form::ActionForm;
@@ -25,9 +25,18 @@ pub fn AuthCard(title: &'static str, children: Children) -> impl IntoView {
 pub fn LoginPage() -> impl IntoView {
     let state = Resource::new(|| (), |_| get_session_state());
     let login = ServerAction::<Login>::new();
+    let code = ServerAction::<LoginCode>::new();
     let error = action_error(login);
+    let code_error = action_error(code);
+    // The password step's answer: signed in, or a challenge for the code.
+    let challenge = move || login.value().get().and_then(|r| r.ok()).flatten();
     Effect::new(move |_| {
-        if let Some(Ok(())) = login.value().get() {
+        if let Some(Ok(None)) = login.value().get() {
+            hard_navigate("/projects");
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(Ok(())) = code.value().get() {
             hard_navigate("/projects");
         }
     });
@@ -42,12 +51,25 @@ pub fn LoginPage() -> impl IntoView {
             })}
         </Suspense>
         <AuthCard title="Sign in">
-            <ActionForm action=login attr:class="space-y-4" attr:id="login-form">
-                <Field label="Email" name="email" kind="email" autocomplete="username" error />
-                <Field label="Password" name="password" kind="password" autocomplete="current-password" error />
-                <FormError error />
-                <Submit label="Sign in" pending=login.pending() id="login-submit" />
-            </ActionForm>
+            <Show
+                when=move || challenge().is_some()
+                fallback=move || view! {
+                    <ActionForm action=login attr:class="space-y-4" attr:id="login-form">
+                        <Field label="Email" name="email" kind="email" autocomplete="username" error />
+                        <Field label="Password" name="password" kind="password" autocomplete="current-password" error />
+                        <FormError error />
+                        <Submit label="Sign in" pending=login.pending() id="login-submit" />
+                    </ActionForm>
+                }
+            >
+                <ActionForm action=code attr:class="space-y-4" attr:id="code-form">
+                    <p class="text-sm">"Enter the 6-digit code from your authenticator app, or one of your recovery codes."</p>
+                    <input type="hidden" name="challenge" value=move || challenge().unwrap_or_default() />
+                    <Field label="Code" name="code" autocomplete="one-time-code" error=code_error />
+                    <FormError error=code_error />
+                    <Submit label="Verify" pending=code.pending() id="code-submit" />
+                </ActionForm>
+            </Show>
         </AuthCard>
     }
 }

@@ -9,6 +9,9 @@ use crate::api::orgs::{
     list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
 };
 use crate::api::session::{ChangePassword, UpdateProfile};
+use crate::api::twofactor::{
+    get_two_factor, BeginTwoFactor, ConfirmTwoFactor, DisableTwoFactor, RequireTwoFactor, ResetTwoFactor,
+};
 use crate::components::backups::{Backups, BackupsPanel};
 use crate::components::notify::{Notifications, NotificationsSection};
 use crate::components::shell::Session;
@@ -49,6 +52,21 @@ pub fn SettingsPage() -> impl IntoView {
         },
         |_| get_instance(),
     );
+    let begin_2fa = ServerAction::<BeginTwoFactor>::new();
+    let confirm_2fa = ServerAction::<ConfirmTwoFactor>::new();
+    let disable_2fa = ServerAction::<DisableTwoFactor>::new();
+    let require_2fa = ServerAction::<RequireTwoFactor>::new();
+    let reset_2fa = ServerAction::<ResetTwoFactor>::new();
+    let two_factor = Resource::new(
+        move || {
+            (
+                confirm_2fa.version().get(),
+                disable_2fa.version().get(),
+                require_2fa.version().get(),
+            )
+        },
+        |_| get_two_factor(),
+    );
     let make_key = ServerAction::<CreateKey>::new();
     let revoke_key = ServerAction::<RevokeKey>::new();
     let keys = Resource::new(
@@ -79,6 +97,7 @@ pub fn SettingsPage() -> impl IntoView {
                     view! {
                         <Profile name />
                         <PasswordForm />
+                        <TwoFactor begin=begin_2fa confirm=confirm_2fa disable=disable_2fa require=require_2fa status=two_factor manage />
                         <Members manage role remove members />
                         <ApiKeys create=make_key revoke=revoke_key keys manage admin />
                         <Show when=move || manage>
@@ -90,7 +109,7 @@ pub fn SettingsPage() -> impl IntoView {
                             <NewOrganization />
                         </Show>
                         <Show when=move || admin>
-                            <Instance org_creation set_admin view_=instance />
+                            <Instance org_creation set_admin reset_2fa view_=instance />
                             <Certificates acme view_=instance />
                             <OwnDatabase own />
                         </Show>
@@ -264,6 +283,100 @@ fn Invites(
     }
 }
 
+/// Two-factor sign-in: set up (scan, confirm with a code, keep the recovery
+/// codes), turn off, and (organization admins) require it of members.
+#[component]
+fn TwoFactor(
+    begin: ServerAction<BeginTwoFactor>,
+    confirm: ServerAction<ConfirmTwoFactor>,
+    disable: ServerAction<DisableTwoFactor>,
+    require: ServerAction<RequireTwoFactor>,
+    status: Resource<Result<crate::types::TwoFactorStatus, crate::error::AppError>>,
+    manage: bool,
+) -> impl IntoView {
+    let error = Signal::derive(move || {
+        begin
+            .value()
+            .get()
+            .and_then(|r| r.err())
+            .or_else(|| confirm.value().get().and_then(|r| r.err()))
+            .or_else(|| disable.value().get().and_then(|r| r.err()))
+            .or_else(|| require.value().get().and_then(|r| r.err()))
+    });
+    let confirm_error = action_error(confirm);
+    let disable_error = action_error(disable);
+    let enrolment = move || begin.value().get().and_then(|r| r.ok());
+    let codes = move || confirm.value().get().and_then(|r| r.ok());
+    view! {
+        <section class=CARD id="two-factor">
+            <h2 class="mb-3 font-semibold">"Two-factor sign-in"</h2>
+            <Transition fallback=|| view! { <Loading /> }>
+                {move || Suspend::new(async move {
+                    match status.await {
+                        Err(e) => view! { <LoadError error=e /> }.into_any(),
+                        Ok(st) => {
+                            let required = st.org_requires;
+                            view! {
+                                <p class="text-sm" id="two-factor-state">
+                                    {if st.enabled {
+                                        format!("On: sign-in asks for a code from your authenticator app ({} recovery codes left).", st.recovery_left)
+                                    } else {
+                                        "Off: sign-in asks for your password only.".to_owned()
+                                    }}
+                                    {required.then_some(" This organization requires it.")}
+                                </p>
+                                {if st.enabled {
+                                    view! {
+                                        <ActionForm action=disable attr:class="mt-3 flex flex-col gap-3 sm:flex-row sm:items-end" attr:id="disable-2fa-form">
+                                            <div class="flex-1"><Field label="A current code, to turn it off" name="code" autocomplete="one-time-code" error=disable_error /></div>
+                                            <Submit label="Turn off" pending=disable.pending() id="disable-2fa" />
+                                        </ActionForm>
+                                    }.into_any()
+                                } else {
+                                    view! {
+                                        <button type="button" class=BUTTON_QUIET id="begin-2fa" on:click=move |_| { begin.dispatch(BeginTwoFactor {}); }>
+                                            "Set up two-factor sign-in"
+                                        </button>
+                                    }.into_any()
+                                }}
+                                <Show when=move || manage>
+                                    <ActionForm action=require attr:class="mt-4 flex items-center gap-3" attr:id="require-2fa-form">
+                                        <label class="flex items-center gap-2 text-sm">
+                                            <input type="checkbox" name="required" checked=required />
+                                            "Require two-factor sign-in of this organization's members"
+                                        </label>
+                                        <Submit label="Save" pending=require.pending() id="require-2fa" />
+                                    </ActionForm>
+                                </Show>
+                            }.into_any()
+                        }
+                    }
+                })}
+            </Transition>
+            <Show when=move || enrolment().is_some() && codes().is_none()>
+                <div class="mt-4 space-y-3" id="enrolment">
+                    <p class="text-sm">"Scan this with your authenticator app, or type the key, then enter the code it shows."</p>
+                    <div class="w-52 rounded bg-white p-2" role="img" aria-label="QR code of the two-factor key" inner_html=move || enrolment().map(|e| e.qr_svg).unwrap_or_default()></div>
+                    <p class="text-sm">"Key: " <code id="totp-secret" class="break-all">{move || enrolment().map(|e| e.secret).unwrap_or_default()}</code></p>
+                    <ActionForm action=confirm attr:class="flex flex-col gap-3 sm:flex-row sm:items-end" attr:id="confirm-2fa-form">
+                        <div class="flex-1"><Field label="Code from the app" name="code" autocomplete="one-time-code" error=confirm_error /></div>
+                        <Submit label="Turn on" pending=confirm.pending() id="confirm-2fa" />
+                    </ActionForm>
+                </div>
+            </Show>
+            <Show when=move || codes().is_some()>
+                <div class="mt-4" id="recovery">
+                    <p class="text-sm font-semibold">"Two-factor sign-in is on. Keep these recovery codes somewhere safe: each works once, and they are not shown again."</p>
+                    <ul class="mt-2 grid grid-cols-2 gap-1 font-mono text-sm" id="recovery-codes">
+                        {move || codes().unwrap_or_default().into_iter().map(|c| view! { <li>{c}</li> }).collect_view()}
+                    </ul>
+                </div>
+            </Show>
+            <FormError error />
+        </section>
+    }
+}
+
 /// The audit log: who did what, filtered, and its export as JSON lines.
 #[component]
 fn AuditLog(
@@ -313,7 +426,8 @@ fn AuditLog(
                     match rows.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
                         Ok(list) => view! {
-                            <div class="mt-3 overflow-x-auto">
+                            // Focusable: a keyboard can scroll it when it is wider than the screen.
+                            <div class="mt-3 overflow-x-auto" tabindex="0" role="region" aria-label="Audit log rows">
                                 <table class="w-full text-left text-sm" id="audit-rows">
                                     <thead><tr><th class="pr-3">"When"</th><th class="pr-3">"Who"</th><th class="pr-3">"What"</th><th class="pr-3">"Target"</th><th class="pr-3">"Result"</th><th>"From"</th></tr></thead>
                                     <tbody>
@@ -460,6 +574,7 @@ fn NewOrganization() -> impl IntoView {
 fn Instance(
     org_creation: ServerAction<SetOrgCreation>,
     set_admin: ServerAction<SetInstanceAdmin>,
+    reset_2fa: ServerAction<ResetTwoFactor>,
     view_: Resource<Result<crate::types::InstanceView, crate::error::AppError>>,
 ) -> impl IntoView {
     let error = Signal::derive(move || {
@@ -468,6 +583,7 @@ fn Instance(
             .get()
             .and_then(|r| r.err())
             .or_else(|| set_admin.value().get().and_then(|r| r.err()))
+            .or_else(|| reset_2fa.value().get().and_then(|r| r.err()))
     });
     view! {
         <section class=CARD id="instance">
@@ -493,6 +609,7 @@ fn Instance(
                                 <ul class="mb-4 divide-y divide-slate-200 dark:divide-slate-800">
                                     {i.users.into_iter().map(|u| {
                                         let id = u.id.to_string();
+                                        let reset_id = id.clone();
                                         let next = if u.instance_admin { "false" } else { "true" };
                                         let email = u.email.clone();
                                         view! {
@@ -500,9 +617,14 @@ fn Instance(
                                                 <span>{u.name} " · " {u.email}
                                                     {u.instance_admin.then(|| view! { <span class="ml-2 rounded-full bg-indigo-100 px-2 py-0.5 text-xs text-indigo-800 dark:bg-indigo-950 dark:text-indigo-300">"administrator"</span> })}
                                                 </span>
-                                                <button type="button" class=BUTTON_QUIET on:click=move |_| {
-                                                    set_admin.dispatch(SetInstanceAdmin { user_id: id.clone(), admin: next.to_owned() });
-                                                }>{if u.instance_admin { "Remove administrator" } else { "Make administrator" }}</button>
+                                                <span class="flex gap-2">
+                                                    <button type="button" class=BUTTON_QUIET on:click=move |_| {
+                                                        reset_2fa.dispatch(ResetTwoFactor { user_id: reset_id.clone() });
+                                                    }>"Reset two-factor"</button>
+                                                    <button type="button" class=BUTTON_QUIET on:click=move |_| {
+                                                        set_admin.dispatch(SetInstanceAdmin { user_id: id.clone(), admin: next.to_owned() });
+                                                    }>{if u.instance_admin { "Remove administrator" } else { "Make administrator" }}</button>
+                                                </span>
                                             </li>
                                         }
                                     }).collect_view()}

@@ -19,6 +19,9 @@ diesel::table! {
         created_at -> Timestamptz,
         updated_at -> Timestamptz,
         instance_admin -> Bool,
+        totp_secret -> Nullable<Text>,
+        totp_pending -> Nullable<Text>,
+        totp_last_step -> Int8,
     }
 }
 
@@ -61,6 +64,7 @@ diesel::table! {
         id -> Uuid,
         name -> Text,
         created_at -> Timestamptz,
+        require_2fa -> Bool,
     }
 }
 
@@ -329,6 +333,14 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    recovery_codes (user_id, code_hash) {
+        user_id -> Uuid,
+        code_hash -> Bytea,
+        used_at -> Nullable<Timestamptz>,
+    }
+}
+
 diesel::joinable!(memberships -> organizations (organization_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(environments -> projects (project_id));
@@ -365,4 +377,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     restores,
     schedule_slots,
     repairs,
+    recovery_codes,
 );

@@ -373,6 +373,16 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/notify/remove_rule", Scoped(|i| vec![("id", i.rule.clone())])),
         ("/api/keys/list", NoId),
         ("/api/audit/list", NoId),
+        // A sign-in challenge is a bearer secret, not an ID.
+        ("/api/login/code", NoId),
+        // The caller's own two-factor sign-in, and the organization's rule.
+        ("/api/twofactor/status", NoId),
+        ("/api/twofactor/begin", NoId),
+        ("/api/twofactor/confirm", NoId),
+        ("/api/twofactor/disable", NoId),
+        ("/api/twofactor/require", NoId),
+        // Instance-wide: instance administrators only (roles.rs).
+        ("/api/instance/reset_2fa", NoId),
         ("/api/keys/create", NoId),
         ("/api/keys/revoke", Scoped(|i| vec![("id", i.key.clone())])),
     ])
@@ -406,6 +416,10 @@ pub fn form(path: &str, i: &Ids, bob_user: &str) -> Vec<(&'static str, String)> 
             ("organization", "Evil"),
         ]),
         "/api/login" => s(&[("email", "nobody@example.com"), ("password", "wrong password")]),
+        "/api/login/code" => s(&[("challenge", "00"), ("code", "123456")]),
+        "/api/twofactor/confirm" | "/api/twofactor/disable" => s(&[("code", "123456")]),
+        "/api/twofactor/require" => s(&[("required", "on")]),
+        "/api/instance/reset_2fa" => vec![("user_id", bob_user.to_owned())],
         "/api/invites/preview" | "/api/invites/accept" => s(&[("token", "not-a-token")]),
         "/api/account/profile" => s(&[("name", "Renamed")]),
         "/api/account/password" => s(&[
