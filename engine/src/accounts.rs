@@ -38,8 +38,6 @@ pub enum AccountError {
     Hash(#[from] passwords::HashError),
     #[error("this account signs in with a second factor: give its code")]
     CodeRequired,
-    #[error(transparent)]
-    TwoFactor(#[from] crate::twofactor::TwoFactorError),
 }
 
 impl From<diesel::result::Error> for AccountError {
@@ -67,7 +65,6 @@ impl Classify for AccountError {
             AccountError::Store(s) => s.kind(),
             AccountError::Hash(_) => ErrorKind::Internal,
             AccountError::CodeRequired => ErrorKind::Unauthorized(self.to_string()),
-            AccountError::TwoFactor(e) => e.kind(),
         }
     }
 }
@@ -100,6 +97,26 @@ pub enum Via {
 }
 
 impl Caller {
+    /// Who this caller is in the audit log: the user, and the key if one.
+    pub fn actor(&self) -> crate::audit::Actor {
+        crate::audit::Actor::User {
+            user: self.user_id,
+            key: match &self.via {
+                Via::Session(_) => None,
+                Via::Key { id, .. } => Some(*id),
+            },
+        }
+    }
+
+    /// What the audit log needs to know of a reader.
+    pub fn audit_reader(&self) -> crate::audit::Reader {
+        crate::audit::Reader {
+            org: self.org_id,
+            manages: self.role.can_manage(),
+            instance_admin: self.instance_admin,
+        }
+    }
+
     /// The session token, for a caller signed in through the browser.
     pub fn session(&self) -> Option<&SessionToken> {
         match &self.via {
@@ -278,31 +295,37 @@ pub const ACCOUNT_LIMIT: Limit = Limit {
 };
 pub const PAIR_LIMIT_UNDER_ATTACK: u64 = 3;
 
-/// Signs in with email and password from the address `client`.
-/// How a sign-in with a password ends: signed in, or (two-factor sign-in on)
-/// waiting for a code under a challenge token ([`sign_in_code`]).
-#[derive(Debug)]
-pub enum SignIn {
-    Done(Caller),
-    NeedsCode(String),
+/// A password that checked out: whose, the organization to work in (the one
+/// joined first; the sidebar switches), and whether a code must follow.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified {
+    pub user: UserId,
+    pub org: OrgId,
+    pub second_factor: bool,
 }
 
 /// Signs in a user without a second factor (tools and tests); one with a
-/// second factor is [`AccountError::CodeRequired`].
+/// second factor is [`AccountError::CodeRequired`]. The dashboard signs in
+/// through [`crate::signin`], which also keeps the audit log.
 pub async fn login(engine: &Engine, email: &str, password: &str, client: &str) -> Result<Caller, AccountError> {
-    match sign_in(engine, email, password, client).await? {
-        SignIn::Done(caller) => Ok(caller),
-        SignIn::NeedsCode(_) => Err(AccountError::CodeRequired),
+    let v = check_password(engine, email, password, client).await?;
+    if v.second_factor {
+        return Err(AccountError::CodeRequired);
     }
+    open_session(engine, v.user, v.org).await
 }
 
-/// Checks a password (throttled per address and account) and, without a
-/// second factor, opens a session; with one, a challenge for its code.
-pub async fn sign_in(engine: &Engine, email: &str, password: &str, client: &str) -> Result<SignIn, AccountError> {
+/// Checks an email and password from the address `client`, throttled per
+/// address, per account and per pair.
+pub async fn check_password(
+    engine: &Engine,
+    email: &str,
+    password: &str,
+    client: &str,
+) -> Result<Verified, AccountError> {
     // A malformed email can never match: treat it as wrong credentials, not a
     // validation error, so the form does not reveal which half was wrong.
     let email_key = email.trim().to_ascii_lowercase();
-    let address = client.to_owned();
     let client = ratelimit::client_key(client);
     // Hashed, so Redis never holds the email in a key name.
     let account = hex::encode(Sha256::digest(email_key.as_bytes()));
@@ -325,115 +348,44 @@ pub async fn sign_in(engine: &Engine, email: &str, password: &str, client: &str)
     }
 
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let user: Option<(Uuid, String, bool, bool)> = users::table
+    let user: Option<(Uuid, String, bool)> = users::table
         .filter(users::email.eq(&email_key))
-        .select((
-            users::id,
-            users::password_hash,
-            users::instance_admin,
-            users::totp_secret.is_not_null(),
-        ))
+        .select((users::id, users::password_hash, users::totp_secret.is_not_null()))
         .first(&mut conn)
         .await
         .optional()?;
     let ok = match &user {
-        Some((_, hash, _, _)) => passwords::verify(password, hash).await,
+        Some((_, hash, _)) => passwords::verify(password, hash).await,
         None => {
             passwords::verify(password, passwords::dummy_hash()).await;
             false
         }
     };
-    let Some((user_id, _, _, second_factor)) = user.filter(|_| ok) else {
+    let Some((user_id, _, second_factor)) = user.filter(|_| ok) else {
         ratelimit::hit(&engine.kv, &acct_key, ACCOUNT_LIMIT).await?;
-        // The audit row takes a connection of its own: give this one back
-        // first (parallel attempts would otherwise hold the pool twice over).
-        drop(conn);
-        crate::audit::record(
-            engine,
-            sign_in_entry(
-                crate::audit::Actor::Anonymous(email_key.clone()),
-                crate::audit::Outcome::Denied,
-                &address,
-            ),
-        )
-        .await;
         return Err(AccountError::InvalidCredentials);
     };
     ratelimit::reset(&engine.kv, &pair_key).await?;
-    let user_id = UserId(user_id);
     // Work in the organization joined first; the sidebar switches.
-    let org: Option<(Uuid, String)> = memberships::table
-        .filter(memberships::user_id.eq(user_id.0))
+    let org: Option<Uuid> = memberships::table
+        .filter(memberships::user_id.eq(user_id))
         .order(memberships::created_at.asc())
-        .select((memberships::organization_id, memberships::role))
+        .select(memberships::organization_id)
         .first(&mut conn)
         .await
         .optional()?;
-    let Some((org_id, _role)) = org else {
-        // A user removed from every organization has nothing to sign in to.
-        return Err(AccountError::InvalidCredentials);
-    };
-    if second_factor {
-        return Ok(SignIn::NeedsCode(
-            crate::twofactor::challenge(engine, user_id, OrgId(org_id)).await?,
-        ));
-    }
-    let caller = open_session(engine, &mut conn, user_id, OrgId(org_id)).await?;
-    drop(conn);
-    crate::audit::record(
-        engine,
-        sign_in_entry(
-            crate::audit::Actor::Caller(caller.clone()),
-            crate::audit::Outcome::Ok,
-            &address,
-        ),
-    )
-    .await;
-    Ok(SignIn::Done(caller))
-}
-
-/// The second step of a sign-in with a second factor: the challenge's code
-/// (a TOTP code or a recovery code; wrong ones counted per account). Opens
-/// the session in the organization the first step chose.
-pub async fn sign_in_code(engine: &Engine, challenge: &str, code: &str, client: &str) -> Result<Caller, AccountError> {
-    match crate::twofactor::finish(engine, challenge, code).await {
-        Ok((user, org)) => {
-            let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-            let caller = open_session(engine, &mut conn, user, org).await?;
-            drop(conn);
-            crate::audit::record(
-                engine,
-                sign_in_entry(
-                    crate::audit::Actor::Caller(caller.clone()),
-                    crate::audit::Outcome::Ok,
-                    client,
-                ),
-            )
-            .await;
-            Ok(caller)
-        }
-        Err(e) => {
-            crate::audit::record(
-                engine,
-                sign_in_entry(
-                    crate::audit::Actor::Anonymous("second factor".into()),
-                    crate::audit::Outcome::Denied,
-                    client,
-                ),
-            )
-            .await;
-            Err(e.into())
-        }
-    }
+    // A user removed from every organization has nothing to sign in to.
+    let org = org.ok_or(AccountError::InvalidCredentials)?;
+    Ok(Verified {
+        user: UserId(user_id),
+        org: OrgId(org),
+        second_factor,
+    })
 }
 
 /// A new session of `user` in `org`, as the caller it makes.
-async fn open_session(
-    engine: &Engine,
-    conn: &mut AsyncPgConnection,
-    user: UserId,
-    org: OrgId,
-) -> Result<Caller, AccountError> {
+pub async fn open_session(engine: &Engine, user: UserId, org: OrgId) -> Result<Caller, AccountError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let found: Option<(String, bool, bool, bool)> = memberships::table
         .inner_join(users::table)
         .inner_join(organizations::table)
@@ -445,9 +397,10 @@ async fn open_session(
             organizations::require_2fa,
             users::totp_secret.is_not_null(),
         ))
-        .first(conn)
+        .first(&mut conn)
         .await
         .optional()?;
+    drop(conn);
     let (role, instance_admin, required, enabled) = found.ok_or(AccountError::InvalidCredentials)?;
     let token = sessions::create(&engine.kv, engine.policy, user, org).await?;
     Ok(Caller {
@@ -458,19 +411,6 @@ async fn open_session(
         via: Via::Session(token),
         needs_second_factor: required && !enabled,
     })
-}
-
-/// A sign-in attempt as the instance's audit log keeps it.
-fn sign_in_entry(actor: crate::audit::Actor, outcome: crate::audit::Outcome, client: &str) -> crate::audit::Entry {
-    crate::audit::Entry {
-        org: None,
-        actor,
-        action: "sign-in".into(),
-        target: None,
-        outcome,
-        status: None,
-        client: Some(client.to_owned()),
-    }
 }
 
 pub async fn logout(engine: &Engine, token: &SessionToken) -> Result<(), AccountError> {

@@ -10,8 +10,8 @@
 //! organization). Rows older than `BERTH_AUDIT_DAYS` are dropped by the
 //! sampler's minute pass.
 
-use crate::accounts::{Caller, Via};
 use crate::error::{Classify, ErrorKind, StoreError};
+use crate::ids::{ApiKeyId, OrgId, UserId};
 use crate::names::ValidationError;
 use crate::Engine;
 use chrono::{DateTime, Utc};
@@ -50,8 +50,9 @@ impl Classify for AuditError {
 /// Who acted.
 #[derive(Debug, Clone)]
 pub enum Actor {
-    /// A signed-in user or an API key (its owner is the user).
-    Caller(Caller),
+    /// A signed-in user, or an API key (`key`) of that user
+    /// (`Caller::actor` makes one).
+    User { user: UserId, key: Option<ApiKeyId> },
     /// A webhook delivery (`github`, `deploy token`).
     Webhook(&'static str),
     /// Berth's own worker.
@@ -115,10 +116,8 @@ pub async fn record(engine: &Engine, e: Entry) {
 
 async fn write(engine: &Engine, e: &Entry) -> Result<(), StoreError> {
     let (kind, user, key, label) = match &e.actor {
-        Actor::Caller(c) => match &c.via {
-            Via::Session(_) => ("user", Some(c.user_id.0), None, String::new()),
-            Via::Key { id, .. } => ("key", Some(c.user_id.0), Some(id.0), String::new()),
-        },
+        Actor::User { user, key: None } => ("user", Some(user.0), None, String::new()),
+        Actor::User { user, key: Some(k) } => ("key", Some(user.0), Some(k.0), String::new()),
         Actor::Webhook(which) => ("webhook", None, None, (*which).to_owned()),
         Actor::Worker => ("worker", None, None, "worker".to_owned()),
         Actor::Anonymous(label) => ("anonymous", None, None, label.chars().take(200).collect()),
@@ -230,13 +229,22 @@ pub struct Row {
     pub client_ip: Option<String>,
 }
 
-/// Rows, newest first: the caller's organization's (admins and owners), or
+/// Who reads the log: their organization, whether they manage it, whether
+/// they administer the instance (`Caller::audit_reader` makes one).
+#[derive(Debug, Clone, Copy)]
+pub struct Reader {
+    pub org: OrgId,
+    pub manages: bool,
+    pub instance_admin: bool,
+}
+
+/// Rows, newest first: the reader's organization's (admins and owners), or
 /// with `instance` the instance's (instance administrators).
-pub async fn list(engine: &Engine, caller: &Caller, f: &Filter) -> Result<Vec<Row>, AuditError> {
-    if f.instance && !caller.instance_admin {
+pub async fn list(engine: &Engine, reader: Reader, f: &Filter) -> Result<Vec<Row>, AuditError> {
+    if f.instance && !reader.instance_admin {
         return Err(AuditError::Forbidden);
     }
-    if !f.instance && !caller.role.can_manage() {
+    if !f.instance && !reader.manages {
         return Err(AuditError::Forbidden);
     }
     let like = |s: &Option<String>| {
@@ -259,7 +267,7 @@ pub async fn list(engine: &Engine, caller: &Caller, f: &Filter) -> Result<Vec<Ro
          LIMIT $7",
     )
     .bind::<Bool, _>(f.instance)
-    .bind::<SqlUuid, _>(caller.org_id.0)
+    .bind::<SqlUuid, _>(reader.org.0)
     .bind::<Nullable<Text>, _>(like(&f.who))
     .bind::<Nullable<Text>, _>(like(&f.what))
     .bind::<Nullable<Timestamptz>, _>(f.since)

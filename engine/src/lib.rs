@@ -44,6 +44,7 @@ pub mod sampling;
 pub mod secrets;
 pub mod services;
 pub mod sessions;
+pub mod signin;
 pub mod teardown;
 #[cfg(feature = "testing")]
 pub mod testing;

@@ -3,7 +3,7 @@
 
 use diesel::sql_types::BigInt;
 use diesel_async::RunQueryDsl;
-use engine::audit::{self, Actor, Entry, Filter, Outcome};
+use engine::audit::{self, Entry, Filter, Outcome};
 use engine::testing::TestEngine;
 
 #[derive(diesel::QueryableByName)]
@@ -19,7 +19,7 @@ async fn rows_past_the_retention_go_and_lists_stay_in_the_organization() {
     let (ada, _) = engine::testing::owner_with_environment(e).await;
     let entry = |action: &str| Entry {
         org: Some(ada.org_id.0),
-        actor: Actor::Caller(ada.clone()),
+        actor: ada.actor(),
         action: action.into(),
         target: None,
         outcome: Outcome::Ok,
@@ -41,7 +41,7 @@ async fn rows_past_the_retention_go_and_lists_stay_in_the_organization() {
         .n;
     assert_eq!(left, 1);
 
-    let rows = audit::list(e, &ada, &Filter::parse("", "", "", false).unwrap())
+    let rows = audit::list(e, ada.audit_reader(), &Filter::parse("", "", "", false).unwrap())
         .await
         .unwrap();
     assert_eq!(rows.len(), 1);
@@ -52,8 +52,10 @@ async fn rows_past_the_retention_go_and_lists_stay_in_the_organization() {
         rows[0].actor_label
     );
     let elsewhere = engine::testing::in_other_org(e, &ada).await;
-    assert!(audit::list(e, &elsewhere, &Filter::parse("", "", "", false).unwrap())
-        .await
-        .unwrap()
-        .is_empty());
+    assert!(
+        audit::list(e, elsewhere.audit_reader(), &Filter::parse("", "", "", false).unwrap())
+            .await
+            .unwrap()
+            .is_empty()
+    );
 }

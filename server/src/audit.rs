@@ -188,7 +188,7 @@ pub async fn trail(State(state): State<AppState>, req: Request, next: Next) -> R
     // The instance's own settings and new organizations are instance events.
     let instance_event = endpoint.starts_with("instance/") || endpoint == "orgs/create";
     let (org, actor) = match caller {
-        Some(c) => ((!instance_event).then_some(c.org_id.0), Actor::Caller(c)),
+        Some(c) => ((!instance_event).then_some(c.org_id.0), c.actor()),
         None if outcome == Outcome::Ok => (None, Actor::Anonymous(anonymous_label(&form))),
         None => return res,
     };
@@ -231,7 +231,7 @@ pub async fn export(State(state): State<AppState>, Query(q): Query<ExportQuery>,
         let mut filter = audit::Filter::parse(&q.who, &q.what, &q.since, edge::checked(&q.instance))
             .map_err(ApiError::from_engine)?;
         filter.limit = 10_000;
-        let rows = audit::list(state.engine(), &caller, &filter)
+        let rows = audit::list(state.engine(), caller.audit_reader(), &filter)
             .await
             .map_err(ApiError::from_engine)?;
         let mut body = String::new();

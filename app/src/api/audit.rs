@@ -24,7 +24,9 @@ pub async fn list_audit(
 ) -> Result<Vec<AuditView>, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let filter = Filter::parse(&who, &what, &since, edge::checked(&instance)).map_err(fail)?;
-    let rows = audit::list(&ctx.engine, &caller, &filter).await.map_err(fail)?;
+    let rows = audit::list(&ctx.engine, caller.audit_reader(), &filter)
+        .await
+        .map_err(fail)?;
     Ok(rows
         .into_iter()
         .map(|r| AuditView {

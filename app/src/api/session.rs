@@ -87,17 +87,17 @@ pub async fn onboard(
 #[server(endpoint = "login")]
 pub async fn login(email: String, password: String) -> Result<Option<String>, AppError> {
     let ctx = edge::context()?;
-    match accounts::sign_in(&ctx.engine, &email, &password, &edge::client_ip())
+    match engine::signin::sign_in(&ctx.engine, &email, &password, &edge::client_ip())
         .await
         .map_err(fail)?
     {
-        accounts::SignIn::Done(caller) => {
+        engine::signin::SignIn::Done(caller) => {
             if let Some(token) = caller.session() {
                 edge::set_session_cookie(&ctx, token);
             }
             Ok(None)
         }
-        accounts::SignIn::NeedsCode(challenge) => Ok(Some(challenge)),
+        engine::signin::SignIn::NeedsCode(challenge) => Ok(Some(challenge)),
     }
 }
 
@@ -106,7 +106,7 @@ pub async fn login(email: String, password: String) -> Result<Option<String>, Ap
 #[server(endpoint = "login/code")]
 pub async fn login_code(challenge: String, code: String) -> Result<(), AppError> {
     let ctx = edge::context()?;
-    let caller = accounts::sign_in_code(&ctx.engine, &challenge, &code, &edge::client_ip())
+    let caller = engine::signin::sign_in_code(&ctx.engine, &challenge, &code, &edge::client_ip())
         .await
         .map_err(fail)?;
     if let Some(token) = caller.session() {
