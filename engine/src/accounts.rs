@@ -386,6 +386,42 @@ pub async fn check_password(
 /// A new session of `user` in `org`, as the caller it makes.
 pub async fn open_session(engine: &Engine, user: UserId, org: OrgId) -> Result<Caller, AccountError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let m = membership(&mut conn, org, user)
+        .await?
+        .ok_or(AccountError::InvalidCredentials)?;
+    drop(conn);
+    let token = sessions::create(&engine.kv, engine.policy, user, org).await?;
+    Ok(m.caller(user, org, Via::Session(token)))
+}
+
+/// What a member is in an organization, read once per request.
+struct Membership {
+    role: Role,
+    instance_admin: bool,
+    needs_second_factor: bool,
+}
+
+impl Membership {
+    fn caller(self, user_id: UserId, org_id: OrgId, via: Via) -> Caller {
+        Caller {
+            user_id,
+            org_id,
+            role: self.role,
+            instance_admin: self.instance_admin,
+            via,
+            needs_second_factor: self.needs_second_factor,
+        }
+    }
+}
+
+/// The user's role in the organization, whether they administer the instance,
+/// and whether the organization's two-factor rule holds them: `None` when they
+/// are not a member.
+async fn membership(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    user: UserId,
+) -> Result<Option<Membership>, AccountError> {
     let found: Option<(String, bool, bool, bool)> = memberships::table
         .inner_join(users::table)
         .inner_join(organizations::table)
@@ -397,20 +433,18 @@ pub async fn open_session(engine: &Engine, user: UserId, org: OrgId) -> Result<C
             organizations::require_2fa,
             users::totp_secret.is_not_null(),
         ))
-        .first(&mut conn)
+        .first(conn)
         .await
         .optional()?;
-    drop(conn);
-    let (role, instance_admin, required, enabled) = found.ok_or(AccountError::InvalidCredentials)?;
-    let token = sessions::create(&engine.kv, engine.policy, user, org).await?;
-    Ok(Caller {
-        user_id: user,
-        org_id: org,
-        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        instance_admin,
-        via: Via::Session(token),
-        needs_second_factor: required && !enabled,
-    })
+    found
+        .map(|(role, instance_admin, required, enabled)| {
+            Ok(Membership {
+                role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                instance_admin,
+                needs_second_factor: required && !enabled,
+            })
+        })
+        .transpose()
 }
 
 pub async fn logout(engine: &Engine, token: &SessionToken) -> Result<(), AccountError> {
@@ -424,29 +458,10 @@ pub async fn authenticate(engine: &Engine, token: SessionToken) -> Result<Caller
         .await?
         .ok_or(AccountError::NotSignedIn)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let found: Option<(String, bool, bool, bool)> = memberships::table
-        .inner_join(users::table)
-        .inner_join(organizations::table)
-        .filter(memberships::organization_id.eq(session.org_id.0))
-        .filter(memberships::user_id.eq(session.user_id.0))
-        .select((
-            memberships::role,
-            users::instance_admin,
-            organizations::require_2fa,
-            users::totp_secret.is_not_null(),
-        ))
-        .first(&mut conn)
-        .await
-        .optional()?;
-    let (role, instance_admin, required, enabled) = found.ok_or(AccountError::NotSignedIn)?;
-    Ok(Caller {
-        user_id: session.user_id,
-        org_id: session.org_id,
-        role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-        instance_admin,
-        via: Via::Session(token),
-        needs_second_factor: required && !enabled,
-    })
+    let m = membership(&mut conn, session.org_id, session.user_id)
+        .await?
+        .ok_or(AccountError::NotSignedIn)?;
+    Ok(m.caller(session.user_id, session.org_id, Via::Session(token)))
 }
 
 /// The signed-in user's own details.

@@ -62,10 +62,7 @@ pub async fn create_app(
         ..Default::default()
     };
     let (source, _, build) = form.parse(ctx.engine.deploy.allow_local_sources).map_err(fail)?;
-    let mut runtime = spec::Runtime::default();
-    if matches!(build, Build::Static { .. }) {
-        runtime.port = engine::deploy::build::STATIC_PORT;
-    }
+    let runtime = engine::deploy::build::default_runtime(&build);
     let id = apps::create(
         &ctx.engine,
         &caller,

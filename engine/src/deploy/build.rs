@@ -13,6 +13,17 @@ use std::path::Path;
 pub const STATIC_DOCKERFILE: &str = "Dockerfile.berth-static";
 pub const STATIC_PORT: u16 = 8080;
 
+/// The runtime a new application starts with: the defaults, and for a static
+/// build the port its server listens on (the page and the API both create
+/// apps through this).
+pub fn default_runtime(build: &Build) -> crate::apps::spec::Runtime {
+    let mut runtime = crate::apps::spec::Runtime::default();
+    if matches!(build, Build::Static { .. }) {
+        runtime.port = STATIC_PORT;
+    }
+    runtime
+}
+
 fn static_dockerfile(base: &str) -> String {
     format!(
         "FROM {base}\nCOPY . /srv/www\nEXPOSE {STATIC_PORT}\nCMD [\"httpd\", \"-f\", \"-v\", \"-p\", \"{STATIC_PORT}\", \"-h\", \"/srv/www\"]\n"

@@ -298,10 +298,7 @@ pub async fn create(State(s): State<AppState>, Key(c): Key, Body(b): Body<NewApp
     };
     let engine = s.engine();
     let (source, _, build) = form.parse(engine.deploy.allow_local_sources).map_err(engine_err)?;
-    let mut runtime = spec::Runtime::default();
-    if matches!(build, Build::Static { .. }) {
-        runtime.port = engine::deploy::build::STATIC_PORT;
-    }
+    let runtime = engine::deploy::build::default_runtime(&build);
     let aid = apps::create(
         engine,
         &c,
