@@ -3,26 +3,19 @@
 //! and an owner who is still an instance administrator, a key cannot mint
 //! another, and each key is counted against its own limit.
 
-use engine::accounts::{self, Caller, NewAccount, Via};
+use engine::accounts::{Caller, Via};
 use engine::apikeys::{self, ExpiryDays, KeyError, KeyName, KeyRole, NewKey, KEY_LIMIT};
-use engine::names::{OrgName, Role};
-use engine::orgs::{self, Acceptor};
+use engine::names::Role;
+use engine::orgs;
 use engine::testing::TestEngine;
 use engine::{Classify, Engine, ErrorKind};
 
 async fn setup(e: &Engine) -> Caller {
-    let owner = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    engine::testing::onboard(e, owner, OrgName::parse("Acme").unwrap())
-        .await
-        .unwrap()
-        .0
+    engine::testing::ada(e).await
 }
 
 async fn join(e: &Engine, owner: &Caller, email: &str, role: Role) -> Caller {
-    let (_, token) = orgs::create_invite(e, owner, role).await.unwrap();
-    let account = NewAccount::parse("Someone", email, "long enough pw").unwrap();
-    let session = orgs::accept_invite(e, &token, Acceptor::New(account)).await.unwrap();
-    accounts::authenticate(e, session).await.unwrap()
+    engine::testing::join(e, owner, email, role).await
 }
 
 fn new(role: KeyRole, instance: bool) -> NewKey {

@@ -7,18 +7,11 @@ use engine::testing::TestEngine;
 use engine::Engine;
 
 async fn setup(e: &Engine) -> Caller {
-    let owner = NewAccount::parse("Ada", "ada@example.com", "correct horse battery").unwrap();
-    engine::testing::onboard(e, owner, OrgName::parse("Acme").unwrap())
-        .await
-        .unwrap()
-        .0
+    engine::testing::ada(e).await
 }
 
 async fn join(e: &Engine, owner: &Caller, email: &str, role: Role) -> Caller {
-    let (_, token) = orgs::create_invite(e, owner, role).await.unwrap();
-    let account = NewAccount::parse("Someone", email, "long enough pw").unwrap();
-    let session = orgs::accept_invite(e, &token, Acceptor::New(account)).await.unwrap();
-    accounts::authenticate(e, session).await.unwrap()
+    engine::testing::join(e, owner, email, role).await
 }
 
 #[tokio::test]

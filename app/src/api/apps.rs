@@ -17,7 +17,6 @@ use {
     engine::apps::spec::{self, AppName, Build, HealthProbe, Source},
     engine::apps::{self, NewApp, NewDomain},
     engine::deploy,
-    engine::names::Description,
 };
 
 #[server(endpoint = "apps/list")]
@@ -62,19 +61,10 @@ pub async fn create_app(
         ..Default::default()
     };
     let (source, _, build) = form.parse(ctx.engine.deploy.allow_local_sources).map_err(fail)?;
-    let runtime = engine::deploy::build::default_runtime(&build);
     let id = apps::create(
         &ctx.engine,
         &caller,
-        NewApp {
-            name,
-            description: Description::default(),
-            environment,
-            source,
-            source_secret: None,
-            build,
-            runtime,
-        },
+        NewApp::from_source(name, environment, source, build),
     )
     .await
     .map_err(fail)?;
@@ -269,13 +259,7 @@ pub async fn reveal_env(id: String) -> Result<String, AppError> {
         .map_err(fail)?;
     Ok(vars
         .into_iter()
-        .map(|(k, v)| {
-            if v.contains('\n') || v.starts_with(['"', '\'']) {
-                format!("{k}=\"{v}\"\n")
-            } else {
-                format!("{k}={v}\n")
-            }
-        })
+        .map(|(k, v)| spec::dotenv_line(&k, &v) + "\n")
         .collect())
 }
 

@@ -202,6 +202,24 @@ pub struct NewApp {
     pub runtime: Runtime,
 }
 
+impl NewApp {
+    /// A new application as the page's and the API's create forms make it:
+    /// no description or stored secret yet, and the runtime a build starts
+    /// with ([`crate::deploy::build::default_runtime`]).
+    pub fn from_source(name: AppName, environment: EnvironmentId, source: Source, build: Build) -> Self {
+        let runtime = crate::deploy::build::default_runtime(&build);
+        NewApp {
+            name,
+            description: Description::default(),
+            environment,
+            source,
+            source_secret: None,
+            build,
+            runtime,
+        }
+    }
+}
+
 /// Where an application's sealed values live (each opens only in its own slot).
 pub(crate) mod slot {
     use crate::secrets::Slot;

@@ -705,6 +705,17 @@ pub fn parse_dotenv(raw: &str) -> Result<Vec<(String, String)>, ValidationError>
     Ok(out)
 }
 
+/// A variable as a `.env` line that [`parse_dotenv`] reads back the same:
+/// double-quoted when its value holds a line break, starts with a quote, or
+/// has spaces at either end.
+pub fn dotenv_line(name: &str, value: &str) -> String {
+    if value.contains('\n') || value.starts_with(['"', '\'']) || value != value.trim() {
+        format!("{name}=\"{value}\"")
+    } else {
+        format!("{name}={value}")
+    }
+}
+
 /// Variables given as name/value pairs (the REST API's JSON object): each
 /// name as `.env` names are held, no NUL in a value; the field named is `env.NAME`.
 pub fn parse_vars(pairs: Vec<(String, String)>) -> Result<Vec<(String, String)>, ValidationError> {

@@ -819,6 +819,31 @@ pub async fn get_via(port: u16, host: &str, path: &str) -> Option<(u16, String)>
         .map(|r| (r.status, r.body))
 }
 
+/// Onboards Ada, owner of "Acme": her caller.
+pub async fn ada(engine: &Engine) -> crate::accounts::Caller {
+    let account = crate::accounts::NewAccount::parse("Ada", "ada@example.com", "correct horse battery").expect("valid");
+    onboard(engine, account, crate::names::OrgName::parse("Acme").expect("valid"))
+        .await
+        .expect("onboard")
+        .0
+}
+
+/// A new account ("Someone", `email`) that accepts `owner`'s invite with
+/// `role`: its caller in `owner`'s organization.
+pub async fn join(
+    engine: &Engine,
+    owner: &crate::accounts::Caller,
+    email: &str,
+    role: crate::names::Role,
+) -> crate::accounts::Caller {
+    let (_, token) = crate::orgs::create_invite(engine, owner, role).await.expect("invite");
+    let account = crate::accounts::NewAccount::parse("Someone", email, "long enough pw").expect("valid");
+    let session = crate::orgs::accept_invite(engine, &token, crate::orgs::Acceptor::New(account))
+        .await
+        .expect("accept");
+    crate::accounts::authenticate(engine, session).await.expect("signed in")
+}
+
 /// Onboards Ada, owner of "Acme", with a project "Shop": her caller and the
 /// project's `production` environment (where deploy tests put their apps).
 pub async fn owner_with_environment(engine: &Engine) -> (crate::accounts::Caller, crate::ids::EnvironmentId) {

@@ -241,15 +241,6 @@ pub async fn deploy(app: &str, project: Option<&str>, wait: bool, output: Output
     }
 }
 
-/// `NAME=value`, quoted when the value needs it to read back the same.
-fn dotenv_line(name: &str, value: &str) -> String {
-    if value.contains('\n') || value.starts_with(['"', '\'']) || value != value.trim() {
-        format!("{name}=\"{value}\"")
-    } else {
-        format!("{name}={value}")
-    }
-}
-
 pub async fn env(cmd: EnvCommand, output: Output) -> anyhow::Result<()> {
     let api = Api::from_env()?;
     match cmd {
@@ -260,7 +251,7 @@ pub async fn env(cmd: EnvCommand, output: Output) -> anyhow::Result<()> {
                 return print_json(&vars);
             }
             for (k, v) in vars["vars"].as_object().into_iter().flatten() {
-                println!("{}", dotenv_line(k, v.as_str().unwrap_or("")));
+                println!("{}", engine::apps::spec::dotenv_line(k, v.as_str().unwrap_or("")));
             }
             Ok(())
         }

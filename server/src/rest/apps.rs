@@ -3,7 +3,7 @@
 //! functions are. A change of some runtime fields goes through the same form
 //! parse as the page's whole form ([`RuntimeForm::of`]).
 
-use super::{field_error, id, if_match, stamp, tagged, Body, Key, PageQuery, Problem, Revealer};
+use super::{engine_err, field_error, id, if_match, stamp, tagged, Body, Created, Key, PageQuery, Problem, Revealer};
 use crate::error::ApiError;
 use crate::rest::projects::Removal;
 use crate::state::AppState;
@@ -17,7 +17,6 @@ use engine::apps::spec::{self, AppName, Build, Source};
 use engine::apps::{self, AppDetail, NewApp, NewDomain};
 use engine::deploy;
 use engine::ids::{AppId, DeploymentId};
-use engine::names::Description;
 use lifecycle::Trigger;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -202,11 +201,6 @@ pub struct NewDomainIn {
 }
 
 #[derive(Serialize, ToSchema)]
-pub struct Created {
-    pub id: Uuid,
-}
-
-#[derive(Serialize, ToSchema)]
 pub struct Deployment {
     pub id: Uuid,
     pub app_id: Uuid,
@@ -247,10 +241,6 @@ fn deployment_out(d: deploy::Deployment, live: Option<DeploymentId>) -> Deployme
 pub struct DeploymentPage {
     pub items: Vec<Deployment>,
     pub next: Option<String>,
-}
-
-fn engine_err<E: engine::Classify>(e: E) -> ApiError {
-    ApiError::from_engine(e)
 }
 
 /// The applications of a project (all its environments), by name.
@@ -298,22 +288,9 @@ pub async fn create(State(s): State<AppState>, Key(c): Key, Body(b): Body<NewApp
     };
     let engine = s.engine();
     let (source, _, build) = form.parse(engine.deploy.allow_local_sources).map_err(engine_err)?;
-    let runtime = engine::deploy::build::default_runtime(&build);
-    let aid = apps::create(
-        engine,
-        &c,
-        NewApp {
-            name,
-            description: Description::default(),
-            environment,
-            source,
-            source_secret: None,
-            build,
-            runtime,
-        },
-    )
-    .await
-    .map_err(engine_err)?;
+    let aid = apps::create(engine, &c, NewApp::from_source(name, environment, source, build))
+        .await
+        .map_err(engine_err)?;
     let d = apps::get(engine, &c, aid).await.map_err(engine_err)?;
     Ok(tagged(StatusCode::CREATED, App::from(d)))
 }

@@ -2,7 +2,7 @@
 //! over `engine::orgs` (its rules: admins manage, owners by owners, the last
 //! owner stays).
 
-use super::{id, Body, Key, Problem};
+use super::{engine_err, id, Body, Key, Problem};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, State};
@@ -14,10 +14,6 @@ use engine::orgs;
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
-
-fn engine_err<E: engine::Classify>(e: E) -> ApiError {
-    ApiError::from_engine(e)
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct Member {

@@ -171,6 +171,26 @@ pub struct Problem {
     pub field: Option<String>,
 }
 
+/// What an operation that makes something answers: its ID.
+#[derive(Serialize, ToSchema)]
+pub struct Created {
+    pub id: uuid::Uuid,
+}
+
+/// An engine error as the API's answer (the one mapping, `edge::wire`).
+fn engine_err<E: engine::Classify>(e: E) -> ApiError {
+    ApiError::from_engine(e)
+}
+
+/// A `true`/`false` query value (absent or empty: `false`), or a 422 naming it.
+fn flag(field: &'static str, raw: Option<&str>) -> Result<bool, ApiError> {
+    match raw.map(str::trim) {
+        None | Some("" | "false") => Ok(false),
+        Some("true") => Ok(true),
+        Some(_) => Err(field_error(field, "must be true or false")),
+    }
+}
+
 fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError {
     ApiError {
         status: StatusCode::UNPROCESSABLE_ENTITY,
@@ -336,7 +356,7 @@ impl PageQuery {
 
     /// One page of `items`, in the order of `key` (unique per item): every
     /// item once across pages, whatever is added or removed in between.
-    pub fn page<T>(&self, mut items: Vec<T>, key: impl Fn(&T) -> String) -> Result<(Vec<T>, Option<String>), ApiError> {
+    pub fn page<T>(&self, items: Vec<T>, key: impl Fn(&T) -> String) -> Result<(Vec<T>, Option<String>), ApiError> {
         let limit = self.limit()?;
         let after = match self.cursor.as_deref().filter(|c| !c.is_empty()) {
             None => None,
@@ -348,17 +368,19 @@ impl PageQuery {
                     .ok_or_else(|| field_error("cursor", "is not a cursor this API gave"))?,
             ),
         };
-        items.sort_by_key(|x| key(x));
-        let mut rest: Vec<T> = items
+        // Each item's key is made once (a sort compares many times).
+        let mut keyed: Vec<(String, T)> = items.into_iter().map(|x| (key(&x), x)).collect();
+        keyed.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut rest: Vec<(String, T)> = keyed
             .into_iter()
-            .filter(|x| after.as_ref().is_none_or(|a| key(x) > *a))
+            .filter(|(k, _)| after.as_ref().is_none_or(|a| k > a))
             .collect();
         let more = rest.len() > limit;
         rest.truncate(limit);
         let next = more
-            .then(|| rest.last().map(|x| URL_SAFE_NO_PAD.encode(key(x))))
+            .then(|| rest.last().map(|(k, _)| URL_SAFE_NO_PAD.encode(k)))
             .flatten();
-        Ok((rest, next))
+        Ok((rest.into_iter().map(|(_, x)| x).collect(), next))
     }
 }
 

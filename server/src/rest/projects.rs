@@ -101,11 +101,7 @@ pub struct Removal {
 
 impl Removal {
     pub fn volumes(&self) -> Result<bool, ApiError> {
-        match self.remove_volumes.as_deref().map(str::trim) {
-            None | Some("" | "false") => Ok(false),
-            Some("true") => Ok(true),
-            Some(_) => Err(super::field_error("remove_volumes", "must be true or false")),
-        }
+        super::flag("remove_volumes", self.remove_volumes.as_deref())
     }
 }
 

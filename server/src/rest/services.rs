@@ -4,7 +4,7 @@
 //! Connection details with the password come only on explicit request
 //! (`POST .../connection`, not for viewer keys).
 
-use super::{field_error, id, if_match, stamp, tagged_as, Body, Key, PageQuery, Problem, Revealer};
+use super::{engine_err, flag, id, if_match, stamp, tagged_as, Body, Created, Key, PageQuery, Problem, Revealer};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -17,10 +17,6 @@ use engine::services::{self, Action, NewService, ServiceDetail, Settings};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
-
-fn engine_err<E: engine::Classify>(e: E) -> ApiError {
-    ApiError::from_engine(e)
-}
 
 #[derive(Serialize, ToSchema)]
 pub struct ServiceItem {
@@ -152,11 +148,6 @@ pub struct Connection {
     pub external_url: Option<String>,
 }
 
-#[derive(Serialize, ToSchema)]
-pub struct Created {
-    pub id: Uuid,
-}
-
 impl Service {
     /// The tag of what an update changes: its state and readiness move on
     /// their own and must not fail an `If-Match`.
@@ -285,11 +276,7 @@ pub async fn delete(
     Path(sid): Path<String>,
     Query(q): Query<ServiceRemoval>,
 ) -> Result<StatusCode, ApiError> {
-    let remove_volume = match q.remove_volume.as_deref().map(str::trim) {
-        None | Some("" | "false") => false,
-        Some("true") => true,
-        Some(_) => return Err(field_error("remove_volume", "must be true or false")),
-    };
+    let remove_volume = flag("remove_volume", q.remove_volume.as_deref())?;
     services::delete_confirmed(
         s.engine(),
         &c,

@@ -155,11 +155,7 @@ pub async fn app_output(
             .filter(|n| *n <= 10_000)
             .ok_or_else(|| super::field_error("tail", "must be a number from 0 to 10000"))?,
     };
-    let follow = match q.follow.as_deref().map(str::trim) {
-        None | Some("" | "false") => false,
-        Some("true") => true,
-        Some(_) => return Err(super::field_error("follow", "must be true or false")),
-    };
+    let follow = super::flag("follow", q.follow.as_deref())?;
     let engine = s.engine();
     let detail = engine::apps::get(engine, &c, aid)
         .await
