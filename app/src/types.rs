@@ -109,6 +109,17 @@ pub struct MemberView {
     pub name: String,
     pub email: String,
     pub role: String,
+    /// Limited to chosen projects (plain members only).
+    pub limited: bool,
+    /// With `limited`: each granted project and the role there.
+    pub grants: Vec<GrantView>,
+}
+
+/// A limited member's role in one project.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantView {
+    pub project_id: Uuid,
+    pub role: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

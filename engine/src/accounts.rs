@@ -5,7 +5,7 @@
 use crate::db::schema::{instance, memberships, organizations, setup_tokens, users};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{OrgId, UserId};
-use crate::names::{Email, OrgName, Password, PersonName, Role, ValidationError};
+use crate::names::{Email, OrgName, Password, PersonName, ProjectRole, Role, ValidationError};
 use crate::ratelimit::{self, Limit};
 use crate::sessions::{self, SessionToken};
 use crate::{passwords, Engine};
@@ -84,6 +84,18 @@ pub struct Caller {
     /// The organization requires two-factor sign-in and this user has not
     /// set it up: the edges let such a session reach enrolment only.
     pub needs_second_factor: bool,
+    /// Which projects the caller reaches, and as what ([`crate::access`]).
+    pub projects: Projects,
+}
+
+/// The projects a caller reaches: every project of the organization with the
+/// organization role's powers, or (a limited member) only the granted ones,
+/// each with its own role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum Projects {
+    #[default]
+    All,
+    Only(std::sync::Arc<std::collections::BTreeMap<Uuid, ProjectRole>>),
 }
 
 /// The credential behind a [`Caller`].
@@ -268,6 +280,7 @@ pub async fn onboard(
             instance_admin: true,
             via: Via::Session(token),
             needs_second_factor: false,
+            projects: Projects::All,
         },
         user_id,
     ))
@@ -399,6 +412,7 @@ struct Membership {
     role: Role,
     instance_admin: bool,
     needs_second_factor: bool,
+    projects: Projects,
 }
 
 impl Membership {
@@ -410,6 +424,7 @@ impl Membership {
             instance_admin: self.instance_admin,
             via,
             needs_second_factor: self.needs_second_factor,
+            projects: self.projects,
         }
     }
 }
@@ -422,7 +437,7 @@ async fn membership(
     org: OrgId,
     user: UserId,
 ) -> Result<Option<Membership>, AccountError> {
-    let found: Option<(String, bool, bool, bool)> = memberships::table
+    let found: Option<(String, bool, bool, bool, bool)> = memberships::table
         .inner_join(users::table)
         .inner_join(organizations::table)
         .filter(memberships::organization_id.eq(org.0))
@@ -432,19 +447,52 @@ async fn membership(
             users::instance_admin,
             organizations::require_2fa,
             users::totp_secret.is_not_null(),
+            memberships::limited,
         ))
         .first(conn)
         .await
         .optional()?;
-    found
-        .map(|(role, instance_admin, required, enabled)| {
-            Ok(Membership {
-                role: Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?,
-                instance_admin,
-                needs_second_factor: required && !enabled,
-            })
+    let Some((role, instance_admin, required, enabled, limited)) = found else {
+        return Ok(None);
+    };
+    let role = Role::parse(&role).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    Ok(Some(Membership {
+        role,
+        instance_admin,
+        needs_second_factor: required && !enabled,
+        projects: projects_of(conn, org, user, role, limited).await?,
+    }))
+}
+
+/// What a member reaches: all projects, unless a plain member is limited to
+/// granted ones (a second query, only then: unlimited callers pay nothing).
+pub(crate) async fn projects_of(
+    conn: &mut AsyncPgConnection,
+    org: OrgId,
+    user: UserId,
+    role: Role,
+    limited: bool,
+) -> Result<Projects, StoreError> {
+    if !limited || role.can_manage() {
+        return Ok(Projects::All);
+    }
+    use crate::db::schema::project_grants;
+    let rows: Vec<(Uuid, String)> = project_grants::table
+        .filter(project_grants::organization_id.eq(org.0))
+        .filter(project_grants::user_id.eq(user.0))
+        .select((project_grants::project_id, project_grants::role))
+        .load(conn)
+        .await?;
+    let grants = rows
+        .into_iter()
+        .map(|(p, r)| {
+            Ok((
+                p,
+                ProjectRole::parse(&r).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+            ))
         })
-        .transpose()
+        .collect::<Result<_, StoreError>>()?;
+    Ok(Projects::Only(std::sync::Arc::new(grants)))
 }
 
 pub async fn logout(engine: &Engine, token: &SessionToken) -> Result<(), AccountError> {

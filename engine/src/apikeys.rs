@@ -384,6 +384,10 @@ struct AuthRow {
     member_role: Option<String>,
     #[diesel(sql_type = Bool)]
     instance_admin: bool,
+    #[diesel(sql_type = Bool)]
+    member_limited: bool,
+    #[diesel(sql_type = Bool)]
+    second_factor_missing: bool,
 }
 
 /// The caller a presented key stands for, counted against [`KEY_LIMIT`].
@@ -396,9 +400,12 @@ pub async fn authenticate(engine: &Engine, presented: &str, client: &str) -> Res
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let row: Option<AuthRow> = diesel::sql_query(
         "SELECT k.id, k.organization_id, k.user_id, k.secret_hash, k.role, k.instance, k.expires_at,
-                k.revoked_at, k.last_used_at, k.last_used_ip, m.role AS member_role, u.instance_admin
+                k.revoked_at, k.last_used_at, k.last_used_ip, m.role AS member_role, u.instance_admin,
+                coalesce(m.limited, false) AS member_limited,
+                (o.require_2fa AND u.totp_secret IS NULL) AS second_factor_missing
          FROM api_keys k
          JOIN users u ON u.id = k.user_id
+         JOIN organizations o ON o.id = k.organization_id
          LEFT JOIN memberships m ON m.organization_id = k.organization_id AND m.user_id = k.user_id
          WHERE k.prefix = $1",
     )
@@ -420,6 +427,13 @@ pub async fn authenticate(engine: &Engine, presented: &str, client: &str) -> Res
             "this API key's owner is no longer a member of its organization",
         ));
     };
+    // A key stands for its owner: where the organization requires a second
+    // factor, an owner without one is held back here as their sessions are.
+    if row.second_factor_missing {
+        return Err(KeyError::Unauthorized(
+            "this organization requires two-factor sign-in and this API key's owner has not set it up",
+        ));
+    }
     if let Some(secs) = ratelimit::take(&engine.kv, &format!("apikey:{}", row.id), KEY_LIMIT).await? {
         return Err(KeyError::RateLimited(secs));
     }
@@ -442,7 +456,16 @@ pub async fn authenticate(engine: &Engine, presented: &str, client: &str) -> Res
         KeyRole::Admin => Role::Admin,
         KeyRole::Owner => Role::Owner,
     };
+    let projects = crate::accounts::projects_of(
+        &mut conn,
+        OrgId(row.organization_id),
+        UserId(row.user_id),
+        member,
+        row.member_limited,
+    )
+    .await?;
     Ok(Caller {
+        projects,
         user_id: UserId(row.user_id),
         org_id: OrgId(row.organization_id),
         role,

@@ -4,6 +4,7 @@
 //! S3, and live logs, and knows nothing
 //! of HTTP: the `app` server functions and the `server` routes are thin edges over it.
 
+pub mod access;
 pub mod accounts;
 pub mod alerts;
 pub mod apikeys;

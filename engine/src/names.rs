@@ -293,9 +293,55 @@ impl Role {
     }
 }
 
+/// A limited member's role in one project (see `crate::access`), from least to
+/// most powerful: a viewer sees it and reads its logs; a deployer also deploys,
+/// rolls back, cancels, and edits variables and domains; an admin also creates
+/// and deletes apps and database services and runs backups and restores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ProjectRole {
+    Viewer,
+    Deployer,
+    Admin,
+}
+
+impl ProjectRole {
+    pub const FIELD: &'static str = "project_role";
+    pub const ALL: [ProjectRole; 3] = [ProjectRole::Viewer, ProjectRole::Deployer, ProjectRole::Admin];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ProjectRole::Viewer => "viewer",
+            ProjectRole::Deployer => "deployer",
+            ProjectRole::Admin => "admin",
+        }
+    }
+    pub fn parse(raw: &str) -> Result<Self, ValidationError> {
+        Self::parse_as(Self::FIELD, raw)
+    }
+    /// As [`Self::parse`], naming `field` (a form's `grants[2].role`) in the error.
+    pub fn parse_as(field: &'static str, raw: &str) -> Result<Self, ValidationError> {
+        match raw.trim() {
+            "viewer" => Ok(ProjectRole::Viewer),
+            "deployer" => Ok(ProjectRole::Deployer),
+            "admin" => Ok(ProjectRole::Admin),
+            _ => Err(ValidationError::new(field, "must be viewer, deployer or admin")),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn project_roles_parse_and_order() {
+        for r in ProjectRole::ALL {
+            assert_eq!(ProjectRole::parse(r.as_str()).unwrap(), r);
+        }
+        assert!(ProjectRole::Viewer < ProjectRole::Deployer && ProjectRole::Deployer < ProjectRole::Admin);
+        let e = ProjectRole::parse_as("grants[1].role", "owner").unwrap_err();
+        assert_eq!(e.field, "grants[1].role");
+    }
 
     #[test]
     fn emails() {

@@ -3,10 +3,10 @@
 //! unmake owners; an organization never loses its last owner.
 
 use crate::accounts::{self, insert_org, AccountError, Caller, NewAccount, Via};
-use crate::db::schema::{invites, memberships, organizations, users};
+use crate::db::schema::{invites, memberships, organizations, project_grants, projects, users};
 use crate::error::{Classify, ErrorKind, StoreError};
-use crate::ids::{InviteId, OrgId, UserId};
-use crate::names::{OrgName, Role, ValidationError};
+use crate::ids::{InviteId, OrgId, ProjectId, UserId};
+use crate::names::{OrgName, ProjectRole, Role, ValidationError};
 use crate::sessions::{self, SessionToken};
 use crate::{passwords, Engine};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -143,27 +143,157 @@ pub struct Member {
     pub name: String,
     pub email: String,
     pub role: Role,
+    /// Every project, or (a member limited to projects) the granted ones.
+    pub access: Access,
+}
+
+/// Where a member reaches: every project with their organization role, or
+/// (`limited`, plain members only) the projects of `grants`, each with its role.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Access {
+    pub limited: bool,
+    pub grants: Vec<(ProjectId, ProjectRole)>,
+}
+
+impl Access {
+    /// The member form's choice: `limited`, and per project (`projects[i]`)
+    /// a role or `none` (`roles[i]`).
+    pub fn parse(limited: bool, projects: &[String], roles: &[String]) -> Result<Self, ValidationError> {
+        if projects.len() != roles.len() {
+            return Err(ValidationError::new("roles", "give one role (or none) per project"));
+        }
+        let mut grants = Vec::new();
+        for (p, r) in projects.iter().zip(roles) {
+            if r.trim() == "none" || r.trim().is_empty() {
+                continue;
+            }
+            let project = p
+                .trim()
+                .parse::<Uuid>()
+                .map_err(|_| ValidationError::new("projects", "must be project IDs"))?;
+            let role = ProjectRole::parse_as("roles", r)?;
+            if grants.iter().any(|(q, _): &(ProjectId, ProjectRole)| q.0 == project) {
+                return Err(ValidationError::new("projects", "each project at most once"));
+            }
+            grants.push((ProjectId(project), role));
+        }
+        if !limited && !grants.is_empty() {
+            return Err(ValidationError::new(
+                "limited",
+                "roles per project apply to a member limited to chosen projects",
+            ));
+        }
+        Ok(Self { limited, grants })
+    }
 }
 
 pub async fn members(engine: &Engine, caller: &Caller) -> Result<Vec<Member>, OrgError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let rows: Vec<(Uuid, String, String, String)> = memberships::table
+    let rows: Vec<(Uuid, String, String, String, bool)> = memberships::table
         .inner_join(users::table)
         .filter(memberships::organization_id.eq(caller.org_id.0))
         .order(users::name.asc())
-        .select((users::id, users::name, users::email, memberships::role))
+        .select((
+            users::id,
+            users::name,
+            users::email,
+            memberships::role,
+            memberships::limited,
+        ))
+        .load(&mut conn)
+        .await?;
+    let grants: Vec<(Uuid, Uuid, String)> = project_grants::table
+        .filter(project_grants::organization_id.eq(caller.org_id.0))
+        .order(project_grants::created_at.asc())
+        .select((
+            project_grants::user_id,
+            project_grants::project_id,
+            project_grants::role,
+        ))
         .load(&mut conn)
         .await?;
     rows.into_iter()
-        .map(|(id, name, email, role)| {
+        .map(|(id, name, email, role, limited)| {
+            let role = role_of(&role)?;
+            let limited = limited && !role.can_manage();
+            let grants = grants
+                .iter()
+                .filter(|(u, _, _)| limited && *u == id)
+                .map(|(_, p, r)| {
+                    Ok((
+                        ProjectId(*p),
+                        ProjectRole::parse(r).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    ))
+                })
+                .collect::<Result<_, StoreError>>()?;
             Ok(Member {
                 user_id: UserId(id),
                 name,
                 email,
-                role: role_of(&role)?,
+                role,
+                access: Access { limited, grants },
             })
         })
         .collect()
+}
+
+/// Limits a plain member to chosen projects with a role in each, or gives
+/// them every project again. Admins and owners manage it; owners and admins
+/// themselves always reach every project. The grants are replaced whole, in
+/// one transaction with the membership's flag.
+pub async fn set_access(engine: &Engine, caller: &Caller, target: UserId, access: Access) -> Result<(), OrgError> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let org = caller.org_id;
+    conn.transaction::<_, OrgError, _>(async |conn| {
+        let current = member_role_for_update(conn, org, target).await?;
+        require_manager(caller)?;
+        if access.limited && current.can_manage() {
+            return Err(OrgError::Forbidden(
+                "owners and admins reach every project: make them a member to limit them",
+            ));
+        }
+        let ids: Vec<Uuid> = access.grants.iter().map(|(p, _)| p.0).collect();
+        let known: i64 = projects::table
+            .filter(projects::organization_id.eq(org.0))
+            .filter(projects::id.eq_any(&ids))
+            .count()
+            .get_result(conn)
+            .await?;
+        if known != ids.len() as i64 {
+            return Err(OrgError::NotFound);
+        }
+        diesel::update(memberships::table.find((org.0, target.0)))
+            .set(memberships::limited.eq(access.limited))
+            .execute(conn)
+            .await?;
+        diesel::delete(
+            project_grants::table
+                .filter(project_grants::organization_id.eq(org.0))
+                .filter(project_grants::user_id.eq(target.0)),
+        )
+        .execute(conn)
+        .await?;
+        let rows: Vec<_> = access
+            .grants
+            .iter()
+            .map(|(p, r)| {
+                (
+                    project_grants::organization_id.eq(org.0),
+                    project_grants::user_id.eq(target.0),
+                    project_grants::project_id.eq(p.0),
+                    project_grants::role.eq(r.as_str()),
+                )
+            })
+            .collect();
+        diesel::insert_into(project_grants::table)
+            .values(&rows)
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(org.id = %org, user.id = %target, limited = access.limited, projects = access.grants.len(), "member's project access set");
+    Ok(())
 }
 
 /// The target member's role in the caller's organization, locked for the
@@ -214,6 +344,21 @@ pub async fn change_role(engine: &Engine, caller: &Caller, target: UserId, role:
             .set(memberships::role.eq(role.as_str()))
             .execute(conn)
             .await?;
+        // Admins and owners reach every project: a promotion ends any limit
+        // (a later demotion does not bring old grants back).
+        if role.can_manage() {
+            diesel::update(memberships::table.find((org.0, target.0)))
+                .set(memberships::limited.eq(false))
+                .execute(conn)
+                .await?;
+            diesel::delete(
+                project_grants::table
+                    .filter(project_grants::organization_id.eq(org.0))
+                    .filter(project_grants::user_id.eq(target.0)),
+            )
+            .execute(conn)
+            .await?;
+        }
         Ok(())
     })
     .await

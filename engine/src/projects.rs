@@ -25,6 +25,8 @@ pub enum ProjectError {
     Store(#[from] StoreError),
 }
 
+crate::denied_into!(ProjectError);
+
 impl From<diesel::result::Error> for ProjectError {
     fn from(e: diesel::result::Error) -> Self {
         if is_unique_violation(&e, "projects_organization_id_name_key") {
@@ -113,8 +115,14 @@ pub async fn list(engine: &Engine, caller: &Caller) -> Result<Vec<ProjectSummary
         .filter(environments::project_id.eq(projects::id))
         .count()
         .single_value();
-    let rows: Vec<(Project, Option<i64>)> = projects::table
+    let mut q = projects::table
         .filter(projects::organization_id.eq(caller.org_id.0))
+        .into_boxed();
+    // A member limited to projects sees the granted ones only.
+    if let Some(granted) = crate::access::visible(caller) {
+        q = q.filter(projects::id.eq_any(granted));
+    }
+    let rows: Vec<(Project, Option<i64>)> = q
         .order(projects::name.asc())
         .select((Project::as_select(), envs))
         .load(&mut conn)
@@ -135,6 +143,7 @@ pub async fn create(
     name: ProjectName,
     description: Description,
 ) -> Result<ProjectId, ProjectError> {
+    crate::access::organization_wide(caller, "a member limited to projects cannot create projects")?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     let id = conn
@@ -165,6 +174,13 @@ pub async fn create(
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<ProjectDetail, ProjectError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Project(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let project: Project = projects::table
         .filter(projects::id.eq(id.0))
@@ -191,6 +207,13 @@ pub async fn update(
     name: ProjectName,
     description: Description,
 ) -> Result<(), ProjectError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Project(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = diesel::update(
         projects::table
@@ -231,6 +254,13 @@ pub async fn add_environment(
     project: ProjectId,
     name: EnvironmentName,
 ) -> Result<EnvironmentId, ProjectError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Project(project),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     require_project(&mut conn, caller, project).await?;
     let id: Uuid = diesel::insert_into(environments::table)
@@ -274,6 +304,13 @@ pub async fn rename_environment(
     id: EnvironmentId,
     name: EnvironmentName,
 ) -> Result<(), ProjectError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Environment(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, ProjectError, _>(async |conn| {
         unprotected_env(conn, caller, id).await?;

@@ -29,6 +29,12 @@ pub enum TeardownError {
     Busy,
 }
 
+impl From<crate::access::Denied> for TeardownError {
+    fn from(d: crate::access::Denied) -> Self {
+        TeardownError::Project(d.into())
+    }
+}
+
 impl From<StoreError> for TeardownError {
     fn from(e: StoreError) -> Self {
         TeardownError::Project(ProjectError::Store(e))
@@ -67,6 +73,13 @@ pub async fn delete_environment(
     id: EnvironmentId,
     remove_volumes: bool,
 ) -> Result<(), TeardownError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Environment(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let protected: bool = environments::table
         .filter(environments::id.eq(id.0))
@@ -100,6 +113,13 @@ pub async fn delete_project(
     id: ProjectId,
     remove_volumes: bool,
 ) -> Result<(), TeardownError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Project(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let mine: bool = diesel::select(diesel::dsl::exists(
         projects::table

@@ -69,6 +69,7 @@ async fn schema_matches_the_migrations() {
     check_table!(c, users);
     check_table!(c, organizations);
     check_table!(c, memberships);
+    check_table!(c, project_grants);
     check_table!(c, invites);
     check_table!(c, projects);
     check_table!(c, environments);

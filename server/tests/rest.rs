@@ -9,27 +9,10 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::matrix::{fixture, snapshot, Fixture, Ids};
+use common::matrix::{body, fixture, operations, snapshot, victim_or_plain, Fixture};
 use common::TestApp;
 use serde_json::{json, Value};
 use std::collections::BTreeSet;
-
-/// Every operation of the document, as (method, path under /api/v1).
-async fn operations(app: &TestApp) -> (Value, Vec<(String, String)>) {
-    let r = app.api("GET", "/openapi.json", None, None).await;
-    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
-    let doc = r.json();
-    let mut ops = vec![];
-    for (path, item) in doc["paths"].as_object().expect("paths") {
-        for method in ["get", "post", "put", "patch", "delete"] {
-            if item[method].is_object() {
-                let path = path.strip_prefix("/api/v1").expect("under /api/v1").to_owned();
-                ops.push((method.to_uppercase(), path));
-            }
-        }
-    }
-    (doc, ops)
-}
 
 /// Every `$ref` in `v`.
 fn refs(v: &Value, out: &mut Vec<String>) {
@@ -646,56 +629,6 @@ async fn apps_with_variables_domains_and_deployments_round_trip() {
 }
 
 /// A body each write accepts (so a refusal is the boundary's, not the input's).
-fn body(method: &str, path: &str, i: &Ids) -> Option<Value> {
-    match (method, path) {
-        ("POST", "/projects") => Some(json!({"name": "Pwned"})),
-        ("PATCH", "/projects/{id}") => Some(json!({"name": "Pwned"})),
-        ("POST", "/projects/{id}/environments") => Some(json!({"name": "pwned"})),
-        ("PATCH", "/environments/{id}") => Some(json!({"name": "pwned"})),
-        ("POST", "/apps") => {
-            Some(json!({"environment_id": i.environment, "name": "pwned", "source": "image", "image": "nginx:1.27"}))
-        }
-        ("PATCH", "/apps/{id}") => Some(json!({"runtime": {"port": 8081}})),
-        ("PUT", "/apps/{id}/env") => Some(json!({"vars": {"PWNED": "1"}})),
-        ("POST", "/apps/{id}/domains") => Some(json!({"host": "pwned.example.com"})),
-        ("POST", "/services") => Some(json!({"environment_id": i.environment, "name": "pwned-db", "engine": "redis"})),
-        ("PATCH", "/services/{id}") => Some(json!({"memory_mb": 64})),
-        ("POST", "/services/{id}/actions") => Some(json!({"action": "stop"})),
-        ("POST", "/destinations") => Some(
-            json!({"name": "Pwned", "endpoint": "http://127.0.0.1:9", "bucket": "pwned", "access_key": "AK", "secret_key": "SK"}),
-        ),
-        ("POST", "/services/{id}/backups") => Some(json!({"destination_id": i.destination})),
-        ("POST", "/backups/{id}/restore") => {
-            Some(json!({"service_id": i.service, "target": "new", "new_name": "pwned-copy"}))
-        }
-        ("POST", "/services/{id}/schedules") => {
-            Some(json!({"destination_id": i.destination, "cron": "0 4 * * *", "keep_last": 2}))
-        }
-        ("PATCH", "/members/{id}") => Some(json!({"role": "admin"})),
-        ("POST", "/invites") => Some(json!({"role": "member"})),
-        _ => None,
-    }
-}
-
-/// The victim's ID a path's `{id}` stands for.
-fn victim(path: &str, i: &Ids) -> String {
-    let id = match path.split('/').nth(1) {
-        Some("projects") => &i.project,
-        Some("environments") => &i.environment,
-        Some("apps") => &i.app,
-        Some("domains") => &i.domain,
-        Some("deployments") => &i.deployment,
-        Some("services") => &i.service,
-        Some("destinations") => &i.destination,
-        Some("backups") => &i.backup,
-        Some("schedules") => &i.schedule,
-        Some("members") => &i.member,
-        Some("invites") => &i.invite,
-        other => panic!("{path}: which ID does {other:?} take? (add it here)"),
-    };
-    path.replace("{id}", id)
-}
-
 #[tokio::test]
 async fn another_organizations_key_finds_nothing_and_a_viewer_key_only_reads() {
     let app = TestApp::new().await;
@@ -798,14 +731,6 @@ async fn another_organizations_key_finds_nothing_and_a_viewer_key_only_reads() {
         snapshot(&app, &ada, &ids).await,
         "a refused call changed something"
     );
-}
-
-fn victim_or_plain(path: &str, i: &Ids) -> String {
-    if path.contains("{id}") {
-        victim(path, i)
-    } else {
-        path.to_owned()
-    }
 }
 
 #[tokio::test]

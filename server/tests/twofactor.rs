@@ -157,6 +157,12 @@ async fn an_organizations_requirement_holds_members_to_enrolment_and_an_admin_ca
     let app = TestApp::new().await;
     let ada = app.onboard().await;
     let (_, bob) = app.join(&ada, "member", "Bob", "bob@example.com").await;
+    // A key Bob made before the rule.
+    let bob_key = app.key(&bob, "member").await;
+    assert_eq!(
+        app.api("GET", "/projects", Some(&bob_key), None).await.status,
+        StatusCode::OK
+    );
     // Only admins set the rule.
     let r = app.call("twofactor/require", &[("required", "on")], Some(&bob)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
@@ -167,11 +173,19 @@ async fn an_organizations_requirement_holds_members_to_enrolment_and_an_admin_ca
     // Bob reaches enrolment only.
     let r = app.call("projects/list", &[], Some(&bob)).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    // His key stands for him: held back until he sets it up.
+    let r = app.api("GET", "/projects", Some(&bob_key), None).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.body);
+    assert!(r.body.contains("two-factor"), "{}", r.body);
     assert!(r.body.contains("requires two-factor sign-in"), "{}", r.body);
     let status = app.call("system/status", &[], Some(&bob)).await;
     assert_eq!(status.json()["needs_second_factor"], true);
     enrol(&app, &bob).await;
     assert_eq!(app.call("projects/list", &[], Some(&bob)).await.status, StatusCode::OK);
+    assert_eq!(
+        app.api("GET", "/projects", Some(&bob_key), None).await.status,
+        StatusCode::OK
+    );
     assert_eq!(
         app.call("system/status", &[], Some(&bob)).await.json()["needs_second_factor"],
         false

@@ -37,8 +37,34 @@ pub async fn list_members() -> Result<Vec<MemberView>, AppError> {
             name: m.name,
             email: m.email,
             role: m.role.as_str().to_owned(),
+            limited: m.access.limited,
+            grants: m
+                .access
+                .grants
+                .into_iter()
+                .map(|(p, r)| crate::types::GrantView {
+                    project_id: p.0,
+                    role: r.as_str().to_owned(),
+                })
+                .collect(),
         })
         .collect())
+}
+
+/// Limits a member to chosen projects with a role in each (`projects[i]`,
+/// `roles[i]`: viewer, deployer, admin or none), or (`limited` off) gives them
+/// every project again.
+#[server(endpoint = "orgs/members/access")]
+pub async fn set_member_access(
+    user_id: String,
+    limited: Option<String>,
+    #[server(default)] projects: Vec<String>,
+    #[server(default)] roles: Vec<String>,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let user = edge::id(&user_id)?;
+    let access = orgs::Access::parse(edge::checked(&limited), &projects, &roles).map_err(fail)?;
+    orgs::set_access(&ctx.engine, &caller, user, access).await.map_err(fail)
 }
 
 #[server(endpoint = "orgs/members/role")]

@@ -6,8 +6,9 @@ use crate::api::audit::list_audit;
 use crate::api::instance::{get_instance, SetAcme, SetInstanceAdmin, SetOrgCreation};
 use crate::api::keys::{list_keys, CreateKey, RevokeKey};
 use crate::api::orgs::{
-    list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite,
+    list_invites, list_members, ChangeMemberRole, CreateInvite, CreateOrg, RemoveMember, RevokeInvite, SetMemberAccess,
 };
+use crate::api::projects::list_projects;
 use crate::api::session::{ChangePassword, UpdateProfile};
 use crate::api::twofactor::{
     get_two_factor, BeginTwoFactor, ConfirmTwoFactor, DisableTwoFactor, RequireTwoFactor, ResetTwoFactor,
@@ -29,10 +30,13 @@ pub fn SettingsPage() -> impl IntoView {
     // answers those it may not with an error, which is not shown.
     let role = ServerAction::<ChangeMemberRole>::new();
     let remove = ServerAction::<RemoveMember>::new();
+    let access = ServerAction::<SetMemberAccess>::new();
     let members = Resource::new(
-        move || (role.version().get(), remove.version().get()),
+        move || (role.version().get(), remove.version().get(), access.version().get()),
         |_| list_members(),
     );
+    // The projects a member can be limited to (the member form's rows).
+    let projects = Resource::new(|| (), |_| list_projects());
     let invite = ServerAction::<CreateInvite>::new();
     let revoke = ServerAction::<RevokeInvite>::new();
     let invites = Resource::new(
@@ -98,7 +102,7 @@ pub fn SettingsPage() -> impl IntoView {
                         <Profile name />
                         <PasswordForm />
                         <TwoFactor begin=begin_2fa confirm=confirm_2fa disable=disable_2fa require=require_2fa status=two_factor manage />
-                        <Members manage role remove members />
+                        <Members manage role remove access members projects />
                         <ApiKeys create=make_key revoke=revoke_key keys manage admin />
                         <Show when=move || manage>
                             <Invites create=invite revoke invites />
@@ -166,27 +170,45 @@ fn Members(
     manage: bool,
     role: ServerAction<ChangeMemberRole>,
     remove: ServerAction<RemoveMember>,
+    access: ServerAction<SetMemberAccess>,
     members: Resource<Result<Vec<crate::types::MemberView>, crate::error::AppError>>,
+    projects: Resource<Result<Vec<crate::types::ProjectSummary>, crate::error::AppError>>,
 ) -> impl IntoView {
-    let error = Signal::derive(move || action_error(role).get().or_else(|| action_error(remove).get()));
+    let error = Signal::derive(move || {
+        action_error(role)
+            .get()
+            .or_else(|| action_error(remove).get())
+            .or_else(|| action_error(access).get())
+    });
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Members"</h2>
             <FormError error />
             <Transition fallback=|| view! { <Loading /> }>
                 {move || Suspend::new(async move {
+                    let all_projects = projects.await.unwrap_or_default();
                     match members.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
                         Ok(list) => view! {
                             <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="members">
-                                {list.into_iter().map(|m| {
+                                {list.into_iter().enumerate().map(|(row, m)| {
                                     let uid = m.user_id.to_string();
                                     let uid2 = uid.clone();
+                                    let limits = (manage && m.role == "member").then(|| view! {
+                                        <ProjectAccess row member=m.clone() projects=all_projects.clone() access />
+                                    });
+                                    let reach = if m.limited {
+                                        format!("{} project(s)", m.grants.len())
+                                    } else {
+                                        "All projects".to_owned()
+                                    };
                                     view! {
-                                        <li class="flex flex-col gap-2 py-3 sm:flex-row sm:items-center sm:justify-between">
+                                        <li class="flex flex-col gap-2 py-3 sm:flex-row sm:items-start sm:justify-between">
                                             <div>
                                                 <p class="font-medium">{m.name}</p>
                                                 <p class="text-sm text-slate-500">{m.email}</p>
+                                                <p class="text-sm text-slate-500" data-reach=row>{reach}</p>
+                                                {limits}
                                             </div>
                                             {if manage {
                                                 view! {
@@ -219,6 +241,57 @@ fn Members(
                 })}
             </Transition>
         </section>
+    }
+}
+
+/// A plain member's reach: every project, or only the chosen ones with a role
+/// in each (viewer, deployer, admin).
+#[component]
+fn ProjectAccess(
+    row: usize,
+    member: crate::types::MemberView,
+    projects: Vec<crate::types::ProjectSummary>,
+    access: ServerAction<SetMemberAccess>,
+) -> impl IntoView {
+    let form_id = format!("access-{row}");
+    let limited_id = format!("access-{row}-limited");
+    let rows = projects
+        .into_iter()
+        .enumerate()
+        .map(|(j, p)| {
+            let granted = member
+                .grants
+                .iter()
+                .find(|g| g.project_id == p.id)
+                .map(|g| g.role.clone())
+                .unwrap_or_else(|| "none".to_owned());
+            let select_id = format!("access-{row}-role-{j}");
+            view! {
+                <div class="flex items-center justify-between gap-3">
+                    <input type="hidden" name=format!("projects[{j}]") value=p.id.to_string() />
+                    <label for=select_id.clone() class="text-sm">{p.name}</label>
+                    <select id=select_id class=INPUT name=format!("roles[{j}]")>
+                        {["none", "viewer", "deployer", "admin"].into_iter().map(|r| view! {
+                            <option value=r selected=granted == r>{r}</option>
+                        }).collect_view()}
+                    </select>
+                </div>
+            }
+        })
+        .collect_view();
+    view! {
+        <details class="mt-2">
+            <summary class="cursor-pointer text-sm text-slate-600 dark:text-slate-300">"Project access"</summary>
+            <ActionForm action=access attr:id=form_id attr:class="mt-2 space-y-2">
+                <input type="hidden" name="user_id" value=member.user_id.to_string() />
+                <div class="flex items-center gap-2">
+                    <input type="checkbox" id=limited_id.clone() name="limited" checked=member.limited />
+                    <label for=limited_id class="text-sm">"Only the projects given a role below"</label>
+                </div>
+                {rows}
+                <Submit label="Save access" pending=access.pending() />
+            </ActionForm>
+        </details>
     }
 }
 

@@ -33,6 +33,13 @@ pub async fn upload(
     chain: &str,
     key: &str,
 ) -> Result<AppId, AppError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Domain(domain),
+        crate::names::ProjectRole::Deployer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (app, host): (Uuid, String) = domains::table
         .filter(domains::id.eq(domain.0))

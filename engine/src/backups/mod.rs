@@ -16,6 +16,7 @@ use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{backup_schedules, backups, database_services, restores, s3_destinations, schedule_slots};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{BackupId, DestinationId, RestoreId, ScheduleId, ServiceId};
+use crate::names::ProjectRole;
 use crate::names::ValidationError;
 use crate::services::{self, ServiceError};
 use crate::Engine;
@@ -53,6 +54,8 @@ pub enum BackupError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+crate::denied_into!(BackupError);
 
 impl From<diesel::result::Error> for BackupError {
     fn from(e: diesel::result::Error) -> Self {
@@ -157,6 +160,7 @@ pub async fn create_destination(
     caller: &Caller,
     new: NewDestination,
 ) -> Result<DestinationId, BackupError> {
+    crate::access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
     if !caller.role.can_manage() {
         return Err(BackupError::Forbidden(
             "only admins and owners can add backup destinations",
@@ -190,6 +194,7 @@ pub async fn create_destination(
 }
 
 pub async fn delete_destination(engine: &Engine, caller: &Caller, id: DestinationId) -> Result<(), BackupError> {
+    crate::access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
     if !caller.role.can_manage() {
         return Err(BackupError::Forbidden(
             "only admins and owners can remove backup destinations",
@@ -251,6 +256,7 @@ pub(crate) async fn target(
 
 /// Writes and deletes a small object; the error names S3's answer.
 pub async fn test_destination(engine: &Engine, caller: &Caller, id: DestinationId) -> Result<(), BackupError> {
+    crate::access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let t = target(engine, &mut conn, caller.org_id.0, id.0).await?;
     drop(conn);
@@ -364,6 +370,24 @@ pub enum Subject {
     Own,
 }
 
+/// What a member limited to projects is told about the organization's S3 destinations.
+const DESTINATIONS_ARE_THE_ORGS: &str =
+    "S3 destinations belong to the whole organization: a member limited to projects cannot change them";
+
+/// Whether the caller's role in the subject's project is at least `need`
+/// (Berth's own database is in no project: its own rule is in [`subject`]).
+async fn may(engine: &Engine, caller: &Caller, s: &Subject, need: ProjectRole) -> Result<(), BackupError> {
+    match s {
+        Subject::Service(id) => {
+            Ok(crate::access::check_with(engine, caller, crate::access::Target::Service(*id), need).await?)
+        }
+        Subject::Own => Ok(crate::access::organization_wide(
+            caller,
+            "Berth's own database is not in a project",
+        )?),
+    }
+}
+
 /// Checks the caller may act on the subject; returns (service id, name, engine).
 async fn subject(
     conn: &mut AsyncPgConnection,
@@ -414,6 +438,7 @@ fn service_filter(service: Option<Uuid>) -> BackupFilter {
 }
 
 pub async fn history(engine: &Engine, caller: &Caller, s: Subject) -> Result<History, BackupError> {
+    may(engine, caller, &s, ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (service, _, _) = subject(&mut conn, caller, s).await?;
     let org = caller.org_id.0;
@@ -481,6 +506,7 @@ pub async fn backup_now(
     s: Subject,
     destination: DestinationId,
 ) -> Result<BackupId, BackupError> {
+    may(engine, caller, &s, ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (service, name, kind) = subject(&mut conn, caller, s).await?;
     target(engine, &mut conn, caller.org_id.0, destination.0).await?;
@@ -525,6 +551,13 @@ fn restorable(b: &Backup) -> Result<(), BackupError> {
 
 /// Queues a restore drill of a backup.
 pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(), BackupError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Backup(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let b = load_backup(&mut conn, caller.org_id.0, id).await?;
     if b.is_own() {
@@ -621,6 +654,13 @@ pub async fn restore(
     id: BackupId,
     into: RestoreInto,
 ) -> Result<(RestoreId, ServiceId), BackupError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Backup(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let b = load_backup(&mut conn, caller.org_id.0, id).await?;
     restorable(&b)?;
@@ -629,6 +669,11 @@ pub async fn restore(
             "Berth's own database is restored with `berth admin restore-database` (docs/OPERATIONS.md)".into(),
         ));
     }
+    let into_project = match &into {
+        RestoreInto::Existing(sid) => crate::access::Target::Service(*sid),
+        RestoreInto::New(new) => crate::access::Target::Environment(new.environment),
+    };
+    crate::access::check(&mut conn, caller, into_project, ProjectRole::Admin).await?;
     let target_service = match into {
         RestoreInto::Existing(sid) => {
             let kind: String = database_services::table
@@ -681,6 +726,7 @@ pub async fn bucket_objects(
     s: Subject,
     destination: DestinationId,
 ) -> Result<Vec<s3::Listed>, BackupError> {
+    may(engine, caller, &s, ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (_, name, _) = subject(&mut conn, caller, s).await?;
     let t = target(engine, &mut conn, caller.org_id.0, destination.0).await?;
@@ -697,6 +743,7 @@ pub async fn import_object(
     destination: DestinationId,
     key: &str,
 ) -> Result<BackupId, BackupError> {
+    may(engine, caller, &s, ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (service, name, kind) = subject(&mut conn, caller, s).await?;
     let t = target(engine, &mut conn, caller.org_id.0, destination.0).await?;
@@ -773,6 +820,7 @@ pub async fn create_schedule(
     s: Subject,
     new: NewSchedule,
 ) -> Result<ScheduleId, BackupError> {
+    may(engine, caller, &s, ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (service, _, _) = subject(&mut conn, caller, s).await?;
     target(engine, &mut conn, caller.org_id.0, new.destination.0).await?;
@@ -812,6 +860,13 @@ async fn load_schedule(
 }
 
 pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -> Result<(), BackupError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Schedule(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load_schedule(&mut conn, caller, id).await?;
     diesel::delete(
@@ -826,6 +881,13 @@ pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -
 
 /// Runs a schedule's backup now (its retention and drill apply).
 pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) -> Result<BackupId, BackupError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Schedule(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let row = load_schedule(&mut conn, caller, id).await?;
     let s = match row.service_id {
@@ -910,11 +972,25 @@ pub async fn own_to_s3_now(engine: &Engine, limit: std::time::Duration) -> Resul
 
 /// A backup's status, for callers that wait on it (tests, the CLI).
 pub async fn backup_status(engine: &Engine, caller: &Caller, id: BackupId) -> Result<Backup, BackupError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Backup(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load_backup(&mut conn, caller.org_id.0, id).await
 }
 
 pub async fn restore_status(engine: &Engine, caller: &Caller, id: RestoreId) -> Result<Restore, BackupError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Restore(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     restores::table
         .filter(restores::id.eq(id.0))

@@ -74,6 +74,17 @@ diesel::table! {
         user_id -> Uuid,
         role -> Text,
         created_at -> Timestamptz,
+        limited -> Bool,
+    }
+}
+
+diesel::table! {
+    project_grants (organization_id, user_id, project_id) {
+        organization_id -> Uuid,
+        user_id -> Uuid,
+        project_id -> Uuid,
+        role -> Text,
+        created_at -> Timestamptz,
     }
 }
 
@@ -342,6 +353,7 @@ diesel::table! {
 }
 
 diesel::joinable!(memberships -> organizations (organization_id));
+diesel::joinable!(project_grants -> projects (project_id));
 diesel::joinable!(memberships -> users (user_id));
 diesel::joinable!(environments -> projects (project_id));
 diesel::joinable!(projects -> organizations (organization_id));
@@ -359,6 +371,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     users,
     organizations,
     memberships,
+    project_grants,
     invites,
     projects,
     environments,

@@ -47,6 +47,8 @@ pub enum ServiceError {
     Store(#[from] StoreError),
 }
 
+crate::denied_into!(ServiceError);
+
 impl From<diesel::result::Error> for ServiceError {
     fn from(e: diesel::result::Error) -> Self {
         if is_unique_violation(&e, "database_services_org_name_key") {
@@ -239,6 +241,13 @@ pub(crate) async fn load(
 /// The service's row (password still sealed), scoped to the caller's
 /// organization: what a form needs to check against, without asking Docker.
 pub async fn row(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceRow, ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     Ok(load(engine, &mut conn, caller.org_id.0, id).await?.row)
 }
@@ -419,6 +428,13 @@ fn check_exposure(caller: &Caller, s: &Settings) -> Result<(), ServiceError> {
 }
 
 pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result<ServiceId, ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Environment(new.environment),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     check_exposure(caller, &new.settings)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let env_ok: bool = diesel::select(diesel::dsl::exists(
@@ -542,6 +558,13 @@ pub async fn list_in_project(
     caller: &Caller,
     project: ProjectId,
 ) -> Result<Vec<ServiceSummary>, ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Project(project),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let mine: bool = diesel::select(diesel::dsl::exists(
         projects::table
@@ -605,6 +628,13 @@ pub struct ServiceDetail {
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceDetail, ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
@@ -655,6 +685,13 @@ impl std::fmt::Debug for Revealed {
 }
 
 pub async fn reveal(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Revealed, ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Deployer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     tracing::info!(service.id = %id, user.id = %caller.user_id, "database password revealed");
@@ -691,6 +728,13 @@ impl Action {
 }
 
 pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action) -> Result<(), ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Deployer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     let desired = if action == Action::Stop { "stopped" } else { "running" };
@@ -756,6 +800,13 @@ pub(crate) fn announce_until_ready(engine: &Engine, id: Uuid) {
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).
 pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // Existence first: a foreign ID is "not found", whatever the request asks.
     load(engine, &mut conn, caller.org_id.0, id).await?;
@@ -779,7 +830,7 @@ pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings
 /// (a separate, explicit confirmation in the UI). Backups in S3 are kept.
 /// Deleting a service is for admins and owners.
 pub fn may_delete(caller: &Caller) -> Result<(), ServiceError> {
-    if caller.role.can_manage() {
+    if crate::access::manages(caller) {
         Ok(())
     } else {
         Err(ServiceError::Forbidden(
@@ -797,6 +848,13 @@ pub async fn delete_confirmed(
     confirm: &str,
     remove_volume: bool,
 ) -> Result<(), ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     let row = row(engine, caller, id).await?;
     may_delete(caller)?;
     if confirm.trim() != row.name {
@@ -806,6 +864,13 @@ pub async fn delete_confirmed(
 }
 
 pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Admin,
+    )
+    .await?;
     may_delete(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
@@ -840,6 +905,13 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volu
 /// Adds the internal connection string to an application as the variable `name`
 /// (e.g. `DATABASE_URL`). Both must be the caller's organization's.
 pub async fn link(engine: &Engine, caller: &Caller, id: ServiceId, app: AppId, name: &str) -> Result<(), ServiceError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Service(id),
+        crate::names::ProjectRole::Deployer,
+    )
+    .await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     drop(conn);
@@ -848,6 +920,7 @@ pub async fn link(engine: &Engine, caller: &Caller, id: ServiceId, app: AppId, n
         .map_err(|e| match e {
             crate::apps::AppError::Invalid(v) => ServiceError::Invalid(v),
             crate::apps::AppError::NotFound => ServiceError::NotFound,
+            crate::apps::AppError::Forbidden(m) => ServiceError::Forbidden(m),
             crate::apps::AppError::Store(s) => ServiceError::Store(s),
             other => ServiceError::Corrupt(other.to_string()),
         })

@@ -22,6 +22,43 @@ pub struct Member {
     pub email: String,
     /// `owner`, `admin` or `member`.
     pub role: String,
+    pub access: Access,
+}
+
+/// Where a member reaches: every project (`limited` false), or only the
+/// projects of `grants`, each with its role. Owners and admins are never limited.
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Access {
+    pub limited: bool,
+    #[serde(default)]
+    pub grants: Vec<Grant>,
+}
+
+#[derive(Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Grant {
+    pub project_id: Uuid,
+    /// `viewer` (sees, reads logs), `deployer` (also deploys, rolls back,
+    /// edits variables and domains) or `admin` (also creates and deletes apps
+    /// and database services, runs backups and restores).
+    pub role: String,
+}
+
+impl From<orgs::Access> for Access {
+    fn from(a: orgs::Access) -> Self {
+        Access {
+            limited: a.limited,
+            grants: a
+                .grants
+                .into_iter()
+                .map(|(p, r)| Grant {
+                    project_id: p.0,
+                    role: r.as_str().to_owned(),
+                })
+                .collect(),
+        }
+    }
 }
 
 #[derive(Serialize, ToSchema)]
@@ -68,9 +105,30 @@ pub async fn list(State(s): State<AppState>, Key(c): Key) -> Result<Json<MemberL
                 name: m.name,
                 email: m.email,
                 role: m.role.as_str().to_owned(),
+                access: m.access.into(),
             })
             .collect(),
     }))
+}
+
+/// Limits a member to chosen projects with a role in each, or (`limited`
+/// false, no grants) gives them every project again (admins; plain members only).
+#[utoipa::path(put, path = "/members/{id}/access", tag = "members", request_body = Access, params(("id" = String, Path, description = "The member's user ID")),
+    responses((status = 204), (status = 403, body = Problem), (status = 404, body = Problem), (status = 422, body = Problem)))]
+pub async fn set_access(
+    State(s): State<AppState>,
+    Key(c): Key,
+    Path(uid): Path<String>,
+    Body(b): Body<Access>,
+) -> Result<StatusCode, ApiError> {
+    let uid = id(&uid)?;
+    let (projects, roles): (Vec<String>, Vec<String>) =
+        b.grants.into_iter().map(|g| (g.project_id.to_string(), g.role)).unzip();
+    let access = orgs::Access::parse(b.limited, &projects, &roles).map_err(engine_err)?;
+    orgs::set_access(s.engine(), &c, uid, access)
+        .await
+        .map_err(engine_err)?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// Changes a member's role (admins; an owner's by owners; the last owner stays).

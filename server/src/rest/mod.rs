@@ -114,6 +114,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(services::run_schedule))
         .routes(routes!(members::list))
         .routes(routes!(members::change_role, members::remove))
+        .routes(routes!(members::set_access))
         .routes(routes!(members::invites, members::invite))
         .routes(routes!(members::revoke_invite));
     OpenApiRouter::with_openapi(Doc::openapi())

@@ -7,6 +7,7 @@
 
 use super::TestApp;
 use axum::http::StatusCode;
+use serde_json::{json, Value};
 use std::collections::BTreeMap;
 
 /// How a server function relates to tenant IDs.
@@ -138,6 +139,17 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         (
             "/api/orgs/members/remove",
             Scoped(|i| vec![("user_id", i.member.clone())]),
+        ),
+        (
+            "/api/orgs/members/access",
+            Scoped(|i| {
+                vec![
+                    ("user_id", i.member.clone()),
+                    ("limited", "on".into()),
+                    ("projects[0]", i.project.clone()),
+                    ("roles[0]", "viewer".into()),
+                ]
+            }),
         ),
         ("/api/orgs/invites/revoke", Scoped(|i| vec![("id", i.invite.clone())])),
         ("/api/apps/list", Scoped(|i| vec![("project_id", i.project.clone())])),
@@ -725,5 +737,85 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         ada,
         bob: bob_cookie,
         ids,
+    }
+}
+
+/// Every operation of the document, as (method, path under /api/v1).
+pub async fn operations(app: &TestApp) -> (Value, Vec<(String, String)>) {
+    let r = app.api("GET", "/openapi.json", None, None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let doc = r.json();
+    let mut ops = vec![];
+    for (path, item) in doc["paths"].as_object().expect("paths") {
+        for method in ["get", "post", "put", "patch", "delete"] {
+            if item[method].is_object() {
+                let path = path.strip_prefix("/api/v1").expect("under /api/v1").to_owned();
+                ops.push((method.to_uppercase(), path));
+            }
+        }
+    }
+    (doc, ops)
+}
+
+/// The body a REST operation takes (in the victim's terms), if any.
+pub fn body(method: &str, path: &str, i: &Ids) -> Option<Value> {
+    match (method, path) {
+        ("POST", "/projects") => Some(json!({"name": "Pwned"})),
+        ("PATCH", "/projects/{id}") => Some(json!({"name": "Pwned"})),
+        ("POST", "/projects/{id}/environments") => Some(json!({"name": "pwned"})),
+        ("PATCH", "/environments/{id}") => Some(json!({"name": "pwned"})),
+        ("POST", "/apps") => {
+            Some(json!({"environment_id": i.environment, "name": "pwned", "source": "image", "image": "nginx:1.27"}))
+        }
+        ("PATCH", "/apps/{id}") => Some(json!({"runtime": {"port": 8081}})),
+        ("PUT", "/apps/{id}/env") => Some(json!({"vars": {"PWNED": "1"}})),
+        ("POST", "/apps/{id}/domains") => Some(json!({"host": "pwned.example.com"})),
+        ("POST", "/services") => Some(json!({"environment_id": i.environment, "name": "pwned-db", "engine": "redis"})),
+        ("PATCH", "/services/{id}") => Some(json!({"memory_mb": 64})),
+        ("POST", "/services/{id}/actions") => Some(json!({"action": "stop"})),
+        ("POST", "/destinations") => Some(
+            json!({"name": "Pwned", "endpoint": "http://127.0.0.1:9", "bucket": "pwned", "access_key": "AK", "secret_key": "SK"}),
+        ),
+        ("POST", "/services/{id}/backups") => Some(json!({"destination_id": i.destination})),
+        ("POST", "/backups/{id}/restore") => {
+            Some(json!({"service_id": i.service, "target": "new", "new_name": "pwned-copy"}))
+        }
+        ("POST", "/services/{id}/schedules") => {
+            Some(json!({"destination_id": i.destination, "cron": "0 4 * * *", "keep_last": 2}))
+        }
+        ("PATCH", "/members/{id}") => Some(json!({"role": "admin"})),
+        ("POST", "/invites") => Some(json!({"role": "member"})),
+        ("PUT", "/members/{id}/access") => {
+            Some(json!({"limited": true, "grants": [{"project_id": i.project, "role": "viewer"}]}))
+        }
+        _ => None,
+    }
+}
+
+/// The victim's ID a path's `{id}` stands for.
+pub fn victim(path: &str, i: &Ids) -> String {
+    let id = match path.split('/').nth(1) {
+        Some("projects") => &i.project,
+        Some("environments") => &i.environment,
+        Some("apps") => &i.app,
+        Some("domains") => &i.domain,
+        Some("deployments") => &i.deployment,
+        Some("services") => &i.service,
+        Some("destinations") => &i.destination,
+        Some("backups") => &i.backup,
+        Some("schedules") => &i.schedule,
+        Some("members") => &i.member,
+        Some("invites") => &i.invite,
+        other => panic!("{path}: which ID does {other:?} take? (add it here)"),
+    };
+    path.replace("{id}", id)
+}
+
+/// `path` with its `{id}` the victim's, if it has one.
+pub fn victim_or_plain(path: &str, i: &Ids) -> String {
+    if path.contains("{id}") {
+        victim(path, i)
+    } else {
+        path.to_owned()
     }
 }

@@ -1,0 +1,2 @@
+DROP TABLE project_grants;
+ALTER TABLE memberships DROP COLUMN limited;
