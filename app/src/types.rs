@@ -176,6 +176,8 @@ pub struct ApiKeyView {
     pub state: String,
     /// `never`, or when and from which address.
     pub last_used: String,
+    /// Limited to these projects (`None`: every project its owner reaches).
+    pub projects: Option<Vec<String>>,
 }
 
 /// A key just made: `key` is shown once.

@@ -149,15 +149,25 @@ pub async fn check(
     target: Target,
     need: ProjectRole,
 ) -> Result<(), Denied> {
-    let Projects::Only(grants) = &caller.projects else {
-        return Ok(());
-    };
-    let project = project_of(conn, caller.org_id, target).await?;
-    let role = project.and_then(|p| grants.get(&p).copied()).ok_or(Denied::NotFound)?;
-    if role < need {
-        return Err(Denied::Forbidden(refusal(need)));
+    match &caller.projects {
+        Projects::All => Ok(()),
+        Projects::Only(grants) => {
+            let project = project_of(conn, caller.org_id, target).await?;
+            let role = project.and_then(|p| grants.get(&p).copied()).ok_or(Denied::NotFound)?;
+            if role < need {
+                return Err(Denied::Forbidden(refusal(need)));
+            }
+            Ok(())
+        }
+        // The organization role governs inside: only the reach is checked.
+        Projects::Within(chosen) => {
+            let project = project_of(conn, caller.org_id, target).await?;
+            match project {
+                Some(p) if chosen.contains(&p) => Ok(()),
+                _ => Err(Denied::NotFound),
+            }
+        }
     }
-    Ok(())
 }
 
 /// As [`check`], taking a connection from the pool only when one is needed.
@@ -175,11 +185,12 @@ pub async fn check_with(
 }
 
 /// Acts that are not inside one project (making a project, the organization's
-/// S3 destinations, Berth's own database): refused to a limited member.
+/// S3 destinations, Berth's own database): refused to a limited member and
+/// to a key limited to projects.
 pub fn organization_wide(caller: &Caller, what: &'static str) -> Result<(), Denied> {
     match caller.projects {
         Projects::All => Ok(()),
-        Projects::Only(_) => Err(Denied::Forbidden(what)),
+        Projects::Only(_) | Projects::Within(_) => Err(Denied::Forbidden(what)),
     }
 }
 
@@ -197,6 +208,7 @@ pub fn visible(caller: &Caller) -> Option<Vec<Uuid>> {
     match &caller.projects {
         Projects::All => None,
         Projects::Only(grants) => Some(grants.keys().copied().collect()),
+        Projects::Within(chosen) => Some(chosen.iter().copied().collect()),
     }
 }
 

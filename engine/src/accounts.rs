@@ -95,7 +95,30 @@ pub struct Caller {
 pub enum Projects {
     #[default]
     All,
+    /// A limited member (or their key): the granted projects, each with its role.
     Only(std::sync::Arc<std::collections::BTreeMap<Uuid, ProjectRole>>),
+    /// A key limited to chosen projects, of an unlimited owner: those projects
+    /// only, with the organization role's powers in them.
+    Within(std::sync::Arc<std::collections::BTreeSet<Uuid>>),
+}
+
+impl Projects {
+    /// What is left of this reach within `chosen` projects (a key's limit).
+    pub fn within(self, chosen: &[Uuid]) -> Projects {
+        match self {
+            Projects::All => Projects::Within(std::sync::Arc::new(chosen.iter().copied().collect())),
+            Projects::Only(grants) => Projects::Only(std::sync::Arc::new(
+                grants
+                    .iter()
+                    .filter(|(p, _)| chosen.contains(p))
+                    .map(|(p, r)| (*p, *r))
+                    .collect(),
+            )),
+            Projects::Within(set) => Projects::Within(std::sync::Arc::new(
+                set.iter().filter(|p| chosen.contains(p)).copied().collect(),
+            )),
+        }
+    }
 }
 
 /// The credential behind a [`Caller`].

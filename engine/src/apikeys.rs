@@ -10,7 +10,7 @@
 
 use crate::accounts::{Caller, Via};
 use crate::error::{Classify, ErrorKind, StoreError};
-use crate::ids::{ApiKeyId, OrgId, UserId};
+use crate::ids::{ApiKeyId, OrgId, ProjectId, UserId};
 use crate::names::{Role, ValidationError};
 use crate::ratelimit::{self, Limit};
 use crate::Engine;
@@ -167,6 +167,24 @@ pub struct NewKey {
     pub role: KeyRole,
     pub expires: ExpiryDays,
     pub instance: bool,
+    /// Limited to these projects (`None`: whatever the owner reaches).
+    pub projects: Option<Vec<ProjectId>>,
+}
+
+impl NewKey {
+    /// The chosen projects of the key form (`projects[i]`); none chosen: no limit.
+    pub fn parse_projects(raw: &[String]) -> Result<Option<Vec<ProjectId>>, ValidationError> {
+        let mut out: Vec<ProjectId> = Vec::new();
+        for r in raw.iter().map(|r| r.trim()).filter(|r| !r.is_empty()) {
+            let id = r
+                .parse::<Uuid>()
+                .map_err(|_| ValidationError::new("projects", "must be project IDs"))?;
+            if !out.iter().any(|p| p.0 == id) {
+                out.push(ProjectId(id));
+            }
+        }
+        Ok((!out.is_empty()).then_some(out))
+    }
 }
 
 /// A key as lists show it: never its secret.
@@ -184,6 +202,8 @@ pub struct KeySummary {
     pub revoked_at: Option<DateTime<Utc>>,
     pub last_used_at: Option<DateTime<Utc>>,
     pub last_used_ip: Option<String>,
+    /// Limited to these projects' names (`None`: no limit).
+    pub projects: Option<Vec<String>>,
 }
 
 /// A key just made: `key` is shown once and never again.
@@ -235,6 +255,29 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewKey) -> Result<Cre
             "only instance administrators can give a key instance powers",
         ));
     }
+    // A key's projects are among those its owner reaches in this organization.
+    if let Some(chosen) = &new.projects {
+        let reach = crate::access::visible(caller);
+        let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+        let ids: Vec<Uuid> = chosen.iter().map(|p| p.0).collect();
+        let known: i64 = {
+            use crate::db::schema::projects;
+            use diesel::{ExpressionMethods, QueryDsl};
+            projects::table
+                .filter(projects::organization_id.eq(caller.org_id.0))
+                .filter(projects::id.eq_any(&ids))
+                .count()
+                .get_result(&mut conn)
+                .await?
+        };
+        let reachable = reach.is_none_or(|r| ids.iter().all(|p| r.contains(p)));
+        if known != ids.len() as i64 || !reachable {
+            return Err(KeyError::Invalid(ValidationError::new(
+                "projects",
+                "must be projects of this organization that you reach",
+            )));
+        }
+    }
     let mut raw = [0u8; 6];
     rand::thread_rng().fill_bytes(&mut raw);
     let prefix = hex::encode(raw);
@@ -246,8 +289,8 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewKey) -> Result<Cre
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // One statement: the cap is checked and the row written together.
     let n = diesel::sql_query(
-        "INSERT INTO api_keys (id, organization_id, user_id, name, prefix, secret_hash, role, instance, expires_at)
-         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9
+        "INSERT INTO api_keys (id, organization_id, user_id, name, prefix, secret_hash, role, instance, expires_at, projects)
+         SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $11
          WHERE (SELECT count(*) FROM api_keys
                 WHERE organization_id = $2 AND user_id = $3 AND revoked_at IS NULL) < $10",
     )
@@ -261,6 +304,9 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewKey) -> Result<Cre
     .bind::<Bool, _>(new.instance)
     .bind::<Nullable<Timestamptz>, _>(expires_at)
     .bind::<diesel::sql_types::Int8, _>(MAX_KEYS)
+    .bind::<Nullable<diesel::sql_types::Array<SqlUuid>>, _>(
+        new.projects.as_ref().map(|ps| ps.iter().map(|p| p.0).collect::<Vec<Uuid>>()),
+    )
     .execute(&mut conn)
     .await?;
     if n == 0 {
@@ -300,6 +346,8 @@ struct SummaryRow {
     last_used_at: Option<DateTime<Utc>>,
     #[diesel(sql_type = Nullable<Text>)]
     last_used_ip: Option<String>,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Array<Text>>)]
+    projects: Option<Vec<String>>,
 }
 
 /// The organization's keys: all of them for its admins and owners, the
@@ -308,7 +356,9 @@ pub async fn list(engine: &Engine, caller: &Caller) -> Result<Vec<KeySummary>, K
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let rows: Vec<SummaryRow> = diesel::sql_query(
         "SELECT k.id, k.name, k.prefix, k.role, k.instance, k.user_id, u.name AS owner,
-                k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.last_used_ip
+                k.created_at, k.expires_at, k.revoked_at, k.last_used_at, k.last_used_ip,
+                CASE WHEN k.projects IS NULL THEN NULL ELSE
+                  ARRAY(SELECT p.name FROM projects p WHERE p.id = ANY(k.projects) ORDER BY p.name) END AS projects
          FROM api_keys k JOIN users u ON u.id = k.user_id
          WHERE k.organization_id = $1 AND ($2 OR k.user_id = $3)
          ORDER BY k.created_at DESC, k.id",
@@ -333,6 +383,7 @@ pub async fn list(engine: &Engine, caller: &Caller) -> Result<Vec<KeySummary>, K
             revoked_at: r.revoked_at,
             last_used_at: r.last_used_at,
             last_used_ip: r.last_used_ip,
+            projects: r.projects,
         })
         .collect())
 }
@@ -388,6 +439,8 @@ struct AuthRow {
     member_limited: bool,
     #[diesel(sql_type = Bool)]
     second_factor_missing: bool,
+    #[diesel(sql_type = Nullable<diesel::sql_types::Array<SqlUuid>>)]
+    projects: Option<Vec<Uuid>>,
 }
 
 /// The caller a presented key stands for, counted against [`KEY_LIMIT`].
@@ -402,7 +455,7 @@ pub async fn authenticate(engine: &Engine, presented: &str, client: &str) -> Res
         "SELECT k.id, k.organization_id, k.user_id, k.secret_hash, k.role, k.instance, k.expires_at,
                 k.revoked_at, k.last_used_at, k.last_used_ip, m.role AS member_role, u.instance_admin,
                 coalesce(m.limited, false) AS member_limited,
-                (o.require_2fa AND u.totp_secret IS NULL) AS second_factor_missing
+                (o.require_2fa AND u.totp_secret IS NULL) AS second_factor_missing, k.projects
          FROM api_keys k
          JOIN users u ON u.id = k.user_id
          JOIN organizations o ON o.id = k.organization_id
@@ -464,6 +517,10 @@ pub async fn authenticate(engine: &Engine, presented: &str, client: &str) -> Res
         row.member_limited,
     )
     .await?;
+    let projects = match &row.projects {
+        Some(chosen) => projects.within(chosen),
+        None => projects,
+    };
     Ok(Caller {
         projects,
         user_id: UserId(row.user_id),

@@ -24,6 +24,7 @@ fn new(role: KeyRole, instance: bool) -> NewKey {
         role,
         expires: ExpiryDays::parse("").unwrap(),
         instance,
+        projects: None,
     }
 }
 

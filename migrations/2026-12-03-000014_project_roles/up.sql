@@ -14,3 +14,5 @@ CREATE TABLE project_grants (
     FOREIGN KEY (organization_id, user_id) REFERENCES memberships (organization_id, user_id) ON DELETE CASCADE
 );
 CREATE INDEX project_grants_project ON project_grants (project_id);
+-- An API key can be limited to chosen projects (NULL: whatever its owner reaches).
+ALTER TABLE api_keys ADD COLUMN projects UUID[];

@@ -98,6 +98,7 @@ async fn the_command_line_deploys_waits_and_sets_variables_over_the_api() {
             role: KeyRole::Member,
             expires: ExpiryDays::parse("30").unwrap(),
             instance: false,
+            projects: None,
         },
     )
     .await

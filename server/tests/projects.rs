@@ -361,3 +361,70 @@ async fn viewers_see_deployers_deploy_and_admins_create_and_delete_in_their_proj
     let listed = app.api("GET", "/members", Some(&ada_key), None).await;
     assert!(listed.body.contains("\"limited\":false"), "{}", listed.body);
 }
+
+#[tokio::test]
+async fn a_key_limited_to_a_project_reaches_that_project_only() {
+    let app = TestApp::new().await;
+    let Fixture { ada, bob, ids } = fixture(&app).await;
+    let (open, environment, web) = open_project(&app, &ada).await;
+    let made = app
+        .call(
+            "keys/create",
+            &[("name", "open only"), ("role", "admin"), ("projects[0]", &open)],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let key = made.json()["key"].as_str().unwrap().to_owned();
+    let listed = app.call("keys/list", &[], Some(&ada)).await;
+    assert!(listed.body.contains("\"projects\":[\"Open\"]"), "{}", listed.body);
+
+    let projects = app.api("GET", "/projects", Some(&key), None).await;
+    assert!(
+        projects.body.contains("Open") && !projects.body.contains("Secret"),
+        "{}",
+        projects.body
+    );
+    let r = app
+        .api("GET", &format!("/projects/{}", ids.project), Some(&key), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    let r = app
+        .api("GET", &format!("/apps/{}/env", ids.app), Some(&key), None)
+        .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "{}", r.body);
+    // Inside its project the key has its (owner-capped) role's powers.
+    let r = app.api("GET", &format!("/apps/{web}/env"), Some(&key), None).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    let r = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&key),
+            Some(serde_json::json!({"environment_id": environment, "name": "from-key", "source": "image", "image": "nginx:1.27"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::CREATED, "{}", r.body);
+    // Organization-wide acts are not a project key's.
+    let r = app
+        .api(
+            "POST",
+            "/projects",
+            Some(&key),
+            Some(serde_json::json!({"name": "Another"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+
+    // A key's projects are among those its owner reaches.
+    limit(&app, &ada, &ids.member, &open, Some("viewer")).await;
+    let r = app
+        .call(
+            "keys/create",
+            &[("name", "sneaky"), ("role", "member"), ("projects[0]", &ids.project)],
+            Some(&bob),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert!(r.body.contains("projects"), "{}", r.body);
+}

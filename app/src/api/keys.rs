@@ -45,6 +45,7 @@ pub async fn list_keys() -> Result<Vec<ApiKeyView>, AppError> {
                 (Some(at), None) => stamp(at),
                 _ => "never".into(),
             },
+            projects: k.projects,
         })
         .collect())
 }
@@ -58,6 +59,7 @@ pub async fn create_key(
     role: String,
     #[server(default)] expires_in_days: String,
     instance: Option<String>,
+    #[server(default)] projects: Vec<String>,
 ) -> Result<NewApiKey, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let new = NewKey {
@@ -65,6 +67,7 @@ pub async fn create_key(
         role: KeyRole::parse(&role).map_err(fail)?,
         expires: ExpiryDays::parse(&expires_in_days).map_err(fail)?,
         instance: edge::checked(&instance),
+        projects: NewKey::parse_projects(&projects).map_err(fail)?,
     };
     let made = apikeys::create(&ctx.engine, &caller, new).await.map_err(fail)?;
     Ok(NewApiKey {

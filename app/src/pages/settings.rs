@@ -103,7 +103,7 @@ pub fn SettingsPage() -> impl IntoView {
                         <PasswordForm />
                         <TwoFactor begin=begin_2fa confirm=confirm_2fa disable=disable_2fa require=require_2fa status=two_factor manage />
                         <Members manage role remove access members projects />
-                        <ApiKeys create=make_key revoke=revoke_key keys manage admin />
+                        <ApiKeys create=make_key revoke=revoke_key keys projects manage admin />
                         <Show when=move || manage>
                             <Invites create=invite revoke invites />
                             <AuditLog filter=audit_filter rows=audit admin />
@@ -544,6 +544,7 @@ fn ApiKeys(
     create: ServerAction<CreateKey>,
     revoke: ServerAction<RevokeKey>,
     keys: Resource<Result<Vec<crate::types::ApiKeyView>, crate::error::AppError>>,
+    projects: Resource<Result<Vec<crate::types::ProjectSummary>, crate::error::AppError>>,
     manage: bool,
     admin: bool,
 ) -> impl IntoView {
@@ -572,6 +573,22 @@ fn ApiKeys(
                 </label>
                 <Field label="Expires in days (empty: never)" name="expires_in_days" kind="number" error />
                 <Submit label="Create key" pending=create.pending() id="create-key" />
+                <fieldset class="sm:col-span-4">
+                    <legend class="text-sm font-medium">"Projects (none ticked: every project you reach)"</legend>
+                    <Transition fallback=|| view! { <Loading /> }>
+                        {move || Suspend::new(async move {
+                            projects.await.unwrap_or_default().into_iter().enumerate().map(|(i, p)| {
+                                let id = format!("key-project-{i}");
+                                view! {
+                                    <span class="mr-4 inline-flex items-center gap-2 text-sm">
+                                        <input type="checkbox" id=id.clone() name=format!("projects[{i}]") value=p.id.to_string() />
+                                        <label for=id>{p.name}</label>
+                                    </span>
+                                }
+                            }).collect_view()
+                        })}
+                    </Transition>
+                </fieldset>
                 <Show when=move || admin>
                     <label class="flex items-center gap-2 text-sm sm:col-span-4">
                         <input type="checkbox" name="instance" />
@@ -598,8 +615,9 @@ fn ApiKeys(
                                         <li class="flex items-center justify-between gap-3 py-2">
                                             <span>
                                                 <span class="font-medium">{k.name}</span>
-                                                {format!(" · berth_{}_… · {}{} · by {} · created {} · expires {} · last used {} · {}",
+                                                {format!(" · berth_{}_… · {}{}{} · by {} · created {} · expires {} · last used {} · {}",
                                                     k.prefix, k.role, if k.instance { " + instance" } else { "" },
+                                                    k.projects.map(|ps| format!(" · projects: {}", ps.join(", "))).unwrap_or_default(),
                                                     k.owner, k.created_at, k.expires, k.last_used, k.state)}
                                             </span>
                                             <Show when=move || active>
