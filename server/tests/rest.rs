@@ -61,6 +61,8 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_is_routed_and_gua
         ("GET", "/apps/{id}/env"),
         ("PUT", "/apps/{id}/env"),
         ("POST", "/apps/{id}/domains"),
+        ("GET", "/domains/{id}"),
+        ("PATCH", "/domains/{id}"),
         ("DELETE", "/domains/{id}"),
         ("POST", "/apps/{id}/deployments"),
         ("GET", "/apps/{id}/deployments"),
@@ -91,6 +93,7 @@ async fn the_document_is_openapi_3_1_and_every_operation_in_it_is_routed_and_gua
         ("GET", "/members"),
         ("PATCH", "/members/{id}"),
         ("DELETE", "/members/{id}"),
+        ("PUT", "/members/{id}/access"),
         ("GET", "/invites"),
         ("POST", "/invites"),
         ("DELETE", "/invites/{id}"),
@@ -521,6 +524,47 @@ async fn apps_with_variables_domains_and_deployments_round_trip() {
         .await;
     assert_eq!(r.json()["field"], "runtime.port", "{}", r.body);
 
+    // Source: a partial change through the same parse as the page's form.
+    let read = app.api("GET", &format!("/apps/{aid}"), Some(&key), None).await;
+    let tag = read.headers["etag"].to_str().unwrap().to_owned();
+    let patched = app
+        .api_with(
+            "PATCH",
+            &format!("/apps/{aid}"),
+            Some(&key),
+            Some(json!({"source": {"image": "registry.example.com/team/site:2"}})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let src = &patched.json()["source"];
+    assert_eq!(src["kind"], "image");
+    assert_eq!(src["image"], "registry.example.com/team/site:2");
+    assert_eq!(patched.json()["runtime"]["port"], 8080, "the runtime stayed");
+    let r = app
+        .api_with(
+            "PATCH",
+            &format!("/apps/{aid}"),
+            Some(&key),
+            Some(json!({"source": {"image": "nginx"}})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "a stale tag: {}", r.body);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/apps/{aid}"),
+            Some(&key),
+            Some(json!({"source": {"kind": "git", "repository": "ext::sh -c id"}, "runtime": {"port": 9090}})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.json()["field"], "source.repository", "{}", r.body);
+    let after = app.api("GET", &format!("/apps/{aid}"), Some(&key), None).await.json();
+    assert_eq!(after["runtime"]["port"], 8080, "a refused change changed nothing");
+    assert_eq!(after["source"]["image"], "registry.example.com/team/site:2");
+
     // Variables, byte for byte.
     let vars = json!({"vars": {
         "PLAIN": "value",
@@ -577,6 +621,50 @@ async fn apps_with_variables_domains_and_deployments_round_trip() {
         )
         .await;
     assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    // HTTPS and proxy options: a partial change through the page's parse.
+    let read = app.api("GET", &format!("/domains/{did}"), Some(&key), None).await;
+    assert_eq!(read.status, StatusCode::OK, "{}", read.body);
+    assert_eq!(read.json()["options"]["compress"], false);
+    let tag = read.headers["etag"].to_str().unwrap().to_owned();
+    let patched = app
+        .api_with(
+            "PATCH",
+            &format!("/domains/{did}"),
+            Some(&key),
+            Some(json!({"compress": true, "hsts_max_age": 3600, "headers": {"X-Team": "blue"}, "basic_auth": ["eve:a long secret"]})),
+            &[("if-match", &tag)],
+        )
+        .await;
+    assert_eq!(patched.status, StatusCode::OK, "{}", patched.body);
+    let o = &patched.json()["options"];
+    assert_eq!(o["compress"], true);
+    assert_eq!(o["hsts_max_age"], 3600);
+    assert_eq!(o["headers"]["X-Team"], "blue");
+    assert_eq!(o["basic_auth_users"], json!(["eve"]));
+    assert!(!patched.body.contains("a long secret"), "{}", patched.body);
+    // A user alone keeps the password; other fields stay.
+    let again = app
+        .api(
+            "PATCH",
+            &format!("/domains/{did}"),
+            Some(&key),
+            Some(json!({"rate_average": 50})),
+        )
+        .await;
+    assert_eq!(again.status, StatusCode::OK, "{}", again.body);
+    assert_eq!(again.json()["options"]["rate_average"], 50);
+    assert_eq!(again.json()["options"]["basic_auth_users"], json!(["eve"]));
+    assert_eq!(again.json()["options"]["compress"], true);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/domains/{did}"),
+            Some(&key),
+            Some(json!({"www": "sideways"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::UNPROCESSABLE_ENTITY, "{}", r.body);
+    assert_eq!(r.json()["field"], "www");
     let gone = app.api("DELETE", &format!("/domains/{did}"), Some(&key), None).await;
     assert_eq!(gone.status, StatusCode::NO_CONTENT, "{}", gone.body);
 

@@ -35,6 +35,46 @@ pub struct SourceForm {
 }
 
 impl SourceForm {
+    /// The form filled in from a stored source and build (no secret: empty
+    /// keeps the stored one), so that a change of some fields (the REST API's
+    /// `PATCH`) goes through [`SourceForm::parse`] whole, like the page's form.
+    pub fn of(source: &Source, build: &Build) -> Self {
+        let mut f = SourceForm::default();
+        match source {
+            Source::Image { image, registry_user } => {
+                f.kind = "image".into();
+                f.image = image.clone();
+                f.registry_user = registry_user.clone().unwrap_or_default();
+                f.branch = "main".into();
+            }
+            Source::Git { url, branch, subdir } => {
+                f.kind = "git".into();
+                f.repository = url.clone();
+                f.branch = branch.clone();
+                f.subdir = subdir.clone();
+            }
+        }
+        match build {
+            Build::Dockerfile {
+                dockerfile,
+                context,
+                target,
+                args,
+            } => {
+                f.build_kind = "dockerfile".into();
+                f.dockerfile = dockerfile.clone();
+                f.context = context.clone();
+                f.target = target.clone().unwrap_or_default();
+                f.build_args = args.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            }
+            Build::Static { directory } => {
+                f.build_kind = "static".into();
+                f.static_dir = directory.clone();
+            }
+        }
+        f
+    }
+
     pub fn parse(&self, allow_local: bool) -> Result<(Source, SecretChange, Build), ValidationError> {
         let source = match self.kind.trim() {
             "image" => {
@@ -275,6 +315,29 @@ mod tests {
         assert_eq!(RuntimeForm::of(&r).parse().unwrap(), r);
         let d = Runtime::default();
         assert_eq!(RuntimeForm::of(&d).parse().unwrap(), d);
+    }
+
+    #[test]
+    fn a_filled_in_source_form_parses_back_to_its_source_and_build() {
+        let mut with_args = git("https://example.com/a/b.git", "release", "web");
+        with_args.build_kind = "dockerfile".into();
+        with_args.dockerfile = "deploy/Dockerfile".into();
+        with_args.target = "runtime".into();
+        with_args.build_args = "A=1\nB=two words\n".into();
+        let mut image = SourceForm {
+            kind: "image".into(),
+            image: "registry.example.com/team/app:1.2".into(),
+            registry_user: "robot".into(),
+            ..Default::default()
+        };
+        image.build_kind = "static".into();
+        image.static_dir = "dist".into();
+        for form in [with_args, image] {
+            let (source, _, build) = form.parse(false).unwrap();
+            let (again, secret, build_again) = SourceForm::of(&source, &build).parse(false).unwrap();
+            assert_eq!((again, build_again), (source, build));
+            assert!(matches!(secret, SecretChange::Keep));
+        }
     }
 
     #[test]

@@ -938,6 +938,26 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     Ok(DomainId(did))
 }
 
+/// One domain of the caller's organization, by its ID.
+pub async fn domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<Domain, AppError> {
+    crate::access::check_with(
+        engine,
+        caller,
+        crate::access::Target::Domain(id),
+        crate::names::ProjectRole::Viewer,
+    )
+    .await?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    domains::table
+        .filter(domains::id.eq(id.0))
+        .filter(domains::organization_id.eq(caller.org_id.0))
+        .select(Domain::as_select())
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)
+}
+
 /// A domain's HTTPS settings and proxy options, as changed from the UI.
 pub struct DomainUpdate {
     pub https: bool,

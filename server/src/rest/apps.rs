@@ -74,6 +74,77 @@ pub struct Domain {
     pub https: bool,
     /// Made by Berth (the instance's wildcard domain).
     pub generated: bool,
+    /// Where its certificate comes from: `http`, `tls`, `dns` or `custom`.
+    pub cert: String,
+    /// The certificate's state (`pending`, `issued`, `failed`, ...).
+    pub cert_status: String,
+    pub options: DomainOptionsOut,
+}
+
+/// A domain's proxy options as they are now (passwords never: users only).
+#[derive(Serialize, ToSchema)]
+pub struct DomainOptionsOut {
+    pub redirect_https: bool,
+    pub hsts_max_age: Option<u32>,
+    pub hsts_subdomains: bool,
+    /// `none`, `to_www` or `to_apex`.
+    pub www: String,
+    pub basic_auth_users: Vec<String>,
+    pub headers: BTreeMap<String, String>,
+    pub compress: bool,
+    pub rate_average: Option<u32>,
+    pub rate_burst: Option<u32>,
+}
+
+fn domain_out(x: apps::Domain) -> Domain {
+    let o = x.options();
+    Domain {
+        id: x.id,
+        host: x.host,
+        path_prefix: x.path_prefix,
+        https: x.https,
+        generated: x.generated,
+        cert: x.cert,
+        cert_status: x.cert_status,
+        options: DomainOptionsOut {
+            redirect_https: o.redirect_https,
+            hsts_max_age: o.hsts.map(|h| h.max_age),
+            hsts_subdomains: o.hsts.is_some_and(|h| h.include_subdomains),
+            www: match o.www.as_str() {
+                "" => "none".to_owned(),
+                w => w.to_owned(),
+            },
+            basic_auth_users: o.basic_auth.iter().map(|u| u.user.clone()).collect(),
+            headers: o.headers.into_iter().collect(),
+            compress: o.compress,
+            rate_average: o.rate_limit.map(|r| r.average),
+            rate_burst: o.rate_limit.map(|r| r.burst),
+        },
+    }
+}
+
+/// Fields left out stay as they are.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DomainChange {
+    pub https: Option<bool>,
+    /// `http` (HTTP-01), `tls` (TLS-ALPN-01), `dns` (DNS-01) or `custom` (uploaded).
+    pub cert: Option<String>,
+    pub redirect_https: Option<bool>,
+    /// Seconds; 0 or null turns HSTS off.
+    pub hsts_max_age: Option<u32>,
+    pub hsts_subdomains: Option<bool>,
+    /// `none`, `to_www` or `to_apex`.
+    pub www: Option<String>,
+    /// `user:password` items replace the users; a `user` alone keeps that
+    /// user's current password.
+    pub basic_auth: Option<Vec<String>>,
+    /// Response headers added to every answer (replaces them).
+    pub headers: Option<BTreeMap<String, String>>,
+    pub compress: Option<bool>,
+    /// Requests per second on average; 0 turns the limit off.
+    pub rate_average: Option<u32>,
+    pub rate_burst: Option<u32>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -123,17 +194,7 @@ impl From<AppDetail> for App {
                 restart: a.runtime.restart.as_str().into(),
                 drain_secs: a.runtime.drain_secs,
             },
-            domains: d
-                .domains
-                .into_iter()
-                .map(|x| Domain {
-                    id: x.id,
-                    host: x.host,
-                    path_prefix: x.path_prefix,
-                    https: x.https,
-                    generated: x.generated,
-                })
-                .collect(),
+            domains: d.domains.into_iter().map(domain_out).collect(),
             env: d.env_names,
             live_deployment: a.live_deployment_id.map(|x| x.0),
             created_at: stamp(a.created_at),
@@ -173,10 +234,40 @@ pub struct RuntimeChange {
     pub drain_secs: Option<u64>,
 }
 
+/// Where the app comes from and how it is built; fields left out stay as they
+/// are (taking effect at the next deploy).
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SourceChange {
+    /// `image` or `git`.
+    pub kind: Option<String>,
+    pub image: Option<String>,
+    pub registry_user: Option<String>,
+    /// The registry password (image) or deploy key (git); write-only. Moving
+    /// to another registry or git host drops the stored one unless given.
+    pub secret: Option<String>,
+    /// Forget the stored password or deploy key.
+    #[serde(default)]
+    pub clear_secret: bool,
+    pub repository: Option<String>,
+    pub branch: Option<String>,
+    pub subdir: Option<String>,
+    /// `dockerfile` or `static`.
+    pub build: Option<String>,
+    pub dockerfile: Option<String>,
+    pub context: Option<String>,
+    /// A build stage; empty for the last.
+    pub target: Option<String>,
+    /// Replaces every build argument.
+    pub build_args: Option<BTreeMap<String, String>>,
+    pub static_dir: Option<String>,
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppChange {
     pub runtime: Option<RuntimeChange>,
+    pub source: Option<SourceChange>,
 }
 
 /// An application's variables, values included.
@@ -303,7 +394,9 @@ pub async fn get(State(s): State<AppState>, Key(c): Key, Path(aid): Path<String>
     Ok(tagged(StatusCode::OK, App::from(d)))
 }
 
-/// Changes runtime settings (taking effect at the next deploy).
+/// Changes where the app comes from, how it is built and its runtime
+/// settings (taking effect at the next deploy); both parts are checked before
+/// either is written.
 #[utoipa::path(patch, path = "/apps/{id}", tag = "apps", request_body = AppChange,
     params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "The ETag last read")),
     responses((status = 200, body = App), (status = 412, body = Problem), (status = 422, body = Problem)))]
@@ -317,8 +410,10 @@ pub async fn update(
     let aid: AppId = id(&aid)?;
     let engine = s.engine();
     let now = apps::get(engine, &c, aid).await.map_err(engine_err)?;
+    let app_now = now.app.clone();
     let mut form = RuntimeForm::of(&now.app.runtime);
     if_match(&headers, &super::etag(&App::from(now)))?;
+    let changes_runtime = b.runtime.is_some();
     if let Some(r) = b.runtime {
         let text = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
         if let Some(p) = r.port {
@@ -344,9 +439,56 @@ pub async fn update(
         }
     }
     let runtime = form.parse().map_err(engine_err)?;
-    apps::update_runtime(engine, &c, aid, runtime)
-        .await
-        .map_err(engine_err)?;
+    // Both parts are parsed before either is written: a bad field changes nothing.
+    let source = match b.source {
+        None => None,
+        Some(x) => {
+            let mut f = SourceForm::of(&app_now.source, &app_now.build);
+            let set = |slot: &mut String, v: Option<String>| {
+                if let Some(v) = v {
+                    *slot = v;
+                }
+            };
+            set(&mut f.kind, x.kind);
+            set(&mut f.image, x.image);
+            set(&mut f.registry_user, x.registry_user);
+            set(&mut f.secret, x.secret);
+            f.clear_secret = x.clear_secret;
+            set(&mut f.repository, x.repository);
+            set(&mut f.branch, x.branch);
+            set(&mut f.subdir, x.subdir);
+            set(&mut f.build_kind, x.build);
+            set(&mut f.dockerfile, x.dockerfile);
+            set(&mut f.context, x.context);
+            set(&mut f.target, x.target);
+            set(&mut f.static_dir, x.static_dir);
+            if let Some(args) = x.build_args {
+                if args.values().any(|v| v.contains(['\n', '\r'])) {
+                    return Err(field_error("source.build_args", "a value cannot hold a line break"));
+                }
+                f.build_args = args.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+            }
+            let parsed = f.parse(engine.deploy.allow_local_sources).map_err(|e| {
+                // The form's names, as this body spells them.
+                let field = match e.field {
+                    "source" => "kind",
+                    other => other,
+                };
+                field_error(format!("source.{field}"), e.message)
+            })?;
+            Some(parsed)
+        }
+    };
+    if let Some((source, secret, build)) = source {
+        apps::update_source(engine, &c, aid, source, secret, build)
+            .await
+            .map_err(engine_err)?;
+    }
+    if changes_runtime {
+        apps::update_runtime(engine, &c, aid, runtime)
+            .await
+            .map_err(engine_err)?;
+    }
     let d = apps::get(engine, &c, aid).await.map_err(engine_err)?;
     Ok(tagged(StatusCode::OK, App::from(d)))
 }
@@ -393,6 +535,90 @@ pub async fn set_env(
     let vars = spec::parse_vars(b.vars.into_iter().collect()).map_err(engine_err)?;
     apps::set_env(s.engine(), &c, aid, vars).await.map_err(engine_err)?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// A domain, with its HTTPS settings and proxy options.
+#[utoipa::path(get, path = "/domains/{id}", tag = "apps", params(("id" = String, Path)),
+    responses((status = 200, body = Domain, headers(("ETag" = String))), (status = 404, body = Problem)))]
+pub async fn get_domain(State(s): State<AppState>, Key(c): Key, Path(did): Path<String>) -> Result<Response, ApiError> {
+    let d = apps::domain(s.engine(), &c, id(&did)?).await.map_err(engine_err)?;
+    Ok(tagged(StatusCode::OK, domain_out(d)))
+}
+
+/// Changes a domain's HTTPS, certificate source and proxy options (routed at
+/// once), through the page's own form parse: fields left out stay.
+#[utoipa::path(patch, path = "/domains/{id}", tag = "apps", request_body = DomainChange,
+    params(("id" = String, Path), ("If-Match" = Option<String>, Header, description = "The ETag last read")),
+    responses((status = 200, body = Domain), (status = 404, body = Problem), (status = 412, body = Problem), (status = 422, body = Problem)))]
+pub async fn update_domain(
+    State(s): State<AppState>,
+    Key(c): Key,
+    Path(did): Path<String>,
+    headers: HeaderMap,
+    Body(b): Body<DomainChange>,
+) -> Result<Response, ApiError> {
+    let did: engine::ids::DomainId = id(&did)?;
+    let engine = s.engine();
+    let now = apps::domain(engine, &c, did).await.map_err(engine_err)?;
+    let mut form = now.options().to_form();
+    let cert = now.cert_source();
+    let https = now.https;
+    if_match(&headers, &super::etag(&domain_out(now)))?;
+    let text = |v: u32| if v == 0 { String::new() } else { v.to_string() };
+    if let Some(v) = b.redirect_https {
+        form.redirect_https = v;
+    }
+    if let Some(v) = b.hsts_max_age {
+        form.hsts_max_age = text(v);
+    }
+    if let Some(v) = b.hsts_subdomains {
+        form.hsts_subdomains = v;
+    }
+    if let Some(v) = b.www {
+        form.www = v;
+    }
+    if let Some(users) = b.basic_auth {
+        if users.iter().any(|u| u.contains(['\n', '\r'])) {
+            return Err(field_error("basic_auth", "an item cannot hold a line break"));
+        }
+        form.basic_auth = users.iter().map(|u| format!("{u}\n")).collect();
+    }
+    if let Some(h) = b.headers {
+        if h.iter()
+            .any(|(k, v)| k.contains(['\n', '\r', ':']) || v.contains(['\n', '\r']))
+        {
+            return Err(field_error(
+                "headers",
+                "names and values cannot hold line breaks (or a name a colon)",
+            ));
+        }
+        form.headers = h.iter().map(|(k, v)| format!("{k}: {v}\n")).collect();
+    }
+    if let Some(v) = b.compress {
+        form.compress = v;
+    }
+    if let Some(v) = b.rate_average {
+        form.rate_average = text(v);
+        if v == 0 {
+            form.rate_burst = String::new();
+        }
+    }
+    if let Some(v) = b.rate_burst {
+        form.rate_burst = text(v);
+    }
+    let update = apps::DomainUpdate {
+        https: b.https.unwrap_or(https),
+        cert: match b.cert {
+            Some(raw) => CertSource::parse(&raw).map_err(engine_err)?,
+            None => cert,
+        },
+        options: form,
+    };
+    engine::domains::update(engine, &c, did, update)
+        .await
+        .map_err(engine_err)?;
+    let d = apps::domain(engine, &c, did).await.map_err(engine_err)?;
+    Ok(tagged(StatusCode::OK, domain_out(d)))
 }
 
 /// Routes a domain (and path) to the application.

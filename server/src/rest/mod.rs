@@ -90,7 +90,7 @@ fn parts() -> (Router<AppState>, utoipa::openapi::OpenApi) {
         .routes(routes!(apps::get, apps::update, apps::delete))
         .routes(routes!(apps::get_env, apps::set_env))
         .routes(routes!(apps::add_domain))
-        .routes(routes!(apps::remove_domain))
+        .routes(routes!(apps::get_domain, apps::update_domain, apps::remove_domain))
         .routes(routes!(apps::deploy, apps::deployments))
         .routes(routes!(apps::deployment))
         .routes(routes!(apps::cancel))

@@ -768,6 +768,7 @@ pub fn body(method: &str, path: &str, i: &Ids) -> Option<Value> {
             Some(json!({"environment_id": i.environment, "name": "pwned", "source": "image", "image": "nginx:1.27"}))
         }
         ("PATCH", "/apps/{id}") => Some(json!({"runtime": {"port": 8081}})),
+        ("PATCH", "/domains/{id}") => Some(json!({"compress": true})),
         ("PUT", "/apps/{id}/env") => Some(json!({"vars": {"PWNED": "1"}})),
         ("POST", "/apps/{id}/domains") => Some(json!({"host": "pwned.example.com"})),
         ("POST", "/services") => Some(json!({"environment_id": i.environment, "name": "pwned-db", "engine": "redis"})),
