@@ -101,6 +101,27 @@ pub struct ProjectDetail {
     pub name: String,
     pub description: String,
     pub environments: Vec<EnvironmentView>,
+    pub may: Powers,
+}
+
+/// What the signed-in user may do in a project (its project role, or their
+/// organization role): the pages offer only these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+pub struct Powers {
+    pub deploy: bool,
+    pub manage: bool,
+    pub delete: bool,
+}
+
+#[cfg(feature = "ssr")]
+impl From<engine::access::Powers> for Powers {
+    fn from(p: engine::access::Powers) -> Self {
+        Powers {
+            deploy: p.deploy,
+            manage: p.manage,
+            delete: p.delete,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -281,6 +302,7 @@ pub struct DomainOptionsView {
 pub struct AppView {
     pub id: Uuid,
     pub name: String,
+    pub may: Powers,
     pub project_id: Uuid,
     pub project_name: String,
     pub environment_name: String,
@@ -430,6 +452,7 @@ pub struct ServiceView {
     pub name: String,
     pub engine: String,
     pub engine_label: String,
+    pub may: Powers,
     pub project_id: Uuid,
     pub project_name: String,
     pub environment_name: String,

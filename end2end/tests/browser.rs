@@ -1270,3 +1270,85 @@ async fn two_factor_sign_in_is_set_up_and_used_in_a_real_browser() {
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "after sign-in: {errors:#?}");
 }
+
+#[tokio::test]
+async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
+    let berth = start_berth().await;
+    let (_driver, c) = start_browser().await;
+    let base = format!("http://127.0.0.1:{}", berth.port);
+    onboard_into_project(&c, &base, &berth.token).await;
+    c.goto(&format!("{base}/projects")).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    fill(&c, "#create-project input[name=name]", "Back office").await;
+    find(&c, "#create-project-submit").await.click().await.unwrap();
+    wait_text(&c, "#project-list", "Back office").await;
+
+    // Ada invites Bob, who joins as a member.
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    find(&c, "#create-invite").await.click().await.unwrap();
+    let link = find(&c, "#invite-link").await.prop("value").await.unwrap().unwrap_or_default();
+    assert!(link.contains("/invite/"), "{link}");
+    find(&c, "#logout").await.click().await.unwrap();
+    wait_path(&c, "/login").await;
+    c.goto(&link).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    fill(&c, "#field-name", "Bob").await;
+    fill(&c, "#field-email", "bob@example.com").await;
+    fill(&c, "#field-password", "long enough pw").await;
+    find(&c, "#accept-invite").await.click().await.unwrap();
+    wait_path(&c, "/projects").await;
+    wait_text(&c, "#project-list", "Back office").await;
+    find(&c, "#logout").await.click().await.unwrap();
+    wait_path(&c, "/login").await;
+
+    // Ada limits him to Shop as a viewer (members by name: Ada, Bob; projects:
+    // Back office, Shop).
+    sign_in_with_password(&c, &base).await;
+    wait_path(&c, "/projects").await;
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    wait_text(&c, "[data-reach='1']", "All projects").await;
+    find(&c, "#members li:nth-child(2) summary")
+        .await
+        .click()
+        .await
+        .unwrap();
+    find(&c, "#access-1-limited").await.click().await.unwrap();
+    find(&c, "#access-1-role-1")
+        .await
+        .select_by_value("viewer")
+        .await
+        .unwrap();
+    let violations = accessibility_violations(&c).await;
+    assert!(violations.is_empty(), "project access: accessibility: {violations:#?}");
+    find(&c, "#access-1 button[type=submit]").await.click().await.unwrap();
+    wait_text(&c, "[data-reach='1']", "1 project(s)").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "setting access: {errors:#?}");
+    find(&c, "#logout").await.click().await.unwrap();
+    wait_path(&c, "/login").await;
+
+    // Bob sees Shop only, without the forms a viewer cannot use.
+    c.goto(&format!("{base}/login")).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    fill(&c, "#field-email", "bob@example.com").await;
+    fill(&c, "#field-password", "long enough pw").await;
+    find(&c, "#login-submit").await.click().await.unwrap();
+    wait_path(&c, "/projects").await;
+    wait_text(&c, "#project-list", "Shop").await;
+    let listed = find(&c, "#project-list").await.text().await.unwrap();
+    assert!(!listed.contains("Back office"), "{listed}");
+    find(&c, "#project-list a").await.click().await.unwrap();
+    wait_text(&c, "#project-title", "Shop").await;
+    let project = c.current_url().await.unwrap().path().to_owned();
+    hard_load(&c, &format!("{base}{project}"), "#project-title", false).await;
+    let forms = js(
+        &c,
+        "return ['#new-app', '#new-service', '#add-environment'].filter(s => document.querySelector(s)).length",
+    )
+    .await;
+    assert_eq!(forms, 0, "a viewer is offered no create forms");
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "a viewer's project page: {errors:#?}");
+}

@@ -203,6 +203,38 @@ pub fn manages(caller: &Caller) -> bool {
     caller.role.can_manage() || matches!(caller.projects, Projects::Only(_))
 }
 
+/// What a page may offer the caller in one project (the engine refuses the
+/// rest anyway: this only spares them buttons that would be refused).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Powers {
+    /// Deploy, roll back, edit variables and domains.
+    pub deploy: bool,
+    /// Create apps and database services, change settings, run backups.
+    pub manage: bool,
+    /// Delete apps and database services.
+    pub delete: bool,
+}
+
+/// The caller's [`Powers`] in `project` (a project they reach).
+pub fn powers(caller: &Caller, project: Uuid) -> Powers {
+    match &caller.projects {
+        Projects::All | Projects::Within(_) => Powers {
+            deploy: true,
+            manage: true,
+            delete: caller.role.can_manage(),
+        },
+        Projects::Only(grants) => {
+            let role = grants.get(&project).copied();
+            let at_least = |r: ProjectRole| role.is_some_and(|x| x >= r);
+            Powers {
+                deploy: at_least(ProjectRole::Deployer),
+                manage: at_least(ProjectRole::Admin),
+                delete: at_least(ProjectRole::Admin),
+            }
+        }
+    }
+}
+
 /// The projects a list may show `caller`: `None` for all of them.
 pub fn visible(caller: &Caller) -> Option<Vec<Uuid>> {
     match &caller.projects {

@@ -81,6 +81,7 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
         .map_err(fail)?;
     let a = d.app;
     let mut v = AppView {
+        may: engine::access::powers(&caller, d.project_id.0).into(),
         id: a.id.0,
         name: a.name,
         project_id: d.project_id.0,

@@ -47,6 +47,7 @@ pub async fn get_project(id: String) -> Result<ProjectDetail, AppError> {
         .await
         .map_err(fail)?;
     Ok(ProjectDetail {
+        may: engine::access::powers(&caller, d.project.id).into(),
         id: d.project.id,
         name: d.project.name,
         description: d.project.description,

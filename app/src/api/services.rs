@@ -106,6 +106,7 @@ pub async fn get_service(id: String) -> Result<ServiceView, AppError> {
         .map(|a| (a.id.0, a.name))
         .collect();
     Ok(ServiceView {
+        may: engine::access::powers(&caller, d.project_id.0).into(),
         project_apps,
         problem,
         repairs,

@@ -16,7 +16,7 @@ use crate::components::ui::{
     action_error, CopyButton, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON, BUTTON_DANGER, BUTTON_QUIET,
     CARD, INPUT,
 };
-use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView, Me};
+use crate::types::{AppView, DeploymentPage, DeploymentView, HooksView};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -191,10 +191,15 @@ fn AppBody(app: AppView, tab: Memo<String>, actions: Actions, data: TabData) -> 
                 })}
             </div>
             <div class="flex flex-col items-end gap-1">
-                <button type="button" class=BUTTON id="deploy" disabled=move || actions.deploy.pending().get()
-                    on:click=move |_| { actions.deploy.dispatch(DeployApp { app_id: deploy_id.clone() }); }>
-                    {move || if actions.deploy.pending().get() { "Queuing…" } else { "Deploy" }}
-                </button>
+                <Show when=move || app.may.deploy>
+                    <button type="button" class=BUTTON id="deploy" disabled=move || actions.deploy.pending().get()
+                        on:click={
+                            let deploy_id = deploy_id.clone();
+                            move |_| { actions.deploy.dispatch(DeployApp { app_id: deploy_id.clone() }); }
+                        }>
+                        {move || if actions.deploy.pending().get() { "Queuing…" } else { "Deploy" }}
+                    </button>
+                </Show>
                 <FormError error=deploy_error />
             </div>
         </div>
@@ -241,8 +246,7 @@ fn GeneralTab(
 ) -> impl IntoView {
     let error = action_error(actions.source);
     let saved = move || matches!(actions.source.value().get(), Some(Ok(())));
-    let me = use_context::<Me>();
-    let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
+    let can_delete = app.may.delete;
     let id = app.id.to_string();
     let secret_label = if app.source == "git" {
         "Deploy key (private, optional)"

@@ -167,9 +167,11 @@ fn ProjectView(
                 <Submit label="Save" pending=update.pending() id="rename-project-submit" />
             </ActionForm>
         </section>
-        <Applications environments=project.environments.clone() section=lists.apps />
-        <Databases environments=project.environments.clone() section=lists.services />
-        <Environments project_id=id environments=project.environments actions />
+        <Applications environments=project.environments.clone() manage=project.may.manage section=lists.apps />
+        <Databases environments=project.environments.clone() manage=project.may.manage section=lists.services />
+        <Show when=move || project.may.manage>
+            <Environments project_id=id.clone() environments=project.environments.clone() actions />
+        </Show>
         <Show when=move || can_delete>
             <DeleteProjectButton id=delete_id.clone() />
         </Show>
@@ -336,7 +338,7 @@ fn ResourceSection(
 }
 
 #[component]
-fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>) -> impl IntoView {
+fn Applications(environments: Vec<EnvironmentView>, manage: bool, section: Section<CreateApp>) -> impl IntoView {
     let Section { create, rows } = section;
     let error = action_error(create);
     open_created(create, "/apps/");
@@ -347,6 +349,7 @@ fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>)
     let git = move || source.get() == "git";
     view! {
         <ResourceSection title="Applications" environments rows list_attr="data-apps-env" empty="No applications yet." none_label="never deployed">
+            {manage.then(move || view! {
             <details class="mt-6" id="new-app">
             <summary class="cursor-pointer font-semibold text-indigo-700 dark:text-indigo-300">"New application"</summary>
             <ActionForm action=create attr:class="mt-3 grid gap-3 sm:grid-cols-2" attr:id="create-app">
@@ -373,13 +376,14 @@ fn Applications(environments: Vec<EnvironmentView>, section: Section<CreateApp>)
             </ActionForm>
             <FormError error />
             </details>
+            })}
         </ResourceSection>
     }
 }
 
 /// Database services, listed per environment beside the applications.
 #[component]
-fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>) -> impl IntoView {
+fn Databases(environments: Vec<EnvironmentView>, manage: bool, section: Section<CreateService>) -> impl IntoView {
     let Section { create, rows } = section;
     let error = action_error(create);
     open_created(create, "/services/");
@@ -389,6 +393,7 @@ fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>
     let redis = move || engine.get() == "redis";
     view! {
         <ResourceSection title="Databases" environments rows list_attr="data-services-env" empty="No databases yet." none_label="">
+            {manage.then(move || view! {
             <details class="mt-6" id="new-service">
             <summary class="cursor-pointer font-semibold text-indigo-700 dark:text-indigo-300">"New database"</summary>
             <ActionForm action=create attr:class="mt-3 grid gap-3 sm:grid-cols-2" attr:id="create-service">
@@ -422,6 +427,7 @@ fn Databases(environments: Vec<EnvironmentView>, section: Section<CreateService>
             </ActionForm>
             <FormError error />
             </details>
+            })}
         </ResourceSection>
     }
 }

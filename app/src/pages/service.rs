@@ -13,7 +13,7 @@ use crate::components::status::{Badge, StatusBadge};
 use crate::components::ui::{
     action_error, Field, FormError, LoadError, Loading, Submit, Tabs, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
-use crate::types::{Me, ServiceView};
+use crate::types::ServiceView;
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 use leptos_router::components::A;
@@ -178,8 +178,7 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
         })
         .collect_view();
     let reveal_id = id.clone();
-    let me = use_context::<Me>();
-    let can_delete = me.map(|m| m.can_manage()).unwrap_or(false);
+    let can_delete = service.may.delete;
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Connection"</h2>
