@@ -1287,7 +1287,12 @@ async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
     c.goto(&format!("{base}/settings")).await.unwrap();
     find(&c, "html[data-hydrated=true]").await;
     find(&c, "#create-invite").await.click().await.unwrap();
-    let link = find(&c, "#invite-link").await.prop("value").await.unwrap().unwrap_or_default();
+    let link = find(&c, "#invite-link")
+        .await
+        .prop("value")
+        .await
+        .unwrap()
+        .unwrap_or_default();
     assert!(link.contains("/invite/"), "{link}");
     find(&c, "#logout").await.click().await.unwrap();
     wait_path(&c, "/login").await;

@@ -55,11 +55,12 @@ impl Classify for OrgError {
 pub const INVITE_TTL_DAYS: i64 = 7;
 
 fn require_manager(caller: &Caller) -> Result<(), OrgError> {
-    if caller.role.can_manage() {
-        Ok(())
-    } else {
-        Err(OrgError::Forbidden("only admins and owners can manage members"))
+    if !caller.role.can_manage() {
+        return Err(OrgError::Forbidden("only admins and owners can manage members"));
     }
+    // A manager's key limited to projects does nothing organization-wide.
+    crate::access::organization_wide(caller, "")
+        .map_err(|_| OrgError::Forbidden("a key limited to projects cannot manage members"))
 }
 
 #[derive(Debug, Clone)]

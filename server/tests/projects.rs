@@ -415,6 +415,15 @@ async fn a_key_limited_to_a_project_reaches_that_project_only() {
         )
         .await;
     assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
+    let r = app
+        .api(
+            "PATCH",
+            &format!("/members/{}", ids.member),
+            Some(&key),
+            Some(serde_json::json!({"role": "admin"})),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::FORBIDDEN, "{}", r.body);
 
     // A key's projects are among those its owner reaches.
     limit(&app, &ada, &ids.member, &open, Some("viewer")).await;
