@@ -2,10 +2,12 @@
 //! organization: an ID from another organization behaves exactly like an ID that
 //! does not exist.
 
+use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{environments, projects};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{EnvironmentId, ProjectId};
+use crate::names::ProjectRole;
 use crate::names::{Description, EnvironmentName, ProjectName, ValidationError};
 use crate::Engine;
 use chrono::{DateTime, Utc};
@@ -119,7 +121,7 @@ pub async fn list(engine: &Engine, caller: &Caller) -> Result<Vec<ProjectSummary
         .filter(projects::organization_id.eq(caller.org_id.0))
         .into_boxed();
     // A member limited to projects sees the granted ones only.
-    if let Some(granted) = crate::access::visible(caller) {
+    if let Some(granted) = access::visible(caller) {
         q = q.filter(projects::id.eq_any(granted));
     }
     let rows: Vec<(Project, Option<i64>)> = q
@@ -143,7 +145,7 @@ pub async fn create(
     name: ProjectName,
     description: Description,
 ) -> Result<ProjectId, ProjectError> {
-    crate::access::organization_wide(caller, "a member limited to projects cannot create projects")?;
+    access::organization_wide(caller, "a member limited to projects cannot create projects")?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     let id = conn
@@ -174,13 +176,7 @@ pub async fn create(
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<ProjectDetail, ProjectError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Project(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Project(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let project: Project = projects::table
         .filter(projects::id.eq(id.0))
@@ -207,13 +203,7 @@ pub async fn update(
     name: ProjectName,
     description: Description,
 ) -> Result<(), ProjectError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Project(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Project(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = diesel::update(
         projects::table
@@ -254,13 +244,7 @@ pub async fn add_environment(
     project: ProjectId,
     name: EnvironmentName,
 ) -> Result<EnvironmentId, ProjectError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Project(project),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Project(project), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     require_project(&mut conn, caller, project).await?;
     let id: Uuid = diesel::insert_into(environments::table)
@@ -304,13 +288,7 @@ pub async fn rename_environment(
     id: EnvironmentId,
     name: EnvironmentName,
 ) -> Result<(), ProjectError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Environment(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Environment(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, ProjectError, _>(async |conn| {
         unprotected_env(conn, caller, id).await?;

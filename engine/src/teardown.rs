@@ -4,11 +4,13 @@
 //! to delete an environment that still holds either (`ON DELETE RESTRICT`), so
 //! nothing can be left running without a row. Admins and owners only.
 
+use crate::access::{self, Target};
 use crate::accounts::Caller;
 use crate::apps::{self, AppError};
 use crate::db::schema::{applications, database_services, environments, projects};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, EnvironmentId, ProjectId, ServiceId};
+use crate::names::ProjectRole;
 use crate::projects::ProjectError;
 use crate::services::{self, ServiceError};
 use crate::Engine;
@@ -29,8 +31,8 @@ pub enum TeardownError {
     Busy,
 }
 
-impl From<crate::access::Denied> for TeardownError {
-    fn from(d: crate::access::Denied) -> Self {
+impl From<access::Denied> for TeardownError {
+    fn from(d: access::Denied) -> Self {
         TeardownError::Project(d.into())
     }
 }
@@ -73,13 +75,7 @@ pub async fn delete_environment(
     id: EnvironmentId,
     remove_volumes: bool,
 ) -> Result<(), TeardownError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Environment(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Environment(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let protected: bool = environments::table
         .filter(environments::id.eq(id.0))
@@ -113,13 +109,7 @@ pub async fn delete_project(
     id: ProjectId,
     remove_volumes: bool,
 ) -> Result<(), TeardownError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Project(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Project(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let mine: bool = diesel::select(diesel::dsl::exists(
         projects::table

@@ -8,10 +8,12 @@ pub mod form;
 pub mod spec;
 pub mod tls;
 
+use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{app_env_vars, applications, deployments, domains, environments, projects};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, DeploymentId, DomainId, EnvironmentId, ProjectId};
+use crate::names::ProjectRole;
 use crate::names::{Description, ValidationError};
 use crate::Engine;
 use chrono::{DateTime, Utc};
@@ -292,13 +294,7 @@ pub fn bind_allowed(roots: &[std::path::PathBuf], path: &std::path::Path) -> boo
 }
 
 pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<AppId, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Environment(new.environment),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Environment(new.environment), ProjectRole::Admin).await?;
     check_runtime(engine, caller, &new.runtime)?;
     check_source(engine, &new.source)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
@@ -424,13 +420,7 @@ pub(crate) async fn load_any(
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: AppId) -> Result<AppDetail, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (app, _) = load(&mut conn, caller.org_id.0, id).await?;
     let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
@@ -470,13 +460,7 @@ pub async fn list_in_project(
     caller: &Caller,
     project: ProjectId,
 ) -> Result<Vec<AppSummary>, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Project(project),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Project(project), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let mine: bool = diesel::select(diesel::dsl::exists(
         projects::table
@@ -563,13 +547,7 @@ pub async fn update_source(
     secret: SecretChange,
     build: Build,
 ) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
     check_source(engine, &source)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
@@ -630,16 +608,10 @@ pub async fn update_source(
 /// accepts (and pins) the server's current one. Admins and owners only: a
 /// changed host key is also what an attacker in the middle looks like.
 pub async fn reset_host_key(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
-    if !crate::access::manages(caller) {
+    if !access::manages(caller) {
         return Err(AppError::Forbidden(
             "only admins and owners can reset a pinned host key",
         ));
@@ -658,13 +630,7 @@ pub async fn reset_host_key(engine: &Engine, caller: &Caller, id: AppId) -> Resu
 
 /// Whether an ssh host key is pinned for the app.
 pub async fn host_key_pinned(engine: &Engine, caller: &Caller, id: AppId) -> Result<bool, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let pinned: Option<Option<String>> = applications::table
         .filter(applications::id.eq(id.0))
@@ -719,13 +685,7 @@ pub async fn backfill_repo_keys(conn: &mut AsyncPgConnection) -> Result<usize, S
 }
 
 pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime: Runtime) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
     check_runtime(engine, caller, &runtime)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = diesel::update(
@@ -748,13 +708,7 @@ pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime
 /// Replaces all environment variables (the bulk `.env` edit). Takes effect on the
 /// next deployment.
 pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(String, String)>) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
     conn.transaction::<_, AppError, _>(async |conn| {
@@ -786,13 +740,7 @@ pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(Str
 
 /// Sets one variable (added, or replaced), keeping the others.
 pub async fn put_env(engine: &Engine, caller: &Caller, id: AppId, name: &str, value: &str) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Deployer).await?;
     let name = spec::parse_env_name(name)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
@@ -814,13 +762,7 @@ pub async fn put_env(engine: &Engine, caller: &Caller, id: AppId, name: &str, va
 
 /// The variables with their values (an explicit reveal, or the worker starting a container).
 pub async fn env_values(engine: &Engine, caller: &Caller, id: AppId) -> Result<Vec<(String, String)>, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
     decrypt_env(engine, &mut conn, id).await
@@ -890,13 +832,7 @@ async fn check_tls_choice(
 }
 
 pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomain) -> Result<DomainId, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Deployer).await?;
     if engine
         .deploy
         .proxy
@@ -940,13 +876,7 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
 
 /// One domain of the caller's organization, by its ID.
 pub async fn domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<Domain, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Domain(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Domain(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     domains::table
         .filter(domains::id.eq(id.0))
@@ -980,13 +910,7 @@ pub async fn update_domain(
     id: DomainId,
     u: DomainUpdate,
 ) -> Result<DomainChanged, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Domain(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Domain(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let d: (Uuid, Domain) = domains::table
         .filter(domains::id.eq(id.0))
@@ -1028,13 +952,7 @@ pub async fn update_domain(
 }
 
 pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<AppId, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Domain(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Domain(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let app: Uuid = diesel::delete(
         domains::table
@@ -1089,13 +1007,7 @@ pub struct Hooks {
 }
 
 pub async fn hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<Hooks, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (secret, token): (String, String) = applications::table
         .filter(applications::id.eq(id.0))
@@ -1120,13 +1032,7 @@ pub async fn hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<Hooks,
 
 /// New webhook secret and deploy token; the old ones stop working at once.
 pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let secret = crate::secrets::random_token();
     let token = crate::secrets::random_token();
@@ -1156,16 +1062,10 @@ pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result
 /// effort, logged), then the rows; its named volumes only when asked. Admins
 /// and owners only.
 pub async fn delete(engine: &Engine, caller: &Caller, id: AppId, remove_volumes: bool) -> Result<(), AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (app, _) = load(&mut conn, caller.org_id.0, id).await?;
-    if !crate::access::manages(caller) {
+    if !access::manages(caller) {
         return Err(AppError::Forbidden("only admins and owners can delete applications"));
     }
     // Stop new deployments from starting, then remove what runs.

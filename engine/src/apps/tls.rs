@@ -5,11 +5,13 @@
 //! refusals from Traefik's log, and backs off before asking again.
 
 use super::{AppError, Domain};
+use crate::access::{self, Target};
 use crate::accounts::Caller;
 use crate::apps::domain_options::CertSource;
 use crate::db::schema::{certificates, domains};
 use crate::error::StoreError;
 use crate::ids::{AppId, DomainId};
+use crate::names::ProjectRole;
 use crate::proxy::certs;
 use crate::Engine;
 use chrono::{DateTime, Utc};
@@ -33,13 +35,7 @@ pub async fn upload(
     chain: &str,
     key: &str,
 ) -> Result<AppId, AppError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Domain(domain),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Domain(domain), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (app, host): (Uuid, String) = domains::table
         .filter(domains::id.eq(domain.0))

@@ -12,6 +12,7 @@ pub mod schedule;
 pub mod transition;
 pub mod work;
 
+use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{backup_schedules, backups, database_services, restores, s3_destinations, schedule_slots};
 use crate::error::{Classify, ErrorKind, StoreError};
@@ -160,7 +161,7 @@ pub async fn create_destination(
     caller: &Caller,
     new: NewDestination,
 ) -> Result<DestinationId, BackupError> {
-    crate::access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
+    access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
     if !caller.role.can_manage() {
         return Err(BackupError::Forbidden(
             "only admins and owners can add backup destinations",
@@ -194,7 +195,7 @@ pub async fn create_destination(
 }
 
 pub async fn delete_destination(engine: &Engine, caller: &Caller, id: DestinationId) -> Result<(), BackupError> {
-    crate::access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
+    access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
     if !caller.role.can_manage() {
         return Err(BackupError::Forbidden(
             "only admins and owners can remove backup destinations",
@@ -256,7 +257,7 @@ pub(crate) async fn target(
 
 /// Writes and deletes a small object; the error names S3's answer.
 pub async fn test_destination(engine: &Engine, caller: &Caller, id: DestinationId) -> Result<(), BackupError> {
-    crate::access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
+    access::organization_wide(caller, DESTINATIONS_ARE_THE_ORGS)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let t = target(engine, &mut conn, caller.org_id.0, id.0).await?;
     drop(conn);
@@ -378,10 +379,8 @@ const DESTINATIONS_ARE_THE_ORGS: &str =
 /// (Berth's own database is in no project: its own rule is in [`subject`]).
 async fn may(engine: &Engine, caller: &Caller, s: &Subject, need: ProjectRole) -> Result<(), BackupError> {
     match s {
-        Subject::Service(id) => {
-            Ok(crate::access::check_with(engine, caller, crate::access::Target::Service(*id), need).await?)
-        }
-        Subject::Own => Ok(crate::access::organization_wide(
+        Subject::Service(id) => Ok(access::check_with(engine, caller, Target::Service(*id), need).await?),
+        Subject::Own => Ok(access::organization_wide(
             caller,
             "Berth's own database is not in a project",
         )?),
@@ -551,13 +550,7 @@ fn restorable(b: &Backup) -> Result<(), BackupError> {
 
 /// Queues a restore drill of a backup.
 pub async fn drill(engine: &Engine, caller: &Caller, id: BackupId) -> Result<(), BackupError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Backup(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Backup(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let b = load_backup(&mut conn, caller.org_id.0, id).await?;
     if b.is_own() {
@@ -654,13 +647,7 @@ pub async fn restore(
     id: BackupId,
     into: RestoreInto,
 ) -> Result<(RestoreId, ServiceId), BackupError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Backup(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Backup(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let b = load_backup(&mut conn, caller.org_id.0, id).await?;
     restorable(&b)?;
@@ -670,10 +657,10 @@ pub async fn restore(
         ));
     }
     let into_project = match &into {
-        RestoreInto::Existing(sid) => crate::access::Target::Service(*sid),
-        RestoreInto::New(new) => crate::access::Target::Environment(new.environment),
+        RestoreInto::Existing(sid) => Target::Service(*sid),
+        RestoreInto::New(new) => Target::Environment(new.environment),
     };
-    crate::access::check(&mut conn, caller, into_project, ProjectRole::Admin).await?;
+    access::check(&mut conn, caller, into_project, ProjectRole::Admin).await?;
     let target_service = match into {
         RestoreInto::Existing(sid) => {
             let kind: String = database_services::table
@@ -860,13 +847,7 @@ async fn load_schedule(
 }
 
 pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -> Result<(), BackupError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Schedule(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Schedule(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load_schedule(&mut conn, caller, id).await?;
     diesel::delete(
@@ -881,13 +862,7 @@ pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -
 
 /// Runs a schedule's backup now (its retention and drill apply).
 pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) -> Result<BackupId, BackupError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Schedule(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Schedule(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let row = load_schedule(&mut conn, caller, id).await?;
     let s = match row.service_id {
@@ -972,25 +947,13 @@ pub async fn own_to_s3_now(engine: &Engine, limit: std::time::Duration) -> Resul
 
 /// A backup's status, for callers that wait on it (tests, the CLI).
 pub async fn backup_status(engine: &Engine, caller: &Caller, id: BackupId) -> Result<Backup, BackupError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Backup(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Backup(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load_backup(&mut conn, caller.org_id.0, id).await
 }
 
 pub async fn restore_status(engine: &Engine, caller: &Caller, id: RestoreId) -> Result<Restore, BackupError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Restore(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Restore(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     restores::table
         .filter(restores::id.eq(id.0))

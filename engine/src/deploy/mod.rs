@@ -12,11 +12,13 @@ pub mod retire;
 pub mod runtime;
 pub mod transition;
 
+use crate::access::{self, Target};
 use crate::accounts::Caller;
 use crate::apps::AppError;
 use crate::db::schema::{applications, deployments, webhook_deliveries};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, DeploymentId, OrgId};
+use crate::names::ProjectRole;
 use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
@@ -40,12 +42,12 @@ pub enum DeployError {
     Store(#[from] StoreError),
 }
 
-impl From<crate::access::Denied> for DeployError {
-    fn from(d: crate::access::Denied) -> Self {
+impl From<access::Denied> for DeployError {
+    fn from(d: access::Denied) -> Self {
         match d {
-            crate::access::Denied::NotFound => DeployError::NotFound,
-            crate::access::Denied::Forbidden(m) => DeployError::App(AppError::Forbidden(m)),
-            crate::access::Denied::Store(s) => DeployError::Store(s),
+            access::Denied::NotFound => DeployError::NotFound,
+            access::Denied::Forbidden(m) => DeployError::App(AppError::Forbidden(m)),
+            access::Denied::Store(s) => DeployError::Store(s),
         }
     }
 }
@@ -225,13 +227,7 @@ pub async fn deploy_as(
     app: AppId,
     trigger: Trigger,
 ) -> Result<DeploymentId, DeployError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(app),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(app), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     crate::apps::load(&mut conn, caller.org_id.0, app).await?;
     let req = Request {
@@ -248,13 +244,7 @@ pub async fn deploy_as(
 /// Redeploys an earlier deployment's image (one that went live): no clone, no
 /// build. The new row records which deployment and commit it restores.
 pub async fn rollback(engine: &Engine, caller: &Caller, to: DeploymentId) -> Result<DeploymentId, DeployError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Deployment(to),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Deployment(to), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let target = get_scoped(&mut conn, caller, to).await?;
     if !target.status.went_live() {
@@ -292,13 +282,7 @@ async fn get_scoped(
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<Deployment, DeployError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Deployment(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Deployment(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     get_scoped(&mut conn, caller, id).await
 }
@@ -350,13 +334,7 @@ pub async fn list_page(
     after: Option<Cursor>,
     limit: i64,
 ) -> Result<History, DeployError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::App(app),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::App(app), ProjectRole::Viewer).await?;
     let limit = limit.clamp(1, PAGE_MAX);
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (application, _) = crate::apps::load(&mut conn, caller.org_id.0, app).await?;
@@ -398,13 +376,7 @@ pub async fn list_page(
 /// worker stops the clone/build/start and cleans up (the live version keeps
 /// serving). One that already finished cannot be cancelled (the state machine says so).
 pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<(), DeployError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Deployment(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Deployment(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let d = get_scoped(&mut conn, caller, id).await?;
     let m = Move::new(id, d.status, Status::Cancelled, Holder::Anyone).note("cancelled before it started");
@@ -435,13 +407,7 @@ pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Resul
 
 /// The application a deployment belongs to, for edges (WebSockets) that check access.
 pub async fn app_of(engine: &Engine, caller: &Caller, id: DeploymentId) -> Result<(AppId, Status), DeployError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Deployment(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Deployment(id), ProjectRole::Viewer).await?;
     let d = get(engine, caller, id).await?;
     Ok((d.application_id, d.status))
 }

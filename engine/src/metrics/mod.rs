@@ -13,7 +13,9 @@
 
 pub mod store;
 
+use crate::access::{self, Target};
 use crate::docker::{self, ContainerStats, DockerApi, DockerError};
+use crate::names::ProjectRole;
 use std::collections::HashMap;
 use uuid::Uuid;
 
@@ -513,13 +515,7 @@ pub async fn service_series(
     window: Window,
 ) -> Result<Vec<store::Point>, crate::services::ServiceError> {
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
-    crate::access::check(
-        &mut conn,
-        caller,
-        crate::access::Target::Service(service),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check(&mut conn, caller, Target::Service(service), ProjectRole::Viewer).await?;
     crate::services::load(engine, &mut conn, caller.org_id.0, service).await?;
     Ok(over(engine, &mut conn, Subject::Service(service.0), window).await?)
 }
@@ -548,13 +544,7 @@ pub async fn app_series(
     window: Window,
 ) -> Result<Vec<store::Point>, crate::apps::AppError> {
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
-    crate::access::check(
-        &mut conn,
-        caller,
-        crate::access::Target::App(app),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check(&mut conn, caller, Target::App(app), ProjectRole::Viewer).await?;
     crate::apps::load(&mut conn, caller.org_id.0, app).await?;
     Ok(over(engine, &mut conn, Subject::App(app.0), window).await?)
 }

@@ -8,12 +8,14 @@
 pub mod container;
 pub mod kind;
 
+use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::apps::spec::{parse_image, AppName};
 use crate::db::schema::{applications, database_services, environments, projects};
 use crate::docker::DockerError;
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, EnvironmentId, ProjectId, ServiceId};
+use crate::names::ProjectRole;
 use crate::names::ValidationError;
 use crate::Engine;
 use chrono::{DateTime, Utc};
@@ -241,13 +243,7 @@ pub(crate) async fn load(
 /// The service's row (password still sealed), scoped to the caller's
 /// organization: what a form needs to check against, without asking Docker.
 pub async fn row(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceRow, ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     Ok(load(engine, &mut conn, caller.org_id.0, id).await?.row)
 }
@@ -428,13 +424,7 @@ fn check_exposure(caller: &Caller, s: &Settings) -> Result<(), ServiceError> {
 }
 
 pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result<ServiceId, ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Environment(new.environment),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Environment(new.environment), ProjectRole::Admin).await?;
     check_exposure(caller, &new.settings)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let env_ok: bool = diesel::select(diesel::dsl::exists(
@@ -558,13 +548,7 @@ pub async fn list_in_project(
     caller: &Caller,
     project: ProjectId,
 ) -> Result<Vec<ServiceSummary>, ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Project(project),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Project(project), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let mine: bool = diesel::select(diesel::dsl::exists(
         projects::table
@@ -628,13 +612,7 @@ pub struct ServiceDetail {
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceDetail, ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Viewer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
@@ -685,13 +663,7 @@ impl std::fmt::Debug for Revealed {
 }
 
 pub async fn reveal(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Revealed, ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     tracing::info!(service.id = %id, user.id = %caller.user_id, "database password revealed");
@@ -728,13 +700,7 @@ impl Action {
 }
 
 pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action) -> Result<(), ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     let desired = if action == Action::Stop { "stopped" } else { "running" };
@@ -800,13 +766,7 @@ pub(crate) fn announce_until_ready(engine: &Engine, id: Uuid) {
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).
 pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // Existence first: a foreign ID is "not found", whatever the request asks.
     load(engine, &mut conn, caller.org_id.0, id).await?;
@@ -830,7 +790,7 @@ pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings
 /// (a separate, explicit confirmation in the UI). Backups in S3 are kept.
 /// Deleting a service is for admins and owners.
 pub fn may_delete(caller: &Caller) -> Result<(), ServiceError> {
-    if crate::access::manages(caller) {
+    if access::manages(caller) {
         Ok(())
     } else {
         Err(ServiceError::Forbidden(
@@ -848,13 +808,7 @@ pub async fn delete_confirmed(
     confirm: &str,
     remove_volume: bool,
 ) -> Result<(), ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Admin).await?;
     let row = row(engine, caller, id).await?;
     may_delete(caller)?;
     if confirm.trim() != row.name {
@@ -864,13 +818,7 @@ pub async fn delete_confirmed(
 }
 
 pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volume: bool) -> Result<(), ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Admin,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Admin).await?;
     may_delete(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
@@ -905,13 +853,7 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volu
 /// Adds the internal connection string to an application as the variable `name`
 /// (e.g. `DATABASE_URL`). Both must be the caller's organization's.
 pub async fn link(engine: &Engine, caller: &Caller, id: ServiceId, app: AppId, name: &str) -> Result<(), ServiceError> {
-    crate::access::check_with(
-        engine,
-        caller,
-        crate::access::Target::Service(id),
-        crate::names::ProjectRole::Deployer,
-    )
-    .await?;
+    access::check_with(engine, caller, Target::Service(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     drop(conn);
