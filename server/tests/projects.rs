@@ -254,10 +254,61 @@ async fn viewers_see_deployers_deploy_and_admins_create_and_delete_in_their_proj
     for (f, form) in [
         ("deployments/create", vec![("app_id", web.as_str())]),
         ("apps/set_env", vec![("id", web.as_str()), ("dotenv", "X=1")]),
-        ("apps/hooks", vec![("id", web.as_str())]),
+        ("apps/rotate_hooks", vec![("id", web.as_str())]),
     ] {
         let r = app.call(f, &form, Some(&bob)).await;
         assert_eq!(r.status, StatusCode::FORBIDDEN, "{f} as a viewer: {}", r.body);
+    }
+    // Webhook URLs carry deploy tokens: not a viewer's (the app page still loads).
+    let hooks = app.call("apps/hooks", &[("id", &web)], Some(&bob)).await;
+    assert_eq!(hooks.status, StatusCode::OK, "{}", hooks.body);
+    assert_eq!(hooks.json(), serde_json::Value::Null);
+    let db = app
+        .call(
+            "services/create",
+            &[
+                ("environment_id", &environment),
+                ("name", "open-cache"),
+                ("engine", "redis"),
+                ("image", ""),
+                ("database", ""),
+                ("user", ""),
+                ("cpu_millis", ""),
+                ("memory_mb", ""),
+                ("external_bind", ""),
+                ("external_port", ""),
+            ],
+            Some(&ada),
+        )
+        .await;
+    assert_eq!(db.status, StatusCode::OK, "{}", db.body);
+    let db = db.json().as_str().unwrap().to_owned();
+    // The pages offer a viewer none of it (and the owner all of it).
+    for (url, theirs, mine) in [
+        (
+            format!("/services/{db}"),
+            "id=\"internal-url\"",
+            "id=\"reveal-password\"",
+        ),
+        (format!("/services/{db}"), "id=\"internal-url\"", "data-action=\"stop\""),
+        (format!("/apps/{web}"), "id=\"deploy\"", "id=\"deploy\""),
+        (
+            format!("/apps/{web}?tab=environment"),
+            "id=\"env-names-only\"",
+            "id=\"reveal-env\"",
+        ),
+        (format!("/projects/{open}"), "id=\"project-title\"", "id=\"new-app\""),
+    ] {
+        let page = app.get(&url, Some(&bob)).await;
+        assert_eq!(page.status, StatusCode::OK, "{url}");
+        let own = app.get(&url, Some(&ada)).await;
+        assert!(own.body.contains(mine), "{url} as the owner offers {mine}");
+        if theirs == mine {
+            assert!(!page.body.contains(mine), "{url} offers a viewer {mine}");
+        } else {
+            assert!(page.body.contains(theirs), "{url} as a viewer: {theirs}");
+            assert!(!page.body.contains(mine), "{url} offers a viewer {mine}");
+        }
     }
     // Through a key as well: the key reaches what its owner reaches now.
     let key = app.key(&bob, "member").await;

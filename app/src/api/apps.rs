@@ -387,16 +387,21 @@ pub async fn remove_domain(id: String) -> Result<(), AppError> {
     Ok(())
 }
 
+/// The app's webhook URLs and secret; `None` to a caller whose role in the
+/// project does not show them (a viewer), so the app page still loads.
 #[server(endpoint = "apps/hooks")]
-pub async fn get_hooks(id: String) -> Result<HooksView, AppError> {
+pub async fn get_hooks(id: String) -> Result<Option<HooksView>, AppError> {
     let (ctx, caller) = edge::caller().await?;
-    let h = apps::hooks(&ctx.engine, &caller, edge::id(&id)?).await.map_err(fail)?;
+    let h = match apps::hooks(&ctx.engine, &caller, edge::id(&id)?).await {
+        Err(apps::AppError::Forbidden(_)) => return Ok(None),
+        other => other.map_err(fail)?,
+    };
     let base = edge::public_base(&ctx);
-    Ok(HooksView {
+    Ok(Some(HooksView {
         github_url: format!("{base}/api/webhooks/github"),
         github_secret: h.github_secret,
         deploy_url: format!("{base}/api/webhooks/deploy/{}", h.deploy_token),
-    })
+    }))
 }
 
 #[server(endpoint = "apps/rotate_hooks")]

@@ -140,7 +140,7 @@ pub fn AppPage() -> impl IntoView {
 /// What the tabs show besides the app itself.
 #[derive(Clone, Copy)]
 struct TabData {
-    hooks: Resource<Result<HooksView, crate::error::AppError>>,
+    hooks: Resource<Result<Option<HooksView>, crate::error::AppError>>,
     /// The first page of the history (empty unless the Deployments tab is open).
     deployments: Resource<Result<DeploymentPage, crate::error::AppError>>,
     /// Bumped by this app's deployment events, and when a log ends.
@@ -242,7 +242,7 @@ fn TextArea(
 fn GeneralTab(
     app: AppView,
     actions: Actions,
-    hooks: Resource<Result<HooksView, crate::error::AppError>>,
+    hooks: Resource<Result<Option<HooksView>, crate::error::AppError>>,
 ) -> impl IntoView {
     let error = action_error(actions.source);
     let saved = move || matches!(actions.source.value().get(), Some(Ok(())));
@@ -293,7 +293,10 @@ fn GeneralTab(
                 {move || Suspend::new(async move {
                     match hooks.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(h) => view! {
+                        Ok(None) => view! {
+                            <p class="text-sm text-slate-500" id="hooks-hidden">"Your role in this project does not show the webhook URLs."</p>
+                        }.into_any(),
+                        Ok(Some(h)) => view! {
                             <dl class="space-y-2 text-sm">
                                 <div><dt class="font-medium">"GitHub (push events, content type application/json)"</dt>
                                     <dd class="flex items-start gap-2"><span class="break-all font-mono text-xs" id="github-url">{h.github_url.clone()}</span><CopyButton text=h.github_url label="Copy the GitHub webhook URL" /></dd></div>
@@ -306,9 +309,11 @@ fn GeneralTab(
                     }
                 })}
             </Transition>
-            <button type="button" class=format!("{BUTTON_QUIET} mt-3") on:click=move |_| { actions.rotate.dispatch(RotateHooks { id: rotate_id.clone() }); }>
-                "Rotate secret and token"
-            </button>
+            {app.may.deploy.then(|| view! {
+                <button type="button" class=format!("{BUTTON_QUIET} mt-3") on:click=move |_| { actions.rotate.dispatch(RotateHooks { id: rotate_id.clone() }); }>
+                    "Rotate secret and token"
+                </button>
+            })}
         </section>
         {app.host_key_pinned.then(|| view! { <HostKeyPin id=pin_id can_reset=can_delete /> })}
         <Show when=move || can_delete>
@@ -391,14 +396,22 @@ fn EnvTab(app: AppView, actions: Actions) -> impl IntoView {
                 when=move || revealed().is_some()
                 fallback={
                     let id = id.clone();
+                    let deploy = app.may.deploy;
                     move || {
                         let id = id.clone();
+                        if !deploy {
+                            return view! {
+                                <p class="text-sm text-slate-500" id="env-names-only">"Your role in this project shows the names only."</p>
+                            }
+                            .into_any();
+                        }
                         view! {
                             <button type="button" class=BUTTON_QUIET id="reveal-env" on:click=move |_| { reveal.dispatch(RevealEnv { id: id.clone() }); }>
                                 "Reveal and edit"
                             </button>
                             <FormError error=reveal_error />
                         }
+                        .into_any()
                     }
                 }
             >
@@ -548,6 +561,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
     crate::components::ui::reset_on_success(actions.add_domain, domain_form);
     let remove_error = action_error(actions.remove_domain);
     let update_error = action_error(actions.update_domain);
+    let deploy = app.may.deploy;
     let rows = app
         .domains
         .iter()
@@ -564,12 +578,14 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
                             {if d.strip_prefix { " (prefix stripped)" } else { "" }}
                             {if generated { " · generated" } else { "" }}
                         </span>
-                        <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
-                            "Remove"
-                        </button>
+                        {deploy.then(|| view! {
+                            <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
+                                "Remove"
+                            </button>
+                        })}
                     </div>
                     {cert}
-                    <DomainSettings d=d.clone() n actions />
+                    {deploy.then(|| view! { <DomainSettings d=d.clone() n actions /> })}
                 </li>
             }
         })
@@ -581,6 +597,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
             <ul class="divide-y divide-slate-200 dark:divide-slate-800" id="domains">{rows}</ul>
             <FormError error=remove_error />
             <FormError error=update_error />
+            {deploy.then(|| view! {
             <ActionForm action=actions.add_domain node_ref=domain_form attr:class="mt-4 grid gap-3 sm:grid-cols-2" attr:id="add-domain">
                 <input type="hidden" name="id" value=app.id.to_string() />
                 <Field label="Host" name="host" error />
@@ -601,6 +618,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
                 <div class="sm:col-span-2"><Submit label="Add domain" pending=actions.add_domain.pending() /></div>
                 <div class="sm:col-span-2"><FormError error /></div>
             </ActionForm>
+            })}
         </section>
     }
 }

@@ -157,6 +157,7 @@ fn ProjectView(
     view! {
         <h1 class="text-2xl font-semibold" id="project-title">{project.name.clone()}</h1>
         <p class="text-sm text-slate-500">{project.description.clone()}</p>
+        {project.may.manage.then(|| view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"General"</h2>
             <ActionForm action=update attr:class="space-y-4" attr:id="rename-project">
@@ -167,6 +168,7 @@ fn ProjectView(
                 <Submit label="Save" pending=update.pending() id="rename-project-submit" />
             </ActionForm>
         </section>
+        })}
         <Applications environments=project.environments.clone() manage=project.may.manage section=lists.apps />
         <Databases environments=project.environments.clone() manage=project.may.manage section=lists.services />
         <Show when=move || project.may.manage>

@@ -179,6 +179,7 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
         .collect_view();
     let reveal_id = id.clone();
     let can_delete = service.may.delete;
+    let deploy = service.may.deploy;
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Connection"</h2>
@@ -195,8 +196,10 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
                 <dt class="text-slate-500">"Password"</dt>
                 <dd>
                     <code id="service-password">{move || revealed().map(|r| r.password).unwrap_or_else(|| "********".into())}</code>
-                    <button type="button" class="ml-3 text-xs text-indigo-700 hover:underline dark:text-indigo-300" id="reveal-password"
-                        on:click=move |_| { reveal.dispatch(RevealService { id: reveal_id.clone() }); }>"Reveal"</button>
+                    {deploy.then(|| view! {
+                        <button type="button" class="ml-3 text-xs text-indigo-700 hover:underline dark:text-indigo-300" id="reveal-password"
+                            on:click=move |_| { reveal.dispatch(RevealService { id: reveal_id.clone() }); }>"Reveal"</button>
+                    })}
                 </dd>
                 {move || revealed().and_then(|r| r.root_password).map(|p| view! {
                     <dt class="text-slate-500">"Root password"</dt>
@@ -213,14 +216,18 @@ fn General(service: ServiceView, actions: Actions, last_error: Signal<Option<Str
                 <p role="alert" class="mt-3 rounded-md bg-red-50 px-3 py-2 text-sm text-red-700 dark:bg-red-950 dark:text-red-300">{format!("Last start failed: {e}")}</p>
             })}
         </section>
-        <section class=CARD>
-            <h2 class="mb-3 font-semibold">"Lifecycle"</h2>
-            <div class="flex flex-wrap gap-2">{buttons}</div>
-            <p class="mt-2 text-xs text-slate-500">"Rebuild makes a new container from the image and settings, on the same volume."</p>
-            <FormError error=act_error />
-        </section>
+        {deploy.then(|| view! {
+            <section class=CARD>
+                <h2 class="mb-3 font-semibold">"Lifecycle"</h2>
+                <div class="flex flex-wrap gap-2">{buttons}</div>
+                <p class="mt-2 text-xs text-slate-500">"Rebuild makes a new container from the image and settings, on the same volume."</p>
+                <FormError error=act_error />
+            </section>
+        })}
         <crate::components::status::Repairs problem=service.problem.clone() repairs=service.repairs.clone() />
-        <LinkToApp service_id=id.clone() apps=service.project_apps.clone() engine=service.engine.clone() />
+        {deploy.then(|| view! {
+            <LinkToApp service_id=id.clone() apps=service.project_apps.clone() engine=service.engine.clone() />
+        })}
         <Show when=move || can_delete>
             <DeleteService id=id.clone() name=service.name.clone() />
         </Show>
@@ -289,6 +296,7 @@ fn Advanced(service: ServiceView, actions: Actions) -> impl IntoView {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Image, resources and exposure"</h2>
             <p class="mb-3 text-sm text-slate-500">"Saving rebuilds the container on the same volume."</p>
+            {service.may.manage.then(|| view! {
             <ActionForm action=actions.update attr:class="grid gap-3 sm:grid-cols-2" attr:id="service-advanced">
                 <input type="hidden" name="id" value=service.id.to_string() />
                 <Field label="Image" name="image" value=service.image.clone() error />
@@ -299,6 +307,7 @@ fn Advanced(service: ServiceView, actions: Actions) -> impl IntoView {
                 <div class="sm:col-span-2"><Submit label="Save and rebuild" pending=actions.update.pending() /></div>
                 <div class="sm:col-span-2"><FormError error /></div>
             </ActionForm>
+            })}
         </section>
     }
 }
