@@ -293,6 +293,11 @@ async fn viewers_see_deployers_deploy_and_admins_create_and_delete_in_their_proj
         (format!("/services/{db}"), "id=\"internal-url\"", "data-action=\"stop\""),
         (format!("/apps/{web}"), "id=\"deploy\"", "id=\"deploy\""),
         (
+            format!("/apps/{web}"),
+            "<fieldset disabled",
+            "<fieldset class=\"contents\">",
+        ),
+        (
             format!("/apps/{web}?tab=environment"),
             "id=\"env-names-only\"",
             "id=\"reveal-env\"",

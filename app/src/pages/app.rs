@@ -259,6 +259,7 @@ fn GeneralTab(
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Source and build"</h2>
             <ActionForm action=actions.source attr:class="grid gap-4 sm:grid-cols-2" attr:id="source-form">
+                <fieldset class="contents" disabled=!app.may.manage>
                 <input type="hidden" name="id" value=app.id.to_string() />
                 <label class="block text-sm font-medium">"Source" {select("source", &[("git", "Git repository"), ("image", "Docker image")], &app.source)}</label>
                 <label class="block text-sm font-medium">"Build" {select("build", &[("dockerfile", "Dockerfile"), ("static", "Static site")], &app.build)}</label>
@@ -285,6 +286,7 @@ fn GeneralTab(
                     <Show when=saved><span class="text-sm text-emerald-600">"Saved. Deploy to apply."</span></Show>
                 </div>
                 <div class="sm:col-span-2"><FormError error /></div>
+                </fieldset>
             </ActionForm>
         </section>
         <section class=CARD>
@@ -868,6 +870,7 @@ fn AdvancedTab(app: AppView, actions: Actions) -> impl IntoView {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Container"</h2>
             <ActionForm action=actions.runtime attr:class="grid gap-4 sm:grid-cols-2" attr:id="runtime-form">
+                <fieldset class="contents" disabled=!app.may.manage>
                 <input type="hidden" name="id" value=app.id.to_string() />
                 <Field label="Container port" name="port" value=app.port.to_string() error />
                 <label class="block text-sm font-medium">"Restart policy" {select("restart", &[("unless-stopped", "unless stopped"), ("always", "always"), ("on-failure", "on failure"), ("no", "never")], &app.restart)}</label>
@@ -888,6 +891,7 @@ fn AdvancedTab(app: AppView, actions: Actions) -> impl IntoView {
                     <Show when=saved><span class="text-sm text-emerald-600">"Saved. Deploy to apply."</span></Show>
                 </div>
                 <div class="sm:col-span-2"><FormError error /></div>
+                </fieldset>
             </ActionForm>
         </section>
     }
