@@ -238,6 +238,38 @@ pub async fn members(engine: &Engine, caller: &Caller) -> Result<Vec<Member>, Or
         .collect()
 }
 
+/// Replaces a member's limit and grants (inside the caller's transaction).
+async fn write_access(conn: &mut AsyncPgConnection, org: OrgId, user: UserId, access: &Access) -> Result<(), OrgError> {
+    diesel::update(memberships::table.find((org.0, user.0)))
+        .set(memberships::limited.eq(access.limited))
+        .execute(conn)
+        .await?;
+    diesel::delete(
+        project_grants::table
+            .filter(project_grants::organization_id.eq(org.0))
+            .filter(project_grants::user_id.eq(user.0)),
+    )
+    .execute(conn)
+    .await?;
+    let rows: Vec<_> = access
+        .grants
+        .iter()
+        .map(|(p, r)| {
+            (
+                project_grants::organization_id.eq(org.0),
+                project_grants::user_id.eq(user.0),
+                project_grants::project_id.eq(p.0),
+                project_grants::role.eq(r.as_str()),
+            )
+        })
+        .collect();
+    diesel::insert_into(project_grants::table)
+        .values(&rows)
+        .execute(conn)
+        .await?;
+    Ok(())
+}
+
 /// Limits a plain member to chosen projects with a role in each, or gives
 /// them every project again. Admins and owners manage it; owners and admins
 /// themselves always reach every project. The grants are replaced whole, in
@@ -263,34 +295,7 @@ pub async fn set_access(engine: &Engine, caller: &Caller, target: UserId, access
         if known != ids.len() as i64 {
             return Err(OrgError::NotFound);
         }
-        diesel::update(memberships::table.find((org.0, target.0)))
-            .set(memberships::limited.eq(access.limited))
-            .execute(conn)
-            .await?;
-        diesel::delete(
-            project_grants::table
-                .filter(project_grants::organization_id.eq(org.0))
-                .filter(project_grants::user_id.eq(target.0)),
-        )
-        .execute(conn)
-        .await?;
-        let rows: Vec<_> = access
-            .grants
-            .iter()
-            .map(|(p, r)| {
-                (
-                    project_grants::organization_id.eq(org.0),
-                    project_grants::user_id.eq(target.0),
-                    project_grants::project_id.eq(p.0),
-                    project_grants::role.eq(r.as_str()),
-                )
-            })
-            .collect();
-        diesel::insert_into(project_grants::table)
-            .values(&rows)
-            .execute(conn)
-            .await?;
-        Ok(())
+        write_access(conn, org, target, &access).await
     })
     .await?;
     tracing::info!(org.id = %org, user.id = %target, limited = access.limited, projects = access.grants.len(), "member's project access set");
@@ -348,17 +353,7 @@ pub async fn change_role(engine: &Engine, caller: &Caller, target: UserId, role:
         // Admins and owners reach every project: a promotion ends any limit
         // (a later demotion does not bring old grants back).
         if role.can_manage() {
-            diesel::update(memberships::table.find((org.0, target.0)))
-                .set(memberships::limited.eq(false))
-                .execute(conn)
-                .await?;
-            diesel::delete(
-                project_grants::table
-                    .filter(project_grants::organization_id.eq(org.0))
-                    .filter(project_grants::user_id.eq(target.0)),
-            )
-            .execute(conn)
-            .await?;
+            write_access(conn, org, target, &Access::default()).await?;
         }
         Ok(())
     })

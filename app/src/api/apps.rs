@@ -14,7 +14,7 @@ use {
     crate::types::{CertView, DeploymentView, DomainOptionsView, DomainView},
     engine::apps::domain_options::{CertSource, DomainOptions, OptionsForm},
     engine::apps::form::{RuntimeForm, SourceForm},
-    engine::apps::spec::{self, AppName, Build, HealthProbe, Source},
+    engine::apps::spec::{self, AppName, HealthProbe},
     engine::apps::{self, NewApp, NewDomain},
     engine::deploy,
 };
@@ -100,39 +100,12 @@ pub async fn get_app(id: String) -> Result<AppView, AppError> {
             .map(|d| d.id.0),
         ..Default::default()
     };
-    match a.source {
-        Source::Image { image, registry_user } => {
-            v.source = "image".into();
-            v.image = image;
-            v.registry_user = registry_user.unwrap_or_default();
-        }
-        Source::Git { url, branch, subdir } => {
-            v.source = "git".into();
-            v.repository = url;
-            v.branch = branch;
-            v.subdir = subdir;
-        }
-    }
-    match a.build {
-        Build::Dockerfile {
-            dockerfile,
-            context,
-            target,
-            args,
-        } => {
-            v.build = "dockerfile".into();
-            v.dockerfile = dockerfile;
-            v.context = context;
-            v.target = target.unwrap_or_default();
-            v.build_args = args.iter().map(|(k, val)| format!("{k}={val}\n")).collect();
-        }
-        Build::Static { directory } => {
-            v.build = "static".into();
-            v.static_dir = directory;
-            v.dockerfile = "Dockerfile".into();
-            v.context = ".".into();
-        }
-    }
+    // The page's source form, filled in as the REST API's PATCH fills it.
+    let f = engine::apps::form::SourceForm::of(&a.source, &a.build);
+    (v.source, v.image, v.registry_user) = (f.kind, f.image, f.registry_user);
+    (v.repository, v.branch, v.subdir) = (f.repository, f.branch, f.subdir);
+    (v.build, v.dockerfile, v.context, v.target) = (f.build_kind, f.dockerfile, f.context, f.target);
+    (v.build_args, v.static_dir) = (f.build_args, f.static_dir);
     let rt = a.runtime;
     v.port = rt.port;
     v.command = rt.command.map(|c| c.join("\n")).unwrap_or_default();

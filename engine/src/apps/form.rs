@@ -70,6 +70,9 @@ impl SourceForm {
             Build::Static { directory } => {
                 f.build_kind = "static".into();
                 f.static_dir = directory.clone();
+                // What the form offers if the build is switched to a Dockerfile.
+                f.dockerfile = "Dockerfile".into();
+                f.context = ".".into();
             }
         }
         f
