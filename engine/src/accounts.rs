@@ -254,6 +254,7 @@ pub async fn onboard(
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (user_id, org_id) = conn
         .transaction::<_, AccountError, _>(async |conn| {
+            crate::audit::within(conn).await?;
             let known: bool = diesel::select(diesel::dsl::exists(
                 setup_tokens::table.filter(setup_tokens::token_hash.eq(&token_hash)),
             ))

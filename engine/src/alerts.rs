@@ -35,6 +35,8 @@ pub enum AlertError {
     Store(#[from] StoreError),
 }
 
+crate::denied_into!(AlertError);
+
 impl From<diesel::result::Error> for AlertError {
     fn from(e: diesel::result::Error) -> Self {
         if crate::accounts::is_unique_violation(&e, "alert_rules_organization_id_name_key") {
@@ -177,6 +179,10 @@ pub struct Incident {
 const RULE_COLUMNS: &str = "id, organization_id, name, metric, threshold, for_secs, channels";
 
 pub async fn list_rules(engine: &Engine, caller: &Caller) -> Result<Vec<Rule>, AlertError> {
+    // The organization's rules: not shown to a caller limited to projects.
+    if crate::access::visible(caller).is_some() {
+        return Ok(Vec::new());
+    }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     Ok(diesel::sql_query(format!(
         "SELECT {RULE_COLUMNS} FROM alert_rules WHERE organization_id = $1 ORDER BY name"
@@ -205,10 +211,20 @@ pub async fn list_incidents(engine: &Engine, caller: &Caller) -> Result<Vec<Inci
     .await?)
 }
 
-pub async fn create_rule(engine: &Engine, caller: &Caller, new: NewRule) -> Result<Uuid, AlertError> {
+/// Rules are the organization's: its admins and owners change them, not
+/// through a key limited to projects.
+fn managers_only(caller: &Caller) -> Result<(), AlertError> {
     if !caller.role.can_manage() {
         return Err(AlertError::Forbidden("only admins and owners can change alert rules"));
     }
+    Ok(crate::access::organization_wide(
+        caller,
+        "a key limited to projects cannot change alert rules",
+    )?)
+}
+
+pub async fn create_rule(engine: &Engine, caller: &Caller, new: NewRule) -> Result<Uuid, AlertError> {
+    managers_only(caller)?;
     // The disk is the host's: a power over the machine itself.
     if new.metric == AlertMetric::Disk && !caller.instance_admin {
         return Err(ValidationError::new(
@@ -247,9 +263,7 @@ pub async fn create_rule(engine: &Engine, caller: &Caller, new: NewRule) -> Resu
 }
 
 pub async fn delete_rule(engine: &Engine, caller: &Caller, id: Uuid) -> Result<(), AlertError> {
-    if !caller.role.can_manage() {
-        return Err(AlertError::Forbidden("only admins and owners can change alert rules"));
-    }
+    managers_only(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = diesel::sql_query("DELETE FROM alert_rules WHERE id = $1 AND organization_id = $2")
         .bind::<SqlUuid, _>(id)

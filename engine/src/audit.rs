@@ -3,7 +3,16 @@
 //! Rows are written by the edges for every state-changing server function
 //! and REST operation (the server's audit layer), by sign-in itself (each
 //! attempt, as an instance event), by the webhooks and by the worker when a
-//! deployment ends. A row names its actor (a user, an API key and its owner,
+//! deployment ends.
+//!
+//! A request's row goes in with the change it records: the edge opens a
+//! [`Pending`] row for the request ([`scoped`]), the engine writes it inside
+//! the transaction of the change ([`within`]: both commit or neither, so a
+//! crash after the commit cannot lose the row), and the edge settles the
+//! outcome and HTTP status once the answer is known ([`settle`], which also
+//! writes the row of a request that changed nothing or changed it outside a
+//! transaction). A row whose status is empty is a change whose answer never
+//! went out. A row names its actor (a user, an API key and its owner,
 //! a webhook, the worker), never a value: the action is the operation's name
 //! and the target an ID. Organization admins read their organization's rows;
 //! instance administrators also the instance's (rows without an
@@ -17,8 +26,11 @@ use crate::Engine;
 use chrono::{DateTime, Utc};
 use diesel::sql_types::{Bool, Int4, Int8, Nullable, Text, Timestamptz, Uuid as SqlUuid};
 use diesel::QueryableByName;
-use diesel_async::RunQueryDsl;
+use diesel_async::{AsyncPgConnection, RunQueryDsl};
 use serde::Serialize;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use uuid::Uuid;
 
 #[derive(Debug, thiserror::Error)]
@@ -53,8 +65,8 @@ pub enum Actor {
     /// A signed-in user, or an API key (`key`) of that user
     /// (`Caller::actor` makes one).
     User { user: UserId, key: Option<ApiKeyId> },
-    /// A webhook delivery (`github`, `deploy token`).
-    Webhook(&'static str),
+    /// A webhook delivery (`github push`, `deploy token`).
+    Webhook(String),
     /// Berth's own worker.
     Worker,
     /// Nobody signed in yet: onboarding, accepting an invite, a sign-in; the
@@ -109,31 +121,133 @@ pub struct Entry {
 /// Writes a row. The change it records is already made (or refused), so a
 /// failure here is logged, loudly, and does not undo it.
 pub async fn record(engine: &Engine, e: Entry) {
-    if let Err(err) = write(engine, &e).await {
+    if let Err(err) = write(engine, Uuid::new_v4(), &e).await {
         tracing::error!(error = %err, action = %e.action, "the audit log could not be written");
     }
 }
 
-async fn write(engine: &Engine, e: &Entry) -> Result<(), StoreError> {
+/// Writes a row inside the caller's transaction (a change the engine makes
+/// for no request, such as a webhook's deployment): it commits with it.
+pub async fn insert(conn: &mut AsyncPgConnection, e: &Entry) -> Result<(), diesel::result::Error> {
+    upsert(conn, Uuid::new_v4(), e).await
+}
+
+/// The row of the request being served, opened by the edge before the
+/// request runs: what is done, to what, from where, and who does it (known
+/// once the request has resolved its caller).
+pub struct Pending {
+    id: Uuid,
+    action: String,
+    target: Option<(&'static str, Uuid)>,
+    client: Option<String>,
+    who: Box<dyn Fn() -> Option<(Option<Uuid>, Actor)> + Send + Sync>,
+    /// A transaction wrote the row (it may have rolled back since).
+    written: AtomicBool,
+}
+
+impl Pending {
+    /// `who` answers the row's organization (`None`: an instance event) and
+    /// actor, or `None` while the request does not yet know its caller.
+    pub fn new(
+        action: String,
+        target: Option<(&'static str, Uuid)>,
+        client: Option<String>,
+        who: impl Fn() -> Option<(Option<Uuid>, Actor)> + Send + Sync + 'static,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            id: Uuid::new_v4(),
+            action,
+            target,
+            client,
+            who: Box::new(who),
+            written: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether a change's transaction wrote the row (committed or not).
+    pub fn written(&self) -> bool {
+        AtomicBool::load(&self.written, Ordering::Relaxed)
+    }
+
+    fn entry(&self, org: Option<Uuid>, actor: Actor, outcome: Outcome, status: Option<u16>) -> Entry {
+        Entry {
+            org,
+            actor,
+            action: self.action.clone(),
+            target: self.target,
+            outcome,
+            status,
+            client: self.client.clone(),
+        }
+    }
+}
+
+tokio::task_local! {
+    // The request's pending row. A task-local rather than an argument because
+    // it crosses every engine function between the edge and the transaction;
+    // work spawned off the request (the worker's jobs) does not inherit it.
+    static PENDING: Arc<Pending>;
+}
+
+/// Runs a request with its pending row.
+pub async fn scoped<F: Future>(pending: Arc<Pending>, f: F) -> F::Output {
+    PENDING.scope(pending, f).await
+}
+
+/// Inside the transaction of a change a request asked for: writes the
+/// request's row (outcome `ok`, no status yet) so that it commits with the
+/// change. Once per request (later calls find it written); nothing outside a
+/// request or before the request knows its caller.
+pub async fn within(conn: &mut AsyncPgConnection) -> Result<(), diesel::result::Error> {
+    let Ok(pending) = PENDING.try_with(Arc::clone) else {
+        return Ok(());
+    };
+    let Some((org, actor)) = (pending.who)() else {
+        return Ok(());
+    };
+    pending.written.store(true, Ordering::Relaxed);
+    upsert(conn, pending.id, &pending.entry(org, actor, Outcome::Ok, None)).await
+}
+
+/// After the answer: the row with its outcome and status (written now if the
+/// request changed nothing in a transaction, amended if it did). `who`
+/// overrides the pending row's organization and actor (the edge's last word:
+/// a caller resolved late).
+pub async fn settle(engine: &Engine, pending: &Pending, who: (Option<Uuid>, Actor), status: u16) {
+    let e = pending.entry(who.0, who.1, Outcome::of_status(status), Some(status));
+    if let Err(err) = write(engine, pending.id, &e).await {
+        tracing::error!(error = %err, action = %e.action, "the audit log could not be written");
+    }
+}
+
+async fn write(engine: &Engine, id: Uuid, e: &Entry) -> Result<(), StoreError> {
+    let mut conn = engine.db.get().await?;
+    Ok(upsert(&mut conn, id, e).await?)
+}
+
+/// Inserts the row, or (the same request's row written in its transaction)
+/// amends its outcome and status: the time, actor and target stay as the
+/// change wrote them.
+async fn upsert(conn: &mut AsyncPgConnection, id: Uuid, e: &Entry) -> Result<(), diesel::result::Error> {
     let (kind, user, key, label) = match &e.actor {
         Actor::User { user, key: None } => ("user", Some(user.0), None, String::new()),
         Actor::User { user, key: Some(k) } => ("key", Some(user.0), Some(k.0), String::new()),
-        Actor::Webhook(which) => ("webhook", None, None, (*which).to_owned()),
+        Actor::Webhook(which) => ("webhook", None, None, which.chars().take(200).collect()),
         Actor::Worker => ("worker", None, None, "worker".to_owned()),
         Actor::Anonymous(label) => ("anonymous", None, None, label.chars().take(200).collect()),
     };
-    let mut conn = engine.db.get().await?;
     // The label of a user or key is taken as it is now, in the same statement.
     diesel::sql_query(
-        "INSERT INTO audit_log (organization_id, actor_kind, actor_user, actor_key, actor_label,
+        "INSERT INTO audit_log (id, organization_id, actor_kind, actor_user, actor_key, actor_label,
                                 action, target_kind, target_id, result, status, client_ip)
-         SELECT $1, $2, $3, $4,
+         SELECT $12, $1, $2, $3, $4,
                 CASE WHEN $2 IN ('user', 'key') THEN
                      COALESCE((SELECT u.name || ' <' || u.email || '>' FROM users u WHERE u.id = $3), '')
                      || COALESCE((SELECT ' via key ' || k.name || ' (berth_' || k.prefix || '_…)'
                                   FROM api_keys k WHERE k.id = $4), '')
                 ELSE $5 END,
-                $6, $7, $8, $9, $10, $11",
+                $6, $7, $8, $9, $10, $11
+         ON CONFLICT (id) DO UPDATE SET result = EXCLUDED.result, status = EXCLUDED.status",
     )
     .bind::<Nullable<SqlUuid>, _>(e.org)
     .bind::<Text, _>(kind)
@@ -146,7 +260,8 @@ async fn write(engine: &Engine, e: &Entry) -> Result<(), StoreError> {
     .bind::<Text, _>(e.outcome.as_str())
     .bind::<Nullable<Int4>, _>(e.status.map(i32::from))
     .bind::<Nullable<Text>, _>(e.client.as_deref())
-    .execute(&mut conn)
+    .bind::<SqlUuid, _>(id)
+    .execute(conn)
     .await?;
     Ok(())
 }

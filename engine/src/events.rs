@@ -5,8 +5,13 @@
 //! page that hears an event re-reads what it shows; an event lost (Redis
 //! down, a dropped stream) costs freshness until the next one, never truth.
 
+use crate::access::{self, Target};
+use crate::accounts::{Caller, Projects};
+use crate::ids::{AppId, ServiceId};
+use crate::names::ProjectRole;
 use crate::Engine;
 use serde::{Deserialize, Serialize};
+use std::collections::HashMap;
 use uuid::Uuid;
 
 /// What changed. The page decides whether it shows it.
@@ -126,6 +131,69 @@ pub async fn service_changed(engine: &Engine, service: Uuid) {
     drop(conn);
     if let Some(org) = org {
         publish(engine, org, Event::Service { id: service }).await;
+    }
+}
+
+/// What of the organization's events one caller's stream may carry: all of
+/// them for a caller who reaches every project; for one limited to projects,
+/// the deployments, services, backups and figures of the projects they reach
+/// (each ID resolved once per stream, then remembered), and no notification
+/// deliveries or machine figures (organization-wide, like the pages that show
+/// them). The stream keeps the grants it opened with: a change of grants
+/// reaches it when the page reconnects.
+pub struct Sieve {
+    caller: Caller,
+    seen: HashMap<Uuid, bool>,
+}
+
+/// How many IDs a stream remembers before it starts again.
+const SIEVE_MEMORY: usize = 4096;
+
+impl Sieve {
+    pub fn new(caller: Caller) -> Self {
+        Self {
+            caller,
+            seen: HashMap::new(),
+        }
+    }
+
+    /// Whether `payload` (an [`Event`] as published) goes to this stream.
+    pub async fn admits(&mut self, engine: &Engine, payload: &str) -> bool {
+        if self.caller.projects == Projects::All {
+            return true;
+        }
+        let Ok(event) = serde_json::from_str::<Event>(payload) else {
+            return false;
+        };
+        let (id, targets) = match event {
+            Event::Deployment { app, .. } => (app, vec![Target::App(AppId(app))]),
+            Event::Service { id } | Event::Backup { service: Some(id), .. } => {
+                (id, vec![Target::Service(ServiceId(id))])
+            }
+            // Figures are of an app or of a service: whichever the ID is.
+            Event::Metrics { id } if !id.is_nil() => (id, vec![Target::App(AppId(id)), Target::Service(ServiceId(id))]),
+            Event::Backup { service: None, .. } | Event::Delivery { .. } | Event::Metrics { .. } => return false,
+        };
+        if let Some(known) = self.seen.get(&id) {
+            return *known;
+        }
+        let mut admitted = false;
+        for t in targets {
+            match access::check_with(engine, &self.caller, t, ProjectRole::Viewer).await {
+                Ok(()) => {
+                    admitted = true;
+                    break;
+                }
+                Err(access::Denied::NotFound | access::Denied::Forbidden(_)) => {}
+                // Not remembered: the next event asks again.
+                Err(access::Denied::Store(_)) => return false,
+            }
+        }
+        if self.seen.len() >= SIEVE_MEMORY {
+            self.seen.clear();
+        }
+        self.seen.insert(id, admitted);
+        admitted
     }
 }
 

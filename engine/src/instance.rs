@@ -169,6 +169,7 @@ pub async fn set_admin(engine: &Engine, caller: &Caller, user: UserId, admin: bo
     require_admin(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, InstanceError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         // Serialise concurrent demotions on the administrators' rows.
         let admins: Vec<uuid::Uuid> = users::table
             .filter(users::instance_admin.eq(true))

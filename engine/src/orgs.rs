@@ -113,7 +113,10 @@ pub async fn create(engine: &Engine, caller: &Caller, name: OrgName) -> Result<O
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let user = caller.user_id;
     let org = conn
-        .transaction::<_, diesel::result::Error, _>(async |conn| insert_org(conn, &name, user).await)
+        .transaction::<_, diesel::result::Error, _>(async |conn| {
+            crate::audit::within(conn).await?;
+            insert_org(conn, &name, user).await
+        })
         .await?;
     // A browser session moves to the new organization; an API key stays in its own.
     if let Some(token) = caller.session() {
@@ -188,11 +191,20 @@ impl Access {
     }
 }
 
+/// The organization's members, each with their access. A caller limited to
+/// projects (a member, or a key) sees their own row only: the others' names,
+/// addresses and grants are the organization's, not their projects'.
 pub async fn members(engine: &Engine, caller: &Caller) -> Result<Vec<Member>, OrgError> {
+    let only_self = crate::access::visible(caller).is_some();
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let rows: Vec<(Uuid, String, String, String, bool)> = memberships::table
         .inner_join(users::table)
         .filter(memberships::organization_id.eq(caller.org_id.0))
+        .filter(
+            users::id
+                .eq(caller.user_id.0)
+                .or(diesel::dsl::not(only_self.into_sql::<diesel::sql_types::Bool>())),
+        )
         .order(users::name.asc())
         .select((
             users::id,
@@ -278,6 +290,7 @@ pub async fn set_access(engine: &Engine, caller: &Caller, target: UserId, access
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     conn.transaction::<_, OrgError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         let current = member_role_for_update(conn, org, target).await?;
         require_manager(caller)?;
         if access.limited && current.can_manage() {
@@ -341,6 +354,7 @@ pub async fn change_role(engine: &Engine, caller: &Caller, target: UserId, role:
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     conn.transaction::<_, OrgError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         let current = member_role_for_update(conn, org, target).await?;
         check_role_change(caller, current, Some(role))?;
         if current == Role::Owner && role != Role::Owner && owner_count(conn, org).await? <= 1 {
@@ -364,6 +378,7 @@ pub async fn remove_member(engine: &Engine, caller: &Caller, target: UserId) -> 
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id;
     conn.transaction::<_, OrgError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         let current = member_role_for_update(conn, org, target).await?;
         check_role_change(caller, current, None)?;
         if current == Role::Owner && owner_count(conn, org).await? <= 1 {
@@ -494,6 +509,7 @@ pub async fn accept_invite(engine: &Engine, token: &str, who: Acceptor<'_>) -> R
     let who_ref = &who;
     let (user, org) = conn
         .transaction::<_, OrgError, _>(async |conn| {
+            crate::audit::within(conn).await?;
             let invite: Option<(Uuid, Uuid, String)> = invites::table
                 .filter(invites::token_hash.eq(&hash))
                 .filter(invites::accepted_at.is_null())

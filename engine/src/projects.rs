@@ -150,6 +150,7 @@ pub async fn create(
     let org = caller.org_id;
     let id = conn
         .transaction::<_, ProjectError, _>(async |conn| {
+            crate::audit::within(conn).await?;
             let id: Uuid = diesel::insert_into(projects::table)
                 .values((
                     projects::organization_id.eq(org.0),
@@ -291,6 +292,7 @@ pub async fn rename_environment(
     access::check_with(engine, caller, Target::Environment(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, ProjectError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         unprotected_env(conn, caller, id).await?;
         diesel::update(environments::table.find(id.0))
             .set(environments::name.eq(name.as_str()))
@@ -309,6 +311,7 @@ pub(crate) async fn delete_environment_row(
     id: EnvironmentId,
 ) -> Result<(), ProjectError> {
     conn.transaction::<_, ProjectError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         unprotected_env(conn, caller, id).await?;
         diesel::delete(environments::table.find(id.0)).execute(conn).await?;
         Ok(())

@@ -309,6 +309,7 @@ pub async fn confirm(engine: &Engine, caller: &Caller, code: &str) -> Result<Vec
     let hashes: Vec<Vec<u8>> = codes.iter().map(|c| code_hash(c)).collect();
     let user = caller.user_id.0;
     conn.transaction::<_, TwoFactorError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         let n = diesel::update(
             users::table
                 .find(user)
@@ -413,6 +414,7 @@ pub async fn disable(engine: &Engine, caller: &Caller, code: &str) -> Result<(),
 async fn clear(engine: &Engine, user: UserId) -> Result<(), TwoFactorError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     conn.transaction::<_, TwoFactorError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         diesel::update(users::table.find(user.0))
             .set((
                 users::totp_secret.eq(None::<String>),

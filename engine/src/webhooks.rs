@@ -174,14 +174,8 @@ pub async fn github(
             delivery: Some(delivery),
         };
         let accepted = deploy::enqueue(engine, &mut conn, req).await?;
-        out.push((app, org, accepted));
+        out.push((app, accepted));
     }
-    // The audit rows take connections of their own: this one goes back first.
-    drop(conn);
-    for (_, org, accepted) in &out {
-        audit_delivery(engine, *org, "github push", accepted).await;
-    }
-    let out: Vec<_> = out.into_iter().map(|(app, _, accepted)| (app, accepted)).collect();
     if out.is_empty() {
         return Ok(Outcome::Ignored(format!("{pushed} is not a deployed branch")));
     }
@@ -212,29 +206,7 @@ pub async fn deploy_token(engine: &Engine, token: &str, delivery: Option<&str>) 
         delivery,
     };
     let accepted = deploy::enqueue(engine, &mut conn, req).await?;
-    drop(conn);
-    audit_delivery(engine, org, "deploy token", &accepted).await;
     Ok(Outcome::Deploying(vec![(AppId(app), accepted)]))
-}
-
-/// A deployment a webhook queued, in the organization's audit log (a
-/// duplicate delivery queues nothing and is not recorded again).
-async fn audit_delivery(engine: &Engine, org: uuid::Uuid, which: &'static str, accepted: &deploy::Accepted) {
-    if let deploy::Accepted::Queued(id) = accepted {
-        crate::audit::record(
-            engine,
-            crate::audit::Entry {
-                org: Some(org),
-                actor: crate::audit::Actor::Webhook(which),
-                action: "webhook deploy".into(),
-                target: Some(("deployment", id.0)),
-                outcome: crate::audit::Outcome::Ok,
-                status: None,
-                client: None,
-            },
-        )
-        .await;
-    }
 }
 
 /// A delivery id from a header: printable ASCII, at most 200 characters.

@@ -200,3 +200,139 @@ async fn only_admins_delete_projects() {
     teardown::delete_project(e, &ada, id, false).await.unwrap();
     assert!(matches!(projects::get(e, &ada, id).await, Err(ProjectError::NotFound)));
 }
+
+/// A page's event stream carries to a member limited to projects only what
+/// happens in them: deployments and figures of their apps; nothing of another
+/// project's, no notification deliveries, no machine figures. A caller who
+/// reaches every project hears everything.
+#[tokio::test]
+async fn a_limited_members_event_stream_carries_only_their_projects() {
+    use engine::apps::spec::{Runtime, Source};
+    use engine::events::{Event, Sieve};
+    use engine::names::ProjectRole;
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let ada = owner(e).await;
+    let app_in = |p: ProjectId| {
+        let ada = ada.clone();
+        async move {
+            let env = projects::get(e, &ada, p).await.unwrap().environments[0].id;
+            let source = Source::Image {
+                image: engine::testing::TEST_BASE_IMAGE.into(),
+                registry_user: None,
+            };
+            engine::testing::create_app(e, &ada, EnvironmentId(env), "sieved", source, Runtime::default())
+                .await
+                .0
+        }
+    };
+    let open = projects::create(e, &ada, name("Open"), Description::default())
+        .await
+        .unwrap();
+    let secret = projects::create(e, &ada, name("Secret"), Description::default())
+        .await
+        .unwrap();
+    let (mine, theirs) = (app_in(open).await, app_in(secret).await);
+    let limited = Caller {
+        projects: accounts::Projects::Only(std::sync::Arc::new([(open.0, ProjectRole::Viewer)].into())),
+        ..ada.clone()
+    };
+    let json = |ev: Event| serde_json::to_string(&ev).unwrap();
+    let deployed = |app: uuid::Uuid| {
+        json(Event::Deployment {
+            id: uuid::Uuid::new_v4(),
+            app,
+            status: "building".into(),
+        })
+    };
+    let events = [
+        (deployed(mine), true),
+        (json(Event::Metrics { id: mine }), true),
+        (deployed(theirs), false),
+        (json(Event::Metrics { id: theirs }), false),
+        (json(Event::Metrics { id: uuid::Uuid::nil() }), false),
+        (
+            json(Event::Delivery {
+                id: uuid::Uuid::new_v4(),
+                status: "sent".into(),
+            }),
+            false,
+        ),
+        (
+            json(Event::Service {
+                id: uuid::Uuid::new_v4(),
+            }),
+            false,
+        ),
+        ("not an event".to_owned(), false),
+    ];
+    let mut sieve = Sieve::new(limited);
+    let mut everything = Sieve::new(ada.clone());
+    for _ in 0..2 {
+        // Twice: the second pass answers from what the stream remembers.
+        for (payload, admitted) in &events {
+            assert_eq!(sieve.admits(e, payload).await, *admitted, "{payload}");
+            if payload.starts_with('{') {
+                assert!(everything.admits(e, payload).await, "{payload}");
+            }
+        }
+    }
+}
+
+/// The organization's own settings are not a limited caller's: a key limited
+/// to projects (of an admin) cannot change notification channels or alert
+/// rules, and a member limited to projects reads neither, nor the other
+/// members (their names, addresses and grants).
+#[tokio::test]
+async fn organization_settings_are_not_a_limited_callers() {
+    use engine::names::ProjectRole;
+    use engine::notify::{self, ChannelForm, NewChannel};
+    use engine::{alerts, outbound::Policy};
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let ada = owner(e).await;
+    let open = projects::create(e, &ada, name("Open"), Description::default())
+        .await
+        .unwrap();
+    let form = ChannelForm {
+        name: "ops".into(),
+        kind: "webhook".into(),
+        url: "https://hooks.example.com/berth".into(),
+        ..ChannelForm::default()
+    };
+    let (channel, _) = notify::add_channel(e, &ada, NewChannel::parse(&form, Policy::of(e)).unwrap())
+        .await
+        .unwrap();
+    let rule = || alerts::NewRule::parse("hot", "cpu", "90", "60", &[channel.0.to_string()]).unwrap();
+    alerts::create_rule(e, &ada, rule()).await.unwrap();
+
+    let project_key = Caller {
+        projects: ada.projects.clone().within(&[open.0]),
+        ..ada.clone()
+    };
+    let refused = notify::add_channel(e, &project_key, NewChannel::parse(&form, Policy::of(e)).unwrap())
+        .await
+        .unwrap_err();
+    assert!(matches!(refused.kind(), ErrorKind::Forbidden(_)), "{refused}");
+    let refused = notify::remove_channel(e, &project_key, channel).await.unwrap_err();
+    assert!(matches!(refused.kind(), ErrorKind::Forbidden(_)), "{refused}");
+    let refused = alerts::create_rule(e, &project_key, rule()).await.unwrap_err();
+    assert!(matches!(refused.kind(), ErrorKind::Forbidden(_)), "{refused}");
+
+    let bob = engine::testing::join(e, &ada, "bob@example.com", Role::Member).await;
+    let limited = Caller {
+        projects: accounts::Projects::Only(std::sync::Arc::new([(open.0, ProjectRole::Admin)].into())),
+        ..bob.clone()
+    };
+    assert_eq!(orgs::members(e, &bob).await.unwrap().len(), 2);
+    let seen = orgs::members(e, &limited).await.unwrap();
+    assert_eq!(
+        seen.iter().map(|m| m.email.as_str()).collect::<Vec<_>>(),
+        ["bob@example.com"],
+        "a limited member sees only himself"
+    );
+    assert_eq!(notify::list_channels(e, &bob).await.unwrap().len(), 1);
+    assert!(notify::list_channels(e, &limited).await.unwrap().is_empty());
+    assert_eq!(alerts::list_rules(e, &bob).await.unwrap().len(), 1);
+    assert!(alerts::list_rules(e, &limited).await.unwrap().is_empty());
+}

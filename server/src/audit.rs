@@ -17,7 +17,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::middleware::Next;
 use axum::response::IntoResponse;
 use axum::response::Response;
-use engine::audit::{self, Actor, Entry, Outcome};
+use engine::audit::{self, Actor, Outcome};
 use uuid::Uuid;
 
 /// Server functions that change nothing (reads), and those recorded
@@ -173,11 +173,21 @@ pub async fn trail(State(state): State<AppState>, req: Request, next: Next) -> R
     let cell = parts.extensions.get::<RequestCaller>().cloned();
     let headers = parts.headers.clone();
     let client = parts.extensions.get::<ClientIp>().map(|c| c.0.clone());
-    let res = next
-        .run(Request::from_parts(parts, axum::body::Body::from(bytes)))
-        .await;
+    // The instance's own settings and new organizations are instance events.
+    let instance_event = endpoint.starts_with("instance/") || endpoint == "orgs/create";
+    let label = anonymous_label(&form);
+    let who = {
+        let cell = cell.clone();
+        let label = label.clone();
+        move || match cell.as_ref()?.known()? {
+            Some(c) => Some(((!instance_event).then_some(c.org_id.0), c.actor())),
+            None => Some((None, Actor::Anonymous(label.clone()))),
+        }
+    };
+    let pending = audit::Pending::new(action, target, client, who);
+    let req = Request::from_parts(parts, axum::body::Body::from(bytes));
+    let res = audit::scoped(pending.clone(), next.run(req)).await;
     let status = res.status().as_u16();
-    let outcome = Outcome::of_status(status);
     // A function that failed before asking who calls (its arguments did not
     // decode) still has a caller: the session the request carries.
     let caller = match cell.and_then(|c| c.resolved()) {
@@ -185,26 +195,12 @@ pub async fn trail(State(state): State<AppState>, req: Request, next: Next) -> R
         None if !rest => edge::caller_from(&state.ctx, &headers).await.ok().flatten(),
         None => None,
     };
-    // The instance's own settings and new organizations are instance events.
-    let instance_event = endpoint.starts_with("instance/") || endpoint == "orgs/create";
-    let (org, actor) = match caller {
+    let who = match caller {
         Some(c) => ((!instance_event).then_some(c.org_id.0), c.actor()),
-        None if outcome == Outcome::Ok => (None, Actor::Anonymous(anonymous_label(&form))),
+        None if Outcome::of_status(status) == Outcome::Ok || pending.written() => (None, Actor::Anonymous(label)),
         None => return res,
     };
-    audit::record(
-        state.engine(),
-        Entry {
-            org,
-            actor,
-            action,
-            target,
-            outcome,
-            status: Some(status),
-            client,
-        },
-    )
-    .await;
+    audit::settle(state.engine(), &pending, who, status).await;
     res
 }
 

@@ -325,15 +325,21 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
             .subscribe(&channel)
             .await
             .map_err(engine_error)?;
-        let stream = futures::stream::unfold((sub, slot), |(mut sub, slot)| async move {
+        // A caller limited to projects hears only theirs.
+        let sieve = engine::events::Sieve::new(caller);
+        let carry = (sub, slot, sieve, state.engine().clone());
+        let stream = futures::stream::unfold(carry, |(mut sub, slot, mut sieve, engine)| async move {
             use tokio::sync::broadcast::error::RecvError;
-            let event = match sub.rx.recv().await {
-                Ok(payload) => Event::default().data(payload),
-                Err(RecvError::Lagged(_)) => Event::default().event("resync").data("{}"),
-                // The Redis connection went: end; the browser reconnects.
-                Err(RecvError::Closed) => return None,
+            let event = loop {
+                match sub.rx.recv().await {
+                    Ok(payload) if sieve.admits(&engine, &payload).await => break Event::default().data(payload),
+                    Ok(_) => continue,
+                    Err(RecvError::Lagged(_)) => break Event::default().event("resync").data("{}"),
+                    // The Redis connection went: end; the browser reconnects.
+                    Err(RecvError::Closed) => return None,
+                }
             };
-            Some((Ok::<_, std::convert::Infallible>(event), (sub, slot)))
+            Some((Ok::<_, std::convert::Infallible>(event), (sub, slot, sieve, engine)))
         });
         Ok::<_, Response>(
             Sse::new(stream)

@@ -211,4 +211,23 @@ async fn sign_ins_are_instance_events_and_only_admins_read_the_log() {
     assert_eq!(lines.len(), 1, "{}", r.body);
     assert_eq!(lines[0]["action"], "projects/create");
     assert_eq!(lines[0]["actor_kind"], "user");
+
+    // Carl's row went in with his project, in its transaction (the same
+    // `now()`), and the answer's status was added to it afterwards.
+    #[derive(diesel::QueryableByName)]
+    struct Same {
+        #[diesel(sql_type = diesel::sql_types::Bool)]
+        with_it: bool,
+        #[diesel(sql_type = diesel::sql_types::Nullable<diesel::sql_types::Integer>)]
+        status: Option<i32>,
+    }
+    let mut conn = app.t.engine.db.get().await.unwrap();
+    let same: Same = diesel::sql_query(
+        "SELECT a.at = p.created_at AS with_it, a.status
+         FROM audit_log a, projects p WHERE a.action = 'projects/create' AND p.name = 'Audited'",
+    )
+    .get_result(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!((same.with_it, same.status), (true, Some(200)));
 }

@@ -398,6 +398,32 @@ async fn webhooks_verify_signatures_and_deliveries_deploy_once() {
         ],
         "{listed}"
     );
+    // The audit log has one row per deployment queued (replays none), each
+    // written in the deployment's own transaction (the same `now()`).
+    {
+        use diesel_async::RunQueryDsl;
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            actor_label: String,
+            #[diesel(sql_type = diesel::sql_types::Bool)]
+            with_it: bool,
+        }
+        let mut conn = app.t.engine.db.get().await.unwrap();
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT a.actor_label, a.at = d.created_at AS with_it
+             FROM audit_log a JOIN deployments d ON d.id = a.target_id
+             WHERE a.actor_kind = 'webhook' AND a.action = 'webhook deploy' ORDER BY a.at",
+        )
+        .load(&mut conn)
+        .await
+        .unwrap();
+        let rows: Vec<(String, bool)> = rows.into_iter().map(|r| (r.actor_label, r.with_it)).collect();
+        assert_eq!(
+            rows,
+            [("github push".to_owned(), true), ("deploy token".to_owned(), true)]
+        );
+    }
     let r = app
         .send(post(format!("/api/webhooks/deploy/{}", "0".repeat(64)), "x"))
         .await;

@@ -291,6 +291,11 @@ async fn viewers_see_deployers_deploy_and_admins_create_and_delete_in_their_proj
             "id=\"reveal-password\"",
         ),
         (format!("/services/{db}"), "id=\"internal-url\"", "data-action=\"stop\""),
+        (
+            format!("/services/{db}?tab=backups"),
+            "id=\"backups-read-only\"",
+            "S3 destinations",
+        ),
         (format!("/apps/{web}"), "id=\"deploy\"", "id=\"deploy\""),
         (
             format!("/apps/{web}"),

@@ -40,6 +40,12 @@ impl RequestCaller {
         self.0.get().cloned().flatten()
     }
 
+    /// What the request knows of its caller so far: `None` until something
+    /// resolved it, then the caller or `Some(None)` for nobody signed in.
+    pub fn known(&self) -> Option<Option<Caller>> {
+        self.0.get().cloned()
+    }
+
     /// Records the caller another door resolved (the REST API's key).
     pub fn resolve(&self, caller: &Caller) {
         let _ = self.0.set(Some(caller.clone()));

@@ -122,12 +122,29 @@ impl Backups {
 /// what that re-renders (they depend only on the destinations), so typing into
 /// one is never wiped by a refresh.
 #[component]
-pub fn BackupsPanel(state: Backups, subject: String, service: Option<ServiceView>) -> impl IntoView {
+pub fn BackupsPanel(
+    state: Backups,
+    subject: String,
+    service: Option<ServiceView>,
+    /// Runs, restores, drills and schedules (a project admin's); without it
+    /// the history and schedules are shown to read.
+    manage: bool,
+) -> impl IntoView {
     let Backups {
         a,
         history,
         destinations,
     } = state;
+    if !manage {
+        return view! {
+            <p class="text-sm text-slate-500" id="backups-read-only">
+                "Your role in this project shows backups; running, restoring and scheduling them needs its admin role."
+            </p>
+            <Schedules history destinations subject=subject.clone() a manage />
+            <HistorySection history destinations service a manage />
+        }
+        .into_any();
+    }
     let run_error = action_error(a.run);
     let run_subject = subject.clone();
     view! {
@@ -158,10 +175,11 @@ pub fn BackupsPanel(state: Backups, subject: String, service: Option<ServiceView
             </Transition>
             <FormError error=run_error />
         </section>
-        <Schedules history destinations subject=subject.clone() a />
-        <HistorySection history destinations service a />
+        <Schedules history destinations subject=subject.clone() a manage />
+        <HistorySection history destinations service a manage />
         <FromBucket destinations subject a />
     }
+    .into_any()
 }
 
 #[component]
@@ -233,7 +251,13 @@ fn DestinationsSection(destinations: Destinations, a: BackupActions) -> impl Int
 }
 
 #[component]
-fn Schedules(history: History, destinations: Destinations, subject: String, a: BackupActions) -> impl IntoView {
+fn Schedules(
+    history: History,
+    destinations: Destinations,
+    subject: String,
+    a: BackupActions,
+    manage: bool,
+) -> impl IntoView {
     let error = action_error(a.add_schedule);
     view! {
         <section class=CARD>
@@ -253,10 +277,12 @@ fn Schedules(history: History, destinations: Destinations, subject: String, a: B
                                             <span class="block text-xs text-slate-500">{format!("next: {}", s.next_runs.join(", "))}</span>
                                             <span class="block text-xs text-slate-500">{s.last_slot.clone().map(|l| format!("last slot {l}")).unwrap_or_else(|| "not run yet".into())}{missed}</span>
                                         </span>
-                                        <span class="flex gap-2">
-                                            <button type="button" class=BUTTON_QUIET on:click=move |_| { a.run_schedule.dispatch(RunSchedule { id: run_id.clone() }); }>"Run now"</button>
-                                            <button type="button" class=BUTTON_DANGER on:click=move |_| { a.remove_schedule.dispatch(RemoveSchedule { id: remove_id.clone() }); }>"Remove"</button>
-                                        </span>
+                                        {manage.then(|| view! {
+                                            <span class="flex gap-2">
+                                                <button type="button" class=BUTTON_QUIET on:click=move |_| { a.run_schedule.dispatch(RunSchedule { id: run_id.clone() }); }>"Run now"</button>
+                                                <button type="button" class=BUTTON_DANGER on:click=move |_| { a.remove_schedule.dispatch(RemoveSchedule { id: remove_id.clone() }); }>"Remove"</button>
+                                            </span>
+                                        })}
                                     </li>
                                 }
                             }).collect_view()}
@@ -269,7 +295,7 @@ fn Schedules(history: History, destinations: Destinations, subject: String, a: B
                     let subject = subject.clone();
                     Suspend::new(async move {
                         let dests = destinations.await.unwrap_or_default();
-                        (!dests.is_empty()).then(|| view! {
+                        (manage && !dests.is_empty()).then(|| view! {
                             <ActionForm action=a.add_schedule attr:class="mt-4 grid gap-3 sm:grid-cols-2" attr:id="add-schedule">
                                 <input type="hidden" name="subject" value=subject />
                                 <label class="block text-sm font-medium">"Destination"
@@ -298,12 +324,13 @@ fn HistorySection(
     destinations: Destinations,
     service: Option<ServiceView>,
     a: BackupActions,
+    manage: bool,
 ) -> impl IntoView {
     let restore_error = action_error(a.restore);
     let drill_error = action_error(a.drill);
     // Chosen here, outside the re-read list: a refresh never closes the form.
     let chosen = RwSignal::new(None::<BackupView>);
-    let can_restore = service.is_some();
+    let can_restore = manage && service.is_some();
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"History"</h2>
@@ -325,7 +352,7 @@ fn HistorySection(
                                 <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
                                     {h.backups.into_iter().map(|b| {
                                         let restorable = b.restorable() && can_restore;
-                                        let can_drill = b.restorable();
+                                        let can_drill = manage && b.restorable();
                                         let pick = b.clone();
                                         let drill_id = b.id.to_string();
                                         // Deleted by retention: the row stays, the object is gone.

@@ -116,7 +116,7 @@ fn ServiceBody(
         move || {
             match tab.get().as_str() {
             "backups" => {
-                view! { <BackupsPanel state=backups subject=service.id.to_string() service=Some(service.clone()) /> }
+                view! { <BackupsPanel state=backups subject=service.id.to_string() service=Some(service.clone()) manage=service.may.manage /> }
                     .into_any()
             }
             "logs" => {

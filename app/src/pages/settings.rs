@@ -802,7 +802,7 @@ fn OwnDatabase(own: Backups) -> impl IntoView {
                 own.history.await.ok().map(|_| view! {
                     <h2 class="pt-4 text-xl font-semibold" id="own-database">"Berth's own database"</h2>
                     <p class="text-sm text-slate-500">"Back up Berth's PostgreSQL to S3. Restoring it is a command-line step: see docs/OPERATIONS.md."</p>
-                    <BackupsPanel state=own subject="berth".to_string() service=None />
+                    <BackupsPanel state=own subject="berth".to_string() service=None manage=true />
                 })
             })}
         </Suspense>

@@ -349,6 +349,7 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewApp) -> Result<App
         .map(|s| engine.secret.seal(slot::source_secret(&row), s.as_bytes()));
     let id = conn
         .transaction::<_, AppError, _>(async |conn| {
+            crate::audit::within(conn).await?;
             let id: Uuid = diesel::insert_into(applications::table)
                 .values((
                     applications::id.eq(id),
@@ -552,6 +553,7 @@ pub async fn update_source(
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
     conn.transaction::<_, AppError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         let current: Option<serde_json::Value> = applications::table
             .filter(applications::id.eq(id.0))
             .filter(applications::organization_id.eq(org))
@@ -712,6 +714,7 @@ pub async fn set_env(engine: &Engine, caller: &Caller, id: AppId, vars: Vec<(Str
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
     conn.transaction::<_, AppError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         load(conn, org, id).await?;
         diesel::delete(app_env_vars::table.filter(app_env_vars::application_id.eq(id.0)))
             .execute(conn)

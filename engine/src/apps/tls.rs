@@ -60,6 +60,7 @@ pub async fn upload(
     );
     use diesel_async::AsyncConnection;
     conn.transaction::<_, AppError, _>(async |conn| {
+        crate::audit::within(conn).await?;
         diesel::insert_into(certificates::table)
             .values((certificates::domain_id.eq(domain.0), values))
             .on_conflict(certificates::domain_id)

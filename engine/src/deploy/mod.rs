@@ -15,6 +15,7 @@ pub mod transition;
 use crate::access::{self, Target};
 use crate::accounts::Caller;
 use crate::apps::AppError;
+use crate::audit::{self, Actor};
 use crate::db::schema::{applications, deployments, webhook_deliveries};
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, DeploymentId, OrgId};
@@ -178,6 +179,33 @@ pub(crate) async fn enqueue(
                     .set(webhook_deliveries::deployment_id.eq(id))
                     .execute(conn)
                     .await?;
+            }
+            // Who asked, in the audit log with the deployment it queued: a
+            // request's own row, or (no request) the webhook's or the
+            // worker's. A duplicate delivery returned above queues nothing
+            // and is not recorded again.
+            let actor = match req.trigger {
+                Trigger::Webhook => Some(Actor::Webhook(req.trigger_detail.unwrap_or("webhook").to_owned())),
+                Trigger::Repair => Some(Actor::Worker),
+                _ => None,
+            };
+            match actor {
+                Some(actor) => {
+                    audit::insert(
+                        conn,
+                        &audit::Entry {
+                            org: Some(req.org.0),
+                            actor,
+                            action: format!("{} deploy", req.trigger),
+                            target: Some(("deployment", id.0)),
+                            outcome: audit::Outcome::Ok,
+                            status: None,
+                            client: None,
+                        },
+                    )
+                    .await?
+                }
+                None => audit::within(conn).await?,
             }
             Ok(Accepted::Queued(id))
         })

@@ -42,6 +42,8 @@ pub enum NotifyError {
     Store(#[from] StoreError),
 }
 
+crate::denied_into!(NotifyError);
+
 impl From<diesel::result::Error> for NotifyError {
     fn from(e: diesel::result::Error) -> Self {
         if is_unique_violation(&e, "notification_channels_organization_id_name_key") {
@@ -379,6 +381,10 @@ pub struct Delivery {
 }
 
 pub async fn list_channels(engine: &Engine, caller: &Caller) -> Result<Vec<Channel>, NotifyError> {
+    // The organization's channels: not shown to a caller limited to projects.
+    if crate::access::visible(caller).is_some() {
+        return Ok(Vec::new());
+    }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     Ok(diesel::sql_query(
         "SELECT id, name, kind, summary, events FROM notification_channels
@@ -406,14 +412,18 @@ pub async fn list_deliveries(engine: &Engine, caller: &Caller) -> Result<Vec<Del
     .await?)
 }
 
+/// Channels are the organization's: its admins and owners change them, not
+/// through a key limited to projects.
 fn managers_only(caller: &Caller) -> Result<(), NotifyError> {
-    if caller.role.can_manage() {
-        Ok(())
-    } else {
-        Err(NotifyError::Forbidden(
+    if !caller.role.can_manage() {
+        return Err(NotifyError::Forbidden(
             "only admins and owners can change notification channels",
-        ))
+        ));
     }
+    Ok(crate::access::organization_wide(
+        caller,
+        "a key limited to projects cannot change notification channels",
+    )?)
 }
 
 /// Adds a channel. Returns its ID and, for a signed webhook, the signing secret
