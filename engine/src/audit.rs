@@ -132,6 +132,41 @@ pub async fn insert(conn: &mut AsyncPgConnection, e: &Entry) -> Result<(), diese
     upsert(conn, Uuid::new_v4(), e).await
 }
 
+/// A job the worker finished, by its table.
+#[derive(Debug, Clone, Copy)]
+pub enum Job {
+    Deployment,
+    Backup,
+    Restore,
+}
+
+/// The worker's result of a job (`action`, such as `deployment failed`),
+/// written in the transaction of the job's final move: the row and the move
+/// commit together. The organization is the job's own.
+pub async fn worker_result(
+    conn: &mut AsyncPgConnection,
+    job: Job,
+    id: Uuid,
+    action: &str,
+    ok: bool,
+) -> Result<(), diesel::result::Error> {
+    let (table, kind) = match job {
+        Job::Deployment => ("deployments", "deployment"),
+        Job::Backup => ("backups", "backup"),
+        Job::Restore => ("restores", "restore"),
+    };
+    diesel::sql_query(format!(
+        "INSERT INTO audit_log (organization_id, actor_kind, actor_label, action, target_kind, target_id, result)
+         SELECT organization_id, 'worker', 'worker', $2, '{kind}', id, $3 FROM {table} WHERE id = $1"
+    ))
+    .bind::<SqlUuid, _>(id)
+    .bind::<Text, _>(action)
+    .bind::<Text, _>(if ok { "ok" } else { "failed" })
+    .execute(conn)
+    .await?;
+    Ok(())
+}
+
 /// The row of the request being served, opened by the edge before the
 /// request runs: what is done, to what, from where, and who does it (known
 /// once the request has resolved its caller).

@@ -270,16 +270,35 @@ async fn record(
 ) {
     tracing::warn!(app.id = ?app, service.id = ?service, problem, action, "repair");
     if let Ok(mut conn) = engine.db.get().await {
-        let _ = diesel::insert_into(repairs::table)
-            .values((
-                repairs::organization_id.eq(org),
-                repairs::application_id.eq(app),
-                repairs::service_id.eq(service),
-                repairs::problem.eq(problem),
-                repairs::action.eq(action),
-            ))
-            .execute(&mut conn)
+        use diesel_async::AsyncConnection;
+        // The history's row and the audit log's, together.
+        let written = conn
+            .transaction::<_, diesel::result::Error, _>(async |conn| {
+                diesel::insert_into(repairs::table)
+                    .values((
+                        repairs::organization_id.eq(org),
+                        repairs::application_id.eq(app),
+                        repairs::service_id.eq(service),
+                        repairs::problem.eq(problem),
+                        repairs::action.eq(action),
+                    ))
+                    .execute(conn)
+                    .await?;
+                let entry = crate::audit::Entry {
+                    org,
+                    actor: crate::audit::Actor::Worker,
+                    action: "repair".into(),
+                    target: app.map(|a| ("app", a)).or(service.map(|s| ("service", s))),
+                    outcome: crate::audit::Outcome::Ok,
+                    status: None,
+                    client: None,
+                };
+                crate::audit::insert(conn, &entry).await
+            })
             .await;
+        if let Err(e) = written {
+            tracing::warn!(error = %e, "recording a repair");
+        }
     }
     // A repair restarts or recreates the container: the alert rules count it.
     let subject = app.map(Subject::App).or(service.map(Subject::Service));

@@ -180,6 +180,36 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
         detail.contains("cannot be read") || detail.contains("restore failed"),
         "{detail}"
     );
+    // Each end is the worker's row in the audit log, written with its move.
+    {
+        #[derive(diesel::QueryableByName)]
+        struct Row {
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            action: String,
+            #[diesel(sql_type = diesel::sql_types::Text)]
+            result: String,
+        }
+        let mut conn = engine.db.get().await.unwrap();
+        let rows: Vec<Row> = diesel::sql_query(
+            "SELECT action, result FROM audit_log WHERE actor_kind = 'worker' AND target_id = ANY($1) ORDER BY at",
+        )
+        .bind::<diesel::sql_types::Array<diesel::sql_types::Uuid>, _>(vec![backup.0, restore.0, imported.0])
+        .load(&mut conn)
+        .await
+        .unwrap();
+        let rows: Vec<(String, String)> = rows.into_iter().map(|r| (r.action, r.result)).collect();
+        for want in [
+            ("backup succeeded", "ok"),
+            ("restore succeeded", "ok"),
+            ("drill verified", "ok"),
+            ("drill failed", "failed"),
+        ] {
+            assert!(
+                rows.contains(&(want.0.to_owned(), want.1.to_owned())),
+                "{want:?} in {rows:?}"
+            );
+        }
+    }
 
     // Restore into a new service of the same engine.
     let new = NewService::parse(engine, env_id, "orders-copy", "postgres", "", "", "", "", "", None).unwrap();

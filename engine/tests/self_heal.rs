@@ -127,6 +127,19 @@ async fn a_container_removed_by_hand_comes_back_and_the_history_says_so() {
         .await
         .unwrap();
         assert!(n.n >= 1, "the repair is counted as a restart");
+        // And it is the worker's, in the audit log: the repair and the
+        // deployment it queued.
+        let n: N = diesel::sql_query(
+            "SELECT count(*) AS n FROM audit_log WHERE actor_kind = 'worker' AND organization_id = $1
+               AND ((action = 'repair' AND target_id = $2) OR (action = 'repair deploy' AND target_id = $3))",
+        )
+        .bind::<diesel::sql_types::Uuid, _>(caller.org_id.0)
+        .bind::<diesel::sql_types::Uuid, _>(app.0)
+        .bind::<diesel::sql_types::Uuid, _>(newest.id.0)
+        .get_result(&mut conn)
+        .await
+        .unwrap();
+        assert!(n.n >= 2, "the repair and its deployment are in the audit log");
     }
     // Asked as another organization, the app's history is empty.
     let other = engine::ids::OrgId(uuid::Uuid::new_v4());

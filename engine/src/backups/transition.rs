@@ -61,26 +61,34 @@ async fn notice(conn: &mut AsyncPgConnection, id: uuid::Uuid, event: NotifyEvent
     Ok(())
 }
 
-/// Moves a backup or a restore, or says why not. A backup's end is told to the
-/// channels that chose it.
+/// Moves a backup or a restore, or says why not. An end is written to the
+/// audit log, and a backup's told to the channels that chose it, in the
+/// transaction of the move.
 pub async fn transition(conn: &mut AsyncPgConnection, table: JobTable, m: JobMove<'_>) -> Result<(), TransitionError> {
     m.check(JobStatus::Queued)?;
+    if !matches!(m.to, JobStatus::Succeeded | JobStatus::Failed) {
+        return job_move(conn, table, m).await;
+    }
     let event = match (table, m.to) {
         (JobTable::Backups, JobStatus::Succeeded) => Some(NotifyEvent::BackupSucceeded),
-        (JobTable::Backups, JobStatus::Failed) => Some(NotifyEvent::BackupFailed),
-        _ => None,
+        (JobTable::Backups, _) => Some(NotifyEvent::BackupFailed),
+        (JobTable::Restores, _) => None,
     };
-    match event {
-        None => job_move(conn, table, m).await,
-        Some(event) => {
-            use diesel_async::AsyncConnection;
-            conn.transaction::<_, TransitionError, _>(async |conn| {
-                job_move(conn, table, m).await?;
-                notice(conn, m.id, event).await
-            })
-            .await
+    let (job, noun) = match table {
+        JobTable::Backups => (crate::audit::Job::Backup, "backup"),
+        JobTable::Restores => (crate::audit::Job::Restore, "restore"),
+    };
+    use diesel_async::AsyncConnection;
+    conn.transaction::<_, TransitionError, _>(async |conn| {
+        job_move(conn, table, m).await?;
+        let action = format!("{noun} {}", m.to);
+        crate::audit::worker_result(conn, job, m.id, &action, m.to == JobStatus::Succeeded).await?;
+        match event {
+            Some(event) => notice(conn, m.id, event).await,
+            None => Ok(()),
         }
-    }
+    })
+    .await
 }
 
 async fn job_move(conn: &mut AsyncPgConnection, table: JobTable, m: JobMove<'_>) -> Result<(), TransitionError> {
@@ -114,12 +122,17 @@ pub type DrillMove<'a> = crate::jobs::Move<'a, DrillStatus>;
 /// Moves a drill, or says why not.
 pub async fn drill_transition(conn: &mut AsyncPgConnection, m: DrillMove<'_>) -> Result<(), TransitionError> {
     m.check(DrillStatus::Queued)?;
-    if m.to != DrillStatus::Failed {
+    if !matches!(m.to, DrillStatus::Verified | DrillStatus::Failed) {
         return drill_move(conn, m).await;
     }
     use diesel_async::AsyncConnection;
     conn.transaction::<_, TransitionError, _>(async |conn| {
         drill_move(conn, m).await?;
+        let (action, ok) = (format!("drill {}", m.to), m.to == DrillStatus::Verified);
+        crate::audit::worker_result(conn, crate::audit::Job::Backup, m.id, &action, ok).await?;
+        if ok {
+            return Ok(());
+        }
         notice(conn, m.id, NotifyEvent::DrillFailed).await
     })
     .await

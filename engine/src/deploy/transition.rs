@@ -51,15 +51,14 @@ pub async fn transition(conn: &mut AsyncPgConnection, m: Move<'_>) -> Result<(),
                 .execute(conn)
                 .await?;
                 // The worker's result, in the audit log with the move itself.
-                diesel::sql_query(
-                    "INSERT INTO audit_log (organization_id, actor_kind, actor_label, action, target_kind, target_id, result)
-                     SELECT d.organization_id, 'worker', 'worker', 'deployment ' || $2, 'deployment', d.id,
-                            CASE WHEN $2 = 'running' THEN 'ok' ELSE 'failed' END
-                     FROM deployments d WHERE d.id = $1",
+                let action = format!("deployment {}", m.to);
+                crate::audit::worker_result(
+                    conn,
+                    crate::audit::Job::Deployment,
+                    m.id,
+                    &action,
+                    m.to == Status::Running,
                 )
-                .bind::<SqlUuid, _>(m.id)
-                .bind::<Text, _>(m.to)
-                .execute(conn)
                 .await?;
                 Ok(())
             })
