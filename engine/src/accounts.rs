@@ -555,10 +555,13 @@ pub async fn profile(engine: &Engine, caller: &Caller) -> Result<Profile, Accoun
 
 pub async fn update_name(engine: &Engine, caller: &Caller, name: PersonName) -> Result<(), AccountError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    diesel::update(users::table.find(caller.user_id.0))
-        .set((users::name.eq(name.as_str()), users::updated_at.eq(diesel::dsl::now)))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, AccountError, {
+        Ok(diesel::update(users::table.find(caller.user_id.0))
+            .set((users::name.eq(name.as_str()), users::updated_at.eq(diesel::dsl::now)))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     Ok(())
 }
 
@@ -580,13 +583,16 @@ pub async fn change_password(
         return Err(ValidationError::new("current_password", "is not your current password").into());
     }
     let new_hash = passwords::hash(&new).await?;
-    diesel::update(users::table.find(caller.user_id.0))
-        .set((
-            users::password_hash.eq(new_hash),
-            users::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, AccountError, {
+        Ok(diesel::update(users::table.find(caller.user_id.0))
+            .set((
+                users::password_hash.eq(new_hash),
+                users::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     sessions::revoke_all(&engine.kv, caller.user_id, caller.session()).await?;
     tracing::info!(user.id = %caller.user_id, "password changed; other sessions revoked");
     Ok(())

@@ -240,22 +240,25 @@ pub async fn create_rule(engine: &Engine, caller: &Caller, new: NewRule) -> Resu
         id: Uuid,
     }
     // Only this organization's channels (another's IDs are as unknown as garbage).
-    let row: Option<Id> = diesel::sql_query(
-        "INSERT INTO alert_rules (organization_id, name, metric, threshold, for_secs, channels)
+    let row: Option<Id> = crate::audited!(conn, AlertError, {
+        Ok(diesel::sql_query(
+            "INSERT INTO alert_rules (organization_id, name, metric, threshold, for_secs, channels)
          SELECT $1, $2, $3, $4, $5, $6
          WHERE (SELECT count(*) FROM notification_channels WHERE organization_id = $1 AND id = ANY ($6))
                = cardinality($6)
          RETURNING id",
-    )
-    .bind::<SqlUuid, _>(caller.org_id.0)
-    .bind::<Text, _>(&new.name)
-    .bind::<Text, _>(new.metric)
-    .bind::<Float4, _>(new.threshold)
-    .bind::<Integer, _>(new.for_secs)
-    .bind::<Array<SqlUuid>, _>(&new.channels)
-    .get_result(&mut conn)
-    .await
-    .optional()?;
+        )
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .bind::<Text, _>(&new.name)
+        .bind::<Text, _>(new.metric)
+        .bind::<Float4, _>(new.threshold)
+        .bind::<Integer, _>(new.for_secs)
+        .bind::<Array<SqlUuid>, _>(&new.channels)
+        .get_result(conn)
+        .await
+        .optional()?)
+    })
+    .await?;
     // Another organization's channel is not found, as every foreign ID is.
     let row = row.ok_or(AlertError::NotFound)?;
     tracing::info!(rule.id = %row.id, org.id = %caller.org_id, metric = %new.metric, "alert rule added");
@@ -265,11 +268,16 @@ pub async fn create_rule(engine: &Engine, caller: &Caller, new: NewRule) -> Resu
 pub async fn delete_rule(engine: &Engine, caller: &Caller, id: Uuid) -> Result<(), AlertError> {
     managers_only(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::sql_query("DELETE FROM alert_rules WHERE id = $1 AND organization_id = $2")
-        .bind::<SqlUuid, _>(id)
-        .bind::<SqlUuid, _>(caller.org_id.0)
-        .execute(&mut conn)
-        .await?;
+    let n = crate::audited!(conn, AlertError, {
+        Ok(
+            diesel::sql_query("DELETE FROM alert_rules WHERE id = $1 AND organization_id = $2")
+                .bind::<SqlUuid, _>(id)
+                .bind::<SqlUuid, _>(caller.org_id.0)
+                .execute(conn)
+                .await?,
+        )
+    })
+    .await?;
     if n == 0 {
         return Err(AlertError::NotFound);
     }

@@ -288,7 +288,8 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewKey) -> Result<Cre
     let expires_at = new.expires.0.map(|d| Utc::now() + chrono::Duration::days(i64::from(d)));
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // One statement: the cap is checked and the row written together.
-    let n = diesel::sql_query(
+    let n = crate::audited!(conn, KeyError, {
+        Ok(diesel::sql_query(
         "INSERT INTO api_keys (id, organization_id, user_id, name, prefix, secret_hash, role, instance, expires_at, projects)
          SELECT $1, $2, $3, $4, $5, $6, $7, $8, $9, $11
          WHERE (SELECT count(*) FROM api_keys
@@ -307,7 +308,9 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewKey) -> Result<Cre
     .bind::<Nullable<diesel::sql_types::Array<SqlUuid>>, _>(
         new.projects.as_ref().map(|ps| ps.iter().map(|p| p.0).collect::<Vec<Uuid>>()),
     )
-    .execute(&mut conn)
+    .execute(conn)
+    .await?)
+    })
     .await?;
     if n == 0 {
         return Err(KeyError::TooMany);
@@ -392,15 +395,18 @@ pub async fn list(engine: &Engine, caller: &Caller) -> Result<Vec<KeySummary>, K
 /// admins and owners. Revoking a revoked key changes nothing.
 pub async fn revoke(engine: &Engine, caller: &Caller, id: ApiKeyId) -> Result<(), KeyError> {
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::sql_query(
-        "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
+    let n = crate::audited!(conn, KeyError, {
+        Ok(diesel::sql_query(
+            "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, now())
          WHERE id = $1 AND organization_id = $2 AND ($3 OR user_id = $4)",
-    )
-    .bind::<SqlUuid, _>(id.0)
-    .bind::<SqlUuid, _>(caller.org_id.0)
-    .bind::<Bool, _>(caller.role.can_manage())
-    .bind::<SqlUuid, _>(caller.user_id.0)
-    .execute(&mut conn)
+        )
+        .bind::<SqlUuid, _>(id.0)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .bind::<Bool, _>(caller.role.can_manage())
+        .bind::<SqlUuid, _>(caller.user_id.0)
+        .execute(conn)
+        .await?)
+    })
     .await?;
     if n == 0 {
         return Err(KeyError::NotFound);

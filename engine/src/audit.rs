@@ -244,6 +244,20 @@ pub async fn within(conn: &mut AsyncPgConnection) -> Result<(), diesel::result::
     upsert(conn, pending.id, &pending.entry(org, actor, Outcome::Ok, None)).await
 }
 
+/// A request's change as a transaction that writes the request's row first
+/// ([`within`]): `audited!(conn, Error, { ...; Ok(value) })` on a pooled or
+/// plain connection `conn`, which the block uses as the transaction's. For a
+/// change of one statement this is what makes its row commit with it.
+#[macro_export]
+macro_rules! audited {
+    ($conn:ident, $error:ty, $body:block) => {
+        diesel_async::AsyncConnection::transaction::<_, $error, _>(&mut *$conn, async |$conn| {
+            $crate::audit::within($conn).await?;
+            $body
+        })
+    };
+}
+
 /// After the answer: the row with its outcome and status (written now if the
 /// request changed nothing in a transaction, amended if it did). `who`
 /// overrides the pending row's organization and actor (the edge's last word:

@@ -112,19 +112,22 @@ pub async fn settings(engine: &Engine) -> Result<Settings, InstanceError> {
 pub async fn update_settings(engine: &Engine, caller: &Caller, s: Settings) -> Result<(), InstanceError> {
     require_admin(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    diesel::insert_into(instance_settings::table)
-        .values((
-            instance_settings::singleton.eq(true),
-            instance_settings::org_creation.eq(s.org_creation.as_str()),
-        ))
-        .on_conflict(instance_settings::singleton)
-        .do_update()
-        .set((
-            instance_settings::org_creation.eq(s.org_creation.as_str()),
-            instance_settings::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, InstanceError, {
+        Ok(diesel::insert_into(instance_settings::table)
+            .values((
+                instance_settings::singleton.eq(true),
+                instance_settings::org_creation.eq(s.org_creation.as_str()),
+            ))
+            .on_conflict(instance_settings::singleton)
+            .do_update()
+            .set((
+                instance_settings::org_creation.eq(s.org_creation.as_str()),
+                instance_settings::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     tracing::info!(user.id = %caller.user_id, org_creation = s.org_creation.as_str(), "instance settings changed");
     Ok(())
 }

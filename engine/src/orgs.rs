@@ -411,17 +411,20 @@ pub async fn create_invite(engine: &Engine, caller: &Caller, role: Role) -> Resu
     rand::thread_rng().fill_bytes(&mut bytes);
     let token = URL_SAFE_NO_PAD.encode(bytes);
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let id: Uuid = diesel::insert_into(invites::table)
-        .values((
-            invites::organization_id.eq(caller.org_id.0),
-            invites::token_hash.eq(crate::secrets::token_hash(&token)),
-            invites::role.eq(role.as_str()),
-            invites::created_by.eq(caller.user_id.0),
-            invites::expires_at.eq(Utc::now() + Duration::days(INVITE_TTL_DAYS)),
-        ))
-        .returning(invites::id)
-        .get_result(&mut conn)
-        .await?;
+    let id: Uuid = crate::audited!(conn, OrgError, {
+        Ok(diesel::insert_into(invites::table)
+            .values((
+                invites::organization_id.eq(caller.org_id.0),
+                invites::token_hash.eq(crate::secrets::token_hash(&token)),
+                invites::role.eq(role.as_str()),
+                invites::created_by.eq(caller.user_id.0),
+                invites::expires_at.eq(Utc::now() + Duration::days(INVITE_TTL_DAYS)),
+            ))
+            .returning(invites::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     Ok((InviteId(id), token))
 }
 
@@ -452,13 +455,16 @@ pub async fn list_invites(engine: &Engine, caller: &Caller) -> Result<Vec<Invite
 pub async fn revoke_invite(engine: &Engine, caller: &Caller, id: InviteId) -> Result<(), OrgError> {
     require_manager(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::delete(
-        invites::table
-            .filter(invites::id.eq(id.0))
-            .filter(invites::organization_id.eq(caller.org_id.0))
-            .filter(invites::accepted_at.is_null()),
-    )
-    .execute(&mut conn)
+    let n = crate::audited!(conn, OrgError, {
+        Ok(diesel::delete(
+            invites::table
+                .filter(invites::id.eq(id.0))
+                .filter(invites::organization_id.eq(caller.org_id.0))
+                .filter(invites::accepted_at.is_null()),
+        )
+        .execute(conn)
+        .await?)
+    })
     .await?;
     if n == 0 {
         return Err(OrgError::NotFound);

@@ -206,17 +206,20 @@ pub async fn update(
 ) -> Result<(), ProjectError> {
     access::check_with(engine, caller, Target::Project(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::update(
-        projects::table
-            .filter(projects::id.eq(id.0))
-            .filter(projects::organization_id.eq(caller.org_id.0)),
-    )
-    .set((
-        projects::name.eq(name.as_str()),
-        projects::description.eq(description.as_str()),
-        projects::updated_at.eq(diesel::dsl::now),
-    ))
-    .execute(&mut conn)
+    let n = crate::audited!(conn, ProjectError, {
+        Ok(diesel::update(
+            projects::table
+                .filter(projects::id.eq(id.0))
+                .filter(projects::organization_id.eq(caller.org_id.0)),
+        )
+        .set((
+            projects::name.eq(name.as_str()),
+            projects::description.eq(description.as_str()),
+            projects::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?)
+    })
     .await?;
     not_found_if_zero(n)
 }
@@ -229,12 +232,15 @@ pub(crate) async fn delete_project_row(
     caller: &Caller,
     id: ProjectId,
 ) -> Result<(), ProjectError> {
-    let n = diesel::delete(
-        projects::table
-            .filter(projects::id.eq(id.0))
-            .filter(projects::organization_id.eq(caller.org_id.0)),
-    )
-    .execute(conn)
+    let n = crate::audited!(conn, ProjectError, {
+        Ok(diesel::delete(
+            projects::table
+                .filter(projects::id.eq(id.0))
+                .filter(projects::organization_id.eq(caller.org_id.0)),
+        )
+        .execute(conn)
+        .await?)
+    })
     .await?;
     not_found_if_zero(n)
 }
@@ -248,15 +254,18 @@ pub async fn add_environment(
     access::check_with(engine, caller, Target::Project(project), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     require_project(&mut conn, caller, project).await?;
-    let id: Uuid = diesel::insert_into(environments::table)
-        .values((
-            environments::project_id.eq(project.0),
-            environments::organization_id.eq(caller.org_id.0),
-            environments::name.eq(name.as_str()),
-        ))
-        .returning(environments::id)
-        .get_result(&mut conn)
-        .await?;
+    let id: Uuid = crate::audited!(conn, ProjectError, {
+        Ok(diesel::insert_into(environments::table)
+            .values((
+                environments::project_id.eq(project.0),
+                environments::organization_id.eq(caller.org_id.0),
+                environments::name.eq(name.as_str()),
+            ))
+            .returning(environments::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     Ok(EnvironmentId(id))
 }
 

@@ -245,10 +245,15 @@ pub async fn begin(engine: &Engine, caller: &Caller) -> Result<Enrolment, TwoFac
             .select(users::email)
             .first(&mut conn)
             .await?;
-        let n = diesel::update(users::table.find(caller.user_id.0).filter(users::totp_secret.is_null()))
-            .set(users::totp_pending.eq(Some(sealed)))
-            .execute(&mut conn)
-            .await?;
+        let n = crate::audited!(conn, TwoFactorError, {
+            Ok(
+                diesel::update(users::table.find(caller.user_id.0).filter(users::totp_secret.is_null()))
+                    .set(users::totp_pending.eq(Some(sealed)))
+                    .execute(conn)
+                    .await?,
+            )
+        })
+        .await?;
         (email, n)
     };
     if n == 0 {
@@ -457,10 +462,13 @@ pub async fn set_required(engine: &Engine, caller: &Caller, required: bool) -> R
         return Err(TwoFactorError::Forbidden("only admins and owners can change this"));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    diesel::update(organizations::table.find(caller.org_id.0))
-        .set(organizations::require_2fa.eq(required))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, TwoFactorError, {
+        Ok(diesel::update(organizations::table.find(caller.org_id.0))
+            .set(organizations::require_2fa.eq(required))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     Ok(())
 }
 

@@ -149,3 +149,77 @@ async fn a_request_row_commits_with_its_change_or_not_at_all() {
         .n;
     assert_eq!(all, 2);
 }
+
+/// Changes of one statement are transactions with their row as well: each
+/// of these, run for a request that never gets to answer (no settling), leaves
+/// its row behind, outcome `ok`, status empty.
+#[tokio::test]
+async fn one_statement_changes_keep_their_row_too() {
+    use engine::names::{Description, EnvironmentName, ProjectName, Role};
+    use engine::{apps, orgs, projects, twofactor};
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let (ada, env) = engine::testing::owner_with_environment(e).await;
+    let project = projects::create(e, &ada, ProjectName::parse("Other").unwrap(), Description::default())
+        .await
+        .unwrap();
+    let source = engine::apps::spec::Source::Image {
+        image: engine::testing::TEST_BASE_IMAGE.into(),
+        registry_user: None,
+    };
+    let app = engine::testing::create_app(e, &ada, env, "logged", source, Default::default()).await;
+    let pending = |action: &str| {
+        let (org, actor) = (ada.org_id.0, ada.actor());
+        audit::Pending::new(action.into(), None, None, move || Some((Some(org), actor.clone())))
+    };
+    audit::scoped(
+        pending("projects/update"),
+        projects::update(
+            e,
+            &ada,
+            project,
+            ProjectName::parse("Renamed").unwrap(),
+            Description::default(),
+        ),
+    )
+    .await
+    .unwrap();
+    audit::scoped(
+        pending("environments/create"),
+        projects::add_environment(e, &ada, project, EnvironmentName::parse("staging").unwrap()),
+    )
+    .await
+    .unwrap();
+    audit::scoped(pending("apps/put_env"), apps::put_env(e, &ada, app, "ONE", "1"))
+        .await
+        .unwrap();
+    audit::scoped(
+        pending("orgs/invites/create"),
+        orgs::create_invite(e, &ada, Role::Member),
+    )
+    .await
+    .unwrap();
+    audit::scoped(pending("twofactor/require"), twofactor::set_required(e, &ada, false))
+        .await
+        .unwrap();
+    let mut conn = e.db.get().await.unwrap();
+    let n: i64 = diesel::sql_query(
+        "SELECT count(*) AS n FROM audit_log WHERE result = 'ok' AND status IS NULL AND action = ANY($1)",
+    )
+    .bind::<diesel::sql_types::Array<diesel::sql_types::Text>, _>(
+        [
+            "projects/update",
+            "environments/create",
+            "apps/put_env",
+            "orgs/invites/create",
+            "twofactor/require",
+        ]
+        .map(str::to_owned)
+        .to_vec(),
+    )
+    .get_result::<Count>(&mut conn)
+    .await
+    .unwrap()
+    .n;
+    assert_eq!(n, 5);
+}

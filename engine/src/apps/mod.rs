@@ -618,13 +618,16 @@ pub async fn reset_host_key(engine: &Engine, caller: &Caller, id: AppId) -> Resu
             "only admins and owners can reset a pinned host key",
         ));
     }
-    diesel::update(
-        applications::table
-            .filter(applications::id.eq(id.0))
-            .filter(applications::organization_id.eq(caller.org_id.0)),
-    )
-    .set(applications::ssh_known_hosts.eq(None::<String>))
-    .execute(&mut conn)
+    crate::audited!(conn, AppError, {
+        Ok(diesel::update(
+            applications::table
+                .filter(applications::id.eq(id.0))
+                .filter(applications::organization_id.eq(caller.org_id.0)),
+        )
+        .set(applications::ssh_known_hosts.eq(None::<String>))
+        .execute(conn)
+        .await?)
+    })
     .await?;
     tracing::info!(app.id = %id, "pinned ssh host key reset");
     Ok(())
@@ -690,16 +693,19 @@ pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime
     access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
     check_runtime(engine, caller, &runtime)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::update(
-        applications::table
-            .filter(applications::id.eq(id.0))
-            .filter(applications::organization_id.eq(caller.org_id.0)),
-    )
-    .set((
-        applications::runtime.eq(json(&runtime)),
-        applications::updated_at.eq(diesel::dsl::now),
-    ))
-    .execute(&mut conn)
+    let n = crate::audited!(conn, AppError, {
+        Ok(diesel::update(
+            applications::table
+                .filter(applications::id.eq(id.0))
+                .filter(applications::organization_id.eq(caller.org_id.0)),
+        )
+        .set((
+            applications::runtime.eq(json(&runtime)),
+            applications::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?)
+    })
     .await?;
     if n == 0 {
         return Err(AppError::NotFound);
@@ -748,18 +754,21 @@ pub async fn put_env(engine: &Engine, caller: &Caller, id: AppId, name: &str, va
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
     let sealed = engine.secret.seal(slot::env(&format!("{id}/{name}")), value.as_bytes());
-    diesel::insert_into(app_env_vars::table)
-        .values((
-            app_env_vars::application_id.eq(id.0),
-            app_env_vars::organization_id.eq(caller.org_id.0),
-            app_env_vars::name.eq(&name),
-            app_env_vars::value.eq(&sealed),
-        ))
-        .on_conflict((app_env_vars::application_id, app_env_vars::name))
-        .do_update()
-        .set(app_env_vars::value.eq(&sealed))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, AppError, {
+        Ok(diesel::insert_into(app_env_vars::table)
+            .values((
+                app_env_vars::application_id.eq(id.0),
+                app_env_vars::organization_id.eq(caller.org_id.0),
+                app_env_vars::name.eq(&name),
+                app_env_vars::value.eq(&sealed),
+            ))
+            .on_conflict((app_env_vars::application_id, app_env_vars::name))
+            .do_update()
+            .set(app_env_vars::value.eq(&sealed))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     Ok(())
 }
 
@@ -859,21 +868,24 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     if taken {
         return Err(ValidationError::new(DomainName::FIELD, "this host is already used by another application").into());
     }
-    let did: Uuid = diesel::insert_into(domains::table)
-        .values((
-            domains::application_id.eq(id.0),
-            domains::organization_id.eq(caller.org_id.0),
-            domains::host.eq(d.host.as_str()),
-            domains::path_prefix.eq(&d.path_prefix),
-            domains::strip_prefix.eq(d.strip_prefix),
-            domains::port.eq(d.port.map(i32::from)),
-            domains::https.eq(d.https),
-            domains::cert.eq(d.cert.as_str()),
-            domains::options.eq(json(&d.options)),
-        ))
-        .returning(domains::id)
-        .get_result(&mut conn)
-        .await?;
+    let did: Uuid = crate::audited!(conn, AppError, {
+        Ok(diesel::insert_into(domains::table)
+            .values((
+                domains::application_id.eq(id.0),
+                domains::organization_id.eq(caller.org_id.0),
+                domains::host.eq(d.host.as_str()),
+                domains::path_prefix.eq(&d.path_prefix),
+                domains::strip_prefix.eq(d.strip_prefix),
+                domains::port.eq(d.port.map(i32::from)),
+                domains::https.eq(d.https),
+                domains::cert.eq(d.cert.as_str()),
+                domains::options.eq(json(&d.options)),
+            ))
+            .returning(domains::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     Ok(DomainId(did))
 }
 
@@ -928,26 +940,30 @@ pub async fn update_domain(
     check_tls_choice(engine, &host, u.https, u.cert).await?;
     let options = u.options.parse(host.as_str(), &current.options())?;
     let source_changed = u.cert.as_str() != current.cert || u.https != current.https;
-    diesel::update(domains::table.filter(domains::id.eq(id.0)))
-        .set((
-            domains::https.eq(u.https),
-            domains::cert.eq(u.cert.as_str()),
-            domains::options.eq(json(&options)),
-        ))
-        .execute(&mut conn)
-        .await?;
-    if source_changed {
-        // A new way to the certificate starts without the old one's failures.
+    crate::audited!(conn, AppError, {
         diesel::update(domains::table.filter(domains::id.eq(id.0)))
             .set((
-                domains::cert_status.eq("pending"),
-                domains::cert_error.eq(None::<String>),
-                domains::cert_failures.eq(0),
-                domains::cert_retry_at.eq(None::<DateTime<Utc>>),
+                domains::https.eq(u.https),
+                domains::cert.eq(u.cert.as_str()),
+                domains::options.eq(json(&options)),
             ))
-            .execute(&mut conn)
+            .execute(conn)
             .await?;
-    }
+        if source_changed {
+            // A new way to the certificate starts without the old one's failures.
+            diesel::update(domains::table.filter(domains::id.eq(id.0)))
+                .set((
+                    domains::cert_status.eq("pending"),
+                    domains::cert_error.eq(None::<String>),
+                    domains::cert_failures.eq(0),
+                    domains::cert_retry_at.eq(None::<DateTime<Utc>>),
+                ))
+                .execute(conn)
+                .await?;
+        }
+        Ok(())
+    })
+    .await?;
     Ok(DomainChanged {
         app: AppId(app),
         recheck: source_changed,
@@ -957,16 +973,19 @@ pub async fn update_domain(
 pub async fn remove_domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<AppId, AppError> {
     access::check_with(engine, caller, Target::Domain(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let app: Uuid = diesel::delete(
-        domains::table
-            .filter(domains::id.eq(id.0))
-            .filter(domains::organization_id.eq(caller.org_id.0)),
-    )
-    .returning(domains::application_id)
-    .get_result(&mut conn)
-    .await
-    .optional()?
-    .ok_or(AppError::NotFound)?;
+    let app: Uuid = crate::audited!(conn, AppError, {
+        diesel::delete(
+            domains::table
+                .filter(domains::id.eq(id.0))
+                .filter(domains::organization_id.eq(caller.org_id.0)),
+        )
+        .returning(domains::application_id)
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)
+    })
+    .await?;
     Ok(AppId(app))
 }
 
@@ -1039,21 +1058,24 @@ pub async fn rotate_hooks(engine: &Engine, caller: &Caller, id: AppId) -> Result
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let secret = crate::secrets::random_token();
     let token = crate::secrets::random_token();
-    let n = diesel::update(
-        applications::table
-            .filter(applications::id.eq(id.0))
-            .filter(applications::organization_id.eq(caller.org_id.0)),
-    )
-    .set((
-        applications::webhook_secret.eq(engine
-            .secret
-            .seal(slot::webhook_secret(&id.to_string()), secret.as_bytes())),
-        applications::deploy_token_hash.eq(crate::secrets::token_hash(&token)),
-        applications::deploy_token.eq(engine
-            .secret
-            .seal(slot::deploy_token(&id.to_string()), token.as_bytes())),
-    ))
-    .execute(&mut conn)
+    let n = crate::audited!(conn, AppError, {
+        Ok(diesel::update(
+            applications::table
+                .filter(applications::id.eq(id.0))
+                .filter(applications::organization_id.eq(caller.org_id.0)),
+        )
+        .set((
+            applications::webhook_secret.eq(engine
+                .secret
+                .seal(slot::webhook_secret(&id.to_string()), secret.as_bytes())),
+            applications::deploy_token_hash.eq(crate::secrets::token_hash(&token)),
+            applications::deploy_token.eq(engine
+                .secret
+                .seal(slot::deploy_token(&id.to_string()), token.as_bytes())),
+        ))
+        .execute(conn)
+        .await?)
+    })
     .await?;
     if n == 0 {
         return Err(AppError::NotFound);
@@ -1077,20 +1099,26 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: AppId, remove_volumes:
         .copied()
         .filter(|s| s.in_progress())
         .collect();
-    diesel::update(
-        deployments::table
-            .filter(deployments::application_id.eq(id.0))
-            .filter(deployments::status.eq_any(in_progress)),
-    )
-    .set(deployments::cancel_requested.eq(true))
-    .execute(&mut conn)
-    .await?;
-    // Nothing live any more: the reconciler must not bring back the container
-    // about to be removed.
-    diesel::update(applications::table.filter(applications::id.eq(id.0)))
-        .set(applications::live_deployment_id.eq(None::<uuid::Uuid>))
-        .execute(&mut conn)
+    // The audit row goes in with this first change: a deletion cut short is
+    // still on record.
+    crate::audited!(conn, AppError, {
+        diesel::update(
+            deployments::table
+                .filter(deployments::application_id.eq(id.0))
+                .filter(deployments::status.eq_any(in_progress)),
+        )
+        .set(deployments::cancel_requested.eq(true))
+        .execute(conn)
         .await?;
+        // Nothing live any more: the reconciler must not bring back the
+        // container about to be removed.
+        diesel::update(applications::table.filter(applications::id.eq(id.0)))
+            .set(applications::live_deployment_id.eq(None::<uuid::Uuid>))
+            .execute(conn)
+            .await?;
+        Ok(())
+    })
+    .await?;
     crate::proxy::remove_app(engine, id).await;
     crate::deploy::runtime::remove_app_containers(engine, id).await;
     let images: Vec<String> = deployments::table

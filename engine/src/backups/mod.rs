@@ -172,24 +172,27 @@ pub async fn create_destination(
     let t = &new.target;
     // The id is made here: the secret key is sealed for this row.
     let id = Uuid::new_v4();
-    let id: Uuid = diesel::insert_into(s3_destinations::table)
-        .values((
-            s3_destinations::id.eq(id),
-            s3_destinations::organization_id.eq(caller.org_id.0),
-            s3_destinations::name.eq(&new.name),
-            s3_destinations::endpoint.eq(&t.endpoint),
-            s3_destinations::region.eq(&t.region),
-            s3_destinations::bucket.eq(&t.bucket),
-            s3_destinations::prefix.eq(&t.prefix),
-            s3_destinations::access_key.eq(&t.access_key),
-            s3_destinations::secret_key.eq(engine
-                .secret
-                .seal(secret_slot(&id.to_string()), t.secret_key.as_bytes())),
-            s3_destinations::path_style.eq(t.path_style),
-        ))
-        .returning(s3_destinations::id)
-        .get_result(&mut conn)
-        .await?;
+    let id: Uuid = crate::audited!(conn, BackupError, {
+        Ok(diesel::insert_into(s3_destinations::table)
+            .values((
+                s3_destinations::id.eq(id),
+                s3_destinations::organization_id.eq(caller.org_id.0),
+                s3_destinations::name.eq(&new.name),
+                s3_destinations::endpoint.eq(&t.endpoint),
+                s3_destinations::region.eq(&t.region),
+                s3_destinations::bucket.eq(&t.bucket),
+                s3_destinations::prefix.eq(&t.prefix),
+                s3_destinations::access_key.eq(&t.access_key),
+                s3_destinations::secret_key.eq(engine
+                    .secret
+                    .seal(secret_slot(&id.to_string()), t.secret_key.as_bytes())),
+                s3_destinations::path_style.eq(t.path_style),
+            ))
+            .returning(s3_destinations::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     tracing::info!(destination.id = %id, org.id = %caller.org_id, "backup destination added");
     Ok(DestinationId(id))
 }
@@ -202,12 +205,15 @@ pub async fn delete_destination(engine: &Engine, caller: &Caller, id: Destinatio
         ));
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::delete(
-        s3_destinations::table
-            .filter(s3_destinations::id.eq(id.0))
-            .filter(s3_destinations::organization_id.eq(caller.org_id.0)),
-    )
-    .execute(&mut conn)
+    let n = crate::audited!(conn, BackupError, {
+        Ok(diesel::delete(
+            s3_destinations::table
+                .filter(s3_destinations::id.eq(id.0))
+                .filter(s3_destinations::organization_id.eq(caller.org_id.0)),
+        )
+        .execute(conn)
+        .await?)
+    })
     .await?;
     if n == 0 {
         return Err(BackupError::NotFound);
@@ -509,18 +515,21 @@ pub async fn backup_now(
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (service, name, kind) = subject(&mut conn, caller, s).await?;
     target(engine, &mut conn, caller.org_id.0, destination.0).await?;
-    let id: Uuid = diesel::insert_into(backups::table)
-        .values((
-            backups::organization_id.eq(caller.org_id.0),
-            backups::service_id.eq(service),
-            backups::service_name.eq(&name),
-            backups::engine.eq(&kind),
-            backups::destination_id.eq(destination.0),
-            backups::trigger.eq(BackupTrigger::Manual),
-        ))
-        .returning(backups::id)
-        .get_result(&mut conn)
-        .await?;
+    let id: Uuid = crate::audited!(conn, BackupError, {
+        Ok(diesel::insert_into(backups::table)
+            .values((
+                backups::organization_id.eq(caller.org_id.0),
+                backups::service_id.eq(service),
+                backups::service_name.eq(&name),
+                backups::engine.eq(&kind),
+                backups::destination_id.eq(destination.0),
+                backups::trigger.eq(BackupTrigger::Manual),
+            ))
+            .returning(backups::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     tracing::info!(backup.id = %id, service = %name, "backup queued");
     crate::events::backup_changed(engine, id).await;
     Ok(BackupId(id))
@@ -692,15 +701,18 @@ pub async fn restore(
             sid
         }
     };
-    let rid: Uuid = diesel::insert_into(restores::table)
-        .values((
-            restores::organization_id.eq(caller.org_id.0),
-            restores::backup_id.eq(id.0),
-            restores::service_id.eq(target_service.0),
-        ))
-        .returning(restores::id)
-        .get_result(&mut conn)
-        .await?;
+    let rid: Uuid = crate::audited!(conn, BackupError, {
+        Ok(diesel::insert_into(restores::table)
+            .values((
+                restores::organization_id.eq(caller.org_id.0),
+                restores::backup_id.eq(id.0),
+                restores::service_id.eq(target_service.0),
+            ))
+            .returning(restores::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     tracing::info!(restore.id = %rid, backup.id = %id, service.id = %target_service, "restore queued");
     crate::events::backup_changed(engine, rid).await;
     Ok((RestoreId(rid), target_service))
@@ -752,22 +764,25 @@ pub async fn import_object(
         .find(|o| o.key == key)
         .ok_or_else(|| ValidationError::new("key", "no such object in the bucket"))?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let id: Uuid = diesel::insert_into(backups::table)
-        .values((
-            backups::organization_id.eq(caller.org_id.0),
-            backups::service_id.eq(service),
-            backups::service_name.eq(&name),
-            backups::engine.eq(&kind),
-            backups::destination_id.eq(destination.0),
-            backups::trigger.eq(BackupTrigger::Bucket),
-            backups::status.eq(JobStatus::Succeeded),
-            backups::object_key.eq(Some(key)),
-            backups::size_bytes.eq(found.size as i64),
-            backups::finished_at.eq(Some(Utc::now())),
-        ))
-        .returning(backups::id)
-        .get_result(&mut conn)
-        .await?;
+    let id: Uuid = crate::audited!(conn, BackupError, {
+        Ok(diesel::insert_into(backups::table)
+            .values((
+                backups::organization_id.eq(caller.org_id.0),
+                backups::service_id.eq(service),
+                backups::service_name.eq(&name),
+                backups::engine.eq(&kind),
+                backups::destination_id.eq(destination.0),
+                backups::trigger.eq(BackupTrigger::Bucket),
+                backups::status.eq(JobStatus::Succeeded),
+                backups::object_key.eq(Some(key)),
+                backups::size_bytes.eq(found.size as i64),
+                backups::finished_at.eq(Some(Utc::now())),
+            ))
+            .returning(backups::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     crate::events::backup_changed(engine, id).await;
     Ok(BackupId(id))
 }
@@ -811,19 +826,22 @@ pub async fn create_schedule(
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let (service, _, _) = subject(&mut conn, caller, s).await?;
     target(engine, &mut conn, caller.org_id.0, new.destination.0).await?;
-    let id: Uuid = diesel::insert_into(backup_schedules::table)
-        .values((
-            backup_schedules::organization_id.eq(caller.org_id.0),
-            backup_schedules::service_id.eq(service),
-            backup_schedules::destination_id.eq(new.destination.0),
-            backup_schedules::cron.eq(&new.cron),
-            backup_schedules::timezone.eq(&new.timezone),
-            backup_schedules::keep_last.eq(new.keep_last),
-            backup_schedules::drill.eq(new.drill),
-        ))
-        .returning(backup_schedules::id)
-        .get_result(&mut conn)
-        .await?;
+    let id: Uuid = crate::audited!(conn, BackupError, {
+        Ok(diesel::insert_into(backup_schedules::table)
+            .values((
+                backup_schedules::organization_id.eq(caller.org_id.0),
+                backup_schedules::service_id.eq(service),
+                backup_schedules::destination_id.eq(new.destination.0),
+                backup_schedules::cron.eq(&new.cron),
+                backup_schedules::timezone.eq(&new.timezone),
+                backup_schedules::keep_last.eq(new.keep_last),
+                backup_schedules::drill.eq(new.drill),
+            ))
+            .returning(backup_schedules::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     Ok(ScheduleId(id))
 }
 
@@ -850,12 +868,15 @@ pub async fn delete_schedule(engine: &Engine, caller: &Caller, id: ScheduleId) -
     access::check_with(engine, caller, Target::Schedule(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load_schedule(&mut conn, caller, id).await?;
-    diesel::delete(
-        backup_schedules::table
-            .filter(backup_schedules::id.eq(id.0))
-            .filter(backup_schedules::organization_id.eq(caller.org_id.0)),
-    )
-    .execute(&mut conn)
+    crate::audited!(conn, BackupError, {
+        Ok(diesel::delete(
+            backup_schedules::table
+                .filter(backup_schedules::id.eq(id.0))
+                .filter(backup_schedules::organization_id.eq(caller.org_id.0)),
+        )
+        .execute(conn)
+        .await?)
+    })
     .await?;
     Ok(())
 }
@@ -870,19 +891,22 @@ pub async fn run_schedule_now(engine: &Engine, caller: &Caller, id: ScheduleId) 
         None => Subject::Own,
     };
     let (service, name, kind) = subject(&mut conn, caller, s).await?;
-    let bid: Uuid = diesel::insert_into(backups::table)
-        .values((
-            backups::organization_id.eq(caller.org_id.0),
-            backups::service_id.eq(service),
-            backups::service_name.eq(&name),
-            backups::engine.eq(&kind),
-            backups::destination_id.eq(row.destination_id),
-            backups::schedule_id.eq(Some(row.id)),
-            backups::trigger.eq(BackupTrigger::Manual),
-        ))
-        .returning(backups::id)
-        .get_result(&mut conn)
-        .await?;
+    let bid: Uuid = crate::audited!(conn, BackupError, {
+        Ok(diesel::insert_into(backups::table)
+            .values((
+                backups::organization_id.eq(caller.org_id.0),
+                backups::service_id.eq(service),
+                backups::service_name.eq(&name),
+                backups::engine.eq(&kind),
+                backups::destination_id.eq(row.destination_id),
+                backups::schedule_id.eq(Some(row.id)),
+                backups::trigger.eq(BackupTrigger::Manual),
+            ))
+            .returning(backups::id)
+            .get_result(conn)
+            .await?)
+    })
+    .await?;
     crate::events::backup_changed(engine, bid).await;
     Ok(BackupId(bid))
 }

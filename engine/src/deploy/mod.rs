@@ -409,7 +409,7 @@ pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Resul
     let d = get_scoped(&mut conn, caller, id).await?;
     let m = Move::new(id, d.status, Status::Cancelled, Holder::Anyone).note("cancelled before it started");
     if d.status == Status::Queued {
-        match transition(&mut conn, m).await {
+        match crate::audited!(conn, TransitionError, { transition(conn, m).await }).await {
             Ok(()) => {
                 crate::events::deployment_changed(engine, id.0).await;
                 crate::logs::close(engine, d.application_id, id, None, Status::Cancelled).await;
@@ -426,10 +426,13 @@ pub async fn cancel(engine: &Engine, caller: &Caller, id: DeploymentId) -> Resul
             d.status
         )));
     }
-    diesel::update(deployments::table.filter(deployments::id.eq(id)))
-        .set(deployments::cancel_requested.eq(true))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, DeployError, {
+        Ok(diesel::update(deployments::table.filter(deployments::id.eq(id)))
+            .set(deployments::cancel_requested.eq(true))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     Ok(())
 }
 

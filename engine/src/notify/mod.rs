@@ -439,18 +439,21 @@ pub async fn add_channel(
     let sealed = engine.secret.seal(settings_slot(&id.to_string()), &json);
     let events: Vec<&str> = new.events.iter().map(|e| e.name()).collect();
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    diesel::sql_query(
-        "INSERT INTO notification_channels (id, organization_id, name, kind, settings, summary, events)
+    crate::audited!(conn, NotifyError, {
+        Ok(diesel::sql_query(
+            "INSERT INTO notification_channels (id, organization_id, name, kind, settings, summary, events)
          VALUES ($1, $2, $3, $4, $5, $6, $7)",
-    )
-    .bind::<SqlUuid, _>(id)
-    .bind::<SqlUuid, _>(caller.org_id.0)
-    .bind::<Text, _>(&new.name)
-    .bind::<Text, _>(new.kind)
-    .bind::<Text, _>(&sealed)
-    .bind::<Text, _>(&new.summary)
-    .bind::<Array<Text>, _>(&events)
-    .execute(&mut conn)
+        )
+        .bind::<SqlUuid, _>(id)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .bind::<Text, _>(&new.name)
+        .bind::<Text, _>(new.kind)
+        .bind::<Text, _>(&sealed)
+        .bind::<Text, _>(&new.summary)
+        .bind::<Array<Text>, _>(&events)
+        .execute(conn)
+        .await?)
+    })
     .await?;
     tracing::info!(channel.id = %id, org.id = %caller.org_id, kind = %new.kind, "notification channel added");
     let secret = match new.settings {
@@ -463,11 +466,16 @@ pub async fn add_channel(
 pub async fn remove_channel(engine: &Engine, caller: &Caller, id: ChannelId) -> Result<(), NotifyError> {
     managers_only(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::sql_query("DELETE FROM notification_channels WHERE id = $1 AND organization_id = $2")
-        .bind::<SqlUuid, _>(id.0)
-        .bind::<SqlUuid, _>(caller.org_id.0)
-        .execute(&mut conn)
-        .await?;
+    let n = crate::audited!(conn, NotifyError, {
+        Ok(
+            diesel::sql_query("DELETE FROM notification_channels WHERE id = $1 AND organization_id = $2")
+                .bind::<SqlUuid, _>(id.0)
+                .bind::<SqlUuid, _>(caller.org_id.0)
+                .execute(conn)
+                .await?,
+        )
+    })
+    .await?;
     if n == 0 {
         return Err(NotifyError::NotFound);
     }
@@ -484,12 +492,17 @@ pub async fn set_events(
     managers_only(caller)?;
     let events: Vec<&str> = events.iter().map(|e| e.name()).collect();
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = diesel::sql_query("UPDATE notification_channels SET events = $3 WHERE id = $1 AND organization_id = $2")
-        .bind::<SqlUuid, _>(id.0)
-        .bind::<SqlUuid, _>(caller.org_id.0)
-        .bind::<Array<Text>, _>(&events)
-        .execute(&mut conn)
-        .await?;
+    let n = crate::audited!(conn, NotifyError, {
+        Ok(
+            diesel::sql_query("UPDATE notification_channels SET events = $3 WHERE id = $1 AND organization_id = $2")
+                .bind::<SqlUuid, _>(id.0)
+                .bind::<SqlUuid, _>(caller.org_id.0)
+                .bind::<Array<Text>, _>(&events)
+                .execute(conn)
+                .await?,
+        )
+    })
+    .await?;
     if n == 0 {
         return Err(NotifyError::NotFound);
     }
@@ -505,17 +518,20 @@ pub async fn send_test(engine: &Engine, caller: &Caller, id: ChannelId) -> Resul
         #[diesel(sql_type = SqlUuid)]
         id: Uuid,
     }
-    let row: Option<Row> = diesel::sql_query(
-        "INSERT INTO notification_deliveries (organization_id, channel_id, event, facts)
+    let row: Option<Row> = crate::audited!(conn, NotifyError, {
+        Ok(diesel::sql_query(
+            "INSERT INTO notification_deliveries (organization_id, channel_id, event, facts)
          SELECT organization_id, id, 'test', jsonb_build_object('channel', name)
          FROM notification_channels WHERE id = $1 AND organization_id = $2
          RETURNING id",
-    )
-    .bind::<SqlUuid, _>(id.0)
-    .bind::<SqlUuid, _>(caller.org_id.0)
-    .get_result(&mut conn)
-    .await
-    .optional()?;
+        )
+        .bind::<SqlUuid, _>(id.0)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .get_result(conn)
+        .await
+        .optional()?)
+    })
+    .await?;
     let row = row.ok_or(NotifyError::NotFound)?;
     delivery::wake(engine).await;
     delivery::changed(engine, caller.org_id.0, row.id, DeliveryStatus::Queued).await;

@@ -389,13 +389,16 @@ pub async fn update(engine: &Engine, caller: &Caller, form: &AcmeForm) -> Result
         instance_settings::http3.eq(s.http3),
         instance_settings::updated_at.eq(diesel::dsl::now),
     );
-    diesel::insert_into(instance_settings::table)
-        .values((instance_settings::singleton.eq(true), values))
-        .on_conflict(instance_settings::singleton)
-        .do_update()
-        .set(values)
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, InstanceError, {
+        Ok(diesel::insert_into(instance_settings::table)
+            .values((instance_settings::singleton.eq(true), values))
+            .on_conflict(instance_settings::singleton)
+            .do_update()
+            .set(values)
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     drop(conn);
     tracing::info!(user.id = %caller.user_id, settings = ?s, "certificate settings changed");
     if engine.deploy.proxy.manage {

@@ -462,27 +462,30 @@ pub async fn create(engine: &Engine, caller: &Caller, new: NewService) -> Result
             kind::generate_password().as_bytes(),
         )
     });
-    diesel::insert_into(database_services::table)
-        .values((
-            database_services::id.eq(id),
-            database_services::organization_id.eq(caller.org_id.0),
-            database_services::environment_id.eq(new.environment.0),
-            database_services::name.eq(new.name.as_str()),
-            database_services::engine.eq(new.engine.as_str()),
-            database_services::image.eq(&s.image),
-            database_services::database_name.eq(new.engine.has_database().then_some(&new.database)),
-            database_services::username.eq(Some(&new.user)),
-            database_services::password.eq(engine.secret.seal(password_slot(&id.to_string()), password.as_bytes())),
-            database_services::volume.eq(container::volume_name(engine, id)),
-            database_services::cpu_millis.eq(s.cpu_millis),
-            database_services::memory_mb.eq(s.memory_mb),
-            database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
-            database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
-            database_services::root_password.eq(root_password),
-            database_services::redis_aof.eq(new.engine == DbEngine::Redis && new.redis_aof),
-        ))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, ServiceError, {
+        Ok(diesel::insert_into(database_services::table)
+            .values((
+                database_services::id.eq(id),
+                database_services::organization_id.eq(caller.org_id.0),
+                database_services::environment_id.eq(new.environment.0),
+                database_services::name.eq(new.name.as_str()),
+                database_services::engine.eq(new.engine.as_str()),
+                database_services::image.eq(&s.image),
+                database_services::database_name.eq(new.engine.has_database().then_some(&new.database)),
+                database_services::username.eq(Some(&new.user)),
+                database_services::password.eq(engine.secret.seal(password_slot(&id.to_string()), password.as_bytes())),
+                database_services::volume.eq(container::volume_name(engine, id)),
+                database_services::cpu_millis.eq(s.cpu_millis),
+                database_services::memory_mb.eq(s.memory_mb),
+                database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
+                database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
+                database_services::root_password.eq(root_password),
+                database_services::redis_aof.eq(new.engine == DbEngine::Redis && new.redis_aof),
+            ))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     tracing::info!(service.id = %id, org.id = %caller.org_id, engine = new.engine.as_str(), "database service created");
     bring_up(engine, ServiceId(id));
     Ok(ServiceId(id))
@@ -704,14 +707,17 @@ pub async fn act(engine: &Engine, caller: &Caller, id: ServiceId, action: Action
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     let desired = if action == Action::Stop { "stopped" } else { "running" };
-    diesel::update(database_services::table.find(id.0))
-        .set((
-            database_services::desired.eq(desired),
-            database_services::last_error.eq(None::<String>),
-            database_services::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, ServiceError, {
+        Ok(diesel::update(database_services::table.find(id.0))
+            .set((
+                database_services::desired.eq(desired),
+                database_services::last_error.eq(None::<String>),
+                database_services::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     drop(conn);
     match action {
         Action::Stop => container::stop(engine, &svc.container(engine)).await?,
@@ -771,17 +777,20 @@ pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings
     // Existence first: a foreign ID is "not found", whatever the request asks.
     load(engine, &mut conn, caller.org_id.0, id).await?;
     check_exposure(caller, &s)?;
-    diesel::update(database_services::table.find(id.0))
-        .set((
-            database_services::image.eq(&s.image),
-            database_services::cpu_millis.eq(s.cpu_millis),
-            database_services::memory_mb.eq(s.memory_mb),
-            database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
-            database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
-            database_services::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(&mut conn)
-        .await?;
+    crate::audited!(conn, ServiceError, {
+        Ok(diesel::update(database_services::table.find(id.0))
+            .set((
+                database_services::image.eq(&s.image),
+                database_services::cpu_millis.eq(s.cpu_millis),
+                database_services::memory_mb.eq(s.memory_mb),
+                database_services::external_bind.eq(s.external.as_ref().map(|e| e.bind.clone())),
+                database_services::external_port.eq(s.external.as_ref().map(|e| i32::from(e.port))),
+                database_services::updated_at.eq(diesel::dsl::now),
+            ))
+            .execute(conn)
+            .await?)
+    })
+    .await?;
     drop(conn);
     act(engine, caller, id, Action::Rebuild).await
 }
@@ -828,7 +837,9 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volu
         diesel::update(database_services::table.filter(database_services::id.eq(id.0)))
             .set(database_services::desired.eq(desired.to_owned()))
     };
-    set_desired("stopped").execute(&mut conn).await?;
+    // The audit row goes in with this first change: a deletion cut short is
+    // still on record.
+    crate::audited!(conn, ServiceError, { Ok(set_desired("stopped").execute(conn).await?) }).await?;
     if let Err(e) = container::remove(
         engine,
         &svc.container(engine),
@@ -839,12 +850,15 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: ServiceId, remove_volu
         set_desired(&svc.row.desired).execute(&mut conn).await?;
         return Err(e.into());
     }
-    diesel::delete(
-        database_services::table
-            .filter(database_services::id.eq(id.0))
-            .filter(database_services::organization_id.eq(caller.org_id.0)),
-    )
-    .execute(&mut conn)
+    crate::audited!(conn, ServiceError, {
+        Ok(diesel::delete(
+            database_services::table
+                .filter(database_services::id.eq(id.0))
+                .filter(database_services::organization_id.eq(caller.org_id.0)),
+        )
+        .execute(conn)
+        .await?)
+    })
     .await?;
     tracing::info!(service.id = %id, remove_volume, "database service deleted");
     Ok(())
