@@ -161,6 +161,24 @@ async fn find(c: &Client, css: &str) -> Element {
         .unwrap_or_else(|e| panic!("element {css} did not appear: {e}"))
 }
 
+/// Clicks what `css` finds. The page may replace the element between the
+/// find and the click (a resource re-read after a save, or a status event):
+/// it is found again, as a person would simply click the new one.
+async fn click(c: &Client, css: &str) {
+    for _ in 0..20 {
+        match find(c, css).await.click().await {
+            Ok(()) => return,
+            Err(fantoccini::error::CmdError::Standard(e))
+                if e.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+            {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            Err(e) => panic!("clicking {css}: {e}"),
+        }
+    }
+    panic!("{css} was replaced again and again");
+}
+
 async fn displayed(c: &Client, css: &str) -> bool {
     find(c, css).await.is_displayed().await.unwrap()
 }
@@ -394,7 +412,7 @@ async fn hard_load(c: &Client, url: &str, ready: &str, dark: bool) {
     }
     if c.find(Locator::Css("#theme-toggle")).await.is_ok() {
         js(c, "window.__berthMarker = 11; return null").await;
-        find(c, "#theme-toggle").await.click().await.unwrap();
+        click(c, "#theme-toggle").await;
         let after = js(
             c,
             "return [document.documentElement.classList.contains('dark'), window.__berthMarker]",
@@ -402,7 +420,7 @@ async fn hard_load(c: &Client, url: &str, ready: &str, dark: bool) {
         .await;
         assert_eq!(after[0], !dark, "{url}: the page did not react after a hard load");
         assert_eq!(after[1], 11, "{url}: the page reloaded");
-        find(c, "#theme-toggle").await.click().await.unwrap();
+        click(c, "#theme-toggle").await;
     }
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "{url}: console errors after a click: {errors:#?}");
@@ -465,7 +483,7 @@ async fn journey(c: &Client, base: &str, token: &str) {
     // The app marks <html> once hydrated; then mark the document ourselves.
     find(c, "html[data-hydrated=true]").await;
     js(c, "window.__berthMarker = 42; return null").await;
-    find(c, "#onboarding-submit").await.click().await.unwrap();
+    click(c, "#onboarding-submit").await;
     // The server's validation message appears next to the password field, in place.
     wait_text(c, "[data-error-for=password]", "at least 10 characters").await;
     assert_eq!(
@@ -474,14 +492,14 @@ async fn journey(c: &Client, base: &str, token: &str) {
         "the page reloaded: hydration did not take"
     );
     fill(c, "#field-password", "correct horse battery").await;
-    find(c, "#onboarding-submit").await.click().await.unwrap();
+    click(c, "#onboarding-submit").await;
     wait_path(c, "/projects").await;
     find(c, "#projects-empty").await;
 
     // Sign out, then back in, then make a project and open its "New
     // application" form, with the keyboard only: Tab reaches each control in
     // order, its focus is visible, Enter submits and follows links.
-    find(c, "#logout").await.click().await.unwrap();
+    click(c, "#logout").await;
     wait_path(c, "/login").await;
     find(c, "html[data-hydrated=true]").await;
     tab_to(c, "#field-email").await;
@@ -518,7 +536,7 @@ async fn journey(c: &Client, base: &str, token: &str) {
     // Create a project and open it.
     fill(c, "#create-project input[name=name]", "Website").await;
     fill(c, "#create-project input[name=description]", "The public site").await;
-    find(c, "#create-project-submit").await.click().await.unwrap();
+    click(c, "#create-project-submit").await;
     wait_text(c, "#project-list", "Website").await;
     // The form is empty again for the next one.
     assert_eq!(
@@ -540,13 +558,13 @@ async fn journey(c: &Client, base: &str, token: &str) {
 
     // Rename it.
     fill(c, "#rename-project input[name=name]", "Website v2").await;
-    find(c, "#rename-project-submit").await.click().await.unwrap();
+    click(c, "#rename-project-submit").await;
     wait_text(c, "#project-title", "Website v2").await;
 
     // Dark mode: a click flips the theme without a reload and is remembered.
     js(c, "window.__berthMarker = 7; return null").await;
     let before = js(c, "return document.documentElement.classList.contains('dark')").await;
-    find(c, "#theme-toggle").await.click().await.unwrap();
+    click(c, "#theme-toggle").await;
     let after = js(c, "return [document.documentElement.classList.contains('dark'), window.__berthMarker, localStorage.getItem('berth-theme')]").await;
     assert_eq!(
         after[0],
@@ -605,12 +623,12 @@ async fn journey(c: &Client, base: &str, token: &str) {
         .await
         .unwrap();
     assert_eq!(directory.as_deref(), Some("production"));
-    find(c, "#create-invite").await.click().await.unwrap();
+    click(c, "#create-invite").await;
     find(c, "#invite-link").await;
     let link = js(c, "return document.getElementById('invite-link').value").await;
     let link = link.as_str().unwrap().to_owned();
     assert!(link.starts_with(base) && link.contains("/invite/"), "{link}");
-    find(c, "#logout").await.click().await.unwrap();
+    click(c, "#logout").await;
     wait_path(c, "/login").await;
     // The signed-out pages, hard-loaded.
     hard_load_all(
@@ -627,7 +645,7 @@ async fn journey(c: &Client, base: &str, token: &str) {
     fill(c, "#field-name", "Bob Babbage").await;
     fill(c, "#field-email", "bob@example.com").await;
     fill(c, "#field-password", "difference engine").await;
-    find(c, "#accept-invite").await.click().await.unwrap();
+    click(c, "#accept-invite").await;
     wait_path(c, "/projects").await;
     wait_text(c, "#whoami", "bob@example.com").await;
     wait_text(c, "#project-list", "Website v2").await;
@@ -648,7 +666,7 @@ async fn journey(c: &Client, base: &str, token: &str) {
     .await;
     assert!(bar.as_f64().unwrap() < 100.0, "the phone header is a bar: {bar}");
     assert!(!displayed(c, "#logout").await);
-    find(c, "#menu-toggle").await.click().await.unwrap();
+    click(c, "#menu-toggle").await;
     assert!(displayed(c, "#logout").await, "the menu opened");
     screenshot(c, "projects-phone.png").await;
 }
@@ -698,16 +716,16 @@ async fn onboard(c: &Client, base: &str, token: &str) {
     fill(c, "#field-email", "ada@example.com").await;
     fill(c, "#field-password", "correct horse battery").await;
     fill(c, "#field-organization", "Analytical Engines").await;
-    find(c, "#onboarding-submit").await.click().await.unwrap();
+    click(c, "#onboarding-submit").await;
     wait_path(c, "/projects").await;
 }
 
 async fn onboard_into_project(c: &Client, base: &str, token: &str) {
     onboard(c, base, token).await;
     fill(c, "#create-project input[name=name]", "Shop").await;
-    find(c, "#create-project-submit").await.click().await.unwrap();
+    click(c, "#create-project-submit").await;
     wait_text(c, "#project-list", "Shop").await;
-    find(c, "#project-list a").await.click().await.unwrap();
+    click(c, "#project-list a").await;
     wait_text(c, "#project-title", "Shop").await;
 }
 
@@ -716,7 +734,7 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
 
     // A new application from a git repository (a Dockerfile app on port 8080).
     // The form opens on request; its fields follow the source.
-    find(c, "#new-app summary").await.click().await.unwrap();
+    click(c, "#new-app summary").await;
     assert!(displayed(c, "#create-app input[name=repository]").await);
     assert!(!displayed(c, "#create-app input[name=image]").await);
     find(c, "#field-source option[value=image]")
@@ -726,19 +744,19 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
         .unwrap();
     assert!(displayed(c, "#create-app input[name=image]").await);
     assert!(!displayed(c, "#create-app input[name=repository]").await);
-    find(c, "#field-source option[value=git]").await.click().await.unwrap();
+    click(c, "#field-source option[value=git]").await;
     fill(c, "#create-app input[name=name]", name).await;
     fill(c, "#create-app input[name=repository]", repo).await;
     fill(c, "#create-app input[name=branch]", "main").await;
-    find(c, "#create-app-submit").await.click().await.unwrap();
+    click(c, "#create-app-submit").await;
     wait_text(c, "#app-title", name).await;
-    find(c, "[data-tab=advanced]").await.click().await.unwrap();
+    click(c, "[data-tab=advanced]").await;
     fill(c, "#runtime-form input[name=port]", "8080").await;
-    find(c, "#runtime-save").await.click().await.unwrap();
+    click(c, "#runtime-save").await;
     wait_text(c, "#runtime-form", "Saved").await;
 
     // Deploy, and watch the live log until the deployment runs.
-    find(c, "#deploy").await.click().await.unwrap();
+    click(c, "#deploy").await;
     find(c, "#deployments").await;
     let app_path = c.current_url().await.unwrap().path().to_owned();
     wait_text_long(c, "[data-log]", "==> cloning", Duration::from_secs(30)).await;
@@ -779,12 +797,12 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     // The Deployments tab, loaded fresh, is alive: its log opens on a click.
     c.goto(&format!("{base}{app_path}?tab=deployments")).await.unwrap();
     find(c, "html[data-hydrated=true]").await;
-    find(c, "#deployments [data-show-log]").await.click().await.unwrap();
+    click(c, "#deployments [data-show-log]").await;
     wait_text_long(c, "[data-log]", "==> deployment running", Duration::from_secs(20)).await;
     // The runtime log's "Since" filter works in the browser (time comes from JavaScript).
     c.goto(&format!("{base}{app_path}?tab=logs")).await.unwrap();
     find(c, "html[data-hydrated=true]").await;
-    find(c, "#log-since option[value='300']").await.click().await.unwrap();
+    click(c, "#log-since option[value='300']").await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "choosing \"Since\": {errors:#?}");
@@ -801,9 +819,9 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     // The app itself, through Traefik, by its generated domain (*.localhost is
     // loopback), as the Domains tab shows it.
     // The webhook URLs are whole addresses, with a copy button.
-    find(c, "[data-tab=general]").await.click().await.unwrap();
+    click(c, "[data-tab=general]").await;
     wait_text(c, "#deploy-url", &format!("{base}/api/webhooks/deploy/")).await;
-    find(c, "[data-tab=domains]").await.click().await.unwrap();
+    click(c, "[data-tab=domains]").await;
     let host = find(c, "#domains li[data-generated]")
         .await
         .attr("data-domain")
@@ -911,10 +929,10 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     onboard_into_project(c, base, token).await;
 
     // A PostgreSQL service (the engine's default image comes from configuration).
-    find(c, "#new-service summary").await.click().await.unwrap();
+    click(c, "#new-service summary").await;
     assert!(!displayed(c, "#field-persistence").await, "Redis only");
     fill(c, "#create-service input[name=name]", "shop-db").await;
-    find(c, "#create-service-submit").await.click().await.unwrap();
+    click(c, "#create-service-submit").await;
     wait_text(c, "#service-title", "shop-db").await;
     c.wait()
         .at_most(Duration::from_secs(90))
@@ -922,7 +940,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
         .await
         .expect("the service became ready");
     wait_text(c, "#internal-url", "postgres://app:********@shop-db:5432/app").await;
-    find(c, "#reveal-password").await.click().await.unwrap();
+    click(c, "#reveal-password").await;
     let start = Instant::now();
     let revealed = loop {
         let shown = find(c, "#service-password").await.text().await.unwrap();
@@ -948,14 +966,14 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     .await;
 
     // An S3 destination, tested, then a backup that shows in the history.
-    find(c, "[data-tab=backups]").await.click().await.unwrap();
+    click(c, "[data-tab=backups]").await;
     fill(c, "#add-destination input[name=name]", "Local S3").await;
     fill(c, "#add-destination input[name=endpoint]", &s3.url).await;
     fill(c, "#add-destination input[name=bucket]", &s3.bucket).await;
     fill(c, "#add-destination input[name=prefix]", "berth").await;
     fill(c, "#add-destination input[name=access_key]", &s3.access_key).await;
     fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
-    find(c, "#add-destination-submit").await.click().await.unwrap();
+    click(c, "#add-destination-submit").await;
     wait_text(c, "#destinations", "Local S3").await;
     find(c, "[data-test-destination='Local S3']")
         .await
@@ -963,7 +981,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
         .await
         .unwrap();
     wait_text_long(c, "#destination-test-ok", "Connected", Duration::from_secs(20)).await;
-    find(c, "#run-backup-submit").await.click().await.unwrap();
+    click(c, "#run-backup-submit").await;
     wait_text_long(c, "#backup-history", "succeeded", Duration::from_secs(90)).await;
     wait_text(c, "#backup-history", "berth/shop-db/").await;
     js(c, "document.querySelector('#backup-history').scrollIntoView()").await;
@@ -976,11 +994,11 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     );
 
     // The container's own log, live.
-    find(c, "[data-tab=logs]").await.click().await.unwrap();
+    click(c, "[data-tab=logs]").await;
     wait_text_long(c, "[data-log]", "ready to accept connections", Duration::from_secs(20)).await;
 
     // The database's figures, and new ones arriving while the tab is open.
-    find(c, "[data-tab=metrics]").await.click().await.unwrap();
+    click(c, "[data-tab=metrics]").await;
     live_points(c, "#metrics [data-chart=memory]").await;
     let latest = find(c, "#metrics [data-chart=memory] [data-latest]")
         .await
@@ -1004,7 +1022,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
 
     // The Server page (Ada administers the instance): the machine and Traefik,
     // live; reached from the sidebar.
-    find(c, "nav a[href='/server']").await.click().await.unwrap();
+    click(c, "nav a[href='/server']").await;
     wait_path(c, "/server").await;
     live_points(c, "#host-metrics [data-chart=cpu]").await;
     find(c, "#host-metrics [data-chart=disk]").await;
@@ -1059,8 +1077,8 @@ async fn notifications_journey(c: &Client, base: &str) {
         .await
         .unwrap();
     fill(c, "#add-channel input[name=url]", &hook.url).await;
-    find(c, "#new-event-backup_succeeded").await.click().await.unwrap();
-    find(c, "#add-channel-submit").await.click().await.unwrap();
+    click(c, "#new-event-backup_succeeded").await;
+    click(c, "#add-channel-submit").await;
     wait_text(c, "#channels", "Ops hook").await;
     wait_text(c, "#channels", "Signed webhook · 127.0.0.1").await;
     let secret = find(c, "#channel-secret").await.text().await.unwrap();
@@ -1071,7 +1089,7 @@ async fn notifications_journey(c: &Client, base: &str) {
         .await
         .unwrap();
     assert_eq!(chosen.as_deref(), Some("true"), "the chosen event is saved");
-    find(c, "[data-test-channel='Ops hook']").await.click().await.unwrap();
+    click(c, "[data-test-channel='Ops hook']").await;
     // Pushed to the open page as the delivery moves: no reload.
     c.wait()
         .at_most(Duration::from_secs(30))
@@ -1201,7 +1219,7 @@ async fn sign_in_with_password(c: &Client, base: &str) {
     find(c, "html[data-hydrated=true]").await;
     fill(c, "#field-email", "ada@example.com").await;
     fill(c, "#field-password", "correct horse battery").await;
-    find(c, "#login-submit").await.click().await.unwrap();
+    click(c, "#login-submit").await;
 }
 
 #[tokio::test]
