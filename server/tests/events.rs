@@ -1,7 +1,8 @@
 //! Status pushed across processes: two real `berth serve` processes on one
 //! PostgreSQL and one Redis. A page's event stream (`/api/events`) is open on
 //! B; deployments queued and cancelled through A reach it, in order, as they
-//! commit; another organization's stream hears nothing of them.
+//! commit; another organization's stream hears nothing of them, and a member
+//! limited to another project hears only that project's.
 
 use engine::testing::{
     call_via as call, create_app, free_port, json_string, owner_with_environment, wait_for_200, DeployEnv,
@@ -54,6 +55,45 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
         .await
         .unwrap();
 
+    // A member limited to another project ("Open", as its viewer), with an
+    // app there.
+    let open = engine::projects::create(
+        &e,
+        &caller,
+        engine::names::ProjectName::parse("Open").unwrap(),
+        Default::default(),
+    )
+    .await
+    .unwrap();
+    let open_env = engine::projects::get(&e, &caller, open).await.unwrap().environments[0].id;
+    let open_app = create_app(
+        &e,
+        &caller,
+        engine::ids::EnvironmentId(open_env),
+        "theirs",
+        engine::apps::spec::Source::Image {
+            image: TEST_BASE_IMAGE.into(),
+            registry_user: None,
+        },
+        Default::default(),
+    )
+    .await;
+    let viewer = engine::testing::join(&e, &caller, "viewer@example.com", engine::names::Role::Member).await;
+    engine::orgs::set_access(
+        &e,
+        &caller,
+        viewer.user_id,
+        engine::orgs::Access {
+            limited: true,
+            grants: vec![(open, engine::names::ProjectRole::Viewer)],
+        },
+    )
+    .await
+    .unwrap();
+    let viewer_token = engine::sessions::create(&e.kv, e.policy, viewer.user_id, viewer.org_id)
+        .await
+        .unwrap();
+
     let (port_a, port_b) = (free_port(), free_port());
     let _a = spawn(&env, port_a);
     let _b = spawn(&env, port_b);
@@ -62,6 +102,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
 
     let mut page = Events::open(port_b, token.as_str()).await;
     let mut other = Events::open(port_b, outsider_token.as_str()).await;
+    let mut limited = Events::open(port_b, viewer_token.as_str()).await;
     // Without a session, no stream.
     let (status, _) = {
         let mut tcp = TcpStream::connect(("127.0.0.1", port_b)).await.unwrap();
@@ -103,4 +144,21 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
 
     // The other organization heard nothing.
     assert_eq!(other.next(1).await, None, "another organization's page hears nothing");
+
+    // The limited member heard nothing of "Shop"; a deployment in "Open"
+    // reaches them.
+    let (status, body) = call(
+        port_a,
+        token.as_str(),
+        "deployments/create",
+        &format!("app_id={}", open_app.0),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    let theirs = limited.next(10).await.expect("their project's deployment");
+    assert_eq!(
+        (theirs["app"].as_str(), theirs["status"].as_str()),
+        (Some(open_app.0.to_string().as_str()), Some("queued")),
+        "the first event a limited member hears is of their project: {theirs}"
+    );
 }
