@@ -622,7 +622,9 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
                     env: Vec::new(),
                     entrypoint: Some(vec!["sleep".into()]),
                     cmd: Some(vec!["86400".into()]),
-                    files: Vec::new(),
+                    // The password in a file, as the service's own: an
+                    // argument would show in the host's process list.
+                    files: src.engine.container_files(&identity),
                 },
                 backup,
             )
@@ -640,14 +642,11 @@ pub(super) async fn run_drill(engine: &Engine, backup: Uuid) -> Result<String, S
             let serve = docker::Exec {
                 argv: [
                     "redis-server",
-                    "--dir",
-                    "/data",
+                    crate::services::kind::REDIS_CONF,
                     "--dbfilename",
                     "berth-restore.rdb",
                     "--daemonize",
                     "yes",
-                    "--requirepass",
-                    &password,
                 ]
                 .iter()
                 .map(|s| (*s).to_owned())
