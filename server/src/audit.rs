@@ -176,11 +176,13 @@ pub async fn trail(State(state): State<AppState>, req: Request, next: Next) -> R
     // The instance's own settings and new organizations are instance events.
     let instance_event = endpoint.starts_with("instance/") || endpoint == "orgs/create";
     let label = anonymous_label(&form);
+    // A row's organization and actor, from the caller the request resolved.
+    let acting = move |c: &engine::accounts::Caller| ((!instance_event).then_some(c.org_id.0), c.actor());
     let who = {
         let cell = cell.clone();
         let label = label.clone();
         move || match cell.as_ref()?.known()? {
-            Some(c) => Some(((!instance_event).then_some(c.org_id.0), c.actor())),
+            Some(c) => Some(acting(&c)),
             None => Some((None, Actor::Anonymous(label.clone()))),
         }
     };
@@ -196,7 +198,7 @@ pub async fn trail(State(state): State<AppState>, req: Request, next: Next) -> R
         None => None,
     };
     let who = match caller {
-        Some(c) => ((!instance_event).then_some(c.org_id.0), c.actor()),
+        Some(c) => acting(&c),
         None if Outcome::of_status(status) == Outcome::Ok || pending.written() => (None, Actor::Anonymous(label)),
         None => return res,
     };
