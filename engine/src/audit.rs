@@ -2,12 +2,14 @@
 //!
 //! Rows are written by the edges for every state-changing server function
 //! and REST operation (the server's audit layer), by sign-in itself (each
-//! attempt, as an instance event), by the webhooks and by the worker when a
-//! deployment ends.
+//! attempt, as an instance event), by the webhooks and repairs with the
+//! deployments they queue, and by the worker when a deployment, backup,
+//! restore or drill ends ([`worker_result`], in the transaction of the move).
 //!
 //! A request's row goes in with the change it records: the edge opens a
 //! [`Pending`] row for the request ([`scoped`]), the engine writes it inside
-//! the transaction of the change ([`within`]: both commit or neither, so a
+//! the transaction of the change ([`within`], or [`audited!`](crate::audited) around a change
+//! of one statement: both commit or neither, so a
 //! crash after the commit cannot lose the row), and the edge settles the
 //! outcome and HTTP status once the answer is known ([`settle`], which also
 //! writes the row of a request that changed nothing or changed it outside a
