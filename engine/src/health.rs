@@ -4,7 +4,8 @@
 
 use crate::Engine;
 use serde::Serialize;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(tag = "status", rename_all = "lowercase")]
@@ -98,5 +99,44 @@ pub async fn check(engine: &Engine) -> HealthReport {
         docker,
         proxy,
         problems: problems.unwrap_or_default(),
+    }
+}
+
+/// A health report shared for a moment: at most one [`check`] per `fresh`
+/// period in a process, whatever the rate of requests, so that the public,
+/// unauthenticated `/health` cannot turn a flood into as many PostgreSQL,
+/// Redis, Docker and Traefik calls. Requests that arrive while a check runs
+/// wait for it and share its answer.
+pub struct Recent {
+    fresh: Duration,
+    last: tokio::sync::Mutex<Option<(Instant, Arc<HealthReport>)>>,
+}
+
+impl Recent {
+    pub fn new(fresh: Duration) -> Self {
+        Self {
+            fresh,
+            last: tokio::sync::Mutex::new(None),
+        }
+    }
+
+    /// The last report if it is fresh, else a new one.
+    pub async fn get(&self, engine: &Engine) -> Arc<HealthReport> {
+        let mut last = self.last.lock().await;
+        if let Some((at, report)) = &*last {
+            if at.elapsed() < self.fresh {
+                return report.clone();
+            }
+        }
+        let report = Arc::new(check(engine).await);
+        *last = Some((Instant::now(), report.clone()));
+        report
+    }
+}
+
+impl Default for Recent {
+    /// One second: a monitor polling every few seconds sees every change.
+    fn default() -> Self {
+        Self::new(Duration::from_secs(1))
     }
 }

@@ -14,9 +14,10 @@ use serde_json::json;
 /// `GET /health`: whether Berth can serve (PostgreSQL and Redis answer) and
 /// whether anything it runs is degraded (Docker unreachable, or something that
 /// should run is down and being repaired), as one word. No
-/// versions, no backend errors: anyone can ask, so nothing here helps an attacker.
+/// versions, no backend errors: anyone can ask, so nothing here helps an attacker;
+/// and the answer is shared for a second, so asking often costs the backends nothing.
 pub async fn health(State(state): State<AppState>) -> (StatusCode, Json<serde_json::Value>) {
-    let report = engine::health::check(state.engine()).await;
+    let report = state.health.get(state.engine()).await;
     let (status, word) = if !report.ready() {
         (StatusCode::SERVICE_UNAVAILABLE, "unavailable")
     } else if report.degraded() {

@@ -24,6 +24,8 @@ pub struct AppState {
     pub build: Option<Arc<str>>,
     /// Requests seen by this process, for `/metrics`.
     pub recorder: Arc<crate::recorder::Recorder>,
+    /// The public `/health` answer, checked at most once a second.
+    pub health: Arc<engine::health::Recent>,
 }
 
 /// The id `scripts/build.sh` writes to `pkg/BUILD` (16 hex digits, from the
@@ -62,6 +64,7 @@ impl AppState {
             event_streams: crate::sockets::SocketSlots::with_limit(crate::sockets::EVENT_STREAMS_PER_USER),
             build,
             recorder: Default::default(),
+            health: Default::default(),
         }
     }
 
