@@ -1295,6 +1295,12 @@ async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
     let (_driver, c) = start_browser().await;
     let base = format!("http://127.0.0.1:{}", berth.port);
     onboard_into_project(&c, &base, &berth.token).await;
+    // A database in Shop, whose backups tab Bob will read.
+    click(&c, "#new-service summary").await;
+    fill(&c, "#create-service input[name=name]", "shop-db").await;
+    click(&c, "#create-service-submit").await;
+    wait_text(&c, "#service-title", "shop-db").await;
+    let service = c.current_url().await.unwrap().path().to_owned();
     c.goto(&format!("{base}/projects")).await.unwrap();
     find(&c, "html[data-hydrated=true]").await;
     fill(&c, "#create-project input[name=name]", "Back office").await;
@@ -1374,4 +1380,12 @@ async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
     assert_eq!(forms, 0, "a viewer is offered no create forms");
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "a viewer's project page: {errors:#?}");
+    // The database's backups tab reads: history, no run or restore controls.
+    hard_load(&c, &format!("{base}{service}?tab=backups"), "#backups-read-only", false).await;
+    let controls = js(
+        &c,
+        "return ['#run-backup', '#add-schedule', '#restore-form'].filter(s => document.querySelector(s)).length",
+    )
+    .await;
+    assert_eq!(controls, 0, "a viewer is offered no backup controls");
 }

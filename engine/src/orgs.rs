@@ -200,11 +200,6 @@ pub async fn members(engine: &Engine, caller: &Caller) -> Result<Vec<Member>, Or
     let rows: Vec<(Uuid, String, String, String, bool)> = memberships::table
         .inner_join(users::table)
         .filter(memberships::organization_id.eq(caller.org_id.0))
-        .filter(
-            users::id
-                .eq(caller.user_id.0)
-                .or(diesel::dsl::not(only_self.into_sql::<diesel::sql_types::Bool>())),
-        )
         .order(users::name.asc())
         .select((
             users::id,
@@ -226,6 +221,7 @@ pub async fn members(engine: &Engine, caller: &Caller) -> Result<Vec<Member>, Or
         .load(&mut conn)
         .await?;
     rows.into_iter()
+        .filter(|(id, ..)| !only_self || *id == caller.user_id.0)
         .map(|(id, name, email, role, limited)| {
             let role = role_of(&role)?;
             let limited = limited && !role.can_manage();

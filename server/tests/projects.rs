@@ -10,7 +10,9 @@
 mod common;
 
 use axum::http::StatusCode;
-use common::matrix::{body, classes, fixture, operations, page_routes, snapshot, victim, Class, Fixture, Ids};
+use common::matrix::{
+    body, classes, fixture, operations, page_routes, redis_service, snapshot, victim, Class, Fixture, Ids,
+};
 use common::TestApp;
 
 /// Ada's second project, "Open", with an app (variable `TOKEN`) in its
@@ -263,26 +265,7 @@ async fn viewers_see_deployers_deploy_and_admins_create_and_delete_in_their_proj
     let hooks = app.call("apps/hooks", &[("id", &web)], Some(&bob)).await;
     assert_eq!(hooks.status, StatusCode::OK, "{}", hooks.body);
     assert_eq!(hooks.json(), serde_json::Value::Null);
-    let db = app
-        .call(
-            "services/create",
-            &[
-                ("environment_id", &environment),
-                ("name", "open-cache"),
-                ("engine", "redis"),
-                ("image", ""),
-                ("database", ""),
-                ("user", ""),
-                ("cpu_millis", ""),
-                ("memory_mb", ""),
-                ("external_bind", ""),
-                ("external_port", ""),
-            ],
-            Some(&ada),
-        )
-        .await;
-    assert_eq!(db.status, StatusCode::OK, "{}", db.body);
-    let db = db.json().as_str().unwrap().to_owned();
+    let db = redis_service(&app, &ada, &environment, "open-cache").await;
     // The pages offer a viewer none of it (and the owner all of it).
     for (url, theirs, mine) in [
         (

@@ -517,6 +517,30 @@ pub struct Fixture {
     pub ids: Ids,
 }
 
+/// A Redis database service made through its server function: its ID.
+pub async fn redis_service(app: &TestApp, cookie: &str, environment: &str, name: &str) -> String {
+    let r = app
+        .call(
+            "services/create",
+            &[
+                ("environment_id", environment),
+                ("name", name),
+                ("engine", "redis"),
+                ("image", ""),
+                ("database", ""),
+                ("user", ""),
+                ("cpu_millis", ""),
+                ("memory_mb", ""),
+                ("external_bind", ""),
+                ("external_port", ""),
+            ],
+            Some(cookie),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    r.json().as_str().unwrap().to_owned()
+}
+
 pub async fn fixture(app: &TestApp) -> Fixture {
     // Victim: Ada's organization, with a project, an extra environment, a member and an invite.
     let ada = app.onboard().await;
@@ -614,29 +638,8 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         .as_str()
         .unwrap()
         .to_owned();
-    let service = app
-        .call(
-            "services/create",
-            &[
-                ("environment_id", &environment),
-                (
-                    "name",
-                    &format!("secret-db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]),
-                ),
-                ("engine", "redis"),
-                ("image", ""),
-                ("database", ""),
-                ("user", ""),
-                ("cpu_millis", ""),
-                ("memory_mb", ""),
-                ("external_bind", ""),
-                ("external_port", ""),
-            ],
-            Some(&ada),
-        )
-        .await;
-    assert_eq!(service.status, StatusCode::OK, "{}", service.body);
-    let service = service.json().as_str().unwrap().to_owned();
+    let name = format!("secret-db-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+    let service = redis_service(app, &ada, &environment, &name).await;
     let destination = app
         .call(
             "backups/add_destination",
