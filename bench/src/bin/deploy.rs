@@ -7,6 +7,14 @@
 //!    (the docker CLI, legacy builder like Berth's) of the same commit.
 //! 3. Log line → WebSocket client latency at 10,000 lines/s, through Redis pub/sub
 //!    and a separate release `berth` process (the multi-replica path).
+//! 4. The rollout tail: p99 of 200 req/s through Traefik during 20 redeploys
+//!    against the same load without, for a keep-alive app (`bench/keepalive.rs`)
+//!    and for busybox httpd; once as two phases, once interleaved.
+//!    `BENCH_ONLY=tail` runs it alone, `BENCH_TAIL_QUICK=1` without the
+//!    one-cause phases, `BENCH_APP=keepalive|busybox` for one app,
+//!    `BENCH_VIA=bridge` sends the load to Traefik's container address instead
+//!    of the published loopback port, `BENCH_DEBUG=MS` prints slower requests
+//!    and every failure with its answer.
 //!
 //! Needs DATABASE_URL, REDIS_URL, DOCKER_HOST, BERTH_BIN and the test images
 //! (scripts/bench.sh provides them). All traffic goes to 127.0.0.1 and the
@@ -131,6 +139,18 @@ async fn httpd_app(e: &Engine, c: &Caller, envid: EnvironmentId, prefix: &str) -
         .iter()
         .map(|s| s.to_string())
         .collect();
+    app_of(e, c, envid, prefix, TEST_BASE_IMAGE, Some(cmd)).await
+}
+
+/// An app deployed once from `image` (with `cmd`, or the image's own).
+async fn app_of(
+    e: &Engine,
+    c: &Caller,
+    envid: EnvironmentId,
+    prefix: &str,
+    image: &str,
+    cmd: Option<Vec<String>>,
+) -> Result<(AppId, String, Vec<String>)> {
     let name = format!("{prefix}-{}", &uuid::Uuid::new_v4().simple().to_string()[..6]);
     let app = apps::create(
         e,
@@ -140,18 +160,53 @@ async fn httpd_app(e: &Engine, c: &Caller, envid: EnvironmentId, prefix: &str) -
             description: Description::default(),
             environment: envid,
             source: Source::Image {
-                image: TEST_BASE_IMAGE.into(),
+                image: image.into(),
                 registry_user: None,
             },
             source_secret: None,
             build: Build::default(),
-            runtime: runtime(8080, Some(cmd.clone())),
+            runtime: runtime(8080, cmd.clone()),
         },
     )
     .await?;
     let host = engine::testing::generated_host(e, c, app).await;
     settle(e, c, deploy::deploy(e, c, app).await?).await?;
-    Ok((app, host, cmd))
+    Ok((app, host, cmd.unwrap_or_default()))
+}
+
+const KEEPALIVE_IMAGE: &str = "berth-bench/keepalive:1";
+
+/// The image of `bench/keepalive.rs`: a one-process keep-alive web server, as
+/// real apps are (busybox httpd forks a process per connection and closes it
+/// after each answer). Built here by `rustc` (std only, statically linked) into
+/// a `FROM scratch` image, since no image can be pulled.
+async fn keepalive_image() -> Result<&'static str> {
+    const TAG: &str = KEEPALIVE_IMAGE;
+    let dir = std::env::temp_dir().join(format!("berth-bench-ka-{}", uuid::Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&dir)?;
+    let source = concat!(env!("CARGO_MANIFEST_DIR"), "/keepalive.rs");
+    sh(
+        "rustc",
+        &[
+            "--edition",
+            "2021",
+            "-O",
+            "-C",
+            "target-feature=+crt-static",
+            source,
+            "-o",
+            "keepalive",
+        ],
+        &dir,
+    )
+    .await?;
+    std::fs::write(
+        dir.join("Dockerfile"),
+        "FROM scratch\nCOPY keepalive /keepalive\nEXPOSE 8080\nCMD [\"/keepalive\"]\n",
+    )?;
+    sh("docker", &["build", "-q", "-t", TAG, "."], &dir).await?;
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(TAG)
 }
 
 async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
@@ -198,12 +253,12 @@ async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<S
 /// its scheduled send (a stall counts against every request it delays); at
 /// most `cap` requests. Returns latencies (ms) of 200s and the count of others.
 async fn open_loop(
-    port: u16,
+    target: String,
     host: String,
     rate: u32,
     cap: u32,
     stop: tokio_util::sync::CancellationToken,
-) -> (Vec<f64>, u32) {
+) -> Timed {
     // Keep-alive connections, as browsers and upstream proxies use: opening a
     // TCP connection per request through Docker's port proxy showed 1 s
     // outliers in every phase, quiet ones included (docs/BENCHMARKS.md).
@@ -221,15 +276,40 @@ async fn open_loop(
             _ = stop.cancelled() => break,
             _ = tokio::time::sleep_until(scheduled.into()) => {}
         }
-        let (host, client) = (host.clone(), client.clone());
+        let (host, client, target) = (host.clone(), client.clone(), target.clone());
         tasks.push(tokio::spawn(async move {
-            let req = http::Request::get(format!("http://127.0.0.1:{port}/hostname"))
+            let req = http::Request::get(format!("http://{target}/hostname"))
                 .header(http::header::HOST, host)
                 .body(http_body_util::Empty::new())
                 .expect("request");
             let r = tokio::time::timeout(Duration::from_secs(10), async {
-                let res = client.request(req).await.ok()?;
+                let res = match client.request(req).await {
+                    Ok(res) => res,
+                    Err(e) => {
+                        if slow.is_some() {
+                            eprintln!(
+                                "{:.3} failed request: {e:?}",
+                                SystemTime::now()
+                                    .duration_since(UNIX_EPOCH)
+                                    .unwrap_or_default()
+                                    .as_secs_f64()
+                            );
+                        }
+                        return None;
+                    }
+                };
                 let ok = res.status() == 200;
+                if !ok && slow.is_some() {
+                    eprintln!(
+                        "{:.3} failed request: status {} {:?}",
+                        SystemTime::now()
+                            .duration_since(UNIX_EPOCH)
+                            .unwrap_or_default()
+                            .as_secs_f64(),
+                        res.status(),
+                        res.headers()
+                    );
+                }
                 http_body_util::BodyExt::collect(res.into_body()).await.ok()?;
                 Some(ok)
             })
@@ -243,46 +323,71 @@ async fn open_loop(
                     - ms / 1000.0;
                 eprintln!("{sent:.3} slow request: {ms:.0} ms");
             }
-            (ms, matches!(r, Ok(Some(true))))
+            (scheduled, ms, matches!(r, Ok(Some(true))))
         }));
     }
-    let (mut lat, mut bad) = (Vec::new(), 0);
+    let mut out = Vec::new();
     for t in tasks {
         match t.await {
-            Ok((ms, true)) => lat.push(ms),
-            _ => bad += 1,
+            Ok((at, ms, ok)) => out.push((at, ms, ok)),
+            Err(_) => out.push((start, f64::INFINITY, false)),
         }
     }
+    out
+}
+
+/// Each request's scheduled send time, latency (ms) and whether it answered 200.
+type Timed = Vec<(Instant, f64, bool)>;
+
+/// The latencies of `timed`'s answered requests, sorted, and how many failed.
+fn sorted(timed: &[(Instant, f64, bool)]) -> (Vec<f64>, u32) {
+    let mut lat: Vec<f64> = timed.iter().filter(|r| r.2).map(|r| r.1).collect();
     lat.sort_by(f64::total_cmp);
-    (lat, bad)
+    (lat, timed.iter().filter(|r| !r.2).count() as u32)
 }
 
 /// p99 of requests through Traefik at 200 req/s: with nothing happening, and
 /// across 20 redeploys of the same app (each waits for the previous to go
 /// live; the replaced containers drain 1 s, then stop).
-async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
+async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server: TailApp) -> Result<String> {
     let e = env.engine();
-    let (app, host, _) = httpd_app(e, c, envid, "tail").await?;
+    let (app, host, _) = match server {
+        TailApp::KeepAlive => app_of(e, c, envid, "tail", keepalive_image().await?, None).await?,
+        TailApp::Busybox => httpd_app(e, c, envid, "tail").await?,
+    };
     // Let the previous benchmark's retired containers go before the quiet baseline.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rate = 200;
     // Baseline: 15 s of load, nothing deploying.
     // The load runs on a runtime of its own, so the engine's work in this
     // process (the worker, Docker calls) does not delay its sends.
-    let port = env.http_port();
+    // BENCH_VIA=bridge sends the load to Traefik's container address, as traffic
+    // from other machines arrives (Docker's NAT); by default it goes through
+    // the published loopback port, that is through Docker's userland proxy.
+    let target = if std::env::var("BENCH_VIA").is_ok_and(|v| v == "bridge") {
+        let ip = engine::deploy::runtime::address(e, &e.deploy.proxy.container)
+            .await?
+            .context("Traefik's address")?;
+        format!("{ip}:80")
+    } else {
+        format!("127.0.0.1:{}", env.http_port())
+    };
     let on_own_runtime = move |host: String, cap: u32, stop: tokio_util::sync::CancellationToken| {
+        let target = target.clone();
         std::thread::spawn(move || {
             tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("load runtime")
-                .block_on(open_loop(port, host, rate, cap, stop))
+                .block_on(open_loop(target, host, rate, cap, stop))
         })
     };
     let quiet = tokio_util::sync::CancellationToken::new();
-    let (base, base_bad) = on_own_runtime(host.clone(), rate * 15, quiet)
-        .join()
-        .expect("baseline load");
+    let (base, base_bad) = sorted(
+        &on_own_runtime(host.clone(), rate * 15, quiet)
+            .join()
+            .expect("baseline load"),
+    );
     // Where a rollout's tail comes from, one cause at a time under the same
     // load, 20 times each at the redeploys' pace (~0.75 s):
     // (a) Traefik reloading its configuration (another file rewritten);
@@ -378,14 +483,13 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
                 &format!("berth.instance={}", e.deploy.instance),
                 "--network",
                 net.trim(),
-                TEST_BASE_IMAGE,
-                "httpd",
-                "-f",
-                "-p",
-                "8080",
-                "-h",
-                "/etc",
-            ],
+            ]
+            .into_iter()
+            .chain(match server {
+                TailApp::KeepAlive => vec![KEEPALIVE_IMAGE],
+                TailApp::Busybox => vec![TEST_BASE_IMAGE, "httpd", "-f", "-p", "8080", "-h", "/etc"],
+            })
+            .collect::<Vec<_>>(),
             &std::env::temp_dir(),
         )
         .await?;
@@ -421,10 +525,47 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
     })
     .await?;
     let took = t0.elapsed().as_secs_f64() - 4.0;
+    // (e) the same 20 redeploys interleaved with quiet: four rounds of 4 s with
+    // nothing deploying, then 5 redeploys and 3 s for their retirements, under
+    // one continuous load. This VM's own noise (its neighbours' CPU, seen as
+    // steal) drifts over tens of seconds and moved the quiet p99 alone from 3
+    // to 750 ms between runs minutes apart; windows seconds apart share it, so
+    // their two p99s compare like with like.
+    phase("interleaved");
+    let done = tokio_util::sync::CancellationToken::new();
+    let running = on_own_runtime(host.clone(), rate * 300, done.clone());
+    let mut windows: Vec<(Instant, Instant, bool)> = Vec::new();
+    let rounds: Result<()> = async {
+        tokio::time::sleep(Duration::from_millis(500)).await; // the load's first connections
+        for _ in 0..4 {
+            let q = Instant::now();
+            tokio::time::sleep(Duration::from_secs(4)).await;
+            windows.push((q, Instant::now(), false));
+            let d = Instant::now();
+            for _ in 0..5 {
+                settle(e, c, deploy::deploy(e, c, app).await?).await?;
+            }
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            windows.push((d, Instant::now(), true));
+        }
+        Ok(())
+    }
+    .await;
+    done.cancel();
+    let timed = running.join().expect("load thread");
+    rounds?;
+    let of = |deploying: bool| -> Timed {
+        timed
+            .iter()
+            .filter(|(at, _, _)| windows.iter().any(|(a, b, d)| *d == deploying && at >= a && at < b))
+            .copied()
+            .collect()
+    };
+    let ((iq, iq_bad), (id, id_bad)) = (sorted(&of(false)), sorted(&of(true)));
     phase("end");
     let (b99, d99) = (percentile(&base, 0.99), percentile(&during, 0.99));
     eprintln!(
-        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · live route switched between running containers {:.1} / {:.1} · redeploys {d99:.1} / {:.1}",
+        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · live route switched between running containers {:.1} / {:.1} · redeploys {d99:.1} / {:.1} · interleaved quiet {:.1} / redeploying {:.1}",
         base.last().copied().unwrap_or(0.0),
         percentile(&reload, 0.99),
         reload.last().copied().unwrap_or(0.0),
@@ -433,9 +574,25 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
         percentile(&switch, 0.99),
         switch.last().copied().unwrap_or(0.0),
         during.last().copied().unwrap_or(0.0),
+        percentile(&iq, 0.99),
+        percentile(&id, 0.99),
+    );
+    let (iq99, id99) = (percentile(&iq, 0.99), percentile(&id, 0.99));
+    let interleaved = format!(
+        "| the same, interleaved: 4 rounds of 4 s quiet then 5 redeploys (+3 s), {}: p99 while deploying vs while quiet | ≤ 2× | {id99:.1} ms vs {iq99:.1} ms = {:.1}× (p50 {:.1} / {:.1} ms; {} requests while deploying, {} quiet); {} failed while deploying, {} quiet | {} |\n",
+        server.label(),
+        id99 / iq99,
+        percentile(&id, 0.5),
+        percentile(&iq, 0.5),
+        id.len(),
+        iq.len(),
+        id_bad,
+        iq_bad,
+        if id99 <= 2.0 * iq99 && id_bad == 0 && iq_bad == 0 { "met" } else { "**missed**" }
     );
     Ok(format!(
-        "| 200 req/s through Traefik during 20 redeploys ({took:.0} s): p99, vs the same load with no deploys | ≤ 2× | {d99:.1} ms vs {b99:.1} ms = {:.1}× (p50 {:.1} / {:.1} ms, max {:.1} / {:.1} ms); {} of {} failed during, {base_bad} of {} before | {} |\n",
+        "| 200 req/s through Traefik during 20 redeploys of {} ({took:.0} s): p99, vs the same load with no deploys | ≤ 2× | {d99:.1} ms vs {b99:.1} ms = {:.1}× (p50 {:.1} / {:.1} ms, max {:.1} / {:.1} ms); {} of {} failed during, {base_bad} of {} before | {} |\n",
+        server.label(),
         d99 / b99,
         percentile(&during, 0.5),
         percentile(&base, 0.5),
@@ -445,7 +602,36 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resu
         during.len() as u32 + bad,
         base.len() as u32 + base_bad,
         if d99 <= 2.0 * b99 && bad == 0 { "met" } else { "**missed**" }
-    ))
+    ) + &interleaved)
+}
+
+/// The app the rollout-tail benchmark redeploys.
+#[derive(Clone, Copy, PartialEq)]
+enum TailApp {
+    /// `bench/keepalive.rs`: one process, keep-alive connections (as real
+    /// servers are), so Traefik reuses its connections to the app.
+    KeepAlive,
+    /// busybox httpd: a process per connection, each closed after one answer,
+    /// so every request is a new connection from Traefik (and a fork).
+    Busybox,
+}
+
+impl TailApp {
+    /// Both, or the one BENCH_APP names (`keepalive`, `busybox`).
+    fn chosen() -> Vec<TailApp> {
+        match std::env::var("BENCH_APP").as_deref() {
+            Ok("keepalive") => vec![TailApp::KeepAlive],
+            Ok("busybox") => vec![TailApp::Busybox],
+            _ => vec![TailApp::KeepAlive, TailApp::Busybox],
+        }
+    }
+
+    fn label(self) -> &'static str {
+        match self {
+            TailApp::KeepAlive => "a keep-alive app (bench/keepalive.rs)",
+            TailApp::Busybox => "busybox httpd (a connection and a process per request)",
+        }
+    }
 }
 
 /// With BENCH_DEBUG set (to the latency in ms above which a request is
@@ -467,7 +653,7 @@ async fn under_load<L>(
     work: impl std::future::Future<Output = Result<()>>,
 ) -> Result<(Vec<f64>, u32)>
 where
-    L: Fn(String, u32, tokio_util::sync::CancellationToken) -> std::thread::JoinHandle<(Vec<f64>, u32)>,
+    L: Fn(String, u32, tokio_util::sync::CancellationToken) -> std::thread::JoinHandle<Timed>,
 {
     let done = tokio_util::sync::CancellationToken::new();
     let running = load(host.to_owned(), rate * 300, done.clone());
@@ -475,7 +661,7 @@ where
     tokio::time::sleep(Duration::from_secs(4)).await;
     done.cancel();
     let measured = running.join().expect("load thread");
-    outcome.map(|()| measured)
+    outcome.map(|()| sorted(&measured))
 }
 
 /// The `X-Berth-Deployment` header of `GET /` through the proxy.
@@ -822,13 +1008,17 @@ async fn main() -> Result<()> {
     }
     let worker = tokio::spawn(engine::worker::run(env.engine().clone(), stop.clone()));
     if only_tail {
-        print!("{}", rollout_tail(&env, &caller, envid).await?);
+        for server in TailApp::chosen() {
+            print!("{}", rollout_tail(&env, &caller, envid, server).await?);
+        }
         stop.cancel();
         let _ = worker.await;
         return Ok(());
     }
     print!("{}", prebuilt(&env, &caller, envid).await?);
-    print!("{}", rollout_tail(&env, &caller, envid).await?);
+    for server in TailApp::chosen() {
+        print!("{}", rollout_tail(&env, &caller, envid, server).await?);
+    }
     print!(
         "{}",
         git_dockerfile(

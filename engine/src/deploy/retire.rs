@@ -2,7 +2,7 @@
 //! then stopped and removed) and images beyond the rollback window.
 
 use crate::db::schema::deployments;
-use crate::docker::{self, LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE};
+use crate::docker::{LABEL_APP, LABEL_DEPLOYMENT, LABEL_INSTANCE};
 use crate::error::StoreError;
 use crate::ids::{AppId, DeploymentId};
 use crate::Engine;
@@ -122,8 +122,12 @@ pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
     }))
     .await;
     for name in &doomed {
-        // SIGKILL at once for what ignored SIGTERM; only the removal for what ended.
-        docker::stop_and_remove(&*engine.docker, name, Duration::ZERO).await;
+        // A forced removal: SIGKILL for what ignored the stop signal, then the
+        // removal, in one call (a separate `stop` first would cost another
+        // round of `runc kill`, measured in docs/BENCHMARKS.md).
+        if let Err(e) = engine.docker.remove_container(name, false).await {
+            tracing::warn!(error = %e, container = %name, "removing a replaced container");
+        }
     }
 }
 
