@@ -649,6 +649,23 @@ async fn services(engine: &Engine, memory: &mut Memory, problems: &mut Problems)
             continue;
         }
         match &info {
+            // Made before the password moved into a file: made again once, so
+            // the password leaves its command line (a restart of the database;
+            // its data volume is kept).
+            Some(c) if c.state.is_up() && crate::services::container::password_on_command_line(c) => {
+                let problem = "its password was on the container's command line (shown by `docker inspect` and the host's process list)";
+                if memory.may_try(&format!("{key}:command")).is_ok() {
+                    let action = match crate::services::container::recreate(engine, &boxed).await {
+                        Ok(()) => {
+                            "made its container again with the password in a 0600 file on its volume (its data kept)"
+                                .to_owned()
+                        }
+                        Err(e) => format!("could not make its container again: {e}"),
+                    };
+                    record(engine, Some(svc.row.organization_id), None, Some(id), problem, &action).await;
+                }
+                continue;
+            }
             Some(c) if c.state.is_up() => {
                 memory.settled(&key);
                 continue;

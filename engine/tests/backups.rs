@@ -421,6 +421,96 @@ fn docker_inspect(engine: &Engine, container: &str, format: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// A Redis service whose container was made before the password moved into a
+/// file (`redis-server --requirepass …`) is made again by the reconciler, once,
+/// without the password on its command line, keeping its data; the history
+/// says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redis_container_with_its_password_on_the_command_line_is_made_again_without_it() {
+    let env = DeployEnv::new().await;
+    let engine = env.engine();
+    let (caller, env_id) = owner_with_environment(engine).await;
+    let new = NewService::parse(engine, env_id, "oldcache", "redis", "", "", "", "", "", None).unwrap();
+    let svc = services::create(engine, &caller, new).await.unwrap();
+    wait_ready(engine, &caller, svc).await;
+    let password = services::reveal(engine, &caller, svc).await.unwrap().password;
+    let detail = services::get(engine, &caller, svc).await.unwrap();
+    let container = engine::services::container::container_name(engine, detail.row.id, "oldcache", false);
+    exec_out(
+        engine,
+        &container,
+        &["redis-cli", "-a", &password, "--no-auth-warning", "SET", "kept", "yes"],
+    )
+    .await;
+    exec_out(
+        engine,
+        &container,
+        &["redis-cli", "-a", &password, "--no-auth-warning", "SAVE"],
+    )
+    .await;
+
+    // The container as Berth made it before: the password among the arguments.
+    let mut old = engine::testing::service_container_spec(engine, svc).await;
+    old.cmd = Some(
+        [
+            "redis-server",
+            "--requirepass",
+            password.as_str(),
+            "--appendonly",
+            "yes",
+            "--dir",
+            "/data",
+        ]
+        .map(String::from)
+        .to_vec(),
+    );
+    old.files.clear();
+    engine.docker.remove_container(&container, false).await.unwrap();
+    engine.docker.create_container(&old).await.unwrap();
+    engine.docker.start_container(&container).await.unwrap();
+    assert!(docker_inspect(engine, &container, "{{json .Config.Cmd}}").contains(&password));
+
+    let stop = tokio_util::sync::CancellationToken::new();
+    let reconciler = tokio::spawn(engine::reconcile::run(engine.clone(), stop.clone()));
+    eventually(90, "the container made again without the password", || async {
+        let info = engine.docker.inspect_container(&container).await.ok()??;
+        (info.state.is_up() && !engine::services::container::password_on_command_line(&info)).then_some(())
+    })
+    .await;
+    let inspected = docker_inspect(
+        engine,
+        &container,
+        "{{json .Config.Cmd}} {{json .Config.Env}} {{json .Args}}",
+    );
+    assert!(!inspected.contains(&password), "{inspected}");
+    wait_ready(engine, &caller, svc).await;
+    let got = exec_out(
+        engine,
+        &container,
+        &["redis-cli", "-a", &password, "--no-auth-warning", "GET", "kept"],
+    )
+    .await;
+    assert_eq!(got.trim(), "yes", "the data volume is kept");
+    let (_, history) = engine::reconcile::of(engine, caller.org_id, None, Some(svc.0))
+        .await
+        .unwrap();
+    let repair = history
+        .iter()
+        .find(|r| r.problem.contains("command line"))
+        .expect("the repair is in the service's history");
+    assert!(repair.action.contains("0600 file"), "{}", repair.action);
+    assert!(!repair.problem.contains(&password) && !repair.action.contains(&password));
+    // Once: the next passes leave the new container alone.
+    let id_now = engine.docker.inspect_container(&container).await.unwrap().unwrap().id;
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(
+        engine.docker.inspect_container(&container).await.unwrap().unwrap().id,
+        id_now
+    );
+    stop.cancel();
+    reconciler.await.unwrap();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_backups_name_their_cause_and_leave_no_object() {
     let env = DeployEnv::new().await;

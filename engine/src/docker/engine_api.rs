@@ -843,6 +843,7 @@ impl DockerApi for BollardDocker {
                 image: config.image.unwrap_or_default(),
                 labels: config.labels.unwrap_or_default(),
                 env: config.env.unwrap_or_default(),
+                cmd: config.cmd.unwrap_or_default(),
                 state: RunState {
                     status: s.status.map(|s| s.to_string()).unwrap_or_else(|| "unknown".into()),
                     running: s.running == Some(true),

@@ -479,6 +479,7 @@ impl DockerApi for FakeDocker {
                     image: c.spec.image.clone(),
                     labels: c.spec.labels.clone(),
                     env: c.spec.env.clone(),
+                    cmd: c.spec.cmd.clone().unwrap_or_default(),
                     state: c.state.clone(),
                     addresses: match &c.spec.network {
                         Network::Bridge { name, .. } if c.state.running => {

@@ -323,6 +323,8 @@ pub struct ContainerInfo {
     pub labels: HashMap<String, String>,
     /// `NAME=value` as the container was created with (secrets among them).
     pub env: Vec<String>,
+    /// Its command's arguments (`Config.Cmd`), as created.
+    pub cmd: Vec<String>,
     pub state: RunState,
     /// Its address on each network it is attached to.
     pub addresses: HashMap<String, String>,
@@ -340,6 +342,7 @@ impl std::fmt::Debug for ContainerInfo {
             .field("image", &self.image)
             .field("labels", &self.labels)
             .field("env", &names)
+            .field("cmd", &self.cmd.len())
             .field("state", &self.state)
             .field("addresses", &self.addresses)
             .field("restart_count", &self.restart_count)

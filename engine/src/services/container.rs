@@ -121,6 +121,21 @@ pub async fn ensure_running(engine: &Engine, svc: &ServiceBox<'_>) -> Result<(),
     d.start_container(&svc.container).await
 }
 
+/// Whether a service's container was made with a password among its
+/// command's arguments: Redis services made before the password moved into a
+/// 0600 configuration file on the volume ran `redis-server --requirepass …`,
+/// which `docker inspect` and the host's process list show.
+pub fn password_on_command_line(info: &crate::docker::ContainerInfo) -> bool {
+    info.cmd.iter().any(|a| a == "--requirepass")
+}
+
+/// Makes the service's container again from its current specification (its
+/// data volume kept), and starts it.
+pub async fn recreate(engine: &Engine, svc: &ServiceBox<'_>) -> Result<(), DockerError> {
+    engine.docker.remove_container(&svc.container, false).await?;
+    ensure_running(engine, svc).await
+}
+
 pub async fn stop(engine: &Engine, container: &str) -> Result<(), DockerError> {
     engine.docker.stop_container(container, Duration::from_secs(30)).await
 }

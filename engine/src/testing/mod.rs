@@ -1096,3 +1096,13 @@ impl EventStream {
         .flatten()
     }
 }
+
+/// The container specification Berth makes for database service `id` today
+/// (for tests that put an older one in its place).
+pub async fn service_container_spec(engine: &Engine, id: crate::ids::ServiceId) -> crate::docker::ContainerSpec {
+    let mut conn = engine.db.get().await.expect("a database connection");
+    let svc = crate::services::load_any(engine, &mut conn, id.0)
+        .await
+        .expect("the service");
+    crate::services::container::container_spec(engine, &svc.boxed(engine))
+}
