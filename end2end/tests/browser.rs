@@ -280,6 +280,18 @@ async fn js(c: &Client, script: &str) -> serde_json::Value {
     c.execute(script, vec![]).await.unwrap()
 }
 
+/// Which of `selectors` match something on the page now.
+async fn present(c: &Client, selectors: &[&str]) -> Vec<String> {
+    let found = c
+        .execute(
+            "return arguments[0].filter(s => document.querySelector(s))",
+            vec![serde_json::json!(selectors)],
+        )
+        .await
+        .unwrap();
+    serde_json::from_value(found).unwrap()
+}
+
 /// ChromeDriver's browser log (an extension it serves beside W3C WebDriver):
 /// the console messages since the last read.
 #[derive(Debug)]
@@ -1372,20 +1384,15 @@ async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
     wait_text(&c, "#project-title", "Shop").await;
     let project = c.current_url().await.unwrap().path().to_owned();
     hard_load(&c, &format!("{base}{project}"), "#project-title", false).await;
-    let forms = js(
-        &c,
-        "return ['#new-app', '#new-service', '#add-environment'].filter(s => document.querySelector(s)).length",
-    )
-    .await;
-    assert_eq!(forms, 0, "a viewer is offered no create forms");
+    let forms = present(&c, &["#new-app", "#new-service", "#add-environment"]).await;
+    assert!(forms.is_empty(), "a viewer is offered no create forms: {forms:?}");
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "a viewer's project page: {errors:#?}");
     // The database's backups tab reads: history, no run or restore controls.
     hard_load(&c, &format!("{base}{service}?tab=backups"), "#backups-read-only", false).await;
-    let controls = js(
-        &c,
-        "return ['#run-backup', '#add-schedule', '#restore-form'].filter(s => document.querySelector(s)).length",
-    )
-    .await;
-    assert_eq!(controls, 0, "a viewer is offered no backup controls");
+    let controls = present(&c, &["#run-backup", "#add-schedule", "#restore-form"]).await;
+    assert!(
+        controls.is_empty(),
+        "a viewer is offered no backup controls: {controls:?}"
+    );
 }

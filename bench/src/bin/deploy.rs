@@ -181,7 +181,6 @@ const KEEPALIVE_IMAGE: &str = "berth-bench/keepalive:1";
 /// after each answer). Built here by `rustc` (std only, statically linked) into
 /// a `FROM scratch` image, since no image can be pulled.
 async fn keepalive_image() -> Result<&'static str> {
-    const TAG: &str = KEEPALIVE_IMAGE;
     let dir = std::env::temp_dir().join(format!("berth-bench-ka-{}", uuid::Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
     let source = concat!(env!("CARGO_MANIFEST_DIR"), "/keepalive.rs");
@@ -204,9 +203,9 @@ async fn keepalive_image() -> Result<&'static str> {
         dir.join("Dockerfile"),
         "FROM scratch\nCOPY keepalive /keepalive\nEXPOSE 8080\nCMD [\"/keepalive\"]\n",
     )?;
-    sh("docker", &["build", "-q", "-t", TAG, "."], &dir).await?;
+    sh("docker", &["build", "-q", "-t", KEEPALIVE_IMAGE, "."], &dir).await?;
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(TAG)
+    Ok(KEEPALIVE_IMAGE)
 }
 
 async fn prebuilt(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Result<String> {
@@ -287,13 +286,7 @@ async fn open_loop(
                     Ok(res) => res,
                     Err(e) => {
                         if slow.is_some() {
-                            eprintln!(
-                                "{:.3} failed request: {e:?}",
-                                SystemTime::now()
-                                    .duration_since(UNIX_EPOCH)
-                                    .unwrap_or_default()
-                                    .as_secs_f64()
-                            );
+                            eprintln!("{:.3} failed request: {e:?}", wall());
                         }
                         return None;
                     }
@@ -302,10 +295,7 @@ async fn open_loop(
                 if !ok && slow.is_some() {
                     eprintln!(
                         "{:.3} failed request: status {} {:?}",
-                        SystemTime::now()
-                            .duration_since(UNIX_EPOCH)
-                            .unwrap_or_default()
-                            .as_secs_f64(),
+                        wall(),
                         res.status(),
                         res.headers()
                     );
@@ -316,11 +306,7 @@ async fn open_loop(
             .await;
             let ms = scheduled.elapsed().as_secs_f64() * 1000.0;
             if slow.is_some_and(|slow| ms > slow) {
-                let sent = SystemTime::now()
-                    .duration_since(UNIX_EPOCH)
-                    .unwrap_or_default()
-                    .as_secs_f64()
-                    - ms / 1000.0;
+                let sent = wall() - ms / 1000.0;
                 eprintln!("{sent:.3} slow request: {ms:.0} ms");
             }
             (scheduled, ms, matches!(r, Ok(Some(true))))
@@ -564,8 +550,9 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     let ((iq, iq_bad), (id, id_bad)) = (sorted(&of(false)), sorted(&of(true)));
     phase("end");
     let (b99, d99) = (percentile(&base, 0.99), percentile(&during, 0.99));
+    let (iq99, id99) = (percentile(&iq, 0.99), percentile(&id, 0.99));
     eprintln!(
-        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · live route switched between running containers {:.1} / {:.1} · redeploys {d99:.1} / {:.1} · interleaved quiet {:.1} / redeploying {:.1}",
+        "rollout tail, p99 / max (ms): quiet {b99:.1} / {:.1} · Traefik reloads only {:.1} / {:.1} · container churn only {:.1} / {:.1} · live route switched between running containers {:.1} / {:.1} · redeploys {d99:.1} / {:.1} · interleaved quiet {iq99:.1} / redeploying {id99:.1}",
         base.last().copied().unwrap_or(0.0),
         percentile(&reload, 0.99),
         reload.last().copied().unwrap_or(0.0),
@@ -574,10 +561,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
         percentile(&switch, 0.99),
         switch.last().copied().unwrap_or(0.0),
         during.last().copied().unwrap_or(0.0),
-        percentile(&iq, 0.99),
-        percentile(&id, 0.99),
     );
-    let (iq99, id99) = (percentile(&iq, 0.99), percentile(&id, 0.99));
     let interleaved = format!(
         "| the same, interleaved: 4 rounds of 4 s quiet then 5 redeploys (+3 s), {}: p99 while deploying vs while quiet | ≤ 2× | {id99:.1} ms vs {iq99:.1} ms = {:.1}× (p50 {:.1} / {:.1} ms; {} requests while deploying, {} quiet); {} failed while deploying, {} quiet | {} |\n",
         server.label(),
@@ -606,7 +590,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
 }
 
 /// The app the rollout-tail benchmark redeploys.
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy)]
 enum TailApp {
     /// `bench/keepalive.rs`: one process, keep-alive connections (as real
     /// servers are), so Traefik reuses its connections to the app.
@@ -639,9 +623,17 @@ impl TailApp {
 /// with kernel counters sampled beside the benchmark.
 fn phase(name: &str) {
     if std::env::var("BENCH_DEBUG").is_ok() {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
-        eprintln!("{:.3} phase {name}", now.as_secs_f64());
+        eprintln!("{:.3} phase {name}", wall());
     }
+}
+
+/// The wall clock in seconds, as the debug lines print it (to line them up
+/// with the engine's log and with counters sampled beside the benchmark).
+fn wall() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs_f64()
 }
 
 /// Runs `work` while `load` sends `rate` req/s to `host` (and 4 s more, for
