@@ -16,6 +16,9 @@ pub enum AppError {
     Unauthorized(String),
     #[error("{0}")]
     Forbidden(String),
+    /// A guarded update found the thing changed since it was read (412).
+    #[error("it changed since you read it: read it again")]
+    Changed,
     #[error("too many attempts; try again in {0} seconds")]
     RateLimited(u64),
     #[error("a service Berth depends on is unavailable; try again shortly")]

@@ -13,6 +13,9 @@ pub enum ErrorKind {
     Validation { field: &'static str, message: String },
     /// A unique value is already used; `field` names it.
     Conflict { field: &'static str, message: String },
+    /// It changed since the caller read it (a guarded update was refused:
+    /// read it again).
+    Changed,
     /// No valid session, or wrong credentials.
     Unauthorized(String),
     /// Signed in, but the role does not allow this.

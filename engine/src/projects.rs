@@ -5,6 +5,7 @@
 use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{environments, projects};
+use crate::db::RowVersion;
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{EnvironmentId, ProjectId};
 use crate::names::ProjectRole;
@@ -23,6 +24,9 @@ pub enum ProjectError {
     NotFound,
     #[error("{0}")]
     Forbidden(&'static str),
+    /// A guarded update found the project changed since it was read.
+    #[error("it changed since it was read")]
+    Changed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -47,6 +51,7 @@ impl Classify for ProjectError {
             ProjectError::Invalid(v) => v.kind(),
             ProjectError::NotFound => ErrorKind::NotFound,
             ProjectError::Forbidden(m) => ErrorKind::Forbidden((*m).to_owned()),
+            ProjectError::Changed => ErrorKind::Changed,
             ProjectError::Store(s) => s.kind(),
         }
     }
@@ -81,6 +86,8 @@ pub struct ProjectSummary {
 pub struct ProjectDetail {
     pub project: Project,
     pub environments: Vec<Environment>,
+    /// The project row's version as read here, for [`update_guarded`].
+    pub version: RowVersion,
 }
 
 /// Not found unless the project exists in the caller's organization.
@@ -179,10 +186,10 @@ pub async fn create(
 pub async fn get(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<ProjectDetail, ProjectError> {
     access::check_with(engine, caller, Target::Project(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let project: Project = projects::table
+    let (project, version): (Project, i64) = projects::table
         .filter(projects::id.eq(id.0))
         .filter(projects::organization_id.eq(caller.org_id.0))
-        .select(Project::as_select())
+        .select((Project::as_select(), RowVersion::column()))
         .first(&mut conn)
         .await
         .optional()?
@@ -194,7 +201,11 @@ pub async fn get(engine: &Engine, caller: &Caller, id: ProjectId) -> Result<Proj
         .select(Environment::as_select())
         .load(&mut conn)
         .await?;
-    Ok(ProjectDetail { project, environments })
+    Ok(ProjectDetail {
+        project,
+        environments,
+        version: RowVersion::of(version),
+    })
 }
 
 pub async fn update(
@@ -204,9 +215,36 @@ pub async fn update(
     name: ProjectName,
     description: Description,
 ) -> Result<(), ProjectError> {
+    update_guarded(engine, caller, id, name, description, None).await
+}
+
+/// [`update`], only while the project is still the version the caller read
+/// (compared under the row's lock; [`ProjectError::Changed`] otherwise, and
+/// nothing changes).
+pub async fn update_guarded(
+    engine: &Engine,
+    caller: &Caller,
+    id: ProjectId,
+    name: ProjectName,
+    description: Description,
+    expect: Option<RowVersion>,
+) -> Result<(), ProjectError> {
     access::check_with(engine, caller, Target::Project(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let n = crate::audited!(conn, ProjectError, {
+        if let Some(expect) = expect {
+            let now: Option<i64> = projects::table
+                .filter(projects::id.eq(id.0))
+                .filter(projects::organization_id.eq(caller.org_id.0))
+                .select(RowVersion::column())
+                .for_update()
+                .first(conn)
+                .await
+                .optional()?;
+            if now.is_some_and(|v| RowVersion::of(v) != expect) {
+                return Err(ProjectError::Changed);
+            }
+        }
         Ok(diesel::update(
             projects::table
                 .filter(projects::id.eq(id.0))

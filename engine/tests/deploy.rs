@@ -237,6 +237,32 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         let r = get_via(env.http_port(), "anything.localhost", path).await;
         assert_eq!(r.map(|(s, _)| s), Some(404), "{path}");
     }
+    // Traefik runs at four times a container's CPU weight, as Docker reports
+    // it; one that lost it (made by an older Berth) gets it back in place,
+    // still the same container, still running.
+    let traefik = e.deploy.proxy.container.clone();
+    let weight = || {
+        let out = std::process::Command::new("docker")
+            .args([
+                "inspect",
+                "-f",
+                "{{.Id}} {{.State.Running}} {{.HostConfig.CpuShares}}",
+                &traefik,
+            ])
+            .output()
+            .expect("docker inspect");
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    };
+    let made = weight();
+    assert!(made.ends_with(" true 4096"), "{made}");
+    let out = std::process::Command::new("docker")
+        .args(["update", "--cpu-shares", "1024", &traefik])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert!(weight().ends_with(" 1024"), "{}", weight());
+    engine::proxy::ensure(e).await.unwrap();
+    assert_eq!(weight(), made);
 
     // A build that fails at its third step.
     repo.commit(
@@ -300,6 +326,23 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         d.reason
     );
 
+    // A build runs at a quarter of a container's CPU weight: its step
+    // containers' own cgroup says so (cgroup v1's shares, or v2's weight for
+    // 256 shares), served by the app it built.
+    repo.commit(
+        &[(
+            "Dockerfile",
+            &format!(
+                "FROM {TEST_BASE_IMAGE}\nRUN mkdir /www && (cat /sys/fs/cgroup/cpu/cpu.shares || cat /sys/fs/cgroup/cpu.weight) > /www/index.html\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n"
+            ),
+        )],
+        "the build's weight",
+    );
+    let d = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+    let shares = body(env.http_port(), &host).await;
+    assert!(shares == "256\n" || shares == "10\n", "{shares:?}");
+
     // A branch that does not exist.
     let missing = apps::spec::Source::Git {
         url: repo.url(),
@@ -314,16 +357,23 @@ async fn failed_builds_and_unhealthy_apps_leave_the_live_version_serving() {
         d.reason.as_deref(),
         Some("clone failed: ref not found (no such branch)")
     );
-    assert_eq!(body(env.http_port(), &host).await, "good\n");
+    assert_eq!(body(env.http_port(), &host).await, shares);
 
-    // Only the live container is left.
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let running: Vec<_> = engine::deploy::runtime::list_managed(e)
-        .await
-        .unwrap()
-        .into_iter()
-        .filter(|c| c.app == Some(app))
-        .collect();
+    // Only the live container is left once the one the weight's deploy
+    // replaced has drained (2 s) and been removed.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let running = loop {
+        let running: Vec<_> = engine::deploy::runtime::list_managed(e)
+            .await
+            .unwrap()
+            .into_iter()
+            .filter(|c| c.app == Some(app))
+            .collect();
+        if running.len() == 1 || Instant::now() > deadline {
+            break running;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
     assert_eq!(running.len(), 1, "{running:?}");
 
     stop.cancel();

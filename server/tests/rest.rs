@@ -1018,3 +1018,151 @@ async fn services_backups_and_members_round_trip() {
     let r = app.api("DELETE", &format!("/members/{bob}"), Some(&key), None).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
 }
+
+/// Sends `PATCH path` while another transaction holds the row's lock, and
+/// once the request waits for that lock, changes the row there (`change`,
+/// SQL) and commits: a writer that got in between the PATCH's read and its
+/// write, made deterministic.
+async fn patch_across_a_write(
+    app: &TestApp,
+    key: &str,
+    path: &str,
+    body: Value,
+    headers: &[(&str, &str)],
+    lock: &str,
+    change: &str,
+) -> common::Reply {
+    use diesel_async::{RunQueryDsl, SimpleAsyncConnection};
+    let mut holder = app.t.engine.db.get().await.unwrap();
+    holder.batch_execute(&format!("BEGIN; {lock}")).await.unwrap();
+    let other = async {
+        let mut watch = app.t.engine.db.get().await.unwrap();
+        let mut waited = false;
+        for _ in 0..400 {
+            let waiting: i64 = diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+                "(SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND datname = current_database())",
+            ))
+            .get_result(&mut watch)
+            .await
+            .unwrap();
+            if waiting > 0 {
+                waited = true;
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(25)).await;
+        }
+        assert!(waited, "the PATCH never waited for the row's lock");
+        holder.batch_execute(&format!("{change}; COMMIT")).await.unwrap();
+    };
+    let (reply, ()) = tokio::join!(app.api_with("PATCH", path, Some(key), Some(body), headers), other);
+    reply
+}
+
+#[tokio::test]
+async fn a_write_between_an_updates_read_and_its_write_is_never_undone() {
+    let app = TestApp::new().await;
+    let ada = app.onboard().await;
+    let key = app.key(&ada, "owner").await;
+    let project = app
+        .api(
+            "POST",
+            "/projects",
+            Some(&key),
+            Some(json!({"name": "Shop", "description": "one"})),
+        )
+        .await
+        .json();
+    let pid = project["id"].as_str().unwrap().to_owned();
+    let env = project["environments"][0]["id"].as_str().unwrap().to_owned();
+    let path = format!("/projects/{pid}");
+    let lock = format!("SELECT 1 FROM projects WHERE id = '{pid}' FOR UPDATE");
+
+    // With If-Match: the tag matched when read, the row changed before the
+    // write: 412, and the other writer's change stands.
+    let tag = app.api("GET", &path, Some(&key), None).await.headers["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let r = patch_across_a_write(
+        &app,
+        &key,
+        &path,
+        json!({"name": "Renamed"}),
+        &[("if-match", &tag)],
+        &lock,
+        &format!("UPDATE projects SET description = 'two' WHERE id = '{pid}'"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.body);
+    let now = app.api("GET", &path, Some(&key), None).await.json();
+    assert_eq!(
+        (now["name"].as_str(), now["description"].as_str()),
+        (Some("Shop"), Some("two"))
+    );
+
+    // Without If-Match: the PATCH is merged again into what is there now, so
+    // both changes hold (before, its stale read of the description was written back).
+    let r = patch_across_a_write(
+        &app,
+        &key,
+        &path,
+        json!({"name": "Renamed"}),
+        &[],
+        &lock,
+        &format!("UPDATE projects SET description = 'three' WHERE id = '{pid}'"),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(
+        (r.json()["name"].as_str(), r.json()["description"].as_str()),
+        (Some("Renamed"), Some("three"))
+    );
+
+    // An app's runtime: the PATCH changes the port while another writer
+    // changes the memory limit; both stand, and with a stale If-Match, 412.
+    let made = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&key),
+            Some(json!({"environment_id": env, "name": "site", "source": "image", "image": "nginx:1.27"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    let aid = made.json()["id"].as_str().unwrap().to_owned();
+    let path = format!("/apps/{aid}");
+    let lock = format!("SELECT 1 FROM applications WHERE id = '{aid}' FOR UPDATE");
+    let memory = |mb: u32| {
+        format!("UPDATE applications SET runtime = jsonb_set(runtime, '{{memory_mb}}', '{mb}') WHERE id = '{aid}'")
+    };
+    let r = patch_across_a_write(
+        &app,
+        &key,
+        &path,
+        json!({"runtime": {"port": 8080}}),
+        &[],
+        &lock,
+        &memory(256),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.body);
+    assert_eq!(r.json()["runtime"]["port"], 8080, "{}", r.body);
+    assert_eq!(r.json()["runtime"]["memory_mb"], 256, "{}", r.body);
+    let tag = r.headers["etag"].to_str().unwrap().to_owned();
+    let r = patch_across_a_write(
+        &app,
+        &key,
+        &path,
+        json!({"runtime": {"port": 9090}}),
+        &[("if-match", &tag)],
+        &lock,
+        &memory(512),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PRECONDITION_FAILED, "{}", r.body);
+    let now = app.api("GET", &path, Some(&key), None).await.json();
+    assert_eq!(
+        (now["runtime"]["port"].as_u64(), now["runtime"]["memory_mb"].as_u64()),
+        (Some(8080), Some(512))
+    );
+}

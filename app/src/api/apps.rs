@@ -332,6 +332,8 @@ pub async fn update_domain(
             rate_average,
             rate_burst,
         },
+        // The page's form holds every field: what it sends is the whole state.
+        expect: None,
     };
     engine::domains::update(&ctx.engine, &caller, id, update)
         .await

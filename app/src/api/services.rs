@@ -181,7 +181,7 @@ pub async fn update_service(
         external(&external_bind, &external_port),
     )
     .map_err(fail)?;
-    services::update(&ctx.engine, &caller, edge::id(&id)?, settings)
+    services::update(&ctx.engine, &caller, edge::id(&id)?, settings, None)
         .await
         .map_err(fail)
 }

@@ -11,6 +11,7 @@ pub mod tls;
 use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::db::schema::{app_env_vars, applications, deployments, domains, environments, projects};
+use crate::db::RowVersion;
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, DeploymentId, DomainId, EnvironmentId, ProjectId};
 use crate::names::ProjectRole;
@@ -32,6 +33,9 @@ pub enum AppError {
     Forbidden(&'static str),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A guarded update found the app (or domain) changed since it was read.
+    #[error("it changed since it was read")]
+    Changed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -65,6 +69,7 @@ impl Classify for AppError {
             AppError::NotFound => ErrorKind::NotFound,
             AppError::Forbidden(m) => ErrorKind::Forbidden((*m).to_owned()),
             AppError::Corrupt(_) => ErrorKind::Internal,
+            AppError::Changed => ErrorKind::Changed,
             AppError::Store(s) => s.kind(),
         }
     }
@@ -192,6 +197,8 @@ pub struct AppDetail {
     pub domains: Vec<Domain>,
     /// Variable names only; values are revealed on request.
     pub env_names: Vec<String>,
+    /// The application row's version as read here, for a guarded [`update`].
+    pub version: RowVersion,
 }
 
 /// What a new application is made of (all parsed already).
@@ -423,7 +430,15 @@ pub(crate) async fn load_any(
 pub async fn get(engine: &Engine, caller: &Caller, id: AppId) -> Result<AppDetail, AppError> {
     access::check_with(engine, caller, Target::App(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let (app, _) = load(&mut conn, caller.org_id.0, id).await?;
+    let (row, version): (AppRow, i64) = applications::table
+        .filter(applications::id.eq(id.0))
+        .filter(applications::organization_id.eq(caller.org_id.0))
+        .select((AppRow::as_select(), RowVersion::column()))
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or(AppError::NotFound)?;
+    let (app, _) = row.decode()?;
     let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
         .inner_join(projects::table)
         .filter(environments::id.eq(app.environment_id.0))
@@ -452,6 +467,7 @@ pub async fn get(engine: &Engine, caller: &Caller, id: AppId) -> Result<AppDetai
         environment_name,
         domains,
         env_names,
+        version: RowVersion::of(version),
     })
 }
 
@@ -536,10 +552,7 @@ pub enum SecretChange {
     Set(String),
 }
 
-/// Changes where the app comes from. Moving to another registry or git host
-/// drops the stored password or key unless a new one is given (it must never be
-/// sent to a host it was not meant for), and a new git host drops the pinned
-/// ssh host key.
+/// Changes where the app comes from (see [`update`]).
 pub async fn update_source(
     engine: &Engine,
     caller: &Caller,
@@ -548,62 +561,125 @@ pub async fn update_source(
     secret: SecretChange,
     build: Build,
 ) -> Result<(), AppError> {
+    let change = AppChange {
+        source: Some((source, secret, build)),
+        runtime: None,
+    };
+    update(engine, caller, id, change, None).await
+}
+
+/// What an update of an application changes: where it comes from (with its
+/// stored secret and how it is built), its runtime settings, or both.
+pub struct AppChange {
+    pub source: Option<(Source, SecretChange, Build)>,
+    pub runtime: Option<Runtime>,
+}
+
+/// Changes an application's source and runtime settings in one transaction
+/// (taking effect at the next deploy): both are checked before either is
+/// written. With `expect`, only while the row is still the version the caller
+/// read, compared under the row's lock ([`AppError::Changed`] otherwise, and
+/// nothing changes). Moving to another registry or git host drops the stored
+/// password or key unless a new one is given (it must never be sent to a host
+/// it was not meant for), and a new git host drops the pinned ssh host key.
+pub async fn update(
+    engine: &Engine,
+    caller: &Caller,
+    id: AppId,
+    change: AppChange,
+    expect: Option<RowVersion>,
+) -> Result<(), AppError> {
     access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
-    check_source(engine, &source)?;
+    if let Some((source, _, _)) = &change.source {
+        check_source(engine, source)?;
+    }
+    if let Some(runtime) = &change.runtime {
+        check_runtime(engine, caller, runtime)?;
+    }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     let org = caller.org_id.0;
     conn.transaction::<_, AppError, _>(async |conn| {
         crate::audit::within(conn).await?;
-        let current: Option<serde_json::Value> = applications::table
+        let (current, version): (serde_json::Value, i64) = applications::table
             .filter(applications::id.eq(id.0))
             .filter(applications::organization_id.eq(org))
-            .select(applications::source)
+            .select((applications::source, RowVersion::column()))
             .for_update()
             .first(conn)
             .await
-            .optional()?;
-        let current: Source = serde_json::from_value(current.ok_or(AppError::NotFound)?)
-            .map_err(|e| AppError::Corrupt(format!("source: {e}")))?;
-        let moved = current.credential_host() != source.credential_host();
-        let secret = match secret {
-            SecretChange::Keep if moved => SecretChange::Clear,
-            other => other,
-        };
-        let scoped = applications::table.filter(applications::id.eq(id.0));
-        diesel::update(scoped)
-            .set((
-                applications::source.eq(json(&source)),
-                applications::repo_key.eq(source.repo_key()),
-                applications::build.eq(json(&build)),
-                applications::updated_at.eq(diesel::dsl::now),
-            ))
-            .execute(conn)
-            .await?;
-        match secret {
-            SecretChange::Keep => {}
-            SecretChange::Clear => {
-                diesel::update(scoped)
-                    .set(applications::source_secret.eq(None::<String>))
-                    .execute(conn)
-                    .await?;
-            }
-            SecretChange::Set(s) => {
-                let sealed = engine.secret.seal(slot::source_secret(&id.to_string()), s.as_bytes());
-                diesel::update(scoped)
-                    .set(applications::source_secret.eq(sealed))
-                    .execute(conn)
-                    .await?;
-            }
+            .optional()?
+            .ok_or(AppError::NotFound)?;
+        if expect.is_some_and(|v| v != RowVersion::of(version)) {
+            return Err(AppError::Changed);
         }
-        if moved {
+        let scoped = applications::table.filter(applications::id.eq(id.0));
+        if let Some((source, secret, build)) = change.source {
+            let current: Source =
+                serde_json::from_value(current).map_err(|e| AppError::Corrupt(format!("source: {e}")))?;
+            write_source(engine, conn, id, &current, source, secret, build).await?;
+        }
+        if let Some(runtime) = change.runtime {
             diesel::update(scoped)
-                .set(applications::ssh_known_hosts.eq(None::<String>))
+                .set((
+                    applications::runtime.eq(json(&runtime)),
+                    applications::updated_at.eq(diesel::dsl::now),
+                ))
                 .execute(conn)
                 .await?;
         }
         Ok(())
     })
     .await
+}
+
+/// The source part of [`update`], in its transaction, the row locked.
+async fn write_source(
+    engine: &Engine,
+    conn: &mut AsyncPgConnection,
+    id: AppId,
+    current: &Source,
+    source: Source,
+    secret: SecretChange,
+    build: Build,
+) -> Result<(), AppError> {
+    let moved = current.credential_host() != source.credential_host();
+    let secret = match secret {
+        SecretChange::Keep if moved => SecretChange::Clear,
+        other => other,
+    };
+    let scoped = applications::table.filter(applications::id.eq(id.0));
+    diesel::update(scoped)
+        .set((
+            applications::source.eq(json(&source)),
+            applications::repo_key.eq(source.repo_key()),
+            applications::build.eq(json(&build)),
+            applications::updated_at.eq(diesel::dsl::now),
+        ))
+        .execute(conn)
+        .await?;
+    match secret {
+        SecretChange::Keep => {}
+        SecretChange::Clear => {
+            diesel::update(scoped)
+                .set(applications::source_secret.eq(None::<String>))
+                .execute(conn)
+                .await?;
+        }
+        SecretChange::Set(s) => {
+            let sealed = engine.secret.seal(slot::source_secret(&id.to_string()), s.as_bytes());
+            diesel::update(scoped)
+                .set(applications::source_secret.eq(sealed))
+                .execute(conn)
+                .await?;
+        }
+    }
+    if moved {
+        diesel::update(scoped)
+            .set(applications::ssh_known_hosts.eq(None::<String>))
+            .execute(conn)
+            .await?;
+    }
+    Ok(())
 }
 
 /// Forgets the ssh host key pinned at the app's first clone, so the next clone
@@ -690,27 +766,11 @@ pub async fn backfill_repo_keys(conn: &mut AsyncPgConnection) -> Result<usize, S
 }
 
 pub async fn update_runtime(engine: &Engine, caller: &Caller, id: AppId, runtime: Runtime) -> Result<(), AppError> {
-    access::check_with(engine, caller, Target::App(id), ProjectRole::Admin).await?;
-    check_runtime(engine, caller, &runtime)?;
-    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let n = crate::audited!(conn, AppError, {
-        Ok(diesel::update(
-            applications::table
-                .filter(applications::id.eq(id.0))
-                .filter(applications::organization_id.eq(caller.org_id.0)),
-        )
-        .set((
-            applications::runtime.eq(json(&runtime)),
-            applications::updated_at.eq(diesel::dsl::now),
-        ))
-        .execute(conn)
-        .await?)
-    })
-    .await?;
-    if n == 0 {
-        return Err(AppError::NotFound);
-    }
-    Ok(())
+    let change = AppChange {
+        source: None,
+        runtime: Some(runtime),
+    };
+    update(engine, caller, id, change, None).await
 }
 
 /// Replaces all environment variables (the bulk `.env` edit). Takes effect on the
@@ -891,16 +951,26 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
 
 /// One domain of the caller's organization, by its ID.
 pub async fn domain(engine: &Engine, caller: &Caller, id: DomainId) -> Result<Domain, AppError> {
+    Ok(domain_versioned(engine, caller, id).await?.0)
+}
+
+/// A domain with its row's version, for a guarded update (`DomainUpdate::expect`).
+pub async fn domain_versioned(
+    engine: &Engine,
+    caller: &Caller,
+    id: DomainId,
+) -> Result<(Domain, RowVersion), AppError> {
     access::check_with(engine, caller, Target::Domain(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    domains::table
+    let (d, v): (Domain, i64) = domains::table
         .filter(domains::id.eq(id.0))
         .filter(domains::organization_id.eq(caller.org_id.0))
-        .select(Domain::as_select())
+        .select((Domain::as_select(), RowVersion::column()))
         .first(&mut conn)
         .await
         .optional()?
-        .ok_or(AppError::NotFound)
+        .ok_or(AppError::NotFound)?;
+    Ok((d, RowVersion::of(v)))
 }
 
 /// A domain's HTTPS settings and proxy options, as changed from the UI.
@@ -908,6 +978,9 @@ pub struct DomainUpdate {
     pub https: bool,
     pub cert: domain_options::CertSource,
     pub options: domain_options::OptionsForm,
+    /// Only while the domain is still this version ([`AppError::Changed`]
+    /// otherwise); `None` for "as it is now".
+    pub expect: Option<RowVersion>,
 }
 
 /// What changing a domain asks of the proxy.
@@ -927,28 +1000,40 @@ pub async fn update_domain(
 ) -> Result<DomainChanged, AppError> {
     access::check_with(engine, caller, Target::Domain(id), ProjectRole::Deployer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    let d: (Uuid, Domain) = domains::table
+    let (app, current, read): (Uuid, Domain, i64) = domains::table
         .filter(domains::id.eq(id.0))
         .filter(domains::organization_id.eq(caller.org_id.0))
-        .select((domains::application_id, Domain::as_select()))
+        .select((domains::application_id, Domain::as_select(), RowVersion::column()))
         .first(&mut conn)
         .await
         .optional()?
         .ok_or(AppError::NotFound)?;
-    let (app, current) = d;
+    if u.expect.is_some_and(|v| v != RowVersion::of(read)) {
+        return Err(AppError::Changed);
+    }
     let host = DomainName::parse_route(&current.host).map_err(|e| AppError::Corrupt(e.message))?;
     check_tls_choice(engine, &host, u.https, u.cert).await?;
     let options = u.options.parse(host.as_str(), &current.options())?;
     let source_changed = u.cert.as_str() != current.cert || u.https != current.https;
     crate::audited!(conn, AppError, {
-        diesel::update(domains::table.filter(domains::id.eq(id.0)))
-            .set((
-                domains::https.eq(u.https),
-                domains::cert.eq(u.cert.as_str()),
-                domains::options.eq(json(&options)),
-            ))
-            .execute(conn)
-            .await?;
+        // The options were merged into the row as read above: written only
+        // while it is still that row, or a concurrent change would be undone.
+        let n = diesel::update(
+            domains::table.filter(domains::id.eq(id.0)).filter(
+                diesel::dsl::sql::<diesel::sql_types::Bool>("xmin::text::bigint = ")
+                    .bind::<diesel::sql_types::BigInt, _>(read),
+            ),
+        )
+        .set((
+            domains::https.eq(u.https),
+            domains::cert.eq(u.cert.as_str()),
+            domains::options.eq(json(&options)),
+        ))
+        .execute(conn)
+        .await?;
+        if n == 0 {
+            return Err(AppError::Changed);
+        }
         if source_changed {
             // A new way to the certificate starts without the old one's failures.
             diesel::update(domains::table.filter(domains::id.eq(id.0)))

@@ -13,6 +13,26 @@ use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 use secrecy::ExposeSecret;
 
 pub type DbPool = Pool<AsyncPgConnection>;
+
+/// The version of a row as last read: PostgreSQL's `xmin`, the transaction
+/// that last wrote it, which every `UPDATE` of the row changes. An update
+/// given one applies only while the row is still that version, checked under
+/// the row's lock in the update's own transaction, so "read, compare, write"
+/// (HTTP's `If-Match`) has no window for another writer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RowVersion(i64);
+
+impl RowVersion {
+    /// Selects the version of the (one) table a query reads.
+    pub fn column() -> diesel::expression::SqlLiteral<diesel::sql_types::BigInt> {
+        // xid has no integer cast of its own; its text form is the number.
+        diesel::dsl::sql("xmin::text::bigint")
+    }
+
+    pub fn of(raw: i64) -> Self {
+        Self(raw)
+    }
+}
 pub type DbConn = Object<AsyncPgConnection>;
 
 pub const MIGRATIONS: EmbeddedMigrations = embed_migrations!("../migrations");

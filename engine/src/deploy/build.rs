@@ -111,8 +111,15 @@ pub async fn prepare(
         args,
         // Images only on this host (tests, development) are used as they are.
         pull: !engine.deploy.host.allow_local_images,
+        cpu_shares: Some(BUILD_CPU_SHARES),
     })
 }
+
+/// A build's CPU weight, a quarter of a container's default (1024): a build
+/// takes whatever CPU is free, but the apps already serving (and Traefik, at
+/// four times the default) run first when the cores are contended, so one
+/// tenant's `cargo build` does not become every tenant's tail latency.
+pub const BUILD_CPU_SHARES: i32 = 256;
 
 #[cfg(test)]
 mod tests {

@@ -437,6 +437,7 @@ fn create_body(spec: &ContainerSpec) -> ContainerCreateBody {
             }),
             memory: spec.memory_bytes,
             nano_cpus: spec.nano_cpus,
+            cpu_shares: spec.cpu_shares,
             mounts: (!mounts.is_empty()).then_some(mounts),
             port_bindings: (!port_bindings.is_empty()).then_some(port_bindings),
             group_add: (!spec.group_add.is_empty()).then(|| spec.group_add.clone()),
@@ -639,6 +640,7 @@ impl DockerApi for BollardDocker {
                 target: spec.target.unwrap_or_default(),
                 buildargs: Some(spec.args.into_iter().collect()),
                 pull: spec.pull.then(|| "1".to_owned()),
+                cpushares: spec.cpu_shares,
                 rm: true,
                 forcerm: true,
                 // No labels: the legacy builder turns each into an extra step with
@@ -731,6 +733,20 @@ impl DockerApi for BollardDocker {
                 Err(DockerError::Refused { status: 304, .. }) => Ok(()),
                 other => other,
             }
+        })
+    }
+
+    fn set_cpu_shares<'a>(&'a self, name: &'a str, shares: i64) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            let update = bollard::models::ContainerUpdateBody {
+                cpu_shares: Some(shares),
+                ..Default::default()
+            };
+            self.docker()
+                .await?
+                .update_container(name, update)
+                .await
+                .map_err(|e| self.err(e))
         })
     }
 
@@ -858,6 +874,7 @@ impl DockerApi for BollardDocker {
                 },
                 addresses,
                 restart_count: info.restart_count.unwrap_or(0),
+                cpu_shares: info.host_config.and_then(|h| h.cpu_shares).unwrap_or(0),
             }))
         })
     }

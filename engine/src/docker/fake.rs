@@ -413,6 +413,19 @@ impl DockerApi for FakeDocker {
         })
     }
 
+    fn set_cpu_shares<'a>(&'a self, name: &'a str, shares: i64) -> BoxFuture<'a, Result<(), DockerError>> {
+        Box::pin(async move {
+            self.check(format!("update {name}"))?;
+            self.with(|s| match s.containers.get_mut(name) {
+                None => Err(DockerError::NotFound(format!("No such container: {name}"))),
+                Some(c) => {
+                    c.spec.cpu_shares = Some(shares);
+                    Ok(())
+                }
+            })
+        })
+    }
+
     /// The fake's servers end on SIGTERM, as well-behaved servers do.
     fn terminate_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>> {
         self.stop_container(name, Duration::ZERO)
@@ -488,6 +501,7 @@ impl DockerApi for FakeDocker {
                         _ => HashMap::new(),
                     },
                     restart_count: i64::from(c.started.saturating_sub(1)),
+                    cpu_shares: c.spec.cpu_shares.unwrap_or(0),
                 })
             }))
         })

@@ -162,6 +162,10 @@ pub struct ContainerSpec {
     pub restart: Restart,
     pub memory_bytes: Option<i64>,
     pub nano_cpus: Option<i64>,
+    /// The container's CPU weight against its neighbours when the cores are
+    /// contended (Docker's `CpuShares`; 1024 is everyone's default): not a
+    /// limit, only who waits when all want to run.
+    pub cpu_shares: Option<i64>,
     pub mounts: Vec<Mount>,
     /// Written into the container after it is created and before it starts
     /// (through Docker's archive API, so into its volumes too).
@@ -246,6 +250,7 @@ impl ContainerSpec {
             restart: Restart::No,
             memory_bytes: None,
             nano_cpus: None,
+            cpu_shares: None,
             mounts: Vec::new(),
             files: Vec::new(),
             group_add: Vec::new(),
@@ -330,6 +335,8 @@ pub struct ContainerInfo {
     pub addresses: HashMap<String, String>,
     /// How often Docker's restart policy restarted it.
     pub restart_count: i64,
+    /// Its CPU weight (`HostConfig.CpuShares`; 0 is Docker's default, 1024).
+    pub cpu_shares: i64,
 }
 
 impl std::fmt::Debug for ContainerInfo {
@@ -346,6 +353,7 @@ impl std::fmt::Debug for ContainerInfo {
             .field("state", &self.state)
             .field("addresses", &self.addresses)
             .field("restart_count", &self.restart_count)
+            .field("cpu_shares", &self.cpu_shares)
             .finish()
     }
 }
@@ -458,6 +466,9 @@ pub struct BuildSpec {
     /// Pull every base image afresh rather than use a copy on this host (which
     /// may be another tenant's private image).
     pub pull: bool,
+    /// The build's CPU weight (Docker's `cpushares` for its step containers;
+    /// 1024 is a container's default), `None` for Docker's default.
+    pub cpu_shares: Option<i32>,
 }
 
 /// What a build says as it goes.
@@ -528,6 +539,8 @@ pub trait DockerApi: Send + Sync {
     // Containers.
     fn create_container<'a>(&'a self, spec: &'a ContainerSpec) -> BoxFuture<'a, Result<(), DockerError>>;
     fn start_container<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<(), DockerError>>;
+    /// Changes a container's CPU weight in place (running, it keeps running).
+    fn set_cpu_shares<'a>(&'a self, name: &'a str, shares: i64) -> BoxFuture<'a, Result<(), DockerError>>;
     /// One reading of a container's counters.
     fn stats<'a>(&'a self, name: &'a str) -> BoxFuture<'a, Result<ContainerStats, DockerError>>;
     /// Gives a container a new name (its network aliases stay).

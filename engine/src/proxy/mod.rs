@@ -119,7 +119,8 @@ fn write_dns_secrets(engine: &Engine, acme: &AcmeSettings) -> std::io::Result<()
 
 /// The managed Traefik container, as configured. Its fingerprint label changes
 /// whenever anything here does (the credentials' values included, by hash),
-/// which is how a changed configuration is noticed.
+/// which is how a changed configuration is noticed; all but the CPU weight,
+/// which Docker changes in place (`ensure`).
 fn traefik_spec(deploy: &DeployConfig, acme: &AcmeSettings) -> ContainerSpec {
     use sha2::{Digest, Sha256};
     let cfg = &deploy.proxy;
@@ -149,6 +150,7 @@ fn traefik_spec(deploy: &DeployConfig, acme: &AcmeSettings) -> ContainerSpec {
         aliases: Vec::new(),
     };
     spec.restart = Restart::UnlessStopped;
+    spec.cpu_shares = Some(PROXY_CPU_SHARES);
     spec.mounts = vec![
         Mount {
             source: MountSource::Bind(cfg.dynamic_dir.to_string_lossy().into_owned()),
@@ -203,6 +205,13 @@ fn traefik_spec(deploy: &DeployConfig, acme: &AcmeSettings) -> ContainerSpec {
 
 const FINGERPRINT: &str = "berth.proxy-config";
 
+/// Traefik's CPU weight, four times a container's default (1024): every
+/// request to every app waits on it, so when a rollout's container starts and
+/// ends fill the cores, it runs before the apps and builds beside it
+/// (docs/BENCHMARKS.md, "The rollout tail"). A weight, not a reservation: an
+/// idle Traefik leaves the cores to the others.
+pub const PROXY_CPU_SHARES: i64 = 4096;
+
 /// Makes sure the network and dynamic directory exist, and that the managed
 /// Traefik runs with the configured settings (replaced when they changed).
 pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
@@ -227,6 +236,12 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     let spec = traefik_spec(&engine.deploy, &acme);
     if let Some(existing) = engine.docker.inspect_container(&cfg.container).await? {
         if existing.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT) {
+            // A Traefik made before it had its weight (or given another by
+            // hand) gets it without a restart: no request is dropped for it.
+            if let Some(shares) = spec.cpu_shares.filter(|s| *s != existing.cpu_shares) {
+                tracing::info!(container = %cfg.container, shares, "setting Traefik's CPU weight");
+                engine.docker.set_cpu_shares(&cfg.container, shares).await?;
+            }
             if !existing.state.is_up() {
                 engine.docker.start_container(&cfg.container).await?;
             }

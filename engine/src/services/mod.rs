@@ -12,6 +12,7 @@ use crate::access::{self, Target};
 use crate::accounts::{is_unique_violation, Caller};
 use crate::apps::spec::{parse_image, AppName};
 use crate::db::schema::{applications, database_services, environments, projects};
+use crate::db::RowVersion;
 use crate::docker::DockerError;
 use crate::error::{Classify, ErrorKind, StoreError};
 use crate::ids::{AppId, EnvironmentId, ProjectId, ServiceId};
@@ -45,6 +46,9 @@ pub enum ServiceError {
     Docker(#[from] DockerError),
     #[error("stored data is corrupt: {0}")]
     Corrupt(String),
+    /// A guarded update found the service changed since it was read.
+    #[error("it changed since it was read")]
+    Changed,
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -85,6 +89,7 @@ impl Classify for ServiceError {
             },
             ServiceError::Docker(_) => ErrorKind::Unavailable,
             ServiceError::Corrupt(_) => ErrorKind::Internal,
+            ServiceError::Changed => ErrorKind::Changed,
             ServiceError::Store(s) => s.kind(),
         }
     }
@@ -612,11 +617,23 @@ pub struct ServiceDetail {
     pub ready: Option<bool>,
     pub internal_url_masked: String,
     pub external_url_masked: Option<String>,
+    /// The row's version as read here, for a guarded [`update`].
+    pub version: RowVersion,
 }
 
 pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceDetail, ServiceError> {
     access::check_with(engine, caller, Target::Service(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    // Read before the row itself: a writer in between makes a guarded update
+    // refuse (the safe side), never accept what this read did not see.
+    let version: i64 = database_services::table
+        .filter(database_services::id.eq(id.0))
+        .filter(database_services::organization_id.eq(caller.org_id.0))
+        .select(RowVersion::column())
+        .first(&mut conn)
+        .await
+        .optional()?
+        .ok_or(ServiceError::NotFound)?;
     let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
     let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
         .inner_join(projects::table)
@@ -646,6 +663,7 @@ pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<Serv
         project_id: ProjectId(project_id),
         project_name,
         environment_name,
+        version: RowVersion::of(version),
     })
 }
 
@@ -771,13 +789,32 @@ pub(crate) fn announce_until_ready(engine: &Engine, id: Uuid) {
 }
 
 /// Changes image, limits and exposure, then rebuilds the container (same volume).
-pub async fn update(engine: &Engine, caller: &Caller, id: ServiceId, s: Settings) -> Result<(), ServiceError> {
+///
+/// With `expect`, only while the row is still the version the caller read,
+/// compared under the row's lock ([`ServiceError::Changed`] otherwise, and
+/// nothing changes).
+pub async fn update(
+    engine: &Engine,
+    caller: &Caller,
+    id: ServiceId,
+    s: Settings,
+    expect: Option<RowVersion>,
+) -> Result<(), ServiceError> {
     access::check_with(engine, caller, Target::Service(id), ProjectRole::Admin).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     // Existence first: a foreign ID is "not found", whatever the request asks.
     load(engine, &mut conn, caller.org_id.0, id).await?;
     check_exposure(caller, &s)?;
     crate::audited!(conn, ServiceError, {
+        let now: i64 = database_services::table
+            .find(id.0)
+            .select(RowVersion::column())
+            .for_update()
+            .first(conn)
+            .await?;
+        if expect.is_some_and(|v| v != RowVersion::of(now)) {
+            return Err(ServiceError::Changed);
+        }
         Ok(diesel::update(database_services::table.find(id.0))
             .set((
                 database_services::image.eq(&s.image),

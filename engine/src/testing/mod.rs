@@ -794,6 +794,7 @@ pub async fn build_image(engine: &Engine, tag: &str, dockerfile: &str, files: &[
         target: None,
         args: Vec::new(),
         pull: false,
+        cpu_shares: None,
     });
     let mut said = Vec::new();
     while let Some(ev) = events.next().await {

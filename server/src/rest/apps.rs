@@ -3,7 +3,9 @@
 //! functions are. A change of some runtime fields goes through the same form
 //! parse as the page's whole form ([`RuntimeForm::of`]).
 
-use super::{engine_err, field_error, id, if_match, stamp, tagged, Body, Created, Key, PageQuery, Problem, Revealer};
+use super::{
+    engine_err, field_error, id, if_match, merging, stamp, tagged, Body, Created, Key, PageQuery, Problem, Revealer,
+};
 use crate::error::ApiError;
 use crate::rest::projects::Removal;
 use crate::state::AppState;
@@ -11,6 +13,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use engine::accounts::Caller;
 use engine::apps::domain_options::{CertSource, DomainOptions};
 use engine::apps::form::{RuntimeForm, SourceForm};
 use engine::apps::spec::{self, AppName, Build, Source};
@@ -124,7 +127,7 @@ fn domain_out(x: apps::Domain) -> Domain {
 }
 
 /// Fields left out stay as they are.
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct DomainChange {
     pub https: Option<bool>,
@@ -202,7 +205,7 @@ impl From<AppDetail> for App {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAppIn {
     pub environment_id: String,
@@ -222,7 +225,7 @@ pub struct NewAppIn {
 }
 
 /// Fields left out stay as they are.
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RuntimeChange {
     pub port: Option<u16>,
@@ -236,7 +239,7 @@ pub struct RuntimeChange {
 
 /// Where the app comes from and how it is built; fields left out stay as they
 /// are (taking effect at the next deploy).
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SourceChange {
     /// `image` or `git`.
@@ -263,7 +266,7 @@ pub struct SourceChange {
     pub static_dir: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AppChange {
     pub runtime: Option<RuntimeChange>,
@@ -277,7 +280,7 @@ pub struct EnvVars {
     pub vars: BTreeMap<String, String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomainIn {
     pub host: String,
@@ -408,11 +411,23 @@ pub async fn update(
     Body(b): Body<AppChange>,
 ) -> Result<Response, ApiError> {
     let aid: AppId = id(&aid)?;
+    merging(&headers, || update_once(&s, &c, aid, &headers, b.clone())).await
+}
+
+/// One read, merge and guarded write of [`update`].
+async fn update_once(
+    s: &AppState,
+    c: &Caller,
+    aid: AppId,
+    headers: &HeaderMap,
+    b: AppChange,
+) -> Result<Response, ApiError> {
     let engine = s.engine();
-    let now = apps::get(engine, &c, aid).await.map_err(engine_err)?;
+    let now = apps::get(engine, c, aid).await.map_err(engine_err)?;
+    let read = now.version;
     let app_now = now.app.clone();
     let mut form = RuntimeForm::of(&now.app.runtime);
-    if_match(&headers, &super::etag(&App::from(now)))?;
+    if_match(headers, &super::etag(&App::from(now)))?;
     let changes_runtime = b.runtime.is_some();
     if let Some(r) = b.runtime {
         let text = |v: Option<u32>| v.map(|x| x.to_string()).unwrap_or_default();
@@ -479,17 +494,15 @@ pub async fn update(
             Some(parsed)
         }
     };
-    if let Some((source, secret, build)) = source {
-        apps::update_source(engine, &c, aid, source, secret, build)
-            .await
-            .map_err(engine_err)?;
-    }
-    if changes_runtime {
-        apps::update_runtime(engine, &c, aid, runtime)
-            .await
-            .map_err(engine_err)?;
-    }
-    let d = apps::get(engine, &c, aid).await.map_err(engine_err)?;
+    let change = apps::AppChange {
+        source,
+        runtime: changes_runtime.then_some(runtime),
+    };
+    // Written only while the app is still as read (and merged) above.
+    apps::update(engine, c, aid, change, Some(read))
+        .await
+        .map_err(engine_err)?;
+    let d = apps::get(engine, c, aid).await.map_err(engine_err)?;
     Ok(tagged(StatusCode::OK, App::from(d)))
 }
 
@@ -558,12 +571,23 @@ pub async fn update_domain(
     Body(b): Body<DomainChange>,
 ) -> Result<Response, ApiError> {
     let did: engine::ids::DomainId = id(&did)?;
+    merging(&headers, || update_domain_once(&s, &c, did, &headers, b.clone())).await
+}
+
+/// One read, merge and guarded write of [`update_domain`].
+async fn update_domain_once(
+    s: &AppState,
+    c: &Caller,
+    did: engine::ids::DomainId,
+    headers: &HeaderMap,
+    b: DomainChange,
+) -> Result<Response, ApiError> {
     let engine = s.engine();
-    let now = apps::domain(engine, &c, did).await.map_err(engine_err)?;
+    let (now, read) = apps::domain_versioned(engine, c, did).await.map_err(engine_err)?;
     let mut form = now.options().to_form();
     let cert = now.cert_source();
     let https = now.https;
-    if_match(&headers, &super::etag(&domain_out(now)))?;
+    if_match(headers, &super::etag(&domain_out(now)))?;
     let text = |v: u32| if v == 0 { String::new() } else { v.to_string() };
     if let Some(v) = b.redirect_https {
         form.redirect_https = v;
@@ -613,11 +637,12 @@ pub async fn update_domain(
             None => cert,
         },
         options: form,
+        expect: Some(read),
     };
-    engine::domains::update(engine, &c, did, update)
+    engine::domains::update(engine, c, did, update)
         .await
         .map_err(engine_err)?;
-    let d = apps::domain(engine, &c, did).await.map_err(engine_err)?;
+    let d = apps::domain(engine, c, did).await.map_err(engine_err)?;
     Ok(tagged(StatusCode::OK, domain_out(d)))
 }
 

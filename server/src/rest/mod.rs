@@ -50,7 +50,8 @@ Send an API key (Settings → API keys) as `Authorization: Bearer <key>`. Errors
 `{\"error\": message, \"field\": name}` (the field only when one is at fault). Lists take \
 `limit` (1–100, default 50) and `cursor` (the `next` of the previous page). A read answers \
 with an `ETag`; send it back as `If-Match` with an update to refuse it (412) if someone \
-changed the resource in between."
+changed the resource in between. Without `If-Match`, a `PATCH` changes the fields it sends \
+and no others, even when another writer changes other fields at the same moment."
     ),
     modifiers(&BearerAuth),
     security(("api_key" = [])),
@@ -410,6 +411,26 @@ pub fn if_match(headers: &HeaderMap, current: &str) -> Result<(), ApiError> {
             "the resource changed since you read it: read it again (If-Match does not match its ETag)",
         ))
     }
+}
+
+/// Runs a PATCH's read, merge and guarded write again when another writer
+/// changed the resource between its read and its write (the write refused:
+/// 412) and the request set no `If-Match` of its own: the fields it sends are
+/// then merged into what is there now, and nobody's change is undone. With an
+/// `If-Match` the 412 is the answer.
+pub async fn merging<F, Fut>(headers: &HeaderMap, mut attempt: F) -> Result<Response, ApiError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<Response, ApiError>>,
+{
+    let guarded = headers.contains_key(header::IF_MATCH);
+    for _ in 0..3 {
+        match attempt().await {
+            Err(e) if e.status == StatusCode::PRECONDITION_FAILED && !guarded => continue,
+            other => return other,
+        }
+    }
+    attempt().await
 }
 
 /// A JSON answer with its `ETag`.

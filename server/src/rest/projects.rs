@@ -1,7 +1,7 @@
 //! `/api/v1/projects` and `/api/v1/environments`: thin over `engine::projects`
 //! and `engine::teardown`, as the server functions are.
 
-use super::{id, if_match, stamp, tagged, Body, Key, PageQuery, Problem};
+use super::{id, if_match, merging, stamp, tagged, Body, Key, PageQuery, Problem};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
@@ -166,22 +166,26 @@ pub async fn update(
     Body(b): Body<ProjectChange>,
 ) -> Result<Response, ApiError> {
     let pid = id(&pid)?;
-    let now = Project::from(
-        projects::get(s.engine(), &c, pid)
+    merging(&headers, || async {
+        let detail = projects::get(s.engine(), &c, pid)
             .await
-            .map_err(ApiError::from_engine)?,
-    );
-    if_match(&headers, &super::etag(&now))?;
-    let name = ProjectName::parse(b.name.as_deref().unwrap_or(&now.name)).map_err(ApiError::from_engine)?;
-    let description =
-        Description::parse(b.description.as_deref().unwrap_or(&now.description)).map_err(ApiError::from_engine)?;
-    projects::update(s.engine(), &c, pid, name, description)
-        .await
-        .map_err(ApiError::from_engine)?;
-    let d = projects::get(s.engine(), &c, pid)
-        .await
-        .map_err(ApiError::from_engine)?;
-    Ok(tagged(StatusCode::OK, Project::from(d)))
+            .map_err(ApiError::from_engine)?;
+        let read = detail.version;
+        let now = Project::from(detail);
+        if_match(&headers, &super::etag(&now))?;
+        let name = ProjectName::parse(b.name.as_deref().unwrap_or(&now.name)).map_err(ApiError::from_engine)?;
+        let description =
+            Description::parse(b.description.as_deref().unwrap_or(&now.description)).map_err(ApiError::from_engine)?;
+        // Written only while the project is still as read (and merged) above.
+        projects::update_guarded(s.engine(), &c, pid, name, description, Some(read))
+            .await
+            .map_err(ApiError::from_engine)?;
+        let d = projects::get(s.engine(), &c, pid)
+            .await
+            .map_err(ApiError::from_engine)?;
+        Ok(tagged(StatusCode::OK, Project::from(d)))
+    })
+    .await
 }
 
 /// Deletes a project with every app and database in it (admins).

@@ -4,13 +4,16 @@
 //! Connection details with the password come only on explicit request
 //! (`POST .../connection`, not for viewer keys).
 
-use super::{engine_err, flag, id, if_match, stamp, tagged_as, Body, Created, Key, PageQuery, Problem, Revealer};
+use super::{
+    engine_err, flag, id, if_match, merging, stamp, tagged_as, Body, Created, Key, PageQuery, Problem, Revealer,
+};
 use crate::error::ApiError;
 use crate::state::AppState;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
+use engine::accounts::Caller;
 use engine::backups::{self, NewDestination, NewSchedule, RestoreInto, Subject};
 use engine::ids::ServiceId;
 use engine::services::{self, Action, NewService, ServiceDetail, Settings};
@@ -86,7 +89,7 @@ impl From<ServiceDetail> for Service {
     }
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewServiceIn {
     pub environment_id: String,
@@ -114,7 +117,7 @@ pub struct NewServiceIn {
 }
 
 /// Fields left out stay as they are; `external_port: 0` unpublishes.
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ServiceChange {
     pub image: Option<String>,
@@ -124,7 +127,7 @@ pub struct ServiceChange {
     pub external_bind: Option<String>,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionIn {
     /// `start`, `stop` or `restart`.
@@ -244,9 +247,22 @@ pub async fn update(
     Body(b): Body<ServiceChange>,
 ) -> Result<Response, ApiError> {
     let sid: ServiceId = id(&sid)?;
+    merging(&headers, || update_once(&s, &c, sid, &headers, b.clone())).await
+}
+
+/// One read, merge and guarded write of [`update`].
+async fn update_once(
+    s: &AppState,
+    c: &Caller,
+    sid: ServiceId,
+    headers: &HeaderMap,
+    b: ServiceChange,
+) -> Result<Response, ApiError> {
     let engine = s.engine();
-    let now = Service::from(services::get(engine, &c, sid).await.map_err(engine_err)?);
-    if_match(&headers, &now.tag())?;
+    let detail = services::get(engine, c, sid).await.map_err(engine_err)?;
+    let read = detail.version;
+    let now = Service::from(detail);
+    if_match(headers, &now.tag())?;
     let image = b.image.unwrap_or_else(|| now.image.clone());
     let keep = |v: Option<u32>, old: Option<i32>| match v {
         Some(x) => x.to_string(),
@@ -262,8 +278,10 @@ pub async fn update(
     let bind = b.external_bind.or(now.external_bind).unwrap_or_default();
     let settings =
         Settings::parse(&image, &cpu, &mem, port.as_deref().map(|p| (bind.as_str(), p))).map_err(engine_err)?;
-    services::update(engine, &c, sid, settings).await.map_err(engine_err)?;
-    let d = services::get(engine, &c, sid).await.map_err(engine_err)?;
+    services::update(engine, c, sid, settings, Some(read))
+        .await
+        .map_err(engine_err)?;
+    let d = services::get(engine, c, sid).await.map_err(engine_err)?;
     Ok(Service::from(d).answer(StatusCode::OK))
 }
 
@@ -333,7 +351,7 @@ pub struct Destination {
     pub path_style: bool,
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDestinationIn {
     pub name: String,
@@ -531,7 +549,7 @@ pub async fn history(
     }))
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupIn {
     pub destination_id: String,
@@ -553,7 +571,7 @@ pub async fn backup_now(
     Ok((StatusCode::ACCEPTED, Json(Created { id: bid.0 })).into_response())
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreIn {
     /// The service the backup is of (or another of the same engine).
@@ -594,7 +612,7 @@ pub async fn drill(State(s): State<AppState>, Key(c): Key, Path(bid): Path<Strin
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Deserialize, ToSchema)]
+#[derive(Clone, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleIn {
     pub destination_id: String,
