@@ -139,8 +139,9 @@ pub async fn service_changed(engine: &Engine, service: Uuid) {
 /// the deployments, services, backups and figures of the projects they reach
 /// (each ID resolved once per stream, then remembered), and no notification
 /// deliveries or machine figures (organization-wide, like the pages that show
-/// them). The stream keeps the grants it opened with: a change of grants
-/// reaches it when the page reconnects.
+/// them). The stream's owner re-reads the caller now and then
+/// ([`Sieve::refresh`]): changed grants apply from then on, and a caller who
+/// is no longer one (signed out, removed) ends the stream.
 pub struct Sieve {
     caller: Caller,
     seen: HashMap<Uuid, bool>,
@@ -155,6 +156,20 @@ impl Sieve {
             caller,
             seen: HashMap::new(),
         }
+    }
+
+    /// The organization whose channel this stream hears.
+    pub fn org(&self) -> crate::ids::OrgId {
+        self.caller.org_id
+    }
+
+    /// The caller as they are now (re-read from their session): what was
+    /// admitted under other grants or another role is judged again.
+    pub fn refresh(&mut self, caller: Caller) {
+        if caller.projects != self.caller.projects || caller.role != self.caller.role {
+            self.seen.clear();
+        }
+        self.caller = caller;
     }
 
     /// Whether `payload` (an [`Event`] as published) goes to this stream.

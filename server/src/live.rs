@@ -15,9 +15,11 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use engine::access::{self, Target};
 use engine::accounts::Caller;
 use engine::docker::{LogOptions, Output};
 use engine::ids::{AppId, DeploymentId};
+use engine::names::ProjectRole;
 use futures::StreamExt;
 use serde::Deserialize;
 use std::time::Duration;
@@ -103,8 +105,9 @@ pub async fn deployment_log(
         let stream = engine::logs::follow(state.engine(), app, id)
             .await
             .map_err(engine_error)?;
+        let guard = Reach::session(&state, headers, &caller, Target::App(app));
         Ok::<_, Response>(ws.on_upgrade(move |socket| async move {
-            pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json"))).await;
+            pump(socket, stream.map(|e| serde_json::to_string(&e).expect("json")), guard).await;
             drop(slot);
         }))
     };
@@ -137,8 +140,9 @@ pub async fn runtime_log(
         let container = engine::deploy::runtime::container_name(state.engine(), &detail.app.name, live);
         let slot = slot(&state, &caller)?;
         let stream = container_log(&state, &container, &q).await?;
+        let guard = Reach::session(&state, headers, &caller, Target::App(id));
         Ok::<_, Response>(ws.on_upgrade(move |socket| async move {
-            pump(socket, stream).await;
+            pump(socket, stream, guard).await;
             drop(slot);
         }))
     };
@@ -167,8 +171,9 @@ pub async fn service_log(
         );
         let slot = slot(&state, &caller)?;
         let stream = container_log(&state, &container, &q).await?;
+        let guard = Reach::session(&state, headers, &caller, Target::Service(id));
         Ok::<_, Response>(ws.on_upgrade(move |socket| async move {
-            pump(socket, stream).await;
+            pump(socket, stream, guard).await;
             drop(slot);
         }))
     };
@@ -221,10 +226,114 @@ pub(crate) async fn output_lines(
         .boxed())
 }
 
-/// Forwards messages to the socket with keep-alive pings, until either side ends.
-/// Messages that are already waiting go out together, with one flush.
-async fn pump(mut socket: WebSocket, mut messages: impl futures::Stream<Item = String> + Unpin + Send) {
+/// What an open log socket or API stream asks every [`ACCESS_RECHECK`]:
+/// whether its credential still reaches its application or service (same
+/// organization, a viewer at least). Logs can carry secrets: a member removed,
+/// signed out, moved off the project, or a key revoked stops receiving them
+/// then, not when the client lets go.
+pub(crate) struct Reach {
+    state: AppState,
+    credential: Credential,
+    org: engine::ids::OrgId,
+    target: Target,
+}
+
+/// How the caller proved who they are, kept to prove it again.
+enum Credential {
+    /// A page's session cookie (in the request's headers).
+    Session(HeaderMap),
+    /// An API key as presented, and the address it came from.
+    Key { presented: String, client: String },
+}
+
+impl Reach {
+    /// For a page's socket or stream, signed in by its session cookie.
+    fn session(state: &AppState, headers: HeaderMap, caller: &Caller, target: Target) -> Self {
+        Self {
+            state: state.clone(),
+            credential: Credential::Session(headers),
+            org: caller.org_id,
+            target,
+        }
+    }
+
+    /// For an API stream, authenticated by the key in `headers`.
+    pub(crate) fn key(state: &AppState, headers: &HeaderMap, client: String, caller: &Caller, target: Target) -> Self {
+        let presented = headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default()
+            .to_owned();
+        Self {
+            state: state.clone(),
+            credential: Credential::Key { presented, client },
+            org: caller.org_id,
+            target,
+        }
+    }
+
+    /// `false` once the caller no longer reaches the target; a store that
+    /// cannot answer now (or a key over its rate) is asked again at the next
+    /// period.
+    async fn holds(&self) -> bool {
+        use engine::ErrorKind;
+        let now = match &self.credential {
+            Credential::Session(headers) => match edge::caller_from(&self.state.ctx, headers).await {
+                Ok(Some(now)) => now,
+                Ok(None) => return false,
+                Err(_) => return true,
+            },
+            Credential::Key { presented, client } => {
+                match engine::apikeys::authenticate(self.state.engine(), presented, client).await {
+                    Ok(now) => now,
+                    Err(e) => {
+                        use engine::Classify;
+                        return !matches!(e.kind(), ErrorKind::Unauthorized(_) | ErrorKind::Forbidden(_));
+                    }
+                }
+            }
+        };
+        now.org_id == self.org
+            && !matches!(
+                access::check_with(self.state.engine(), &now, self.target, ProjectRole::Viewer).await,
+                Err(access::Denied::NotFound | access::Denied::Forbidden(_))
+            )
+    }
+}
+
+/// `stream`, ended once `reach` no longer holds (asked every
+/// [`ACCESS_RECHECK`]).
+pub(crate) fn guarded<S>(stream: S, reach: Reach) -> futures::stream::BoxStream<'static, S::Item>
+where
+    S: futures::Stream + Send + Unpin + 'static,
+    S::Item: Send,
+{
+    let recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
+    futures::stream::unfold(
+        (stream, reach, recheck),
+        |(mut stream, reach, mut recheck)| async move {
+            loop {
+                tokio::select! {
+                    item = stream.next() => return item.map(|i| (i, (stream, reach, recheck))),
+                    _ = recheck.tick() => if !reach.holds().await { return None },
+                }
+            }
+        },
+    )
+    .boxed()
+}
+
+/// Forwards messages to the socket with keep-alive pings, until either side
+/// ends or the caller no longer reaches what it shows (`reach`). Messages
+/// that are already waiting go out together, with one flush.
+async fn pump(
+    mut socket: WebSocket,
+    messages: impl futures::Stream<Item = String> + Unpin + Send + 'static,
+    reach: Reach,
+) {
     use futures::{FutureExt, SinkExt};
+    let mut messages = guarded(messages, reach);
     let mut ping = tokio::time::interval(PING_EVERY);
     ping.tick().await;
     loop {
@@ -297,10 +406,16 @@ pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>,
     run.await.unwrap_or_else(|r| r)
 }
 
+/// How often an open event stream re-reads its caller: a member removed from
+/// the organization, signed out, or given other grants hears no more than
+/// this long of what they no longer may (one session lookup per open page
+/// per period).
+const ACCESS_RECHECK: Duration = Duration::from_secs(10);
+
 /// `GET /api/events`: status changes of the caller's organization
 /// ([`engine::events::Event`] as JSON, one per message) as server-sent events,
-/// for as long as the page is open. A page opens one and re-reads what an event
-/// names; the browser reconnects by itself when the stream drops, and a page
+/// for as long as the page is open and its session and grants allow. A page
+/// opens one and re-reads what an event names; the browser reconnects by itself when the stream drops, and a page
 /// that fell behind is told `resync` (re-read everything).
 pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
@@ -327,20 +442,40 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
             .map_err(engine_error)?;
         // A caller limited to projects hears only theirs.
         let sieve = engine::events::Sieve::new(caller);
-        let carry = (sub, slot, sieve, state.engine().clone());
-        let stream = futures::stream::unfold(carry, |(mut sub, slot, mut sieve, engine)| async move {
-            use tokio::sync::broadcast::error::RecvError;
-            let event = loop {
-                match sub.rx.recv().await {
-                    Ok(payload) if sieve.admits(&engine, &payload).await => break Event::default().data(payload),
-                    Ok(_) => continue,
-                    Err(RecvError::Lagged(_)) => break Event::default().event("resync").data("{}"),
-                    // The Redis connection went: end; the browser reconnects.
-                    Err(RecvError::Closed) => return None,
-                }
-            };
-            Some((Ok::<_, std::convert::Infallible>(event), (sub, slot, sieve, engine)))
-        });
+        let recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
+        let carry = (sub, slot, sieve, state.clone(), headers, recheck);
+        let stream = futures::stream::unfold(
+            carry,
+            |(mut sub, slot, mut sieve, state, headers, mut recheck)| async move {
+                use tokio::sync::broadcast::error::RecvError;
+                let event = loop {
+                    tokio::select! {
+                        got = sub.rx.recv() => match got {
+                            Ok(payload) if sieve.admits(state.engine(), &payload).await => {
+                                break Event::default().data(payload)
+                            }
+                            Ok(_) => continue,
+                            Err(RecvError::Lagged(_)) => break Event::default().event("resync").data("{}"),
+                            // The Redis connection went: end; the browser reconnects.
+                            Err(RecvError::Closed) => return None,
+                        },
+                        _ = recheck.tick() => match edge::caller_from(&state.ctx, &headers).await {
+                            Ok(Some(now)) if now.org_id == sieve.org() => sieve.refresh(now),
+                            // Signed out, removed from the organization, or
+                            // switched to another one: the stream ends, and the
+                            // page's reconnect is answered as who they are now.
+                            Ok(_) => return None,
+                            // The store is down: judged again at the next tick.
+                            Err(_) => continue,
+                        },
+                    }
+                };
+                Some((
+                    Ok::<_, std::convert::Infallible>(event),
+                    (sub, slot, sieve, state, headers, recheck),
+                ))
+            },
+        );
         Ok::<_, Response>(
             Sse::new(stream)
                 .keep_alive(KeepAlive::new().interval(PING_EVERY))

@@ -1,8 +1,9 @@
 //! Status pushed across processes: two real `berth serve` processes on one
 //! PostgreSQL and one Redis. A page's event stream (`/api/events`) is open on
 //! B; deployments queued and cancelled through A reach it, in order, as they
-//! commit; another organization's stream hears nothing of them, and a member
-//! limited to another project hears only that project's.
+//! commit; another organization's stream hears nothing of them, a member
+//! limited to another project hears only that project's, stops hearing it
+//! once the grant is revoked, and loses the stream once removed.
 
 use engine::testing::{
     call_via as call, create_app, free_port, json_string, owner_with_environment, wait_for_200, DeployEnv,
@@ -161,4 +162,33 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
         (Some(open_app.0.to_string().as_str()), Some("queued")),
         "the first event a limited member hears is of their project: {theirs}"
     );
+
+    // Their grant revoked while the page stays open: within the stream's
+    // re-check period (10 s) they hear nothing more of that project either.
+    engine::orgs::set_access(
+        &e,
+        &caller,
+        viewer.user_id,
+        engine::orgs::Access {
+            limited: true,
+            grants: Vec::new(),
+        },
+    )
+    .await
+    .unwrap();
+    tokio::time::sleep(std::time::Duration::from_secs(11)).await;
+    let (status, body) = call(
+        port_a,
+        token.as_str(),
+        "deployments/create",
+        &format!("app_id={}", open_app.0),
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(page.next(10).await.map(|v| v["status"].clone()), Some("queued".into()));
+    assert_eq!(limited.next(2).await, None, "a revoked grant still carried events");
+
+    // Removed from the organization: their open stream ends.
+    engine::orgs::remove_member(&e, &caller, viewer.user_id).await.unwrap();
+    assert!(limited.ends(15).await, "a removed member's stream stayed open");
 }

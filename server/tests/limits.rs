@@ -265,6 +265,33 @@ async fn tokens_stay_out_of_logs_downloads_stream_and_sockets_are_capped() {
     }
     assert!(reopened, "a closed socket frees its place");
     drop(sockets);
+
+    // A socket whose session ends (signed out elsewhere) is closed by the
+    // server within its re-check period (10 s); one on a live session stays.
+    let other = engine::sessions::create(&e.kv, e.policy, caller.user_id, caller.org_id)
+        .await
+        .unwrap();
+    let socket = |cookie: String| async move {
+        let mut req = tokio_tungstenite::tungstenite::client::IntoClientRequest::into_client_request(format!(
+            "ws://127.0.0.1:{port}/api/ws/deployments/{}/log",
+            dep.0
+        ))
+        .unwrap();
+        req.headers_mut().insert("cookie", cookie.parse().unwrap());
+        tokio_tungstenite::connect_async(req).await.expect("socket").0
+    };
+    let mut ending = socket(format!("berth_session={}", other.as_str())).await;
+    let mut staying = socket(cookie.clone()).await;
+    engine::sessions::revoke(&e.kv, &other).await.unwrap();
+    assert!(
+        closes_within(&mut ending, 15).await,
+        "a signed-out session's log socket stayed open"
+    );
+    assert!(
+        !closes_within(&mut staying, 1).await,
+        "the live session's socket was closed too"
+    );
+    drop(staying);
     drop(berth);
 
     let text = std::fs::read_to_string(&log).unwrap();
@@ -275,4 +302,24 @@ async fn tokens_stay_out_of_logs_downloads_stream_and_sockets_are_capped() {
     );
     assert!(!text.contains(&hooks.deploy_token), "the deploy token is in the log");
     assert!(!text.contains(&invite), "the invite token is in the log");
+}
+
+/// Whether the server closes a WebSocket within `secs` (its close frame, or
+/// the end of the connection), whatever it sends before.
+async fn closes_within<S>(socket: &mut S, secs: u64) -> bool
+where
+    S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
+        + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(Duration::from_secs(secs), async {
+        loop {
+            match socket.next().await {
+                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => return,
+                Some(Ok(_)) => {}
+            }
+        }
+    })
+    .await
+    .is_ok()
 }

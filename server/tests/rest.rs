@@ -1166,3 +1166,67 @@ async fn a_write_between_an_updates_read_and_its_write_is_never_undone() {
         (Some(8080), Some(512))
     );
 }
+
+#[tokio::test]
+async fn an_open_stream_ends_when_its_key_is_revoked() {
+    use tower::ServiceExt;
+    let app = TestApp::new().await;
+    let ada = app.onboard().await;
+    let made = app
+        .call("keys/create", &[("name", "streams"), ("role", "owner")], Some(&ada))
+        .await;
+    assert_eq!(made.status, StatusCode::OK, "{}", made.body);
+    let (key, key_id) = (
+        made.json()["key"].as_str().unwrap().to_owned(),
+        made.json()["id"].as_str().unwrap().to_owned(),
+    );
+    let project = app
+        .api("POST", "/projects", Some(&key), Some(json!({"name": "Web"})))
+        .await
+        .json();
+    let env = project["environments"][0]["id"].as_str().unwrap().to_owned();
+    let made = app
+        .api(
+            "POST",
+            "/apps",
+            Some(&key),
+            Some(json!({"environment_id": env, "name": "site", "source": "image", "image": "nginx:1.27"})),
+        )
+        .await;
+    let aid = made.json()["id"].as_str().unwrap().to_owned();
+    // Queued, with no worker here to take it: its stream stays open.
+    let queued = app
+        .api("POST", &format!("/apps/{aid}/deployments"), Some(&key), None)
+        .await;
+    assert!(queued.status.is_success(), "{}", queued.body);
+    let did = queued.json()["id"].as_str().unwrap().to_owned();
+    let req = axum::http::Request::get(format!("/api/v1/deployments/{did}/events"))
+        .header(axum::http::header::HOST, &app.host)
+        .header(axum::http::header::AUTHORIZATION, format!("Bearer {key}"))
+        .body(axum::body::Body::empty())
+        .unwrap();
+    let res = app.router.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let mut body = res.into_body().into_data_stream();
+    assert!(
+        !ends_within(&mut body, 2).await,
+        "the stream ended with its key still valid"
+    );
+    let revoked = app.call("keys/revoke", &[("id", &key_id)], Some(&ada)).await;
+    assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
+    assert!(ends_within(&mut body, 15).await, "a revoked key's stream stayed open");
+}
+
+/// Whether a response body ends (or fails) within `secs`, whatever it sends before.
+async fn ends_within(body: &mut axum::body::BodyDataStream, secs: u64) -> bool {
+    use futures::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(secs), async {
+        while let Some(chunk) = body.next().await {
+            if chunk.is_err() {
+                break;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}

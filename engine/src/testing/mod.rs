@@ -1082,6 +1082,23 @@ impl EventStream {
         Self { lines }
     }
 
+    /// Whether the server ends the stream within `secs` (its last chunk, or
+    /// the connection closed), skipping whatever events come before.
+    pub async fn ends(&mut self, secs: u64) -> bool {
+        tokio::time::timeout(std::time::Duration::from_secs(secs), async {
+            loop {
+                match self.lines.next_line().await {
+                    // Chunked encoding's last chunk: the body is over.
+                    Ok(Some(line)) if line.trim() == "0" => return true,
+                    Ok(Some(_)) => continue,
+                    Ok(None) | Err(_) => return true,
+                }
+            }
+        })
+        .await
+        .unwrap_or(false)
+    }
+
     /// The next event within `secs`; `None` if none came (or the stream ended).
     pub async fn next(&mut self, secs: u64) -> Option<serde_json::Value> {
         tokio::time::timeout(std::time::Duration::from_secs(secs), async {

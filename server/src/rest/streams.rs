@@ -1,15 +1,21 @@
 //! The API's event streams (server-sent events): a deployment's log and status
 //! as it runs, and an application's output. They read the same Redis channels
 //! the UI's live views read (`engine::logs::follow`, the organization's
-//! status channel) and count against the same per-user stream limit.
+//! status channel) and count against the same per-user stream limit. Each
+//! proves its key again every few seconds and ends once it no longer holds
+//! (revoked, expired, its owner removed or moved off the project).
 
 use super::{id, Key, Problem};
 use crate::error::ApiError;
+use crate::live::{guarded, Reach};
 use crate::state::AppState;
+use app::api::edge::ClientIp;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
+use axum::Extension;
+use engine::access::Target;
 use engine::ids::{AppId, DeploymentId};
 use engine::logs::LogEvent;
 use futures::StreamExt;
@@ -19,6 +25,11 @@ use std::time::Duration;
 use utoipa::IntoParams;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
+
+/// The request's address, as the key's last use records it.
+fn client(ip: Option<Extension<ClientIp>>) -> String {
+    ip.map(|Extension(c)| c.0).unwrap_or_else(|| "unknown".to_owned())
+}
 
 /// A line as an event's data: SSE cannot carry a carriage return (a build's
 /// progress bars write them), so each becomes a line break.
@@ -59,6 +70,8 @@ pub async fn deployment_events(
     State(s): State<AppState>,
     Key(c): Key,
     Path(did): Path<String>,
+    headers: HeaderMap,
+    ip: Option<Extension<ClientIp>>,
 ) -> Result<Response, ApiError> {
     let did: DeploymentId = id(&did)?;
     let engine = s.engine().clone();
@@ -96,9 +109,10 @@ pub async fn deployment_events(
         LogEvent::Line { text, .. } => Item::Line(text),
         LogEvent::End { status } => Item::End(status),
     });
-    let merged = futures::stream::select(lines, statuses);
+    let reach = Reach::key(&s, &headers, client(ip), &c, Target::App(app));
+    let merged = guarded(futures::stream::select(lines, statuses).boxed(), reach);
     let caller = c.clone();
-    let events = futures::stream::unfold((merged.boxed(), Some(slot)), move |(mut items, slot)| {
+    let events = futures::stream::unfold((merged, Some(slot)), move |(mut items, slot)| {
         let engine = engine.clone();
         let caller = caller.clone();
         async move {
@@ -145,6 +159,8 @@ pub async fn app_output(
     Key(c): Key,
     Path(aid): Path<String>,
     Query(q): Query<OutputQuery>,
+    headers: HeaderMap,
+    ip: Option<Extension<ClientIp>>,
 ) -> Result<Response, ApiError> {
     let aid: AppId = id(&aid)?;
     let tail = match q.tail.as_deref().map(str::trim) {
@@ -166,6 +182,7 @@ pub async fn app_output(
     let container = engine::deploy::runtime::container_name(engine, &detail.app.name, live);
     let slot = stream_slot(&s, &c)?;
     let lines = crate::live::output_lines(&s, &container, tail, None, follow).await?;
+    let lines = guarded(lines, Reach::key(&s, &headers, client(ip), &c, Target::App(aid)));
     let events = lines.map(move |(stream, text)| {
         let _held = &slot;
         Ok::<_, Infallible>(Event::default().event(stream).data(sse_text(text)))
