@@ -1035,16 +1035,7 @@ pub async fn update_domain(
             return Err(AppError::Changed);
         }
         if source_changed {
-            // A new way to the certificate starts without the old one's failures.
-            diesel::update(domains::table.filter(domains::id.eq(id.0)))
-                .set((
-                    domains::cert_status.eq("pending"),
-                    domains::cert_error.eq(None::<String>),
-                    domains::cert_failures.eq(0),
-                    domains::cert_retry_at.eq(None::<DateTime<Utc>>),
-                ))
-                .execute(conn)
-                .await?;
+            tls::start_over(conn, id.0).await?;
         }
         Ok(())
     })

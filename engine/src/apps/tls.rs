@@ -69,16 +69,10 @@ pub async fn upload(
             .execute(conn)
             .await?;
         diesel::update(domains::table.filter(domains::id.eq(domain.0)))
-            .set((
-                domains::https.eq(true),
-                domains::cert.eq(CertSource::Custom.as_str()),
-                domains::cert_status.eq("pending"),
-                domains::cert_error.eq(None::<String>),
-                domains::cert_failures.eq(0),
-                domains::cert_retry_at.eq(None::<DateTime<Utc>>),
-            ))
+            .set((domains::https.eq(true), domains::cert.eq(CertSource::Custom.as_str())))
             .execute(conn)
             .await?;
+        start_over(conn, domain.0).await?;
         Ok(())
     })
     .await?;
@@ -319,6 +313,21 @@ async fn set_issued(engine: &Engine, d: &Domain, f: &certs::CertFacts) -> Result
         tracing::info!(domain = %d.host, issuer = %f.issuer, not_after = %f.not_after, "certificate served");
     }
     Ok(())
+}
+
+/// A domain's certificate, now to come another way (an upload, another
+/// source, HTTPS turned on): pending again, without the old way's failures,
+/// error or back-off.
+pub(crate) async fn start_over(conn: &mut diesel_async::AsyncPgConnection, domain: uuid::Uuid) -> QueryResult<usize> {
+    diesel::update(domains::table.filter(domains::id.eq(domain)))
+        .set((
+            domains::cert_status.eq("pending"),
+            domains::cert_error.eq(None::<String>),
+            domains::cert_failures.eq(0),
+            domains::cert_retry_at.eq(None::<DateTime<Utc>>),
+        ))
+        .execute(conn)
+        .await
 }
 
 async fn set_pending(engine: &Engine, d: &Domain) -> Result<(), StoreError> {
