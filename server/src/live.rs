@@ -26,6 +26,12 @@ use std::time::Duration;
 
 const PING_EVERY: Duration = Duration::from_secs(20);
 
+/// How often an open stream (a log socket, the page's event stream, an API
+/// stream) proves its caller again: someone signed out, removed, moved off the
+/// project or whose key was revoked hears no more than this long of what they
+/// no longer may (one session or key lookup per open stream per period).
+const ACCESS_RECHECK: Duration = Duration::from_secs(10);
+
 /// A place for one more socket of the caller, or 429.
 fn slot(state: &AppState, caller: &Caller) -> Result<Slot, Response> {
     state.sockets.take(caller.user_id.0).ok_or_else(|| {
@@ -257,17 +263,14 @@ impl Reach {
         }
     }
 
-    /// For an API stream, authenticated by the key in `headers`.
-    pub(crate) fn key(state: &AppState, headers: &HeaderMap, client: String, caller: &Caller, target: Target) -> Self {
-        let presented = headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or_default()
-            .to_owned();
+    /// For an API stream, authenticated by the key it presented.
+    pub(crate) fn key(state: &AppState, presented: crate::rest::Presented, caller: &Caller, target: Target) -> Self {
         Self {
             state: state.clone(),
-            credential: Credential::Key { presented, client },
+            credential: Credential::Key {
+                presented: presented.key,
+                client: presented.client,
+            },
             org: caller.org_id,
             target,
         }
@@ -277,28 +280,46 @@ impl Reach {
     /// cannot answer now (or a key over its rate) is asked again at the next
     /// period.
     async fn holds(&self) -> bool {
-        use engine::ErrorKind;
-        let now = match &self.credential {
-            Credential::Session(headers) => match edge::caller_from(&self.state.ctx, headers).await {
-                Ok(Some(now)) => now,
-                Ok(None) => return false,
-                Err(_) => return true,
+        match self.credential.caller_now(&self.state).await {
+            Now::Is(now) => {
+                now.org_id == self.org
+                    && !matches!(
+                        access::check_with(self.state.engine(), &now, self.target, ProjectRole::Viewer).await,
+                        Err(access::Denied::NotFound | access::Denied::Forbidden(_))
+                    )
+            }
+            Now::Gone => false,
+            Now::Unknown => true,
+        }
+    }
+}
+
+/// Who a stream's credential stands for now.
+enum Now {
+    Is(Caller),
+    /// Signed out, expired, revoked, no longer a member.
+    Gone,
+    /// The store cannot say now (or the key is over its rate): ask again later.
+    Unknown,
+}
+
+impl Credential {
+    async fn caller_now(&self, state: &AppState) -> Now {
+        use engine::{Classify, ErrorKind};
+        match self {
+            Credential::Session(headers) => match edge::caller_from(&state.ctx, headers).await {
+                Ok(Some(now)) => Now::Is(now),
+                Ok(None) => Now::Gone,
+                Err(_) => Now::Unknown,
             },
             Credential::Key { presented, client } => {
-                match engine::apikeys::authenticate(self.state.engine(), presented, client).await {
-                    Ok(now) => now,
-                    Err(e) => {
-                        use engine::Classify;
-                        return !matches!(e.kind(), ErrorKind::Unauthorized(_) | ErrorKind::Forbidden(_));
-                    }
+                match engine::apikeys::authenticate(state.engine(), presented, client).await {
+                    Ok(now) => Now::Is(now),
+                    Err(e) if matches!(e.kind(), ErrorKind::Unauthorized(_) | ErrorKind::Forbidden(_)) => Now::Gone,
+                    Err(_) => Now::Unknown,
                 }
             }
-        };
-        now.org_id == self.org
-            && !matches!(
-                access::check_with(self.state.engine(), &now, self.target, ProjectRole::Viewer).await,
-                Err(access::Denied::NotFound | access::Denied::Forbidden(_))
-            )
+        }
     }
 }
 
@@ -406,17 +427,12 @@ pub async fn download_log(State(state): State<AppState>, Path(id): Path<String>,
     run.await.unwrap_or_else(|r| r)
 }
 
-/// How often an open event stream re-reads its caller: a member removed from
-/// the organization, signed out, or given other grants hears no more than
-/// this long of what they no longer may (one session lookup per open page
-/// per period).
-const ACCESS_RECHECK: Duration = Duration::from_secs(10);
-
 /// `GET /api/events`: status changes of the caller's organization
 /// ([`engine::events::Event`] as JSON, one per message) as server-sent events,
 /// for as long as the page is open and its session and grants allow. A page
-/// opens one and re-reads what an event names; the browser reconnects by itself when the stream drops, and a page
-/// that fell behind is told `resync` (re-read everything).
+/// opens one and re-reads what an event names; the browser reconnects by
+/// itself when the stream drops, and a page that fell behind is told `resync`
+/// (re-read everything).
 pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Response {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let run = async {
@@ -443,10 +459,11 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
         // A caller limited to projects hears only theirs.
         let sieve = engine::events::Sieve::new(caller);
         let recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
-        let carry = (sub, slot, sieve, state.clone(), headers, recheck);
+        let credential = Credential::Session(headers);
+        let carry = (sub, slot, sieve, state.clone(), credential, recheck);
         let stream = futures::stream::unfold(
             carry,
-            |(mut sub, slot, mut sieve, state, headers, mut recheck)| async move {
+            |(mut sub, slot, mut sieve, state, credential, mut recheck)| async move {
                 use tokio::sync::broadcast::error::RecvError;
                 let event = loop {
                     tokio::select! {
@@ -459,20 +476,19 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
                             // The Redis connection went: end; the browser reconnects.
                             Err(RecvError::Closed) => return None,
                         },
-                        _ = recheck.tick() => match edge::caller_from(&state.ctx, &headers).await {
-                            Ok(Some(now)) if now.org_id == sieve.org() => sieve.refresh(now),
+                        _ = recheck.tick() => match credential.caller_now(&state).await {
+                            Now::Is(now) if now.org_id == sieve.org() => sieve.refresh(now),
                             // Signed out, removed from the organization, or
                             // switched to another one: the stream ends, and the
                             // page's reconnect is answered as who they are now.
-                            Ok(_) => return None,
-                            // The store is down: judged again at the next tick.
-                            Err(_) => continue,
+                            Now::Is(_) | Now::Gone => return None,
+                            Now::Unknown => continue,
                         },
                     }
                 };
                 Some((
                     Ok::<_, std::convert::Infallible>(event),
-                    (sub, slot, sieve, state, headers, recheck),
+                    (sub, slot, sieve, state, credential, recheck),
                 ))
             },
         );

@@ -1019,6 +1019,21 @@ async fn services_backups_and_members_round_trip() {
     assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.body);
 }
 
+/// An application named `site` from an image, made through the API in
+/// environment `env`: its ID.
+async fn image_app(app: &TestApp, key: &str, env: &str) -> String {
+    let made = app
+        .api(
+            "POST",
+            "/apps",
+            Some(key),
+            Some(json!({"environment_id": env, "name": "site", "source": "image", "image": "nginx:1.27"})),
+        )
+        .await;
+    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
+    made.json()["id"].as_str().unwrap().to_owned()
+}
+
 /// Sends `PATCH path` while another transaction holds the row's lock, and
 /// once the request waits for that lock, changes the row there (`change`,
 /// SQL) and commits: a writer that got in between the PATCH's read and its
@@ -1120,16 +1135,7 @@ async fn a_write_between_an_updates_read_and_its_write_is_never_undone() {
 
     // An app's runtime: the PATCH changes the port while another writer
     // changes the memory limit; both stand, and with a stale If-Match, 412.
-    let made = app
-        .api(
-            "POST",
-            "/apps",
-            Some(&key),
-            Some(json!({"environment_id": env, "name": "site", "source": "image", "image": "nginx:1.27"})),
-        )
-        .await;
-    assert_eq!(made.status, StatusCode::CREATED, "{}", made.body);
-    let aid = made.json()["id"].as_str().unwrap().to_owned();
+    let aid = image_app(&app, &key, &env).await;
     let path = format!("/apps/{aid}");
     let lock = format!("SELECT 1 FROM applications WHERE id = '{aid}' FOR UPDATE");
     let memory = |mb: u32| {
@@ -1185,15 +1191,7 @@ async fn an_open_stream_ends_when_its_key_is_revoked() {
         .await
         .json();
     let env = project["environments"][0]["id"].as_str().unwrap().to_owned();
-    let made = app
-        .api(
-            "POST",
-            "/apps",
-            Some(&key),
-            Some(json!({"environment_id": env, "name": "site", "source": "image", "image": "nginx:1.27"})),
-        )
-        .await;
-    let aid = made.json()["id"].as_str().unwrap().to_owned();
+    let aid = image_app(&app, &key, &env).await;
     // Queued, with no worker here to take it: its stream stays open.
     let queued = app
         .api("POST", &format!("/apps/{aid}/deployments"), Some(&key), None)

@@ -1018,22 +1018,23 @@ pub async fn update_domain(
     crate::audited!(conn, AppError, {
         // The options were merged into the row as read above: written only
         // while it is still that row, or a concurrent change would be undone.
-        let n = diesel::update(
-            domains::table.filter(domains::id.eq(id.0)).filter(
-                diesel::dsl::sql::<diesel::sql_types::Bool>("xmin::text::bigint = ")
-                    .bind::<diesel::sql_types::BigInt, _>(read),
-            ),
-        )
-        .set((
-            domains::https.eq(u.https),
-            domains::cert.eq(u.cert.as_str()),
-            domains::options.eq(json(&options)),
-        ))
-        .execute(conn)
-        .await?;
-        if n == 0 {
+        let now: i64 = domains::table
+            .find(id.0)
+            .select(RowVersion::column())
+            .for_update()
+            .first(conn)
+            .await?;
+        if now != read {
             return Err(AppError::Changed);
         }
+        diesel::update(domains::table.find(id.0))
+            .set((
+                domains::https.eq(u.https),
+                domains::cert.eq(u.cert.as_str()),
+                domains::options.eq(json(&options)),
+            ))
+            .execute(conn)
+            .await?;
         if source_changed {
             tls::start_over(conn, id.0).await?;
         }

@@ -205,7 +205,7 @@ impl From<AppDetail> for App {
     }
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewAppIn {
     pub environment_id: String,
@@ -280,7 +280,7 @@ pub struct EnvVars {
     pub vars: BTreeMap<String, String>,
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDomainIn {
     pub host: String,

@@ -203,15 +203,18 @@ fn field_error(field: impl Into<String>, message: impl Into<String>) -> ApiError
     }
 }
 
-/// The caller of an operation, from its API key. A viewer key is refused
-/// anything but reading, here, for every operation at once.
-pub struct Key(pub Caller);
+/// The API key a request presents and the address it came from, as [`Key`]
+/// reads them: what a stream keeps to prove its key again while it is open.
+pub struct Presented {
+    pub key: String,
+    pub client: String,
+}
 
-impl FromRequestParts<AppState> for Key {
+impl FromRequestParts<AppState> for Presented {
     type Rejection = ApiError;
 
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        let presented = parts
+    async fn from_request_parts(parts: &mut Parts, _: &AppState) -> Result<Self, ApiError> {
+        let key = parts
             .headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
@@ -221,13 +224,27 @@ impl FromRequestParts<AppState> for Key {
                     StatusCode::UNAUTHORIZED,
                     "send an API key as `Authorization: Bearer <key>`",
                 )
-            })?;
+            })?
+            .to_owned();
         let client = parts
             .extensions
             .get::<ClientIp>()
             .map(|c| c.0.clone())
             .unwrap_or_else(|| "unknown".to_owned());
-        let caller = engine::apikeys::authenticate(state.engine(), presented, &client)
+        Ok(Self { key, client })
+    }
+}
+
+/// The caller of an operation, from its API key. A viewer key is refused
+/// anything but reading, here, for every operation at once.
+pub struct Key(pub Caller);
+
+impl FromRequestParts<AppState> for Key {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let presented = Presented::from_request_parts(parts, state).await?;
+        let caller = engine::apikeys::authenticate(state.engine(), &presented.key, &presented.client)
             .await
             .map_err(ApiError::from_engine)?;
         // The audit layer names this caller as the actor.

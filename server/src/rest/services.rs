@@ -89,7 +89,7 @@ impl From<ServiceDetail> for Service {
     }
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewServiceIn {
     pub environment_id: String,
@@ -127,7 +127,7 @@ pub struct ServiceChange {
     pub external_bind: Option<String>,
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ActionIn {
     /// `start`, `stop` or `restart`.
@@ -351,7 +351,7 @@ pub struct Destination {
     pub path_style: bool,
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewDestinationIn {
     pub name: String,
@@ -549,7 +549,7 @@ pub async fn history(
     }))
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BackupIn {
     pub destination_id: String,
@@ -571,7 +571,7 @@ pub async fn backup_now(
     Ok((StatusCode::ACCEPTED, Json(Created { id: bid.0 })).into_response())
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RestoreIn {
     /// The service the backup is of (or another of the same engine).
@@ -612,7 +612,7 @@ pub async fn drill(State(s): State<AppState>, Key(c): Key, Path(bid): Path<Strin
     Ok(StatusCode::ACCEPTED)
 }
 
-#[derive(Clone, Deserialize, ToSchema)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScheduleIn {
     pub destination_id: String,

@@ -5,16 +5,14 @@
 //! proves its key again every few seconds and ends once it no longer holds
 //! (revoked, expired, its owner removed or moved off the project).
 
-use super::{id, Key, Problem};
+use super::{id, Key, Presented, Problem};
 use crate::error::ApiError;
 use crate::live::{guarded, Reach};
 use crate::state::AppState;
-use app::api::edge::ClientIp;
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use engine::access::Target;
 use engine::ids::{AppId, DeploymentId};
 use engine::logs::LogEvent;
@@ -25,11 +23,6 @@ use std::time::Duration;
 use utoipa::IntoParams;
 
 const KEEP_ALIVE: Duration = Duration::from_secs(20);
-
-/// The request's address, as the key's last use records it.
-fn client(ip: Option<Extension<ClientIp>>) -> String {
-    ip.map(|Extension(c)| c.0).unwrap_or_else(|| "unknown".to_owned())
-}
 
 /// A line as an event's data: SSE cannot carry a carriage return (a build's
 /// progress bars write them), so each becomes a line break.
@@ -70,8 +63,7 @@ pub async fn deployment_events(
     State(s): State<AppState>,
     Key(c): Key,
     Path(did): Path<String>,
-    headers: HeaderMap,
-    ip: Option<Extension<ClientIp>>,
+    presented: Presented,
 ) -> Result<Response, ApiError> {
     let did: DeploymentId = id(&did)?;
     let engine = s.engine().clone();
@@ -109,7 +101,7 @@ pub async fn deployment_events(
         LogEvent::Line { text, .. } => Item::Line(text),
         LogEvent::End { status } => Item::End(status),
     });
-    let reach = Reach::key(&s, &headers, client(ip), &c, Target::App(app));
+    let reach = Reach::key(&s, presented, &c, Target::App(app));
     let merged = guarded(futures::stream::select(lines, statuses).boxed(), reach);
     let caller = c.clone();
     let events = futures::stream::unfold((merged, Some(slot)), move |(mut items, slot)| {
@@ -159,8 +151,7 @@ pub async fn app_output(
     Key(c): Key,
     Path(aid): Path<String>,
     Query(q): Query<OutputQuery>,
-    headers: HeaderMap,
-    ip: Option<Extension<ClientIp>>,
+    presented: Presented,
 ) -> Result<Response, ApiError> {
     let aid: AppId = id(&aid)?;
     let tail = match q.tail.as_deref().map(str::trim) {
@@ -182,7 +173,7 @@ pub async fn app_output(
     let container = engine::deploy::runtime::container_name(engine, &detail.app.name, live);
     let slot = stream_slot(&s, &c)?;
     let lines = crate::live::output_lines(&s, &container, tail, None, follow).await?;
-    let lines = guarded(lines, Reach::key(&s, &headers, client(ip), &c, Target::App(aid)));
+    let lines = guarded(lines, Reach::key(&s, presented, &c, Target::App(aid)));
     let events = lines.map(move |(stream, text)| {
         let _held = &slot;
         Ok::<_, Infallible>(Event::default().event(stream).data(sse_text(text)))
