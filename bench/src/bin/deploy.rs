@@ -14,7 +14,9 @@
 //!    one-cause phases, `BENCH_APP=keepalive|busybox` for one app,
 //!    `BENCH_VIA=bridge` sends the load to Traefik's container address instead
 //!    of the published loopback port, `BENCH_DEBUG=MS` prints slower requests
-//!    and every failure with its answer.
+//!    and every failure with its answer, `BENCH_DRAIN=SECS` sets the app's
+//!    drain time (1 s by default; 20 keeps every retirement out of the
+//!    20 redeploys' window, to see what the retirements cost).
 //!
 //! Needs DATABASE_URL, REDIS_URL, DOCKER_HOST, BERTH_BIN and the test images
 //! (scripts/bench.sh provides them). All traffic goes to 127.0.0.1 and the
@@ -80,6 +82,14 @@ async fn wait_body(port: u16, host: &str, want: &str) -> Result<()> {
     }
 }
 
+/// The benchmarked apps' drain time: `BENCH_DRAIN` seconds, 1 by default.
+fn drain_secs() -> u64 {
+    std::env::var("BENCH_DRAIN")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1)
+}
+
 fn runtime(port: u16, command: Option<Vec<String>>) -> Runtime {
     Runtime {
         port,
@@ -91,7 +101,7 @@ fn runtime(port: u16, command: Option<Vec<String>>) -> Runtime {
             retries: 3,
             start_period_secs: 30,
         },
-        drain_secs: 1,
+        drain_secs: drain_secs(),
         ..Runtime::default()
     }
 }
