@@ -263,14 +263,13 @@ impl Reach {
         }
     }
 
-    /// For an API stream, authenticated by the key it presented.
-    pub(crate) fn key(state: &AppState, presented: crate::rest::Presented, caller: &Caller, target: Target) -> Self {
+    /// For an API stream, authenticated by the key it presented (`key`) from
+    /// `client`'s address (the API's `Presented`, taken apart here so this
+    /// module does not import the API's).
+    pub(crate) fn key(state: &AppState, key: String, client: String, caller: &Caller, target: Target) -> Self {
         Self {
             state: state.clone(),
-            credential: Credential::Key {
-                presented: presented.key,
-                client: presented.client,
-            },
+            credential: Credential::Key { presented: key, client },
             org: caller.org_id,
             target,
         }

@@ -101,7 +101,7 @@ pub async fn deployment_events(
         LogEvent::Line { text, .. } => Item::Line(text),
         LogEvent::End { status } => Item::End(status),
     });
-    let reach = Reach::key(&s, presented, &c, Target::App(app));
+    let reach = Reach::key(&s, presented.key, presented.client, &c, Target::App(app));
     let merged = guarded(futures::stream::select(lines, statuses).boxed(), reach);
     let caller = c.clone();
     let events = futures::stream::unfold((merged, Some(slot)), move |(mut items, slot)| {
@@ -173,7 +173,10 @@ pub async fn app_output(
     let container = engine::deploy::runtime::container_name(engine, &detail.app.name, live);
     let slot = stream_slot(&s, &c)?;
     let lines = crate::live::output_lines(&s, &container, tail, None, follow).await?;
-    let lines = guarded(lines, Reach::key(&s, presented, &c, Target::App(aid)));
+    let lines = guarded(
+        lines,
+        Reach::key(&s, presented.key, presented.client, &c, Target::App(aid)),
+    );
     let events = lines.map(move |(stream, text)| {
         let _held = &slot;
         Ok::<_, Infallible>(Event::default().event(stream).data(sse_text(text)))
