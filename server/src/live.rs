@@ -32,6 +32,11 @@ const PING_EVERY: Duration = Duration::from_secs(20);
 /// no longer may (one session or key lookup per open stream per period).
 const ACCESS_RECHECK: Duration = Duration::from_secs(10);
 
+/// The timer of a stream's [`ACCESS_RECHECK`]s, the first one period after it opens.
+fn recheck() -> tokio::time::Interval {
+    tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK)
+}
+
 /// A place for one more socket of the caller, or 429.
 fn slot(state: &AppState, caller: &Caller) -> Result<Slot, Response> {
     state.sockets.take(caller.user_id.0).ok_or_else(|| {
@@ -329,7 +334,7 @@ where
     S: futures::Stream + Send + Unpin + 'static,
     S::Item: Send,
 {
-    let recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
+    let recheck = recheck();
     futures::stream::unfold(
         (stream, reach, recheck),
         |(mut stream, reach, mut recheck)| async move {
@@ -457,7 +462,7 @@ pub async fn events(State(state): State<AppState>, headers: HeaderMap) -> Respon
             .map_err(engine_error)?;
         // A caller limited to projects hears only theirs.
         let sieve = engine::events::Sieve::new(caller);
-        let recheck = tokio::time::interval_at(tokio::time::Instant::now() + ACCESS_RECHECK, ACCESS_RECHECK);
+        let recheck = recheck();
         let credential = Credential::Session(headers);
         let carry = (sub, slot, sieve, state.clone(), credential, recheck);
         let stream = futures::stream::unfold(

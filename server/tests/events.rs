@@ -100,6 +100,15 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
     let _b = spawn(&env, port_b);
     wait_for_200(port_a, "/health").await;
     wait_for_200(port_b, "/health").await;
+    // A deployment of `app` queued through A: its ID.
+    let queue = |app: engine::ids::AppId| {
+        let token = token.as_str();
+        async move {
+            let (status, body) = call(port_a, token, "deployments/create", &format!("app_id={}", app.0)).await;
+            assert_eq!(status, 200, "{body}");
+            json_string(&body).expect("the deployment id")
+        }
+    };
 
     let mut page = Events::open(port_b, token.as_str()).await;
     let mut other = Events::open(port_b, outsider_token.as_str()).await;
@@ -119,15 +128,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
     assert_eq!(status, "401");
 
     // Queued through A: B's page hears it.
-    let (status, body) = call(
-        port_a,
-        token.as_str(),
-        "deployments/create",
-        &format!("app_id={}", app.0),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
-    let id = json_string(&body).expect("the deployment id");
+    let id = queue(app).await;
     let queued = page.next(10).await.expect("the queued deployment's event");
     assert_eq!(queued["kind"], "deployment");
     assert_eq!(queued["id"], id.as_str());
@@ -148,14 +149,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
 
     // The limited member heard nothing of "Shop"; a deployment in "Open"
     // reaches them.
-    let (status, body) = call(
-        port_a,
-        token.as_str(),
-        "deployments/create",
-        &format!("app_id={}", open_app.0),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    queue(open_app).await;
     let theirs = limited.next(10).await.expect("their project's deployment");
     assert_eq!(
         (theirs["app"].as_str(), theirs["status"].as_str()),
@@ -177,14 +171,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
     .await
     .unwrap();
     tokio::time::sleep(std::time::Duration::from_secs(11)).await;
-    let (status, body) = call(
-        port_a,
-        token.as_str(),
-        "deployments/create",
-        &format!("app_id={}", open_app.0),
-    )
-    .await;
-    assert_eq!(status, 200, "{body}");
+    queue(open_app).await;
     assert_eq!(page.next(10).await.map(|v| v["status"].clone()), Some("queued".into()));
     assert_eq!(limited.next(2).await, None, "a revoked grant still carried events");
 

@@ -311,15 +311,5 @@ where
     S: futures::Stream<Item = Result<tokio_tungstenite::tungstenite::Message, tokio_tungstenite::tungstenite::Error>>
         + Unpin,
 {
-    use futures::StreamExt;
-    tokio::time::timeout(Duration::from_secs(secs), async {
-        loop {
-            match socket.next().await {
-                Some(Ok(tokio_tungstenite::tungstenite::Message::Close(_))) | None | Some(Err(_)) => return,
-                Some(Ok(_)) => {}
-            }
-        }
-    })
-    .await
-    .is_ok()
+    common::ends_within(socket, secs, |m| !matches!(m, Ok(m) if !m.is_close())).await
 }

@@ -1207,24 +1207,13 @@ async fn an_open_stream_ends_when_its_key_is_revoked() {
     assert_eq!(res.status(), StatusCode::OK);
     let mut body = res.into_body().into_data_stream();
     assert!(
-        !ends_within(&mut body, 2).await,
+        !common::ends_within(&mut body, 2, Result::is_err).await,
         "the stream ended with its key still valid"
     );
     let revoked = app.call("keys/revoke", &[("id", &key_id)], Some(&ada)).await;
     assert_eq!(revoked.status, StatusCode::OK, "{}", revoked.body);
-    assert!(ends_within(&mut body, 15).await, "a revoked key's stream stayed open");
-}
-
-/// Whether a response body ends (or fails) within `secs`, whatever it sends before.
-async fn ends_within(body: &mut axum::body::BodyDataStream, secs: u64) -> bool {
-    use futures::StreamExt;
-    tokio::time::timeout(std::time::Duration::from_secs(secs), async {
-        while let Some(chunk) = body.next().await {
-            if chunk.is_err() {
-                break;
-            }
-        }
-    })
-    .await
-    .is_ok()
+    assert!(
+        common::ends_within(&mut body, 15, Result::is_err).await,
+        "a revoked key's stream stayed open"
+    );
 }

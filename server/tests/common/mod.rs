@@ -272,3 +272,22 @@ pub fn urlencode(s: &str) -> String {
     }
     out
 }
+
+/// Whether `stream` ends within `secs`: it runs out, or yields what `last`
+/// calls its last item (a close frame, an error); whatever comes before is
+/// skipped.
+pub async fn ends_within<S>(stream: &mut S, secs: u64, last: impl Fn(&S::Item) -> bool) -> bool
+where
+    S: futures::Stream + Unpin,
+{
+    use futures::StreamExt;
+    tokio::time::timeout(std::time::Duration::from_secs(secs), async {
+        while let Some(item) = stream.next().await {
+            if last(&item) {
+                return;
+            }
+        }
+    })
+    .await
+    .is_ok()
+}
