@@ -18,7 +18,7 @@ use crate::metrics::Subject;
 use crate::Engine;
 use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
-use futures::StreamExt;
+use futures::{FutureExt, StreamExt};
 use lifecycle::{DeploymentStatus as Status, Trigger};
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
@@ -63,18 +63,25 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
             _ = tick.tick() => {}
             ev = events.next() => match ev {
                 // A container of this instance stopped or went away: look now.
-                Some(Ok(e)) if matches!(e.action.as_str(), "die" | "destroy" | "stop" | "oom") => {
-                    // The kernel killed it for memory: counted for the alert
-                    // rules (Docker's restart policy may bring it back before
-                    // a pass sees it down).
-                    if e.action == "oom" {
-                        if let Some(subject) = subject_of(&e.labels) {
-                            if let Err(err) = crate::alerts::record_event(engine, subject, "oom").await {
-                                tracing::debug!(error = %err, "recording an OOM kill");
+                Some(Ok(e)) if looks_now(&e) => {
+                    oom_counted(engine, &e).await;
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    // One pass for the burst: a container's end says `die`,
+                    // `stop` and `destroy` within milliseconds, and a rollout's
+                    // retirement ends one per redeploy; a pass per event
+                    // tripled the reconciler's Docker calls while apps deploy.
+                    loop {
+                        match events.next().now_or_never() {
+                            Some(Some(Ok(more))) => oom_counted(engine, &more).await,
+                            // Nothing more yet.
+                            None => break,
+                            // Ended: a new stream (this pass sees what was missed).
+                            Some(Some(Err(_)) | None) => {
+                                events = engine.docker.events(&engine.deploy.instance);
+                                break;
                             }
                         }
                     }
-                    tokio::time::sleep(Duration::from_millis(300)).await;
                 }
                 Some(Ok(_)) => continue,
                 // The stream ended (Docker went away): poll until it is back.
@@ -91,6 +98,25 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
         pass(engine, &mut memory).await;
     }
     lease.give_up().await;
+}
+
+/// Whether an event asks for a pass now: a container of this instance stopped
+/// or went away.
+fn looks_now(e: &crate::docker::ContainerEvent) -> bool {
+    matches!(e.action.as_str(), "die" | "destroy" | "stop" | "oom")
+}
+
+/// The kernel killed a container for memory: counted for the alert rules
+/// (Docker's restart policy may bring it back before a pass sees it down).
+async fn oom_counted(engine: &Engine, e: &crate::docker::ContainerEvent) {
+    if e.action != "oom" {
+        return;
+    }
+    if let Some(subject) = subject_of(&e.labels) {
+        if let Err(err) = crate::alerts::record_event(engine, subject, "oom").await {
+            tracing::debug!(error = %err, "recording an OOM kill");
+        }
+    }
 }
 
 /// What the leader remembers between passes: back-offs per thing repaired.

@@ -277,7 +277,7 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
         if let Ok(f) =
             engine::proxy::certs::served(([127, 0, 0, 1], https_port).into(), "ok.test", Duration::from_secs(2)).await
         {
-            if f.subject != engine::proxy::certs::TRAEFIK_DEFAULT_CN {
+            if !engine::proxy::certs::is_fallback(&f.subject) {
                 break f;
             }
         }

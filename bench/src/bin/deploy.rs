@@ -16,7 +16,10 @@
 //!    of the published loopback port, `BENCH_DEBUG=MS` prints slower requests
 //!    and every failure with its answer, `BENCH_DRAIN=SECS` sets the app's
 //!    drain time (1 s by default; 20 keeps every retirement out of the
-//!    20 redeploys' window, to see what the retirements cost).
+//!    20 redeploys' window, to see what the retirements cost), `BENCH_CPU=1`
+//!    prints who spent the CPU in each phase under load (from /proc),
+//!    `BENCH_FALLBACK=traefik` removes Berth's fallback certificate, so that
+//!    Traefik makes its own on each reload (the code before 2026-12-03).
 //!
 //! Needs DATABASE_URL, REDIS_URL, DOCKER_HOST, BERTH_BIN and the test images
 //! (scripts/bench.sh provides them). All traffic goes to 127.0.0.1 and the
@@ -351,6 +354,11 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
         TailApp::KeepAlive => app_of(e, c, envid, "tail", keepalive_image().await?, None).await?,
         TailApp::Busybox => httpd_app(e, c, envid, "tail").await?,
     };
+    // BENCH_FALLBACK=traefik: without Berth's fallback certificate, as before
+    // it had one, Traefik makes an RSA key for its own on each reload.
+    if std::env::var("BENCH_FALLBACK").is_ok_and(|v| v == "traefik") {
+        std::fs::remove_file(e.deploy.proxy.dynamic_dir.join("tls-default.yml")).context("the fallback certificate")?;
+    }
     // Let the previous benchmark's retired containers go before the quiet baseline.
     tokio::time::sleep(Duration::from_secs(10)).await;
     let rate = 200;
@@ -379,11 +387,18 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
         })
     };
     let quiet = tokio_util::sync::CancellationToken::new();
+    let cpu = std::env::var("BENCH_CPU")
+        .is_ok()
+        .then(|| (Instant::now(), cpu_reading()));
     let (base, base_bad) = sorted(
         &on_own_runtime(host.clone(), rate * 15, quiet)
             .join()
             .expect("baseline load"),
     );
+    if let Some((t, before)) = cpu {
+        let spent = cpu_spent(&before, &cpu_reading(), t.elapsed().as_secs_f64());
+        eprintln!("CPU during the quiet baseline: {spent}");
+    }
     // Where a rollout's tail comes from, one cause at a time under the same
     // load, 20 times each at the redeploys' pace (~0.75 s):
     // (a) Traefik reloading its configuration (another file rewritten);
@@ -394,7 +409,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     let (reload, _) = if quick {
         Default::default()
     } else {
-        under_load(&on_own_runtime, &host, rate, async {
+        under_load(&on_own_runtime, &host, rate, "the reloads", async {
         for i in 0..20 {
             let file = e.deploy.proxy.dynamic_dir.join("bench-reload.yml");
             let body = format!("http:\n  routers:\n    bench-{i}:\n      rule: Host(`reload-{i}.invalid`)\n      service: bench-{i}\n  services:\n    bench-{i}:\n      loadBalancer:\n        servers:\n          - url: http://192.0.2.1:80\n");
@@ -412,7 +427,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     let (churn, _) = if quick {
         Default::default()
     } else {
-        under_load(&on_own_runtime, &host, rate, async {
+        under_load(&on_own_runtime, &host, rate, "the churn", async {
             for _ in 0..20 {
                 let t = Instant::now();
                 raw_run(
@@ -493,7 +508,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
             .await?
             .context("the twin's address")?;
         phase("switch");
-        (switch, _) = under_load(&on_own_runtime, &host, rate, async {
+        (switch, _) = under_load(&on_own_runtime, &host, rate, "the route switches", async {
             for i in 0..20 {
                 let ip = if i % 2 == 0 { &twin_ip } else { &live_ip };
                 std::fs::write(
@@ -511,7 +526,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     // (d) the real thing: 20 redeploys and the last one's drain and retirement.
     phase("redeploys");
     let t0 = Instant::now();
-    let (during, bad) = under_load(&on_own_runtime, &host, rate, async {
+    let (during, bad) = under_load(&on_own_runtime, &host, rate, "the redeploys", async {
         for _ in 0..20 {
             phase("deploy queued");
             settle(e, c, deploy::deploy(e, c, app).await?).await?;
@@ -631,6 +646,97 @@ impl TailApp {
 /// With BENCH_DEBUG set (to the latency in ms above which a request is
 /// printed, with its send time), names the phase starting now (wall clock), to line up
 /// with kernel counters sampled beside the benchmark.
+/// CPU time (clock ticks) of every process by name, and the whole machine's
+/// busy time, read from /proc: two readings bracket a phase to say who spent
+/// the CPU its requests waited for (`BENCH_CPU=1`). Each process has two
+/// figures: its own time, and the lifetime time of the children it reaped
+/// (short-lived helpers such as runc land there, on whoever waited for them;
+/// a containerd shim's, with its runc calls, on the init that reaps it).
+#[derive(Default)]
+struct CpuReading {
+    busy: u64,
+    /// Time the VM's CPUs were running someone else (the hypervisor's).
+    steal: u64,
+    by_pid: std::collections::HashMap<u32, (String, u64, u64)>,
+}
+
+fn cpu_reading() -> CpuReading {
+    let mut r = CpuReading::default();
+    if let Ok(stat) = std::fs::read_to_string("/proc/stat") {
+        if let Some(line) = stat.lines().next() {
+            // user nice system idle iowait irq softirq steal: busy is the first seven but idle and iowait.
+            let f: Vec<u64> = line.split_whitespace().skip(1).filter_map(|v| v.parse().ok()).collect();
+            r.busy = f
+                .iter()
+                .take(7)
+                .enumerate()
+                .filter(|(i, _)| *i != 3 && *i != 4)
+                .map(|(_, v)| v)
+                .sum();
+            r.steal = f.get(7).copied().unwrap_or(0);
+        }
+    }
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_owned();
+        // After the name: state is field 3; utime, stime are 14-15, cutime, cstime 16-17.
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let sum = |r: std::ops::Range<usize>| -> u64 {
+            f.get(r)
+                .into_iter()
+                .flatten()
+                .filter_map(|v| v.parse::<u64>().ok())
+                .sum()
+        };
+        r.by_pid.insert(pid, (name, sum(11..13), sum(13..15)));
+    }
+    r
+}
+
+/// What each process name spent between two readings, the largest first, as
+/// one line (percent of one core over the interval), with the machine's total.
+fn cpu_spent(before: &CpuReading, after: &CpuReading, secs: f64) -> String {
+    let mut by_name: std::collections::BTreeMap<String, u64> = Default::default();
+    for (pid, (name, own, reaped)) in &after.by_pid {
+        let (was_own, was_reaped) = before
+            .by_pid
+            .get(pid)
+            .filter(|(n, _, _)| n == name)
+            .map_or((0, 0), |(_, o, r)| (*o, *r));
+        *by_name.entry(name.clone()).or_default() += own.saturating_sub(was_own);
+        let reaped = reaped.saturating_sub(was_reaped);
+        if reaped > 0 {
+            *by_name.entry(format!("reaped by {name}")).or_default() += reaped;
+        }
+    }
+    let mut list: Vec<(String, u64)> = by_name.into_iter().filter(|(_, t)| *t > 0).collect();
+    list.sort_by_key(|e| std::cmp::Reverse(e.1));
+    let pct = |t: u64| t as f64 / secs; // 100 ticks a second: ticks/s is percent of a core
+    let named: u64 = list.iter().map(|(_, t)| t).sum();
+    let busy = after.busy.saturating_sub(before.busy);
+    // Reaped children's figures are lifetimes (a shim's includes the time
+    // before the first reading), so the named total may exceed the machine's.
+    let steal = after.steal.saturating_sub(before.steal);
+    let mut out = format!(
+        "machine {:.0}% of a core (named {:.0}%, stolen {:.1}%)",
+        pct(busy),
+        pct(named),
+        pct(steal)
+    );
+    for (name, t) in list.iter().take(12) {
+        out += &format!(" · {name} {:.1}%", pct(*t));
+    }
+    out
+}
+
 fn phase(name: &str) {
     if std::env::var("BENCH_DEBUG").is_ok() {
         eprintln!("{:.3} phase {name}", wall());
@@ -652,15 +758,23 @@ async fn under_load<L>(
     load: &L,
     host: &str,
     rate: u32,
+    what: &str,
     work: impl std::future::Future<Output = Result<()>>,
 ) -> Result<(Vec<f64>, u32)>
 where
     L: Fn(String, u32, tokio_util::sync::CancellationToken) -> std::thread::JoinHandle<Timed>,
 {
+    let cpu = std::env::var("BENCH_CPU")
+        .is_ok()
+        .then(|| (Instant::now(), cpu_reading()));
     let done = tokio_util::sync::CancellationToken::new();
     let running = load(host.to_owned(), rate * 300, done.clone());
     let outcome = work.await;
     tokio::time::sleep(Duration::from_secs(4)).await;
+    if let Some((t, before)) = cpu {
+        let spent = cpu_spent(&before, &cpu_reading(), t.elapsed().as_secs_f64());
+        eprintln!("CPU during {what} (and 4 s after): {spent}");
+    }
     done.cancel();
     let measured = running.join().expect("load thread");
     outcome.map(|()| sorted(&measured))

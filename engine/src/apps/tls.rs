@@ -264,7 +264,7 @@ pub async fn watch(engine: &Engine, state: &mut Watch) -> Vec<AppId> {
         let issued = served
             .as_ref()
             .ok()
-            .filter(|f| f.subject != certs::TRAEFIK_DEFAULT_CN && certs::covers(&f.names, &d.host));
+            .filter(|f| !certs::is_fallback(&f.subject) && certs::covers(&f.names, &d.host));
         let result = if let Some(f) = issued {
             let changed = d.cert_status != "issued" || d.cert_not_after != Some(f.not_after);
             set_issued(engine, &d, f).await.map(|()| changed)

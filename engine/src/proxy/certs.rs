@@ -11,8 +11,53 @@ use std::time::Duration;
 /// Uploads larger than this are refused before any parsing.
 pub const MAX_CHAIN_BYTES: usize = 64 * 1024;
 pub const MAX_KEY_BYTES: usize = 16 * 1024;
-/// The subject of the certificate Traefik presents when it has none for a name.
+/// The subject of the certificate Traefik presents when it has none for a name
+/// and none was given to it (a proxy Berth does not manage).
 pub const TRAEFIK_DEFAULT_CN: &str = "TRAEFIK DEFAULT CERT";
+/// The subject of the fallback certificate Berth gives the Traefik it manages.
+pub const BERTH_DEFAULT_CN: &str = "Berth default certificate";
+
+/// Whether a served certificate is a fallback: the proxy has none for the name.
+pub fn is_fallback(subject: &str) -> bool {
+    subject == TRAEFIK_DEFAULT_CN || subject == BERTH_DEFAULT_CN
+}
+
+/// The dynamic file holding the fallback certificate.
+const DEFAULT_FILE: &str = "tls-default.yml";
+
+/// Gives Traefik a fallback certificate for names it has none for, once
+/// (`tls-default.yml`, mode 0600, kept across restarts): a self-signed
+/// ECDSA P-256 one. Without it Traefik generates a 2048-bit RSA key for its
+/// default certificate on every configuration change, which was 96 % of the
+/// CPU a reload costs (75 ms on average on 2 cores; a random prime search, so
+/// up to ~150 ms), once per redeploy, on the cores serving every request
+/// (docs/BENCHMARKS.md, "Traefik's reload, profiled").
+pub fn ensure_default(dir: &std::path::Path) -> std::io::Result<()> {
+    if dir.join(DEFAULT_FILE).exists() {
+        return Ok(());
+    }
+    let failed = |e: rcgen::Error| std::io::Error::other(format!("making the default certificate: {e}"));
+    let key = rcgen::KeyPair::generate().map_err(failed)?;
+    let mut params = rcgen::CertificateParams::new(Vec::new()).map_err(failed)?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, BERTH_DEFAULT_CN);
+    let year = chrono::Datelike::year(&Utc::now());
+    params.not_before = rcgen::date_time_ymd(year - 1, 1, 1);
+    params.not_after = rcgen::date_time_ymd(year + 20, 1, 1);
+    let cert = params.self_signed(&key).map_err(failed)?;
+    // Traefik takes the PEM itself where a file path goes.
+    let body = serde_json::json!({"tls": {"stores": {"default": {"defaultCertificate": {
+        "certFile": cert.pem(),
+        "keyFile": key.serialize_pem(),
+    }}}}});
+    std::fs::create_dir_all(dir)?;
+    write_private(
+        dir,
+        DEFAULT_FILE,
+        &serde_json::to_vec_pretty(&body).expect("serializes"),
+    )
+}
 
 /// One PEM block: its label and decoded contents.
 #[derive(Debug)]
@@ -533,5 +578,28 @@ mod tests {
         )
         .is_err());
         assert!(pem_blocks("certificate", "-----BEGIN CERTIFICATE-----\nAAAA\n").is_err());
+    }
+
+    #[test]
+    fn the_default_certificate_is_made_once_and_kept() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("berth-default-cert-{}", uuid::Uuid::new_v4().simple()));
+        ensure_default(&dir).unwrap();
+        let path = dir.join(DEFAULT_FILE);
+        let first = std::fs::read(&path).unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        let body: serde_json::Value = serde_json::from_slice(&first).unwrap();
+        let pair = &body["tls"]["stores"]["default"]["defaultCertificate"];
+        let cert = pem_blocks("certificate", pair["certFile"].as_str().unwrap()).unwrap();
+        let f = facts(&cert[0].der).unwrap();
+        assert_eq!(f.subject, BERTH_DEFAULT_CN);
+        assert!(is_fallback(&f.subject) && f.names.is_empty());
+        assert!(f.not_before < Utc::now() && f.not_after > Utc::now() + chrono::Duration::days(3650));
+        let key = pem_blocks("key", pair["keyFile"].as_str().unwrap()).unwrap();
+        assert_eq!(key[0].label, "PRIVATE KEY");
+        // Kept as it is: a new one would make Traefik reload for nothing.
+        ensure_default(&dir).unwrap();
+        assert_eq!(std::fs::read(&path).unwrap(), first);
+        std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -233,6 +233,10 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
         host: dns_secrets_dir(&engine.deploy).display().to_string(),
         reason: e.to_string(),
     })?;
+    certs::ensure_default(&cfg.dynamic_dir).map_err(|e| DockerError::Unreachable {
+        host: cfg.dynamic_dir.display().to_string(),
+        reason: e.to_string(),
+    })?;
     let spec = traefik_spec(&engine.deploy, &acme);
     if let Some(existing) = engine.docker.inspect_container(&cfg.container).await? {
         if existing.labels.get(FINGERPRINT) == spec.labels.get(FINGERPRINT) {
