@@ -52,11 +52,13 @@ pub fn ensure_default(dir: &std::path::Path) -> std::io::Result<()> {
         "keyFile": key.serialize_pem(),
     }}}}});
     std::fs::create_dir_all(dir)?;
-    write_private(
-        dir,
-        DEFAULT_FILE,
-        &serde_json::to_vec_pretty(&body).expect("serializes"),
-    )
+    let body = serde_json::to_vec_pretty(&body).expect("serializes");
+    match write_private(dir, DEFAULT_FILE, &body) {
+        // Another replica made it in the same instant (the temporary file's
+        // name is shared): theirs is the one.
+        Err(_) if dir.join(DEFAULT_FILE).exists() => Ok(()),
+        written => written,
+    }
 }
 
 /// One PEM block: its label and decoded contents.
