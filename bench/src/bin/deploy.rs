@@ -357,7 +357,8 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     // BENCH_FALLBACK=traefik: without Berth's fallback certificate, as before
     // it had one, Traefik makes an RSA key for its own on each reload.
     if std::env::var("BENCH_FALLBACK").is_ok_and(|v| v == "traefik") {
-        std::fs::remove_file(e.deploy.proxy.dynamic_dir.join("tls-default.yml")).context("the fallback certificate")?;
+        std::fs::remove_file(e.deploy.proxy.dynamic_dir.join(engine::proxy::certs::DEFAULT_FILE))
+            .context("the fallback certificate")?;
     }
     // Let the previous benchmark's retired containers go before the quiet baseline.
     tokio::time::sleep(Duration::from_secs(10)).await;
@@ -387,18 +388,13 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
         })
     };
     let quiet = tokio_util::sync::CancellationToken::new();
-    let cpu = std::env::var("BENCH_CPU")
-        .is_ok()
-        .then(|| (Instant::now(), cpu_reading()));
+    let cpu = CpuSpan::start();
     let (base, base_bad) = sorted(
         &on_own_runtime(host.clone(), rate * 15, quiet)
             .join()
             .expect("baseline load"),
     );
-    if let Some((t, before)) = cpu {
-        let spent = cpu_spent(&before, &cpu_reading(), t.elapsed().as_secs_f64());
-        eprintln!("CPU during the quiet baseline: {spent}");
-    }
+    cpu.print("the quiet baseline");
     // Where a rollout's tail comes from, one cause at a time under the same
     // load, 20 times each at the redeploys' pace (~0.75 s):
     // (a) Traefik reloading its configuration (another file rewritten);
@@ -701,6 +697,26 @@ fn cpu_reading() -> CpuReading {
     r
 }
 
+/// A phase's CPU, from its start to `print` (nothing unless `BENCH_CPU` is set).
+struct CpuSpan(Option<(Instant, CpuReading)>);
+
+impl CpuSpan {
+    fn start() -> Self {
+        Self(
+            std::env::var("BENCH_CPU")
+                .is_ok()
+                .then(|| (Instant::now(), cpu_reading())),
+        )
+    }
+
+    fn print(self, what: &str) {
+        if let Some((t, before)) = self.0 {
+            let spent = cpu_spent(&before, &cpu_reading(), t.elapsed().as_secs_f64());
+            eprintln!("CPU during {what}: {spent}");
+        }
+    }
+}
+
 /// What each process name spent between two readings, the largest first, as
 /// one line (percent of one core over the interval), with the machine's total.
 fn cpu_spent(before: &CpuReading, after: &CpuReading, secs: f64) -> String {
@@ -764,17 +780,12 @@ async fn under_load<L>(
 where
     L: Fn(String, u32, tokio_util::sync::CancellationToken) -> std::thread::JoinHandle<Timed>,
 {
-    let cpu = std::env::var("BENCH_CPU")
-        .is_ok()
-        .then(|| (Instant::now(), cpu_reading()));
+    let cpu = CpuSpan::start();
     let done = tokio_util::sync::CancellationToken::new();
     let running = load(host.to_owned(), rate * 300, done.clone());
     let outcome = work.await;
     tokio::time::sleep(Duration::from_secs(4)).await;
-    if let Some((t, before)) = cpu {
-        let spent = cpu_spent(&before, &cpu_reading(), t.elapsed().as_secs_f64());
-        eprintln!("CPU during {what} (and 4 s after): {spent}");
-    }
+    cpu.print(&format!("{what} (and 4 s after)"));
     done.cancel();
     let measured = running.join().expect("load thread");
     outcome.map(|()| sorted(&measured))

@@ -23,7 +23,7 @@ pub fn is_fallback(subject: &str) -> bool {
 }
 
 /// The dynamic file holding the fallback certificate.
-const DEFAULT_FILE: &str = "tls-default.yml";
+pub const DEFAULT_FILE: &str = "tls-default.yml";
 
 /// Gives Traefik a fallback certificate for names it has none for, once
 /// (`tls-default.yml`, mode 0600, kept across restarts): a self-signed
