@@ -53,12 +53,9 @@ pub fn ensure_default(dir: &std::path::Path) -> std::io::Result<()> {
     }}}}});
     std::fs::create_dir_all(dir)?;
     let body = serde_json::to_vec_pretty(&body).expect("serializes");
-    match write_private(dir, DEFAULT_FILE, &body) {
-        // Another replica made it in the same instant (the temporary file's
-        // name is shared): theirs is the one.
-        Err(_) if dir.join(DEFAULT_FILE).exists() => Ok(()),
-        written => written,
-    }
+    // Two replicas making it in the same instant each write a whole file;
+    // the last rename stands, and either certificate serves.
+    write_private(dir, DEFAULT_FILE, &body)
 }
 
 /// One PEM block: its label and decoded contents.
@@ -349,20 +346,28 @@ pub fn write_tls_file(dir: &std::path::Path, certs: &[(String, String)]) -> std:
 }
 
 /// Writes `dir/name` with mode 0600 from its first byte (a temporary file
-/// made 0600, then renamed over it): for files that hold secrets.
+/// made 0600, then renamed over it): for files that hold secrets. Each
+/// writer's temporary file has a name of its own, so writers of one file at
+/// once (replicas sharing the data directory) each replace it whole, the last
+/// one standing, and none fails on another's temporary file.
 pub(crate) fn write_private(dir: &std::path::Path, name: &str, body: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = dir.join(format!(".{name}.tmp"));
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(&tmp)?;
-    f.write_all(body)?;
-    f.sync_all()?;
-    std::fs::rename(tmp, dir.join(name))
+    let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = (|| {
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        f.write_all(body)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written
 }
 
 /// Accepts any certificate: the probe reads what is served, it trusts nothing.
@@ -602,6 +607,46 @@ mod tests {
         // Kept as it is: a new one would make Traefik reload for nothing.
         ensure_default(&dir).unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), first);
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Writers of one secret file at the same instant (replicas sharing the
+    /// data directory) all succeed, the file is one of theirs whole, 0600,
+    /// and no temporary file is left. (With one shared temporary name, one
+    /// writer removed or renamed away the other's and failed.)
+    #[test]
+    fn private_files_written_at_once_by_many_writers_are_whole() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("berth-private-{}", uuid::Uuid::new_v4().simple()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bodies: Vec<Vec<u8>> = (0..8u8).map(|i| vec![b'a' + i; 256 * 1024]).collect();
+        for _ in 0..20 {
+            let start = std::sync::Barrier::new(bodies.len());
+            std::thread::scope(|s| {
+                let handles: Vec<_> = bodies
+                    .iter()
+                    .map(|b| {
+                        let (dir, start) = (&dir, &start);
+                        s.spawn(move || {
+                            start.wait();
+                            write_private(dir, "secret.yml", b)
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join().unwrap().expect("every writer succeeds");
+                }
+            });
+            let path = dir.join("secret.yml");
+            let got = std::fs::read(&path).unwrap();
+            assert!(bodies.contains(&got), "the file is one writer's, whole");
+            assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+            let names: Vec<_> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .collect();
+            assert_eq!(names, vec!["secret.yml".to_owned()], "temporary files left");
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -107,7 +107,15 @@ fn write_dns_secrets(engine: &Engine, acme: &AcmeSettings) -> std::io::Result<()
     for entry in std::fs::read_dir(&dir)? {
         let entry = entry?;
         let name = entry.file_name().to_string_lossy().into_owned();
-        if !acme.dns_credentials.iter().any(|(n, _)| *n == name) {
+        // Another writer's temporary file (a replica writing the same files
+        // now) is left alone; one left by a crash goes after a minute.
+        let in_flight = name.starts_with('.')
+            && name.ends_with(".tmp")
+            && entry
+                .metadata()
+                .and_then(|m| m.modified())
+                .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60));
+        if !in_flight && !acme.dns_credentials.iter().any(|(n, _)| *n == name) {
             std::fs::remove_file(entry.path())?;
         }
     }
@@ -306,9 +314,23 @@ pub async fn write_app(
             if tokio::fs::read(&path).await.is_ok_and(|old| old == body) {
                 return Ok(());
             }
-            let tmp = engine.deploy.proxy.dynamic_dir.join(format!(".app-{app}.yml.tmp"));
-            tokio::fs::write(&tmp, body).await?;
-            tokio::fs::rename(&tmp, &path).await
+            // A temporary name of this writer's own: a deployment and the
+            // reconciler (or two replicas) may route one app at once, and a
+            // shared name let one rename the other's half-written file.
+            let tmp = engine
+                .deploy
+                .proxy
+                .dynamic_dir
+                .join(format!(".app-{app}.{}.tmp", uuid::Uuid::new_v4().simple()));
+            let written = async {
+                tokio::fs::write(&tmp, body).await?;
+                tokio::fs::rename(&tmp, &path).await
+            }
+            .await;
+            if written.is_err() {
+                let _ = tokio::fs::remove_file(&tmp).await;
+            }
+            written
         }
     }
 }
@@ -354,10 +376,14 @@ pub fn write_dashboard_route(
         return Ok(false);
     }
     std::fs::create_dir_all(dir)?;
-    let tmp = dir.join(format!(".{DASHBOARD_FILE}.tmp"));
-    std::fs::write(&tmp, body)?;
-    std::fs::rename(tmp, path)?;
-    Ok(true)
+    // This writer's own temporary name (`berth install` and a running Berth
+    // may write it at once).
+    let tmp = dir.join(format!(".{DASHBOARD_FILE}.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let written = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map(|()| true)
 }
 
 /// Which upstream Traefik sends the dashboard's `/health` to now: the
