@@ -116,7 +116,11 @@ fn write_dns_secrets(engine: &Engine, acme: &AcmeSettings) -> std::io::Result<()
                 .and_then(|m| m.modified())
                 .is_ok_and(|t| t.elapsed().unwrap_or_default() < Duration::from_secs(60));
         if !in_flight && !acme.dns_credentials.iter().any(|(n, _)| *n == name) {
-            std::fs::remove_file(entry.path())?;
+            // Gone already is fine: another replica cleaning up at once.
+            match std::fs::remove_file(entry.path()) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(e),
+                _ => {}
+            }
         }
     }
     for (name, value) in &acme.dns_credentials {
