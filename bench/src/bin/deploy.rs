@@ -639,9 +639,6 @@ impl TailApp {
     }
 }
 
-/// With BENCH_DEBUG set (to the latency in ms above which a request is
-/// printed, with its send time), names the phase starting now (wall clock), to line up
-/// with kernel counters sampled beside the benchmark.
 /// CPU time (clock ticks) of every process by name, and the whole machine's
 /// busy time, read from /proc: two readings bracket a phase to say who spent
 /// the CPU its requests waited for (`BENCH_CPU=1`). Each process has two
@@ -753,6 +750,9 @@ fn cpu_spent(before: &CpuReading, after: &CpuReading, secs: f64) -> String {
     out
 }
 
+/// With BENCH_DEBUG set (to the latency in ms above which a request is
+/// printed, with its send time), names the phase starting now (wall clock), to line up
+/// with kernel counters sampled beside the benchmark.
 fn phase(name: &str) {
     if std::env::var("BENCH_DEBUG").is_ok() {
         eprintln!("{:.3} phase {name}", wall());

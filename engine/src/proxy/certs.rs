@@ -345,23 +345,33 @@ pub fn write_tls_file(dir: &std::path::Path, certs: &[(String, String)]) -> std:
     write_private(dir, "tls-custom.yml", &body)
 }
 
-/// Writes `dir/name` with mode 0600 from its first byte (a temporary file
-/// made 0600, then renamed over it): for files that hold secrets. Each
-/// writer's temporary file has a name of its own, so writers of one file at
-/// once (replicas sharing the data directory) each replace it whole, the last
-/// one standing, and none fails on another's temporary file.
+/// Writes `dir/name` with mode 0600 from its first byte, synced before it
+/// replaces the old one: for files that hold secrets ([`replace_file`]).
 pub(crate) fn write_private(dir: &std::path::Path, name: &str, body: &[u8]) -> std::io::Result<()> {
+    replace_file(dir, name, body, true)
+}
+
+/// Replaces `dir/name` whole: a temporary file, then renamed over it, so a
+/// reader (Traefik) never sees half a file. Each writer's temporary file has
+/// a name of its own, so writers of one file at once (a deployment and the
+/// reconciler, replicas sharing the data directory) each replace it whole,
+/// the last one standing, and none fails on another's temporary file.
+/// `private`: mode 0600 from the first byte, and synced before the rename.
+pub(crate) fn replace_file(dir: &std::path::Path, name: &str, body: &[u8], private: bool) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
     let tmp = dir.join(format!(".{name}.{}.tmp", uuid::Uuid::new_v4().simple()));
     let written = (|| {
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
+        let mut open = std::fs::OpenOptions::new();
+        open.write(true).create_new(true);
+        if private {
+            open.mode(0o600);
+        }
+        let mut f = open.open(&tmp)?;
         f.write_all(body)?;
-        f.sync_all()?;
+        if private {
+            f.sync_all()?;
+        }
         std::fs::rename(&tmp, dir.join(name))
     })();
     if written.is_err() {

@@ -50,8 +50,12 @@ pub fn app_key(app: crate::ids::AppId) -> String {
 }
 
 fn file_for(engine: &Engine, app: &str) -> PathBuf {
-    // `app` is an [`app_key`]: IDs only.
-    engine.deploy.proxy.dynamic_dir.join(format!("app-{app}.yml"))
+    engine.deploy.proxy.dynamic_dir.join(file_name(app))
+}
+
+/// An app's route file's name (`app` is an [`app_key`]: IDs only).
+fn file_name(app: &str) -> String {
+    format!("app-{app}.yml")
 }
 
 /// Traefik's static configuration, as container arguments.
@@ -318,23 +322,9 @@ pub async fn write_app(
             if tokio::fs::read(&path).await.is_ok_and(|old| old == body) {
                 return Ok(());
             }
-            // A temporary name of this writer's own: a deployment and the
-            // reconciler (or two replicas) may route one app at once, and a
-            // shared name let one rename the other's half-written file.
-            let tmp = engine
-                .deploy
-                .proxy
-                .dynamic_dir
-                .join(format!(".app-{app}.{}.tmp", uuid::Uuid::new_v4().simple()));
-            let written = async {
-                tokio::fs::write(&tmp, body).await?;
-                tokio::fs::rename(&tmp, &path).await
-            }
-            .await;
-            if written.is_err() {
-                let _ = tokio::fs::remove_file(&tmp).await;
-            }
-            written
+            // A deployment and the reconciler (or two replicas) may route one
+            // app at once: each replaces the file whole.
+            certs::replace_file(&engine.deploy.proxy.dynamic_dir, &file_name(app), &body, false)
         }
     }
 }
@@ -380,14 +370,9 @@ pub fn write_dashboard_route(
         return Ok(false);
     }
     std::fs::create_dir_all(dir)?;
-    // This writer's own temporary name (`berth install` and a running Berth
-    // may write it at once).
-    let tmp = dir.join(format!(".{DASHBOARD_FILE}.{}.tmp", uuid::Uuid::new_v4().simple()));
-    let written = std::fs::write(&tmp, body).and_then(|()| std::fs::rename(&tmp, &path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map(|()| true)
+    // `berth install` and a running Berth may write it at once.
+    certs::replace_file(dir, DASHBOARD_FILE, &body, false)?;
+    Ok(true)
 }
 
 /// Which upstream Traefik sends the dashboard's `/health` to now: the
