@@ -19,7 +19,9 @@
 //!    20 redeploys' window, to see what the retirements cost), `BENCH_CPU=1`
 //!    prints who spent the CPU in each phase under load (from /proc),
 //!    `BENCH_FALLBACK=traefik` removes Berth's fallback certificate, so that
-//!    Traefik makes its own on each reload (the code before 2026-12-03).
+//!    Traefik makes its own on each reload (the code before 2026-12-03),
+//!    `BENCH_LOAD_NICE=N` runs the load thread at nice N (how much of the
+//!    tail is the load generator's own wait for a core).
 //!
 //! Needs DATABASE_URL, REDIS_URL, DOCKER_HOST, BERTH_BIN and the test images
 //! (scripts/bench.sh provides them). All traffic goes to 127.0.0.1 and the
@@ -379,13 +381,31 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     };
     let on_own_runtime = move |host: String, cap: u32, stop: tokio_util::sync::CancellationToken| {
         let target = target.clone();
-        std::thread::spawn(move || {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .expect("load runtime")
-                .block_on(open_loop(target, host, rate, cap, stop))
-        })
+        // Named, so that `ps -L` (and a side loop changing its priority) finds it.
+        std::thread::Builder::new()
+            .name("bench-load".into())
+            .spawn(move || {
+                // BENCH_LOAD_NICE=N: this thread's nice value (Linux keeps one per
+                // thread), to see how much of the tail is the load generator's own
+                // wait for a core; a remote client does not share the server's.
+                if let Ok(n) = std::env::var("BENCH_LOAD_NICE") {
+                    // /proc/thread-self links to `<pid>/task/<tid>`; renice takes the thread's id.
+                    let tid = std::fs::read_link("/proc/thread-self").expect("thread-self");
+                    let tid = tid.file_name().expect("tid").to_string_lossy().into_owned();
+                    let ok = std::process::Command::new("renice")
+                        .args(["-n", &n, "-p", &tid])
+                        .stdout(Stdio::null())
+                        .status()
+                        .is_ok_and(|s| s.success());
+                    assert!(ok, "BENCH_LOAD_NICE: renice failed");
+                }
+                tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("load runtime")
+                    .block_on(open_loop(target, host, rate, cap, stop))
+            })
+            .expect("load thread")
     };
     let quiet = tokio_util::sync::CancellationToken::new();
     let cpu = CpuSpan::start();
