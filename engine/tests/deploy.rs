@@ -95,12 +95,28 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
     );
     let name = unique("web");
     let app = git_app(e, &caller, envid, &repo, &name, http_runtime(30)).await;
+    // Left by an app deleted while no worker ran: the worker's start removes
+    // it, and leaves a file that is not an app's route alone.
+    let dynamic = &e.deploy.proxy.dynamic_dir;
+    std::fs::create_dir_all(dynamic).unwrap();
+    let gone = AppId(uuid::Uuid::new_v4());
+    let stale = dynamic.join(format!("app-{}.yml", engine::proxy::app_key(gone)));
+    std::fs::write(&stale, "# routes of an app deleted since\n").unwrap();
+    std::fs::write(dynamic.join("operator.yml"), "# an operator's own\n").unwrap();
     let (stop, worker) = env.start_worker();
     let host = engine::testing::generated_host(e, &caller, app).await;
 
     let first = deploy::deploy(e, &caller, app).await.unwrap();
     let d1 = settle(e, &caller, first).await;
     assert_eq!(d1.status, Status::Running, "reason: {:?}", d1.reason);
+    assert!(
+        !stale.exists(),
+        "a deleted app's route file is removed at the worker's start"
+    );
+    assert!(
+        dynamic.join("operator.yml").exists(),
+        "other files are not Berth's to remove"
+    );
     assert_eq!(d1.commit_sha.as_deref(), Some(c1.as_str()));
     for step in [
         d1.cloning_at,
@@ -556,4 +572,42 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
         (Status::Cancelled, Some("cancelled before it started"))
     );
     assert!(dq.cloning_at.is_none());
+}
+
+/// An app whose every domain was removed is deployed without a route file,
+/// and the others keep being routed: a file of empty routers and services
+/// makes Traefik's file provider reject the whole directory, so no other
+/// app's route would change again (and none would load after a restart).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn an_app_without_a_domain_does_not_stop_the_others_routing() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let (stop, worker) = env.start_worker();
+    let image = || Source::Image {
+        image: TEST_BASE_IMAGE.into(),
+        registry_user: None,
+    };
+    let bare = engine::testing::create_app(e, &caller, envid, "bare", image(), engine::testing::httpd_runtime(1)).await;
+    for d in apps::get(e, &caller, bare).await.unwrap().domains {
+        engine::domains::remove(e, &caller, engine::ids::DomainId(d.id))
+            .await
+            .unwrap();
+    }
+    let d = settle(e, &caller, deploy::deploy(e, &caller, bare).await.unwrap()).await;
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+    let route = format!("app-{}.yml", engine::proxy::app_key(bare));
+    assert!(
+        !e.deploy.proxy.dynamic_dir.join(&route).exists(),
+        "nothing to route, no route file"
+    );
+
+    let web = engine::testing::create_app(e, &caller, envid, "web", image(), engine::testing::httpd_runtime(1)).await;
+    let host = engine::testing::generated_host(e, &caller, web).await;
+    let d = settle(e, &caller, deploy::deploy(e, &caller, web).await.unwrap()).await;
+    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+    assert_eq!(body(env.http_port(), &host).await, "up\n");
+
+    stop.cancel();
+    worker.await.unwrap();
 }

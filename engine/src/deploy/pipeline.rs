@@ -728,17 +728,5 @@ pub(crate) async fn sync_routes(engine: &Engine) {
     for id in &ids {
         restore_route(engine, *id).await;
     }
-    let current: std::collections::HashSet<String> = ids
-        .iter()
-        .map(|id| format!("app-{}.yml", proxy::app_key(*id)))
-        .collect();
-    if let Ok(mut dir) = tokio::fs::read_dir(&engine.deploy.proxy.dynamic_dir).await {
-        while let Ok(Some(entry)) = dir.next_entry().await {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if name.starts_with("app-") && name.ends_with(".yml") && !current.contains(&name) {
-                tracing::info!(file = %name, "removing a stale route file");
-                let _ = tokio::fs::remove_file(entry.path()).await;
-            }
-        }
-    }
+    proxy::remove_stale_routes(engine, &ids).await;
 }

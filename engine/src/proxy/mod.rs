@@ -297,10 +297,10 @@ pub async fn ensure(engine: &Engine) -> Result<(), DockerError> {
     Ok(())
 }
 
-/// Writes (or, with no upstream, removes) an application's routes. JSON is YAML,
-/// so the file is serde_json output: every value is quoted correctly by
-/// construction. Written to a temporary file and renamed: Traefik never reads a
-/// half-written file.
+/// Writes (or, with no upstream or no domain, removes) an application's routes.
+/// JSON is YAML, so the file is serde_json output: every value is quoted
+/// correctly by construction. Written to a temporary file and renamed: Traefik
+/// never reads a half-written file.
 pub async fn write_app(
     engine: &Engine,
     app: crate::ids::AppId,
@@ -309,7 +309,12 @@ pub async fn write_app(
 ) -> std::io::Result<()> {
     let app = &app_key(app);
     let path = file_for(engine, app);
-    match up {
+    // An app with no domain has nothing to route, and its file would hold
+    // empty `routers` and `services`, which Traefik's file provider rejects
+    // ("routers cannot be a standalone element") together with every other
+    // file in the directory: every app's routes would stop changing, and after
+    // Traefik restarts none would be served.
+    match up.filter(|_| !routes.is_empty()) {
         None => match tokio::fs::remove_file(&path).await {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
             _ => Ok(()),
@@ -325,6 +330,23 @@ pub async fn write_app(
             // A deployment and the reconciler (or two replicas) may route one
             // app at once: each replaces the file whole.
             certs::replace_file(&engine.deploy.proxy.dynamic_dir, &file_name(app), &body, false)
+        }
+    }
+}
+
+/// Removes the route files of apps not in `apps` (deleted while no worker ran,
+/// or named otherwise by an earlier Berth): at worker start, after every
+/// existing app's route was rewritten.
+pub async fn remove_stale_routes(engine: &Engine, apps: &[crate::ids::AppId]) {
+    let current: std::collections::HashSet<String> = apps.iter().map(|id| file_name(&app_key(*id))).collect();
+    let Ok(mut dir) = tokio::fs::read_dir(&engine.deploy.proxy.dynamic_dir).await else {
+        return;
+    };
+    while let Ok(Some(entry)) = dir.next_entry().await {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if name.starts_with("app-") && name.ends_with(".yml") && !current.contains(&name) {
+            tracing::info!(file = %name, "removing a stale route file");
+            let _ = tokio::fs::remove_file(entry.path()).await;
         }
     }
 }
