@@ -901,6 +901,55 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     c.goto(&url).await.unwrap();
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;
+
+    // The container stopped behind Berth's back (as `docker stop` would): the
+    // reconciler starts it again, the app answers again, and the app's page,
+    // hard-loaded, shows the repair in its Runtime panel.
+    let listed = tokio::process::Command::new("docker")
+        .args(["ps", "-q", "--filter", &format!("name=-{name}-")])
+        .output()
+        .await
+        .expect("docker ps");
+    let live = String::from_utf8(listed.stdout).unwrap().trim().to_owned();
+    assert!(!live.is_empty() && !live.contains('\n'), "one live container: {live:?}");
+    let stopped = tokio::process::Command::new("docker")
+        .args(["stop", "-t", "0", &live])
+        .status()
+        .await
+        .expect("docker stop");
+    assert!(stopped.success());
+    let start = Instant::now();
+    loop {
+        c.goto(&format!("{base}{app_path}")).await.unwrap();
+        find(c, "html[data-hydrated=true]").await;
+        let shown = js(c, "return document.getElementById('repair-history')?.textContent || ''").await;
+        if shown
+            .as_str()
+            .is_some_and(|t| t.contains("started the container again"))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(40),
+            "the repair is not shown: {shown}"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    screenshot(c, "app-repaired.png").await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "the app page with a repair: {errors:#?}");
+    let start = Instant::now();
+    loop {
+        let through = engine::http1::request("127.0.0.1", proxy_port, "GET", &host, "/", Duration::from_secs(10)).await;
+        if through.is_ok_and(|r| r.status == 200) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "the repaired app does not answer"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -208,6 +208,52 @@ async fn names_are_unique_per_organization_hosts_per_server_and_secrets_are_seal
         "{taken:?}"
     );
 
+    // Wildcards never reach across organizations: one over another
+    // organization's host, and a host under another organization's wildcard,
+    // are refused (naming the host); within one organization both may stand.
+    let route = |host: &str| NewDomain {
+        host: DomainName::parse_route(host).unwrap(),
+        path_prefix: "/".into(),
+        strip_prefix: false,
+        port: None,
+        https: false,
+        cert: Default::default(),
+        options: Default::default(),
+    };
+    let refused = |err: &AppError| matches!(err, AppError::Invalid(v) if v.field == "host" && v.message.contains("another organization"));
+    apps::add_domain(e, &owner, other, route("a.shop.test")).await.unwrap();
+    orgs::switch(e, &owner, other_org).await.unwrap();
+    let there = accounts::authenticate(e, owner.session().unwrap().clone())
+        .await
+        .unwrap();
+    let err = apps::add_domain(e, &there, twin, route("*.shop.test"))
+        .await
+        .unwrap_err();
+    assert!(refused(&err), "{err:?}");
+    orgs::switch(e, &owner, owner.org_id).await.unwrap();
+    apps::add_domain(e, &owner, id, route("*.shop.test")).await.unwrap();
+    orgs::switch(e, &owner, other_org).await.unwrap();
+    let err = apps::add_domain(e, &there, twin, route("b.shop.test"))
+        .await
+        .unwrap_err();
+    assert!(refused(&err), "{err:?}");
+    // Deeper or beside: not covered.
+    apps::add_domain(e, &there, twin, route("*.x.shop.test")).await.unwrap();
+    apps::add_domain(e, &there, twin, route("*.team.test")).await.unwrap();
+    orgs::switch(e, &owner, owner.org_id).await.unwrap();
+    let err = apps::add_domain(e, &owner, other, route("c.team.test"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AppError::Invalid(ref v) if v.field == "host"), "{err:?}");
+    let hosts: Vec<String> = apps::get(e, &owner, other)
+        .await
+        .unwrap()
+        .domains
+        .into_iter()
+        .map(|d| d.host)
+        .collect();
+    assert!(!hosts.contains(&"c.team.test".to_owned()), "nothing changed: {hosts:?}");
+
     // Env values and the registry password never sit in the database in the clear.
     apps::set_env(e, &owner, id, vec![("API_TOKEN".into(), "very-secret-value".into())])
         .await

@@ -3,7 +3,7 @@
 
 use engine::accounts::Caller;
 use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
-use engine::apps::{self, NewApp};
+use engine::apps::{self, NewApp, NewDomain};
 use engine::deploy::{self, Accepted, Status};
 use engine::ids::{AppId, EnvironmentId};
 use engine::names::Description;
@@ -578,8 +578,9 @@ async fn a_static_site_deploys_and_a_running_build_can_be_cancelled() {
 /// and the others keep being routed: a file of empty routers and services
 /// makes Traefik's file provider reject the whole directory, so no other
 /// app's route would change again (and none would load after a restart).
+/// Then a wildcard and an exact host under it: the exact host keeps its app.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn an_app_without_a_domain_does_not_stop_the_others_routing() {
+async fn an_app_without_a_domain_is_not_routed_and_an_exact_host_outranks_a_wildcard() {
     let env = DeployEnv::new().await;
     let e = env.engine();
     let (caller, envid) = owner(e).await;
@@ -594,8 +595,8 @@ async fn an_app_without_a_domain_does_not_stop_the_others_routing() {
             .await
             .unwrap();
     }
-    let d = settle(e, &caller, deploy::deploy(e, &caller, bare).await.unwrap()).await;
-    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+    let bare_live = settle(e, &caller, deploy::deploy(e, &caller, bare).await.unwrap()).await;
+    assert_eq!(bare_live.status, Status::Running, "{:?}", bare_live.reason);
     let route = format!("app-{}.yml", engine::proxy::app_key(bare));
     assert!(
         !e.deploy.proxy.dynamic_dir.join(&route).exists(),
@@ -604,9 +605,30 @@ async fn an_app_without_a_domain_does_not_stop_the_others_routing() {
 
     let web = engine::testing::create_app(e, &caller, envid, "web", image(), engine::testing::httpd_runtime(1)).await;
     let host = engine::testing::generated_host(e, &caller, web).await;
-    let d = settle(e, &caller, deploy::deploy(e, &caller, web).await.unwrap()).await;
-    assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+    let web_live = settle(e, &caller, deploy::deploy(e, &caller, web).await.unwrap()).await;
+    assert_eq!(web_live.status, Status::Running, "{:?}", web_live.reason);
     assert_eq!(body(env.http_port(), &host).await, "up\n");
+
+    // By Traefik's default order (the longer rule first) the wildcard's
+    // HostRegexp would take a.wild.test from the app that has it.
+    let route = |host: &str| NewDomain {
+        host: apps::spec::DomainName::parse_route(host).unwrap(),
+        path_prefix: "/".into(),
+        strip_prefix: false,
+        port: None,
+        https: false,
+        cert: Default::default(),
+        options: Default::default(),
+    };
+    engine::domains::add(e, &caller, bare, route("*.wild.test"))
+        .await
+        .unwrap();
+    engine::domains::add(e, &caller, web, route("a.wild.test"))
+        .await
+        .unwrap();
+    let limit = Duration::from_secs(10);
+    assert!(engine::proxy::wait_routed(e, "z.wild.test", "/", bare_live.id.0, limit).await);
+    assert!(engine::proxy::wait_routed(e, "a.wild.test", "/", web_live.id.0, limit).await);
 
     stop.cancel();
     worker.await.unwrap();

@@ -914,21 +914,40 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     {
         return Err(ValidationError::new(DomainName::FIELD, "this host serves the Berth dashboard").into());
     }
+    if let Some(parent) = d.host.as_str().strip_prefix("*.") {
+        // Every app's generated host is a name under the base domain.
+        if parent == engine.deploy.base_domain {
+            return Err(ValidationError::new(
+                DomainName::FIELD,
+                "a wildcard over the base domain would cover every application's generated host",
+            )
+            .into());
+        }
+        if engine
+            .deploy
+            .proxy
+            .dashboard_host
+            .as_deref()
+            .and_then(|h| h.split_once('.'))
+            .is_some_and(|(_, p)| p.eq_ignore_ascii_case(parent))
+        {
+            return Err(
+                ValidationError::new(DomainName::FIELD, "this wildcard covers the Berth dashboard's host").into(),
+            );
+        }
+    }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
     check_tls_choice(engine, &d.host, d.https, d.cert).await?;
-    // A host belongs to one application: another app may not add a path under it.
-    let taken: bool = diesel::select(diesel::dsl::exists(
-        domains::table
-            .filter(domains::host.eq(d.host.as_str()))
-            .filter(domains::application_id.ne(id.0)),
-    ))
-    .get_result(&mut conn)
-    .await?;
-    if taken {
-        return Err(ValidationError::new(DomainName::FIELD, "this host is already used by another application").into());
-    }
     let did: Uuid = crate::audited!(conn, AppError, {
+        // Checked and inserted under one lock: two requests at once cannot
+        // both find a host free.
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtext('berth.domains.hosts'))")
+            .execute(conn)
+            .await?;
+        if let Some(why) = host_conflict(conn, caller.org_id.0, id.0, &d.host).await? {
+            return Err(ValidationError::new(DomainName::FIELD, why).into());
+        }
         Ok(diesel::insert_into(domains::table)
             .values((
                 domains::application_id.eq(id.0),
@@ -947,6 +966,60 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     })
     .await?;
     Ok(DomainId(did))
+}
+
+/// Why `host` cannot be routed to `app`: another application has it, or it
+/// lies under another organization's wildcard, or (a wildcard) it covers a
+/// host another organization has. Within one organization an exact host
+/// outranks a wildcard over it (`crate::proxy::routes`), which is that
+/// organization's own arrangement; across organizations either would take one
+/// tenant's requests for another.
+async fn host_conflict(
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    app: Uuid,
+    host: &DomainName,
+) -> QueryResult<Option<&'static str>> {
+    // A host belongs to one application: another app may not add a path under it.
+    let taken: bool = diesel::select(diesel::dsl::exists(
+        domains::table
+            .filter(domains::host.eq(host.as_str()))
+            .filter(domains::application_id.ne(app)),
+    ))
+    .get_result(conn)
+    .await?;
+    if taken {
+        return Ok(Some("this host is already used by another application"));
+    }
+    let others = || domains::table.filter(domains::organization_id.ne(org));
+    match host.as_str().strip_prefix("*.") {
+        // `*.X` matches one label before X (the rule is anchored).
+        Some(parent) => {
+            let suffix = format!(".{parent}");
+            // Host names hold only letters, digits, '-' and '.': nothing LIKE-special.
+            let under: Vec<String> = others()
+                .filter(domains::host.like(format!("%{suffix}")))
+                .select(domains::host)
+                .load(conn)
+                .await?;
+            let covered = under.iter().any(|h| {
+                h.strip_suffix(&suffix)
+                    .is_some_and(|label| !label.contains('.') && !label.starts_with('*'))
+            });
+            Ok(covered.then_some("this wildcard covers a host another organization uses"))
+        }
+        None => {
+            let Some((_, parent)) = host.as_str().split_once('.') else {
+                return Ok(None);
+            };
+            let wild: bool = diesel::select(diesel::dsl::exists(
+                others().filter(domains::host.eq(format!("*.{parent}"))),
+            ))
+            .get_result(conn)
+            .await?;
+            Ok(wild.then_some("this host is under a wildcard another organization uses"))
+        }
+    }
 }
 
 /// One domain of the caller's organization, by its ID.

@@ -72,6 +72,26 @@ fn rule(route: &Route) -> String {
     }
 }
 
+/// Traefik's priority for an exact host's routers: above every wildcard's.
+const EXACT_HOST: usize = 1 << 20;
+
+/// The priority of Berth's own dashboard: above every app's route.
+pub const DASHBOARD_PRIORITY: usize = 1 << 30;
+
+/// Traefik's priority for a route's routers. Unless told, Traefik orders
+/// routers by the length of their rule, and a wildcard's `HostRegexp` is longer
+/// than most `Host` rules: `*.example.com` would take `shop.example.com`'s
+/// requests from the app (or the organization) that has that host. Exact hosts
+/// come first, among themselves by their rule's length (a longer path prefix
+/// of one host first, as before), then wildcards.
+fn priority(route: &Route, rule: &str) -> usize {
+    if route.host.starts_with("*.") {
+        rule.len()
+    } else {
+        EXACT_HOST + rule.len()
+    }
+}
+
 /// A DNS name in a regular expression: only its dots are special.
 fn regex_escape(host: &str) -> String {
     host.replace('.', "\\.")
@@ -181,11 +201,12 @@ pub fn app_config(app: &str, routes: &[Route], up: &Upstream, token: &str) -> Va
         });
         let k = key(d);
         let rule = rule(d);
+        let priority = priority(d, &rule);
         if d.https {
             let mws = serving_middlewares(app, d, true, &mut middlewares);
             routers.insert(
                 format!("{k}-tls"),
-                json!({"rule": rule, "entryPoints": ["websecure"], "service": service, "middlewares": mws, "tls": tls_section(d)}),
+                json!({"rule": rule, "priority": priority, "entryPoints": ["websecure"], "service": service, "middlewares": mws, "tls": tls_section(d)}),
             );
         }
         if d.https && d.options.redirect_https {
@@ -196,13 +217,13 @@ pub fn app_config(app: &str, routes: &[Route], up: &Upstream, token: &str) -> Va
             );
             routers.insert(
                 k,
-                json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": [redirect]}),
+                json!({"rule": rule, "priority": priority, "entryPoints": ["web"], "service": service, "middlewares": [redirect]}),
             );
         } else {
             let mws = serving_middlewares(app, d, false, &mut middlewares);
             routers.insert(
                 k,
-                json!({"rule": rule, "entryPoints": ["web"], "service": service, "middlewares": mws}),
+                json!({"rule": rule, "priority": priority, "entryPoints": ["web"], "service": service, "middlewares": mws}),
             );
         }
     }
@@ -219,16 +240,16 @@ pub fn dashboard_config(host: &str, upstream: &str, resolver: Option<&str>) -> V
     let id = json!({"headers": {"customResponseHeaders": {"X-Berth-Route": dashboard_token(upstream)}}});
     match resolver {
         None => json!({"http": {
-            "routers": {"berth-dashboard": {"rule": rule, "entryPoints": ["web"], "service": "berth-dashboard",
+            "routers": {"berth-dashboard": {"rule": rule, "priority": DASHBOARD_PRIORITY, "entryPoints": ["web"], "service": "berth-dashboard",
                 "middlewares": ["berth-dashboard-id"]}},
             "middlewares": {"berth-dashboard-id": id},
             "services": {"berth-dashboard": service}
         }}),
         Some(resolver) => json!({"http": {
             "routers": {
-                "berth-dashboard-tls": {"rule": rule, "entryPoints": ["websecure"], "service": "berth-dashboard",
+                "berth-dashboard-tls": {"rule": rule, "priority": DASHBOARD_PRIORITY, "entryPoints": ["websecure"], "service": "berth-dashboard",
                     "middlewares": ["berth-dashboard-id"], "tls": {"certResolver": resolver}},
-                "berth-dashboard": {"rule": rule, "entryPoints": ["web"], "service": "berth-dashboard",
+                "berth-dashboard": {"rule": rule, "priority": DASHBOARD_PRIORITY, "entryPoints": ["web"], "service": "berth-dashboard",
                     "middlewares": ["berth-dashboard-to-https"]}
             },
             "middlewares": {
@@ -441,5 +462,30 @@ mod tests {
         d.cert = CertSource::Custom;
         let c = app_config("web", &[d], &up(None), "t");
         assert_eq!(c["http"]["routers"][format!("{k}-tls")]["tls"], json!({}));
+    }
+
+    #[test]
+    fn an_exact_host_outranks_a_wildcard_over_it_and_the_dashboard_outranks_both() {
+        let wild = domain(1, "*.example.com", "/", false, true);
+        let exact = domain(2, "a.example.com", "/", false, true);
+        let deeper = domain(3, "a.example.com", "/api", false, true);
+        let of = |d: &Route| {
+            let c = app_config("web", &[d.clone()], &up(None), "t");
+            let r = &c["http"]["routers"][format!("d{}", d.id.simple())];
+            (
+                r["priority"].as_u64().unwrap(),
+                r["rule"].as_str().unwrap().len() as u64,
+            )
+        };
+        let (w, w_len) = of(&wild);
+        let (e, e_len) = of(&exact);
+        let (p, _) = of(&deeper);
+        // By rule length alone (Traefik's default) the wildcard would win.
+        assert!(w_len > e_len, "{w_len} {e_len}");
+        assert!(e > w && p > e, "{w} {e} {p}");
+        let c = dashboard_config("b.example.com", "http://berth:3000", Some("le"));
+        for r in ["berth-dashboard", "berth-dashboard-tls"] {
+            assert!(c["http"]["routers"][r]["priority"].as_u64().unwrap() > p);
+        }
     }
 }
