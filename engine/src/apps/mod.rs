@@ -914,27 +914,12 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     {
         return Err(ValidationError::new(DomainName::FIELD, "this host serves the Berth dashboard").into());
     }
-    if let Some(parent) = d.host.as_str().strip_prefix("*.") {
-        // Every app's generated host is a name under the base domain.
-        if parent == engine.deploy.base_domain {
-            return Err(ValidationError::new(
-                DomainName::FIELD,
-                "a wildcard over the base domain would cover every application's generated host",
-            )
-            .into());
-        }
-        if engine
-            .deploy
-            .proxy
-            .dashboard_host
-            .as_deref()
-            .and_then(|h| h.split_once('.'))
-            .is_some_and(|(_, p)| p.eq_ignore_ascii_case(parent))
-        {
-            return Err(
-                ValidationError::new(DomainName::FIELD, "this wildcard covers the Berth dashboard's host").into(),
-            );
-        }
+    if let Some(why) = reserved_wildcard(
+        &d.host,
+        &engine.deploy.base_domain,
+        engine.deploy.proxy.dashboard_host.as_deref(),
+    ) {
+        return Err(ValidationError::new(DomainName::FIELD, why).into());
     }
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
     load(&mut conn, caller.org_id.0, id).await?;
@@ -966,6 +951,20 @@ pub async fn add_domain(engine: &Engine, caller: &Caller, id: AppId, d: NewDomai
     })
     .await?;
     Ok(DomainId(did))
+}
+
+/// Why a wildcard `host` is the instance's, not any organization's: it would
+/// cover every app's generated host (a name under the base domain) or the
+/// dashboard's host.
+fn reserved_wildcard(host: &DomainName, base: &str, dashboard: Option<&str>) -> Option<&'static str> {
+    let parent = host.as_str().strip_prefix("*.")?;
+    if parent.eq_ignore_ascii_case(base) {
+        return Some("a wildcard over the base domain would cover every application's generated host");
+    }
+    dashboard
+        .and_then(|h| h.split_once('.'))
+        .is_some_and(|(_, p)| p.eq_ignore_ascii_case(parent))
+        .then_some("this wildcard covers the Berth dashboard's host")
 }
 
 /// Why `host` cannot be routed to `app`: another application has it, or it
@@ -1304,6 +1303,20 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: AppId, remove_volumes:
 #[cfg(test)]
 mod tests {
     use super::bind_allowed;
+
+    #[test]
+    fn wildcards_over_the_base_domain_or_the_dashboard_are_the_instances() {
+        use super::{reserved_wildcard, DomainName};
+        let w = |h: &str| DomainName::parse_route(h).unwrap();
+        let base = "apps.example.com";
+        let dash = Some("berth.example.com");
+        assert!(reserved_wildcard(&w("*.apps.example.com"), base, dash).is_some());
+        assert!(reserved_wildcard(&w("*.example.com"), base, dash).is_some());
+        assert!(reserved_wildcard(&w("*.example.com"), base, None).is_none());
+        assert!(reserved_wildcard(&w("*.team.example.com"), base, dash).is_none());
+        assert!(reserved_wildcard(&w("*.x.apps.example.com"), base, dash).is_none());
+        assert!(reserved_wildcard(&w("shop.apps.example.com"), base, dash).is_none());
+    }
     use std::path::{Path, PathBuf};
 
     #[test]
