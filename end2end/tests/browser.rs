@@ -902,6 +902,10 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;
 
+    // What the app itself made the console say (busybox httpd has no
+    // favicon) is not Berth's: read and set aside before Berth's pages again.
+    let _ = console_errors(c).await;
+
     // The container stopped behind Berth's back (as `docker stop` would): the
     // reconciler starts it again, the app answers again, and the app's page,
     // hard-loaded, shows the repair in its Runtime panel.
@@ -927,6 +931,13 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
             .as_str()
             .is_some_and(|t| t.contains("started the container again"))
         {
+            // Started again, it runs: nothing is said to be down any more.
+            let problem = js(
+                c,
+                "return document.getElementById('runtime-problem')?.textContent || ''",
+            )
+            .await;
+            assert_eq!(problem, "", "a repaired app is not \"down\"");
             break;
         }
         assert!(

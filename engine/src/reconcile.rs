@@ -579,10 +579,6 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
                 continue;
             }
         };
-        problems.app(
-            app.id,
-            format!("app {}: {problem}: repairing (attempt {tries})", app.name),
-        );
         // Stopped but there: start it again. Missing, or refusing to start:
         // run the live image again through the pipeline (health check, route).
         let started = match &info {
@@ -590,6 +586,8 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
             None => false,
         };
         if started {
+            // It runs now (the next pass judges it as any other): no
+            // "repairing" on the pages until that pass; the history keeps it.
             record(
                 engine,
                 Some(app.org),
@@ -600,6 +598,10 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
             )
             .await;
         } else {
+            problems.app(
+                app.id,
+                format!("app {}: {problem}: repairing (attempt {tries})", app.name),
+            );
             repair_deploy(engine, &app, &problem).await?;
         }
     }
@@ -713,14 +715,16 @@ async fn services(engine: &Engine, memory: &mut Memory, problems: &mut Problems)
         let problem = why_down(info.as_ref());
         match memory.may_try(&key) {
             Ok(tries) => {
-                problems.service(
-                    id,
-                    format!("database {}: {problem}: repairing (attempt {tries})", svc.row.name),
-                );
                 let action = match crate::services::container::ensure_running(engine, &boxed).await {
                     Ok(()) if info.is_none() => "created its container again (its data volume kept)".to_owned(),
                     Ok(()) => "started the container again".to_owned(),
-                    Err(e) => format!("could not start it: {e}"),
+                    Err(e) => {
+                        problems.service(
+                            id,
+                            format!("database {}: {problem}: repairing (attempt {tries})", svc.row.name),
+                        );
+                        format!("could not start it: {e}")
+                    }
                 };
                 record(engine, Some(svc.row.organization_id), None, Some(id), &problem, &action).await;
             }
