@@ -470,7 +470,7 @@ mod tests {
         let exact = domain(2, "a.example.com", "/", false, true);
         let deeper = domain(3, "a.example.com", "/api", false, true);
         let of = |d: &Route| {
-            let c = app_config("web", &[d.clone()], &up(None), "t");
+            let c = app_config("web", std::slice::from_ref(d), &up(None), "t");
             let r = &c["http"]["routers"][format!("d{}", d.id.simple())];
             (
                 r["priority"].as_u64().unwrap(),
