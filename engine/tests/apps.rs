@@ -211,15 +211,7 @@ async fn names_are_unique_per_organization_hosts_per_server_and_secrets_are_seal
     // Wildcards never reach across organizations: one over another
     // organization's host, and a host under another organization's wildcard,
     // are refused (naming the host); within one organization both may stand.
-    let route = |host: &str| NewDomain {
-        host: DomainName::parse_route(host).unwrap(),
-        path_prefix: "/".into(),
-        strip_prefix: false,
-        port: None,
-        https: false,
-        cert: Default::default(),
-        options: Default::default(),
-    };
+    let route = engine::testing::plain_domain;
     let refused = |err: &AppError| matches!(err, AppError::Invalid(v) if v.field == "host" && v.message.contains("another organization"));
     apps::add_domain(e, &owner, other, route("a.shop.test")).await.unwrap();
     orgs::switch(e, &owner, other_org).await.unwrap();

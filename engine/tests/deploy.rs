@@ -3,7 +3,7 @@
 
 use engine::accounts::Caller;
 use engine::apps::spec::{Build, HealthCheck, HealthProbe, Runtime, Source};
-use engine::apps::{self, NewApp, NewDomain};
+use engine::apps::{self, NewApp};
 use engine::deploy::{self, Accepted, Status};
 use engine::ids::{AppId, EnvironmentId};
 use engine::names::Description;
@@ -611,15 +611,7 @@ async fn an_app_without_a_domain_is_not_routed_and_an_exact_host_outranks_a_wild
 
     // By Traefik's default order (the longer rule first) the wildcard's
     // HostRegexp would take a.wild.test from the app that has it.
-    let route = |host: &str| NewDomain {
-        host: apps::spec::DomainName::parse_route(host).unwrap(),
-        path_prefix: "/".into(),
-        strip_prefix: false,
-        port: None,
-        https: false,
-        cert: Default::default(),
-        options: Default::default(),
-    };
+    let route = engine::testing::plain_domain;
     engine::domains::add(e, &caller, bare, route("*.wild.test"))
         .await
         .unwrap();

@@ -807,6 +807,20 @@ pub async fn build_image(engine: &Engine, tag: &str, dockerfile: &str, files: &[
     let _ = std::fs::remove_dir_all(&dir);
 }
 
+/// A domain for `host` (a name or a wildcard) over plain HTTP, at `/`, with
+/// default options.
+pub fn plain_domain(host: &str) -> crate::apps::NewDomain {
+    crate::apps::NewDomain {
+        host: crate::apps::spec::DomainName::parse_route(host).expect("a valid host"),
+        path_prefix: "/".into(),
+        strip_prefix: false,
+        port: None,
+        https: false,
+        cert: Default::default(),
+        options: Default::default(),
+    }
+}
+
 /// A busybox httpd app serving `index.html` on port 8080.
 pub fn httpd_dockerfile() -> String {
     format!("FROM {TEST_BASE_IMAGE}\nCOPY index.html /www/index.html\nEXPOSE 8080\nCMD [\"httpd\", \"-f\", \"-p\", \"8080\", \"-h\", \"/www\"]\n")
