@@ -1303,6 +1303,7 @@ pub async fn delete(engine: &Engine, caller: &Caller, id: AppId, remove_volumes:
 #[cfg(test)]
 mod tests {
     use super::bind_allowed;
+    use std::path::{Path, PathBuf};
 
     #[test]
     fn wildcards_over_the_base_domain_or_the_dashboard_are_the_instances() {
@@ -1317,7 +1318,6 @@ mod tests {
         assert!(reserved_wildcard(&w("*.x.apps.example.com"), base, dash).is_none());
         assert!(reserved_wildcard(&w("shop.apps.example.com"), base, dash).is_none());
     }
-    use std::path::{Path, PathBuf};
 
     #[test]
     fn bind_mounts_stay_under_the_allowed_roots_and_never_reach_the_socket_or_root() {
