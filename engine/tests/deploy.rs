@@ -100,7 +100,7 @@ async fn git_deploy_webhook_redeploy_without_dropped_requests_then_rollback() {
     let dynamic = &e.deploy.proxy.dynamic_dir;
     std::fs::create_dir_all(dynamic).unwrap();
     let gone = AppId(uuid::Uuid::new_v4());
-    let stale = dynamic.join(format!("app-{}.yml", engine::proxy::app_key(gone)));
+    let stale = engine::proxy::route_file(e, gone);
     std::fs::write(&stale, "# routes of an app deleted since\n").unwrap();
     std::fs::write(dynamic.join("operator.yml"), "# an operator's own\n").unwrap();
     let (stop, worker) = env.start_worker();
@@ -597,9 +597,8 @@ async fn an_app_without_a_domain_is_not_routed_and_an_exact_host_outranks_a_wild
     }
     let bare_live = settle(e, &caller, deploy::deploy(e, &caller, bare).await.unwrap()).await;
     assert_eq!(bare_live.status, Status::Running, "{:?}", bare_live.reason);
-    let route = format!("app-{}.yml", engine::proxy::app_key(bare));
     assert!(
-        !e.deploy.proxy.dynamic_dir.join(&route).exists(),
+        !engine::proxy::route_file(e, bare).exists(),
         "nothing to route, no route file"
     );
 

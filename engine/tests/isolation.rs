@@ -234,11 +234,7 @@ async fn an_environment_goes_through_the_delete_paths_and_only_admins_may() {
         e.docker.inspect_container(&db_box).await.unwrap().is_none(),
         "the database's container is gone"
     );
-    let route = e
-        .deploy
-        .proxy
-        .dynamic_dir
-        .join(format!("app-{}.yml", engine::proxy::app_key(app)));
+    let route = engine::proxy::route_file(e, app);
     assert!(!route.exists(), "the route is gone");
     assert!(matches!(apps::get(e, &owner, app).await, Err(apps::AppError::NotFound)));
     // Volumes stay unless asked (the database's data is there).

@@ -168,13 +168,7 @@ async fn kill_9_mid_build_is_recovered_and_the_live_version_keeps_serving() {
         .collect();
     assert_eq!(containers.len(), 1, "{containers:?}");
     assert_eq!(containers[0].deployment, Some(first));
-    let route = std::fs::read_to_string(
-        e.deploy
-            .proxy
-            .dynamic_dir
-            .join(format!("app-{}.yml", engine::proxy::app_key(app))),
-    )
-    .unwrap();
+    let route = std::fs::read_to_string(engine::proxy::route_file(&e, app)).unwrap();
     assert!(
         route.contains(&engine::proxy::route_token(&e, first.0))
             && !route.contains(&engine::proxy::route_token(&e, second.0)),

@@ -464,16 +464,7 @@ async fn rollout_tail(env: &DeployEnv, c: &Caller, envid: EnvironmentId, server:
     // route to another container, with no container starting or stopping;
     let mut switch = Vec::new();
     if !quick {
-        let file = std::fs::read_dir(&e.deploy.proxy.dynamic_dir)?
-            .filter_map(|f| f.ok())
-            .map(|f| f.path())
-            .find(|p| {
-                p.file_name().is_some_and(|n| {
-                    n.to_string_lossy()
-                        .starts_with(&format!("app-{}", engine::proxy::app_key(app)))
-                })
-            })
-            .context("the app's route file")?;
+        let file = engine::proxy::route_file(e, app);
         let original = std::fs::read_to_string(&file)?;
         let live_ip = original
             .split("http://")

@@ -49,6 +49,12 @@ pub fn app_key(app: crate::ids::AppId) -> String {
     format!("a{}", app.0.simple())
 }
 
+/// Where an application's routes are written (for tests and tools that read
+/// them; the name is this module's to choose).
+pub fn route_file(engine: &Engine, app: crate::ids::AppId) -> PathBuf {
+    file_for(engine, &app_key(app))
+}
+
 fn file_for(engine: &Engine, app: &str) -> PathBuf {
     engine.deploy.proxy.dynamic_dir.join(file_name(app))
 }
