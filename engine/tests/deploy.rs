@@ -624,3 +624,53 @@ async fn an_app_without_a_domain_is_not_routed_and_an_exact_host_outranks_a_wild
     stop.cancel();
     worker.await.unwrap();
 }
+
+/// A route written while a rollout is in its `routing` step (here: the user
+/// adds a domain) names the deployment rolling out, not the one it replaces.
+/// Traefik is paused meanwhile, so it reads only the last file written: before
+/// the route writers took one lock per app and preferred a deployment in
+/// `routing`, that file sent the traffic back to the replaced container and
+/// the rollout failed waiting for the proxy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_domain_added_while_a_rollout_routes_keeps_the_new_container_routed() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let (stop, worker) = env.start_worker();
+    let image = Source::Image {
+        image: TEST_BASE_IMAGE.into(),
+        registry_user: None,
+    };
+    let app = engine::testing::create_app(e, &caller, envid, "web", image, engine::testing::httpd_runtime(1)).await;
+    let first = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(first.status, Status::Running, "{:?}", first.reason);
+
+    let docker = bollard::Docker::connect_with_defaults()
+        .unwrap()
+        .negotiate_version()
+        .await
+        .unwrap();
+    let traefik = e.deploy.proxy.container.clone();
+    docker.pause_container(&traefik).await.unwrap();
+    let second = deploy::deploy(e, &caller, app).await.unwrap();
+    engine::testing::eventually(60, "the rollout's routing step", || async {
+        let d = deploy::get(e, &caller, second).await.unwrap();
+        assert!(!d.status.is_finished(), "ended before routing: {:?}", d.reason);
+        (d.status == Status::Routing).then_some(())
+    })
+    .await;
+    engine::domains::add(e, &caller, app, engine::testing::plain_domain("late.test"))
+        .await
+        .unwrap();
+    docker.unpause_container(&traefik).await.unwrap();
+
+    let second = settle(e, &caller, second).await;
+    assert_eq!(second.status, Status::Running, "{:?}", second.reason);
+    let limit = Duration::from_secs(10);
+    assert!(engine::proxy::wait_routed(e, "late.test", "/", second.id.0, limit).await);
+    let host = engine::testing::generated_host(e, &caller, app).await;
+    assert!(engine::proxy::wait_routed(e, &host, "/", second.id.0, limit).await);
+
+    stop.cancel();
+    worker.await.unwrap();
+}

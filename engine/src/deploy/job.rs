@@ -245,6 +245,9 @@ pub async fn reap_interrupted(engine: &Engine) -> Result<usize, StoreError> {
         reaped += 1;
         let app = AppId(row.application_id);
         tracing::warn!(deployment.id = %id, "deployment interrupted (its worker stopped); cleaning up");
+        // The route first (the row no longer says `routing`, so the live
+        // version is chosen), so no request goes to a container on its way out.
+        pipeline::restore_route(engine, app).await;
         let dep = id.to_string();
         let filter = [
             (LABEL_INSTANCE, Some(engine.deploy.instance.as_str())),
@@ -256,7 +259,6 @@ pub async fn reap_interrupted(engine: &Engine) -> Result<usize, StoreError> {
             }
         }
         let _ = tokio::fs::remove_dir_all(engine.deploy.data_dir.join("work").join(id.0.simple().to_string())).await;
-        pipeline::restore_route(engine, app).await;
         crate::logs::close(
             engine,
             app,

@@ -417,21 +417,11 @@ impl Deployment<'_> {
     /// proxy that it answers, then the deployment goes live in one transaction
     /// with the app's pointer and the end of the one it replaces.
     async fn routing(&mut self) -> Result<Status, Stop> {
-        let routes = {
-            let mut conn = self.engine.db.get().await.map_err(StoreError::from)?;
-            apps::routes_of(&mut conn, self.app.id)
-                .await
-                .map_err(|e| Stop::Failed(e.to_string()))?
-        };
-        let container = runtime::container_name(self.engine, &self.app.name, self.job.id);
-        let up = Upstream {
-            deployment: self.job.id.0,
+        let to = RouteTo::Deploying {
+            id: self.job.id,
             port: self.app.runtime.port,
-            address: runtime::address(self.engine, &container).await.ok().flatten(),
         };
-        proxy::write_app(self.engine, self.app.id, &routes, Some(&up))
-            .await
-            .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
+        let routes = write_route(self.engine, self.app.id, to).await?;
         if let Some(r) = <[_]>::first(&routes) {
             self.log.line(format!(
                 "==> routing {}{} to the new container",
@@ -499,11 +489,12 @@ impl Deployment<'_> {
 
     /// Undoes what a failed attempt left: its container, its route, its image.
     async fn clean_up(&self, stop: &Stop) {
+        // The route first, so that no request is sent to a container on its way out.
+        if self.status == Status::Routing {
+            restore_route_except(self.engine, self.app.id, Some(self.job.id)).await;
+        }
         if let Some(c) = &self.container {
             docker::stop_and_remove(&*self.engine.docker, c, Duration::from_secs(2)).await;
-        }
-        if self.status == Status::Routing {
-            restore_route(self.engine, self.app.id).await;
         }
         // A build that never went live is garbage (rollbacks share an older image: keep it).
         if self.job.image.is_none() && !matches!(stop, Stop::Lost) {
@@ -673,6 +664,13 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
                     Err(e) => tracing::warn!(deployment.id = %job.id, error = %e, "recording the end"),
                 }
             }
+            // A route restored by someone else (a domain edited, the certificate
+            // watch) between this deployment's failure and the row leaving
+            // `routing` chose this deployment, whose container is gone: once
+            // the row says so, the route is chosen again.
+            if d.status == Status::Routing {
+                restore_route(engine, d.app.id).await;
+            }
             to
         }
     };
@@ -680,23 +678,72 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
     end
 }
 
-/// Points the app's route at its live deployment again (or removes it when there
-/// is none): after a failure in `routing`, by the reaper, and at worker start.
-pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
-    let result = async {
-        let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-        let Some((app_row, _)) = apps::load_any(&mut conn, app).await.ok() else {
-            return Ok::<_, Stop>(());
+/// Whose container an app's route names when it is written.
+#[derive(Clone, Copy, Debug)]
+enum RouteTo {
+    /// The deployment in its `routing` step that writes it, its app on `port`.
+    Deploying { id: DeploymentId, port: u16 },
+    /// What should serve now: a deployment in its `routing` step whose worker
+    /// still holds it (its heartbeat within the lease), else the live one;
+    /// never `except`, a deployment undoing its own routing.
+    Current { except: Option<DeploymentId> },
+}
+
+#[derive(diesel::QueryableByName)]
+struct RoutingRow {
+    #[diesel(sql_type = diesel::sql_types::Uuid)]
+    id: uuid::Uuid,
+}
+
+/// Chooses the app's upstream and writes its route file as one step, one writer
+/// per app at a time across every replica (a transaction-scoped PostgreSQL
+/// advisory lock, so it cannot outlive a crash). Without it a writer that read
+/// the live deployment just before a rollout's `routing` step wrote its route
+/// could land its file after that step's, sending the traffic back to the
+/// replaced container: the rollout then failed waiting for the proxy. With it,
+/// and with writers preferring a deployment in `routing`, the last file written
+/// names the container that should serve. Returns the routes written.
+async fn write_route(engine: &Engine, app: AppId, to: RouteTo) -> Result<Vec<proxy::Route>, Stop> {
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    conn.transaction::<_, Stop, _>(async |conn| {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 7274))")
+            .bind::<diesel::sql_types::Text, _>(format!("route:{app}"))
+            .execute(conn)
+            .await?;
+        // Deleted meanwhile: its route went with it.
+        let Ok((row, _)) = apps::load_any(conn, app).await else {
+            return Ok(Vec::new());
         };
-        let routes = apps::routes_of(&mut conn, app)
+        let routes = apps::routes_of(conn, app)
             .await
             .map_err(|e| Stop::Failed(e.to_string()))?;
-        let up = match app_row.live_deployment_id {
-            Some(d) => {
-                let container = runtime::container_name(engine, &app_row.name, d);
+        let chosen = match to {
+            RouteTo::Deploying { id, port } => Some((id, port)),
+            RouteTo::Current { except } => {
+                let routing: Option<RoutingRow> = diesel::sql_query(
+                    "SELECT id FROM deployments
+                     WHERE application_id = $1 AND status = 'routing' AND id <> $2
+                       AND heartbeat_at >= now() - make_interval(secs => $3)
+                     ORDER BY routing_at DESC LIMIT 1",
+                )
+                .bind::<diesel::sql_types::Uuid, _>(app.0)
+                .bind::<diesel::sql_types::Uuid, _>(except.map_or(uuid::Uuid::nil(), |d| d.0))
+                .bind::<diesel::sql_types::Double, _>(engine.deploy.lease_secs as f64)
+                .get_result(conn)
+                .await
+                .optional()?;
+                routing
+                    .map(|r| DeploymentId(r.id))
+                    .or(row.live_deployment_id)
+                    .map(|d| (d, row.runtime.port))
+            }
+        };
+        let up = match chosen {
+            Some((d, port)) => {
+                let container = runtime::container_name(engine, &row.name, d);
                 Some(Upstream {
                     deployment: d.0,
-                    port: app_row.runtime.port,
+                    port,
                     address: runtime::address(engine, &container).await.ok().flatten(),
                 })
             }
@@ -704,11 +751,22 @@ pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
         };
         proxy::write_app(engine, app, &routes, up.as_ref())
             .await
-            .map_err(|e| Stop::Failed(e.to_string()))?;
-        Ok(())
-    }
-    .await;
-    if let Err(e) = result {
+            .map_err(|e| Stop::Failed(format!("writing the route: {e}")))?;
+        Ok(routes)
+    })
+    .await
+}
+
+/// Points the app's route at what should serve it now (a deployment in its
+/// `routing` step, else the live one; no route when there is neither): after a
+/// domain or certificate changed, after a failure in `routing`, by the reaper
+/// and the reconciler, and at worker start.
+pub(crate) async fn restore_route(engine: &Engine, app: AppId) {
+    restore_route_except(engine, app, None).await;
+}
+
+async fn restore_route_except(engine: &Engine, app: AppId, except: Option<DeploymentId>) {
+    if let Err(e) = write_route(engine, app, RouteTo::Current { except }).await {
         tracing::warn!(?e, app.id = %app, "restoring the route");
     }
 }
