@@ -14,8 +14,8 @@ build_berth() {
 
   phase "building the browser bundle (WASM, CSS)" "first time about 3 min, then seconds"
   cargo build --locked --quiet -p frontend --lib --target wasm32-unknown-unknown --profile wasm-release
-  cargo build --locked --quiet --release -p wasm-split
-  local split=target/release/wasm-split
+  cargo build --locked --quiet --profile tool -p wasm-split
+  local split=target/tool/wasm-split
   if [ ! -f "$pkg/berth_bg.wasm" ] || [ "$wasm" -nt "$pkg/berth_bg.wasm" ] || [ "$split" -nt "$pkg/berth_bg.wasm" ]; then
     # The bundle is split at its lazy routes (see app/src/pages/mod.rs): the
     # split tool writes the chunks, their loader and the manifest into pkg/ and
