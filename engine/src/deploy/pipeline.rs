@@ -710,9 +710,11 @@ async fn write_route(engine: &Engine, app: AppId, to: RouteTo) -> Result<Vec<pro
             .bind::<diesel::sql_types::Text, _>(format!("route:{app}"))
             .execute(conn)
             .await?;
-        // Deleted meanwhile: its route went with it.
-        let Ok((row, _)) = apps::load_any(conn, app).await else {
-            return Ok(Vec::new());
+        let row = match apps::load_any(conn, app).await {
+            Ok((row, _)) => row,
+            // Deleted meanwhile: its route went with it.
+            Err(apps::AppError::NotFound) => return Ok(Vec::new()),
+            Err(e) => return Err(Stop::Failed(format!("the application cannot be loaded: {e}"))),
         };
         let routes = apps::routes_of(conn, app)
             .await
