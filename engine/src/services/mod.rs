@@ -624,17 +624,17 @@ pub struct ServiceDetail {
 pub async fn get(engine: &Engine, caller: &Caller, id: ServiceId) -> Result<ServiceDetail, ServiceError> {
     access::check_with(engine, caller, Target::Service(id), ProjectRole::Viewer).await?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;
-    // Read before the row itself: a writer in between makes a guarded update
-    // refuse (the safe side), never accept what this read did not see.
-    let version: i64 = database_services::table
+    // The version read with the row it belongs to: a guarded [`update`] then
+    // refuses any change made since this read, and only those.
+    let (row, version): (ServiceRow, i64) = database_services::table
         .filter(database_services::id.eq(id.0))
         .filter(database_services::organization_id.eq(caller.org_id.0))
-        .select(RowVersion::column())
+        .select((ServiceRow::as_select(), RowVersion::column()))
         .first(&mut conn)
         .await
         .optional()?
         .ok_or(ServiceError::NotFound)?;
-    let svc = load(engine, &mut conn, caller.org_id.0, id).await?;
+    let svc = open(engine, row)?;
     let (project_id, project_name, environment_name): (Uuid, String, String) = environments::table
         .inner_join(projects::table)
         .filter(environments::id.eq(svc.row.environment_id))
