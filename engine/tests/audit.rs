@@ -163,10 +163,7 @@ async fn one_statement_changes_keep_their_row_too() {
     let project = projects::create(e, &ada, ProjectName::parse("Other").unwrap(), Description::default())
         .await
         .unwrap();
-    let source = engine::apps::spec::Source::Image {
-        image: engine::testing::TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let source = engine::testing::image_source(engine::testing::TEST_BASE_IMAGE);
     let app = engine::testing::create_app(e, &ada, env, "logged", source, Default::default()).await;
     let pending = |action: &str| {
         let (org, actor) = (ada.org_id.0, ada.actor());

@@ -229,10 +229,7 @@ async fn postgres_backup_restore_drill_and_link_round_trip() {
             name: engine::apps::spec::AppName::parse("shop").unwrap(),
             description: Default::default(),
             environment: env_id,
-            source: engine::apps::spec::Source::Image {
-                image: engine::testing::TEST_BASE_IMAGE.into(),
-                registry_user: None,
-            },
+            source: engine::testing::image_source(engine::testing::TEST_BASE_IMAGE),
             source_secret: None,
             build: Default::default(),
             runtime: Default::default(),
@@ -1169,10 +1166,7 @@ async fn mariadb_through_everything() {
         &caller,
         env_id,
         "storefront",
-        engine::apps::spec::Source::Image {
-            image: engine::testing::TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(engine::testing::TEST_BASE_IMAGE),
         Default::default(),
     )
     .await;

@@ -413,10 +413,7 @@ async fn the_queue_survives_a_lost_redis_list_and_runs_one_deploy_per_app_in_ord
             name: apps::spec::AppName::parse(&name).unwrap(),
             description: Description::default(),
             environment: envid,
-            source: Source::Image {
-                image: TEST_BASE_IMAGE.into(),
-                registry_user: None,
-            },
+            source: engine::testing::image_source(TEST_BASE_IMAGE),
             source_secret: None,
             build: Build::default(),
             runtime: Runtime {
@@ -585,10 +582,7 @@ async fn an_app_without_a_domain_is_not_routed_and_an_exact_host_outranks_a_wild
     let e = env.engine();
     let (caller, envid) = owner(e).await;
     let (stop, worker) = env.start_worker();
-    let image = || Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = || engine::testing::image_source(TEST_BASE_IMAGE);
     let bare = engine::testing::create_app(e, &caller, envid, "bare", image(), engine::testing::httpd_runtime(1)).await;
     for d in apps::get(e, &caller, bare).await.unwrap().domains {
         engine::domains::remove(e, &caller, engine::ids::DomainId(d.id))
@@ -637,10 +631,7 @@ async fn a_domain_added_while_a_rollout_routes_keeps_the_new_container_routed() 
     let e = env.engine();
     let (caller, envid) = owner(e).await;
     let (stop, worker) = env.start_worker();
-    let image = Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = engine::testing::image_source(TEST_BASE_IMAGE);
     let app = engine::testing::create_app(e, &caller, envid, "web", image, engine::testing::httpd_runtime(1)).await;
     let first = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
     assert_eq!(first.status, Status::Running, "{:?}", first.reason);

@@ -62,10 +62,7 @@ async fn after_dockerd_is_killed_and_restarted_what_should_run_runs_again() {
         restart: RestartPolicy::No,
         ..httpd_runtime(1)
     };
-    let image = Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = engine::testing::image_source(TEST_BASE_IMAGE);
     let app = create_app(e, &caller, envid, "crash", image, rt).await;
     let host = engine::testing::generated_host(e, &caller, app).await;
     let first = deploy::deploy(e, &caller, app).await.unwrap();

@@ -7,7 +7,7 @@
 //! served as set.
 
 use engine::apps::domain_options::{CertSource, DomainOptions, OptionsForm};
-use engine::apps::spec::{DomainName, Source};
+use engine::apps::spec::DomainName;
 use engine::apps::{self, NewDomain};
 use engine::deploy::{self, Status};
 use engine::ids::{AppId, DomainId};
@@ -124,10 +124,7 @@ async fn certificates_come_from_the_acme_ca_and_the_proxy_features_hold() {
     );
     assert!(!traefik.labels.values().any(|v| v.contains(&lab.httpreq)));
 
-    let image = Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = engine::testing::image_source(TEST_BASE_IMAGE);
     let app = create_app(e, &caller, envid, "tls", image, httpd_runtime(1)).await;
     let (stop, worker) = env.start_worker();
     let first = deploy::deploy(e, &caller, app).await.unwrap();

@@ -22,10 +22,7 @@ fn web(env: EnvironmentId, name: &str, volumes: Vec<Volume>) -> NewApp {
         name: apps::spec::AppName::parse(name).unwrap(),
         description: Description::default(),
         environment: env,
-        source: Source::Image {
-            image: TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        source: engine::testing::image_source(TEST_BASE_IMAGE),
         source_secret: None,
         build: Build::default(),
         runtime: Runtime {
@@ -267,10 +264,7 @@ async fn another_apps_build_and_images_only_on_this_host_are_refused() {
         deploy::runtime::image_repo(a_app),
     ] {
         let mut new = web(b_env, "thief", Vec::new());
-        new.source = Source::Image {
-            image: image.clone(),
-            registry_user: None,
-        };
+        new.source = engine::testing::image_source(&image);
         let err = apps::create(e, &b, new).await.unwrap_err();
         assert!(
             matches!(err.kind(), ErrorKind::Validation { field: "image", .. }),

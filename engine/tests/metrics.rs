@@ -274,10 +274,7 @@ async fn an_apps_series_is_its_organizations_alone() {
         &ada,
         env,
         "web",
-        engine::apps::spec::Source::Image {
-            image: TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(TEST_BASE_IMAGE),
         engine::testing::httpd_runtime(1),
     )
     .await;

@@ -165,10 +165,7 @@ async fn berths_queries_work_on_a_widened_schema() {
         &caller,
         env,
         "web",
-        engine::apps::spec::Source::Image {
-            image: engine::testing::TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(engine::testing::TEST_BASE_IMAGE),
         engine::testing::httpd_runtime(1),
     )
     .await;

@@ -389,10 +389,7 @@ async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms(
         &caller,
         envid,
         "cache",
-        Source::Image {
-            image: TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(TEST_BASE_IMAGE),
         Runtime::default(),
     )
     .await;
@@ -541,10 +538,7 @@ async fn restarts_and_oom_kills_are_counted_in_their_window() {
     let t = TestEngine::new().await;
     let e = open(&t.engine);
     let (caller, envid) = owner_with_environment(&e).await;
-    let image = || Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = || engine::testing::image_source(TEST_BASE_IMAGE);
     let app = engine::testing::create_app(&e, &caller, envid, "api", image(), Runtime::default()).await;
     let hook = Receiver::start(vec![]).await;
     let (channel, _) = add(&e, &caller, form("pager", "slack", &hook.url, &[])).await;
@@ -636,10 +630,7 @@ async fn a_failing_or_expiring_certificate_is_told_and_cleared() {
     let t = TestEngine::new().await;
     let e = open(&t.engine);
     let (caller, envid) = owner_with_environment(&e).await;
-    let image = Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = engine::testing::image_source(TEST_BASE_IMAGE);
     let app = engine::testing::create_app(&e, &caller, envid, "shop", image, Runtime::default()).await;
     let hook = Receiver::start(vec![]).await;
     let (channel, _) = add(&e, &caller, form("pager", "discord", &hook.url, &[])).await;

@@ -207,7 +207,7 @@ async fn only_admins_delete_projects() {
 /// reaches every project hears everything.
 #[tokio::test]
 async fn a_limited_members_event_stream_carries_only_their_projects() {
-    use engine::apps::spec::{Runtime, Source};
+    use engine::apps::spec::Runtime;
     use engine::events::{Event, Sieve};
     use engine::names::ProjectRole;
     let t = TestEngine::new().await;
@@ -217,10 +217,7 @@ async fn a_limited_members_event_stream_carries_only_their_projects() {
         let ada = ada.clone();
         async move {
             let env = projects::get(e, &ada, p).await.unwrap().environments[0].id;
-            let source = Source::Image {
-                image: engine::testing::TEST_BASE_IMAGE.into(),
-                registry_user: None,
-            };
+            let source = engine::testing::image_source(engine::testing::TEST_BASE_IMAGE);
             engine::testing::create_app(e, &ada, EnvironmentId(env), "sieved", source, Runtime::default())
                 .await
                 .0

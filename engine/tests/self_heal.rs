@@ -4,7 +4,7 @@
 //! with no overlapping retirements (no "already in progress" warnings).
 
 use engine::accounts::Caller;
-use engine::apps::spec::{Runtime, Source};
+use engine::apps::spec::Runtime;
 use engine::deploy::{self, Status};
 use engine::docker::{LABEL_APP, LABEL_INSTANCE};
 use engine::ids::{AppId, EnvironmentId};
@@ -45,10 +45,7 @@ fn capture() -> Captured {
 
 /// The busybox app from the local image.
 async fn image_app(e: &Engine, caller: &Caller, env: EnvironmentId, rt: Runtime) -> AppId {
-    let image = Source::Image {
-        image: TEST_BASE_IMAGE.into(),
-        registry_user: None,
-    };
+    let image = engine::testing::image_source(TEST_BASE_IMAGE);
     create_app(e, caller, env, "heal", image, rt).await
 }
 

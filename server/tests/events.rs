@@ -38,10 +38,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
         &caller,
         env_id,
         "pushed",
-        engine::apps::spec::Source::Image {
-            image: TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(TEST_BASE_IMAGE),
         Default::default(),
     )
     .await;
@@ -72,10 +69,7 @@ async fn status_changes_through_one_process_reach_pages_on_another() {
         &caller,
         engine::ids::EnvironmentId(open_env),
         "theirs",
-        engine::apps::spec::Source::Image {
-            image: TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(TEST_BASE_IMAGE),
         Default::default(),
     )
     .await;

@@ -25,10 +25,7 @@ fn image_app(env: engine::ids::EnvironmentId) -> NewApp {
         name: apps::spec::AppName::parse(&format!("lim-{}", &uuid::Uuid::new_v4().simple().to_string()[..8])).unwrap(),
         description: Description::default(),
         environment: env,
-        source: Source::Image {
-            image: "registry.test/web:1".into(),
-            registry_user: None,
-        },
+        source: engine::testing::image_source("registry.test/web:1"),
         source_secret: None,
         build: Build::default(),
         runtime: Runtime::default(),

@@ -174,10 +174,7 @@ async fn app_of(
             name: AppName::parse(&name)?,
             description: Description::default(),
             environment: envid,
-            source: Source::Image {
-                image: image.into(),
-                registry_user: None,
-            },
+            source: engine::testing::image_source(image),
             source_secret: None,
             build: Build::default(),
             runtime: runtime(8080, cmd.clone()),
@@ -996,10 +993,7 @@ async fn log_latency(env: &DeployEnv, c: &Caller, envid: EnvironmentId) -> Resul
             name: AppName::parse(&name)?,
             description: Description::default(),
             environment: envid,
-            source: Source::Image {
-                image: TEST_BASE_IMAGE.into(),
-                registry_user: None,
-            },
+            source: engine::testing::image_source(TEST_BASE_IMAGE),
             source_secret: None,
             build: Build::default(),
             runtime: runtime(8080, None),

@@ -37,10 +37,7 @@ async fn main() -> Result<()> {
         &caller,
         env_id,
         "pushed",
-        engine::apps::spec::Source::Image {
-            image: TEST_BASE_IMAGE.into(),
-            registry_user: None,
-        },
+        engine::testing::image_source(TEST_BASE_IMAGE),
         Default::default(),
     )
     .await;

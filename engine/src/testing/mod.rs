@@ -1010,6 +1010,15 @@ pub fn httpd_runtime(drain_secs: u64) -> crate::apps::spec::Runtime {
     }
 }
 
+/// An app source of `image` with no registry credentials (e.g.
+/// [`TEST_BASE_IMAGE`], which exists only on the test engine).
+pub fn image_source(image: &str) -> crate::apps::spec::Source {
+    crate::apps::spec::Source::Image {
+        image: image.into(),
+        registry_user: None,
+    }
+}
+
 /// An application named `<prefix>-<random>` from `source` with `runtime`.
 pub async fn create_app(
     e: &Engine,
