@@ -665,3 +665,54 @@ async fn a_domain_added_while_a_rollout_routes_keeps_the_new_container_routed() 
     stop.cancel();
     worker.await.unwrap();
 }
+
+/// A file in Traefik's dynamic directory that Berth did not write and that
+/// does not parse makes Traefik's file provider refuse the whole directory,
+/// so no app's route changes. A deployment waiting for its route then fails
+/// saying so, counting such files (their names go to the operator's log
+/// only), and the next one goes live once the file is mended. A well-formed
+/// file of the operator's, in a subdirectory, stands in no deployment's way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_file_berth_did_not_write_is_counted_when_a_route_does_not_take_effect() {
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = owner(e).await;
+    let (stop, worker) = env.start_worker();
+    let source = || engine::testing::image_source(TEST_BASE_IMAGE);
+    let app = engine::testing::create_app(e, &caller, envid, "typo", source(), engine::testing::httpd_runtime(1)).await;
+    let dir = e.deploy.proxy.dynamic_dir.clone();
+    std::fs::create_dir_all(dir.join("operator")).unwrap();
+    std::fs::write(
+        dir.join("operator/headers.yml"),
+        "http:\n  middlewares:\n    operator-headers:\n      headers:\n        customResponseHeaders:\n          X-Operator: \"yes\"\n",
+    )
+    .unwrap();
+    let first = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(first.status, Status::Running, "{:?}", first.reason);
+    assert_eq!(engine::proxy::foreign_files(e), vec!["operator/headers.yml".to_owned()]);
+
+    std::fs::write(dir.join("custom.yml"), "http:\n  routers: [\n").unwrap();
+    let second = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(second.status, Status::Failed, "{:?}", second.reason);
+    let reason = second.reason.unwrap_or_default();
+    assert!(
+        reason.contains("did not route") && reason.contains("holds 2 file(s) Berth did not write"),
+        "{reason}"
+    );
+    assert!(
+        !reason.contains("custom.yml") && !reason.contains("headers.yml"),
+        "{reason}"
+    );
+    let host = engine::testing::generated_host(e, &caller, app).await;
+    assert!(
+        engine::proxy::wait_routed(e, &host, "/", first.id.0, Duration::from_secs(5)).await,
+        "the live deployment keeps serving"
+    );
+
+    std::fs::remove_file(dir.join("custom.yml")).unwrap();
+    let third = settle(e, &caller, deploy::deploy(e, &caller, app).await.unwrap()).await;
+    assert_eq!(third.status, Status::Running, "{:?}", third.reason);
+
+    stop.cancel();
+    worker.await.unwrap();
+}

@@ -434,9 +434,24 @@ impl Deployment<'_> {
                 format!("{}/", r.path_prefix)
             };
             if !proxy::wait_routed(self.engine, &r.host, &path, self.job.id.0, Duration::from_secs(20)).await {
-                return Err(Stop::Failed(
-                    "the proxy did not route to the new container within 20 s".into(),
-                ));
+                let mut reason = "the proxy did not route to the new container within 20 s".to_owned();
+                let foreign = proxy::foreign_files(self.engine);
+                if !foreign.is_empty() {
+                    // Names for the operator's log only: the directory is the
+                    // instance's, and its files are no tenant's business.
+                    tracing::warn!(
+                        files = ?foreign,
+                        "a route did not take effect; Traefik's dynamic directory holds files Berth did not write, \
+                         and one that does not parse stops every route change"
+                    );
+                    reason.push_str(&format!(
+                        "; Traefik's dynamic configuration directory holds {} file(s) Berth did not write, and \
+                         Traefik ignores every route change while one of them does not parse (Berth's log names \
+                         them for an instance administrator)",
+                        foreign.len()
+                    ));
+                }
+                return Err(Stop::Failed(reason));
             }
         }
         self.go_live().await?;

@@ -327,10 +327,13 @@ pub fn tls_config(certs: &[(String, String)]) -> serde_json::Value {
     serde_json::json!({"tls": {"certificates": list}})
 }
 
+/// The dynamic file naming the uploaded certificates.
+pub const CUSTOM_FILE: &str = "tls-custom.yml";
+
 /// Writes (or with none, removes) the file of uploaded certificates, mode 0600:
 /// it holds private keys.
 pub fn write_tls_file(dir: &std::path::Path, certs: &[(String, String)]) -> std::io::Result<()> {
-    let path = dir.join("tls-custom.yml");
+    let path = dir.join(CUSTOM_FILE);
     if certs.is_empty() {
         return match std::fs::remove_file(&path) {
             Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
@@ -342,7 +345,7 @@ pub fn write_tls_file(dir: &std::path::Path, certs: &[(String, String)]) -> std:
         return Ok(());
     }
     std::fs::create_dir_all(dir)?;
-    write_private(dir, "tls-custom.yml", &body)
+    write_private(dir, CUSTOM_FILE, &body)
 }
 
 /// Writes `dir/name` with mode 0600 from its first byte, synced before it

@@ -357,6 +357,37 @@ pub async fn remove_stale_routes(engine: &Engine, apps: &[crate::ids::AppId]) {
     }
 }
 
+/// The files in Traefik's dynamic directory (and below it) that Traefik reads
+/// and Berth did not write, as paths relative to it, sorted. Traefik's file
+/// provider refuses the whole directory when one file in it does not parse,
+/// so one such file with a typo stops every app's route from changing; a
+/// deployment that waited for its route in vain names them (they may well be
+/// an operator's own middlewares, or a Traefik not managed by Berth sharing
+/// the directory, and fine).
+pub fn foreign_files(engine: &Engine) -> Vec<String> {
+    let root = &engine.deploy.proxy.dynamic_dir;
+    let ours = |name: &str| {
+        (name.starts_with("app-") && name.ends_with(".yml"))
+            || [DASHBOARD_FILE, certs::DEFAULT_FILE, certs::CUSTOM_FILE].contains(&name)
+    };
+    let mut found = Vec::new();
+    let mut dirs = vec![root.clone()];
+    while let Some(dir) = dirs.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                dirs.push(path);
+            } else if [".yml", ".yaml", ".toml"].iter().any(|x| name.ends_with(x)) && !(dir == *root && ours(&name)) {
+                found.push(path.strip_prefix(root).unwrap_or(&path).to_string_lossy().into_owned());
+            }
+        }
+    }
+    found.sort();
+    found
+}
+
 pub async fn remove_app(engine: &Engine, app: crate::ids::AppId) {
     if let Err(e) = write_app(engine, app, &[], None).await {
         tracing::warn!(error = %e, app.id = %app, "removing routes");
