@@ -5,6 +5,11 @@
 //!
 //! Needs DATABASE_URL and REDIS_URL (scripts/bench.sh provides them), BERTH_BIN
 //! (the release binary) and BERTH_SITE_ROOT.
+//!
+//! `BENCH_ONLY=idle` measures the idle memory alone (VmRSS, RssAnon, RssFile;
+//! with `BENCH_SMAPS=1` also every mapping above 500 kB resident), to compare
+//! builds of one binary (docs/BENCHMARKS.md, "Idle memory and the release
+//! profile").
 
 use anyhow::{bail, Context, Result};
 use engine::testing::{free_port, TestDb, TestRedis};
@@ -147,6 +152,40 @@ fn status_kib(pid: u32, field: &str) -> Result<u64> {
     Ok(line.split_whitespace().nth(1).context("status value")?.parse()?)
 }
 
+/// Ends the measured server and removes this run's Traefik, network and data.
+async fn clean_up(child: Child) -> Result<()> {
+    drop(child);
+    engine::testing::cleanup_instance(instance(), &[]).await;
+    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("berth-bench-{}", instance())));
+    Ok(())
+}
+
+/// `BENCH_ONLY=idle`: the server's idle memory by kind, and with
+/// `BENCH_SMAPS=1` the mappings that hold most of it.
+fn idle_only(pid: u32) -> Result<()> {
+    let figures = ["VmRSS:", "RssAnon:", "RssFile:"]
+        .iter()
+        .map(|f| Ok(format!("{f} {:.1} MiB", status_kib(pid, f)? as f64 / 1024.0)))
+        .collect::<Result<Vec<_>>>()?;
+    println!("idle: {}", figures.join(" "));
+    if std::env::var("BENCH_SMAPS").is_ok_and(|v| v == "1") {
+        let smaps = std::fs::read_to_string(format!("/proc/{pid}/smaps"))?;
+        let mut mapping = "";
+        for line in smaps.lines() {
+            let range = line.split_whitespace().next().unwrap_or_default();
+            if range.contains('-') && range.chars().all(|c| c.is_ascii_hexdigit() || c == '-') {
+                mapping = line;
+            } else if let Some(kb) = line.strip_prefix("Rss:") {
+                let kb: u64 = kb.trim().trim_end_matches("kB").trim().parse()?;
+                if kb > 500 {
+                    println!("{kb:>8} kB  {mapping}");
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
 fn gzip_size(path: &std::path::Path) -> Result<usize> {
     let data = std::fs::read(path).with_context(|| path.display().to_string())?;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -272,6 +311,10 @@ async fn main() -> Result<()> {
     let pid = child.id().context("pid")?;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let idle_rss = rss_kib(pid)?;
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("idle") {
+        idle_only(pid)?;
+        return clean_up(child).await;
+    }
 
     // UI transfer size.
     let site = std::path::PathBuf::from(std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "target/site".into()));
@@ -361,9 +404,7 @@ async fn main() -> Result<()> {
         }
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    drop(child);
-    engine::testing::cleanup_instance(instance(), &[]).await;
-    let _ = std::fs::remove_dir_all(std::env::temp_dir().join(format!("berth-bench-{}", instance())));
+    clean_up(child).await?;
 
     println!("| budget | goal | measured |");
     println!("|---|---|---|");
