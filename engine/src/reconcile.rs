@@ -10,7 +10,7 @@
 
 use crate::db::schema::{applications, database_services, deployments, repairs};
 use crate::deploy::{self, Deployment};
-use crate::docker::{ContainerInfo, LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE};
+use crate::docker::{ContainerInfo, ContainerSummary, LABEL_INSTANCE, LABEL_ROLE, LABEL_SERVICE};
 use crate::error::StoreError;
 use crate::ids::{AppId, OrgId};
 use crate::leader::Leadership;
@@ -20,7 +20,7 @@ use diesel::prelude::*;
 use diesel_async::RunQueryDsl;
 use futures::{FutureExt, StreamExt};
 use lifecycle::{DeploymentStatus as Status, Trigger};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -62,8 +62,13 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
             _ = shutdown.cancelled() => break,
             _ = tick.tick() => {}
             ev = events.next() => match ev {
-                // A container of this instance stopped or went away: look now.
-                Some(Ok(e)) if looks_now(&e) => {
+                Some(Ok(e)) => {
+                    memory.touched.insert(e.container.clone());
+                    // Only a container of this instance that stopped or went
+                    // away asks for a pass now.
+                    if !looks_now(&e) {
+                        continue;
+                    }
                     oom_counted(engine, &e).await;
                     tokio::time::sleep(Duration::from_millis(300)).await;
                     // One pass for the burst: a container's end says `die`,
@@ -72,22 +77,26 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
                     // tripled the reconciler's Docker calls while apps deploy.
                     loop {
                         match events.next().now_or_never() {
-                            Some(Some(Ok(more))) => oom_counted(engine, &more).await,
+                            Some(Some(Ok(more))) => {
+                                memory.touched.insert(more.container.clone());
+                                oom_counted(engine, &more).await;
+                            }
                             // Nothing more yet.
                             None => break,
                             // Ended: a new stream (this pass sees what was missed).
                             Some(Some(Err(_)) | None) => {
                                 events = engine.docker.events(&engine.deploy.instance);
+                                memory.missed_events = true;
                                 break;
                             }
                         }
                     }
                 }
-                Some(Ok(_)) => continue,
                 // The stream ended (Docker went away): poll until it is back.
                 Some(Err(_)) | None => {
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     events = engine.docker.events(&engine.deploy.instance);
+                    memory.missed_events = true;
                 }
             },
         }
@@ -135,8 +144,50 @@ struct Memory {
     passes: u32,
     /// The certificate watch's place in Traefik's log.
     certs: crate::apps::tls::Watch,
-    /// Docker's restart count of each live container at the last pass.
+    /// Docker's restart count of each live container when last inspected.
     restarts: HashMap<String, i64>,
+    /// Containers Docker reported an event of since the last pass.
+    touched: HashSet<String>,
+    /// The event stream broke since the last pass: some may be missing.
+    missed_events: bool,
+}
+
+/// What a pass may take as unchanged without inspecting it: a container
+/// Docker lists as running, inspected in an earlier pass, and of which
+/// Docker has reported no event since (a restart by its policy says `die`
+/// and `start`). One list per pass instead of one inspect per live app and
+/// started database. Every [`SWEEP_EVERY`]th pass, and any pass after the
+/// event stream broke or Docker came back, inspects everything.
+struct Steady {
+    listed: Option<HashMap<String, ContainerSummary>>,
+    touched: HashSet<String>,
+}
+
+impl Steady {
+    async fn of(engine: &Engine, memory: &mut Memory, full: bool) -> Self {
+        let touched = std::mem::take(&mut memory.touched);
+        let full = std::mem::take(&mut memory.missed_events) || full;
+        let listed = if full {
+            None
+        } else {
+            let filter = [(LABEL_INSTANCE, Some(engine.deploy.instance.as_str()))];
+            engine
+                .docker
+                .list_containers(&filter)
+                .await
+                .ok()
+                .map(|l| l.into_iter().map(|c| (c.name.clone(), c)).collect())
+        };
+        Self { listed, touched }
+    }
+
+    /// The container, when it may be taken as it was at its last inspection.
+    fn get(&self, memory: &Memory, name: &str) -> Option<&ContainerSummary> {
+        self.listed
+            .as_ref()?
+            .get(name)
+            .filter(|c| c.state == "running" && !self.touched.contains(name) && memory.restarts.contains_key(name))
+    }
 }
 
 /// Leftovers are swept every this many passes (and whenever Docker returns).
@@ -241,16 +292,18 @@ async fn pass(engine: &Engine, memory: &mut Memory) {
     }
     let back = std::mem::take(&mut memory.just_back);
     memory.passes = memory.passes.wrapping_add(1);
-    if back || memory.passes % SWEEP_EVERY == 1 {
+    let full = back || memory.passes % SWEEP_EVERY == 1;
+    if full {
         if let Err(e) = sweep(engine).await {
             tracing::debug!(error = %e, "sweeping leftovers");
         }
     }
+    let steady = Steady::of(engine, memory, full).await;
     proxy(engine, memory, &mut problems).await;
-    if let Err(e) = apps(engine, memory, &mut problems).await {
+    if let Err(e) = apps(engine, memory, &steady, &mut problems).await {
         tracing::warn!(error = %e, "reconciling apps");
     }
-    if let Err(e) = services(engine, memory, &mut problems).await {
+    if let Err(e) = services(engine, memory, &steady, &mut problems).await {
         tracing::warn!(error = %e, "reconciling database services");
     }
     for app in crate::apps::tls::watch(engine, &mut memory.certs).await {
@@ -507,7 +560,12 @@ struct LiveApp {
     live: Uuid,
 }
 
-async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> Result<(), StoreError> {
+async fn apps(
+    engine: &Engine,
+    memory: &mut Memory,
+    steady: &Steady,
+    problems: &mut Problems,
+) -> Result<(), StoreError> {
     let mut conn = engine.db.get().await?;
     let live: Vec<LiveApp> = applications::table
         .filter(applications::live_deployment_id.is_not_null())
@@ -529,6 +587,15 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
     drop(conn);
     for app in live.into_iter().filter(|a| !busy.contains(&a.id)) {
         let container = crate::deploy::runtime::container_name(engine, &app.name, crate::ids::DeploymentId(app.live));
+        let key = format!("app:{}", app.id);
+        // Running as when last inspected, and routed to the address it has.
+        if steady
+            .get(memory, &container)
+            .is_some_and(|c| c.addresses.values().next() == memory.routed.get(&app.id))
+        {
+            memory.settled(&key);
+            continue;
+        }
         let info = match engine.docker.inspect_container(&container).await {
             Ok(i) => i,
             Err(e) => {
@@ -536,7 +603,6 @@ async fn apps(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> 
                 continue;
             }
         };
-        let key = format!("app:{}", app.id);
         if let Some(c) = &info {
             restarts_seen(engine, memory, &container, Subject::App(app.id), c.restart_count).await;
         }
@@ -641,16 +707,31 @@ async fn repair_deploy(engine: &Engine, app: &LiveApp, problem: &str) -> Result<
     Ok(())
 }
 
-async fn services(engine: &Engine, memory: &mut Memory, problems: &mut Problems) -> Result<(), StoreError> {
-    let ids: Vec<Uuid> = {
+async fn services(
+    engine: &Engine,
+    memory: &mut Memory,
+    steady: &Steady,
+    problems: &mut Problems,
+) -> Result<(), StoreError> {
+    let started: Vec<(Uuid, String, bool)> = {
         let mut conn = engine.db.get().await?;
         database_services::table
             .filter(database_services::desired.eq("running"))
-            .select(database_services::id)
+            .select((
+                database_services::id,
+                database_services::name,
+                database_services::legacy_names,
+            ))
             .load(&mut conn)
             .await?
     };
-    for id in ids {
+    for (id, name, legacy) in started {
+        let key = format!("service:{id}");
+        let container = crate::services::container::container_name(engine, id, &name, legacy);
+        if steady.get(memory, &container).is_some() {
+            memory.settled(&key);
+            continue;
+        }
         let svc = {
             let mut conn = engine.db.get().await?;
             match crate::services::load_any(engine, &mut conn, id).await {
@@ -666,7 +747,6 @@ async fn services(engine: &Engine, memory: &mut Memory, problems: &mut Problems)
                 continue;
             }
         };
-        let key = format!("service:{id}");
         if let Some(c) = &info {
             restarts_seen(engine, memory, &boxed.container, Subject::Service(id), c.restart_count).await;
         }
@@ -814,5 +894,46 @@ mod tests {
             crate::leader::lock_key("reconciler", "berth"),
             crate::leader::lock_key("reconciler", "other")
         );
+    }
+
+    #[test]
+    fn only_a_running_container_inspected_before_and_quiet_since_is_taken_as_steady() {
+        let listed = |name: &str, state: &str| ContainerSummary {
+            id: name.into(),
+            name: name.into(),
+            labels: HashMap::new(),
+            state: state.into(),
+            image: String::new(),
+            created: 0,
+            addresses: HashMap::new(),
+        };
+        let mut memory = Memory::default();
+        for name in ["quiet", "touched", "exited"] {
+            memory.restarts.insert(name.into(), 0);
+        }
+        let steady = Steady {
+            listed: Some(
+                [
+                    listed("quiet", "running"),
+                    listed("touched", "running"),
+                    listed("exited", "exited"),
+                    listed("new", "running"),
+                ]
+                .into_iter()
+                .map(|c| (c.name.clone(), c))
+                .collect(),
+            ),
+            touched: HashSet::from(["touched".to_owned()]),
+        };
+        assert!(steady.get(&memory, "quiet").is_some());
+        assert!(steady.get(&memory, "touched").is_none(), "an event since: inspected");
+        assert!(steady.get(&memory, "exited").is_none(), "not running: inspected");
+        assert!(steady.get(&memory, "new").is_none(), "never inspected: inspected");
+        assert!(steady.get(&memory, "absent").is_none(), "not listed: inspected");
+        let full = Steady {
+            listed: None,
+            touched: HashSet::new(),
+        };
+        assert!(full.get(&memory, "quiet").is_none(), "a full pass inspects everything");
     }
 }

@@ -77,6 +77,16 @@ fn gone_is_fine(r: Result<(), BollardError>) -> Result<(), DockerError> {
     }
 }
 
+/// A container's address on each network it is attached to (Docker lists a
+/// stopped container's networks with empty addresses).
+fn addresses(networks: Option<HashMap<String, EndpointSettings>>) -> HashMap<String, String> {
+    networks
+        .unwrap_or_default()
+        .into_iter()
+        .filter_map(|(net, e)| e.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (net, ip)))
+        .collect()
+}
+
 fn label_filters(labels: LabelFilter<'_>) -> HashMap<String, Vec<String>> {
     let list = labels
         .iter()
@@ -868,13 +878,7 @@ impl DockerApi for BollardDocker {
                 Err(e) => return Err(e),
             };
             let s = info.state.unwrap_or_default();
-            let addresses = info
-                .network_settings
-                .and_then(|n| n.networks)
-                .unwrap_or_default()
-                .into_iter()
-                .filter_map(|(net, e)| e.ip_address.filter(|ip| !ip.is_empty()).map(|ip| (net, ip)))
-                .collect();
+            let addresses = addresses(info.network_settings.and_then(|n| n.networks));
             let config = info.config.unwrap_or_default();
             Ok(Some(ContainerInfo {
                 id: info.id.unwrap_or_default(),
@@ -932,6 +936,7 @@ impl DockerApi for BollardDocker {
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     image: c.image.unwrap_or_default(),
                     created: c.created.unwrap_or_default(),
+                    addresses: addresses(c.network_settings.and_then(|n| n.networks)),
                 })
                 .collect())
         })

@@ -253,6 +253,14 @@ async fn serve(listeners: Vec<std::net::TcpListener>, answer: String) {
     futures::future::pending::<()>().await;
 }
 
+/// A running fake container answers on loopback, on its one network.
+fn addresses(c: &FakeContainer) -> HashMap<String, String> {
+    match &c.spec.network {
+        Network::Bridge { name, .. } if c.state.running => HashMap::from([(name.clone(), "127.0.0.1".to_owned())]),
+        _ => HashMap::new(),
+    }
+}
+
 fn matches(labels: &HashMap<String, String>, filter: LabelFilter<'_>) -> bool {
     filter.iter().all(|(k, v)| match (labels.get(*k), v) {
         (Some(have), Some(want)) => have == want,
@@ -494,12 +502,7 @@ impl DockerApi for FakeDocker {
                     env: c.spec.env.clone(),
                     cmd: c.spec.cmd.clone().unwrap_or_default(),
                     state: c.state.clone(),
-                    addresses: match &c.spec.network {
-                        Network::Bridge { name, .. } if c.state.running => {
-                            HashMap::from([(name.clone(), "127.0.0.1".to_owned())])
-                        }
-                        _ => HashMap::new(),
-                    },
+                    addresses: addresses(c),
                     restart_count: i64::from(c.started.saturating_sub(1)),
                     cpu_shares: c.spec.cpu_shares.unwrap_or(0),
                 })
@@ -524,6 +527,7 @@ impl DockerApi for FakeDocker {
                         state: c.state.status.clone(),
                         image: c.spec.image.clone(),
                         created: 0,
+                        addresses: addresses(c),
                     })
                     .collect()
             }))

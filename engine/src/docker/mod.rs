@@ -371,6 +371,8 @@ pub struct ContainerSummary {
     pub image: String,
     /// When it was created (Unix seconds).
     pub created: i64,
+    /// Its address on each network it is attached to.
+    pub addresses: HashMap<String, String>,
 }
 
 impl ContainerSummary {
