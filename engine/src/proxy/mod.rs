@@ -64,6 +64,12 @@ fn file_name(app: &str) -> String {
     format!("app-{app}.yml")
 }
 
+/// Whether a file in the dynamic directory is an app's route file
+/// ([`file_name`]'s form).
+fn is_route_file(name: &str) -> bool {
+    name.starts_with("app-") && name.ends_with(".yml")
+}
+
 /// Traefik's static configuration, as container arguments.
 fn traefik_args(acme: &AcmeSettings) -> Vec<String> {
     let mut args: Vec<String> = vec![
@@ -350,7 +356,7 @@ pub async fn remove_stale_routes(engine: &Engine, apps: &[crate::ids::AppId]) {
     };
     while let Ok(Some(entry)) = dir.next_entry().await {
         let name = entry.file_name().to_string_lossy().into_owned();
-        if name.starts_with("app-") && name.ends_with(".yml") && !current.contains(&name) {
+        if is_route_file(&name) && !current.contains(&name) {
             tracing::info!(file = %name, "removing a stale route file");
             let _ = tokio::fs::remove_file(entry.path()).await;
         }
@@ -366,10 +372,8 @@ pub async fn remove_stale_routes(engine: &Engine, apps: &[crate::ids::AppId]) {
 /// the directory, and fine).
 pub fn foreign_files(engine: &Engine) -> Vec<String> {
     let root = &engine.deploy.proxy.dynamic_dir;
-    let ours = |name: &str| {
-        (name.starts_with("app-") && name.ends_with(".yml"))
-            || [DASHBOARD_FILE, certs::DEFAULT_FILE, certs::CUSTOM_FILE].contains(&name)
-    };
+    let ours =
+        |name: &str| is_route_file(name) || [DASHBOARD_FILE, certs::DEFAULT_FILE, certs::CUSTOM_FILE].contains(&name);
     let mut found = Vec::new();
     let mut dirs = vec![root.clone()];
     while let Some(dir) = dirs.pop() {
