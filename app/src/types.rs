@@ -587,6 +587,21 @@ pub struct ChannelView {
     /// The receiver's host, the chat, or the addresses.
     pub summary: String,
     pub events: Vec<NotifyEvent>,
+    /// What the edit form shows, for admins and owners only; secrets are
+    /// never part of it (left blank, they are kept).
+    pub editable: Option<ChannelFields>,
+}
+
+/// A channel's settings without their secrets, as its edit form fills in.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChannelFields {
+    pub chat_id: String,
+    pub smtp_host: String,
+    pub smtp_port: String,
+    pub smtp_security: String,
+    pub smtp_username: String,
+    pub email_from: String,
+    pub email_to: String,
 }
 
 /// One notification delivery.
@@ -611,6 +626,8 @@ pub struct RuleView {
     pub for_secs: i32,
     /// The names of the channels told.
     pub channels: Vec<String>,
+    /// The same channels' IDs, for the rule's edit form.
+    pub channel_ids: Vec<Uuid>,
 }
 
 /// An incident of a rule that fired.

@@ -1173,6 +1173,50 @@ async fn notifications_journey(c: &Client, base: &str) {
     assert!(got[0]
         .header("x-berth-signature")
         .is_some_and(|s| s.starts_with("sha256=")));
+
+    // Edited in place: a refused address is named in the row, which stays
+    // open; then a new name, receiver and signing secret.
+    let moved = engine::testing::receiver::Receiver::start(vec![]).await;
+    click(c, "[data-edit-channel='Ops hook'] summary").await;
+    fill(c, "#channel-edit-0 input[name=url]", "ftp://example.com/hook").await;
+    click(c, "#channel-edit-0 button[type=submit]").await;
+    wait_text(c, "#channel-edit-0 [data-error-for=url]", "https://").await;
+    only_refusals(c).await;
+    fill(c, "#channel-edit-0 input[name=name]", "Ops receiver").await;
+    fill(c, "#channel-edit-0 input[name=url]", &moved.url).await;
+    click(c, "#channel0-edit-new-secret").await;
+    click(c, "#channel-edit-0 button[type=submit]").await;
+    wait_text(c, "#channels", "Ops receiver").await;
+    let start = Instant::now();
+    let rotated = loop {
+        let shown = find(c, "#channel-secret").await.text().await.unwrap();
+        if shown != secret {
+            break shown;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "no new signing secret was shown"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(rotated.starts_with("whsec_"), "{rotated:?}");
+    click(c, "[data-test-channel='Ops receiver']").await;
+    let got = moved.wait_for(1, Duration::from_secs(30)).await;
+    assert_eq!(got[0].json()["title"], "Test notification from Berth");
+    assert_eq!(hook.received().len(), 1, "the old receiver is not told again");
+
+    // An alert rule telling it, then its threshold changed in place.
+    fill(c, "#add-rule input[name=name]", "CPU high").await;
+    fill(c, "#add-rule input[name=threshold]", "90").await;
+    click(c, "#rule-channel-0").await;
+    click(c, "#add-rule-submit").await;
+    wait_text(c, "#rules", "above 90 % for 300 s → Ops receiver").await;
+    click(c, "[data-edit-rule='CPU high'] summary").await;
+    fill(c, "#rule-edit-0 input[name=threshold]", "95").await;
+    fill(c, "#rule-edit-0 input[name=for_secs]", "120").await;
+    click(c, "#rule-edit-0 button[type=submit]").await;
+    wait_text(c, "#rules", "above 95 % for 120 s → Ops receiver").await;
+
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "notifications: {errors:#?}");
     screenshot(c, "notifications.png").await;

@@ -265,6 +265,70 @@ pub async fn create_rule(engine: &Engine, caller: &Caller, new: NewRule) -> Resu
     Ok(row.id)
 }
 
+/// Changes a rule's name, threshold, time and channels; its figure stays (a
+/// rule about another figure is a new rule). Open incidents stay open and
+/// are judged by the changed rule from the next sampling pass on: one that
+/// no longer breaches it clears, and is told so.
+pub async fn update_rule(engine: &Engine, caller: &Caller, id: Uuid, new: NewRule) -> Result<(), AlertError> {
+    managers_only(caller)?;
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = Text)]
+        metric: AlertMetric,
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        known_channels: i64,
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    crate::audited!(conn, AlertError, {
+        // Locked, so the channels counted are the ones the update keeps.
+        let row: Row = diesel::sql_query(
+            "SELECT r.metric,
+                    (SELECT count(*) FROM notification_channels
+                     WHERE organization_id = $2 AND id = ANY ($3)) AS known_channels
+             FROM alert_rules r WHERE r.id = $1 AND r.organization_id = $2 FOR UPDATE",
+        )
+        .bind::<SqlUuid, _>(id)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .bind::<Array<SqlUuid>, _>(&new.channels)
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(AlertError::NotFound)?;
+        if row.metric != new.metric {
+            return Err(ValidationError::new(
+                "metric",
+                "cannot change: add a rule about the other figure and remove this one",
+            )
+            .into());
+        }
+        if row.metric == AlertMetric::Disk && !caller.instance_admin {
+            return Err(AlertError::Forbidden(
+                "disk rules are for instance administrators (the disk is the host's)",
+            ));
+        }
+        // Another organization's channel is not found, as every foreign ID is.
+        if row.known_channels != new.channels.len() as i64 {
+            return Err(AlertError::NotFound);
+        }
+        diesel::sql_query(
+            "UPDATE alert_rules SET name = $3, threshold = $4, for_secs = $5, channels = $6
+             WHERE id = $1 AND organization_id = $2",
+        )
+        .bind::<SqlUuid, _>(id)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .bind::<Text, _>(&new.name)
+        .bind::<Float4, _>(new.threshold)
+        .bind::<Integer, _>(new.for_secs)
+        .bind::<Array<SqlUuid>, _>(&new.channels)
+        .execute(conn)
+        .await?;
+        Ok(())
+    })
+    .await?;
+    tracing::info!(rule.id = %id, org.id = %caller.org_id, "alert rule changed");
+    Ok(())
+}
+
 pub async fn delete_rule(engine: &Engine, caller: &Caller, id: Uuid) -> Result<(), AlertError> {
     managers_only(caller)?;
     let mut conn = engine.db.get().await.map_err(StoreError::from)?;

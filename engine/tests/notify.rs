@@ -126,6 +126,245 @@ async fn a_receiver_failing_twice_gets_the_message_once_after_retries() {
     assert_eq!(notify::list_channels(&e, &caller).await.unwrap().len(), 1);
 }
 
+/// The field a refusal names.
+fn field_of(e: &dyn Classify) -> &'static str {
+    match e.kind() {
+        ErrorKind::Validation { field, .. } => field,
+        other => panic!("a validation error, not {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_channel_edited_in_place_keeps_its_secrets_and_its_waiting_retry_reaches_the_new_address() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, _) = owner_with_environment(&e).await;
+    // The receiver first typed is wrong: it answers 500, so the test message
+    // waits for its retry.
+    let wrong = Receiver::start(vec![500; 20]).await;
+    let right = Receiver::start(vec![]).await;
+    let (channel, secret) = add(&e, &caller, form("ops", "webhook", &wrong.url, &["deployment_failed"])).await;
+    let secret = secret.unwrap();
+    let stop = deliveries(&e);
+    let id = notify::send_test(&e, &caller, channel).await.unwrap();
+    wrong.wait_for(1, Duration::from_secs(30)).await;
+
+    // Fixed in place: a new name and URL, the signing secret kept.
+    let fix = ChannelForm {
+        name: "ops-fixed".into(),
+        url: right.url.clone(),
+        ..ChannelForm::default()
+    };
+    let shown = notify::edit_channel(&e, &caller, channel, &fix, false, Policy::of(&e))
+        .await
+        .unwrap();
+    assert!(
+        shown.is_none(),
+        "the signing secret is kept unless a new one is asked for"
+    );
+    let got = right.wait_for(1, Duration::from_secs(30)).await;
+    let d = ended(&e, &caller, id).await;
+    assert_eq!(d.status, DeliveryStatus::Succeeded, "{:?}", d.error);
+    assert!(
+        d.attempts >= 2,
+        "the waiting retry went to the new address: {}",
+        d.attempts
+    );
+    verify(&secret, &got[0]);
+    assert_eq!(got[0].header("x-berth-delivery"), Some(id.to_string().as_str()));
+    let listed = notify::list_channels(&e, &caller).await.unwrap();
+    assert_eq!(listed[0].name, "ops-fixed");
+    assert_eq!(
+        listed[0].events,
+        vec!["deployment_failed".to_string()],
+        "events are not the edit's"
+    );
+    let editable = notify::editable(&e, &caller).await.unwrap();
+    assert_eq!(
+        editable,
+        vec![(channel, notify::Editable::default())],
+        "a URL is never shown back"
+    );
+
+    // A blank URL keeps the stored one; a new signing secret is shown once.
+    let rotate = ChannelForm {
+        name: "ops-fixed".into(),
+        ..ChannelForm::default()
+    };
+    let new = notify::edit_channel(&e, &caller, channel, &rotate, true, Policy::of(&e))
+        .await
+        .unwrap()
+        .expect("the new signing secret");
+    assert!(new.starts_with("whsec_") && new != secret);
+    let second = notify::send_test(&e, &caller, channel).await.unwrap();
+    let got = right.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(ended(&e, &caller, second).await.status, DeliveryStatus::Succeeded);
+    verify(&new, &got[1]);
+
+    // Refused edits name the field and change nothing.
+    let with = |name: &str, kind: &str, url: &str| ChannelForm {
+        name: name.into(),
+        kind: kind.into(),
+        url: url.into(),
+        ..ChannelForm::default()
+    };
+    let refused = |r: Result<Option<String>, notify::NotifyError>| r.expect_err("refused");
+    let policy = Policy::of(&e);
+    assert_eq!(
+        field_of(&refused(
+            notify::edit_channel(&e, &caller, channel, &with("x", "slack", ""), false, policy).await
+        )),
+        "kind"
+    );
+    assert_eq!(
+        field_of(&refused(
+            notify::edit_channel(
+                &e,
+                &caller,
+                channel,
+                &with("x", "", "ftp://example.com/"),
+                false,
+                policy
+            )
+            .await
+        )),
+        "url"
+    );
+    assert_eq!(
+        field_of(&refused(
+            notify::edit_channel(&e, &caller, channel, &with("", "", ""), false, policy).await
+        )),
+        "name"
+    );
+    // With private targets off, the stored loopback address is refused like a typed one.
+    let strict = Policy::of(&t.engine);
+    assert_eq!(
+        field_of(&refused(
+            notify::edit_channel(&e, &caller, channel, &with("x", "", ""), false, strict).await
+        )),
+        "url"
+    );
+    let member = engine::testing::join(&e, &caller, "member@example.com", engine::names::Role::Member).await;
+    let err = refused(notify::edit_channel(&e, &member, channel, &with("x", "", ""), false, policy).await);
+    assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{err}");
+    assert!(
+        notify::editable(&e, &member).await.unwrap().is_empty(),
+        "members see summaries only"
+    );
+    let eve = engine::testing::in_other_org(&e, &caller).await;
+    let err = refused(notify::edit_channel(&e, &eve, channel, &with("x", "", ""), true, policy).await);
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    let listed = notify::list_channels(&e, &caller).await.unwrap();
+    assert_eq!((listed.len(), listed[0].name.as_str()), (1, "ops-fixed"));
+    let third = notify::send_test(&e, &caller, channel).await.unwrap();
+    let got = right.wait_for(3, Duration::from_secs(30)).await;
+    assert_eq!(ended(&e, &caller, third).await.status, DeliveryStatus::Succeeded);
+    verify(&new, &got[2]);
+    stop.cancel();
+}
+
+#[tokio::test]
+async fn an_email_channel_edited_without_its_password_keeps_it() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, _) = owner_with_environment(&e).await;
+    let f = ChannelForm {
+        name: "mail".into(),
+        kind: "email".into(),
+        smtp_host: "127.0.0.1".into(),
+        smtp_port: "2525".into(),
+        smtp_security: "none".into(),
+        smtp_username: "berth".into(),
+        smtp_password: "hunter2-hunter2".into(),
+        email_from: "berth@example.com".into(),
+        email_to: "ops@example.com".into(),
+        ..ChannelForm::default()
+    };
+    let (channel, _) = add(&e, &caller, f.clone()).await;
+    let shown = notify::editable(&e, &caller).await.unwrap();
+    let want = notify::Editable {
+        smtp_host: "127.0.0.1".into(),
+        smtp_port: "2525".into(),
+        smtp_security: "none".into(),
+        smtp_username: "berth".into(),
+        email_from: "berth@example.com".into(),
+        email_to: "ops@example.com".into(),
+        ..notify::Editable::default()
+    };
+    assert_eq!(shown, vec![(channel, want.clone())], "everything but the password");
+
+    // Another recipient, the password left blank: it is kept.
+    let edit = ChannelForm {
+        kind: String::new(),
+        smtp_password: String::new(),
+        email_to: "ops@example.com, ada@example.com".into(),
+        ..f.clone()
+    };
+    notify::edit_channel(&e, &caller, channel, &edit, false, Policy::of(&e))
+        .await
+        .unwrap();
+    let settings = engine::testing::channel_settings(&e, &caller, channel).await;
+    assert!(settings.contains("hunter2-hunter2"), "the stored password is kept");
+    assert!(settings.contains("ada@example.com"));
+    assert_eq!(
+        notify::list_channels(&e, &caller).await.unwrap()[0].summary,
+        "ops@example.com, ada@example.com via 127.0.0.1"
+    );
+    // Without a user name there is no password to keep.
+    let anonymous = ChannelForm {
+        smtp_username: String::new(),
+        ..edit
+    };
+    notify::edit_channel(&e, &caller, channel, &anonymous, false, Policy::of(&e))
+        .await
+        .unwrap();
+    let settings = engine::testing::channel_settings(&e, &caller, channel).await;
+    assert!(!settings.contains("hunter2-hunter2"), "{settings}");
+}
+
+#[tokio::test]
+async fn teams_and_google_chat_receive_their_own_formats_over_http() {
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, _) = owner_with_environment(&e).await;
+    let teams = Receiver::start(vec![]).await;
+    let chat = Receiver::start(vec![]).await;
+    let (to_teams, _) = add(&e, &caller, form("teams", "teams", &teams.url, &[])).await;
+    let (to_chat, _) = add(&e, &caller, form("chat", "google_chat", &chat.url, &[])).await;
+    let stop = deliveries(&e);
+    let a = notify::send_test(&e, &caller, to_teams).await.unwrap();
+    let b = notify::send_test(&e, &caller, to_chat).await.unwrap();
+    let (card, text) = (
+        teams.wait_for(1, Duration::from_secs(30)).await,
+        chat.wait_for(1, Duration::from_secs(30)).await,
+    );
+    assert_eq!(ended(&e, &caller, a).await.status, DeliveryStatus::Succeeded);
+    assert_eq!(ended(&e, &caller, b).await.status, DeliveryStatus::Succeeded);
+    stop.cancel();
+    for r in [&card[0], &text[0]] {
+        assert!(
+            r.header("content-type")
+                .is_some_and(|c| c.starts_with("application/json")),
+            "{:?}",
+            r.header("content-type")
+        );
+    }
+    // Teams' Workflows webhook takes a message with an Adaptive Card attached.
+    let body = card[0].json();
+    assert_eq!(body["type"], "message", "{body}");
+    let attached = &body["attachments"][0];
+    assert_eq!(attached["contentType"], "application/vnd.microsoft.card.adaptive");
+    assert_eq!(attached["content"]["body"][0]["text"], "Test notification from Berth");
+    assert_eq!(attached["content"]["actions"][0]["url"], "https://berth.example.com");
+    // Google Chat's webhook takes plain `text`.
+    let body = text[0].json();
+    let words = body["text"].as_str().unwrap();
+    assert!(
+        words.contains("Test notification from Berth") && words.contains("The channel chat works."),
+        "{body}"
+    );
+}
+
 #[tokio::test]
 async fn a_receiver_refusing_the_message_is_not_asked_again() {
     let t = TestEngine::new().await;
@@ -493,6 +732,127 @@ async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms(
         alerts::delete_rule(&e, &eve, rule).await.unwrap_err().kind(),
         ErrorKind::NotFound
     );
+}
+
+/// One sampling pass's point for an app: `percent` of its memory limit used.
+fn memory_at(percent: i64) -> engine::metrics::store::Point {
+    engine::metrics::store::Point {
+        at: chrono::Utc::now(),
+        cpu_percent: 0.0,
+        memory_bytes: percent * 1024 * 1024,
+        memory_limit: 100 * 1024 * 1024,
+        rx_bytes: 0,
+        tx_bytes: 0,
+        read_bytes: 0,
+        write_bytes: 0,
+        load1: None,
+        disk_used: None,
+        disk_total: None,
+    }
+}
+
+#[tokio::test]
+async fn an_alert_rule_edited_in_place_judges_its_open_incident_by_the_new_threshold() {
+    use engine::alerts::{self, NewRule};
+    use engine::metrics::Subject;
+    let t = TestEngine::new().await;
+    let e = open(&t.engine);
+    let (caller, envid) = owner_with_environment(&e).await;
+    let app = engine::testing::create_app(
+        &e,
+        &caller,
+        envid,
+        "cache",
+        engine::testing::image_source(TEST_BASE_IMAGE),
+        Runtime::default(),
+    )
+    .await;
+    let first = Receiver::start(vec![]).await;
+    let second = Receiver::start(vec![]).await;
+    let (a, _) = add(&e, &caller, form("first", "slack", &first.url, &[])).await;
+    let (b, _) = add(&e, &caller, form("second", "slack", &second.url, &[])).await;
+    let rule = NewRule::parse("memory high", "memory", "50", "0", &[a.to_string()]).unwrap();
+    let rule = alerts::create_rule(&e, &caller, rule).await.unwrap();
+    let stop = deliveries(&e);
+    // 60 % against "above 50 %": it fires, and the first channel is told.
+    let pass = [(Subject::App(app.0), memory_at(60))];
+    for _ in 0..3 {
+        alerts::evaluate(&e, &pass).await.unwrap();
+    }
+    let fired = first.wait_for(1, Duration::from_secs(30)).await;
+    assert!(
+        fired[0].json()["text"].as_str().unwrap().contains("above 50.0 %"),
+        "{}",
+        fired[0].json()
+    );
+
+    // Raised to 80 % and told elsewhere: the same 60 % clears the incident
+    // at the next pass, and the rule's channels now are the second one.
+    let edit = |threshold: &str, metric: &str, channels: &[String]| {
+        NewRule::parse("memory very high", metric, threshold, "0", channels).unwrap()
+    };
+    alerts::update_rule(&e, &caller, rule, edit("80", "memory", &[b.to_string()]))
+        .await
+        .unwrap();
+    let listed = alerts::list_rules(&e, &caller).await.unwrap();
+    assert_eq!(
+        (
+            listed[0].name.as_str(),
+            listed[0].threshold,
+            listed[0].channels.as_slice()
+        ),
+        ("memory very high", 80.0, [b.0].as_slice())
+    );
+    alerts::evaluate(&e, &pass).await.unwrap();
+    let resolved = second.wait_for(1, Duration::from_secs(30)).await;
+    let body = resolved[0].json();
+    assert!(
+        body["text"].as_str().unwrap().contains("Resolved: memory very high"),
+        "{body}"
+    );
+    assert!(body["text"].as_str().unwrap().contains("threshold 80.0 %"), "{body}");
+    let incidents = alerts::list_incidents(&e, &caller).await.unwrap();
+    assert_eq!(incidents[0].state, lifecycle::IncidentState::Resolved);
+    assert_eq!(first.received().len(), 1, "the first channel is no longer the rule's");
+
+    // Refused edits name their field or say why, and change nothing.
+    let err = alerts::update_rule(&e, &caller, rule, edit("80", "cpu", &[b.to_string()]))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Validation { field: "metric", .. }),
+        "{err}"
+    );
+    let foreign = uuid::Uuid::new_v4().to_string();
+    let err = alerts::update_rule(&e, &caller, rule, edit("90", "memory", &[foreign]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound, "another organization's channel: {err}");
+    let member = engine::testing::join(&e, &caller, "member@example.com", engine::names::Role::Member).await;
+    let err = alerts::update_rule(&e, &member, rule, edit("90", "memory", &[b.to_string()]))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{err}");
+    let eve = engine::testing::in_other_org(&e, &caller).await;
+    let err = alerts::update_rule(&e, &eve, rule, edit("90", "memory", &[b.to_string()]))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::NotFound);
+    assert_eq!(alerts::list_rules(&e, &caller).await.unwrap()[0].threshold, 80.0);
+    // A disk rule is the host's: only an instance administrator changes it.
+    let disk = NewRule::parse("disk", "disk", "90", "60", &[b.to_string()]).unwrap();
+    let disk = alerts::create_rule(&e, &caller, disk).await.unwrap();
+    let not_instance_admin = Caller {
+        instance_admin: false,
+        ..caller.clone()
+    };
+    let raise = NewRule::parse("disk", "disk", "95", "60", &[b.to_string()]).unwrap();
+    let err = alerts::update_rule(&e, &not_instance_admin, disk, raise.clone())
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Forbidden(_)), "{err}");
+    alerts::update_rule(&e, &caller, disk, raise).await.unwrap();
+    stop.cancel();
 }
 
 #[tokio::test]

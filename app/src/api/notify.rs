@@ -12,7 +12,7 @@ use uuid::Uuid;
 #[cfg(feature = "ssr")]
 use {
     super::edge::{self, fail},
-    crate::types::{ChannelView, DeliveryView, IncidentView, RuleView},
+    crate::types::{ChannelFields, ChannelView, DeliveryView, IncidentView, RuleView},
     engine::alerts::{self, NewRule},
     engine::notify::{self, ChannelForm, NewChannel},
     engine::outbound::Policy,
@@ -27,6 +27,7 @@ pub async fn list_notifications() -> Result<NotificationsView, AppError> {
     let deliveries = notify::list_deliveries(&ctx.engine, &caller).await.map_err(fail)?;
     let rules = alerts::list_rules(&ctx.engine, &caller).await.map_err(fail)?;
     let incidents = alerts::list_incidents(&ctx.engine, &caller).await.map_err(fail)?;
+    let mut editable = notify::editable(&ctx.engine, &caller).await.map_err(fail)?;
     let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let rules = rules
         .into_iter()
@@ -41,6 +42,7 @@ pub async fn list_notifications() -> Result<NotificationsView, AppError> {
                 .filter(|c| r.channels.contains(&c.id))
                 .map(|c| c.name.clone())
                 .collect(),
+            channel_ids: r.channels,
         })
         .collect();
     let incidents = incidents
@@ -86,6 +88,18 @@ pub async fn list_notifications() -> Result<NotificationsView, AppError> {
             kind: c.kind,
             summary: c.summary,
             events: c.events.iter().filter_map(|e| e.parse().ok()).collect(),
+            editable: editable.iter().position(|(id, _)| id.0 == c.id).map(|i| {
+                let f = editable.swap_remove(i).1;
+                ChannelFields {
+                    chat_id: f.chat_id,
+                    smtp_host: f.smtp_host,
+                    smtp_port: f.smtp_port,
+                    smtp_security: f.smtp_security,
+                    smtp_username: f.smtp_username,
+                    email_from: f.email_from,
+                    email_to: f.email_to,
+                }
+            }),
         })
         .collect();
     Ok(NotificationsView {
@@ -134,6 +148,52 @@ pub async fn add_channel(
     Ok(secret)
 }
 
+/// Changes a channel's name and settings (not its kind or events); blank
+/// secrets are kept. Answers a signed webhook's new signing secret when
+/// `new_secret` asked for one (shown once), else nothing.
+#[server(endpoint = "notify/edit")]
+pub async fn edit_channel(
+    id: String,
+    name: String,
+    #[server(default)] url: String,
+    #[server(default)] bot_token: String,
+    #[server(default)] chat_id: String,
+    #[server(default)] smtp_host: String,
+    #[server(default)] smtp_port: String,
+    #[server(default)] smtp_security: String,
+    #[server(default)] smtp_username: String,
+    #[server(default)] smtp_password: String,
+    #[server(default)] email_from: String,
+    #[server(default)] email_to: String,
+    #[server(default)] new_secret: bool,
+) -> Result<Option<String>, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let form = ChannelForm {
+        name,
+        url,
+        bot_token,
+        chat_id,
+        smtp_host,
+        smtp_port,
+        smtp_security,
+        smtp_username,
+        smtp_password,
+        email_from,
+        email_to,
+        ..ChannelForm::default()
+    };
+    notify::edit_channel(
+        &ctx.engine,
+        &caller,
+        edge::id(&id)?,
+        &form,
+        new_secret,
+        Policy::of(&ctx.engine),
+    )
+    .await
+    .map_err(fail)
+}
+
 #[server(endpoint = "notify/remove")]
 pub async fn remove_channel(id: String) -> Result<(), AppError> {
     let (ctx, caller) = edge::caller().await?;
@@ -174,6 +234,23 @@ pub async fn add_rule(
     let (ctx, caller) = edge::caller().await?;
     let new = NewRule::parse(&name, &metric, &threshold, &for_secs, &channels).map_err(fail)?;
     alerts::create_rule(&ctx.engine, &caller, new).await.map_err(fail)
+}
+
+/// Changes an alert rule's name, threshold, time and channels (`metric`
+/// names its figure, which stays).
+#[server(endpoint = "notify/edit_rule")]
+pub async fn edit_rule(
+    id: String,
+    name: String,
+    metric: String,
+    threshold: String,
+    #[server(default)] for_secs: String,
+    #[server(default)] channels: Vec<String>,
+) -> Result<(), AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let id: Uuid = edge::id(&id)?;
+    let new = NewRule::parse(&name, &metric, &threshold, &for_secs, &channels).map_err(fail)?;
+    alerts::update_rule(&ctx.engine, &caller, id, new).await.map_err(fail)
 }
 
 #[server(endpoint = "notify/remove_rule")]

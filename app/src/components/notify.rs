@@ -5,7 +5,8 @@
 //! owners.
 
 use crate::api::notify::{
-    list_notifications, AddChannel, AddRule, RemoveChannel, RemoveRule, SetChannelEvents, TestChannel,
+    list_notifications, AddChannel, AddRule, EditChannel, EditRule, RemoveChannel, RemoveRule, SetChannelEvents,
+    TestChannel,
 };
 use crate::components::live::refresh_on;
 use crate::components::status::{Badge, StatusBadge};
@@ -13,7 +14,7 @@ use crate::components::ui::{
     action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::error::AppError;
-use crate::types::{AlertMetric, ChannelKind, NotificationsView, NotifyEvent};
+use crate::types::{AlertMetric, ChannelFields, ChannelKind, ChannelView, NotificationsView, NotifyEvent, RuleView};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 
@@ -24,12 +25,18 @@ type List = Resource<Result<NotificationsView, AppError>>;
 #[derive(Clone, Copy)]
 pub struct Notifications {
     add: ServerAction<AddChannel>,
+    edit: ServerAction<EditChannel>,
     remove: ServerAction<RemoveChannel>,
     events: ServerAction<SetChannelEvents>,
     test: ServerAction<TestChannel>,
     add_rule: ServerAction<AddRule>,
+    edit_rule: ServerAction<EditRule>,
     remove_rule: ServerAction<RemoveRule>,
     list: List,
+    /// The channel and the rule whose edit form was sent last (their errors
+    /// show there only): owned here, as the list re-renders after each edit.
+    editing: RwSignal<Option<uuid::Uuid>>,
+    editing_rule: RwSignal<Option<uuid::Uuid>>,
     /// The channels for the rule form: re-read only when channels change, so
     /// a delivery moving on never wipes what is being typed.
     setup: List,
@@ -44,15 +51,18 @@ impl Notifications {
             ServerAction::<TestChannel>::new(),
         );
         let (add_rule, remove_rule) = (ServerAction::<AddRule>::new(), ServerAction::<RemoveRule>::new());
+        let (edit, edit_rule) = (ServerAction::<EditChannel>::new(), ServerAction::<EditRule>::new());
         let tick = RwSignal::new(0u32);
         let list: List = Resource::new(
             move || {
                 (
                     add.version().get(),
+                    edit.version().get(),
                     remove.version().get(),
                     events.version().get(),
                     test.version().get(),
                     add_rule.version().get(),
+                    edit_rule.version().get(),
                     remove_rule.version().get(),
                     tick.get(),
                 )
@@ -60,18 +70,22 @@ impl Notifications {
             |_| list_notifications(),
         );
         let setup: List = Resource::new(
-            move || (add.version().get(), remove.version().get()),
+            move || (add.version().get(), edit.version().get(), remove.version().get()),
             |_| list_notifications(),
         );
         // Deliveries move on their own (sending, retried, delivered).
         refresh_on(|e| e.kind == "delivery", tick);
         Self {
             add,
+            edit,
             remove,
             events,
             test,
             add_rule,
+            edit_rule,
             remove_rule,
+            editing: RwSignal::new(None),
+            editing_rule: RwSignal::new(None),
             list,
             setup,
         }
@@ -93,11 +107,15 @@ fn uses_url(kind: &str) -> bool {
 pub fn NotificationsSection(state: Notifications) -> impl IntoView {
     let Notifications {
         add,
+        edit,
         remove,
         events,
         test,
         add_rule,
+        edit_rule,
         remove_rule,
+        editing,
+        editing_rule,
         list,
         setup,
     } = state;
@@ -113,7 +131,19 @@ pub fn NotificationsSection(state: Notifications) -> impl IntoView {
             .or_else(|| remove.value().get().and_then(|r| r.err()))
             .or_else(|| remove_rule.value().get().and_then(|r| r.err()))
     });
-    let secret = move || add.value().get().and_then(|r| r.ok()).flatten();
+    // A signing secret from the latest add or edit that answered one.
+    let shown = RwSignal::new(None::<String>);
+    Effect::new(move |_| {
+        if let Some(r) = add.value().get() {
+            shown.set(r.ok().flatten());
+        }
+    });
+    Effect::new(move |_| {
+        if let Some(r) = edit.value().get() {
+            shown.set(r.ok().flatten());
+        }
+    });
+    let secret = move || shown.get();
     // Shapes the form: changed only by the kind select's handler.
     let kind = RwSignal::new("slack".to_owned());
     view! {
@@ -126,7 +156,7 @@ pub fn NotificationsSection(state: Notifications) -> impl IntoView {
                 {move || Suspend::new(async move {
                     match list.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(v) => view! { <Channels v remove events test remove_rule /> }.into_any(),
+                        Ok(v) => view! { <Channels v edit remove events test edit_rule remove_rule editing editing_rule /> }.into_any(),
                     }
                 })}
             </Transition>
@@ -192,14 +222,15 @@ fn RuleForm(add_rule: ServerAction<AddRule>, setup: List) -> impl IntoView {
         <h3 class="mb-2 mt-6 text-sm font-semibold">"Add an alert rule"</h3>
         <ActionForm action=add_rule node_ref=form attr:class="space-y-3" attr:id="add-rule">
             <div class="grid gap-3 sm:grid-cols-2">
-                <Field label="Name" name="name" error />
+                // The channel form above has a "name" field too: IDs of their own.
+                <Field label="Name" name="name" id_prefix="rule".to_owned() error />
                 <label class="block text-sm font-medium">"When"
-                    <select name="metric" id="field-metric" class=INPUT>
+                    <select name="metric" id="rule-field-metric" class=INPUT>
                         {AlertMetric::VARIANTS.iter().map(|m| view! { <option value=m.name()>{m.words()}</option> }).collect_view()}
                     </select>
                 </label>
-                <Field label="Above (percent; restarts, OOM kills: times; certificate: days)" name="threshold" error />
-                <Field label="For at least (seconds; counts: within)" name="for_secs" value="300".to_owned() error />
+                <Field label="Above (percent; restarts, OOM kills: times; certificate: days)" name="threshold" id_prefix="rule".to_owned() error />
+                <Field label="For at least (seconds; counts: within)" name="for_secs" value="300".to_owned() id_prefix="rule".to_owned() error />
             </div>
             <Transition fallback=|| view! { <Loading /> }>
                 {move || Suspend::new(async move {
@@ -253,11 +284,17 @@ fn EventChoices(chosen: Vec<NotifyEvent>, #[prop(into)] prefix: String) -> impl 
 #[component]
 fn Channels(
     v: NotificationsView,
+    edit: ServerAction<EditChannel>,
     remove: ServerAction<RemoveChannel>,
     events: ServerAction<SetChannelEvents>,
     test: ServerAction<TestChannel>,
+    edit_rule: ServerAction<EditRule>,
     remove_rule: ServerAction<RemoveRule>,
+    editing: RwSignal<Option<uuid::Uuid>>,
+    editing_rule: RwSignal<Option<uuid::Uuid>>,
 ) -> impl IntoView {
+    // Every channel, for the rules' edit forms.
+    let all: Vec<(uuid::Uuid, String)> = v.channels.iter().map(|c| (c.id, c.name.clone())).collect();
     let NotificationsView {
         channels,
         deliveries,
@@ -270,6 +307,7 @@ fn Channels(
             {channels.into_iter().enumerate().map(|(row, c)| {
                 let (test_id, remove_id) = (c.id.to_string(), c.id.to_string());
                 let prefix = format!("channel{row}");
+                let editor = c.editable.clone().map(|fields| view! { <EditForm c=c.clone() fields row edit editing /> });
                 view! {
                     <li class="space-y-2 py-3" data-channel=c.name.clone()>
                         <div class="flex flex-col gap-2 sm:flex-row sm:items-center sm:justify-between">
@@ -291,6 +329,7 @@ fn Channels(
                             <EventChoices chosen=c.events.clone() prefix />
                             <button type="submit" class=BUTTON_QUIET>"Save events"</button>
                         </ActionForm>
+                        {editor}
                     </li>
                 }
             }).collect_view()}
@@ -298,10 +337,12 @@ fn Channels(
         {(!rules.is_empty()).then(|| view! {
             <h3 class="mb-2 mt-5 text-sm font-semibold">"Alert rules"</h3>
             <ul class="divide-y divide-slate-200 text-sm dark:divide-slate-800" id="rules">
-                {rules.into_iter().map(|r| {
+                {rules.into_iter().enumerate().map(|(row, r)| {
                     let id = r.id.to_string();
+                    let editor = view! { <RuleEditForm r=r.clone() all=all.clone() row edit_rule editing=editing_rule /> };
                     view! {
-                        <li class="flex flex-col gap-2 py-2 sm:flex-row sm:items-center sm:justify-between" data-rule=r.name.clone()>
+                        <li class="py-2" data-rule=r.name.clone()>
+                        <div class="flex flex-col gap-2 sm:flex-row sm:items-center sm:justify-between">
                             <span><span class="font-medium">{r.name.clone()}</span>
                                 <span class="ml-2 text-slate-500">{if r.metric == AlertMetric::Certificate {
                                     format!("{} within {} days → {}", r.metric.words(), r.threshold, r.channels.join(", "))
@@ -315,6 +356,8 @@ fn Channels(
                                     remove_rule.dispatch(RemoveRule { id: id.clone() });
                                 }
                             }>"Remove"</button>
+                        </div>
+                        {editor}
                         </li>
                     }
                 }).collect_view()}
@@ -362,5 +405,167 @@ fn Channels(
                 </table>
             </div>
         })}
+    }
+}
+
+/// A channel's name and settings, changed in place. Secrets are not shown:
+/// left blank they are kept.
+#[component]
+fn EditForm(
+    c: ChannelView,
+    fields: ChannelFields,
+    row: usize,
+    edit: ServerAction<EditChannel>,
+    editing: RwSignal<Option<uuid::Uuid>>,
+) -> impl IntoView {
+    let (id, name) = (c.id, c.name.clone());
+    let error = Signal::derive(move || {
+        if editing.get() == Some(id) {
+            edit.value().get().and_then(|r| r.err())
+        } else {
+            None
+        }
+    });
+    let p = format!("channel{row}-edit");
+    let kind = c.kind.name();
+    let keep = "Leave blank to keep";
+    let settings = if uses_url(kind) {
+        let label = if kind == "webhook" {
+            "Receiver URL"
+        } else {
+            "Incoming webhook URL"
+        };
+        view! {
+            <Field label name="url" kind="url" placeholder=keep id_prefix=p.clone() error />
+            {(kind == "webhook").then(|| {
+                let box_id = format!("{p}-new-secret");
+                let for_id = box_id.clone();
+                view! {
+                    <label class="inline-flex items-center gap-1 text-sm" for=for_id>
+                        <input type="checkbox" id=box_id name="new_secret" value="true" />
+                        "Make a new signing secret (the old one stops working)"
+                    </label>
+                }
+            })}
+        }
+        .into_any()
+    } else if kind == "telegram" {
+        view! {
+            <div class="grid gap-3 sm:grid-cols-2">
+                <Field label="Bot token" name="bot_token" kind="password" placeholder=keep autocomplete="new-password" id_prefix=p.clone() error />
+                <Field label="Chat ID" name="chat_id" value=fields.chat_id id_prefix=p.clone() error />
+            </div>
+        }
+        .into_any()
+    } else {
+        let security_id = format!("{p}-field-smtp_security");
+        let chosen = fields.smtp_security.clone();
+        view! {
+            <div class="grid gap-3 sm:grid-cols-2">
+                <Field label="SMTP host" name="smtp_host" value=fields.smtp_host id_prefix=p.clone() error />
+                <Field label="Port" name="smtp_port" value=fields.smtp_port id_prefix=p.clone() error />
+                <label class="block text-sm font-medium">"Security"
+                    <select name="smtp_security" id=security_id class=INPUT>
+                        {[("starttls", "STARTTLS"), ("tls", "TLS"), ("none", "None (local relay)")].into_iter().map(|(v, words)| {
+                            view! { <option value=v selected=chosen == v>{words}</option> }
+                        }).collect_view()}
+                    </select>
+                </label>
+                <Field label="User name" name="smtp_username" value=fields.smtp_username autocomplete="off" id_prefix=p.clone() error />
+                <Field label="Password" name="smtp_password" kind="password" placeholder=keep autocomplete="new-password" id_prefix=p.clone() error />
+                <Field label="From" name="email_from" value=fields.email_from id_prefix=p.clone() error />
+                <Field label="To (comma-separated)" name="email_to" value=fields.email_to id_prefix=p.clone() error />
+            </div>
+        }
+        .into_any()
+    };
+    view! {
+        // `submit` bubbles from the form: this row is the one being edited.
+        <details
+            class="text-sm"
+            data-edit-channel=c.name
+            // The list is read again after every edit: a refused one stays open with its errors.
+            open=move || editing.get() == Some(id) && edit.value().get().is_some_and(|r| r.is_err())
+            on:submit=move |_| editing.set(Some(id))
+        >
+            <summary class="cursor-pointer text-slate-600 dark:text-slate-400">"Edit settings"</summary>
+            <ActionForm action=edit attr:class="mt-2 space-y-3" attr:id=format!("channel-edit-{row}")>
+                <input type="hidden" name="id" value=id.to_string() />
+                <Field label="Name" name="name" value=name id_prefix=p.clone() error />
+                {settings}
+                <FormError error />
+                <button type="submit" class=BUTTON_QUIET>"Save settings"</button>
+            </ActionForm>
+        </details>
+    }
+}
+
+/// An alert rule's name, threshold, time and channels, changed in place (its
+/// figure stays).
+#[component]
+fn RuleEditForm(
+    r: RuleView,
+    all: Vec<(uuid::Uuid, String)>,
+    row: usize,
+    edit_rule: ServerAction<EditRule>,
+    editing: RwSignal<Option<uuid::Uuid>>,
+) -> impl IntoView {
+    let (id, marker) = (r.id, r.name.clone());
+    let error = Signal::derive(move || {
+        if editing.get() == Some(id) {
+            edit_rule.value().get().and_then(|r| r.err())
+        } else {
+            None
+        }
+    });
+    let p = format!("rule{row}-edit");
+    let threshold_label = if r.metric == AlertMetric::Certificate {
+        "Within (days)"
+    } else if r.metric.counts() {
+        "At least (times)"
+    } else {
+        "Above (percent)"
+    };
+    let for_label = if r.metric.counts() {
+        "Within (seconds)"
+    } else {
+        "For at least (seconds)"
+    };
+    view! {
+        <details
+            class="mt-1 text-sm"
+            data-edit-rule=marker
+            // The list is read again after every edit: a refused one stays open with its errors.
+            open=move || editing.get() == Some(id) && edit_rule.value().get().is_some_and(|r| r.is_err())
+            on:submit=move |_| editing.set(Some(id))
+        >
+            <summary class="cursor-pointer text-slate-600 dark:text-slate-400">"Edit rule"</summary>
+            <ActionForm action=edit_rule attr:class="mt-2 space-y-3" attr:id=format!("rule-edit-{row}")>
+                <input type="hidden" name="id" value=id.to_string() />
+                <input type="hidden" name="metric" value=r.metric.name() />
+                <div class="grid gap-3 sm:grid-cols-3">
+                    <Field label="Name" name="name" value=r.name.clone() id_prefix=p.clone() error />
+                    <Field label=threshold_label name="threshold" value=r.threshold.to_string() id_prefix=p.clone() error />
+                    {(r.metric != AlertMetric::Certificate).then(|| view! {
+                        <Field label=for_label name="for_secs" value=r.for_secs.to_string() id_prefix=p.clone() error />
+                    })}
+                </div>
+                <fieldset class="flex flex-wrap gap-x-4 gap-y-1">
+                    <legend class="mb-1 font-medium">"Tell"</legend>
+                    {all.into_iter().enumerate().map(|(i, (cid, name))| {
+                        let box_id = format!("{p}-channel-{i}");
+                        let for_id = box_id.clone();
+                        view! {
+                            <label class="inline-flex items-center gap-1" for=for_id>
+                                <input type="checkbox" id=box_id name=format!("channels[{i}]") value=cid.to_string() checked=r.channel_ids.contains(&cid) />
+                                {name}
+                            </label>
+                        }
+                    }).collect_view()}
+                </fieldset>
+                <FormError error />
+                <button type="submit" class=BUTTON_QUIET>"Save rule"</button>
+            </ActionForm>
+        </details>
     }
 }

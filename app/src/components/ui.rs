@@ -27,9 +27,17 @@ pub fn Field(
     #[prop(default = "text")] kind: &'static str,
     #[prop(optional, into)] value: Option<String>,
     #[prop(optional)] autocomplete: Option<&'static str>,
+    #[prop(optional)] placeholder: Option<&'static str>,
+    /// Where the same form is on the page more than once (one per row): what
+    /// keeps each input's ID its own.
+    #[prop(optional)]
+    id_prefix: Option<String>,
     #[prop(into)] error: Signal<Option<AppError>>,
 ) -> impl IntoView {
-    let id = format!("field-{name}");
+    let id = match id_prefix {
+        Some(p) => format!("{p}-field-{name}"),
+        None => format!("field-{name}"),
+    };
     let for_id = id.clone();
     let message = move || error.get().and_then(|e| e.for_field(name));
     // One element, so a grid of fields keeps each message under its input.
@@ -44,6 +52,7 @@ pub fn Field(
                 class=INPUT
                 value=value
                 autocomplete=autocomplete
+                placeholder=placeholder
                 aria-invalid=move || message().is_some().to_string()
             />
         </label>

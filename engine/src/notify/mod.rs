@@ -509,6 +509,150 @@ pub async fn set_events(
     Ok(())
 }
 
+/// What a channel's edit form shows of its settings: everything but the
+/// secrets (a hook's URL carries its token, a bot has its token, SMTP its
+/// password), which the form leaves blank to keep.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Editable {
+    pub chat_id: String,
+    pub smtp_host: String,
+    pub smtp_port: String,
+    pub smtp_security: String,
+    pub smtp_username: String,
+    pub email_from: String,
+    pub email_to: String,
+}
+
+impl Settings {
+    fn editable(&self) -> Editable {
+        match self {
+            Settings::Hook { .. } | Settings::Webhook { .. } => Editable::default(),
+            Settings::Telegram { chat_id, .. } => Editable {
+                chat_id: chat_id.clone(),
+                ..Editable::default()
+            },
+            Settings::Email(m) => Editable {
+                smtp_host: m.host.clone(),
+                smtp_port: m.port.to_string(),
+                smtp_security: match m.security {
+                    SmtpSecurity::Starttls => "starttls",
+                    SmtpSecurity::Tls => "tls",
+                    SmtpSecurity::None => "none",
+                }
+                .to_owned(),
+                smtp_username: m.username.clone(),
+                email_from: m.from.clone(),
+                email_to: m.to.join(", "),
+                ..Editable::default()
+            },
+        }
+    }
+
+    /// Fills the secrets a form left blank with this channel's own, so an
+    /// edit that does not retype them keeps them.
+    fn keep_secrets(&self, form: &mut ChannelForm) {
+        match self {
+            Settings::Hook { url } | Settings::Webhook { url, .. } if form.url.trim().is_empty() => {
+                form.url = url.clone();
+            }
+            Settings::Telegram { bot_token, .. } if form.bot_token.trim().is_empty() => {
+                form.bot_token = bot_token.clone();
+            }
+            // A password is kept only while there is a user name for it:
+            // clearing the name signs in with neither.
+            Settings::Email(m) if form.smtp_password.is_empty() && !form.smtp_username.trim().is_empty() => {
+                form.smtp_password = m.password.clone();
+            }
+            _ => {}
+        }
+    }
+}
+
+/// The organization's channels' editable settings, for its admins and
+/// owners; nothing for anyone else (members see summaries only).
+pub async fn editable(engine: &Engine, caller: &Caller) -> Result<Vec<(ChannelId, Editable)>, NotifyError> {
+    if managers_only(caller).is_err() {
+        return Ok(Vec::new());
+    }
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+        #[diesel(sql_type = Text)]
+        settings: String,
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let rows: Vec<Row> = diesel::sql_query("SELECT id, settings FROM notification_channels WHERE organization_id = $1")
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .load(&mut conn)
+        .await?;
+    rows.into_iter()
+        .map(|r| Ok((ChannelId(r.id), open_settings(engine, r.id, &r.settings)?.editable())))
+        .collect()
+}
+
+/// Changes a channel's name and settings; its kind stays (a channel of
+/// another kind is a new channel) and its events have their own form.
+/// Secrets the form leaves blank are kept, a signed webhook's signing secret
+/// too unless `new_secret` asks for another, which is then returned (shown
+/// once). Deliveries still queued or waiting for a retry go to the new
+/// settings: they are read when sent.
+pub async fn edit_channel(
+    engine: &Engine,
+    caller: &Caller,
+    id: ChannelId,
+    form: &ChannelForm,
+    new_secret: bool,
+    policy: crate::outbound::Policy,
+) -> Result<Option<String>, NotifyError> {
+    managers_only(caller)?;
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let shown = crate::audited!(conn, NotifyError, {
+        // Locked: two edits at once apply one after the other, each over
+        // the settings the other left.
+        let (kind, old) = settings_of(engine, conn, caller.org_id.0, id.0, true).await?;
+        if !form.kind.trim().is_empty() && form.kind.trim() != kind.name() {
+            return Err(ValidationError::new(
+                "kind",
+                "cannot change: add a channel of the other kind and remove this one",
+            )
+            .into());
+        }
+        let mut merged = ChannelForm {
+            kind: kind.name().to_owned(),
+            events: Vec::new(),
+            ..form.clone()
+        };
+        old.keep_secrets(&mut merged);
+        let mut new = NewChannel::parse(&merged, policy)?;
+        let mut shown = None;
+        if let (Settings::Webhook { secret, .. }, Settings::Webhook { secret: kept, .. }) = (&mut new.settings, &old) {
+            if new_secret {
+                shown = Some(secret.clone());
+            } else {
+                secret.clone_from(kept);
+            }
+        }
+        let json = serde_json::to_vec(&new.settings).map_err(|e| NotifyError::Corrupt(e.to_string()))?;
+        let sealed = engine.secret.seal(settings_slot(&id.0.to_string()), &json);
+        diesel::sql_query(
+            "UPDATE notification_channels SET name = $3, settings = $4, summary = $5
+             WHERE id = $1 AND organization_id = $2",
+        )
+        .bind::<SqlUuid, _>(id.0)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .bind::<Text, _>(&new.name)
+        .bind::<Text, _>(&sealed)
+        .bind::<Text, _>(&new.summary)
+        .execute(conn)
+        .await?;
+        Ok(shown)
+    })
+    .await?;
+    tracing::info!(channel.id = %id, org.id = %caller.org_id, new_secret = shown.is_some(), "notification channel changed");
+    Ok(shown)
+}
+
 /// Queues a test notice to one channel; its delivery shows how it went.
 pub async fn send_test(engine: &Engine, caller: &Caller, id: ChannelId) -> Result<DeliveryId, NotifyError> {
     managers_only(caller)?;
@@ -569,6 +713,17 @@ pub(crate) async fn settings(
     org: Uuid,
     id: Uuid,
 ) -> Result<(ChannelKind, Settings), NotifyError> {
+    settings_of(engine, conn, org, id, false).await
+}
+
+/// A channel's kind and settings, the row locked for a change when `lock`.
+async fn settings_of(
+    engine: &Engine,
+    conn: &mut AsyncPgConnection,
+    org: Uuid,
+    id: Uuid,
+    lock: bool,
+) -> Result<(ChannelKind, Settings), NotifyError> {
     #[derive(QueryableByName)]
     struct Row {
         #[diesel(sql_type = Text)]
@@ -576,20 +731,27 @@ pub(crate) async fn settings(
         #[diesel(sql_type = Text)]
         settings: String,
     }
-    let row: Row =
-        diesel::sql_query("SELECT kind, settings FROM notification_channels WHERE id = $1 AND organization_id = $2")
-            .bind::<SqlUuid, _>(id)
-            .bind::<SqlUuid, _>(org)
-            .get_result(conn)
-            .await
-            .optional()?
-            .ok_or(NotifyError::NotFound)?;
+    let sql = if lock {
+        "SELECT kind, settings FROM notification_channels WHERE id = $1 AND organization_id = $2 FOR UPDATE"
+    } else {
+        "SELECT kind, settings FROM notification_channels WHERE id = $1 AND organization_id = $2"
+    };
+    let row: Row = diesel::sql_query(sql)
+        .bind::<SqlUuid, _>(id)
+        .bind::<SqlUuid, _>(org)
+        .get_result(conn)
+        .await
+        .optional()?
+        .ok_or(NotifyError::NotFound)?;
+    Ok((row.kind, open_settings(engine, id, &row.settings)?))
+}
+
+fn open_settings(engine: &Engine, id: Uuid, sealed: &str) -> Result<Settings, NotifyError> {
     let json = engine
         .secret
-        .open(settings_slot(&id.to_string()), &row.settings)
+        .open(settings_slot(&id.to_string()), sealed)
         .map_err(|e| NotifyError::Corrupt(format!("channel {id} settings: {e}")))?;
-    let s = serde_json::from_slice(&json).map_err(|e| NotifyError::Corrupt(format!("channel {id} settings: {e}")))?;
-    Ok((row.kind, s))
+    serde_json::from_slice(&json).map_err(|e| NotifyError::Corrupt(format!("channel {id} settings: {e}")))
 }
 
 /// Records the release this process runs (`version` and `release`, e.g.

@@ -1147,3 +1147,13 @@ pub async fn service_container_spec(engine: &Engine, id: crate::ids::ServiceId) 
         .expect("the service");
     crate::services::container::container_spec(engine, &svc.boxed(engine))
 }
+
+/// A notification channel's stored settings, opened, as JSON: what tests
+/// check an edit kept (pages never see them).
+pub async fn channel_settings(engine: &Engine, caller: &crate::accounts::Caller, id: crate::ids::ChannelId) -> String {
+    let mut conn = engine.db.get().await.expect("a connection");
+    let (_, settings) = crate::notify::settings(engine, &mut conn, caller.org_id.0, id.0)
+        .await
+        .expect("the channel's settings");
+    serde_json::to_string(&settings).expect("JSON")
+}

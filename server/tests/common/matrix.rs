@@ -366,6 +366,10 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
         ("/api/notify/add", NoId),
         ("/api/notify/remove", Scoped(|i| vec![("id", i.channel.clone())])),
         (
+            "/api/notify/edit",
+            Scoped(|i| vec![("id", i.channel.clone()), ("name", "Sneaky channel".into())]),
+        ),
+        (
             "/api/notify/events",
             Scoped(|i| vec![("id", i.channel.clone()), ("events[0]", "upgraded".into())]),
         ),
@@ -377,6 +381,19 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
                     ("name", "Sneaky rule".into()),
                     ("metric", "cpu".into()),
                     ("threshold", "90".into()),
+                    ("for_secs", "60".into()),
+                    ("channels[0]", i.channel.clone()),
+                ]
+            }),
+        ),
+        (
+            "/api/notify/edit_rule",
+            Scoped(|i| {
+                vec![
+                    ("id", i.rule.clone()),
+                    ("name", "Sneaky rule".into()),
+                    ("metric", "memory".into()),
+                    ("threshold", "99".into()),
                     ("for_secs", "60".into()),
                     ("channels[0]", i.channel.clone()),
                 ]
