@@ -673,7 +673,7 @@ async fn a_domain_added_while_a_rollout_routes_keeps_the_new_container_routed() 
 /// only), and the next one goes live once the file is mended. A well-formed
 /// file of the operator's, in a subdirectory, stands in no deployment's way.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-async fn a_file_berth_did_not_write_is_counted_when_a_route_does_not_take_effect() {
+async fn a_file_traefik_refuses_is_named_to_the_operator_when_a_route_does_not_take_effect() {
     let env = DeployEnv::new().await;
     let e = env.engine();
     let (caller, envid) = owner(e).await;
@@ -696,8 +696,17 @@ async fn a_file_berth_did_not_write_is_counted_when_a_route_does_not_take_effect
     assert_eq!(second.status, Status::Failed, "{:?}", second.reason);
     let reason = second.reason.unwrap_or_default();
     assert!(
-        reason.contains("did not route") && reason.contains("holds 2 file(s) Berth did not write"),
+        reason.contains("did not route")
+            && reason.contains("Traefik refuses its dynamic configuration directory while a file in it does not parse"),
         "{reason}"
+    );
+    // What the operator's log says: Traefik's own words, with the file as
+    // this host sees it.
+    let log = engine::proxy::recent_log(e, 0).await;
+    let refused = engine::proxy::refused_config(&log, &dir).expect("Traefik logged the refusal");
+    assert!(
+        refused.contains(&format!("{}: yaml: line", dir.join("custom.yml").display())),
+        "{refused}"
     );
     assert!(
         !reason.contains("custom.yml") && !reason.contains("headers.yml"),

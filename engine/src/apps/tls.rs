@@ -201,27 +201,6 @@ pub struct Watch {
 /// How often a domain whose certificate is served is looked at again.
 const ISSUED_RECHECK: chrono::Duration = chrono::Duration::minutes(10);
 
-/// Traefik's log since the last pass (bounded), for the CA's refusals.
-async fn traefik_log(engine: &Engine, since: i64) -> String {
-    use futures::StreamExt;
-    let mut stream = engine.docker.logs(
-        &engine.deploy.proxy.container,
-        crate::docker::LogOptions {
-            follow: false,
-            tail: None,
-            since: Some(since),
-        },
-    );
-    let mut out = Vec::new();
-    while let Some(Ok(chunk)) = stream.next().await {
-        out.extend_from_slice(&chunk.bytes);
-        if out.len() > 4 << 20 {
-            break;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
 /// One pass: for each HTTPS domain, what Traefik serves for its name, the
 /// CA's refusals since the last pass, and the backoff. Returns the apps whose
 /// routes must be written again (a paused resolver is left out, a due retry
@@ -256,7 +235,7 @@ pub async fn watch(engine: &Engine, state: &mut Watch) -> Vec<AppId> {
         // No Docker log read on a pass with nothing waiting for a certificate.
         return Vec::new();
     }
-    let failures = certs::acme_failures(&traefik_log(engine, since).await);
+    let failures = certs::acme_failures(&crate::proxy::recent_log(engine, since).await);
     let addr = crate::proxy::entry(engine, true).await;
     let mut reroute = std::collections::BTreeSet::new();
     for (app, _, d) in due {

@@ -421,6 +421,8 @@ impl Deployment<'_> {
             id: self.job.id,
             port: self.app.runtime.port,
         };
+        // Traefik's log from here on says whether it refused the change.
+        let began = chrono::Utc::now().timestamp() - 1;
         let routes = write_route(self.engine, self.app.id, to).await?;
         if let Some(r) = <[_]>::first(&routes) {
             self.log.line(format!(
@@ -436,7 +438,27 @@ impl Deployment<'_> {
             if !proxy::wait_routed(self.engine, &r.host, &path, self.job.id.0, Duration::from_secs(20)).await {
                 let mut reason = "the proxy did not route to the new container within 20 s".to_owned();
                 let foreign = proxy::foreign_files(self.engine);
-                if !foreign.is_empty() {
+                // Traefik says which file it refused, when it is Berth's to ask.
+                let refused = if self.engine.deploy.proxy.manage {
+                    let log = proxy::recent_log(self.engine, began).await;
+                    proxy::refused_config(&log, &self.engine.deploy.proxy.dynamic_dir)
+                } else {
+                    None
+                };
+                if let Some(refused) = refused {
+                    // The file's name and Traefik's words for the operator's
+                    // log only: the directory is the instance's, and its files
+                    // are no tenant's business.
+                    tracing::warn!(
+                        error = %refused,
+                        "a route did not take effect: Traefik refuses its dynamic configuration directory while a \
+                         file in it does not parse"
+                    );
+                    reason.push_str(
+                        "; Traefik refuses its dynamic configuration directory while a file in it does not parse \
+                         (Berth's log names the file and the line for an instance administrator)",
+                    );
+                } else if !foreign.is_empty() {
                     // Names for the operator's log only: the directory is the
                     // instance's, and its files are no tenant's business.
                     tracing::warn!(

@@ -392,6 +392,49 @@ pub fn foreign_files(engine: &Engine) -> Vec<String> {
     found
 }
 
+/// The managed Traefik's log since `since` (UNIX seconds), at most 4 MiB:
+/// the CA's refusals (`certs::acme_failures`), a dynamic file it refuses
+/// ([`refused_config`]).
+pub async fn recent_log(engine: &Engine, since: i64) -> String {
+    use futures::StreamExt;
+    let mut stream = engine.docker.logs(
+        &engine.deploy.proxy.container,
+        crate::docker::LogOptions {
+            follow: false,
+            tail: None,
+            since: Some(since),
+        },
+    );
+    let mut out = Vec::new();
+    while let Some(Ok(chunk)) = stream.next().await {
+        out.extend_from_slice(&chunk.bytes);
+        if out.len() > 4 << 20 {
+            break;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Why Traefik's file provider last refused its dynamic directory, from its
+/// log lines (the newest refusal): its own words, which name the file and the
+/// line (`collecting file configs: <file>: yaml: line 3: ...`), with the
+/// directory as this host sees it (`dynamic_dir`) instead of its path in the
+/// container. Bounded, without control characters: it goes to the log.
+pub fn refused_config(log: &str, dynamic_dir: &std::path::Path) -> Option<String> {
+    let v = log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
+        .filter(|v| v["providerName"] == "file" && v["level"] == "error")
+        .last()?;
+    let error = v["error"].as_str()?;
+    let error = error.replace(DYNAMIC_IN_CONTAINER, &dynamic_dir.to_string_lossy());
+    let mut out: String = error.chars().filter(|c| !c.is_control()).take(400).collect();
+    if error.chars().count() > 400 {
+        out.push('…');
+    }
+    Some(out)
+}
+
 pub async fn remove_app(engine: &Engine, app: crate::ids::AppId) {
     if let Err(e) = write_app(engine, app, &[], None).await {
         tracing::warn!(error = %e, app.id = %app, "removing routes");
@@ -564,6 +607,30 @@ mod tests {
 
     fn fingerprint(spec: &ContainerSpec) -> String {
         spec.labels[FINGERPRINT].clone()
+    }
+
+    #[test]
+    fn a_refused_dynamic_file_is_read_from_traefiks_log() {
+        // As Traefik 3 logs it (JSON), between lines about other things.
+        let log = concat!(
+            r#"{"level":"warn","time":"2026-12-04T11:19:32Z","message":"Traefik can reject some encoded characters"}"#,
+            "\n",
+            r#"{"level":"error","providerName":"file","error":"collecting file configs: /etc/berth/dynamic/old.yml: yaml: line 1: x","time":"2026-12-04T11:19:40Z","message":"Error while building configuration (for the first time)"}"#,
+            "\n",
+            r#"{"level":"error","providerName":"http01.acme","error":"acme: error","message":"Unable to obtain ACME certificate for domains"}"#,
+            "\n",
+            r#"{"level":"error","providerName":"file","error":"collecting file configs: /etc/berth/dynamic/custom.yml: yaml: line 3: did not find expected node content","time":"2026-12-04T11:19:42Z","message":"Error occurred during watcher callback"}"#,
+            "\n",
+        );
+        let dir = std::path::Path::new("/var/lib/berth/traefik/dynamic");
+        assert_eq!(
+            refused_config(log, dir).as_deref(),
+            Some(
+                "collecting file configs: /var/lib/berth/traefik/dynamic/custom.yml: yaml: line 3: did not find expected node content"
+            )
+        );
+        assert_eq!(refused_config(&log.lines().take(1).collect::<String>(), dir), None);
+        assert_eq!(refused_config("not json\n", dir), None);
     }
 
     #[test]
