@@ -423,9 +423,9 @@ pub async fn recent_log(engine: &Engine, since: i64) -> String {
 pub fn refused_config(log: &str, dynamic_dir: &std::path::Path) -> Option<String> {
     let v = log
         .lines()
+        .rev()
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
-        .filter(|v| v["providerName"] == "file" && v["level"] == "error")
-        .last()?;
+        .find(|v| v["providerName"] == "file" && v["level"] == "error")?;
     let error = v["error"].as_str()?;
     let error = error.replace(DYNAMIC_IN_CONTAINER, &dynamic_dir.to_string_lossy());
     let mut out: String = error.chars().filter(|c| !c.is_control()).take(400).collect();
