@@ -1176,7 +1176,8 @@ async fn notifications_journey(c: &Client, base: &str) {
 
     // Edited in place: a refused address is named in the row, which stays
     // open; then a new name, receiver and signing secret.
-    let moved = engine::testing::receiver::Receiver::start(vec![]).await;
+    // The new receiver refuses its first message (404): it fails, once.
+    let moved = engine::testing::receiver::Receiver::start(vec![404]).await;
     click(c, "[data-edit-channel='Ops hook'] summary").await;
     fill(c, "#channel-edit-0 input[name=url]", "ftp://example.com/hook").await;
     click(c, "#channel-edit-0 button[type=submit]").await;
@@ -1201,8 +1202,17 @@ async fn notifications_journey(c: &Client, base: &str) {
     };
     assert!(rotated.starts_with("whsec_"), "{rotated:?}");
     click(c, "[data-test-channel='Ops receiver']").await;
-    let got = moved.wait_for(1, Duration::from_secs(30)).await;
-    assert_eq!(got[0].json()["title"], "Test notification from Berth");
+    moved.wait_for(1, Duration::from_secs(30)).await;
+    // Sent again from its row: a new delivery, which succeeds.
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("#deliveries [data-status=failed]"))
+        .await
+        .expect("the refused delivery shows as failed");
+    click(c, "#deliveries [data-resend]").await;
+    let got = moved.wait_for(2, Duration::from_secs(30)).await;
+    assert_eq!(got[1].json()["title"], "Test notification from Berth");
+    assert_eq!(got[1].answered, 200);
     assert_eq!(hook.received().len(), 1, "the old receiver is not told again");
 
     // An alert rule telling it, then its threshold changed in place.

@@ -366,7 +366,7 @@ async fn teams_and_google_chat_receive_their_own_formats_over_http() {
 }
 
 #[tokio::test]
-async fn a_receiver_refusing_the_message_is_not_asked_again() {
+async fn a_refused_message_is_not_retried_and_is_sent_again_once_the_address_is_fixed() {
     let t = TestEngine::new().await;
     let e = open(&t.engine);
     let (caller, _) = owner_with_environment(&e).await;
@@ -381,6 +381,46 @@ async fn a_receiver_refusing_the_message_is_not_asked_again() {
     let err = d.error.unwrap();
     assert!(err.contains("404"), "{err}");
     assert!(!err.contains("/hook"), "errors never carry the URL: {err}");
+    assert_eq!(hook.received().len(), 1);
+
+    // The address fixed, the failed message is sent again: a new delivery of
+    // the same notice, the failed one left as it was.
+    let fixed = Receiver::start(vec![]).await;
+    let fix = ChannelForm {
+        name: "gone".into(),
+        url: fixed.url.clone(),
+        ..ChannelForm::default()
+    };
+    notify::edit_channel(&e, &caller, channel, &fix, false, Policy::of(&e))
+        .await
+        .unwrap();
+    let eve = engine::testing::in_other_org(&e, &caller).await;
+    assert_eq!(
+        notify::resend(&e, &eve, id).await.unwrap_err().kind(),
+        ErrorKind::NotFound
+    );
+    let stop = deliveries(&e);
+    let again = notify::resend(&e, &caller, id).await.unwrap();
+    assert_ne!(again, id);
+    let got = fixed.wait_for(1, Duration::from_secs(30)).await;
+    let d = ended(&e, &caller, again).await;
+    stop.cancel();
+    assert_eq!(
+        (d.status, d.attempts, d.event.as_str()),
+        (DeliveryStatus::Succeeded, 1, "test")
+    );
+    assert!(got[0].json()["text"]
+        .as_str()
+        .unwrap()
+        .contains("Test notification from Berth"));
+    assert_eq!(
+        delivery(&e, &caller, id).await.status,
+        DeliveryStatus::Failed,
+        "the failed one keeps its history"
+    );
+    // Only a failed delivery is sent again.
+    let err = notify::resend(&e, &caller, again).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Validation { field: "id", .. }), "{err}");
     assert_eq!(hook.received().len(), 1);
 }
 

@@ -222,6 +222,16 @@ pub async fn test_channel(id: String) -> Result<Uuid, AppError> {
     Ok(d.0)
 }
 
+/// Queues a failed delivery's notice again (a new delivery).
+#[server(endpoint = "notify/resend")]
+pub async fn resend_delivery(id: String) -> Result<Uuid, AppError> {
+    let (ctx, caller) = edge::caller().await?;
+    let d = notify::resend(&ctx.engine, &caller, edge::id(&id)?)
+        .await
+        .map_err(fail)?;
+    Ok(d.0)
+}
+
 /// Adds an alert rule telling the chosen channels (`channels[i]`: their IDs).
 #[server(endpoint = "notify/add_rule")]
 pub async fn add_rule(

@@ -5,8 +5,8 @@
 //! owners.
 
 use crate::api::notify::{
-    list_notifications, AddChannel, AddRule, EditChannel, EditRule, RemoveChannel, RemoveRule, SetChannelEvents,
-    TestChannel,
+    list_notifications, AddChannel, AddRule, EditChannel, EditRule, RemoveChannel, RemoveRule, ResendDelivery,
+    SetChannelEvents, TestChannel,
 };
 use crate::components::live::refresh_on;
 use crate::components::status::{Badge, StatusBadge};
@@ -14,7 +14,9 @@ use crate::components::ui::{
     action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::error::AppError;
-use crate::types::{AlertMetric, ChannelFields, ChannelKind, ChannelView, NotificationsView, NotifyEvent, RuleView};
+use crate::types::{
+    AlertMetric, ChannelFields, ChannelKind, ChannelView, DeliveryStatus, NotificationsView, NotifyEvent, RuleView,
+};
 use leptos::form::ActionForm;
 use leptos::prelude::*;
 
@@ -29,6 +31,7 @@ pub struct Notifications {
     remove: ServerAction<RemoveChannel>,
     events: ServerAction<SetChannelEvents>,
     test: ServerAction<TestChannel>,
+    resend: ServerAction<ResendDelivery>,
     add_rule: ServerAction<AddRule>,
     edit_rule: ServerAction<EditRule>,
     remove_rule: ServerAction<RemoveRule>,
@@ -52,6 +55,7 @@ impl Notifications {
         );
         let (add_rule, remove_rule) = (ServerAction::<AddRule>::new(), ServerAction::<RemoveRule>::new());
         let (edit, edit_rule) = (ServerAction::<EditChannel>::new(), ServerAction::<EditRule>::new());
+        let resend = ServerAction::<ResendDelivery>::new();
         let tick = RwSignal::new(0u32);
         let list: List = Resource::new(
             move || {
@@ -61,6 +65,7 @@ impl Notifications {
                     remove.version().get(),
                     events.version().get(),
                     test.version().get(),
+                    resend.version().get(),
                     add_rule.version().get(),
                     edit_rule.version().get(),
                     remove_rule.version().get(),
@@ -81,6 +86,7 @@ impl Notifications {
             remove,
             events,
             test,
+            resend,
             add_rule,
             edit_rule,
             remove_rule,
@@ -111,6 +117,7 @@ pub fn NotificationsSection(state: Notifications) -> impl IntoView {
         remove,
         events,
         test,
+        resend,
         add_rule,
         edit_rule,
         remove_rule,
@@ -128,6 +135,7 @@ pub fn NotificationsSection(state: Notifications) -> impl IntoView {
             .get()
             .and_then(|r| r.err())
             .or_else(|| test.value().get().and_then(|r| r.err()))
+            .or_else(|| resend.value().get().and_then(|r| r.err()))
             .or_else(|| remove.value().get().and_then(|r| r.err()))
             .or_else(|| remove_rule.value().get().and_then(|r| r.err()))
     });
@@ -156,7 +164,7 @@ pub fn NotificationsSection(state: Notifications) -> impl IntoView {
                 {move || Suspend::new(async move {
                     match list.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(v) => view! { <Channels v edit remove events test edit_rule remove_rule editing editing_rule /> }.into_any(),
+                        Ok(v) => view! { <Channels v edit remove events test resend edit_rule remove_rule editing editing_rule /> }.into_any(),
                     }
                 })}
             </Transition>
@@ -288,6 +296,7 @@ fn Channels(
     remove: ServerAction<RemoveChannel>,
     events: ServerAction<SetChannelEvents>,
     test: ServerAction<TestChannel>,
+    resend: ServerAction<ResendDelivery>,
     edit_rule: ServerAction<EditRule>,
     remove_rule: ServerAction<RemoveRule>,
     editing: RwSignal<Option<uuid::Uuid>>,
@@ -388,19 +397,30 @@ fn Channels(
                         <th class="py-1 pr-3 font-medium">"Event"</th>
                         <th class="py-1 pr-3 font-medium">"Status"</th>
                         <th class="py-1 pr-3 font-medium">"Attempts"</th>
-                        <th class="py-1 font-medium">"Last error"</th>
+                        <th class="py-1 pr-3 font-medium">"Last error"</th>
+                        <th class="py-1 font-medium"><span class="sr-only">"Actions"</span></th>
                     </tr></thead>
                     <tbody class="divide-y divide-slate-200 dark:divide-slate-800">
-                        {deliveries.into_iter().map(|d| view! {
+                        {deliveries.into_iter().map(|d| {
+                            let failed = d.status == DeliveryStatus::Failed;
+                            let again = d.id.to_string();
+                            view! {
                             <tr data-delivery=d.id.to_string()>
                                 <td class="py-1 pr-3 whitespace-nowrap"><time>{d.at}</time></td>
                                 <td class="py-1 pr-3">{d.channel}</td>
                                 <td class="py-1 pr-3">{d.event}</td>
                                 <td class="py-1 pr-3"><StatusBadge status=Badge::from(d.status) /></td>
                                 <td class="py-1 pr-3">{d.attempts}</td>
-                                <td class="py-1 break-all text-slate-600 dark:text-slate-400">{d.error.unwrap_or_default()}</td>
+                                <td class="py-1 pr-3 break-all text-slate-600 dark:text-slate-400">{d.error.unwrap_or_default()}</td>
+                                <td class="py-1">
+                                    {failed.then(|| view! {
+                                        <button type="button" class=BUTTON_QUIET data-resend=again.clone() on:click=move |_| {
+                                            resend.dispatch(ResendDelivery { id: again.clone() });
+                                        }>"Send again"</button>
+                                    })}
+                                </td>
                             </tr>
-                        }).collect_view()}
+                        }}).collect_view()}
                     </tbody>
                 </table>
             </div>

@@ -684,6 +684,51 @@ pub async fn send_test(engine: &Engine, caller: &Caller, id: ChannelId) -> Resul
 
 use diesel::OptionalExtension;
 
+/// Queues a failed delivery's notice again, to the same channel as it is now
+/// (after its address was fixed, say): a new delivery, so the failed one
+/// keeps its history. Only a failed delivery is sent again.
+pub async fn resend(engine: &Engine, caller: &Caller, id: DeliveryId) -> Result<DeliveryId, NotifyError> {
+    managers_only(caller)?;
+    #[derive(QueryableByName)]
+    struct Status {
+        #[diesel(sql_type = Text)]
+        status: DeliveryStatus,
+    }
+    #[derive(QueryableByName)]
+    struct Row {
+        #[diesel(sql_type = SqlUuid)]
+        id: Uuid,
+    }
+    let mut conn = engine.db.get().await.map_err(StoreError::from)?;
+    let row: Row = crate::audited!(conn, NotifyError, {
+        let found: Status =
+            diesel::sql_query("SELECT status FROM notification_deliveries WHERE id = $1 AND organization_id = $2")
+                .bind::<SqlUuid, _>(id.0)
+                .bind::<SqlUuid, _>(caller.org_id.0)
+                .get_result(conn)
+                .await
+                .optional()?
+                .ok_or(NotifyError::NotFound)?;
+        if found.status != DeliveryStatus::Failed {
+            return Err(ValidationError::new("id", "only a failed delivery is sent again").into());
+        }
+        Ok(diesel::sql_query(
+            "INSERT INTO notification_deliveries (organization_id, channel_id, event, facts)
+             SELECT organization_id, channel_id, event, facts FROM notification_deliveries
+             WHERE id = $1 AND organization_id = $2
+             RETURNING id",
+        )
+        .bind::<SqlUuid, _>(id.0)
+        .bind::<SqlUuid, _>(caller.org_id.0)
+        .get_result(conn)
+        .await?)
+    })
+    .await?;
+    delivery::wake(engine).await;
+    delivery::changed(engine, caller.org_id.0, row.id, DeliveryStatus::Queued).await;
+    Ok(DeliveryId(row.id))
+}
+
 /// Queues `facts` for the given channels of `org` (an alert rule's), whatever
 /// events they chose.
 pub async fn queue_to(

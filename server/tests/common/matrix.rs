@@ -32,6 +32,8 @@ pub struct Ids {
     pub schedule: String,
     pub backup: String,
     pub channel: String,
+    /// A delivery of the channel (queued: no worker runs in these tests).
+    pub delivery: String,
     pub rule: String,
     pub key: String,
 }
@@ -374,6 +376,7 @@ pub fn classes() -> BTreeMap<&'static str, Class> {
             Scoped(|i| vec![("id", i.channel.clone()), ("events[0]", "upgraded".into())]),
         ),
         ("/api/notify/test", Scoped(|i| vec![("id", i.channel.clone())])),
+        ("/api/notify/resend", Scoped(|i| vec![("id", i.delivery.clone())])),
         (
             "/api/notify/add_rule",
             Scoped(|i| {
@@ -715,6 +718,9 @@ pub async fn fixture(app: &TestApp) -> Fixture {
     assert_eq!(channel.status, StatusCode::OK, "{}", channel.body);
     let listed = app.call("notify/list", &[], Some(&ada)).await;
     let channel = listed.json()["channels"][0]["id"].as_str().unwrap().to_owned();
+    let delivery = app.call("notify/test", &[("id", &channel)], Some(&ada)).await;
+    assert_eq!(delivery.status, StatusCode::OK, "{}", delivery.body);
+    let delivery = delivery.json().as_str().unwrap().to_owned();
     let rule = app
         .call(
             "notify/add_rule",
@@ -749,6 +755,7 @@ pub async fn fixture(app: &TestApp) -> Fixture {
         schedule,
         backup,
         channel,
+        delivery,
         rule,
         key,
     };
