@@ -310,6 +310,27 @@ async fn an_email_channel_edited_without_its_password_keeps_it() {
         notify::list_channels(&e, &caller).await.unwrap()[0].summary,
         "ops@example.com, ada@example.com via 127.0.0.1"
     );
+    // Another relay or user name: the stored password is not sent there.
+    for moved in [
+        ChannelForm {
+            smtp_host: "smtp.example.net".into(),
+            ..edit.clone()
+        },
+        ChannelForm {
+            smtp_username: "someone-else".into(),
+            ..edit.clone()
+        },
+    ] {
+        let err = notify::edit_channel(&e, &caller, channel, &moved, false, Policy::of(&e))
+            .await
+            .unwrap_err();
+        assert_eq!(field_of(&err), "smtp_password", "{err}");
+    }
+    let settings = engine::testing::channel_settings(&e, &caller, channel).await;
+    assert!(
+        settings.contains("127.0.0.1") && settings.contains("\"berth\""),
+        "unchanged: {settings}"
+    );
     // Without a user name there is no password to keep.
     let anonymous = ChannelForm {
         smtp_username: String::new(),

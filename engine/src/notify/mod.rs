@@ -549,8 +549,21 @@ impl Settings {
     }
 
     /// Fills the secrets a form left blank with this channel's own, so an
-    /// edit that does not retype them keeps them.
-    fn keep_secrets(&self, form: &mut ChannelForm) {
+    /// edit that does not retype them keeps them. A stored SMTP password goes
+    /// only to the relay and user name it was given for: with either changed
+    /// it must be typed again.
+    fn keep_secrets(&self, form: &mut ChannelForm) -> Result<(), ValidationError> {
+        if let Settings::Email(m) = self {
+            let moved = !form.smtp_host.trim().eq_ignore_ascii_case(&m.host) || form.smtp_username.trim() != m.username;
+            if moved && form.smtp_password.is_empty() && !form.smtp_username.trim().is_empty() && !m.password.is_empty()
+            {
+                return Err(ValidationError::new(
+                    "smtp_password",
+                    "type the password again: the SMTP host or user name changed, and the stored password is sent \
+                     only to the one it was given for",
+                ));
+            }
+        }
         match self {
             Settings::Hook { url } | Settings::Webhook { url, .. } if form.url.trim().is_empty() => {
                 form.url = url.clone();
@@ -565,6 +578,7 @@ impl Settings {
             }
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -623,7 +637,7 @@ pub async fn edit_channel(
             events: Vec::new(),
             ..form.clone()
         };
-        old.keep_secrets(&mut merged);
+        old.keep_secrets(&mut merged)?;
         let mut new = NewChannel::parse(&merged, policy)?;
         let mut shown = None;
         if let (Settings::Webhook { secret, .. }, Settings::Webhook { secret: kept, .. }) = (&mut new.settings, &old) {
