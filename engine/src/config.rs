@@ -260,6 +260,33 @@ pub struct DeployConfig {
     pub metrics: MetricsConfig,
     /// `BERTH_PUBLIC_URL` (the server checks its form): links in notifications.
     pub public_url: Option<String>,
+    /// `BERTH_TELEGRAM_API_URL` (default `https://api.telegram.org`): where
+    /// Telegram channels send, e.g. a self-hosted Bot API server
+    /// (`telegram-bot-api`); the outbound address rules apply to it too.
+    pub telegram_api: String,
+}
+
+/// Telegram's own Bot API.
+pub const TELEGRAM_API: &str = "https://api.telegram.org";
+
+/// `BERTH_TELEGRAM_API_URL`: an http(s) URL without query or fragment, kept
+/// without its trailing slash (Berth appends `/bot<token>/sendMessage`).
+fn telegram_api() -> Result<String, ConfigError> {
+    let Some(raw) = var("BERTH_TELEGRAM_API_URL") else {
+        return Ok(TELEGRAM_API.to_owned());
+    };
+    let invalid = |reason: &str| ConfigError::Invalid {
+        name: "BERTH_TELEGRAM_API_URL",
+        reason: reason.to_owned(),
+    };
+    let url = url::Url::parse(raw.trim()).map_err(|e| invalid(&format!("is not a URL: {e}")))?;
+    if !matches!(url.scheme(), "https" | "http") || url.host_str().is_none() {
+        return Err(invalid("must be an http:// or https:// URL with a host"));
+    }
+    if url.query().is_some() || url.fragment().is_some() || !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid("must not carry a query, a fragment or credentials"));
+    }
+    Ok(url.as_str().trim_end_matches('/').to_owned())
 }
 
 /// How often the worker samples resource use, and how long points are kept
@@ -605,6 +632,7 @@ impl DeployConfig {
             host: HostPolicy::from_env()?,
             metrics: MetricsConfig::from_env()?,
             public_url: var("BERTH_PUBLIC_URL").map(|u| u.trim_end_matches('/').to_owned()),
+            telegram_api: telegram_api()?,
             data_dir: abs,
         })
     }
@@ -654,6 +682,7 @@ impl Default for DeployConfig {
             host: HostPolicy::default(),
             metrics: MetricsConfig::default(),
             public_url: None,
+            telegram_api: TELEGRAM_API.to_owned(),
             data_dir,
         }
     }

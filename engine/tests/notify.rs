@@ -387,6 +387,40 @@ async fn teams_and_google_chat_receive_their_own_formats_over_http() {
 }
 
 #[tokio::test]
+async fn telegram_sends_to_the_bot_api_configured() {
+    let t = TestEngine::new().await;
+    let bot_api = Receiver::start(vec![]).await;
+    let mut d = (*open(&t.engine).deploy).clone();
+    // A self-hosted Bot API server, as BERTH_TELEGRAM_API_URL names one.
+    d.telegram_api = bot_api.url.trim_end_matches("/hook").to_owned();
+    let e = t.engine.clone().with_deploy(d);
+    let (caller, _) = owner_with_environment(&e).await;
+    let token = "123456:ABCdefGHIjklMNOpqrSTUvwxYZ_0123";
+    let f = ChannelForm {
+        name: "chat".into(),
+        kind: "telegram".into(),
+        bot_token: token.into(),
+        chat_id: "-1001234567".into(),
+        ..ChannelForm::default()
+    };
+    let (channel, _) = add(&e, &caller, f).await;
+    let stop = deliveries(&e);
+    let id = notify::send_test(&e, &caller, channel).await.unwrap();
+    let got = bot_api.wait_for(1, Duration::from_secs(30)).await;
+    let d = ended(&e, &caller, id).await;
+    stop.cancel();
+    assert_eq!(d.status, DeliveryStatus::Succeeded, "{:?}", d.error);
+    assert_eq!(got[0].path, format!("/bot{token}/sendMessage"));
+    let body = got[0].json();
+    assert_eq!(body["chat_id"], "-1001234567");
+    assert_eq!(body["parse_mode"], "HTML");
+    assert!(
+        body["text"].as_str().unwrap().contains("Test notification from Berth"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
 async fn a_refused_message_is_not_retried_and_is_sent_again_once_the_address_is_fixed() {
     let t = TestEngine::new().await;
     let e = open(&t.engine);

@@ -133,6 +133,7 @@ fn the_readme_table_parses_and_every_variable_is_read() {
     assert_eq!(server.release.as_deref(), Some("0.1.0+3f2a9c1"));
     let deploy = DeployConfig::from_env().unwrap();
     assert!(!deploy.proxy.manage && deploy.allow_local_sources);
+    assert_eq!(deploy.telegram_api, "http://telegram-bot-api:8081");
     assert!(deploy.host.allow_private_targets && deploy.host.allow_local_images);
     assert_eq!(
         deploy.host.bind_roots,
@@ -199,7 +200,12 @@ fn a_bad_value_stops_berth_with_one_line() {
             String::from_utf8_lossy(&out.stderr).trim().to_owned(),
         )
     };
-    for (name, value) in [("BERTH_ALLOW_LOCAL_SOURCES", "sometimes"), ("BERTH_LOG_FORMAT", "xml")] {
+    for (name, value) in [
+        ("BERTH_ALLOW_LOCAL_SOURCES", "sometimes"),
+        ("BERTH_LOG_FORMAT", "xml"),
+        ("BERTH_TELEGRAM_API_URL", "ftp://bots.example.com"),
+        ("BERTH_TELEGRAM_API_URL", "https://api.telegram.org/?token=x"),
+    ] {
         let (code, stderr) = run(&[(name, value)]);
         assert_eq!(code, Some(2), "{name}: {stderr}");
         assert_eq!(stderr.lines().count(), 1, "{stderr}");

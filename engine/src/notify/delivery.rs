@@ -187,7 +187,8 @@ async fn run(engine: &Engine, job: Job, worker: &str) {
         drop(conn);
         let notice = format::notice(event, &job.facts, engine.deploy.public_url.as_deref());
         let policy = crate::outbound::Policy::of(engine);
-        send::send(policy, kind, &settings, &notice, &job.id.to_string()).await
+        let telegram = &engine.deploy.telegram_api;
+        send::send(policy, telegram, kind, &settings, &notice, &job.id.to_string()).await
     }
     .await;
     let (to, note, retry_in) = after(job.attempts, &result);

@@ -15,9 +15,6 @@ use std::time::Duration;
 /// How long one attempt may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// Telegram's Bot API.
-const TELEGRAM: &str = "https://api.telegram.org";
-
 /// Why an attempt failed: worth retrying, or not.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum SendError {
@@ -37,9 +34,11 @@ pub fn signature(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
 }
 
-/// Sends `n` as delivery `delivery` through a channel of `kind`.
+/// Sends `n` as delivery `delivery` through a channel of `kind`
+/// (`telegram_api`: the Bot API's base URL, `BERTH_TELEGRAM_API_URL`).
 pub async fn send(
     policy: Policy,
+    telegram_api: &str,
     kind: ChannelKind,
     settings: &Settings,
     n: &Notice,
@@ -52,7 +51,13 @@ pub async fn send(
         }
         Settings::Telegram { bot_token, chat_id } => {
             let body = serde_json::to_vec(&format::hook_body(kind, n, delivery, chat_id)).expect("JSON");
-            post(policy, &format!("{TELEGRAM}/bot{bot_token}/sendMessage"), body, vec![]).await
+            post(
+                policy,
+                &format!("{telegram_api}/bot{bot_token}/sendMessage"),
+                body,
+                vec![],
+            )
+            .await
         }
         Settings::Webhook { url, secret } => {
             let body = serde_json::to_vec(&format::hook_body(kind, n, delivery, "")).expect("JSON");

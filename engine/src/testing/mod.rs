@@ -424,6 +424,7 @@ impl DeployEnv {
             host: test_host_policy(),
             metrics: crate::config::MetricsConfig::default(),
             public_url: None,
+            telegram_api: crate::config::TELEGRAM_API.to_owned(),
         };
         let secret_key = crate::secrets::generate_key_string();
         let mut t = t;
