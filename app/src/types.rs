@@ -380,6 +380,27 @@ impl DeploymentView {
     }
 }
 
+/// A resource panel's figures over its window: the points, and for an app or
+/// a database how often its container was restarted or OOM-killed then.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct MetricsView {
+    pub points: Vec<MetricPoint>,
+    /// Apps and database services only (the machine and Traefik: none).
+    pub restarts: Option<i64>,
+    pub oom_kills: Option<i64>,
+}
+
+#[cfg(feature = "ssr")]
+impl From<engine::metrics::Series> for MetricsView {
+    fn from(s: engine::metrics::Series) -> Self {
+        Self {
+            points: s.points.into_iter().map(MetricPoint::from).collect(),
+            restarts: Some(s.restarts),
+            oom_kills: Some(s.oom_kills),
+        }
+    }
+}
+
 /// One point of a resource chart (`engine::metrics`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct MetricPoint {

@@ -825,6 +825,8 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     live_points(c, "#metrics [data-chart=memory]").await;
     let latest = find(c, "[data-chart=memory] [data-latest]").await.text().await.unwrap();
     assert!(latest.contains("iB of "), "memory and its limit: {latest}");
+    // How often its container was restarted or OOM-killed in the window.
+    wait_text(c, "#metrics [data-restarts]", "restarted 0 times, OOM-killed 0 times").await;
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "the Metrics tab: {errors:#?}");
 
@@ -1078,6 +1080,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
         .await
         .unwrap();
     assert!(latest.contains("iB"), "the database's memory: {latest}");
+    find(c, "#metrics [data-restarts]").await;
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "the database's Metrics tab: {errors:#?}");
 
@@ -1099,6 +1102,10 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     live_points(c, "#host-metrics [data-chart=cpu]").await;
     find(c, "#host-metrics [data-chart=disk]").await;
     live_points(c, "#proxy-metrics [data-chart=memory]").await;
+    assert!(
+        c.find(Locator::Css("#host-metrics [data-restarts]")).await.is_err(),
+        "the machine has no container events to count"
+    );
     // Another window: a day (points per minute; none may be rolled up yet).
     find(c, "#host-metrics-window option[value=day]")
         .await

@@ -283,8 +283,37 @@ async fn an_apps_series_is_its_organizations_alone() {
         org_id: engine::ids::OrgId(uuid::Uuid::new_v4()),
         ..ada.clone()
     };
-    assert!(app_series(e, &ada, app, Window::Hour).await.unwrap().is_empty());
+    assert!(app_series(e, &ada, app, Window::Hour).await.unwrap().points.is_empty());
     let err = app_series(e, &stranger, app, Window::Day).await.unwrap_err();
     assert!(matches!(err, engine::apps::AppError::NotFound), "{err:?}");
     assert_eq!(Window::parse("month").unwrap_err().field, "window");
+}
+
+/// An app's panel counts its container's restarts and OOM kills in the
+/// window, as the reconciler records them, and no other app's.
+#[tokio::test]
+async fn an_apps_series_counts_its_restarts_and_oom_kills() {
+    use engine::metrics::{app_series, Subject, Window};
+    let t = TestEngine::new().await;
+    let e = &t.engine;
+    let (ada, env) = engine::testing::owner_with_environment(e).await;
+    let source = || engine::testing::image_source(TEST_BASE_IMAGE);
+    let app = engine::testing::create_app(e, &ada, env, "web", source(), engine::testing::httpd_runtime(1)).await;
+    let other = engine::testing::create_app(e, &ada, env, "api", source(), engine::testing::httpd_runtime(1)).await;
+    let before = app_series(e, &ada, app, Window::Hour).await.unwrap();
+    assert_eq!((before.restarts, before.oom_kills), (0, 0));
+    for event in ["restart", "restart", "oom"] {
+        engine::alerts::record_event(e, Subject::App(app.0), event)
+            .await
+            .unwrap();
+    }
+    engine::alerts::record_event(e, Subject::App(other.0), "restart")
+        .await
+        .unwrap();
+    let after = app_series(e, &ada, app, Window::Hour).await.unwrap();
+    assert_eq!((after.restarts, after.oom_kills), (2, 1));
+    let week = app_series(e, &ada, app, Window::Week).await.unwrap();
+    assert_eq!((week.restarts, week.oom_kills), (2, 1));
+    let theirs = app_series(e, &ada, other, Window::Hour).await.unwrap();
+    assert_eq!((theirs.restarts, theirs.oom_kills), (1, 0));
 }

@@ -4,7 +4,7 @@
 #![allow(clippy::too_many_arguments)]
 
 use crate::error::AppError;
-use crate::types::{AppSummaryView, AppView, DeploymentPage, HooksView, MetricPoint};
+use crate::types::{AppSummaryView, AppView, DeploymentPage, HooksView, MetricsView};
 use leptos::prelude::*;
 use uuid::Uuid;
 
@@ -239,13 +239,13 @@ pub async fn reveal_env(id: String) -> Result<String, AppError> {
 
 /// The application's CPU, memory and network over `window` (`hour`, `day`, `week`).
 #[server(endpoint = "apps/metrics")]
-pub async fn app_metrics(id: String, window: String) -> Result<Vec<MetricPoint>, AppError> {
+pub async fn app_metrics(id: String, window: String) -> Result<MetricsView, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let window = engine::metrics::Window::parse(&window).map_err(fail)?;
-    let points = engine::metrics::app_series(&ctx.engine, &caller, edge::id(&id)?, window)
+    let series = engine::metrics::app_series(&ctx.engine, &caller, edge::id(&id)?, window)
         .await
         .map_err(fail)?;
-    Ok(points.into_iter().map(MetricPoint::from).collect())
+    Ok(series.into())
 }
 
 #[server(endpoint = "apps/set_env")]

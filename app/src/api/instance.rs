@@ -2,7 +2,7 @@
 //! who else administers it.
 
 use crate::error::AppError;
-use crate::types::{InstanceView, MetricPoint};
+use crate::types::{InstanceView, MetricsView};
 use leptos::prelude::*;
 
 #[cfg(feature = "ssr")]
@@ -101,7 +101,7 @@ pub async fn set_instance_admin(user_id: String, admin: String) -> Result<(), Ap
 /// The machine's (`host`) or Traefik's (`proxy`) figures over `window`:
 /// instance administrators only.
 #[server(endpoint = "instance/metrics")]
-pub async fn machine_metrics(which: String, window: String) -> Result<Vec<MetricPoint>, AppError> {
+pub async fn machine_metrics(which: String, window: String) -> Result<MetricsView, AppError> {
     use engine::metrics::Subject;
     let (ctx, caller) = edge::caller().await?;
     let window = engine::metrics::Window::parse(&window).map_err(fail)?;
@@ -118,5 +118,8 @@ pub async fn machine_metrics(which: String, window: String) -> Result<Vec<Metric
     let points = engine::metrics::machine_series(&ctx.engine, &caller, subject, window)
         .await
         .map_err(fail)?;
-    Ok(points.into_iter().map(MetricPoint::from).collect())
+    Ok(MetricsView {
+        points: points.into_iter().map(crate::types::MetricPoint::from).collect(),
+        ..MetricsView::default()
+    })
 }

@@ -6,7 +6,7 @@
 
 use crate::error::AppError;
 use crate::types::{
-    BackupsView, BucketObjectView, DestinationView, MetricPoint, RevealedView, ServiceSummaryView, ServiceView,
+    BackupsView, BucketObjectView, DestinationView, MetricsView, RevealedView, ServiceSummaryView, ServiceView,
 };
 use leptos::prelude::*;
 use uuid::Uuid;
@@ -213,13 +213,13 @@ pub async fn link_service(id: String, app_id: String, env_name: String) -> Resul
 
 /// The service's CPU, memory and network over `window` (`hour`, `day`, `week`).
 #[server(endpoint = "services/metrics")]
-pub async fn service_metrics(id: String, window: String) -> Result<Vec<MetricPoint>, AppError> {
+pub async fn service_metrics(id: String, window: String) -> Result<MetricsView, AppError> {
     let (ctx, caller) = edge::caller().await?;
     let window = engine::metrics::Window::parse(&window).map_err(fail)?;
-    let points = engine::metrics::service_series(&ctx.engine, &caller, edge::id(&id)?, window)
+    let series = engine::metrics::service_series(&ctx.engine, &caller, edge::id(&id)?, window)
         .await
         .map_err(fail)?;
-    Ok(points.into_iter().map(MetricPoint::from).collect())
+    Ok(series.into())
 }
 
 #[server(endpoint = "backups/destinations")]

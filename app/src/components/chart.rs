@@ -7,7 +7,7 @@
 use crate::components::live::refresh_on;
 use crate::components::ui::{LoadError, Loading, CARD};
 use crate::error::AppError;
-use crate::types::MetricPoint;
+use crate::types::{MetricPoint, MetricsView};
 use leptos::prelude::*;
 
 const WIDTH: f64 = 600.0;
@@ -109,7 +109,7 @@ pub enum Source {
     Proxy,
 }
 
-type Points = Resource<Result<Vec<MetricPoint>, AppError>>;
+type Points = Resource<Result<MetricsView, AppError>>;
 
 /// A panel's window and points, made by the page in its body (not inside a
 /// `Suspense`, see `Shell`). New points are pushed on the page's status
@@ -131,7 +131,7 @@ impl Metrics {
             move || (id.get(), shown.get(), window.get(), tick.get()),
             move |(id, shown, window, _)| async move {
                 if !shown {
-                    return Ok(Vec::new());
+                    return Ok(MetricsView::default());
                 }
                 match source {
                     Source::App => crate::api::apps::app_metrics(id, window).await,
@@ -180,10 +180,25 @@ pub fn MetricsPanel(state: Metrics, title: &'static str, note: &'static str, key
                 {move || Suspend::new(async move {
                     match points.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
-                        Ok(points) if points.is_empty() => view! {
-                            <p class="text-sm text-slate-600 dark:text-slate-400" data-chart-empty>"No figures yet: they appear while it runs."</p>
-                        }.into_any(),
-                        Ok(points) => charts(source, &points).into_any(),
+                        Ok(v) => {
+                            let events = v.restarts.zip(v.oom_kills).map(|(restarts, ooms)| view! {
+                                <p class="mb-3 text-sm" data-restarts=restarts data-oom-kills=ooms>
+                                    {format!(
+                                        "In this window: restarted {restarts} {}, OOM-killed {ooms} {}.",
+                                        if restarts == 1 { "time" } else { "times" },
+                                        if ooms == 1 { "time" } else { "times" },
+                                    )}
+                                </p>
+                            });
+                            let body = if v.points.is_empty() {
+                                view! {
+                                    <p class="text-sm text-slate-600 dark:text-slate-400" data-chart-empty>"No figures yet: they appear while it runs."</p>
+                                }.into_any()
+                            } else {
+                                charts(source, &v.points).into_any()
+                            };
+                            view! { {events} {body} }.into_any()
+                        }
                     }
                 })}
             </Transition>

@@ -506,18 +506,63 @@ async fn over(
     .await
 }
 
-/// A database service's points over `window`, for a caller of its
-/// organization (another organization's service: not found).
+/// What the charts of an app or a database service show over a window: its
+/// points, and how often its container was restarted or OOM-killed in the
+/// same window (as the reconciler's leader recorded them for alert rules).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Series {
+    pub points: Vec<store::Point>,
+    pub restarts: i64,
+    pub oom_kills: i64,
+}
+
+/// `subject`'s points and container events over `window`, in `org`.
+async fn series_of(
+    engine: &crate::Engine,
+    conn: &mut diesel_async::AsyncPgConnection,
+    org: uuid::Uuid,
+    subject: Subject,
+    window: Window,
+) -> Result<Series, crate::error::StoreError> {
+    use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+    use diesel_async::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Counts {
+        #[diesel(sql_type = BigInt)]
+        restarts: i64,
+        #[diesel(sql_type = BigInt)]
+        oom_kills: i64,
+    }
+    let points = over(engine, conn, subject, window).await?;
+    let counts: Counts = diesel::sql_query(
+        "SELECT count(*) FILTER (WHERE event = 'restart') AS restarts,
+                count(*) FILTER (WHERE event = 'oom') AS oom_kills
+         FROM container_events WHERE organization_id = $1 AND subject = $2 AND at > $3",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<SqlUuid, _>(subject.id())
+    .bind::<Timestamptz, _>(chrono::Utc::now() - window.span())
+    .get_result(conn)
+    .await?;
+    Ok(Series {
+        points,
+        restarts: counts.restarts,
+        oom_kills: counts.oom_kills,
+    })
+}
+
+/// A database service's points and container events over `window`, for a
+/// caller of its organization (another organization's service: not found).
 pub async fn service_series(
     engine: &crate::Engine,
     caller: &crate::accounts::Caller,
     service: crate::ids::ServiceId,
     window: Window,
-) -> Result<Vec<store::Point>, crate::services::ServiceError> {
+) -> Result<Series, crate::services::ServiceError> {
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
     access::check(&mut conn, caller, Target::Service(service), ProjectRole::Viewer).await?;
     crate::services::load(engine, &mut conn, caller.org_id.0, service).await?;
-    Ok(over(engine, &mut conn, Subject::Service(service.0), window).await?)
+    Ok(series_of(engine, &mut conn, caller.org_id.0, Subject::Service(service.0), window).await?)
 }
 
 /// The machine's or Traefik's points over `window`: instance administrators
@@ -535,16 +580,17 @@ pub async fn machine_series(
     Ok(over(engine, &mut conn, subject, window).await?)
 }
 
-/// An application's points over `window`, for a caller of its organization
-/// (another organization's application: not found).
+/// An application's points and container events over `window`, for a
+/// caller of its organization (another organization's application: not
+/// found).
 pub async fn app_series(
     engine: &crate::Engine,
     caller: &crate::accounts::Caller,
     app: crate::ids::AppId,
     window: Window,
-) -> Result<Vec<store::Point>, crate::apps::AppError> {
+) -> Result<Series, crate::apps::AppError> {
     let mut conn = engine.db.get().await.map_err(crate::error::StoreError::from)?;
     access::check(&mut conn, caller, Target::App(app), ProjectRole::Viewer).await?;
     crate::apps::load(&mut conn, caller.org_id.0, app).await?;
-    Ok(over(engine, &mut conn, Subject::App(app.0), window).await?)
+    Ok(series_of(engine, &mut conn, caller.org_id.0, Subject::App(app.0), window).await?)
 }
