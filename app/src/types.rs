@@ -625,6 +625,21 @@ pub struct ChannelFields {
     pub email_to: String,
 }
 
+#[cfg(feature = "ssr")]
+impl From<engine::notify::Editable> for ChannelFields {
+    fn from(f: engine::notify::Editable) -> Self {
+        Self {
+            chat_id: f.chat_id,
+            smtp_host: f.smtp_host,
+            smtp_port: f.smtp_port,
+            smtp_security: f.smtp_security,
+            smtp_username: f.smtp_username,
+            email_from: f.email_from,
+            email_to: f.email_to,
+        }
+    }
+}
+
 /// One notification delivery.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryView {

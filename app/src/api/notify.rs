@@ -88,18 +88,10 @@ pub async fn list_notifications() -> Result<NotificationsView, AppError> {
             kind: c.kind,
             summary: c.summary,
             events: c.events.iter().filter_map(|e| e.parse().ok()).collect(),
-            editable: editable.iter().position(|(id, _)| id.0 == c.id).map(|i| {
-                let f = editable.swap_remove(i).1;
-                ChannelFields {
-                    chat_id: f.chat_id,
-                    smtp_host: f.smtp_host,
-                    smtp_port: f.smtp_port,
-                    smtp_security: f.smtp_security,
-                    smtp_username: f.smtp_username,
-                    email_from: f.email_from,
-                    email_to: f.email_to,
-                }
-            }),
+            editable: editable
+                .iter()
+                .position(|(id, _)| id.0 == c.id)
+                .map(|i| ChannelFields::from(editable.swap_remove(i).1)),
         })
         .collect();
     Ok(NotificationsView {

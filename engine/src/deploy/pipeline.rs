@@ -437,7 +437,6 @@ impl Deployment<'_> {
             };
             if !proxy::wait_routed(self.engine, &r.host, &path, self.job.id.0, Duration::from_secs(20)).await {
                 let mut reason = "the proxy did not route to the new container within 20 s".to_owned();
-                let foreign = proxy::foreign_files(self.engine);
                 // Traefik says which file it refused, when it is Berth's to ask.
                 let refused = if self.engine.deploy.proxy.manage {
                     let log = proxy::recent_log(self.engine, began).await;
@@ -445,10 +444,9 @@ impl Deployment<'_> {
                 } else {
                     None
                 };
+                // File names for the operator's log only: the directory is the
+                // instance's, and its files are no tenant's business.
                 if let Some(refused) = refused {
-                    // The file's name and Traefik's words for the operator's
-                    // log only: the directory is the instance's, and its files
-                    // are no tenant's business.
                     tracing::warn!(
                         error = %refused,
                         "a route did not take effect: Traefik refuses its dynamic configuration directory while a \
@@ -458,9 +456,7 @@ impl Deployment<'_> {
                         "; Traefik refuses its dynamic configuration directory while a file in it does not parse \
                          (Berth's log names the file and the line for an instance administrator)",
                     );
-                } else if !foreign.is_empty() {
-                    // Names for the operator's log only: the directory is the
-                    // instance's, and its files are no tenant's business.
+                } else if let foreign @ [_, ..] = proxy::foreign_files(self.engine).as_slice() {
                     tracing::warn!(
                         files = ?foreign,
                         "a route did not take effect; Traefik's dynamic directory holds files Berth did not write, \

@@ -553,17 +553,6 @@ impl Settings {
     /// only to the relay and user name it was given for: with either changed
     /// it must be typed again.
     fn keep_secrets(&self, form: &mut ChannelForm) -> Result<(), ValidationError> {
-        if let Settings::Email(m) = self {
-            let moved = !form.smtp_host.trim().eq_ignore_ascii_case(&m.host) || form.smtp_username.trim() != m.username;
-            if moved && form.smtp_password.is_empty() && !form.smtp_username.trim().is_empty() && !m.password.is_empty()
-            {
-                return Err(ValidationError::new(
-                    "smtp_password",
-                    "type the password again: the SMTP host or user name changed, and the stored password is sent \
-                     only to the one it was given for",
-                ));
-            }
-        }
         match self {
             Settings::Hook { url } | Settings::Webhook { url, .. } if form.url.trim().is_empty() => {
                 form.url = url.clone();
@@ -574,6 +563,15 @@ impl Settings {
             // A password is kept only while there is a user name for it:
             // clearing the name signs in with neither.
             Settings::Email(m) if form.smtp_password.is_empty() && !form.smtp_username.trim().is_empty() => {
+                let moved =
+                    !form.smtp_host.trim().eq_ignore_ascii_case(&m.host) || form.smtp_username.trim() != m.username;
+                if moved && !m.password.is_empty() {
+                    return Err(ValidationError::new(
+                        "smtp_password",
+                        "type the password again: the SMTP host or user name changed, and the stored password is \
+                         sent only to the one it was given for",
+                    ));
+                }
                 form.smtp_password = m.password.clone();
             }
             _ => {}

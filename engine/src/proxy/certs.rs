@@ -532,12 +532,7 @@ fn readable_reason(error: &str, domains: &[String]) -> String {
         .find_map(|d| error.split_once(&format!("[{d}] ")).map(|(_, rest)| rest))
         .unwrap_or(error);
     let detail = for_domain.rsplit(" :: ").next().unwrap_or(for_domain).trim();
-    let text = if detail.is_empty() { error.trim() } else { detail };
-    let mut out: String = text.chars().filter(|c| !c.is_control()).take(400).collect();
-    if text.chars().count() > 400 {
-        out.push('…');
-    }
-    out
+    super::quoted(if detail.is_empty() { error.trim() } else { detail })
 }
 
 /// How long to wait before asking the CA again after `failures` failures in a

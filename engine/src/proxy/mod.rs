@@ -427,12 +427,19 @@ pub fn refused_config(log: &str, dynamic_dir: &std::path::Path) -> Option<String
         .filter_map(|line| serde_json::from_str::<serde_json::Value>(line.trim()).ok())
         .find(|v| v["providerName"] == "file" && v["level"] == "error")?;
     let error = v["error"].as_str()?;
-    let error = error.replace(DYNAMIC_IN_CONTAINER, &dynamic_dir.to_string_lossy());
-    let mut out: String = error.chars().filter(|c| !c.is_control()).take(400).collect();
-    if error.chars().count() > 400 {
+    Some(quoted(
+        &error.replace(DYNAMIC_IN_CONTAINER, &dynamic_dir.to_string_lossy()),
+    ))
+}
+
+/// Traefik's words as Berth passes them on (a deployment's or domain's
+/// reason, its own log): without control characters, at most 400 characters.
+fn quoted(text: &str) -> String {
+    let mut out: String = text.chars().filter(|c| !c.is_control()).take(400).collect();
+    if text.chars().count() > 400 {
         out.push('…');
     }
-    Some(out)
+    out
 }
 
 pub async fn remove_app(engine: &Engine, app: crate::ids::AppId) {
