@@ -53,7 +53,10 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
 }
 
 async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadership) {
-    let mut memory = Memory::default();
+    let mut memory = Memory {
+        since: Some(chrono::Utc::now()),
+        ..Memory::default()
+    };
     let mut events = engine.docker.events(&engine.deploy.instance);
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -146,6 +149,9 @@ struct Memory {
     certs: crate::apps::tls::Watch,
     /// Docker's restart count of each live container when last inspected.
     restarts: HashMap<String, i64>,
+    /// When this leader began: a container made since has had every restart
+    /// under its watch.
+    since: Option<chrono::DateTime<chrono::Utc>>,
     /// Containers Docker reported an event of since the last pass.
     touched: HashSet<String>,
     /// The event stream broke since the last pass: some may be missing.
@@ -402,10 +408,16 @@ const OOM_KILLED: &str = "the container was OOM-killed";
 
 /// Compares a live container's restart count with the last pass's: restarts
 /// by Docker's own restart policy are recorded for the alert rules that count
-/// them (the first sight of a container is its baseline).
-async fn restarts_seen(engine: &Engine, memory: &mut Memory, container: &str, subject: Subject, count: i64) {
-    let before = memory.restarts.insert(container.to_owned(), count);
-    for _ in before.unwrap_or(count)..count {
+/// them. A container first seen counts from zero if it was made while this
+/// leader watched (a deploy's container can be OOM-killed and restarted before
+/// any pass inspects it); an older one's count is its baseline (its restarts
+/// were before this leader's time, perhaps long ago).
+async fn restarts_seen(engine: &Engine, memory: &mut Memory, c: &ContainerInfo, subject: Subject) {
+    let count = c.restart_count;
+    let before = memory.restarts.insert(c.name.clone(), count);
+    let new = matches!((c.created, memory.since), (Some(made), Some(since)) if made >= since);
+    let from = before.unwrap_or(if new { 0 } else { count });
+    for _ in from..count {
         if let Err(e) = crate::alerts::record_event(engine, subject, "restart").await {
             tracing::debug!(error = %e, "recording a restart");
         }
@@ -604,7 +616,7 @@ async fn apps(
             }
         };
         if let Some(c) = &info {
-            restarts_seen(engine, memory, &container, Subject::App(app.id), c.restart_count).await;
+            restarts_seen(engine, memory, c, Subject::App(app.id)).await;
         }
         match &info {
             Some(c) if c.state.is_up() => {
@@ -748,7 +760,7 @@ async fn services(
             }
         };
         if let Some(c) = &info {
-            restarts_seen(engine, memory, &boxed.container, Subject::Service(id), c.restart_count).await;
+            restarts_seen(engine, memory, c, Subject::Service(id)).await;
         }
         // A service made or changed a moment ago may still be pulling its image
         // or creating its container: that is not for the reconciler to repeat.

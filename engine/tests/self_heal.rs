@@ -1,7 +1,8 @@
 //! The reconciler and retirement against a real Docker engine and Traefik: a
 //! container removed by hand comes back (and the history says so), and ten
 //! redeploys in a row leave exactly one container once the drain has passed,
-//! with no overlapping retirements (no "already in progress" warnings).
+//! with no overlapping retirements (no "already in progress" warnings), and an
+//! app the kernel OOM-kills comes back, counted once.
 
 use engine::accounts::Caller;
 use engine::apps::spec::Runtime;
@@ -181,6 +182,127 @@ async fn ten_redeploys_leave_one_container_and_retire_each_once() {
         "overlapping removals were logged"
     );
     assert!(!text.contains("removing container"), "a removal failed: {text}");
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+/// Runs `sh -c SCRIPT` inside a container with the test engine's CLI.
+fn exec_in(e: &Engine, container: &str, script: &str) {
+    let out = std::process::Command::new("docker")
+        .env("DOCKER_HOST", e.docker.host())
+        .args(["exec", container, "sh", "-c", script])
+        .output()
+        .expect("docker exec");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// A real kernel OOM kill, not a fake engine's: each app's own process (PID 1)
+/// grows past its 32 MiB limit once the test drops a file in, as a leaking
+/// server would. Docker brings back the one with a restart policy (Berth counts
+/// the kill from Docker's `oom` event and the restart from the container's
+/// count); the one without stays exited with Docker's OOM flag until the
+/// reconciler starts it again and says why. Each kill is counted once on its
+/// app's Metrics tab, though Docker's event and the repair both report it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn apps_oom_killed_by_the_kernel_come_back_and_each_kill_is_counted_once() {
+    use engine::apps::spec::RestartPolicy;
+    use engine::metrics::{app_series, Window};
+    let _logs = capture();
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = engine::testing::owner_with_environment(e).await;
+    let runtime = |restart| {
+        let mut rt = httpd_runtime(1);
+        rt.memory_mb = Some(32);
+        rt.restart = restart;
+        // httpd in the background; the shell then waits for the test's file
+        // and becomes a process that grows without end (`sort` of a line that
+        // never ends). The file goes first, so a restart serves again.
+        rt.command = Some(vec![
+            "sh".into(),
+            "-c".into(),
+            "echo up > /index.html && httpd -p 8080 -h / && \
+             while [ ! -e /grow ]; do sleep 1; done; rm /grow; exec busybox sort /dev/zero"
+                .into(),
+        ]);
+        rt
+    };
+    let source = || engine::testing::image_source(TEST_BASE_IMAGE);
+    let kept = create_app(
+        e,
+        &caller,
+        envid,
+        "kept",
+        source(),
+        runtime(RestartPolicy::UnlessStopped),
+    )
+    .await;
+    let bare = create_app(e, &caller, envid, "bare", source(), runtime(RestartPolicy::No)).await;
+    let (stop, worker) = env.start_worker();
+    let mut containers = Vec::new();
+    let mut hosts = Vec::new();
+    for app in [kept, bare] {
+        let id = deploy::deploy(e, &caller, app).await.unwrap();
+        let d = settle(e, &caller, id).await;
+        assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+        let series = app_series(e, &caller, app, Window::Hour).await.unwrap();
+        assert_eq!((series.restarts, series.oom_kills), (0, 0));
+        let [c] = containers_of(e, app).await.try_into().expect("one container");
+        containers.push(c);
+        hosts.push(engine::testing::generated_host(e, &caller, app).await);
+    }
+    for c in &containers {
+        exec_in(e, c, ": > /grow");
+    }
+
+    let start = Instant::now();
+    loop {
+        let k = app_series(e, &caller, kept, Window::Hour).await.unwrap();
+        let b = app_series(e, &caller, bare, Window::Hour).await.unwrap();
+        let mut up = 0;
+        for host in &hosts {
+            if get_via(env.http_port(), host, "/").await.map(|r| r.0) == Some(200) {
+                up += 1;
+            }
+        }
+        if (k.oom_kills, k.restarts, b.oom_kills, b.restarts) == (1, 1, 1, 1) && up == 2 {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not back and counted: kept {:?}, bare {:?} (OOM kills, restarts), {up} of 2 answering",
+            (k.oom_kills, k.restarts),
+            (b.oom_kills, b.restarts),
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // The same containers came back; the reconciler's repair of the one
+    // without a policy names the kernel's reason; Docker's own restart of the
+    // other needed no repair.
+    for (app, c) in [kept, bare].into_iter().zip(&containers) {
+        assert_eq!(&containers_of(e, app).await, std::slice::from_ref(c));
+        assert_eq!(deploy::list(e, &caller, app, 5).await.unwrap().deployments.len(), 1);
+    }
+    let (_, history) = engine::reconcile::of(e, caller.org_id, Some(bare.0), None)
+        .await
+        .unwrap();
+    let repair = history.first().expect("the repair is in the history");
+    assert_eq!(repair.problem, "the container was OOM-killed");
+    assert_eq!(repair.action, "started the container again");
+    let (_, history) = engine::reconcile::of(e, caller.org_id, Some(kept.0), None)
+        .await
+        .unwrap();
+    assert!(
+        history.is_empty(),
+        "Docker restarted it: {:?}",
+        history.first().map(|r| &r.problem)
+    );
+    // Still once each a few seconds on (the passes that follow count nothing more).
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for app in [kept, bare] {
+        let s = app_series(e, &caller, app, Window::Hour).await.unwrap();
+        assert_eq!((s.oom_kills, s.restarts), (1, 1), "{app:?}");
+    }
     stop.cancel();
     worker.await.unwrap();
 }

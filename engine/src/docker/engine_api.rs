@@ -901,6 +901,10 @@ impl DockerApi for BollardDocker {
                 },
                 addresses,
                 restart_count: info.restart_count.unwrap_or(0),
+                created: info
+                    .created
+                    .and_then(|c| chrono::DateTime::parse_from_rfc3339(&c).ok())
+                    .map(|c| c.to_utc()),
                 cpu_shares: info.host_config.and_then(|h| h.cpu_shares).unwrap_or(0),
             }))
         })

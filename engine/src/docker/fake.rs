@@ -55,6 +55,7 @@ struct FakeContainer {
     ports: HashMap<u16, SocketAddr>,
     server: Option<tokio::task::JoinHandle<()>>,
     started: u32,
+    created: chrono::DateTime<chrono::Utc>,
 }
 
 impl Drop for FakeContainer {
@@ -399,6 +400,7 @@ impl DockerApi for FakeDocker {
                         ports: HashMap::new(),
                         server: None,
                         started: 0,
+                        created: chrono::Utc::now(),
                     },
                 );
                 Ok(())
@@ -504,6 +506,7 @@ impl DockerApi for FakeDocker {
                     state: c.state.clone(),
                     addresses: addresses(c),
                     restart_count: i64::from(c.started.saturating_sub(1)),
+                    created: Some(c.created),
                     cpu_shares: c.spec.cpu_shares.unwrap_or(0),
                 })
             }))

@@ -335,6 +335,8 @@ pub struct ContainerInfo {
     pub addresses: HashMap<String, String>,
     /// How often Docker's restart policy restarted it.
     pub restart_count: i64,
+    /// When it was made (absent if Docker's date did not parse).
+    pub created: Option<chrono::DateTime<chrono::Utc>>,
     /// Its CPU weight (`HostConfig.CpuShares`; 0 is Docker's default, 1024).
     pub cpu_shares: i64,
 }
@@ -353,6 +355,7 @@ impl std::fmt::Debug for ContainerInfo {
             .field("state", &self.state)
             .field("addresses", &self.addresses)
             .field("restart_count", &self.restart_count)
+            .field("created", &self.created)
             .field("cpu_shares", &self.cpu_shares)
             .finish()
     }
