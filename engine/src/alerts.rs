@@ -7,10 +7,11 @@
 //! ([`lifecycle::IncidentState`]), and the rule's channels are told once when
 //! it fires and once when it clears.
 //!
-//! Every replica that samples evaluates, and agrees: at most one open incident
-//! per rule and subject (a partial unique index), and each move is a
-//! conditional UPDATE whose notice is queued in the same transaction, so only
-//! the replica whose move took tells anyone.
+//! The sampler evaluates, one worker at a time across replicas; two that
+//! overlap (a leader whose lock was lost while it evaluated, and the next)
+//! still agree: at most one open incident per rule and subject (a partial
+//! unique index), and each move is a conditional UPDATE whose notice is queued
+//! in the same transaction, so only the worker whose move took tells anyone.
 
 use crate::accounts::Caller;
 use crate::error::{Classify, ErrorKind, StoreError};

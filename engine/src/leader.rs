@@ -1,5 +1,5 @@
 //! One worker at a time for work that must not run twice across replicas
-//! (the reconciler): a PostgreSQL advisory lock per role and installation,
+//! (the reconciler; the sampler, with the alert rules it evaluates): a PostgreSQL advisory lock per role and installation,
 //! held on a connection kept out of the pool while it leads (so a role costs
 //! one connection of the pool).
 

@@ -11,7 +11,8 @@ use tokio_util::sync::CancellationToken;
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
     // Beside the jobs: bringing back what should run (one worker at a time).
     let reconciler = tokio::spawn(crate::reconcile::run(engine.clone(), shutdown.clone()));
-    // Resource figures of everything Berth runs (one worker at a time too).
+    // Resource figures of everything Berth runs, and the alert rules on them
+    // (one worker at a time too).
     let metrics = tokio::spawn(crate::sampling::run(engine.clone(), shutdown.clone()));
     Runner::new(engine, shutdown)
         .kind(crate::deploy::job::DeployKind::default())

@@ -317,3 +317,86 @@ async fn an_apps_series_counts_its_restarts_and_oom_kills() {
     let theirs = app_series(e, &ada, other, Window::Hour).await.unwrap();
     assert_eq!((theirs.restarts, theirs.oom_kills), (1, 0));
 }
+
+/// With two workers (as two replicas run), one samples at a time: one holds
+/// the sampler's lock while the other waits; when the sampling one stops,
+/// the other takes over and points keep coming.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_worker_samples_at_a_time_and_another_takes_over() {
+    use engine::metrics::{store, Subject};
+    let t = TestEngine::new().await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut deploy = (*t.engine.deploy).clone();
+    deploy.instance = format!("bl{tag}");
+    deploy.metrics.interval_secs = 1;
+    std::fs::create_dir_all(&deploy.data_dir).unwrap();
+    let e = t.engine.clone().with_deploy(deploy);
+    let key = engine::leader::lock_key("sampler", &e.deploy.instance);
+    // How many backends hold the sampler's lock now.
+    let holders = || async {
+        #[derive(diesel::QueryableByName)]
+        struct N {
+            #[diesel(sql_type = diesel::sql_types::BigInt)]
+            n: i64,
+        }
+        use diesel_async::RunQueryDsl;
+        let mut conn = e.db.get().await.unwrap();
+        diesel::sql_query(
+            "SELECT count(*) AS n FROM pg_locks WHERE locktype = 'advisory' AND granted
+               AND ((classid::bigint << 32) | objid::bigint) = $1",
+        )
+        .bind::<diesel::sql_types::BigInt, _>(key)
+        .get_result::<N>(&mut conn)
+        .await
+        .unwrap()
+        .n
+    };
+    // The newest host point.
+    let newest = || async {
+        let mut conn = e.db.get().await.unwrap();
+        let since = chrono::Utc::now() - chrono::Duration::minutes(1);
+        store::series(&mut conn, Subject::Host, 1, since)
+            .await
+            .unwrap()
+            .iter()
+            .map(|p| p.at)
+            .max()
+    };
+    let first = tokio_util::sync::CancellationToken::new();
+    let a = tokio::spawn(engine::sampling::run(e.clone(), first.clone()));
+    let start = Instant::now();
+    while newest().await.is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the first worker did not sample"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let second = tokio_util::sync::CancellationToken::new();
+    let b = tokio::spawn(engine::sampling::run(e.clone(), second.clone()));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(holders().await, 1, "one worker holds the sampler's lock");
+
+    first.cancel();
+    a.await.unwrap();
+    let stopped = chrono::Utc::now();
+    // The other asks again within 10 s, and samples from then on.
+    let start = Instant::now();
+    loop {
+        if newest()
+            .await
+            .is_some_and(|at| at > stopped + chrono::Duration::seconds(1))
+        {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(25),
+            "no worker took over the sampling"
+        );
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+    assert_eq!(holders().await, 1, "the second worker holds the lock now");
+    second.cancel();
+    b.await.unwrap();
+    assert_eq!(holders().await, 0, "given up at shutdown");
+}
