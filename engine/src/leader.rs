@@ -1,7 +1,9 @@
 //! One worker at a time for work that must not run twice across replicas
-//! (the reconciler; the sampler, with the alert rules it evaluates): a PostgreSQL advisory lock per role and installation,
-//! held on a connection kept out of the pool while it leads (so a role costs
-//! one connection of the pool).
+//! (the reconciler; the sampler, with the alert rules it evaluates): a
+//! PostgreSQL advisory lock per role and installation, held on a connection of
+//! its own, made outside the pool: a leader holds it for as long as it leads,
+//! and the pool's connections stay for requests and jobs (with a small pool,
+//! two leaders' connections left a repair waiting for one).
 
 use crate::error::StoreError;
 use crate::Engine;
@@ -9,10 +11,10 @@ use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
 
 /// The advisory lock that makes one worker the one doing a `role`, held on a
-/// pooled connection kept out of the pool for as long as it leads. A crashed worker's
+/// connection of its own for as long as it leads. A crashed worker's
 /// connection closes, and with it the lock.
 pub struct Leadership {
-    conn: diesel_async::pooled_connection::deadpool::Object<diesel_async::AsyncPgConnection>,
+    conn: diesel_async::AsyncPgConnection,
     key: i64,
 }
 
@@ -24,8 +26,17 @@ struct Flag {
 
 impl Leadership {
     /// The lock for `role` in this installation, when no other worker holds it.
+    /// A worker that is not the leader asks again every few seconds: one
+    /// short connection each time.
     pub async fn take(engine: &Engine, role: &str) -> Result<Option<Self>, StoreError> {
-        let mut conn = engine.db.get().await?;
+        use deadpool::managed::Manager;
+        // Made by the pool's manager (its address and settings), not counted by the pool.
+        let mut conn = engine
+            .db
+            .manager()
+            .create()
+            .await
+            .map_err(|e| StoreError::Pool(deadpool::managed::PoolError::Backend(e)))?;
         let key = lock_key(role, &engine.deploy.instance);
         let got: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
             .bind::<diesel::sql_types::BigInt, _>(key)

@@ -702,7 +702,10 @@ async fn repair_deploy(engine: &Engine, app: &LiveApp, problem: &str) -> Result<
         rollback_of: Some(&live),
         delivery: None,
     };
-    match deploy::enqueue(engine, &mut conn, req).await {
+    let queued = deploy::enqueue(engine, &mut conn, req).await;
+    // Back to the pool before the record takes one.
+    drop(conn);
+    match queued {
         Ok(_) => {
             record(
                 engine,
