@@ -388,6 +388,21 @@ pub struct MetricsView {
     /// Apps and database services only (the machine and Traefik: none).
     pub restarts: Option<i64>,
     pub oom_kills: Option<i64>,
+    /// Those restarts and OOM kills (the window's last 200), oldest first,
+    /// marked on the charts.
+    #[serde(default)]
+    pub marks: Vec<MetricMark>,
+}
+
+/// A restart or an OOM kill, marked on a resource chart at its time.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MetricMark {
+    /// Seconds since the UNIX epoch.
+    pub at: i64,
+    /// OOM-killed (otherwise restarted).
+    pub oom: bool,
+    /// The time for people (UTC).
+    pub when: String,
 }
 
 #[cfg(feature = "ssr")]
@@ -397,6 +412,15 @@ impl From<engine::metrics::Series> for MetricsView {
             points: s.points.into_iter().map(MetricPoint::from).collect(),
             restarts: Some(s.restarts),
             oom_kills: Some(s.oom_kills),
+            marks: s
+                .events
+                .into_iter()
+                .map(|e| MetricMark {
+                    at: e.at.timestamp(),
+                    oom: e.event == "oom",
+                    when: crate::api::stamp(e.at),
+                })
+                .collect(),
         }
     }
 }

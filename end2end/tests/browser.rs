@@ -963,6 +963,25 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // The Metrics tab counts that restart and marks it on the charts, with
+    // its time.
+    c.goto(&format!("{base}{app_path}?tab=metrics")).await.unwrap();
+    find(c, "html[data-hydrated=true]").await;
+    wait_text(c, "#metrics [data-restarts]", "restarted 1 time, OOM-killed 0 times").await;
+    wait_text(c, "#metrics [data-restarts]", "Marked on the charts").await;
+    let mark = js(
+        c,
+        "return document.querySelector('#metrics [data-chart=memory] [data-mark=restart] title')?.textContent || ''",
+    )
+    .await;
+    assert!(
+        mark.as_str()
+            .is_some_and(|t| t.starts_with("Restarted at ") && t.ends_with(" UTC")),
+        "the restart's mark: {mark}"
+    );
+    screenshot(c, "app-metrics-restart.png").await;
+    let errors = console_errors(c).await;
+    assert!(errors.is_empty(), "the Metrics tab with a restart: {errors:#?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -312,10 +312,15 @@ async fn an_apps_series_counts_its_restarts_and_oom_kills() {
         .unwrap();
     let after = app_series(e, &ada, app, Window::Hour).await.unwrap();
     assert_eq!((after.restarts, after.oom_kills), (2, 1));
+    // Each one listed, oldest first, for the marks on the charts.
+    let kinds: Vec<&str> = after.events.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(kinds, ["restart", "restart", "oom"]);
+    assert!(after.events.windows(2).all(|w| w[0].at <= w[1].at));
     let week = app_series(e, &ada, app, Window::Week).await.unwrap();
     assert_eq!((week.restarts, week.oom_kills), (2, 1));
     let theirs = app_series(e, &ada, other, Window::Hour).await.unwrap();
     assert_eq!((theirs.restarts, theirs.oom_kills), (1, 0));
+    assert_eq!(theirs.events.len(), 1);
 }
 
 /// With two workers (as two replicas run), one samples at a time: one holds

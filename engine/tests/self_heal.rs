@@ -302,6 +302,9 @@ async fn apps_oom_killed_by_the_kernel_come_back_and_each_kill_is_counted_once()
     for app in [kept, bare] {
         let s = app_series(e, &caller, app, Window::Hour).await.unwrap();
         assert_eq!((s.oom_kills, s.restarts), (1, 1), "{app:?}");
+        let mut kinds: Vec<&str> = s.events.iter().map(|e| e.event.as_str()).collect();
+        kinds.sort_unstable();
+        assert_eq!(kinds, ["oom", "restart"], "marked on the charts");
     }
     stop.cancel();
     worker.await.unwrap();

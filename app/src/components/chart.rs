@@ -1,13 +1,14 @@
 //! A line chart drawn as SVG by the page itself (no chart library in the
 //! WASM bundle): one series, its latest value and, when there is one, its
-//! limit as a dashed line. Colours follow the theme through `currentColor`.
+//! limit as a dashed line, with the container's restarts and OOM kills marked
+//! where they fell. Colours follow the theme through `currentColor`.
 //! And the panel that charts an app, a database service, the machine or
 //! Traefik over an hour, a day or a week, following new points live.
 
 use crate::components::live::refresh_on;
 use crate::components::ui::{LoadError, Loading, CARD};
 use crate::error::AppError;
-use crate::types::{MetricPoint, MetricsView};
+use crate::types::{MetricMark, MetricPoint, MetricsView};
 use leptos::prelude::*;
 
 const WIDTH: f64 = 600.0;
@@ -32,6 +33,45 @@ pub fn polyline(values: &[f64], top: f64) -> String {
         .join(" ")
 }
 
+/// Where a moment `at` falls across the width, on the same scale as
+/// [`polyline`] (which spreads points evenly): between the two points around
+/// it, in proportion; at an edge when it is before the first or after the
+/// last (a restart after the newest point is still shown, at the right).
+pub fn mark_x(ats: &[i64], at: i64) -> f64 {
+    let n = ats.len();
+    if n < 2 || at >= ats[n - 1] {
+        return WIDTH;
+    }
+    if at <= ats[0] {
+        return 0.0;
+    }
+    let step = WIDTH / (n - 1) as f64;
+    let i = ats.partition_point(|t| *t <= at) - 1;
+    let span = (ats[i + 1] - ats[i]).max(1) as f64;
+    (i as f64 + (at - ats[i]) as f64 / span) * step
+}
+
+/// A restart or an OOM kill as drawn: where across the width, and its words.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Mark {
+    pub x: f64,
+    pub oom: bool,
+    pub when: String,
+}
+
+/// The marks of `marks` on a chart of `points`.
+pub fn marks_on(points: &[MetricPoint], marks: &[MetricMark]) -> Vec<Mark> {
+    let ats: Vec<i64> = points.iter().map(|p| p.at).collect();
+    marks
+        .iter()
+        .map(|m| Mark {
+            x: mark_x(&ats, m.at),
+            oom: m.oom,
+            when: m.when.clone(),
+        })
+        .collect()
+}
+
 /// A chart titled `title`; `show` formats a value for people.
 #[component]
 pub fn LineChart(
@@ -42,6 +82,9 @@ pub fn LineChart(
     /// The limit, drawn dashed and the chart's top when there is one.
     limit: Option<f64>,
     show: fn(f64) -> String,
+    /// Restarts and OOM kills, drawn as upright lines (OOM kills in red).
+    #[prop(optional)]
+    marks: Vec<Mark>,
 ) -> impl IntoView {
     let peak = values.iter().copied().fold(0.0_f64, f64::max);
     let top = limit.filter(|l| *l > 0.0).unwrap_or(peak * 1.2).max(1e-9);
@@ -69,6 +112,19 @@ pub fn LineChart(
                 {limit.map(|_| view! {
                     <line x1="0" y1="1" x2=WIDTH y2="1" stroke="currentColor" stroke-dasharray="4 4" stroke-opacity="0.5" vector-effect="non-scaling-stroke" />
                 })}
+                {marks.into_iter().map(|m| {
+                    let (kind, class, words) = if m.oom {
+                        ("oom", "text-red-600 dark:text-red-400", "OOM-killed")
+                    } else {
+                        ("restart", "text-amber-600 dark:text-amber-400", "Restarted")
+                    };
+                    let x = format!("{:.1}", m.x);
+                    view! {
+                        <line x1=x.clone() y1="0" x2=x y2=HEIGHT class=class stroke="currentColor" stroke-width="2" vector-effect="non-scaling-stroke" data-mark=kind>
+                            <title>{format!("{words} at {}", m.when)}</title>
+                        </line>
+                    }
+                }).collect_view()}
                 <polyline points=line fill="none" stroke="currentColor" stroke-width="2" vector-effect="non-scaling-stroke" />
             </svg>
         </figure>
@@ -181,6 +237,7 @@ pub fn MetricsPanel(state: Metrics, title: &'static str, note: &'static str, key
                     match points.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
                         Ok(v) => {
+                            let marked = !v.marks.is_empty();
                             let events = v.restarts.zip(v.oom_kills).map(|(restarts, ooms)| view! {
                                 <p class="mb-3 text-sm" data-restarts=restarts data-oom-kills=ooms>
                                     {format!(
@@ -188,6 +245,13 @@ pub fn MetricsPanel(state: Metrics, title: &'static str, note: &'static str, key
                                         if restarts == 1 { "time" } else { "times" },
                                         if ooms == 1 { "time" } else { "times" },
                                     )}
+                                    {marked.then(|| view! {
+                                        " Marked on the charts: "
+                                        <span class="text-amber-700 dark:text-amber-400">"restarts"</span>
+                                        " and "
+                                        <span class="text-red-700 dark:text-red-400">"OOM kills"</span>
+                                        "."
+                                    })}
                                 </p>
                             });
                             let body = if v.points.is_empty() {
@@ -195,7 +259,7 @@ pub fn MetricsPanel(state: Metrics, title: &'static str, note: &'static str, key
                                     <p class="text-sm text-slate-600 dark:text-slate-400" data-chart-empty>"No figures yet: they appear while it runs."</p>
                                 }.into_any()
                             } else {
-                                charts(source, &v.points).into_any()
+                                charts(source, &v.points, &v.marks).into_any()
                             };
                             view! { {events} {body} }.into_any()
                         }
@@ -206,7 +270,8 @@ pub fn MetricsPanel(state: Metrics, title: &'static str, note: &'static str, key
     }
 }
 
-fn charts(source: Source, points: &[MetricPoint]) -> impl IntoView {
+fn charts(source: Source, points: &[MetricPoint], marks: &[MetricMark]) -> impl IntoView {
+    let marks = marks_on(points, marks);
     let cpu: Vec<f64> = points.iter().map(|p| f64::from(p.cpu)).collect();
     let memory: Vec<f64> = points.iter().map(|p| p.memory as f64).collect();
     let limit = points.last().map(|p| p.limit as f64);
@@ -223,7 +288,7 @@ fn charts(source: Source, points: &[MetricPoint]) -> impl IntoView {
         }
         _ => {
             let network: Vec<f64> = points.iter().map(|p| (p.rx + p.tx) as f64).collect();
-            view! { <LineChart title="Network (in + out per point)" key="network" values=network limit=None show=bytes /> }.into_any()
+            view! { <LineChart title="Network (in + out per point)" key="network" values=network limit=None show=bytes marks=marks.clone() /> }.into_any()
         }
     };
     let cpu_title = if source == Source::Host {
@@ -233,8 +298,8 @@ fn charts(source: Source, points: &[MetricPoint]) -> impl IntoView {
     };
     view! {
         <div class="grid gap-4 md:grid-cols-2">
-            <LineChart title=cpu_title key="cpu" values=cpu limit=(source == Source::Host).then_some(100.0) show=percent />
-            <LineChart title="Memory" key="memory" values=memory limit show=bytes />
+            <LineChart title=cpu_title key="cpu" values=cpu limit=(source == Source::Host).then_some(100.0) show=percent marks=marks.clone() />
+            <LineChart title="Memory" key="memory" values=memory limit show=bytes marks />
             {second}
         </div>
     }
@@ -254,6 +319,21 @@ mod tests {
         assert_eq!(polyline(&[0.0, 50.0, 100.0], 100.0), "0.0,120.0 300.0,60.0 600.0,0.0");
         assert_eq!(polyline(&[], 100.0), "");
         assert_eq!(polyline(&[200.0], 100.0), "0.0,0.0");
+    }
+
+    #[test]
+    fn a_mark_falls_between_the_points_around_its_moment() {
+        // Points 10 s apart, then a gap of 30 s (the line spreads points
+        // evenly: the mark follows the line, not the clock).
+        let ats = [100, 110, 120, 150];
+        assert_eq!(mark_x(&ats, 100), 0.0);
+        assert_eq!(mark_x(&ats, 105), 100.0);
+        assert_eq!(mark_x(&ats, 110), 200.0);
+        assert_eq!(mark_x(&ats, 135), 500.0);
+        // Before the first point, after the last, or with one point: an edge.
+        assert_eq!(mark_x(&ats, 50), 0.0);
+        assert_eq!(mark_x(&ats, 400), WIDTH);
+        assert_eq!(mark_x(&[100], 100), WIDTH);
     }
 
     #[test]

@@ -514,7 +514,22 @@ pub struct Series {
     pub points: Vec<store::Point>,
     pub restarts: i64,
     pub oom_kills: i64,
+    /// The restarts and OOM kills themselves, oldest first, for marks on the
+    /// charts: the last [`MARKS`] of the window (a crash loop's thousands
+    /// would say no more than its count).
+    pub events: Vec<ContainerEvent>,
 }
+
+/// One restart or OOM kill of a subject's container, when it was recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContainerEvent {
+    pub at: chrono::DateTime<chrono::Utc>,
+    /// `restart` or `oom`.
+    pub event: String,
+}
+
+/// How many of a window's container events a series lists.
+pub const MARKS: i64 = 200;
 
 /// `subject`'s points and container events over `window`, in `org`.
 async fn series_of(
@@ -544,10 +559,36 @@ async fn series_of(
     .bind::<Timestamptz, _>(chrono::Utc::now() - window.span())
     .get_result(conn)
     .await?;
+    #[derive(diesel::QueryableByName)]
+    struct Event {
+        #[diesel(sql_type = Timestamptz)]
+        at: chrono::DateTime<chrono::Utc>,
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        event: String,
+    }
+    let mut events: Vec<Event> = diesel::sql_query(
+        "SELECT at, event FROM container_events
+         WHERE organization_id = $1 AND subject = $2 AND at > $3
+         ORDER BY at DESC LIMIT $4",
+    )
+    .bind::<SqlUuid, _>(org)
+    .bind::<SqlUuid, _>(subject.id())
+    .bind::<Timestamptz, _>(chrono::Utc::now() - window.span())
+    .bind::<BigInt, _>(MARKS)
+    .load(conn)
+    .await?;
+    events.reverse();
     Ok(Series {
         points,
         restarts: counts.restarts,
         oom_kills: counts.oom_kills,
+        events: events
+            .into_iter()
+            .map(|e| ContainerEvent {
+                at: e.at,
+                event: e.event,
+            })
+            .collect(),
     })
 }
 
