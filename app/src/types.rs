@@ -380,6 +380,13 @@ impl DeploymentView {
     }
 }
 
+/// A moment as every page shows it: `2026-12-04 13:45:11 UTC` (dates that
+/// need no seconds, such as expiries, leave them out in the same form).
+#[cfg(feature = "ssr")]
+pub(crate) fn stamp(t: chrono::DateTime<chrono::Utc>) -> String {
+    t.format("%Y-%m-%d %H:%M:%S UTC").to_string()
+}
+
 /// A resource panel's figures over its window: the points, and for an app or
 /// a database how often its container was restarted or OOM-killed then.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -418,7 +425,7 @@ impl From<engine::metrics::Series> for MetricsView {
                 .map(|e| MetricMark {
                     at: e.at.timestamp(),
                     oom: e.event == "oom",
-                    when: crate::api::stamp(e.at),
+                    when: stamp(e.at),
                 })
                 .collect(),
         }

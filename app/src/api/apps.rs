@@ -425,7 +425,7 @@ pub async fn list_deployments(app_id: String, after: Option<String>) -> Result<D
         .await
         .map_err(fail)?;
     let live = history.live;
-    let stamp = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%d %H:%M:%S UTC").to_string();
+    let stamp = crate::types::stamp;
     Ok(DeploymentPage {
         next: history.next.map(|c| c.encode()),
         deployments: history

@@ -31,7 +31,7 @@ pub async fn list_audit(
         .into_iter()
         .map(|r| AuditView {
             id: r.id,
-            at: r.at.format("%Y-%m-%d %H:%M:%S UTC").to_string(),
+            at: crate::types::stamp(r.at),
             who: if r.actor_label.is_empty() {
                 r.actor_kind.clone()
             } else {

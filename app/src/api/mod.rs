@@ -34,7 +34,7 @@ pub(crate) async fn repairs(
             .map(|r| crate::types::RepairView {
                 problem: r.problem,
                 action: r.action,
-                at: r.at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                at: crate::types::stamp(r.at),
             })
             .collect(),
     ))

@@ -28,7 +28,7 @@ pub async fn list_notifications() -> Result<NotificationsView, AppError> {
     let rules = alerts::list_rules(&ctx.engine, &caller).await.map_err(fail)?;
     let incidents = alerts::list_incidents(&ctx.engine, &caller).await.map_err(fail)?;
     let mut editable = notify::editable(&ctx.engine, &caller).await.map_err(fail)?;
-    let time = |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let time = crate::types::stamp;
     let rules = rules
         .into_iter()
         .map(|r| RuleView {
@@ -77,7 +77,7 @@ pub async fn list_notifications() -> Result<NotificationsView, AppError> {
             status: d.status,
             attempts: d.attempts,
             error: d.error,
-            at: d.created_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+            at: crate::types::stamp(d.created_at),
         })
         .collect();
     let channels = channels

@@ -21,9 +21,7 @@ use {
 };
 
 #[cfg(feature = "ssr")]
-fn time(t: chrono::DateTime<chrono::Utc>) -> String {
-    t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-}
+use crate::types::stamp as time;
 
 /// An external port from the form: none when the port is empty.
 #[cfg(feature = "ssr")]
