@@ -449,6 +449,11 @@ pub struct MetricPoint {
     pub disk: Option<i64>,
     #[serde(default)]
     pub disk_total: Option<i64>,
+    /// The machine only: the file system under Docker's data root.
+    #[serde(default)]
+    pub docker_disk: Option<i64>,
+    #[serde(default)]
+    pub docker_disk_total: Option<i64>,
     #[serde(default)]
     pub load: Option<f32>,
 }
@@ -465,6 +470,8 @@ impl From<engine::metrics::store::Point> for MetricPoint {
             tx: p.tx_bytes,
             disk: p.disk_used,
             disk_total: p.disk_total,
+            docker_disk: p.docker_disk_used,
+            docker_disk_total: p.docker_disk_total,
             load: p.load1,
         }
     }

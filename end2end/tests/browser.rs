@@ -1120,6 +1120,13 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     wait_path(c, "/server").await;
     live_points(c, "#host-metrics [data-chart=cpu]").await;
     find(c, "#host-metrics [data-chart=disk]").await;
+    // Docker's data root too, with its size as the limit.
+    let docker = find(c, "#host-metrics [data-chart=docker-disk] [data-latest]")
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(docker.contains("iB of "), "Docker's data root: {docker}");
     live_points(c, "#proxy-metrics [data-chart=memory]").await;
     assert!(
         c.find(Locator::Css("#host-metrics [data-restarts]")).await.is_err(),

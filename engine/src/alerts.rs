@@ -367,10 +367,21 @@ pub fn figure(metric: AlertMetric, subject: &Subject, p: &Point) -> Option<f32> 
         (AlertMetric::Memory, Subject::App(_) | Subject::Service(_)) if p.memory_limit > 0 => {
             Some((p.memory_bytes as f64 * 100.0 / p.memory_limit as f64) as f32)
         }
-        (AlertMetric::Disk, Subject::Host) => match (p.disk_used, p.disk_total) {
-            (Some(u), Some(t)) if t > 0 => Some((u as f64 * 100.0 / t as f64) as f32),
-            _ => None,
-        },
+        // The fuller of the two file systems: Berth's data directory's and
+        // Docker's data root's (the same one on most hosts).
+        (AlertMetric::Disk, Subject::Host) => {
+            let full = |used: Option<i64>, total: Option<i64>| match (used, total) {
+                (Some(u), Some(t)) if t > 0 => Some((u as f64 * 100.0 / t as f64) as f32),
+                _ => None,
+            };
+            match (
+                full(p.disk_used, p.disk_total),
+                full(p.docker_disk_used, p.docker_disk_total),
+            ) {
+                (Some(a), Some(b)) => Some(a.max(b)),
+                (a, b) => a.or(b),
+            }
+        }
         _ => None,
     }
 }
@@ -798,6 +809,8 @@ mod tests {
             load1: None,
             disk_used: Some(90),
             disk_total: Some(100),
+            docker_disk_used: None,
+            docker_disk_total: None,
         }
     }
 
@@ -813,6 +826,19 @@ mod tests {
         assert_eq!(figure(AlertMetric::Cpu, &app, &point(150.0, 0, 0)), Some(150.0));
         assert_eq!(figure(AlertMetric::Disk, &app, &point(0.0, 0, 0)), None);
         assert_eq!(figure(AlertMetric::Disk, &Subject::Host, &point(0.0, 0, 0)), Some(90.0));
+        // With Docker's data root on a file system of its own: the fuller one.
+        let two = |used| Point {
+            docker_disk_used: Some(used),
+            docker_disk_total: Some(1000),
+            ..point(0.0, 0, 0)
+        };
+        assert_eq!(figure(AlertMetric::Disk, &Subject::Host, &two(950)), Some(95.0));
+        assert_eq!(figure(AlertMetric::Disk, &Subject::Host, &two(100)), Some(90.0));
+        let docker_only = Point {
+            disk_total: None,
+            ..two(500)
+        };
+        assert_eq!(figure(AlertMetric::Disk, &Subject::Host, &docker_only), Some(50.0));
         assert_eq!(figure(AlertMetric::Cpu, &Subject::Proxy, &point(99.0, 0, 0)), None);
     }
 

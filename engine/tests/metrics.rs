@@ -135,6 +135,8 @@ fn point(at: chrono::DateTime<chrono::Utc>, cpu: f32, rx: i64) -> engine::metric
         load1: None,
         disk_used: None,
         disk_total: None,
+        docker_disk_used: None,
+        docker_disk_total: None,
     }
 }
 
@@ -258,6 +260,33 @@ async fn the_worker_samples_an_apps_container_and_the_host() {
         "{h:?}"
     );
     assert!(h.memory_limit > h.memory_bytes && h.memory_bytes > 0, "{h:?}");
+    // And the file system under the engine's data root, as `df` sees it.
+    let root = std::process::Command::new("docker")
+        .env("DOCKER_HOST", e.docker.host())
+        .args(["info", "--format", "{{.DockerRootDir}}"])
+        .output()
+        .unwrap();
+    let root = String::from_utf8(root.stdout).unwrap().trim().to_owned();
+    let df = std::process::Command::new("df")
+        .args(["-B1", "--output=size,avail", &root])
+        .output()
+        .unwrap();
+    let df = String::from_utf8(df.stdout).unwrap();
+    let figures: Vec<i64> = df
+        .lines()
+        .nth(1)
+        .unwrap()
+        .split_whitespace()
+        .map(|f| f.parse().unwrap())
+        .collect();
+    let (size, avail) = (figures[0], figures[1]);
+    assert_eq!(h.docker_disk_total, Some(size), "{root}: {df}");
+    let used = h.docker_disk_used.unwrap();
+    assert!(
+        (used - (size - avail)).abs() < size / 20,
+        "used {used} against df's {}",
+        size - avail
+    );
 }
 
 /// An application's series is its organization's alone: another

@@ -843,6 +843,8 @@ fn memory_at(percent: i64) -> engine::metrics::store::Point {
         load1: None,
         disk_used: None,
         disk_total: None,
+        docker_disk_used: None,
+        docker_disk_total: None,
     }
 }
 

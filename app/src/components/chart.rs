@@ -280,8 +280,15 @@ fn charts(source: Source, points: &[MetricPoint], marks: &[MetricMark]) -> impl 
             let disk: Vec<f64> = points.iter().map(|p| p.disk.unwrap_or(0) as f64).collect();
             let total = points.last().and_then(|p| p.disk_total).map(|t| t as f64);
             let load: Vec<f64> = points.iter().map(|p| f64::from(p.load.unwrap_or(0.0))).collect();
+            // Shown once Berth has seen it (a Docker engine on another host: never).
+            let docker = points.iter().any(|p| p.docker_disk.is_some()).then(|| {
+                let used: Vec<f64> = points.iter().map(|p| p.docker_disk.unwrap_or(0) as f64).collect();
+                let total = points.iter().rev().find_map(|p| p.docker_disk_total).map(|t| t as f64);
+                view! { <LineChart title="Disk (Docker's data root: images, containers, volumes)" key="docker-disk" values=used limit=total show=bytes /> }
+            });
             view! {
                 <LineChart title="Disk (Berth's data directory)" key="disk" values=disk limit=total show=bytes />
+                {docker}
                 <LineChart title="Load (1 min)" key="load" values=load limit=None show=decimal />
             }
             .into_any()

@@ -18,7 +18,7 @@ pub fn ServerPage() -> impl IntoView {
                 state=host
                 title="This machine"
                 key="host-metrics"
-                note="CPU of all cores; memory in use (what the kernel cannot take back); the disk of Berth's data directory."
+                note="CPU of all cores; memory in use (what the kernel cannot take back); the disks of Berth's data directory and of Docker's data root."
             />
             <MetricsPanel
                 state=proxy

@@ -92,6 +92,8 @@ async fn main() -> anyhow::Result<()> {
                     load1: None,
                     disk_used: None,
                     disk_total: None,
+                    docker_disk_used: None,
+                    docker_disk_total: None,
                 },
             )
         })

@@ -578,6 +578,15 @@ impl DockerApi for BollardDocker {
         self.host.clone()
     }
 
+    fn data_root(&self) -> BoxFuture<'_, Result<String, DockerError>> {
+        Box::pin(async move {
+            let info = self.docker().await?.info().await.map_err(|e| self.err(e))?;
+            info.docker_root_dir
+                .filter(|d| !d.is_empty())
+                .ok_or_else(|| DockerError::NotFound("the engine's data root".into()))
+        })
+    }
+
     fn image_exists<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool, DockerError>> {
         Box::pin(async move {
             match self.docker().await?.inspect_image(image).await.map_err(|e| self.err(e)) {

@@ -281,6 +281,13 @@ impl DockerApi for FakeDocker {
         })
     }
 
+    fn data_root(&self) -> BoxFuture<'_, Result<String, DockerError>> {
+        Box::pin(async move {
+            self.check("info".into())?;
+            Ok(std::env::temp_dir().display().to_string())
+        })
+    }
+
     fn host(&self) -> String {
         "fake://".into()
     }

@@ -526,6 +526,9 @@ pub trait DockerApi: Send + Sync {
     fn info(&self) -> BoxFuture<'_, Result<DockerInfo, DockerError>>;
     /// Where the engine is expected, for messages.
     fn host(&self) -> String;
+    /// The engine's data root (`DockerRootDir`: images, layers, volumes), as
+    /// a path on its host.
+    fn data_root(&self) -> BoxFuture<'_, Result<String, DockerError>>;
 
     // Images.
     fn image_exists<'a>(&'a self, image: &'a str) -> BoxFuture<'a, Result<bool, DockerError>>;

@@ -219,6 +219,27 @@ pub fn disk(path: &std::path::Path) -> std::io::Result<(u64, u64)> {
 pub struct Pass {
     containers: Sampler,
     host: Option<HostReading>,
+    /// A path on the file system under Docker's data root, once known.
+    docker_root: Option<std::path::PathBuf>,
+}
+
+/// Where to measure the file system under Docker's data root. Beside the
+/// engine, its `DockerRootDir`. Inside a container Berth runs in (as `berth
+/// install` sets it up), the container's own `/`: its root is an overlay
+/// whose upper layer lives under the data root, and statfs of an overlay
+/// answers for the upper layer's file system, so no part of Docker's data is
+/// mounted into Berth for this.
+async fn docker_root(engine: &crate::Engine) -> Option<std::path::PathBuf> {
+    if engine.deploy.self_container.is_some() {
+        return Some("/".into());
+    }
+    match engine.docker.data_root().await {
+        Ok(root) => Some(root.into()),
+        Err(e) => {
+            tracing::debug!(error = %e, "asking Docker for its data root");
+            None
+        }
+    }
 }
 
 impl Pass {
@@ -257,13 +278,20 @@ impl Pass {
                     load1: None,
                     disk_used: None,
                     disk_total: None,
+                    docker_disk_used: None,
+                    docker_disk_total: None,
                 };
                 (s, p)
             })
             .collect();
+        if self.docker_root.is_none() {
+            self.docker_root = docker_root(engine).await;
+        }
         if let Ok(now) = HostReading::read(std::path::Path::new("/proc")) {
             if let Some(before) = self.host.replace(now) {
                 let (used, total) = disk(&engine.deploy.data_dir).unwrap_or((0, 0));
+                // Not seen (a data root on another host): no figure, not a zero.
+                let docker = self.docker_root.as_deref().and_then(|root| disk(root).ok());
                 points.push((
                     Subject::Host,
                     store::Point {
@@ -278,6 +306,8 @@ impl Pass {
                         load1: Some(now.load[0] as f32),
                         disk_used: Some(signed(used)),
                         disk_total: Some(signed(total)),
+                        docker_disk_used: docker.map(|d| signed(d.0)),
+                        docker_disk_total: docker.map(|d| signed(d.1)),
                     },
                 ));
             }

@@ -35,6 +35,12 @@ pub struct Point {
     pub disk_used: Option<i64>,
     #[diesel(sql_type = Nullable<BigInt>)]
     pub disk_total: Option<i64>,
+    /// The host only: the file system under Docker's data root (images,
+    /// layers, volumes), when Berth can see it.
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub docker_disk_used: Option<i64>,
+    #[diesel(sql_type = Nullable<BigInt>)]
+    pub docker_disk_total: Option<i64>,
 }
 
 /// Writes one pass's points at `resolution` seconds (a pass run twice for the
@@ -50,11 +56,13 @@ pub async fn insert(
     let col = |f: &dyn Fn(&(Subject, Point)) -> i64| points.iter().map(f).collect::<Vec<i64>>();
     let n = diesel::sql_query(
         "INSERT INTO metric_points (kind, subject, resolution, at, cpu_percent, memory_bytes, memory_limit,
-                                    rx_bytes, tx_bytes, read_bytes, write_bytes, load1, disk_used, disk_total)
-         SELECT kind, subject, $3, at, cpu, mem, lim, rx, tx, rd, wr, load1, du, dt
+                                    rx_bytes, tx_bytes, read_bytes, write_bytes, load1, disk_used, disk_total,
+                                    docker_disk_used, docker_disk_total)
+         SELECT kind, subject, $3, at, cpu, mem, lim, rx, tx, rd, wr, load1, du, dt, ddu, ddt
          FROM UNNEST($1::text[], $2::uuid[], $4::timestamptz[], $5::real[], $6::bigint[], $7::bigint[],
-                     $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::real[], $13::bigint[], $14::bigint[])
-              AS p(kind, subject, at, cpu, mem, lim, rx, tx, rd, wr, load1, du, dt)
+                     $8::bigint[], $9::bigint[], $10::bigint[], $11::bigint[], $12::real[], $13::bigint[], $14::bigint[],
+                     $15::bigint[], $16::bigint[])
+              AS p(kind, subject, at, cpu, mem, lim, rx, tx, rd, wr, load1, du, dt, ddu, ddt)
          ON CONFLICT DO NOTHING",
     )
     .bind::<Array<Text>, _>(points.iter().map(|(s, _)| s.kind()).collect::<Vec<_>>())
@@ -71,6 +79,8 @@ pub async fn insert(
     .bind::<Array<Nullable<Float4>>, _>(points.iter().map(|(_, p)| p.load1).collect::<Vec<_>>())
     .bind::<Array<Nullable<BigInt>>, _>(points.iter().map(|(_, p)| p.disk_used).collect::<Vec<_>>())
     .bind::<Array<Nullable<BigInt>>, _>(points.iter().map(|(_, p)| p.disk_total).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(points.iter().map(|(_, p)| p.docker_disk_used).collect::<Vec<_>>())
+    .bind::<Array<Nullable<BigInt>>, _>(points.iter().map(|(_, p)| p.docker_disk_total).collect::<Vec<_>>())
     .execute(conn)
     .await?;
     Ok(n)
@@ -88,10 +98,12 @@ pub async fn roll_up(
 ) -> Result<usize, StoreError> {
     let n = diesel::sql_query(
         "INSERT INTO metric_points AS m (kind, subject, resolution, at, cpu_percent, memory_bytes, memory_limit,
-                                         rx_bytes, tx_bytes, read_bytes, write_bytes, load1, disk_used, disk_total, samples)
+                                         rx_bytes, tx_bytes, read_bytes, write_bytes, load1, disk_used, disk_total,
+                                         docker_disk_used, docker_disk_total, samples)
          SELECT kind, subject, $2, period, avg(cpu_percent)::real, avg(memory_bytes)::bigint, max(memory_limit),
                 sum(rx_bytes)::bigint, sum(tx_bytes)::bigint, sum(read_bytes)::bigint, sum(write_bytes)::bigint,
-                avg(load1)::real, max(disk_used), max(disk_total), sum(samples)::int
+                avg(load1)::real, max(disk_used), max(disk_total), max(docker_disk_used), max(docker_disk_total),
+                sum(samples)::int
          FROM (SELECT *, to_timestamp(floor(extract(epoch FROM at) / $2) * $2) AS period
                FROM metric_points WHERE resolution = $1 AND at >= to_timestamp(floor(extract(epoch FROM $3::timestamptz) / $2) * $2)) p
          WHERE period + make_interval(secs => $2) <= now()
@@ -100,7 +112,9 @@ pub async fn roll_up(
              cpu_percent = EXCLUDED.cpu_percent, memory_bytes = EXCLUDED.memory_bytes,
              memory_limit = EXCLUDED.memory_limit, rx_bytes = EXCLUDED.rx_bytes, tx_bytes = EXCLUDED.tx_bytes,
              read_bytes = EXCLUDED.read_bytes, write_bytes = EXCLUDED.write_bytes, load1 = EXCLUDED.load1,
-             disk_used = EXCLUDED.disk_used, disk_total = EXCLUDED.disk_total, samples = EXCLUDED.samples",
+             disk_used = EXCLUDED.disk_used, disk_total = EXCLUDED.disk_total,
+             docker_disk_used = EXCLUDED.docker_disk_used, docker_disk_total = EXCLUDED.docker_disk_total,
+             samples = EXCLUDED.samples",
     )
     .bind::<Integer, _>(from)
     .bind::<Integer, _>(to)
@@ -138,7 +152,7 @@ pub async fn series(
 ) -> Result<Vec<Point>, StoreError> {
     Ok(diesel::sql_query(
         "SELECT at, cpu_percent, memory_bytes, memory_limit, rx_bytes, tx_bytes, read_bytes, write_bytes,
-                load1, disk_used, disk_total
+                load1, disk_used, disk_total, docker_disk_used, docker_disk_total
          FROM metric_points WHERE kind = $1 AND subject = $2 AND resolution = $3 AND at >= $4 ORDER BY at",
     )
     .bind::<Text, _>(subject.kind())
