@@ -360,6 +360,26 @@ struct Known {
     name: String,
 }
 
+/// Percent of a file system in use, when its figures are there.
+fn used(used: Option<i64>, total: Option<i64>) -> Option<f32> {
+    match (used, total) {
+        (Some(u), Some(t)) if t > 0 => Some((u as f64 * 100.0 / t as f64) as f32),
+        _ => None,
+    }
+}
+
+/// Which of the host's file systems a disk figure is of: the fuller one.
+fn fuller_disk(p: &Point) -> &'static str {
+    match (
+        used(p.disk_used, p.disk_total),
+        used(p.docker_disk_used, p.docker_disk_total),
+    ) {
+        (Some(a), Some(b)) if b > a => "Docker's data root",
+        (None, Some(_)) => "Docker's data root",
+        _ => "Berth's data directory",
+    }
+}
+
 /// The figure a rule looks at in a point, in percent (`None`: not this rule's kind of subject).
 pub fn figure(metric: AlertMetric, subject: &Subject, p: &Point) -> Option<f32> {
     match (metric, subject) {
@@ -370,13 +390,9 @@ pub fn figure(metric: AlertMetric, subject: &Subject, p: &Point) -> Option<f32> 
         // The fuller of the two file systems: Berth's data directory's and
         // Docker's data root's (the same one on most hosts).
         (AlertMetric::Disk, Subject::Host) => {
-            let full = |used: Option<i64>, total: Option<i64>| match (used, total) {
-                (Some(u), Some(t)) if t > 0 => Some((u as f64 * 100.0 / t as f64) as f32),
-                _ => None,
-            };
             match (
-                full(p.disk_used, p.disk_total),
-                full(p.docker_disk_used, p.docker_disk_total),
+                used(p.disk_used, p.disk_total),
+                used(p.docker_disk_used, p.docker_disk_total),
             ) {
                 (Some(a), Some(b)) => Some(a.max(b)),
                 (a, b) => a.or(b),
@@ -419,6 +435,7 @@ pub async fn evaluate(engine: &Engine, points: &[(Subject, Point)]) -> Result<()
             // An app or service is watched by its own organization's rules only;
             // the host by the disk rules of instance administrators.
             let name = match subject {
+                Subject::Host if rule.metric == AlertMetric::Disk => format!("this server ({})", fuller_disk(p)),
                 Subject::Host => "this server".to_owned(),
                 _ => match known.iter().find(|k| k.id == subject.id()) {
                     Some(k) if k.organization_id == rule.organization_id => k.name.clone(),
@@ -839,6 +856,11 @@ mod tests {
             ..two(500)
         };
         assert_eq!(figure(AlertMetric::Disk, &Subject::Host, &docker_only), Some(50.0));
+        // And the notice names it.
+        assert_eq!(fuller_disk(&point(0.0, 0, 0)), "Berth's data directory");
+        assert_eq!(fuller_disk(&two(950)), "Docker's data root");
+        assert_eq!(fuller_disk(&two(100)), "Berth's data directory");
+        assert_eq!(fuller_disk(&docker_only), "Docker's data root");
         assert_eq!(figure(AlertMetric::Cpu, &Subject::Proxy, &point(99.0, 0, 0)), None);
     }
 

@@ -1139,3 +1139,36 @@ async fn a_failing_or_expiring_certificate_is_told_and_cleared() {
     stop.cancel();
     assert_eq!(hook.received().len(), 3);
 }
+
+/// An instance administrator's disk rule watches the host's file systems
+/// (Berth's data directory's and the Docker engine's data root's): with a
+/// threshold any real disk passes, it fires once, naming the fuller one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_disk_alert_names_the_file_system_it_is_about() {
+    use engine::alerts::{self, NewRule};
+    let t = TestEngine::new().await;
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let mut d = (*t.engine.deploy).clone();
+    d.instance = format!("bd{tag}");
+    d.metrics.interval_secs = 1;
+    std::fs::create_dir_all(&d.data_dir).unwrap();
+    let e = open(&t.engine.clone().with_deploy(d));
+    let (caller, _) = owner_with_environment(&e).await;
+    assert!(caller.instance_admin, "the first account administers the instance");
+    let hook = Receiver::start(vec![]).await;
+    let (channel, _) = add(&e, &caller, form("ops", "webhook", &hook.url, &[])).await;
+    let rule = NewRule::parse("disk", "disk", "0.001", "1", &[channel.to_string()]).unwrap();
+    alerts::create_rule(&e, &caller, rule).await.unwrap();
+    let stop = deliveries(&e);
+    let sampler = tokio::spawn(engine::sampling::run(e.clone(), stop.clone()));
+    let fired = hook.wait_for(1, Duration::from_secs(60)).await;
+    let text = fired[0].json()["text"].as_str().unwrap().to_owned();
+    assert!(
+        text.starts_with("Disk of this server (Berth's data directory) is ")
+            || text.starts_with("Disk of this server (Docker's data root) is "),
+        "{text}"
+    );
+    assert!(text.contains("above 0.0 % for 1 s"), "{text}");
+    stop.cancel();
+    let _ = sampler.await;
+}
