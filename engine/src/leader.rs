@@ -9,6 +9,7 @@ use crate::error::StoreError;
 use crate::Engine;
 use diesel::QueryableByName;
 use diesel_async::RunQueryDsl;
+use tokio_util::sync::CancellationToken;
 
 /// The advisory lock that makes one worker the one doing a `role`, held on a
 /// connection of its own for as long as it leads. A crashed worker's
@@ -64,6 +65,38 @@ impl Leadership {
             .await;
     }
 }
+
+/// Runs `lead` whenever this worker holds `role`'s lock, until `shutdown`;
+/// a worker that does not hold it asks again every [`RETRY`]. `lead` returns
+/// when it lost the lock or `shutdown` came.
+pub async fn run_as<F, Fut>(
+    engine: &Engine,
+    role: &'static str,
+    does: &'static str,
+    shutdown: &CancellationToken,
+    mut lead: F,
+) where
+    F: FnMut(Leadership) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    loop {
+        match Leadership::take(engine, role).await {
+            Ok(Some(lease)) => {
+                tracing::info!("this worker {does}");
+                lead(lease).await;
+            }
+            Ok(None) => {}
+            Err(e) => tracing::debug!(error = %e, role, "cannot ask for leadership"),
+        }
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = tokio::time::sleep(RETRY) => {}
+        }
+    }
+}
+
+/// How long a worker that does not lead waits before asking again.
+pub const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// A lock key per role and installation (several may share one PostgreSQL server).
 pub fn lock_key(role: &str, instance: &str) -> i64 {

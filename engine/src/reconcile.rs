@@ -36,20 +36,11 @@ const STABLE: Duration = Duration::from_secs(60);
 
 /// Runs until `shutdown`: waits to be the leader, then reconciles.
 pub async fn run(engine: Engine, shutdown: CancellationToken) {
-    loop {
-        match Leadership::take(&engine, "reconciler").await {
-            Ok(Some(lease)) => {
-                tracing::info!("this worker reconciles Docker with what should run");
-                lead(&engine, &shutdown, lease).await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "reconciler: cannot ask for leadership"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(Duration::from_secs(10)) => {}
-        }
-    }
+    let does = "reconciles Docker with what should run";
+    crate::leader::run_as(&engine, "reconciler", does, &shutdown, |lease| {
+        lead(&engine, &shutdown, lease)
+    })
+    .await;
 }
 
 async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadership) {

@@ -22,24 +22,12 @@ pub async fn run(engine: Engine, shutdown: CancellationToken) {
     if engine.deploy.metrics.interval_secs == 0 {
         return;
     }
-    loop {
-        match Leadership::take(&engine, "sampler").await {
-            Ok(Some(lease)) => {
-                tracing::info!("this worker samples resource figures and evaluates alert rules");
-                lead(&engine, &shutdown, lease).await;
-            }
-            Ok(None) => {}
-            Err(e) => tracing::debug!(error = %e, "sampler: cannot ask for leadership"),
-        }
-        tokio::select! {
-            _ = shutdown.cancelled() => return,
-            _ = tokio::time::sleep(RETRY) => {}
-        }
-    }
+    let does = "samples resource figures and evaluates alert rules";
+    crate::leader::run_as(&engine, "sampler", does, &shutdown, |lease| {
+        lead(&engine, &shutdown, lease)
+    })
+    .await;
 }
-
-/// How long a worker that does not sample waits before asking again.
-const RETRY: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Samples until `shutdown`, or until the lock is lost (its connection went
 /// away: another worker may hold it by now).

@@ -216,14 +216,9 @@ async fn points_roll_up_into_minutes_age_out_and_stay_with_their_subject() {
 async fn the_worker_samples_an_apps_container_and_the_host() {
     use engine::metrics::{store, Subject};
     let t = TestEngine::new().await;
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut deploy = (*t.engine.deploy).clone();
-    deploy.instance = format!("bs{tag}");
-    deploy.metrics.interval_secs = 1;
-    std::fs::create_dir_all(&deploy.data_dir).unwrap();
-    let e = t.engine.clone().with_deploy(deploy);
+    let e = t.sampling_every_second();
     let app = uuid::Uuid::new_v4();
-    let name = format!("bs{tag}-web");
+    let name = format!("{}-web", e.deploy.instance);
     let mut spec = ContainerSpec::new(&name, TEST_BASE_IMAGE);
     spec.cmd = Some(vec!["sleep".into(), "600".into()]);
     spec.labels.insert(LABEL_INSTANCE.into(), e.deploy.instance.clone());
@@ -359,12 +354,7 @@ async fn an_apps_series_counts_its_restarts_and_oom_kills() {
 async fn one_worker_samples_at_a_time_and_another_takes_over() {
     use engine::metrics::{store, Subject};
     let t = TestEngine::new().await;
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut deploy = (*t.engine.deploy).clone();
-    deploy.instance = format!("bl{tag}");
-    deploy.metrics.interval_secs = 1;
-    std::fs::create_dir_all(&deploy.data_dir).unwrap();
-    let e = t.engine.clone().with_deploy(deploy);
+    let e = t.sampling_every_second();
     let key = engine::leader::lock_key("sampler", &e.deploy.instance);
     // How many backends hold the sampler's lock now.
     let holders = || async {

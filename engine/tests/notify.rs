@@ -711,12 +711,7 @@ async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms(
     use engine::alerts::{self, NewRule};
     use engine::docker::{ContainerSpec, LABEL_APP, LABEL_INSTANCE};
     let t = TestEngine::new().await;
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut d = (*t.engine.deploy).clone();
-    d.instance = format!("ba{tag}");
-    d.metrics.interval_secs = 1;
-    std::fs::create_dir_all(&d.data_dir).unwrap();
-    let e = open(&t.engine.clone().with_deploy(d));
+    let e = open(&t.sampling_every_second());
     let (caller, envid) = owner_with_environment(&e).await;
     let app = engine::testing::create_app(
         &e,
@@ -760,7 +755,7 @@ async fn a_memory_alert_fires_once_signed_and_resolves_when_the_container_calms(
     assert_eq!(alerts::list_rules(&e, &caller).await.unwrap().len(), 1);
 
     // A container of the app holding 40 MiB of shared memory under a 64 MiB limit.
-    let name = format!("ba{tag}-cache");
+    let name = format!("{}-cache", e.deploy.instance);
     let mut spec = ContainerSpec::new(&name, TEST_BASE_IMAGE);
     spec.cmd = Some(vec![
         "sh".into(),
@@ -1147,12 +1142,7 @@ async fn a_failing_or_expiring_certificate_is_told_and_cleared() {
 async fn a_disk_alert_names_the_file_system_it_is_about() {
     use engine::alerts::{self, NewRule};
     let t = TestEngine::new().await;
-    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
-    let mut d = (*t.engine.deploy).clone();
-    d.instance = format!("bd{tag}");
-    d.metrics.interval_secs = 1;
-    std::fs::create_dir_all(&d.data_dir).unwrap();
-    let e = open(&t.engine.clone().with_deploy(d));
+    let e = open(&t.sampling_every_second());
     let (caller, _) = owner_with_environment(&e).await;
     assert!(caller.instance_admin, "the first account administers the instance");
     let hook = Receiver::start(vec![]).await;

@@ -199,6 +199,17 @@ pub struct TestEngine {
 }
 
 impl TestEngine {
+    /// This engine as an installation of its own (a fresh instance name: its
+    /// containers, labels and leadership locks are its alone) whose sampler
+    /// takes a pass every second.
+    pub fn sampling_every_second(&self) -> Engine {
+        let mut d = (*self.engine.deploy).clone();
+        d.instance = format!("bt{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
+        d.metrics.interval_secs = 1;
+        std::fs::create_dir_all(&d.data_dir).expect("the data directory");
+        self.engine.clone().with_deploy(d)
+    }
+
     pub async fn new() -> Self {
         let docker = Arc::new(BollardDocker::new(&DockerConfig::from_env().expect("docker config")));
         Self::with_docker(docker).await
