@@ -940,6 +940,15 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
             )
             .await;
             assert_eq!(problem, "", "a repaired app is not \"down\"");
+            // Its time, for people and (in `datetime`) for machines.
+            let when = js(
+                c,
+                "const t = document.querySelector('#repair-history time'); return [t.textContent, t.getAttribute('datetime')]",
+            )
+            .await;
+            let (shown, machine) = (when[0].as_str().unwrap(), when[1].as_str().unwrap());
+            assert!(shown.ends_with(" UTC") && shown.len() == 23, "{when}");
+            assert_eq!(machine, format!("{}T{}Z", &shown[..10], &shown[11..19]), "{when}");
             break;
         }
         assert!(

@@ -11,7 +11,7 @@ use crate::api::notify::{
 use crate::components::live::refresh_on;
 use crate::components::status::{Badge, StatusBadge};
 use crate::components::ui::{
-    action_error, Field, FormError, LoadError, Loading, Submit, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
+    action_error, Field, FormError, LoadError, Loading, Submit, When, BUTTON_DANGER, BUTTON_QUIET, CARD, INPUT,
 };
 use crate::error::AppError;
 use crate::types::{
@@ -380,8 +380,8 @@ fn Channels(
                         <StatusBadge status=Badge::from(i.state) />
                         <span class="font-medium">{i.rule}</span>
                         <span>{format!("{} at {}", i.subject, i.value)}</span>
-                        <time class="text-xs text-slate-500">{i.started_at}</time>
-                        {i.resolved_at.map(|t| view! { <span class="text-xs text-slate-500">"resolved " <time>{t}</time></span> })}
+                        <When at=i.started_at class="text-xs text-slate-500" />
+                        {i.resolved_at.map(|t| view! { <span class="text-xs text-slate-500">"resolved " <When at=t /></span> })}
                     </li>
                 }).collect_view()}
             </ul>
@@ -406,7 +406,7 @@ fn Channels(
                             let again = d.id.to_string();
                             view! {
                             <tr data-delivery=d.id.to_string()>
-                                <td class="py-1 pr-3 whitespace-nowrap"><time>{d.at}</time></td>
+                                <td class="py-1 pr-3 whitespace-nowrap"><When at=d.at /></td>
                                 <td class="py-1 pr-3">{d.channel}</td>
                                 <td class="py-1 pr-3">{d.event}</td>
                                 <td class="py-1 pr-3"><StatusBadge status=Badge::from(d.status) /></td>

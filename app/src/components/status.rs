@@ -2,6 +2,7 @@
 //! colour per tone of the lifecycle state (shared with the engine), a pulse
 //! while work is in progress. The stored name is on `data-status` for tests.
 
+use crate::components::ui::When;
 use crate::types::Lifecycle;
 use leptos::prelude::*;
 use lifecycle::Tone;
@@ -67,7 +68,7 @@ pub fn Repairs(problem: Option<String>, repairs: Vec<crate::types::RepairView>) 
                 {(!repairs.is_empty()).then(|| view! {
                     <ul class="mt-2 space-y-1" id="repair-history">
                         {repairs.into_iter().map(|r| view! {
-                            <li><time class="text-xs opacity-80">{r.at}</time> " " {r.problem} ": " {r.action}</li>
+                            <li><When at=r.at class="text-xs opacity-80" /> " " {r.problem} ": " {r.action}</li>
                         }).collect_view()}
                     </ul>
                 })}

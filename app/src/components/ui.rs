@@ -219,3 +219,32 @@ where
         false,
     );
 }
+
+/// A moment as the pages show it (`2026-12-04 13:45:11 UTC`, from
+/// `types::stamp`) in a `<time>` element, with the machine-readable form
+/// HTML asks for in `datetime` (`2026-12-04T13:45:11Z`).
+#[component]
+pub fn When(#[prop(into)] at: String, #[prop(optional)] class: &'static str) -> impl IntoView {
+    let machine = machine_time(&at);
+    view! { <time datetime=machine class=class>{at}</time> }
+}
+
+/// `2026-12-04 13:45:11 UTC` → `2026-12-04T13:45:11Z` (anything else as it is).
+pub fn machine_time(shown: &str) -> String {
+    match shown.strip_suffix(" UTC").and_then(|s| s.split_once(' ')) {
+        Some((date, time)) => format!("{date}T{time}Z"),
+        None => shown.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::machine_time;
+
+    #[test]
+    fn a_shown_moment_has_its_machine_form() {
+        assert_eq!(machine_time("2026-12-04 13:45:11 UTC"), "2026-12-04T13:45:11Z");
+        assert_eq!(machine_time("2026-12-04 13:45 UTC"), "2026-12-04T13:45Z");
+        assert_eq!(machine_time("yesterday"), "yesterday");
+    }
+}
