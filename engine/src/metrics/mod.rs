@@ -551,10 +551,12 @@ pub struct Series {
 }
 
 /// One restart or OOM kill of a subject's container, when it was recorded.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
 pub struct ContainerEvent {
+    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub at: chrono::DateTime<chrono::Utc>,
     /// `restart` or `oom`.
+    #[diesel(sql_type = diesel::sql_types::Text)]
     pub event: String,
 }
 
@@ -589,14 +591,7 @@ async fn series_of(
     .bind::<Timestamptz, _>(chrono::Utc::now() - window.span())
     .get_result(conn)
     .await?;
-    #[derive(diesel::QueryableByName)]
-    struct Event {
-        #[diesel(sql_type = Timestamptz)]
-        at: chrono::DateTime<chrono::Utc>,
-        #[diesel(sql_type = diesel::sql_types::Text)]
-        event: String,
-    }
-    let mut events: Vec<Event> = diesel::sql_query(
+    let mut events: Vec<ContainerEvent> = diesel::sql_query(
         "SELECT at, event FROM container_events
          WHERE organization_id = $1 AND subject = $2 AND at > $3
          ORDER BY at DESC LIMIT $4",
@@ -612,13 +607,7 @@ async fn series_of(
         points,
         restarts: counts.restarts,
         oom_kills: counts.oom_kills,
-        events: events
-            .into_iter()
-            .map(|e| ContainerEvent {
-                at: e.at,
-                event: e.event,
-            })
-            .collect(),
+        events,
     })
 }
 
