@@ -551,12 +551,10 @@ pub struct Series {
 }
 
 /// One restart or OOM kill of a subject's container, when it was recorded.
-#[derive(Debug, Clone, PartialEq, Eq, diesel::QueryableByName)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ContainerEvent {
-    #[diesel(sql_type = diesel::sql_types::Timestamptz)]
     pub at: chrono::DateTime<chrono::Utc>,
     /// `restart` or `oom`.
-    #[diesel(sql_type = diesel::sql_types::Text)]
     pub event: String,
 }
 
@@ -571,29 +569,28 @@ async fn series_of(
     subject: Subject,
     window: Window,
 ) -> Result<Series, crate::error::StoreError> {
-    use diesel::sql_types::{BigInt, Timestamptz, Uuid as SqlUuid};
+    use diesel::sql_types::{BigInt, Text, Timestamptz, Uuid as SqlUuid};
     use diesel_async::RunQueryDsl;
     #[derive(diesel::QueryableByName)]
-    struct Counts {
+    struct Row {
+        #[diesel(sql_type = Timestamptz)]
+        at: chrono::DateTime<chrono::Utc>,
+        #[diesel(sql_type = Text)]
+        event: String,
         #[diesel(sql_type = BigInt)]
         restarts: i64,
         #[diesel(sql_type = BigInt)]
         oom_kills: i64,
     }
     let points = over(engine, conn, subject, window).await?;
-    let counts: Counts = diesel::sql_query(
-        "SELECT count(*) FILTER (WHERE event = 'restart') AS restarts,
-                count(*) FILTER (WHERE event = 'oom') AS oom_kills
-         FROM container_events WHERE organization_id = $1 AND subject = $2 AND at > $3",
-    )
-    .bind::<SqlUuid, _>(org)
-    .bind::<SqlUuid, _>(subject.id())
-    .bind::<Timestamptz, _>(chrono::Utc::now() - window.span())
-    .get_result(conn)
-    .await?;
-    let mut events: Vec<ContainerEvent> = diesel::sql_query(
-        "SELECT at, event FROM container_events
-         WHERE organization_id = $1 AND subject = $2 AND at > $3
+    // One read of the window's events: the newest MARKS of them, each row
+    // carrying the counts of all of them (window aggregates are taken
+    // before the LIMIT).
+    let rows: Vec<Row> = diesel::sql_query(
+        "SELECT at, event,
+                count(*) FILTER (WHERE event = 'restart') OVER () AS restarts,
+                count(*) FILTER (WHERE event = 'oom') OVER () AS oom_kills
+         FROM container_events WHERE organization_id = $1 AND subject = $2 AND at > $3
          ORDER BY at DESC LIMIT $4",
     )
     .bind::<SqlUuid, _>(org)
@@ -602,12 +599,19 @@ async fn series_of(
     .bind::<BigInt, _>(MARKS)
     .load(conn)
     .await?;
-    events.reverse();
+    let (restarts, oom_kills) = rows.first().map_or((0, 0), |r| (r.restarts, r.oom_kills));
     Ok(Series {
         points,
-        restarts: counts.restarts,
-        oom_kills: counts.oom_kills,
-        events,
+        restarts,
+        oom_kills,
+        events: rows
+            .into_iter()
+            .rev()
+            .map(|r| ContainerEvent {
+                at: r.at,
+                event: r.event,
+            })
+            .collect(),
     })
 }
 
