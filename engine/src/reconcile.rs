@@ -350,33 +350,51 @@ async fn record(
         // The history's row and the audit log's, together.
         let written = conn
             .transaction::<_, diesel::result::Error, _>(async |conn| {
-                diesel::insert_into(repairs::table)
-                    .values((
-                        repairs::organization_id.eq(org),
-                        repairs::application_id.eq(app),
-                        repairs::service_id.eq(service),
-                        repairs::problem.eq(problem),
-                        repairs::action.eq(action),
-                    ))
-                    .execute(conn)
-                    .await?;
-                let entry = crate::audit::Entry {
-                    org,
-                    actor: crate::audit::Actor::Worker,
-                    action: "repair".into(),
-                    target: app.map(|a| ("app", a)).or(service.map(|s| ("service", s))),
-                    outcome: crate::audit::Outcome::Ok,
-                    status: None,
-                    client: None,
-                };
-                crate::audit::insert(conn, &entry).await
+                insert_repair(conn, org, app, service, problem, action).await
             })
             .await;
         if let Err(e) = written {
             tracing::warn!(error = %e, "recording a repair");
         }
     }
-    // A repair restarts or recreates the container: the alert rules count it.
+    repaired(engine, app, service, problem).await;
+}
+
+/// A repair's rows: its history row and the worker's audit row (inside the
+/// caller's transaction).
+async fn insert_repair(
+    conn: &mut diesel_async::AsyncPgConnection,
+    org: Option<Uuid>,
+    app: Option<Uuid>,
+    service: Option<Uuid>,
+    problem: &str,
+    action: &str,
+) -> Result<(), diesel::result::Error> {
+    diesel::insert_into(repairs::table)
+        .values((
+            repairs::organization_id.eq(org),
+            repairs::application_id.eq(app),
+            repairs::service_id.eq(service),
+            repairs::problem.eq(problem),
+            repairs::action.eq(action),
+        ))
+        .execute(conn)
+        .await?;
+    let entry = crate::audit::Entry {
+        org,
+        actor: crate::audit::Actor::Worker,
+        action: "repair".into(),
+        target: app.map(|a| ("app", a)).or(service.map(|s| ("service", s))),
+        outcome: crate::audit::Outcome::Ok,
+        status: None,
+        client: None,
+    };
+    crate::audit::insert(conn, &entry).await
+}
+
+/// What follows a recorded repair: it restarted or recreated the container,
+/// so the alert rules count it; a database's pages hear when it is ready.
+async fn repaired(engine: &Engine, app: Option<Uuid>, service: Option<Uuid>, problem: &str) {
     let subject = app.map(Subject::App).or(service.map(Subject::Service));
     if let Some(subject) = subject {
         let mut events = vec!["restart"];
@@ -426,6 +444,14 @@ fn subject_of(labels: &HashMap<String, String>) -> Option<Subject> {
         .or_else(|| id(crate::docker::LABEL_SERVICE).map(Subject::Service))
 }
 
+/// A container Docker is removing (`docker rm -f` kills it first: until it
+/// is gone it reads as exited with 137). Left to the next pass, which its
+/// `destroy` event starts: it is missing then, and said so; starting it now
+/// would fail, and making its namesake again would collide with it.
+fn going(c: Option<&ContainerInfo>) -> bool {
+    c.is_some_and(|c| c.state.status == "removing")
+}
+
 /// Why a container is not up, in words.
 fn why_down(c: Option<&ContainerInfo>) -> String {
     match c {
@@ -450,6 +476,9 @@ async fn proxy(engine: &Engine, memory: &mut Memory, problems: &mut Problems) {
             return;
         }
     };
+    if going(current.as_ref()) {
+        return;
+    }
     if current.as_ref().is_some_and(|c| c.state.is_up()) {
         memory.proxy_seen = true;
         memory.settled("proxy");
@@ -606,6 +635,9 @@ async fn apps(
                 continue;
             }
         };
+        if going(info.as_ref()) {
+            continue;
+        }
         if let Some(c) = &info {
             restarts_seen(engine, memory, c, Subject::App(app.id)).await;
         }
@@ -637,7 +669,7 @@ async fn apps(
             }
             _ => {}
         }
-        let problem = why_down(info.as_ref());
+        let mut problem = why_down(info.as_ref());
         let tries = match memory.may_try(&key) {
             Ok(n) => n,
             Err(wait) => {
@@ -654,6 +686,11 @@ async fn apps(
             Some(_) => engine.docker.start_container(&container).await.is_ok(),
             None => false,
         };
+        // Removed between the inspection and the start: it is missing, and
+        // the history says so rather than the exit code its removal gave it.
+        if !started && info.is_some() && matches!(engine.docker.inspect_container(&container).await, Ok(None)) {
+            problem = why_down(None);
+        }
         if started {
             // It runs now (the next pass judges it as any other): no
             // "repairing" on the pages until that pass; the history keeps it.
@@ -677,37 +714,42 @@ async fn apps(
     Ok(())
 }
 
-/// Queues a deployment of the live image (`trigger = repair`).
+/// Queues a deployment of the live image (`trigger = repair`), its history
+/// row and audit rows in the same transaction: a worker that dies between
+/// them leaves both or neither.
 async fn repair_deploy(engine: &Engine, app: &LiveApp, problem: &str) -> Result<(), StoreError> {
+    use diesel_async::AsyncConnection;
+    const ACTION: &str = "redeploying the live version (a repair deployment)";
     let mut conn = engine.db.get().await?;
-    let live: Deployment = deployments::table
-        .find(app.live)
-        .select(Deployment::as_select())
-        .first(&mut conn)
-        .await?;
-    let req = deploy::Request {
-        app: AppId(app.id),
-        org: OrgId(app.org),
-        trigger: Trigger::Repair,
-        trigger_detail: Some(problem),
-        rollback_of: Some(&live),
-        delivery: None,
-    };
-    let queued = deploy::enqueue(engine, &mut conn, req).await;
-    // Back to the pool before the record takes one.
+    let queued = conn
+        .transaction::<_, deploy::DeployError, _>(async |conn| {
+            let live: Deployment = deployments::table
+                .find(app.live)
+                .select(Deployment::as_select())
+                .first(conn)
+                .await?;
+            let req = deploy::Request {
+                app: AppId(app.id),
+                org: OrgId(app.org),
+                trigger: Trigger::Repair,
+                trigger_detail: Some(problem),
+                rollback_of: Some(&live),
+                delivery: None,
+            };
+            let accepted = deploy::insert_queued(conn, req).await?;
+            insert_repair(conn, Some(app.org), Some(app.id), None, problem, ACTION).await?;
+            Ok(accepted)
+        })
+        .await;
+    // Back to the pool before what follows takes one.
     drop(conn);
     match queued {
-        Ok(_) => {
-            record(
-                engine,
-                Some(app.org),
-                Some(app.id),
-                None,
-                problem,
-                "redeploying the live version (a repair deployment)",
-            )
-            .await
+        Ok(deploy::Accepted::Queued(id)) => {
+            tracing::warn!(app.id = %app.id, problem, action = ACTION, "repair");
+            deploy::queued_now(engine, AppId(app.id), Trigger::Repair, id).await;
+            repaired(engine, Some(app.id), None, problem).await;
         }
+        Ok(deploy::Accepted::Duplicate(_)) => {}
         Err(e) => tracing::warn!(error = %e, app.id = %app.id, "queueing a repair deployment"),
     }
     Ok(())
@@ -753,14 +795,19 @@ async fn services(
                 continue;
             }
         };
-        if let Some(c) = &info {
-            restarts_seen(engine, memory, c, Subject::Service(id)).await;
+        if going(info.as_ref()) {
+            continue;
         }
         // A service made or changed a moment ago may still be pulling its image
-        // or creating its container: that is not for the reconciler to repeat.
+        // or creating its container, or have made it and not yet started it:
+        // that is the service worker's to finish, not the reconciler's to
+        // repeat (a "repair" then would be a restart it never had).
         let settling = (chrono::Utc::now() - svc.row.created_at) < chrono::Duration::minutes(2);
-        if info.is_none() && settling {
+        if settling && info.as_ref().is_none_or(|c| c.state.status == "created") {
             continue;
+        }
+        if let Some(c) = &info {
+            restarts_seen(engine, memory, c, Subject::Service(id)).await;
         }
         match &info {
             // Made before the password moved into a file: made again once, so
@@ -879,6 +926,21 @@ pub async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_container_being_removed_is_left_to_the_next_pass() {
+        // What `docker inspect` says between `docker rm -f`'s kill and the
+        // container's end (seen on the test engine: `removing 137 false`).
+        let mut c = ContainerInfo::default();
+        c.state.status = "removing".into();
+        c.state.exit_code = Some(137);
+        assert!(going(Some(&c)));
+        c.state.status = "exited".into();
+        assert!(!going(Some(&c)));
+        assert_eq!(why_down(Some(&c)), "the container exited with code 137");
+        assert!(!going(None));
+        assert_eq!(why_down(None), "the container was missing");
+    }
 
     #[test]
     fn repairs_back_off_and_start_over_once_stable() {

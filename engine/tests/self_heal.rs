@@ -1,8 +1,8 @@
 //! The reconciler and retirement against a real Docker engine and Traefik: a
 //! container removed by hand comes back (and the history says so), and ten
 //! redeploys in a row leave exactly one container once the drain has passed,
-//! with no overlapping retirements (no "already in progress" warnings), and an
-//! app the kernel OOM-kills comes back, counted once.
+//! with no overlapping retirements (no "already in progress" warnings), and
+//! apps and a database service the kernel OOM-kills come back, counted once.
 
 use engine::accounts::Caller;
 use engine::apps::spec::Runtime;
@@ -306,6 +306,94 @@ async fn apps_oom_killed_by_the_kernel_come_back_and_each_kill_is_counted_once()
         kinds.sort_unstable();
         assert_eq!(kinds, ["oom", "restart"], "marked on the charts");
     }
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+/// A database service the kernel OOM-kills comes back by itself: a Redis
+/// service under a 48 MiB limit is asked for one 256 MiB string (`SETRANGE`
+/// pads with zeros up to the offset); the kernel kills redis-server (PID 1),
+/// Docker's restart policy brings the same container back, the service is
+/// ready again with no user action, and its Metrics tab counts one OOM kill
+/// and one restart, each marked once. Before the kill, while the service was
+/// being made and once it was ready, nothing was counted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_database_service_oom_killed_by_the_kernel_comes_back_ready_counted_once() {
+    use engine::metrics::{service_series, Window};
+    use engine::services::{self, NewService};
+    let _logs = capture();
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = engine::testing::owner_with_environment(e).await;
+    let (stop, worker) = env.start_worker();
+    let new = NewService::parse(e, envid, "oomcache", "redis", "", "", "", "", "48", None).unwrap();
+    let svc = services::create(e, &caller, new).await.unwrap();
+    let ready = || async {
+        let d = services::get(e, &caller, svc).await.unwrap();
+        (d.ready == Some(true)).then_some(d)
+    };
+    let detail = engine::testing::eventually(120, "the service to be ready", ready).await;
+    let container = engine::services::container::container_name(e, detail.row.id, "oomcache", false);
+    let inspected = |e: &Engine| {
+        let c = container.clone();
+        let docker = e.docker.clone();
+        async move { docker.inspect_container(&c).await.unwrap().expect("the container") }
+    };
+    let before = inspected(e).await;
+    // A few reconciler passes over the ready service: still nothing counted.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let s = service_series(e, &caller, svc, Window::Hour).await.unwrap();
+    assert_eq!((s.oom_kills, s.restarts), (0, 0), "counted before any kill");
+    assert!(s.events.is_empty());
+    let (_, history) = engine::reconcile::of(e, caller.org_id, None, Some(svc.0))
+        .await
+        .unwrap();
+    assert!(
+        history.is_empty(),
+        "a repair it never needed: {:?}",
+        history.first().map(|r| &r.problem)
+    );
+
+    // The exec dies with the container: its outcome is not the test's.
+    let password = services::reveal(e, &caller, svc).await.unwrap().password;
+    let _ = std::process::Command::new("docker")
+        .env("DOCKER_HOST", e.docker.host())
+        .args(["exec", &container, "redis-cli", "-a", &password, "--no-auth-warning"])
+        .args(["SETRANGE", "big", "268435455", "x"])
+        .output()
+        .expect("docker exec");
+
+    let start = Instant::now();
+    loop {
+        let s = service_series(e, &caller, svc, Window::Hour).await.unwrap();
+        let d = services::get(e, &caller, svc).await.unwrap();
+        if (s.oom_kills, s.restarts) == (1, 1) && d.ready == Some(true) {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "not back and counted: {:?} (OOM kills, restarts), ready {:?}",
+            (s.oom_kills, s.restarts),
+            d.ready
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    let after = inspected(e).await;
+    assert_eq!(after.id, before.id, "Docker restarted the same container");
+    assert_eq!(after.restart_count, before.restart_count + 1);
+    assert!(after.state.is_up());
+    // Still once each a few seconds on, each marked on the charts once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let s = service_series(e, &caller, svc, Window::Hour).await.unwrap();
+    assert_eq!((s.oom_kills, s.restarts), (1, 1));
+    let mut kinds: Vec<&str> = s.events.iter().map(|e| e.event.as_str()).collect();
+    kinds.sort_unstable();
+    assert_eq!(kinds, ["oom", "restart"], "marked on the charts");
+    // Docker's restart policy did it: no repair was needed.
+    let (_, history) = engine::reconcile::of(e, caller.org_id, None, Some(svc.0))
+        .await
+        .unwrap();
+    assert!(history.is_empty(), "{:?}", history.first().map(|r| &r.problem));
     stop.cancel();
     worker.await.unwrap();
 }

@@ -141,81 +141,93 @@ pub(crate) async fn enqueue(
     conn: &mut AsyncPgConnection,
     req: Request<'_>,
 ) -> Result<Accepted, DeployError> {
-    let accepted = conn
-        .transaction::<_, DeployError, _>(async |conn| {
-            if let Some(d) = req.delivery {
-                let fresh = diesel::insert_into(webhook_deliveries::table)
-                    .values((
-                        webhook_deliveries::application_id.eq(req.app),
-                        webhook_deliveries::delivery_id.eq(d),
-                    ))
-                    .on_conflict_do_nothing()
-                    .execute(conn)
-                    .await?;
-                if fresh == 0 {
-                    let prior: Option<DeploymentId> = webhook_deliveries::table
-                        .find((req.app, d))
-                        .select(webhook_deliveries::deployment_id)
-                        .first(conn)
-                        .await?;
-                    return Ok(Accepted::Duplicate(prior));
-                }
-            }
-            let id: DeploymentId = diesel::insert_into(deployments::table)
-                .values((
-                    deployments::application_id.eq(req.app),
-                    deployments::organization_id.eq(req.org),
-                    deployments::trigger.eq(req.trigger),
-                    deployments::trigger_detail.eq(req.trigger_detail),
-                    deployments::rollback_of.eq(req.rollback_of.map(|d| d.id)),
-                    deployments::image.eq(req.rollback_of.and_then(|d| d.image.clone())),
-                    deployments::commit_sha.eq(req.rollback_of.and_then(|d| d.commit_sha.clone())),
-                ))
-                .returning(deployments::id)
-                .get_result(conn)
-                .await?;
-            if let Some(d) = req.delivery {
-                diesel::update(webhook_deliveries::table.find((req.app, d)))
-                    .set(webhook_deliveries::deployment_id.eq(id))
-                    .execute(conn)
-                    .await?;
-            }
-            // Who asked, in the audit log with the deployment it queued: a
-            // request's own row, or (no request) the webhook's or the
-            // worker's. A duplicate delivery returned above queues nothing
-            // and is not recorded again.
-            let actor = match req.trigger {
-                Trigger::Webhook => Some(Actor::Webhook(req.trigger_detail.unwrap_or("webhook").to_owned())),
-                Trigger::Repair => Some(Actor::Worker),
-                _ => None,
-            };
-            match actor {
-                Some(actor) => {
-                    audit::insert(
-                        conn,
-                        &audit::Entry {
-                            org: Some(req.org.0),
-                            actor,
-                            action: format!("{} deploy", req.trigger),
-                            target: Some(("deployment", id.0)),
-                            outcome: audit::Outcome::Ok,
-                            status: None,
-                            client: None,
-                        },
-                    )
-                    .await?
-                }
-                None => audit::within(conn).await?,
-            }
-            Ok(Accepted::Queued(id))
-        })
-        .await?;
+    let (app, trigger) = (req.app, req.trigger);
+    let accepted = insert_queued(conn, req).await?;
     if let Accepted::Queued(id) = accepted {
-        tracing::info!(deployment.id = %id, app.id = %req.app, trigger = %req.trigger, "deployment queued");
-        crate::events::deployment_changed(engine, id.0).await;
-        wake(engine, id).await;
+        queued_now(engine, app, trigger, id).await;
     }
     Ok(accepted)
+}
+
+/// The rows of [`enqueue`], alone: a caller with rows of its own to write in
+/// the same transaction (the reconciler's repair history) calls this inside
+/// it, and [`queued_now`] once it has committed.
+pub(crate) async fn insert_queued(conn: &mut AsyncPgConnection, req: Request<'_>) -> Result<Accepted, DeployError> {
+    conn.transaction::<_, DeployError, _>(async |conn| {
+        if let Some(d) = req.delivery {
+            let fresh = diesel::insert_into(webhook_deliveries::table)
+                .values((
+                    webhook_deliveries::application_id.eq(req.app),
+                    webhook_deliveries::delivery_id.eq(d),
+                ))
+                .on_conflict_do_nothing()
+                .execute(conn)
+                .await?;
+            if fresh == 0 {
+                let prior: Option<DeploymentId> = webhook_deliveries::table
+                    .find((req.app, d))
+                    .select(webhook_deliveries::deployment_id)
+                    .first(conn)
+                    .await?;
+                return Ok(Accepted::Duplicate(prior));
+            }
+        }
+        let id: DeploymentId = diesel::insert_into(deployments::table)
+            .values((
+                deployments::application_id.eq(req.app),
+                deployments::organization_id.eq(req.org),
+                deployments::trigger.eq(req.trigger),
+                deployments::trigger_detail.eq(req.trigger_detail),
+                deployments::rollback_of.eq(req.rollback_of.map(|d| d.id)),
+                deployments::image.eq(req.rollback_of.and_then(|d| d.image.clone())),
+                deployments::commit_sha.eq(req.rollback_of.and_then(|d| d.commit_sha.clone())),
+            ))
+            .returning(deployments::id)
+            .get_result(conn)
+            .await?;
+        if let Some(d) = req.delivery {
+            diesel::update(webhook_deliveries::table.find((req.app, d)))
+                .set(webhook_deliveries::deployment_id.eq(id))
+                .execute(conn)
+                .await?;
+        }
+        // Who asked, in the audit log with the deployment it queued: a
+        // request's own row, or (no request) the webhook's or the
+        // worker's. A duplicate delivery returned above queues nothing
+        // and is not recorded again.
+        let actor = match req.trigger {
+            Trigger::Webhook => Some(Actor::Webhook(req.trigger_detail.unwrap_or("webhook").to_owned())),
+            Trigger::Repair => Some(Actor::Worker),
+            _ => None,
+        };
+        match actor {
+            Some(actor) => {
+                audit::insert(
+                    conn,
+                    &audit::Entry {
+                        org: Some(req.org.0),
+                        actor,
+                        action: format!("{} deploy", req.trigger),
+                        target: Some(("deployment", id.0)),
+                        outcome: audit::Outcome::Ok,
+                        status: None,
+                        client: None,
+                    },
+                )
+                .await?
+            }
+            None => audit::within(conn).await?,
+        }
+        Ok(Accepted::Queued(id))
+    })
+    .await
+}
+
+/// What follows a committed `queued` row: the pages told, a worker woken.
+pub(crate) async fn queued_now(engine: &Engine, app: AppId, trigger: Trigger, id: DeploymentId) {
+    tracing::info!(deployment.id = %id, app.id = %app, trigger = %trigger, "deployment queued");
+    crate::events::deployment_changed(engine, id.0).await;
+    wake(engine, id).await;
 }
 
 /// Pushes a wake-up for the workers. Failure is only logged: the row is queued,
