@@ -1,9 +1,12 @@
 //! One worker at a time for work that must not run twice across replicas
 //! (the reconciler; the sampler, with the alert rules it evaluates): a
-//! PostgreSQL advisory lock per role and installation, held on a connection of
-//! its own, made outside the pool: a leader holds it for as long as it leads,
-//! and the pool's connections stay for requests and jobs (with a small pool,
-//! two leaders' connections left a repair waiting for one).
+//! PostgreSQL advisory lock per role and installation. A candidate asks on a
+//! pooled connection and gives it straight back when another worker leads;
+//! the winner takes that connection out of the pool for as long as it leads
+//! (which frees the pool's slot), so the pool's size stays for requests and
+//! jobs (with a small pool, two leaders' connections held inside it left a
+//! repair waiting for one), and no candidate opens a connection of its own
+//! every few seconds.
 
 use crate::error::StoreError;
 use crate::Engine;
@@ -27,23 +30,21 @@ struct Flag {
 
 impl Leadership {
     /// The lock for `role` in this installation, when no other worker holds it.
-    /// A worker that is not the leader asks again every few seconds: one
-    /// short connection each time.
     pub async fn take(engine: &Engine, role: &str) -> Result<Option<Self>, StoreError> {
-        use deadpool::managed::Manager;
-        // Made by the pool's manager (its address and settings), not counted by the pool.
-        let mut conn = engine
-            .db
-            .manager()
-            .create()
-            .await
-            .map_err(|e| StoreError::Pool(deadpool::managed::PoolError::Backend(e)))?;
+        let mut pooled = engine.db.get().await?;
         let key = lock_key(role, &engine.deploy.instance);
         let got: Flag = diesel::sql_query("SELECT pg_try_advisory_lock($1) AS ok")
             .bind::<diesel::sql_types::BigInt, _>(key)
-            .get_result(&mut conn)
+            .get_result(&mut pooled)
             .await?;
-        Ok(got.ok.then_some(Self { conn, key }))
+        if !got.ok {
+            // Not ours: the connection holds nothing and goes back to the pool.
+            return Ok(None);
+        }
+        // Ours: the connection (and the lock on it) leaves the pool, whose
+        // slot is freed for another connection.
+        let conn = deadpool::managed::Object::take(pooled);
+        Ok(Some(Self { conn, key }))
     }
 
     /// Still the leader (the connection, and so the lock, survived).
