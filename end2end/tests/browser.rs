@@ -268,6 +268,28 @@ async fn tab_to(c: &Client, css: &str) {
     panic!("Tab never reached {css}");
 }
 
+/// After a save, the keyboard's focus is on `css` (the control pressed, or
+/// its copy once the page rebuilt it), not dropped to the body: waits up to
+/// 3 s for the page to settle, then names where the focus is.
+async fn focus_kept(c: &Client, css: &str) {
+    let script = format!(
+        "const a = document.activeElement; return a && a.matches({}) ? '' : (a ? a.outerHTML.slice(0, 120) : 'nothing')",
+        serde_json::to_string(css).unwrap()
+    );
+    let start = Instant::now();
+    loop {
+        let at = js(c, &script).await;
+        if at == "" {
+            return;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(3),
+            "the focus left {css} after the save: it is on {at}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 async fn screenshot(c: &Client, name: &str) {
     let file = workspace().join("target/screenshots").join(name);
     std::fs::create_dir_all(file.parent().unwrap()).unwrap();
@@ -766,6 +788,8 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     fill(c, "#runtime-form input[name=port]", "8080").await;
     click(c, "#runtime-save").await;
     wait_text(c, "#runtime-form", "Saved").await;
+    // The tab was built again from what was saved; the keyboard's place held.
+    focus_kept(c, "#runtime-save").await;
 
     // Deploy, and watch the live log until the deployment runs.
     click(c, "#deploy").await;
@@ -1521,6 +1545,17 @@ async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
     assert!(violations.is_empty(), "project access: accessibility: {violations:#?}");
     find(&c, "#access-1 button[type=submit]").await.click().await.unwrap();
     wait_text(&c, "[data-reach='1']", "1 project(s)").await;
+    // The list was read again: the panel stays open with the saved role, and
+    // the keyboard's place is its Save button.
+    let open = js(
+        &c,
+        "return document.querySelector('#members li:nth-child(2) details').open",
+    )
+    .await;
+    assert_eq!(open, true, "the project access panel folded after the save");
+    let role = js(&c, "return document.querySelector('#access-1-role-1').value").await;
+    assert_eq!(role, "viewer");
+    focus_kept(&c, "#access-1 button[type=submit]").await;
     let errors = console_errors(&c).await;
     assert!(errors.is_empty(), "setting access: {errors:#?}");
     find(&c, "#logout").await.click().await.unwrap();

@@ -1,8 +1,10 @@
 //! Reusable pieces of the UI: the signed-in shell, form controls, the theme
-//! toggle, status badges, environment-grouped lists, live logs and the backups panel.
+//! toggle, status badges, environment-grouped lists, live logs, the backups panel and
+//! the keyboard focus kept through a page's rebuilds.
 
 pub mod backups;
 pub mod chart;
+pub mod focus;
 pub mod live;
 pub mod logview;
 pub mod notify;

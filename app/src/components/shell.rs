@@ -102,6 +102,9 @@ fn Frame(state: SessionResource, status: StatusResource, children: Children) -> 
     let nav = "block rounded-md px-3 py-2 text-sm font-medium hover:bg-slate-100 dark:hover:bg-slate-800 aria-[current=page]:bg-indigo-50 aria-[current=page]:text-indigo-700 dark:aria-[current=page]:bg-indigo-950 dark:aria-[current=page]:text-indigo-300";
     // On a phone the sidebar folds into a bar with a menu button.
     let menu = RwSignal::new(false);
+    // A save that rebuilds a page's controls keeps the keyboard's place.
+    let main = NodeRef::<leptos::html::Main>::new();
+    crate::components::focus::keep_focus(main);
     view! {
         <div class="flex min-h-screen flex-col md:flex-row">
             <aside class="border-b border-slate-200 bg-white px-4 py-3 md:w-64 md:shrink-0 md:border-b-0 md:border-r md:p-4 dark:border-slate-800 dark:bg-slate-900">
@@ -156,7 +159,7 @@ fn Frame(state: SessionResource, status: StatusResource, children: Children) -> 
                     </div>
                 </div>
             </aside>
-            <main class="flex-1 p-4 sm:p-8">
+            <main class="flex-1 p-4 sm:p-8" node_ref=main>
                 <DockerBanner status />
                 {children()}
             </main>

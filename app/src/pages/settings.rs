@@ -180,6 +180,10 @@ fn Members(
             .or_else(|| action_error(remove).get())
             .or_else(|| action_error(access).get())
     });
+    // Whose "Project access" panel is open: a save re-reads the list, and the
+    // rebuilt panel opens again rather than folding under the user's hands.
+    // Nothing reacts to it, so it is stored, not a signal.
+    let opened = StoredValue::new(None::<String>);
     view! {
         <section class=CARD>
             <h2 class="mb-3 font-semibold">"Members"</h2>
@@ -195,7 +199,7 @@ fn Members(
                                     let uid = m.user_id.to_string();
                                     let uid2 = uid.clone();
                                     let limits = (manage && m.role == "member").then(|| view! {
-                                        <ProjectAccess row member=m.clone() projects=all_projects.clone() access />
+                                        <ProjectAccess row member=m.clone() projects=all_projects.clone() access opened />
                                     });
                                     let reach = if m.limited {
                                         format!("{} project(s)", m.grants.len())
@@ -252,8 +256,23 @@ fn ProjectAccess(
     member: crate::types::MemberView,
     projects: Vec<crate::types::ProjectSummary>,
     access: ServerAction<SetMemberAccess>,
+    opened: StoredValue<Option<String>>,
 ) -> impl IntoView {
     let form_id = format!("access-{row}");
+    let user = member.user_id.to_string();
+    let open = opened.with_value(|o| o.as_deref() == Some(user.as_str()));
+    let toggled = move |ev: leptos::ev::Event| {
+        use wasm_bindgen::JsCast;
+        let now = ev
+            .target()
+            .and_then(|t| t.dyn_into::<web_sys::HtmlDetailsElement>().ok())
+            .is_some_and(|d| d.open());
+        opened.update_value(|o| match (now, o.as_deref() == Some(user.as_str())) {
+            (true, _) => *o = Some(user.clone()),
+            (false, true) => *o = None,
+            (false, false) => {}
+        });
+    };
     let limited_id = format!("access-{row}-limited");
     let rows = projects
         .into_iter()
@@ -280,7 +299,7 @@ fn ProjectAccess(
         })
         .collect_view();
     view! {
-        <details class="mt-2">
+        <details class="mt-2" open=open on:toggle=toggled>
             <summary class="cursor-pointer text-sm text-slate-600 dark:text-slate-300">"Project access"</summary>
             <ActionForm action=access attr:id=form_id attr:class="mt-2 space-y-2">
                 <input type="hidden" name="user_id" value=member.user_id.to_string() />

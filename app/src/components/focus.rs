@@ -1,0 +1,242 @@
+//! Keyboard focus kept through a page's rebuilds. A save re-reads what the
+//! page shows, and a page built from what it read (an app's tabs, the members
+//! list) builds its controls again: the control that had the focus is gone,
+//! and the focus falls to the document's body, so a keyboard user starts over
+//! from the top of the page after every save. Rather than every page keeping
+//! its elements, the shell's `<main>` keeps the focus: it notes the control
+//! that last had it and, once that control is gone or disabled and nothing
+//! else has the focus, gives it to the control's copy (the same ID, or the
+//! same kind of control with the same name and words at the same place among
+//! as many controls), without scrolling.
+//!
+//! What it does not do: move the focus to a neighbour when the control itself
+//! went away for good (a removed row's button), or keep a focus the user moved
+//! away (a click on the page's background, a control outside `<main>`); and it
+//! forgets everything when the path changes.
+
+use leptos::prelude::*;
+
+/// Keeps the focus inside `main` (call in the component that renders it).
+pub fn keep_focus(main: NodeRef<leptos::html::Main>) {
+    #[cfg(feature = "hydrate")]
+    {
+        let installed = StoredValue::new(false);
+        Effect::new(move |_| {
+            if let Some(el) = main.get() {
+                if !installed.get_value() {
+                    installed.set_value(true);
+                    keeper::install(el);
+                }
+            }
+        });
+    }
+    #[cfg(not(feature = "hydrate"))]
+    let _ = main;
+}
+
+#[cfg(feature = "hydrate")]
+mod keeper {
+    use send_wrapper::SendWrapper;
+    use std::cell::RefCell;
+    use std::rc::Rc;
+    use wasm_bindgen::closure::Closure;
+    use wasm_bindgen::JsCast;
+    use web_sys::{Element, HtmlElement};
+
+    /// What can hold the keyboard's focus, as the page's controls are.
+    const CONTROLS: &str = "a[href], button, input, select, textarea, summary, [tabindex]";
+
+    /// The control that last had the focus, and how to know its copy.
+    struct Noted {
+        el: Element,
+        id: String,
+        looks: String,
+        index: u32,
+        count: u32,
+        path: String,
+    }
+
+    type Slot = Rc<RefCell<Option<Noted>>>;
+
+    /// A control's kind, name and words: what a copy of it shares.
+    fn looks(el: &Element) -> String {
+        let words: String = el.text_content().unwrap_or_default().trim().chars().take(80).collect();
+        format!(
+            "{}|{}|{}|{}",
+            el.tag_name(),
+            el.get_attribute("type").unwrap_or_default(),
+            el.get_attribute("name").unwrap_or_default(),
+            words
+        )
+    }
+
+    fn controls(main: &Element) -> Vec<Element> {
+        let Ok(list) = main.query_selector_all(CONTROLS) else {
+            return Vec::new();
+        };
+        (0..list.length())
+            .filter_map(|i| list.item(i))
+            .filter_map(|n| n.dyn_into::<Element>().ok())
+            .collect()
+    }
+
+    fn path() -> String {
+        leptos::prelude::window().location().pathname().unwrap_or_default()
+    }
+
+    fn note(main: &Element, el: Element) -> Noted {
+        let all = controls(main);
+        let index = all.iter().position(|c| c.is_same_node(Some(&el))).unwrap_or(usize::MAX);
+        Noted {
+            id: el.id(),
+            looks: looks(&el),
+            index: u32::try_from(index).unwrap_or(u32::MAX),
+            count: u32::try_from(all.len()).unwrap_or(u32::MAX),
+            path: path(),
+            el,
+        }
+    }
+
+    /// The noted control if it is still here, else its copy.
+    fn copy_of(main: &Element, noted: &Noted) -> Option<Element> {
+        if noted.el.is_connected() {
+            return Some(noted.el.clone());
+        }
+        if !noted.id.is_empty() {
+            let doc = leptos::prelude::document();
+            if let Some(el) = doc.get_element_by_id(&noted.id) {
+                return main.contains(Some(&el)).then_some(el);
+            }
+        }
+        // No ID: the same kind of control at the same place among as many.
+        let all = controls(main);
+        let same_shape = u32::try_from(all.len()).ok() == Some(noted.count);
+        let at = all.get(noted.index as usize)?;
+        (same_shape && looks(at) == noted.looks).then(|| at.clone())
+    }
+
+    /// Nothing has the focus (it fell to the body when its control went).
+    fn focus_lost() -> bool {
+        let doc = leptos::prelude::document();
+        match doc.active_element() {
+            None => true,
+            Some(a) => doc.body().is_some_and(|b| a.is_same_node(Some(&b))),
+        }
+    }
+
+    /// After a change under `main`: gives a lost focus back (cheap questions
+    /// first: a streaming log changes `main` many times a second).
+    fn restore(main: &Element, slot: &Slot) {
+        if slot.borrow().is_none() || !focus_lost() {
+            return;
+        }
+        let mut noted = slot.borrow_mut();
+        let Some(n) = noted.as_ref() else { return };
+        if n.path != path() {
+            *noted = None;
+            return;
+        }
+        let Some(target) = copy_of(main, n) else { return };
+        if target.matches(":disabled").unwrap_or(true) {
+            // A Save button disabled while its request runs: kept, for when
+            // it is enabled again.
+            return;
+        }
+        drop(noted);
+        if let Ok(el) = target.dyn_into::<HtmlElement>() {
+            let options = web_sys::FocusOptions::new();
+            options.set_prevent_scroll(true);
+            let _ = el.focus_with_options(&options);
+        }
+    }
+
+    /// The element an event was sent to.
+    fn element_of(target: Option<web_sys::EventTarget>) -> Option<Element> {
+        target.and_then(|t| t.dyn_into::<Element>().ok())
+    }
+
+    /// What the keeper holds for as long as `main` is there.
+    struct Installed {
+        main: Element,
+        observer: web_sys::MutationObserver,
+        on_focusin: Closure<dyn FnMut(web_sys::FocusEvent)>,
+        on_focusout: Closure<dyn FnMut(web_sys::FocusEvent)>,
+        on_pointerdown: Closure<dyn FnMut(web_sys::Event)>,
+        _on_change: Closure<dyn FnMut(js_sys::Array, web_sys::MutationObserver)>,
+    }
+
+    impl Drop for Installed {
+        fn drop(&mut self) {
+            self.observer.disconnect();
+            let m = &self.main;
+            let _ = m.remove_event_listener_with_callback("focusin", self.on_focusin.as_ref().unchecked_ref());
+            let _ = m.remove_event_listener_with_callback("focusout", self.on_focusout.as_ref().unchecked_ref());
+            let _ = leptos::prelude::document()
+                .remove_event_listener_with_callback("pointerdown", self.on_pointerdown.as_ref().unchecked_ref());
+        }
+    }
+
+    pub fn install(main: HtmlElement) {
+        let main: Element = main.into();
+        let slot: Slot = Rc::new(RefCell::new(None));
+        let on_focusin = {
+            let (main, slot) = (main.clone(), slot.clone());
+            Closure::<dyn FnMut(web_sys::FocusEvent)>::new(move |ev: web_sys::FocusEvent| {
+                if let Some(el) = element_of(ev.target()).filter(|e| e.matches(CONTROLS).unwrap_or(false)) {
+                    *slot.borrow_mut() = Some(note(&main, el));
+                }
+            })
+        };
+        // The focus went to something outside `main`: the user moved it.
+        let on_focusout = {
+            let (main, slot) = (main.clone(), slot.clone());
+            Closure::<dyn FnMut(web_sys::FocusEvent)>::new(move |ev: web_sys::FocusEvent| {
+                let to = element_of(ev.related_target());
+                if to.is_some_and(|t| !main.contains(Some(&t))) {
+                    *slot.borrow_mut() = None;
+                }
+            })
+        };
+        // A press on what takes no focus (the page's background): the user
+        // let the focus go.
+        let on_pointerdown = {
+            let slot = slot.clone();
+            Closure::<dyn FnMut(web_sys::Event)>::new(move |ev: web_sys::Event| {
+                let on_control = element_of(ev.target())
+                    .and_then(|e| e.closest(&format!("{CONTROLS}, label")).ok().flatten())
+                    .is_some();
+                if !on_control {
+                    *slot.borrow_mut() = None;
+                }
+            })
+        };
+        let on_change = {
+            let (main, slot) = (main.clone(), slot.clone());
+            Closure::<dyn FnMut(js_sys::Array, web_sys::MutationObserver)>::new(
+                move |_: js_sys::Array, _: web_sys::MutationObserver| restore(&main, &slot),
+            )
+        };
+        let Ok(observer) = web_sys::MutationObserver::new(on_change.as_ref().unchecked_ref()) else {
+            return;
+        };
+        let init = web_sys::MutationObserverInit::new();
+        init.set_child_list(true);
+        init.set_subtree(true);
+        init.set_attributes(true);
+        init.set_attribute_filter(&js_sys::Array::of1(&"disabled".into()));
+        let _ = observer.observe_with_options(&main, &init);
+        let _ = main.add_event_listener_with_callback("focusin", on_focusin.as_ref().unchecked_ref());
+        let _ = main.add_event_listener_with_callback("focusout", on_focusout.as_ref().unchecked_ref());
+        let _ = leptos::prelude::document()
+            .add_event_listener_with_callback("pointerdown", on_pointerdown.as_ref().unchecked_ref());
+        let installed = SendWrapper::new(Installed {
+            main,
+            observer,
+            on_focusin,
+            on_focusout,
+            on_pointerdown,
+            _on_change: on_change,
+        });
+        leptos::prelude::on_cleanup(move || drop(installed));
+    }
+}
