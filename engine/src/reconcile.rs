@@ -445,9 +445,10 @@ fn subject_of(labels: &HashMap<String, String>) -> Option<Subject> {
 }
 
 /// A container Docker is removing (`docker rm -f` kills it first: until it
-/// is gone it reads as exited with 137). Left to the next pass, which its
-/// `destroy` event starts: it is missing then, and said so; starting it now
-/// would fail, and making its namesake again would collide with it.
+/// is gone it reads as exited with 137). Shown as such and left to the next
+/// pass, which its `destroy` event starts: it is missing then, and said so;
+/// starting it now would fail, and making its namesake again would collide
+/// with it.
 fn going(c: Option<&ContainerInfo>) -> bool {
     c.is_some_and(|c| c.state.status == "removing")
 }
@@ -477,6 +478,7 @@ async fn proxy(engine: &Engine, memory: &mut Memory, problems: &mut Problems) {
         }
     };
     if going(current.as_ref()) {
+        problems.system("Traefik: its container is being removed".to_owned());
         return;
     }
     if current.as_ref().is_some_and(|c| c.state.is_up()) {
@@ -636,6 +638,7 @@ async fn apps(
             }
         };
         if going(info.as_ref()) {
+            problems.app(app.id, format!("app {}: its container is being removed", app.name));
             continue;
         }
         if let Some(c) = &info {
@@ -796,6 +799,7 @@ async fn services(
             }
         };
         if going(info.as_ref()) {
+            problems.service(id, format!("database {}: its container is being removed", svc.row.name));
             continue;
         }
         // A service made or changed a moment ago may still be pulling its image
