@@ -268,8 +268,9 @@ async fn tab_to(c: &Client, css: &str) {
     panic!("Tab never reached {css}");
 }
 
-/// After a save, the keyboard's focus is on `css` (the control pressed, or
-/// its copy once the page rebuilt it), not dropped to the body: waits up to
+/// After a save, the keyboard's focus is on `css` (the control pressed, its
+/// copy once the page rebuilt it, or the summary of the disclosure the save
+/// closed over it), not dropped to the body: waits up to
 /// 3 s for the page to settle, then names where the focus is.
 async fn focus_kept(c: &Client, css: &str) {
     let script = format!(
@@ -1101,6 +1102,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
     click(c, "#add-destination-submit").await;
     wait_text(c, "#destinations", "Local S3").await;
+    focus_kept(c, "#add-destination-submit").await;
     find(c, "[data-test-destination='Local S3']")
         .await
         .click()
@@ -1109,6 +1111,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     wait_text_long(c, "#destination-test-ok", "Connected", Duration::from_secs(20)).await;
     click(c, "#run-backup-submit").await;
     wait_text_long(c, "#backup-history", "succeeded", Duration::from_secs(90)).await;
+    focus_kept(c, "#run-backup-submit").await;
     wait_text(c, "#backup-history", "berth/shop-db/").await;
     js(c, "document.querySelector('#backup-history').scrollIntoView()").await;
     screenshot(c, "database-backup.png").await;
@@ -1218,6 +1221,7 @@ async fn notifications_journey(c: &Client, base: &str) {
     click(c, "#new-event-backup_succeeded").await;
     click(c, "#add-channel-submit").await;
     wait_text(c, "#channels", "Ops hook").await;
+    focus_kept(c, "#add-channel-submit").await;
     wait_text(c, "#channels", "Signed webhook · 127.0.0.1").await;
     let secret = find(c, "#channel-secret").await.text().await.unwrap();
     assert!(secret.starts_with("whsec_"), "{secret:?}");
@@ -1248,12 +1252,15 @@ async fn notifications_journey(c: &Client, base: &str) {
     fill(c, "#channel-edit-0 input[name=url]", "ftp://example.com/hook").await;
     click(c, "#channel-edit-0 button[type=submit]").await;
     wait_text(c, "#channel-edit-0 [data-error-for=url]", "https://").await;
+    focus_kept(c, "#channel-edit-0 button[type=submit]").await;
     only_refusals(c).await;
     fill(c, "#channel-edit-0 input[name=name]", "Ops receiver").await;
     fill(c, "#channel-edit-0 input[name=url]", &moved.url).await;
     click(c, "#channel0-edit-new-secret").await;
     click(c, "#channel-edit-0 button[type=submit]").await;
     wait_text(c, "#channels", "Ops receiver").await;
+    // Saved, the row's settings fold away: the focus is on what opens them.
+    focus_kept(c, "[data-edit-channel='Ops receiver'] > summary").await;
     let start = Instant::now();
     let rotated = loop {
         let shown = find(c, "#channel-secret").await.text().await.unwrap();
@@ -1287,11 +1294,13 @@ async fn notifications_journey(c: &Client, base: &str) {
     click(c, "#rule-channel-0").await;
     click(c, "#add-rule-submit").await;
     wait_text(c, "#rules", "above 90 % for 300 s → Ops receiver").await;
+    focus_kept(c, "#add-rule-submit").await;
     click(c, "[data-edit-rule='CPU high'] summary").await;
     fill(c, "#rule-edit-0 input[name=threshold]", "95").await;
     fill(c, "#rule-edit-0 input[name=for_secs]", "120").await;
     click(c, "#rule-edit-0 button[type=submit]").await;
     wait_text(c, "#rules", "above 95 % for 120 s → Ops receiver").await;
+    focus_kept(c, "[data-edit-rule='CPU high'] > summary").await;
 
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "notifications: {errors:#?}");

@@ -7,7 +7,11 @@
 //! that last had it and, once that control is gone or disabled and nothing
 //! else has the focus, gives it to the control's copy (the same ID, or the
 //! same kind of control with the same name and words at the same place among
-//! as many controls), without scrolling.
+//! as many controls in the copy of the nearest element around it with an ID,
+//! its form or row), without scrolling. When that copy, or the focused
+//! control itself, is hidden in a disclosure the save closed (an edit in
+//! place: its Save button), the focus goes to the disclosure's summary,
+//! which opens it again.
 //!
 //! What it does not do: move the focus to a neighbour when the control itself
 //! went away for good (a removed row's button), or keep a focus the user moved
@@ -51,6 +55,12 @@ mod keeper {
         el: Element,
         id: String,
         looks: String,
+        /// The ID of the nearest element around it inside `main` that has
+        /// one (its form, its row), or empty for `main` itself: the place
+        /// its copy is looked for, so that a list elsewhere on the page
+        /// growing meanwhile (a delivery arriving) does not lose it.
+        scope: String,
+        /// Its place among the scope's controls, and how many there are.
         index: u32,
         count: u32,
         path: String,
@@ -84,12 +94,28 @@ mod keeper {
         leptos::prelude::window().location().pathname().unwrap_or_default()
     }
 
+    /// An element's ID, read as the attribute: a form's `id` property is
+    /// its control named `id` when it has one (an edit form's hidden
+    /// `<input name="id">`), which `Element::id` hands on as if it were a
+    /// string: the module traps ("memory access out of bounds").
+    fn id_of(el: &Element) -> String {
+        el.get_attribute("id").unwrap_or_default()
+    }
+
+    /// The nearest element around `el` inside `main` with an ID.
+    fn scope_of(main: &Element, el: &Element) -> Option<Element> {
+        let around = el.parent_element()?.closest("[id]").ok()??;
+        (!around.is_same_node(Some(main)) && main.contains(Some(&around))).then_some(around)
+    }
+
     fn note(main: &Element, el: Element) -> Noted {
-        let all = controls(main);
+        let scope = scope_of(main, &el);
+        let all = controls(scope.as_ref().unwrap_or(main));
         let index = all.iter().position(|c| c.is_same_node(Some(&el))).unwrap_or(usize::MAX);
         Noted {
-            id: el.id(),
+            id: id_of(&el),
             looks: looks(&el),
+            scope: scope.map(|s| id_of(&s)).unwrap_or_default(),
             index: u32::try_from(index).unwrap_or(u32::MAX),
             count: u32::try_from(all.len()).unwrap_or(u32::MAX),
             path: path(),
@@ -102,14 +128,20 @@ mod keeper {
         if noted.el.is_connected() {
             return Some(noted.el.clone());
         }
+        let doc = leptos::prelude::document();
         if !noted.id.is_empty() {
-            let doc = leptos::prelude::document();
             if let Some(el) = doc.get_element_by_id(&noted.id) {
                 return main.contains(Some(&el)).then_some(el);
             }
         }
-        // No ID: the same kind of control at the same place among as many.
-        let all = controls(main);
+        // No ID: the same kind of control at the same place among as many
+        // in its scope's copy.
+        let scope = if noted.scope.is_empty() {
+            main.clone()
+        } else {
+            doc.get_element_by_id(&noted.scope).filter(|s| main.contains(Some(s)))?
+        };
+        let all = controls(&scope);
         let same_shape = u32::try_from(all.len()).ok() == Some(noted.count);
         let at = all.get(noted.index as usize)?;
         (same_shape && looks(at) == noted.looks).then(|| at.clone())
@@ -127,7 +159,20 @@ mod keeper {
     /// After a change under `main`: gives a lost focus back (cheap questions
     /// first: a streaming log changes `main` many times a second).
     fn restore(main: &Element, slot: &Slot) {
-        if slot.borrow().is_none() || !focus_lost() {
+        if slot.borrow().is_none() {
+            return;
+        }
+        if !focus_lost() {
+            // A disclosure closed over the focused control (a save that
+            // changed only words, so no control was built again): the
+            // browser drops that focus at its next rendering, with nothing
+            // here to notice; the summary takes it now.
+            let doc = leptos::prelude::document();
+            if let Some(active) = doc.active_element().filter(|a| main.contains(Some(a))) {
+                if let Some(summary) = summary_hiding(&active).filter(|s| !s.is_same_node(Some(&active))) {
+                    focus(&summary);
+                }
+            }
             return;
         }
         let mut noted = slot.borrow_mut();
@@ -143,11 +188,33 @@ mod keeper {
             return;
         }
         drop(noted);
-        if let Ok(el) = target.dyn_into::<HtmlElement>() {
+        focus(&target);
+        if focus_lost() {
+            // The copy is hidden in a disclosure the save closed (an edit
+            // in place, done): its summary, which opens it again, is the
+            // control's visible place.
+            if let Some(summary) = summary_hiding(&target) {
+                focus(&summary);
+            }
+        }
+    }
+
+    fn focus(el: &Element) {
+        if let Some(el) = el.dyn_ref::<HtmlElement>() {
             let options = web_sys::FocusOptions::new();
             options.set_prevent_scroll(true);
             let _ = el.focus_with_options(&options);
         }
+    }
+
+    /// The summary of the outermost closed `<details>` around `el`.
+    fn summary_hiding(el: &Element) -> Option<Element> {
+        const CLOSED: &str = "details:not([open])";
+        let mut closed = el.parent_element()?.closest(CLOSED).ok()??;
+        while let Some(outer) = closed.parent_element().and_then(|p| p.closest(CLOSED).ok().flatten()) {
+            closed = outer;
+        }
+        closed.query_selector(":scope > summary").ok()?
     }
 
     /// The element an event was sent to.
@@ -223,7 +290,8 @@ mod keeper {
         init.set_child_list(true);
         init.set_subtree(true);
         init.set_attributes(true);
-        init.set_attribute_filter(&js_sys::Array::of1(&"disabled".into()));
+        // `open`: a disclosure closing hides the control in it.
+        init.set_attribute_filter(&js_sys::Array::of2(&"disabled".into(), &"open".into()));
         let _ = observer.observe_with_options(&main, &init);
         let _ = main.add_event_listener_with_callback("focusin", on_focusin.as_ref().unchecked_ref());
         let _ = main.add_event_listener_with_callback("focusout", on_focusout.as_ref().unchecked_ref());
