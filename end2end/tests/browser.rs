@@ -1301,6 +1301,21 @@ async fn notifications_journey(c: &Client, base: &str) {
     click(c, "#rule-edit-0 button[type=submit]").await;
     wait_text(c, "#rules", "above 95 % for 120 s → Ops receiver").await;
     focus_kept(c, "[data-edit-rule='CPU high'] > summary").await;
+    // A second rule, removed from its row (the list's last): the focus goes
+    // to the same button in the row before, not to the page's top.
+    fill(c, "#add-rule input[name=name]", "CPU very high").await;
+    fill(c, "#add-rule input[name=threshold]", "99").await;
+    click(c, "#rule-channel-0").await;
+    click(c, "#add-rule-submit").await;
+    wait_text(c, "#rules", "CPU very high").await;
+    click(c, "[data-remove-rule='CPU very high']").await;
+    c.accept_alert().await.expect("the removal asks first");
+    c.wait()
+        .at_most(Duration::from_secs(20))
+        .for_element(Locator::Css("#rules:not(:has([data-rule='CPU very high']))"))
+        .await
+        .expect("the rule's row goes");
+    focus_kept(c, "[data-remove-rule='CPU high']").await;
 
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "notifications: {errors:#?}");

@@ -13,10 +13,14 @@
 //! place: its Save button), the focus goes to the disclosure's summary,
 //! which opens it again.
 //!
-//! What it does not do: move the focus to a neighbour when the control itself
-//! went away for good (a removed row's button), or keep a focus the user moved
-//! away (a click on the page's background, a control outside `<main>`); and it
-//! forgets everything when the path changes.
+//! When the control went away for good with its row (a list item removed),
+//! the focus goes to the same control in the row that took its place, or in
+//! the row before when the last one went.
+//!
+//! What it does not do: move the focus anywhere when a list is emptied (the
+//! list goes with its last row), or keep a focus the user moved away (a click
+//! on the page's background, a control outside `<main>`); and it forgets
+//! everything when the path changes.
 
 use leptos::prelude::*;
 
@@ -63,7 +67,16 @@ mod keeper {
         /// Its place among the scope's controls, and how many there are.
         index: u32,
         count: u32,
+        /// Its row, when it sits in one: for a neighbour when the row goes.
+        row: Option<Row>,
         path: String,
+    }
+
+    /// Where a control's row (an `<li>`) sat in its list (a list with an ID).
+    struct Row {
+        list: String,
+        index: u32,
+        count: u32,
     }
 
     type Slot = Rc<RefCell<Option<Noted>>>;
@@ -108,8 +121,26 @@ mod keeper {
         (!around.is_same_node(Some(main)) && main.contains(Some(&around))).then_some(around)
     }
 
+    /// The row around `el`, if its list has an ID.
+    fn row_of(el: &Element) -> Option<Row> {
+        let item = el.closest("li").ok()??;
+        let list = item.parent_element()?;
+        let id = id_of(&list);
+        if id.is_empty() {
+            return None;
+        }
+        let rows = list.children();
+        let index = (0..rows.length()).find(|&i| rows.item(i).is_some_and(|r| r.is_same_node(Some(&item))))?;
+        Some(Row {
+            list: id,
+            index,
+            count: rows.length(),
+        })
+    }
+
     fn note(main: &Element, el: Element) -> Noted {
         let scope = scope_of(main, &el);
+        let row = row_of(&el);
         let all = controls(scope.as_ref().unwrap_or(main));
         let index = all.iter().position(|c| c.is_same_node(Some(&el))).unwrap_or(usize::MAX);
         Noted {
@@ -118,6 +149,7 @@ mod keeper {
             scope: scope.map(|s| id_of(&s)).unwrap_or_default(),
             index: u32::try_from(index).unwrap_or(u32::MAX),
             count: u32::try_from(all.len()).unwrap_or(u32::MAX),
+            row,
             path: path(),
             el,
         }
@@ -145,6 +177,28 @@ mod keeper {
         let same_shape = u32::try_from(all.len()).ok() == Some(noted.count);
         let at = all.get(noted.index as usize)?;
         (same_shape && looks(at) == noted.looks).then(|| at.clone())
+    }
+
+    /// When the noted control's row was removed (its list is here with fewer
+    /// rows): the same control in the row that took its place, else in the
+    /// one before (the last row went), else that row's first control. Not
+    /// while the list is missing or as long as before: it may be on its way.
+    fn neighbour_of(main: &Element, noted: &Noted) -> Option<Element> {
+        let row = noted.row.as_ref()?;
+        let list = leptos::prelude::document()
+            .get_element_by_id(&row.list)
+            .filter(|l| main.contains(Some(l)))?;
+        let rows = list.children();
+        let left = rows.length();
+        if left == 0 || left >= row.count {
+            return None;
+        }
+        let item = rows.item(row.index.min(left - 1))?;
+        let all = controls(&item);
+        all.iter()
+            .find(|c| looks(c) == noted.looks)
+            .or_else(|| all.first())
+            .cloned()
     }
 
     /// Nothing has the focus (it fell to the body when its control went).
@@ -181,7 +235,9 @@ mod keeper {
             *noted = None;
             return;
         }
-        let Some(target) = copy_of(main, n) else { return };
+        let Some(target) = copy_of(main, n).or_else(|| neighbour_of(main, n)) else {
+            return;
+        };
         if target.matches(":disabled").unwrap_or(true) {
             // A Save button disabled while its request runs: kept, for when
             // it is enabled again.

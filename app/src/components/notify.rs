@@ -360,7 +360,7 @@ fn Channels(
                                 } else {
                                     format!("{} above {} % for {} s → {}", r.metric.words(), r.threshold, r.for_secs, r.channels.join(", "))
                                 }}</span></span>
-                            <button type="button" class=BUTTON_DANGER on:click=move |_| {
+                            <button type="button" class=BUTTON_DANGER data-remove-rule=r.name.clone() on:click=move |_| {
                                 if window().confirm_with_message("Remove this rule?").unwrap_or(false) {
                                     remove_rule.dispatch(RemoveRule { id: id.clone() });
                                 }
