@@ -9,7 +9,8 @@
 //! `BENCH_ONLY=idle` measures the idle memory alone (VmRSS, RssAnon, RssFile;
 //! with `BENCH_SMAPS=1` also every mapping above 500 kB resident), to compare
 //! builds of one binary (docs/BENCHMARKS.md, "Idle memory and the release
-//! profile").
+//! profile"). `BENCH_ONLY=ui` prints only what each route makes the browser
+//! download, from the site's files (no server, database or Redis needed).
 
 use anyhow::{bail, Context, Result};
 use engine::testing::{free_port, TestDb, TestRedis};
@@ -291,6 +292,11 @@ async fn load(client: &HttpClient, port: u16, cookie: &str, rate: u32, seconds: 
 
 #[tokio::main]
 async fn main() -> Result<()> {
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("ui") {
+        let site = std::path::PathBuf::from(std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "target/site".into()));
+        print_routes(bundle_per_route(&site.join("pkg"))?);
+        return Ok(());
+    }
     let client: HttpClient = Client::builder(TokioExecutor::new())
         .pool_max_idle_per_host(64)
         .build_http();
@@ -469,11 +475,16 @@ async fn main() -> Result<()> {
             .collect::<Vec<_>>()
             .join(", ")
     );
+    print_routes(routes);
+    Ok(())
+}
+
+/// The table of what each route downloads (gzip and Brotli, as served).
+fn print_routes(routes: Vec<(String, f64, f64)>) {
     println!();
     println!("| route | gzip -9 | Brotli 11 |");
     println!("|---|---|---|");
     for (route, gz, br) in routes {
         println!("| {route} | {gz:.1} KB | {br:.1} KB |");
     }
-    Ok(())
 }
