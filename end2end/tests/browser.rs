@@ -1207,6 +1207,15 @@ async fn live_points(c: &Client, css: &str) {
 
 /// Settings' notification channels: a signed webhook added (its secret shown
 /// once), a test sent, and its delivery turning "succeeded" on the open page.
+/// Adds an alert rule on the form's first figure (CPU), telling the first
+/// channel.
+async fn add_cpu_rule(c: &Client, name: &str, threshold: &str) {
+    fill(c, "#add-rule input[name=name]", name).await;
+    fill(c, "#add-rule input[name=threshold]", threshold).await;
+    click(c, "#rule-channel-0").await;
+    click(c, "#add-rule-submit").await;
+}
+
 async fn notifications_journey(c: &Client, base: &str) {
     let hook = engine::testing::receiver::Receiver::start(vec![]).await;
     c.goto(&format!("{base}/settings")).await.unwrap();
@@ -1289,10 +1298,7 @@ async fn notifications_journey(c: &Client, base: &str) {
     assert_eq!(hook.received().len(), 1, "the old receiver is not told again");
 
     // An alert rule telling it, then its threshold changed in place.
-    fill(c, "#add-rule input[name=name]", "CPU high").await;
-    fill(c, "#add-rule input[name=threshold]", "90").await;
-    click(c, "#rule-channel-0").await;
-    click(c, "#add-rule-submit").await;
+    add_cpu_rule(c, "CPU high", "90").await;
     wait_text(c, "#rules", "above 90 % for 300 s → Ops receiver").await;
     focus_kept(c, "#add-rule-submit").await;
     click(c, "[data-edit-rule='CPU high'] summary").await;
@@ -1303,10 +1309,7 @@ async fn notifications_journey(c: &Client, base: &str) {
     focus_kept(c, "[data-edit-rule='CPU high'] > summary").await;
     // A second rule, removed from its row (the list's last): the focus goes
     // to the same button in the row before, not to the page's top.
-    fill(c, "#add-rule input[name=name]", "CPU very high").await;
-    fill(c, "#add-rule input[name=threshold]", "99").await;
-    click(c, "#rule-channel-0").await;
-    click(c, "#add-rule-submit").await;
+    add_cpu_rule(c, "CPU very high", "99").await;
     wait_text(c, "#rules", "CPU very high").await;
     click(c, "[data-remove-rule='CPU very high']").await;
     c.accept_alert().await.expect("the removal asks first");
