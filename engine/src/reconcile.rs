@@ -145,6 +145,9 @@ struct Memory {
     since: Option<chrono::DateTime<chrono::Utc>>,
     /// Containers Docker reported an event of since the last pass.
     touched: HashSet<String>,
+    /// Subjects last seen killed (137) with no OOM flag: judged again on the
+    /// next pass, which Docker's `oom` event starts when it was the kernel.
+    unexplained: HashSet<String>,
     /// The event stream broke since the last pass: some may be missing.
     missed_events: bool,
 }
@@ -454,6 +457,26 @@ fn going(c: Option<&ContainerInfo>) -> bool {
 }
 
 /// Why a container is not up, in words.
+/// Killed (exit 137) with no OOM flag. Docker's OOM event can come after
+/// the container's exit, and sets the flag then: a repair at once would
+/// record the kill without its reason (and restarting clears the flag).
+fn killed_unexplained(c: Option<&ContainerInfo>) -> bool {
+    c.is_some_and(|c| !c.state.running && c.state.exit_code == Some(137) && !c.state.oom_killed)
+}
+
+impl Memory {
+    /// True the first pass a subject is seen killed with no reason yet (its
+    /// repair waits for the next pass); false once it waited or has one.
+    fn wait_for_reason(&mut self, key: &str, c: Option<&ContainerInfo>) -> bool {
+        if killed_unexplained(c) {
+            self.unexplained.insert(key.to_owned())
+        } else {
+            self.unexplained.remove(key);
+            false
+        }
+    }
+}
+
 fn why_down(c: Option<&ContainerInfo>) -> String {
     match c {
         None => "the container was missing".into(),
@@ -672,6 +695,10 @@ async fn apps(
             }
             _ => {}
         }
+        if memory.wait_for_reason(&key, info.as_ref()) {
+            problems.app(app.id, format!("app {}: {}", app.name, why_down(info.as_ref())));
+            continue;
+        }
         let mut problem = why_down(info.as_ref());
         let tries = match memory.may_try(&key) {
             Ok(n) => n,
@@ -849,6 +876,10 @@ async fn services(
             }
             _ => {}
         }
+        if memory.wait_for_reason(&key, info.as_ref()) {
+            problems.service(id, format!("database {}: {}", svc.row.name, why_down(info.as_ref())));
+            continue;
+        }
         let problem = why_down(info.as_ref());
         match memory.may_try(&key) {
             Ok(tries) => {
@@ -944,6 +975,23 @@ mod tests {
         assert_eq!(why_down(Some(&c)), "the container exited with code 137");
         assert!(!going(None));
         assert_eq!(why_down(None), "the container was missing");
+    }
+
+    #[test]
+    fn a_kill_without_its_reason_waits_one_pass_for_dockers_oom_event() {
+        let mut m = Memory::default();
+        let mut c = ContainerInfo::default();
+        c.state.status = "exited".into();
+        c.state.exit_code = Some(137);
+        assert!(m.wait_for_reason("app", Some(&c)), "the first pass waits");
+        assert!(!m.wait_for_reason("app", Some(&c)), "the next one repairs");
+        c.state.oom_killed = true;
+        assert!(!m.wait_for_reason("other", Some(&c)), "a known reason does not wait");
+        assert_eq!(why_down(Some(&c)), OOM_KILLED);
+        c.state.oom_killed = false;
+        c.state.exit_code = Some(1);
+        assert!(!m.wait_for_reason("third", Some(&c)), "a crash has its reason");
+        assert!(!m.wait_for_reason("gone", None));
     }
 
     #[test]
