@@ -200,6 +200,17 @@ struct Backoff {
 }
 
 impl Memory {
+    /// True the first pass a subject is seen killed with no reason yet (its
+    /// repair waits for the next pass); false once it waited or has one.
+    fn wait_for_reason(&mut self, key: &str, c: Option<&ContainerInfo>) -> bool {
+        if killed_unexplained(c) {
+            self.unexplained.insert(key.to_owned())
+        } else {
+            self.unexplained.remove(key);
+            false
+        }
+    }
+
     /// Whether `what` may be repaired now; counts the attempt when it may.
     fn may_try(&mut self, what: &str) -> Result<u32, Duration> {
         let now = Instant::now();
@@ -456,7 +467,6 @@ fn going(c: Option<&ContainerInfo>) -> bool {
     c.is_some_and(|c| c.state.status == "removing")
 }
 
-/// Why a container is not up, in words.
 /// Killed (exit 137) with no OOM flag. Docker's OOM event can come after
 /// the container's exit, and sets the flag then: a repair at once would
 /// record the kill without its reason (and restarting clears the flag).
@@ -464,19 +474,7 @@ fn killed_unexplained(c: Option<&ContainerInfo>) -> bool {
     c.is_some_and(|c| !c.state.running && c.state.exit_code == Some(137) && !c.state.oom_killed)
 }
 
-impl Memory {
-    /// True the first pass a subject is seen killed with no reason yet (its
-    /// repair waits for the next pass); false once it waited or has one.
-    fn wait_for_reason(&mut self, key: &str, c: Option<&ContainerInfo>) -> bool {
-        if killed_unexplained(c) {
-            self.unexplained.insert(key.to_owned())
-        } else {
-            self.unexplained.remove(key);
-            false
-        }
-    }
-}
-
+/// Why a container is not up, in words.
 fn why_down(c: Option<&ContainerInfo>) -> String {
     match c {
         None => "the container was missing".into(),

@@ -267,10 +267,13 @@ fn ProjectAccess(
             .target()
             .and_then(|t| t.dyn_into::<web_sys::HtmlDetailsElement>().ok())
             .is_some_and(|d| d.open());
-        opened.update_value(|o| match (now, o.as_deref() == Some(user.as_str())) {
-            (true, _) => *o = Some(user.clone()),
-            (false, true) => *o = None,
-            (false, false) => {}
+        // Closing another member's panel leaves the open one noted.
+        opened.update_value(|o| {
+            if now {
+                *o = Some(user.clone());
+            } else if o.as_deref() == Some(user.as_str()) {
+                *o = None;
+            }
         });
     };
     let limited_id = format!("access-{row}-limited");
