@@ -20,6 +20,13 @@ phase "installing build and test tools" "first time about 5 min, then instant"
 scripts/tools.sh test
 build_berth
 
+phase "checking the browser code's DOM reads (clippy)" "first time about 1 min"
+# The one lint enforced here: a form's named control shadows the form's own
+# property (`id`, `name`, …) and such a read traps the WASM module; clippy.toml
+# names them. Other lints are for review, not a reason to fail the tests.
+cargo clippy --locked --quiet -p frontend --target wasm32-unknown-unknown -- \
+  -A clippy::all -D clippy::disallowed_methods
+
 phase "starting PostgreSQL, Redis, Docker and S3 for the tests" "seconds"
 svc=$PWD/target/test-services
 stop_leftovers "$svc"

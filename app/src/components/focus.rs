@@ -15,12 +15,15 @@
 //!
 //! When the control went away for good with its row (a list item removed),
 //! the focus goes to the same control in the row that took its place, or in
-//! the row before when the last one went.
+//! the row before when the last one went. When the list's only row went (the
+//! list is empty or gone), or the row stayed without it and with no other
+//! control (an API key revoked), it goes to the heading of the list's
+//! section, which is made focusable for that (`tabindex="-1"`, out of the tab
+//! order): a reader hears where they are, and the next Tab goes on from there.
 //!
-//! What it does not do: move the focus anywhere when a list is emptied (the
-//! list goes with its last row), or keep a focus the user moved away (a click
-//! on the page's background, a control outside `<main>`); and it forgets
-//! everything when the path changes.
+//! What it does not do: keep a focus the user moved away (a click on the
+//! page's background, a control outside `<main>`); and it forgets everything
+//! when the path changes.
 
 use leptos::prelude::*;
 
@@ -77,7 +80,13 @@ mod keeper {
         list: String,
         index: u32,
         count: u32,
+        /// The words of the first heading of the `<section>` around the
+        /// list: where the focus goes when the list is emptied.
+        heading: String,
     }
+
+    /// The headings a section's is looked for among.
+    const HEADINGS: &str = "h2, h3";
 
     type Slot = Rc<RefCell<Option<Noted>>>;
 
@@ -131,11 +140,40 @@ mod keeper {
         }
         let rows = list.children();
         let index = (0..rows.length()).find(|&i| rows.item(i).is_some_and(|r| r.is_same_node(Some(&item))))?;
+        let heading = list
+            .closest("section")
+            .ok()
+            .flatten()
+            .and_then(|s| s.query_selector(HEADINGS).ok().flatten())
+            .map(|h| words(&h))
+            .unwrap_or_default();
         Some(Row {
             list: id,
             index,
             count: rows.length(),
+            heading,
         })
+    }
+
+    fn words(el: &Element) -> String {
+        el.text_content().unwrap_or_default().trim().to_owned()
+    }
+
+    /// The heading with these words that opens a section in `main`, made
+    /// focusable by script (not by Tab) if it is not already.
+    fn section_heading(main: &Element, words_were: &str) -> Option<Element> {
+        if words_were.is_empty() {
+            return None;
+        }
+        let sections = main.query_selector_all("section").ok()?;
+        let heading = (0..sections.length())
+            .filter_map(|i| sections.item(i)?.dyn_into::<Element>().ok())
+            .filter_map(|s| s.query_selector(HEADINGS).ok().flatten())
+            .find(|h| words(h) == words_were)?;
+        if !heading.has_attribute("tabindex") {
+            let _ = heading.set_attribute("tabindex", "-1");
+        }
+        Some(heading)
     }
 
     fn note(main: &Element, el: Element) -> Noted {
@@ -179,26 +217,41 @@ mod keeper {
         (same_shape && looks(at) == noted.looks).then(|| at.clone())
     }
 
-    /// When the noted control's row was removed (its list is here with fewer
-    /// rows): the same control in the row that took its place, else in the
-    /// one before (the last row went), else that row's first control. Not
-    /// while the list is missing or as long as before: it may be on its way.
+    /// When the noted control went with its row, or from it:
+    /// - the row was removed (its list is here with fewer rows): the same
+    ///   control in the row that took its place, else in the one before (the
+    ///   last row went), else that row's first control;
+    /// - it was the list's only row and the list is empty or gone: the
+    ///   heading of the list's section;
+    /// - the row is still there without it (an API key revoked: its button
+    ///   goes, its row stays to say so): the row's first control, else the
+    ///   section's heading.
+    ///
+    /// Not while a list is missing that had more rows: it may be on its way.
+    /// (A section's content being loaded again keeps what it showed until
+    /// the new one is ready: `Transition`.)
     fn neighbour_of(main: &Element, noted: &Noted) -> Option<Element> {
         let row = noted.row.as_ref()?;
         let list = leptos::prelude::document()
             .get_element_by_id(&row.list)
-            .filter(|l| main.contains(Some(l)))?;
-        let rows = list.children();
-        let left = rows.length();
-        if left == 0 || left >= row.count {
-            return None;
+            .filter(|l| main.contains(Some(l)));
+        let left = list.as_ref().map_or(0, |l| l.children().length());
+        if left == 0 {
+            return (row.count == 1).then(|| section_heading(main, &row.heading)).flatten();
         }
-        let item = rows.item(row.index.min(left - 1))?;
+        let list = list.filter(|_| left <= row.count)?;
+        let item = list.children().item(row.index.min(left - 1))?;
         let all = controls(&item);
-        all.iter()
+        let here = all
+            .iter()
             .find(|c| looks(c) == noted.looks)
             .or_else(|| all.first())
-            .cloned()
+            .cloned();
+        if left == row.count {
+            here.or_else(|| section_heading(main, &row.heading))
+        } else {
+            here
+        }
     }
 
     /// Nothing has the focus (it fell to the body when its control went).

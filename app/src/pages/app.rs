@@ -570,6 +570,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
         .enumerate()
         .map(|(n, d)| {
             let did = d.id.to_string();
+            let host = d.host.clone();
             let generated = d.generated;
             let cert = d.cert.as_ref().map(cert_line);
             view! {
@@ -581,7 +582,7 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
                             {if generated { " · generated" } else { "" }}
                         </span>
                         {deploy.then(|| view! {
-                            <button type="button" class=BUTTON_DANGER on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
+                            <button type="button" class=BUTTON_DANGER data-remove-domain=host.clone() on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
                                 "Remove"
                             </button>
                         })}
