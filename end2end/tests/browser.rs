@@ -800,6 +800,17 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     wait_text(c, "#runtime-form", "Saved").await;
     // The tab was built again from what was saved; the keyboard's place held.
     focus_kept(c, "#runtime-save").await;
+    // A variable: "Reveal and edit" gives way to the editor, which takes the
+    // keyboard; the save hides the values again, and the focus goes back to
+    // the button that reveals them.
+    click(c, "[data-tab=environment]").await;
+    click(c, "#reveal-env").await;
+    focus_kept(c, "#field-dotenv").await;
+    fill(c, "#field-dotenv", "GREETING=hello").await;
+    click(c, "#env-save").await;
+    wait_text(c, "#env-names", "GREETING").await;
+    focus_kept(c, "#reveal-env").await;
+    wait_text(c, "#reveal-env ~ [role=status]", "Saved.").await;
 
     // Deploy, and watch the live log until the deployment runs.
     click(c, "#deploy").await;

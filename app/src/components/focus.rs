@@ -13,6 +13,10 @@
 //! place: its Save button), the focus goes to the disclosure's summary,
 //! which opens it again.
 //!
+//! When its form closed and a control stands in for it (names the form's ID
+//! in `data-focus-for`: "Reveal and edit" for the editor it opens), the
+//! focus goes to that control.
+//!
 //! When the control went away for good with its row (a list item removed),
 //! the focus goes to the same control in the row that took its place, or in
 //! the row before when the last one went. When the list's only row went (the
@@ -43,6 +47,32 @@ pub fn keep_focus(main: NodeRef<leptos::html::Main>) {
     }
     #[cfg(not(feature = "hydrate"))]
     let _ = main;
+}
+
+/// Gives the focus to the element with ID `id` when `shown` turns true: a
+/// control that swaps itself for what it opens ("Reveal and edit" for the
+/// editor it reveals) is gone when its work is done, and the keeper has no
+/// copy of it to go back to; the user came for what it opened.
+pub fn focus_when_shown(shown: impl Fn() -> bool + Send + Sync + 'static, id: &'static str) {
+    #[cfg(feature = "hydrate")]
+    Effect::new(move |was: Option<bool>| {
+        let now = shown();
+        if now && was == Some(false) {
+            // After this update's DOM work: the element is there by then.
+            request_animation_frame(move || {
+                use wasm_bindgen::JsCast;
+                if let Some(el) = document()
+                    .get_element_by_id(id)
+                    .and_then(|e| e.dyn_into::<web_sys::HtmlElement>().ok())
+                {
+                    let _ = el.focus();
+                }
+            });
+        }
+        now
+    });
+    #[cfg(not(feature = "hydrate"))]
+    let _ = (shown, id);
 }
 
 #[cfg(feature = "hydrate")]
@@ -254,6 +284,18 @@ mod keeper {
         }
     }
 
+    /// The control that stands in for the noted control's closed form (or
+    /// other scope) and opens it again: `data-focus-for` names the scope's
+    /// ID ("Reveal and edit" for the variables' editor, which a save closes).
+    fn stand_in(main: &Element, noted: &Noted) -> Option<Element> {
+        if noted.scope.is_empty() {
+            return None;
+        }
+        controls(main)
+            .into_iter()
+            .find(|c| c.get_attribute("data-focus-for").as_deref() == Some(noted.scope.as_str()))
+    }
+
     /// Nothing has the focus (it fell to the body when its control went).
     fn focus_lost() -> bool {
         let doc = leptos::prelude::document();
@@ -288,7 +330,10 @@ mod keeper {
             *noted = None;
             return;
         }
-        let Some(target) = copy_of(main, n).or_else(|| neighbour_of(main, n)) else {
+        let Some(target) = copy_of(main, n)
+            .or_else(|| neighbour_of(main, n))
+            .or_else(|| stand_in(main, n))
+        else {
             return;
         };
         if target.matches(":disabled").unwrap_or(true) {

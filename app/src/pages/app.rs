@@ -385,6 +385,8 @@ fn EnvTab(app: AppView, actions: Actions) -> impl IntoView {
     let reveal_error = action_error(reveal);
     let revealed = move || reveal.value().get().and_then(|r| r.ok());
     let saved = move || matches!(actions.set_env.value().get(), Some(Ok(())));
+    // "Reveal and edit" gives way to the editor: the keyboard goes there too.
+    crate::components::focus::focus_when_shown(move || revealed().is_some(), "field-dotenv");
     let id = app.id.to_string();
     let names = app.env_names.clone();
     view! {
@@ -408,9 +410,11 @@ fn EnvTab(app: AppView, actions: Actions) -> impl IntoView {
                             .into_any();
                         }
                         view! {
-                            <button type="button" class=BUTTON_QUIET id="reveal-env" on:click=move |_| { reveal.dispatch(RevealEnv { id: id.clone() }); }>
+                            <button type="button" class=BUTTON_QUIET id="reveal-env" data-focus-for="env-form" on:click=move |_| { reveal.dispatch(RevealEnv { id: id.clone() }); }>
                                 "Reveal and edit"
                             </button>
+                            // The save closed the editor: its word is said here.
+                            <Show when=saved><span class="ml-3 text-sm text-emerald-600" role="status">"Saved."</span></Show>
                             <FormError error=reveal_error />
                         }
                         .into_any()
