@@ -595,6 +595,27 @@ async fn journey(c: &Client, base: &str, token: &str) {
     fill(c, "#rename-project input[name=name]", "Website v2").await;
     click(c, "#rename-project-submit").await;
     wait_text(c, "#project-title", "Website v2").await;
+    focus_kept(c, "#rename-project-submit").await;
+    // An environment added, renamed in its row and deleted: the keyboard's
+    // place holds through each, and goes to the section's heading when the
+    // row before has no control (the default environment's).
+    click(c, "#new-environment summary").await;
+    fill(c, "#add-environment input[name=name]", "staging").await;
+    click(c, "#add-environment button[type=submit]").await;
+    wait_text(c, "#environments", "staging").await;
+    // The page was built again with the form folded: its summary has the
+    // focus, and opens it again.
+    focus_kept(c, "#new-environment > summary").await;
+    click(c, "[data-environment=staging] summary").await;
+    fill(c, "[data-environment=staging] input[name=name]", "preview").await;
+    click(c, "[data-environment=staging] button[type=submit]").await;
+    find(c, "[data-environment=preview]").await;
+    focus_kept(c, "[data-environment=preview] summary").await;
+    click(c, "[data-delete-environment=preview]").await;
+    c.accept_alert().await.expect("the deletion asks first");
+    c.dismiss_alert().await.expect("and asks about the volumes");
+    find(c, "#environments:not(:has([data-environment=preview]))").await;
+    focus_kept(c, "section:has(> #environments) > h2").await;
 
     // Dark mode: a click flips the theme without a reload and is remembered.
     js(c, "window.__berthMarker = 7; return null").await;

@@ -250,7 +250,8 @@ mod keeper {
     /// When the noted control went with its row, or from it:
     /// - the row was removed (its list is here with fewer rows): the same
     ///   control in the row that took its place, else in the one before (the
-    ///   last row went), else that row's first control;
+    ///   last row went), else that row's first control, else (a row with no
+    ///   control: the default environment) the section's heading;
     /// - it was the list's only row and the list is empty or gone: the
     ///   heading of the list's section;
     /// - the row is still there without it (an API key revoked: its button
@@ -272,16 +273,11 @@ mod keeper {
         let list = list.filter(|_| left <= row.count)?;
         let item = list.children().item(row.index.min(left - 1))?;
         let all = controls(&item);
-        let here = all
-            .iter()
+        all.iter()
             .find(|c| looks(c) == noted.looks)
             .or_else(|| all.first())
-            .cloned();
-        if left == row.count {
-            here.or_else(|| section_heading(main, &row.heading))
-        } else {
-            here
-        }
+            .cloned()
+            .or_else(|| section_heading(main, &row.heading))
     }
 
     /// The control that stands in for the noted control's closed form (or

@@ -231,6 +231,7 @@ fn EnvironmentRow(env: EnvironmentView, actions: EnvActions) -> impl IntoView {
                     <button
                         type="button"
                         class=BUTTON_DANGER
+                        data-delete-environment=env.name.clone()
                         on:click=move |_| {
                             let w = window();
                             if w.confirm_with_message("Delete this environment with its applications and databases?").unwrap_or(false) {
