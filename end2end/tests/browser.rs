@@ -686,6 +686,7 @@ async fn journey(c: &Client, base: &str, token: &str) {
     find(c, "#new-key").await;
     wait_text(c, "#key-list", "deploy bot").await;
     click(c, "[aria-label='Revoke deploy bot']").await;
+    c.accept_alert().await.expect("revoking asks first");
     wait_text(c, "#key-list", "revoked").await;
     focus_kept(c, "#api-keys > h2").await;
     click(c, "#create-invite").await;
@@ -1665,4 +1666,18 @@ async fn a_member_is_limited_to_one_project_as_a_viewer_in_a_real_browser() {
         controls.is_empty(),
         "a viewer is offered no backup controls: {controls:?}"
     );
+    // Ada removes Bob (asked first): his row goes, and the focus goes to the
+    // same button in the row before, hers.
+    find(&c, "#logout").await.click().await.unwrap();
+    wait_path(&c, "/login").await;
+    sign_in_with_password(&c, &base).await;
+    wait_path(&c, "/projects").await;
+    c.goto(&format!("{base}/settings")).await.unwrap();
+    find(&c, "html[data-hydrated=true]").await;
+    click(&c, "[data-remove-member='bob@example.com']").await;
+    c.accept_alert().await.expect("the removal asks first");
+    find(&c, "#members:not(:has([data-remove-member='bob@example.com']))").await;
+    focus_kept(&c, "[data-remove-member='ada@example.com']").await;
+    let errors = console_errors(&c).await;
+    assert!(errors.is_empty(), "removing a member: {errors:#?}");
 }

@@ -198,6 +198,7 @@ fn Members(
                                 {list.into_iter().enumerate().map(|(row, m)| {
                                     let uid = m.user_id.to_string();
                                     let uid2 = uid.clone();
+                                    let email = m.email.clone();
                                     let limits = (manage && m.role == "member").then(|| view! {
                                         <ProjectAccess row member=m.clone() projects=all_projects.clone() access opened />
                                     });
@@ -228,8 +229,11 @@ fn Members(
                                                                 <option value=r selected=m.role == r>{r}</option>
                                                             }).collect_view()}
                                                         </select>
-                                                        <button type="button" class=BUTTON_DANGER on:click=move |_| {
-                                                            remove.dispatch(RemoveMember { user_id: uid2.clone() });
+                                                        <button type="button" class=BUTTON_DANGER data-remove-member=email on:click=move |_| {
+                                                            // As every removal here: asked first.
+                                                            if window().confirm_with_message("Remove this member from the organization?").unwrap_or(false) {
+                                                                remove.dispatch(RemoveMember { user_id: uid2.clone() });
+                                                            }
                                                         }>"Remove"</button>
                                                     </div>
                                                 }.into_any()
@@ -645,7 +649,12 @@ fn ApiKeys(
                                             <Show when=move || active>
                                                 <button type="button" class=BUTTON_QUIET aria-label=label.clone() on:click={
                                                     let id = id.clone();
-                                                    move |_| { revoke.dispatch(RevokeKey { id: id.clone() }); }
+                                                    // For good: what uses the key stops working, so asked first.
+                                                    move |_| {
+                                                        if window().confirm_with_message("Revoke this key? Whatever uses it stops working.").unwrap_or(false) {
+                                                            revoke.dispatch(RevokeKey { id: id.clone() });
+                                                        }
+                                                    }
                                                 }>"Revoke"</button>
                                             </Show>
                                         </li>
