@@ -973,6 +973,7 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     click(c, "#add-domain button[type=submit]").await;
     wait_text(c, "#domains", "extra.localhost").await;
     click(c, "[data-remove-domain='extra.localhost']").await;
+    c.accept_alert().await.expect("the removal asks first");
     find(c, "#domains:not(:has([data-domain='extra.localhost']))").await;
     focus_kept(c, &format!("[data-remove-domain='{host}']")).await;
     c.goto(&url).await.unwrap();
@@ -1163,6 +1164,15 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     wait_text_long(c, "#backup-history", "succeeded", Duration::from_secs(90)).await;
     focus_kept(c, "#run-backup-submit").await;
     wait_text(c, "#backup-history", "berth/shop-db/").await;
+    // A nightly schedule to that destination, then removed (asked first):
+    // the list is empty, and the focus goes to the section's heading.
+    click(c, "#add-schedule button[type=submit]").await;
+    wait_text(c, "#schedules", "0 3 * * *").await;
+    focus_kept(c, "#add-schedule button[type=submit]").await;
+    click(c, "[data-remove-schedule='0 3 * * *']").await;
+    c.accept_alert().await.expect("the removal asks first");
+    find(c, "#schedules:not(:has(li))").await;
+    focus_kept(c, "section:has(#schedules) > h2").await;
     js(c, "document.querySelector('#backup-history').scrollIntoView()").await;
     screenshot(c, "database-backup.png").await;
     let keys = s3.keys().await;

@@ -280,7 +280,11 @@ fn Schedules(
                                         {manage.then(|| view! {
                                             <span class="flex gap-2">
                                                 <button type="button" class=BUTTON_QUIET on:click=move |_| { a.run_schedule.dispatch(RunSchedule { id: run_id.clone() }); }>"Run now"</button>
-                                                <button type="button" class=BUTTON_DANGER on:click=move |_| { a.remove_schedule.dispatch(RemoveSchedule { id: remove_id.clone() }); }>"Remove"</button>
+                                                <button type="button" class=BUTTON_DANGER data-remove-schedule=s.cron.clone() on:click=move |_| {
+                                                    if window().confirm_with_message("Remove this schedule? The backups it made stay.").unwrap_or(false) {
+                                                        a.remove_schedule.dispatch(RemoveSchedule { id: remove_id.clone() });
+                                                    }
+                                                }>"Remove"</button>
                                             </span>
                                         })}
                                     </li>

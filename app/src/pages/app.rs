@@ -586,7 +586,12 @@ fn DomainsTab(app: AppView, actions: Actions) -> impl IntoView {
                             {if generated { " · generated" } else { "" }}
                         </span>
                         {deploy.then(|| view! {
-                            <button type="button" class=BUTTON_DANGER data-remove-domain=host.clone() on:click=move |_| { actions.remove_domain.dispatch(RemoveDomain { id: did.clone() }); }>
+                            <button type="button" class=BUTTON_DANGER data-remove-domain=host.clone() on:click=move |_| {
+                                // Requests to it stop being routed at once: asked first.
+                                if window().confirm_with_message("Remove this domain? Requests to it stop reaching the app at once.").unwrap_or(false) {
+                                    actions.remove_domain.dispatch(RemoveDomain { id: did.clone() });
+                                }
+                            }>
                                 "Remove"
                             </button>
                         })}
