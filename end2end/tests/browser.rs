@@ -1173,6 +1173,20 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     c.accept_alert().await.expect("the removal asks first");
     find(c, "#schedules:not(:has(li))").await;
     focus_kept(c, "section:has(#schedules) > h2").await;
+    // A second destination, then removed from its row (asked first): the
+    // focus goes to the same button in the row before.
+    fill(c, "#add-destination input[name=name]", "Spare S3").await;
+    fill(c, "#add-destination input[name=endpoint]", &s3.url).await;
+    fill(c, "#add-destination input[name=bucket]", &s3.bucket).await;
+    fill(c, "#add-destination input[name=prefix]", "spare").await;
+    fill(c, "#add-destination input[name=access_key]", &s3.access_key).await;
+    fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
+    click(c, "#add-destination-submit").await;
+    wait_text(c, "#destinations", "Spare S3").await;
+    click(c, "[data-remove-destination='Spare S3']").await;
+    c.accept_alert().await.expect("the removal asks first");
+    find(c, "#destinations:not(:has([data-destination='Spare S3']))").await;
+    focus_kept(c, "[data-remove-destination='Local S3']").await;
     js(c, "document.querySelector('#backup-history').scrollIntoView()").await;
     screenshot(c, "database-backup.png").await;
     let keys = s3.keys().await;

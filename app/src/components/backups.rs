@@ -210,7 +210,7 @@ fn DestinationsSection(destinations: Destinations, a: BackupActions) -> impl Int
                                                 <button type="button" class=BUTTON_QUIET data-test-destination=d.name.clone() on:click=move |_| {
                                                     a.test_destination.dispatch(TestDestination { id: test_id.clone() });
                                                 }>"Test connection"</button>
-                                                <button type="button" class=BUTTON_DANGER on:click=move |_| {
+                                                <button type="button" class=BUTTON_DANGER data-remove-destination=d.name.clone() on:click=move |_| {
                                                     if window().confirm_with_message("Remove this destination? Its backups stay in the bucket but leave Berth's history.").unwrap_or(false) {
                                                         a.remove_destination.dispatch(RemoveDestination { id: remove_id.clone() });
                                                     }
