@@ -694,6 +694,13 @@ async fn journey(c: &Client, base: &str, token: &str) {
     let link = js(c, "return document.getElementById('invite-link').value").await;
     let link = link.as_str().unwrap().to_owned();
     assert!(link.starts_with(base) && link.contains("/invite/"), "{link}");
+    // A second invite, for an admin, revoked from its row: the focus goes to
+    // the same button in the other invite's row.
+    click(c, "#invite-form select[name=role] option[value=admin]").await;
+    click(c, "#create-invite").await;
+    click(c, "#invites [data-invite-role=admin] button").await;
+    find(c, "#invites:not(:has([data-invite-role=admin]))").await;
+    focus_kept(c, "#invites [data-invite-role=member] button").await;
     click(c, "#logout").await;
     wait_path(c, "/login").await;
     // The signed-out pages, hard-loaded.

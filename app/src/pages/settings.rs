@@ -361,11 +361,11 @@ fn Invites(
                     match invites.await {
                         Err(e) => view! { <LoadError error=e /> }.into_any(),
                         Ok(list) => view! {
-                            <ul class="mt-4 divide-y divide-slate-200 text-sm dark:divide-slate-800">
+                            <ul class="mt-4 divide-y divide-slate-200 text-sm dark:divide-slate-800" id="invites">
                                 {list.into_iter().map(|i| {
                                     let id = i.id.to_string();
                                     view! {
-                                        <li class="flex items-center justify-between py-2">
+                                        <li class="flex items-center justify-between py-2" data-invite-role=i.role.clone()>
                                             <span>{format!("{} · by {} · expires {}", i.role, i.created_by, i.expires_at)}</span>
                                             <button type="button" class=BUTTON_QUIET on:click=move |_| {
                                                 revoke.dispatch(RevokeInvite { id: id.clone() });
