@@ -115,7 +115,7 @@ mod keeper {
         heading: String,
     }
 
-    /// The headings a section's is looked for among.
+    /// What a section's heading is looked for as (its first of these).
     const HEADINGS: &str = "h2, h3";
 
     type Slot = Rc<RefCell<Option<Noted>>>;
