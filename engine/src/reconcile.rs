@@ -57,7 +57,7 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
             _ = tick.tick() => {}
             ev = events.next() => match ev {
                 Some(Ok(e)) => {
-                    memory.touched.insert(e.container.clone());
+                    memory.heard(&e);
                     // Only a container of this instance that stopped or went
                     // away asks for a pass now.
                     if !looks_now(&e) {
@@ -72,7 +72,7 @@ async fn lead(engine: &Engine, shutdown: &CancellationToken, mut lease: Leadersh
                     loop {
                         match events.next().now_or_never() {
                             Some(Some(Ok(more))) => {
-                                memory.touched.insert(more.container.clone());
+                                memory.heard(&more);
                                 oom_counted(engine, &more).await;
                             }
                             // Nothing more yet.
@@ -145,9 +145,14 @@ struct Memory {
     since: Option<chrono::DateTime<chrono::Utc>>,
     /// Containers Docker reported an event of since the last pass.
     touched: HashSet<String>,
-    /// Subjects last seen killed (137) with no OOM flag: judged again on the
+    /// Subjects last seen killed (137) with no reason: judged again on the
     /// next pass, which Docker's `oom` event starts when it was the kernel.
     unexplained: HashSet<String>,
+    /// Containers Docker reported an `oom` event for, by name, until a pass
+    /// sees them up again or gone. Docker 20.10 sets a container's OOM flag
+    /// only when the kernel's OOM notice reaches it before the exit; when it
+    /// comes after, the flag stays unset and the event is all there is.
+    oom_events: HashSet<String>,
     /// The event stream broke since the last pass: some may be missing.
     missed_events: bool,
 }
@@ -200,6 +205,40 @@ struct Backoff {
 }
 
 impl Memory {
+    /// Notes a container event: the container is to be inspected again, and
+    /// an `oom` event is kept as its reason.
+    fn heard(&mut self, e: &crate::docker::ContainerEvent) {
+        self.touched.insert(e.container.clone());
+        match e.action.as_str() {
+            "oom" => {
+                self.oom_events.insert(e.container.clone());
+            }
+            "destroy" => {
+                self.oom_events.remove(&e.container);
+            }
+            _ => {}
+        }
+    }
+
+    /// The container as inspected, with the OOM flag set when Docker reported
+    /// an `oom` event for it that its flag missed (see `oom_events`). Forgets
+    /// the event once the container is up again or gone.
+    fn with_oom_event(&mut self, info: Option<ContainerInfo>) -> Option<ContainerInfo> {
+        match info {
+            Some(mut c) if !c.state.is_up() => {
+                if self.oom_events.contains(&c.name) {
+                    c.state.oom_killed = true;
+                }
+                Some(c)
+            }
+            Some(c) => {
+                self.oom_events.remove(&c.name);
+                Some(c)
+            }
+            None => None,
+        }
+    }
+
     /// True the first pass a subject is seen killed with no reason yet (its
     /// repair waits for the next pass); false once it waited or has one.
     fn wait_for_reason(&mut self, key: &str, c: Option<&ContainerInfo>) -> bool {
@@ -467,9 +506,10 @@ fn going(c: Option<&ContainerInfo>) -> bool {
     c.is_some_and(|c| c.state.status == "removing")
 }
 
-/// Killed (exit 137) with no OOM flag. Docker's OOM event can come after
-/// the container's exit, and sets the flag then: a repair at once would
-/// record the kill without its reason (and restarting clears the flag).
+/// Killed (exit 137) with no OOM flag and no `oom` event yet. Docker's event
+/// can come after the container's exit (then the flag stays unset: see
+/// `Memory::oom_events`); a repair at once would record the kill without
+/// its reason.
 fn killed_unexplained(c: Option<&ContainerInfo>) -> bool {
     c.is_some_and(|c| !c.state.running && c.state.exit_code == Some(137) && !c.state.oom_killed)
 }
@@ -652,7 +692,7 @@ async fn apps(
             continue;
         }
         let info = match engine.docker.inspect_container(&container).await {
-            Ok(i) => i,
+            Ok(i) => memory.with_oom_event(i),
             Err(e) => {
                 problems.app(app.id, format!("app {}: {e}", app.name));
                 continue;
@@ -817,7 +857,7 @@ async fn services(
         };
         let boxed = svc.boxed(engine);
         let info = match engine.docker.inspect_container(&boxed.container).await {
-            Ok(i) => i,
+            Ok(i) => memory.with_oom_event(i),
             Err(e) => {
                 problems.service(id, format!("database {}: {e}", svc.row.name));
                 continue;
@@ -990,6 +1030,44 @@ mod tests {
         c.state.exit_code = Some(1);
         assert!(!m.wait_for_reason("third", Some(&c)), "a crash has its reason");
         assert!(!m.wait_for_reason("gone", None));
+    }
+
+    #[test]
+    fn an_oom_event_explains_a_kill_dockers_flag_missed() {
+        // Docker 20.10 leaves the flag unset when the kernel's OOM notice
+        // reaches it after the exit; its `oom` event still comes (seen in
+        // make test: a repair recorded "exited with code 137").
+        let event = |action: &str| crate::docker::ContainerEvent {
+            action: action.into(),
+            container: "berth-app".into(),
+            labels: HashMap::new(),
+        };
+        let mut m = Memory::default();
+        let mut c = ContainerInfo {
+            name: "berth-app".into(),
+            ..ContainerInfo::default()
+        };
+        c.state.status = "exited".into();
+        c.state.exit_code = Some(137);
+        let seen = m.with_oom_event(Some(c.clone())).unwrap();
+        assert!(!seen.state.oom_killed, "no event, no reason");
+        m.heard(&event("die"));
+        m.heard(&event("oom"));
+        let seen = m.with_oom_event(Some(c.clone())).unwrap();
+        assert_eq!(why_down(Some(&seen)), OOM_KILLED);
+        assert!(
+            !m.wait_for_reason("app", Some(&seen)),
+            "the event is the reason: no wait"
+        );
+        // Up again: that kill is over, and a later one needs its own event.
+        c.state.running = true;
+        m.with_oom_event(Some(c.clone()));
+        c.state.running = false;
+        assert!(!m.with_oom_event(Some(c.clone())).unwrap().state.oom_killed);
+        // A container gone takes its event with it.
+        m.heard(&event("oom"));
+        m.heard(&event("destroy"));
+        assert!(m.oom_events.is_empty());
     }
 
     #[test]
