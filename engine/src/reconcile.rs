@@ -223,20 +223,15 @@ impl Memory {
     /// The container as inspected, with the OOM flag set when Docker reported
     /// an `oom` event for it that its flag missed (see `oom_events`). Forgets
     /// the event once the container is up again or gone.
-    fn with_oom_event(&mut self, info: Option<ContainerInfo>) -> Option<ContainerInfo> {
-        match info {
-            Some(mut c) if !c.state.is_up() => {
-                if self.oom_events.contains(&c.name) {
-                    c.state.oom_killed = true;
-                }
-                Some(c)
-            }
-            Some(c) => {
+    fn with_oom_event(&mut self, mut info: Option<ContainerInfo>) -> Option<ContainerInfo> {
+        if let Some(c) = &mut info {
+            if c.state.is_up() {
                 self.oom_events.remove(&c.name);
-                Some(c)
+            } else if self.oom_events.contains(&c.name) {
+                c.state.oom_killed = true;
             }
-            None => None,
         }
+        info
     }
 
     /// True the first pass a subject is seen killed with no reason yet (its
