@@ -825,8 +825,17 @@ async fn deploy_journey(c: &Client, base: &str, token: &str, repo: &str, name: &
     wait_text(c, "#app-title", name).await;
     click(c, "[data-tab=advanced]").await;
     fill(c, "#runtime-form input[name=port]", "8080").await;
+    // Marks the form so its rebuild can be seen: "Saved" shows before the
+    // page has read the app back, and a rebuild landing later would replace
+    // the next tab's controls under the test's hands.
+    js(
+        c,
+        "document.getElementById('runtime-form').dataset.before = 'save'; return null",
+    )
+    .await;
     click(c, "#runtime-save").await;
     wait_text(c, "#runtime-form", "Saved").await;
+    find(c, "#runtime-form:not([data-before])").await;
     // The tab was built again from what was saved; the keyboard's place held.
     focus_kept(c, "#runtime-save").await;
     // A variable: "Reveal and edit" gives way to the editor, which takes the
