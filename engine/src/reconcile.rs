@@ -526,8 +526,11 @@ async fn proxy(engine: &Engine, memory: &mut Memory, problems: &mut Problems) {
         return;
     }
     let name = &engine.deploy.proxy.container;
+    // Its `oom` event names a kill Docker's flag missed, as for apps; but no
+    // pass is spent waiting for a late one: while Traefik is down every app
+    // is, so its repair goes first and its reason may say less.
     let current = match engine.docker.inspect_container(name).await {
-        Ok(c) => c,
+        Ok(c) => memory.with_oom_event(c),
         Err(e) => {
             problems.system(format!("Traefik: {e}"));
             return;

@@ -1,8 +1,10 @@
 //! The reconciler and retirement against a real Docker engine and Traefik: a
 //! container removed by hand comes back (and the history says so), and ten
 //! redeploys in a row leave exactly one container once the drain has passed,
-//! with no overlapping retirements (no "already in progress" warnings), and
-//! apps and a database service the kernel OOM-kills come back, counted once.
+//! with no overlapping retirements (no "already in progress" warnings), a
+//! redeploy going live within the previous one's drain takes over its
+//! retirement (one, after the last), and apps and a database service the
+//! kernel OOM-kills come back, counted once.
 
 use engine::accounts::Caller;
 use engine::apps::spec::Runtime;
@@ -182,6 +184,83 @@ async fn ten_redeploys_leave_one_container_and_retire_each_once() {
         "overlapping removals were logged"
     );
     assert!(!text.contains("removing container"), "a removal failed: {text}");
+    stop.cancel();
+    worker.await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn redeploys_within_the_drain_time_are_retired_once_after_the_last() {
+    let logs = capture();
+    let env = DeployEnv::new().await;
+    let e = env.engine();
+    let (caller, envid) = engine::testing::owner_with_environment(e).await;
+    // The third deployment goes live `pause` after the second, well inside
+    // the second's drain even on a loaded machine (a deployment takes about a
+    // second); retired when the second's drain ends, the replaced containers
+    // would be seen going that much before the third's drain is over.
+    let (drain, pause) = (8, Duration::from_secs(3));
+    let app = image_app(e, &caller, envid, httpd_runtime(drain)).await;
+    let (stop, worker) = env.start_worker();
+    let mut ids = Vec::new();
+    let mut live_at = Vec::new();
+    for i in 0..3 {
+        if i == 2 {
+            tokio::time::sleep(pause).await;
+        }
+        let id = deploy::deploy(e, &caller, app).await.unwrap();
+        let d = settle(e, &caller, id).await;
+        assert_eq!(d.status, Status::Running, "{:?}", d.reason);
+        ids.push(id);
+        live_at.push(Instant::now());
+    }
+    let drain = Duration::from_secs(drain);
+    let apart = live_at[2] - live_at[1];
+    assert!(
+        apart < drain,
+        "the premise: the third went live within the second's drain ({apart:?})"
+    );
+    let app_id = app.to_string();
+    let retirements = || -> Vec<String> {
+        String::from_utf8_lossy(&logs.0.lock().unwrap())
+            .lines()
+            .filter(|l| l.contains("retiring replaced containers") && l.contains(&app_id))
+            .map(str::to_owned)
+            .collect()
+    };
+    let deadline = Instant::now() + 2 * drain + Duration::from_secs(20);
+    let mut began = None;
+    let left = loop {
+        if began.is_none() && !retirements().is_empty() {
+            began = Some(Instant::now());
+        }
+        let left = containers_of(e, app).await;
+        if left.len() == 1 || Instant::now() > deadline {
+            break left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let short = |i: usize| ids[i].0.simple().to_string()[..12].to_owned();
+    assert_eq!(left.len(), 1, "exactly the live container remains: {left:?}");
+    assert!(
+        left[0].ends_with(&short(2)),
+        "the live deployment's container: {left:?}"
+    );
+    // The second's retirement was left to the third's: one retirement ended
+    // both replaced containers, once the third's drain was over (`settle`
+    // sees a deployment live up to a poll after it went live: a second's
+    // margin).
+    let began = began.expect("a retirement was logged");
+    assert!(
+        began + Duration::from_secs(1) >= live_at[2] + drain,
+        "the retirement began {:?} after the third went live, before its drain of {drain:?} was over",
+        began - live_at[2]
+    );
+    let retirements = retirements();
+    assert_eq!(retirements.len(), 1, "one retirement for the three: {retirements:?}");
+    assert!(
+        retirements[0].contains(&short(0)) && retirements[0].contains(&short(1)),
+        "it ended both replaced containers: {retirements:?}"
+    );
     stop.cancel();
     worker.await.unwrap();
 }

@@ -668,7 +668,7 @@ pub async fn run(engine: &Engine, job: DeployJob, ctx: &JobContext) -> Status {
                 d.app.runtime.drain_secs
             ));
             tracing::info!(deployment.id = %job.id, app = %d.app.name, "deployment running");
-            super::retire::after_go_live(engine, d.app.id, Duration::from_secs(d.app.runtime.drain_secs));
+            super::retire::after_go_live(engine, d.app.id, job.id, Duration::from_secs(d.app.runtime.drain_secs));
             super::retire::prune_images(engine, d.app.id).await;
             Status::Running
         }

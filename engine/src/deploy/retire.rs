@@ -11,16 +11,57 @@ use diesel_async::RunQueryDsl;
 use lifecycle::DeploymentStatus as Status;
 use std::collections::{HashMap, HashSet};
 use std::sync::Mutex;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// After the drain time, retires the app's containers that neither serve nor
-/// belong to a deployment in progress.
-pub(crate) fn after_go_live(engine: &Engine, app: AppId, drain: Duration) {
+/// belong to a deployment in progress, unless a newer deployment of the app went
+/// live meanwhile: that one's retirement, a drain time after it, takes these
+/// containers too. So a burst of redeploys ends its replaced containers once,
+/// after the burst, instead of among its container starts (a container's end
+/// and a start on the same small host delay every app's requests; measured in
+/// docs/BENCHMARKS.md, "Retirement after a burst"). Deferred at most
+/// [`MAX_DEFER`], so a steady stream of redeploys still ends what it replaced.
+pub(crate) fn after_go_live(engine: &Engine, app: AppId, went_live: DeploymentId, drain: Duration) {
     let engine = engine.clone();
     tokio::spawn(async move {
         tokio::time::sleep(drain).await;
+        if superseded(&engine, app, went_live).await && defer(app, Instant::now()) {
+            tracing::debug!(app.id = %app, "retirement left to the newer live deployment");
+            return;
+        }
         retire(&engine, app, drain).await;
     });
+}
+
+/// The longest a replaced container waits for its retirement beyond its drain
+/// time while newer deployments keep going live.
+const MAX_DEFER: Duration = Duration::from_secs(30);
+
+/// Apps whose retirement was left to a newer deployment, since when. In this
+/// process, as [`RETIRING`]: a deployment's retirement runs in the worker that
+/// made it live, and a newer one made live by another replica is retired there.
+static DEFERRED: std::sync::LazyLock<Mutex<HashMap<AppId, Instant>>> = std::sync::LazyLock::new(Default::default);
+
+/// Whether the app's retirement may wait for its newer live deployment's: yes
+/// until the first such wait is [`MAX_DEFER`] old.
+fn defer(app: AppId, now: Instant) -> bool {
+    let mut deferred = DEFERRED.lock().expect("deferral registry");
+    let since = *deferred.entry(app).or_insert(now);
+    if now.duration_since(since) < MAX_DEFER {
+        return true;
+    }
+    deferred.remove(&app);
+    false
+}
+
+/// Whether another deployment than `went_live` is the app's live one now (a
+/// newer one: a rollback is a new deployment too). An app with none (stopped)
+/// or a failed read is retired as usual.
+async fn superseded(engine: &Engine, app: AppId, went_live: DeploymentId) -> bool {
+    let Ok(mut conn) = engine.db.get().await else {
+        return false;
+    };
+    matches!(super::live_of(&mut conn, app).await, Ok(Some(live)) if live != went_live)
 }
 
 /// Apps with a retirement running in this process, and whether another was
@@ -40,6 +81,7 @@ pub(crate) async fn retire(engine: &Engine, app: AppId, grace: Duration) {
         }
         busy.insert(app, false);
     }
+    DEFERRED.lock().expect("deferral registry").remove(&app);
     loop {
         retire_once(engine, app, grace).await;
         let mut busy = RETIRING.lock().expect("retirement registry");
@@ -73,9 +115,9 @@ async fn retire_once(engine: &Engine, app: AppId, grace: Duration) {
 }
 
 /// Ends and removes the app's containers that are not live and not in progress:
-/// their stop signal (SIGTERM unless the image says otherwise) to all of them at
-/// once, so each drains within the same `grace`; then, one after another,
-/// SIGKILL for any still running, and removal.
+/// their stop signal (SIGTERM unless the image says otherwise) to each in turn,
+/// [`SIGNAL_PACE`] apart, each then given the whole `grace` to end; then, one
+/// after another, SIGKILL for any still running, and removal.
 ///
 /// One after another because a container's end is kernel work (its processes,
 /// network namespace and cgroup torn down) that takes every core of a small host
@@ -113,7 +155,8 @@ pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
     }
     tracing::info!(app.id = %app, containers = ?doomed, "retiring replaced containers");
     let grace = grace.max(Duration::from_secs(1));
-    futures::future::join_all(doomed.iter().map(|name| async move {
+    futures::future::join_all(doomed.iter().enumerate().map(|(i, name)| async move {
+        tokio::time::sleep(SIGNAL_PACE * i as u32).await;
         if let Err(e) = engine.docker.terminate_container(name).await {
             tracing::warn!(error = %e, container = %name, "asking a replaced container to stop");
         }
@@ -130,6 +173,11 @@ pub(crate) async fn retire_old(engine: &Engine, app: AppId, grace: Duration) {
         }
     }
 }
+
+/// The gap between two replaced containers' stop signals: those that stop on
+/// it end apart, as those killed at their removal do (a burst's retirement can
+/// hold twenty).
+const SIGNAL_PACE: Duration = Duration::from_millis(100);
 
 async fn keepers(engine: &Engine, app: AppId) -> Result<HashSet<DeploymentId>, StoreError> {
     let mut conn = engine.db.get().await?;
@@ -202,5 +250,22 @@ pub(crate) async fn prune_images(engine: &Engine, app: AppId) {
     .await;
     if let Err(e) = result {
         tracing::warn!(error = %e, "pruning images");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_retirement_waits_for_newer_deployments_at_most_max_defer() {
+        let app = AppId(uuid::Uuid::new_v4());
+        let t0 = Instant::now();
+        assert!(defer(app, t0), "the first newer deployment takes it over");
+        assert!(defer(app, t0 + MAX_DEFER - Duration::from_millis(1)));
+        assert!(!defer(app, t0 + MAX_DEFER), "past the bound it runs");
+        // And the next burst starts its own bound.
+        assert!(defer(app, t0 + MAX_DEFER * 2));
+        assert!(!defer(app, t0 + MAX_DEFER * 3));
     }
 }
