@@ -19,8 +19,9 @@ use std::time::{Duration, Instant};
 /// containers too. So a burst of redeploys ends its replaced containers once,
 /// after the burst, instead of among its container starts (a container's end
 /// and a start on the same small host delay every app's requests; measured in
-/// docs/BENCHMARKS.md, "Retirement after a burst"). Deferred at most
-/// [`MAX_DEFER`], so a steady stream of redeploys still ends what it replaced.
+/// docs/BENCHMARKS.md, "Retirement after a burst"). A retirement falling due
+/// [`MAX_DEFER`] or more after the first one so left runs all the same, so a
+/// steady stream of redeploys still ends what it replaced.
 pub(crate) fn after_go_live(engine: &Engine, app: AppId, went_live: DeploymentId, drain: Duration) {
     let engine = engine.clone();
     tokio::spawn(async move {
@@ -33,8 +34,8 @@ pub(crate) fn after_go_live(engine: &Engine, app: AppId, went_live: DeploymentId
     });
 }
 
-/// The longest a replaced container waits for its retirement beyond its drain
-/// time while newer deployments keep going live.
+/// How long after the first retirement left to a newer deployment the app's
+/// next one due runs regardless, while newer deployments keep going live.
 const MAX_DEFER: Duration = Duration::from_secs(30);
 
 /// Apps whose retirement was left to a newer deployment, since when. In this
