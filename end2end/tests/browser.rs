@@ -1119,6 +1119,19 @@ async fn an_app_from_git_deploys_with_a_live_log_in_a_real_browser() {
     }
 }
 
+/// Adds an S3 destination on the open backups tab, the test S3 server's
+/// bucket under `prefix`, and waits for its row.
+async fn add_destination(c: &Client, s3: &TestS3, name: &str, prefix: &str) {
+    fill(c, "#add-destination input[name=name]", name).await;
+    fill(c, "#add-destination input[name=endpoint]", &s3.url).await;
+    fill(c, "#add-destination input[name=bucket]", &s3.bucket).await;
+    fill(c, "#add-destination input[name=prefix]", prefix).await;
+    fill(c, "#add-destination input[name=access_key]", &s3.access_key).await;
+    fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
+    click(c, "#add-destination-submit").await;
+    wait_text(c, "#destinations", name).await;
+}
+
 async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     onboard_into_project(c, base, token).await;
 
@@ -1161,14 +1174,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
 
     // An S3 destination, tested, then a backup that shows in the history.
     click(c, "[data-tab=backups]").await;
-    fill(c, "#add-destination input[name=name]", "Local S3").await;
-    fill(c, "#add-destination input[name=endpoint]", &s3.url).await;
-    fill(c, "#add-destination input[name=bucket]", &s3.bucket).await;
-    fill(c, "#add-destination input[name=prefix]", "berth").await;
-    fill(c, "#add-destination input[name=access_key]", &s3.access_key).await;
-    fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
-    click(c, "#add-destination-submit").await;
-    wait_text(c, "#destinations", "Local S3").await;
+    add_destination(c, s3, "Local S3", "berth").await;
     focus_kept(c, "#add-destination-submit").await;
     find(c, "[data-test-destination='Local S3']")
         .await
@@ -1191,14 +1197,7 @@ async fn database_journey(c: &Client, base: &str, token: &str, s3: &TestS3) {
     focus_kept(c, "section:has(#schedules) > h2").await;
     // A second destination, then removed from its row (asked first): the
     // focus goes to the same button in the row before.
-    fill(c, "#add-destination input[name=name]", "Spare S3").await;
-    fill(c, "#add-destination input[name=endpoint]", &s3.url).await;
-    fill(c, "#add-destination input[name=bucket]", &s3.bucket).await;
-    fill(c, "#add-destination input[name=prefix]", "spare").await;
-    fill(c, "#add-destination input[name=access_key]", &s3.access_key).await;
-    fill(c, "#add-destination input[name=secret_key]", &s3.secret_key).await;
-    click(c, "#add-destination-submit").await;
-    wait_text(c, "#destinations", "Spare S3").await;
+    add_destination(c, s3, "Spare S3", "spare").await;
     click(c, "[data-remove-destination='Spare S3']").await;
     c.accept_alert().await.expect("the removal asks first");
     find(c, "#destinations:not(:has([data-destination='Spare S3']))").await;

@@ -220,6 +220,16 @@ impl Memory {
         }
     }
 
+    /// Inspects the container, its OOM flag set from a kept `oom` event (see
+    /// [`Memory::with_oom_event`]): how every pass looks at what should run.
+    async fn inspect(
+        &mut self,
+        engine: &Engine,
+        name: &str,
+    ) -> Result<Option<ContainerInfo>, crate::docker::DockerError> {
+        Ok(self.with_oom_event(engine.docker.inspect_container(name).await?))
+    }
+
     /// The container as inspected, with the OOM flag set when Docker reported
     /// an `oom` event for it that its flag missed (see `oom_events`). Forgets
     /// the event once the container is up again or gone.
@@ -529,8 +539,8 @@ async fn proxy(engine: &Engine, memory: &mut Memory, problems: &mut Problems) {
     // Its `oom` event names a kill Docker's flag missed, as for apps; but no
     // pass is spent waiting for a late one: while Traefik is down every app
     // is, so its repair goes first and its reason may say less.
-    let current = match engine.docker.inspect_container(name).await {
-        Ok(c) => memory.with_oom_event(c),
+    let current = match memory.inspect(engine, name).await {
+        Ok(c) => c,
         Err(e) => {
             problems.system(format!("Traefik: {e}"));
             return;
@@ -689,8 +699,8 @@ async fn apps(
             memory.settled(&key);
             continue;
         }
-        let info = match engine.docker.inspect_container(&container).await {
-            Ok(i) => memory.with_oom_event(i),
+        let info = match memory.inspect(engine, &container).await {
+            Ok(i) => i,
             Err(e) => {
                 problems.app(app.id, format!("app {}: {e}", app.name));
                 continue;
@@ -854,8 +864,8 @@ async fn services(
             }
         };
         let boxed = svc.boxed(engine);
-        let info = match engine.docker.inspect_container(&boxed.container).await {
-            Ok(i) => memory.with_oom_event(i),
+        let info = match memory.inspect(engine, &boxed.container).await {
+            Ok(i) => i,
             Err(e) => {
                 problems.service(id, format!("database {}: {e}", svc.row.name));
                 continue;

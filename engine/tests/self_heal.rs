@@ -66,6 +66,20 @@ async fn containers_of(e: &Engine, app: AppId) -> Vec<String> {
         .collect()
 }
 
+/// Polls the app's containers until one is left or `within` has passed, with
+/// `each` run before every look; returns the last list.
+async fn until_one_left(e: &Engine, app: AppId, within: Duration, mut each: impl FnMut()) -> Vec<String> {
+    let deadline = Instant::now() + within;
+    loop {
+        each();
+        let left = containers_of(e, app).await;
+        if left.len() == 1 || Instant::now() > deadline {
+            return left;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_container_removed_by_hand_comes_back_and_the_history_says_so() {
     let _logs = capture();
@@ -167,14 +181,7 @@ async fn ten_redeploys_leave_one_container_and_retire_each_once() {
     }
     // Drain, then SIGTERM and SIGKILL after the drain time (httpd as PID 1
     // ignores SIGTERM: this waits for the kill), plus a margin for removal.
-    let deadline = Instant::now() + Duration::from_secs(2 * drain + 20);
-    let left = loop {
-        let left = containers_of(e, app).await;
-        if left.len() == 1 || Instant::now() > deadline {
-            break left;
-        }
-        tokio::time::sleep(Duration::from_millis(250)).await;
-    };
+    let left = until_one_left(e, app, Duration::from_secs(2 * drain + 20), || {}).await;
     assert_eq!(left.len(), 1, "exactly the live container remains: {left:?}");
     let live = &last.unwrap().0.simple().to_string()[..12];
     assert!(left[0].ends_with(live), "the live deployment's container: {left:?}");
@@ -227,18 +234,13 @@ async fn redeploys_within_the_drain_time_are_retired_once_after_the_last() {
             .map(str::to_owned)
             .collect()
     };
-    let deadline = Instant::now() + 2 * drain + Duration::from_secs(20);
     let mut began = None;
-    let left = loop {
+    let left = until_one_left(e, app, 2 * drain + Duration::from_secs(20), || {
         if began.is_none() && !retirements().is_empty() {
             began = Some(Instant::now());
         }
-        let left = containers_of(e, app).await;
-        if left.len() == 1 || Instant::now() > deadline {
-            break left;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
+    })
+    .await;
     let short = |i: usize| ids[i].0.simple().to_string()[..12].to_owned();
     assert_eq!(left.len(), 1, "exactly the live container remains: {left:?}");
     assert!(
