@@ -9,7 +9,9 @@
 //! `BENCH_ONLY=idle` measures the idle memory alone (VmRSS, RssAnon, RssFile;
 //! with `BENCH_SMAPS=1` also every mapping above 500 kB resident), to compare
 //! builds of one binary (docs/BENCHMARKS.md, "Idle memory and the release
-//! profile"). `BENCH_ONLY=ui` prints only what each route makes the browser
+//! profile"). `BENCH_ONLY=memory` follows the memory through the load instead
+//! (idle, after the sign-up's password hash, at the end of the load, 15 and
+//! 60 s after; each by kind), without the UI sizes and the rate sweep. `BENCH_ONLY=ui` prints only what each route makes the browser
 //! download, from the site's files (no server, database or Redis needed).
 
 use anyhow::{bail, Context, Result};
@@ -187,6 +189,123 @@ fn idle_only(pid: u32) -> Result<()> {
     Ok(())
 }
 
+/// Onboards the first user (one Argon2id hash) and returns the session cookie.
+async fn sign_up(client: &HttpClient, port: u16) -> Result<String> {
+    let (s, h) = post(
+        client,
+        port,
+        "/api/onboard",
+        &format!(
+            "name=Bench&email=bench%40example.com&password=benchmark-password&organization=Bench&setup_token={}",
+            printed_setup_token(port)?
+        ),
+        None,
+    )
+    .await?;
+    if s != 200 {
+        bail!("onboard: {s}");
+    }
+    Ok(h.get_all("set-cookie")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|c| c.starts_with("berth_session="))
+        .context("session cookie")?
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned())
+}
+
+async fn create_project(client: &HttpClient, port: u16, cookie: &str, i: usize) -> Result<()> {
+    let (s, _) = post(
+        client,
+        port,
+        "/api/projects/create",
+        &format!("name=Project+{i}&description=Benchmark"),
+        Some(cookie),
+    )
+    .await?;
+    if s != 200 {
+        bail!("create project: {s}");
+    }
+    Ok(())
+}
+
+/// VmRSS, RssAnon and RssFile of `pid` in KiB, and its thread count.
+fn memory_kib(pid: u32) -> Result<[u64; 4]> {
+    Ok([
+        status_kib(pid, "VmRSS:")?,
+        status_kib(pid, "RssAnon:")?,
+        status_kib(pid, "RssFile:")?,
+        status_kib(pid, "Threads:")?,
+    ])
+}
+
+/// `BENCH_ONLY=memory`: the server's memory by kind through the same load as
+/// the full run (sign-up, 50 projects, 3 s warm-up, 15 s at 200 req/s), then
+/// 15 and 60 s after its connections closed, so that what comes back and what
+/// stays are told apart (anonymous memory is the heap and the threads'
+/// stacks; file-backed is the binary's code and data the requests touched:
+/// clean pages, shared with the page cache, that the kernel takes back under
+/// pressure without writing anything).
+async fn memory_through_load(client: &HttpClient, port: u16, pid: u32, child: Child) -> Result<()> {
+    let mut memory = vec![("idle", memory_kib(pid)?)];
+    // The load's own client, dropped when the load ends: a browser's
+    // keep-alive connections end too, and each open one holds the server's
+    // buffers for it.
+    let load_client: HttpClient = Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(64)
+        .build_http();
+    let cookie = sign_up(&load_client, port).await?;
+    memory.push(("after the sign-up (one password hash)", memory_kib(pid)?));
+    for i in 0..50 {
+        create_project(&load_client, port, &cookie, i).await?;
+    }
+    // BENCH_RATE: another rate than the full run's 200 req/s (above the
+    // server's capacity, the overload's queue is what stays or goes).
+    let rate = std::env::var("BENCH_RATE")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(200);
+    load(&load_client, port, &cookie, rate, 3).await?;
+    let cpu = cpu_ms(&pid.to_string())?;
+    let (mut lat, failures) = load(&load_client, port, &cookie, rate, 15).await?;
+    let cpu = (cpu_ms(&pid.to_string())? - cpu) / (rate * 15) as f64;
+    lat.sort_by(f64::total_cmp);
+    memory.push(("at the end of the load", memory_kib(pid)?));
+    let peak = status_kib(pid, "VmHWM:")?;
+    drop(load_client);
+    tokio::time::sleep(Duration::from_secs(15)).await;
+    memory.push(("15 s after (the load's connections closed)", memory_kib(pid)?));
+    tokio::time::sleep(Duration::from_secs(45)).await;
+    memory.push(("60 s after", memory_kib(pid)?));
+    // One more page, as a visitor after a quiet minute: whether what came
+    // back stays back.
+    get(client, port, "/projects", Some(&cookie)).await?;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    memory.push(("one page later", memory_kib(pid)?));
+    clean_up(child).await?;
+    println!("| point | VmRSS | RssAnon | RssFile | threads |");
+    println!("|---|---|---|---|---|");
+    for (point, [rss, anon, file, threads]) in &memory {
+        let mib = |k: &u64| *k as f64 / 1024.0;
+        println!(
+            "| {point} | {:.1} MiB | {:.1} MiB | {:.1} MiB | {threads} |",
+            mib(rss),
+            mib(anon),
+            mib(file)
+        );
+    }
+    println!(
+        "peak (VmHWM) {:.1} MiB; 15 s at {rate} req/s, {failures} of {} requests failed (refused or over 10 s); the others' p50 / p99 {:.1} / {:.1} ms; server CPU {cpu:.2} ms per request sent",
+        peak as f64 / 1024.0,
+        rate * 15,
+        if lat.is_empty() { f64::NAN } else { percentile(&lat, 50.0) },
+        if lat.is_empty() { f64::NAN } else { percentile(&lat, 99.0) },
+    );
+    Ok(())
+}
+
 fn gzip_size(path: &std::path::Path) -> Result<usize> {
     let data = std::fs::read(path).with_context(|| path.display().to_string())?;
     let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
@@ -322,6 +441,10 @@ async fn main() -> Result<()> {
         return clean_up(child).await;
     }
 
+    if std::env::var("BENCH_ONLY").as_deref() == Ok("memory") {
+        return memory_through_load(&client, port, pid, child).await;
+    }
+
     // UI transfer size.
     let site = std::path::PathBuf::from(std::env::var("BERTH_SITE_ROOT").unwrap_or_else(|_| "target/site".into()));
     let wasm = gzip_size(&site.join("pkg/berth_bg.wasm"))?;
@@ -333,42 +456,9 @@ async fn main() -> Result<()> {
     // SSR of the project list, signed in, with 50 projects, at a fixed 200 req/s
     // for 15 s (open loop: latency is measured from the scheduled send time),
     // then at rising rates to find the highest that keeps p99 within 20 ms.
-    let (s, h) = post(
-        &client,
-        port,
-        "/api/onboard",
-        &format!(
-            "name=Bench&email=bench%40example.com&password=benchmark-password&organization=Bench&setup_token={}",
-            printed_setup_token(port)?
-        ),
-        None,
-    )
-    .await?;
-    if s != 200 {
-        bail!("onboard: {s}");
-    }
-    let cookie = h
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|c| c.starts_with("berth_session="))
-        .context("session cookie")?
-        .split(';')
-        .next()
-        .unwrap()
-        .to_owned();
+    let cookie = sign_up(&client, port).await?;
     for i in 0..50 {
-        let (s, _) = post(
-            &client,
-            port,
-            "/api/projects/create",
-            &format!("name=Project+{i}&description=Benchmark"),
-            Some(&cookie),
-        )
-        .await?;
-        if s != 200 {
-            bail!("create project: {s}");
-        }
+        create_project(&client, port, &cookie, i).await?;
     }
     let (s, body) = get(&client, port, "/projects", Some(&cookie)).await?;
     if s != 200 || !String::from_utf8_lossy(&body).contains("Project 49") {

@@ -17,6 +17,11 @@ pub struct ServerConfig {
     pub trust_proxy: bool,
     /// `BERTH_BODY_LIMIT` in bytes (default 1 MiB): larger request bodies get 413.
     pub body_limit: usize,
+    /// `BERTH_MAX_REQUESTS` (default 64, at least 1): requests one process
+    /// works on at once; `BERTH_MAX_QUEUED` (default 1024): how many more wait
+    /// for a turn before the next gets a 503 (`crate::admission`).
+    pub max_requests: usize,
+    pub max_queued: usize,
     /// `BERTH_WORKER` (default on): run the job runner inside `berth serve`.
     pub worker: bool,
     /// `BERTH_RELEASE`: what this build is, beside its version (the image sets
@@ -54,12 +59,24 @@ impl ServerConfig {
                 reason: e.to_string(),
             })?,
         };
+        let count = |name: &'static str, default: usize, least: usize| match var(name) {
+            None => Ok(default),
+            Some(v) => match v.trim().parse::<usize>() {
+                Ok(n) if n >= least => Ok(n),
+                _ => Err(ConfigError::Invalid {
+                    name,
+                    reason: format!("{v:?} is not a whole number of at least {least}"),
+                }),
+            },
+        };
         Ok(Self {
             listen,
             site_root: var("BERTH_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             public_url,
             trust_proxy: flag("BERTH_TRUST_PROXY", false)?,
             body_limit,
+            max_requests: count("BERTH_MAX_REQUESTS", 64, 1)?,
+            max_queued: count("BERTH_MAX_QUEUED", 1024, 0)?,
             worker: flag("BERTH_WORKER", true)?,
             release: var("BERTH_RELEASE")
                 .map(|r| {

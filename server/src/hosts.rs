@@ -74,6 +74,8 @@ mod tests {
             public_url: Some("https://berth.example.com".into()),
             trust_proxy: false,
             body_limit: 1,
+            max_requests: 64,
+            max_queued: 1024,
             worker: false,
             release: None,
             metrics_token_hash: None,

@@ -2,6 +2,7 @@
 //! middleware, and the plain HTTP routes. Pages and server functions come from
 //! the `app` crate; the domain lives in `engine`.
 
+pub mod admission;
 pub mod audit;
 pub mod config;
 pub mod error;

@@ -12,6 +12,16 @@ use server::config::{LogConfig, ServerConfig};
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+/// jemalloc, with a background thread that hands freed pages back to the
+/// system ~10 s after their last use (`.cargo/config.toml`). With glibc's
+/// malloc a burst's memory stayed (about 70 MiB above idle a minute after
+/// 15 s at 1,000 req/s: freed chunks between live ones, which only
+/// `malloc_trim` returns), and each request took more server CPU (1.32
+/// against 1.14 ms at 200 req/s, 1.38 against 0.95 ms at 1,000; docs/BENCHMARKS.md,
+/// "Memory after load, and under overload").
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 mod client;
 mod host;
 use host::{InstallArgs, UpgradeArgs};

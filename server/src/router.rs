@@ -119,6 +119,12 @@ pub fn router(state: AppState) -> Router {
         .layer(RequestBodyLimitLayer::new(
             state.config.body_limit.max(crate::middleware::UPLOAD_BODY_LIMIT),
         ))
+        // Inside the trace and the timing, so a request's wait for a turn is
+        // in its logged and measured time, and a 503 is logged and counted.
+        .layer(axum::middleware::from_fn_with_state(
+            state.admission.clone(),
+            crate::admission::admit,
+        ))
         .layer(trace)
         // Outermost of the per-route layers: the whole answer is timed, and
         // the route's pattern is known (axum has matched it by then).

@@ -26,6 +26,8 @@ pub struct AppState {
     pub recorder: Arc<crate::recorder::Recorder>,
     /// The public `/health` answer, checked at most once a second.
     pub health: Arc<engine::health::Recent>,
+    /// Requests worked on at once and waiting (`BERTH_MAX_REQUESTS`, `BERTH_MAX_QUEUED`).
+    pub admission: Arc<crate::admission::Admission>,
 }
 
 /// The id `scripts/build.sh` writes to `pkg/BUILD` (16 hex digits, from the
@@ -54,6 +56,7 @@ impl AppState {
             secure_cookies: config.secure_cookies(),
             public_url: config.public_url.clone(),
         };
+        let admission = crate::admission::Admission::new(config.max_requests, config.max_queued);
         let hosts = crate::hosts::AllowedHosts::new(&config, ctx.engine.deploy.proxy.dashboard_host.as_deref());
         Self {
             leptos_options,
@@ -65,6 +68,7 @@ impl AppState {
             build,
             recorder: Default::default(),
             health: Default::default(),
+            admission,
         }
     }
 

@@ -3,7 +3,8 @@
 //! are 413 also when chunked, a NUL in a form field is a 422 naming it, an
 //! address whose webhook calls keep failing is throttled, deploy and invite
 //! tokens never reach the logs, a log download streams (the server's memory
-//! does not grow with the file), and one user's open log sockets are capped.
+//! does not grow with the file), one user's open log sockets are capped, and
+//! a process full of work refuses the next request at once.
 
 mod common;
 
@@ -309,4 +310,50 @@ where
         + Unpin,
 {
     common::ends_within(socket, secs, |m| !matches!(m, Ok(m) if !m.is_close())).await
+}
+
+/// A process full of work (`BERTH_MAX_REQUESTS` turns busy, `BERTH_MAX_QUEUED`
+/// places taken) answers the next request at once with a 503 and
+/// `Retry-After`, while `/health` still answers; once the turn frees, pages
+/// are served again. The turn is held by a form post whose body has not
+/// finished arriving: the body is read inside the turn.
+#[tokio::test]
+async fn a_full_process_refuses_at_once_with_retry_after_and_health_still_answers() {
+    use tower::ServiceExt;
+    let mut config = common::config();
+    config.max_requests = 1;
+    config.max_queued = 0;
+    let app = TestApp::with_config(config).await;
+
+    let (mut tx, rx) = futures::channel::mpsc::channel::<Result<axum::body::Bytes, std::io::Error>>(1);
+    let slow = Request::post("/api/onboard")
+        .header(header::HOST, &app.host)
+        .header(header::ORIGIN, ORIGIN)
+        .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+        .body(Body::from_stream(rx))
+        .unwrap();
+    tx.try_send(Ok("name=Ada".into())).unwrap();
+    let held = tokio::spawn(app.router.clone().oneshot(slow));
+    // On this test's one-thread runtime the spawned post runs at this yield
+    // until it waits for the rest of its body, holding the turn by then.
+    tokio::task::yield_now().await;
+    assert!(!held.is_finished(), "the post was answered before its body ended");
+
+    let refused = app.get("/login", None).await;
+    assert_eq!(refused.status, StatusCode::SERVICE_UNAVAILABLE, "{}", refused.body);
+    assert_eq!(refused.headers[header::RETRY_AFTER], "1");
+    assert!(refused.body.contains("BERTH_MAX_REQUESTS"), "{}", refused.body);
+    assert_eq!(app.get("/health", None).await.status, StatusCode::OK);
+    assert!(!held.is_finished());
+
+    // The body ends: the post is answered (an incomplete sign-up form) and
+    // the turn is free again.
+    drop(tx);
+    let answered = tokio::time::timeout(Duration::from_secs(30), held)
+        .await
+        .expect("the held request answered")
+        .unwrap()
+        .unwrap();
+    assert_ne!(answered.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_ne!(app.get("/login", None).await.status, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -61,6 +61,8 @@ pub fn config() -> ServerConfig {
         public_url: Some(ORIGIN.into()),
         trust_proxy: false,
         body_limit: 1024 * 1024,
+        max_requests: 64,
+        max_queued: 1024,
         worker: false,
         release: None,
         metrics_token_hash: None,
