@@ -11,8 +11,11 @@
 //! builds of one binary (docs/BENCHMARKS.md, "Idle memory and the release
 //! profile"). `BENCH_ONLY=memory` follows the memory through the load instead
 //! (idle, after the sign-up's password hash, at the end of the load, 15 and
-//! 60 s after; each by kind), without the UI sizes and the rate sweep. `BENCH_ONLY=ui` prints only what each route makes the browser
-//! download, from the site's files (no server, database or Redis needed).
+//! 60 s after; each by kind), without the UI sizes and the rate sweep;
+//! `BENCH_RATE=N` loads at N req/s instead of 200 (docs/BENCHMARKS.md,
+//! "Memory after load, and under overload"). `BENCH_ONLY=ui` prints only what
+//! each route makes the browser download, from the site's files (no server,
+//! database or Redis needed).
 
 use anyhow::{bail, Context, Result};
 use engine::testing::{free_port, TestDb, TestRedis};
