@@ -1,6 +1,6 @@
 //! The server's own configuration (the engine's is in `engine::config`).
 
-use engine::config::{flag, var, ConfigError};
+use engine::config::{flag, parse_var, var, ConfigError};
 use std::net::SocketAddr;
 
 #[derive(Debug, Clone)]
@@ -59,24 +59,15 @@ impl ServerConfig {
                 reason: e.to_string(),
             })?,
         };
-        let count = |name: &'static str, default: usize, least: usize| match var(name) {
-            None => Ok(default),
-            Some(v) => match v.trim().parse::<usize>() {
-                Ok(n) if n >= least => Ok(n),
-                _ => Err(ConfigError::Invalid {
-                    name,
-                    reason: format!("{v:?} is not a whole number of at least {least}"),
-                }),
-            },
-        };
         Ok(Self {
             listen,
             site_root: var("BERTH_SITE_ROOT").unwrap_or_else(|| "target/site".into()),
             public_url,
             trust_proxy: flag("BERTH_TRUST_PROXY", false)?,
             body_limit,
-            max_requests: count("BERTH_MAX_REQUESTS", 64, 1)?,
-            max_queued: count("BERTH_MAX_QUEUED", 1024, 0)?,
+            // Zero turns would refuse everything: NonZeroUsize refuses it.
+            max_requests: parse_var("BERTH_MAX_REQUESTS", std::num::NonZeroUsize::new(64).unwrap())?.get(),
+            max_queued: parse_var("BERTH_MAX_QUEUED", 1024)?,
             worker: flag("BERTH_WORKER", true)?,
             release: var("BERTH_RELEASE")
                 .map(|r| {
